@@ -1,0 +1,78 @@
+//! What the compiler emits and the map writer consumes: every map entry of one policy
+//! generation, without the generation byte (the writer adds it) and with interfaces
+//! named rather than numbered (the agent resolves names to ifindexes on its node).
+//!
+//! The key/value layouts and lookup precedence are documented in `enforcer-common`
+//! and `docs/architecture.md`; this is the same data in owned Rust form.
+
+use ipnet::IpNet;
+
+use enforcer_common::{EndpointInfo, Verdict};
+
+/// One generation's complete dataplane content.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DataplaneSpec {
+    /// `ENF_ENDPOINTS`: one entry per local endpoint interface.
+    pub endpoints: Vec<SpecEndpoint>,
+    /// `ENF_PEERS_V4` / `ENF_PEERS_V6`: address prefixes → peer class. Includes a `/0`
+    /// per family.
+    pub peers: Vec<SpecPeer>,
+    /// `ENF_PORTS`: (protocol, port prefix) → cell.
+    pub ports: Vec<SpecPort>,
+    /// `ENF_VERDICTS`.
+    pub verdicts: Vec<(SpecVerdictKey, Verdict)>,
+    /// Index → name of the policies that verdicts refer to (`Verdict::policy`).
+    pub policies: Vec<PolicyName>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpecEndpoint {
+    /// Host-side interface, e.g. `cali1234567890a`.
+    pub iface: String,
+    /// `namespace/name` of the workload (for inspect and events).
+    pub workload: String,
+    /// `ifindex`-free part of the value: profile, endpoint id, flags, addresses.
+    pub info: EndpointInfo,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpecPeer {
+    pub net: IpNet,
+    pub class: u32,
+    /// `PEER_F_*`.
+    pub flags: u32,
+    /// With `PEER_F_LOCAL_ENDPOINT`: the interface of that endpoint.
+    pub local_iface: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SpecPort {
+    pub proto: u8,
+    /// First port of the prefix (ICMP: `type << 8 | code`).
+    pub port: u16,
+    /// Significant leading bits of `port`, 0..=16.
+    pub prefix_len: u8,
+    pub cell: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SpecVerdictKey {
+    /// `DIR_INGRESS` / `DIR_EGRESS`.
+    pub dir: u8,
+    pub profile: u32,
+    /// A class, or `ANY_PEER`.
+    pub peer_class: u32,
+    /// A cell, or `ANY_CELL`.
+    pub cell: u32,
+}
+
+/// A policy as users name it, for explanations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyName {
+    /// `default`, `kube-admin`, … ; the Kubernetes policies are in `default`.
+    pub tier: String,
+    /// `NetworkPolicy` (Kubernetes), `projectcalico.org/NetworkPolicy`, `GlobalNetworkPolicy`, `Profile`.
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}

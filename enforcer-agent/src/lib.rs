@@ -1,0 +1,10 @@
+//! enforcer: Calico's policy model enforced by eBPF.
+//!
+//! Pipeline: [`model`] (YAML → typed objects) → [`policy`] (the unified, ordered Calico
+//! model; Kubernetes policies converted as Calico does) → [`compile`] (classes and
+//! verdict entries, see `docs/architecture.md`) → [`dataplane`] (BPF maps and programs).
+//! [`eval`] is the reference evaluator, the readable spec the compiler is tested
+//! against. [`lab`] builds a cluster out of network namespaces.
+
+pub mod compile;
+pub mod model;

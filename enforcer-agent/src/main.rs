@@ -1,0 +1,4 @@
+//! The `enforcer` command.
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}

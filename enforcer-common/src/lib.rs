@@ -1,0 +1,479 @@
+//! Map keys, values and constants shared by the enforcer BPF programs and the agent.
+//!
+//! Every type here is `#[repr(C)]` with explicit padding (named `_pad` fields, always
+//! written as zero), uses integers instead of `bool`/enum/`Option`, and has a size
+//! assertion. With the `user` feature the types also implement `aya::Pod` and
+//! `bytemuck::Pod`; bytemuck's derive refuses any type with implicit padding, so the
+//! layouts are checked by the compiler as well as by the assertions below.
+//!
+//! # How a packet is judged (see `docs/architecture.md` for the whole picture)
+//!
+//! The agent compiles the policy set into *classes* so the BPF side needs a constant
+//! number of lookups whatever the number of tiers, policies and rules:
+//!
+//! 1. `ENDPOINTS[(generation, ifindex)]` → the local endpoint's *profile* (endpoints that are
+//!    selected by the same policies with the same named-port numbers share a profile).
+//! 2. `PEERS_V4` / `PEERS_V6` (LPM tries) `[(generation, peer address)]` → the peer's *class*
+//!    (addresses that every rule of every policy treats alike share a class).
+//! 3. `PORTS` (LPM trie) `[(generation, protocol, port)]` → the *cell*: a class of
+//!    (protocol, port) pairs (ICMP: type and code) that every rule treats alike.
+//! 4. `VERDICTS[(generation, direction, profile, peer class, cell)]` → the verdict, with the
+//!    wildcard fallbacks described at [`VerdictKey`].
+//!
+//! All policy maps carry a generation byte `generation` in their keys: the agent writes a whole
+//! new generation next to the live one and then flips [`Config::active_gen`], so every
+//! packet (and every flow, see [`CtValue::generation`]) is judged by exactly one policy version.
+#![no_std]
+
+/// Number of policy generations kept side by side (live + being written).
+pub const GENERATIONS: u32 = 2;
+
+// ---------------------------------------------------------------------------------
+// Map names (pinned under `<bpffs>/enforcer/<node>/` with these names).
+// ---------------------------------------------------------------------------------
+
+pub const MAP_CONFIG: &str = "ENF_CONFIG";
+pub const MAP_ENDPOINTS: &str = "ENF_ENDPOINTS";
+pub const MAP_PEERS_V4: &str = "ENF_PEERS_V4";
+pub const MAP_PEERS_V6: &str = "ENF_PEERS_V6";
+pub const MAP_PORTS: &str = "ENF_PORTS";
+pub const MAP_VERDICTS: &str = "ENF_VERDICTS";
+pub const MAP_CONNTRACK: &str = "ENF_CONNTRACK";
+pub const MAP_PENDING: &str = "ENF_PENDING";
+pub const MAP_COUNTERS: &str = "ENF_COUNTERS";
+pub const MAP_EVENTS: &str = "ENF_EVENTS";
+
+/// Program names (function names in the BPF object).
+pub const PROG_POD_EGRESS: &str = "enforcer_pod_egress";
+pub const PROG_POD_INGRESS: &str = "enforcer_pod_ingress";
+
+// ---------------------------------------------------------------------------------
+// Capacities.
+// ---------------------------------------------------------------------------------
+
+pub const ENDPOINTS_MAX: u32 = 16_384;
+pub const PEERS_MAX: u32 = 262_144;
+pub const PORTS_MAX: u32 = 65_536;
+pub const VERDICTS_MAX: u32 = 1_048_576;
+pub const CONNTRACK_MAX: u32 = 262_144;
+pub const PENDING_MAX: u32 = 65_536;
+pub const EVENTS_BYTES: u32 = 1 << 20;
+
+// ---------------------------------------------------------------------------------
+// CONFIG: ARRAY, one entry at index 0.
+// ---------------------------------------------------------------------------------
+
+/// Global switches, written by the agent. Index 0 of `ENF_CONFIG`.
+///
+/// Before the agent writes it, the entry is all zeros: `live_gens == 0` means "no policy
+/// loaded yet", and the programs then drop every packet on an attached interface
+/// (fail closed) except ARP.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct Config {
+    /// Generation new flows are judged by (0 or 1).
+    pub active_gen: u32,
+    /// Bit `g` set: generation `g` is complete and may still judge flows that began in it.
+    pub live_gens: u32,
+    /// `CONFIG_F_*` flags.
+    pub flags: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<Config>() == 16);
+
+/// Emit a flow event for every denied new flow (not only for Log rules).
+pub const CONFIG_F_EVENT_ON_DENY: u32 = 1 << 0;
+
+// ---------------------------------------------------------------------------------
+// ENDPOINTS: HASH (generation, ifindex) → EndpointInfo.
+// ---------------------------------------------------------------------------------
+
+/// Key of `ENF_ENDPOINTS`: the interface a program runs on, in a generation.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct EndpointKey {
+    pub generation: u32,
+    pub ifindex: u32,
+}
+const _: () = assert!(size_of::<EndpointKey>() == 8);
+
+/// The local endpoint behind an interface.
+///
+/// A packet on an attached interface whose `(generation, ifindex)` has no entry is dropped
+/// (reason [`REASON_NO_ENDPOINT`]): an interface under enforcement never fails open.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct EndpointInfo {
+    /// Profile id used in [`VerdictKey::profile`].
+    pub profile: u32,
+    /// Stable endpoint id (for events and `enforcer inspect`).
+    pub endpoint_id: u32,
+    /// `EP_F_*` flags.
+    pub flags: u32,
+    /// IPv4 address the endpoint must send from (anti-spoofing), network order.
+    pub ipv4: [u8; 4],
+    /// IPv6 address the endpoint must send from, network order.
+    pub ipv6: [u8; 16],
+}
+const _: () = assert!(size_of::<EndpointInfo>() == 32);
+
+/// The endpoint has an IPv4 address (`ipv4` is valid).
+pub const EP_F_HAS_V4: u32 = 1 << 0;
+/// The endpoint has an IPv6 address (`ipv6` is valid).
+pub const EP_F_HAS_V6: u32 = 1 << 1;
+
+// ---------------------------------------------------------------------------------
+// PEERS_V4 / PEERS_V6: LPM_TRIE (generation, address) → PeerInfo.
+// ---------------------------------------------------------------------------------
+
+/// Data part of an `ENF_PEERS_V4` LPM key. The prefix length counts the 8 bits of `generation`
+/// first, so a lookup never crosses generations: `prefixlen = 8 + address prefix`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct PeerKeyV4 {
+    pub generation: u8,
+    pub addr: [u8; 4],
+}
+const _: () = assert!(size_of::<PeerKeyV4>() == 5);
+
+/// Data part of an `ENF_PEERS_V6` LPM key; `prefixlen = 8 + address prefix`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct PeerKeyV6 {
+    pub generation: u8,
+    pub addr: [u8; 16],
+}
+const _: () = assert!(size_of::<PeerKeyV6>() == 17);
+
+/// What the policy set knows about an address.
+///
+/// Every generation has a `/0` entry per family (the "world" class), so every address
+/// resolves. Longest prefix wins: a pod's `/32` (`/128`) beats any CIDR containing it,
+/// and the compiler has folded the CIDRs containing the pod into the pod's class.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct PeerInfo {
+    /// Peer class used in [`VerdictKey::peer_class`].
+    pub class: u32,
+    /// `PEER_F_*` flags.
+    pub flags: u32,
+    /// For [`PEER_F_LOCAL_ENDPOINT`]: the interface whose programs judge this peer's
+    /// own leg (key into `ENF_ENDPOINTS`).
+    pub ifindex: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<PeerInfo>() == 16);
+
+/// The address belongs to an endpoint on this node whose interface runs our programs:
+/// that interface judges the peer's own leg of the flow.
+pub const PEER_F_LOCAL_ENDPOINT: u32 = 1 << 0;
+/// The address is a Service virtual IP (ClusterIP). Egress towards it is judged after
+/// kube-proxy's DNAT, at the hook that sees the translated destination.
+pub const PEER_F_SERVICE_VIP: u32 = 1 << 1;
+
+// ---------------------------------------------------------------------------------
+// PORTS: LPM_TRIE (generation, protocol, port) → cell.
+// ---------------------------------------------------------------------------------
+
+/// Data part of an `ENF_PORTS` LPM key: `prefixlen = 16 + port prefix`.
+///
+/// `port` is big-endian so LPM prefixes are port ranges aligned on powers of two. For
+/// ICMP and ICMPv6 the "port" is `type << 8 | code`, so type-only rules are /24 keys.
+/// Protocols with neither ports nor types (for example GRE) have one /16 entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct PortKey {
+    pub generation: u8,
+    pub proto: u8,
+    pub port: [u8; 2],
+}
+const _: () = assert!(size_of::<PortKey>() == 4);
+
+/// Cell of a protocol that no rule names (no `PORTS` entry matched).
+pub const CELL_UNLISTED: u32 = 0;
+
+// ---------------------------------------------------------------------------------
+// VERDICTS: HASH VerdictKey → Verdict.
+// ---------------------------------------------------------------------------------
+
+/// Direction of a verdict, from the local endpoint's point of view.
+pub const DIR_INGRESS: u8 = 0;
+pub const DIR_EGRESS: u8 = 1;
+
+/// Wildcard value of [`VerdictKey::peer_class`].
+pub const ANY_PEER: u32 = u32::MAX;
+/// Wildcard value of [`VerdictKey::cell`].
+pub const ANY_CELL: u32 = u32::MAX;
+
+/// Key of `ENF_VERDICTS`.
+///
+/// The compiler evaluates the ordered tiers/policies/rules for each profile and stores
+/// the result per (peer class, cell), compressed with wildcards. Lookup precedence,
+/// first hit wins (at most four hash lookups):
+///
+/// 1. `(profile, dir, peer_class, cell)`: exact.
+/// 2. `(profile, dir, peer_class, ANY_CELL)`: this peer is treated alike on every cell.
+/// 3. `(profile, dir, ANY_PEER, cell)`: this cell is treated alike for every peer that
+///    has no entry of kind 1 or 2.
+/// 4. `(profile, dir, ANY_PEER, ANY_CELL)`: the profile's default; always present.
+///
+/// The compiler only emits an entry where it differs from what the later steps would
+/// answer, so the table stays small; it never relies on a missing default.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct VerdictKey {
+    pub generation: u8,
+    pub dir: u8,
+    pub _pad: [u8; 2],
+    pub profile: u32,
+    pub peer_class: u32,
+    pub cell: u32,
+}
+const _: () = assert!(size_of::<VerdictKey>() == 16);
+
+/// The decision for one (profile, direction, peer class, cell), and why.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct Verdict {
+    /// [`ACTION_ALLOW`] or [`ACTION_DENY`].
+    pub action: u8,
+    /// `VERDICT_KIND_*`: what decided.
+    pub kind: u8,
+    /// `VERDICT_F_*` flags.
+    pub flags: u8,
+    pub _pad: u8,
+    /// Index of the deciding policy in the agent's policy table (`u32::MAX`: none).
+    pub policy: u32,
+    /// Index of the deciding rule inside that policy's direction (`u32::MAX`: none).
+    pub rule: u32,
+    /// For [`VERDICT_F_LOG`]: the policy of the first Log rule that matched.
+    pub log_policy: u32,
+    /// For [`VERDICT_F_LOG`]: that Log rule's index.
+    pub log_rule: u32,
+}
+const _: () = assert!(size_of::<Verdict>() == 20);
+
+pub const ACTION_ALLOW: u8 = 1;
+pub const ACTION_DENY: u8 = 2;
+
+/// A rule (Allow or Deny) decided.
+pub const VERDICT_KIND_RULE: u8 = 1;
+/// No rule matched in a tier that selected the endpoint: the tier's default action.
+pub const VERDICT_KIND_TIER_DEFAULT: u8 = 2;
+/// No tier decided: the endpoint's profile (Kubernetes namespace profile allows all).
+pub const VERDICT_KIND_PROFILE: u8 = 3;
+/// No tier decided and the endpoint has no profile that allows: denied.
+pub const VERDICT_KIND_NO_PROFILE: u8 = 4;
+
+/// A Log rule matched before the decision: emit a flow event.
+pub const VERDICT_F_LOG: u8 = 1 << 0;
+
+/// "No policy / no rule" in [`Verdict::policy`] and [`Verdict::rule`].
+pub const NO_INDEX: u32 = u32::MAX;
+
+// ---------------------------------------------------------------------------------
+// CONNTRACK: LRU_HASH CtKey → CtValue.
+// ---------------------------------------------------------------------------------
+
+pub const FAMILY_V4: u8 = 4;
+pub const FAMILY_V6: u8 = 6;
+
+/// A directional 5-tuple. IPv4 addresses use the first 4 bytes, the rest zero.
+///
+/// For ICMP echo the request uses `(sport = id, dport = 0)` and the reply
+/// `(sport = 0, dport = id)`, so a reply's reversed tuple is its request's tuple.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct CtKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(size_of::<CtKey>() == 40);
+
+/// State of a flow, stored under the tuple of its first packet (the forward tuple).
+/// A packet whose reversed tuple finds an entry with both legs approved is a reply.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct CtValue {
+    /// `bpf_ktime_get_ns` of the last packet in either direction.
+    pub last_seen_ns: u64,
+    /// `CT_F_*` flags.
+    pub flags: u32,
+    /// Generation that judged the flow's first leg; the second leg uses it too while it
+    /// is live, so both legs of a flow see the same policy version.
+    pub generation: u32,
+}
+const _: () = assert!(size_of::<CtValue>() == 16);
+
+/// The source endpoint's egress policy allowed the flow (or the source is not ours).
+pub const CT_F_EGRESS_OK: u32 = 1 << 0;
+/// The destination endpoint's ingress policy allowed the flow (or it is not ours).
+pub const CT_F_INGRESS_OK: u32 = 1 << 1;
+/// Created for a packet to a Service VIP: the egress leg is judged after DNAT.
+pub const CT_F_DEFERRED: u32 = 1 << 2;
+/// A TCP FIN or RST was seen: the entry expires soon.
+pub const CT_F_CLOSING: u32 = 1 << 3;
+/// Both legs approved: replies pass.
+pub const CT_F_ESTABLISHED: u32 = CT_F_EGRESS_OK | CT_F_INGRESS_OK;
+
+/// Idle timeouts (Calico's eBPF dataplane uses the same orders of magnitude).
+pub const CT_TIMEOUT_TCP_SYN_NS: u64 = 20_000_000_000;
+pub const CT_TIMEOUT_TCP_ESTABLISHED_NS: u64 = 3_600_000_000_000;
+pub const CT_TIMEOUT_TCP_CLOSING_NS: u64 = 30_000_000_000;
+pub const CT_TIMEOUT_UDP_NS: u64 = 60_000_000_000;
+pub const CT_TIMEOUT_ICMP_NS: u64 = 5_000_000_000;
+pub const CT_TIMEOUT_OTHER_NS: u64 = 600_000_000_000;
+
+// ---------------------------------------------------------------------------------
+// PENDING: LRU_HASH PendingKey → PendingValue (Service traffic awaiting its egress leg).
+// ---------------------------------------------------------------------------------
+
+/// A client socket that sent to a Service VIP: (client address, client port, protocol).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct PendingKey {
+    pub client: [u8; 16],
+    pub sport: u16,
+    pub proto: u8,
+    pub family: u8,
+}
+const _: () = assert!(size_of::<PendingKey>() == 20);
+
+/// The VIP and port the client addressed, so that once the translated packet is
+/// approved the original-tuple entry can be marked established (the un-DNATed reply
+/// comes from the VIP).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct PendingValue {
+    pub vip: [u8; 16],
+    pub vport: u16,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(size_of::<PendingValue>() == 20);
+
+/// skb mark set on a packet to a Service VIP whose egress leg is deferred. Only the
+/// bits in [`MARK_MASK`] are ours (kube-proxy uses 0x4000/0x8000, Calico 0xffff0000 by
+/// default; these bits are free in both kube-proxy modes).
+pub const MARK_MASK: u32 = 0x0f00_0000;
+pub const MARK_EGRESS_DEFERRED: u32 = 0x0a00_0000;
+
+// ---------------------------------------------------------------------------------
+// COUNTERS: PERCPU_ARRAY u64, index = hook * REASONS + reason.
+// ---------------------------------------------------------------------------------
+
+pub const HOOK_POD_EGRESS: u32 = 0;
+pub const HOOK_POD_INGRESS: u32 = 1;
+pub const HOOKS: u32 = 8;
+
+/// Counter slots per hook.
+pub const REASONS: u32 = 16;
+pub const COUNTERS_LEN: u32 = HOOKS * REASONS;
+
+pub const REASON_ALLOW_POLICY: u32 = 0;
+pub const REASON_ALLOW_CONNTRACK: u32 = 1;
+pub const REASON_ALLOW_NON_IP: u32 = 2;
+pub const REASON_DEFERRED: u32 = 3;
+pub const REASON_DENY_POLICY: u32 = 4;
+pub const REASON_NO_ENDPOINT: u32 = 5;
+pub const REASON_NO_POLICY_LOADED: u32 = 6;
+pub const REASON_SPOOFED: u32 = 7;
+pub const REASON_MALFORMED: u32 = 8;
+pub const REASON_FRAGMENT: u32 = 9;
+pub const REASON_UNSUPPORTED_L3: u32 = 10;
+pub const REASON_MAP_ERROR: u32 = 11;
+pub const REASON_ALLOW_NDP: u32 = 12;
+
+/// Human names of the reasons, by index.
+pub const REASON_NAMES: [&str; REASONS as usize] = [
+    "allow_policy",
+    "allow_conntrack",
+    "allow_non_ip",
+    "deferred_to_dnat",
+    "deny_policy",
+    "deny_no_endpoint",
+    "deny_no_policy_loaded",
+    "deny_spoofed",
+    "deny_malformed",
+    "deny_fragment",
+    "deny_unsupported_l3",
+    "deny_map_error",
+    "allow_ndp",
+    "unused13",
+    "unused14",
+    "unused15",
+];
+
+// ---------------------------------------------------------------------------------
+// EVENTS: RINGBUF of FlowEvent.
+// ---------------------------------------------------------------------------------
+
+/// One flow event: a Log rule hit, or (with [`CONFIG_F_EVENT_ON_DENY`]) a denied flow.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct FlowEvent {
+    pub ts_ns: u64,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub family: u8,
+    /// [`DIR_INGRESS`] or [`DIR_EGRESS`] of the judging endpoint.
+    pub dir: u8,
+    /// [`ACTION_ALLOW`] or [`ACTION_DENY`].
+    pub action: u8,
+    /// `EVENT_KIND_*`.
+    pub kind: u32,
+    pub ifindex: u32,
+    pub endpoint_id: u32,
+    pub policy: u32,
+    pub rule: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<FlowEvent>() == 72);
+
+/// A Log rule matched (`policy`/`rule` name the Log rule).
+pub const EVENT_KIND_LOG: u32 = 1;
+/// A new flow was denied (`policy`/`rule` name the decision).
+pub const EVENT_KIND_DENY: u32 = 2;
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+
+    // SAFETY: every type is repr(C), has no implicit padding (bytemuck's derive checks
+    // it) and is valid for any bit pattern.
+    unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for EndpointKey {}
+    unsafe impl aya::Pod for EndpointInfo {}
+    unsafe impl aya::Pod for PeerKeyV4 {}
+    unsafe impl aya::Pod for PeerKeyV6 {}
+    unsafe impl aya::Pod for PeerInfo {}
+    unsafe impl aya::Pod for PortKey {}
+    unsafe impl aya::Pod for VerdictKey {}
+    unsafe impl aya::Pod for Verdict {}
+    unsafe impl aya::Pod for CtKey {}
+    unsafe impl aya::Pod for CtValue {}
+    unsafe impl aya::Pod for PendingKey {}
+    unsafe impl aya::Pod for PendingValue {}
+    unsafe impl aya::Pod for FlowEvent {}
+}
