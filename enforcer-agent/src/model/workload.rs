@@ -211,3 +211,33 @@ pub enum IntOrString {
     Int(u32),
     String(String),
 }
+
+impl Pod {
+    /// Host-side interface name of the pod's veth, as Calico names it:
+    /// `cali` + the first 11 hex digits of SHA-1(`<namespace>.<name>`).
+    pub fn host_iface(&self) -> String {
+        host_iface_name(
+            self.metadata.namespace.as_deref().unwrap_or("default"),
+            &self.metadata.name,
+        )
+    }
+
+    /// The pod's addresses from `status.podIPs` (or `status.podIP`), unparsed ones skipped.
+    pub fn ips(&self) -> Vec<std::net::IpAddr> {
+        let Some(status) = &self.status else {
+            return Vec::new();
+        };
+        let mut ips: Vec<std::net::IpAddr> =
+            status.pod_ips.iter().filter_map(|p| p.ip.parse().ok()).collect();
+        if ips.is_empty() {
+            ips.extend(status.pod_ip.as_deref().and_then(|ip| ip.parse().ok()));
+        }
+        ips
+    }
+}
+
+/// Calico's interface name for a workload: `cali` + 11 hex digits of SHA-1("ns.name").
+pub fn host_iface_name(namespace: &str, name: &str) -> String {
+    let digest = sha1_smol::Sha1::from(format!("{namespace}.{name}")).hexdigest();
+    format!("cali{}", &digest[..11])
+}
