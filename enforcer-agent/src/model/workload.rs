@@ -230,7 +230,7 @@ impl Pod {
         let mut ips: Vec<std::net::IpAddr> =
             status.pod_ips.iter().filter_map(|p| p.ip.parse().ok()).collect();
         if ips.is_empty() {
-            ips.extend(status.pod_ip.as_deref().and_then(|ip| ip.parse().ok()));
+            ips.extend(status.pod_ip.as_deref().and_then(|ip| ip.parse::<std::net::IpAddr>().ok()));
         }
         ips
     }
@@ -238,6 +238,6 @@ impl Pod {
 
 /// Calico's interface name for a workload: `cali` + 11 hex digits of SHA-1("ns.name").
 pub fn host_iface_name(namespace: &str, name: &str) -> String {
-    let digest = sha1_smol::Sha1::from(format!("{namespace}.{name}")).hexdigest();
+    let digest = sha1_smol::Sha1::from(format!("{namespace}.{name}")).digest().to_string();
     format!("cali{}", &digest[..11])
 }
