@@ -93,3 +93,29 @@ impl std::fmt::Display for ObjectId {
         }
     }
 }
+
+impl Object {
+    /// A complete document (`apiVersion`, `kind`, the object's fields) that
+    /// [`load_str`] reads back to an equal object. The datastore stores objects so.
+    pub fn to_document(&self) -> serde_json::Value {
+        let (api_version, body) = match self {
+            Object::Namespace(o) => ("v1", serde_json::to_value(o)),
+            Object::Pod(o) => ("v1", serde_json::to_value(o)),
+            Object::Deployment(o) => ("apps/v1", serde_json::to_value(o)),
+            Object::Service(o) => ("v1", serde_json::to_value(o)),
+            Object::NetworkPolicy(o) => ("networking.k8s.io/v1", serde_json::to_value(o)),
+            Object::CalicoNetworkPolicy(o) => ("projectcalico.org/v3", serde_json::to_value(o)),
+            Object::GlobalNetworkPolicy(o) => ("projectcalico.org/v3", serde_json::to_value(o)),
+            Object::Tier(o) => ("projectcalico.org/v3", serde_json::to_value(o)),
+            Object::NetworkSet(o) => ("projectcalico.org/v3", serde_json::to_value(o)),
+            Object::GlobalNetworkSet(o) => ("projectcalico.org/v3", serde_json::to_value(o)),
+            Object::HostEndpoint(o) => ("projectcalico.org/v3", serde_json::to_value(o)),
+        };
+        let mut doc = body.unwrap_or_else(|_| serde_json::json!({}));
+        if let Some(map) = doc.as_object_mut() {
+            map.insert("apiVersion".into(), api_version.into());
+            map.insert("kind".into(), self.kind().into());
+        }
+        doc
+    }
+}
