@@ -7,5 +7,6 @@
 //! against. [`lab`] builds a cluster out of network namespaces.
 
 pub mod compile;
+pub mod dataplane;
 pub mod datastore;
 pub mod model;

@@ -1,1 +1,89 @@
-fn main() {}
+//! `cargo xtask`: what cargo alone cannot do. Every command does its own set-up on a
+//! fresh machine of this kind (rustup components, Debian packages, bpffs).
+//!
+//! - `cargo xtask test`: every test, unit and privileged (BPF_PROG_TEST_RUN, lab), the
+//!   privileged ones in both dev and release profiles.
+//! - `cargo xtask demo`: the tutorial (seed 000) walked step by step in `enforcer lab`.
+
+mod demo;
+mod setup;
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "enforcer's build, test and demo tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Run every test: unit, property, BPF_PROG_TEST_RUN and lab tests.
+    Test {
+        /// Only the unprivileged unit and property tests.
+        #[arg(long)]
+        unit_only: bool,
+    },
+    /// Walk the seed tutorial in a lab, printing the connectivity matrix at each step.
+    Demo {
+        /// Keep the lab up at the end (tear down later with `enforcer lab down --name demo`).
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Task::Test { unit_only } => test(unit_only),
+        Task::Demo { keep } => {
+            setup::prepare(true)?;
+            demo::run(keep)
+        }
+    }
+}
+
+/// Runs a cargo command in the workspace, failing on a non-zero exit.
+pub fn cargo(args: &[&str]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(args)
+        .current_dir(setup::workspace_root())
+        .status()
+        .with_context(|| format!("running {cargo} {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn test(unit_only: bool) -> Result<()> {
+    setup::prepare(!unit_only)?;
+    // Unit and property tests of every crate (the BPF object is built by
+    // enforcer-agent's build.rs on the way).
+    cargo(&["test", "--workspace", "--exclude", "enforcer-tests"])?;
+    if unit_only {
+        return Ok(());
+    }
+    // Privileged tests, serialized: they share the machine's CPU and bpffs, and the
+    // lab tests time connection attempts.
+    cargo(&["build", "--bin", "enforcer"])?;
+    cargo(&["test", "-p", "enforcer-tests", "--", "--test-threads=1"])?;
+    // The verifier sees different code in release: the BPF tests run there too.
+    cargo(&["build", "--release", "--bin", "enforcer"])?;
+    cargo(&[
+        "test",
+        "--release",
+        "-p",
+        "enforcer-tests",
+        "--test",
+        "bpf_programs",
+        "--",
+        "--test-threads=1",
+    ])?;
+    println!("xtask test: all suites passed");
+    Ok(())
+}

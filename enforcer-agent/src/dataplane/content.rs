@@ -1,0 +1,167 @@
+//! One generation's map content in the exact form the maps hold it (minus the
+//! generation byte), so two generations can be diffed entry by entry.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use enforcer_common::{EndpointInfo, PEER_F_LOCAL_ENDPOINT, PeerInfo, Verdict};
+
+use crate::compile::DataplaneSpec;
+use crate::compile::spec::SpecVerdictKey;
+
+/// Address bytes and prefix length of an LPM entry.
+pub type V4Prefix = ([u8; 4], u8);
+pub type V6Prefix = ([u8; 16], u8);
+/// (protocol, first port, prefix length) of a `PORTS` entry.
+pub type PortPrefix = (u8, u16, u8);
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GenerationContent {
+    /// ifindex → endpoint.
+    pub endpoints: HashMap<u32, EndpointInfo>,
+    pub peers_v4: HashMap<V4Prefix, PeerInfo>,
+    pub peers_v6: HashMap<V6Prefix, PeerInfo>,
+    pub ports: HashMap<PortPrefix, u32>,
+    pub verdicts: HashMap<SpecVerdictKey, Verdict>,
+}
+
+impl GenerationContent {
+    /// Resolves interface names with `ifindex_of`. Endpoints whose interface does not
+    /// exist (yet) get no entry, and their addresses are then not marked as local
+    /// endpoints: no program of ours would judge their leg.
+    pub fn from_spec(spec: &DataplaneSpec, ifindex_of: impl Fn(&str) -> Option<u32>) -> Self {
+        let mut content = Self::default();
+        for endpoint in &spec.endpoints {
+            if let Some(ifindex) = ifindex_of(&endpoint.iface) {
+                content.endpoints.insert(ifindex, endpoint.info);
+            }
+        }
+        for peer in &spec.peers {
+            let ifindex = peer.local_iface.as_deref().and_then(&ifindex_of);
+            let mut flags = peer.flags;
+            if ifindex.is_none() {
+                flags &= !PEER_F_LOCAL_ENDPOINT;
+            }
+            let info = PeerInfo {
+                class: peer.class,
+                flags,
+                ifindex: ifindex.unwrap_or(0),
+                _pad: 0,
+            };
+            match peer.net {
+                IpNet::V4(net) => {
+                    content
+                        .peers_v4
+                        .insert((net.network().octets(), net.prefix_len()), info);
+                }
+                IpNet::V6(net) => {
+                    content
+                        .peers_v6
+                        .insert((net.network().octets(), net.prefix_len()), info);
+                }
+            }
+        }
+        for port in &spec.ports {
+            content
+                .ports
+                .insert((port.proto, port.port, port.prefix_len), port.cell);
+        }
+        content.verdicts = spec.verdicts.iter().copied().collect();
+        content
+    }
+
+    /// Number of entries over all maps.
+    pub fn len(&self) -> usize {
+        self.endpoints.len()
+            + self.peers_v4.len()
+            + self.peers_v6.len()
+            + self.ports.len()
+            + self.verdicts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Changes that turn one content into another: keys to delete, entries to upsert.
+pub struct Diff<'a, K, V> {
+    pub removed: Vec<&'a K>,
+    pub upserted: Vec<(&'a K, &'a V)>,
+}
+
+/// What to do to a map holding `old` so it holds `new`.
+pub fn diff<'a, K: Eq + std::hash::Hash, V: PartialEq>(
+    old: &'a HashMap<K, V>,
+    new: &'a HashMap<K, V>,
+) -> Diff<'a, K, V> {
+    Diff {
+        removed: old.keys().filter(|k| !new.contains_key(k)).collect(),
+        upserted: new
+            .iter()
+            .filter(|(k, v)| old.get(k) != Some(v))
+            .collect(),
+    }
+}
+
+/// Address bytes of an IP as the maps hold them.
+pub fn addr_bytes(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut out = [0u8; 16];
+            out[..4].copy_from_slice(&v4.octets());
+            out
+        }
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_lists_removed_changed_and_new_keys_only() {
+        let old: HashMap<u32, u32> = [(1, 10), (2, 20), (3, 30)].into();
+        let new: HashMap<u32, u32> = [(2, 20), (3, 31), (4, 40)].into();
+        let d = diff(&old, &new);
+        assert_eq!(d.removed, vec![&1]);
+        let mut up: Vec<_> = d.upserted.into_iter().map(|(k, v)| (*k, *v)).collect();
+        up.sort_unstable();
+        assert_eq!(up, vec![(3, 31), (4, 40)]);
+    }
+
+    #[test]
+    fn missing_interface_drops_endpoint_and_local_flag() {
+        use crate::compile::spec::{SpecEndpoint, SpecPeer};
+        let spec = DataplaneSpec {
+            endpoints: vec![
+                SpecEndpoint {
+                    iface: "caliA".into(),
+                    workload: "ns/a".into(),
+                    info: EndpointInfo::default(),
+                },
+                SpecEndpoint {
+                    iface: "caliB".into(),
+                    workload: "ns/b".into(),
+                    info: EndpointInfo::default(),
+                },
+            ],
+            peers: vec![SpecPeer {
+                net: "198.18.0.11/32".parse().unwrap(),
+                class: 7,
+                flags: PEER_F_LOCAL_ENDPOINT,
+                local_iface: Some("caliB".into()),
+            }],
+            ..DataplaneSpec::default()
+        };
+        let content = GenerationContent::from_spec(&spec, |name| (name == "caliA").then_some(5));
+        assert_eq!(content.endpoints.keys().copied().collect::<Vec<_>>(), vec![5]);
+        let peer = content.peers_v4[&([198, 18, 0, 11], 32)];
+        assert_eq!(peer.class, 7);
+        assert_eq!(peer.flags & PEER_F_LOCAL_ENDPOINT, 0);
+        assert_eq!(peer.ifindex, 0);
+    }
+}

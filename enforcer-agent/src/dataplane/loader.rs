@@ -1,0 +1,287 @@
+//! Loading the BPF object, pinning its maps, and attaching the programs to endpoint
+//! interfaces.
+//!
+//! Maps are pinned by name under the node's bpffs directory and reused by the next
+//! agent, so policy and conntrack survive a restart. TCX links are pinned too
+//! (`links/<iface>.<hook>`): a restarted agent atomically replaces the program behind
+//! the existing link instead of detaching and re-attaching, so no packet passes an
+//! interface unjudged while the agent restarts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
+use aya::programs::{LinkOrder, SchedClassifier, TcAttachType};
+use aya::{Ebpf, EbpfLoader};
+
+use enforcer_common::{
+    MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_ENDPOINTS, MAP_EVENTS, MAP_PEERS_V4,
+    MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS, PROG_POD_EGRESS, PROG_POD_INGRESS,
+};
+
+/// Every map the agent pins.
+pub const PINNED_MAPS: [&str; 10] = [
+    MAP_CONFIG,
+    MAP_ENDPOINTS,
+    MAP_PEERS_V4,
+    MAP_PEERS_V6,
+    MAP_PORTS,
+    MAP_VERDICTS,
+    MAP_CONNTRACK,
+    MAP_PENDING,
+    MAP_COUNTERS,
+    MAP_EVENTS,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoaderError {
+    #[error("bpffs: {op} {path}: {source}")]
+    Bpffs {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("loading the BPF object (maps pinned under {pin_dir}): {source}")]
+    Load {
+        pin_dir: PathBuf,
+        #[source]
+        source: aya::EbpfError,
+    },
+    #[error("program {program} is missing from the BPF object")]
+    MissingProgram { program: &'static str },
+    #[error("program {program}: {op}: {source}")]
+    Program {
+        program: &'static str,
+        op: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("attaching {program} to {iface} ({hook}): {source}")]
+    Attach {
+        program: &'static str,
+        iface: String,
+        hook: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("pinning link {path}: {source}")]
+    PinLink {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Mounts bpffs at /sys/fs/bpf when nothing is mounted there (fresh machines).
+pub fn ensure_bpffs() -> Result<(), LoaderError> {
+    let root = Path::new("/sys/fs/bpf");
+    let is_bpffs = nix::sys::statfs::statfs(root)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::BPF_FS_MAGIC);
+    if is_bpffs {
+        return Ok(());
+    }
+    std::fs::create_dir_all(root).map_err(|source| LoaderError::Bpffs {
+        op: "create",
+        path: root.to_path_buf(),
+        source,
+    })?;
+    nix::mount::mount(
+        Some("bpf"),
+        root,
+        Some("bpf"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|e| LoaderError::Bpffs {
+        op: "mount",
+        path: root.to_path_buf(),
+        source: e.into(),
+    })
+}
+
+/// One direction of an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Hook {
+    /// TCX ingress of the host-side veth: the pod's egress policy.
+    PodEgress,
+    /// TCX egress of the host-side veth: the pod's ingress policy.
+    PodIngress,
+}
+
+impl Hook {
+    fn program(self) -> &'static str {
+        match self {
+            Hook::PodEgress => PROG_POD_EGRESS,
+            Hook::PodIngress => PROG_POD_INGRESS,
+        }
+    }
+    fn attach_type(self) -> TcAttachType {
+        match self {
+            Hook::PodEgress => TcAttachType::Ingress,
+            Hook::PodIngress => TcAttachType::Egress,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::PodEgress => "pod-egress",
+            Hook::PodIngress => "pod-ingress",
+        }
+    }
+}
+
+/// The loaded programs of one node, and the interfaces they are attached to.
+pub struct LoadedDataplane {
+    pub ebpf: Ebpf,
+    pin_dir: PathBuf,
+    /// iface → ifindex it had when attached.
+    attached: BTreeMap<String, u32>,
+}
+
+impl LoadedDataplane {
+    /// Loads the embedded object with every map pinned under `pin_dir` (reusing maps a
+    /// previous agent pinned there).
+    pub fn load(object: &[u8], pin_dir: &Path) -> Result<Self, LoaderError> {
+        ensure_bpffs()?;
+        for dir in [pin_dir.to_path_buf(), pin_dir.join("links")] {
+            std::fs::create_dir_all(&dir).map_err(|source| LoaderError::Bpffs {
+                op: "create",
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let mut loader = EbpfLoader::new();
+        for name in PINNED_MAPS {
+            loader.map_pin_path(name, pin_dir.join(name));
+        }
+        let mut ebpf = loader.load(object).map_err(|source| LoaderError::Load {
+            pin_dir: pin_dir.to_path_buf(),
+            source,
+        })?;
+        for program in [PROG_POD_EGRESS, PROG_POD_INGRESS] {
+            let prog = classifier(&mut ebpf, program)?;
+            prog.load().map_err(|source| LoaderError::Program {
+                program,
+                op: "load",
+                source,
+            })?;
+        }
+        Ok(Self {
+            ebpf,
+            pin_dir: pin_dir.to_path_buf(),
+            attached: BTreeMap::new(),
+        })
+    }
+
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    /// Interfaces currently carrying our programs.
+    pub fn attached(&self) -> &BTreeMap<String, u32> {
+        &self.attached
+    }
+
+    /// Attaches both programs to `iface` (ifindex `ifindex`) unless already done for
+    /// that ifindex. A pinned link left by a previous agent is taken over atomically.
+    pub fn attach(&mut self, iface: &str, ifindex: u32) -> Result<(), LoaderError> {
+        if self.attached.get(iface) == Some(&ifindex) {
+            return Ok(());
+        }
+        self.remove_pins(iface, Some(ifindex));
+        for hook in [Hook::PodEgress, Hook::PodIngress] {
+            let path = self.link_path(iface, ifindex, hook);
+            let program = hook.program();
+            let prog = classifier(&mut self.ebpf, program)?;
+            let attach_err = |source| LoaderError::Attach {
+                program,
+                iface: iface.to_owned(),
+                hook: hook.name(),
+                source,
+            };
+            // A pinned link for this very ifindex (the pin name carries it): replace
+            // its program in place. Pins of an older interface of the same name die.
+            let reused = PinnedLink::from_pin(&path).ok().and_then(|pinned| {
+                SchedClassifierLink::try_from(FdLink::from(pinned)).ok()
+            });
+            let link_id = match reused {
+                Some(link) => prog.attach_to_link(link).map_err(attach_err)?,
+                None => {
+                    let _ = std::fs::remove_file(&path);
+                    prog.attach_with_options(
+                        iface,
+                        hook.attach_type(),
+                        TcAttachOptions::TcxOrder(LinkOrder::default()),
+                    )
+                    .map_err(attach_err)?
+                }
+            };
+            let link = prog.take_link(link_id).map_err(attach_err)?;
+            let fd_link = FdLink::try_from(link).map_err(|e| LoaderError::PinLink {
+                path: path.clone(),
+                source: Box::new(e),
+            })?;
+            // The pinned link keeps the program attached after this process exits.
+            fd_link.pin(&path).map_err(|e| LoaderError::PinLink {
+                path: path.clone(),
+                source: Box::new(e),
+            })?;
+        }
+        self.attached.insert(iface.to_owned(), ifindex);
+        Ok(())
+    }
+
+    /// Forgets an interface that went away (the kernel dropped its links with it) and
+    /// removes its link pins.
+    pub fn forget(&mut self, iface: &str) {
+        self.attached.remove(iface);
+        self.remove_pins(iface, None);
+    }
+
+    /// `links/<iface>.<ifindex>.<hook>`.
+    fn link_path(&self, iface: &str, ifindex: u32, hook: Hook) -> PathBuf {
+        self.pin_dir
+            .join("links")
+            .join(format!("{iface}.{ifindex}.{}", hook.name()))
+    }
+
+    /// Removes link pins of `iface` except those of ifindex `keep`.
+    fn remove_pins(&self, iface: &str, keep: Option<u32>) {
+        let Ok(entries) = std::fs::read_dir(self.pin_dir.join("links")) else {
+            return;
+        };
+        let prefix = format!("{iface}.");
+        let kept = keep.map(|k| format!("{iface}.{k}."));
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let stale = name.starts_with(&prefix)
+                && !kept.as_ref().is_some_and(|k| name.starts_with(k.as_str()));
+            if stale {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+fn classifier<'a>(
+    ebpf: &'a mut Ebpf,
+    program: &'static str,
+) -> Result<&'a mut SchedClassifier, LoaderError> {
+    ebpf.program_mut(program)
+        .ok_or(LoaderError::MissingProgram { program })?
+        .try_into()
+        .map_err(|source| LoaderError::Program {
+            program,
+            op: "type",
+            source,
+        })
+}
+
+/// Removes a node's pinned links and maps (the programs detach with the last link).
+pub fn unpin_all(pin_dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(pin_dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,6 @@
+//! The dataplane: the BPF object, its maps and programs on this node.
+
+pub mod content;
+pub mod loader;
+pub mod object;
+pub mod writer;

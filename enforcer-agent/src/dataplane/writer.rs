@@ -1,0 +1,288 @@
+//! Writes policy generations into the BPF maps and switches between them atomically.
+//!
+//! A change is: write the whole new content into the generation slot that is not
+//! active (as a diff against what that slot held), flip `Config` to it, and leave the
+//! previous generation live until the next change, so the second leg of a flow that
+//! began under it is judged by the same version (see `CtValue::generation`).
+
+use aya::maps::lpm_trie::{Key as LpmKey, LpmTrie};
+use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, MapError};
+
+use enforcer_common::{
+    Config, EndpointInfo, EndpointKey, GENERATIONS, PeerInfo, PeerKeyV4, PeerKeyV6, PortKey,
+    Verdict, VerdictKey,
+};
+
+use super::content::{GenerationContent, diff};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriterError {
+    #[error("map {map} is missing from the BPF object")]
+    MissingMap { map: &'static str },
+    #[error("map {map}: {op}: {source}")]
+    Map {
+        map: &'static str,
+        op: &'static str,
+        #[source]
+        source: MapError,
+    },
+}
+
+fn map_err(map: &'static str, op: &'static str) -> impl FnOnce(MapError) -> WriterError {
+    move |source| WriterError::Map { map, op, source }
+}
+
+/// The policy maps, owned.
+pub struct PolicyMaps {
+    config: Array<MapData, Config>,
+    endpoints: BpfHashMap<MapData, EndpointKey, EndpointInfo>,
+    peers_v4: LpmTrie<MapData, PeerKeyV4, PeerInfo>,
+    peers_v6: LpmTrie<MapData, PeerKeyV6, PeerInfo>,
+    ports: LpmTrie<MapData, PortKey, u32>,
+    verdicts: BpfHashMap<MapData, VerdictKey, Verdict>,
+}
+
+/// Takes a map out of the loaded object by name and types it.
+pub fn take<T>(ebpf: &mut aya::Ebpf, name: &'static str) -> Result<T, WriterError>
+where
+    T: TryFrom<Map, Error = MapError>,
+{
+    let map = ebpf
+        .take_map(name)
+        .ok_or(WriterError::MissingMap { map: name })?;
+    T::try_from(map).map_err(map_err(name, "open"))
+}
+
+/// Generation bit in `Config::live_gens`.
+const fn bit(generation: u32) -> u32 {
+    1 << generation
+}
+
+pub struct GenerationWriter {
+    maps: PolicyMaps,
+    /// What each generation slot holds, as far as this process wrote it. `None`: unknown
+    /// (maps reused from a previous agent): the slot is cleared before it is written.
+    slots: [Option<GenerationContent>; GENERATIONS as usize],
+    config: Config,
+}
+
+/// What one `apply` did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ApplyStats {
+    pub generation: u32,
+    pub removed: usize,
+    pub upserted: usize,
+}
+
+impl GenerationWriter {
+    pub fn new(ebpf: &mut aya::Ebpf) -> Result<Self, WriterError> {
+        use enforcer_common::{
+            MAP_CONFIG, MAP_ENDPOINTS, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PORTS, MAP_VERDICTS,
+        };
+        let maps = PolicyMaps {
+            config: take(ebpf, MAP_CONFIG)?,
+            endpoints: take(ebpf, MAP_ENDPOINTS)?,
+            peers_v4: take(ebpf, MAP_PEERS_V4)?,
+            peers_v6: take(ebpf, MAP_PEERS_V6)?,
+            ports: take(ebpf, MAP_PORTS)?,
+            verdicts: take(ebpf, MAP_VERDICTS)?,
+        };
+        let config = maps
+            .config
+            .get(&0, 0)
+            .map_err(map_err(MAP_CONFIG, "read"))?;
+        Ok(Self {
+            maps,
+            slots: [None, None],
+            config,
+        })
+    }
+
+    /// The configuration the programs see now.
+    pub fn config(&self) -> Config {
+        self.config
+    }
+
+    /// Makes `content` the policy of every new flow, atomically.
+    pub fn apply(&mut self, content: GenerationContent) -> Result<ApplyStats, WriterError> {
+        let nothing_live = self.config.live_gens == 0;
+        let target = if nothing_live {
+            self.config.active_gen
+        } else {
+            1 - self.config.active_gen
+        };
+        // The target slot stops being live before we overwrite it.
+        if self.config.live_gens & bit(target) != 0 {
+            self.write_config(Config {
+                live_gens: self.config.live_gens & !bit(target),
+                ..self.config
+            })?;
+        }
+        let mut stats = ApplyStats {
+            generation: target,
+            ..ApplyStats::default()
+        };
+        let old = match self.slots[target as usize].take() {
+            Some(old) => old,
+            None => {
+                self.clear_generation(target)?;
+                GenerationContent::default()
+            }
+        };
+        self.write_diff(target, &old, &content, &mut stats)?;
+        let live_gens = if nothing_live {
+            bit(target)
+        } else {
+            bit(target) | bit(self.config.active_gen)
+        };
+        self.write_config(Config {
+            active_gen: target,
+            live_gens,
+            ..self.config
+        })?;
+        self.slots[target as usize] = Some(content);
+        Ok(stats)
+    }
+
+    /// Sets `Config::flags` (e.g. events on deny), keeping the generations.
+    pub fn set_flags(&mut self, flags: u32) -> Result<(), WriterError> {
+        self.write_config(Config {
+            flags,
+            ..self.config
+        })
+    }
+
+    fn write_config(&mut self, config: Config) -> Result<(), WriterError> {
+        self.maps
+            .config
+            .set(0, config, 0)
+            .map_err(map_err(enforcer_common::MAP_CONFIG, "write"))?;
+        self.config = config;
+        Ok(())
+    }
+
+    fn write_diff(
+        &mut self,
+        generation: u32,
+        old: &GenerationContent,
+        new: &GenerationContent,
+        stats: &mut ApplyStats,
+    ) -> Result<(), WriterError> {
+        use enforcer_common::{MAP_ENDPOINTS, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PORTS, MAP_VERDICTS};
+        let g8 = generation as u8;
+        let maps = &mut self.maps;
+        sync(&mut maps.endpoints, MAP_ENDPOINTS, &old.endpoints, &new.endpoints, stats, |ifindex| {
+            EndpointKey { generation, ifindex: *ifindex }
+        })?;
+        sync(&mut maps.peers_v4, MAP_PEERS_V4, &old.peers_v4, &new.peers_v4, stats, |(addr, len)| {
+            LpmKey::new(8 + u32::from(*len), PeerKeyV4 { generation: g8, addr: *addr })
+        })?;
+        sync(&mut maps.peers_v6, MAP_PEERS_V6, &old.peers_v6, &new.peers_v6, stats, |(addr, len)| {
+            LpmKey::new(8 + u32::from(*len), PeerKeyV6 { generation: g8, addr: *addr })
+        })?;
+        sync(&mut maps.ports, MAP_PORTS, &old.ports, &new.ports, stats, |(proto, port, len)| {
+            let data = PortKey { generation: g8, proto: *proto, port: port.to_be_bytes() };
+            LpmKey::new(16 + u32::from(*len), data)
+        })?;
+        sync(&mut maps.verdicts, MAP_VERDICTS, &old.verdicts, &new.verdicts, stats, |k| VerdictKey {
+            generation: g8,
+            dir: k.dir,
+            _pad: [0; 2],
+            profile: k.profile,
+            peer_class: k.peer_class,
+            cell: k.cell,
+        })?;
+        Ok(())
+    }
+
+    /// Deletes every entry of one generation (slot content unknown).
+    fn clear_generation(&mut self, generation: u32) -> Result<(), WriterError> {
+        use enforcer_common::{MAP_ENDPOINTS, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PORTS, MAP_VERDICTS};
+        let g8 = generation as u8;
+        let maps = &mut self.maps;
+        clear(&mut maps.endpoints, MAP_ENDPOINTS, |k| k.generation == generation)?;
+        clear(&mut maps.peers_v4, MAP_PEERS_V4, |k| k.data().generation == g8)?;
+        clear(&mut maps.peers_v6, MAP_PEERS_V6, |k| k.data().generation == g8)?;
+        clear(&mut maps.ports, MAP_PORTS, |k| k.data().generation == g8)?;
+        clear(&mut maps.verdicts, MAP_VERDICTS, |k| k.generation == g8)?;
+        Ok(())
+    }
+}
+
+/// The operations `sync` and `clear` need from a hash map or an LPM trie.
+trait KeyValueMap<K, V> {
+    fn put(&mut self, key: &K, value: V) -> Result<(), MapError>;
+    fn delete(&mut self, key: &K) -> Result<(), MapError>;
+    fn all_keys(&self) -> Vec<K>;
+}
+
+impl<K: aya::Pod, V: aya::Pod> KeyValueMap<K, V> for BpfHashMap<MapData, K, V> {
+    fn put(&mut self, key: &K, value: V) -> Result<(), MapError> {
+        self.insert(*key, value, 0)
+    }
+    fn delete(&mut self, key: &K) -> Result<(), MapError> {
+        self.remove(key)
+    }
+    fn all_keys(&self) -> Vec<K> {
+        self.keys().filter_map(Result::ok).collect()
+    }
+}
+
+impl<K: aya::Pod, V: aya::Pod> KeyValueMap<LpmKey<K>, V> for LpmTrie<MapData, K, V> {
+    fn put(&mut self, key: &LpmKey<K>, value: V) -> Result<(), MapError> {
+        self.insert(key, value, 0)
+    }
+    fn delete(&mut self, key: &LpmKey<K>) -> Result<(), MapError> {
+        self.remove(key)
+    }
+    fn all_keys(&self) -> Vec<LpmKey<K>> {
+        self.keys().filter_map(Result::ok).collect()
+    }
+}
+
+/// Turns a map slot holding `old` into one holding `new`. Upserts go first: a
+/// replaced entry never leaves a hole (the slot is not active yet anyway).
+fn sync<C, V, K>(
+    map: &mut impl KeyValueMap<K, V>,
+    name: &'static str,
+    old: &std::collections::HashMap<C, V>,
+    new: &std::collections::HashMap<C, V>,
+    stats: &mut ApplyStats,
+    to_key: impl Fn(&C) -> K,
+) -> Result<(), WriterError>
+where
+    C: Eq + std::hash::Hash,
+    V: PartialEq + Copy,
+{
+    let d = diff(old, new);
+    for (k, v) in &d.upserted {
+        map.put(&to_key(k), **v).map_err(map_err(name, "insert"))?;
+    }
+    for k in &d.removed {
+        remove_ok(map.delete(&to_key(k))).map_err(map_err(name, "remove"))?;
+    }
+    stats.upserted += d.upserted.len();
+    stats.removed += d.removed.len();
+    Ok(())
+}
+
+/// Removes every key for which `belongs` holds.
+fn clear<K, V>(
+    map: &mut impl KeyValueMap<K, V>,
+    name: &'static str,
+    belongs: impl Fn(&K) -> bool,
+) -> Result<(), WriterError> {
+    for key in map.all_keys().into_iter().filter(|k| belongs(k)) {
+        remove_ok(map.delete(&key)).map_err(map_err(name, "remove"))?;
+    }
+    Ok(())
+}
+
+/// A removal of an entry that is already gone is not an error.
+fn remove_ok(result: Result<(), MapError>) -> Result<(), MapError> {
+    match result {
+        Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        other => other,
+    }
+}
