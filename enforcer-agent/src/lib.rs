@@ -9,4 +9,6 @@
 pub mod compile;
 pub mod dataplane;
 pub mod datastore;
+pub mod inspect;
 pub mod model;
+pub mod synth;
