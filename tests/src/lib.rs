@@ -1,1 +1,2 @@
 //! Privileged integration tests live in tests/.
+pub mod traffic;
