@@ -6,6 +6,8 @@
 //! [`eval`] is the reference evaluator, the readable spec the compiler is tested
 //! against. [`lab`] builds a cluster out of network namespaces.
 
+pub mod cli;
 pub mod compile;
 pub mod datastore;
+pub mod lab;
 pub mod model;

@@ -1,0 +1,3 @@
+//! The `enforcer` command line: one module per subcommand, each with an `execute`.
+
+pub mod lab;
