@@ -23,15 +23,39 @@ enum Command {
     LabDns(cli::lab::DnsArgs),
 }
 
-fn main() -> anyhow::Result<ExitCode> {
+fn run(command: Command) -> anyhow::Result<i32> {
+    Ok(match command {
+        Command::Lab(args) => cli::lab::execute(args)?,
+        Command::LabResponder(args) => cli::lab::execute_responder(&args)?,
+        Command::LabDns(args) => cli::lab::execute_dns(&args)?,
+    })
+}
+
+/// The error and its causes, skipping causes the message above already quotes.
+fn render(err: &anyhow::Error) -> String {
+    let mut out = err.to_string();
+    let mut above = out.clone();
+    for cause in err.chain().skip(1) {
+        let msg = cause.to_string();
+        if !above.contains(&msg) {
+            out.push_str("\n  caused by: ");
+            out.push_str(&msg);
+        }
+        above = msg;
+    }
+    out
+}
+
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")))
         .with_writer(std::io::stderr)
         .init();
-    let code = match Cli::parse().command {
-        Command::Lab(args) => cli::lab::execute(args)?,
-        Command::LabResponder(args) => cli::lab::execute_responder(&args)?,
-        Command::LabDns(args) => cli::lab::execute_dns(&args)?,
-    };
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+    match run(Cli::parse().command) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(err) => {
+            eprintln!("error: {}", render(&err));
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,1 +1,3 @@
 //! Privileged integration tests live in tests/.
+
+pub mod lab;

@@ -289,10 +289,13 @@ pub fn execute(args: LabArgs) -> Result<i32, LabCliError> {
                 report.netns.len(),
                 report.removed_paths.len()
             );
-            for p in &report.problems {
-                eprintln!("warning: {p}");
+            for n in &report.notes {
+                eprintln!("note: {n}");
             }
-            Ok(i32::from(!report.problems.is_empty() && !report.netns.is_empty()))
+            for p in &report.problems {
+                eprintln!("error: {p}");
+            }
+            Ok(i32::from(!report.problems.is_empty()))
         }
     }
 }

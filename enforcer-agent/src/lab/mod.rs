@@ -144,6 +144,8 @@ pub struct DownReport {
     pub removed_paths: Vec<PathBuf>,
     /// Things that could not be removed (the command goes on and reports them).
     pub problems: Vec<String>,
+    /// What `down` noticed but worked around (a torn state file, say).
+    pub notes: Vec<String>,
 }
 
 /// What changed in an apply/delete.
@@ -667,7 +669,9 @@ impl Lab {
                 records.extend(state.pods.values().filter_map(|p| p.process));
             }
             Ok(None) => {}
-            Err(e) => report.problems.push(format!("{e} (cleaning up from netns names)")),
+            Err(e) => report
+                .notes
+                .push(format!("{e}; cleaning up from netns names and command lines instead")),
         }
         records.extend(process::find_lab_processes(name.as_str(), &paths.datastore()));
         let namespaces = netns::list_with_prefix(&name.netns_prefix());
@@ -707,6 +711,10 @@ impl Lab {
                     Err(e) => report.problems.push(format!("remove {}: {e}", dir.display())),
                 }
             }
+        }
+        // Parents the lab may have created: removed only when empty (other labs).
+        for dir in [paths::ETC_NETNS, paths::STATE_ROOT, "/run/enforcer", paths::BPFFS_ROOT] {
+            let _ = std::fs::remove_dir(dir);
         }
         report
     }

@@ -331,18 +331,20 @@ pub fn run(jobs: &[ProbeJob], timeout: Duration) -> Vec<ProbeResult> {
 /// Rows: sources; columns: `target:port/protocol`; `ok` or `--`.
 pub fn render_table(results: &[ProbeResult]) -> String {
     let mut rows: Vec<&str> = Vec::new();
-    let mut cols: Vec<String> = Vec::new();
+    let mut keys: BTreeSet<(&str, u16, Protocol)> = BTreeSet::new();
     let mut cells: BTreeMap<(&str, String), bool> = BTreeMap::new();
+    let col = |r: &ProbeResult| format!("{}:{}/{}", r.to, r.port, r.protocol.as_str());
     for r in results {
         if !rows.contains(&r.from.as_str()) {
             rows.push(&r.from);
         }
-        let col = format!("{}:{}/{}", r.to, r.port, r.protocol.as_str());
-        if !cols.contains(&col) {
-            cols.push(col.clone());
-        }
-        cells.insert((&r.from, col), r.connected);
+        keys.insert((&r.to, r.port, r.protocol));
+        cells.insert((&r.from, col(r)), r.connected);
     }
+    let cols: Vec<String> = keys
+        .into_iter()
+        .map(|(to, port, p)| format!("{to}:{port}/{}", p.as_str()))
+        .collect();
     let first = rows.iter().map(|r| r.len()).max().unwrap_or(0).max("FROM \\ TO".len());
     let mut out = format!("{:first$}", "FROM \\ TO");
     for c in &cols {
