@@ -34,15 +34,20 @@ pub fn enforcer_bin() -> PathBuf {
 
 /// A file under `tests/fixtures/`.
 pub fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel)
 }
 
 /// Lab tests need root (netns, veths, nftables); they fail, not skip, without it.
 pub fn require_root() {
     use std::os::unix::fs::MetadataExt;
     // /proc/self belongs to the process's effective uid.
-    let euid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX);
-    assert_eq!(euid, 0, "lab tests create network namespaces and must run as root");
+    let euid = std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid());
+    assert_eq!(
+        euid, 0,
+        "lab tests create network namespaces and must run as root"
+    );
 }
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -50,7 +55,9 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// Serializes lab tests within a test binary: they spawn many processes and probe
 /// with timeouts, so running them side by side on a small machine makes them flaky.
 pub fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A unique lab name: `<prefix><pid hex><counter>` (at most 12 characters).
@@ -58,7 +65,10 @@ pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let name = format!("{prefix}{:x}{n}", std::process::id());
-    assert!(name.len() <= 12, "lab name {name} too long: use a shorter prefix");
+    assert!(
+        name.len() <= 12,
+        "lab name {name} too long: use a shorter prefix"
+    );
     name
 }
 
@@ -136,7 +146,10 @@ impl LabGuard {
         if !agent {
             args.push("--no-agent");
         }
-        let files: Vec<String> = files.iter().map(|f| f.to_string_lossy().into_owned()).collect();
+        let files: Vec<String> = files
+            .iter()
+            .map(|f| f.to_string_lossy().into_owned())
+            .collect();
         for f in &files {
             args.extend(["-f", f]);
         }
@@ -196,7 +209,11 @@ impl LabGuard {
         if self.state_dir().exists() {
             found.push(self.state_dir().display().to_string());
         }
-        found.extend(lab_processes(&self.name).into_iter().map(|p| format!("process {p}")));
+        found.extend(
+            lab_processes(&self.name)
+                .into_iter()
+                .map(|p| format!("process {p}")),
+        );
         found
     }
 }
@@ -212,7 +229,11 @@ pub fn lab_processes(lab: &str) -> Vec<i32> {
     let datastore = format!("/run/enforcer/lab/{lab}/datastore");
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {

@@ -41,34 +41,61 @@ fn tutorial_cluster_end_to_end() {
     let names: BTreeSet<&str> = dev.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(
         names,
-        BTreeSet::from(["frontend-0", "frontend-1", "backend-0", "backend-1", "database-0"])
+        BTreeSet::from([
+            "frontend-0",
+            "frontend-1",
+            "backend-0",
+            "backend-1",
+            "database-0"
+        ])
     );
     assert_eq!(pods.len(), 6, "{pods:#?}");
     let dns = pod(&pods, "kube-system", "coredns-0");
-    assert_eq!(dns.labels.get("k8s-app").map(String::as_str), Some("kube-dns"));
+    assert_eq!(
+        dns.labels.get("k8s-app").map(String::as_str),
+        Some("kube-dns")
+    );
     for (name, app, tier) in [
         ("frontend-0", "frontend", "web"),
         ("backend-1", "backend", "api"),
         ("database-0", "database", "db"),
     ] {
         let p = pod(&pods, "dev-app", name);
-        let expected: BTreeMap<String, String> =
-            [("app", app), ("tier", tier)].map(|(k, v)| (k.to_owned(), v.to_owned())).into();
+        let expected: BTreeMap<String, String> = [("app", app), ("tier", tier)]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
         assert_eq!(p.labels, expected, "{name}");
         assert_eq!(p.node, "node1");
     }
     let mut v4 = BTreeSet::new();
     for p in &pods {
-        let ip: IpAddr = p.ip.parse().unwrap_or_else(|e| panic!("{}: ip {}: {e}", p.name, p.ip));
-        let IpAddr::V4(ip) = ip else { panic!("{}: ip {ip} is not IPv4", p.name) };
-        assert_eq!(&ip.octets()[..2], &[198, 18], "{} outside 198.18.0.0/16", p.name);
-        assert_ne!(ip.octets()[2], 255, "{} in the reserved 198.18.255.0/24", p.name);
+        let ip: IpAddr =
+            p.ip.parse()
+                .unwrap_or_else(|e| panic!("{}: ip {}: {e}", p.name, p.ip));
+        let IpAddr::V4(ip) = ip else {
+            panic!("{}: ip {ip} is not IPv4", p.name)
+        };
+        assert_eq!(
+            &ip.octets()[..2],
+            &[198, 18],
+            "{} outside 198.18.0.0/16",
+            p.name
+        );
+        assert_ne!(
+            ip.octets()[2],
+            255,
+            "{} in the reserved 198.18.255.0/24",
+            p.name
+        );
         assert!(ip.octets()[3] >= 10 || ip.octets()[2] > 0);
         assert!(v4.insert(ip), "duplicate address {ip}");
         assert_eq!(p.ips.len(), 2, "{}: {:?}", p.name, p.ips);
         assert!(p.ips[1].starts_with("2001:2::"), "{}: {:?}", p.name, p.ips);
     }
-    assert!(v4.contains(&std::net::Ipv4Addr::new(198, 18, 0, 10)), "pods start at 198.18.0.10");
+    assert!(
+        v4.contains(&std::net::Ipv4Addr::new(198, 18, 0, 10)),
+        "pods start at 198.18.0.10"
+    );
 
     // --- the full matrix: every pod to every other pod's declared ports, all TCP
     // except the DNS pod's 53/UDP.
@@ -76,44 +103,100 @@ fn tutorial_cluster_end_to_end() {
     assert_all_connected(&matrix, "full matrix");
     // 6 sources × (targets' ports, minus their own): 5 dev-app pods × 1 port + DNS × 2.
     assert_eq!(matrix.len(), 5 * (4 + 2) + 5, "{matrix:#?}");
-    assert!(matrix.iter().any(|r| r.to == "dev-app/backend-0" && r.port == 8080));
+    assert!(
+        matrix
+            .iter()
+            .any(|r| r.to == "dev-app/backend-0" && r.port == 8080)
+    );
 
     // --- UDP on the declared ports, and closed ports stay closed.
     let udp = lab.probe(&["--from", "dev-app/frontend-0", "--protocol", "UDP"]);
-    assert!(udp.iter().all(|r| r.protocol == enforcer::lab::Protocol::Udp));
+    assert!(
+        udp.iter()
+            .all(|r| r.protocol == enforcer::lab::Protocol::Udp)
+    );
     assert_all_connected(&udp, "UDP");
-    let closed = lab.probe(&["--from", "dev-app/frontend-0", "--to", "dev-app/backend-0", "--port", "9999"]);
+    let closed = lab.probe(&[
+        "--from",
+        "dev-app/frontend-0",
+        "--to",
+        "dev-app/backend-0",
+        "--port",
+        "9999",
+    ]);
     assert_eq!(closed.len(), 1);
     assert!(!closed[0].connected, "undeclared port answered: {closed:?}");
 
     // --- Services and DNS, as in the tutorial.
     let (code, out, err) = lab.exec(
         "dev-app/frontend-0",
-        &["curl", "-s", "-m", "5", "backend.dev-app.svc.cluster.local:8080"],
+        &[
+            "curl",
+            "-s",
+            "-m",
+            "5",
+            "backend.dev-app.svc.cluster.local:8080",
+        ],
     );
-    assert_eq!((code, out.trim()), (0, "Hello from Backend!"), "stderr: {err}");
-    let (code, out, _) = lab.exec("dev-app/backend-0", &["curl", "-s", "-m", "5", "database:3306"]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, "Hello from Backend!"),
+        "stderr: {err}"
+    );
+    let (code, out, _) = lab.exec(
+        "dev-app/backend-0",
+        &["curl", "-s", "-m", "5", "database:3306"],
+    );
     assert_eq!((code, out.trim()), (0, "Database is secure!"));
-    let svc = lab.probe(&["--from", "dev-app/frontend-1", "--to", "svc/dev-app/backend"]);
+    let svc = lab.probe(&[
+        "--from",
+        "dev-app/frontend-1",
+        "--to",
+        "svc/dev-app/backend",
+    ]);
     assert_eq!(svc.len(), 1);
     assert_all_connected(&svc, "Service");
-    let (code, out, err) = lab.exec("dev-app/frontend-0", &["nslookup", "backend.dev-app.svc.cluster.local"]);
+    let (code, out, err) = lab.exec(
+        "dev-app/frontend-0",
+        &["nslookup", "backend.dev-app.svc.cluster.local"],
+    );
     assert_eq!(code, 0, "nslookup failed: {out}{err}");
-    assert!(out.contains("Name:\tbackend.dev-app.svc.cluster.local"), "{out}");
+    assert!(
+        out.contains("Name:\tbackend.dev-app.svc.cluster.local"),
+        "{out}"
+    );
     assert!(out.contains("Address: 198.19."), "{out}");
-    let (code, out, _) = lab.exec("dev-app/frontend-0", &["nslookup", "nosuch.dev-app.svc.cluster.local"]);
+    let (code, out, _) = lab.exec(
+        "dev-app/frontend-0",
+        &["nslookup", "nosuch.dev-app.svc.cluster.local"],
+    );
     assert_ne!(code, 0);
     assert!(out.contains("NXDOMAIN"), "{out}");
 
     // --- relabel in place: same pods, same addresses, new labels.
-    let relabeled = tutorial_text().replace("app: frontend\n        tier: web", "app: frontend\n        tier: edge");
-    assert_ne!(relabeled, tutorial_text(), "the fixture changed: fix the replacement");
+    let relabeled = tutorial_text().replace(
+        "app: frontend\n        tier: web",
+        "app: frontend\n        tier: edge",
+    );
+    assert_ne!(
+        relabeled,
+        tutorial_text(),
+        "the fixture changed: fix the replacement"
+    );
     lab.apply(&tmp.write("relabel.yaml", &relabeled));
     let after = lab.get_pods();
     for name in ["frontend-0", "frontend-1"] {
         let (old, new) = (pod(&pods, "dev-app", name), pod(&after, "dev-app", name));
-        assert_eq!(new.labels.get("tier").map(String::as_str), Some("edge"), "{name}");
-        assert_eq!((&old.ip, &old.netns), (&new.ip, &new.netns), "{name} was recreated");
+        assert_eq!(
+            new.labels.get("tier").map(String::as_str),
+            Some("edge"),
+            "{name}"
+        );
+        assert_eq!(
+            (&old.ip, &old.netns),
+            (&new.ip, &new.netns),
+            "{name} was recreated"
+        );
     }
 
     // --- a bad file is refused and changes nothing.
@@ -121,41 +204,81 @@ fn tutorial_cluster_end_to_end() {
     let out = lab.run(&["apply", "-f", &bad.to_string_lossy()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.yaml") && err.contains("clusterIP"), "{err}");
+    assert!(
+        err.contains("bad.yaml") && err.contains("clusterIP"),
+        "{err}"
+    );
     assert_eq!(lab.get_pods(), after);
 
     // --- scale backend 2 → 3: the new pod is reachable, directly and via the Service.
     let scaled = relabeled.replacen("name: backend\n  namespace: dev-app\n  labels:\n    app: backend\n    tier: api\nspec:\n  replicas: 2", "name: backend\n  namespace: dev-app\n  labels:\n    app: backend\n    tier: api\nspec:\n  replicas: 3", 1);
-    assert_ne!(scaled, relabeled, "the fixture changed: fix the replacement");
+    assert_ne!(
+        scaled, relabeled,
+        "the fixture changed: fix the replacement"
+    );
     let scaled_file = tmp.write("scaled.yaml", &scaled);
     lab.apply(&scaled_file);
     let pods3 = lab.get_pods();
     let backend2 = pod(&pods3, "dev-app", "backend-2");
-    assert_eq!(backend2.labels.get("app").map(String::as_str), Some("backend"));
-    assert!(!pods.iter().any(|p| p.ip == backend2.ip), "backend-2 reused an address");
-    assert_all_connected(&lab.probe(&["--from", "dev-app/frontend-0", "--to", "dev-app/backend-2"]), "backend-2");
+    assert_eq!(
+        backend2.labels.get("app").map(String::as_str),
+        Some("backend")
+    );
+    assert!(
+        !pods.iter().any(|p| p.ip == backend2.ip),
+        "backend-2 reused an address"
+    );
+    assert_all_connected(
+        &lab.probe(&["--from", "dev-app/frontend-0", "--to", "dev-app/backend-2"]),
+        "backend-2",
+    );
     let (code, out, _) = lab.exec(
         "dev-app/backend-2",
-        &["curl", "-s", "-m", "5", "database.dev-app.svc.cluster.local:3306"],
+        &[
+            "curl",
+            "-s",
+            "-m",
+            "5",
+            "database.dev-app.svc.cluster.local:3306",
+        ],
     );
-    assert_eq!((code, out.trim()), (0, "Database is secure!"), "backend-2 has DNS and routes");
+    assert_eq!(
+        (code, out.trim()),
+        (0, "Database is secure!"),
+        "backend-2 has DNS and routes"
+    );
 
     // --- back to 2 replicas removes it (pod, netns); deleting the Deployment removes
     // all its pods and leaves the Service without endpoints.
     lab.apply(&tmp.write("two.yaml", &relabeled));
     let pods2 = lab.get_pods();
     assert!(!pods2.iter().any(|p| p.name == "backend-2"), "{pods2:#?}");
-    assert!(!std::path::Path::new("/run/netns").join(&backend2.netns).exists());
+    assert!(
+        !std::path::Path::new("/run/netns")
+            .join(&backend2.netns)
+            .exists()
+    );
     let backend_deploy = tmp.write(
         "backend-deploy.yaml",
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: backend, namespace: dev-app}\n",
     );
     lab.delete(&backend_deploy);
     let left = lab.get_pods();
-    assert!(!left.iter().any(|p| p.name.starts_with("backend-")), "{left:#?}");
+    assert!(
+        !left.iter().any(|p| p.name.starts_with("backend-")),
+        "{left:#?}"
+    );
     assert_eq!(left.len(), 4);
-    let svc = lab.probe(&["--from", "dev-app/frontend-0", "--to", "svc/dev-app/backend"]);
-    assert!(!svc[0].connected, "a Service without endpoints answered: {svc:?}");
+    let svc = lab.probe(&[
+        "--from",
+        "dev-app/frontend-0",
+        "--to",
+        "svc/dev-app/backend",
+    ]);
+    assert!(
+        !svc[0].connected,
+        "a Service without endpoints answered: {svc:?}"
+    );
 
     // --- down leaves nothing behind.
     lab.run_ok(&["down"]);
@@ -182,7 +305,10 @@ fn bad_input_creates_nothing() {
     let _serial = serial();
     let lab = LabGuard::new("bad");
     let tmp = TempDir::new("bad");
-    let bad = tmp.write("broken.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: [oops\n");
+    let bad = tmp.write(
+        "broken.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: [oops\n",
+    );
     let out = lab.run(&["up", "--no-agent", "-f", &bad.to_string_lossy()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -211,14 +337,26 @@ fn down_after_crash_without_state_file() {
     let tmp = TempDir::new("crash");
     let file = tmp.write("small.yaml", SMALL);
     for (case, damage) in [
-        ("torn", &(|dir: &std::path::Path| std::fs::write(dir.join("state.json"), b"{\"name\": \"x\", \"pods\": {")) as &dyn Fn(&std::path::Path) -> std::io::Result<()>),
-        ("state file removed", &|dir: &std::path::Path| std::fs::remove_file(dir.join("state.json"))),
-        ("state dir removed", &|dir: &std::path::Path| std::fs::remove_dir_all(dir)),
+        (
+            "torn",
+            &(|dir: &std::path::Path| {
+                std::fs::write(dir.join("state.json"), b"{\"name\": \"x\", \"pods\": {")
+            }) as &dyn Fn(&std::path::Path) -> std::io::Result<()>,
+        ),
+        ("state file removed", &|dir: &std::path::Path| {
+            std::fs::remove_file(dir.join("state.json"))
+        }),
+        ("state dir removed", &|dir: &std::path::Path| {
+            std::fs::remove_dir_all(dir)
+        }),
     ] {
         let lab = LabGuard::new("cr");
         lab.up(&[&file], false);
         assert!(!lab.leftovers().is_empty());
-        assert!(!enforcer_tests::lab::lab_processes(&lab.name).is_empty(), "{case}: no processes to clean");
+        assert!(
+            !enforcer_tests::lab::lab_processes(&lab.name).is_empty(),
+            "{case}: no processes to clean"
+        );
         damage(&lab.state_dir()).unwrap_or_else(|e| panic!("{case}: {e}"));
         lab.run_ok(&["down"]);
         assert_eq!(lab.leftovers(), Vec::<String>::new(), "{case}");

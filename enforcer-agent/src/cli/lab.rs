@@ -64,7 +64,7 @@ pub enum LabCommand {
 /// Create the lab from YAML files or directories (multi-document).
 ///
 /// Namespaces, Pods, Deployments (replicas become pods `<deployment>-<i>`), Services
-/// (ClusterIP assigned when absent) and policy objects, which go to the datastore for
+/// (`ClusterIP` assigned when absent) and policy objects, which go to the datastore for
 /// the agent. Namespaces that objects use are created, as are kube-system, the DNS
 /// pod (kube-system/coredns-0) and the kube-dns Service, unless given.
 ///
@@ -237,7 +237,11 @@ pub fn execute(args: LabArgs) -> Result<i32, LabCliError> {
                 pods.len(),
                 lab.name().node_netns(),
                 lab.paths().root.display(),
-                if lab.has_agent() { "" } else { " (no agent: nothing enforced)" }
+                if lab.has_agent() {
+                    ""
+                } else {
+                    " (no agent: nothing enforced)"
+                }
             );
             Ok(0)
         }
@@ -263,7 +267,9 @@ pub fn execute(args: LabArgs) -> Result<i32, LabCliError> {
         LabCommand::Probe(p) => {
             let protocol = match p.protocol.as_deref() {
                 None => None,
-                Some(s) => Some(Protocol::parse(s).ok_or_else(|| LabCliError::Protocol(s.to_owned()))?),
+                Some(s) => {
+                    Some(Protocol::parse(s).ok_or_else(|| LabCliError::Protocol(s.to_owned()))?)
+                }
             };
             let req = ProbeRequest {
                 from: p.from,
@@ -301,7 +307,13 @@ pub fn execute(args: LabArgs) -> Result<i32, LabCliError> {
 }
 
 fn print_change(report: &lab::ChangeReport) {
-    let list = |v: &[String]| if v.is_empty() { "-".to_owned() } else { v.join(", ") };
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
     println!(
         "objects written {}, deleted {}; pods added: {}; removed: {}; restarted: {}",
         report.objects_written,
@@ -325,7 +337,13 @@ fn pods_table(pods: &[lab::PodInfo]) -> String {
         .iter()
         .map(|p| {
             let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            [p.namespace.clone(), p.name.clone(), p.node.clone(), p.ip.clone(), labels.join(",")]
+            [
+                p.namespace.clone(),
+                p.name.clone(),
+                p.node.clone(),
+                p.ip.clone(),
+                labels.join(","),
+            ]
         })
         .collect();
     let header = ["NAMESPACE", "NAME", "NODE", "IP", "LABELS"].map(str::to_owned);
@@ -337,7 +355,11 @@ fn pods_table(pods: &[lab::PodInfo]) -> String {
     }
     let mut out = String::new();
     for row in std::iter::once(&header).chain(&rows) {
-        let cells: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:w$}")).collect();
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:w$}"))
+            .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }

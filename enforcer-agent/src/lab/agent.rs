@@ -19,7 +19,7 @@ use super::paths::{LabName, LabPaths, NODE_NAME};
 use super::process::{self, Daemon, ProcessError, ProcessRecord};
 
 /// How long `lab up` waits for the agent's first reconcile (it loads BPF programs).
-pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+pub const START_TIMEOUT: Duration = Duration::from_mins(1);
 /// How long other commands wait for the agent to observe a revision.
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -29,7 +29,9 @@ pub enum AgentError {
     Start(#[from] ProcessError),
     #[error(transparent)]
     Datastore(#[from] DatastoreError),
-    #[error("the agent exited{status} before observing datastore revision {revision}; {log}:\n{tail}")]
+    #[error(
+        "the agent exited{status} before observing datastore revision {revision}; {log}:\n{tail}"
+    )]
     Died {
         status: String,
         revision: u64,

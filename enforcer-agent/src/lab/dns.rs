@@ -1,13 +1,14 @@
 //! The cluster DNS of the lab (the `kube-dns` pod): UDP and TCP, A/AAAA/PTR from a
 //! zone file the lab rewrites on every change, NXDOMAIN for everything else.
 //!
-//! Names: `<service>.<namespace>.svc.cluster.local` → the ClusterIP (headless Services:
+//! Names: `<service>.<namespace>.svc.cluster.local` → the `ClusterIP` (headless Services:
 //! the selected pods' addresses); `<a-b-c-d>.<namespace>.pod.cluster.local` → the pod;
-//! PTR for pod and ClusterIP addresses. Short forms work through the pods'
+//! PTR for pod and `ClusterIP` addresses. Short forms work through the pods'
 //! resolv.conf search path. Queries are parsed defensively: garbage is dropped or
 //! answered FORMERR, never a panic.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -77,7 +78,7 @@ fn reverse_name(ip: IpAddr) -> String {
         IpAddr::V6(v6) => {
             let mut s = String::new();
             for byte in v6.octets().iter().rev() {
-                s.push_str(&format!("{:x}.{:x}.", byte & 0xf, byte >> 4));
+                let _ = write!(s, "{:x}.{:x}.", byte & 0xf, byte >> 4);
             }
             s.push_str("ip6.arpa");
             s
@@ -98,31 +99,36 @@ impl Zone {
             rec.a.push(pod.ipv4);
             rec.aaaa.push(pod.ipv6);
             for ip in [IpAddr::V4(pod.ipv4), IpAddr::V6(pod.ipv6)] {
-                zone.records.entry(reverse_name(ip)).or_default().ptr.push(name.clone());
+                zone.records
+                    .entry(reverse_name(ip))
+                    .or_default()
+                    .ptr
+                    .push(name.clone());
             }
         }
         for svc in services {
             let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
             let name = format!("{}.{ns}.svc.{DOMAIN}", svc.metadata.name);
-            match svc.spec.cluster_ip.as_deref().map(str::parse::<Ipv4Addr>) {
-                Some(Ok(ip)) => {
-                    zone.records.entry(name.clone()).or_default().a.push(ip);
-                    zone.records.entry(reverse_name(IpAddr::V4(ip))).or_default().ptr.push(name);
-                }
-                _ => {
-                    // Headless: the selected pods themselves.
-                    let rec = zone.records.entry(name).or_default();
-                    for pod in pods.values().filter(|p| p.namespace() == ns) {
-                        let selected = !svc.spec.selector.is_empty()
-                            && svc
-                                .spec
-                                .selector
-                                .iter()
-                                .all(|(k, v)| pod.pod.metadata.labels.get(k) == Some(v));
-                        if selected {
-                            rec.a.push(pod.ipv4);
-                            rec.aaaa.push(pod.ipv6);
-                        }
+            if let Some(Ok(ip)) = svc.spec.cluster_ip.as_deref().map(str::parse::<Ipv4Addr>) {
+                zone.records.entry(name.clone()).or_default().a.push(ip);
+                zone.records
+                    .entry(reverse_name(IpAddr::V4(ip)))
+                    .or_default()
+                    .ptr
+                    .push(name);
+            } else {
+                // Headless: the selected pods themselves.
+                let rec = zone.records.entry(name).or_default();
+                for pod in pods.values().filter(|p| p.namespace() == ns) {
+                    let selected = !svc.spec.selector.is_empty()
+                        && svc
+                            .spec
+                            .selector
+                            .iter()
+                            .all(|(k, v)| pod.pod.metadata.labels.get(k) == Some(v));
+                    if selected {
+                        rec.a.push(pod.ipv4);
+                        rec.aaaa.push(pod.ipv6);
                     }
                 }
             }
@@ -214,7 +220,8 @@ pub fn answer(query: &[u8], zone: &Zone, limit: usize) -> Option<Vec<u8>> {
     let reply = |rcode: u8, question: Option<&[u8]>, answers: &[Vec<u8>]| {
         let mut out = Vec::with_capacity(512);
         out.extend_from_slice(&header[..2]);
-        let mut flags: u16 = 0x8000 | (u16::from(opcode) << 11) | 0x0400 | rd | 0x0080 | u16::from(rcode);
+        let mut flags: u16 =
+            0x8000 | (u16::from(opcode) << 11) | 0x0400 | rd | 0x0080 | u16::from(rcode);
         let mut body = Vec::new();
         let mut count: u16 = 0;
         let base = 12 + question.map_or(0, <[u8]>::len);
@@ -236,7 +243,11 @@ pub fn answer(query: &[u8], zone: &Zone, limit: usize) -> Option<Vec<u8>> {
         out.extend_from_slice(&body);
         out
     };
-    let Some(question) = (if qdcount == 1 { parse_question(query) } else { None }) else {
+    let Some(question) = (if qdcount == 1 {
+        parse_question(query)
+    } else {
+        None
+    }) else {
         return Some(reply(RCODE_FORMERR, None, &[]));
     };
     let qbytes = &query[12..question.end];
@@ -311,8 +322,12 @@ impl ZoneCache {
                     self.zone = Arc::new(zone);
                     self.stamp = stamp;
                 }
-                Ok(Err(e)) => tracing::warn!(path = %self.path.display(), error = %e, "bad zone file, keeping the old zone"),
-                Err(e) => tracing::warn!(path = %self.path.display(), error = %e, "cannot read zone file"),
+                Ok(Err(e)) => {
+                    tracing::warn!(path = %self.path.display(), error = %e, "bad zone file, keeping the old zone");
+                }
+                Err(e) => {
+                    tracing::warn!(path = %self.path.display(), error = %e, "cannot read zone file");
+                }
             }
         }
         Arc::clone(&self.zone)
@@ -414,6 +429,10 @@ pub fn serve(zone_path: &Path, ports: &[u16], ready_file: &Path) -> Result<(), D
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
 mod tests {
     use proptest::prelude::*;
 
@@ -438,18 +457,38 @@ mod tests {
     #[test]
     fn a_aaaa_nxdomain() {
         let z = zone();
-        let r = answer(&query(7, "Backend.dev-app.svc.cluster.local", TYPE_A), &z, UDP_LIMIT).unwrap();
+        let r = answer(
+            &query(7, "Backend.dev-app.svc.cluster.local", TYPE_A),
+            &z,
+            UDP_LIMIT,
+        )
+        .unwrap();
         assert_eq!(&r[..2], &[0, 7]);
         assert_eq!(rcode(&r), 0);
         assert_eq!(u16::from_be_bytes([r[6], r[7]]), 1);
         assert_eq!(&r[r.len() - 4..], &[198, 19, 0, 12]);
         // AAAA of an existing name: NOERROR, no answer.
-        let r = answer(&query(8, "backend.dev-app.svc.cluster.local", TYPE_AAAA), &z, UDP_LIMIT).unwrap();
+        let r = answer(
+            &query(8, "backend.dev-app.svc.cluster.local", TYPE_AAAA),
+            &z,
+            UDP_LIMIT,
+        )
+        .unwrap();
         assert_eq!((rcode(&r), u16::from_be_bytes([r[6], r[7]])), (0, 0));
         // An empty non-terminal exists; an unknown name does not.
-        let r = answer(&query(9, "dev-app.svc.cluster.local", TYPE_A), &z, UDP_LIMIT).unwrap();
+        let r = answer(
+            &query(9, "dev-app.svc.cluster.local", TYPE_A),
+            &z,
+            UDP_LIMIT,
+        )
+        .unwrap();
         assert_eq!(rcode(&r), 0);
-        let r = answer(&query(9, "nosuch.dev-app.svc.cluster.local", TYPE_A), &z, UDP_LIMIT).unwrap();
+        let r = answer(
+            &query(9, "nosuch.dev-app.svc.cluster.local", TYPE_A),
+            &z,
+            UDP_LIMIT,
+        )
+        .unwrap();
         assert_eq!(rcode(&r), RCODE_NXDOMAIN);
         let r = answer(&query(9, "google.com", TYPE_A), &z, UDP_LIMIT).unwrap();
         assert_eq!(rcode(&r), RCODE_NXDOMAIN);
@@ -468,7 +507,10 @@ mod tests {
 
     #[test]
     fn reverse_names() {
-        assert_eq!(reverse_name("198.19.0.10".parse().unwrap()), "10.0.19.198.in-addr.arpa");
+        assert_eq!(
+            reverse_name("198.19.0.10".parse().unwrap()),
+            "10.0.19.198.in-addr.arpa"
+        );
         assert!(reverse_name("2001:2::a".parse().unwrap()).starts_with("a.0.0.0.0.0.0.0"));
     }
 

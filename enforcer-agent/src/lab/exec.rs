@@ -35,5 +35,7 @@ pub fn run(netns: &str, command: &[String]) -> Result<ExitStatus, ExecError> {
 /// The shell convention: the exit code, or 128 + the signal that ended the command.
 pub fn exit_code(status: ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }

@@ -78,7 +78,9 @@ pub enum LabError {
     Exec(#[from] exec::ExecError),
     #[error("lab {name} already exists ({what}); run `enforcer lab down --name {name}` first")]
     Exists { name: String, what: String },
-    #[error("lab {name} does not exist (no {path}); start it with `enforcer lab up --name {name} -f FILE`")]
+    #[error(
+        "lab {name} does not exist (no {path}); start it with `enforcer lab up --name {name} -f FILE`"
+    )]
     NotFound { name: String, path: PathBuf },
     #[error("no pod {pod} in lab {lab} (see `enforcer lab get pods --name {lab}`)")]
     NoSuchPod { lab: String, pod: String },
@@ -181,7 +183,9 @@ fn lock(name: &LabName, paths: &LabPaths, wait: Duration) -> Result<Flock<File>,
             .map_err(io_err("open lock file", &path))?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => return Ok(lock),
-            Err((_, errno)) if errno == nix::errno::Errno::EWOULDBLOCK && Instant::now() < deadline => {
+            Err((_, errno))
+                if errno == nix::errno::Errno::EWOULDBLOCK && Instant::now() < deadline =>
+            {
                 std::thread::sleep(Duration::from_millis(100));
             }
             Err(_) => {
@@ -327,7 +331,12 @@ impl Lab {
 
     /// The datastore's objects by id.
     fn current_objects(&self) -> Result<BTreeMap<ObjectId, Object>, LabError> {
-        Ok(self.ds.list()?.into_iter().map(|l| (l.object.id(), l.object)).collect())
+        Ok(self
+            .ds
+            .list()?
+            .into_iter()
+            .map(|l| (l.object.id(), l.object))
+            .collect())
     }
 
     /// What the user declared: the datastore minus the Pods Deployments made.
@@ -376,7 +385,9 @@ impl Lab {
         for d in input {
             declared.remove(&d.object.id());
             if let Object::Namespace(ns) = &d.object {
-                declared.retain(|_, o| o.object.meta().namespace.as_deref() != Some(ns.metadata.name.as_str()));
+                declared.retain(|_, o| {
+                    o.object.meta().namespace.as_deref() != Some(ns.metadata.name.as_str())
+                });
             }
         }
         self.change(declared, &current)
@@ -440,7 +451,11 @@ impl Lab {
                         ipv4: planned.ipv4,
                         ipv6: planned.ipv6,
                     })?;
-                    netns::write_resolv_conf(&planned.netns, planned.namespace(), topology::DNS_SERVICE_IP)?;
+                    netns::write_resolv_conf(
+                        &planned.netns,
+                        planned.namespace(),
+                        topology::DNS_SERVICE_IP,
+                    )?;
                     report.pods_added.push(key.clone());
                     to_start.push(planned);
                 }
@@ -469,7 +484,11 @@ impl Lab {
             .filter(|(id, o)| previous.get(*id) != Some(*o))
             .map(|(_, o)| o.clone())
             .collect();
-        let removed: Vec<ObjectId> = previous.keys().filter(|id| !topo.objects.contains_key(*id)).cloned().collect();
+        let removed: Vec<ObjectId> = previous
+            .keys()
+            .filter(|id| !topo.objects.contains_key(*id))
+            .cloned()
+            .collect();
         if !changed.is_empty() {
             self.ds.apply(&changed)?;
         }
@@ -479,7 +498,13 @@ impl Lab {
         report.objects_written = changed.len();
         report.objects_deleted = removed.len();
         // 4. Pods that are gone.
-        let gone: Vec<String> = self.state.pods.keys().filter(|k| !topo.pods.contains_key(*k)).cloned().collect();
+        let gone: Vec<String> = self
+            .state
+            .pods
+            .keys()
+            .filter(|k| !topo.pods.contains_key(*k))
+            .cloned()
+            .collect();
         for key in gone {
             if let Some(rec) = self.state.pods.get(&key).cloned() {
                 remove_pod(&rec)?;
@@ -515,9 +540,15 @@ impl Lab {
                     self.paths.zone_file().to_string_lossy().into_owned(),
                 ],
             };
-            args.extend(["--lab".into(), self.name.to_string(), "--pod".into(), key.clone()]);
+            args.extend([
+                "--lab".into(),
+                self.name.to_string(),
+                "--pod".into(),
+                key.clone(),
+            ]);
             args.extend(["--ready-file".into(), ready.to_string_lossy().into_owned()]);
-            let (PodProgram::Responder { ports, .. } | PodProgram::Dns { ports }) = &planned.program;
+            let (PodProgram::Responder { ports, .. } | PodProgram::Dns { ports }) =
+                &planned.program;
             for port in ports {
                 args.extend(["--port".into(), port.to_string()]);
             }
@@ -588,7 +619,10 @@ impl Lab {
             .into_iter()
             .filter_map(|l| match l.object {
                 Object::Pod(p) => Some((
-                    state::pod_key(p.metadata.namespace.as_deref().unwrap_or("default"), &p.metadata.name),
+                    state::pod_key(
+                        p.metadata.namespace.as_deref().unwrap_or("default"),
+                        &p.metadata.name,
+                    ),
                     p,
                 )),
                 _ => None,
@@ -629,7 +663,9 @@ impl Lab {
     /// The netns of `NS/POD`.
     pub fn pod_netns(&self, pod: &str) -> Result<String, LabError> {
         if !pod.contains('/') {
-            return Err(LabError::BadPodRef { pod: pod.to_owned() });
+            return Err(LabError::BadPodRef {
+                pod: pod.to_owned(),
+            });
         }
         self.state
             .pods
@@ -669,11 +705,14 @@ impl Lab {
                 records.extend(state.pods.values().filter_map(|p| p.process));
             }
             Ok(None) => {}
-            Err(e) => report
-                .notes
-                .push(format!("{e}; cleaning up from netns names and command lines instead")),
+            Err(e) => report.notes.push(format!(
+                "{e}; cleaning up from netns names and command lines instead"
+            )),
         }
-        records.extend(process::find_lab_processes(name.as_str(), &paths.datastore()));
+        records.extend(process::find_lab_processes(
+            name.as_str(),
+            &paths.datastore(),
+        ));
         let namespaces = netns::list_with_prefix(&name.netns_prefix());
         for ns in &namespaces {
             for pid in process::netns_pids(ns) {
@@ -700,7 +739,9 @@ impl Lab {
         }
         for etc in netns::list_etc_with_prefix(&name.netns_prefix()) {
             match netns::remove_etc(&etc) {
-                Ok(()) => report.removed_paths.push(Path::new(paths::ETC_NETNS).join(etc)),
+                Ok(()) => report
+                    .removed_paths
+                    .push(Path::new(paths::ETC_NETNS).join(etc)),
                 Err(e) => report.problems.push(e.to_string()),
             }
         }
@@ -708,12 +749,19 @@ impl Lab {
             if dir.exists() {
                 match std::fs::remove_dir_all(&dir) {
                     Ok(()) => report.removed_paths.push(dir),
-                    Err(e) => report.problems.push(format!("remove {}: {e}", dir.display())),
+                    Err(e) => report
+                        .problems
+                        .push(format!("remove {}: {e}", dir.display())),
                 }
             }
         }
         // Parents the lab may have created: removed only when empty (other labs).
-        for dir in [paths::ETC_NETNS, paths::STATE_ROOT, "/run/enforcer", paths::BPFFS_ROOT] {
+        for dir in [
+            paths::ETC_NETNS,
+            paths::STATE_ROOT,
+            "/run/enforcer",
+            paths::BPFFS_ROOT,
+        ] {
             let _ = std::fs::remove_dir(dir);
         }
         report

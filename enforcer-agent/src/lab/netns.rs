@@ -43,7 +43,10 @@ pub fn create_node(node: &str) -> Result<(), NetnsError> {
             "net.ipv6.conf.default.forwarding=1".to_owned(),
         ],
     )?;
-    ip_in(node, &["route", "add", &format!("{GATEWAY_V4}/32"), "dev", "lo"])?;
+    ip_in(
+        node,
+        &["route", "add", &format!("{GATEWAY_V4}/32"), "dev", "lo"],
+    )?;
     Ok(())
 }
 
@@ -68,19 +71,41 @@ pub fn create_pod(link: &PodLink<'_>) -> Result<(), NetnsError> {
     command::run("ip", &["netns", "add", netns])?;
     ip_in(
         node,
-        &["link", "add", host_iface, "type", "veth", "peer", "name", "eth0", "netns", netns],
+        &[
+            "link", "add", host_iface, "type", "veth", "peer", "name", "eth0", "netns", netns,
+        ],
     )?;
     // Pod side.
     ip_in(netns, &["link", "set", "lo", "up"])?;
     ip_in(netns, &["addr", "add", &v4, "dev", "eth0"])?;
     ip_in(netns, &["addr", "add", &v6, "dev", "eth0", "nodad"])?;
     ip_in(netns, &["link", "set", "eth0", "up"])?;
-    ip_in(netns, &["route", "add", "default", "via", GATEWAY_V4, "dev", "eth0", "onlink"])?;
-    ip_in(netns, &["-6", "route", "add", "default", "via", GATEWAY_V6, "dev", "eth0"])?;
+    ip_in(
+        netns,
+        &[
+            "route", "add", "default", "via", GATEWAY_V4, "dev", "eth0", "onlink",
+        ],
+    )?;
+    ip_in(
+        netns,
+        &[
+            "-6", "route", "add", "default", "via", GATEWAY_V6, "dev", "eth0",
+        ],
+    )?;
     // A pod reaching itself through a Service comes back with its own source address.
     sysctl_in(netns, &["net.ipv4.conf.eth0.accept_local=1".to_owned()])?;
     // Host side.
-    ip_in(node, &["addr", "add", &format!("{GATEWAY_V6}/64"), "dev", host_iface, "nodad"])?;
+    ip_in(
+        node,
+        &[
+            "addr",
+            "add",
+            &format!("{GATEWAY_V6}/64"),
+            "dev",
+            host_iface,
+            "nodad",
+        ],
+    )?;
     ip_in(node, &["link", "set", host_iface, "up"])?;
     sysctl_in(
         node,
@@ -120,7 +145,11 @@ pub fn exists(netns: &str) -> bool {
 
 /// `/etc/netns/<netns>/resolv.conf`, which `ip netns exec` mounts over
 /// `/etc/resolv.conf`: the cluster DNS and the Kubernetes search path.
-pub fn write_resolv_conf(netns: &str, namespace: &str, nameserver: Ipv4Addr) -> Result<(), NetnsError> {
+pub fn write_resolv_conf(
+    netns: &str,
+    namespace: &str,
+    nameserver: Ipv4Addr,
+) -> Result<(), NetnsError> {
     let dir = Path::new(super::paths::ETC_NETNS).join(netns);
     std::fs::create_dir_all(&dir).map_err(|source| NetnsError::Io {
         op: "create directory",

@@ -29,7 +29,9 @@ impl LabName {
     pub fn new(name: &str) -> Result<Self, NameError> {
         let valid = !name.is_empty()
             && name.len() <= MAX_NAME_LEN
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
         if valid {
             Ok(Self(name.to_owned()))
         } else {
@@ -122,6 +124,10 @@ impl LabPaths {
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
 mod tests {
     use super::*;
 
@@ -133,7 +139,10 @@ mod tests {
         }
         let n = LabName::new("x").unwrap();
         assert_eq!(n.node_netns(), "enf-x-node");
-        assert_eq!(n.pod_netns("dev-app", "backend-0"), "enf-x-dev-app.backend-0");
+        assert_eq!(
+            n.pod_netns("dev-app", "backend-0"),
+            "enf-x-dev-app.backend-0"
+        );
         assert!(n.pod_netns("a", "b").starts_with(&n.netns_prefix()));
     }
 }

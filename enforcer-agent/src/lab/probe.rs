@@ -7,6 +7,7 @@
 //! which the DNS pod answers too) gets a reply.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt::Write as _;
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::Mutex;
@@ -132,12 +133,18 @@ fn select_pods<'a>(
 fn ports_of(declared: &[(u16, Protocol)], req: &ProbeRequest) -> Vec<(u16, Protocol)> {
     let set: BTreeSet<(u16, Protocol)> = match req.port {
         Some(port) => {
-            let protocols: Vec<Protocol> = match req.protocol {
-                Some(p) => vec![p],
-                None => {
-                    let declared: Vec<Protocol> =
-                        declared.iter().filter(|(p, _)| *p == port).map(|(_, pr)| *pr).collect();
-                    if declared.is_empty() { vec![Protocol::Tcp] } else { declared }
+            let protocols: Vec<Protocol> = if let Some(p) = req.protocol {
+                vec![p]
+            } else {
+                let declared: Vec<Protocol> = declared
+                    .iter()
+                    .filter(|(p, _)| *p == port)
+                    .map(|(_, pr)| *pr)
+                    .collect();
+                if declared.is_empty() {
+                    vec![Protocol::Tcp]
+                } else {
+                    declared
                 }
             };
             protocols.into_iter().map(|p| (port, p)).collect()
@@ -159,6 +166,9 @@ fn pod_ports(pod: &crate::model::Pod) -> Vec<(u16, Protocol)> {
         .collect()
 }
 
+/// A probe target: label, address, declared ports, pod key if it is a pod.
+type Target = (String, IpAddr, Vec<(u16, Protocol)>, Option<String>);
+
 /// The probes a request stands for. `objects` gives each pod's declared ports.
 pub fn plan(
     pods: &BTreeMap<String, PodRecord>,
@@ -167,8 +177,16 @@ pub fn plan(
     req: &ProbeRequest,
 ) -> Result<Vec<ProbeJob>, ProbeError> {
     let all = ["*".to_owned()];
-    let from_sel = if req.from.is_empty() { &all[..] } else { &req.from[..] };
-    let to_sel = if req.to.is_empty() { &all[..] } else { &req.to[..] };
+    let from_sel = if req.from.is_empty() {
+        &all[..]
+    } else {
+        &req.from[..]
+    };
+    let to_sel = if req.to.is_empty() {
+        &all[..]
+    } else {
+        &req.to[..]
+    };
     let mut sources: Vec<&PodRecord> = Vec::new();
     for value in from_sel {
         for p in select_pods(pods, "--from", value)? {
@@ -177,8 +195,7 @@ pub fn plan(
             }
         }
     }
-    // Targets: (label, address, declared ports, pod key if a pod).
-    let mut targets: Vec<(String, IpAddr, Vec<(u16, Protocol)>, Option<String>)> = Vec::new();
+    let mut targets: Vec<Target> = Vec::new();
     for value in to_sel {
         if let Some(rest) = value.strip_prefix("svc/") {
             let Some((ns, name)) = rest.split_once('/') else {
@@ -190,7 +207,10 @@ pub fn plan(
             };
             let matched: Vec<&Service> = services
                 .iter()
-                .filter(|s| s.metadata.namespace.as_deref() == Some(ns) && (name == "*" || s.metadata.name == name))
+                .filter(|s| {
+                    s.metadata.namespace.as_deref() == Some(ns)
+                        && (name == "*" || s.metadata.name == name)
+                })
                 .collect();
             if matched.is_empty() {
                 return Err(ProbeError::NoMatch {
@@ -201,7 +221,12 @@ pub fn plan(
             }
             for svc in matched {
                 let label = format!("svc/{ns}/{}", svc.metadata.name);
-                let Some(ip) = svc.spec.cluster_ip.as_deref().and_then(|ip| ip.parse::<Ipv4Addr>().ok()) else {
+                let Some(ip) = svc
+                    .spec
+                    .cluster_ip
+                    .as_deref()
+                    .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+                else {
                     return Err(ProbeError::NoClusterIp(label));
                 };
                 let declared = svc
@@ -214,7 +239,11 @@ pub fn plan(
             }
         } else {
             for p in select_pods(pods, "--to", value)? {
-                let addr = if req.ipv6 { IpAddr::V6(p.ipv6) } else { IpAddr::V4(p.ipv4) };
+                let addr = if req.ipv6 {
+                    IpAddr::V6(p.ipv6)
+                } else {
+                    IpAddr::V4(p.ipv4)
+                };
                 let declared = pod_objects.get(&p.key()).map(pod_ports).unwrap_or_default();
                 targets.push((p.key(), addr, declared, Some(p.key())));
             }
@@ -250,7 +279,9 @@ fn classify(e: &std::io::Error) -> String {
 }
 
 fn probe_tcp(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
-    TcpStream::connect_timeout(&addr, timeout).map(drop).map_err(|e| classify(&e))
+    TcpStream::connect_timeout(&addr, timeout)
+        .map(drop)
+        .map_err(|e| classify(&e))
 }
 
 fn probe_udp(addr: SocketAddr, timeout: Duration, id: u16) -> Result<(), String> {
@@ -271,7 +302,9 @@ fn probe_udp(addr: SocketAddr, timeout: Duration, id: u16) -> Result<(), String>
         socket.send(&payload).map_err(|e| classify(&e))?;
         // Resend every 250 ms: one lost datagram should not fail the probe.
         let wait = left.min(Duration::from_millis(250));
-        socket.set_read_timeout(Some(wait)).map_err(|e| format!("error: {e}"))?;
+        socket
+            .set_read_timeout(Some(wait))
+            .map_err(|e| format!("error: {e}"))?;
         match socket.recv(&mut buf) {
             Ok(_) => return Ok(()),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
@@ -325,7 +358,12 @@ pub fn run(jobs: &[ProbeJob], timeout: Duration) -> Vec<ProbeResult> {
             });
         }
     });
-    results.into_inner().unwrap_or_default().into_iter().flatten().collect()
+    results
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// Rows: sources; columns: `target:port/protocol`; `ok` or `--`.
@@ -345,7 +383,12 @@ pub fn render_table(results: &[ProbeResult]) -> String {
         .into_iter()
         .map(|(to, port, p)| format!("{to}:{port}/{}", p.as_str()))
         .collect();
-    let first = rows.iter().map(|r| r.len()).max().unwrap_or(0).max("FROM \\ TO".len());
+    let first = rows
+        .iter()
+        .map(|r| r.len())
+        .max()
+        .unwrap_or(0)
+        .max("FROM \\ TO".len());
     let mut out = format!("{:first$}", "FROM \\ TO");
     for c in &cols {
         out.push_str("  ");
@@ -353,18 +396,18 @@ pub fn render_table(results: &[ProbeResult]) -> String {
     }
     out.push('\n');
     for row in &rows {
-        out.push_str(&format!("{row:first$}"));
+        let _ = write!(out, "{row:first$}");
         for c in &cols {
             let cell = match cells.get(&(*row, c.clone())) {
                 Some(true) => "ok",
                 Some(false) => "--",
                 None => "",
             };
-            out.push_str(&format!("  {cell:<w$}", w = c.len()));
+            let _ = write!(out, "  {cell:<w$}", w = c.len());
         }
         out.push('\n');
     }
     let connected = results.iter().filter(|r| r.connected).count();
-    out.push_str(&format!("{connected}/{} connected\n", results.len()));
+    let _ = writeln!(out, "{connected}/{} connected", results.len());
     out
 }

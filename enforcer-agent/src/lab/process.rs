@@ -110,10 +110,18 @@ pub fn spawn_in_netns(
         path: log.to_path_buf(),
         source,
     };
-    let out = File::options().create(true).append(true).open(log).map_err(log_err)?;
+    let out = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(log_err)?;
     let err = out.try_clone().map_err(log_err)?;
     let mut command = Command::new(program);
-    command.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
     if std::env::var_os("RUST_LOG").is_none() {
         command.env("RUST_LOG", "info");
     }
@@ -135,7 +143,7 @@ pub fn spawn_in_netns(
         source,
     };
     let child = command.spawn().map_err(spawn_err)?;
-    let pid = child.id() as i32;
+    let pid = child.id().cast_signed();
     // The child exists (maybe already a zombie) until we wait for it, so stat works.
     let record = ProcessRecord::of(pid).unwrap_or(ProcessRecord { pid, start_time: 0 });
     Ok(Daemon { child, record })
@@ -144,7 +152,11 @@ pub fn spawn_in_netns(
 /// Pids of processes in a named netns (`ip netns pids`); empty if it cannot tell.
 pub fn netns_pids(netns: &str) -> Vec<i32> {
     super::command::run("ip", &["netns", "pids", netns])
-        .map(|out| out.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+        .map(|out| {
+            out.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -155,10 +167,14 @@ pub fn find_lab_processes(lab: &str, datastore: &Path) -> Vec<ProcessRecord> {
         return Vec::new();
     };
     let datastore = datastore.to_string_lossy();
-    let me = std::process::id() as i32;
+    let me = std::process::id().cast_signed();
     let mut found = Vec::new();
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         if pid == me {
@@ -176,7 +192,8 @@ pub fn find_lab_processes(lab: &str, datastore: &Path) -> Vec<ProcessRecord> {
             .get(1)
             .is_some_and(|sub| sub == "lab-responder" || sub == "lab-dns")
             && pair("--lab", lab);
-        let is_agent = args.get(1).is_some_and(|sub| sub == "agent") && pair("--datastore", &datastore);
+        let is_agent =
+            args.get(1).is_some_and(|sub| sub == "agent") && pair("--datastore", &datastore);
         if (is_pod_process || is_agent)
             && let Some(record) = ProcessRecord::of(pid)
         {

@@ -54,7 +54,10 @@ fn header_end(buf: &[u8]) -> bool {
 /// The response to what the client sent (maybe nothing).
 pub fn response(request: &[u8], text: &str) -> Vec<u8> {
     let body = format!("{text}\n");
-    let line_end = request.iter().position(|b| *b == b'\n').unwrap_or(request.len());
+    let line_end = request
+        .iter()
+        .position(|b| *b == b'\n')
+        .unwrap_or(request.len());
     let line = String::from_utf8_lossy(&request[..line_end]);
     let mut parts = line.split_whitespace();
     let method = parts.next().unwrap_or_default();
@@ -108,16 +111,20 @@ pub fn serve(text: &str, ports: &[u16], ready_file: &Path) -> Result<(), Respond
     for &port in ports {
         // `[::]` with IPV6_V6ONLY off (the netns default) serves IPv4 too.
         let addr = SocketAddr::from((Ipv6Addr::UNSPECIFIED, port));
-        listeners.push(TcpListener::bind(addr).map_err(|source| ResponderError::Bind {
-            protocol: "TCP",
-            addr,
-            source,
-        })?);
-        sockets.push(UdpSocket::bind(addr).map_err(|source| ResponderError::Bind {
-            protocol: "UDP",
-            addr,
-            source,
-        })?);
+        listeners.push(
+            TcpListener::bind(addr).map_err(|source| ResponderError::Bind {
+                protocol: "TCP",
+                addr,
+                source,
+            })?,
+        );
+        sockets.push(
+            UdpSocket::bind(addr).map_err(|source| ResponderError::Bind {
+                protocol: "UDP",
+                addr,
+                source,
+            })?,
+        );
     }
     write_ready(ready_file).map_err(|source| ResponderError::Ready {
         path: ready_file.to_path_buf(),
@@ -158,6 +165,10 @@ pub fn serve(text: &str, ports: &[u16], ready_file: &Path) -> Result<(), Respond
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
 mod tests {
     use super::*;
 

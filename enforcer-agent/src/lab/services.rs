@@ -1,4 +1,4 @@
-//! kube-proxy for the lab: Service ClusterIPs DNATed to ready backends by nftables
+//! `kube-proxy` for the lab: Service `ClusterIPs` translated (DNAT) to ready backends by nftables
 //! inside the node netns.
 //!
 //! One table, `ip enforcer_lab`, regenerated whole and loaded with one `nft -f`
@@ -6,7 +6,7 @@
 //! atomically). Packets from pods are translated in `prerouting`, the node's own in
 //! `output`; the backend is chosen by `numgen random` over the ready endpoints. A
 //! Service port without endpoints has no rule: the node has no route for the
-//! ClusterIP, so clients get an ICMP unreachable at once.
+//! `ClusterIP`, so clients get an ICMP unreachable at once.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -47,7 +47,12 @@ pub struct ServiceRule {
 }
 
 /// The container port a Service port targets on one pod, if the pod has it.
-fn target_port(pod: &PlannedPod, target: Option<&IntOrString>, port: u16, protocol: &str) -> Option<u16> {
+fn target_port(
+    pod: &PlannedPod,
+    target: Option<&IntOrString>,
+    port: u16,
+    protocol: &str,
+) -> Option<u16> {
     match target {
         None => Some(port),
         Some(IntOrString::Int(n)) => u16::try_from(*n).ok().filter(|n| *n != 0),
@@ -62,11 +67,16 @@ fn target_port(pod: &PlannedPod, target: Option<&IntOrString>, port: u16, protoc
     }
 }
 
-/// Endpoints for every ClusterIP Service port (headless Services and SCTP have none).
+/// Endpoints for every `ClusterIP` Service port (headless Services and SCTP have none).
 pub fn rules(services: &[Service], pods: &BTreeMap<String, PlannedPod>) -> Vec<ServiceRule> {
     let mut out = Vec::new();
     for svc in services {
-        let Some(cluster_ip) = svc.spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok()) else {
+        let Some(cluster_ip) = svc
+            .spec
+            .cluster_ip
+            .as_deref()
+            .and_then(|ip| ip.parse().ok())
+        else {
             continue;
         };
         let namespace = svc.metadata.namespace.clone().unwrap_or_default();
@@ -92,7 +102,8 @@ pub fn rules(services: &[Service], pods: &BTreeMap<String, PlannedPod>) -> Vec<S
             let mut endpoints: Vec<(Ipv4Addr, u16)> = selected
                 .iter()
                 .filter_map(|p| {
-                    target_port(p, port.target_port.as_ref(), port.port, port.protocol()).map(|t| (p.ipv4, t))
+                    target_port(p, port.target_port.as_ref(), port.port, port.protocol())
+                        .map(|t| (p.ipv4, t))
                 })
                 .collect();
             endpoints.sort_unstable();
@@ -162,6 +173,10 @@ pub fn load(node_netns: &str, file: &Path, text: &str) -> Result<(), ServicesErr
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
 mod tests {
     use super::*;
     use crate::lab::state::PodProgram;
@@ -236,7 +251,10 @@ mod tests {
         let rules = rules(&[svc], &pods);
         assert_eq!(
             rules[0].endpoints,
-            [(Ipv4Addr::new(198, 18, 0, 10), 9090), (Ipv4Addr::new(198, 18, 0, 11), 8080)]
+            [
+                (Ipv4Addr::new(198, 18, 0, 10), 9090),
+                (Ipv4Addr::new(198, 18, 0, 11), 8080)
+            ]
         );
         let text = ruleset(&rules);
         assert!(

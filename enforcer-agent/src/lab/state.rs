@@ -92,12 +92,14 @@ impl LabState {
     /// Reads the state; `Ok(None)` when there is no state file.
     pub fn load(path: &Path) -> Result<Option<Self>, StateError> {
         match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| StateError::Corrupt {
-                    path: path.to_path_buf(),
-                    source,
-                }),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|source| StateError::Corrupt {
+                        path: path.to_path_buf(),
+                        source,
+                    })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(StateError::Io {
                 op: "read",
@@ -126,6 +128,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
 mod tests {
     use super::*;
 
@@ -156,7 +162,10 @@ mod tests {
         state.save(&path).unwrap();
         assert_eq!(LabState::load(&path).unwrap(), Some(state));
         std::fs::write(&path, b"{\"name\": ").unwrap();
-        assert!(matches!(LabState::load(&path), Err(StateError::Corrupt { .. })));
+        assert!(matches!(
+            LabState::load(&path),
+            Err(StateError::Corrupt { .. })
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -2,9 +2,9 @@
 //! Deployments expanded to Pods, and addresses.
 //!
 //! Addresses: pod index `i` (from 10) gets `198.18.0.0 + i` and `2001:2:: + i`, so
-//! the first pod is 198.18.0.10 / 2001:2::a; a pod keeps its address for life.
+//! the first pod is 198.18.0.10 / `2001:2::a`; a pod keeps its address for life.
 //! 198.18.255.0/24 stays free for the node's host interface and external clients.
-//! Service ClusterIPs come from 198.19.0.0/16; `kube-dns` is 198.19.0.10.
+//! Service `ClusterIPs` come from 198.19.0.0/16; `kube-dns` is 198.19.0.10.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -107,7 +107,7 @@ pub struct Topology {
     /// expanded Pods.
     pub objects: BTreeMap<ObjectId, Object>,
     pub pods: BTreeMap<String, PlannedPod>,
-    /// Services with their ClusterIP.
+    /// Services with their `ClusterIP`.
     pub services: Vec<Service>,
     /// The state's next pod index after allocation.
     pub next_pod_index: u32,
@@ -159,7 +159,8 @@ pub fn normalize(mut object: Object) -> Object {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -232,7 +233,9 @@ fn validate_service(d: &Declared, spec: &ServiceSpec) -> Result<(), TopologyErro
         && ip != "None"
         && ip.parse::<Ipv4Addr>().is_err()
     {
-        return Err(d.invalid(format!("spec.clusterIP {ip:?} is not an IPv4 address or \"None\"")));
+        return Err(d.invalid(format!(
+            "spec.clusterIP {ip:?} is not an IPv4 address or \"None\""
+        )));
     }
     for (i, p) in spec.ports.iter().enumerate() {
         if p.port == 0 {
@@ -286,7 +289,10 @@ pub fn is_dns_pod(pod: &Pod) -> bool {
 }
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 fn dns_pod() -> Pod {
@@ -358,9 +364,15 @@ pub fn add_implied(declared: &mut BTreeMap<ObjectId, Declared>) {
         add(declared, Object::Pod(dns_pod()));
     }
     add(declared, Object::Service(dns_service()));
-    let mut namespaces: BTreeSet<String> =
-        ["default", DNS_NAMESPACE].into_iter().map(str::to_owned).collect();
-    namespaces.extend(declared.values().filter_map(|d| d.object.meta().namespace.clone()));
+    let mut namespaces: BTreeSet<String> = ["default", DNS_NAMESPACE]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    namespaces.extend(
+        declared
+            .values()
+            .filter_map(|d| d.object.meta().namespace.clone()),
+    );
     for name in namespaces {
         add(
             declared,
@@ -375,7 +387,7 @@ pub fn add_implied(declared: &mut BTreeMap<ObjectId, Declared>) {
 }
 
 /// Builds the topology. `declared` must already be normalized and complete
-/// ([`add_implied`]); `previous` is what the datastore held (for ClusterIPs to keep).
+/// ([`add_implied`]); `previous` is what the datastore held (for `ClusterIPs` to keep).
 pub fn build(
     lab: &LabName,
     declared: &BTreeMap<ObjectId, Declared>,
@@ -425,11 +437,17 @@ pub fn build(
         Err(TopologyError::PodAddressesExhausted)
     };
     for (mut pod, owner, d) in planned {
-        let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".to_owned());
+        let ns = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned());
         let name = pod.metadata.name.clone();
         let key = pod_key(&ns, &name);
         if pods.contains_key(&key) {
-            return Err(d.invalid(format!("pod {key} is declared twice (a Pod and a Deployment replica?)")));
+            return Err(d.invalid(format!(
+                "pod {key} is declared twice (a Pod and a Deployment replica?)"
+            )));
         }
         let (ipv4, ipv6) = match state.pods.get(&key) {
             Some(rec) => (rec.ipv4, rec.ipv6),
@@ -466,7 +484,10 @@ pub fn build(
             ipv4,
             ipv6,
         };
-        objects.insert(Object::Pod(planned.pod.clone()).id(), Object::Pod(planned.pod.clone()));
+        objects.insert(
+            Object::Pod(planned.pod.clone()).id(),
+            Object::Pod(planned.pod.clone()),
+        );
         pods.insert(key, planned);
     }
     // Services: declared ClusterIP, else the one the Service already had, else a new one.
@@ -486,7 +507,9 @@ pub fn build(
         match svc.spec.cluster_ip.as_deref().map(str::parse::<Ipv4Addr>) {
             Some(Ok(ip)) => {
                 if let Some(other) = taken.insert(ip, d.object.id()) {
-                    return Err(d.invalid(format!("spec.clusterIP {ip} is already used by {other}")));
+                    return Err(
+                        d.invalid(format!("spec.clusterIP {ip} is already used by {other}"))
+                    );
                 }
                 services.push(svc);
             }
@@ -528,12 +551,17 @@ pub fn build(
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
 mod tests {
     use std::path::PathBuf;
 
     use super::*;
 
-    const TUTORIAL: &str = include_str!("../../../tests/fixtures/tutorial/dev-app-deployments.yaml");
+    const TUTORIAL: &str =
+        include_str!("../../../tests/fixtures/tutorial/dev-app-deployments.yaml");
 
     fn declared_from(text: &str) -> BTreeMap<ObjectId, Declared> {
         let loaded = crate::model::load_str(std::path::Path::new("t.yaml"), text).unwrap();
@@ -590,11 +618,29 @@ mod tests {
         let mut ips: Vec<Ipv4Addr> = topo.pods.values().map(|p| p.ipv4).collect();
         ips.sort();
         assert_eq!(ips[0], Ipv4Addr::new(198, 18, 0, 10));
-        assert_eq!(topo.pods["kube-system/coredns-0"].program, PodProgram::Dns { ports: vec![53] });
-        let dns = topo.services.iter().find(|s| s.metadata.name == "kube-dns").unwrap();
+        assert_eq!(
+            topo.pods["kube-system/coredns-0"].program,
+            PodProgram::Dns { ports: vec![53] }
+        );
+        let dns = topo
+            .services
+            .iter()
+            .find(|s| s.metadata.name == "kube-dns")
+            .unwrap();
         assert_eq!(dns.spec.cluster_ip.as_deref(), Some("198.19.0.10"));
-        let backend_svc = topo.services.iter().find(|s| s.metadata.name == "backend").unwrap();
-        assert!(backend_svc.spec.cluster_ip.as_deref().unwrap().starts_with("198.19.0."));
+        let backend_svc = topo
+            .services
+            .iter()
+            .find(|s| s.metadata.name == "backend")
+            .unwrap();
+        assert!(
+            backend_svc
+                .spec
+                .cluster_ip
+                .as_deref()
+                .unwrap()
+                .starts_with("198.19.0.")
+        );
         assert_eq!(pod_v6(10), "2001:2::a".parse::<Ipv6Addr>().unwrap());
     }
 
@@ -605,7 +651,12 @@ mod tests {
         let declared = declared_from(
             "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: a}\nspec: {clusterIP: nope}\n",
         );
-        let err = build(&lab, &declared, &BTreeMap::new(), &state).unwrap_err().to_string();
-        assert!(err.contains("t.yaml document 0") && err.contains("Service a/s"), "{err}");
+        let err = build(&lab, &declared, &BTreeMap::new(), &state)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("t.yaml document 0") && err.contains("Service a/s"),
+            "{err}"
+        );
     }
 }
