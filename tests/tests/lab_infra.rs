@@ -364,3 +364,94 @@ fn down_after_crash_without_state_file() {
         lab.run_ok(&["down"]);
     }
 }
+
+/// A stand-in for `enforcer agent` that keeps the contract the lab relies on: started
+/// in the node netns with `agent --node node1 --datastore DIR --bpffs DIR`, it writes
+/// `status.json` with the revision it has seen. It also records where it runs.
+const FAKE_AGENT: &str = r#"#!/bin/sh
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --datastore) ds=$2; shift ;;
+    --node) node=$2; shift ;;
+    --bpffs) bpffs=$2; shift ;;
+  esac
+  shift
+done
+[ -n "$ds" ] && [ "$node" = node1 ] && [ -n "$bpffs" ] || { echo "fake agent: bad arguments" >&2; exit 2; }
+ip netns identify > "$ds/../fake-agent-netns"
+echo "fake agent watching $ds"
+while :; do
+  rev=$(cat "$ds/revision" 2>/dev/null || echo 0)
+  printf '{"observed_revision":%s,"applied_revision":%s,"error":null,"endpoints_attached":0,"last_apply_us":0,"generation":0}' "$rev" "$rev" > "$ds/status.tmp"
+  mv "$ds/status.tmp" "$ds/status.json"
+  sleep 0.05
+done
+"#;
+
+#[test]
+fn agent_contract_with_a_fake_agent() {
+    use std::os::unix::fs::PermissionsExt;
+    let _serial = serial();
+    let tmp = TempDir::new("agent");
+    let fake = tmp.write("fake-agent", FAKE_AGENT);
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("chmod: {e}"));
+    let file = tmp.write("small.yaml", SMALL);
+    let lab = LabGuard::new("ag");
+    lab.run_ok(&[
+        "up",
+        "--agent-bin",
+        &fake.to_string_lossy(),
+        "-f",
+        &file.to_string_lossy(),
+    ]);
+    let netns =
+        std::fs::read_to_string(lab.state_dir().join("fake-agent-netns")).unwrap_or_default();
+    assert_eq!(
+        netns.trim(),
+        format!("enf-{}-node", lab.name),
+        "the agent must run in the node netns"
+    );
+    // apply and probe wait for the agent; both work while it keeps up.
+    lab.apply(&tmp.write("more.yaml", &SMALL.replace("name: web", "name: web2")));
+    assert_all_connected(
+        &lab.probe(&["--from", "crash/web", "--to", "crash/web2"]),
+        "with agent",
+    );
+    // down stops the agent too.
+    lab.run_ok(&["down"]);
+    assert_eq!(lab.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn agent_that_dies_fails_up_with_its_log() {
+    use std::os::unix::fs::PermissionsExt;
+    let _serial = serial();
+    let tmp = TempDir::new("agentdies");
+    let fake = tmp.write(
+        "dying-agent",
+        "#!/bin/sh\necho 'boom: cannot load the BPF programs' >&2\nexit 3\n",
+    );
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("chmod: {e}"));
+    let file = tmp.write("small.yaml", SMALL);
+    let lab = LabGuard::new("ad");
+    let out = lab.run(&[
+        "up",
+        "--agent-bin",
+        &fake.to_string_lossy(),
+        "-f",
+        &file.to_string_lossy(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("agent exited") && err.contains("boom: cannot load the BPF programs"),
+        "{err}"
+    );
+    assert_eq!(
+        lab.leftovers(),
+        Vec::<String>::new(),
+        "a failed up must clean up"
+    );
+}

@@ -79,6 +79,10 @@ pub struct UpArgs {
     /// Do not start the node agent (no enforcement: everything connects).
     #[arg(long)]
     pub no_agent: bool,
+    /// Run the agent from this program instead of this enforcer binary (same
+    /// arguments: `agent --node node1 --datastore DIR --bpffs DIR`).
+    #[arg(long, conflicts_with = "no_agent")]
+    pub agent_bin: Option<PathBuf>,
     /// YAML/JSON files or directories.
     #[arg(short = 'f', long = "filename", required = true)]
     pub files: Vec<PathBuf>,
@@ -228,6 +232,7 @@ pub fn execute(args: LabArgs) -> Result<i32, LabCliError> {
                 name,
                 agent: !up.no_agent,
                 binary,
+                agent_binary: up.agent_bin,
             };
             let lab = Lab::up(&opts, &up.files)?;
             let pods = lab.get_pods()?;

@@ -30,7 +30,7 @@ pub enum AgentError {
     #[error(transparent)]
     Datastore(#[from] DatastoreError),
     #[error(
-        "the agent exited{status} before observing datastore revision {revision}; {log}:\n{tail}"
+        "the agent exited{status} before observing datastore revision {revision}; last lines of {log}:\n{tail}"
     )]
     Died {
         status: String,
@@ -39,7 +39,7 @@ pub enum AgentError {
         tail: String,
     },
     #[error(
-        "the agent did not observe datastore revision {revision} within {secs}s (status: {observed}); {log}:\n{tail}"
+        "the agent did not observe datastore revision {revision} within {secs}s (status: {observed}); last lines of {log}:\n{tail}"
     )]
     Timeout {
         revision: u64,

@@ -86,7 +86,7 @@ pub enum LabError {
     NoSuchPod { lab: String, pod: String },
     #[error("pod {pod}: expected NS/POD")]
     BadPodRef { pod: String },
-    #[error("pod {pod}: its process {what}; {log}:\n{tail}")]
+    #[error("pod {pod}: its process {what}; last lines of {log}:\n{tail}")]
     PodProcess {
         pod: String,
         what: String,
@@ -120,6 +120,8 @@ pub struct UpOptions {
     pub agent: bool,
     /// The `enforcer` binary for pod processes and the agent (normally this one).
     pub binary: PathBuf,
+    /// Run the agent from this program instead of `binary` (same arguments).
+    pub agent_binary: Option<PathBuf>,
 }
 
 /// One line of `lab get pods -o json`.
@@ -249,10 +251,10 @@ impl Lab {
             ds,
             _lock: lock,
         };
-        match lab.bring_up(&topo) {
+        match lab.bring_up(&topo, opts.agent_binary.as_deref()) {
             Ok(()) => Ok(lab),
             Err(e) => {
-                tracing::error!(error = %e, "lab up failed, cleaning up");
+                tracing::debug!(error = %e, "lab up failed, cleaning up");
                 let name = lab.name.clone();
                 drop(lab);
                 let report = Lab::down(&name);
@@ -264,11 +266,12 @@ impl Lab {
         }
     }
 
-    fn bring_up(&mut self, topo: &Topology) -> Result<(), LabError> {
+    fn bring_up(&mut self, topo: &Topology, agent_binary: Option<&Path>) -> Result<(), LabError> {
         netns::create_node(&self.name.node_netns())?;
         self.reconcile(topo, &BTreeMap::new())?;
         if self.state.agent {
-            let mut daemon = agent::start(&self.name, &self.state.binary, &self.paths)?;
+            let binary = agent_binary.unwrap_or(&self.state.binary);
+            let mut daemon = agent::start(&self.name, binary, &self.paths)?;
             self.state.agent_process = Some(daemon.record);
             self.save()?;
             agent::wait_observed(

@@ -192,8 +192,8 @@ pub fn find_lab_processes(lab: &str, datastore: &Path) -> Vec<ProcessRecord> {
             .get(1)
             .is_some_and(|sub| sub == "lab-responder" || sub == "lab-dns")
             && pair("--lab", lab);
-        let is_agent =
-            args.get(1).is_some_and(|sub| sub == "agent") && pair("--datastore", &datastore);
+        // In any position: the agent may be a script run by an interpreter.
+        let is_agent = args.iter().any(|a| a == "agent") && pair("--datastore", &datastore);
         if (is_pod_process || is_agent)
             && let Some(record) = ProcessRecord::of(pid)
         {
