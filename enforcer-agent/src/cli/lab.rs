@@ -37,7 +37,7 @@ pub enum LabCliError {
 ///
 ///   enforcer lab apply -f tests/fixtures/tutorial/networkpolicy-deny-all.yaml
 ///
-///   enforcer lab probe --from dev-app/* --to dev-app/*
+///   enforcer lab probe --from 'dev-app/*' --to 'dev-app/*'
 ///
 ///   enforcer lab down
 #[derive(Args, Debug)]
@@ -53,11 +53,40 @@ pub struct LabArgs {
 #[derive(Subcommand, Debug)]
 pub enum LabCommand {
     Up(UpArgs),
+    /// Create or update the objects in YAML files, live (like `kubectl apply -f`).
+    ///
+    /// Pods keep their netns and address across updates (labels change in place);
+    /// Deployment replica changes add or remove pods; Services update their NAT rules
+    /// and DNS names. Input is validated first: a bad file changes nothing. With an
+    /// agent, waits until it has observed the change.
+    ///
+    /// Example:
+    ///
+    ///   enforcer lab apply -f tests/fixtures/tutorial/networkpolicy-deny-all.yaml
+    #[command(verbatim_doc_comment)]
     Apply(FileArgs),
+    /// Delete the objects named in YAML files, live (like `kubectl delete -f`).
+    ///
+    /// Deleting a Deployment deletes its pods; deleting a Namespace everything in it.
+    ///
+    /// Example:
+    ///
+    ///   enforcer lab delete -f tests/fixtures/tutorial/networkpolicy-deny-all.yaml
+    #[command(verbatim_doc_comment)]
     Delete(FileArgs),
     Get(GetArgs),
     Probe(ProbeArgs),
     Exec(ExecArgs),
+    /// Remove everything the lab created, also after a crash.
+    ///
+    /// Processes, every `enf-<name>-*` netns (and what still runs in it),
+    /// /etc/netns/enf-<name>-*, /sys/fs/bpf/enforcer/<name>, the state directory
+    /// /run/enforcer/lab/<name>. Works without (or with a torn) state file.
+    ///
+    /// Example:
+    ///
+    ///   enforcer lab down --name demo
+    #[command(verbatim_doc_comment)]
     Down,
 }
 
@@ -88,19 +117,8 @@ pub struct UpArgs {
     pub files: Vec<PathBuf>,
 }
 
-/// Create/update (apply) or delete the objects in YAML files, live.
-///
-/// Pods keep their netns and address across updates (labels change in place);
-/// Deployment replica changes add or remove pods; Services update their NAT rules and
-/// DNS names. Input is validated first: a bad file changes nothing.
-///
-/// Examples:
-///
-///   enforcer lab apply -f tests/fixtures/tutorial/networkpolicy-deny-all.yaml
-///
-///   enforcer lab delete -f tests/fixtures/tutorial/networkpolicy-deny-all.yaml
+/// Files for `apply` and `delete`.
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
 pub struct FileArgs {
     /// YAML/JSON files or directories.
     #[arg(short = 'f', long = "filename", required = true)]

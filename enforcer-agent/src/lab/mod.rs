@@ -82,6 +82,10 @@ pub enum LabError {
         "lab {name} does not exist (no {path}); start it with `enforcer lab up --name {name} -f FILE`"
     )]
     NotFound { name: String, path: PathBuf },
+    #[error(
+        "lab {name} is broken ({path} is missing or unreadable); run `enforcer lab down --name {name}`"
+    )]
+    Broken { name: String, path: PathBuf },
     #[error("no pod {pod} in lab {lab} (see `enforcer lab get pods --name {lab}`)")]
     NoSuchPod { lab: String, pod: String },
     #[error("pod {pod}: expected NS/POD")]
@@ -296,11 +300,12 @@ impl Lab {
             });
         }
         let lock = lock(name, &paths, Duration::from_secs(30))?;
-        let Some(state) = LabState::load(&state_file)? else {
-            return Err(LabError::NotFound {
-                name: name.to_string(),
-                path: state_file,
-            });
+        let broken = || LabError::Broken {
+            name: name.to_string(),
+            path: state_file.clone(),
+        };
+        let Some(state) = LabState::load(&state_file).map_err(|_| broken())? else {
+            return Err(broken());
         };
         let ds = FileDatastore::open(paths.datastore())?;
         Ok(Lab {
