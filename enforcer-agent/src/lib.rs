@@ -10,5 +10,6 @@ pub mod compile;
 pub mod dataplane;
 pub mod datastore;
 pub mod inspect;
+pub mod lab;
 pub mod model;
 pub mod synth;

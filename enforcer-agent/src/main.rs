@@ -1,4 +1,77 @@
 //! The `enforcer` command.
-fn main() -> anyhow::Result<()> {
-    Ok(())
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Calico network policy enforced by eBPF.
+#[derive(Parser)]
+#[command(name = "enforcer", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the node agent (see `enforcer agent --help`).
+    Agent(cli::agent::AgentArgs),
+    /// Decode a node's pinned BPF maps.
+    Inspect(cli::inspect::InspectArgs),
+    /// A cluster made of network namespaces, to try policies on real packets.
+    Lab(cli::lab::LabArgs),
+    #[command(hide = true)]
+    LabResponder(cli::lab::ResponderArgs),
+    #[command(hide = true)]
+    LabDns(cli::lab::DnsArgs),
+}
+
+fn run(command: Command) -> anyhow::Result<i32> {
+    Ok(match command {
+        Command::Agent(args) => {
+            args.execute()?;
+            0
+        }
+        Command::Inspect(args) => {
+            args.execute()?;
+            0
+        }
+        Command::Lab(args) => cli::lab::execute(args)?,
+        Command::LabResponder(args) => cli::lab::execute_responder(&args)?,
+        Command::LabDns(args) => cli::lab::execute_dns(&args)?,
+    })
+}
+
+/// The error and its causes, skipping causes the message above already quotes.
+fn render(err: &anyhow::Error) -> String {
+    let mut out = err.to_string();
+    let mut above = out.clone();
+    for cause in err.chain().skip(1) {
+        let msg = cause.to_string();
+        if !above.contains(&msg) {
+            out.push_str("\n  caused by: ");
+            out.push_str(&msg);
+        }
+        above = msg;
+    }
+    out
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse().command) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(err) => {
+            eprintln!("error: {}", render(&err));
+            ExitCode::FAILURE
+        }
+    }
 }

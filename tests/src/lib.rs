@@ -1,2 +1,4 @@
 //! Privileged integration tests live in tests/.
+
+pub mod lab;
 pub mod traffic;

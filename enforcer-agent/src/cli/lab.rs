@@ -1,0 +1,404 @@
+//! `enforcer lab`: a Kubernetes cluster made of network namespaces on this machine.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use enforcer::lab::{self, Lab, LabError, LabName, ProbeRequest, Protocol, UpOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabCliError {
+    #[error(transparent)]
+    Lab(#[from] LabError),
+    #[error("cannot find the enforcer binary to run pod processes and the agent: {0}")]
+    Binary(#[source] std::io::Error),
+    #[error("cannot encode output: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("--protocol {0:?}: expected TCP or UDP")]
+    Protocol(String),
+    #[error(transparent)]
+    Responder(#[from] lab::responder::ResponderError),
+    #[error(transparent)]
+    Dns(#[from] lab::dns::DnsError),
+}
+
+/// Run a Kubernetes/Calico cluster made of network namespaces.
+///
+/// One node netns `enf-<name>-node` and one netns per pod (`enf-<name>-<ns>.<pod>`),
+/// Calico-style veths and routes, Services by nftables DNAT in the node, a cluster DNS
+/// (kube-dns, 198.19.0.10), and the enforcer agent in the node netns.
+///
+/// Examples:
+///
+///   enforcer lab up -f tests/fixtures/tutorial/dev-app-deployments.yaml
+///
+///   enforcer lab exec dev-app/frontend-0 -- curl -s backend.dev-app.svc.cluster.local:8080
+///
+///   enforcer lab apply -f tests/fixtures/tutorial/networkpolicy-deny-all.yaml
+///
+///   enforcer lab probe --from 'dev-app/*' --to 'dev-app/*'
+///
+///   enforcer lab down
+#[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct LabArgs {
+    /// Lab name (1-12 lowercase letters and digits); several labs can run at once.
+    #[arg(long, global = true, default_value = "lab")]
+    pub name: String,
+    #[command(subcommand)]
+    pub command: LabCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LabCommand {
+    Up(UpArgs),
+    /// Create or update the objects in YAML files, live (like `kubectl apply -f`).
+    ///
+    /// Pods keep their netns and address across updates (labels change in place);
+    /// Deployment replica changes add or remove pods; Services update their NAT rules
+    /// and DNS names. Input is validated first: a bad file changes nothing. With an
+    /// agent, waits until it has observed the change.
+    ///
+    /// Example:
+    ///
+    ///   enforcer lab apply -f tests/fixtures/tutorial/networkpolicy-deny-all.yaml
+    #[command(verbatim_doc_comment)]
+    Apply(FileArgs),
+    /// Delete the objects named in YAML files, live (like `kubectl delete -f`).
+    ///
+    /// Deleting a Deployment deletes its pods; deleting a Namespace everything in it.
+    ///
+    /// Example:
+    ///
+    ///   enforcer lab delete -f tests/fixtures/tutorial/networkpolicy-deny-all.yaml
+    #[command(verbatim_doc_comment)]
+    Delete(FileArgs),
+    Get(GetArgs),
+    Probe(ProbeArgs),
+    Exec(ExecArgs),
+    /// Remove everything the lab created, also after a crash.
+    ///
+    /// Processes, every `enf-<name>-*` netns (and what still runs in it),
+    /// /etc/netns/enf-<name>-*, /sys/fs/bpf/enforcer/<name>, the state directory
+    /// /run/enforcer/lab/<name>. Works without (or with a torn) state file.
+    ///
+    /// Example:
+    ///
+    ///   enforcer lab down --name demo
+    #[command(verbatim_doc_comment)]
+    Down,
+}
+
+/// Create the lab from YAML files or directories (multi-document).
+///
+/// Namespaces, Pods, Deployments (replicas become pods `<deployment>-<i>`), Services
+/// (`ClusterIP` assigned when absent) and policy objects, which go to the datastore for
+/// the agent. Namespaces that objects use are created, as are kube-system, the DNS
+/// pod (kube-system/coredns-0) and the kube-dns Service, unless given.
+///
+/// Examples:
+///
+///   enforcer lab up -f tests/fixtures/tutorial/dev-app-deployments.yaml
+///
+///   enforcer lab up --name demo --no-agent -f manifests/
+#[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct UpArgs {
+    /// Do not start the node agent (no enforcement: everything connects).
+    #[arg(long)]
+    pub no_agent: bool,
+    /// Run the agent from this program instead of this enforcer binary (same
+    /// arguments: `agent --node node1 --datastore DIR --bpffs DIR`).
+    #[arg(long, conflicts_with = "no_agent")]
+    pub agent_bin: Option<PathBuf>,
+    /// YAML/JSON files or directories.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// Files for `apply` and `delete`.
+#[derive(Args, Debug)]
+pub struct FileArgs {
+    /// YAML/JSON files or directories.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Resource {
+    Pods,
+}
+
+/// List lab objects.
+///
+/// Example:
+///
+///   enforcer lab get pods -o json
+#[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct GetArgs {
+    pub resource: Resource,
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+/// Probe connectivity between pods (and to Services).
+///
+/// Default: every pod to every other pod, on each target's declared container ports
+/// with their declared protocols. TCP connects when the handshake completes; UDP when
+/// the datagram is answered. Waits first until the agent has observed the datastore.
+///
+/// Examples:
+///
+///   enforcer lab probe
+///
+///   enforcer lab probe --from dev-app/frontend-0 --to svc/dev-app/backend
+///
+///   enforcer lab probe --from 'dev-app/*' --to 'kube-system/*' --port 53 --protocol UDP -o json
+#[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct ProbeArgs {
+    /// Sources: NS/POD, NS/* or * (repeatable; default all pods).
+    #[arg(long)]
+    pub from: Vec<String>,
+    /// Targets: NS/POD, NS/*, *, svc/NS/NAME or svc/NS/* (repeatable; default all pods).
+    #[arg(long)]
+    pub to: Vec<String>,
+    /// Probe this port instead of the declared ones.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// TCP or UDP instead of the declared protocol.
+    #[arg(long)]
+    pub protocol: Option<String>,
+    /// Probe pods' IPv6 addresses (Services are IPv4 only).
+    #[arg(long)]
+    pub ipv6: bool,
+    /// Per-probe timeout in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub timeout_ms: u64,
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+/// Run a command inside a pod (its netns and resolv.conf); exits with its status.
+///
+/// Examples:
+///
+///   enforcer lab exec dev-app/frontend-0 -- curl -s -m 5 backend.dev-app.svc.cluster.local:8080
+///
+///   enforcer lab exec dev-app/frontend-0 -- nslookup backend.dev-app.svc.cluster.local
+#[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct ExecArgs {
+    /// The pod, NS/POD.
+    pub pod: String,
+    /// The command and its arguments (after `--`).
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// Hidden: the process standing in for a pod's containers.
+#[derive(Args, Debug)]
+pub struct ResponderArgs {
+    /// The lab (lets `lab down` find the process by its command line).
+    #[arg(long)]
+    pub lab: String,
+    /// NS/POD, for logs.
+    #[arg(long)]
+    pub pod: String,
+    #[arg(long)]
+    pub text: String,
+    /// Ports to answer on, TCP and UDP.
+    #[arg(long)]
+    pub port: Vec<u16>,
+    /// Written once every socket is bound.
+    #[arg(long)]
+    pub ready_file: PathBuf,
+}
+
+/// Hidden: the lab's cluster DNS server.
+#[derive(Args, Debug)]
+pub struct DnsArgs {
+    #[arg(long)]
+    pub lab: String,
+    #[arg(long)]
+    pub pod: String,
+    /// The zone file (JSON) the lab rewrites on changes.
+    #[arg(long)]
+    pub zone: PathBuf,
+    /// Ports to serve DNS on, UDP and TCP.
+    #[arg(long)]
+    pub port: Vec<u16>,
+    #[arg(long)]
+    pub ready_file: PathBuf,
+}
+
+/// Runs a `lab` subcommand; returns the process exit code.
+pub fn execute(args: LabArgs) -> Result<i32, LabCliError> {
+    let name = LabName::new(&args.name).map_err(LabError::from)?;
+    match args.command {
+        LabCommand::Up(up) => {
+            let binary = std::env::current_exe().map_err(LabCliError::Binary)?;
+            let opts = UpOptions {
+                name,
+                agent: !up.no_agent,
+                binary,
+                agent_binary: up.agent_bin,
+            };
+            let lab = Lab::up(&opts, &up.files)?;
+            let pods = lab.get_pods()?;
+            println!(
+                "lab {} is up: {} pods, node netns {}, state {}{}",
+                lab.name(),
+                pods.len(),
+                lab.name().node_netns(),
+                lab.paths().root.display(),
+                if lab.has_agent() {
+                    ""
+                } else {
+                    " (no agent: nothing enforced)"
+                }
+            );
+            Ok(0)
+        }
+        LabCommand::Apply(f) => {
+            let report = Lab::open(&name)?.apply(&f.files)?;
+            print_change(&report);
+            Ok(0)
+        }
+        LabCommand::Delete(f) => {
+            let report = Lab::open(&name)?.delete(&f.files)?;
+            print_change(&report);
+            Ok(0)
+        }
+        LabCommand::Get(get) => {
+            let Resource::Pods = get.resource;
+            let pods = Lab::open(&name)?.get_pods()?;
+            match get.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&pods)?),
+                Output::Table => print!("{}", pods_table(&pods)),
+            }
+            Ok(0)
+        }
+        LabCommand::Probe(p) => {
+            let protocol = match p.protocol.as_deref() {
+                None => None,
+                Some(s) => {
+                    Some(Protocol::parse(s).ok_or_else(|| LabCliError::Protocol(s.to_owned()))?)
+                }
+            };
+            let req = ProbeRequest {
+                from: p.from,
+                to: p.to,
+                port: p.port,
+                protocol,
+                ipv6: p.ipv6,
+                timeout: Duration::from_millis(p.timeout_ms),
+            };
+            let results = Lab::open(&name)?.probe(&req)?;
+            match p.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&results)?),
+                Output::Table => print!("{}", lab::probe::render_table(&results)),
+            }
+            Ok(0)
+        }
+        LabCommand::Exec(e) => Ok(Lab::open(&name)?.exec(&e.pod, &e.command)?),
+        LabCommand::Down => {
+            let report = Lab::down(&name);
+            println!(
+                "lab {name} down: stopped {} processes, deleted {} netns, removed {} paths",
+                report.processes,
+                report.netns.len(),
+                report.removed_paths.len()
+            );
+            for n in &report.notes {
+                eprintln!("note: {n}");
+            }
+            for p in &report.problems {
+                eprintln!("error: {p}");
+            }
+            Ok(i32::from(!report.problems.is_empty()))
+        }
+    }
+}
+
+fn print_change(report: &lab::ChangeReport) {
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    println!(
+        "objects written {}, deleted {}; pods added: {}; removed: {}; restarted: {}",
+        report.objects_written,
+        report.objects_deleted,
+        list(&report.pods_added),
+        list(&report.pods_removed),
+        list(&report.pods_restarted),
+    );
+    if let Some(status) = &report.agent
+        && let Some(err) = &status.error
+    {
+        eprintln!(
+            "warning: the agent refused revision {} (enforcing revision {}): {err}",
+            status.observed_revision, status.applied_revision
+        );
+    }
+}
+
+fn pods_table(pods: &[lab::PodInfo]) -> String {
+    let rows: Vec<[String; 5]> = pods
+        .iter()
+        .map(|p| {
+            let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            [
+                p.namespace.clone(),
+                p.name.clone(),
+                p.node.clone(),
+                p.ip.clone(),
+                labels.join(","),
+            ]
+        })
+        .collect();
+    let header = ["NAMESPACE", "NAME", "NODE", "IP", "LABELS"].map(str::to_owned);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:w$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `enforcer lab-responder`: serves until killed.
+pub fn execute_responder(args: &ResponderArgs) -> Result<i32, LabCliError> {
+    tracing::info!(lab = %args.lab, pod = %args.pod, "responder starting");
+    lab::responder::serve(&args.text, &args.port, &args.ready_file)?;
+    Ok(0)
+}
+
+/// `enforcer lab-dns`: serves until killed.
+pub fn execute_dns(args: &DnsArgs) -> Result<i32, LabCliError> {
+    tracing::info!(lab = %args.lab, pod = %args.pod, "DNS server starting");
+    lab::dns::serve(&args.zone, &args.port, &args.ready_file)?;
+    Ok(0)
+}

@@ -1,0 +1,7 @@
+//! The `enforcer` command line: one module per subcommand, each with an `execute`.
+//! Part of the binary, not the library: the library returns structured errors, and
+//! only here are they turned into messages for people.
+
+pub mod agent;
+pub mod inspect;
+pub mod lab;

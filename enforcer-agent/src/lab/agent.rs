@@ -1,0 +1,112 @@
+//! Starting the node agent inside the node netns and waiting until it has caught up
+//! with the datastore.
+//!
+//! The contract with `enforcer agent` (written elsewhere): it is started as
+//! `<enforcer> agent --node node1 --datastore <state>/datastore --bpffs
+//! /sys/fs/bpf/enforcer/<lab>` in the node's network namespace (only the network
+//! namespace: it sees the host's `/sys/fs/bpf`), with stdout/stderr appended to
+//! `<state>/logs/agent.log`, stopped with SIGTERM. It writes `status.json`
+//! ([`AgentStatus`]) after each reconcile; the lab waits for
+//! `observed_revision >= revision`.
+
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use crate::datastore::{AgentStatus, DatastoreError, FileDatastore};
+
+use super::paths::{LabName, LabPaths, NODE_NAME};
+use super::process::{self, Daemon, ProcessError, ProcessRecord};
+
+/// How long `lab up` waits for the agent's first reconcile (it loads BPF programs).
+pub const START_TIMEOUT: Duration = Duration::from_mins(1);
+/// How long other commands wait for the agent to observe a revision.
+pub const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Start(#[from] ProcessError),
+    #[error(transparent)]
+    Datastore(#[from] DatastoreError),
+    #[error(
+        "the agent exited{status} before observing datastore revision {revision}; last lines of {log}:\n{tail}"
+    )]
+    Died {
+        status: String,
+        revision: u64,
+        log: String,
+        tail: String,
+    },
+    #[error(
+        "the agent did not observe datastore revision {revision} within {secs}s (status: {observed}); last lines of {log}:\n{tail}"
+    )]
+    Timeout {
+        revision: u64,
+        observed: String,
+        secs: u64,
+        log: String,
+        tail: String,
+    },
+}
+
+pub fn start(lab: &LabName, binary: &Path, paths: &LabPaths) -> Result<Daemon, ProcessError> {
+    let args = [
+        "agent".to_owned(),
+        "--node".to_owned(),
+        NODE_NAME.to_owned(),
+        "--datastore".to_owned(),
+        paths.datastore().to_string_lossy().into_owned(),
+        "--bpffs".to_owned(),
+        lab.bpffs_dir().to_string_lossy().into_owned(),
+    ];
+    process::spawn_in_netns(&lab.node_netns(), binary, &args, &paths.agent_log())
+}
+
+/// Waits until the agent's status says it observed the datastore's current revision.
+/// `child` is given when this command started the agent (to see it exit), `record`
+/// otherwise.
+pub fn wait_observed(
+    ds: &FileDatastore,
+    mut child: Option<&mut Child>,
+    record: Option<&ProcessRecord>,
+    log: &Path,
+    timeout: Duration,
+) -> Result<AgentStatus, AgentError> {
+    let revision = ds.revision()?;
+    let deadline = Instant::now() + timeout;
+    let tail = || process::log_tail(log, 20);
+    loop {
+        let status = ds.read_status()?;
+        if let Some(s) = &status
+            && s.observed_revision >= revision
+        {
+            return Ok(s.clone());
+        }
+        let exited = match child.as_deref_mut() {
+            Some(c) => c.try_wait().ok().flatten().map(|s| format!(" ({s})")),
+            None => record.filter(|r| !r.is_alive()).map(|_| String::new()),
+        };
+        if let Some(status) = exited {
+            return Err(AgentError::Died {
+                status,
+                revision,
+                log: log.display().to_string(),
+                tail: tail(),
+            });
+        }
+        if Instant::now() >= deadline {
+            return Err(AgentError::Timeout {
+                revision,
+                observed: status.map_or_else(
+                    || "no status.json yet".to_owned(),
+                    |s| format!("observed revision {}", s.observed_revision),
+                ),
+                secs: timeout.as_secs(),
+                log: log.display().to_string(),
+                tail: tail(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

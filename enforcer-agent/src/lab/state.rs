@@ -1,0 +1,171 @@
+//! The persisted lab state (`/run/enforcer/lab/<name>/state.json`): which pods exist,
+//! their addresses, netns and interface names, and the processes the lab started.
+//!
+//! Objects themselves live in the datastore; this file holds only what the datastore
+//! does not say. It is replaced by rename, so a reader sees the old or the new file.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::process::ProcessRecord;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("lab state {path}: {op}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("lab state {path} is unreadable ({source}); run `enforcer lab down` to clean up")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LabState {
+    pub name: String,
+    /// The `enforcer` binary that runs the pod processes and the agent.
+    pub binary: PathBuf,
+    /// Whether the lab runs a node agent (false with `--no-agent`).
+    pub agent: bool,
+    pub agent_process: Option<ProcessRecord>,
+    /// Next pod address index to try (pods keep their address for life).
+    pub next_pod_index: u32,
+    /// Pods by `namespace/name`.
+    pub pods: BTreeMap<String, PodRecord>,
+}
+
+/// What runs inside a pod's netns.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum PodProgram {
+    /// Answers with `text` on every port, TCP and UDP.
+    Responder { text: String, ports: Vec<u16> },
+    /// The cluster DNS server on every port, UDP and TCP.
+    Dns { ports: Vec<u16> },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PodRecord {
+    pub namespace: String,
+    pub name: String,
+    pub netns: String,
+    pub host_iface: String,
+    pub ipv4: Ipv4Addr,
+    pub ipv6: Ipv6Addr,
+    /// The Deployment that made this pod, if any.
+    pub owner: Option<String>,
+    pub program: PodProgram,
+    pub process: Option<ProcessRecord>,
+}
+
+impl PodRecord {
+    pub fn key(&self) -> String {
+        pod_key(&self.namespace, &self.name)
+    }
+}
+
+pub fn pod_key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
+impl LabState {
+    pub fn new(name: &str, binary: PathBuf, agent: bool) -> Self {
+        Self {
+            name: name.to_owned(),
+            binary,
+            agent,
+            agent_process: None,
+            next_pod_index: super::topology::FIRST_POD_INDEX,
+            pods: BTreeMap::new(),
+        }
+    }
+
+    /// Reads the state; `Ok(None)` when there is no state file.
+    pub fn load(path: &Path) -> Result<Option<Self>, StateError> {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|source| StateError::Corrupt {
+                        path: path.to_path_buf(),
+                        source,
+                    })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StateError::Io {
+                op: "read",
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), StateError> {
+        let io = |op, source| StateError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        };
+        let text = serde_json::to_vec_pretty(self).map_err(|e| io("encode", e.into()))?;
+        write_atomic(path, &text).map_err(|e| io("write", e))
+    }
+}
+
+/// Writes a file by rename so readers never see half of it.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+#[expect(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_torn_file() {
+        let dir = std::env::temp_dir().join(format!("enf-state-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        assert_eq!(LabState::load(&path).unwrap(), None);
+        let mut state = LabState::new("t", PathBuf::from("/bin/enforcer"), false);
+        state.pods.insert(
+            "a/b".into(),
+            PodRecord {
+                namespace: "a".into(),
+                name: "b".into(),
+                netns: "enf-t-a.b".into(),
+                host_iface: "cali0".into(),
+                ipv4: Ipv4Addr::new(198, 18, 0, 10),
+                ipv6: "2001:2::a".parse().unwrap(),
+                owner: None,
+                program: PodProgram::Responder {
+                    text: "b".into(),
+                    ports: vec![80],
+                },
+                process: None,
+            },
+        );
+        state.save(&path).unwrap();
+        assert_eq!(LabState::load(&path).unwrap(), Some(state));
+        std::fs::write(&path, b"{\"name\": ").unwrap();
+        assert!(matches!(
+            LabState::load(&path),
+            Err(StateError::Corrupt { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

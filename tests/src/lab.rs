@@ -1,0 +1,252 @@
+//! Harness for lab scenarios: runs the real `enforcer` binary, one uniquely named lab
+//! per test, torn down (`lab down`) when the guard drops, even when the test panics.
+//!
+//! The binary is `$ENFORCER_BIN`, else `<target dir>/<profile>/enforcer` next to the
+//! test executable (`cargo build -p enforcer-agent` first; cargo does not build other
+//! packages' binaries for a test).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+pub use enforcer::lab::{PodInfo, ProbeResult};
+
+/// The `enforcer` binary under test.
+pub fn enforcer_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("ENFORCER_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
+    // <target>/<profile>/deps/<test>-<hash>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("unexpected test executable path {}", exe.display()));
+    let bin = profile_dir.join("enforcer");
+    assert!(
+        bin.exists(),
+        "{} does not exist: build it first (`cargo build -p enforcer-agent`, same profile) or set ENFORCER_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// A file under `tests/fixtures/`.
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel)
+}
+
+/// Lab tests need root (netns, veths, nftables); they fail, not skip, without it.
+pub fn require_root() {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the process's effective uid.
+    let euid = std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid());
+    assert_eq!(
+        euid, 0,
+        "lab tests create network namespaces and must run as root"
+    );
+}
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Serializes lab tests within a test binary: they spawn many processes and probe
+/// with timeouts, so running them side by side on a small machine makes them flaky.
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A unique lab name: `<prefix><pid hex><counter>` (at most 12 characters).
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = format!("{prefix}{:x}{n}", std::process::id());
+    assert!(
+        name.len() <= 12,
+        "lab name {name} too long: use a shorter prefix"
+    );
+    name
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("enf-test-{tag}-{}", unique_name("d")));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        Self(dir)
+    }
+
+    /// Writes `name` with `text` and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        path
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A lab that is torn down on drop.
+pub struct LabGuard {
+    pub name: String,
+    pub bin: PathBuf,
+}
+
+impl LabGuard {
+    /// A guard for a fresh, unique lab name (nothing is created yet).
+    pub fn new(prefix: &str) -> Self {
+        require_root();
+        Self {
+            name: unique_name(prefix),
+            bin: enforcer_bin(),
+        }
+    }
+
+    /// `enforcer lab --name <name> <args>`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(&self.bin)
+            .args(["lab", "--name", &self.name])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", self.bin.display()))
+    }
+
+    /// Like [`run`](Self::run) but panics (with stdout and stderr) unless it exits 0;
+    /// returns stdout.
+    pub fn run_ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "`enforcer lab {}` failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `lab up --no-agent -f <files>` (or with the agent when `agent`).
+    pub fn up(&self, files: &[&Path], agent: bool) -> String {
+        let mut args = vec!["up"];
+        if !agent {
+            args.push("--no-agent");
+        }
+        let files: Vec<String> = files
+            .iter()
+            .map(|f| f.to_string_lossy().into_owned())
+            .collect();
+        for f in &files {
+            args.extend(["-f", f]);
+        }
+        self.run_ok(&args)
+    }
+
+    pub fn apply(&self, file: &Path) -> String {
+        self.run_ok(&["apply", "-f", &file.to_string_lossy()])
+    }
+
+    pub fn delete(&self, file: &Path) -> String {
+        self.run_ok(&["delete", "-f", &file.to_string_lossy()])
+    }
+
+    pub fn get_pods(&self) -> Vec<PodInfo> {
+        let out = self.run_ok(&["get", "pods", "-o", "json"]);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("get pods output: {e}:\n{out}"))
+    }
+
+    /// `lab probe <args> -o json`, parsed.
+    pub fn probe(&self, args: &[&str]) -> Vec<ProbeResult> {
+        let mut full = vec!["probe"];
+        full.extend_from_slice(args);
+        full.extend(["-o", "json"]);
+        let out = self.run_ok(&full);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("probe output: {e}:\n{out}"))
+    }
+
+    /// `lab exec <pod> -- <cmd...>`: (exit code, stdout, stderr).
+    pub fn exec(&self, pod: &str, cmd: &[&str]) -> (i32, String, String) {
+        let mut args = vec!["exec", pod, "--"];
+        args.extend_from_slice(cmd);
+        let out = self.run(&args);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        Path::new("/run/enforcer/lab").join(&self.name)
+    }
+
+    /// Everything of this lab still on the machine (empty when fully cleaned).
+    pub fn leftovers(&self) -> Vec<String> {
+        let prefix = format!("enf-{}-", self.name);
+        let mut found = Vec::new();
+        for dir in ["/run/netns", "/etc/netns"] {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(&prefix) {
+                    found.push(format!("{dir}/{name}"));
+                }
+            }
+        }
+        if self.state_dir().exists() {
+            found.push(self.state_dir().display().to_string());
+        }
+        found.extend(
+            lab_processes(&self.name)
+                .into_iter()
+                .map(|p| format!("process {p}")),
+        );
+        found
+    }
+}
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let _ = self.run(&["down"]);
+    }
+}
+
+/// Pids of the lab's pod processes and agent, found by command line.
+pub fn lab_processes(lab: &str) -> Vec<i32> {
+    let datastore = format!("/run/enforcer/lab/{lab}/datastore");
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let pair = |flag: &str, value: &str| args.windows(2).any(|w| w[0] == flag && w[1] == value);
+        if pair("--lab", lab) || pair("--datastore", &datastore) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
