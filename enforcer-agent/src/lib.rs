@@ -7,4 +7,5 @@
 //! against. [`lab`] builds a cluster out of network namespaces.
 
 pub mod compile;
+pub mod dataplane;
 pub mod model;

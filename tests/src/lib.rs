@@ -1,1 +1,3 @@
-//! Privileged integration tests live in tests/.
+//! Privileged integration tests live in tests/; this library holds their helpers.
+
+pub mod bpf;

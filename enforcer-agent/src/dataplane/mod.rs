@@ -1,0 +1,4 @@
+//! The BPF side: the embedded object (loading, pinning, attaching and writing
+//! generations live next to it).
+
+pub mod object;
