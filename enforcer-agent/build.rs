@@ -69,16 +69,18 @@ fn build_bpf(workspace: &Path, ebpf: &Path, release: bool) -> Result<PathBuf> {
     let target_dir = workspace.join("target").join("bpf");
 
     let mut cmd = Command::new("rustup");
-    cmd.args(["run", TOOLCHAIN, "cargo", "rustc", "--locked", "--target", TARGET])
-        .args(["-Z", "build-std=core"])
-        .args(["--profile", if release { "release" } else { "dev" }])
-        .arg("--manifest-path")
-        .arg(ebpf.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .arg("--")
-        .arg("-C")
-        .arg(format!("linker={}", linker.display()));
+    cmd.args([
+        "run", TOOLCHAIN, "cargo", "rustc", "--locked", "--target", TARGET,
+    ])
+    .args(["-Z", "build-std=core"])
+    .args(["--profile", if release { "release" } else { "dev" }])
+    .arg("--manifest-path")
+    .arg(ebpf.join("Cargo.toml"))
+    .arg("--target-dir")
+    .arg(&target_dir)
+    .arg("--")
+    .arg("-C")
+    .arg(format!("linker={}", linker.display()));
     scrub_env(&mut cmd);
     cmd.env("ENFORCER_LLC", &llc);
 
@@ -104,9 +106,9 @@ fn nightly_sysroot() -> Result<PathBuf> {
     let mut cmd = Command::new("rustup");
     cmd.args(["run", TOOLCHAIN, "rustc", "--print", "sysroot"]);
     scrub_env(&mut cmd);
-    let out = cmd.output().context(
-        "running `rustup run nightly rustc` (is rustup installed and on PATH?)",
-    )?;
+    let out = cmd
+        .output()
+        .context("running `rustup run nightly rustc` (is rustup installed and on PATH?)")?;
     ensure!(
         out.status.success(),
         "the `{TOOLCHAIN}` toolchain is not usable (`rustup toolchain install {TOOLCHAIN} \

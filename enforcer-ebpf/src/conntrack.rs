@@ -116,7 +116,7 @@ pub fn upsert(key: &CtKey, flags: u32, generation: u32, now: u64) {
         generation,
     };
     // A full LRU map evicts; an error here only costs the flow its fast path.
-    let _ = ENF_CONNTRACK.insert(key, &value, 0);
+    let _ = ENF_CONNTRACK.insert(key, value, 0);
 }
 
 /// Forgets the flow (a re-opening SYN was denied: old approvals must not let the new

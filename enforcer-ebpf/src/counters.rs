@@ -4,7 +4,10 @@
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use enforcer_common::{FlowEvent, REASONS};
 
-use crate::{maps::{ENF_COUNTERS, ENF_EVENTS}, packet::Packet};
+use crate::{
+    maps::{ENF_COUNTERS, ENF_EVENTS},
+    packet::Packet,
+};
 
 /// Adds one packet to `hook * REASONS + reason`.
 #[inline(always)]

@@ -8,6 +8,11 @@
 //!   = the pod's ingress policy, see [`pod_ingress`].
 #![no_std]
 #![no_main]
+#![expect(
+    clippy::inline_always,
+    reason = "BPF: helpers are inlined on purpose so the verifier sees one function per \
+              program and no call needs more than five arguments"
+)]
 
 mod conntrack;
 mod counters;
@@ -91,6 +96,10 @@ fn finish(hook: u32, result: Result<Outcome, Drop>) -> i32 {
 
 /// Packets from the pod: its egress policy.
 #[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature #[classifier] requires"
+)]
 pub fn enforcer_pod_egress(ctx: TcContext) -> i32 {
     finish(HOOK_POD_EGRESS, pod_egress::run(&ctx))
 }
@@ -98,6 +107,10 @@ pub fn enforcer_pod_egress(ctx: TcContext) -> i32 {
 /// Packets to the pod: its ingress policy (and the deferred egress leg of Service
 /// traffic from pods on this node).
 #[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature #[classifier] requires"
+)]
 pub fn enforcer_pod_ingress(ctx: TcContext) -> i32 {
     finish(HOOK_POD_INGRESS, pod_ingress::run(&ctx))
 }

@@ -13,9 +13,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use enforcer_common::{
-    COUNTERS_LEN, CONNTRACK_MAX, Config, CtKey, CtValue, ENDPOINTS_MAX, EVENTS_BYTES,
-    EndpointInfo, EndpointKey, PEERS_MAX, PENDING_MAX, PORTS_MAX, PeerInfo, PeerKeyV4, PeerKeyV6,
-    PendingKey, PendingValue, PortKey, VERDICTS_MAX, Verdict, VerdictKey,
+    CONNTRACK_MAX, COUNTERS_LEN, Config, CtKey, CtValue, ENDPOINTS_MAX, EVENTS_BYTES, EndpointInfo,
+    EndpointKey, PEERS_MAX, PENDING_MAX, PORTS_MAX, PeerInfo, PeerKeyV4, PeerKeyV6, PendingKey,
+    PendingValue, PortKey, VERDICTS_MAX, Verdict, VerdictKey,
 };
 
 #[map]

@@ -103,7 +103,9 @@ impl Packet {
     pub fn cell_port(&self) -> u16 {
         match self.proto {
             IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_UDPLITE => self.dport,
-            IPPROTO_ICMP | IPPROTO_ICMPV6 => u16::from(self.icmp_type) << 8 | u16::from(self.icmp_code),
+            IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+                u16::from(self.icmp_type) << 8 | u16::from(self.icmp_code)
+            }
             _ => 0,
         }
     }

@@ -8,10 +8,11 @@
 
 use aya_ebpf::programs::TcContext;
 use enforcer_common::{
-    CT_F_DEFERRED, CT_F_EGRESS_OK, CT_F_ESTABLISHED, CT_F_INGRESS_OK, DIR_EGRESS, EP_F_HAS_V4,
-    EP_F_HAS_V6, CtKey, EndpointInfo, FAMILY_V4, MARK_EGRESS_DEFERRED, MARK_MASK, PEER_F_LOCAL_ENDPOINT,
-    PEER_F_SERVICE_VIP, PendingKey, PendingValue, REASON_ALLOW_CONNTRACK, REASON_ALLOW_NDP,
-    REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_DEFERRED, REASON_DENY_POLICY,
+    CT_F_DEFERRED, CT_F_EGRESS_OK, CT_F_ESTABLISHED, CT_F_INGRESS_OK, CtKey, DIR_EGRESS,
+    EP_F_HAS_V4, EP_F_HAS_V6, EndpointInfo, FAMILY_V4, MARK_EGRESS_DEFERRED, MARK_MASK,
+    PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP, PendingKey, PendingValue, REASON_ALLOW_CONNTRACK,
+    REASON_ALLOW_NDP, REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_DEFERRED,
+    REASON_DENY_POLICY,
 };
 
 use crate::{
@@ -43,17 +44,17 @@ pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
     let fwd = conntrack::lookup(&key, now);
     let syn = pkt.is_tcp_syn_only();
     if !syn {
-        if let Some(e) = &fwd {
-            if e.has(CT_F_EGRESS_OK) {
-                e.touch(&pkt, now);
-                return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
-            }
+        if let Some(e) = &fwd
+            && e.has(CT_F_EGRESS_OK)
+        {
+            e.touch(&pkt, now);
+            return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
         }
-        if let Some(r) = conntrack::lookup(&conntrack::reverse_key(&key), now) {
-            if r.has(CT_F_ESTABLISHED) {
-                r.touch(&pkt, now);
-                return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
-            }
+        if let Some(r) = conntrack::lookup(&conntrack::reverse_key(&key), now)
+            && r.has(CT_F_ESTABLISHED)
+        {
+            r.touch(&pkt, now);
+            return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
         }
     }
 
@@ -128,7 +129,7 @@ fn defer(ctx: &TcContext, pkt: &Packet, key: &CtKey, generation: u32, now: u64) 
         _pad: [0; 2],
     };
     // A full LRU map evicts; losing the entry only delays the reply's fast path.
-    let _ = ENF_PENDING.insert(&pending, &vip, 0);
+    let _ = ENF_PENDING.insert(pending, vip, 0);
     conntrack::upsert(key, CT_F_DEFERRED, generation, now);
     let mark = packet::mark(ctx);
     packet::set_mark(ctx, (mark & !MARK_MASK) | MARK_EGRESS_DEFERRED);

@@ -54,17 +54,17 @@ pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
     let fwd = conntrack::lookup(&key, now);
     let syn = pkt.is_tcp_syn_only();
     if !syn {
-        if let Some(e) = &fwd {
-            if e.has(CT_F_INGRESS_OK) {
-                e.touch(&pkt, now);
-                return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
-            }
+        if let Some(e) = &fwd
+            && e.has(CT_F_INGRESS_OK)
+        {
+            e.touch(&pkt, now);
+            return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
         }
-        if let Some(r) = conntrack::lookup(&conntrack::reverse_key(&key), now) {
-            if r.has(CT_F_ESTABLISHED) {
-                r.touch(&pkt, now);
-                return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
-            }
+        if let Some(r) = conntrack::lookup(&conntrack::reverse_key(&key), now)
+            && r.has(CT_F_ESTABLISHED)
+        {
+            r.touch(&pkt, now);
+            return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
         }
     }
 
@@ -133,10 +133,13 @@ fn flow_generation(
 ) -> (u32, EndpointInfo) {
     if let Some(e) = fwd {
         let g = e.value.generation;
-        if !deferred && e.has(CT_F_EGRESS_OK) && g != cfg.active_gen && policy::is_live(cfg, g) {
-            if let Some(ep) = policy::endpoint(g, ifindex) {
-                return (g, ep);
-            }
+        if !deferred
+            && e.has(CT_F_EGRESS_OK)
+            && g != cfg.active_gen
+            && policy::is_live(cfg, g)
+            && let Some(ep) = policy::endpoint(g, ifindex)
+        {
+            return (g, ep);
         }
     }
     (cfg.active_gen, active_ep)
@@ -164,7 +167,7 @@ fn establish_original(pkt: &Packet, key: &CtKey, generation: u32, now: u64) {
         family: pkt.family,
     };
     // SAFETY: the value is copied at once.
-    let Some(vip) = (unsafe { ENF_PENDING.get(&pending) }).copied() else {
+    let Some(vip) = (unsafe { ENF_PENDING.get(pending) }).copied() else {
         return;
     };
     let original = CtKey {

@@ -42,7 +42,7 @@ pub fn endpoint(generation: u32, ifindex: u32) -> Option<EndpointInfo> {
         ifindex,
     };
     // SAFETY: a copy of the value is taken at once (only the agent writes this map).
-    unsafe { ENF_ENDPOINTS.get(&key) }.copied()
+    unsafe { ENF_ENDPOINTS.get(key) }.copied()
 }
 
 /// Longest-prefix match of `addr` in the generation's peer trie. Every generation has a
@@ -100,7 +100,13 @@ fn verdict_at(key: &VerdictKey) -> Option<Verdict> {
 ///
 /// No entry at all means the maps are inconsistent: fail closed.
 #[inline(always)]
-pub fn verdict(generation: u32, dir: u8, profile: u32, peer_class: u32, cell: u32) -> Result<Verdict, Drop> {
+pub fn verdict(
+    generation: u32,
+    dir: u8,
+    profile: u32,
+    peer_class: u32,
+    cell: u32,
+) -> Result<Verdict, Drop> {
     let mut key = VerdictKey {
         generation: generation as u8,
         dir,
@@ -150,7 +156,13 @@ pub struct Judged {
 /// (`VERDICT_F_LOG`), or a deny with `CONFIG_F_EVENT_ON_DENY`. Returns whether the
 /// packet is allowed.
 #[inline(always)]
-pub fn judge(cfg: &Config, pkt: &Packet, who: &Judged, peer_class: u32, cell: u32) -> Result<bool, Drop> {
+pub fn judge(
+    cfg: &Config,
+    pkt: &Packet,
+    who: &Judged,
+    peer_class: u32,
+    cell: u32,
+) -> Result<bool, Drop> {
     let v = verdict(who.generation, who.dir, who.profile, peer_class, cell)?;
     let allow = allows(&v)?;
     if v.flags & VERDICT_F_LOG != 0 {

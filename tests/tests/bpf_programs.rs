@@ -1,4 +1,4 @@
-//! The TC programs under BPF_PROG_TEST_RUN (privileged: run as root).
+//! The TC programs under `BPF_PROG_TEST_RUN` (privileged: run as root).
 //!
 //! One test function loads the embedded object once (no pinning, nothing attached), in a
 //! private network namespace holding a veth pair whose ifindexes play pod A's and pod
@@ -16,8 +16,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use enforcer::dataplane::object::BPF_OBJECT;
 use enforcer_common::{
     ACTION_ALLOW, ACTION_DENY, ANY_CELL, ANY_PEER, CONFIG_F_EVENT_ON_DENY, CT_F_CLOSING,
-    CT_F_DEFERRED, CT_F_EGRESS_OK, CT_F_ESTABLISHED, CT_F_INGRESS_OK, Config, CtValue,
-    DIR_EGRESS, DIR_INGRESS, EVENT_KIND_DENY, EVENT_KIND_LOG, MARK_EGRESS_DEFERRED, NO_INDEX,
+    CT_F_DEFERRED, CT_F_EGRESS_OK, CT_F_ESTABLISHED, CT_F_INGRESS_OK, Config, CtValue, DIR_EGRESS,
+    DIR_INGRESS, EVENT_KIND_DENY, EVENT_KIND_LOG, MARK_EGRESS_DEFERRED, NO_INDEX,
     PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP, PeerInfo, PendingKey, REASON_ALLOW_CONNTRACK,
     REASON_ALLOW_NDP, REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_DEFERRED,
     REASON_DENY_POLICY, REASON_FRAGMENT, REASON_MALFORMED, REASON_MAP_ERROR, REASON_NAMES,
@@ -113,8 +113,18 @@ fn topology(dp: &mut Dataplane, ifs: &Ifaces, g: u8) {
     dp.set_peer(g, B4.into(), 32, peer(C_B, PEER_F_LOCAL_ENDPOINT, ifs.b));
     dp.set_peer(g, B6.into(), 128, peer(C_B, PEER_F_LOCAL_ENDPOINT, ifs.b));
     dp.set_peer(g, VIP4.into(), 32, peer(C_VIP, PEER_F_SERVICE_VIP, 0));
-    dp.set_peer(g, Ipv4Addr::new(198, 19, 0, 0).into(), 16, peer(C_EXT, 0, 0));
-    dp.set_peer(g, Ipv6Addr::new(0x2001, 2, 0, 1, 0, 0, 0, 0).into(), 64, peer(C_EXT, 0, 0));
+    dp.set_peer(
+        g,
+        Ipv4Addr::new(198, 19, 0, 0).into(),
+        16,
+        peer(C_EXT, 0, 0),
+    );
+    dp.set_peer(
+        g,
+        Ipv6Addr::new(0x2001, 2, 0, 1, 0, 0, 0, 0).into(),
+        64,
+        peer(C_EXT, 0, 0),
+    );
     dp.set_port(g, PROTO_TCP, 80, 16, CELL_TCP80);
     dp.set_port(g, PROTO_TCP, 443, 16, CELL_TCP443);
     dp.set_port(g, PROTO_TCP, 8080, 16, CELL_TCP8080);
@@ -145,7 +155,11 @@ fn vkey(g: u8, dir: u8, profile: u32, peer_class: u32, cell: u32) -> VerdictKey 
 fn verdict(action: u8) -> Verdict {
     Verdict {
         action,
-        kind: if action == ACTION_ALLOW { VERDICT_KIND_RULE } else { VERDICT_KIND_TIER_DEFAULT },
+        kind: if action == ACTION_ALLOW {
+            VERDICT_KIND_RULE
+        } else {
+            VERDICT_KIND_TIER_DEFAULT
+        },
         flags: 0,
         _pad: 0,
         policy: 1,
@@ -304,7 +318,10 @@ fn with_mark(step: Step, m: u32) -> Step {
     }
 }
 
-fn check(name: &'static str, f: impl Fn(&mut Dataplane, &Ifaces) -> Result<(), String> + 'static) -> Step {
+fn check(
+    name: &'static str,
+    f: impl Fn(&mut Dataplane, &Ifaces) -> Result<(), String> + 'static,
+) -> Step {
     Step::Check(name, Box::new(f))
 }
 
@@ -318,15 +335,21 @@ fn ct_is(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, proto: u8, flags: u32
                 "ct {src}:{sport} -> {dst}:{dport}/{proto}: flags {:#x} gen {} (want {flags:#x} gen {g})",
                 v.flags, v.generation
             )),
-            None => Err(format!("ct {src}:{sport} -> {dst}:{dport}/{proto}: no entry (want {flags:#x})")),
+            None => Err(format!(
+                "ct {src}:{sport} -> {dst}:{dport}/{proto}: no entry (want {flags:#x})"
+            )),
         }
     })
 }
 
 fn ct_absent(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, proto: u8) -> Step {
-    check("no conntrack entry", move |dp, _| match dp.conntrack_entry(&ct_key(src, dst, sport, dport, proto)) {
-        None => Ok(()),
-        Some(v) => Err(format!("ct {src}:{sport} -> {dst}:{dport}/{proto} exists: {v:?}")),
+    check("no conntrack entry", move |dp, _| {
+        match dp.conntrack_entry(&ct_key(src, dst, sport, dport, proto)) {
+            None => Ok(()),
+            Some(v) => Err(format!(
+                "ct {src}:{sport} -> {dst}:{dport}/{proto} exists: {v:?}"
+            )),
+        }
     })
 }
 
@@ -361,17 +384,37 @@ fn cases() -> Vec<Case> {
                 // Config stays all zeros.
             },
             steps: vec![
-                eg(On::A, tcp4(A4, 40000, EXT4, 80, SYN), dropped(REASON_NO_POLICY_LOADED)),
-                ig(On::A, tcp4(EXT4, 80, A4, 40000, SYN | ACK), dropped(REASON_NO_POLICY_LOADED)),
-                eg(On::A, tcp6(A6, 40000, EXT6, 80, SYN), dropped(REASON_NO_POLICY_LOADED)),
+                eg(
+                    On::A,
+                    tcp4(A4, 40000, EXT4, 80, SYN),
+                    dropped(REASON_NO_POLICY_LOADED),
+                ),
+                ig(
+                    On::A,
+                    tcp4(EXT4, 80, A4, 40000, SYN | ACK),
+                    dropped(REASON_NO_POLICY_LOADED),
+                ),
+                eg(
+                    On::A,
+                    tcp6(A6, 40000, EXT6, 80, SYN),
+                    dropped(REASON_NO_POLICY_LOADED),
+                ),
             ],
         },
         Case {
             name: "interface without endpoint entry drops",
             setup: base,
             steps: vec![
-                eg(On::Lo, tcp4(A4, 40000, EXT4, 80, SYN), dropped(REASON_NO_ENDPOINT)),
-                ig(On::Lo, tcp4(EXT4, 80, A4, 40000, SYN), dropped(REASON_NO_ENDPOINT)),
+                eg(
+                    On::Lo,
+                    tcp4(A4, 40000, EXT4, 80, SYN),
+                    dropped(REASON_NO_ENDPOINT),
+                ),
+                ig(
+                    On::Lo,
+                    tcp4(EXT4, 80, A4, 40000, SYN),
+                    dropped(REASON_NO_ENDPOINT),
+                ),
             ],
         },
         Case {
@@ -381,7 +424,11 @@ fn cases() -> Vec<Case> {
                 default_deny(dp, 1);
                 dp.set_config(config(0, 1));
             },
-            steps: vec![eg(On::A, tcp4(A4, 40000, EXT4, 80, SYN), dropped(REASON_NO_ENDPOINT))],
+            steps: vec![eg(
+                On::A,
+                tcp4(A4, 40000, EXT4, 80, SYN),
+                dropped(REASON_NO_ENDPOINT),
+            )],
         },
         Case {
             name: "unsupported ethertypes drop",
@@ -399,7 +446,11 @@ fn cases() -> Vec<Case> {
                 set(dp, 0, DIR_EGRESS, P_A, C_EXT, CELL_TCP80, ACTION_ALLOW);
             },
             steps: vec![
-                eg(On::A, tcp4(A4, 40000, EXT4, 80, SYN), pass(REASON_ALLOW_POLICY)),
+                eg(
+                    On::A,
+                    tcp4(A4, 40000, EXT4, 80, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
                 ct_is(a4, ext4, 40000, 80, PROTO_TCP, CT_F_ESTABLISHED, 0),
             ],
         },
@@ -410,9 +461,17 @@ fn cases() -> Vec<Case> {
                 set(dp, 0, DIR_EGRESS, P_A, C_EXT, CELL_TCP80, ACTION_ALLOW);
             },
             steps: vec![
-                eg(On::A, tcp4(A4, 40000, EXT4, 443, SYN), dropped(REASON_DENY_POLICY)),
+                eg(
+                    On::A,
+                    tcp4(A4, 40000, EXT4, 443, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
                 ct_absent(a4, ext4, 40000, 443, PROTO_TCP),
-                eg(On::A, tcp4(A4, 40000, WORLD4, 80, SYN), dropped(REASON_DENY_POLICY)),
+                eg(
+                    On::A,
+                    tcp4(A4, 40000, WORLD4, 80, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
             ],
         },
         Case {
@@ -422,21 +481,69 @@ fn cases() -> Vec<Case> {
                 set(dp, 0, DIR_EGRESS, P_A, C_EXT, CELL_TCP80, ACTION_ALLOW);
             },
             steps: vec![
-                eg(On::A, tcp4(A4, 40000, EXT4, 80, SYN), pass(REASON_ALLOW_POLICY)),
-                ig(On::A, tcp4(EXT4, 80, A4, 40000, SYN | ACK), pass(REASON_ALLOW_CONNTRACK)),
-                eg(On::A, tcp4(A4, 40000, EXT4, 80, ACK), pass(REASON_ALLOW_CONNTRACK)),
-                ig(On::A, tcp4(EXT4, 80, A4, 40000, PSH | ACK), pass(REASON_ALLOW_CONNTRACK)),
+                eg(
+                    On::A,
+                    tcp4(A4, 40000, EXT4, 80, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                ig(
+                    On::A,
+                    tcp4(EXT4, 80, A4, 40000, SYN | ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                eg(
+                    On::A,
+                    tcp4(A4, 40000, EXT4, 80, ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                ig(
+                    On::A,
+                    tcp4(EXT4, 80, A4, 40000, PSH | ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
                 // A bare SYN on the reversed tuple opens a connection: A's ingress denies.
-                ig(On::A, tcp4(EXT4, 80, A4, 40000, SYN), dropped(REASON_DENY_POLICY)),
+                ig(
+                    On::A,
+                    tcp4(EXT4, 80, A4, 40000, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
                 // Unrelated flows from the same peer.
-                ig(On::A, tcp4(EXT4, 5555, A4, 40000, SYN), dropped(REASON_DENY_POLICY)),
-                ig(On::A, tcp4(EXT4, 80, A4, 40001, ACK), dropped(REASON_DENY_POLICY)),
+                ig(
+                    On::A,
+                    tcp4(EXT4, 5555, A4, 40000, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                ig(
+                    On::A,
+                    tcp4(EXT4, 80, A4, 40001, ACK),
+                    dropped(REASON_DENY_POLICY),
+                ),
                 // The flow is still established.
-                ig(On::A, tcp4(EXT4, 80, A4, 40000, ACK), pass(REASON_ALLOW_CONNTRACK)),
+                ig(
+                    On::A,
+                    tcp4(EXT4, 80, A4, 40000, ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
                 // FIN marks the entry closing; it keeps passing until it expires.
-                eg(On::A, tcp4(A4, 40000, EXT4, 80, FIN | ACK), pass(REASON_ALLOW_CONNTRACK)),
-                ct_is(a4, ext4, 40000, 80, PROTO_TCP, CT_F_ESTABLISHED | CT_F_CLOSING, 0),
-                ig(On::A, tcp4(EXT4, 80, A4, 40000, FIN | ACK), pass(REASON_ALLOW_CONNTRACK)),
+                eg(
+                    On::A,
+                    tcp4(A4, 40000, EXT4, 80, FIN | ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                ct_is(
+                    a4,
+                    ext4,
+                    40000,
+                    80,
+                    PROTO_TCP,
+                    CT_F_ESTABLISHED | CT_F_CLOSING,
+                    0,
+                ),
+                ig(
+                    On::A,
+                    tcp4(EXT4, 80, A4, 40000, FIN | ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
             ],
         },
         Case {
@@ -446,16 +553,36 @@ fn cases() -> Vec<Case> {
                 set(dp, 0, DIR_EGRESS, P_A, C_EXT, CELL_TCP80, ACTION_ALLOW);
             },
             steps: vec![
-                eg(On::A, tcp4(A4, 40000, EXT4, 80, SYN), pass(REASON_ALLOW_POLICY)),
-                eg(On::A, tcp4(A4, 40000, EXT4, 80, SYN), pass(REASON_ALLOW_POLICY)),
+                eg(
+                    On::A,
+                    tcp4(A4, 40000, EXT4, 80, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                eg(
+                    On::A,
+                    tcp4(A4, 40000, EXT4, 80, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
                 check("switch the allow off", |dp, _| {
                     set(dp, 0, DIR_EGRESS, P_A, C_EXT, CELL_TCP80, ACTION_DENY);
                     Ok(())
                 }),
-                eg(On::A, tcp4(A4, 40000, EXT4, 80, ACK), pass(REASON_ALLOW_CONNTRACK)),
-                eg(On::A, tcp4(A4, 40000, EXT4, 80, SYN), dropped(REASON_DENY_POLICY)),
+                eg(
+                    On::A,
+                    tcp4(A4, 40000, EXT4, 80, ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                eg(
+                    On::A,
+                    tcp4(A4, 40000, EXT4, 80, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
                 ct_absent(a4, ext4, 40000, 80, PROTO_TCP),
-                eg(On::A, tcp4(A4, 40000, EXT4, 80, ACK), dropped(REASON_DENY_POLICY)),
+                eg(
+                    On::A,
+                    tcp4(A4, 40000, EXT4, 80, ACK),
+                    dropped(REASON_DENY_POLICY),
+                ),
             ],
         },
         Case {
@@ -471,22 +598,50 @@ fn cases() -> Vec<Case> {
                 let a: IpAddr = A4.into();
                 let e: IpAddr = EXT4.into();
                 // UDP: 60 s. TCP closing: 30 s. TCP established: 1 h.
-                dp.set_conntrack(ct_key(a, e, 5000, 53, PROTO_UDP), value(61, CT_F_ESTABLISHED));
-                dp.set_conntrack(ct_key(a, e, 5001, 53, PROTO_UDP), value(50, CT_F_ESTABLISHED));
+                dp.set_conntrack(
+                    ct_key(a, e, 5000, 53, PROTO_UDP),
+                    value(61, CT_F_ESTABLISHED),
+                );
+                dp.set_conntrack(
+                    ct_key(a, e, 5001, 53, PROTO_UDP),
+                    value(50, CT_F_ESTABLISHED),
+                );
                 dp.set_conntrack(
                     ct_key(a, e, 40000, 80, PROTO_TCP),
                     value(31, CT_F_ESTABLISHED | CT_F_CLOSING),
                 );
-                dp.set_conntrack(ct_key(a, e, 40001, 80, PROTO_TCP), value(31, CT_F_ESTABLISHED));
+                dp.set_conntrack(
+                    ct_key(a, e, 40001, 80, PROTO_TCP),
+                    value(31, CT_F_ESTABLISHED),
+                );
                 // Handshake (one leg only): 20 s.
-                dp.set_conntrack(ct_key(a, e, 40002, 80, PROTO_TCP), value(21, CT_F_EGRESS_OK));
+                dp.set_conntrack(
+                    ct_key(a, e, 40002, 80, PROTO_TCP),
+                    value(21, CT_F_EGRESS_OK),
+                );
             },
             steps: vec![
                 ig(On::A, udp4(EXT4, 53, A4, 5000), dropped(REASON_DENY_POLICY)),
-                ig(On::A, udp4(EXT4, 53, A4, 5001), pass(REASON_ALLOW_CONNTRACK)),
-                ig(On::A, tcp4(EXT4, 80, A4, 40000, ACK), dropped(REASON_DENY_POLICY)),
-                ig(On::A, tcp4(EXT4, 80, A4, 40001, ACK), pass(REASON_ALLOW_CONNTRACK)),
-                eg(On::A, tcp4(A4, 40002, EXT4, 80, ACK), dropped(REASON_DENY_POLICY)),
+                ig(
+                    On::A,
+                    udp4(EXT4, 53, A4, 5001),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                ig(
+                    On::A,
+                    tcp4(EXT4, 80, A4, 40000, ACK),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                ig(
+                    On::A,
+                    tcp4(EXT4, 80, A4, 40001, ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                eg(
+                    On::A,
+                    tcp4(A4, 40002, EXT4, 80, ACK),
+                    dropped(REASON_DENY_POLICY),
+                ),
             ],
         },
         Case {
@@ -497,17 +652,29 @@ fn cases() -> Vec<Case> {
                 set(dp, 0, DIR_INGRESS, P_A, ANY_PEER, ANY_CELL, ACTION_ALLOW);
             },
             steps: vec![
-                eg(On::A, tcp4(Ipv4Addr::new(198, 18, 0, 99), 1, EXT4, 80, SYN), dropped(REASON_SPOOFED)),
+                eg(
+                    On::A,
+                    tcp4(Ipv4Addr::new(198, 18, 0, 99), 1, EXT4, 80, SYN),
+                    dropped(REASON_SPOOFED),
+                ),
                 // B's address is not A's.
                 eg(On::A, tcp4(B4, 1, EXT4, 80, SYN), dropped(REASON_SPOOFED)),
                 eg(On::A, tcp6(B6, 1, EXT6, 80, SYN), dropped(REASON_SPOOFED)),
                 eg(On::A, tcp4(A4, 1, EXT4, 80, SYN), pass(REASON_ALLOW_POLICY)),
                 eg(On::A, tcp6(A6, 1, EXT6, 80, SYN), pass(REASON_ALLOW_POLICY)),
                 // Link-local: ICMPv6 only.
-                eg(On::A, v6(LL6, EXT6, &[], PROTO_ICMPV6, &icmp(128, 0, 7)), pass(REASON_ALLOW_POLICY)),
+                eg(
+                    On::A,
+                    v6(LL6, EXT6, &[], PROTO_ICMPV6, &icmp(128, 0, 7)),
+                    pass(REASON_ALLOW_POLICY),
+                ),
                 eg(On::A, tcp6(LL6, 1, EXT6, 80, SYN), dropped(REASON_SPOOFED)),
                 // No anti-spoofing towards the pod.
-                ig(On::A, tcp4(Ipv4Addr::new(198, 18, 0, 99), 1, A4, 80, SYN), pass(REASON_ALLOW_POLICY)),
+                ig(
+                    On::A,
+                    tcp4(Ipv4Addr::new(198, 18, 0, 99), 1, A4, 80, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
             ],
         },
         Case {
@@ -532,25 +699,33 @@ fn cases() -> Vec<Case> {
                 // NOP NOP NOP EOL: read at a constant 20 these are ports 257 -> 256.
                 eg(
                     On::A,
-                    V4::new(A4, EXT4, PROTO_TCP).options(&[1, 1, 1, 0]).frame(&tcp(40000, 80, SYN)),
+                    V4::new(A4, EXT4, PROTO_TCP)
+                        .options(&[1, 1, 1, 0])
+                        .frame(&tcp(40000, 80, SYN)),
                     pass(REASON_ALLOW_POLICY),
                 ),
                 ct_is(a4, ext4, 40000, 80, PROTO_TCP, CT_F_ESTABLISHED, 0),
                 // Forty bytes of options (IHL 15).
                 eg(
                     On::A,
-                    V4::new(A4, EXT4, PROTO_TCP).options(&[1; 40]).frame(&tcp(40001, 80, SYN)),
+                    V4::new(A4, EXT4, PROTO_TCP)
+                        .options(&[1; 40])
+                        .frame(&tcp(40001, 80, SYN)),
                     pass(REASON_ALLOW_POLICY),
                 ),
                 eg(
                     On::A,
-                    V4::new(A4, EXT4, PROTO_TCP).options(&[1, 1, 1, 0]).frame(&tcp(40002, 81, SYN)),
+                    V4::new(A4, EXT4, PROTO_TCP)
+                        .options(&[1, 1, 1, 0])
+                        .frame(&tcp(40002, 81, SYN)),
                     dropped(REASON_DENY_POLICY),
                 ),
                 // The reply, with options too, finds the flow.
                 ig(
                     On::A,
-                    V4::new(EXT4, A4, PROTO_TCP).options(&[1, 1, 1, 0]).frame(&tcp(80, 40000, SYN | ACK)),
+                    V4::new(EXT4, A4, PROTO_TCP)
+                        .options(&[1, 1, 1, 0])
+                        .frame(&tcp(80, 40000, SYN | ACK)),
                     pass(REASON_ALLOW_CONNTRACK),
                 ),
             ],
@@ -567,9 +742,15 @@ fn cases() -> Vec<Case> {
                 bad_ihl[14] = 0x44;
                 let mut bad_doff = tcp_syn.clone();
                 bad_doff[14 + 20 + 12] = 0x40;
-                let ext_chain = v6(A6, EXT6, &[Ext::HopByHop, Ext::DstOpts], PROTO_TCP, &tcp(1, 80, SYN));
+                let ext_chain = v6(
+                    A6,
+                    EXT6,
+                    &[Ext::HopByHop, Ext::DstOpts],
+                    PROTO_TCP,
+                    &tcp(1, 80, SYN),
+                );
                 let mut frames = vec![
-                    // BPF_PROG_TEST_RUN (6.18) refuses IPv4 frames shorter than a
+                    // `BPF_PROG_TEST_RUN` (6.18) refuses IPv4 frames shorter than a
                     // 20-byte header and IPv6 frames shorter than 40, so a cut fixed
                     // header cannot be run; everything after it can.
                     ("ipv4 options cut", truncated(opts, 14 + 20 + 7)),
@@ -577,18 +758,39 @@ fn cases() -> Vec<Case> {
                     ("ipv4 ihl below 5", bad_ihl),
                     ("tcp header cut", truncated(tcp_syn.clone(), 14 + 20 + 19)),
                     ("tcp data offset below 5", bad_doff),
-                    ("udp header cut", truncated(udp4(A4, 1, EXT4, 53), 14 + 20 + 7)),
+                    (
+                        "udp header cut",
+                        truncated(udp4(A4, 1, EXT4, 53), 14 + 20 + 7),
+                    ),
                     (
                         "sctp header cut",
-                        truncated(V4::new(A4, EXT4, PROTO_SCTP).frame(&sctp(1, 9000)), 14 + 20 + 11),
+                        truncated(
+                            V4::new(A4, EXT4, PROTO_SCTP).frame(&sctp(1, 9000)),
+                            14 + 20 + 11,
+                        ),
                     ),
-                    ("icmp header cut", truncated(icmp4(A4, EXT4, 8, 0, 1), 14 + 20 + 7)),
-                    ("ipv6 tcp cut", truncated(tcp6(A6, 1, EXT6, 80, SYN), 14 + 40 + 10)),
-                    ("ipv6 extension header cut", truncated(ext_chain.clone(), 14 + 40 + 17)),
-                    ("ipv6 tcp after extensions cut", truncated(ext_chain, 14 + 40 + 32 + 19)),
+                    (
+                        "icmp header cut",
+                        truncated(icmp4(A4, EXT4, 8, 0, 1), 14 + 20 + 7),
+                    ),
+                    (
+                        "ipv6 tcp cut",
+                        truncated(tcp6(A6, 1, EXT6, 80, SYN), 14 + 40 + 10),
+                    ),
+                    (
+                        "ipv6 extension header cut",
+                        truncated(ext_chain.clone(), 14 + 40 + 17),
+                    ),
+                    (
+                        "ipv6 tcp after extensions cut",
+                        truncated(ext_chain, 14 + 40 + 32 + 19),
+                    ),
                     (
                         "icmpv6 echo id cut",
-                        truncated(v6(A6, EXT6, &[], PROTO_ICMPV6, &icmp(128, 0, 1)), 14 + 40 + 5),
+                        truncated(
+                            v6(A6, EXT6, &[], PROTO_ICMPV6, &icmp(128, 0, 1)),
+                            14 + 40 + 5,
+                        ),
                     ),
                     (
                         "too many ipv6 extension headers",
@@ -610,23 +812,73 @@ fn cases() -> Vec<Case> {
                 set(dp, 0, DIR_EGRESS, P_A, C_EXT, CELL_TCP80, ACTION_ALLOW);
             },
             steps: vec![
-                eg(On::A, V4::new(A4, EXT4, PROTO_TCP).frag(true, 0).frame(&tcp(40000, 80, SYN)), pass(REASON_ALLOW_POLICY)),
-                eg(On::A, V4::new(A4, EXT4, PROTO_TCP).frag(true, 3).frame(&[0; 24]), dropped(REASON_FRAGMENT)),
-                eg(On::A, V4::new(A4, EXT4, PROTO_TCP).frag(false, 185).frame(&[0; 24]), dropped(REASON_FRAGMENT)),
-                ig(On::A, V4::new(EXT4, A4, PROTO_UDP).frag(false, 1).frame(&[0; 8]), dropped(REASON_FRAGMENT)),
                 eg(
                     On::A,
-                    v6(A6, EXT6, &[Ext::Fragment { offset_units: 0, more: true }], PROTO_TCP, &tcp(40000, 80, SYN)),
+                    V4::new(A4, EXT4, PROTO_TCP)
+                        .frag(true, 0)
+                        .frame(&tcp(40000, 80, SYN)),
                     pass(REASON_ALLOW_POLICY),
                 ),
                 eg(
                     On::A,
-                    v6(A6, EXT6, &[Ext::Fragment { offset_units: 10, more: false }], PROTO_TCP, &[0; 16]),
+                    V4::new(A4, EXT4, PROTO_TCP).frag(true, 3).frame(&[0; 24]),
+                    dropped(REASON_FRAGMENT),
+                ),
+                eg(
+                    On::A,
+                    V4::new(A4, EXT4, PROTO_TCP)
+                        .frag(false, 185)
+                        .frame(&[0; 24]),
                     dropped(REASON_FRAGMENT),
                 ),
                 ig(
                     On::A,
-                    v6(EXT6, A6, &[Ext::HopByHop, Ext::Fragment { offset_units: 1, more: true }], PROTO_UDP, &[0; 16]),
+                    V4::new(EXT4, A4, PROTO_UDP).frag(false, 1).frame(&[0; 8]),
+                    dropped(REASON_FRAGMENT),
+                ),
+                eg(
+                    On::A,
+                    v6(
+                        A6,
+                        EXT6,
+                        &[Ext::Fragment {
+                            offset_units: 0,
+                            more: true,
+                        }],
+                        PROTO_TCP,
+                        &tcp(40000, 80, SYN),
+                    ),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                eg(
+                    On::A,
+                    v6(
+                        A6,
+                        EXT6,
+                        &[Ext::Fragment {
+                            offset_units: 10,
+                            more: false,
+                        }],
+                        PROTO_TCP,
+                        &[0; 16],
+                    ),
+                    dropped(REASON_FRAGMENT),
+                ),
+                ig(
+                    On::A,
+                    v6(
+                        EXT6,
+                        A6,
+                        &[
+                            Ext::HopByHop,
+                            Ext::Fragment {
+                                offset_units: 1,
+                                more: true,
+                            },
+                        ],
+                        PROTO_UDP,
+                        &[0; 16],
+                    ),
                     dropped(REASON_FRAGMENT),
                 ),
             ],
@@ -638,28 +890,76 @@ fn cases() -> Vec<Case> {
                 set(dp, 0, DIR_EGRESS, P_A, C_EXT, CELL_TCP80, ACTION_ALLOW);
             },
             steps: vec![
-                eg(On::A, tcp6(A6, 40000, EXT6, 80, SYN), pass(REASON_ALLOW_POLICY)),
-                ct_is(A6.into(), EXT6.into(), 40000, 80, PROTO_TCP, CT_F_ESTABLISHED, 0),
-                ig(On::A, tcp6(EXT6, 80, A6, 40000, SYN | ACK), pass(REASON_ALLOW_CONNTRACK)),
-                eg(On::A, tcp6(A6, 40000, EXT6, 443, SYN), dropped(REASON_DENY_POLICY)),
                 eg(
                     On::A,
-                    v6(A6, EXT6, &[Ext::HopByHop, Ext::Routing, Ext::DstOpts], PROTO_TCP, &tcp(40001, 80, SYN)),
+                    tcp6(A6, 40000, EXT6, 80, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                ct_is(
+                    A6.into(),
+                    EXT6.into(),
+                    40000,
+                    80,
+                    PROTO_TCP,
+                    CT_F_ESTABLISHED,
+                    0,
+                ),
+                ig(
+                    On::A,
+                    tcp6(EXT6, 80, A6, 40000, SYN | ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                eg(
+                    On::A,
+                    tcp6(A6, 40000, EXT6, 443, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                eg(
+                    On::A,
+                    v6(
+                        A6,
+                        EXT6,
+                        &[Ext::HopByHop, Ext::Routing, Ext::DstOpts],
+                        PROTO_TCP,
+                        &tcp(40001, 80, SYN),
+                    ),
                     pass(REASON_ALLOW_POLICY),
                 ),
                 ig(
                     On::A,
-                    v6(EXT6, A6, &[Ext::DstOpts], PROTO_TCP, &tcp(80, 40001, SYN | ACK)),
+                    v6(
+                        EXT6,
+                        A6,
+                        &[Ext::DstOpts],
+                        PROTO_TCP,
+                        &tcp(80, 40001, SYN | ACK),
+                    ),
                     pass(REASON_ALLOW_CONNTRACK),
                 ),
                 // The port behind the extension headers decides: 443 is denied.
                 eg(
                     On::A,
-                    v6(A6, EXT6, &[Ext::HopByHop, Ext::DstOpts], PROTO_TCP, &tcp(40002, 443, SYN)),
+                    v6(
+                        A6,
+                        EXT6,
+                        &[Ext::HopByHop, Ext::DstOpts],
+                        PROTO_TCP,
+                        &tcp(40002, 443, SYN),
+                    ),
                     dropped(REASON_DENY_POLICY),
                 ),
                 // A world address (no /64 match) is another class.
-                eg(On::A, tcp6(A6, 40003, Ipv6Addr::new(0x2001, 2, 0, 2, 0, 0, 0, 1), 80, SYN), dropped(REASON_DENY_POLICY)),
+                eg(
+                    On::A,
+                    tcp6(
+                        A6,
+                        40003,
+                        Ipv6Addr::new(0x2001, 2, 0, 2, 0, 0, 0, 1),
+                        80,
+                        SYN,
+                    ),
+                    dropped(REASON_DENY_POLICY),
+                ),
             ],
         },
         Case {
@@ -667,39 +967,87 @@ fn cases() -> Vec<Case> {
             setup: |dp, ifs| {
                 base(dp, ifs);
                 set(dp, 0, DIR_EGRESS, P_A, C_EXT, CELL_ICMP_ECHO, ACTION_ALLOW);
-                set(dp, 0, DIR_EGRESS, P_A, C_EXT, CELL_ICMPV6_ECHO, ACTION_ALLOW);
+                set(
+                    dp,
+                    0,
+                    DIR_EGRESS,
+                    P_A,
+                    C_EXT,
+                    CELL_ICMPV6_ECHO,
+                    ACTION_ALLOW,
+                );
             },
             steps: vec![
                 eg(On::A, icmp4(A4, EXT4, 8, 0, 77), pass(REASON_ALLOW_POLICY)),
                 ct_is(a4, ext4, 77, 0, PROTO_ICMP, CT_F_ESTABLISHED, 0),
-                ig(On::A, icmp4(EXT4, A4, 0, 0, 77), pass(REASON_ALLOW_CONNTRACK)),
+                ig(
+                    On::A,
+                    icmp4(EXT4, A4, 0, 0, 77),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
                 // Another echo id is another flow: the reply is not one.
-                ig(On::A, icmp4(EXT4, A4, 0, 0, 78), dropped(REASON_DENY_POLICY)),
+                ig(
+                    On::A,
+                    icmp4(EXT4, A4, 0, 0, 78),
+                    dropped(REASON_DENY_POLICY),
+                ),
                 // The echo cell is type-only: any code.
                 eg(On::A, icmp4(A4, EXT4, 8, 1, 79), pass(REASON_ALLOW_POLICY)),
                 // Port unreachable (3/3) is its own, denied cell.
                 eg(On::A, icmp4(A4, EXT4, 3, 3, 0), dropped(REASON_DENY_POLICY)),
                 // ICMPv6 echo.
-                eg(On::A, v6(A6, EXT6, &[], PROTO_ICMPV6, &icmp(128, 0, 5)), pass(REASON_ALLOW_POLICY)),
-                ig(On::A, v6(EXT6, A6, &[], PROTO_ICMPV6, &icmp(129, 0, 5)), pass(REASON_ALLOW_CONNTRACK)),
-                eg(On::A, v6(A6, EXT6, &[], PROTO_ICMPV6, &icmp(1, 4, 0)), dropped(REASON_DENY_POLICY)),
+                eg(
+                    On::A,
+                    v6(A6, EXT6, &[], PROTO_ICMPV6, &icmp(128, 0, 5)),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                ig(
+                    On::A,
+                    v6(EXT6, A6, &[], PROTO_ICMPV6, &icmp(129, 0, 5)),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                eg(
+                    On::A,
+                    v6(A6, EXT6, &[], PROTO_ICMPV6, &icmp(1, 4, 0)),
+                    dropped(REASON_DENY_POLICY),
+                ),
             ],
         },
         Case {
             name: "icmp port-unreachable cell is exact type/code",
             setup: |dp, ifs| {
                 base(dp, ifs);
-                set(dp, 0, DIR_EGRESS, P_A, ANY_PEER, CELL_ICMP_PORT_UNREACH, ACTION_ALLOW);
+                set(
+                    dp,
+                    0,
+                    DIR_EGRESS,
+                    P_A,
+                    ANY_PEER,
+                    CELL_ICMP_PORT_UNREACH,
+                    ACTION_ALLOW,
+                );
             },
             steps: vec![
                 eg(On::A, icmp4(A4, EXT4, 3, 3, 0), pass(REASON_ALLOW_POLICY)),
-                eg(On::A, icmp4(A4, WORLD4, 3, 1, 0), dropped(REASON_DENY_POLICY)),
-                eg(On::A, icmp4(A4, WORLD4, 8, 0, 1), dropped(REASON_DENY_POLICY)),
+                eg(
+                    On::A,
+                    icmp4(A4, WORLD4, 3, 1, 0),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                eg(
+                    On::A,
+                    icmp4(A4, WORLD4, 8, 0, 1),
+                    dropped(REASON_DENY_POLICY),
+                ),
                 eg(On::A, icmp4(A4, WORLD4, 3, 3, 0), pass(REASON_ALLOW_POLICY)),
                 // Non-echo ICMP uses ports (0, 0): between one address pair it is one
                 // flow, so another type rides on the entry while it is live (5 s).
                 ct_is(a4, ext4, 0, 0, PROTO_ICMP, CT_F_ESTABLISHED, 0),
-                eg(On::A, icmp4(A4, EXT4, 3, 1, 0), pass(REASON_ALLOW_CONNTRACK)),
+                eg(
+                    On::A,
+                    icmp4(A4, EXT4, 3, 1, 0),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
             ],
         },
         Case {
@@ -707,34 +1055,116 @@ fn cases() -> Vec<Case> {
             setup: |dp, ifs| {
                 base(dp, ifs);
                 set(dp, 0, DIR_EGRESS, P_A, ANY_PEER, CELL_UDP53, ACTION_ALLOW);
-                set(dp, 0, DIR_EGRESS, P_A, ANY_PEER, CELL_SCTP9000, ACTION_ALLOW);
-                set(dp, 0, DIR_EGRESS, P_A, ANY_PEER, CELL_TCP8000_8003, ACTION_ALLOW);
+                set(
+                    dp,
+                    0,
+                    DIR_EGRESS,
+                    P_A,
+                    ANY_PEER,
+                    CELL_SCTP9000,
+                    ACTION_ALLOW,
+                );
+                set(
+                    dp,
+                    0,
+                    DIR_EGRESS,
+                    P_A,
+                    ANY_PEER,
+                    CELL_TCP8000_8003,
+                    ACTION_ALLOW,
+                );
             },
             steps: vec![
                 eg(On::A, udp4(A4, 5353, WORLD4, 53), pass(REASON_ALLOW_POLICY)),
-                ig(On::A, udp4(WORLD4, 53, A4, 5353), pass(REASON_ALLOW_CONNTRACK)),
-                eg(On::A, udp4(A4, 5353, WORLD4, 54), dropped(REASON_DENY_POLICY)),
-                eg(On::A, V4::new(A4, EXT4, PROTO_SCTP).frame(&sctp(7000, 9000)), pass(REASON_ALLOW_POLICY)),
-                eg(On::A, V4::new(A4, EXT4, PROTO_SCTP).frame(&sctp(7000, 9001)), dropped(REASON_DENY_POLICY)),
-                eg(On::A, tcp4(A4, 1, EXT4, 8000, SYN), pass(REASON_ALLOW_POLICY)),
-                eg(On::A, tcp4(A4, 1, EXT4, 8003, SYN), pass(REASON_ALLOW_POLICY)),
-                eg(On::A, tcp4(A4, 1, EXT4, 8004, SYN), dropped(REASON_DENY_POLICY)),
-                eg(On::A, tcp4(A4, 1, EXT4, 7999, SYN), dropped(REASON_DENY_POLICY)),
+                ig(
+                    On::A,
+                    udp4(WORLD4, 53, A4, 5353),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                eg(
+                    On::A,
+                    udp4(A4, 5353, WORLD4, 54),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                eg(
+                    On::A,
+                    V4::new(A4, EXT4, PROTO_SCTP).frame(&sctp(7000, 9000)),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                eg(
+                    On::A,
+                    V4::new(A4, EXT4, PROTO_SCTP).frame(&sctp(7000, 9001)),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                eg(
+                    On::A,
+                    tcp4(A4, 1, EXT4, 8000, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                eg(
+                    On::A,
+                    tcp4(A4, 1, EXT4, 8003, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                eg(
+                    On::A,
+                    tcp4(A4, 1, EXT4, 8004, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                eg(
+                    On::A,
+                    tcp4(A4, 1, EXT4, 7999, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
                 // TCP 53 is not UDP 53.
-                eg(On::A, tcp4(A4, 1, EXT4, 53, SYN), dropped(REASON_DENY_POLICY)),
+                eg(
+                    On::A,
+                    tcp4(A4, 1, EXT4, 53, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
             ],
         },
         Case {
             name: "neighbor discovery passes, even with no policy loaded",
             setup: |_, _| {},
             steps: vec![
-                eg(On::A, v6(LL6, SOLICITED6, &[], PROTO_ICMPV6, &icmp(135, 0, 0)), pass(REASON_ALLOW_NDP)),
-                eg(On::A, v6(Ipv6Addr::UNSPECIFIED, SOLICITED6, &[], PROTO_ICMPV6, &icmp(135, 0, 0)), pass(REASON_ALLOW_NDP)),
-                ig(On::A, v6(LL6, A6, &[], PROTO_ICMPV6, &icmp(136, 0, 0)), pass(REASON_ALLOW_NDP)),
-                ig(On::A, v6(LL6, A6, &[], PROTO_ICMPV6, &icmp(134, 0, 0)), pass(REASON_ALLOW_NDP)),
-                eg(On::A, v6(LL6, A6, &[], PROTO_ICMPV6, &icmp(133, 0, 0)), pass(REASON_ALLOW_NDP)),
+                eg(
+                    On::A,
+                    v6(LL6, SOLICITED6, &[], PROTO_ICMPV6, &icmp(135, 0, 0)),
+                    pass(REASON_ALLOW_NDP),
+                ),
+                eg(
+                    On::A,
+                    v6(
+                        Ipv6Addr::UNSPECIFIED,
+                        SOLICITED6,
+                        &[],
+                        PROTO_ICMPV6,
+                        &icmp(135, 0, 0),
+                    ),
+                    pass(REASON_ALLOW_NDP),
+                ),
+                ig(
+                    On::A,
+                    v6(LL6, A6, &[], PROTO_ICMPV6, &icmp(136, 0, 0)),
+                    pass(REASON_ALLOW_NDP),
+                ),
+                ig(
+                    On::A,
+                    v6(LL6, A6, &[], PROTO_ICMPV6, &icmp(134, 0, 0)),
+                    pass(REASON_ALLOW_NDP),
+                ),
+                eg(
+                    On::A,
+                    v6(LL6, A6, &[], PROTO_ICMPV6, &icmp(133, 0, 0)),
+                    pass(REASON_ALLOW_NDP),
+                ),
                 // Echo is not neighbor discovery.
-                eg(On::A, v6(LL6, EXT6, &[], PROTO_ICMPV6, &icmp(128, 0, 0)), dropped(REASON_NO_POLICY_LOADED)),
+                eg(
+                    On::A,
+                    v6(LL6, EXT6, &[], PROTO_ICMPV6, &icmp(128, 0, 0)),
+                    dropped(REASON_NO_POLICY_LOADED),
+                ),
             ],
         },
         Case {
@@ -750,9 +1180,21 @@ fn cases() -> Vec<Case> {
             },
             steps: vec![
                 eg(On::A, tcp4(A4, 1, EXT4, 80, SYN), pass(REASON_ALLOW_POLICY)),
-                eg(On::A, tcp4(A4, 2, EXT4, 443, SYN), dropped(REASON_DENY_POLICY)),
-                eg(On::A, tcp4(A4, 3, WORLD4, 443, SYN), pass(REASON_ALLOW_POLICY)),
-                eg(On::A, tcp4(A4, 4, WORLD4, 80, SYN), dropped(REASON_DENY_POLICY)),
+                eg(
+                    On::A,
+                    tcp4(A4, 2, EXT4, 443, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                eg(
+                    On::A,
+                    tcp4(A4, 3, WORLD4, 443, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                eg(
+                    On::A,
+                    tcp4(A4, 4, WORLD4, 80, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
                 eg(On::A, udp4(A4, 5, WORLD4, 53), dropped(REASON_DENY_POLICY)),
             ],
         },
@@ -766,9 +1208,21 @@ fn cases() -> Vec<Case> {
                 set(dp, 0, DIR_EGRESS, P_A, ANY_PEER, ANY_CELL, ACTION_ALLOW);
             },
             steps: vec![
-                eg(On::A, tcp4(A4, 1, EXT4, 80, SYN), dropped(REASON_DENY_POLICY)),
-                eg(On::A, tcp4(A4, 2, EXT4, 443, SYN), pass(REASON_ALLOW_POLICY)),
-                eg(On::A, tcp4(A4, 3, WORLD4, 443, SYN), dropped(REASON_DENY_POLICY)),
+                eg(
+                    On::A,
+                    tcp4(A4, 1, EXT4, 80, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                eg(
+                    On::A,
+                    tcp4(A4, 2, EXT4, 443, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                eg(
+                    On::A,
+                    tcp4(A4, 3, WORLD4, 443, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
                 eg(On::A, udp4(A4, 5, WORLD4, 53), pass(REASON_ALLOW_POLICY)),
             ],
         },
@@ -799,18 +1253,50 @@ fn cases() -> Vec<Case> {
                 set(dp, 0, DIR_INGRESS, P_B, C_A, CELL_TCP8080, ACTION_ALLOW);
             },
             steps: vec![
-                eg(On::A, tcp4(A4, 40000, B4, 8080, SYN), pass(REASON_ALLOW_POLICY)),
+                eg(
+                    On::A,
+                    tcp4(A4, 40000, B4, 8080, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
                 ct_is(a4, b4, 40000, 8080, PROTO_TCP, CT_F_EGRESS_OK, 0),
                 // Without B's approval the reply does not pass B's egress yet.
-                eg(On::B, tcp4(B4, 8080, A4, 40000, SYN | ACK), dropped(REASON_DENY_POLICY)),
-                ig(On::B, tcp4(A4, 40000, B4, 8080, SYN), pass(REASON_ALLOW_POLICY)),
+                eg(
+                    On::B,
+                    tcp4(B4, 8080, A4, 40000, SYN | ACK),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                ig(
+                    On::B,
+                    tcp4(A4, 40000, B4, 8080, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
                 ct_is(a4, b4, 40000, 8080, PROTO_TCP, CT_F_ESTABLISHED, 0),
-                eg(On::B, tcp4(B4, 8080, A4, 40000, SYN | ACK), pass(REASON_ALLOW_CONNTRACK)),
-                ig(On::A, tcp4(B4, 8080, A4, 40000, SYN | ACK), pass(REASON_ALLOW_CONNTRACK)),
-                eg(On::A, tcp4(A4, 40000, B4, 8080, ACK), pass(REASON_ALLOW_CONNTRACK)),
-                ig(On::B, tcp4(A4, 40000, B4, 8080, ACK), pass(REASON_ALLOW_CONNTRACK)),
+                eg(
+                    On::B,
+                    tcp4(B4, 8080, A4, 40000, SYN | ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                ig(
+                    On::A,
+                    tcp4(B4, 8080, A4, 40000, SYN | ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                eg(
+                    On::A,
+                    tcp4(A4, 40000, B4, 8080, ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                ig(
+                    On::B,
+                    tcp4(A4, 40000, B4, 8080, ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
                 // The other way round is another policy question: denied.
-                eg(On::B, tcp4(B4, 40000, A4, 8080, SYN), dropped(REASON_DENY_POLICY)),
+                eg(
+                    On::B,
+                    tcp4(B4, 40000, A4, 8080, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
             ],
         },
         Case {
@@ -820,10 +1306,22 @@ fn cases() -> Vec<Case> {
                 set(dp, 0, DIR_EGRESS, P_A, C_B, CELL_TCP8080, ACTION_ALLOW);
             },
             steps: vec![
-                eg(On::A, tcp4(A4, 40000, B4, 8080, SYN), pass(REASON_ALLOW_POLICY)),
-                ig(On::B, tcp4(A4, 40000, B4, 8080, SYN), dropped(REASON_DENY_POLICY)),
+                eg(
+                    On::A,
+                    tcp4(A4, 40000, B4, 8080, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                ig(
+                    On::B,
+                    tcp4(A4, 40000, B4, 8080, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
                 ct_absent(a4, b4, 40000, 8080, PROTO_TCP),
-                eg(On::B, tcp4(B4, 8080, A4, 40000, SYN | ACK), dropped(REASON_DENY_POLICY)),
+                eg(
+                    On::B,
+                    tcp4(B4, 8080, A4, 40000, SYN | ACK),
+                    dropped(REASON_DENY_POLICY),
+                ),
             ],
         },
         Case {
@@ -836,7 +1334,11 @@ fn cases() -> Vec<Case> {
             },
             steps: vec![
                 with_mark(
-                    eg(On::A, tcp4(A4, 40000, VIP4, 80, SYN), pass(REASON_DEFERRED).mark(MARK_EGRESS_DEFERRED | KUBE_MARK)),
+                    eg(
+                        On::A,
+                        tcp4(A4, 40000, VIP4, 80, SYN),
+                        pass(REASON_DEFERRED).mark(MARK_EGRESS_DEFERRED | KUBE_MARK),
+                    ),
                     KUBE_MARK,
                 ),
                 ct_is(a4, vip4, 40000, 80, PROTO_TCP, CT_F_DEFERRED, 0),
@@ -847,7 +1349,10 @@ fn cases() -> Vec<Case> {
                         proto: PROTO_TCP,
                         family: family(a4),
                     };
-                    let v = dp.pending.get(&key, 0).map_err(|e| format!("no pending entry: {e}"))?;
+                    let v = dp
+                        .pending
+                        .get(&key, 0)
+                        .map_err(|e| format!("no pending entry: {e}"))?;
                     if v.vip == addr16(vip4) && v.vport == 80 {
                         Ok(())
                     } else {
@@ -856,17 +1361,45 @@ fn cases() -> Vec<Case> {
                 }),
                 // After DNAT (VIP:80 -> B:8080), at B's ingress, still marked.
                 with_mark(
-                    ig(On::B, tcp4(A4, 40000, B4, 8080, SYN), pass(REASON_ALLOW_POLICY).mark(KUBE_MARK)),
+                    ig(
+                        On::B,
+                        tcp4(A4, 40000, B4, 8080, SYN),
+                        pass(REASON_ALLOW_POLICY).mark(KUBE_MARK),
+                    ),
                     MARK_EGRESS_DEFERRED | KUBE_MARK,
                 ),
                 ct_is(a4, b4, 40000, 8080, PROTO_TCP, CT_F_ESTABLISHED, 0),
-                ct_is(a4, vip4, 40000, 80, PROTO_TCP, CT_F_ESTABLISHED | CT_F_DEFERRED, 0),
-                eg(On::B, tcp4(B4, 8080, A4, 40000, SYN | ACK), pass(REASON_ALLOW_CONNTRACK)),
+                ct_is(
+                    a4,
+                    vip4,
+                    40000,
+                    80,
+                    PROTO_TCP,
+                    CT_F_ESTABLISHED | CT_F_DEFERRED,
+                    0,
+                ),
+                eg(
+                    On::B,
+                    tcp4(B4, 8080, A4, 40000, SYN | ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
                 // Un-DNATed by the kernel: the reply comes from the VIP.
-                ig(On::A, tcp4(VIP4, 80, A4, 40000, SYN | ACK), pass(REASON_ALLOW_CONNTRACK)),
+                ig(
+                    On::A,
+                    tcp4(VIP4, 80, A4, 40000, SYN | ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
                 // Later packets pass on conntrack, unmarked.
-                eg(On::A, tcp4(A4, 40000, VIP4, 80, ACK), pass(REASON_ALLOW_CONNTRACK).mark(0)),
-                ig(On::B, tcp4(A4, 40000, B4, 8080, ACK), pass(REASON_ALLOW_CONNTRACK)),
+                eg(
+                    On::A,
+                    tcp4(A4, 40000, VIP4, 80, ACK),
+                    pass(REASON_ALLOW_CONNTRACK).mark(0),
+                ),
+                ig(
+                    On::B,
+                    tcp4(A4, 40000, B4, 8080, ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
             ],
         },
         Case {
@@ -882,16 +1415,34 @@ fn cases() -> Vec<Case> {
                 // Draining: a deny event that names A's egress.
             },
             steps: vec![
-                eg(On::A, tcp4(A4, 40000, VIP4, 80, SYN), pass(REASON_DEFERRED).mark(MARK_EGRESS_DEFERRED)),
+                eg(
+                    On::A,
+                    tcp4(A4, 40000, VIP4, 80, SYN),
+                    pass(REASON_DEFERRED).mark(MARK_EGRESS_DEFERRED),
+                ),
                 with_mark(
-                    ig(On::B, tcp4(A4, 40000, B4, 8080, SYN), dropped(REASON_DENY_POLICY).mark(0).events(&[EVENT_KIND_DENY])),
+                    ig(
+                        On::B,
+                        tcp4(A4, 40000, B4, 8080, SYN),
+                        dropped(REASON_DENY_POLICY)
+                            .mark(0)
+                            .events(&[EVENT_KIND_DENY]),
+                    ),
                     MARK_EGRESS_DEFERRED,
                 ),
                 ct_absent(a4, b4, 40000, 8080, PROTO_TCP),
                 ct_is(a4, vip4, 40000, 80, PROTO_TCP, CT_F_DEFERRED, 0),
-                ig(On::A, tcp4(VIP4, 80, A4, 40000, SYN | ACK), dropped(REASON_DENY_POLICY).events(&[EVENT_KIND_DENY])),
+                ig(
+                    On::A,
+                    tcp4(VIP4, 80, A4, 40000, SYN | ACK),
+                    dropped(REASON_DENY_POLICY).events(&[EVENT_KIND_DENY]),
+                ),
                 // The same packet without the mark is judged by B's ingress alone.
-                ig(On::B, tcp4(A4, 40000, B4, 8080, SYN), pass(REASON_ALLOW_POLICY)),
+                ig(
+                    On::B,
+                    tcp4(A4, 40000, B4, 8080, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
             ],
         },
         Case {
@@ -902,10 +1453,21 @@ fn cases() -> Vec<Case> {
             },
             steps: vec![
                 eg(On::A, tcp4(A4, 40000, VIP4, 80, SYN), pass(REASON_DEFERRED)),
-                with_mark(ig(On::B, tcp4(A4, 40000, B4, 8080, SYN), dropped(REASON_DENY_POLICY)), MARK_EGRESS_DEFERRED),
+                with_mark(
+                    ig(
+                        On::B,
+                        tcp4(A4, 40000, B4, 8080, SYN),
+                        dropped(REASON_DENY_POLICY),
+                    ),
+                    MARK_EGRESS_DEFERRED,
+                ),
                 ct_is(a4, vip4, 40000, 80, PROTO_TCP, CT_F_DEFERRED, 0),
                 // Still deferred on the next try.
-                eg(On::A, tcp4(A4, 40000, VIP4, 80, SYN), pass(REASON_DEFERRED).mark(MARK_EGRESS_DEFERRED)),
+                eg(
+                    On::A,
+                    tcp4(A4, 40000, VIP4, 80, SYN),
+                    pass(REASON_DEFERRED).mark(MARK_EGRESS_DEFERRED),
+                ),
             ],
         },
         Case {
@@ -915,10 +1477,28 @@ fn cases() -> Vec<Case> {
                 set(dp, 0, DIR_INGRESS, P_B, ANY_PEER, ANY_CELL, ACTION_ALLOW);
             },
             steps: vec![
-                with_mark(ig(On::B, tcp4(EXT4, 1, B4, 8080, SYN), dropped(REASON_NO_ENDPOINT).mark(0)), MARK_EGRESS_DEFERRED),
-                ig(On::B, tcp4(EXT4, 1, B4, 8080, SYN), pass(REASON_ALLOW_POLICY)),
+                with_mark(
+                    ig(
+                        On::B,
+                        tcp4(EXT4, 1, B4, 8080, SYN),
+                        dropped(REASON_NO_ENDPOINT).mark(0),
+                    ),
+                    MARK_EGRESS_DEFERRED,
+                ),
+                ig(
+                    On::B,
+                    tcp4(EXT4, 1, B4, 8080, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
                 // Other values in our mark bits are not the deferred marker, but are cleared.
-                with_mark(ig(On::B, tcp4(EXT4, 2, B4, 8080, SYN), pass(REASON_ALLOW_POLICY).mark(KUBE_MARK)), 0x0100_0000 | KUBE_MARK),
+                with_mark(
+                    ig(
+                        On::B,
+                        tcp4(EXT4, 2, B4, 8080, SYN),
+                        pass(REASON_ALLOW_POLICY).mark(KUBE_MARK),
+                    ),
+                    0x0100_0000 | KUBE_MARK,
+                ),
             ],
         },
         Case {
@@ -931,11 +1511,23 @@ fn cases() -> Vec<Case> {
             steps: vec![
                 eg(On::A, tcp4(A4, 1, EXT4, 80, SYN), pass(REASON_ALLOW_POLICY)),
                 Step::Config(config(1, 3)),
-                eg(On::A, tcp4(A4, 2, EXT4, 80, SYN), dropped(REASON_DENY_POLICY)),
+                eg(
+                    On::A,
+                    tcp4(A4, 2, EXT4, 80, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
                 // The flow judged in generation 0 keeps its conntrack entry.
-                eg(On::A, tcp4(A4, 1, EXT4, 80, ACK), pass(REASON_ALLOW_CONNTRACK)),
+                eg(
+                    On::A,
+                    tcp4(A4, 1, EXT4, 80, ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
                 Step::Config(config(1, 2)),
-                eg(On::A, tcp4(A4, 3, EXT4, 80, SYN), dropped(REASON_DENY_POLICY)),
+                eg(
+                    On::A,
+                    tcp4(A4, 3, EXT4, 80, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
                 Step::Config(config(0, 1)),
                 eg(On::A, tcp4(A4, 4, EXT4, 80, SYN), pass(REASON_ALLOW_POLICY)),
             ],
@@ -958,12 +1550,20 @@ fn cases() -> Vec<Case> {
                 // A flow begun in generation 1 is judged by generation 1 on both legs.
                 eg(On::A, tcp4(A4, 2, B4, 8080, SYN), pass(REASON_ALLOW_POLICY)),
                 ct_is(a4, b4, 2, 8080, PROTO_TCP, CT_F_EGRESS_OK, 1),
-                ig(On::B, tcp4(A4, 2, B4, 8080, SYN), dropped(REASON_DENY_POLICY)),
+                ig(
+                    On::B,
+                    tcp4(A4, 2, B4, 8080, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
                 // Begun in generation 0, second leg after generation 0 retired: active (1).
                 Step::Config(config(0, 3)),
                 eg(On::A, tcp4(A4, 3, B4, 8080, SYN), pass(REASON_ALLOW_POLICY)),
                 Step::Config(config(1, 2)),
-                ig(On::B, tcp4(A4, 3, B4, 8080, SYN), dropped(REASON_DENY_POLICY)),
+                ig(
+                    On::B,
+                    tcp4(A4, 3, B4, 8080, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
             ],
         },
         Case {
@@ -980,18 +1580,42 @@ fn cases() -> Vec<Case> {
                 dp.set_verdict(vkey(0, DIR_EGRESS, P_A, C_EXT, CELL_TCP443), logged_deny);
             },
             steps: vec![
-                eg(On::A, tcp4(A4, 1, EXT4, 80, SYN), pass(REASON_ALLOW_POLICY).events(&[EVENT_KIND_LOG])),
+                eg(
+                    On::A,
+                    tcp4(A4, 1, EXT4, 80, SYN),
+                    pass(REASON_ALLOW_POLICY).events(&[EVENT_KIND_LOG]),
+                ),
                 // Conntrack passes are not logged.
-                eg(On::A, tcp4(A4, 1, EXT4, 80, ACK), pass(REASON_ALLOW_CONNTRACK)),
+                eg(
+                    On::A,
+                    tcp4(A4, 1, EXT4, 80, ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
                 // A deny without CONFIG_F_EVENT_ON_DENY: no event.
-                eg(On::A, tcp4(A4, 2, WORLD4, 80, SYN), dropped(REASON_DENY_POLICY)),
-                eg(On::A, tcp4(A4, 3, EXT4, 443, SYN), dropped(REASON_DENY_POLICY).events(&[EVENT_KIND_LOG])),
+                eg(
+                    On::A,
+                    tcp4(A4, 2, WORLD4, 80, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                eg(
+                    On::A,
+                    tcp4(A4, 3, EXT4, 443, SYN),
+                    dropped(REASON_DENY_POLICY).events(&[EVENT_KIND_LOG]),
+                ),
                 Step::Config(Config {
                     flags: CONFIG_F_EVENT_ON_DENY,
                     ..config(0, 1)
                 }),
-                eg(On::A, tcp4(A4, 4, WORLD4, 80, SYN), dropped(REASON_DENY_POLICY).events(&[EVENT_KIND_DENY])),
-                eg(On::A, tcp4(A4, 5, EXT4, 443, SYN), dropped(REASON_DENY_POLICY).events(&[EVENT_KIND_LOG, EVENT_KIND_DENY])),
+                eg(
+                    On::A,
+                    tcp4(A4, 4, WORLD4, 80, SYN),
+                    dropped(REASON_DENY_POLICY).events(&[EVENT_KIND_DENY]),
+                ),
+                eg(
+                    On::A,
+                    tcp4(A4, 5, EXT4, 443, SYN),
+                    dropped(REASON_DENY_POLICY).events(&[EVENT_KIND_LOG, EVENT_KIND_DENY]),
+                ),
                 check("event contents", |dp, ifs| {
                     // Re-run the logged allow and look at every field.
                     let r = dp.run(Hook::PodEgress, &tcp4(A4, 6, EXT4, 80, SYN), ifs.a, 0);
@@ -1016,8 +1640,25 @@ fn cases() -> Vec<Case> {
                         80,
                         PROTO_TCP,
                     );
-                    let got = (e.kind, e.policy, e.rule, e.dir, e.action, e.ifindex, e.endpoint_id, e.src, e.dst, e.sport, e.dport, e.proto);
-                    if got == want && e.ts_ns != 0 { Ok(()) } else { Err(format!("event {e:?}")) }
+                    let got = (
+                        e.kind,
+                        e.policy,
+                        e.rule,
+                        e.dir,
+                        e.action,
+                        e.ifindex,
+                        e.endpoint_id,
+                        e.src,
+                        e.dst,
+                        e.sport,
+                        e.dport,
+                        e.proto,
+                    );
+                    if got == want && e.ts_ns != 0 {
+                        Ok(())
+                    } else {
+                        Err(format!("event {e:?}"))
+                    }
                 }),
             ],
         },
@@ -1029,8 +1670,20 @@ fn cases() -> Vec<Case> {
             },
             steps: vec![
                 eg(On::A, tcp4(A4, 9, EXT4, 80, SYN), pass(REASON_ALLOW_POLICY)),
-                ig(On::A, tcp4(EXT4, 80, A4, 9, RST | ACK), pass(REASON_ALLOW_CONNTRACK)),
-                ct_is(a4, ext4, 9, 80, PROTO_TCP, CT_F_ESTABLISHED | CT_F_CLOSING, 0),
+                ig(
+                    On::A,
+                    tcp4(EXT4, 80, A4, 9, RST | ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                ct_is(
+                    a4,
+                    ext4,
+                    9,
+                    80,
+                    PROTO_TCP,
+                    CT_F_ESTABLISHED | CT_F_CLOSING,
+                    0,
+                ),
             ],
         },
         Case {
@@ -1040,11 +1693,35 @@ fn cases() -> Vec<Case> {
                 set(dp, 0, DIR_INGRESS, P_A, C_EXT, CELL_TCP80, ACTION_ALLOW);
             },
             steps: vec![
-                ig(On::A, tcp4(EXT4, 33000, A4, 80, SYN), pass(REASON_ALLOW_POLICY)),
-                ct_is(ext4, a4, 33000, 80, PROTO_TCP, CT_F_INGRESS_OK | CT_F_EGRESS_OK, 0),
-                eg(On::A, tcp4(A4, 80, EXT4, 33000, SYN | ACK), pass(REASON_ALLOW_CONNTRACK)),
-                ig(On::A, tcp4(EXT4, 33000, A4, 80, ACK), pass(REASON_ALLOW_CONNTRACK)),
-                ig(On::A, tcp4(WORLD4, 33000, A4, 80, SYN), dropped(REASON_DENY_POLICY)),
+                ig(
+                    On::A,
+                    tcp4(EXT4, 33000, A4, 80, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                ct_is(
+                    ext4,
+                    a4,
+                    33000,
+                    80,
+                    PROTO_TCP,
+                    CT_F_INGRESS_OK | CT_F_EGRESS_OK,
+                    0,
+                ),
+                eg(
+                    On::A,
+                    tcp4(A4, 80, EXT4, 33000, SYN | ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                ig(
+                    On::A,
+                    tcp4(EXT4, 33000, A4, 80, ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                ig(
+                    On::A,
+                    tcp4(WORLD4, 33000, A4, 80, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
             ],
         },
     ]
@@ -1071,9 +1748,15 @@ fn run_step(dp: &mut Dataplane, ifs: &Ifaces, step: &Step) -> Result<(), String>
             mark,
             expect,
         } => {
-            let before = [dp.counters_of(Hook::PodEgress), dp.counters_of(Hook::PodIngress)];
+            let before = [
+                dp.counters_of(Hook::PodEgress),
+                dp.counters_of(Hook::PodIngress),
+            ];
             let r = dp.run(*hook, frame, ifs.index(*on), *mark);
-            let after = [dp.counters_of(Hook::PodEgress), dp.counters_of(Hook::PodIngress)];
+            let after = [
+                dp.counters_of(Hook::PodEgress),
+                dp.counters_of(Hook::PodIngress),
+            ];
             let events = dp.drain_events();
             let mut errors = Vec::new();
             let want_action = if expect.pass { TC_ACT_OK } else { TC_ACT_SHOT };
@@ -1092,14 +1775,17 @@ fn run_step(dp: &mut Dataplane, ifs: &Ifaces, step: &Step) -> Result<(), String>
                     }
                 }
             }
-            if let Some(m) = expect.mark {
-                if r.mark != m {
-                    errors.push(format!("mark {:#x} (want {m:#x})", r.mark));
-                }
+            if let Some(m) = expect.mark
+                && r.mark != m
+            {
+                errors.push(format!("mark {:#x} (want {m:#x})", r.mark));
             }
             let kinds: Vec<u32> = events.iter().map(|e| e.kind).collect();
             if kinds != expect.events {
-                errors.push(format!("events {kinds:?} (want {:?}): {events:?}", expect.events));
+                errors.push(format!(
+                    "events {kinds:?} (want {:?}): {events:?}",
+                    expect.events
+                ));
             }
             if errors.is_empty() {
                 Ok(())
@@ -1141,6 +1827,11 @@ fn bpf_programs() {
     }
     eprintln!("bpf_programs: {ran} cases run, {} failed", failures.len());
     assert!(ran > 0, "no case ran (BPF_CASE={filter:?})");
-    assert!(failures.is_empty(), "{} of {ran} cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {ran} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     drop(netns);
 }

@@ -5,4 +5,5 @@
 //! map names: `enforcer_common::MAP_*`.
 
 /// The ELF object, 8-byte aligned as `aya::EbpfLoader::load` requires.
-pub static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/enforcer-ebpf.o"));
+pub static BPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/enforcer-ebpf.o"));

@@ -46,7 +46,7 @@ impl Hook {
     }
 }
 
-/// Size of the kernel's `struct __sk_buff` (6.x) and the offsets BPF_PROG_TEST_RUN lets
+/// Size of the kernel's `struct __sk_buff` (6.x) and the offsets `BPF_PROG_TEST_RUN` lets
 /// a caller set (every other byte must be zero).
 const SKB_SIZE: usize = 192;
 const SKB_MARK: usize = 8;
@@ -79,14 +79,18 @@ fn take<T: TryFrom<aya::maps::Map>>(ebpf: &mut Ebpf, name: &str) -> T
 where
     T::Error: std::fmt::Display,
 {
-    let map = ebpf.take_map(name).or_panic(&format!("map {name} in the object"));
+    let map = ebpf
+        .take_map(name)
+        .or_panic(&format!("map {name} in the object"));
     T::try_from(map).or_panic(&format!("map {name} type"))
 }
 
 impl Dataplane {
     /// Loads `object` (both programs through the verifier) without pinning anything.
     pub fn load(object: &[u8]) -> Self {
-        let mut ebpf = EbpfLoader::new().load(object).or_panic("loading the BPF object");
+        let mut ebpf = EbpfLoader::new()
+            .load(object)
+            .or_panic("loading the BPF object");
         for hook in [Hook::PodEgress, Hook::PodIngress] {
             let prog: &mut SchedClassifier = ebpf
                 .program_mut(hook.program())
@@ -116,7 +120,9 @@ impl Dataplane {
     /// Empties every map (config back to all zeros, events drained); counters are
     /// left alone, tests compare them before and after.
     pub fn reset(&mut self) {
-        self.config.set(0, Config::default(), 0).or_panic("reset config");
+        self.config
+            .set(0, Config::default(), 0)
+            .or_panic("reset config");
         clear_hash(&mut self.endpoints);
         clear_hash(&mut self.verdicts);
         clear_hash(&mut self.conntrack);
@@ -146,7 +152,13 @@ impl Dataplane {
                 ctx_out: Some(&mut ctx_out),
                 ..TestRunOptions::new()
             })
-            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of {} ({} bytes): {e:?}", hook.program(), frame.len()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "BPF_PROG_TEST_RUN of {} ({} bytes): {e:?}",
+                    hook.program(),
+                    frame.len()
+                )
+            });
         let mut mark_out = [0u8; 4];
         mark_out.copy_from_slice(&ctx_out[SKB_MARK..SKB_MARK + 4]);
         Run {
@@ -188,7 +200,14 @@ impl Dataplane {
 
     pub fn set_endpoint(&mut self, generation: u32, ifindex: u32, info: EndpointInfo) {
         self.endpoints
-            .insert(EndpointKey { generation, ifindex }, info, 0)
+            .insert(
+                EndpointKey {
+                    generation,
+                    ifindex,
+                },
+                info,
+                0,
+            )
             .or_panic("writing ENF_ENDPOINTS");
     }
 
@@ -196,34 +215,51 @@ impl Dataplane {
     pub fn set_peer(&mut self, generation: u8, addr: IpAddr, prefix: u32, info: PeerInfo) {
         match addr {
             IpAddr::V4(a) => {
-                let key = Key::new(8 + prefix, PeerKeyV4 {
-                    generation,
-                    addr: a.octets(),
-                });
-                self.peers_v4.insert(&key, info, 0).or_panic("writing ENF_PEERS_V4");
+                let key = Key::new(
+                    8 + prefix,
+                    PeerKeyV4 {
+                        generation,
+                        addr: a.octets(),
+                    },
+                );
+                self.peers_v4
+                    .insert(&key, info, 0)
+                    .or_panic("writing ENF_PEERS_V4");
             }
             IpAddr::V6(a) => {
-                let key = Key::new(8 + prefix, PeerKeyV6 {
-                    generation,
-                    addr: a.octets(),
-                });
-                self.peers_v6.insert(&key, info, 0).or_panic("writing ENF_PEERS_V6");
+                let key = Key::new(
+                    8 + prefix,
+                    PeerKeyV6 {
+                        generation,
+                        addr: a.octets(),
+                    },
+                );
+                self.peers_v6
+                    .insert(&key, info, 0)
+                    .or_panic("writing ENF_PEERS_V6");
             }
         }
     }
 
     /// A cell for `port/port_prefix` (0..=16 bits) of `proto` in `generation`.
     pub fn set_port(&mut self, generation: u8, proto: u8, port: u16, port_prefix: u32, cell: u32) {
-        let key = Key::new(16 + port_prefix, PortKey {
-            generation,
-            proto,
-            port: port.to_be_bytes(),
-        });
-        self.ports.insert(&key, cell, 0).or_panic("writing ENF_PORTS");
+        let key = Key::new(
+            16 + port_prefix,
+            PortKey {
+                generation,
+                proto,
+                port: port.to_be_bytes(),
+            },
+        );
+        self.ports
+            .insert(&key, cell, 0)
+            .or_panic("writing ENF_PORTS");
     }
 
     pub fn set_verdict(&mut self, key: VerdictKey, verdict: Verdict) {
-        self.verdicts.insert(key, verdict, 0).or_panic("writing ENF_VERDICTS");
+        self.verdicts
+            .insert(key, verdict, 0)
+            .or_panic("writing ENF_VERDICTS");
     }
 
     pub fn conntrack_entry(&self, key: &CtKey) -> Option<CtValue> {
@@ -231,7 +267,9 @@ impl Dataplane {
     }
 
     pub fn set_conntrack(&mut self, key: CtKey, value: CtValue) {
-        self.conntrack.insert(key, value, 0).or_panic("writing ENF_CONNTRACK");
+        self.conntrack
+            .insert(key, value, 0)
+            .or_panic("writing ENF_CONNTRACK");
     }
 }
 
@@ -283,7 +321,12 @@ pub fn addr16(a: IpAddr) -> [u8; 16] {
 }
 
 /// The endpoint entry for an address pair.
-pub fn endpoint(profile: u32, endpoint_id: u32, v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) -> EndpointInfo {
+pub fn endpoint(
+    profile: u32,
+    endpoint_id: u32,
+    v4: Option<Ipv4Addr>,
+    v6: Option<Ipv6Addr>,
+) -> EndpointInfo {
     let mut info = EndpointInfo {
         profile,
         endpoint_id,

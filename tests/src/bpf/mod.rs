@@ -1,4 +1,4 @@
-//! Helpers for the BPF_PROG_TEST_RUN suites (`tests/bpf_*.rs`): a private network
+//! Helpers for the `BPF_PROG_TEST_RUN` suites (`tests/bpf_*.rs`): a private network
 //! namespace, packet builders, and the loaded object with typed access to its maps.
 //!
 //! Nothing here sends a packet: programs run through `BPF_PROG_TEST_RUN`, and the only

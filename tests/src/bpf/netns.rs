@@ -29,14 +29,17 @@ impl NetNs {
     }
 
     /// Creates a veth pair `a`/`b` in this namespace (down, no addresses) and returns
-    /// their ifindexes. Programs run through BPF_PROG_TEST_RUN only need the devices to
+    /// their ifindexes. Programs run through `BPF_PROG_TEST_RUN` only need the devices to
     /// exist: `__sk_buff.ifindex` is resolved in the caller's namespace.
     pub fn veth_pair(&self, a: &str, b: &str) -> (u32, u32) {
         let status = Command::new("ip")
             .args(["link", "add", a, "type", "veth", "peer", "name", b])
             .status()
             .or_panic("running ip link add (iproute2)");
-        assert!(status.success(), "ip link add {a} type veth peer name {b}: {status}");
+        assert!(
+            status.success(),
+            "ip link add {a} type veth peer name {b}: {status}"
+        );
         (ifindex(a), ifindex(b))
     }
 }

@@ -1,4 +1,4 @@
-//! Ethernet frames for BPF_PROG_TEST_RUN, built byte by byte. Checksums are left zero:
+//! Ethernet frames for `BPF_PROG_TEST_RUN`, built byte by byte. Checksums are left zero:
 //! the programs never check them.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -64,12 +64,17 @@ impl V4 {
         }
     }
 
+    #[must_use]
     pub fn options(mut self, options: &[u8]) -> Self {
-        assert!(options.len() % 4 == 0 && options.len() <= 40, "IPv4 options length");
+        assert!(
+            options.len().is_multiple_of(4) && options.len() <= 40,
+            "IPv4 options length"
+        );
         self.options = options.to_vec();
         self
     }
 
+    #[must_use]
     pub fn frag(mut self, more: bool, offset_units: u16) -> Self {
         self.frag = (u16::from(more) << 13) | (offset_units & 0x1fff);
         self
@@ -100,7 +105,10 @@ pub enum Ext {
     /// A routing header (type 0 with no addresses: the walk only needs its length).
     Routing,
     /// A fragment header: offset in 8-byte units, more-fragments flag.
-    Fragment { offset_units: u16, more: bool },
+    Fragment {
+        offset_units: u16,
+        more: bool,
+    },
 }
 
 impl Ext {
@@ -180,7 +188,7 @@ pub fn sctp(sport: u16, dport: u16) -> Vec<u8> {
     s
 }
 
-/// An ICMP or ICMPv6 header: type, code, checksum, then the id and a sequence number.
+/// An `ICMP` or `ICMPv6` header: type, code, checksum, then the id and a sequence number.
 pub fn icmp(kind: u8, code: u8, id: u16) -> Vec<u8> {
     let mut i = vec![kind, code, 0, 0];
     i.extend_from_slice(&id.to_be_bytes());
