@@ -1,4 +1,5 @@
-//! Privileged integration tests live in tests/.
+//! Privileged integration tests live in tests/; this library holds their helpers.
 
+pub mod bpf;
 pub mod lab;
 pub mod traffic;

@@ -1,0 +1,127 @@
+//! Connection tracking: one `ENF_CONNTRACK` entry per flow, under the tuple of its first
+//! packet (the forward tuple). Each hook records its own leg's approval
+//! (`CT_F_EGRESS_OK` at the source's egress, `CT_F_INGRESS_OK` at the destination's
+//! ingress); a packet whose *reversed* tuple has both bits is a reply.
+//!
+//! Entries expire by idle time (`CT_TIMEOUT_*`): the LRU map evicts under pressure, the
+//! timeouts make a stale entry useless even before it is evicted.
+
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use enforcer_common::{
+    CT_F_CLOSING, CT_F_ESTABLISHED, CT_TIMEOUT_ICMP_NS, CT_TIMEOUT_OTHER_NS,
+    CT_TIMEOUT_TCP_CLOSING_NS, CT_TIMEOUT_TCP_ESTABLISHED_NS, CT_TIMEOUT_TCP_SYN_NS,
+    CT_TIMEOUT_UDP_NS, CtKey, CtValue,
+};
+
+use crate::{
+    maps::ENF_CONNTRACK,
+    packet::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, Packet},
+};
+
+#[inline(always)]
+pub fn now_ns() -> u64 {
+    // SAFETY: a helper without arguments.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+/// The packet's own (forward) tuple.
+#[inline(always)]
+pub fn forward_key(pkt: &Packet) -> CtKey {
+    let (sport, dport) = pkt.ct_ports();
+    CtKey {
+        src: pkt.src,
+        dst: pkt.dst,
+        sport,
+        dport,
+        proto: pkt.proto,
+        family: pkt.family,
+        _pad: [0; 2],
+    }
+}
+
+/// The tuple a reply to this packet's flow was stored under.
+#[inline(always)]
+pub fn reverse_key(key: &CtKey) -> CtKey {
+    CtKey {
+        src: key.dst,
+        dst: key.src,
+        sport: key.dport,
+        dport: key.sport,
+        proto: key.proto,
+        family: key.family,
+        _pad: [0; 2],
+    }
+}
+
+/// Idle timeout of an entry, by protocol and state.
+#[inline(always)]
+fn timeout_ns(proto: u8, flags: u32) -> u64 {
+    match proto {
+        IPPROTO_TCP if flags & CT_F_CLOSING != 0 => CT_TIMEOUT_TCP_CLOSING_NS,
+        // Until both legs approved, a TCP flow is in its handshake.
+        IPPROTO_TCP if flags & CT_F_ESTABLISHED == CT_F_ESTABLISHED => {
+            CT_TIMEOUT_TCP_ESTABLISHED_NS
+        }
+        IPPROTO_TCP => CT_TIMEOUT_TCP_SYN_NS,
+        IPPROTO_UDP | IPPROTO_UDPLITE => CT_TIMEOUT_UDP_NS,
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => CT_TIMEOUT_ICMP_NS,
+        _ => CT_TIMEOUT_OTHER_NS,
+    }
+}
+
+/// A live (not expired) entry: a pointer into the map, and a copy of its value.
+pub struct Entry {
+    ptr: *mut CtValue,
+    pub value: CtValue,
+}
+
+/// Looks `key` up; an expired entry counts as absent.
+#[inline(always)]
+pub fn lookup(key: &CtKey, now: u64) -> Option<Entry> {
+    let ptr = ENF_CONNTRACK.get_ptr_mut(key)?;
+    // SAFETY: the pointer is a live map value of type CtValue; the copy is a plain read
+    // (another CPU may update it concurrently, which at worst yields a stale copy).
+    let value = unsafe { *ptr };
+    if now.saturating_sub(value.last_seen_ns) > timeout_ns(key.proto, value.flags) {
+        return None;
+    }
+    Some(Entry { ptr, value })
+}
+
+impl Entry {
+    /// Records a packet of the flow: refreshes `last_seen_ns`, marks a TCP FIN/RST.
+    #[inline(always)]
+    pub fn touch(&self, pkt: &Packet, now: u64) {
+        // SAFETY: the pointer came from a lookup in this program run; map values stay
+        // valid for the whole run (RCU).
+        unsafe {
+            (*self.ptr).last_seen_ns = now;
+            if pkt.is_tcp_fin_or_rst() {
+                (*self.ptr).flags |= CT_F_CLOSING;
+            }
+        }
+    }
+
+    pub fn has(&self, flags: u32) -> bool {
+        self.value.flags & flags == flags
+    }
+}
+
+/// Writes the entry (creating or replacing it).
+#[inline(always)]
+pub fn upsert(key: &CtKey, flags: u32, generation: u32, now: u64) {
+    let value = CtValue {
+        last_seen_ns: now,
+        flags,
+        generation,
+    };
+    // A full LRU map evicts; an error here only costs the flow its fast path.
+    let _ = ENF_CONNTRACK.insert(key, value, 0);
+}
+
+/// Forgets the flow (a re-opening SYN was denied: old approvals must not let the new
+/// connection's later packets through).
+#[inline(always)]
+pub fn remove(key: &CtKey) {
+    let _ = ENF_CONNTRACK.remove(key);
+}

@@ -1,0 +1,197 @@
+//! Policy lookups: configuration, endpoint, peer class, cell and verdict. Everything
+//! here is keyed by a generation so that one packet (and one flow) sees one policy
+//! version; see `enforcer-common` for the layouts.
+
+use aya_ebpf::maps::lpm_trie::Key;
+use enforcer_common::{
+    ACTION_ALLOW, ACTION_DENY, ANY_CELL, ANY_PEER, CELL_UNLISTED, CONFIG_F_EVENT_ON_DENY, Config,
+    EVENT_KIND_DENY, EVENT_KIND_LOG, EndpointInfo, EndpointKey, FAMILY_V4, GENERATIONS, PeerInfo,
+    PeerKeyV4, PeerKeyV6, PortKey, VERDICT_F_LOG, Verdict, VerdictKey,
+};
+
+use crate::{
+    Drop,
+    counters::{self, EventSource},
+    maps::{ENF_CONFIG, ENF_ENDPOINTS, ENF_PEERS_V4, ENF_PEERS_V6, ENF_PORTS, ENF_VERDICTS},
+    packet::Packet,
+};
+
+/// `Config[0]`. All zeros (`live_gens == 0`) means no policy loaded: drop.
+#[inline(always)]
+pub fn config() -> Result<Config, Drop> {
+    let cfg = *ENF_CONFIG.get(0).ok_or(Drop::MapError)?;
+    if cfg.live_gens == 0 {
+        return Err(Drop::NoPolicyLoaded);
+    }
+    if cfg.active_gen >= GENERATIONS {
+        return Err(Drop::MapError);
+    }
+    Ok(cfg)
+}
+
+/// Generation `generation` may still judge flows.
+#[inline(always)]
+pub fn is_live(cfg: &Config, generation: u32) -> bool {
+    generation < GENERATIONS && cfg.live_gens & (1 << generation) != 0
+}
+
+#[inline(always)]
+pub fn endpoint(generation: u32, ifindex: u32) -> Option<EndpointInfo> {
+    let key = EndpointKey {
+        generation,
+        ifindex,
+    };
+    // SAFETY: a copy of the value is taken at once (only the agent writes this map).
+    unsafe { ENF_ENDPOINTS.get(key) }.copied()
+}
+
+/// Longest-prefix match of `addr` in the generation's peer trie. Every generation has a
+/// `/0` per family, so a miss is a map error.
+#[inline(always)]
+pub fn peer(generation: u32, family: u8, addr: &[u8; 16]) -> Result<PeerInfo, Drop> {
+    let found = if family == FAMILY_V4 {
+        let key = Key::new(
+            8 + 32,
+            PeerKeyV4 {
+                generation: generation as u8,
+                addr: [addr[0], addr[1], addr[2], addr[3]],
+            },
+        );
+        ENF_PEERS_V4.get(&key).copied()
+    } else {
+        let key = Key::new(
+            8 + 128,
+            PeerKeyV6 {
+                generation: generation as u8,
+                addr: *addr,
+            },
+        );
+        ENF_PEERS_V6.get(&key).copied()
+    };
+    found.ok_or(Drop::MapError)
+}
+
+/// The packet's cell: protocol × destination port (ICMP: type and code).
+#[inline(always)]
+pub fn cell(generation: u32, pkt: &Packet) -> u32 {
+    let key = Key::new(
+        32,
+        PortKey {
+            generation: generation as u8,
+            proto: pkt.proto,
+            port: pkt.cell_port().to_be_bytes(),
+        },
+    );
+    ENF_PORTS.get(&key).copied().unwrap_or(CELL_UNLISTED)
+}
+
+#[inline(always)]
+fn verdict_at(key: &VerdictKey) -> Option<Verdict> {
+    // SAFETY: a copy of the value is taken at once (only the agent writes this map).
+    unsafe { ENF_VERDICTS.get(key) }.copied()
+}
+
+/// The verdict for (profile, direction, peer class, cell). Precedence, first hit wins:
+///
+/// 1. `(peer_class, cell)`: exact;
+/// 2. `(peer_class, ANY_CELL)`: the peer is treated alike on every cell;
+/// 3. `(ANY_PEER, cell)`: the cell is treated alike for every other peer;
+/// 4. `(ANY_PEER, ANY_CELL)`: the profile's default, always written by the compiler.
+///
+/// No entry at all means the maps are inconsistent: fail closed.
+#[inline(always)]
+pub fn verdict(
+    generation: u32,
+    dir: u8,
+    profile: u32,
+    peer_class: u32,
+    cell: u32,
+) -> Result<Verdict, Drop> {
+    let mut key = VerdictKey {
+        generation: generation as u8,
+        dir,
+        _pad: [0; 2],
+        profile,
+        peer_class,
+        cell,
+    };
+    if let Some(v) = verdict_at(&key) {
+        return Ok(v);
+    }
+    key.cell = ANY_CELL;
+    if let Some(v) = verdict_at(&key) {
+        return Ok(v);
+    }
+    key.peer_class = ANY_PEER;
+    key.cell = cell;
+    if let Some(v) = verdict_at(&key) {
+        return Ok(v);
+    }
+    key.cell = ANY_CELL;
+    verdict_at(&key).ok_or(Drop::MapError)
+}
+
+/// What a verdict means for the packet: `Ok(true)` allow, `Ok(false)` deny by policy, an
+/// unknown action is a map error (fail closed).
+#[inline(always)]
+pub fn allows(v: &Verdict) -> Result<bool, Drop> {
+    match v.action {
+        ACTION_ALLOW => Ok(true),
+        ACTION_DENY => Ok(false),
+        _ => Err(Drop::MapError),
+    }
+}
+
+/// Who is judged: an endpoint's profile in one direction, named in events by its
+/// interface and endpoint id.
+pub struct Judged {
+    pub generation: u32,
+    pub dir: u8,
+    pub profile: u32,
+    pub ifindex: u32,
+    pub endpoint_id: u32,
+}
+
+/// Looks the verdict up and emits the events it calls for: a Log rule matched
+/// (`VERDICT_F_LOG`), or a deny with `CONFIG_F_EVENT_ON_DENY`. Returns whether the
+/// packet is allowed.
+#[inline(always)]
+pub fn judge(
+    cfg: &Config,
+    pkt: &Packet,
+    who: &Judged,
+    peer_class: u32,
+    cell: u32,
+) -> Result<bool, Drop> {
+    let v = verdict(who.generation, who.dir, who.profile, peer_class, cell)?;
+    let allow = allows(&v)?;
+    if v.flags & VERDICT_F_LOG != 0 {
+        counters::emit(
+            pkt,
+            &EventSource {
+                kind: EVENT_KIND_LOG,
+                dir: who.dir,
+                action: v.action,
+                ifindex: who.ifindex,
+                endpoint_id: who.endpoint_id,
+                policy: v.log_policy,
+                rule: v.log_rule,
+            },
+        );
+    }
+    if !allow && cfg.flags & CONFIG_F_EVENT_ON_DENY != 0 {
+        counters::emit(
+            pkt,
+            &EventSource {
+                kind: EVENT_KIND_DENY,
+                dir: who.dir,
+                action: v.action,
+                ifindex: who.ifindex,
+                endpoint_id: who.endpoint_id,
+                policy: v.policy,
+                rule: v.rule,
+            },
+        );
+    }
+    Ok(allow)
+}

@@ -1,0 +1,350 @@
+//! The embedded BPF object loaded (not pinned, not attached) with typed handles on its
+//! maps, and `BPF_PROG_TEST_RUN` of its programs with a chosen ifindex and mark.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{
+        Array, HashMap, MapData, PerCpuArray, RingBuf,
+        lpm_trie::{Key, LpmTrie},
+    },
+    programs::{SchedClassifier, TestRun as _, TestRunOptions},
+};
+use enforcer_common::{
+    COUNTERS_LEN, Config, CtKey, CtValue, EndpointInfo, EndpointKey, FlowEvent, HOOK_POD_EGRESS,
+    HOOK_POD_INGRESS, MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_ENDPOINTS, MAP_EVENTS,
+    MAP_PEERS_V4, MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS, PROG_POD_EGRESS,
+    PROG_POD_INGRESS, PeerInfo, PeerKeyV4, PeerKeyV6, PendingKey, PendingValue, PortKey, REASONS,
+    Verdict, VerdictKey,
+};
+
+use super::OrPanic as _;
+
+/// The two programs, by the hook they run at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// `enforcer_pod_egress` (packets from the pod).
+    PodEgress,
+    /// `enforcer_pod_ingress` (packets to the pod).
+    PodIngress,
+}
+
+impl Hook {
+    pub fn program(self) -> &'static str {
+        match self {
+            Self::PodEgress => PROG_POD_EGRESS,
+            Self::PodIngress => PROG_POD_INGRESS,
+        }
+    }
+
+    pub fn index(self) -> u32 {
+        match self {
+            Self::PodEgress => HOOK_POD_EGRESS,
+            Self::PodIngress => HOOK_POD_INGRESS,
+        }
+    }
+}
+
+/// Size of the kernel's `struct __sk_buff` (6.x) and the offsets `BPF_PROG_TEST_RUN` lets
+/// a caller set (every other byte must be zero).
+const SKB_SIZE: usize = 192;
+const SKB_MARK: usize = 8;
+const SKB_IFINDEX: usize = 40;
+
+/// What one run returned.
+#[derive(Clone, Copy, Debug)]
+pub struct Run {
+    /// The TC action (`TC_ACT_OK` = 0, `TC_ACT_SHOT` = 2).
+    pub action: u32,
+    /// `__sk_buff.mark` after the program.
+    pub mark: u32,
+}
+
+pub struct Dataplane {
+    ebpf: Ebpf,
+    pub config: Array<MapData, Config>,
+    pub endpoints: HashMap<MapData, EndpointKey, EndpointInfo>,
+    pub peers_v4: LpmTrie<MapData, PeerKeyV4, PeerInfo>,
+    pub peers_v6: LpmTrie<MapData, PeerKeyV6, PeerInfo>,
+    pub ports: LpmTrie<MapData, PortKey, u32>,
+    pub verdicts: HashMap<MapData, VerdictKey, Verdict>,
+    pub conntrack: HashMap<MapData, CtKey, CtValue>,
+    pub pending: HashMap<MapData, PendingKey, PendingValue>,
+    pub counters: PerCpuArray<MapData, u64>,
+    pub events: RingBuf<MapData>,
+}
+
+fn take<T: TryFrom<aya::maps::Map>>(ebpf: &mut Ebpf, name: &str) -> T
+where
+    T::Error: std::fmt::Display,
+{
+    let map = ebpf
+        .take_map(name)
+        .or_panic(&format!("map {name} in the object"));
+    T::try_from(map).or_panic(&format!("map {name} type"))
+}
+
+impl Dataplane {
+    /// Loads `object` (both programs through the verifier) without pinning anything.
+    pub fn load(object: &[u8]) -> Self {
+        let mut ebpf = EbpfLoader::new()
+            .load(object)
+            .or_panic("loading the BPF object");
+        for hook in [Hook::PodEgress, Hook::PodIngress] {
+            let prog: &mut SchedClassifier = ebpf
+                .program_mut(hook.program())
+                .or_panic(hook.program())
+                .try_into()
+                .or_panic("program type");
+            if let Err(e) = prog.load() {
+                // The verifier log is in the error's source chain.
+                panic!("verifier rejected {}: {e:?}", hook.program());
+            }
+        }
+        Self {
+            config: take(&mut ebpf, MAP_CONFIG),
+            endpoints: take(&mut ebpf, MAP_ENDPOINTS),
+            peers_v4: take(&mut ebpf, MAP_PEERS_V4),
+            peers_v6: take(&mut ebpf, MAP_PEERS_V6),
+            ports: take(&mut ebpf, MAP_PORTS),
+            verdicts: take(&mut ebpf, MAP_VERDICTS),
+            conntrack: take(&mut ebpf, MAP_CONNTRACK),
+            pending: take(&mut ebpf, MAP_PENDING),
+            counters: take(&mut ebpf, MAP_COUNTERS),
+            events: take(&mut ebpf, MAP_EVENTS),
+            ebpf,
+        }
+    }
+
+    /// Empties every map (config back to all zeros, events drained); counters are
+    /// left alone, tests compare them before and after.
+    pub fn reset(&mut self) {
+        self.config
+            .set(0, Config::default(), 0)
+            .or_panic("reset config");
+        clear_hash(&mut self.endpoints);
+        clear_hash(&mut self.verdicts);
+        clear_hash(&mut self.conntrack);
+        clear_hash(&mut self.pending);
+        clear_lpm(&mut self.peers_v4);
+        clear_lpm(&mut self.peers_v6);
+        clear_lpm(&mut self.ports);
+        self.drain_events();
+    }
+
+    /// Runs `hook`'s program once on `frame` as if it arrived on `ifindex` with `mark`.
+    pub fn run(&self, hook: Hook, frame: &[u8], ifindex: u32, mark: u32) -> Run {
+        let prog: &SchedClassifier = self
+            .ebpf
+            .program(hook.program())
+            .or_panic(hook.program())
+            .try_into()
+            .or_panic("program type");
+        let mut ctx_in = [0u8; SKB_SIZE];
+        ctx_in[SKB_MARK..SKB_MARK + 4].copy_from_slice(&mark.to_ne_bytes());
+        ctx_in[SKB_IFINDEX..SKB_IFINDEX + 4].copy_from_slice(&ifindex.to_ne_bytes());
+        let mut ctx_out = [0u8; SKB_SIZE];
+        let result = prog
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                ctx_in: Some(&ctx_in),
+                ctx_out: Some(&mut ctx_out),
+                ..TestRunOptions::new()
+            })
+            .unwrap_or_else(|e| {
+                panic!(
+                    "BPF_PROG_TEST_RUN of {} ({} bytes): {e:?}",
+                    hook.program(),
+                    frame.len()
+                )
+            });
+        let mut mark_out = [0u8; 4];
+        mark_out.copy_from_slice(&ctx_out[SKB_MARK..SKB_MARK + 4]);
+        Run {
+            action: result.return_value,
+            mark: u32::from_ne_bytes(mark_out),
+        }
+    }
+
+    /// `ENF_COUNTERS[hook * REASONS + reason]` summed over the CPUs.
+    pub fn counter(&self, hook: Hook, reason: u32) -> u64 {
+        let index = hook.index() * REASONS + reason;
+        assert!(index < COUNTERS_LEN);
+        self.counters
+            .get(&index, 0)
+            .or_panic("reading a counter")
+            .iter()
+            .sum()
+    }
+
+    /// Every reason's counter of `hook`.
+    pub fn counters_of(&self, hook: Hook) -> Vec<u64> {
+        (0..REASONS).map(|r| self.counter(hook, r)).collect()
+    }
+
+    pub fn drain_events(&mut self) -> Vec<FlowEvent> {
+        let mut out = Vec::new();
+        while let Some(item) = self.events.next() {
+            assert_eq!(item.len(), size_of::<FlowEvent>(), "event size");
+            out.push(*bytemuck::from_bytes::<FlowEvent>(&item));
+        }
+        out
+    }
+
+    // ---- writing policy by hand ----
+
+    pub fn set_config(&mut self, config: Config) {
+        self.config.set(0, config, 0).or_panic("writing ENF_CONFIG");
+    }
+
+    pub fn set_endpoint(&mut self, generation: u32, ifindex: u32, info: EndpointInfo) {
+        self.endpoints
+            .insert(
+                EndpointKey {
+                    generation,
+                    ifindex,
+                },
+                info,
+                0,
+            )
+            .or_panic("writing ENF_ENDPOINTS");
+    }
+
+    /// A peer entry for `addr/prefix` in `generation`.
+    pub fn set_peer(&mut self, generation: u8, addr: IpAddr, prefix: u32, info: PeerInfo) {
+        match addr {
+            IpAddr::V4(a) => {
+                let key = Key::new(
+                    8 + prefix,
+                    PeerKeyV4 {
+                        generation,
+                        addr: a.octets(),
+                    },
+                );
+                self.peers_v4
+                    .insert(&key, info, 0)
+                    .or_panic("writing ENF_PEERS_V4");
+            }
+            IpAddr::V6(a) => {
+                let key = Key::new(
+                    8 + prefix,
+                    PeerKeyV6 {
+                        generation,
+                        addr: a.octets(),
+                    },
+                );
+                self.peers_v6
+                    .insert(&key, info, 0)
+                    .or_panic("writing ENF_PEERS_V6");
+            }
+        }
+    }
+
+    /// A cell for `port/port_prefix` (0..=16 bits) of `proto` in `generation`.
+    pub fn set_port(&mut self, generation: u8, proto: u8, port: u16, port_prefix: u32, cell: u32) {
+        let key = Key::new(
+            16 + port_prefix,
+            PortKey {
+                generation,
+                proto,
+                port: port.to_be_bytes(),
+            },
+        );
+        self.ports
+            .insert(&key, cell, 0)
+            .or_panic("writing ENF_PORTS");
+    }
+
+    pub fn set_verdict(&mut self, key: VerdictKey, verdict: Verdict) {
+        self.verdicts
+            .insert(key, verdict, 0)
+            .or_panic("writing ENF_VERDICTS");
+    }
+
+    pub fn conntrack_entry(&self, key: &CtKey) -> Option<CtValue> {
+        self.conntrack.get(key, 0).ok()
+    }
+
+    pub fn set_conntrack(&mut self, key: CtKey, value: CtValue) {
+        self.conntrack
+            .insert(key, value, 0)
+            .or_panic("writing ENF_CONNTRACK");
+    }
+}
+
+fn clear_hash<K: aya::Pod, V: aya::Pod>(map: &mut HashMap<MapData, K, V>) {
+    let keys: Vec<K> = map.keys().filter_map(Result::ok).collect();
+    for k in keys {
+        let _ = map.remove(&k);
+    }
+}
+
+fn clear_lpm<K: aya::Pod, V: aya::Pod>(map: &mut LpmTrie<MapData, K, V>) {
+    let keys: Vec<Key<K>> = map.keys().filter_map(Result::ok).collect();
+    for k in keys {
+        let _ = map.remove(&k);
+    }
+}
+
+/// A conntrack key as the programs build it: IPv4 in the first 4 bytes.
+pub fn ct_key(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, proto: u8) -> CtKey {
+    let (src, dst, family) = (addr16(src), addr16(dst), family(src));
+    CtKey {
+        src,
+        dst,
+        sport,
+        dport,
+        proto,
+        family,
+        _pad: [0; 2],
+    }
+}
+
+pub fn family(a: IpAddr) -> u8 {
+    match a {
+        IpAddr::V4(_) => enforcer_common::FAMILY_V4,
+        IpAddr::V6(_) => enforcer_common::FAMILY_V6,
+    }
+}
+
+/// An address as the maps store it (IPv4 in the first 4 bytes, the rest zero).
+pub fn addr16(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(v4) => {
+            let mut out = [0; 16];
+            out[..4].copy_from_slice(&v4.octets());
+            out
+        }
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// The endpoint entry for an address pair.
+pub fn endpoint(
+    profile: u32,
+    endpoint_id: u32,
+    v4: Option<Ipv4Addr>,
+    v6: Option<Ipv6Addr>,
+) -> EndpointInfo {
+    let mut info = EndpointInfo {
+        profile,
+        endpoint_id,
+        ..EndpointInfo::default()
+    };
+    if let Some(a) = v4 {
+        info.flags |= enforcer_common::EP_F_HAS_V4;
+        info.ipv4 = a.octets();
+    }
+    if let Some(a) = v6 {
+        info.flags |= enforcer_common::EP_F_HAS_V6;
+        info.ipv6 = a.octets();
+    }
+    info
+}
+
+/// Monotonic clock, as `bpf_ktime_get_ns` reads it.
+pub fn monotonic_ns() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).or_panic("clock_gettime");
+    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+}
