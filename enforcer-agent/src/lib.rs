@@ -8,4 +8,7 @@
 
 pub mod compile;
 pub mod datastore;
+pub mod eval;
 pub mod model;
+pub mod policy;
+pub mod selector;
