@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::simulate::Dataplane;
 use super::*;
 use crate::eval::{self, Packet};
-use crate::model::load_str;
+use crate::model::load_value;
 use crate::policy::Cluster;
 
 /// Small deterministic generator; proptest supplies the seed (shrinking a seed is
@@ -183,7 +183,7 @@ fn generate(seed: u64) -> Generated {
     let mut pool: Vec<IpAddr> = addrs.clone();
     pool.extend(EXTERNAL.iter().filter_map(|s| s.parse::<IpAddr>().ok()));
     let mut packets = Vec::new();
-    for _ in 0..24 {
+    for _ in 0..16 {
         let src = if g.chance(70) && !addrs.is_empty() { *g.pick(&addrs) } else { *g.pick(&pool) };
         let same_family: Vec<IpAddr> = pool.iter().copied().filter(|a| a.is_ipv4() == src.is_ipv4() && *a != src).collect();
         if same_family.is_empty() {
@@ -422,7 +422,7 @@ fn calico_policy(g: &mut Gen, i: usize, namespaced: bool, has_t1: bool) -> Value
 fn build(objects: &[Value]) -> Option<Cluster> {
     let text = Value::Array(objects.to_vec());
     let list = json!({"apiVersion": "v1", "kind": "List", "items": text});
-    let loaded = load_str(Path::new("generated.json"), &list.to_string()).ok()?;
+    let loaded = load_value(Path::new("generated.json"), &list).ok()?;
     Cluster::from_objects(&loaded).ok().map(|(c, _)| c)
 }
 
@@ -529,7 +529,7 @@ fn diff_cases() -> u32 {
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: diff_cases(), failure_persistence: None, max_shrink_iters: 0, ..ProptestConfig::default() })]
-    /// Random clusters × 24 random packets each.
+    /// Random clusters × 16 random packets each.
     #[test]
     fn compiled_dataplane_agrees_with_evaluator(seed in any::<u64>()) {
         check_seed(seed).map_err(TestCaseError::fail)?;
@@ -636,4 +636,60 @@ fn scale_1000_rules_3000_pods() {
         spec.ports.len(),
         spec.verdicts.len()
     );
+}
+
+#[test]
+fn differential_cases_exercise_every_decision_kind() {
+    use std::collections::HashMap;
+    let mut kinds: HashMap<String, usize> = HashMap::new();
+    for seed in 1..400u64 {
+        let generated = generate(seed);
+        let Some(cluster) = build(&generated.objects) else { continue };
+        for packet in &generated.packets {
+            let flow = eval::evaluate(&cluster, packet);
+            for leg in [flow.egress, flow.ingress].into_iter().flatten() {
+                let policy_kind = leg.policy.as_ref().map(|p| p.kind.clone()).unwrap_or_default();
+                *kinds.entry(format!("{:?}/{:?}/{policy_kind}", leg.kind, leg.action)).or_default() += 1;
+                if !leg.logged.is_empty() {
+                    *kinds.entry("logged".to_owned()).or_default() += 1;
+                }
+                if leg.tier.as_deref().is_some_and(|t| t != "default") {
+                    *kinds.entry("other tier".to_owned()).or_default() += 1;
+                }
+            }
+        }
+    }
+    for want in [
+        "Rule/Allow/NetworkPolicy",
+        "Rule/Allow/GlobalNetworkPolicy",
+        "Rule/Deny/projectcalico.org/NetworkPolicy",
+        "TierDefault/Deny/NetworkPolicy",
+        "Profile/Allow/",
+        "logged",
+        "other tier",
+    ] {
+        assert!(kinds.get(want).copied().unwrap_or(0) > 20, "{want}: {kinds:?}");
+    }
+}
+
+#[test]
+#[ignore = "timing"]
+fn time_phases() {
+    let (mut t_gen, mut t_build, mut t_compile, mut t_check) = (std::time::Duration::ZERO, std::time::Duration::ZERO, std::time::Duration::ZERO, std::time::Duration::ZERO);
+    for seed in 1..500u64 {
+        let t = std::time::Instant::now();
+        let g = generate(seed);
+        t_gen += t.elapsed();
+        let t = std::time::Instant::now();
+        let Some(c) = build(&g.objects) else { continue };
+        t_build += t.elapsed();
+        let t = std::time::Instant::now();
+        let spec = compile(&c).unwrap();
+        t_compile += t.elapsed();
+        let t = std::time::Instant::now();
+        let dp = Dataplane::new(&spec);
+        for p in &g.packets { let _ = (eval::evaluate(&c, p), dp.flow(p)); }
+        t_check += t.elapsed();
+    }
+    println!("gen {t_gen:?} build {t_build:?} compile {t_compile:?} check {t_check:?}");
 }

@@ -204,6 +204,24 @@ pub fn load_str(path: &Path, text: &str) -> Result<Vec<Loaded>, LoadError> {
     Ok(out)
 }
 
+/// Reads objects from an already parsed JSON document (an object or a `List`), for
+/// callers that hold `serde_json` values (no positions: errors name fields only).
+pub fn load_value(path: &Path, value: &serde_json::Value) -> Result<Vec<Loaded>, LoadError> {
+    let doc = Node::from_json(value);
+    let ctx = DocContext { path, text: "", document: 0 };
+    if doc.str_field("kind").is_some_and(|k| k == "List" || k.ends_with("List")) {
+        let mut out = Vec::new();
+        if let Some(NodeValue::Seq(items)) = doc.field("items").map(|n| &n.value) {
+            for (i, item) in items.iter().enumerate() {
+                out.push(ctx.object(item, &format!("items[{i}]"))?);
+            }
+        }
+        Ok(out)
+    } else {
+        Ok(vec![ctx.object(&doc, "")?])
+    }
+}
+
 /// saphyr renders a source snippet after the message; the first line is the message.
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or_default().trim().to_owned()
@@ -506,6 +524,33 @@ impl Node {
         }
     }
 
+    fn from_json(value: &serde_json::Value) -> Node {
+        use serde_json::Value as J;
+        let value = match value {
+            J::Null => NodeValue::Null,
+            J::Bool(b) => NodeValue::Bool(*b),
+            J::Number(n) => n
+                .as_u64()
+                .map(NodeValue::UInt)
+                .or_else(|| n.as_i64().map(NodeValue::Int))
+                .unwrap_or_else(|| NodeValue::Float(n.as_f64().unwrap_or_default())),
+            J::String(s) => NodeValue::Str(s.clone()),
+            J::Array(items) => NodeValue::Seq(items.iter().map(Node::from_json).collect()),
+            J::Object(map) => NodeValue::Map(
+                map.iter()
+                    .map(|(k, v)| (Node::from_json(&J::String(k.clone())), Node::from_json(v)))
+                    .collect(),
+            ),
+        };
+        Node {
+            value,
+            line: 0,
+            column: 0,
+            span: None,
+            raw: None,
+        }
+    }
+
     fn position(&self) -> Position {
         Position {
             line: self.line,
@@ -722,6 +767,44 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_> {
         }
     }
 
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        self.deserialize_map(visitor)
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        // `spec:` with nothing after it is null; YAML users mean "empty".
+        if matches!(self.node.value, NodeValue::Null) {
+            let empty: [(Node, Node); 0] = [];
+            return visitor
+                .visit_map(NodeMap {
+                    entries: empty.iter(),
+                    value: None,
+                    path: &self.path,
+                })
+                .map_err(|e| e.at(self.node, &self.path));
+        }
+        self.any(visitor)
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        if matches!(self.node.value, NodeValue::Null) {
+            let empty: [Node; 0] = [];
+            return visitor
+                .visit_seq(NodeSeq {
+                    items: empty.iter(),
+                    index: 0,
+                    path: &self.path,
+                })
+                .map_err(|e| e.at(self.node, &self.path));
+        }
+        self.any(visitor)
+    }
+
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         self.deserialize_str(visitor)
     }
@@ -735,8 +818,8 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_> {
 
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char
-        bytes byte_buf unit unit_struct seq tuple
-        tuple_struct map struct identifier ignored_any
+        bytes byte_buf unit unit_struct tuple
+        tuple_struct identifier ignored_any
     }
 }
 

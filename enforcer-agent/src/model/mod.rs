@@ -8,7 +8,7 @@ pub mod k8s;
 pub mod load;
 pub mod workload;
 
-pub use load::{LoadError, Loaded, ObjectProblem, Position, Source, load_paths, load_str};
+pub use load::{LoadError, Loaded, ObjectProblem, Position, Source, load_paths, load_str, load_value};
 pub use workload::{Deployment, Labels, Namespace, ObjectMeta, Pod, Service};
 
 /// Any object enforcer understands.
