@@ -6,10 +6,14 @@
 //! [`eval`] is the reference evaluator, the readable spec the compiler is tested
 //! against. [`lab`] builds a cluster out of network namespaces.
 
+pub mod agent;
 pub mod compile;
 pub mod dataplane;
 pub mod datastore;
+pub mod eval;
 pub mod inspect;
 pub mod lab;
 pub mod model;
+pub mod policy;
+pub mod selector;
 pub mod synth;

@@ -8,7 +8,7 @@ pub mod k8s;
 pub mod load;
 pub mod workload;
 
-pub use load::{LoadError, Loaded, Source, load_paths, load_str};
+pub use load::{LoadError, Loaded, ObjectProblem, Position, Source, load_paths, load_str, load_value};
 pub use workload::{Deployment, Labels, Namespace, ObjectMeta, Pod, Service};
 
 /// Any object enforcer understands.
@@ -61,6 +61,56 @@ impl Object {
         }
     }
 
+    /// Policy-related kinds, whose CIDRs and selectors the loader checks.
+    pub fn is_policy_kind(&self) -> bool {
+        !matches!(
+            self,
+            Object::Namespace(_) | Object::Pod(_) | Object::Deployment(_) | Object::Service(_)
+        )
+    }
+
+    /// `apiVersion` of the object as it was (or would be) written.
+    pub fn api_version(&self) -> &'static str {
+        match self {
+            Object::Namespace(_) | Object::Pod(_) | Object::Service(_) => "v1",
+            Object::Deployment(_) => "apps/v1",
+            Object::NetworkPolicy(_) => "networking.k8s.io/v1",
+            Object::CalicoNetworkPolicy(o) => o.api.api_version(),
+            Object::GlobalNetworkPolicy(o) => o.api.api_version(),
+            Object::Tier(o) => o.api.api_version(),
+            Object::NetworkSet(o) => o.api.api_version(),
+            Object::GlobalNetworkSet(o) => o.api.api_version(),
+            Object::HostEndpoint(o) => o.api.api_version(),
+        }
+    }
+
+    /// The complete document (with `apiVersion` and `kind`) that [`load_str`] reads
+    /// back to an equal object; the datastore stores objects this way.
+    pub fn to_document(&self) -> serde_json::Value {
+        let body = match self {
+            Object::Namespace(o) => serde_json::to_value(o),
+            Object::Pod(o) => serde_json::to_value(o),
+            Object::Deployment(o) => serde_json::to_value(o),
+            Object::Service(o) => serde_json::to_value(o),
+            Object::NetworkPolicy(o) => serde_json::to_value(o),
+            Object::CalicoNetworkPolicy(o) => serde_json::to_value(o),
+            Object::GlobalNetworkPolicy(o) => serde_json::to_value(o),
+            Object::Tier(o) => serde_json::to_value(o),
+            Object::NetworkSet(o) => serde_json::to_value(o),
+            Object::GlobalNetworkSet(o) => serde_json::to_value(o),
+            Object::HostEndpoint(o) => serde_json::to_value(o),
+        };
+        // Serializing these plain data types cannot fail (string keys, finite data);
+        // an empty body would still read back as an object of the right kind.
+        let mut doc = match body {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        doc.insert("apiVersion".to_owned(), self.api_version().into());
+        doc.insert("kind".to_owned(), self.kind().into());
+        serde_json::Value::Object(doc)
+    }
+
     /// Identity of the object in a datastore: (kind incl. API group, namespace, name).
     /// Calico and Kubernetes `NetworkPolicy` are different objects.
     pub fn id(&self) -> ObjectId {
@@ -94,28 +144,38 @@ impl std::fmt::Display for ObjectId {
     }
 }
 
-impl Object {
-    /// A complete document (`apiVersion`, `kind`, the object's fields) that
-    /// [`load_str`] reads back to an equal object. The datastore stores objects so.
-    pub fn to_document(&self) -> serde_json::Value {
-        let (api_version, body) = match self {
-            Object::Namespace(o) => ("v1", serde_json::to_value(o)),
-            Object::Pod(o) => ("v1", serde_json::to_value(o)),
-            Object::Deployment(o) => ("apps/v1", serde_json::to_value(o)),
-            Object::Service(o) => ("v1", serde_json::to_value(o)),
-            Object::NetworkPolicy(o) => ("networking.k8s.io/v1", serde_json::to_value(o)),
-            Object::CalicoNetworkPolicy(o) => ("projectcalico.org/v3", serde_json::to_value(o)),
-            Object::GlobalNetworkPolicy(o) => ("projectcalico.org/v3", serde_json::to_value(o)),
-            Object::Tier(o) => ("projectcalico.org/v3", serde_json::to_value(o)),
-            Object::NetworkSet(o) => ("projectcalico.org/v3", serde_json::to_value(o)),
-            Object::GlobalNetworkSet(o) => ("projectcalico.org/v3", serde_json::to_value(o)),
-            Object::HostEndpoint(o) => ("projectcalico.org/v3", serde_json::to_value(o)),
-        };
-        let mut doc = body.unwrap_or_else(|_| serde_json::json!({}));
-        if let Some(map) = doc.as_object_mut() {
-            map.insert("apiVersion".into(), api_version.into());
-            map.insert("kind".into(), self.kind().into());
+/// Parses a CIDR as Calico does: a bare address means a host prefix, and host bits
+/// below the prefix are cleared (`1.2.3.4/16` → `1.2.0.0/16`).
+pub fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    if let Ok(net) = text.parse::<ipnet::IpNet>() {
+        return Ok(net.trunc());
+    }
+    if let Ok(addr) = text.parse::<std::net::IpAddr>() {
+        return Ok(ipnet::IpNet::from(addr));
+    }
+    Err(format!("invalid CIDR {text:?}: expected an address with an optional /prefix, e.g. 10.0.0.0/8 or fd00::/64"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn documents_read_back_equal() {
+        let text = "apiVersion: crd.projectcalico.org/v1\nkind: GlobalNetworkPolicy\nmetadata:\n  name: p\nspec:\n  order: 10\n  selector: all()\n  ingress:\n  - action: Allow\n    protocol: TCP\n    destination:\n      ports: [80, '100:200', http]\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a, namespace: n}\nspec:\n  podSelector: {matchLabels: {app: x}}\n  egress: []\n  policyTypes: [Egress]\n";
+        for loaded in load_str(Path::new("t.yaml"), text).unwrap() {
+            let doc = loaded.object.to_document();
+            let again = load_str(Path::new("t.json"), &doc.to_string()).unwrap();
+            assert_eq!(again[0].object, loaded.object, "{doc}");
         }
-        doc
+    }
+
+    #[test]
+    fn cidrs_parse_like_calico() {
+        assert_eq!(parse_cidr("1.2.3.4/16").unwrap().to_string(), "1.2.0.0/16");
+        assert_eq!(parse_cidr("10.0.0.1").unwrap().to_string(), "10.0.0.1/32");
+        assert!(parse_cidr("10.0.0.0/33").is_err());
     }
 }

@@ -101,9 +101,10 @@ impl ContainerPort {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct PodStatus {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Kubernetes spells it `podIP` (camelCase would give `podIp`).
+    #[serde(default, rename = "podIP", alias = "podIp", skip_serializing_if = "Option::is_none")]
     pub pod_ip: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, rename = "podIPs", alias = "podIps", skip_serializing_if = "Vec::is_empty")]
     pub pod_ips: Vec<PodIp>,
 }
 

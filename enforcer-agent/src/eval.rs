@@ -1,0 +1,318 @@
+//! The reference evaluator: Calico's evaluation written directly over the
+//! [`Cluster`], with no classes and no maps. It is the spec the compiler is tested
+//! against (`compile::simulate` + the differential property test).
+//!
+//! Per endpoint and direction: tiers in order; in a tier, the policies that select the
+//! endpoint for that direction, in order; in a policy, rules in order, first match
+//! decides (Allow/Deny final, Pass = go to the next tier, Log = record and continue);
+//! a tier with a selecting policy and no decision ends in its default action (Deny, or
+//! Pass to the next tier); after the tiers the namespace profile `kns.<ns>` allows.
+
+use std::net::IpAddr;
+
+use crate::compile::spec::PolicyName;
+use crate::policy::{Cluster, Direction, Endpoint, EntityMatch, PortMatch, Rule, RuleAction, TierAction, has_ports, is_icmp};
+
+/// A packet (the first of a flow) as policy sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Packet {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub proto: u8,
+    /// TCP/UDP/SCTP/UDPLite only.
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// ICMP/ICMPv6 only.
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+}
+
+impl Packet {
+    /// The value a rule's destination port (or ICMP type/code) is tested against, as
+    /// the dataplane keys it: the destination port, or `type << 8 | code` for ICMP.
+    pub fn dst_port_key(&self) -> u16 {
+        if is_icmp(self.proto) {
+            u16::from(self.icmp_type) << 8 | u16::from(self.icmp_code)
+        } else if has_ports(self.proto) {
+            self.dst_port
+        } else {
+            0
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    Allow,
+    Deny,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DecisionKind {
+    /// An Allow or Deny rule.
+    Rule,
+    /// No rule matched in a tier that selected the endpoint.
+    TierDefault,
+    /// No tier decided; the namespace profile allows.
+    Profile,
+    /// No tier decided and no profile allows.
+    NoProfile,
+}
+
+/// A Log rule that matched on the way to the decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedRule {
+    pub policy: PolicyName,
+    /// Index into [`Cluster::policies`].
+    pub policy_index: usize,
+    pub rule_index: usize,
+}
+
+/// The decision for one leg (one endpoint, one direction).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LegDecision {
+    pub action: Action,
+    pub tier: Option<String>,
+    pub policy: Option<PolicyName>,
+    /// Index into [`Cluster::policies`].
+    pub policy_index: Option<usize>,
+    /// Index of the deciding rule inside the policy's rules for this direction.
+    pub rule_index: Option<usize>,
+    pub kind: DecisionKind,
+    pub logged: Vec<LoggedRule>,
+}
+
+/// Both legs of a flow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowDecision {
+    /// The source endpoint's egress, when the source is an endpoint.
+    pub egress: Option<LegDecision>,
+    /// The destination endpoint's ingress, when the destination is an endpoint.
+    pub ingress: Option<LegDecision>,
+    pub allowed: bool,
+}
+
+/// Judges a flow's first packet: the source's egress and the destination's ingress.
+pub fn evaluate(cluster: &Cluster, packet: &Packet) -> FlowDecision {
+    let egress = cluster
+        .endpoint_at(packet.src)
+        .map(|ep| evaluate_leg(cluster, ep, Direction::Egress, packet));
+    let ingress = cluster
+        .endpoint_at(packet.dst)
+        .map(|ep| evaluate_leg(cluster, ep, Direction::Ingress, packet));
+    let allowed = [&egress, &ingress]
+        .into_iter()
+        .all(|leg| leg.as_ref().is_none_or(|l| l.action == Action::Allow));
+    FlowDecision { egress, ingress, allowed }
+}
+
+/// Judges one leg: `endpoint`'s policy for `dir` (ingress: the packet is to it;
+/// egress: from it).
+pub fn evaluate_leg(cluster: &Cluster, endpoint: &Endpoint, dir: Direction, packet: &Packet) -> LegDecision {
+    let applicable = applicable_policies(cluster, endpoint, dir);
+    decide(cluster, &applicable, dir, packet)
+}
+
+/// Indices of the policies that take part in `endpoint`'s evaluation for `dir`, in
+/// evaluation order.
+pub fn applicable_policies(cluster: &Cluster, endpoint: &Endpoint, dir: Direction) -> Vec<usize> {
+    (0..cluster.policies.len())
+        .filter(|&i| cluster.policies[i].applies_to_endpoint(cluster, endpoint, dir))
+        .collect()
+}
+
+/// The tier walk over already-selected policies (`applicable`, in evaluation order).
+pub fn decide(cluster: &Cluster, applicable: &[usize], dir: Direction, packet: &Packet) -> LegDecision {
+    let mut logged = Vec::new();
+    let mut i = 0;
+    while i < applicable.len() {
+        let tier_index = cluster.policies[applicable[i]].tier;
+        let tier_end = applicable[i..]
+            .iter()
+            .position(|&p| cluster.policies[p].tier != tier_index)
+            .map_or(applicable.len(), |n| i + n);
+        let tier = &cluster.tiers[tier_index];
+        let mut passed = false;
+        'policies: for &p in &applicable[i..tier_end] {
+            let policy = &cluster.policies[p];
+            for (r, rule) in policy.rules(dir).iter().enumerate() {
+                if !rule_matches(cluster, rule, packet) {
+                    continue;
+                }
+                let decided = |action| LegDecision {
+                    action,
+                    tier: Some(tier.name.clone()),
+                    policy: Some(policy.name.clone()),
+                    policy_index: Some(p),
+                    rule_index: Some(r),
+                    kind: DecisionKind::Rule,
+                    logged: logged.clone(),
+                };
+                match rule.action {
+                    RuleAction::Allow => return decided(Action::Allow),
+                    RuleAction::Deny => return decided(Action::Deny),
+                    RuleAction::Pass => {
+                        passed = true;
+                        break 'policies;
+                    }
+                    RuleAction::Log => logged.push(LoggedRule {
+                        policy: policy.name.clone(),
+                        policy_index: p,
+                        rule_index: r,
+                    }),
+                }
+            }
+        }
+        if !passed && tier.default_action == TierAction::Deny {
+            // Calico attributes the end-of-tier drop to the tier's last policy.
+            let last = applicable[tier_end - 1];
+            return LegDecision {
+                action: Action::Deny,
+                tier: Some(tier.name.clone()),
+                policy: Some(cluster.policies[last].name.clone()),
+                policy_index: Some(last),
+                rule_index: None,
+                kind: DecisionKind::TierDefault,
+                logged,
+            };
+        }
+        i = tier_end;
+    }
+    // Every workload endpoint has its namespace profile `kns.<ns>`, which allows all.
+    LegDecision {
+        action: Action::Allow,
+        tier: None,
+        policy: None,
+        policy_index: None,
+        rule_index: None,
+        kind: DecisionKind::Profile,
+        logged,
+    }
+}
+
+/// Whether a rule matches the packet.
+pub fn rule_matches(cluster: &Cluster, rule: &Rule, packet: &Packet) -> bool {
+    if !protocol_matches(rule, packet) {
+        return false;
+    }
+    let src = side_facts(cluster, &rule.source, rule.protocol, packet.src);
+    let dst = side_facts(cluster, &rule.destination, rule.protocol, packet.dst);
+    src.address_matches()
+        && dst.address_matches()
+        && src.port_matches(&rule.source, packet.src_port)
+        && dst.port_matches(&rule.destination, packet.dst_port_key())
+}
+
+/// The parts of a rule that depend only on the packet's family, protocol and
+/// ICMP type/code: `ipVersion`, `protocol`, `notProtocol`, `icmp`, `notICMP`.
+pub fn protocol_matches(rule: &Rule, packet: &Packet) -> bool {
+    let family = if packet.src.is_ipv4() { 4 } else { 6 };
+    if rule.ip_version.is_some_and(|v| v != family) {
+        return false;
+    }
+    if rule.protocol.is_some_and(|p| p != packet.proto) || rule.not_protocol == Some(packet.proto) {
+        return false;
+    }
+    if let Some(icmp) = &rule.icmp
+        && !(is_icmp(packet.proto) && icmp.matches(packet.icmp_type, packet.icmp_code))
+    {
+        return false;
+    }
+    if let Some(icmp) = &rule.not_icmp
+        && is_icmp(packet.proto)
+        && icmp.matches(packet.icmp_type, packet.icmp_code)
+    {
+        return false;
+    }
+    true
+}
+
+/// Everything a rule side tests about one address: what the compiler's peer classes
+/// and profiles must keep apart.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SideFacts {
+    /// The side's selector/serviceAccounts match an entity at the address (true when
+    /// the side has neither).
+    pub selected: bool,
+    /// An entity at the address matches the side's notSelector.
+    pub not_selected: bool,
+    /// The address is in one of `nets` (true when `nets` is empty).
+    pub in_nets: bool,
+    pub in_not_nets: bool,
+    /// Numbers of the side's named `ports` on the selected entities at the address.
+    pub named_ports: Vec<u16>,
+    /// Numbers of the side's named `notPorts` there.
+    pub named_not_ports: Vec<u16>,
+}
+
+impl SideFacts {
+    pub fn address_matches(&self) -> bool {
+        self.selected && !self.not_selected && self.in_nets && !self.in_not_nets
+    }
+
+    /// `ports`/`notPorts` against a port (named ports through the resolved numbers).
+    pub fn port_matches(&self, side: &EntityMatch, port: u16) -> bool {
+        let in_ports = side.ports.is_empty() || numeric_port_in(&side.ports, port) || self.named_ports.contains(&port);
+        let in_not_ports = numeric_port_in(&side.not_ports, port) || self.named_not_ports.contains(&port);
+        in_ports && !in_not_ports
+    }
+}
+
+pub fn numeric_port_in(ports: &[PortMatch], port: u16) -> bool {
+    ports
+        .iter()
+        .any(|p| matches!(p, PortMatch::Range(a, b) if (*a..=*b).contains(&port)))
+}
+
+/// Evaluates a rule side's address predicates at `addr`. Named ports resolve on the
+/// entities at the address that the side's selector picks (the port's owner: the
+/// destination pod for egress, the local pod for ingress destinations).
+pub fn side_facts(cluster: &Cluster, side: &EntityMatch, protocol: Option<u8>, addr: IpAddr) -> SideFacts {
+    if !side.tests_address() {
+        return SideFacts {
+            selected: true,
+            in_nets: true,
+            ..SideFacts::default()
+        };
+    }
+    let entities = cluster.entities_at(addr);
+    let picks = |e: &crate::policy::Entity<'_>| {
+        side.selector.as_ref().is_none_or(|s| s.matches(cluster, e))
+            && side.service_accounts.as_ref().is_none_or(|sa| sa.matches(e))
+    };
+    let selected = (side.selector.is_none() && side.service_accounts.is_none()) || entities.iter().any(picks);
+    let not_selected = side
+        .not_selector
+        .as_ref()
+        .is_some_and(|ns| entities.iter().any(|e| ns.matches(e.labels())));
+    let resolve = |ports: &[PortMatch]| -> Vec<u16> {
+        let mut out: Vec<u16> = ports
+            .iter()
+            .filter_map(|p| match p {
+                PortMatch::Named(name) => Some(name),
+                PortMatch::Range(..) => None,
+            })
+            .flat_map(|name| {
+                entities
+                    .iter()
+                    .filter(|e| picks(e))
+                    .filter_map(|e| protocol.and_then(|proto| e.named_port(name, proto)))
+                    .collect::<Vec<u16>>()
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    };
+    SideFacts {
+        selected,
+        not_selected,
+        in_nets: side.nets.is_empty() || side.nets.iter().any(|n| n.contains(&addr)),
+        in_not_nets: side.not_nets.iter().any(|n| n.contains(&addr)),
+        named_ports: resolve(&side.ports),
+        named_not_ports: resolve(&side.not_ports),
+    }
+}
+
+#[cfg(test)]
+mod tests;
