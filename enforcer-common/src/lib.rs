@@ -288,6 +288,7 @@ pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;
 
 /// A directional 5-tuple. IPv4 addresses use the first 4 bytes, the rest zero.
+/// Addresses are in network order, ports in host order (the port number as an integer).
 ///
 /// For ICMP echo the request uses `(sport = id, dport = 0)` and the reply
 /// `(sport = 0, dport = id)`, so a reply's reversed tuple is its request's tuple.
@@ -345,6 +346,8 @@ pub const CT_TIMEOUT_OTHER_NS: u64 = 600_000_000_000;
 // ---------------------------------------------------------------------------------
 
 /// A client socket that sent to a Service VIP: (client address, client port, protocol).
+/// Ports here and in [`PendingValue`] are in host order, as in [`CtKey`] (for ICMP echo
+/// the identifier, as the conntrack tuple uses it).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
@@ -426,6 +429,8 @@ pub const REASON_NAMES: [&str; REASONS as usize] = [
 // ---------------------------------------------------------------------------------
 
 /// One flow event: a Log rule hit, or (with [`CONFIG_F_EVENT_ON_DENY`]) a denied flow.
+/// Addresses in network order; `sport`/`dport` are the TCP/UDP/UDPLite/SCTP ports in
+/// host order (0 for other protocols, ICMP included).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]

@@ -2,8 +2,8 @@
 //! judged by the pod's ingress policy, and, for Service traffic from a pod on this
 //! node, by the client's deferred egress policy first.
 //!
-//! Per packet: parse; ARP and NDP pass; clear our skb mark bits (remembering a deferred
-//! egress leg); `Config`; the endpoint of this interface; conntrack; then policy:
+//! Per packet: clear our skb mark bits (remembering a deferred egress leg); parse; ARP
+//! and NDP pass; `Config`; the endpoint of this interface; conntrack; then policy:
 //!
 //! - deferred (`MARK_EGRESS_DEFERRED`): resolve the client endpoint (its peer entry names
 //!   its interface, whose endpoint entry gives its profile) and judge the client's
@@ -31,18 +31,19 @@ use crate::{
 
 #[inline(always)]
 pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
+    // Our mark bits end here whatever the packet and the verdict: they must not leak
+    // into the pod.
+    let mark = packet::mark(ctx);
+    let deferred = mark & MARK_MASK == MARK_EGRESS_DEFERRED;
+    if mark & MARK_MASK != 0 {
+        packet::set_mark(ctx, mark & !MARK_MASK);
+    }
     let pkt = match packet::parse(ctx)? {
         Frame::Arp => return Ok(Outcome::pass(REASON_ALLOW_NON_IP)),
         Frame::Ip(p) => p,
     };
     if pkt.is_ndp() {
         return Ok(Outcome::pass(REASON_ALLOW_NDP));
-    }
-    // Our mark bits end here whatever the verdict: they must not leak into the pod.
-    let mark = packet::mark(ctx);
-    let deferred = mark & MARK_MASK == MARK_EGRESS_DEFERRED;
-    if mark & MARK_MASK != 0 {
-        packet::set_mark(ctx, mark & !MARK_MASK);
     }
     let cfg = policy::config()?;
     let active = cfg.active_gen;

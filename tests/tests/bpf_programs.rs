@@ -68,6 +68,10 @@ const CELL_TCP8080: u32 = 6;
 const CELL_SCTP9000: u32 = 7;
 const CELL_ICMPV6_ECHO: u32 = 8;
 const CELL_TCP8000_8003: u32 = 9;
+const CELL_GRE: u32 = 10;
+const CELL_ESP: u32 = 11;
+
+const PROTO_ESP: u8 = 50;
 
 const KUBE_MARK: u32 = 0x4000;
 
@@ -1125,6 +1129,47 @@ fn cases() -> Vec<Case> {
             ],
         },
         Case {
+            name: "protocols without ports: one cell per protocol, ipv6 walk stops at esp",
+            setup: |dp, ifs| {
+                base(dp, ifs);
+                for g in [0, 1] {
+                    dp.set_port(g, PROTO_GRE, 0, 0, CELL_GRE);
+                    dp.set_port(g, PROTO_ESP, 0, 0, CELL_ESP);
+                }
+                set(dp, 0, DIR_EGRESS, P_A, C_EXT, CELL_GRE, ACTION_ALLOW);
+                set(dp, 0, DIR_EGRESS, P_A, C_EXT, CELL_ESP, ACTION_ALLOW);
+            },
+            steps: vec![
+                eg(
+                    On::A,
+                    V4::new(A4, EXT4, PROTO_GRE).frame(&[0; 8]),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                ct_is(a4, ext4, 0, 0, PROTO_GRE, CT_F_ESTABLISHED, 0),
+                ig(
+                    On::A,
+                    V4::new(EXT4, A4, PROTO_GRE).frame(&[0; 8]),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                eg(
+                    On::A,
+                    V4::new(A4, WORLD4, PROTO_GRE).frame(&[0; 8]),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                eg(
+                    On::A,
+                    v6(A6, EXT6, &[Ext::DstOpts], PROTO_ESP, &[0; 16]),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                // An unlisted protocol is CELL_UNLISTED: the default (deny).
+                eg(
+                    On::A,
+                    V4::new(A4, EXT4, 103).frame(&[0; 8]),
+                    dropped(REASON_DENY_POLICY),
+                ),
+            ],
+        },
+        Case {
             name: "neighbor discovery passes, even with no policy loaded",
             setup: |_, _| {},
             steps: vec![
@@ -1489,6 +1534,10 @@ fn cases() -> Vec<Case> {
                     On::B,
                     tcp4(EXT4, 1, B4, 8080, SYN),
                     pass(REASON_ALLOW_POLICY),
+                ),
+                with_mark(
+                    ig(On::B, arp(), pass(REASON_ALLOW_NON_IP).mark(KUBE_MARK)),
+                    MARK_EGRESS_DEFERRED | KUBE_MARK,
                 ),
                 // Other values in our mark bits are not the deferred marker, but are cleared.
                 with_mark(
