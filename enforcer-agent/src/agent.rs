@@ -137,7 +137,7 @@ impl Agent {
             if let Err(e) = self.dataplane.attach(name, *ifindex) {
                 // The interface may have vanished between the lookup and the attach;
                 // the next tick sees it gone. Anything else is reported.
-                tracing::warn!(iface = %name, error = %e, "attach failed");
+                tracing::warn!(iface = %name, error = ?e, "attach failed");
             }
         }
         self.status.endpoints_attached = self.dataplane.attached().len();

@@ -3,7 +3,7 @@
 //!
 //! Maps are pinned by name under the node's bpffs directory and reused by the next
 //! agent, so policy and conntrack survive a restart. TCX links are pinned too
-//! (`links/<iface>.<hook>`): a restarted agent atomically replaces the program behind
+//! (`links/<iface>_<ifindex>_<hook>`): a restarted agent atomically replaces the program behind
 //! the existing link instead of detaching and re-attaching, so no packet passes an
 //! interface unjudged while the agent restarts.
 
@@ -239,11 +239,11 @@ impl LoadedDataplane {
         self.remove_pins(iface, None);
     }
 
-    /// `links/<iface>.<ifindex>.<hook>`.
+    /// `links/<iface>_<ifindex>_<hook>`: bpffs refuses names with dots (EPERM).
     fn link_path(&self, iface: &str, ifindex: u32, hook: Hook) -> PathBuf {
         self.pin_dir
             .join("links")
-            .join(format!("{iface}.{ifindex}.{}", hook.name()))
+            .join(format!("{iface}_{ifindex}_{}", hook.name()))
     }
 
     /// Removes link pins of `iface` except those of ifindex `keep`.
@@ -251,8 +251,8 @@ impl LoadedDataplane {
         let Ok(entries) = std::fs::read_dir(self.pin_dir.join("links")) else {
             return;
         };
-        let prefix = format!("{iface}.");
-        let kept = keep.map(|k| format!("{iface}.{k}."));
+        let prefix = format!("{iface}_");
+        let kept = keep.map(|k| format!("{iface}_{k}_"));
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let stale = name.starts_with(&prefix)
