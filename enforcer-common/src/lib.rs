@@ -46,6 +46,14 @@ pub const MAP_EVENTS: &str = "ENF_EVENTS";
 /// Program names (function names in the BPF object).
 pub const PROG_POD_EGRESS: &str = "enforcer_pod_egress";
 pub const PROG_POD_INGRESS: &str = "enforcer_pod_ingress";
+/// XDP on a host interface: untracked and preDNAT ingress denies, before an skb exists.
+pub const PROG_HOST_XDP: &str = "enforcer_host_xdp";
+/// TCX ingress of a host interface: the host endpoint's tracked ingress chain.
+pub const PROG_HOST_INGRESS: &str = "enforcer_host_ingress";
+/// TCX egress of a host interface: the host endpoint's egress chain.
+pub const PROG_HOST_EGRESS: &str = "enforcer_host_egress";
+/// Failsafe ports (see [`FailsafeKey`]).
+pub const MAP_FAILSAFE: &str = "ENF_FAILSAFE";
 
 // ---------------------------------------------------------------------------------
 // Capacities.
@@ -124,6 +132,8 @@ const _: () = assert!(size_of::<EndpointInfo>() == 32);
 pub const EP_F_HAS_V4: u32 = 1 << 0;
 /// The endpoint has an IPv6 address (`ipv6` is valid).
 pub const EP_F_HAS_V6: u32 = 1 << 1;
+/// A host endpoint (host interface): judged by the host programs, no anti-spoofing.
+pub const EP_F_HOST: u32 = 1 << 2;
 
 // ---------------------------------------------------------------------------------
 // PEERS_V4 / PEERS_V6: LPM_TRIE (generation, address) → PeerInfo.
@@ -166,7 +176,10 @@ pub struct PeerInfo {
     /// For [`PEER_F_LOCAL_ENDPOINT`]: the interface whose programs judge this peer's
     /// own leg (key into `ENF_ENDPOINTS`).
     pub ifindex: u32,
-    pub _pad: u32,
+    /// The address as the *local* side of a host-endpoint rule sees it (destination of
+    /// host ingress, source of host egress): see [`host_profile`]. 0 when no host
+    /// endpoint rule tests the local address.
+    pub host_class: u32,
 }
 const _: () = assert!(size_of::<PeerInfo>() == 16);
 
@@ -176,6 +189,8 @@ pub const PEER_F_LOCAL_ENDPOINT: u32 = 1 << 0;
 /// The address is a Service virtual IP (ClusterIP). Egress towards it is judged after
 /// kube-proxy's DNAT, at the hook that sees the translated destination.
 pub const PEER_F_SERVICE_VIP: u32 = 1 << 1;
+/// The address is one of this node's own (a host endpoint's `expectedIPs`).
+pub const PEER_F_HOST: u32 = 1 << 2;
 
 // ---------------------------------------------------------------------------------
 // PORTS: LPM_TRIE (generation, protocol, port) → cell.
@@ -206,6 +221,41 @@ pub const CELL_UNLISTED: u32 = 0;
 /// Direction of a verdict, from the local endpoint's point of view.
 pub const DIR_INGRESS: u8 = 0;
 pub const DIR_EGRESS: u8 = 1;
+
+// Host-endpoint directions (the endpoint is a host interface, `EP_F_HOST`). For these
+// the key's `profile` is [`host_profile`]`(endpoint profile, local class)`: a host
+// endpoint's rules may test the *local* address too (the destination of an ingress
+// packet, which may be the node or a pod behind it), so the local address's
+// [`PeerInfo::host_class`] is part of the key. Calico's order of host-endpoint kinds:
+// untracked (doNotTrack) → preDNAT → normal host-endpoint tiers + profiles (to/from the
+// node itself) or applyOnForward tiers (forwarded) → workload policy (pod hooks).
+
+/// doNotTrack ingress policies only; [`ACTION_CONTINUE`] when none decides.
+pub const DIR_UNTRACKED_INGRESS: u8 = 2;
+/// doNotTrack egress policies only; [`ACTION_CONTINUE`] when none decides.
+pub const DIR_UNTRACKED_EGRESS: u8 = 3;
+/// preDNAT policies only, on the original destination; [`ACTION_CONTINUE`] when none
+/// decides. Looked up by the XDP program.
+pub const DIR_PREDNAT_INGRESS: u8 = 4;
+/// The whole tracked ingress chain of a new flow: preDNAT, then either the normal
+/// host-endpoint tiers and profiles (destination is the node itself) or the
+/// applyOnForward tiers (forwarded, including node IP:NodePort, which kube-proxy DNATs
+/// to a pod). The compiler resolves which from the local class and the cell.
+pub const DIR_HOST_INGRESS: u8 = 5;
+/// The whole tracked egress chain of a new flow: normal host-endpoint tiers and
+/// profiles (source is the node itself) or applyOnForward tiers (forwarded).
+pub const DIR_HOST_EGRESS: u8 = 6;
+
+/// Bits of [`VerdictKey::profile`] that hold the endpoint profile in host directions.
+pub const HOST_PROFILE_BITS: u32 = 16;
+
+/// The `profile` field of a host-direction verdict key: endpoint profile in the low
+/// [`HOST_PROFILE_BITS`], the local address's host class above. The compiler keeps both
+/// below `1 << 16`.
+#[inline(always)]
+pub const fn host_profile(profile: u32, local_class: u32) -> u32 {
+    (local_class << HOST_PROFILE_BITS) | (profile & ((1 << HOST_PROFILE_BITS) - 1))
+}
 
 /// Wildcard value of [`VerdictKey::peer_class`].
 pub const ANY_PEER: u32 = u32::MAX;
@@ -264,6 +314,9 @@ const _: () = assert!(size_of::<Verdict>() == 20);
 
 pub const ACTION_ALLOW: u8 = 1;
 pub const ACTION_DENY: u8 = 2;
+/// No policy of this kind decided (untracked and preDNAT directions only: they have
+/// no end-of-tier drop): evaluation goes on with the next kind.
+pub const ACTION_CONTINUE: u8 = 3;
 
 /// A rule (Allow or Deny) decided.
 pub const VERDICT_KIND_RULE: u8 = 1;
@@ -332,6 +385,12 @@ pub const CT_F_DEFERRED: u32 = 1 << 2;
 pub const CT_F_CLOSING: u32 = 1 << 3;
 /// Both legs approved: replies pass.
 pub const CT_F_ESTABLISHED: u32 = CT_F_EGRESS_OK | CT_F_INGRESS_OK;
+/// The flow entered through a host endpoint and its ingress chain allowed it: replies
+/// leave through the host egress hook, later packets skip XDP's preDNAT denies.
+pub const CT_F_HOST_INGRESS_OK: u32 = 1 << 4;
+/// The flow left through a host endpoint and its egress chain allowed it (the node or
+/// a pod opened it): replies pass the host ingress hooks, XDP included.
+pub const CT_F_HOST_EGRESS_OK: u32 = 1 << 5;
 
 /// Idle timeouts (Calico's eBPF dataplane uses the same orders of magnitude).
 pub const CT_TIMEOUT_TCP_SYN_NS: u64 = 20_000_000_000;
@@ -384,6 +443,9 @@ pub const MARK_EGRESS_DEFERRED: u32 = 0x0a00_0000;
 
 pub const HOOK_POD_EGRESS: u32 = 0;
 pub const HOOK_POD_INGRESS: u32 = 1;
+pub const HOOK_HOST_XDP: u32 = 2;
+pub const HOOK_HOST_INGRESS: u32 = 3;
+pub const HOOK_HOST_EGRESS: u32 = 4;
 pub const HOOKS: u32 = 8;
 
 /// Counter slots per hook.
@@ -403,6 +465,12 @@ pub const REASON_FRAGMENT: u32 = 9;
 pub const REASON_UNSUPPORTED_L3: u32 = 10;
 pub const REASON_MAP_ERROR: u32 = 11;
 pub const REASON_ALLOW_NDP: u32 = 12;
+/// A failsafe port (host endpoints): passed before any policy.
+pub const REASON_ALLOW_FAILSAFE: u32 = 13;
+/// Allowed by a doNotTrack policy: passed without conntrack.
+pub const REASON_ALLOW_UNTRACKED: u32 = 14;
+/// XDP found no untracked or preDNAT decision: left to the TC program.
+pub const REASON_XDP_CONTINUE: u32 = 15;
 
 /// Human names of the reasons, by index.
 pub const REASON_NAMES: [&str; REASONS as usize] = [
@@ -419,9 +487,9 @@ pub const REASON_NAMES: [&str; REASONS as usize] = [
     "deny_unsupported_l3",
     "deny_map_error",
     "allow_ndp",
-    "unused13",
-    "unused14",
-    "unused15",
+    "allow_failsafe",
+    "allow_untracked",
+    "xdp_to_tc",
 ];
 
 // ---------------------------------------------------------------------------------
@@ -456,6 +524,53 @@ pub struct FlowEvent {
 }
 const _: () = assert!(size_of::<FlowEvent>() == 72);
 
+// ---------------------------------------------------------------------------------
+// FAILSAFE: HASH FailsafeKey → u32 (unused value). Host endpoints only.
+// ---------------------------------------------------------------------------------
+
+/// A failsafe port: `dir` is [`DIR_INGRESS`] (inbound to the node: destination port)
+/// or [`DIR_EGRESS`] (outbound from the node: destination port). Checked before any
+/// policy on host interfaces, so an operator cannot lock themself out (Calico's
+/// `failsafeInboundHostPorts` / `failsafeOutboundHostPorts`). Not generation-keyed:
+/// it is configuration, not policy.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct FailsafeKey {
+    pub dir: u8,
+    pub proto: u8,
+    /// Host order.
+    pub port: u16,
+}
+const _: () = assert!(size_of::<FailsafeKey>() == 4);
+
+pub const FAILSAFE_MAX: u32 = 256;
+
+/// Calico's default inbound failsafe ports: (protocol, port).
+pub const FAILSAFE_INBOUND_DEFAULT: [(u8, u16); 9] = [
+    (6, 22),
+    (17, 68),
+    (6, 179),
+    (6, 2379),
+    (6, 2380),
+    (6, 5473),
+    (6, 6443),
+    (6, 6666),
+    (6, 6667),
+];
+/// Calico's default outbound failsafe ports.
+pub const FAILSAFE_OUTBOUND_DEFAULT: [(u8, u16); 9] = [
+    (17, 53),
+    (17, 67),
+    (6, 179),
+    (6, 2379),
+    (6, 2380),
+    (6, 5473),
+    (6, 6443),
+    (6, 6666),
+    (6, 6667),
+];
+
 /// A Log rule matched (`policy`/`rule` name the Log rule).
 pub const EVENT_KIND_LOG: u32 = 1;
 /// A new flow was denied (`policy`/`rule` name the decision).
@@ -481,4 +596,5 @@ mod user {
     unsafe impl aya::Pod for PendingKey {}
     unsafe impl aya::Pod for PendingValue {}
     unsafe impl aya::Pod for FlowEvent {}
+    unsafe impl aya::Pod for FailsafeKey {}
 }

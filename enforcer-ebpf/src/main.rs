@@ -6,6 +6,10 @@
 //!   pod) = the pod's egress policy, see [`pod_egress`].
 //! - [`enforcer_pod_ingress`]: TCX egress of the host-side veth (packets *to* the pod)
 //!   = the pod's ingress policy, see [`pod_ingress`].
+//! - [`enforcer_host_xdp`]: XDP on a host interface: untracked and preDNAT denies
+//!   before an skb exists, see [`host_xdp`].
+//! - [`enforcer_host_ingress`] / [`enforcer_host_egress`]: TCX ingress / egress of a
+//!   host interface = the host endpoint's policy, see [`host_tc`].
 #![no_std]
 #![no_main]
 #![expect(
@@ -16,6 +20,9 @@
 
 mod conntrack;
 mod counters;
+mod host;
+mod host_tc;
+mod host_xdp;
 mod maps;
 mod packet;
 mod pod_egress;
@@ -23,12 +30,12 @@ mod pod_ingress;
 mod policy;
 
 use aya_ebpf::{
-    bindings::{TC_ACT_OK, TC_ACT_SHOT},
-    macros::classifier,
-    programs::TcContext,
+    bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
 };
 use enforcer_common::{
-    HOOK_POD_EGRESS, HOOK_POD_INGRESS, REASON_FRAGMENT, REASON_MALFORMED, REASON_MAP_ERROR,
+    HOOK_HOST_EGRESS, HOOK_HOST_INGRESS, HOOK_HOST_XDP, HOOK_POD_EGRESS, HOOK_POD_INGRESS, REASON_FRAGMENT, REASON_MALFORMED, REASON_MAP_ERROR,
     REASON_NO_ENDPOINT, REASON_NO_POLICY_LOADED, REASON_SPOOFED, REASON_UNSUPPORTED_L3,
 };
 
@@ -83,15 +90,56 @@ impl Outcome {
     }
 }
 
-/// Counts the outcome under `hook` and returns the TC action.
+/// Counts the outcome under `hook`; whether the packet passes.
 #[inline(always)]
-fn finish(hook: u32, result: Result<Outcome, Drop>) -> i32 {
+fn settle(hook: u32, result: Result<Outcome, Drop>) -> bool {
     let outcome = match result {
         Ok(o) => o,
         Err(e) => Outcome::drop(e.reason()),
     };
     counters::count(hook, outcome.reason);
-    if outcome.pass { TC_ACT_OK } else { TC_ACT_SHOT }
+    outcome.pass
+}
+
+/// Counts the outcome under `hook` and returns the TC action.
+#[inline(always)]
+fn finish(hook: u32, result: Result<Outcome, Drop>) -> i32 {
+    if settle(hook, result) { TC_ACT_OK } else { TC_ACT_SHOT }
+}
+
+/// Packets entering the node on a host interface, before an skb exists: untracked and
+/// preDNAT denies (everything else passes on to `enforcer_host_ingress`).
+#[xdp]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature #[xdp] requires"
+)]
+pub fn enforcer_host_xdp(ctx: XdpContext) -> u32 {
+    if settle(HOOK_HOST_XDP, host_xdp::run(&ctx)) {
+        xdp_action::XDP_PASS
+    } else {
+        xdp_action::XDP_DROP
+    }
+}
+
+/// Packets entering the node on a host interface: the host endpoint's ingress chain.
+#[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature #[classifier] requires"
+)]
+pub fn enforcer_host_ingress(ctx: TcContext) -> i32 {
+    finish(HOOK_HOST_INGRESS, host_tc::run(&ctx, true))
+}
+
+/// Packets leaving the node on a host interface: the host endpoint's egress chain.
+#[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature #[classifier] requires"
+)]
+pub fn enforcer_host_egress(ctx: TcContext) -> i32 {
+    finish(HOOK_HOST_EGRESS, host_tc::run(&ctx, false))
 }
 
 /// Packets from the pod: its egress policy.

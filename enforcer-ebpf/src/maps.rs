@@ -14,7 +14,7 @@ use aya_ebpf::{
 };
 use enforcer_common::{
     CONNTRACK_MAX, COUNTERS_LEN, Config, CtKey, CtValue, ENDPOINTS_MAX, EVENTS_BYTES, EndpointInfo,
-    EndpointKey, PEERS_MAX, PENDING_MAX, PORTS_MAX, PeerInfo, PeerKeyV4, PeerKeyV6, PendingKey,
+    EndpointKey, FAILSAFE_MAX, FailsafeKey, PEERS_MAX, PENDING_MAX, PORTS_MAX, PeerInfo, PeerKeyV4, PeerKeyV6, PendingKey,
     PendingValue, PortKey, VERDICTS_MAX, Verdict, VerdictKey,
 };
 
@@ -51,3 +51,8 @@ pub static ENF_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTE
 
 #[map]
 pub static ENF_EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+/// Failsafe ports of host interfaces (configuration, written once by the agent).
+#[map]
+pub static ENF_FAILSAFE: HashMap<FailsafeKey, u32> =
+    HashMap::with_max_entries(FAILSAFE_MAX, BPF_F_NO_PREALLOC);

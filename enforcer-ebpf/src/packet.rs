@@ -7,15 +7,21 @@
 //! from IHL (options work), the IPv6 L4 offset by walking a bounded number of
 //! extension headers.
 
-use aya_ebpf::programs::TcContext;
+use aya_ebpf::{
+    helpers::generated::bpf_xdp_load_bytes,
+    programs::{TcContext, XdpContext},
+};
 use enforcer_common::{FAMILY_V4, FAMILY_V6};
 
 use crate::Drop;
 
-const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_ARP: u16 = 0x0806;
 const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+/// VLAN tags skipped on host interfaces (802.1ad outer + 802.1Q inner at most).
+const MAX_VLAN_TAGS: usize = 2;
 
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
@@ -129,10 +135,37 @@ impl Packet {
     }
 }
 
-/// Copies `N` bytes at `offset` out of the packet; fails if the packet is shorter.
+/// Where packet bytes come from: an skb (TC) or an XDP buffer. Both copy through a
+/// helper that checks the offset against the packet length.
+pub trait Bytes {
+    /// Copies `N` bytes at `offset` out of the packet; fails if the packet is shorter.
+    fn load<const N: usize>(&self, offset: usize) -> Result<[u8; N], Drop>;
+}
+
+impl Bytes for TcContext {
+    #[inline(always)]
+    fn load<const N: usize>(&self, offset: usize) -> Result<[u8; N], Drop> {
+        TcContext::load::<[u8; N]>(self, offset).map_err(|_| Drop::Malformed)
+    }
+}
+
+impl Bytes for XdpContext {
+    #[inline(always)]
+    fn load<const N: usize>(&self, offset: usize) -> Result<[u8; N], Drop> {
+        let mut buf = [0u8; N];
+        let offset = u32::try_from(offset).map_err(|_| Drop::Malformed)?;
+        // SAFETY: `buf` is a valid N-byte buffer on our stack; the helper checks
+        // offset + N against the XDP buffer (linear and fragments) and fails otherwise.
+        let ret = unsafe {
+            bpf_xdp_load_bytes(self.ctx, offset, buf.as_mut_ptr().cast(), N as u32)
+        };
+        if ret == 0 { Ok(buf) } else { Err(Drop::Malformed) }
+    }
+}
+
 #[inline(always)]
-fn load<const N: usize>(ctx: &TcContext, offset: usize) -> Result<[u8; N], Drop> {
-    ctx.load::<[u8; N]>(offset).map_err(|_| Drop::Malformed)
+fn load<const N: usize, C: Bytes>(ctx: &C, offset: usize) -> Result<[u8; N], Drop> {
+    ctx.load::<N>(offset)
 }
 
 /// `off + delta`, an error instead of an overflow (offsets come from the packet).
@@ -146,10 +179,35 @@ fn be16(b: [u8; 2]) -> u16 {
     u16::from_be_bytes(b)
 }
 
-/// Parses the frame: Ethernet, then ARP, IPv4 or IPv6, then the L4 header.
+/// Parses the frame: Ethernet, then ARP, IPv4 or IPv6, then the L4 header. VLAN tags
+/// are not expected on pod interfaces: such frames are an unsupported L3.
 #[inline(always)]
 pub fn parse(ctx: &TcContext) -> Result<Frame, Drop> {
-    let ethertype = be16(load::<2>(ctx, 12)?);
+    parse_at(ctx, 12, be16(load::<2, _>(ctx, 12)?))
+}
+
+/// Parses a frame seen on a host interface: like [`parse`], after up to
+/// [`MAX_VLAN_TAGS`] 802.1Q/802.1ad tags (the policy is the host endpoint's whatever
+/// the VLAN).
+#[inline(always)]
+pub fn parse_host<C: Bytes>(ctx: &C) -> Result<Frame, Drop> {
+    let mut type_off = 12;
+    let mut ethertype = be16(load::<2, _>(ctx, type_off)?);
+    for _ in 0..MAX_VLAN_TAGS {
+        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
+            break;
+        }
+        // [TCI:2][inner ethertype:2]
+        type_off = advance(type_off, 4)?;
+        ethertype = be16(load::<2, _>(ctx, type_off)?);
+    }
+    parse_at(ctx, type_off, ethertype)
+}
+
+/// The frame's L3 starts right after the ethertype at `type_off`.
+#[inline(always)]
+fn parse_at<C: Bytes>(ctx: &C, type_off: usize, ethertype: u16) -> Result<Frame, Drop> {
+    let l3 = advance(type_off, 2)?;
     let mut pkt = Packet {
         family: 0,
         proto: 0,
@@ -164,8 +222,8 @@ pub fn parse(ctx: &TcContext) -> Result<Frame, Drop> {
     };
     let l4 = match ethertype {
         ETH_P_ARP => return Ok(Frame::Arp),
-        ETH_P_IP => parse_ipv4(ctx, &mut pkt)?,
-        ETH_P_IPV6 => parse_ipv6(ctx, &mut pkt)?,
+        ETH_P_IP => parse_ipv4(ctx, l3, &mut pkt)?,
+        ETH_P_IPV6 => parse_ipv6(ctx, l3, &mut pkt)?,
         _ => return Err(Drop::UnsupportedL3),
     };
     parse_l4(ctx, &mut pkt, l4)?;
@@ -174,8 +232,8 @@ pub fn parse(ctx: &TcContext) -> Result<Frame, Drop> {
 
 /// Fills the IPv4 fields; returns the L4 offset (from IHL, so options are skipped).
 #[inline(always)]
-fn parse_ipv4(ctx: &TcContext, pkt: &mut Packet) -> Result<usize, Drop> {
-    let h = load::<20>(ctx, ETH_HLEN)?;
+fn parse_ipv4<C: Bytes>(ctx: &C, l3: usize, pkt: &mut Packet) -> Result<usize, Drop> {
+    let h = load::<20, _>(ctx, l3)?;
     if h[0] >> 4 != 4 {
         return Err(Drop::Malformed);
     }
@@ -185,7 +243,7 @@ fn parse_ipv4(ctx: &TcContext, pkt: &mut Packet) -> Result<usize, Drop> {
     }
     if ihl > 20 {
         // The options must be there too, even for protocols whose L4 header we do not read.
-        load::<1>(ctx, ETH_HLEN + ihl - 1)?;
+        load::<1, _>(ctx, advance(l3, ihl - 1)?)?;
     }
     // Fragment offset in 8-byte units; non-zero = not the first fragment (no L4 header).
     if be16([h[6], h[7]]) & 0x1fff != 0 {
@@ -195,33 +253,33 @@ fn parse_ipv4(ctx: &TcContext, pkt: &mut Packet) -> Result<usize, Drop> {
     pkt.proto = h[9];
     pkt.src[..4].copy_from_slice(&h[12..16]);
     pkt.dst[..4].copy_from_slice(&h[16..20]);
-    Ok(ETH_HLEN + ihl)
+    advance(l3, ihl)
 }
 
 /// Fills the IPv6 fields; returns the L4 offset after the extension headers.
 #[inline(always)]
-fn parse_ipv6(ctx: &TcContext, pkt: &mut Packet) -> Result<usize, Drop> {
-    let h = load::<8>(ctx, ETH_HLEN)?;
+fn parse_ipv6<C: Bytes>(ctx: &C, l3: usize, pkt: &mut Packet) -> Result<usize, Drop> {
+    let h = load::<8, _>(ctx, l3)?;
     if h[0] >> 4 != 6 {
         return Err(Drop::Malformed);
     }
     pkt.family = FAMILY_V6;
-    pkt.src = load::<16>(ctx, ETH_HLEN + 8)?;
-    pkt.dst = load::<16>(ctx, ETH_HLEN + 24)?;
+    pkt.src = load::<16, _>(ctx, advance(l3, 8)?)?;
+    pkt.dst = load::<16, _>(ctx, advance(l3, 24)?)?;
     let mut next = h[6];
-    let mut off = ETH_HLEN + 40;
+    let mut off = advance(l3, 40)?;
     let mut walked = 0;
     loop {
         match next {
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
                 // [next header, length in 8-byte units not counting the first 8]
-                let e = load::<2>(ctx, off)?;
+                let e = load::<2, _>(ctx, off)?;
                 next = e[0];
                 off = advance(off, (usize::from(e[1]) + 1) * 8)?;
             }
             IPPROTO_FRAGMENT => {
                 // [next header, reserved, offset:13 res:2 M:1, identification:32]
-                let e = load::<8>(ctx, off)?;
+                let e = load::<8, _>(ctx, off)?;
                 if be16([e[2], e[3]]) >> 3 != 0 {
                     return Err(Drop::Fragment);
                 }
@@ -243,10 +301,10 @@ fn parse_ipv6(ctx: &TcContext, pkt: &mut Packet) -> Result<usize, Drop> {
 
 /// Fills ports, TCP flags or ICMP type/code/id from the L4 header at `off`.
 #[inline(always)]
-fn parse_l4(ctx: &TcContext, pkt: &mut Packet, off: usize) -> Result<(), Drop> {
+fn parse_l4<C: Bytes>(ctx: &C, pkt: &mut Packet, off: usize) -> Result<(), Drop> {
     match pkt.proto {
         IPPROTO_TCP => {
-            let t = load::<20>(ctx, off)?;
+            let t = load::<20, _>(ctx, off)?;
             if t[12] >> 4 < 5 {
                 return Err(Drop::Malformed);
             }
@@ -255,19 +313,19 @@ fn parse_l4(ctx: &TcContext, pkt: &mut Packet, off: usize) -> Result<(), Drop> {
             pkt.tcp_flags = t[13];
         }
         IPPROTO_UDP | IPPROTO_UDPLITE => {
-            let u = load::<8>(ctx, off)?;
+            let u = load::<8, _>(ctx, off)?;
             pkt.sport = be16([u[0], u[1]]);
             pkt.dport = be16([u[2], u[3]]);
         }
         IPPROTO_SCTP => {
             // Common header: ports, verification tag, checksum.
-            let s = load::<12>(ctx, off)?;
+            let s = load::<12, _>(ctx, off)?;
             pkt.sport = be16([s[0], s[1]]);
             pkt.dport = be16([s[2], s[3]]);
         }
         IPPROTO_ICMP if pkt.family == FAMILY_V4 => {
             // type, code, checksum, then 4 bytes (id and sequence for echo).
-            let i = load::<8>(ctx, off)?;
+            let i = load::<8, _>(ctx, off)?;
             pkt.icmp_type = i[0];
             pkt.icmp_code = i[1];
             if matches!(i[0], ICMP_ECHO_REQUEST | ICMP_ECHO_REPLY) {
@@ -275,11 +333,11 @@ fn parse_l4(ctx: &TcContext, pkt: &mut Packet, off: usize) -> Result<(), Drop> {
             }
         }
         IPPROTO_ICMPV6 if pkt.family == FAMILY_V6 => {
-            let i = load::<4>(ctx, off)?;
+            let i = load::<4, _>(ctx, off)?;
             pkt.icmp_type = i[0];
             pkt.icmp_code = i[1];
             if matches!(i[0], ICMPV6_ECHO_REQUEST | ICMPV6_ECHO_REPLY) {
-                pkt.icmp_id = be16(load::<2>(ctx, advance(off, 4)?)?);
+                pkt.icmp_id = be16(load::<2, _>(ctx, advance(off, 4)?)?);
             }
         }
         _ => {}

@@ -8,7 +8,7 @@
 
 use aya_ebpf::programs::TcContext;
 use enforcer_common::{
-    CT_F_DEFERRED, CT_F_EGRESS_OK, CT_F_ESTABLISHED, CT_F_INGRESS_OK, CtKey, DIR_EGRESS,
+    CT_F_DEFERRED, CT_F_EGRESS_OK, CT_F_ESTABLISHED, CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK, CT_F_INGRESS_OK, CtKey, DIR_EGRESS,
     EP_F_HAS_V4, EP_F_HAS_V6, EndpointInfo, FAMILY_V4, MARK_EGRESS_DEFERRED, MARK_MASK,
     PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP, PendingKey, PendingValue, REASON_ALLOW_CONNTRACK,
     REASON_ALLOW_NDP, REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_DEFERRED,
@@ -86,7 +86,7 @@ pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
     }
     if let Some(e) = &fwd {
         // Keep the destination's approval of a live flow (a retransmitted SYN).
-        flags |= e.value.flags & CT_F_INGRESS_OK;
+        flags |= e.value.flags & (CT_F_INGRESS_OK | CT_F_HOST_INGRESS_OK | CT_F_HOST_EGRESS_OK);
     }
     conntrack::upsert(&key, flags, generation, now);
     Ok(Outcome::pass(REASON_ALLOW_POLICY))

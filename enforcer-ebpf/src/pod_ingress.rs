@@ -15,7 +15,7 @@
 
 use aya_ebpf::programs::TcContext;
 use enforcer_common::{
-    CT_F_DEFERRED, CT_F_EGRESS_OK, CT_F_ESTABLISHED, CT_F_INGRESS_OK, CtKey, DIR_EGRESS,
+    CT_F_DEFERRED, CT_F_EGRESS_OK, CT_F_ESTABLISHED, CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK, CT_F_INGRESS_OK, CtKey, DIR_EGRESS,
     DIR_INGRESS, EndpointInfo, MARK_EGRESS_DEFERRED, MARK_MASK, PEER_F_LOCAL_ENDPOINT, PendingKey,
     REASON_ALLOW_CONNTRACK, REASON_ALLOW_NDP, REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY,
     REASON_DENY_POLICY,
@@ -112,7 +112,7 @@ pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
     }
     if let Some(e) = &fwd {
         // The client's egress hook approved its leg of this flow.
-        flags |= e.value.flags & CT_F_EGRESS_OK;
+        flags |= e.value.flags & (CT_F_EGRESS_OK | CT_F_HOST_INGRESS_OK | CT_F_HOST_EGRESS_OK);
     }
     conntrack::upsert(&key, flags, generation, now);
     if deferred {

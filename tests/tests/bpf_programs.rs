@@ -108,7 +108,7 @@ fn topology(dp: &mut Dataplane, ifs: &Ifaces, g: u8) {
         class,
         flags,
         ifindex,
-        _pad: 0,
+        host_class: 0,
     };
     dp.set_peer(g, IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0, peer(C_WORLD, 0, 0));
     dp.set_peer(g, IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0, peer(C_WORLD, 0, 0));

@@ -259,6 +259,7 @@ impl<'a> Compiler<'a> {
                 class,
                 flags,
                 local_iface,
+                host_class: 0,
             });
         }
 

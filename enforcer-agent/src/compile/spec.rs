@@ -43,6 +43,8 @@ pub struct SpecPeer {
     pub flags: u32,
     /// With `PEER_F_LOCAL_ENDPOINT`: the interface of that endpoint.
     pub local_iface: Option<String>,
+    /// `PeerInfo::host_class`: the address as a host-endpoint rule's local side sees it.
+    pub host_class: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

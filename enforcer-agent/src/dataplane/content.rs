@@ -48,7 +48,7 @@ impl GenerationContent {
                 class: peer.class,
                 flags,
                 ifindex: ifindex.unwrap_or(0),
-                _pad: 0,
+                host_class: peer.host_class,
             };
             match peer.net {
                 IpNet::V4(net) => {

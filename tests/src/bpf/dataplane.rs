@@ -9,11 +9,12 @@ use aya::{
         Array, HashMap, MapData, PerCpuArray, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
-    programs::{SchedClassifier, TestRun as _, TestRunOptions},
+    programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp},
 };
 use enforcer_common::{
-    COUNTERS_LEN, Config, CtKey, CtValue, EndpointInfo, EndpointKey, FlowEvent, HOOK_POD_EGRESS,
-    HOOK_POD_INGRESS, MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_ENDPOINTS, MAP_EVENTS,
+    COUNTERS_LEN, Config, CtKey, CtValue, EndpointInfo, EndpointKey, FailsafeKey, FlowEvent,
+    HOOK_HOST_EGRESS, HOOK_HOST_INGRESS, HOOK_HOST_XDP, HOOK_POD_EGRESS, HOOK_POD_INGRESS,
+    MAP_CONFIG, MAP_FAILSAFE, PROG_HOST_EGRESS, PROG_HOST_INGRESS, PROG_HOST_XDP, MAP_CONNTRACK, MAP_COUNTERS, MAP_ENDPOINTS, MAP_EVENTS,
     MAP_PEERS_V4, MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS, PROG_POD_EGRESS,
     PROG_POD_INGRESS, PeerInfo, PeerKeyV4, PeerKeyV6, PendingKey, PendingValue, PortKey, REASONS,
     Verdict, VerdictKey,
@@ -28,6 +29,12 @@ pub enum Hook {
     PodEgress,
     /// `enforcer_pod_ingress` (packets to the pod).
     PodIngress,
+    /// `enforcer_host_xdp` (XDP, packets entering the node on a host interface).
+    HostXdp,
+    /// `enforcer_host_ingress` (TCX ingress of a host interface).
+    HostIngress,
+    /// `enforcer_host_egress` (TCX egress of a host interface).
+    HostEgress,
 }
 
 impl Hook {
@@ -35,13 +42,27 @@ impl Hook {
         match self {
             Self::PodEgress => PROG_POD_EGRESS,
             Self::PodIngress => PROG_POD_INGRESS,
+            Self::HostXdp => PROG_HOST_XDP,
+            Self::HostIngress => PROG_HOST_INGRESS,
+            Self::HostEgress => PROG_HOST_EGRESS,
         }
     }
+
+    /// The TC programs (every hook but XDP).
+    pub const TC: [Hook; 4] = [
+        Hook::PodEgress,
+        Hook::PodIngress,
+        Hook::HostIngress,
+        Hook::HostEgress,
+    ];
 
     pub fn index(self) -> u32 {
         match self {
             Self::PodEgress => HOOK_POD_EGRESS,
             Self::PodIngress => HOOK_POD_INGRESS,
+            Self::HostXdp => HOOK_HOST_XDP,
+            Self::HostIngress => HOOK_HOST_INGRESS,
+            Self::HostEgress => HOOK_HOST_EGRESS,
         }
     }
 }
@@ -51,6 +72,8 @@ impl Hook {
 const SKB_SIZE: usize = 192;
 const SKB_MARK: usize = 8;
 const SKB_IFINDEX: usize = 40;
+/// Size of the kernel's `struct xdp_md`.
+const XDP_MD_SIZE: usize = 24;
 
 /// What one run returned.
 #[derive(Clone, Copy, Debug)]
@@ -73,6 +96,7 @@ pub struct Dataplane {
     pub pending: HashMap<MapData, PendingKey, PendingValue>,
     pub counters: PerCpuArray<MapData, u64>,
     pub events: RingBuf<MapData>,
+    pub failsafe: HashMap<MapData, FailsafeKey, u32>,
 }
 
 fn take<T: TryFrom<aya::maps::Map>>(ebpf: &mut Ebpf, name: &str) -> T
@@ -91,7 +115,7 @@ impl Dataplane {
         let mut ebpf = EbpfLoader::new()
             .load(object)
             .or_panic("loading the BPF object");
-        for hook in [Hook::PodEgress, Hook::PodIngress] {
+        for hook in Hook::TC {
             let prog: &mut SchedClassifier = ebpf
                 .program_mut(hook.program())
                 .or_panic(hook.program())
@@ -102,7 +126,16 @@ impl Dataplane {
                 panic!("verifier rejected {}: {e:?}", hook.program());
             }
         }
+        let xdp: &mut Xdp = ebpf
+            .program_mut(PROG_HOST_XDP)
+            .or_panic(PROG_HOST_XDP)
+            .try_into()
+            .or_panic("program type");
+        if let Err(e) = xdp.load() {
+            panic!("verifier rejected {PROG_HOST_XDP}: {e:?}");
+        }
         Self {
+            failsafe: take(&mut ebpf, MAP_FAILSAFE),
             config: take(&mut ebpf, MAP_CONFIG),
             endpoints: take(&mut ebpf, MAP_ENDPOINTS),
             peers_v4: take(&mut ebpf, MAP_PEERS_V4),
@@ -127,14 +160,19 @@ impl Dataplane {
         clear_hash(&mut self.verdicts);
         clear_hash(&mut self.conntrack);
         clear_hash(&mut self.pending);
+        clear_hash(&mut self.failsafe);
         clear_lpm(&mut self.peers_v4);
         clear_lpm(&mut self.peers_v6);
         clear_lpm(&mut self.ports);
         self.drain_events();
     }
 
-    /// Runs `hook`'s program once on `frame` as if it arrived on `ifindex` with `mark`.
+    /// Runs `hook`'s program once on `frame` as if it arrived on `ifindex` with `mark`
+    /// (XDP: the mark is ignored; the action is `XDP_DROP` = 1 or `XDP_PASS` = 2).
     pub fn run(&self, hook: Hook, frame: &[u8], ifindex: u32, mark: u32) -> Run {
+        if hook == Hook::HostXdp {
+            return self.run_xdp(frame, ifindex);
+        }
         let prog: &SchedClassifier = self
             .ebpf
             .program(hook.program())
@@ -165,6 +203,44 @@ impl Dataplane {
             action: result.return_value,
             mark: u32::from_ne_bytes(mark_out),
         }
+    }
+
+    fn run_xdp(&self, frame: &[u8], ifindex: u32) -> Run {
+        let prog: &Xdp = self
+            .ebpf
+            .program(PROG_HOST_XDP)
+            .or_panic(PROG_HOST_XDP)
+            .try_into()
+            .or_panic("program type");
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex. The kernel wants data_end = the frame's length.
+        let mut ctx_in = [0u8; XDP_MD_SIZE];
+        ctx_in[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+        ctx_in[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+        let mut ctx_out = [0u8; XDP_MD_SIZE];
+        let result = prog
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                ctx_in: Some(&ctx_in),
+                ctx_out: Some(&mut ctx_out),
+                ..TestRunOptions::new()
+            })
+            .unwrap_or_else(|e| {
+                panic!(
+                    "BPF_PROG_TEST_RUN of {PROG_HOST_XDP} ({} bytes): {e:?}",
+                    frame.len()
+                )
+            });
+        Run {
+            action: result.return_value,
+            mark: 0,
+        }
+    }
+
+    pub fn set_failsafe(&mut self, dir: u8, proto: u8, port: u16) {
+        self.failsafe
+            .insert(FailsafeKey { dir, proto, port }, 1, 0)
+            .or_panic("writing ENF_FAILSAFE");
     }
 
     /// `ENF_COUNTERS[hook * REASONS + reason]` summed over the CPUs.

@@ -1,0 +1,121 @@
+//! What the three host-interface programs share: the failsafe check, the host-endpoint
+//! verdict lookup (keyed by the endpoint's profile *and* the local address's host
+//! class, see `enforcer_common::host_profile`) and the host conntrack bits.
+//!
+//! The lookup is a BPF-to-BPF call returning the action only, so the XDP and TC
+//! programs, which look up two or three directions each, carry it once.
+
+use enforcer_common::{
+    ACTION_ALLOW, ACTION_CONTINUE, ACTION_DENY, Config, CtKey, DIR_EGRESS, DIR_INGRESS,
+    EndpointInfo, FailsafeKey, PeerInfo, host_profile,
+};
+
+use crate::{
+    Drop, conntrack,
+    maps::ENF_FAILSAFE,
+    packet::{IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, Packet},
+    policy,
+};
+
+/// A host-direction decision.
+pub enum HostAction {
+    Allow,
+    Deny,
+    /// No policy of this kind decided (untracked, preDNAT).
+    Continue,
+}
+
+#[inline(always)]
+fn failsafe_has(dir: u8, proto: u8, port: u16) -> bool {
+    let key = FailsafeKey { dir, proto, port };
+    // SAFETY: only presence is read.
+    unsafe { ENF_FAILSAFE.get(&key) }.is_some()
+}
+
+/// Failsafe (checked before any policy). `inbound`: the packet enters the node through
+/// the host interface. A packet matches when its destination port is a failsafe port
+/// of its own direction, or its source port one of the other direction (the replies
+/// of failsafe connections, which must pass even before conntrack knows them, e.g.
+/// past untracked policy).
+#[inline(always)]
+pub fn is_failsafe(pkt: &Packet, inbound: bool) -> bool {
+    if !matches!(
+        pkt.proto,
+        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_UDPLITE
+    ) {
+        return false;
+    }
+    let (own, other) = if inbound {
+        (DIR_INGRESS, DIR_EGRESS)
+    } else {
+        (DIR_EGRESS, DIR_INGRESS)
+    };
+    failsafe_has(own, pkt.proto, pkt.dport) || failsafe_has(other, pkt.proto, pkt.sport)
+}
+
+/// The classes a host-direction key needs: the remote address's class and the local
+/// address's host class. `inbound`: the remote side is the source.
+pub struct HostKey {
+    pub peer_class: u32,
+    pub profile: u32,
+    pub cell: u32,
+}
+
+#[inline(always)]
+pub fn host_key(
+    generation: u32,
+    ep: &EndpointInfo,
+    pkt: &Packet,
+    inbound: bool,
+) -> Result<HostKey, Drop> {
+    let (remote, local) = if inbound {
+        (&pkt.src, &pkt.dst)
+    } else {
+        (&pkt.dst, &pkt.src)
+    };
+    let remote: PeerInfo = policy::peer(generation, pkt.family, remote)?;
+    let local: PeerInfo = policy::peer(generation, pkt.family, local)?;
+    Ok(HostKey {
+        peer_class: remote.class,
+        profile: host_profile(ep.profile, local.host_class),
+        cell: policy::cell(generation, pkt),
+    })
+}
+
+/// The action for (direction, host key); not inlined, see the module doc.
+#[inline(never)]
+fn lookup_action(generation: u32, dir: u32, profile: u32, peer_class: u32, cell: u32) -> u32 {
+    match policy::verdict(generation, dir as u8, profile, peer_class, cell) {
+        Ok(v) => u32::from(v.action),
+        Err(_) => 0,
+    }
+}
+
+/// The decision of one host direction. A missing entry or an unknown action is a map
+/// error (fail closed).
+#[inline(always)]
+pub fn decide(cfg: &Config, dir: u8, key: &HostKey) -> Result<HostAction, Drop> {
+    match lookup_action(
+        cfg.active_gen,
+        u32::from(dir),
+        key.profile,
+        key.peer_class,
+        key.cell,
+    ) as u8
+    {
+        ACTION_ALLOW => Ok(HostAction::Allow),
+        ACTION_DENY => Ok(HostAction::Deny),
+        ACTION_CONTINUE => Ok(HostAction::Continue),
+        _ => Err(Drop::MapError),
+    }
+}
+
+/// Adds `flag` to the flow's entry (creating it), keeping what the pod hooks recorded.
+#[inline(always)]
+pub fn record(key: &CtKey, existing: Option<&conntrack::Entry>, flag: u32, generation: u32, now: u64) {
+    let mut flags = flag;
+    if let Some(e) = existing {
+        flags |= e.value.flags;
+    }
+    conntrack::upsert(key, flags, generation, now);
+}

@@ -1,0 +1,101 @@
+//! `enforcer_host_ingress` (TCX ingress of a host interface: packets entering the node)
+//! and `enforcer_host_egress` (TCX egress: packets leaving it), the host endpoint's
+//! tracked policy. One body for both, mirrored by `inbound`.
+//!
+//! Per packet: parse (VLAN tags skipped); ARP and NDP pass; failsafe ports pass (and
+//! open a flow, so their replies pass); `Config` and the host endpoint; untracked
+//! (doNotTrack) policy of this direction: allow passes without conntrack, deny drops;
+//! conntrack: this direction already approved the flow, or the packet is a reply to a
+//! flow the other direction approved; then the whole tracked chain of this direction
+//! (`DIR_HOST_INGRESS`: preDNAT then normal or applyOnForward tiers; `DIR_HOST_EGRESS`)
+//! for a new flow, recorded in conntrack when it allows.
+
+use aya_ebpf::programs::TcContext;
+use enforcer_common::{
+    CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK, DIR_HOST_EGRESS, DIR_HOST_INGRESS,
+    DIR_UNTRACKED_EGRESS, DIR_UNTRACKED_INGRESS, REASON_ALLOW_CONNTRACK, REASON_ALLOW_FAILSAFE,
+    REASON_ALLOW_NDP, REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_ALLOW_UNTRACKED,
+    REASON_DENY_POLICY,
+};
+
+use crate::{
+    Drop, Outcome, conntrack,
+    host::{self, HostAction},
+    packet::{self, Frame},
+    policy,
+};
+
+#[inline(always)]
+pub fn run(ctx: &TcContext, inbound: bool) -> Result<Outcome, Drop> {
+    let pkt = match packet::parse_host(ctx)? {
+        Frame::Arp => return Ok(Outcome::pass(REASON_ALLOW_NON_IP)),
+        Frame::Ip(p) => p,
+    };
+    if pkt.is_ndp() {
+        return Ok(Outcome::pass(REASON_ALLOW_NDP));
+    }
+    let (own_ok, other_ok, untracked_dir, tracked_dir) = if inbound {
+        (
+            CT_F_HOST_INGRESS_OK,
+            CT_F_HOST_EGRESS_OK,
+            DIR_UNTRACKED_INGRESS,
+            DIR_HOST_INGRESS,
+        )
+    } else {
+        (
+            CT_F_HOST_EGRESS_OK,
+            CT_F_HOST_INGRESS_OK,
+            DIR_UNTRACKED_EGRESS,
+            DIR_HOST_EGRESS,
+        )
+    };
+    let now = conntrack::now_ns();
+    let fwd_key = conntrack::forward_key(&pkt);
+    if host::is_failsafe(&pkt, inbound) {
+        let cfg = policy::config()?;
+        let fwd = conntrack::lookup(&fwd_key, now);
+        host::record(&fwd_key, fwd.as_ref(), own_ok, cfg.active_gen, now);
+        return Ok(Outcome::pass(REASON_ALLOW_FAILSAFE));
+    }
+    let cfg = policy::config()?;
+    let ifindex = packet::ifindex(ctx);
+    let ep = policy::endpoint(cfg.active_gen, ifindex).ok_or(Drop::NoEndpoint)?;
+    let key = host::host_key(cfg.active_gen, &ep, &pkt, inbound)?;
+    match host::decide(&cfg, untracked_dir, &key)? {
+        HostAction::Allow => return Ok(Outcome::pass(REASON_ALLOW_UNTRACKED)),
+        HostAction::Deny => return Ok(Outcome::drop(REASON_DENY_POLICY)),
+        HostAction::Continue => {}
+    }
+    let fwd = conntrack::lookup(&fwd_key, now);
+    if !pkt.is_tcp_syn_only() {
+        if let Some(e) = &fwd
+            && e.has(own_ok)
+        {
+            e.touch(&pkt, now);
+            return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
+        }
+        if let Some(r) = conntrack::lookup(&conntrack::reverse_key(&fwd_key), now)
+            && r.has(other_ok)
+        {
+            r.touch(&pkt, now);
+            return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
+        }
+    }
+    match host::decide(&cfg, tracked_dir, &key)? {
+        HostAction::Allow => {
+            host::record(&fwd_key, fwd.as_ref(), own_ok, cfg.active_gen, now);
+            Ok(Outcome::pass(REASON_ALLOW_POLICY))
+        }
+        // The tracked chain always ends in a decision; a continue here is a map error.
+        HostAction::Continue => Err(Drop::MapError),
+        HostAction::Deny => {
+            if let Some(e) = &fwd
+                && e.has(own_ok)
+            {
+                // A re-opening SYN was denied: forget this direction's old approval.
+                host::record(&fwd_key, None, e.value.flags & !own_ok, cfg.active_gen, now);
+            }
+            Ok(Outcome::drop(REASON_DENY_POLICY))
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! `enforcer_host_xdp`: XDP on a host interface (packets entering the node from its
+//! network), before an skb exists.
+//!
+//! Per packet: parse (VLAN tags skipped); ARP and NDP pass; failsafe ports pass;
+//! `Config` and the host endpoint of this interface; untracked (doNotTrack) ingress
+//! policy: allow passes, deny drops; replies to flows the node or its pods opened
+//! (conntrack: reversed tuple approved by the host egress hook) and packets of flows
+//! the host ingress hook already approved pass; then preDNAT policy on the original
+//! destination: deny drops here, anything else is left to `enforcer_host_ingress`
+//! (which evaluates the whole tracked chain, preDNAT included, so a packet XDP never
+//! saw is judged alike).
+
+use aya_ebpf::programs::XdpContext;
+use enforcer_common::{
+    CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK, DIR_PREDNAT_INGRESS, DIR_UNTRACKED_INGRESS,
+    REASON_ALLOW_CONNTRACK, REASON_ALLOW_FAILSAFE, REASON_ALLOW_NDP, REASON_ALLOW_NON_IP,
+    REASON_ALLOW_POLICY, REASON_ALLOW_UNTRACKED, REASON_DENY_POLICY, REASON_XDP_CONTINUE,
+};
+
+use crate::{
+    Drop, Outcome, conntrack,
+    host::{self, HostAction},
+    packet::{self, Frame},
+    policy,
+};
+
+#[inline(always)]
+pub fn run(ctx: &XdpContext) -> Result<Outcome, Drop> {
+    let pkt = match packet::parse_host(ctx)? {
+        Frame::Arp => return Ok(Outcome::pass(REASON_ALLOW_NON_IP)),
+        Frame::Ip(p) => p,
+    };
+    if pkt.is_ndp() {
+        return Ok(Outcome::pass(REASON_ALLOW_NDP));
+    }
+    if host::is_failsafe(&pkt, true) {
+        return Ok(Outcome::pass(REASON_ALLOW_FAILSAFE));
+    }
+    let cfg = policy::config()?;
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let ep = policy::endpoint(cfg.active_gen, ifindex).ok_or(Drop::NoEndpoint)?;
+    let key = host::host_key(cfg.active_gen, &ep, &pkt, true)?;
+    match host::decide(&cfg, DIR_UNTRACKED_INGRESS, &key)? {
+        HostAction::Allow => return Ok(Outcome::pass(REASON_ALLOW_UNTRACKED)),
+        HostAction::Deny => return Ok(Outcome::drop(REASON_DENY_POLICY)),
+        HostAction::Continue => {}
+    }
+    if !pkt.is_tcp_syn_only() {
+        let now = conntrack::now_ns();
+        let fwd = conntrack::forward_key(&pkt);
+        if let Some(r) = conntrack::lookup(&conntrack::reverse_key(&fwd), now)
+            && r.has(CT_F_HOST_EGRESS_OK)
+        {
+            return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
+        }
+        if let Some(e) = conntrack::lookup(&fwd, now)
+            && e.has(CT_F_HOST_INGRESS_OK)
+        {
+            return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
+        }
+    }
+    match host::decide(&cfg, DIR_PREDNAT_INGRESS, &key)? {
+        HostAction::Allow => Ok(Outcome::pass(REASON_ALLOW_POLICY)),
+        HostAction::Deny => Ok(Outcome::drop(REASON_DENY_POLICY)),
+        HostAction::Continue => Ok(Outcome::pass(REASON_XDP_CONTINUE)),
+    }
+}
