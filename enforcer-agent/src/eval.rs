@@ -314,5 +314,7 @@ pub fn side_facts(cluster: &Cluster, side: &EntityMatch, protocol: Option<u8>, a
     }
 }
 
+pub mod host;
+
 #[cfg(test)]
 mod tests;

@@ -18,6 +18,7 @@
 //!   compression. Because representatives are exact, the verdicts are exactly the
 //!   evaluator's (checked by the differential test against [`simulate`]).
 
+pub mod host;
 pub mod simulate;
 pub mod spec;
 
@@ -146,10 +147,10 @@ type ClassSignature = (bool, Vec<SideFacts>);
 impl<'a> Compiler<'a> {
     fn new(cluster: &'a Cluster, node: Option<&'a str>) -> Result<Self, CompileError> {
         let mut rules = Vec::new();
+        // Every policy's rules shape the classes and cells, host-endpoint-only kinds
+        // (preDNAT, doNotTrack) included: `compile::host` needs them; pod verdicts only
+        // group by the rules that apply to the pod.
         for (p, policy) in cluster.policies.iter().enumerate() {
-            if policy.pre_dnat || policy.do_not_track {
-                continue;
-            }
             for dir in [Direction::Ingress, Direction::Egress] {
                 for (i, rule) in policy.rules(dir).iter().enumerate() {
                     if rule.source.has_ports() {
@@ -433,6 +434,18 @@ impl<'a> Compiler<'a> {
             }
         }
 
+        host::compile_host(
+            self,
+            &host::Classes {
+                regions: &regions,
+                class_sigs: &class_sigs,
+                class_rep: &class_rep,
+                cells: &all_cells,
+            },
+            &mut peers,
+            &mut endpoints,
+            &mut verdicts,
+        )?;
         let spec = DataplaneSpec {
             endpoints,
             peers,
@@ -626,6 +639,7 @@ impl<'a> Compiler<'a> {
                 cut(u32::from(v), u32::from(v));
             }
         }
+        host::cut_node_ports(self.cluster, &mut protos);
         let mut cells = Vec::new();
         let mut ports = Vec::new();
         let mut next_id = CELL_UNLISTED + 1;

@@ -153,6 +153,7 @@ mod tests {
                 net: "198.18.0.11/32".parse().unwrap(),
                 class: 7,
                 flags: PEER_F_LOCAL_ENDPOINT,
+                host_class: 0,
                 local_iface: Some("caliB".into()),
             }],
             ..DataplaneSpec::default()

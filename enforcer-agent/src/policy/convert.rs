@@ -195,6 +195,7 @@ pub(super) fn build(objects: &[Loaded]) -> Result<(Cluster, Vec<Warning>), Polic
                     labels: hep.metadata.labels.clone(),
                     ips,
                     named_ports,
+                    profiles: hep.spec.profiles.clone(),
                 });
             }
             Object::Tier(tier) => {

@@ -149,6 +149,8 @@ pub struct HostEndpointInfo {
     pub labels: Labels,
     pub ips: Vec<IpAddr>,
     pub named_ports: Vec<NamedPort>,
+    /// `spec.profiles` (see `eval::host` for what a profile name means here).
+    pub profiles: Vec<String>,
 }
 
 /// Something a rule selector can match: an endpoint, a network set or a host endpoint.

@@ -1,0 +1,241 @@
+//! The reference evaluator for host endpoints (Calico `HostEndpoint`), the spec that
+//! `compile::host` is tested against. Semantics digest §5:
+//!
+//! - **untracked** (`doNotTrack`): policies in tier order, no end-of-tier drop; Allow
+//!   accepts the packet statelessly, Deny drops, no match continues;
+//! - **preDNAT** (ingress only, on the original destination): the same walk; Allow
+//!   skips the normal and applyOnForward policies (workload policy still runs at the
+//!   pod), Deny drops, no match continues;
+//! - then, for traffic **to or from the node itself** (the local address is one of the
+//!   node's host-endpoint addresses and, inbound, is not a NodePort that kube-proxy
+//!   DNATs on): the normal host-endpoint tiers with their end-of-tier drop, then the
+//!   endpoint's profiles; with no profile that allows, denied;
+//! - for **forwarded** traffic: the `applyOnForward` tiers; allowed when none selects
+//!   the endpoint in that direction (or none decides).
+//!
+//! Profiles: the model has no Profile objects; `projectcalico-default-allow` (Calico's
+//! built-in) allows everything, any other name contributes nothing.
+//! Failsafe ports are configuration checked before all of this (BPF side).
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use crate::policy::{Cluster, Direction, Entity, HostEndpointInfo, RuleAction, has_ports};
+
+use super::{Action, DecisionKind, LegDecision, LoggedRule, Packet, rule_matches};
+
+/// Calico's built-in profile that allows all traffic.
+pub const PROFILE_DEFAULT_ALLOW: &str = "projectcalico-default-allow";
+
+/// The policy kinds of a host endpoint, in Calico's order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HostKind {
+    Untracked,
+    PreDnat,
+    /// Normal host-endpoint policies (traffic to/from the node itself).
+    Normal,
+    /// applyOnForward policies (forwarded traffic).
+    Forward,
+}
+
+/// The result of one kind's walk: a decision, or none (untracked/preDNAT only).
+pub type KindResult = Option<LegDecision>;
+
+/// What the node treats as its own: addresses and NodePorts.
+#[derive(Clone, Debug, Default)]
+pub struct NodeView {
+    /// Addresses of this node's host endpoints.
+    pub host_ips: BTreeSet<IpAddr>,
+    /// (protocol, port) of every Service NodePort.
+    pub node_ports: BTreeSet<(u8, u16)>,
+}
+
+impl NodeView {
+    /// The host endpoints of `node` (all when `None`) and every Service's NodePorts.
+    pub fn new(cluster: &Cluster, node: Option<&str>) -> Self {
+        let host_ips = host_endpoints_of(cluster, node)
+            .flat_map(|h| h.ips.iter().copied())
+            .collect();
+        let node_ports = cluster
+            .services
+            .iter()
+            .flat_map(|s| &s.ports)
+            .filter_map(|p| {
+                let proto = crate::policy::parse_protocol(p.protocol.as_deref().unwrap_or("TCP"))?;
+                Some((proto, p.node_port?))
+            })
+            .collect();
+        Self {
+            host_ips,
+            node_ports,
+        }
+    }
+
+    /// An inbound packet is for the node itself (not DNATed away by kube-proxy).
+    pub fn inbound_to_host(&self, packet: &Packet) -> bool {
+        self.host_ips.contains(&packet.dst)
+            && !(has_ports(packet.proto) && self.node_ports.contains(&(packet.proto, packet.dst_port)))
+    }
+
+    /// An outbound packet comes from the node itself.
+    pub fn outbound_from_host(&self, packet: &Packet) -> bool {
+        self.host_ips.contains(&packet.src)
+    }
+}
+
+/// Host endpoints of `node` (every one when `None`; one without `spec.node` is on
+/// every node).
+pub fn host_endpoints_of<'a>(
+    cluster: &'a Cluster,
+    node: Option<&'a str>,
+) -> impl Iterator<Item = &'a HostEndpointInfo> + 'a {
+    cluster.host_endpoints.iter().filter(move |h| match (node, &h.node) {
+        (Some(n), Some(hn)) => n == hn,
+        _ => true,
+    })
+}
+
+/// Indices of the policies of `kind` that select `hep` for `dir`, in evaluation order.
+pub fn applicable(cluster: &Cluster, hep: &HostEndpointInfo, kind: HostKind, dir: Direction) -> Vec<usize> {
+    let entity = Entity::HostEndpoint(hep);
+    (0..cluster.policies.len())
+        .filter(|&i| {
+            let p = &cluster.policies[i];
+            let of_kind = match kind {
+                HostKind::Untracked => p.do_not_track,
+                HostKind::PreDnat => p.pre_dnat && dir == Direction::Ingress,
+                HostKind::Normal => !p.pre_dnat && !p.do_not_track,
+                HostKind::Forward => p.apply_on_forward && !p.pre_dnat && !p.do_not_track,
+            };
+            of_kind
+                && p.applies(dir)
+                && p.subject.matches(cluster, &entity)
+                && p.subject_service_accounts.as_ref().is_none_or(|sa| sa.matches(&entity))
+        })
+        .collect()
+}
+
+/// The tier walk without end-of-tier drop: first Allow/Deny rule decides, Pass goes to
+/// the next tier, no decision → `None`.
+pub fn walk_no_default(cluster: &Cluster, applicable: &[usize], dir: Direction, packet: &Packet) -> KindResult {
+    let mut logged = Vec::new();
+    let mut skip_tier: Option<usize> = None;
+    for &p in applicable {
+        let policy = &cluster.policies[p];
+        if skip_tier == Some(policy.tier) {
+            continue;
+        }
+        for (r, rule) in policy.rules(dir).iter().enumerate() {
+            if !rule_matches(cluster, rule, packet) {
+                continue;
+            }
+            let action = match rule.action {
+                RuleAction::Allow => Action::Allow,
+                RuleAction::Deny => Action::Deny,
+                RuleAction::Pass => {
+                    skip_tier = Some(policy.tier);
+                    break;
+                }
+                RuleAction::Log => {
+                    logged.push(LoggedRule {
+                        policy: policy.name.clone(),
+                        policy_index: p,
+                        rule_index: r,
+                    });
+                    continue;
+                }
+            };
+            return Some(LegDecision {
+                action,
+                tier: Some(cluster.tiers[policy.tier].name.clone()),
+                policy: Some(policy.name.clone()),
+                policy_index: Some(p),
+                rule_index: Some(r),
+                kind: DecisionKind::Rule,
+                logged,
+            });
+        }
+    }
+    None
+}
+
+fn allowed_by_default(kind: DecisionKind) -> LegDecision {
+    LegDecision {
+        action: Action::Allow,
+        tier: None,
+        policy: None,
+        policy_index: None,
+        rule_index: None,
+        kind,
+        logged: Vec::new(),
+    }
+}
+
+/// One kind's decision for `hep` on `packet` in `dir`.
+pub fn evaluate_kind(
+    cluster: &Cluster,
+    hep: &HostEndpointInfo,
+    kind: HostKind,
+    dir: Direction,
+    packet: &Packet,
+) -> KindResult {
+    let policies = applicable(cluster, hep, kind, dir);
+    match kind {
+        HostKind::Untracked | HostKind::PreDnat => walk_no_default(cluster, &policies, dir, packet),
+        HostKind::Normal => {
+            let leg = super::decide(cluster, &policies, dir, packet);
+            if leg.kind != DecisionKind::Profile {
+                return Some(leg);
+            }
+            // No tier decided: the host endpoint's profiles (not the namespace profile
+            // `decide` assumes for pods).
+            if hep.profiles.iter().any(|p| p == PROFILE_DEFAULT_ALLOW) {
+                Some(leg)
+            } else {
+                Some(LegDecision {
+                    action: Action::Deny,
+                    kind: DecisionKind::NoProfile,
+                    ..leg
+                })
+            }
+        }
+        HostKind::Forward => {
+            if policies.is_empty() {
+                return Some(allowed_by_default(DecisionKind::Profile));
+            }
+            Some(super::decide(cluster, &policies, dir, packet))
+        }
+    }
+}
+
+/// The tracked chain of a new flow at the host interface: inbound (`Ingress`):
+/// preDNAT, then normal (to the node) or applyOnForward (forwarded); outbound: normal
+/// (from the node) or applyOnForward.
+pub fn evaluate_tracked(
+    cluster: &Cluster,
+    view: &NodeView,
+    hep: &HostEndpointInfo,
+    dir: Direction,
+    packet: &Packet,
+) -> LegDecision {
+    let local_traffic = match dir {
+        Direction::Ingress => {
+            if let Some(d) = evaluate_kind(cluster, hep, HostKind::PreDnat, dir, packet) {
+                return d;
+            }
+            view.inbound_to_host(packet)
+        }
+        Direction::Egress => view.outbound_from_host(packet),
+    };
+    let kind = if local_traffic { HostKind::Normal } else { HostKind::Forward };
+    evaluate_kind(cluster, hep, kind, dir, packet).unwrap_or_else(|| allowed_by_default(DecisionKind::Profile))
+}
+
+/// Whether a packet crossing `hep` in `dir` passes (untracked first, then the tracked
+/// chain), as for the first packet of a flow.
+pub fn passes(cluster: &Cluster, view: &NodeView, hep: &HostEndpointInfo, dir: Direction, packet: &Packet) -> bool {
+    if let Some(d) = evaluate_kind(cluster, hep, HostKind::Untracked, dir, packet) {
+        return d.action == Action::Allow;
+    }
+    evaluate_tracked(cluster, view, hep, dir, packet).action == Action::Allow
+}
