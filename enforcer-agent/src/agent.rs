@@ -38,6 +38,8 @@ pub struct AgentOptions {
     pub poll: Duration,
     /// Emit a flow event for every denied new flow.
     pub events_on_deny: bool,
+    /// Failsafe ports of host interfaces.
+    pub failsafe: crate::dataplane::failsafe::Failsafe,
 }
 
 /// Runs until `stop` is set. Leaves maps and links pinned on exit, so enforcement goes
@@ -45,11 +47,13 @@ pub struct AgentOptions {
 pub fn run(options: &AgentOptions, stop: &Arc<AtomicBool>) -> Result<(), AgentError> {
     let datastore = FileDatastore::open(&options.datastore)?;
     let mut dataplane = LoadedDataplane::load(crate::dataplane::object::BPF_OBJECT, &options.bpffs)?;
+    crate::dataplane::failsafe::write(&mut dataplane.ebpf, &options.failsafe)?;
     let mut writer = GenerationWriter::new(&mut dataplane.ebpf)?;
     if options.events_on_deny {
         writer.set_flags(enforcer_common::CONFIG_F_EVENT_ON_DENY)?;
     }
     let mut agent = Agent {
+        node: options.node.clone(),
         datastore,
         dataplane,
         writer,
@@ -67,6 +71,7 @@ pub fn run(options: &AgentOptions, stop: &Arc<AtomicBool>) -> Result<(), AgentEr
 }
 
 struct Agent {
+    node: String,
     datastore: FileDatastore,
     dataplane: LoadedDataplane,
     writer: GenerationWriter,
@@ -82,7 +87,7 @@ impl Agent {
         let revision = self.datastore.revision()?;
         if revision != self.status.observed_revision || self.spec.is_none() {
             let started = Instant::now();
-            match compile_revision(&self.datastore) {
+            match compile_revision(&self.datastore, &self.node) {
                 Ok(spec) => {
                     self.spec = Some(spec);
                     self.status.error = None;
@@ -109,7 +114,7 @@ impl Agent {
     fn interfaces_changed(&self) -> bool {
         self.spec
             .as_ref()
-            .is_some_and(|spec| current_ifaces(spec) != self.last_ifaces)
+            .is_some_and(|spec| current_ifaces(&crate::dataplane::host::expand_interfaces(spec)) != self.last_ifaces)
     }
 
     /// Writes the spec in force for the interfaces present now, then attaches.
@@ -117,6 +122,8 @@ impl Agent {
         let Some(spec) = &self.spec else {
             return Ok(());
         };
+        let spec = &crate::dataplane::host::expand_interfaces(spec);
+        let host_ifaces = crate::dataplane::host::host_interfaces(spec);
         let ifaces = current_ifaces(spec);
         let content = GenerationContent::from_spec(spec, |name| ifaces.get(name).copied());
         // Maps first: the first packet through a newly attached program already finds
@@ -134,7 +141,12 @@ impl Agent {
             self.dataplane.forget(&name);
         }
         for (name, ifindex) in &ifaces {
-            if let Err(e) = self.dataplane.attach(name, *ifindex) {
+            let attached = if host_ifaces.contains(name) {
+                self.dataplane.attach_host(name, *ifindex)
+            } else {
+                self.dataplane.attach(name, *ifindex)
+            };
+            if let Err(e) = attached {
                 // The interface may have vanished between the lookup and the attach;
                 // the next tick sees it gone. Anything else is reported.
                 tracing::warn!(iface = %name, error = ?e, "attach failed");
@@ -151,14 +163,15 @@ impl Agent {
 }
 
 /// Loads, validates and compiles the datastore's content; a message on failure.
-fn compile_revision(datastore: &FileDatastore) -> Result<DataplaneSpec, String> {
+fn compile_revision(datastore: &FileDatastore, node: &str) -> Result<DataplaneSpec, String> {
     let objects = datastore.list().map_err(|e| e.to_string())?;
     let (cluster, warnings) =
         crate::policy::Cluster::from_objects(&objects).map_err(|e| e.to_string())?;
     for warning in &warnings {
         tracing::warn!(%warning, "policy warning");
     }
-    crate::compile::compile(&cluster).map_err(|e| e.to_string())
+    // For this node: host endpoints of other nodes are not ours to enforce.
+    crate::compile::compile_for_node(&cluster, Some(node)).map_err(|e| e.to_string())
 }
 
 /// Endpoint interfaces of the spec that exist in this network namespace.

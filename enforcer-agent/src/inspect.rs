@@ -52,6 +52,9 @@ pub fn hook_name(hook: u32) -> &'static str {
     match hook {
         enforcer_common::HOOK_POD_EGRESS => "pod-egress",
         enforcer_common::HOOK_POD_INGRESS => "pod-ingress",
+        enforcer_common::HOOK_HOST_XDP => "host-xdp",
+        enforcer_common::HOOK_HOST_INGRESS => "host-ingress",
+        enforcer_common::HOOK_HOST_EGRESS => "host-egress",
         _ => "other",
     }
 }

@@ -33,6 +33,13 @@ pub struct AgentArgs {
     /// Emit a flow event for every denied new flow.
     #[arg(long)]
     pub events_on_deny: bool,
+    /// Failsafe inbound ports of host interfaces, Calico's spelling
+    /// (`tcp:22,udp:68,...`; `none` disables). Default: Calico's.
+    #[arg(long)]
+    pub failsafe_inbound: Option<String>,
+    /// Failsafe outbound ports (`udp:53,...`; `none` disables). Default: Calico's.
+    #[arg(long)]
+    pub failsafe_outbound: Option<String>,
 }
 
 impl AgentArgs {
@@ -40,7 +47,18 @@ impl AgentArgs {
         let bpffs = self
             .bpffs
             .unwrap_or_else(|| PathBuf::from("/sys/fs/bpf/enforcer").join(&self.node));
+        let mut failsafe = enforcer::dataplane::failsafe::Failsafe::default();
+        for (text, ports) in [
+            (&self.failsafe_inbound, &mut failsafe.inbound),
+            (&self.failsafe_outbound, &mut failsafe.outbound),
+        ] {
+            if let Some(text) = text {
+                *ports = enforcer::dataplane::failsafe::parse_ports(text)
+                    .ok_or_else(|| anyhow::anyhow!("bad failsafe port list {text:?}"))?;
+            }
+        }
         let options = AgentOptions {
+            failsafe,
             node: self.node,
             datastore: self.datastore,
             bpffs,

@@ -12,16 +12,19 @@ use std::path::{Path, PathBuf};
 
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
-use aya::programs::{LinkOrder, SchedClassifier, TcAttachType};
+use aya::programs::xdp::XdpMode;
+use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, Xdp};
 use aya::{Ebpf, EbpfLoader};
 
 use enforcer_common::{
     MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_ENDPOINTS, MAP_EVENTS, MAP_PEERS_V4,
     MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS, PROG_POD_EGRESS, PROG_POD_INGRESS,
+    MAP_FAILSAFE, PROG_HOST_EGRESS, PROG_HOST_INGRESS, PROG_HOST_XDP,
 };
 
 /// Every map the agent pins.
-pub const PINNED_MAPS: [&str; 10] = [
+pub const PINNED_MAPS: [&str; 11] = [
+    MAP_FAILSAFE,
     MAP_CONFIG,
     MAP_ENDPOINTS,
     MAP_PEERS_V4,
@@ -108,6 +111,10 @@ pub enum Hook {
     PodEgress,
     /// TCX egress of the host-side veth: the pod's ingress policy.
     PodIngress,
+    /// TCX ingress of a host interface: the host endpoint's ingress chain.
+    HostIngress,
+    /// TCX egress of a host interface: the host endpoint's egress chain.
+    HostEgress,
 }
 
 impl Hook {
@@ -115,18 +122,22 @@ impl Hook {
         match self {
             Hook::PodEgress => PROG_POD_EGRESS,
             Hook::PodIngress => PROG_POD_INGRESS,
+            Hook::HostIngress => PROG_HOST_INGRESS,
+            Hook::HostEgress => PROG_HOST_EGRESS,
         }
     }
     fn attach_type(self) -> TcAttachType {
         match self {
-            Hook::PodEgress => TcAttachType::Ingress,
-            Hook::PodIngress => TcAttachType::Egress,
+            Hook::PodEgress | Hook::HostIngress => TcAttachType::Ingress,
+            Hook::PodIngress | Hook::HostEgress => TcAttachType::Egress,
         }
     }
     pub fn name(self) -> &'static str {
         match self {
             Hook::PodEgress => "pod-egress",
             Hook::PodIngress => "pod-ingress",
+            Hook::HostIngress => "host-ingress",
+            Hook::HostEgress => "host-egress",
         }
     }
 }
@@ -159,7 +170,7 @@ impl LoadedDataplane {
             pin_dir: pin_dir.to_path_buf(),
             source,
         })?;
-        for program in [PROG_POD_EGRESS, PROG_POD_INGRESS] {
+        for program in [PROG_POD_EGRESS, PROG_POD_INGRESS, PROG_HOST_INGRESS, PROG_HOST_EGRESS] {
             let prog = classifier(&mut ebpf, program)?;
             prog.load().map_err(|source| LoaderError::Program {
                 program,
@@ -167,6 +178,11 @@ impl LoadedDataplane {
                 source,
             })?;
         }
+        xdp(&mut ebpf)?.load().map_err(|source| LoaderError::Program {
+            program: PROG_HOST_XDP,
+            op: "load",
+            source,
+        })?;
         Ok(Self {
             ebpf,
             pin_dir: pin_dir.to_path_buf(),
@@ -183,14 +199,55 @@ impl LoadedDataplane {
         &self.attached
     }
 
-    /// Attaches both programs to `iface` (ifindex `ifindex`) unless already done for
+    /// Attaches both pod programs to `iface` (ifindex `ifindex`) unless already done for
     /// that ifindex. A pinned link left by a previous agent is taken over atomically.
     pub fn attach(&mut self, iface: &str, ifindex: u32) -> Result<(), LoaderError> {
+        self.attach_hooks(iface, ifindex, &[Hook::PodEgress, Hook::PodIngress])
+    }
+
+    /// Attaches the host programs to a host interface: XDP (native mode, generic when
+    /// the driver has none) and both TCX programs.
+    pub fn attach_host(&mut self, iface: &str, ifindex: u32) -> Result<(), LoaderError> {
         if self.attached.get(iface) == Some(&ifindex) {
             return Ok(());
         }
         self.remove_pins(iface, Some(ifindex));
-        for hook in [Hook::PodEgress, Hook::PodIngress] {
+        let path = self.pin_dir.join("links").join(format!("{iface}_{ifindex}_host-xdp"));
+        if !path.exists() {
+            let prog = xdp(&mut self.ebpf)?;
+            let attach_err = |source| LoaderError::Attach {
+                program: PROG_HOST_XDP,
+                iface: iface.to_owned(),
+                hook: "host-xdp",
+                source,
+            };
+            let link_id = match prog.attach(iface, XdpMode::Driver) {
+                Ok(id) => id,
+                Err(e) => {
+                    tracing::warn!(iface, error = %e, "native XDP failed; generic XDP");
+                    prog.attach(iface, XdpMode::Skb).map_err(attach_err)?
+                }
+            };
+            let link = prog.take_link(link_id).map_err(attach_err)?;
+            let fd_link = FdLink::try_from(link).map_err(|e| LoaderError::PinLink {
+                path: path.clone(),
+                source: Box::new(e),
+            })?;
+            fd_link.pin(&path).map_err(|e| LoaderError::PinLink {
+                path: path.clone(),
+                source: Box::new(e),
+            })?;
+        }
+        self.attached.remove(iface);
+        self.attach_hooks(iface, ifindex, &[Hook::HostIngress, Hook::HostEgress])
+    }
+
+    fn attach_hooks(&mut self, iface: &str, ifindex: u32, hooks: &[Hook]) -> Result<(), LoaderError> {
+        if self.attached.get(iface) == Some(&ifindex) {
+            return Ok(());
+        }
+        self.remove_pins(iface, Some(ifindex));
+        for &hook in hooks {
             let path = self.link_path(iface, ifindex, hook);
             let program = hook.program();
             let prog = classifier(&mut self.ebpf, program)?;
@@ -262,6 +319,19 @@ impl LoadedDataplane {
             }
         }
     }
+}
+
+fn xdp(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoaderError> {
+    ebpf.program_mut(PROG_HOST_XDP)
+        .ok_or(LoaderError::MissingProgram {
+            program: PROG_HOST_XDP,
+        })?
+        .try_into()
+        .map_err(|source| LoaderError::Program {
+            program: PROG_HOST_XDP,
+            op: "type",
+            source,
+        })
 }
 
 fn classifier<'a>(

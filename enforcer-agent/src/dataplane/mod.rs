@@ -1,6 +1,8 @@
 //! The dataplane: the BPF object, its maps and programs on this node.
 
 pub mod content;
+pub mod failsafe;
+pub mod host;
 pub mod loader;
 pub mod object;
 pub mod writer;

@@ -17,6 +17,7 @@ pub mod agent;
 pub mod command;
 pub mod dns;
 pub mod exec;
+pub mod host;
 pub mod netns;
 pub mod paths;
 pub mod probe;
@@ -272,7 +273,9 @@ impl Lab {
 
     fn bring_up(&mut self, topo: &Topology, agent_binary: Option<&Path>) -> Result<(), LabError> {
         netns::create_node(&self.name.node_netns())?;
+        host::create(&self.name.node_netns(), &host::external_netns(&self.name))?;
         self.reconcile(topo, &BTreeMap::new())?;
+        self.start_host_responders()?;
         if self.state.agent {
             let binary = agent_binary.unwrap_or(&self.state.binary);
             let mut daemon = agent::start(&self.name, binary, &self.paths)?;
@@ -653,8 +656,115 @@ impl Lab {
         )?))
     }
 
+    /// Responders on the node (node-local services, failsafe port 22) and on the
+    /// external client; they live in their netns and die with it at `down`.
+    fn start_host_responders(&mut self) -> Result<(), LabError> {
+        let ext = host::external_netns(&self.name);
+        for (netns, who, ports) in [
+            (self.name.node_netns(), "node", &host::NODE_PORTS[..]),
+            (ext, "external", &host::EXTERNAL_PORTS[..]),
+        ] {
+            let ready = self.paths.run().join(format!("{who}.ready"));
+            let log = self.paths.logs().join(format!("{who}.log"));
+            let mut args: Vec<String> = vec![
+                "lab-responder".into(),
+                "--text".into(),
+                who.into(),
+                "--lab".into(),
+                self.name.to_string(),
+                "--pod".into(),
+                format!("host/{who}"),
+                "--ready-file".into(),
+                ready.to_string_lossy().into_owned(),
+            ];
+            for port in ports {
+                args.extend(["--port".into(), port.to_string()]);
+            }
+            let mut daemon = process::spawn_in_netns(&netns, &self.state.binary, &args, &log)?;
+            let deadline = Instant::now() + READY_TIMEOUT;
+            while !ready.exists() {
+                if daemon.child.try_wait().ok().flatten().is_some() || Instant::now() >= deadline {
+                    return Err(LabError::PodProcess {
+                        pod: format!("host/{who}"),
+                        what: "did not become ready".into(),
+                        log: log.display().to_string(),
+                        tail: process::log_tail(&log, 10),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        Ok(())
+    }
+
     /// The connectivity matrix, once the agent has caught up with the datastore.
+    /// Besides pods, `from` may name `external` or `node`, and `to` may name
+    /// `node:PORT[/udp]` (see [`host`]).
     pub fn probe(&self, req: &ProbeRequest) -> Result<Vec<ProbeResult>, LabError> {
+        let special: Vec<String> = req.from.iter().filter(|f| host::is_special_source(f)).cloned().collect();
+        let node_targets: Vec<(u16, Option<Protocol>)> =
+            req.to.iter().filter_map(|t| host::parse_node_target(t)).collect();
+        if special.is_empty() && node_targets.is_empty() {
+            return self.probe_pods(req);
+        }
+        self.sync_agent()?;
+        let mut jobs = Vec::new();
+        let from_all = if req.from.is_empty() { vec!["*".to_owned()] } else { req.from.clone() };
+        jobs.extend(host::node_jobs(
+            &self.name,
+            &self.state.pods,
+            &from_all,
+            &node_targets,
+            req.protocol,
+            req.ipv6,
+        ));
+        let other_to: Vec<String> = req.to.iter().filter(|t| host::parse_node_target(t).is_none()).cloned().collect();
+        if node_targets.is_empty() || !other_to.is_empty() {
+            let pod_from: Vec<String> = req.from.iter().filter(|f| !host::is_special_source(f)).cloned().collect();
+            let objects = self.ds.list()?;
+            let services: Vec<crate::model::Service> = objects
+                .iter()
+                .filter_map(|l| match &l.object {
+                    Object::Service(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect();
+            let pod_objects = self.pod_objects()?;
+            let mut sub = req.clone();
+            sub.to = other_to;
+            if !pod_from.is_empty() || special.is_empty() {
+                sub.from = pod_from;
+                jobs.extend(probe::plan(&self.state.pods, &pod_objects, &services, &sub)?);
+            }
+            // Special sources probe what a pod would: plan from any one pod, then move
+            // the jobs to the special source's netns.
+            // Two template pods, so that a target that is one of them is still probed.
+            let mut template: Vec<probe::ProbeJob> = Vec::new();
+            for any in self.state.pods.keys().take(2) {
+                sub.from = vec![any.clone()];
+                for j in probe::plan(&self.state.pods, &pod_objects, &services, &sub)? {
+                    if !template.iter().any(|t| t.to == j.to && t.addr == j.addr && t.protocol == j.protocol) {
+                        template.push(j);
+                    }
+                }
+            }
+            {
+                for s in &special {
+                    for j in &template {
+                        jobs.push(probe::ProbeJob {
+                            from: s.clone(),
+                            netns: host::source_netns(&self.name, s),
+                            ..j.clone()
+                        });
+                    }
+                }
+            }
+        }
+        Ok(probe::run(&jobs, req.timeout))
+    }
+
+    /// [`Lab::probe`] between pods and Services only.
+    fn probe_pods(&self, req: &ProbeRequest) -> Result<Vec<ProbeResult>, LabError> {
         self.sync_agent()?;
         let objects = self.ds.list()?;
         let services: Vec<crate::model::Service> = objects

@@ -44,6 +44,9 @@ pub struct ServiceRule {
     pub protocol: &'static str,
     /// Backend address and target port, sorted.
     pub endpoints: Vec<(Ipv4Addr, u16)>,
+    /// `type: NodePort`: the node port, DNATed on the node's address like the
+    /// `ClusterIP` (arriving on `eth0`, from pods, and from the node itself).
+    pub node_port: Option<u16>,
 }
 
 /// The container port a Service port targets on one pod, if the pod has it.
@@ -114,6 +117,9 @@ pub fn rules(services: &[Service], pods: &BTreeMap<String, PlannedPod>) -> Vec<S
                 port: port.port,
                 protocol,
                 endpoints,
+                node_port: port
+                    .node_port
+                    .filter(|_| svc.spec.service_type.as_deref() == Some("NodePort")),
             });
         }
     }
@@ -157,6 +163,18 @@ pub fn ruleset(rules: &[ServiceRule]) -> String {
             rule.namespace,
             rule.service,
         );
+        if let Some(node_port) = rule.node_port {
+            let _ = writeln!(
+                s,
+                "\t\tip daddr {} {} dport {node_port} dnat ip to numgen random mod {} map {{ {} }} comment \"{}/{} NodePort\"",
+                super::host::NODE_IP_V4,
+                rule.protocol,
+                rule.endpoints.len(),
+                map.join(", "),
+                rule.namespace,
+                rule.service,
+            );
+        }
     }
     s.push_str("\t}\n}\n");
     s

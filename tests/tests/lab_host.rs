@@ -1,0 +1,116 @@
+//! Host endpoints in the lab (privileged): seed 002 (pre-DNAT NodePort filtering, the
+//! XDP program dropping what it denies) and seed 001 (default deny with a host
+//! endpoint: no bypass through the node, failsafe SSH still reachable).
+
+use std::path::PathBuf;
+
+use enforcer_tests::lab::{LabGuard, ProbeResult, fixture, require_root, serial};
+
+fn f(name: &str) -> PathBuf {
+    fixture(&format!("hostendpoints/{name}"))
+}
+
+fn connected(results: &[ProbeResult], from: &str, port: u16) -> bool {
+    results
+        .iter()
+        .find(|r| r.from == from && r.port == port)
+        .unwrap_or_else(|| panic!("no probe from {from} to port {port}: {results:?}"))
+        .connected
+}
+
+/// `enforcer inspect counters -o json` of the lab's node: (hook, reason) → packets.
+fn counter(lab: &LabGuard, hook: &str, reason: &str) -> u64 {
+    let bpffs = format!("/sys/fs/bpf/enforcer/{}", lab.name);
+    let out = std::process::Command::new(&lab.bin)
+        .args(["inspect", "counters", "--bpffs", &bpffs, "-o", "json"])
+        .output()
+        .unwrap_or_else(|e| panic!("enforcer inspect counters: {e}"));
+    assert!(out.status.success(), "inspect counters: {}", String::from_utf8_lossy(&out.stderr));
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("counters json: {e}: {out}"));
+    rows.iter()
+        .filter(|r| r["hook"] == hook && r["reason"] == reason)
+        .filter_map(|r| r["packets"].as_u64())
+        .sum()
+}
+
+fn probe_node(lab: &LabGuard, from: &[&str], ports: &[u16]) -> Vec<ProbeResult> {
+    let mut args = vec!["--timeout-ms", "700"];
+    for f in from {
+        args.extend(["--from", f]);
+    }
+    let targets: Vec<String> = ports.iter().map(|p| format!("node:{p}")).collect();
+    for t in &targets {
+        args.extend(["--to", t.as_str()]);
+    }
+    lab.probe(&args)
+}
+
+#[test]
+fn seed_002_prednat_nodeports() {
+    require_root();
+    let _serial = serial();
+    let lab = LabGuard::new("h2");
+    lab.up(
+        &[
+            &f("nodeport-app.yaml"),
+            &f("002-allow-cluster-internal-ingress-only.yaml"),
+            &f("002-allow-outbound-external.yaml"),
+            &f("002-node1-eth0.yaml"),
+            &f("002-allow-nodeport.yaml"),
+        ],
+        true,
+    );
+    let xdp_denied_before = counter(&lab, "host-xdp", "deny_policy");
+    let r = probe_node(&lab, &["external", "kube-system/coredns-0", "node"], &[31852, 30080, 8000]);
+    // The external client reaches the NodePort in use, nothing else of the node.
+    assert!(connected(&r, "external", 31852), "{r:?}");
+    assert!(!connected(&r, "external", 30080), "{r:?}");
+    assert!(!connected(&r, "external", 8000), "{r:?}");
+    // Cluster-internal sources (a pod, the node itself) still reach everything.
+    for from in ["kube-system/coredns-0", "node"] {
+        for port in [31852, 30080, 8000] {
+            assert!(connected(&r, from, port), "{from} -> node:{port}: {r:?}");
+        }
+    }
+    // The XDP program dropped the denied external packets; the TC program saw none.
+    assert!(counter(&lab, "host-xdp", "deny_policy") > xdp_denied_before);
+    assert_eq!(counter(&lab, "host-ingress", "deny_policy"), 0);
+
+    // The doc's last step: select nodes labelled nodeport-external-ingress: true.
+    lab.apply(&f("002-allow-nodeport-labelled.yaml"));
+    let r = probe_node(&lab, &["external"], &[31852]);
+    assert!(!connected(&r, "external", 31852), "unlabelled node still accepts: {r:?}");
+    lab.apply(&f("002-node1-eth0-labelled.yaml"));
+    let r = probe_node(&lab, &["external"], &[31852, 30080]);
+    assert!(connected(&r, "external", 31852), "labelled node refuses: {r:?}");
+    assert!(!connected(&r, "external", 30080), "{r:?}");
+}
+
+#[test]
+fn seed_001_default_deny_with_host_endpoint() {
+    require_root();
+    let _serial = serial();
+    let lab = LabGuard::new("h1");
+    let dir = enforcer_tests::lab::TempDir::new("h1");
+    lab.up(
+        &[&f("nodeport-app.yaml"), &f("001-default-deny.yaml"), &f("002-node1-eth0.yaml")],
+        true,
+    );
+    let r = probe_node(&lab, &["external", "default/web-0"], &[22, 8000]);
+    // Failsafe: SSH on the node stays reachable from outside.
+    assert!(connected(&r, "external", 22), "{r:?}");
+    assert!(!connected(&r, "external", 8000), "{r:?}");
+    // A pod cannot reach the node's own service: no bypass through the node's stack.
+    assert!(!connected(&r, "default/web-0", 8000), "{r:?}");
+    // ...unless a policy allows it.
+    let allow = dir.write(
+        "allow.yaml",
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: pods-to-node\nspec:\n  order: 100\n  selector: app == 'web'\n  types: [Egress]\n  egress:\n  - action: Allow\n    protocol: TCP\n    destination:\n      nets: [198.18.255.1/32]\n      ports: [8000]\n",
+    );
+    lab.apply(&allow);
+    let r = probe_node(&lab, &["default/web-0", "external"], &[8000]);
+    assert!(connected(&r, "default/web-0", 8000), "{r:?}");
+    assert!(!connected(&r, "external", 8000), "{r:?}");
+}
