@@ -337,11 +337,21 @@ impl Lab {
         Ok(self.state.save(&self.paths.state_file())?)
     }
 
+    /// The datastore's objects, passing over (with a warning) any that do not read
+    /// back: a broken object a client planted must not stop the lab's own commands;
+    /// the agent refuses it and says so in its status.
+    fn readable_objects(&self) -> Result<Vec<crate::model::Loaded>, LabError> {
+        let (objects, errors) = self.ds.list_readable()?;
+        for error in errors {
+            tracing::warn!(%error, "datastore object does not load; ignored by the lab");
+        }
+        Ok(objects)
+    }
+
     /// The datastore's objects by id.
     fn current_objects(&self) -> Result<BTreeMap<ObjectId, Object>, LabError> {
         Ok(self
-            .ds
-            .list()?
+            .readable_objects()?
             .into_iter()
             .map(|l| (l.object.id(), l.object))
             .collect())
@@ -622,8 +632,7 @@ impl Lab {
 
     fn pod_objects(&self) -> Result<BTreeMap<String, Pod>, LabError> {
         Ok(self
-            .ds
-            .list()?
+            .readable_objects()?
             .into_iter()
             .filter_map(|l| match l.object {
                 Object::Pod(p) => Some((
@@ -656,7 +665,7 @@ impl Lab {
     /// The connectivity matrix, once the agent has caught up with the datastore.
     pub fn probe(&self, req: &ProbeRequest) -> Result<Vec<ProbeResult>, LabError> {
         self.sync_agent()?;
-        let objects = self.ds.list()?;
+        let objects = self.readable_objects()?;
         let services: Vec<crate::model::Service> = objects
             .iter()
             .filter_map(|l| match &l.object {
