@@ -138,6 +138,8 @@ struct Region {
     rep: Option<IpAddr>,
     endpoint: Option<usize>,
     vip: bool,
+    /// Named by a rule, a network set or a host endpoint (also when it is a pod's /32).
+    named: bool,
 }
 
 /// A cell: `lo..=hi` of one protocol.
@@ -215,7 +217,7 @@ impl<'a> Compiler<'a> {
         let regions = self.regions();
         let cidr_set: HashSet<IpNet> = regions
             .iter()
-            .filter(|r| r.endpoint.is_none() && !r.vip)
+            .filter(|r| r.named)
             .map(|r| r.net)
             .collect();
 
@@ -679,13 +681,14 @@ impl Compiler<'_> {
     /// All peer LPM entries with their representative addresses.
     fn regions(&self) -> Vec<Region> {
         let cluster = self.cluster;
-        let mut entries: BTreeMap<IpNet, (Option<usize>, bool)> = BTreeMap::new();
+        let mut entries: BTreeMap<IpNet, (Option<usize>, bool, bool)> = BTreeMap::new();
         let mut add = |net: IpNet, endpoint: Option<usize>, vip: bool| {
-            let e = entries.entry(net.trunc()).or_insert((None, false));
+            let e = entries.entry(net.trunc()).or_insert((None, false, false));
             if endpoint.is_some() {
                 e.0 = endpoint;
             }
             e.1 |= vip;
+            e.2 |= endpoint.is_none() && !vip;
         };
         add(IpNet::V4(Ipv4Net::default()), None, false);
         add(IpNet::V6(Ipv6Net::default()), None, false);
@@ -719,7 +722,7 @@ impl Compiler<'_> {
         let set: BTreeSet<IpNet> = entries.keys().copied().collect();
         entries
             .into_iter()
-            .map(|(net, (endpoint, vip))| Region {
+            .map(|(net, (endpoint, vip, named))| Region {
                 net,
                 rep: if net.prefix_len() == net.max_prefix_len() {
                     Some(net.addr())
@@ -728,6 +731,7 @@ impl Compiler<'_> {
                 },
                 endpoint,
                 vip: vip && endpoint.is_none(),
+                named,
             })
             .collect()
     }

@@ -801,3 +801,13 @@ fn time_phases() {
     }
     println!("gen {t_gen:?} build {t_build:?} compile {t_compile:?} check {t_check:?}");
 }
+
+/// Seeds the random search once found disagreeing; kept as regressions.
+#[test]
+fn regression_seeds() {
+    for seed in [7_031_062_733_012_995_458, 11_238_129_832_080_816_038] {
+        if let Err(e) = check_seed(seed) {
+            panic!("{e}");
+        }
+    }
+}
