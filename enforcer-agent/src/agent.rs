@@ -44,7 +44,8 @@ pub struct AgentOptions {
 /// on while the agent restarts.
 pub fn run(options: &AgentOptions, stop: &Arc<AtomicBool>) -> Result<(), AgentError> {
     let datastore = FileDatastore::open(&options.datastore)?;
-    let mut dataplane = LoadedDataplane::load(crate::dataplane::object::BPF_OBJECT, &options.bpffs)?;
+    let mut dataplane =
+        LoadedDataplane::load(crate::dataplane::object::BPF_OBJECT, &options.bpffs)?;
     let mut writer = GenerationWriter::new(&mut dataplane.ebpf)?;
     if options.events_on_deny {
         writer.set_flags(enforcer_common::CONFIG_F_EVENT_ON_DENY)?;

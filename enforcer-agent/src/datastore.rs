@@ -106,7 +106,9 @@ impl FileDatastore {
     /// Every object that reads back, and the errors of those that do not. For readers
     /// that must go on past a broken object (the lab's own bookkeeping), unlike the
     /// agent, which refuses a revision with any broken object.
-    pub fn list_readable(&self) -> Result<(Vec<Loaded>, Vec<crate::model::LoadError>), DatastoreError> {
+    pub fn list_readable(
+        &self,
+    ) -> Result<(Vec<Loaded>, Vec<crate::model::LoadError>), DatastoreError> {
         let dir = self.root.join("objects");
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .map_err(|source| DatastoreError::Io {

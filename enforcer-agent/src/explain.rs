@@ -7,7 +7,9 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::compile::spec::PolicyName;
-use crate::eval::{Action, DecisionKind, FlowDecision, LegDecision, Packet, applicable_policies, evaluate};
+use crate::eval::{
+    Action, DecisionKind, FlowDecision, LegDecision, Packet, applicable_policies, evaluate,
+};
 use crate::policy::{Cluster, Direction, parse_protocol};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -19,7 +21,11 @@ pub enum ExplainError {
     #[error("port {text:?}: expected PORT/PROTOCOL, e.g. 8080/TCP, 53/UDP, or 8/ICMP (type)")]
     BadPort { text: String },
     #[error("{from} has an IPv{} address only, {to} an IPv{} address only", if *from_v6 { 6 } else { 4 }, if *from_v6 { 4 } else { 6 })]
-    FamilyMismatch { from: String, to: String, from_v6: bool },
+    FamilyMismatch {
+        from: String,
+        to: String,
+        from_v6: bool,
+    },
 }
 
 /// A flow to explain, as users write it.
@@ -68,6 +74,7 @@ impl Explanation {
 
     /// Lines for people.
     pub fn text(&self) -> String {
+        use std::fmt::Write as _;
         let mut out = format!(
             "{} -> {} {}: {}\n",
             self.from,
@@ -76,14 +83,15 @@ impl Explanation {
             if self.allowed { "ALLOWED" } else { "DENIED" }
         );
         for leg in &self.legs {
-            out.push_str(&format!(
-                "  {}: {} — {}\n",
+            let _ = writeln!(
+                out,
+                "  {}: {} — {}",
                 leg.leg,
                 if leg.allowed { "allow" } else { "deny" },
                 leg.reason
-            ));
+            );
             for logged in &leg.logged {
-                out.push_str(&format!("    logged by {logged}\n"));
+                let _ = writeln!(out, "    logged by {logged}");
             }
         }
         out
@@ -164,7 +172,14 @@ pub fn explain(cluster: &Cluster, query: &FlowQuery) -> Result<Explanation, Expl
         icmp_code: 0,
     };
     let decision = evaluate(cluster, &packet);
-    Ok(describe(cluster, &packet, &from, &to, &query.port, &decision))
+    Ok(describe(
+        cluster,
+        &packet,
+        &from,
+        &to,
+        &query.port,
+        &decision,
+    ))
 }
 
 fn describe(
@@ -178,7 +193,11 @@ fn describe(
     let mut legs = Vec::new();
     if let Some(leg) = &decision.egress {
         let selecting = selecting_in_tier(cluster, packet.src, Direction::Egress, leg);
-        legs.push(leg_explanation(format!("egress of {from}"), leg, &selecting));
+        legs.push(leg_explanation(
+            format!("egress of {from}"),
+            leg,
+            &selecting,
+        ));
     }
     if let Some(leg) = &decision.ingress {
         let selecting = selecting_in_tier(cluster, packet.dst, Direction::Ingress, leg);
@@ -195,7 +214,12 @@ fn describe(
 
 /// Names of the policies in the deciding tier that select the endpoint at `addr` for
 /// `dir`: for an end-of-tier drop, these are what isolate it.
-fn selecting_in_tier(cluster: &Cluster, addr: IpAddr, dir: Direction, d: &LegDecision) -> Vec<String> {
+fn selecting_in_tier(
+    cluster: &Cluster,
+    addr: IpAddr,
+    dir: Direction,
+    d: &LegDecision,
+) -> Vec<String> {
     let (Some(endpoint), Some(tier)) = (cluster.endpoint_at(addr), &d.tier) else {
         return Vec::new();
     };
@@ -221,7 +245,11 @@ fn leg_explanation(leg: String, d: &LegDecision, selecting: &[String]) -> LegExp
     let reason = match (d.kind, d.action) {
         (DecisionKind::Rule, action) => format!(
             "{} rule #{} of {} (tier {tier})",
-            if action == Action::Allow { "Allow" } else { "Deny" },
+            if action == Action::Allow {
+                "Allow"
+            } else {
+                "Deny"
+            },
             d.rule_index.unwrap_or_default(),
             policy.as_deref().unwrap_or("?"),
         ),
@@ -231,7 +259,8 @@ fn leg_explanation(leg: String, d: &LegDecision, selecting: &[String]) -> LegExp
         ),
         (DecisionKind::TierDefault, Action::Allow) => format!("tier {tier} default"),
         (DecisionKind::Profile, _) => {
-            "no policy selects this endpoint for this direction: the namespace profile allows".into()
+            "no policy selects this endpoint for this direction: the namespace profile allows"
+                .into()
         }
         (DecisionKind::NoProfile, _) => "no tier decided and no profile allows".into(),
     };

@@ -41,12 +41,20 @@ fn pod_ip(lab: &LabGuard, ns: &str, name: &str) -> String {
     lab.get_pods()
         .into_iter()
         .find(|p| p.namespace == ns && p.name == name)
-        .map(|p| p.ip.to_string())
-        .unwrap_or_else(|| panic!("no pod {ns}/{name}"))
+        .map_or_else(|| panic!("no pod {ns}/{name}"), |p| p.ip)
 }
 
 fn connected(lab: &LabGuard, from: &str, to: &str, port: &str, protocol: &str) -> bool {
-    let rows = lab.probe(&["--from", from, "--to", to, "--port", port, "--protocol", protocol]);
+    let rows = lab.probe(&[
+        "--from",
+        from,
+        "--to",
+        to,
+        "--port",
+        port,
+        "--protocol",
+        protocol,
+    ]);
     assert_eq!(rows.len(), 1, "one probe expected: {rows:#?}");
     rows[0].connected
 }
@@ -66,17 +74,51 @@ fn allowed_tcp_exchange_completes_and_the_reply_direction_stays_closed() {
         "dev-app/frontend-0",
         &["curl", "-s", "-m", "3", &format!("http://{backend}:8080/")],
     );
-    assert_eq!((code, out.trim()), (0, "Hello from Backend!"), "curl stderr: {err}");
+    assert_eq!(
+        (code, out.trim()),
+        (0, "Hello from Backend!"),
+        "curl stderr: {err}"
+    );
     // UDP: the request passes and the answer comes back through conntrack.
-    assert!(connected(&lab, "dev-app/frontend-1", "dev-app/backend-1", "8080", "UDP"));
+    assert!(connected(
+        &lab,
+        "dev-app/frontend-1",
+        "dev-app/backend-1",
+        "8080",
+        "UDP"
+    ));
 
     // Replies pass, but a connection the other way does not: backend → frontend is
     // a new flow that nothing allows, on the frontend's port and on any other.
-    assert!(!connected(&lab, "dev-app/backend-0", "dev-app/frontend-0", "80", "TCP"));
-    assert!(!connected(&lab, "dev-app/backend-0", "dev-app/frontend-0", "8080", "TCP"));
+    assert!(!connected(
+        &lab,
+        "dev-app/backend-0",
+        "dev-app/frontend-0",
+        "80",
+        "TCP"
+    ));
+    assert!(!connected(
+        &lab,
+        "dev-app/backend-0",
+        "dev-app/frontend-0",
+        "8080",
+        "TCP"
+    ));
     // Neither is another port of the backend, nor the backend from the database.
-    assert!(!connected(&lab, "dev-app/frontend-0", "dev-app/backend-0", "81", "TCP"));
-    assert!(!connected(&lab, "dev-app/database-0", "dev-app/backend-0", "8080", "TCP"));
+    assert!(!connected(
+        &lab,
+        "dev-app/frontend-0",
+        "dev-app/backend-0",
+        "81",
+        "TCP"
+    ));
+    assert!(!connected(
+        &lab,
+        "dev-app/database-0",
+        "dev-app/backend-0",
+        "8080",
+        "TCP"
+    ));
 }
 
 /// A client namespace whose only egress is to the backend pods, by label.
@@ -98,32 +140,63 @@ fn egress_to_a_cluster_ip_is_judged_on_the_backend_pod_after_dnat() {
     let _serial = serial();
     let lab = LabGuard::new("svc");
     let tmp = TempDir::new("service");
-    lab.up(&[&fixture(APP), &fixture("tutorial-fixes/client.yaml")], true);
+    lab.up(
+        &[&fixture(APP), &fixture("tutorial-fixes/client.yaml")],
+        true,
+    );
 
     // Before any policy: every Service answers.
-    for svc in ["svc/dev-app/backend", "svc/dev-app/database", "svc/dev-app/frontend"] {
+    for svc in [
+        "svc/dev-app/backend",
+        "svc/dev-app/database",
+        "svc/dev-app/frontend",
+    ] {
         let rows = lab.probe(&["--from", "client/client", "--to", svc]);
-        assert!(rows.iter().all(|r| r.connected), "{svc} before policy: {rows:#?}");
+        assert!(
+            rows.iter().all(|r| r.connected),
+            "{svc} before policy: {rows:#?}"
+        );
     }
     lab.apply(&tmp.write("egress.yaml", CLIENT_EGRESS_TO_BACKEND));
 
     // Through the ClusterIP the client reaches the backend pods (the egress rule names
     // pods, not the VIP: it must be judged after DNAT) ...
     let rows = lab.probe(&["--from", "client/client", "--to", "svc/dev-app/backend"]);
-    assert!(!rows.is_empty() && rows.iter().all(|r| r.connected), "backend Service: {rows:#?}");
+    assert!(
+        !rows.is_empty() && rows.iter().all(|r| r.connected),
+        "backend Service: {rows:#?}"
+    );
     // ... several times, whichever backend kube-proxy's DNAT picks.
     for _ in 0..4 {
         let rows = lab.probe(&["--from", "client/client", "--to", "svc/dev-app/backend"]);
-        assert!(rows.iter().all(|r| r.connected), "backend Service again: {rows:#?}");
+        assert!(
+            rows.iter().all(|r| r.connected),
+            "backend Service again: {rows:#?}"
+        );
     }
     // ... and another Service's backends are denied.
     for svc in ["svc/dev-app/database", "svc/dev-app/frontend"] {
         let rows = lab.probe(&["--from", "client/client", "--to", svc]);
-        assert!(!rows.is_empty() && rows.iter().all(|r| !r.connected), "{svc}: {rows:#?}");
+        assert!(
+            !rows.is_empty() && rows.iter().all(|r| !r.connected),
+            "{svc}: {rows:#?}"
+        );
     }
     // The backend pods directly: allowed; the database pod directly: denied.
-    assert!(connected(&lab, "client/client", "dev-app/backend-1", "8080", "TCP"));
-    assert!(!connected(&lab, "client/client", "dev-app/database-0", "3306", "TCP"));
+    assert!(connected(
+        &lab,
+        "client/client",
+        "dev-app/backend-1",
+        "8080",
+        "TCP"
+    ));
+    assert!(!connected(
+        &lab,
+        "client/client",
+        "dev-app/database-0",
+        "3306",
+        "TCP"
+    ));
 }
 
 /// Each bad file and what its error must name.
@@ -136,7 +209,12 @@ const BAD_INPUTS: &[(&str, &str, &[&str])] = &[
     (
         "cidr.yaml",
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: bad-cidr, namespace: dev-app}\nspec:\n  podSelector: {}\n  ingress:\n  - from:\n    - ipBlock: {cidr: 10.0.0.300/8}\n",
-        &["cidr.yaml", "dev-app/bad-cidr", "ipBlock.cidr", "10.0.0.300/8"],
+        &[
+            "cidr.yaml",
+            "dev-app/bad-cidr",
+            "ipBlock.cidr",
+            "10.0.0.300/8",
+        ],
     ),
     (
         "kind.yaml",
@@ -146,7 +224,12 @@ const BAD_INPUTS: &[(&str, &str, &[&str])] = &[
     (
         "selector.yaml",
         "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: bad-selector}\nspec:\n  selector: app == 'x' &&& tier == 'y'\n  ingress:\n  - action: Allow\n",
-        &["selector.yaml", "bad-selector", "spec.selector", "column 14"],
+        &[
+            "selector.yaml",
+            "bad-selector",
+            "spec.selector",
+            "column 14",
+        ],
     ),
 ];
 
@@ -157,7 +240,15 @@ fn bad_input_is_refused_with_a_clear_error_and_the_old_policy_stays() {
     let tmp = TempDir::new("bad");
     lab.up(&[&fixture(APP)], true);
     lab.apply(&fixture("tutorial/networkpolicy-deny-all.yaml"));
-    let enforced = || connected(&lab, "dev-app/frontend-0", "dev-app/backend-0", "8080", "TCP");
+    let enforced = || {
+        connected(
+            &lab,
+            "dev-app/frontend-0",
+            "dev-app/backend-0",
+            "8080",
+            "TCP",
+        )
+    };
     assert!(!enforced(), "default-deny must be in force");
 
     for (name, text, must_name) in BAD_INPUTS {
@@ -166,9 +257,15 @@ fn bad_input_is_refused_with_a_clear_error_and_the_old_policy_stays() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{name}: apply must fail");
         for needle in *must_name {
-            assert!(stderr.contains(needle), "{name}: error must name {needle:?}:\n{stderr}");
+            assert!(
+                stderr.contains(needle),
+                "{name}: error must name {needle:?}:\n{stderr}"
+            );
         }
-        assert!(!enforced(), "{name}: the previous policy must stay in force");
+        assert!(
+            !enforced(),
+            "{name}: the previous policy must stay in force"
+        );
     }
 
     // A broken object that reaches the datastore anyway (a client that skipped
@@ -180,14 +277,23 @@ fn bad_input_is_refused_with_a_clear_error_and_the_old_policy_stays() {
         .unwrap_or_else(|e| panic!("plant bad object: {e}"));
     let status = wait_observed(&store, revision);
     let error = status.error.clone().unwrap_or_default();
-    assert!(error.contains("ipBlock.cidr"), "agent status must say why: {error:?}");
+    assert!(
+        error.contains("ipBlock.cidr"),
+        "agent status must say why: {error:?}"
+    );
     assert!(status.applied_revision < revision, "{status:?}");
     assert!(!enforced(), "the agent must keep the previous policy");
 
     // Removing the bad object lets the next revision apply.
-    std::fs::remove_file(store.root().join("objects/NetworkPolicy.dev-app.broken.json"))
-        .unwrap_or_else(|e| panic!("remove: {e}"));
-    lab.apply(&fixture("tutorial/networkpolicy-allow-frontend-ingress.yaml"));
+    std::fs::remove_file(
+        store
+            .root()
+            .join("objects/NetworkPolicy.dev-app.broken.json"),
+    )
+    .unwrap_or_else(|e| panic!("remove: {e}"));
+    lab.apply(&fixture(
+        "tutorial/networkpolicy-allow-frontend-ingress.yaml",
+    ));
     let status = store.read_status().ok().flatten().unwrap_or_default();
     assert_eq!(status.error, None, "{status:?}");
     assert_eq!(status.applied_revision, status.observed_revision);

@@ -51,7 +51,9 @@ impl ExplainArgs {
             Some(name) => {
                 let name = LabName::new(name)?;
                 let store = FileDatastore::open(name.paths().datastore())?;
-                store.list().with_context(|| format!("reading lab {name:?}'s datastore"))?
+                store
+                    .list()
+                    .with_context(|| format!("reading lab {name:?}'s datastore"))?
             }
             None if self.files.is_empty() => {
                 anyhow::bail!("give -f FILE... or --lab NAME");

@@ -215,11 +215,7 @@ impl<'a> Compiler<'a> {
     fn run(&self) -> Result<DataplaneSpec, CompileError> {
         let cluster = self.cluster;
         let regions = self.regions();
-        let cidr_set: HashSet<IpNet> = regions
-            .iter()
-            .filter(|r| r.named)
-            .map(|r| r.net)
-            .collect();
+        let cidr_set: HashSet<IpNet> = regions.iter().filter(|r| r.named).map(|r| r.net).collect();
 
         // ---- Peer classes ----
         // Atoms: distinct (peer side, protocol) pairs; rules with equal peer sides

@@ -16,8 +16,8 @@ use aya::programs::{LinkOrder, SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
 
 use enforcer_common::{
-    MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_ENDPOINTS, MAP_EVENTS, MAP_PEERS_V4,
-    MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS, PROG_POD_EGRESS, PROG_POD_INGRESS,
+    MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_ENDPOINTS, MAP_EVENTS, MAP_PEERS_V4, MAP_PEERS_V6,
+    MAP_PENDING, MAP_PORTS, MAP_VERDICTS, PROG_POD_EGRESS, PROG_POD_INGRESS,
 };
 
 /// Every map the agent pins.
@@ -47,7 +47,7 @@ pub enum LoaderError {
     Load {
         pin_dir: PathBuf,
         #[source]
-        source: aya::EbpfError,
+        source: Box<aya::EbpfError>,
     },
     #[error("program {program} is missing from the BPF object")]
     MissingProgram { program: &'static str },
@@ -56,7 +56,7 @@ pub enum LoaderError {
         program: &'static str,
         op: &'static str,
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     #[error("attaching {program} to {iface} ({hook}): {source}")]
     Attach {
@@ -64,7 +64,7 @@ pub enum LoaderError {
         iface: String,
         hook: &'static str,
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     #[error("pinning link {path}: {source}")]
     PinLink {
@@ -157,14 +157,14 @@ impl LoadedDataplane {
         }
         let mut ebpf = loader.load(object).map_err(|source| LoaderError::Load {
             pin_dir: pin_dir.to_path_buf(),
-            source,
+            source: Box::new(source),
         })?;
         for program in [PROG_POD_EGRESS, PROG_POD_INGRESS] {
             let prog = classifier(&mut ebpf, program)?;
             prog.load().map_err(|source| LoaderError::Program {
                 program,
                 op: "load",
-                source,
+                source: Box::new(source),
             })?;
         }
         Ok(Self {
@@ -198,24 +198,23 @@ impl LoadedDataplane {
                 program,
                 iface: iface.to_owned(),
                 hook: hook.name(),
-                source,
+                source: Box::new(source),
             };
             // A pinned link for this very ifindex (the pin name carries it): replace
             // its program in place. Pins of an older interface of the same name die.
-            let reused = PinnedLink::from_pin(&path).ok().and_then(|pinned| {
-                SchedClassifierLink::try_from(FdLink::from(pinned)).ok()
-            });
-            let link_id = match reused {
-                Some(link) => prog.attach_to_link(link).map_err(attach_err)?,
-                None => {
-                    let _ = std::fs::remove_file(&path);
-                    prog.attach_with_options(
-                        iface,
-                        hook.attach_type(),
-                        TcAttachOptions::TcxOrder(LinkOrder::default()),
-                    )
-                    .map_err(attach_err)?
-                }
+            let reused = PinnedLink::from_pin(&path)
+                .ok()
+                .and_then(|pinned| SchedClassifierLink::try_from(FdLink::from(pinned)).ok());
+            let link_id = if let Some(link) = reused {
+                prog.attach_to_link(link).map_err(attach_err)?
+            } else {
+                let _ = std::fs::remove_file(&path);
+                prog.attach_with_options(
+                    iface,
+                    hook.attach_type(),
+                    TcAttachOptions::TcxOrder(LinkOrder::default()),
+                )
+                .map_err(attach_err)?
             };
             let link = prog.take_link(link_id).map_err(attach_err)?;
             let fd_link = FdLink::try_from(link).map_err(|e| LoaderError::PinLink {
@@ -274,7 +273,7 @@ fn classifier<'a>(
         .map_err(|source| LoaderError::Program {
             program,
             op: "type",
-            source,
+            source: Box::new(source),
         })
 }
 

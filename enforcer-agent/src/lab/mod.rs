@@ -340,7 +340,7 @@ impl Lab {
     /// The datastore's objects, passing over (with a warning) any that do not read
     /// back: a broken object a client planted must not stop the lab's own commands;
     /// the agent refuses it and says so in its status.
-    fn readable_objects(&self) -> Result<Vec<crate::model::Loaded>, LabError> {
+    fn readable_objects(&self) -> Result<Vec<Loaded>, LabError> {
         let (objects, errors) = self.ds.list_readable()?;
         for error in errors {
             tracing::warn!(%error, "datastore object does not load; ignored by the lab");
