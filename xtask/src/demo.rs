@@ -64,10 +64,14 @@ const STEPS: &[Step] = &[
         claims: &[],
     },
     Step {
-        title: "Step 4: allow ingress to frontend:80 from anywhere",
+        title: "Step 4: allow ingress to frontend:80 from anywhere (checked from a pod in another namespace)",
         file: Some("networkpolicy-allow-frontend-ingress.yaml"),
         check: None,
-        claims: &[],
+        claims: &[Claim {
+            from: "client/client",
+            to: "dev-app/frontend-0",
+            port: "80/TCP",
+        }],
     },
     Step {
         title: "Step 5: allow frontend -> backend:8080 (ingress side only, as the tutorial writes it)",
@@ -116,6 +120,32 @@ const STEPS: &[Step] = &[
             to: "kube-system/coredns-0",
             port: "53/UDP",
         }],
+    },
+    Step {
+        title: "What the tutorial misses: egress allows for frontend -> backend and backend -> database",
+        file: Some("../tutorial-fixes/allow-egress-frontend-to-backend.yaml"),
+        check: None,
+        claims: &[],
+    },
+    Step {
+        title: "... and backend -> database",
+        file: Some("../tutorial-fixes/allow-egress-backend-to-database.yaml"),
+        check: Some((
+            "dev-app/frontend-0",
+            &["curl", "-s", "-m", "5", "backend.dev-app.svc.cluster.local:8080"],
+        )),
+        claims: &[
+            Claim {
+                from: "dev-app/frontend-0",
+                to: "dev-app/backend-0",
+                port: "8080/TCP",
+            },
+            Claim {
+                from: "dev-app/backend-0",
+                to: "dev-app/database-0",
+                port: "3306/TCP",
+            },
+        ],
     },
 ];
 
@@ -175,6 +205,8 @@ fn walk() -> Result<()> {
                 LAB,
                 "-f",
                 &path_arg(&dir.join("dev-app-deployments.yaml")),
+                "-f",
+                &path_arg(&dir.join("../tutorial-fixes/client.yaml")),
             ])?,
             Some(file) => {
                 println!("$ enforcer lab apply -f {file}");
