@@ -132,7 +132,13 @@ const STEPS: &[Step] = &[
         file: Some("../tutorial-fixes/allow-egress-backend-to-database.yaml"),
         check: Some((
             "dev-app/frontend-0",
-            &["curl", "-s", "-m", "5", "backend.dev-app.svc.cluster.local:8080"],
+            &[
+                "curl",
+                "-s",
+                "-m",
+                "5",
+                "backend.dev-app.svc.cluster.local:8080",
+            ],
         )),
         claims: &[
             Claim {

@@ -54,6 +54,8 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 pub enum LabError {
     #[error(transparent)]
     Name(#[from] NameError),
+    #[error("lab {name} runs without an agent (it was brought up with --no-agent)")]
+    NoAgent { name: String },
     #[error("invalid input, nothing changed: {0}")]
     Load(#[from] LoadError),
     #[error("invalid input, nothing changed: {0}")]
@@ -286,6 +288,35 @@ impl Lab {
                 agent::START_TIMEOUT,
             )?;
         }
+        Ok(())
+    }
+
+    /// Stops the agent (SIGKILL when `kill`: a crash), waits `down`, starts a new one
+    /// and waits until it has observed the datastore.
+    pub fn restart_agent(&mut self, kill: bool, down: Duration) -> Result<(), LabError> {
+        if !self.state.agent {
+            return Err(LabError::NoAgent {
+                name: self.name.to_string(),
+            });
+        }
+        if let Some(record) = self.state.agent_process.take() {
+            if kill {
+                record.kill();
+            } else {
+                record.terminate(STOP_GRACE);
+            }
+        }
+        std::thread::sleep(down);
+        let mut daemon = agent::start(&self.name, &self.state.binary, &self.paths)?;
+        self.state.agent_process = Some(daemon.record);
+        self.save()?;
+        agent::wait_observed(
+            &self.ds,
+            Some(&mut daemon.child),
+            None,
+            &self.paths.agent_log(),
+            agent::START_TIMEOUT,
+        )?;
         Ok(())
     }
 
