@@ -103,6 +103,34 @@ impl FileDatastore {
         Ok(crate::model::load_paths(&[self.root.join("objects")])?)
     }
 
+    /// Every object that reads back, and the errors of those that do not. For readers
+    /// that must go on past a broken object (the lab's own bookkeeping), unlike the
+    /// agent, which refuses a revision with any broken object.
+    pub fn list_readable(
+        &self,
+    ) -> Result<(Vec<Loaded>, Vec<crate::model::LoadError>), DatastoreError> {
+        let dir = self.root.join("objects");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(|source| DatastoreError::Io {
+                op: "list",
+                path: dir.clone(),
+                source,
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        files.sort();
+        let mut objects = Vec::new();
+        let mut errors = Vec::new();
+        for file in files {
+            match crate::model::load_paths(std::slice::from_ref(&file)) {
+                Ok(loaded) => objects.extend(loaded),
+                Err(e) => errors.push(e),
+            }
+        }
+        Ok((objects, errors))
+    }
+
     /// Creates or replaces objects, then bumps the revision. Returns the new revision.
     pub fn apply(&self, objects: &[Object]) -> Result<u64, DatastoreError> {
         for object in objects {

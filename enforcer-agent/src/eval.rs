@@ -11,7 +11,10 @@
 use std::net::IpAddr;
 
 use crate::compile::spec::PolicyName;
-use crate::policy::{Cluster, Direction, Endpoint, EntityMatch, PortMatch, Rule, RuleAction, TierAction, has_ports, is_icmp};
+use crate::policy::{
+    Cluster, Direction, Endpoint, EntityMatch, PortMatch, Rule, RuleAction, TierAction, has_ports,
+    is_icmp,
+};
 
 /// A packet (the first of a flow) as policy sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -103,12 +106,21 @@ pub fn evaluate(cluster: &Cluster, packet: &Packet) -> FlowDecision {
     let allowed = [&egress, &ingress]
         .into_iter()
         .all(|leg| leg.as_ref().is_none_or(|l| l.action == Action::Allow));
-    FlowDecision { egress, ingress, allowed }
+    FlowDecision {
+        egress,
+        ingress,
+        allowed,
+    }
 }
 
 /// Judges one leg: `endpoint`'s policy for `dir` (ingress: the packet is to it;
 /// egress: from it).
-pub fn evaluate_leg(cluster: &Cluster, endpoint: &Endpoint, dir: Direction, packet: &Packet) -> LegDecision {
+pub fn evaluate_leg(
+    cluster: &Cluster,
+    endpoint: &Endpoint,
+    dir: Direction,
+    packet: &Packet,
+) -> LegDecision {
     let applicable = applicable_policies(cluster, endpoint, dir);
     decide(cluster, &applicable, dir, packet)
 }
@@ -122,7 +134,12 @@ pub fn applicable_policies(cluster: &Cluster, endpoint: &Endpoint, dir: Directio
 }
 
 /// The tier walk over already-selected policies (`applicable`, in evaluation order).
-pub fn decide(cluster: &Cluster, applicable: &[usize], dir: Direction, packet: &Packet) -> LegDecision {
+pub fn decide(
+    cluster: &Cluster,
+    applicable: &[usize],
+    dir: Direction,
+    packet: &Packet,
+) -> LegDecision {
     let mut logged = Vec::new();
     let mut i = 0;
     while i < applicable.len() {
@@ -252,8 +269,11 @@ impl SideFacts {
 
     /// `ports`/`notPorts` against a port (named ports through the resolved numbers).
     pub fn port_matches(&self, side: &EntityMatch, port: u16) -> bool {
-        let in_ports = side.ports.is_empty() || numeric_port_in(&side.ports, port) || self.named_ports.contains(&port);
-        let in_not_ports = numeric_port_in(&side.not_ports, port) || self.named_not_ports.contains(&port);
+        let in_ports = side.ports.is_empty()
+            || numeric_port_in(&side.ports, port)
+            || self.named_ports.contains(&port);
+        let in_not_ports =
+            numeric_port_in(&side.not_ports, port) || self.named_not_ports.contains(&port);
         in_ports && !in_not_ports
     }
 }
@@ -267,7 +287,12 @@ pub fn numeric_port_in(ports: &[PortMatch], port: u16) -> bool {
 /// Evaluates a rule side's address predicates at `addr`. Named ports resolve on the
 /// entities at the address that the side's selector picks (the port's owner: the
 /// destination pod for egress, the local pod for ingress destinations).
-pub fn side_facts(cluster: &Cluster, side: &EntityMatch, protocol: Option<u8>, addr: IpAddr) -> SideFacts {
+pub fn side_facts(
+    cluster: &Cluster,
+    side: &EntityMatch,
+    protocol: Option<u8>,
+    addr: IpAddr,
+) -> SideFacts {
     if !side.tests_address() {
         return SideFacts {
             selected: true,
@@ -275,12 +300,26 @@ pub fn side_facts(cluster: &Cluster, side: &EntityMatch, protocol: Option<u8>, a
             ..SideFacts::default()
         };
     }
-    let entities = cluster.entities_at(addr);
+    side_facts_among(cluster, side, protocol, addr, &cluster.entities_at(addr))
+}
+
+/// [`side_facts`] with the entities at `addr` already looked up.
+pub fn side_facts_among(
+    cluster: &Cluster,
+    side: &EntityMatch,
+    protocol: Option<u8>,
+    addr: IpAddr,
+    entities: &[crate::policy::Entity<'_>],
+) -> SideFacts {
     let picks = |e: &crate::policy::Entity<'_>| {
         side.selector.as_ref().is_none_or(|s| s.matches(cluster, e))
-            && side.service_accounts.as_ref().is_none_or(|sa| sa.matches(e))
+            && side
+                .service_accounts
+                .as_ref()
+                .is_none_or(|sa| sa.matches(e))
     };
-    let selected = (side.selector.is_none() && side.service_accounts.is_none()) || entities.iter().any(picks);
+    let selected =
+        (side.selector.is_none() && side.service_accounts.is_none()) || entities.iter().any(picks);
     let not_selected = side
         .not_selector
         .as_ref()

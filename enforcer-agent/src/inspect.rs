@@ -7,8 +7,8 @@ use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArra
 use serde::Serialize;
 
 use enforcer_common::{
-    COUNTERS_LEN, Config, CtKey, CtValue, EndpointInfo, EndpointKey, FAMILY_V4, HOOKS,
-    MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_ENDPOINTS, REASON_NAMES, REASONS,
+    COUNTERS_LEN, Config, CtKey, CtValue, EndpointInfo, EndpointKey, FAMILY_V4, HOOKS, MAP_CONFIG,
+    MAP_CONNTRACK, MAP_COUNTERS, MAP_ENDPOINTS, REASON_NAMES, REASONS,
 };
 
 #[derive(Debug, thiserror::Error)]

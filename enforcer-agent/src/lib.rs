@@ -11,6 +11,7 @@ pub mod compile;
 pub mod dataplane;
 pub mod datastore;
 pub mod eval;
+pub mod explain;
 pub mod inspect;
 pub mod lab;
 pub mod model;

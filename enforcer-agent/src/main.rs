@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run the node agent (see `enforcer agent --help`).
     Agent(cli::agent::AgentArgs),
+    /// Explain why a flow is allowed or denied.
+    Explain(cli::explain::ExplainArgs),
     /// Decode a node's pinned BPF maps.
     Inspect(cli::inspect::InspectArgs),
     /// A cluster made of network namespaces, to try policies on real packets.
@@ -35,6 +37,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
             args.execute()?;
             0
         }
+        Command::Explain(args) => args.execute()?,
         Command::Inspect(args) => {
             args.execute()?;
             0

@@ -56,7 +56,10 @@ impl Selector {
             pos: 0,
         };
         if text.chars().count() > MAX_SELECTOR_LEN {
-            return Err(parser.error_at(MAX_SELECTOR_LEN, format!("selector longer than {MAX_SELECTOR_LEN} characters")));
+            return Err(parser.error_at(
+                MAX_SELECTOR_LEN,
+                format!("selector longer than {MAX_SELECTOR_LEN} characters"),
+            ));
         }
         parser.skip_ws();
         if parser.at_end() {
@@ -124,9 +127,13 @@ impl Selector {
         for expr in &ls.match_expressions {
             let term = match expr.operator {
                 LabelSelectorOperator::In => Selector::In(expr.key.clone(), expr.values.clone()),
-                LabelSelectorOperator::NotIn => Selector::NotIn(expr.key.clone(), expr.values.clone()),
+                LabelSelectorOperator::NotIn => {
+                    Selector::NotIn(expr.key.clone(), expr.values.clone())
+                }
                 LabelSelectorOperator::Exists => Selector::Has(expr.key.clone()),
-                LabelSelectorOperator::DoesNotExist => Selector::Not(Box::new(Selector::Has(expr.key.clone()))),
+                LabelSelectorOperator::DoesNotExist => {
+                    Selector::Not(Box::new(Selector::Has(expr.key.clone())))
+                }
             };
             out = out.and(term);
         }
@@ -282,14 +289,9 @@ impl Parser<'_> {
     }
 
     fn rest_starts_with(&self, s: &str) -> bool {
-        let mut i = self.pos;
-        for c in s.chars() {
-            if self.chars.get(i).map(|&(_, x)| x) != Some(c) {
-                return false;
-            }
-            i += 1;
-        }
-        true
+        s.chars()
+            .enumerate()
+            .all(|(i, c)| self.chars.get(self.pos + i).map(|&(_, x)| x) == Some(c))
     }
 
     fn eat(&mut self, s: &str) -> bool {
@@ -306,7 +308,10 @@ impl Parser<'_> {
         if !self.rest_starts_with(w) {
             return false;
         }
-        let after = self.chars.get(self.pos + w.chars().count()).map(|&(_, c)| c);
+        let after = self
+            .chars
+            .get(self.pos + w.chars().count())
+            .map(|&(_, c)| c);
         if after.is_some_and(is_key_char) {
             return false;
         }
@@ -457,7 +462,10 @@ impl Parser<'_> {
                 None => self.error("expected a label key, found the end of the selector"),
             });
         }
-        let key: String = self.chars[start..self.pos].iter().map(|&(_, c)| c).collect();
+        let key: String = self.chars[start..self.pos]
+            .iter()
+            .map(|&(_, c)| c)
+            .collect();
         if key.len() > 512 {
             return Err(self.error_at(start, "label key longer than 512 characters"));
         }
@@ -469,7 +477,9 @@ impl Parser<'_> {
         let quote = match self.peek() {
             Some(q @ ('\'' | '"')) => q,
             Some(c) => return Err(self.error(format!("expected a quoted string, found {c:?}"))),
-            None => return Err(self.error("expected a quoted string, found the end of the selector")),
+            None => {
+                return Err(self.error("expected a quoted string, found the end of the selector"));
+            }
         };
         let start = self.pos;
         self.pos += 1;
@@ -513,12 +523,16 @@ impl Parser<'_> {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests panic on unexpected errors")]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -581,12 +595,22 @@ mod tests {
         }))
         .unwrap();
         let sel = Selector::from_label_selector(&ls);
-        assert_eq!(sel.to_string(), "a == '1' && b == '2' && env in {'x', 'y'} && !has(gone)");
-        assert_eq!(Selector::from_label_selector(&LabelSelector::default()), Selector::All);
+        assert_eq!(
+            sel.to_string(),
+            "a == '1' && b == '2' && env in {'x', 'y'} && !has(gone)"
+        );
+        assert_eq!(
+            Selector::from_label_selector(&LabelSelector::default()),
+            Selector::All
+        );
     }
 
     fn arb_key() -> impl Strategy<Value = String> {
-        prop_oneof![Just("app".to_owned()), Just("a.b/c-d_e".to_owned()), "[a-z][a-z0-9./_-]{0,6}"]
+        prop_oneof![
+            Just("app".to_owned()),
+            Just("a.b/c-d_e".to_owned()),
+            "[a-z][a-z0-9./_-]{0,6}"
+        ]
     }
 
     fn arb_value() -> impl Strategy<Value = String> {
@@ -600,8 +624,10 @@ mod tests {
             arb_key().prop_map(Selector::Has),
             (arb_key(), arb_value()).prop_map(|(k, v)| Selector::Eq(k, v)),
             (arb_key(), arb_value()).prop_map(|(k, v)| Selector::Ne(k, v)),
-            (arb_key(), prop::collection::vec(arb_value(), 0..3)).prop_map(|(k, v)| Selector::In(k, v)),
-            (arb_key(), prop::collection::vec(arb_value(), 0..3)).prop_map(|(k, v)| Selector::NotIn(k, v)),
+            (arb_key(), prop::collection::vec(arb_value(), 0..3))
+                .prop_map(|(k, v)| Selector::In(k, v)),
+            (arb_key(), prop::collection::vec(arb_value(), 0..3))
+                .prop_map(|(k, v)| Selector::NotIn(k, v)),
             (arb_key(), arb_value()).prop_map(|(k, v)| Selector::Contains(k, v)),
             (arb_key(), arb_value()).prop_map(|(k, v)| Selector::StartsWith(k, v)),
             (arb_key(), arb_value()).prop_map(|(k, v)| Selector::EndsWith(k, v)),

@@ -14,9 +14,9 @@ pub struct SynthParams {
     pub seed: u64,
     pub namespaces: usize,
     pub pods: usize,
-    /// Kubernetes NetworkPolicies.
+    /// Kubernetes `NetworkPolicy` objects.
     pub k8s_policies: usize,
-    /// Calico GlobalNetworkPolicies (in a `security` tier and the default tier).
+    /// Calico `GlobalNetworkPolicy` objects (in a `security` tier and the default tier).
     pub calico_policies: usize,
     /// Rules per policy direction.
     pub rules_per_policy: usize,
@@ -65,14 +65,20 @@ impl Rng {
 }
 
 const TIERS: [&str; 3] = ["web", "api", "db"];
-const PORTS: [(u16, &str); 5] = [(80, "http"), (443, "https"), (8080, "http-alt"), (5432, "pg"), (9090, "metrics")];
+const PORTS: [(u16, &str); 5] = [
+    (80, "http"),
+    (443, "https"),
+    (8080, "http-alt"),
+    (5432, "pg"),
+    (9090, "metrics"),
+];
 
-/// Address of the i-th generated pod: 198.18.0.0/16 from .10 on, and 2001:2::/64.
+/// Address of the i-th generated pod: `198.18.0.0/16` from `.10` on, and `2001:2::/64`.
 pub fn pod_addresses(i: usize) -> (String, String) {
     let n = i + 10;
     (
         format!("198.18.{}.{}", (n >> 8) & 0xff, n & 0xff),
-        format!("2001:2::{:x}", n),
+        format!("2001:2::{n:x}"),
     )
 }
 
@@ -106,7 +112,12 @@ pub fn generate(p: &SynthParams) -> Vec<Value> {
         }));
     }
     for i in 0..p.k8s_policies {
-        docs.push(k8s_policy(&mut rng, p, i, &ns_name(i % p.namespaces.max(1))));
+        docs.push(k8s_policy(
+            &mut rng,
+            p,
+            i,
+            &ns_name(i % p.namespaces.max(1)),
+        ));
     }
     if p.calico_policies > 0 {
         docs.push(json!({
@@ -132,13 +143,19 @@ fn port_entry(rng: &mut Rng) -> Value {
 
 fn k8s_peer(rng: &mut Rng, p: &SynthParams) -> Value {
     match rng.below(5) {
-        0 => json!({"ipBlock": {"cidr": format!("10.{}.0.0/16", rng.below(200)), "except": [format!("10.{}.1.0/24", rng.below(200))]}}),
-        1 => json!({"namespaceSelector": {"matchLabels": {"team": format!("team-{}", rng.below(4))}}}),
+        0 => {
+            json!({"ipBlock": {"cidr": format!("10.{}.0.0/16", rng.below(200)), "except": [format!("10.{}.1.0/24", rng.below(200))]}})
+        }
+        1 => {
+            json!({"namespaceSelector": {"matchLabels": {"team": format!("team-{}", rng.below(4))}}})
+        }
         2 => json!({
             "namespaceSelector": {"matchLabels": {"env": "prod"}},
             "podSelector": {"matchLabels": {"app": format!("app-{}", rng.below(p.apps))}},
         }),
-        3 => json!({"podSelector": {"matchExpressions": [{"key": "tier", "operator": "In", "values": [TIERS[rng.below(3)], TIERS[rng.below(3)]]}]}}),
+        3 => {
+            json!({"podSelector": {"matchExpressions": [{"key": "tier", "operator": "In", "values": [TIERS[rng.below(3)], TIERS[rng.below(3)]]}]}})
+        }
         _ => json!({"podSelector": {"matchLabels": {"app": format!("app-{}", rng.below(p.apps))}}}),
     }
 }
@@ -174,17 +191,33 @@ fn calico_rule(rng: &mut Rng, p: &SynthParams) -> Value {
     let mut source = serde_json::Map::new();
     match rng.below(4) {
         0 => {
-            source.insert("nets".into(), json!([format!("172.{}.0.0/16", 16 + rng.below(16))]));
+            source.insert(
+                "nets".into(),
+                json!([format!("172.{}.0.0/16", 16 + rng.below(16))]),
+            );
         }
         1 => {
-            source.insert("selector".into(), json!(format!("app == 'app-{}'", rng.below(p.apps))));
+            source.insert(
+                "selector".into(),
+                json!(format!("app == 'app-{}'", rng.below(p.apps))),
+            );
             source.insert("namespaceSelector".into(), json!("env == 'prod'"));
         }
         2 => {
-            source.insert("notSelector".into(), json!(format!("tier == '{}'", TIERS[rng.below(3)])));
+            source.insert(
+                "notSelector".into(),
+                json!(format!("tier == '{}'", TIERS[rng.below(3)])),
+            );
         }
         _ => {
-            source.insert("selector".into(), json!(format!("tier in {{'{}', '{}'}}", TIERS[rng.below(3)], TIERS[rng.below(3)])));
+            source.insert(
+                "selector".into(),
+                json!(format!(
+                    "tier in {{'{}', '{}'}}",
+                    TIERS[rng.below(3)],
+                    TIERS[rng.below(3)]
+                )),
+            );
         }
     }
     let (port, _) = PORTS[rng.below(PORTS.len())];
@@ -202,8 +235,14 @@ fn calico_rule(rng: &mut Rng, p: &SynthParams) -> Value {
 }
 
 fn calico_policy(rng: &mut Rng, p: &SynthParams, i: usize) -> Value {
-    let rules: Vec<Value> = (0..p.rules_per_policy).map(|_| calico_rule(rng, p)).collect();
-    let tier = if i % 2 == 0 { "security" } else { "default" };
+    let rules: Vec<Value> = (0..p.rules_per_policy)
+        .map(|_| calico_rule(rng, p))
+        .collect();
+    let tier = if i.is_multiple_of(2) {
+        "security"
+    } else {
+        "default"
+    };
     let name = if tier == "default" {
         format!("gnp-{i}")
     } else {
@@ -238,13 +277,21 @@ mod tests {
     fn same_seed_same_documents_other_seed_other_documents() {
         let p = SynthParams::default();
         assert_eq!(generate(&p), generate(&p));
-        let q = SynthParams { seed: 2, ..p.clone() };
+        let q = SynthParams {
+            seed: 2,
+            ..p.clone()
+        };
         assert_ne!(generate(&p), generate(&q));
     }
 
     #[test]
     fn sizes_follow_the_parameters() {
-        let p = SynthParams { pods: 37, k8s_policies: 11, calico_policies: 3, ..SynthParams::default() };
+        let p = SynthParams {
+            pods: 37,
+            k8s_policies: 11,
+            calico_policies: 3,
+            ..SynthParams::default()
+        };
         let docs = generate(&p);
         let count = |kind: &str| docs.iter().filter(|d| d["kind"] == kind).count();
         assert_eq!(count("Pod"), 37);

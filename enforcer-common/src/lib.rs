@@ -186,7 +186,7 @@ const _: () = assert!(size_of::<PeerInfo>() == 16);
 /// The address belongs to an endpoint on this node whose interface runs our programs:
 /// that interface judges the peer's own leg of the flow.
 pub const PEER_F_LOCAL_ENDPOINT: u32 = 1 << 0;
-/// The address is a Service virtual IP (ClusterIP). Egress towards it is judged after
+/// The address is a Service virtual IP (`ClusterIP`). Egress towards it is judged after
 /// kube-proxy's DNAT, at the hook that sees the translated destination.
 pub const PEER_F_SERVICE_VIP: u32 = 1 << 1;
 /// The address is one of this node's own (a host endpoint's `expectedIPs`).
@@ -199,7 +199,7 @@ pub const PEER_F_HOST: u32 = 1 << 2;
 /// Data part of an `ENF_PORTS` LPM key: `prefixlen = 16 + port prefix`.
 ///
 /// `port` is big-endian so LPM prefixes are port ranges aligned on powers of two. For
-/// ICMP and ICMPv6 the "port" is `type << 8 | code`, so type-only rules are /24 keys.
+/// ICMP and `ICMPv6` the "port" is `type << 8 | code`, so type-only rules are /24 keys.
 /// Protocols with neither ports nor types (for example GRE) have one /16 entry.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -578,7 +578,10 @@ pub const EVENT_KIND_DENY: u32 = 2;
 
 #[cfg(feature = "user")]
 mod user {
-    use super::*;
+    use super::{
+        Config, CtKey, CtValue, EndpointInfo, EndpointKey, FailsafeKey, FlowEvent, PeerInfo, PeerKeyV4,
+        PeerKeyV6, PendingKey, PendingValue, PortKey, Verdict, VerdictKey,
+    };
 
     // SAFETY: every type is repr(C), has no implicit padding (bytemuck's derive checks
     // it) and is valid for any bit pattern.

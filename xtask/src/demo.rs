@@ -34,48 +34,124 @@ const STEPS: &[Step] = &[
         file: None,
         check: Some((
             "dev-app/frontend-0",
-            &["curl", "-s", "-m", "5", "backend.dev-app.svc.cluster.local:8080"],
+            &[
+                "curl",
+                "-s",
+                "-m",
+                "5",
+                "backend.dev-app.svc.cluster.local:8080",
+            ],
         )),
-        claims: &[Claim { from: "dev-app/frontend-0", to: "dev-app/backend-0", port: "8080/TCP" }],
+        claims: &[Claim {
+            from: "dev-app/frontend-0",
+            to: "dev-app/backend-0",
+            port: "8080/TCP",
+        }],
     },
     Step {
         title: "Step 3: default-deny (ingress and egress) for every dev-app pod",
         file: Some("networkpolicy-deny-all.yaml"),
         check: Some((
             "dev-app/frontend-0",
-            &["curl", "-s", "-m", "5", "backend.dev-app.svc.cluster.local:8080"],
+            &[
+                "curl",
+                "-s",
+                "-m",
+                "5",
+                "backend.dev-app.svc.cluster.local:8080",
+            ],
         )),
         claims: &[],
     },
     Step {
-        title: "Step 4: allow ingress to frontend:80 from anywhere",
+        title: "Step 4: allow ingress to frontend:80 from anywhere (checked from a pod in another namespace)",
         file: Some("networkpolicy-allow-frontend-ingress.yaml"),
         check: None,
-        claims: &[],
+        claims: &[Claim {
+            from: "client/client",
+            to: "dev-app/frontend-0",
+            port: "80/TCP",
+        }],
     },
     Step {
         title: "Step 5: allow frontend -> backend:8080 (ingress side only, as the tutorial writes it)",
         file: Some("networkpolicy-allow-frontend-to-backend.yaml"),
         check: Some((
             "dev-app/frontend-0",
-            &["curl", "-s", "-m", "5", "backend.dev-app.svc.cluster.local:8080"],
+            &[
+                "curl",
+                "-s",
+                "-m",
+                "5",
+                "backend.dev-app.svc.cluster.local:8080",
+            ],
         )),
-        claims: &[Claim { from: "dev-app/frontend-0", to: "dev-app/backend-0", port: "8080/TCP" }],
+        claims: &[Claim {
+            from: "dev-app/frontend-0",
+            to: "dev-app/backend-0",
+            port: "8080/TCP",
+        }],
     },
     Step {
         title: "Step 6: allow backend -> database:3306 (ingress side only)",
         file: Some("networkpolicy-allow-backend-to-database.yaml"),
         check: Some((
             "dev-app/backend-0",
-            &["curl", "-s", "-m", "5", "database.dev-app.svc.cluster.local:3306"],
+            &[
+                "curl",
+                "-s",
+                "-m",
+                "5",
+                "database.dev-app.svc.cluster.local:3306",
+            ],
         )),
-        claims: &[Claim { from: "dev-app/backend-0", to: "dev-app/database-0", port: "3306/TCP" }],
+        claims: &[Claim {
+            from: "dev-app/backend-0",
+            to: "dev-app/database-0",
+            port: "3306/TCP",
+        }],
     },
     Step {
         title: "Step 7: allow DNS egress to kube-dns",
         file: Some("networkpolicy-allow-dns-egress.yaml"),
         check: Some(("dev-app/frontend-0", &["nslookup", "google.com"])),
-        claims: &[Claim { from: "dev-app/frontend-0", to: "kube-system/coredns-0", port: "53/UDP" }],
+        claims: &[Claim {
+            from: "dev-app/frontend-0",
+            to: "kube-system/coredns-0",
+            port: "53/UDP",
+        }],
+    },
+    Step {
+        title: "What the tutorial misses: egress allows for frontend -> backend and backend -> database",
+        file: Some("../tutorial-fixes/allow-egress-frontend-to-backend.yaml"),
+        check: None,
+        claims: &[],
+    },
+    Step {
+        title: "... and backend -> database",
+        file: Some("../tutorial-fixes/allow-egress-backend-to-database.yaml"),
+        check: Some((
+            "dev-app/frontend-0",
+            &[
+                "curl",
+                "-s",
+                "-m",
+                "5",
+                "backend.dev-app.svc.cluster.local:8080",
+            ],
+        )),
+        claims: &[
+            Claim {
+                from: "dev-app/frontend-0",
+                to: "dev-app/backend-0",
+                port: "8080/TCP",
+            },
+            Claim {
+                from: "dev-app/backend-0",
+                to: "dev-app/database-0",
+                port: "3306/TCP",
+            },
+        ],
     },
 ];
 
@@ -135,13 +211,31 @@ fn walk() -> Result<()> {
                 LAB,
                 "-f",
                 &path_arg(&dir.join("dev-app-deployments.yaml")),
+                "-f",
+                &path_arg(&dir.join("../tutorial-fixes/client.yaml")),
             ])?,
             Some(file) => {
                 println!("$ enforcer lab apply -f {file}");
-                enforcer_echo(&["lab", "apply", "--name", LAB, "-f", &path_arg(&dir.join(file))])?;
+                enforcer_echo(&[
+                    "lab",
+                    "apply",
+                    "--name",
+                    LAB,
+                    "-f",
+                    &path_arg(&dir.join(file)),
+                ])?;
             }
         }
-        enforcer_echo(&["lab", "probe", "--name", LAB, "--from", "dev-app/*", "-o", "table"])?;
+        enforcer_echo(&[
+            "lab",
+            "probe",
+            "--name",
+            LAB,
+            "--from",
+            "dev-app/*",
+            "-o",
+            "table",
+        ])?;
         if let Some((pod, command)) = step.check {
             println!("$ enforcer lab exec {pod} -- {}", command.join(" "));
             let mut args = vec!["lab", "exec", "--name", LAB, pod, "--"];
@@ -166,8 +260,20 @@ fn walk() -> Result<()> {
 fn explain_claim(claim: &Claim) -> Result<()> {
     let (port, protocol) = claim.port.split_once('/').unwrap_or((claim.port, "TCP"));
     let out = enforcer(&[
-        "lab", "probe", "--name", LAB, "--from", claim.from, "--to", claim.to, "--port", port,
-        "--protocol", protocol, "-o", "json",
+        "lab",
+        "probe",
+        "--name",
+        LAB,
+        "--from",
+        claim.from,
+        "--to",
+        claim.to,
+        "--port",
+        port,
+        "--protocol",
+        protocol,
+        "-o",
+        "json",
     ])?;
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout)
         .with_context(|| format!("probe output: {}", String::from_utf8_lossy(&out.stdout)))?;
@@ -178,7 +284,10 @@ fn explain_claim(claim: &Claim) -> Result<()> {
         .and_then(serde_json::Value::as_bool)
         .unwrap_or(false);
     if connected {
-        println!("tutorial says {} -> {} {}: works, and it does", claim.from, claim.to, claim.port);
+        println!(
+            "tutorial says {} -> {} {}: works, and it does",
+            claim.from, claim.to, claim.port
+        );
         return Ok(());
     }
     let out = enforcer(&[

@@ -1,7 +1,7 @@
 //! `cargo xtask`: what cargo alone cannot do. Every command does its own set-up on a
 //! fresh machine of this kind (rustup components, Debian packages, bpffs).
 //!
-//! - `cargo xtask test`: every test, unit and privileged (BPF_PROG_TEST_RUN, lab), the
+//! - `cargo xtask test`: every test, unit and privileged (`BPF_PROG_TEST_RUN`, lab), the
 //!   privileged ones in both dev and release profiles.
 //! - `cargo xtask demo`: the tutorial (seed 000) walked step by step in `enforcer lab`.
 
@@ -22,7 +22,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Run every test: unit, property, BPF_PROG_TEST_RUN and lab tests.
+    /// Run every test: unit, property, `BPF_PROG_TEST_RUN` and lab tests.
     Test {
         /// Only the unprivileged unit and property tests.
         #[arg(long)]

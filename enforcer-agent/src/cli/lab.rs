@@ -77,6 +77,16 @@ pub enum LabCommand {
     Get(GetArgs),
     Probe(ProbeArgs),
     Exec(ExecArgs),
+    /// Stop the node agent and start a new one (an upgrade, or a crash with --kill).
+    ///
+    /// Maps and TCX links stay pinned while no agent runs, so packets keep being
+    /// judged by the last policy; the new agent takes the links over atomically.
+    ///
+    /// Example:
+    ///
+    ///   enforcer lab restart-agent --kill
+    #[command(verbatim_doc_comment)]
+    RestartAgent(RestartAgentArgs),
     /// Remove everything the lab created, also after a crash.
     ///
     /// Processes, every `enf-<name>-*` netns (and what still runs in it),
@@ -88,6 +98,16 @@ pub enum LabCommand {
     ///   enforcer lab down --name demo
     #[command(verbatim_doc_comment)]
     Down,
+}
+
+#[derive(Args, Debug)]
+pub struct RestartAgentArgs {
+    /// SIGKILL the running agent (a crash) instead of SIGTERM.
+    #[arg(long)]
+    pub kill: bool,
+    /// Milliseconds to wait with no agent running before starting the new one.
+    #[arg(long, default_value_t = 0)]
+    pub down_ms: u64,
 }
 
 /// Create the lab from YAML files or directories (multi-document).
@@ -310,6 +330,12 @@ pub fn execute(args: LabArgs) -> Result<i32, LabCliError> {
             Ok(0)
         }
         LabCommand::Exec(e) => Ok(Lab::open(&name)?.exec(&e.pod, &e.command)?),
+        LabCommand::RestartAgent(r) => {
+            let mut lab = Lab::open(&name)?;
+            lab.restart_agent(r.kill, Duration::from_millis(r.down_ms))?;
+            println!("lab {name}: agent restarted");
+            Ok(0)
+        }
         LabCommand::Down => {
             let report = Lab::down(&name);
             println!(

@@ -3,5 +3,6 @@
 //! only here are they turned into messages for people.
 
 pub mod agent;
+pub mod explain;
 pub mod inspect;
 pub mod lab;

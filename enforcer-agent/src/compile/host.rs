@@ -203,7 +203,7 @@ pub(super) fn compile_host(
                             .cells
                             .iter()
                             .map(|cell| {
-                                let packet = compiler.packet(dir, local, peer, Some(cell));
+                                let packet = super::leg_packet(dir, local, peer, Some(cell));
                                 direction_verdict(cluster, &view, hep, dir_code, &packet)
                             })
                             .collect()
@@ -220,7 +220,7 @@ pub(super) fn compile_host(
                 });
                 let default_key = key(enforcer_common::ANY_PEER, enforcer_common::ANY_CELL);
                 if !verdicts.contains_key(&default_key) {
-                    let packet = compiler.packet(dir, local, local, classes.cells.first());
+                    let packet = super::leg_packet(dir, local, local, classes.cells.first());
                     verdicts.insert(default_key, direction_verdict(cluster, &view, hep, dir_code, &packet));
                 }
             }

@@ -28,16 +28,20 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use enforcer_common::{
-    ACTION_ALLOW, ACTION_DENY, ANY_CELL, ANY_PEER, CELL_UNLISTED, DIR_EGRESS, DIR_INGRESS, EP_F_HAS_V4,
-    EP_F_HAS_V6, EndpointInfo, NO_INDEX, PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP, Verdict, VERDICT_F_LOG,
-    VERDICT_KIND_NO_PROFILE, VERDICT_KIND_PROFILE, VERDICT_KIND_RULE, VERDICT_KIND_TIER_DEFAULT,
+    ACTION_ALLOW, ACTION_DENY, ANY_CELL, ANY_PEER, CELL_UNLISTED, DIR_EGRESS, DIR_INGRESS,
+    EP_F_HAS_V4, EP_F_HAS_V6, EndpointInfo, NO_INDEX, PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP,
+    VERDICT_F_LOG, VERDICT_KIND_NO_PROFILE, VERDICT_KIND_PROFILE, VERDICT_KIND_RULE,
+    VERDICT_KIND_TIER_DEFAULT, Verdict,
 };
 
 pub use spec::DataplaneSpec;
 use spec::{SpecEndpoint, SpecPeer, SpecPort, SpecVerdictKey};
 
 use crate::eval::{self, Action, DecisionKind, LegDecision, Packet, SideFacts};
-use crate::policy::{Cluster, Direction, EntityMatch, PortMatch, Rule, has_ports, is_icmp};
+use crate::policy::{
+    Cluster, Direction, EntityMatch, EntitySelector, NamespaceScope, PortMatch, Rule, has_ports,
+    is_icmp,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
@@ -46,7 +50,11 @@ pub enum CompileError {
     )]
     SourcePortsUnsupported { policy: String, field: String },
     #[error("{what}: {count} entries exceed the map capacity {max}")]
-    Capacity { what: &'static str, count: usize, max: u32 },
+    Capacity {
+        what: &'static str,
+        count: usize,
+        max: u32,
+    },
 }
 
 /// Compiles the cluster with every endpoint treated as local.
@@ -56,7 +64,10 @@ pub fn compile(cluster: &Cluster) -> Result<DataplaneSpec, CompileError> {
 
 /// Compiles for one node: endpoints whose `spec.nodeName` is another node are peers
 /// only (pods without a node name count as local).
-pub fn compile_for_node(cluster: &Cluster, node: Option<&str>) -> Result<DataplaneSpec, CompileError> {
+pub fn compile_for_node(
+    cluster: &Cluster,
+    node: Option<&str>,
+) -> Result<DataplaneSpec, CompileError> {
     Compiler::new(cluster, node)?.run()
 }
 
@@ -75,7 +86,11 @@ pub fn verdict_of(leg: &LegDecision) -> Verdict {
             DecisionKind::Profile => VERDICT_KIND_PROFILE,
             DecisionKind::NoProfile => VERDICT_KIND_NO_PROFILE,
         },
-        flags: if first_log.is_some() { VERDICT_F_LOG } else { 0 },
+        flags: if first_log.is_some() {
+            VERDICT_F_LOG
+        } else {
+            0
+        },
         _pad: 0,
         policy: index(leg.policy_index),
         rule: index(leg.rule_index),
@@ -124,6 +139,8 @@ struct Region {
     rep: Option<IpAddr>,
     endpoint: Option<usize>,
     vip: bool,
+    /// Named by a rule, a network set or a host endpoint (also when it is a pod's /32).
+    named: bool,
 }
 
 /// A cell: `lo..=hi` of one protocol.
@@ -142,7 +159,14 @@ struct Compiler<'a> {
     rule_pos: HashMap<(usize, Direction, usize), usize>,
 }
 
+/// (is IPv4, facts of every peer atom).
 type ClassSignature = (bool, Vec<SideFacts>);
+/// (has IPv4, has IPv6, applicable policies per direction, facts of local rule sides).
+type ProfileSignature = (bool, bool, [Vec<usize>; 2], Vec<SideFacts>);
+/// What one rule's protocol and port predicates say about a cell: protocol matches for
+/// IPv4 / IPv6, in numeric `ports`, in numeric `notPorts`, the port if it is one a
+/// named port of the rule resolves to.
+type CellKey = (bool, bool, bool, bool, Option<u16>);
 
 impl<'a> Compiler<'a> {
     fn new(cluster: &'a Cluster, node: Option<&'a str>) -> Result<Self, CompileError> {
@@ -159,7 +183,12 @@ impl<'a> Compiler<'a> {
                             field: format!("{}.source.ports", rule.field),
                         });
                     }
-                    rules.push(RuleRef { policy: p, dir, index: i, rule });
+                    rules.push(RuleRef {
+                        policy: p,
+                        dir,
+                        index: i,
+                        rule,
+                    });
                 }
             }
         }
@@ -168,7 +197,12 @@ impl<'a> Compiler<'a> {
             .enumerate()
             .map(|(n, r)| ((r.policy, r.dir, r.index), n))
             .collect();
-        Ok(Compiler { cluster, node, rules, rule_pos })
+        Ok(Compiler {
+            cluster,
+            node,
+            rules,
+            rule_pos,
+        })
     }
 
     fn is_local(&self, endpoint: usize) -> bool {
@@ -182,16 +216,48 @@ impl<'a> Compiler<'a> {
     fn run(&self) -> Result<DataplaneSpec, CompileError> {
         let cluster = self.cluster;
         let regions = self.regions();
-        let cidr_set: HashSet<IpNet> = regions.iter().filter(|r| r.endpoint.is_none() && !r.vip).map(|r| r.net).collect();
+        let cidr_set: HashSet<IpNet> = regions.iter().filter(|r| r.named).map(|r| r.net).collect();
 
         // ---- Peer classes ----
-        let peer_atoms: Vec<usize> = (0..self.rules.len())
-            .filter(|&n| self.rules[n].peer_side().tests_address())
-            .collect();
+        // Atoms: distinct (peer side, protocol) pairs; rules with equal peer sides
+        // share one.
+        let mut peer_atoms: Vec<usize> = Vec::new();
+        let mut atom_of: HashMap<(&EntityMatch, Option<u8>), usize> = HashMap::new();
         let mut peer_atom_pos = vec![None; self.rules.len()];
-        for (pos, &n) in peer_atoms.iter().enumerate() {
+        for (n, r) in self.rules.iter().enumerate() {
+            if !r.peer_side().tests_address() {
+                continue;
+            }
+            let pos = *atom_of
+                .entry((r.peer_side(), r.rule.protocol))
+                .or_insert_with(|| {
+                    peer_atoms.push(n);
+                    peer_atoms.len() - 1
+                });
             peer_atom_pos[n] = Some(pos);
         }
+        // Atoms whose only address test is a selector scoped to one namespace.
+        let atom_namespace: Vec<Option<&str>> = peer_atoms
+            .iter()
+            .map(|&n| {
+                let side = self.rules[n].peer_side();
+                let only_selector = side.nets.is_empty()
+                    && side.not_nets.is_empty()
+                    && side.not_selector.is_none()
+                    && side.service_accounts.is_none();
+                match &side.selector {
+                    Some(EntitySelector {
+                        namespace: NamespaceScope::Named(ns),
+                        ..
+                    }) if only_selector => Some(ns.as_str()),
+                    _ => None,
+                }
+            })
+            .collect();
+        let unselected = SideFacts {
+            in_nets: true,
+            ..SideFacts::default()
+        };
         let mut class_of_sig: HashMap<ClassSignature, u32> = HashMap::new();
         let mut class_sigs: Vec<ClassSignature> = Vec::new();
         let mut class_rep: Vec<IpAddr> = Vec::new();
@@ -215,11 +281,20 @@ impl<'a> Compiler<'a> {
                 region_class.push(Some(class));
                 continue;
             }
+            let entities = cluster.entities_at(rep);
             let facts: Vec<SideFacts> = peer_atoms
                 .iter()
-                .map(|&n| {
+                .zip(&atom_namespace)
+                .map(|(&n, only_ns)| {
+                    if let Some(ns) = only_ns
+                        && !entities.iter().any(|e| e.namespace() == Some(*ns))
+                    {
+                        // A selector scoped to a namespace none of these entities is
+                        // in: nothing is selected (the common case, skipped).
+                        return unselected.clone();
+                    }
                     let r = &self.rules[n];
-                    eval::side_facts(cluster, r.peer_side(), r.rule.protocol, rep)
+                    eval::side_facts_among(cluster, r.peer_side(), r.rule.protocol, rep, &entities)
                 })
                 .collect();
             let sig = (rep.is_ipv4(), facts);
@@ -270,7 +345,7 @@ impl<'a> Compiler<'a> {
             applicable: [Vec<usize>; 2],
         }
         let mut profiles: Vec<Profile> = Vec::new();
-        let mut profile_of_sig: HashMap<(bool, bool, [Vec<usize>; 2], Vec<SideFacts>), u32> = HashMap::new();
+        let mut profile_of_sig: HashMap<ProfileSignature, u32> = HashMap::new();
         let mut profile_of_fp: HashMap<String, u32> = HashMap::new();
         let mut endpoints = Vec::new();
         for (e, ep) in cluster.endpoints.iter().enumerate() {
@@ -293,7 +368,10 @@ impl<'a> Compiler<'a> {
                     eval::applicable_policies(cluster, ep, Direction::Egress),
                 ];
                 let mut facts = Vec::new();
-                for (d, dir) in [Direction::Ingress, Direction::Egress].into_iter().enumerate() {
+                for (d, dir) in [Direction::Ingress, Direction::Egress]
+                    .into_iter()
+                    .enumerate()
+                {
                     for &p in &applicable[d] {
                         for i in 0..cluster.policies[p].rules(dir).len() {
                             let r = &self.rules[self.rule_pos[&(p, dir, i)]];
@@ -301,7 +379,12 @@ impl<'a> Compiler<'a> {
                                 continue;
                             }
                             for ip in [ep.ipv4(), ep.ipv6()].into_iter().flatten() {
-                                facts.push(eval::side_facts(cluster, r.local_side(), r.rule.protocol, ip));
+                                facts.push(eval::side_facts(
+                                    cluster,
+                                    r.local_side(),
+                                    r.rule.protocol,
+                                    ip,
+                                ));
                             }
                         }
                     }
@@ -351,13 +434,20 @@ impl<'a> Compiler<'a> {
                 lo: 0,
             });
         }
-        let named_values: Vec<Vec<u16>> = self.rules.iter().map(|r| self.named_port_values(r.rule)).collect();
+        let named_values: Vec<Vec<u16>> = self
+            .rules
+            .iter()
+            .map(|r| self.named_port_values(r.rule))
+            .collect();
 
         // ---- Verdicts ----
         let mut verdicts: BTreeMap<SpecVerdictKey, Verdict> = BTreeMap::new();
         for (profile_id, profile) in profiles.iter().enumerate() {
             let ep = &cluster.endpoints[profile.rep];
-            for (d, dir) in [Direction::Ingress, Direction::Egress].into_iter().enumerate() {
+            for (d, dir) in [Direction::Ingress, Direction::Egress]
+                .into_iter()
+                .enumerate()
+            {
                 let applicable = &profile.applicable[d];
                 let key = |peer_class, cell| SpecVerdictKey {
                     dir: dir_code(dir),
@@ -371,7 +461,12 @@ impl<'a> Compiler<'a> {
                     .map(|(p, i)| self.rule_pos[&(p, dir, i)])
                     .collect();
                 if relevant.is_empty() && applicable.is_empty() {
-                    let leg = eval::decide(cluster, applicable, dir, &self.packet(dir, ep.ips[0], ep.ips[0], all_cells.first()));
+                    let leg = eval::decide(
+                        cluster,
+                        applicable,
+                        dir,
+                        &leg_packet(dir, ep.ips[0], ep.ips[0], all_cells.first()),
+                    );
                     verdicts.insert(key(ANY_PEER, ANY_CELL), verdict_of(&leg));
                     continue;
                 }
@@ -379,7 +474,11 @@ impl<'a> Compiler<'a> {
                 let mut group_of: HashMap<(bool, Vec<&SideFacts>), usize> = HashMap::new();
                 let mut peer_groups: Vec<Vec<u32>> = Vec::new();
                 for (c, (is_v4, facts)) in class_sigs.iter().enumerate() {
-                    let has_family = if *is_v4 { ep.ipv4().is_some() } else { ep.ipv6().is_some() };
+                    let has_family = if *is_v4 {
+                        ep.ipv4().is_some()
+                    } else {
+                        ep.ipv6().is_some()
+                    };
                     if !has_family {
                         continue;
                     }
@@ -394,12 +493,12 @@ impl<'a> Compiler<'a> {
                     peer_groups[g].push(c as u32);
                 }
                 // Cell groups: cells the relevant rules tell apart.
-                let mut cell_group_of: HashMap<Vec<(bool, bool, bool, bool, Option<u16>)>, usize> = HashMap::new();
+                let mut cell_group_of: HashMap<Vec<CellKey>, usize> = HashMap::new();
                 let mut cell_groups: Vec<Vec<Cell>> = Vec::new();
                 for cell in &all_cells {
                     let k: Vec<_> = relevant
                         .iter()
-                        .map(|&n| self.cell_key(self.rules[n].rule, cell, &named_values[n]))
+                        .map(|&n| cell_key(self.rules[n].rule, *cell, &named_values[n]))
                         .collect();
                     let g = *cell_group_of.entry(k).or_insert_with(|| {
                         cell_groups.push(Vec::new());
@@ -416,7 +515,7 @@ impl<'a> Compiler<'a> {
                         cell_groups
                             .iter()
                             .map(|cells| {
-                                let packet = self.packet(dir, local, peer, cells.first());
+                                let packet = leg_packet(dir, local, peer, cells.first());
                                 verdict_of(&eval::decide(cluster, applicable, dir, &packet))
                             })
                             .collect()
@@ -425,12 +524,16 @@ impl<'a> Compiler<'a> {
                 emit_compressed(&peer_groups, &cell_groups, &matrix, |peer, cell, v| {
                     verdicts.insert(key(peer, cell), v);
                 });
-                if !verdicts.contains_key(&key(ANY_PEER, ANY_CELL)) {
-                    // No peer of a family this endpoint has: any default is correct;
-                    // write the one an unmatched packet would get.
-                    let leg = eval::decide(cluster, applicable, dir, &self.packet(dir, ep.ips[0], ep.ips[0], all_cells.first()));
-                    verdicts.insert(key(ANY_PEER, ANY_CELL), verdict_of(&leg));
-                }
+                // No peer of a family this endpoint has: any default is correct; write
+                // the one an unmatched packet would get.
+                verdicts.entry(key(ANY_PEER, ANY_CELL)).or_insert_with(|| {
+                    verdict_of(&eval::decide(
+                        cluster,
+                        applicable,
+                        dir,
+                        &leg_packet(dir, ep.ips[0], ep.ips[0], all_cells.first()),
+                    ))
+                });
             }
         }
 
@@ -453,52 +556,74 @@ impl<'a> Compiler<'a> {
             verdicts: verdicts.into_iter().collect(),
             policies: cluster.policies.iter().map(|p| p.name.clone()).collect(),
         };
-        check_capacity("endpoints", spec.endpoints.len(), enforcer_common::ENDPOINTS_MAX)?;
+        check_capacity(
+            "endpoints",
+            spec.endpoints.len(),
+            enforcer_common::ENDPOINTS_MAX,
+        )?;
         check_capacity("peers", spec.peers.len(), enforcer_common::PEERS_MAX)?;
         check_capacity("ports", spec.ports.len(), enforcer_common::PORTS_MAX)?;
-        check_capacity("verdicts", spec.verdicts.len(), enforcer_common::VERDICTS_MAX)?;
+        check_capacity(
+            "verdicts",
+            spec.verdicts.len(),
+            enforcer_common::VERDICTS_MAX,
+        )?;
         Ok(spec)
     }
+}
 
-    /// A packet of the leg `dir` between the local address and the peer, in `cell`.
-    fn packet(&self, dir: Direction, local: IpAddr, peer: IpAddr, cell: Option<&Cell>) -> Packet {
-        let (proto, port) = cell.map_or((0, 0), |c| (c.proto, c.lo));
-        let (src, dst) = match dir {
-            Direction::Ingress => (peer, local),
-            Direction::Egress => (local, peer),
-        };
-        Packet {
-            src,
-            dst,
-            proto,
-            src_port: 0,
-            dst_port: if has_ports(proto) { port } else { 0 },
-            icmp_type: if is_icmp(proto) { (port >> 8) as u8 } else { 0 },
-            icmp_code: if is_icmp(proto) { (port & 0xff) as u8 } else { 0 },
-        }
+/// A packet of the leg `dir` between the local address and the peer, in `cell`.
+fn leg_packet(dir: Direction, local: IpAddr, peer: IpAddr, cell: Option<&Cell>) -> Packet {
+    let (proto, port) = cell.map_or((0, 0), |c| (c.proto, c.lo));
+    let (src, dst) = match dir {
+        Direction::Ingress => (peer, local),
+        Direction::Egress => (local, peer),
+    };
+    Packet {
+        src,
+        dst,
+        proto,
+        src_port: 0,
+        dst_port: if has_ports(proto) { port } else { 0 },
+        icmp_type: if is_icmp(proto) { (port >> 8) as u8 } else { 0 },
+        icmp_code: if is_icmp(proto) {
+            (port & 0xff) as u8
+        } else {
+            0
+        },
     }
+}
 
-    /// What a rule's protocol/port predicates say about a cell.
-    fn cell_key(&self, rule: &Rule, cell: &Cell, named: &[u16]) -> (bool, bool, bool, bool, Option<u16>) {
-        let v4 = self.packet(Direction::Ingress, IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V4(Ipv4Addr::UNSPECIFIED), Some(cell));
-        let mut v6 = v4;
-        v6.src = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
-        v6.dst = v6.src;
-        let port = v4.dst_port_key();
-        let side = &rule.destination;
-        let named_hit = (rule.protocol == Some(cell.proto) && named.binary_search(&port).is_ok()).then_some(port);
-        (
-            eval::protocol_matches(rule, &v4),
-            eval::protocol_matches(rule, &v6),
-            eval::numeric_port_in(&side.ports, port),
-            eval::numeric_port_in(&side.not_ports, port),
-            named_hit,
-        )
-    }
+/// What a rule's protocol/port predicates say about a cell.
+fn cell_key(rule: &Rule, cell: Cell, named: &[u16]) -> CellKey {
+    let v4 = leg_packet(
+        Direction::Ingress,
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        Some(&cell),
+    );
+    let mut v6 = v4;
+    v6.src = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+    v6.dst = v6.src;
+    let port = v4.dst_port_key();
+    let side = &rule.destination;
+    let named_hit =
+        (rule.protocol == Some(cell.proto) && named.binary_search(&port).is_ok()).then_some(port);
+    (
+        eval::protocol_matches(rule, &v4),
+        eval::protocol_matches(rule, &v6),
+        eval::numeric_port_in(&side.ports, port),
+        eval::numeric_port_in(&side.not_ports, port),
+        named_hit,
+    )
+}
 
+impl Compiler<'_> {
     /// Every number a rule's named destination ports can resolve to.
     fn named_port_values(&self, rule: &Rule) -> Vec<u16> {
-        let Some(proto) = rule.protocol else { return Vec::new() };
+        let Some(proto) = rule.protocol else {
+            return Vec::new();
+        };
         let names: Vec<&String> = rule
             .destination
             .ports
@@ -518,7 +643,12 @@ impl<'a> Compiler<'a> {
             .endpoints
             .iter()
             .flat_map(|e| &e.named_ports)
-            .chain(self.cluster.host_endpoints.iter().flat_map(|h| &h.named_ports));
+            .chain(
+                self.cluster
+                    .host_endpoints
+                    .iter()
+                    .flat_map(|h| &h.named_ports),
+            );
         for np in all_ports {
             if np.protocol == proto && names.iter().any(|n| **n == np.name) {
                 out.push(np.port);
@@ -548,19 +678,27 @@ impl<'a> Compiler<'a> {
                 _ => None,
             })
             .collect();
-        format!("{:?}|{:?}|{}|{:?}|{:?}", ep.labels, ep.named_ports, addr.is_ipv4(), parent, others)
+        format!(
+            "{:?}|{:?}|{}|{:?}|{:?}",
+            ep.labels,
+            ep.named_ports,
+            addr.is_ipv4(),
+            parent,
+            others
+        )
     }
 
     /// All peer LPM entries with their representative addresses.
     fn regions(&self) -> Vec<Region> {
         let cluster = self.cluster;
-        let mut entries: BTreeMap<IpNet, (Option<usize>, bool)> = BTreeMap::new();
+        let mut entries: BTreeMap<IpNet, (Option<usize>, bool, bool)> = BTreeMap::new();
         let mut add = |net: IpNet, endpoint: Option<usize>, vip: bool| {
-            let e = entries.entry(net.trunc()).or_insert((None, false));
+            let e = entries.entry(net.trunc()).or_insert((None, false, false));
             if endpoint.is_some() {
                 e.0 = endpoint;
             }
             e.1 |= vip;
+            e.2 |= endpoint.is_none() && !vip;
         };
         add(IpNet::V4(Ipv4Net::default()), None, false);
         add(IpNet::V6(Ipv6Net::default()), None, false);
@@ -594,7 +732,7 @@ impl<'a> Compiler<'a> {
         let set: BTreeSet<IpNet> = entries.keys().copied().collect();
         entries
             .into_iter()
-            .map(|(net, (endpoint, vip))| Region {
+            .map(|(net, (endpoint, vip, named))| Region {
                 net,
                 rep: if net.prefix_len() == net.max_prefix_len() {
                     Some(net.addr())
@@ -603,6 +741,7 @@ impl<'a> Compiler<'a> {
                 },
                 endpoint,
                 vip: vip && endpoint.is_none(),
+                named,
             })
             .collect()
     }
@@ -617,13 +756,21 @@ impl<'a> Compiler<'a> {
             }
         }
         for (n, r) in self.rules.iter().enumerate() {
-            let Some(proto) = r.rule.protocol else { continue };
+            let Some(proto) = r.rule.protocol else {
+                continue;
+            };
             let cuts = protos.entry(proto).or_default();
             let mut cut = |lo: u32, hi: u32| {
                 cuts.insert(lo);
                 cuts.insert(hi + 1);
             };
-            for p in r.rule.destination.ports.iter().chain(&r.rule.destination.not_ports) {
+            for p in r
+                .rule
+                .destination
+                .ports
+                .iter()
+                .chain(&r.rule.destination.not_ports)
+            {
                 if let PortMatch::Range(a, b) = p {
                     cut(u32::from(*a), u32::from(*b));
                 }
@@ -681,7 +828,11 @@ fn range_prefixes(lo: u32, hi: u32) -> Vec<(u16, u8)> {
     let mut out = Vec::new();
     let mut start = lo;
     while start <= hi {
-        let mut size_bits = if start == 0 { 16 } else { start.trailing_zeros().min(16) };
+        let mut size_bits = if start == 0 {
+            16
+        } else {
+            start.trailing_zeros().min(16)
+        };
         while size_bits > 0 && start + (1 << size_bits) - 1 > hi {
             size_bits -= 1;
         }
@@ -725,7 +876,9 @@ fn emit_compressed(
     matrix: &[Vec<Verdict>],
     mut emit: impl FnMut(u32, u32, Verdict),
 ) {
-    let Some(g0) = (0..peer_groups.len()).max_by_key(|&g| (peer_groups[g].len(), std::cmp::Reverse(g))) else {
+    let Some(g0) =
+        (0..peer_groups.len()).max_by_key(|&g| (peer_groups[g].len(), std::cmp::Reverse(g)))
+    else {
         return;
     };
     let weights: Vec<usize> = cell_groups.iter().map(Vec::len).collect();
@@ -744,12 +897,19 @@ fn emit_compressed(
             continue;
         }
         let row = &matrix[g];
-        let cost_exact: usize = (0..row.len()).filter(|&c| row[c] != row0[c]).map(|c| weights[c]).sum();
+        let cost_exact: usize = (0..row.len())
+            .filter(|&c| row[c] != row0[c])
+            .map(|c| weights[c])
+            .sum();
         if cost_exact == 0 {
             continue;
         }
         let own = most_common(row, &weights);
-        let cost_own: usize = 1 + (0..row.len()).filter(|&c| row[c] != own).map(|c| weights[c]).sum::<usize>();
+        let cost_own: usize = 1
+            + (0..row.len())
+                .filter(|&c| row[c] != own)
+                .map(|c| weights[c])
+                .sum::<usize>();
         for &class in classes {
             if cost_exact <= cost_own {
                 for (c, v) in row.iter().enumerate() {

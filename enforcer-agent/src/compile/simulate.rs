@@ -10,7 +10,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use enforcer_common::{ANY_CELL, ANY_PEER, CELL_UNLISTED, DIR_EGRESS, DIR_INGRESS, PEER_F_LOCAL_ENDPOINT, Verdict};
+use enforcer_common::{
+    ANY_CELL, ANY_PEER, CELL_UNLISTED, DIR_EGRESS, DIR_INGRESS, PEER_F_LOCAL_ENDPOINT, Verdict,
+};
 
 use super::spec::{DataplaneSpec, SpecEndpoint, SpecPeer, SpecVerdictKey};
 use crate::eval::Packet;
@@ -47,9 +49,17 @@ pub struct Dataplane<'a> {
 impl<'a> Dataplane<'a> {
     pub fn new(spec: &'a DataplaneSpec) -> Self {
         Dataplane {
-            endpoints: spec.endpoints.iter().map(|e| (e.iface.as_str(), e)).collect(),
+            endpoints: spec
+                .endpoints
+                .iter()
+                .map(|e| (e.iface.as_str(), e))
+                .collect(),
             peers: spec.peers.iter().map(|p| (p.net, p)).collect(),
-            ports: spec.ports.iter().map(|p| ((p.proto, p.port, p.prefix_len), p.cell)).collect(),
+            ports: spec
+                .ports
+                .iter()
+                .map(|p| ((p.proto, p.port, p.prefix_len), p.cell))
+                .collect(),
             verdicts: spec.verdicts.iter().copied().collect(),
         }
     }
@@ -75,8 +85,19 @@ impl<'a> Dataplane<'a> {
     }
 
     /// `ENF_VERDICTS` with the 4-step precedence of `enforcer_common::VerdictKey`.
-    pub fn verdict(&self, dir: u8, profile: u32, peer_class: u32, cell: u32) -> (u8, Option<Verdict>) {
-        let steps = [(peer_class, cell), (peer_class, ANY_CELL), (ANY_PEER, cell), (ANY_PEER, ANY_CELL)];
+    pub fn verdict(
+        &self,
+        dir: u8,
+        profile: u32,
+        peer_class: u32,
+        cell: u32,
+    ) -> (u8, Option<Verdict>) {
+        let steps = [
+            (peer_class, cell),
+            (peer_class, ANY_CELL),
+            (ANY_PEER, cell),
+            (ANY_PEER, ANY_CELL),
+        ];
         for (step, (peer_class, cell)) in steps.into_iter().enumerate() {
             let key = SpecVerdictKey {
                 dir,
@@ -96,7 +117,11 @@ impl<'a> Dataplane<'a> {
     /// (the program drops).
     pub fn leg(&self, iface: &str, dir: u8, packet: &Packet) -> Option<SimLeg> {
         let endpoint = self.endpoints.get(iface)?;
-        let peer_addr = if dir == DIR_INGRESS { packet.src } else { packet.dst };
+        let peer_addr = if dir == DIR_INGRESS {
+            packet.src
+        } else {
+            packet.dst
+        };
         let peer_class = self.peer(peer_addr).map_or(ANY_PEER, |p| p.class);
         let cell = self.cell(packet.proto, packet.dst_port_key());
         let (step, verdict) = self.verdict(dir, endpoint.info.profile, peer_class, cell);

@@ -93,16 +93,13 @@ pub struct Diff<'a, K, V> {
 }
 
 /// What to do to a map holding `old` so it holds `new`.
-pub fn diff<'a, K: Eq + std::hash::Hash, V: PartialEq>(
-    old: &'a HashMap<K, V>,
-    new: &'a HashMap<K, V>,
+pub fn diff<'a, K: Eq + std::hash::Hash, V: PartialEq, S: std::hash::BuildHasher>(
+    old: &'a HashMap<K, V, S>,
+    new: &'a HashMap<K, V, S>,
 ) -> Diff<'a, K, V> {
     Diff {
         removed: old.keys().filter(|k| !new.contains_key(k)).collect(),
-        upserted: new
-            .iter()
-            .filter(|(k, v)| old.get(k) != Some(v))
-            .collect(),
+        upserted: new.iter().filter(|(k, v)| old.get(k) != Some(v)).collect(),
     }
 }
 
@@ -119,6 +116,7 @@ pub fn addr_bytes(ip: IpAddr) -> [u8; 16] {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "a failing test panics with context")]
 mod tests {
     use super::*;
 
@@ -159,7 +157,10 @@ mod tests {
             ..DataplaneSpec::default()
         };
         let content = GenerationContent::from_spec(&spec, |name| (name == "caliA").then_some(5));
-        assert_eq!(content.endpoints.keys().copied().collect::<Vec<_>>(), vec![5]);
+        assert_eq!(
+            content.endpoints.keys().copied().collect::<Vec<_>>(),
+            vec![5]
+        );
         let peer = content.peers_v4[&([198, 18, 0, 11], 32)];
         assert_eq!(peer.class, 7);
         assert_eq!(peer.flags & PEER_F_LOCAL_ENDPOINT, 0);

@@ -50,7 +50,7 @@ pub enum LoaderError {
     Load {
         pin_dir: PathBuf,
         #[source]
-        source: aya::EbpfError,
+        source: Box<aya::EbpfError>,
     },
     #[error("program {program} is missing from the BPF object")]
     MissingProgram { program: &'static str },
@@ -59,7 +59,7 @@ pub enum LoaderError {
         program: &'static str,
         op: &'static str,
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     #[error("attaching {program} to {iface} ({hook}): {source}")]
     Attach {
@@ -67,7 +67,7 @@ pub enum LoaderError {
         iface: String,
         hook: &'static str,
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     #[error("pinning link {path}: {source}")]
     PinLink {
@@ -168,20 +168,20 @@ impl LoadedDataplane {
         }
         let mut ebpf = loader.load(object).map_err(|source| LoaderError::Load {
             pin_dir: pin_dir.to_path_buf(),
-            source,
+            source: Box::new(source),
         })?;
         for program in [PROG_POD_EGRESS, PROG_POD_INGRESS, PROG_HOST_INGRESS, PROG_HOST_EGRESS] {
             let prog = classifier(&mut ebpf, program)?;
             prog.load().map_err(|source| LoaderError::Program {
                 program,
                 op: "load",
-                source,
+                source: Box::new(source),
             })?;
         }
         xdp(&mut ebpf)?.load().map_err(|source| LoaderError::Program {
             program: PROG_HOST_XDP,
             op: "load",
-            source,
+            source: Box::new(source),
         })?;
         Ok(Self {
             ebpf,
@@ -219,7 +219,7 @@ impl LoadedDataplane {
                 program: PROG_HOST_XDP,
                 iface: iface.to_owned(),
                 hook: "host-xdp",
-                source,
+                source: Box::new(source),
             };
             let link_id = match prog.attach(iface, XdpMode::Driver) {
                 Ok(id) => id,
@@ -255,24 +255,23 @@ impl LoadedDataplane {
                 program,
                 iface: iface.to_owned(),
                 hook: hook.name(),
-                source,
+                source: Box::new(source),
             };
             // A pinned link for this very ifindex (the pin name carries it): replace
             // its program in place. Pins of an older interface of the same name die.
-            let reused = PinnedLink::from_pin(&path).ok().and_then(|pinned| {
-                SchedClassifierLink::try_from(FdLink::from(pinned)).ok()
-            });
-            let link_id = match reused {
-                Some(link) => prog.attach_to_link(link).map_err(attach_err)?,
-                None => {
-                    let _ = std::fs::remove_file(&path);
-                    prog.attach_with_options(
-                        iface,
-                        hook.attach_type(),
-                        TcAttachOptions::TcxOrder(LinkOrder::default()),
-                    )
-                    .map_err(attach_err)?
-                }
+            let reused = PinnedLink::from_pin(&path)
+                .ok()
+                .and_then(|pinned| SchedClassifierLink::try_from(FdLink::from(pinned)).ok());
+            let link_id = if let Some(link) = reused {
+                prog.attach_to_link(link).map_err(attach_err)?
+            } else {
+                let _ = std::fs::remove_file(&path);
+                prog.attach_with_options(
+                    iface,
+                    hook.attach_type(),
+                    TcAttachOptions::TcxOrder(LinkOrder::default()),
+                )
+                .map_err(attach_err)?
             };
             let link = prog.take_link(link_id).map_err(attach_err)?;
             let fd_link = FdLink::try_from(link).map_err(|e| LoaderError::PinLink {
@@ -330,7 +329,7 @@ fn xdp(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoaderError> {
         .map_err(|source| LoaderError::Program {
             program: PROG_HOST_XDP,
             op: "type",
-            source,
+            source: Box::new(source),
         })
 }
 
@@ -344,7 +343,7 @@ fn classifier<'a>(
         .map_err(|source| LoaderError::Program {
             program,
             op: "type",
-            source,
+            source: Box::new(source),
         })
 }
 

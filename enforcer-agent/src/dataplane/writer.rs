@@ -122,12 +122,11 @@ impl GenerationWriter {
             generation: target,
             ..ApplyStats::default()
         };
-        let old = match self.slots[target as usize].take() {
-            Some(old) => old,
-            None => {
-                self.clear_generation(target)?;
-                GenerationContent::default()
-            }
+        let old = if let Some(old) = self.slots[target as usize].take() {
+            old
+        } else {
+            self.clear_generation(target)?;
+            GenerationContent::default()
         };
         self.write_diff(target, &old, &content, &mut stats)?;
         let live_gens = if nothing_live {
@@ -171,27 +170,79 @@ impl GenerationWriter {
         use enforcer_common::{MAP_ENDPOINTS, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PORTS, MAP_VERDICTS};
         let g8 = generation as u8;
         let maps = &mut self.maps;
-        sync(&mut maps.endpoints, MAP_ENDPOINTS, &old.endpoints, &new.endpoints, stats, |ifindex| {
-            EndpointKey { generation, ifindex: *ifindex }
-        })?;
-        sync(&mut maps.peers_v4, MAP_PEERS_V4, &old.peers_v4, &new.peers_v4, stats, |(addr, len)| {
-            LpmKey::new(8 + u32::from(*len), PeerKeyV4 { generation: g8, addr: *addr })
-        })?;
-        sync(&mut maps.peers_v6, MAP_PEERS_V6, &old.peers_v6, &new.peers_v6, stats, |(addr, len)| {
-            LpmKey::new(8 + u32::from(*len), PeerKeyV6 { generation: g8, addr: *addr })
-        })?;
-        sync(&mut maps.ports, MAP_PORTS, &old.ports, &new.ports, stats, |(proto, port, len)| {
-            let data = PortKey { generation: g8, proto: *proto, port: port.to_be_bytes() };
-            LpmKey::new(16 + u32::from(*len), data)
-        })?;
-        sync(&mut maps.verdicts, MAP_VERDICTS, &old.verdicts, &new.verdicts, stats, |k| VerdictKey {
-            generation: g8,
-            dir: k.dir,
-            _pad: [0; 2],
-            profile: k.profile,
-            peer_class: k.peer_class,
-            cell: k.cell,
-        })?;
+        sync(
+            &mut maps.endpoints,
+            MAP_ENDPOINTS,
+            &old.endpoints,
+            &new.endpoints,
+            stats,
+            |ifindex| EndpointKey {
+                generation,
+                ifindex: *ifindex,
+            },
+        )?;
+        sync(
+            &mut maps.peers_v4,
+            MAP_PEERS_V4,
+            &old.peers_v4,
+            &new.peers_v4,
+            stats,
+            |(addr, len)| {
+                LpmKey::new(
+                    8 + u32::from(*len),
+                    PeerKeyV4 {
+                        generation: g8,
+                        addr: *addr,
+                    },
+                )
+            },
+        )?;
+        sync(
+            &mut maps.peers_v6,
+            MAP_PEERS_V6,
+            &old.peers_v6,
+            &new.peers_v6,
+            stats,
+            |(addr, len)| {
+                LpmKey::new(
+                    8 + u32::from(*len),
+                    PeerKeyV6 {
+                        generation: g8,
+                        addr: *addr,
+                    },
+                )
+            },
+        )?;
+        sync(
+            &mut maps.ports,
+            MAP_PORTS,
+            &old.ports,
+            &new.ports,
+            stats,
+            |(proto, port, len)| {
+                let data = PortKey {
+                    generation: g8,
+                    proto: *proto,
+                    port: port.to_be_bytes(),
+                };
+                LpmKey::new(16 + u32::from(*len), data)
+            },
+        )?;
+        sync(
+            &mut maps.verdicts,
+            MAP_VERDICTS,
+            &old.verdicts,
+            &new.verdicts,
+            stats,
+            |k| VerdictKey {
+                generation: g8,
+                dir: k.dir,
+                _pad: [0; 2],
+                profile: k.profile,
+                peer_class: k.peer_class,
+                cell: k.cell,
+            },
+        )?;
         Ok(())
     }
 
@@ -200,9 +251,15 @@ impl GenerationWriter {
         use enforcer_common::{MAP_ENDPOINTS, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PORTS, MAP_VERDICTS};
         let g8 = generation as u8;
         let maps = &mut self.maps;
-        clear(&mut maps.endpoints, MAP_ENDPOINTS, |k| k.generation == generation)?;
-        clear(&mut maps.peers_v4, MAP_PEERS_V4, |k| k.data().generation == g8)?;
-        clear(&mut maps.peers_v6, MAP_PEERS_V6, |k| k.data().generation == g8)?;
+        clear(&mut maps.endpoints, MAP_ENDPOINTS, |k| {
+            k.generation == generation
+        })?;
+        clear(&mut maps.peers_v4, MAP_PEERS_V4, |k| {
+            k.data().generation == g8
+        })?;
+        clear(&mut maps.peers_v6, MAP_PEERS_V6, |k| {
+            k.data().generation == g8
+        })?;
         clear(&mut maps.ports, MAP_PORTS, |k| k.data().generation == g8)?;
         clear(&mut maps.verdicts, MAP_VERDICTS, |k| k.generation == g8)?;
         Ok(())

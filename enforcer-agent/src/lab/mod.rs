@@ -55,6 +55,8 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 pub enum LabError {
     #[error(transparent)]
     Name(#[from] NameError),
+    #[error("lab {name} runs without an agent (it was brought up with --no-agent)")]
+    NoAgent { name: String },
     #[error("invalid input, nothing changed: {0}")]
     Load(#[from] LoadError),
     #[error("invalid input, nothing changed: {0}")]
@@ -292,6 +294,35 @@ impl Lab {
         Ok(())
     }
 
+    /// Stops the agent (SIGKILL when `kill`: a crash), waits `down`, starts a new one
+    /// and waits until it has observed the datastore.
+    pub fn restart_agent(&mut self, kill: bool, down: Duration) -> Result<(), LabError> {
+        if !self.state.agent {
+            return Err(LabError::NoAgent {
+                name: self.name.to_string(),
+            });
+        }
+        if let Some(record) = self.state.agent_process.take() {
+            if kill {
+                record.kill();
+            } else {
+                record.terminate(STOP_GRACE);
+            }
+        }
+        std::thread::sleep(down);
+        let mut daemon = agent::start(&self.name, &self.state.binary, &self.paths)?;
+        self.state.agent_process = Some(daemon.record);
+        self.save()?;
+        agent::wait_observed(
+            &self.ds,
+            Some(&mut daemon.child),
+            None,
+            &self.paths.agent_log(),
+            agent::START_TIMEOUT,
+        )?;
+        Ok(())
+    }
+
     /// Opens an existing lab (waits up to 30 s for another command's lock).
     pub fn open(name: &LabName) -> Result<Lab, LabError> {
         let paths = name.paths();
@@ -340,11 +371,21 @@ impl Lab {
         Ok(self.state.save(&self.paths.state_file())?)
     }
 
+    /// The datastore's objects, passing over (with a warning) any that do not read
+    /// back: a broken object a client planted must not stop the lab's own commands;
+    /// the agent refuses it and says so in its status.
+    fn readable_objects(&self) -> Result<Vec<Loaded>, LabError> {
+        let (objects, errors) = self.ds.list_readable()?;
+        for error in errors {
+            tracing::warn!(%error, "datastore object does not load; ignored by the lab");
+        }
+        Ok(objects)
+    }
+
     /// The datastore's objects by id.
     fn current_objects(&self) -> Result<BTreeMap<ObjectId, Object>, LabError> {
         Ok(self
-            .ds
-            .list()?
+            .readable_objects()?
             .into_iter()
             .map(|l| (l.object.id(), l.object))
             .collect())
@@ -625,8 +666,7 @@ impl Lab {
 
     fn pod_objects(&self) -> Result<BTreeMap<String, Pod>, LabError> {
         Ok(self
-            .ds
-            .list()?
+            .readable_objects()?
             .into_iter()
             .filter_map(|l| match l.object {
                 Object::Pod(p) => Some((
@@ -766,7 +806,7 @@ impl Lab {
     /// [`Lab::probe`] between pods and Services only.
     fn probe_pods(&self, req: &ProbeRequest) -> Result<Vec<ProbeResult>, LabError> {
         self.sync_agent()?;
-        let objects = self.ds.list()?;
+        let objects = self.readable_objects()?;
         let services: Vec<crate::model::Service> = objects
             .iter()
             .filter_map(|l| match &l.object {

@@ -64,6 +64,17 @@ impl ProcessRecord {
         matches!(stat(self.pid), Some((state, start)) if start == self.start_time && state != 'Z' && state != 'X')
     }
 
+    /// SIGKILL, as a crash would end it. Returns once the process is gone.
+    pub fn kill(&self) {
+        if self.is_alive() {
+            let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while self.is_alive() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
     /// SIGTERM, then SIGKILL after `grace`. Returns once the process is gone.
     pub fn terminate(&self, grace: Duration) {
         if !self.is_alive() {

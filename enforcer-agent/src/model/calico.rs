@@ -122,7 +122,11 @@ pub struct GlobalNetworkPolicySpec {
     pub egress: Vec<Rule>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub do_not_track: bool,
-    #[serde(default, rename = "preDNAT", skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        default,
+        rename = "preDNAT",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub pre_dnat: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub apply_on_forward: bool,

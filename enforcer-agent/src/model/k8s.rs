@@ -1,4 +1,4 @@
-//! Kubernetes `networking.k8s.io/v1` NetworkPolicy, complete.
+//! Kubernetes `networking.k8s.io/v1` `NetworkPolicy`, complete.
 //!
 //! Strict (`deny_unknown_fields`) below `metadata`: a typo in a policy must be an error,
 //! not a silently wider or narrower policy.

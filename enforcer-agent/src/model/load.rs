@@ -81,22 +81,28 @@ pub enum LoadError {
         position: Position,
         message: String,
     },
-    #[error("{path}{position}: {object}{}: {message}", field_suffix(.field))]
-    Object {
-        path: PathBuf,
-        document: usize,
-        position: Position,
-        /// `Kind namespace/name` as far as known.
-        object: String,
-        /// Field path inside the object, e.g. `spec.ingress[0].source.selector`.
-        field: Option<String>,
-        problem: ObjectProblem,
-        message: String,
-    },
+    /// A document that parses as YAML but is not a valid object.
+    #[error(transparent)]
+    Object(Box<ObjectError>),
 }
 
-fn field_suffix(field: &Option<String>) -> String {
-    field.as_ref().map(|f| format!(", field {f}")).unwrap_or_default()
+/// What is wrong with one object, and where.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{path}{position}: {object}{}: {message}", field_suffix(.field.as_ref()))]
+pub struct ObjectError {
+    pub path: PathBuf,
+    pub document: usize,
+    pub position: Position,
+    /// `Kind namespace/name` as far as known.
+    pub object: String,
+    /// Field path inside the object, e.g. `spec.ingress[0].source.selector`.
+    pub field: Option<String>,
+    pub problem: ObjectProblem,
+    pub message: String,
+}
+
+fn field_suffix(field: Option<&String>) -> String {
+    field.map(|f| format!(", field {f}")).unwrap_or_default()
 }
 
 impl LoadError {
@@ -104,9 +110,8 @@ impl LoadError {
     pub fn line(&self) -> Option<u32> {
         match self {
             LoadError::Read { .. } => None,
-            LoadError::Syntax { position, .. } | LoadError::Object { position, .. } => {
-                (position.line > 0).then_some(position.line)
-            }
+            LoadError::Syntax { position, .. } => (position.line > 0).then_some(position.line),
+            LoadError::Object(e) => (e.position.line > 0).then_some(e.position.line),
         }
     }
 }
@@ -177,8 +182,15 @@ pub fn load_str(path: &Path, text: &str) -> Result<Vec<Loaded>, LoadError> {
         if matches!(doc.value, NodeValue::Null) {
             continue;
         }
-        let ctx = DocContext { path, text, document };
-        if doc.str_field("kind").is_some_and(|k| k == "List" || k.ends_with("List")) {
+        let ctx = DocContext {
+            path,
+            text,
+            document,
+        };
+        if doc
+            .str_field("kind")
+            .is_some_and(|k| k == "List" || k.ends_with("List"))
+        {
             let items = doc.field("items");
             match items.map(|n| &n.value) {
                 Some(NodeValue::Seq(items)) => {
@@ -208,8 +220,15 @@ pub fn load_str(path: &Path, text: &str) -> Result<Vec<Loaded>, LoadError> {
 /// callers that hold `serde_json` values (no positions: errors name fields only).
 pub fn load_value(path: &Path, value: &serde_json::Value) -> Result<Vec<Loaded>, LoadError> {
     let doc = Node::from_json(value);
-    let ctx = DocContext { path, text: "", document: 0 };
-    if doc.str_field("kind").is_some_and(|k| k == "List" || k.ends_with("List")) {
+    let ctx = DocContext {
+        path,
+        text: "",
+        document: 0,
+    };
+    if doc
+        .str_field("kind")
+        .is_some_and(|k| k == "List" || k.ends_with("List"))
+    {
         let mut out = Vec::new();
         if let Some(NodeValue::Seq(items)) = doc.field("items").map(|n| &n.value) {
             for (i, item) in items.iter().enumerate() {
@@ -242,7 +261,7 @@ impl DocContext<'_> {
         problem: ObjectProblem,
         message: String,
     ) -> LoadError {
-        LoadError::Object {
+        LoadError::Object(Box::new(ObjectError {
             path: self.path.to_path_buf(),
             document: self.document,
             position,
@@ -250,7 +269,7 @@ impl DocContext<'_> {
             field,
             problem,
             message,
-        }
+        }))
     }
 
     fn object(&self, node: &Node, prefix: &str) -> Result<Loaded, LoadError> {
@@ -266,7 +285,9 @@ impl DocContext<'_> {
         }
         let kind = node.str_field("kind").unwrap_or_default().to_owned();
         let api = node.str_field("apiVersion").unwrap_or_default().to_owned();
-        let kind_pos = node.field("kind").map_or_else(|| node.position(), Node::position);
+        let kind_pos = node
+            .field("kind")
+            .map_or_else(|| node.position(), Node::position);
         let unknown = |msg: String| {
             self.error(
                 node,
@@ -279,14 +300,20 @@ impl DocContext<'_> {
                 msg,
             )
         };
-        let calico_api = || CalicoApi::from_api_version(&api).or(api.is_empty().then_some(CalicoApi::V3));
+        let calico_api =
+            || CalicoApi::from_api_version(&api).or(api.is_empty().then_some(CalicoApi::V3));
         let de = |n: &Node| -> Result<Object, LoadError> {
-            let d = NodeDeserializer { node: n, path: prefix.to_owned() };
+            let d = NodeDeserializer {
+                node: n,
+                path: prefix.to_owned(),
+            };
             let convert = |e: DeError| self.de_error(node, e);
             let object = match kind.as_str() {
                 "Namespace" => Object::Namespace(de::Deserialize::deserialize(d).map_err(convert)?),
                 "Pod" => Object::Pod(de::Deserialize::deserialize(d).map_err(convert)?),
-                "Deployment" => Object::Deployment(de::Deserialize::deserialize(d).map_err(convert)?),
+                "Deployment" => {
+                    Object::Deployment(de::Deserialize::deserialize(d).map_err(convert)?)
+                }
                 "Service" => Object::Service(de::Deserialize::deserialize(d).map_err(convert)?),
                 "NetworkPolicy" if api == "networking.k8s.io/v1" => {
                     Object::NetworkPolicy(de::Deserialize::deserialize(d).map_err(convert)?)
@@ -297,11 +324,16 @@ impl DocContext<'_> {
                             "NetworkPolicy with apiVersion {api:?}: expected networking.k8s.io/v1, projectcalico.org/v3 or crd.projectcalico.org/v1"
                         )));
                     };
-                    let mut o: super::calico::NetworkPolicy = de::Deserialize::deserialize(d).map_err(convert)?;
+                    let mut o: super::calico::NetworkPolicy =
+                        de::Deserialize::deserialize(d).map_err(convert)?;
                     o.api = a;
                     Object::CalicoNetworkPolicy(o)
                 }
-                "GlobalNetworkPolicy" | "Tier" | "NetworkSet" | "GlobalNetworkSet" | "HostEndpoint" => {
+                "GlobalNetworkPolicy"
+                | "Tier"
+                | "NetworkSet"
+                | "GlobalNetworkSet"
+                | "HostEndpoint" => {
                     let Some(a) = calico_api() else {
                         return Err(unknown(format!(
                             "{kind} with apiVersion {api:?}: expected projectcalico.org/v3 or crd.projectcalico.org/v1"
@@ -364,33 +396,48 @@ impl DocContext<'_> {
         match &node.value {
             NodeValue::Map(entries) => {
                 for (k, v) in entries {
-                    let NodeValue::Str(key) = &k.value else { continue };
+                    let NodeValue::Str(key) = &k.value else {
+                        continue;
+                    };
                     let sub = join_path(path, key);
                     match (key.as_str(), &v.value) {
                         (
-                            "selector" | "notSelector" | "namespaceSelector" | "serviceAccountSelector",
+                            "selector"
+                            | "notSelector"
+                            | "namespaceSelector"
+                            | "serviceAccountSelector",
                             NodeValue::Str(s),
                         ) => {
                             if let Err(e) = crate::selector::Selector::parse(s) {
-                                let quoted = self.char_at(v.position()).is_some_and(|c| c == '\'' || c == '"');
+                                let quoted = self
+                                    .char_at(&v.position())
+                                    .is_some_and(|c| c == '\'' || c == '"');
                                 let column = v.column + u32::from(quoted) + e.column as u32 - 1;
                                 return Err(self.error(
                                     object,
                                     Some(sub),
-                                    Position { line: v.line, column },
-                                    ObjectProblem::InvalidSelector { selector: s.clone() },
-                                    format!("invalid selector (column {} of the selector): {}", e.column, e.message),
+                                    Position {
+                                        line: v.line,
+                                        column,
+                                    },
+                                    ObjectProblem::InvalidSelector {
+                                        selector: s.clone(),
+                                    },
+                                    format!(
+                                        "invalid selector (column {} of the selector): {}",
+                                        e.column, e.message
+                                    ),
                                 ));
                             }
                         }
                         ("nets" | "notNets" | "except" | "expectedIPs", NodeValue::Seq(items)) => {
                             for (i, item) in items.iter().enumerate() {
                                 if let NodeValue::Str(s) = &item.value {
-                                    self.check_cidr(object, item, s, format!("{sub}[{i}]"))?;
+                                    self.check_cidr(object, item, s, &format!("{sub}[{i}]"))?;
                                 }
                             }
                         }
-                        ("cidr", NodeValue::Str(s)) => self.check_cidr(object, v, s, sub)?,
+                        ("cidr", NodeValue::Str(s)) => self.check_cidr(object, v, s, &sub)?,
                         _ => self.check_values(object, v, &sub)?,
                     }
                 }
@@ -405,20 +452,28 @@ impl DocContext<'_> {
         Ok(())
     }
 
-    fn check_cidr(&self, object: &Node, node: &Node, value: &str, field: String) -> Result<(), LoadError> {
+    fn check_cidr(
+        &self,
+        object: &Node,
+        node: &Node,
+        value: &str,
+        field: &str,
+    ) -> Result<(), LoadError> {
         match super::parse_cidr(value) {
             Ok(_) => Ok(()),
             Err(message) => Err(self.error(
                 object,
-                Some(field),
+                Some(field.to_owned()),
                 node.position(),
-                ObjectProblem::InvalidCidr { value: value.to_owned() },
+                ObjectProblem::InvalidCidr {
+                    value: value.to_owned(),
+                },
                 message,
             )),
         }
     }
 
-    fn char_at(&self, p: Position) -> Option<char> {
+    fn char_at(&self, p: &Position) -> Option<char> {
         let line = self.text.lines().nth((p.line as usize).checked_sub(1)?)?;
         line.chars().nth((p.column as usize).checked_sub(1)?)
     }
@@ -559,7 +614,9 @@ impl Node {
     }
 
     fn field(&self, key: &str) -> Option<&Node> {
-        let NodeValue::Map(entries) = &self.value else { return None };
+        let NodeValue::Map(entries) = &self.value else {
+            return None;
+        };
         entries
             .iter()
             .find(|(k, _)| matches!(&k.value, NodeValue::Str(s) if s == key))
@@ -625,10 +682,14 @@ impl<'de> Visitor<'de> for NodeVisitor {
         Ok(NodeValue::UInt(v))
     }
     fn visit_i128<E: de::Error>(self, v: i128) -> Result<NodeValue, E> {
-        i64::try_from(v).map(NodeValue::Int).map_err(|_| E::custom("integer out of range"))
+        i64::try_from(v)
+            .map(NodeValue::Int)
+            .map_err(|_| E::custom("integer out of range"))
     }
     fn visit_u128<E: de::Error>(self, v: u128) -> Result<NodeValue, E> {
-        u64::try_from(v).map(NodeValue::UInt).map_err(|_| E::custom("integer out of range"))
+        u64::try_from(v)
+            .map(NodeValue::UInt)
+            .map_err(|_| E::custom("integer out of range"))
     }
     fn visit_f64<E>(self, v: f64) -> Result<NodeValue, E> {
         Ok(NodeValue::Float(v))
@@ -701,7 +762,7 @@ pub(crate) struct NodeDeserializer<'a> {
     path: String,
 }
 
-impl<'a> NodeDeserializer<'a> {
+impl NodeDeserializer<'_> {
     fn any<'de, V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         let node = self.node;
         let path = self.path.clone();
@@ -749,7 +810,9 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_> {
         visitor: V,
     ) -> Result<V::Value, DeError> {
         let (node, path) = (self.node, self.path.clone());
-        visitor.visit_newtype_struct(self).map_err(|e| e.at(node, &path))
+        visitor
+            .visit_newtype_struct(self)
+            .map_err(|e| e.at(node, &path))
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -761,9 +824,14 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_> {
         match &self.node.value {
             NodeValue::Str(s) => {
                 let d: de::value::StrDeserializer<'_, DeError> = s.as_str().into_deserializer();
-                visitor.visit_enum(d).map_err(|e| e.at(self.node, &self.path))
+                visitor
+                    .visit_enum(d)
+                    .map_err(|e| e.at(self.node, &self.path))
             }
-            _ => Err(<DeError as de::Error>::custom("expected one of the listed names (a string)").at(self.node, &self.path)),
+            _ => Err(
+                <DeError as de::Error>::custom("expected one of the listed names (a string)")
+                    .at(self.node, &self.path),
+            ),
         }
     }
 
@@ -811,7 +879,9 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_> {
 
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         if let Some(raw) = &self.node.raw {
-            return visitor.visit_str::<DeError>(raw).map_err(|e| e.at(self.node, &self.path));
+            return visitor
+                .visit_str::<DeError>(raw)
+                .map_err(|e| e.at(self.node, &self.path));
         }
         self.any(visitor)
     }
@@ -832,11 +902,17 @@ struct NodeSeq<'a> {
 impl<'de> SeqAccess<'de> for NodeSeq<'_> {
     type Error = DeError;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
-        let Some(item) = self.items.next() else { return Ok(None) };
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DeError> {
+        let Some(item) = self.items.next() else {
+            return Ok(None);
+        };
         let path = format!("{}[{}]", self.path, self.index);
         self.index += 1;
-        seed.deserialize(NodeDeserializer { node: item, path }).map(Some)
+        seed.deserialize(NodeDeserializer { node: item, path })
+            .map(Some)
     }
 }
 
@@ -849,8 +925,13 @@ struct NodeMap<'a> {
 impl<'de> MapAccess<'de> for NodeMap<'_> {
     type Error = DeError;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
-        let Some((k, v)) = self.entries.next() else { return Ok(None) };
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
+        let Some((k, v)) = self.entries.next() else {
+            return Ok(None);
+        };
         let key_text = match &k.value {
             NodeValue::Str(s) => s.clone(),
             NodeValue::Int(i) => i.to_string(),
@@ -862,7 +943,9 @@ impl<'de> MapAccess<'de> for NodeMap<'_> {
         self.value = Some((v, path.clone()));
         // Keys are always read as strings (YAML `80: x` still names a field "80").
         let key_de: de::value::StringDeserializer<DeError> = key_text.into_deserializer();
-        seed.deserialize(key_de).map(Some).map_err(|e| e.at(k, &path))
+        seed.deserialize(key_de)
+            .map(Some)
+            .map_err(|e| e.at(k, &path))
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
@@ -874,6 +957,7 @@ impl<'de> MapAccess<'de> for NodeMap<'_> {
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests panic on unexpected errors")]
 mod tests {
     use super::*;
 
@@ -891,14 +975,17 @@ mod tests {
 
     #[test]
     fn loads_json() {
-        let objs = load(r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}"#).unwrap();
+        let objs = load(r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}"#)
+            .unwrap();
         assert_eq!(objs[0].object.meta().name, "x");
     }
 
     #[test]
     fn syntax_errors_have_line_and_column() {
         let err = load("kind: GlobalNetworkPolicy\n  name: x\n").unwrap_err();
-        let LoadError::Syntax { position, .. } = &err else { panic!("{err}") };
+        let LoadError::Syntax { position, .. } = &err else {
+            panic!("{err}")
+        };
         assert_eq!(position.line, 2, "{err}");
     }
 
@@ -906,8 +993,21 @@ mod tests {
     fn unknown_field_names_path_and_line() {
         let text = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: p\nspec:\n  ingress:\n  - action: Allow\n    destinaton:\n      ports: [80]\n";
         let err = load(text).unwrap_err();
-        let LoadError::Object { field, position, problem, object, .. } = &err else { panic!("{err}") };
-        assert_eq!(field.as_deref(), Some("spec.ingress[0].destinaton"), "{err}");
+        let LoadError::Object(e) = &err else {
+            panic!("{err}")
+        };
+        let ObjectError {
+            field,
+            position,
+            problem,
+            object,
+            ..
+        } = &**e;
+        assert_eq!(
+            field.as_deref(),
+            Some("spec.ingress[0].destinaton"),
+            "{err}"
+        );
         assert_eq!(position.line, 8, "{err}");
         assert_eq!(object, "GlobalNetworkPolicy p");
         assert!(matches!(problem, ObjectProblem::UnknownField { field } if field == "destinaton"));
@@ -918,8 +1018,17 @@ mod tests {
     fn wrong_type_names_the_field() {
         let text = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: p\n  namespace: n\nspec:\n  podSelector: {}\n  ingress:\n  - ports:\n    - port: 80\n      endPort: [1]\n";
         let err = load(text).unwrap_err();
-        let LoadError::Object { field, position, .. } = &err else { panic!("{err}") };
-        assert_eq!(field.as_deref(), Some("spec.ingress[0].ports[0].endPort"), "{err}");
+        let LoadError::Object(e) = &err else {
+            panic!("{err}")
+        };
+        let ObjectError {
+            field, position, ..
+        } = &**e;
+        assert_eq!(
+            field.as_deref(),
+            Some("spec.ingress[0].ports[0].endPort"),
+            "{err}"
+        );
         assert_eq!(position.line, 11, "{err}");
         assert!(err.to_string().contains("NetworkPolicy n/p"), "{err}");
     }
@@ -928,8 +1037,16 @@ mod tests {
     fn bad_selector_points_at_the_column() {
         let text = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: p\nspec:\n  selector: \"app == 'x' && = 'y'\"\n";
         let err = load(text).unwrap_err();
-        let LoadError::Object { position, problem, .. } = &err else { panic!("{err}") };
-        assert!(matches!(problem, ObjectProblem::InvalidSelector { .. }), "{err}");
+        let LoadError::Object(e) = &err else {
+            panic!("{err}")
+        };
+        let ObjectError {
+            position, problem, ..
+        } = &**e;
+        assert!(
+            matches!(problem, ObjectProblem::InvalidSelector { .. }),
+            "{err}"
+        );
         assert_eq!(position.line, 6);
         // `  selector: "` is 13 characters; the bad token is column 15 of the selector.
         assert_eq!(position.column, 13 + 15, "{err}");
@@ -939,7 +1056,15 @@ mod tests {
     fn bad_cidr_is_reported() {
         let text = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\nmetadata:\n  name: s\nspec:\n  nets: [10.0.0.0/8, 10.1.2.300/32]\n";
         let err = load(text).unwrap_err();
-        let LoadError::Object { field, problem, position, .. } = &err else { panic!("{err}") };
+        let LoadError::Object(e) = &err else {
+            panic!("{err}")
+        };
+        let ObjectError {
+            field,
+            problem,
+            position,
+            ..
+        } = &**e;
         assert_eq!(field.as_deref(), Some("spec.nets[1]"));
         assert_eq!(position.line, 6);
         assert!(matches!(problem, ObjectProblem::InvalidCidr { .. }));
@@ -948,7 +1073,12 @@ mod tests {
     #[test]
     fn unknown_kind_is_reported() {
         let err = load("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n").unwrap_err();
-        let LoadError::Object { problem, position, .. } = &err else { panic!("{err}") };
+        let LoadError::Object(e) = &err else {
+            panic!("{err}")
+        };
+        let ObjectError {
+            problem, position, ..
+        } = &**e;
         assert!(matches!(problem, ObjectProblem::UnknownKind { .. }));
         assert_eq!(position.line, 2);
     }

@@ -8,7 +8,10 @@ pub mod k8s;
 pub mod load;
 pub mod workload;
 
-pub use load::{LoadError, Loaded, ObjectProblem, Position, Source, load_paths, load_str, load_value};
+pub use load::{
+    LoadError, Loaded, ObjectError, ObjectProblem, Position, Source, load_paths, load_str,
+    load_value,
+};
 pub use workload::{Deployment, Labels, Namespace, ObjectMeta, Pod, Service};
 
 /// Any object enforcer understands.
@@ -35,8 +38,7 @@ impl Object {
             Object::Pod(_) => "Pod",
             Object::Deployment(_) => "Deployment",
             Object::Service(_) => "Service",
-            Object::NetworkPolicy(_) => "NetworkPolicy",
-            Object::CalicoNetworkPolicy(_) => "NetworkPolicy",
+            Object::NetworkPolicy(_) | Object::CalicoNetworkPolicy(_) => "NetworkPolicy",
             Object::GlobalNetworkPolicy(_) => "GlobalNetworkPolicy",
             Object::Tier(_) => "Tier",
             Object::NetworkSet(_) => "NetworkSet",
@@ -127,7 +129,9 @@ impl Object {
 }
 
 /// Identity of an object: kind, namespace (empty for cluster-scoped), name.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct ObjectId {
     pub kind: String,
     pub namespace: String,
@@ -154,10 +158,13 @@ pub fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
     if let Ok(addr) = text.parse::<std::net::IpAddr>() {
         return Ok(ipnet::IpNet::from(addr));
     }
-    Err(format!("invalid CIDR {text:?}: expected an address with an optional /prefix, e.g. 10.0.0.0/8 or fd00::/64"))
+    Err(format!(
+        "invalid CIDR {text:?}: expected an address with an optional /prefix, e.g. 10.0.0.0/8 or fd00::/64"
+    ))
 }
 
 #[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests panic on unexpected errors")]
 mod tests {
     use super::*;
     use std::path::Path;

@@ -102,9 +102,19 @@ impl ContainerPort {
 #[serde(rename_all = "camelCase")]
 pub struct PodStatus {
     /// Kubernetes spells it `podIP` (camelCase would give `podIp`).
-    #[serde(default, rename = "podIP", alias = "podIp", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "podIP",
+        alias = "podIp",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pod_ip: Option<String>,
-    #[serde(default, rename = "podIPs", alias = "podIps", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "podIPs",
+        alias = "podIps",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub pod_ips: Vec<PodIp>,
 }
 
@@ -228,10 +238,18 @@ impl Pod {
         let Some(status) = &self.status else {
             return Vec::new();
         };
-        let mut ips: Vec<std::net::IpAddr> =
-            status.pod_ips.iter().filter_map(|p| p.ip.parse().ok()).collect();
+        let mut ips: Vec<std::net::IpAddr> = status
+            .pod_ips
+            .iter()
+            .filter_map(|p| p.ip.parse().ok())
+            .collect();
         if ips.is_empty() {
-            ips.extend(status.pod_ip.as_deref().and_then(|ip| ip.parse::<std::net::IpAddr>().ok()));
+            ips.extend(
+                status
+                    .pod_ip
+                    .as_deref()
+                    .and_then(|ip| ip.parse::<std::net::IpAddr>().ok()),
+            );
         }
         ips
     }
@@ -239,6 +257,8 @@ impl Pod {
 
 /// Calico's interface name for a workload: `cali` + 11 hex digits of SHA-1("ns.name").
 pub fn host_iface_name(namespace: &str, name: &str) -> String {
-    let digest = sha1_smol::Sha1::from(format!("{namespace}.{name}")).digest().to_string();
+    let digest = sha1_smol::Sha1::from(format!("{namespace}.{name}"))
+        .digest()
+        .to_string();
     format!("cali{}", &digest[..11])
 }

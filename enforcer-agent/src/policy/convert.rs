@@ -1,4 +1,6 @@
 //! Objects → [`Cluster`]: conversion and validation.
+// Errors are built at most once per load; their size does not matter.
+#![expect(clippy::result_large_err, reason = "cold error path, rich errors")]
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -7,16 +9,16 @@ use ipnet::IpNet;
 
 use super::{
     Cluster, Endpoint, EntityMatch, EntitySelector, HostEndpointInfo, IcmpMatch, LABEL_NAMESPACE,
-    LABEL_ORCHESTRATOR, LABEL_SERVICE_ACCOUNT, NamedPort, NamespaceInfo, NamespaceScope, NetworkSetInfo,
-    Policy, PolicyError, PolicyProblem, PortMatch, Rule, RuleAction, ServiceAccountMatch, ServiceInfo, Tier,
-    TierAction, Warning, is_icmp, parse_protocol,
+    LABEL_ORCHESTRATOR, LABEL_SERVICE_ACCOUNT, NamedPort, NamespaceInfo, NamespaceScope,
+    NetworkSetInfo, Policy, PolicyError, PolicyProblem, PortMatch, Rule, RuleAction,
+    ServiceAccountMatch, ServiceInfo, Tier, TierAction, Warning, is_icmp, parse_protocol,
 };
 use crate::compile::spec::PolicyName;
 use crate::model::workload::IntOrString;
 use crate::model::{Loaded, Object, ObjectId, Source, calico, k8s};
 use crate::selector::Selector;
 
-/// Calico's order for converted Kubernetes NetworkPolicies.
+/// Calico's order for converted Kubernetes `NetworkPolicies`.
 pub const K8S_POLICY_ORDER: f64 = 1000.0;
 pub const DEFAULT_TIER: &str = "default";
 /// Calico's limit of rules per direction.
@@ -28,7 +30,12 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err(&self, field: impl Into<String>, problem: PolicyProblem, fix: Option<String>) -> PolicyError {
+    fn err(
+        &self,
+        field: impl Into<String>,
+        problem: PolicyProblem,
+        fix: Option<String>,
+    ) -> PolicyError {
         PolicyError {
             file: self.source.cloned(),
             object: self.id.clone(),
@@ -38,7 +45,12 @@ impl Ctx<'_> {
         }
     }
 
-    fn warn(&self, field: impl Into<String>, message: impl Into<String>, fix: Option<String>) -> Warning {
+    fn warn(
+        &self,
+        field: impl Into<String>,
+        message: impl Into<String>,
+        fix: Option<String>,
+    ) -> Warning {
         Warning {
             source: self.source.cloned(),
             object: self.id.clone(),
@@ -63,7 +75,11 @@ impl Ctx<'_> {
     }
 
     /// A selector field where an empty string means "absent".
-    fn opt_selector(&self, field: &str, text: Option<&String>) -> Result<Option<Selector>, PolicyError> {
+    fn opt_selector(
+        &self,
+        field: &str,
+        text: Option<&String>,
+    ) -> Result<Option<Selector>, PolicyError> {
         match text.map(|t| t.trim()) {
             None | Some("") => Ok(None),
             Some(t) => self.selector(field, t).map(Some),
@@ -153,7 +169,11 @@ pub(super) fn build(objects: &[Loaded]) -> Result<(Cluster, Vec<Warning>), Polic
                 }
             }
             Object::NetworkSet(set) => {
-                let ns = set.metadata.namespace.clone().unwrap_or_else(|| "default".to_owned());
+                let ns = set
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".to_owned());
                 let mut labels = set.metadata.labels.clone();
                 labels.insert(LABEL_NAMESPACE.to_owned(), ns.clone());
                 cluster.network_sets.push(NetworkSetInfo {
@@ -202,7 +222,13 @@ pub(super) fn build(objects: &[Loaded]) -> Result<(Cluster, Vec<Warning>), Polic
                 let default_action = match tier.spec.default_action {
                     None | Some(calico::Action::Deny) => TierAction::Deny,
                     Some(calico::Action::Pass) => TierAction::Pass,
-                    Some(_) => return Err(ctx.err("spec.defaultAction", PolicyProblem::InvalidTierAction, None)),
+                    Some(_) => {
+                        return Err(ctx.err(
+                            "spec.defaultAction",
+                            PolicyProblem::InvalidTierAction,
+                            None,
+                        ));
+                    }
                 };
                 tiers.insert(
                     tier.metadata.name.clone(),
@@ -229,19 +255,28 @@ pub(super) fn build(objects: &[Loaded]) -> Result<(Cluster, Vec<Warning>), Polic
 
     let mut tiers: Vec<Tier> = tiers.into_values().collect();
     tiers.sort_by(|a, b| {
-        let (oa, ob) = (a.order.unwrap_or(f64::INFINITY), b.order.unwrap_or(f64::INFINITY));
+        let (oa, ob) = (
+            a.order.unwrap_or(f64::INFINITY),
+            b.order.unwrap_or(f64::INFINITY),
+        );
         oa.total_cmp(&ob).then_with(|| a.name.cmp(&b.name))
     });
-    let tier_index = |ctx: &Ctx<'_>, field: &str, name: Option<&String>| -> Result<usize, PolicyError> {
-        let name = name.map(String::as_str).filter(|t| !t.is_empty()).unwrap_or(DEFAULT_TIER);
-        tiers.iter().position(|t| t.name == name).ok_or_else(|| {
-            ctx.err(
-                field,
-                PolicyProblem::UnknownTier { tier: name.to_owned() },
-                Some(format!("create the Tier {name:?} or remove spec.tier")),
-            )
-        })
-    };
+    let tier_index =
+        |ctx: &Ctx<'_>, field: &str, name: Option<&String>| -> Result<usize, PolicyError> {
+            let name = name
+                .map(String::as_str)
+                .filter(|t| !t.is_empty())
+                .unwrap_or(DEFAULT_TIER);
+            tiers.iter().position(|t| t.name == name).ok_or_else(|| {
+                ctx.err(
+                    field,
+                    PolicyProblem::UnknownTier {
+                        tier: name.to_owned(),
+                    },
+                    Some(format!("create the Tier {name:?} or remove spec.tier")),
+                )
+            })
+        };
 
     for loaded in objects {
         let ctx = Ctx {
@@ -255,7 +290,11 @@ pub(super) fn build(objects: &[Loaded]) -> Result<(Cluster, Vec<Warning>), Polic
             }
             Object::CalicoNetworkPolicy(np) => {
                 let tier = tier_index(&ctx, "spec.tier", np.spec.tier.as_ref())?;
-                let ns = np.metadata.namespace.clone().unwrap_or_else(|| "default".to_owned());
+                let ns = np
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".to_owned());
                 let spec = CommonSpec {
                     order: np.spec.order,
                     selector: np.spec.selector.as_ref(),
@@ -307,7 +346,10 @@ pub(super) fn build(objects: &[Loaded]) -> Result<(Cluster, Vec<Warning>), Polic
     }
 
     cluster.policies.sort_by(|a, b| {
-        let (oa, ob) = (a.order.unwrap_or(f64::INFINITY), b.order.unwrap_or(f64::INFINITY));
+        let (oa, ob) = (
+            a.order.unwrap_or(f64::INFINITY),
+            b.order.unwrap_or(f64::INFINITY),
+        );
         a.tier
             .cmp(&b.tier)
             .then(oa.total_cmp(&ob))
@@ -316,7 +358,9 @@ pub(super) fn build(objects: &[Loaded]) -> Result<(Cluster, Vec<Warning>), Polic
             .then_with(|| a.name.kind.cmp(&b.name.kind))
     });
     cluster.tiers = tiers;
-    cluster.endpoints.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    cluster
+        .endpoints
+        .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     cluster.reindex();
     Ok((cluster, warnings))
 }
@@ -326,7 +370,11 @@ fn endpoint(ctx: &Ctx<'_>, pod: &crate::model::Pod) -> Result<Option<Endpoint>, 
     if ips.is_empty() {
         return Ok(None);
     }
-    let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".to_owned());
+    let namespace = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".to_owned());
     let service_account = pod
         .spec
         .service_account_name
@@ -404,16 +452,42 @@ fn namespace_scope(sel: Selector) -> NamespaceScope {
 // Kubernetes NetworkPolicy → Calico policy.
 // ---------------------------------------------------------------------------------
 
-fn kubernetes_policy(ctx: &Ctx<'_>, np: &k8s::NetworkPolicy, tier: usize) -> Result<Policy, PolicyError> {
-    let ns = np.metadata.namespace.clone().unwrap_or_else(|| "default".to_owned());
+fn kubernetes_policy(
+    ctx: &Ctx<'_>,
+    np: &k8s::NetworkPolicy,
+    tier: usize,
+) -> Result<Policy, PolicyError> {
+    let ns = np
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".to_owned());
     let (applies_ingress, applies_egress) = np.spec.effective_policy_types();
     let mut ingress = Vec::new();
     for (i, r) in np.spec.ingress.iter().flatten().enumerate() {
-        k8s_rule(ctx, &ns, &format!("spec.ingress[{i}]"), "from", &r.from, &r.ports, true, &mut ingress)?;
+        k8s_rule(
+            ctx,
+            &ns,
+            &format!("spec.ingress[{i}]"),
+            "from",
+            &r.from,
+            &r.ports,
+            true,
+            &mut ingress,
+        )?;
     }
     let mut egress = Vec::new();
     for (i, r) in np.spec.egress.iter().flatten().enumerate() {
-        k8s_rule(ctx, &ns, &format!("spec.egress[{i}]"), "to", &r.to, &r.ports, false, &mut egress)?;
+        k8s_rule(
+            ctx,
+            &ns,
+            &format!("spec.egress[{i}]"),
+            "to",
+            &r.to,
+            &r.ports,
+            false,
+            &mut egress,
+        )?;
     }
     Ok(Policy {
         name: PolicyName {
@@ -441,7 +515,10 @@ fn kubernetes_policy(ctx: &Ctx<'_>, np: &k8s::NetworkPolicy, tier: usize) -> Res
     })
 }
 
-#[expect(clippy::too_many_arguments, reason = "one call per direction; a struct would only rename them")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call per direction; a struct would only rename them"
+)]
 fn k8s_rule(
     ctx: &Ctx<'_>,
     ns: &str,
@@ -584,7 +661,9 @@ fn k8s_port(
         other => {
             return Err(ctx.err(
                 format!("{field}.protocol"),
-                PolicyProblem::InvalidProtocol { value: other.to_owned() },
+                PolicyProblem::InvalidProtocol {
+                    value: other.to_owned(),
+                },
                 Some("Kubernetes accepts TCP, UDP or SCTP (upper case)".to_owned()),
             ));
         }
@@ -602,7 +681,11 @@ fn k8s_port(
     let ports = match &port.port {
         None => {
             if port.end_port.is_some() {
-                return Err(invalid("endPort", format!("{:?}", port.end_port), "endPort needs a numeric port"));
+                return Err(invalid(
+                    "endPort",
+                    format!("{:?}", port.end_port),
+                    "endPort needs a numeric port",
+                ));
             }
             Vec::new()
         }
@@ -616,15 +699,24 @@ fn k8s_port(
                 Some(e) => u16::try_from(e)
                     .ok()
                     .filter(|e| *e >= start)
-                    .ok_or_else(|| invalid("endPort", e.to_string(), "must be ≥ port and ≤ 65535"))?,
+                    .ok_or_else(|| {
+                        invalid("endPort", e.to_string(), "must be ≥ port and ≤ 65535")
+                    })?,
             };
             vec![PortMatch::Range(start, end)]
         }
         Some(IntOrString::String(name)) => {
             if port.end_port.is_some() {
-                return Err(invalid("endPort", name.clone(), "endPort cannot be used with a named port"));
+                return Err(invalid(
+                    "endPort",
+                    name.clone(),
+                    "endPort cannot be used with a named port",
+                ));
             }
-            vec![named_port(name).ok_or_else(|| invalid("port", name.clone(), "not a port number or name"))?]
+            vec![
+                named_port(name)
+                    .ok_or_else(|| invalid("port", name.clone(), "not a port number or name"))?,
+            ]
         }
     };
     Ok((Some(protocol), ports))
@@ -641,7 +733,9 @@ fn named_port(text: &str) -> Option<PortMatch> {
     }
     let valid_name = !text.is_empty()
         && text.len() <= 63
-        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         && text.chars().any(|c| c.is_ascii_alphabetic());
     valid_name.then(|| PortMatch::Named(text.to_owned()))
 }
@@ -671,7 +765,9 @@ fn calico_policy(
     spec: &CommonSpec<'_>,
     warnings: &mut Vec<Warning>,
 ) -> Result<Policy, PolicyError> {
-    let selector = ctx.opt_selector("spec.selector", spec.selector)?.unwrap_or(Selector::All);
+    let selector = ctx
+        .opt_selector("spec.selector", spec.selector)?
+        .unwrap_or(Selector::All);
     let scope = match ns {
         Some(ns) => NamespaceScope::Named(ns.to_owned()),
         None => match ctx.opt_selector("spec.namespaceSelector", spec.namespace_selector)? {
@@ -706,13 +802,21 @@ fn calico_policy(
         }
         if !spec.egress.is_empty() || applies_egress {
             return Err(ctx.err(
-                if spec.egress.is_empty() { "spec.types" } else { "spec.egress" },
+                if spec.egress.is_empty() {
+                    "spec.types"
+                } else {
+                    "spec.egress"
+                },
                 PolicyProblem::PreDnatWithEgress,
                 Some("move the egress rules to a policy without preDNAT".to_owned()),
             ));
         }
         if spec.do_not_track {
-            return Err(ctx.err("spec.doNotTrack", PolicyProblem::DoNotTrackWithPreDnat, None));
+            return Err(ctx.err(
+                "spec.doNotTrack",
+                PolicyProblem::DoNotTrackWithPreDnat,
+                None,
+            ));
         }
     }
     if spec.do_not_track && !spec.apply_on_forward {
@@ -724,7 +828,11 @@ fn calico_policy(
     }
     let mut convert_rules = |dir: &str, rules: &[calico::Rule]| -> Result<Vec<Rule>, PolicyError> {
         if rules.len() > MAX_RULES {
-            return Err(ctx.err(format!("spec.{dir}"), PolicyProblem::TooManyRules { count: rules.len() }, None));
+            return Err(ctx.err(
+                format!("spec.{dir}"),
+                PolicyProblem::TooManyRules { count: rules.len() },
+                None,
+            ));
         }
         rules
             .iter()
@@ -788,11 +896,27 @@ fn calico_rule(
         .map(|p| protocol_value(ctx, &format!("{field}.notProtocol"), p))
         .transpose()?;
     let icmp = icmp_fields(ctx, &format!("{field}.icmp"), rule.icmp.as_ref(), protocol)?;
-    let not_icmp = icmp_fields(ctx, &format!("{field}.notICMP"), rule.not_icmp.as_ref(), protocol)?;
+    let not_icmp = icmp_fields(
+        ctx,
+        &format!("{field}.notICMP"),
+        rule.not_icmp.as_ref(),
+        protocol,
+    )?;
     let source = calico_entity(ctx, &format!("{field}.source"), &rule.source, ns, warnings)?;
-    let destination = calico_entity(ctx, &format!("{field}.destination"), &rule.destination, ns, warnings)?;
+    let destination = calico_entity(
+        ctx,
+        &format!("{field}.destination"),
+        &rule.destination,
+        ns,
+        warnings,
+    )?;
     for (side, f) in [(&source, "source"), (&destination, "destination")] {
-        if side.has_ports() && !matches!(protocol, Some(super::PROTO_TCP | super::PROTO_UDP | super::PROTO_SCTP)) {
+        if side.has_ports()
+            && !matches!(
+                protocol,
+                Some(super::PROTO_TCP | super::PROTO_UDP | super::PROTO_SCTP)
+            )
+        {
             return Err(ctx.err(
                 format!("{field}.{f}.ports"),
                 PolicyProblem::PortsWithoutPortProtocol,
@@ -812,10 +936,18 @@ fn calico_rule(
     families.dedup();
     if let Some(v) = rule.ip_version {
         if v != 4 && v != 6 {
-            return Err(ctx.err(format!("{field}.ipVersion"), PolicyProblem::InvalidIpVersion { value: v }, None));
+            return Err(ctx.err(
+                format!("{field}.ipVersion"),
+                PolicyProblem::InvalidIpVersion { value: v },
+                None,
+            ));
         }
         if families.iter().any(|f| *f != v) {
-            return Err(ctx.err(format!("{field}.ipVersion"), PolicyProblem::MixedIpVersions, None));
+            return Err(ctx.err(
+                format!("{field}.ipVersion"),
+                PolicyProblem::MixedIpVersions,
+                None,
+            ));
         }
     }
     if families.len() > 1 {
@@ -867,7 +999,10 @@ fn icmp_fields(
         }
         return Ok(None);
     };
-    let icmp_type = u8::try_from(t).ok().filter(|t| *t <= 254).ok_or_else(|| invalid("ICMP type must be 0-254"))?;
+    let icmp_type = u8::try_from(t)
+        .ok()
+        .filter(|t| *t <= 254)
+        .ok_or_else(|| invalid("ICMP type must be 0-254"))?;
     let code = f
         .code
         .map(|c| u8::try_from(c).map_err(|_| invalid("ICMP code must be 0-255")))
@@ -875,7 +1010,11 @@ fn icmp_fields(
     Ok(Some(IcmpMatch { icmp_type, code }))
 }
 
-fn calico_ports(ctx: &Ctx<'_>, field: &str, ports: &[IntOrString]) -> Result<Vec<PortMatch>, PolicyError> {
+fn calico_ports(
+    ctx: &Ctx<'_>,
+    field: &str,
+    ports: &[IntOrString],
+) -> Result<Vec<PortMatch>, PolicyError> {
     ports
         .iter()
         .enumerate()
@@ -886,7 +1025,9 @@ fn calico_ports(ctx: &Ctx<'_>, field: &str, ports: &[IntOrString]) -> Result<Vec
                     &f,
                     PolicyProblem::InvalidPort {
                         value,
-                        message: "expected a number 0-65535, \"min:max\" with min ≤ max, or a port name".to_owned(),
+                        message:
+                            "expected a number 0-65535, \"min:max\" with min ≤ max, or a port name"
+                                .to_owned(),
                     },
                     None,
                 )
@@ -946,7 +1087,8 @@ fn calico_entity(
             Some(converted)
         }
     };
-    let not_selector = ctx.opt_selector(&format!("{field}.notSelector"), e.not_selector.as_ref())?;
+    let not_selector =
+        ctx.opt_selector(&format!("{field}.notSelector"), e.not_selector.as_ref())?;
     // Calico scopes a rule's selector to namespaces (libcalico-go rule conversion):
     // an explicit namespaceSelector wins, else a namespaced policy's own namespace;
     // the scope only applies when the side has a selector, notSelector or
@@ -955,7 +1097,8 @@ fn calico_entity(
         Some(s) => namespace_scope(s),
         None => ns.map_or(NamespaceScope::Any, |n| NamespaceScope::Named(n.to_owned())),
     };
-    let wants_scope = selector.is_some() || not_selector.is_some() || e.namespace_selector.is_some();
+    let wants_scope =
+        selector.is_some() || not_selector.is_some() || e.namespace_selector.is_some();
     let selector = if wants_scope && scope != NamespaceScope::Any {
         Some(EntitySelector {
             selector: selector.unwrap_or(Selector::All),
@@ -971,7 +1114,10 @@ fn calico_entity(
         None => None,
         Some(sa) => Some(ServiceAccountMatch {
             names: sa.names.clone(),
-            selector: ctx.opt_selector(&format!("{field}.serviceAccounts.selector"), sa.selector.as_ref())?,
+            selector: ctx.opt_selector(
+                &format!("{field}.serviceAccounts.selector"),
+                sa.selector.as_ref(),
+            )?,
             namespace: ns.map(str::to_owned),
         }),
     };

@@ -8,65 +8,110 @@ use crate::model::{ObjectId, Source};
 /// What Calico's (or the API server's) validation would reject.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PolicyProblem {
-    InvalidSelector { selector: String, column: usize, message: String },
-    InvalidCidr { value: String, message: String },
-    InvalidProtocol { value: String },
-    InvalidPort { value: String, message: String },
+    InvalidSelector {
+        selector: String,
+        column: usize,
+        message: String,
+    },
+    InvalidCidr {
+        value: String,
+        message: String,
+    },
+    InvalidProtocol {
+        value: String,
+    },
+    InvalidPort {
+        value: String,
+        message: String,
+    },
     /// Ports need TCP, UDP or SCTP.
     PortsWithoutPortProtocol,
     /// IPv4 and IPv6 CIDRs (or an `ipVersion` contradicting them) in one rule.
     MixedIpVersions,
-    InvalidIpVersion { value: u8 },
+    InvalidIpVersion {
+        value: u8,
+    },
     /// `icmp`/`notICMP` with a protocol other than ICMP/ICMPv6.
     IcmpWithoutIcmpProtocol,
-    InvalidIcmp { message: String },
+    InvalidIcmp {
+        message: String,
+    },
     PreDnatWithoutApplyOnForward,
     PreDnatWithEgress,
     DoNotTrackWithPreDnat,
     DoNotTrackWithoutApplyOnForward,
-    UnknownTier { tier: String },
+    UnknownTier {
+        tier: String,
+    },
     InvalidTierAction,
-    TooManyRules { count: usize },
+    TooManyRules {
+        count: usize,
+    },
     /// Valid Calico that this enforcer cannot enforce yet.
-    Unsupported { what: String },
+    Unsupported {
+        what: String,
+    },
     /// Kubernetes API validation.
-    InvalidKubernetes { message: String },
+    InvalidKubernetes {
+        message: String,
+    },
 }
 
 impl fmt::Display for PolicyProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PolicyProblem::InvalidSelector { selector, column, message } => {
-                write!(f, "invalid selector {selector:?} at column {column}: {message}")
+            PolicyProblem::InvalidSelector {
+                selector,
+                column,
+                message,
+            } => {
+                write!(
+                    f,
+                    "invalid selector {selector:?} at column {column}: {message}"
+                )
             }
-            PolicyProblem::InvalidCidr { message, .. } => f.write_str(message),
+            PolicyProblem::InvalidCidr { message, .. }
+            | PolicyProblem::InvalidIcmp { message }
+            | PolicyProblem::InvalidKubernetes { message } => f.write_str(message),
             PolicyProblem::InvalidProtocol { value } => write!(
                 f,
                 "invalid protocol {value:?}: expected TCP, UDP, ICMP, ICMPv6, SCTP, UDPLite or 1-255"
             ),
-            PolicyProblem::InvalidPort { value, message } => write!(f, "invalid port {value:?}: {message}"),
+            PolicyProblem::InvalidPort { value, message } => {
+                write!(f, "invalid port {value:?}: {message}")
+            }
             PolicyProblem::PortsWithoutPortProtocol => {
                 f.write_str("ports are only valid with protocol TCP, UDP or SCTP")
             }
             PolicyProblem::MixedIpVersions => {
                 f.write_str("a rule cannot mix IPv4 and IPv6 CIDRs (or contradict its ipVersion)")
             }
-            PolicyProblem::InvalidIpVersion { value } => write!(f, "ipVersion {value} is not 4 or 6"),
+            PolicyProblem::InvalidIpVersion { value } => {
+                write!(f, "ipVersion {value} is not 4 or 6")
+            }
             PolicyProblem::IcmpWithoutIcmpProtocol => {
                 f.write_str("icmp/notICMP need protocol ICMP or ICMPv6")
             }
-            PolicyProblem::InvalidIcmp { message } => f.write_str(message),
-            PolicyProblem::PreDnatWithoutApplyOnForward => f.write_str("preDNAT requires applyOnForward: true"),
-            PolicyProblem::PreDnatWithEgress => f.write_str("preDNAT policies cannot have egress rules or types"),
-            PolicyProblem::DoNotTrackWithPreDnat => f.write_str("doNotTrack and preDNAT cannot both be set"),
+            PolicyProblem::PreDnatWithoutApplyOnForward => {
+                f.write_str("preDNAT requires applyOnForward: true")
+            }
+            PolicyProblem::PreDnatWithEgress => {
+                f.write_str("preDNAT policies cannot have egress rules or types")
+            }
+            PolicyProblem::DoNotTrackWithPreDnat => {
+                f.write_str("doNotTrack and preDNAT cannot both be set")
+            }
             PolicyProblem::DoNotTrackWithoutApplyOnForward => {
                 f.write_str("doNotTrack requires applyOnForward: true")
             }
             PolicyProblem::UnknownTier { tier } => write!(f, "tier {tier:?} does not exist"),
-            PolicyProblem::InvalidTierAction => f.write_str("a tier's defaultAction must be Deny or Pass"),
-            PolicyProblem::TooManyRules { count } => write!(f, "{count} rules in one direction (Calico allows 1024)"),
+            PolicyProblem::InvalidTierAction => {
+                f.write_str("a tier's defaultAction must be Deny or Pass")
+            }
+            PolicyProblem::TooManyRules { count } => {
+                write!(f, "{count} rules in one direction (Calico allows 1024)")
+            }
             PolicyProblem::Unsupported { what } => write!(f, "not supported by enforcer: {what}"),
-            PolicyProblem::InvalidKubernetes { message } => f.write_str(message),
         }
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Everything the evaluator and the compiler need, resolved once: endpoints with their
 //! effective labels, namespaces, network sets, tiers in evaluation order and policies
-//! in evaluation order, Kubernetes NetworkPolicies converted exactly as Calico converts
-//! them (tier `default`, order 1000, all-Allow rules, selector ANDed with
+//! in evaluation order, Kubernetes `NetworkPolicies` converted exactly as Calico converts
+//! them (tier `default`, order 1000, all-Allow rules, selector combined (&&) with
 //! `projectcalico.org/orchestrator == 'k8s'` and the namespace).
 
 mod convert;
@@ -109,7 +109,11 @@ impl Endpoint {
 
     /// The endpoint's address of the same family as `other`.
     pub fn address_like(&self, other: IpAddr) -> Option<IpAddr> {
-        if other.is_ipv4() { self.ipv4() } else { self.ipv6() }
+        if other.is_ipv4() {
+            self.ipv4()
+        } else {
+            self.ipv6()
+        }
     }
 
     /// `workload` string of the dataplane spec.
@@ -135,7 +139,7 @@ pub struct ServiceInfo {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetworkSetInfo {
     pub id: ObjectId,
-    /// `None` for a GlobalNetworkSet.
+    /// `None` for a `GlobalNetworkSet`.
     pub namespace: Option<String>,
     pub labels: Labels,
     pub nets: Vec<IpNet>,
@@ -191,7 +195,10 @@ impl Entity<'_> {
             Entity::HostEndpoint(h) => &h.named_ports,
             Entity::NetworkSet(_) => return None,
         };
-        ports.iter().find(|p| p.name == name && p.protocol == protocol).map(|p| p.port)
+        ports
+            .iter()
+            .find(|p| p.name == name && p.protocol == protocol)
+            .map(|p| p.port)
     }
 }
 
@@ -209,7 +216,7 @@ pub enum TierAction {
 }
 
 /// Which namespaces an entity selector ranges over.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum NamespaceScope {
     /// Every entity, namespaced or not.
     Any,
@@ -220,12 +227,12 @@ pub enum NamespaceScope {
     /// `namespaceSelector: all()`: every namespaced entity.
     AllNamespaced,
     /// `namespaceSelector: global()`: only non-namespaced entities (host endpoints,
-    /// GlobalNetworkSets).
+    /// `GlobalNetworkSets`).
     NonNamespaced,
 }
 
 /// A selector over entities together with its namespace scope.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct EntitySelector {
     pub selector: Selector,
     pub namespace: NamespaceScope,
@@ -247,7 +254,7 @@ impl EntitySelector {
 }
 
 /// `serviceAccounts` of a rule side (or a policy's `serviceAccountSelector`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ServiceAccountMatch {
     /// Empty: any name.
     pub names: Vec<String>,
@@ -259,7 +266,9 @@ pub struct ServiceAccountMatch {
 
 impl ServiceAccountMatch {
     pub fn matches(&self, entity: &Entity<'_>) -> bool {
-        let Some(sa) = entity.service_account() else { return false };
+        let Some(sa) = entity.service_account() else {
+            return false;
+        };
         if let Some(ns) = &self.namespace
             && entity.namespace() != Some(ns.as_str())
         {
@@ -268,9 +277,9 @@ impl ServiceAccountMatch {
         if !self.names.is_empty() && !self.names.iter().any(|n| n == sa) {
             return false;
         }
-        self.selector.as_ref().is_none_or(|sel| {
-            sel.matches_with(&|k: &str| (k == LABEL_SA_NAME).then_some(sa))
-        })
+        self.selector
+            .as_ref()
+            .is_none_or(|sel| sel.matches_with(&|k: &str| (k == LABEL_SA_NAME).then_some(sa)))
     }
 }
 
@@ -282,7 +291,7 @@ pub enum PortMatch {
 }
 
 /// One side (source or destination) of a rule.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct EntityMatch {
     pub nets: Vec<IpNet>,
     pub not_nets: Vec<IpNet>,
@@ -304,7 +313,11 @@ impl EntityMatch {
             || self.selector.is_some()
             || self.not_selector.is_some()
             || self.service_accounts.is_some()
-            || self.ports.iter().chain(&self.not_ports).any(|p| matches!(p, PortMatch::Named(_)))
+            || self
+                .ports
+                .iter()
+                .chain(&self.not_ports)
+                .any(|p| matches!(p, PortMatch::Named(_)))
     }
 
     pub fn has_ports(&self) -> bool {
@@ -386,19 +399,30 @@ impl Policy {
 
     /// Whether the policy takes part in a workload endpoint's evaluation in `dir`.
     /// preDNAT and doNotTrack policies only ever apply to host endpoints.
-    pub fn applies_to_endpoint(&self, cluster: &Cluster, endpoint: &Endpoint, dir: Direction) -> bool {
+    pub fn applies_to_endpoint(
+        &self,
+        cluster: &Cluster,
+        endpoint: &Endpoint,
+        dir: Direction,
+    ) -> bool {
         if self.pre_dnat || self.do_not_track || !self.applies(dir) {
             return false;
         }
         let entity = Entity::Endpoint(endpoint);
         self.subject.matches(cluster, &entity)
-            && self.subject_service_accounts.as_ref().is_none_or(|sa| sa.matches(&entity))
+            && self
+                .subject_service_accounts
+                .as_ref()
+                .is_none_or(|sa| sa.matches(&entity))
     }
 }
 
 impl Cluster {
     /// Builds the model from loaded objects; see [`convert`] for the rules.
-    pub fn from_objects(objects: &[crate::model::Loaded]) -> Result<(Cluster, Vec<Warning>), PolicyError> {
+    #[expect(clippy::result_large_err, reason = "cold error path, rich errors")]
+    pub fn from_objects(
+        objects: &[crate::model::Loaded],
+    ) -> Result<(Cluster, Vec<Warning>), PolicyError> {
         convert::build(objects)
     }
 
@@ -459,12 +483,18 @@ impl Cluster {
         self.by_addr.clear();
         for (i, e) in self.endpoints.iter().enumerate() {
             for ip in &e.ips {
-                self.by_addr.entry(*ip).or_default().push(EntityIndex::Endpoint(i));
+                self.by_addr
+                    .entry(*ip)
+                    .or_default()
+                    .push(EntityIndex::Endpoint(i));
             }
         }
         for (i, h) in self.host_endpoints.iter().enumerate() {
             for ip in &h.ips {
-                self.by_addr.entry(*ip).or_default().push(EntityIndex::HostEndpoint(i));
+                self.by_addr
+                    .entry(*ip)
+                    .or_default()
+                    .push(EntityIndex::HostEndpoint(i));
             }
         }
     }

@@ -1,4 +1,9 @@
 //! Conversion and validation tests, including the seed YAML users paste.
+#![expect(
+    clippy::unwrap_used,
+    clippy::result_large_err,
+    reason = "tests panic on unexpected errors"
+)]
 
 use std::path::Path;
 
@@ -26,7 +31,10 @@ fn seed_000_policies_load_and_convert() {
     let (c, warnings) = cluster(SEED_000).unwrap();
     assert_eq!(c.policies.len(), 6);
     let deny = policy(&c, "default-deny");
-    assert!(deny.applies_ingress && deny.applies_egress, "default-deny isolates both directions");
+    assert!(
+        deny.applies_ingress && deny.applies_egress,
+        "default-deny isolates both directions"
+    );
     assert!(deny.ingress.is_empty() && deny.egress.is_empty());
     assert_eq!(deny.order, Some(1000.0));
     assert_eq!(deny.name.tier, "default");
@@ -34,7 +42,10 @@ fn seed_000_policies_load_and_convert() {
         deny.subject.selector.to_string(),
         "projectcalico.org/orchestrator == 'k8s'"
     );
-    assert_eq!(deny.subject.namespace, NamespaceScope::Named("dev-app".to_owned()));
+    assert_eq!(
+        deny.subject.namespace,
+        NamespaceScope::Named("dev-app".to_owned())
+    );
 
     let dns = policy(&c, "allow-dns-egress");
     assert!(!dns.applies_ingress && dns.applies_egress);
@@ -42,8 +53,13 @@ fn seed_000_policies_load_and_convert() {
     assert_eq!(rule.protocol, Some(PROTO_UDP));
     assert_eq!(rule.destination.ports, vec![PortMatch::Range(53, 53)]);
     let sel = rule.destination.selector.as_ref().unwrap();
-    assert_eq!(sel.selector.to_string(), "projectcalico.org/orchestrator == 'k8s' && k8s-app == 'kube-dns'");
-    assert!(matches!(&sel.namespace, NamespaceScope::Selector(s) if s.to_string() == "kubernetes.io/metadata.name == 'kube-system'"));
+    assert_eq!(
+        sel.selector.to_string(),
+        "projectcalico.org/orchestrator == 'k8s' && k8s-app == 'kube-dns'"
+    );
+    assert!(
+        matches!(&sel.namespace, NamespaceScope::Selector(s) if s.to_string() == "kubernetes.io/metadata.name == 'kube-system'")
+    );
 
     let frontend = policy(&c, "allow-frontend-ingress");
     assert_eq!(frontend.ingress[0].source.nets[0].to_string(), "0.0.0.0/0");
@@ -58,9 +74,18 @@ fn seed_000_policies_load_and_convert() {
     let sel = src.selector.as_ref().unwrap();
     assert_eq!(sel.selector.to_string(), "app == 'prometheus-agent'");
     let fixes: Vec<&str> = warnings.iter().filter_map(|w| w.fix.as_deref()).collect();
-    assert!(fixes.contains(&"namespaceSelector: kubernetes.io/metadata.name == 'monitoring'"), "{warnings:?}");
-    assert!(fixes.contains(&"selector: app == 'prometheus-agent'"), "{warnings:?}");
-    let w = warnings.iter().find(|w| w.field.ends_with("namespaceSelector")).unwrap();
+    assert!(
+        fixes.contains(&"namespaceSelector: kubernetes.io/metadata.name == 'monitoring'"),
+        "{warnings:?}"
+    );
+    assert!(
+        fixes.contains(&"selector: app == 'prometheus-agent'"),
+        "{warnings:?}"
+    );
+    let w = warnings
+        .iter()
+        .find(|w| w.field.ends_with("namespaceSelector"))
+        .unwrap();
     assert_eq!(w.field, "spec.ingress[0].source.namespaceSelector");
     assert_eq!(w.object.name, "allow-monitoring-access");
     assert!(w.source.as_ref().is_some_and(|s| s.line > 0));
@@ -108,19 +133,34 @@ status: {podIP: 10.1.0.53}
     // frontend → backend:8080: ingress allowed, but frontend's egress is default-denied
     // (the tutorial only allows DNS egress).
     let f = eval(pkt("10.1.0.1", "10.1.0.2", PROTO_TCP, 8080));
-    assert_eq!(f.ingress.as_ref().unwrap().action, crate::eval::Action::Allow);
-    assert_eq!(f.egress.as_ref().unwrap().kind, crate::eval::DecisionKind::TierDefault);
+    assert_eq!(
+        f.ingress.as_ref().unwrap().action,
+        crate::eval::Action::Allow
+    );
+    assert_eq!(
+        f.egress.as_ref().unwrap().kind,
+        crate::eval::DecisionKind::TierDefault
+    );
     assert!(!f.allowed);
     // DNS egress is allowed by allow-dns-egress, but step 8's GNP selects every pod
     // with a k8s-app label — coredns too — so coredns's ingress is now isolated in
     // tier default and DNS breaks: what Calico does with these manifests.
     let dns = eval(pkt("10.1.0.1", "10.1.0.53", PROTO_UDP, 53));
-    assert_eq!(dns.egress.as_ref().unwrap().policy.as_ref().unwrap().name, "allow-dns-egress");
+    assert_eq!(
+        dns.egress.as_ref().unwrap().policy.as_ref().unwrap().name,
+        "allow-dns-egress"
+    );
     let ingress = dns.ingress.as_ref().unwrap();
     assert_eq!(ingress.kind, crate::eval::DecisionKind::TierDefault);
-    assert_eq!(ingress.policy.as_ref().unwrap().name, "allow-monitoring-access");
+    assert_eq!(
+        ingress.policy.as_ref().unwrap().name,
+        "allow-monitoring-access"
+    );
     let tcp = eval(pkt("10.1.0.1", "10.1.0.53", PROTO_TCP, 53));
-    assert_eq!(tcp.egress.as_ref().unwrap().kind, crate::eval::DecisionKind::TierDefault);
+    assert_eq!(
+        tcp.egress.as_ref().unwrap().kind,
+        crate::eval::DecisionKind::TierDefault
+    );
     // External → frontend:80 allowed; → database denied.
     assert!(eval(pkt("203.0.113.9", "10.1.0.1", PROTO_TCP, 80)).allowed);
     assert!(!eval(pkt("203.0.113.9", "10.1.0.3", PROTO_TCP, 3306)).allowed);
@@ -129,7 +169,9 @@ status: {podIP: 10.1.0.53}
 #[test]
 fn seed_001_broken_policy_gives_a_positioned_error() {
     let err = load_str(Path::new("seed001.yaml"), SEED_001).unwrap_err();
-    let LoadError::Syntax { position, .. } = &err else { panic!("{err}") };
+    let LoadError::Syntax { position, .. } = &err else {
+        panic!("{err}")
+    };
     assert_eq!(position.line, 2, "{err}");
     assert!(err.to_string().starts_with("seed001.yaml:2:"), "{err}");
 }
@@ -164,7 +206,9 @@ fn seed_002_loads() {
 }
 
 fn gnp(spec: &str) -> String {
-    format!("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: p\nspec:\n{spec}")
+    format!(
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: p\nspec:\n{spec}"
+    )
 }
 
 fn problem(text: &str) -> PolicyProblem {
@@ -174,11 +218,15 @@ fn problem(text: &str) -> PolicyProblem {
 #[test]
 fn validation_rejects_what_calico_rejects() {
     assert_eq!(
-        problem(&gnp("  ingress:\n  - action: Allow\n    destination:\n      ports: [80]\n")),
+        problem(&gnp(
+            "  ingress:\n  - action: Allow\n    destination:\n      ports: [80]\n"
+        )),
         PolicyProblem::PortsWithoutPortProtocol
     );
     assert_eq!(
-        problem(&gnp("  ingress:\n  - action: Allow\n    source:\n      nets: [10.0.0.0/8]\n    destination:\n      nets: [fd00::/8]\n")),
+        problem(&gnp(
+            "  ingress:\n  - action: Allow\n    source:\n      nets: [10.0.0.0/8]\n    destination:\n      nets: [fd00::/8]\n"
+        )),
         PolicyProblem::MixedIpVersions
     );
     assert_eq!(
@@ -186,42 +234,66 @@ fn validation_rejects_what_calico_rejects() {
         PolicyProblem::PreDnatWithoutApplyOnForward
     );
     assert_eq!(
-        problem(&gnp("  preDNAT: true\n  applyOnForward: true\n  egress:\n  - action: Allow\n")),
+        problem(&gnp(
+            "  preDNAT: true\n  applyOnForward: true\n  egress:\n  - action: Allow\n"
+        )),
         PolicyProblem::PreDnatWithEgress
     );
     assert_eq!(
-        problem(&gnp("  preDNAT: true\n  doNotTrack: true\n  applyOnForward: true\n  ingress:\n  - action: Allow\n")),
+        problem(&gnp(
+            "  preDNAT: true\n  doNotTrack: true\n  applyOnForward: true\n  ingress:\n  - action: Allow\n"
+        )),
         PolicyProblem::DoNotTrackWithPreDnat
     );
     assert_eq!(
-        problem(&gnp("  ingress:\n  - action: Allow\n    protocol: TCP\n    icmp: {type: 8}\n")),
+        problem(&gnp(
+            "  ingress:\n  - action: Allow\n    protocol: TCP\n    icmp: {type: 8}\n"
+        )),
         PolicyProblem::IcmpWithoutIcmpProtocol
     );
     assert!(matches!(
-        problem(&gnp("  ingress:\n  - action: Allow\n    protocol: TCP\n    destination:\n      ports: ['90:80']\n")),
+        problem(&gnp(
+            "  ingress:\n  - action: Allow\n    protocol: TCP\n    destination:\n      ports: ['90:80']\n"
+        )),
         PolicyProblem::InvalidPort { .. }
     ));
     assert!(matches!(
         problem(&gnp("  ingress:\n  - action: Allow\n    protocol: XTP\n")),
         PolicyProblem::InvalidProtocol { .. }
     ));
-    assert!(matches!(problem(&gnp("  tier: nope\n")), PolicyProblem::UnknownTier { .. }));
-    let err = cluster(&gnp("  ingress:\n  - action: Allow\n    destination:\n      ports: [80]\n")).map(|_| ()).unwrap_err();
+    assert!(matches!(
+        problem(&gnp("  tier: nope\n")),
+        PolicyProblem::UnknownTier { .. }
+    ));
+    let err = cluster(&gnp(
+        "  ingress:\n  - action: Allow\n    destination:\n      ports: [80]\n",
+    ))
+    .map(|_| ())
+    .unwrap_err();
     assert_eq!(err.field, "spec.ingress[0].destination.ports");
-    assert!(err.fix.as_deref().is_some_and(|f| f.contains("protocol: TCP")));
+    assert!(
+        err.fix
+            .as_deref()
+            .is_some_and(|f| f.contains("protocol: TCP"))
+    );
     assert!(err.to_string().contains("test.yaml:1:"), "{err}");
 }
 
 #[test]
 fn kubernetes_validation() {
     let np = |ports: &str| {
-        format!("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: n}}\nspec:\n  podSelector: {{}}\n  ingress:\n  - ports:\n    - {ports}\n")
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: n}}\nspec:\n  podSelector: {{}}\n  ingress:\n  - ports:\n    - {ports}\n"
+        )
     };
     assert!(cluster(&np("{port: 80, endPort: 79}")).is_err());
     assert!(cluster(&np("{port: http, endPort: 90}")).is_err());
     assert!(cluster(&np("{protocol: ICMP}")).is_err());
     let (c, _) = cluster(&np("{port: 80, endPort: 90}")).unwrap();
-    assert_eq!(c.policies[0].ingress[0].destination.ports, vec![PortMatch::Range(80, 90)]);
+    assert_eq!(
+        c.policies[0].ingress[0].destination.ports,
+        vec![PortMatch::Range(80, 90)]
+    );
     assert_eq!(c.policies[0].ingress[0].protocol, Some(PROTO_TCP));
     let (c, _) = cluster(&np("{protocol: UDP}")).unwrap();
     assert!(c.policies[0].ingress[0].destination.ports.is_empty());
@@ -246,7 +318,10 @@ fn policy_types_default_like_the_api_server() {
     };
     assert_eq!(calico("  selector: all()\n"), (true, false));
     assert_eq!(calico("  egress:\n  - action: Allow\n"), (false, true));
-    assert_eq!(calico("  egress:\n  - action: Allow\n  ingress:\n  - action: Allow\n"), (true, true));
+    assert_eq!(
+        calico("  egress:\n  - action: Allow\n  ingress:\n  - action: Allow\n"),
+        (true, true)
+    );
 }
 
 #[test]
@@ -259,7 +334,10 @@ fn tiers_and_policies_are_ordered() {
     );
     let (c, _) = cluster(&text).unwrap();
     let tiers: Vec<&str> = c.tiers.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(tiers, ["security", "kube-admin", "default", "kube-baseline"]);
+    assert_eq!(
+        tiers,
+        ["security", "kube-admin", "default", "kube-baseline"]
+    );
     let names: Vec<&str> = c.policies.iter().map(|p| p.name.name.as_str()).collect();
     assert_eq!(names, ["z", "b", "a"]);
 }
@@ -270,7 +348,13 @@ fn namespaced_rule_selectors_are_scoped() {
     let (c, _) = cluster(text).unwrap();
     let p = &c.policies[0];
     assert_eq!(p.subject.namespace, NamespaceScope::Named("n".to_owned()));
-    assert_eq!(p.ingress[0].source.selector.as_ref().unwrap().namespace, NamespaceScope::Named("n".to_owned()));
+    assert_eq!(
+        p.ingress[0].source.selector.as_ref().unwrap().namespace,
+        NamespaceScope::Named("n".to_owned())
+    );
     assert!(p.ingress[1].source.selector.is_none());
-    assert_eq!(p.ingress[2].source.selector.as_ref().unwrap().namespace, NamespaceScope::NonNamespaced);
+    assert_eq!(
+        p.ingress[2].source.selector.as_ref().unwrap().namespace,
+        NamespaceScope::NonNamespaced
+    );
 }
