@@ -114,3 +114,66 @@ fn seed_001_default_deny_with_host_endpoint() {
     assert!(connected(&r, "default/web-0", 8000), "{r:?}");
     assert!(!connected(&r, "external", 8000), "{r:?}");
 }
+
+fn probe_pod(lab: &LabGuard) -> bool {
+    let r = lab.probe(&[
+        "--from", "external", "--to", "default/web-0", "--port", "8080", "--timeout-ms", "700",
+    ]);
+    assert_eq!(r.len(), 1, "{r:?}");
+    r[0].connected
+}
+
+#[test]
+fn apply_on_forward_allowed_and_denied() {
+    require_root();
+    let _serial = serial();
+    let lab = LabGuard::new("hf");
+    let dir = enforcer_tests::lab::TempDir::new("hf");
+    lab.up(&[&f("nodeport-app.yaml"), &f("002-node1-eth0.yaml")], true);
+    // No applyOnForward policy selects the host endpoint: forwarded traffic passes,
+    // while traffic to the node itself (no policy, no profile) is denied.
+    assert!(probe_pod(&lab), "forwarded traffic denied without applyOnForward policy");
+    let r = probe_node(&lab, &["external"], &[8000]);
+    assert!(!connected(&r, "external", 8000), "{r:?}");
+    // An applyOnForward policy that allows only another client: forwarded denied.
+    let aof = dir.write(
+        "aof.yaml",
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: fwd\nspec:\n  applyOnForward: true\n  selector: has(kubernetes-host)\n  types: [Ingress]\n  ingress:\n  - action: Allow\n    source:\n      nets: [198.18.255.3/32]\n",
+    );
+    lab.apply(&aof);
+    assert!(!probe_pod(&lab), "applyOnForward deny not enforced");
+    // Allow the external client: forwarded allowed again.
+    let aof2 = dir.write(
+        "aof.yaml",
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: fwd\nspec:\n  applyOnForward: true\n  selector: has(kubernetes-host)\n  types: [Ingress]\n  ingress:\n  - action: Allow\n    source:\n      nets: [198.18.255.2/32]\n",
+    );
+    lab.apply(&aof2);
+    assert!(probe_pod(&lab), "applyOnForward allow not enforced");
+}
+
+#[test]
+fn do_not_track_needs_both_directions() {
+    require_root();
+    let _serial = serial();
+    let lab = LabGuard::new("hd");
+    let dir = enforcer_tests::lab::TempDir::new("hd");
+    lab.up(&[&f("nodeport-app.yaml"), &f("002-node1-eth0.yaml")], true);
+    // Untracked: ingress to the pod allowed, egress denied: the reply is blocked.
+    let text = |egress: &str| {
+        format!(
+            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: untracked\nspec:\n  doNotTrack: true\n  applyOnForward: true\n  selector: has(kubernetes-host)\n  ingress:\n  - action: Allow\n    protocol: TCP\n    destination:\n      ports: [8080]\n  egress:\n{egress}"
+        )
+    };
+    let one_way = dir.write("dnt.yaml", &text("  - action: Deny\n"));
+    lab.apply(&one_way);
+    assert!(!probe_pod(&lab), "reply passed an untracked egress deny");
+    // Both directions allowed explicitly: the connection works, statelessly.
+    let both = dir.write(
+        "dnt.yaml",
+        &text("  - action: Allow\n    destination:\n      nets: [198.18.255.2/32]\n"),
+    );
+    lab.apply(&both);
+    assert!(probe_pod(&lab), "untracked allow in both directions failed");
+    assert!(counter(&lab, "host-xdp", "allow_untracked") > 0);
+    assert!(counter(&lab, "host-egress", "allow_untracked") > 0);
+}
