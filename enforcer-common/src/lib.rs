@@ -252,7 +252,7 @@ pub const HOST_PROFILE_BITS: u32 = 16;
 /// The `profile` field of a host-direction verdict key: endpoint profile in the low
 /// [`HOST_PROFILE_BITS`], the local address's host class above. The compiler keeps both
 /// below `1 << 16`.
-#[inline(always)]
+#[inline]
 pub const fn host_profile(profile: u32, local_class: u32) -> u32 {
     (local_class << HOST_PROFILE_BITS) | (profile & ((1 << HOST_PROFILE_BITS) - 1))
 }

@@ -29,7 +29,7 @@ pub enum HostAction {
 fn failsafe_has(dir: u8, proto: u8, port: u16) -> bool {
     let key = FailsafeKey { dir, proto, port };
     // SAFETY: only presence is read.
-    unsafe { ENF_FAILSAFE.get(&key) }.is_some()
+    unsafe { ENF_FAILSAFE.get(key) }.is_some()
 }
 
 /// Failsafe (checked before any policy). `inbound`: the packet enters the node through
@@ -112,7 +112,13 @@ pub fn decide(cfg: &Config, dir: u8, key: &HostKey) -> Result<HostAction, Drop> 
 
 /// Adds `flag` to the flow's entry (creating it), keeping what the pod hooks recorded.
 #[inline(always)]
-pub fn record(key: &CtKey, existing: Option<&conntrack::Entry>, flag: u32, generation: u32, now: u64) {
+pub fn record(
+    key: &CtKey,
+    existing: Option<&conntrack::Entry>,
+    flag: u32,
+    generation: u32,
+    now: u64,
+) {
     let mut flags = flag;
     if let Some(e) = existing {
         flags |= e.value.flags;

@@ -35,8 +35,9 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use enforcer_common::{
-    HOOK_HOST_EGRESS, HOOK_HOST_INGRESS, HOOK_HOST_XDP, HOOK_POD_EGRESS, HOOK_POD_INGRESS, REASON_FRAGMENT, REASON_MALFORMED, REASON_MAP_ERROR,
-    REASON_NO_ENDPOINT, REASON_NO_POLICY_LOADED, REASON_SPOOFED, REASON_UNSUPPORTED_L3,
+    HOOK_HOST_EGRESS, HOOK_HOST_INGRESS, HOOK_HOST_XDP, HOOK_POD_EGRESS, HOOK_POD_INGRESS,
+    REASON_FRAGMENT, REASON_MALFORMED, REASON_MAP_ERROR, REASON_NO_ENDPOINT,
+    REASON_NO_POLICY_LOADED, REASON_SPOOFED, REASON_UNSUPPORTED_L3,
 };
 
 /// Why a packet is dropped before (or instead of) a policy verdict.
@@ -104,7 +105,11 @@ fn settle(hook: u32, result: Result<Outcome, Drop>) -> bool {
 /// Counts the outcome under `hook` and returns the TC action.
 #[inline(always)]
 fn finish(hook: u32, result: Result<Outcome, Drop>) -> i32 {
-    if settle(hook, result) { TC_ACT_OK } else { TC_ACT_SHOT }
+    if settle(hook, result) {
+        TC_ACT_OK
+    } else {
+        TC_ACT_SHOT
+    }
 }
 
 /// Packets entering the node on a host interface, before an skb exists: untracked and

@@ -14,8 +14,8 @@ use aya_ebpf::{
 };
 use enforcer_common::{
     CONNTRACK_MAX, COUNTERS_LEN, Config, CtKey, CtValue, ENDPOINTS_MAX, EVENTS_BYTES, EndpointInfo,
-    EndpointKey, FAILSAFE_MAX, FailsafeKey, PEERS_MAX, PENDING_MAX, PORTS_MAX, PeerInfo, PeerKeyV4, PeerKeyV6, PendingKey,
-    PendingValue, PortKey, VERDICTS_MAX, Verdict, VerdictKey,
+    EndpointKey, FAILSAFE_MAX, FailsafeKey, PEERS_MAX, PENDING_MAX, PORTS_MAX, PeerInfo, PeerKeyV4,
+    PeerKeyV6, PendingKey, PendingValue, PortKey, VERDICTS_MAX, Verdict, VerdictKey,
 };
 
 #[map]

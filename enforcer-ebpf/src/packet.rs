@@ -156,10 +156,13 @@ impl Bytes for XdpContext {
         let offset = u32::try_from(offset).map_err(|_| Drop::Malformed)?;
         // SAFETY: `buf` is a valid N-byte buffer on our stack; the helper checks
         // offset + N against the XDP buffer (linear and fragments) and fails otherwise.
-        let ret = unsafe {
-            bpf_xdp_load_bytes(self.ctx, offset, buf.as_mut_ptr().cast(), N as u32)
-        };
-        if ret == 0 { Ok(buf) } else { Err(Drop::Malformed) }
+        let ret =
+            unsafe { bpf_xdp_load_bytes(self.ctx, offset, buf.as_mut_ptr().cast(), N as u32) };
+        if ret == 0 {
+            Ok(buf)
+        } else {
+            Err(Drop::Malformed)
+        }
     }
 }
 

@@ -93,8 +93,8 @@ fn set(dp: &mut Dataplane, dir: u8, local: u32, peer: u32, cell: u32, action: u8
 
 /// The host endpoint on `host`, seed 002's policy shape compiled by hand:
 /// untracked: allow VXLAN, deny 198.18.254.0/24, else continue; preDNAT to the node:
-/// allow the NodePort, deny the rest (forwarded: continue); tracked ingress to the
-/// node: the NodePort only; forwarded ingress and all egress allowed.
+/// allow the `NodePort`, deny the rest (forwarded: continue); tracked ingress to the
+/// node: the `NodePort` only; forwarded ingress and all egress allowed.
 fn setup(dp: &mut Dataplane, ifs: &Ifaces) {
     let mut ep = endpoint(P_HOST, 1, Some(NODE4), Some(NODE6));
     ep.flags |= EP_F_HOST;
@@ -110,24 +110,92 @@ fn setup(dp: &mut Dataplane, ifs: &Ifaces) {
     dp.set_peer(0, NODE4.into(), 32, peer(C_NODE, PEER_F_HOST, HC_NODE));
     dp.set_peer(0, NODE6.into(), 128, peer(C_NODE, PEER_F_HOST, HC_NODE));
     dp.set_peer(0, POD4.into(), 32, peer(C_POD, 0, 0));
-    dp.set_peer(0, Ipv4Addr::new(198, 18, 254, 0).into(), 24, peer(C_BLOCKED, 0, 0));
+    dp.set_peer(
+        0,
+        Ipv4Addr::new(198, 18, 254, 0).into(),
+        24,
+        peer(C_BLOCKED, 0, 0),
+    );
     dp.set_port(0, PROTO_TCP, NODEPORT, 16, CELL_NODEPORT);
     dp.set_port(0, PROTO_TCP, OTHER_NODEPORT, 16, CELL_OTHER_NODEPORT);
     dp.set_port(0, PROTO_TCP, 22, 16, CELL_SSH);
     dp.set_port(0, PROTO_TCP, 80, 16, CELL_HTTP);
     dp.set_port(0, PROTO_UDP, 4789, 16, CELL_VXLAN);
     for local in [0, HC_NODE] {
-        set(dp, DIR_UNTRACKED_INGRESS, local, ANY_PEER, ANY_CELL, ACTION_CONTINUE);
-        set(dp, DIR_UNTRACKED_INGRESS, local, ANY_PEER, CELL_VXLAN, ACTION_ALLOW);
-        set(dp, DIR_UNTRACKED_INGRESS, local, C_BLOCKED, ANY_CELL, ACTION_DENY);
-        set(dp, DIR_UNTRACKED_EGRESS, local, ANY_PEER, ANY_CELL, ACTION_CONTINUE);
+        set(
+            dp,
+            DIR_UNTRACKED_INGRESS,
+            local,
+            ANY_PEER,
+            ANY_CELL,
+            ACTION_CONTINUE,
+        );
+        set(
+            dp,
+            DIR_UNTRACKED_INGRESS,
+            local,
+            ANY_PEER,
+            CELL_VXLAN,
+            ACTION_ALLOW,
+        );
+        set(
+            dp,
+            DIR_UNTRACKED_INGRESS,
+            local,
+            C_BLOCKED,
+            ANY_CELL,
+            ACTION_DENY,
+        );
+        set(
+            dp,
+            DIR_UNTRACKED_EGRESS,
+            local,
+            ANY_PEER,
+            ANY_CELL,
+            ACTION_CONTINUE,
+        );
         set(dp, DIR_HOST_EGRESS, local, ANY_PEER, ANY_CELL, ACTION_ALLOW);
     }
-    set(dp, DIR_PREDNAT_INGRESS, HC_NODE, ANY_PEER, ANY_CELL, ACTION_DENY);
-    set(dp, DIR_PREDNAT_INGRESS, HC_NODE, ANY_PEER, CELL_NODEPORT, ACTION_ALLOW);
-    set(dp, DIR_PREDNAT_INGRESS, 0, ANY_PEER, ANY_CELL, ACTION_CONTINUE);
-    set(dp, DIR_HOST_INGRESS, HC_NODE, ANY_PEER, ANY_CELL, ACTION_DENY);
-    set(dp, DIR_HOST_INGRESS, HC_NODE, ANY_PEER, CELL_NODEPORT, ACTION_ALLOW);
+    set(
+        dp,
+        DIR_PREDNAT_INGRESS,
+        HC_NODE,
+        ANY_PEER,
+        ANY_CELL,
+        ACTION_DENY,
+    );
+    set(
+        dp,
+        DIR_PREDNAT_INGRESS,
+        HC_NODE,
+        ANY_PEER,
+        CELL_NODEPORT,
+        ACTION_ALLOW,
+    );
+    set(
+        dp,
+        DIR_PREDNAT_INGRESS,
+        0,
+        ANY_PEER,
+        ANY_CELL,
+        ACTION_CONTINUE,
+    );
+    set(
+        dp,
+        DIR_HOST_INGRESS,
+        HC_NODE,
+        ANY_PEER,
+        ANY_CELL,
+        ACTION_DENY,
+    );
+    set(
+        dp,
+        DIR_HOST_INGRESS,
+        HC_NODE,
+        ANY_PEER,
+        CELL_NODEPORT,
+        ACTION_ALLOW,
+    );
     set(dp, DIR_HOST_INGRESS, 0, ANY_PEER, ANY_CELL, ACTION_ALLOW);
     dp.set_config(Config {
         active_gen: 0,
@@ -204,22 +272,26 @@ fn tc_out(frame: Vec<u8>, expect: Expect) -> Step {
 fn ct_has(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, proto: u8, flags: u32) -> Step {
     Step::Check(
         "conntrack flags",
-        Box::new(move |dp| match dp.conntrack_entry(&ct_key(src, dst, sport, dport, proto)) {
-            Some(v) if v.flags & flags == flags => Ok(()),
-            other => Err(format!(
-                "ct {src}:{sport} -> {dst}:{dport}: {other:?} (want flags {flags:#x})"
-            )),
-        }),
+        Box::new(
+            move |dp| match dp.conntrack_entry(&ct_key(src, dst, sport, dport, proto)) {
+                Some(v) if v.flags & flags == flags => Ok(()),
+                other => Err(format!(
+                    "ct {src}:{sport} -> {dst}:{dport}: {other:?} (want flags {flags:#x})"
+                )),
+            },
+        ),
     )
 }
 
 fn ct_none(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, proto: u8) -> Step {
     Step::Check(
         "no conntrack entry",
-        Box::new(move |dp| match dp.conntrack_entry(&ct_key(src, dst, sport, dport, proto)) {
-            None => Ok(()),
-            Some(v) => Err(format!("ct {src}:{sport} -> {dst}:{dport} exists: {v:?}")),
-        }),
+        Box::new(
+            move |dp| match dp.conntrack_entry(&ct_key(src, dst, sport, dport, proto)) {
+                None => Ok(()),
+                Some(v) => Err(format!("ct {src}:{sport} -> {dst}:{dport} exists: {v:?}")),
+            },
+        ),
     )
 }
 
@@ -248,18 +320,42 @@ fn cases() -> Vec<Case> {
             name: "xdp_prednat_nodeport_allowed_others_denied",
             setup,
             steps: vec![
-                xdp(tcp4(EXT4, 40_000, NODE4, NODEPORT, SYN), pass(REASON_ALLOW_POLICY)),
-                xdp(tcp4(EXT4, 40_001, NODE4, OTHER_NODEPORT, SYN), dropped(REASON_DENY_POLICY)),
-                xdp(tcp4(EXT4, 40_002, NODE4, 80, SYN), dropped(REASON_DENY_POLICY)),
+                xdp(
+                    tcp4(EXT4, 40_000, NODE4, NODEPORT, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                xdp(
+                    tcp4(EXT4, 40_001, NODE4, OTHER_NODEPORT, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                xdp(
+                    tcp4(EXT4, 40_002, NODE4, 80, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
                 // The TC program judges alike (what XDP never saw), and records the flow.
-                tc_in(tcp4(EXT4, 40_001, NODE4, OTHER_NODEPORT, SYN), dropped(REASON_DENY_POLICY)),
-                tc_in(tcp4(EXT4, 40_000, NODE4, NODEPORT, SYN), pass(REASON_ALLOW_POLICY)),
+                tc_in(
+                    tcp4(EXT4, 40_001, NODE4, OTHER_NODEPORT, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                tc_in(
+                    tcp4(EXT4, 40_000, NODE4, NODEPORT, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
                 ct_has(x4, n4, 40_000, NODEPORT, PROTO_TCP, CT_F_HOST_INGRESS_OK),
                 // Later packets of the approved flow skip preDNAT in XDP and pass TC.
-                xdp(tcp4(EXT4, 40_000, NODE4, NODEPORT, ACK), pass(REASON_ALLOW_CONNTRACK)),
-                tc_in(tcp4(EXT4, 40_000, NODE4, NODEPORT, ACK), pass(REASON_ALLOW_CONNTRACK)),
+                xdp(
+                    tcp4(EXT4, 40_000, NODE4, NODEPORT, ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                tc_in(
+                    tcp4(EXT4, 40_000, NODE4, NODEPORT, ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
                 // The reply leaves as a reply.
-                tc_out(tcp4(NODE4, NODEPORT, EXT4, 40_000, SYN | ACK), pass(REASON_ALLOW_CONNTRACK)),
+                tc_out(
+                    tcp4(NODE4, NODEPORT, EXT4, 40_000, SYN | ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
             ],
         },
         Case {
@@ -276,7 +372,13 @@ fn cases() -> Vec<Case> {
             setup,
             steps: vec![
                 xdp(
-                    v6(EXT6, NODE6, &[], PROTO_TCP, &tcp(40_000, OTHER_NODEPORT, SYN)),
+                    v6(
+                        EXT6,
+                        NODE6,
+                        &[],
+                        PROTO_TCP,
+                        &tcp(40_000, OTHER_NODEPORT, SYN),
+                    ),
                     dropped(REASON_DENY_POLICY),
                 ),
                 xdp(
@@ -294,20 +396,41 @@ fn cases() -> Vec<Case> {
             setup,
             steps: vec![
                 // Without a flow the node opened, the "reply" is a new packet: denied.
-                xdp(tcp4(EXT4, 80, NODE4, 45_000, SYN | ACK), dropped(REASON_DENY_POLICY)),
+                xdp(
+                    tcp4(EXT4, 80, NODE4, 45_000, SYN | ACK),
+                    dropped(REASON_DENY_POLICY),
+                ),
                 // The node opens a connection (host egress allows and records it)...
-                tc_out(tcp4(NODE4, 45_000, EXT4, 80, SYN), pass(REASON_ALLOW_POLICY)),
+                tc_out(
+                    tcp4(NODE4, 45_000, EXT4, 80, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
                 ct_has(n4, x4, 45_000, 80, PROTO_TCP, CT_F_HOST_EGRESS_OK),
                 // ...its replies pass XDP despite the preDNAT deny, and TC.
-                xdp(tcp4(EXT4, 80, NODE4, 45_000, SYN | ACK), pass(REASON_ALLOW_CONNTRACK)),
-                tc_in(tcp4(EXT4, 80, NODE4, 45_000, SYN | ACK), pass(REASON_ALLOW_CONNTRACK)),
+                xdp(
+                    tcp4(EXT4, 80, NODE4, 45_000, SYN | ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                tc_in(
+                    tcp4(EXT4, 80, NODE4, 45_000, SYN | ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
                 // A bare SYN is never a reply.
-                xdp(tcp4(EXT4, 80, NODE4, 45_000, SYN), dropped(REASON_DENY_POLICY)),
+                xdp(
+                    tcp4(EXT4, 80, NODE4, 45_000, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
                 // Another port of the same peer is no reply either.
-                xdp(tcp4(EXT4, 80, NODE4, 45_001, ACK), dropped(REASON_DENY_POLICY)),
+                xdp(
+                    tcp4(EXT4, 80, NODE4, 45_001, ACK),
+                    dropped(REASON_DENY_POLICY),
+                ),
                 // A pod's forwarded flow out through the host interface: same exception.
                 tc_out(tcp4(POD4, 46_000, EXT4, 80, SYN), pass(REASON_ALLOW_POLICY)),
-                xdp(tcp4(EXT4, 80, POD4, 46_000, SYN | ACK), pass(REASON_ALLOW_CONNTRACK)),
+                xdp(
+                    tcp4(EXT4, 80, POD4, 46_000, SYN | ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
             ],
         },
         Case {
@@ -340,7 +463,10 @@ fn cases() -> Vec<Case> {
                     },
                     dropped(REASON_MALFORMED),
                 ),
-                xdp(eth(ETH_P_IPV6, &[0x60, 0, 0, 0, 0, 8]), dropped(REASON_MALFORMED)),
+                xdp(
+                    eth(ETH_P_IPV6, &[0x60, 0, 0, 0, 0, 8]),
+                    dropped(REASON_MALFORMED),
+                ),
                 xdp(
                     V4::new(EXT4, NODE4, PROTO_TCP)
                         .frag(false, 3)
@@ -361,7 +487,10 @@ fn cases() -> Vec<Case> {
             setup,
             steps: vec![
                 xdp(
-                    tagged(&tcp4(EXT4, 40_000, NODE4, OTHER_NODEPORT, SYN), &[(0x8100, 10)]),
+                    tagged(
+                        &tcp4(EXT4, 40_000, NODE4, OTHER_NODEPORT, SYN),
+                        &[(0x8100, 10)],
+                    ),
                     dropped(REASON_DENY_POLICY),
                 ),
                 xdp(
@@ -384,7 +513,10 @@ fn cases() -> Vec<Case> {
                     dropped(REASON_UNSUPPORTED_L3),
                 ),
                 tc_in(
-                    tagged(&tcp4(EXT4, 40_000, NODE4, OTHER_NODEPORT, SYN), &[(0x8100, 10)]),
+                    tagged(
+                        &tcp4(EXT4, 40_000, NODE4, OTHER_NODEPORT, SYN),
+                        &[(0x8100, 10)],
+                    ),
                     dropped(REASON_DENY_POLICY),
                 ),
             ],
@@ -403,20 +535,38 @@ fn cases() -> Vec<Case> {
                 ),
                 ct_none(x4, n4, 5000, 4789, PROTO_UDP),
                 // Untracked deny beats the preDNAT allow of the NodePort.
-                xdp(tcp4(BLOCKED4, 1, NODE4, NODEPORT, SYN), dropped(REASON_DENY_POLICY)),
-                tc_in(tcp4(BLOCKED4, 1, NODE4, NODEPORT, SYN), dropped(REASON_DENY_POLICY)),
+                xdp(
+                    tcp4(BLOCKED4, 1, NODE4, NODEPORT, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                tc_in(
+                    tcp4(BLOCKED4, 1, NODE4, NODEPORT, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
             ],
         },
         Case {
             name: "failsafe_before_policy",
             setup: failsafe_setup,
             steps: vec![
-                xdp(tcp4(EXT4, 50_000, NODE4, 22, SYN), pass(REASON_ALLOW_FAILSAFE)),
+                xdp(
+                    tcp4(EXT4, 50_000, NODE4, 22, SYN),
+                    pass(REASON_ALLOW_FAILSAFE),
+                ),
                 // Failsafe beats the untracked deny too.
-                xdp(tcp4(BLOCKED4, 50_000, NODE4, 22, SYN), pass(REASON_ALLOW_FAILSAFE)),
-                tc_in(tcp4(EXT4, 50_000, NODE4, 22, SYN), pass(REASON_ALLOW_FAILSAFE)),
+                xdp(
+                    tcp4(BLOCKED4, 50_000, NODE4, 22, SYN),
+                    pass(REASON_ALLOW_FAILSAFE),
+                ),
+                tc_in(
+                    tcp4(EXT4, 50_000, NODE4, 22, SYN),
+                    pass(REASON_ALLOW_FAILSAFE),
+                ),
                 ct_has(x4, n4, 50_000, 22, PROTO_TCP, CT_F_HOST_INGRESS_OK),
-                tc_out(tcp4(NODE4, 22, EXT4, 50_000, SYN | ACK), pass(REASON_ALLOW_FAILSAFE)),
+                tc_out(
+                    tcp4(NODE4, 22, EXT4, 50_000, SYN | ACK),
+                    pass(REASON_ALLOW_FAILSAFE),
+                ),
                 tc_out(
                     V4::new(NODE4, EXT4, PROTO_UDP).frame(&udp(33_000, 53)),
                     pass(REASON_ALLOW_FAILSAFE),
@@ -426,15 +576,24 @@ fn cases() -> Vec<Case> {
                     pass(REASON_ALLOW_FAILSAFE),
                 ),
                 // Not a failsafe port: policy.
-                xdp(tcp4(EXT4, 50_000, NODE4, 23, SYN), dropped(REASON_DENY_POLICY)),
+                xdp(
+                    tcp4(EXT4, 50_000, NODE4, 23, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
             ],
         },
         Case {
             name: "fail_closed",
             setup: nothing_loaded,
             steps: vec![
-                xdp(tcp4(EXT4, 1, NODE4, NODEPORT, SYN), dropped(REASON_NO_POLICY_LOADED)),
-                tc_in(tcp4(EXT4, 1, NODE4, NODEPORT, SYN), dropped(REASON_NO_POLICY_LOADED)),
+                xdp(
+                    tcp4(EXT4, 1, NODE4, NODEPORT, SYN),
+                    dropped(REASON_NO_POLICY_LOADED),
+                ),
+                tc_in(
+                    tcp4(EXT4, 1, NODE4, NODEPORT, SYN),
+                    dropped(REASON_NO_POLICY_LOADED),
+                ),
             ],
         },
         Case {
@@ -459,10 +618,19 @@ fn cases() -> Vec<Case> {
             name: "tracked_egress_then_ingress_reply_pod",
             setup,
             steps: vec![
-                tc_out(tcp4(POD4, 47_000, EXT4, 443, SYN), pass(REASON_ALLOW_POLICY)),
+                tc_out(
+                    tcp4(POD4, 47_000, EXT4, 443, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
                 ct_has(p4, x4, 47_000, 443, PROTO_TCP, CT_F_HOST_EGRESS_OK),
-                tc_in(tcp4(EXT4, 443, POD4, 47_000, SYN | ACK), pass(REASON_ALLOW_CONNTRACK)),
-                tc_out(tcp4(POD4, 47_000, EXT4, 443, ACK), pass(REASON_ALLOW_CONNTRACK)),
+                tc_in(
+                    tcp4(EXT4, 443, POD4, 47_000, SYN | ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                tc_out(
+                    tcp4(POD4, 47_000, EXT4, 443, ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
             ],
         },
     ]

@@ -1,4 +1,4 @@
-//! Host endpoints in the lab (privileged): seed 002 (pre-DNAT NodePort filtering, the
+//! Host endpoints in the lab (privileged): seed 002 (pre-DNAT `NodePort` filtering, the
 //! XDP program dropping what it denies) and seed 001 (default deny with a host
 //! endpoint: no bypass through the node, failsafe SSH still reachable).
 
@@ -25,7 +25,11 @@ fn counter(lab: &LabGuard, hook: &str, reason: &str) -> u64 {
         .args(["inspect", "counters", "--bpffs", &bpffs, "-o", "json"])
         .output()
         .unwrap_or_else(|e| panic!("enforcer inspect counters: {e}"));
-    assert!(out.status.success(), "inspect counters: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "inspect counters: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = String::from_utf8_lossy(&out.stdout).into_owned();
     let rows: Vec<serde_json::Value> =
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("counters json: {e}: {out}"));
@@ -63,7 +67,11 @@ fn seed_002_prednat_nodeports() {
         true,
     );
     let xdp_denied_before = counter(&lab, "host-xdp", "deny_policy");
-    let r = probe_node(&lab, &["external", "kube-system/coredns-0", "node"], &[31852, 30080, 8000]);
+    let r = probe_node(
+        &lab,
+        &["external", "kube-system/coredns-0", "node"],
+        &[31852, 30080, 8000],
+    );
     // The external client reaches the NodePort in use, nothing else of the node.
     assert!(connected(&r, "external", 31852), "{r:?}");
     assert!(!connected(&r, "external", 30080), "{r:?}");
@@ -81,10 +89,16 @@ fn seed_002_prednat_nodeports() {
     // The doc's last step: select nodes labelled nodeport-external-ingress: true.
     lab.apply(&f("002-allow-nodeport-labelled.yaml"));
     let r = probe_node(&lab, &["external"], &[31852]);
-    assert!(!connected(&r, "external", 31852), "unlabelled node still accepts: {r:?}");
+    assert!(
+        !connected(&r, "external", 31852),
+        "unlabelled node still accepts: {r:?}"
+    );
     lab.apply(&f("002-node1-eth0-labelled.yaml"));
     let r = probe_node(&lab, &["external"], &[31852, 30080]);
-    assert!(connected(&r, "external", 31852), "labelled node refuses: {r:?}");
+    assert!(
+        connected(&r, "external", 31852),
+        "labelled node refuses: {r:?}"
+    );
     assert!(!connected(&r, "external", 30080), "{r:?}");
 }
 
@@ -95,7 +109,11 @@ fn seed_001_default_deny_with_host_endpoint() {
     let lab = LabGuard::new("h1");
     let dir = enforcer_tests::lab::TempDir::new("h1");
     lab.up(
-        &[&f("nodeport-app.yaml"), &f("001-default-deny.yaml"), &f("002-node1-eth0.yaml")],
+        &[
+            &f("nodeport-app.yaml"),
+            &f("001-default-deny.yaml"),
+            &f("002-node1-eth0.yaml"),
+        ],
         true,
     );
     let r = probe_node(&lab, &["external", "default/web-0"], &[22, 8000]);
@@ -117,7 +135,14 @@ fn seed_001_default_deny_with_host_endpoint() {
 
 fn probe_pod(lab: &LabGuard) -> bool {
     let r = lab.probe(&[
-        "--from", "external", "--to", "default/web-0", "--port", "8080", "--timeout-ms", "700",
+        "--from",
+        "external",
+        "--to",
+        "default/web-0",
+        "--port",
+        "8080",
+        "--timeout-ms",
+        "700",
     ]);
     assert_eq!(r.len(), 1, "{r:?}");
     r[0].connected
@@ -132,7 +157,10 @@ fn apply_on_forward_allowed_and_denied() {
     lab.up(&[&f("nodeport-app.yaml"), &f("002-node1-eth0.yaml")], true);
     // No applyOnForward policy selects the host endpoint: forwarded traffic passes,
     // while traffic to the node itself (no policy, no profile) is denied.
-    assert!(probe_pod(&lab), "forwarded traffic denied without applyOnForward policy");
+    assert!(
+        probe_pod(&lab),
+        "forwarded traffic denied without applyOnForward policy"
+    );
     let r = probe_node(&lab, &["external"], &[8000]);
     assert!(!connected(&r, "external", 8000), "{r:?}");
     // An applyOnForward policy that allows only another client: forwarded denied.

@@ -41,7 +41,7 @@ const DIRECTIONS: [(u8, Direction); 5] = [
     (DIR_HOST_EGRESS, Direction::Egress),
 ];
 
-/// Cuts the port space at every Service NodePort, so that a NodePort is a cell of its
+/// Cuts the port space at every Service `NodePort`, so that a `NodePort` is a cell of its
 /// own: inbound to the node's address it is forwarded traffic, not the node's.
 pub(super) fn cut_node_ports(cluster: &Cluster, protos: &mut BTreeMap<u8, BTreeSet<u32>>) {
     for (proto, port) in NodeView::new(cluster, None).node_ports {
@@ -219,10 +219,10 @@ pub(super) fn compile_host(
                     verdicts.insert(key(peer, cell), v);
                 });
                 let default_key = key(enforcer_common::ANY_PEER, enforcer_common::ANY_CELL);
-                if !verdicts.contains_key(&default_key) {
+                verdicts.entry(default_key).or_insert_with(|| {
                     let packet = super::leg_packet(dir, local, local, classes.cells.first());
-                    verdicts.insert(default_key, direction_verdict(cluster, &view, hep, dir_code, &packet));
-                }
+                    direction_verdict(cluster, &view, hep, dir_code, &packet)
+                });
             }
         }
     }

@@ -50,7 +50,12 @@ pub fn write(ebpf: &mut aya::Ebpf, failsafe: &Failsafe) -> Result<(), WriterErro
         .inbound
         .iter()
         .map(|(p, port)| (DIR_INGRESS, *p, *port))
-        .chain(failsafe.outbound.iter().map(|(p, port)| (DIR_EGRESS, *p, *port)))
+        .chain(
+            failsafe
+                .outbound
+                .iter()
+                .map(|(p, port)| (DIR_EGRESS, *p, *port)),
+        )
         .map(|(dir, proto, port)| FailsafeKey { dir, proto, port })
         .collect();
     let old: Vec<FailsafeKey> = map.keys().filter_map(Result::ok).collect();

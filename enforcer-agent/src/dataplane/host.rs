@@ -42,7 +42,10 @@ pub fn expand_interfaces(spec: &DataplaneSpec) -> DataplaneSpec {
             out.endpoints.push(e.clone());
             continue;
         }
-        for name in present.iter().filter(|n| is_host_interface(n) && !named.contains(*n)) {
+        for name in present
+            .iter()
+            .filter(|n| is_host_interface(n) && !named.contains(*n))
+        {
             let mut one = e.clone();
             one.iface.clone_from(name);
             out.endpoints.push(one);

@@ -7,7 +7,7 @@
 //!   skips the normal and applyOnForward policies (workload policy still runs at the
 //!   pod), Deny drops, no match continues;
 //! - then, for traffic **to or from the node itself** (the local address is one of the
-//!   node's host-endpoint addresses and, inbound, is not a NodePort that kube-proxy
+//!   node's host-endpoint addresses and, inbound, is not a `NodePort` that kube-proxy
 //!   DNATs on): the normal host-endpoint tiers with their end-of-tier drop, then the
 //!   endpoint's profiles; with no profile that allows, denied;
 //! - for **forwarded** traffic: the `applyOnForward` tiers; allowed when none selects
@@ -41,17 +41,17 @@ pub enum HostKind {
 /// The result of one kind's walk: a decision, or none (untracked/preDNAT only).
 pub type KindResult = Option<LegDecision>;
 
-/// What the node treats as its own: addresses and NodePorts.
+/// What the node treats as its own: addresses and `NodePorts`.
 #[derive(Clone, Debug, Default)]
 pub struct NodeView {
     /// Addresses of this node's host endpoints.
     pub host_ips: BTreeSet<IpAddr>,
-    /// (protocol, port) of every Service NodePort.
+    /// (protocol, port) of every Service `NodePort`.
     pub node_ports: BTreeSet<(u8, u16)>,
 }
 
 impl NodeView {
-    /// The host endpoints of `node` (all when `None`) and every Service's NodePorts.
+    /// The host endpoints of `node` (all when `None`) and every Service's `NodePorts`.
     pub fn new(cluster: &Cluster, node: Option<&str>) -> Self {
         let host_ips = host_endpoints_of(cluster, node)
             .flat_map(|h| h.ips.iter().copied())
@@ -71,7 +71,7 @@ impl NodeView {
         }
     }
 
-    /// An inbound packet is for the node itself (not DNATed away by kube-proxy).
+    /// An inbound packet is for the node itself (not `DNATed` away by kube-proxy).
     pub fn inbound_to_host(&self, packet: &Packet) -> bool {
         self.host_ips.contains(&packet.dst)
             && !(has_ports(packet.proto) && self.node_ports.contains(&(packet.proto, packet.dst_port)))

@@ -40,18 +40,49 @@ pub fn create(node: &str, ext: &str) -> Result<(), NetnsError> {
     ip_in(ext, &["link", "set", "lo", "up"])?;
     ip_in(
         node,
-        &["link", "add", HOST_IFACE, "type", "veth", "peer", "name", HOST_IFACE, "netns", ext],
+        &[
+            "link", "add", HOST_IFACE, "type", "veth", "peer", "name", HOST_IFACE, "netns", ext,
+        ],
     )?;
-    for (ns, v4, v6) in [(node, NODE_IP_V4, NODE_IP_V6), (ext, EXTERNAL_IP_V4, EXTERNAL_IP_V6)] {
+    for (ns, v4, v6) in [
+        (node, NODE_IP_V4, NODE_IP_V6),
+        (ext, EXTERNAL_IP_V4, EXTERNAL_IP_V6),
+    ] {
         ip_in(ns, &["addr", "add", &format!("{v4}/24"), "dev", HOST_IFACE])?;
-        ip_in(ns, &["addr", "add", &format!("{v6}/64"), "dev", HOST_IFACE, "nodad"])?;
+        ip_in(
+            ns,
+            &[
+                "addr",
+                "add",
+                &format!("{v6}/64"),
+                "dev",
+                HOST_IFACE,
+                "nodad",
+            ],
+        )?;
         ip_in(ns, &["link", "set", HOST_IFACE, "up"])?;
     }
     // The external client reaches pods (forwarded traffic) through the node.
-    ip_in(ext, &["route", "add", "198.18.0.0/17", "via", &NODE_IP_V4.to_string()])?;
     ip_in(
         ext,
-        &["-6", "route", "add", "2001:2::/112", "via", &NODE_IP_V6.to_string()],
+        &[
+            "route",
+            "add",
+            "198.18.0.0/17",
+            "via",
+            &NODE_IP_V4.to_string(),
+        ],
+    )?;
+    ip_in(
+        ext,
+        &[
+            "-6",
+            "route",
+            "add",
+            "2001:2::/112",
+            "via",
+            &NODE_IP_V6.to_string(),
+        ],
     )?;
     Ok(())
 }
@@ -103,7 +134,11 @@ pub fn node_jobs(
             }
         }
     }
-    let addr: IpAddr = if ipv6 { NODE_IP_V6.into() } else { NODE_IP_V4.into() };
+    let addr: IpAddr = if ipv6 {
+        NODE_IP_V6.into()
+    } else {
+        NODE_IP_V4.into()
+    };
     let mut jobs = Vec::new();
     for (from, netns) in &sources {
         for (port, proto) in targets {

@@ -44,7 +44,7 @@ pub struct ServiceRule {
     pub protocol: &'static str,
     /// Backend address and target port, sorted.
     pub endpoints: Vec<(Ipv4Addr, u16)>,
-    /// `type: NodePort`: the node port, DNATed on the node's address like the
+    /// `type: NodePort`: the node port, `DNATed` on the node's address like the
     /// `ClusterIP` (arriving on `eth0`, from pods, and from the node itself).
     pub node_port: Option<u16>,
 }

@@ -4,6 +4,7 @@
 
 #![expect(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
 
+use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 
 use enforcer_common::{
@@ -150,29 +151,29 @@ fn random_policies(g: &mut Gen) -> String {
             ),
         );
         for dir in dirs {
-            out.push_str(&format!("  {dir}:\n"));
+            let _ = writeln!(out, "  {dir}:");
             for _ in 0..(g.next() % 3) {
                 let action = *g.pick(&["Allow", "Deny", "Pass", "Log"]);
-                out.push_str(&format!("  - action: {action}\n"));
+                let _ = writeln!(out, "  - action: {action}");
                 let proto = *g.pick(&["TCP", "UDP", ""]);
                 if !proto.is_empty() {
-                    out.push_str(&format!("    protocol: {proto}\n"));
+                    let _ = writeln!(out, "    protocol: {proto}");
                 }
-                if g.next() % 2 == 0 {
+                if g.next().is_multiple_of(2) {
                     let net = *g.pick(&["198.18.255.1/32", "198.18.0.0/17", "198.18.255.0/24", "0.0.0.0/0"]);
                     let side = *g.pick(&["source", "destination"]);
-                    out.push_str(&format!("    {side}:\n      nets: [{net}]\n"));
+                    let _ = write!(out, "    {side}:\n      nets: [{net}]\n");
                 }
                 let mut dst = String::new();
-                if !proto.is_empty() && g.next() % 2 == 0 {
+                if !proto.is_empty() && g.next().is_multiple_of(2) {
                     let port = *g.pick(&["31852", "30080", "8080", "22", "80"]);
-                    dst.push_str(&format!("      ports: [{port}]\n"));
+                    let _ = writeln!(dst, "      ports: [{port}]");
                 }
-                if g.next() % 3 == 0 {
+                if g.next().is_multiple_of(3) {
                     dst.push_str("      selector: has(kubernetes-host)\n");
                 }
                 if !dst.is_empty() {
-                    out.push_str(&format!("    destination:\n{dst}"));
+                    let _ = write!(out, "    destination:\n{dst}");
                 }
             }
         }
