@@ -33,6 +33,9 @@ pub struct AgentArgs {
     /// Emit a flow event for every denied new flow.
     #[arg(long)]
     pub events_on_deny: bool,
+    /// Flow log file (JSON lines; default: <datastore>/flows.jsonl).
+    #[arg(long)]
+    pub flow_log: Option<PathBuf>,
 }
 
 impl AgentArgs {
@@ -40,7 +43,11 @@ impl AgentArgs {
         let bpffs = self
             .bpffs
             .unwrap_or_else(|| PathBuf::from("/sys/fs/bpf/enforcer").join(&self.node));
+        let flow_log = self
+            .flow_log
+            .unwrap_or_else(|| self.datastore.join("flows.jsonl"));
         let options = AgentOptions {
+            flow_log,
             node: self.node,
             datastore: self.datastore,
             bpffs,
