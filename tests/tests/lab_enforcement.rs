@@ -404,8 +404,7 @@ fn maps_and_programs_are_visible_and_enforcement_survives_an_agent_crash() {
         "expected 12 TCX links of our programs:\n{links}"
     );
     let pinned_links = std::fs::read_dir(format!("/sys/fs/bpf/enforcer/{}/links", lab.name))
-        .map(|d| d.count())
-        .unwrap_or(0);
+        .map_or(0, Iterator::count);
     assert_eq!(pinned_links, 12, "two links for each of the 6 pods");
 
     // A denied flow is counted.
