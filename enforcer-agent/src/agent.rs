@@ -24,6 +24,8 @@ pub enum AgentError {
     Writer(#[from] WriterError),
     #[error(transparent)]
     Datastore(#[from] DatastoreError),
+    #[error(transparent)]
+    FlowLog(#[from] crate::flowlog::FlowLogError),
 }
 
 /// How the agent runs (all from the command line).
@@ -40,6 +42,8 @@ pub struct AgentOptions {
     pub events_on_deny: bool,
     /// Failsafe ports of host interfaces.
     pub failsafe: crate::dataplane::failsafe::Failsafe,
+    /// Where flow events (Log rules, denies) go, one JSON object per line.
+    pub flow_log: PathBuf,
 }
 
 /// Runs until `stop` is set. Leaves maps and links pinned on exit, so enforcement goes
@@ -49,6 +53,8 @@ pub fn run(options: &AgentOptions, stop: &Arc<AtomicBool>) -> Result<(), AgentEr
     let mut dataplane = LoadedDataplane::load(crate::dataplane::object::BPF_OBJECT, &options.bpffs)?;
     crate::dataplane::failsafe::write(&mut dataplane.ebpf, &options.failsafe)?;
     let mut writer = GenerationWriter::new(&mut dataplane.ebpf)?;
+    let ring = crate::dataplane::writer::take(&mut dataplane.ebpf, enforcer_common::MAP_EVENTS)?;
+    let flow_log = crate::flowlog::FlowLog::new(ring, &options.flow_log);
     if options.events_on_deny {
         writer.set_flags(enforcer_common::CONFIG_F_EVENT_ON_DENY)?;
     }
@@ -60,6 +66,7 @@ pub fn run(options: &AgentOptions, stop: &Arc<AtomicBool>) -> Result<(), AgentEr
         status: AgentStatus::default(),
         spec: None,
         last_ifaces: BTreeMap::new(),
+        flow_log,
     };
     tracing::info!(node = %options.node, bpffs = %options.bpffs.display(), "agent started");
     while !stop.load(Ordering::Relaxed) {
@@ -80,10 +87,12 @@ struct Agent {
     spec: Option<DataplaneSpec>,
     /// Endpoint interfaces → ifindex as last written to the maps.
     last_ifaces: BTreeMap<String, u32>,
+    flow_log: crate::flowlog::FlowLog,
 }
 
 impl Agent {
     fn tick(&mut self) -> Result<(), AgentError> {
+        self.flow_log.drain(self.spec.as_ref())?;
         let revision = self.datastore.revision()?;
         if revision != self.status.observed_revision || self.spec.is_none() {
             let started = Instant::now();

@@ -404,8 +404,7 @@ fn maps_and_programs_are_visible_and_enforcement_survives_an_agent_crash() {
         "expected 12 TCX links of our programs:\n{links}"
     );
     let pinned_links = std::fs::read_dir(format!("/sys/fs/bpf/enforcer/{}/links", lab.name))
-        .map(|d| d.count())
-        .unwrap_or(0);
+        .map_or(0, Iterator::count);
     assert_eq!(pinned_links, 12, "two links for each of the 6 pods");
 
     // A denied flow is counted.
@@ -479,4 +478,57 @@ fn maps_and_programs_are_visible_and_enforcement_survives_an_agent_crash() {
         "8080",
         "TCP"
     ));
+}
+
+/// A Log rule, then Allow: the flow passes and the flow log names policy and rule.
+const LOG_THEN_ALLOW: &str = r"
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: audit-frontend}
+spec:
+  selector: app == 'frontend'
+  ingress:
+  - action: Log
+    protocol: TCP
+  - action: Allow
+";
+
+#[test]
+fn a_log_rule_hit_is_a_flow_event_naming_policy_and_rule() {
+    let _serial = serial();
+    let lab = LabGuard::new("log");
+    let tmp = TempDir::new("log");
+    lab.up(&[&fixture(APP)], true);
+    lab.apply(&tmp.write("log.yaml", LOG_THEN_ALLOW));
+    assert!(connected(
+        &lab,
+        "dev-app/backend-0",
+        "dev-app/frontend-1",
+        "80",
+        "TCP"
+    ));
+    let frontend = pod_ip(&lab, "dev-app", "frontend-1");
+    let log = lab.state_dir().join("datastore/flows.jsonl");
+    let mut found = None;
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        found = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|r| r["event"] == "log" && r["dst"] == frontend.as_str() && r["dport"] == 80);
+        if found.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let record =
+        found.unwrap_or_else(|| panic!("no log event for {frontend}:80 in {}", log.display()));
+    assert_eq!(
+        record["policy"], "default/GlobalNetworkPolicy audit-frontend",
+        "{record}"
+    );
+    assert_eq!(record["rule"], 0, "{record}");
+    assert_eq!(record["direction"], "ingress", "{record}");
+    assert_eq!(record["endpoint"], "dev-app/frontend-1", "{record}");
+    assert_eq!(record["proto"], 6, "{record}");
 }

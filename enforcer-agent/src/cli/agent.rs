@@ -40,6 +40,9 @@ pub struct AgentArgs {
     /// Failsafe outbound ports (`udp:53,...`; `none` disables). Default: Calico's.
     #[arg(long)]
     pub failsafe_outbound: Option<String>,
+    /// Flow log file (JSON lines; default: <datastore>/flows.jsonl).
+    #[arg(long)]
+    pub flow_log: Option<PathBuf>,
 }
 
 impl AgentArgs {
@@ -57,8 +60,12 @@ impl AgentArgs {
                     .ok_or_else(|| anyhow::anyhow!("bad failsafe port list {text:?}"))?;
             }
         }
+        let flow_log = self
+            .flow_log
+            .unwrap_or_else(|| self.datastore.join("flows.jsonl"));
         let options = AgentOptions {
             failsafe,
+            flow_log,
             node: self.node,
             datastore: self.datastore,
             bpffs,
