@@ -19,6 +19,8 @@ use enforcer_common::{
     Verdict, VerdictKey,
 };
 
+use enforcer::dataplane::writer::GenerationWriter;
+
 use super::OrPanic as _;
 
 /// The two programs, by the hook they run at.
@@ -88,20 +90,7 @@ where
 impl Dataplane {
     /// Loads `object` (both programs through the verifier) without pinning anything.
     pub fn load(object: &[u8]) -> Self {
-        let mut ebpf = EbpfLoader::new()
-            .load(object)
-            .or_panic("loading the BPF object");
-        for hook in [Hook::PodEgress, Hook::PodIngress] {
-            let prog: &mut SchedClassifier = ebpf
-                .program_mut(hook.program())
-                .or_panic(hook.program())
-                .try_into()
-                .or_panic("program type");
-            if let Err(e) = prog.load() {
-                // The verifier log is in the error's source chain.
-                panic!("verifier rejected {}: {e:?}", hook.program());
-            }
-        }
+        let mut ebpf = load_programs(object);
         Self {
             config: take(&mut ebpf, MAP_CONFIG),
             endpoints: take(&mut ebpf, MAP_ENDPOINTS),
@@ -135,38 +124,8 @@ impl Dataplane {
 
     /// Runs `hook`'s program once on `frame` as if it arrived on `ifindex` with `mark`.
     pub fn run(&self, hook: Hook, frame: &[u8], ifindex: u32, mark: u32) -> Run {
-        let prog: &SchedClassifier = self
-            .ebpf
-            .program(hook.program())
-            .or_panic(hook.program())
-            .try_into()
-            .or_panic("program type");
-        let mut ctx_in = [0u8; SKB_SIZE];
-        ctx_in[SKB_MARK..SKB_MARK + 4].copy_from_slice(&mark.to_ne_bytes());
-        ctx_in[SKB_IFINDEX..SKB_IFINDEX + 4].copy_from_slice(&ifindex.to_ne_bytes());
-        let mut ctx_out = [0u8; SKB_SIZE];
-        let result = prog
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                ctx_in: Some(&ctx_in),
-                ctx_out: Some(&mut ctx_out),
-                ..TestRunOptions::new()
-            })
-            .unwrap_or_else(|e| {
-                panic!(
-                    "BPF_PROG_TEST_RUN of {} ({} bytes): {e:?}",
-                    hook.program(),
-                    frame.len()
-                )
-            });
-        let mut mark_out = [0u8; 4];
-        mark_out.copy_from_slice(&ctx_out[SKB_MARK..SKB_MARK + 4]);
-        Run {
-            action: result.return_value,
-            mark: u32::from_ne_bytes(mark_out),
-        }
+        run_program(&self.ebpf, hook, frame, ifindex, mark)
     }
-
     /// `ENF_COUNTERS[hook * REASONS + reason]` summed over the CPUs.
     pub fn counter(&self, hook: Hook, reason: u32) -> u64 {
         let index = hook.index() * REASONS + reason;
@@ -343,8 +302,93 @@ pub fn endpoint(
     info
 }
 
+/// The object loaded (not pinned, not attached) with its policy maps owned by the
+/// agent's own [`GenerationWriter`]: a compiled policy set reaches the maps exactly as
+/// the agent writes it, and the real programs judge packets against it.
+pub struct CompiledDataplane {
+    ebpf: Ebpf,
+    pub writer: GenerationWriter,
+    pub conntrack: HashMap<MapData, CtKey, CtValue>,
+}
+
+impl CompiledDataplane {
+    pub fn load(object: &[u8]) -> Self {
+        let mut ebpf = load_programs(object);
+        let writer = GenerationWriter::new(&mut ebpf).or_panic("GenerationWriter::new");
+        let conntrack = take(&mut ebpf, MAP_CONNTRACK);
+        Self {
+            ebpf,
+            writer,
+            conntrack,
+        }
+    }
+
+    /// Runs `hook`'s program once on `frame` as if it arrived on `ifindex` with `mark`.
+    pub fn run(&self, hook: Hook, frame: &[u8], ifindex: u32, mark: u32) -> Run {
+        run_program(&self.ebpf, hook, frame, ifindex, mark)
+    }
+
+    /// Forgets every flow.
+    pub fn clear_conntrack(&mut self) {
+        clear_hash(&mut self.conntrack);
+    }
+}
+
 /// Monotonic clock, as `bpf_ktime_get_ns` reads it.
 pub fn monotonic_ns() -> u64 {
     let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).or_panic("clock_gettime");
     t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+}
+
+/// Loads `object` (both programs through the verifier), without pinning anything.
+fn load_programs(object: &[u8]) -> Ebpf {
+    let mut ebpf = EbpfLoader::new()
+        .load(object)
+        .or_panic("loading the BPF object");
+    for hook in [Hook::PodEgress, Hook::PodIngress] {
+        let prog: &mut SchedClassifier = ebpf
+            .program_mut(hook.program())
+            .or_panic(hook.program())
+            .try_into()
+            .or_panic("program type");
+        if let Err(e) = prog.load() {
+            // The verifier log is in the error's source chain.
+            panic!("verifier rejected {}: {e:?}", hook.program());
+        }
+    }
+    ebpf
+}
+
+/// Runs `hook`'s program of `ebpf` once on `frame` as if it arrived on `ifindex` with
+/// `mark`.
+fn run_program(ebpf: &Ebpf, hook: Hook, frame: &[u8], ifindex: u32, mark: u32) -> Run {
+    let prog: &SchedClassifier = ebpf
+        .program(hook.program())
+        .or_panic(hook.program())
+        .try_into()
+        .or_panic("program type");
+    let mut ctx_in = [0u8; SKB_SIZE];
+    ctx_in[SKB_MARK..SKB_MARK + 4].copy_from_slice(&mark.to_ne_bytes());
+    ctx_in[SKB_IFINDEX..SKB_IFINDEX + 4].copy_from_slice(&ifindex.to_ne_bytes());
+    let mut ctx_out = [0u8; SKB_SIZE];
+    let result = prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            ctx_in: Some(&ctx_in),
+            ctx_out: Some(&mut ctx_out),
+            ..TestRunOptions::new()
+        })
+        .unwrap_or_else(|e| {
+            panic!(
+                "BPF_PROG_TEST_RUN of {} ({} bytes): {e:?}",
+                hook.program(),
+                frame.len()
+            )
+        });
+    let mut mark_out = [0u8; 4];
+    mark_out.copy_from_slice(&ctx_out[SKB_MARK..SKB_MARK + 4]);
+    Run {
+        action: result.return_value,
+        mark: u32::from_ne_bytes(mark_out),
+    }
 }
