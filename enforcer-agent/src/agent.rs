@@ -50,7 +50,8 @@ pub struct AgentOptions {
 /// on while the agent restarts.
 pub fn run(options: &AgentOptions, stop: &Arc<AtomicBool>) -> Result<(), AgentError> {
     let datastore = FileDatastore::open(&options.datastore)?;
-    let mut dataplane = LoadedDataplane::load(crate::dataplane::object::BPF_OBJECT, &options.bpffs)?;
+    let mut dataplane =
+        LoadedDataplane::load(crate::dataplane::object::BPF_OBJECT, &options.bpffs)?;
     crate::dataplane::failsafe::write(&mut dataplane.ebpf, &options.failsafe)?;
     let mut writer = GenerationWriter::new(&mut dataplane.ebpf)?;
     let ring = crate::dataplane::writer::take(&mut dataplane.ebpf, enforcer_common::MAP_EVENTS)?;
@@ -121,9 +122,9 @@ impl Agent {
 
     /// Whether an endpoint interface appeared, vanished or changed ifindex.
     fn interfaces_changed(&self) -> bool {
-        self.spec
-            .as_ref()
-            .is_some_and(|spec| current_ifaces(&crate::dataplane::host::expand_interfaces(spec)) != self.last_ifaces)
+        self.spec.as_ref().is_some_and(|spec| {
+            current_ifaces(&crate::dataplane::host::expand_interfaces(spec)) != self.last_ifaces
+        })
     }
 
     /// Writes the spec in force for the interfaces present now, then attaches.

@@ -579,8 +579,8 @@ pub const EVENT_KIND_DENY: u32 = 2;
 #[cfg(feature = "user")]
 mod user {
     use super::{
-        Config, CtKey, CtValue, EndpointInfo, EndpointKey, FailsafeKey, FlowEvent, PeerInfo, PeerKeyV4,
-        PeerKeyV6, PendingKey, PendingValue, PortKey, Verdict, VerdictKey,
+        Config, CtKey, CtValue, EndpointInfo, EndpointKey, FailsafeKey, FlowEvent, PeerInfo,
+        PeerKeyV4, PeerKeyV6, PendingKey, PendingValue, PortKey, Verdict, VerdictKey,
     };
 
     // SAFETY: every type is repr(C), has no implicit padding (bytemuck's derive checks

@@ -2,4 +2,5 @@
 
 pub mod bpf;
 pub mod lab;
+pub mod netpol;
 pub mod traffic;

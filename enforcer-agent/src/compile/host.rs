@@ -111,9 +111,10 @@ pub(super) fn compile_host(
 ) -> Result<(), CompileError> {
     let cluster = compiler.cluster;
     let view = NodeView::new(cluster, compiler.node);
-    let heps: Vec<&crate::policy::HostEndpointInfo> = ehost::host_endpoints_of(cluster, compiler.node)
-        .filter(|h| h.iface.is_some())
-        .collect();
+    let heps: Vec<&crate::policy::HostEndpointInfo> =
+        ehost::host_endpoints_of(cluster, compiler.node)
+            .filter(|h| h.iface.is_some())
+            .collect();
     if heps.is_empty() {
         return Ok(());
     }
@@ -121,7 +122,12 @@ pub(super) fn compile_host(
     // endpoint here.
     let mut host_policies: BTreeSet<usize> = BTreeSet::new();
     for hep in &heps {
-        for kind in [HostKind::Untracked, HostKind::PreDnat, HostKind::Normal, HostKind::Forward] {
+        for kind in [
+            HostKind::Untracked,
+            HostKind::PreDnat,
+            HostKind::Normal,
+            HostKind::Forward,
+        ] {
             for dir in [Direction::Ingress, Direction::Egress] {
                 host_policies.extend(ehost::applicable(cluster, hep, kind, dir));
             }
@@ -134,7 +140,12 @@ pub(super) fn compile_host(
         for &p in &host_policies {
             let policy = &cluster.policies[p];
             for rule in &policy.ingress {
-                facts.push(eval::side_facts(cluster, &rule.destination, rule.protocol, addr));
+                facts.push(eval::side_facts(
+                    cluster,
+                    &rule.destination,
+                    rule.protocol,
+                    addr,
+                ));
             }
             for rule in &policy.egress {
                 facts.push(eval::side_facts(cluster, &rule.source, rule.protocol, addr));

@@ -17,9 +17,9 @@ use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, Xdp};
 use aya::{Ebpf, EbpfLoader};
 
 use enforcer_common::{
-    MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_ENDPOINTS, MAP_EVENTS, MAP_PEERS_V4,
-    MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS, PROG_POD_EGRESS, PROG_POD_INGRESS,
-    MAP_FAILSAFE, PROG_HOST_EGRESS, PROG_HOST_INGRESS, PROG_HOST_XDP,
+    MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_ENDPOINTS, MAP_EVENTS, MAP_FAILSAFE, MAP_PEERS_V4,
+    MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS, PROG_HOST_EGRESS, PROG_HOST_INGRESS,
+    PROG_HOST_XDP, PROG_POD_EGRESS, PROG_POD_INGRESS,
 };
 
 /// Every map the agent pins.
@@ -170,7 +170,12 @@ impl LoadedDataplane {
             pin_dir: pin_dir.to_path_buf(),
             source: Box::new(source),
         })?;
-        for program in [PROG_POD_EGRESS, PROG_POD_INGRESS, PROG_HOST_INGRESS, PROG_HOST_EGRESS] {
+        for program in [
+            PROG_POD_EGRESS,
+            PROG_POD_INGRESS,
+            PROG_HOST_INGRESS,
+            PROG_HOST_EGRESS,
+        ] {
             let prog = classifier(&mut ebpf, program)?;
             prog.load().map_err(|source| LoaderError::Program {
                 program,
@@ -178,11 +183,13 @@ impl LoadedDataplane {
                 source: Box::new(source),
             })?;
         }
-        xdp(&mut ebpf)?.load().map_err(|source| LoaderError::Program {
-            program: PROG_HOST_XDP,
-            op: "load",
-            source: Box::new(source),
-        })?;
+        xdp(&mut ebpf)?
+            .load()
+            .map_err(|source| LoaderError::Program {
+                program: PROG_HOST_XDP,
+                op: "load",
+                source: Box::new(source),
+            })?;
         Ok(Self {
             ebpf,
             pin_dir: pin_dir.to_path_buf(),
@@ -212,7 +219,10 @@ impl LoadedDataplane {
             return Ok(());
         }
         self.remove_pins(iface, Some(ifindex));
-        let path = self.pin_dir.join("links").join(format!("{iface}_{ifindex}_host-xdp"));
+        let path = self
+            .pin_dir
+            .join("links")
+            .join(format!("{iface}_{ifindex}_host-xdp"));
         if !path.exists() {
             let prog = xdp(&mut self.ebpf)?;
             let attach_err = |source| LoaderError::Attach {
@@ -242,7 +252,12 @@ impl LoadedDataplane {
         self.attach_hooks(iface, ifindex, &[Hook::HostIngress, Hook::HostEgress])
     }
 
-    fn attach_hooks(&mut self, iface: &str, ifindex: u32, hooks: &[Hook]) -> Result<(), LoaderError> {
+    fn attach_hooks(
+        &mut self,
+        iface: &str,
+        ifindex: u32,
+        hooks: &[Hook],
+    ) -> Result<(), LoaderError> {
         if self.attached.get(iface) == Some(&ifindex) {
             return Ok(());
         }

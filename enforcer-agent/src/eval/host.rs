@@ -74,7 +74,8 @@ impl NodeView {
     /// An inbound packet is for the node itself (not `DNATed` away by kube-proxy).
     pub fn inbound_to_host(&self, packet: &Packet) -> bool {
         self.host_ips.contains(&packet.dst)
-            && !(has_ports(packet.proto) && self.node_ports.contains(&(packet.proto, packet.dst_port)))
+            && !(has_ports(packet.proto)
+                && self.node_ports.contains(&(packet.proto, packet.dst_port)))
     }
 
     /// An outbound packet comes from the node itself.
@@ -89,14 +90,22 @@ pub fn host_endpoints_of<'a>(
     cluster: &'a Cluster,
     node: Option<&'a str>,
 ) -> impl Iterator<Item = &'a HostEndpointInfo> + 'a {
-    cluster.host_endpoints.iter().filter(move |h| match (node, &h.node) {
-        (Some(n), Some(hn)) => n == hn,
-        _ => true,
-    })
+    cluster
+        .host_endpoints
+        .iter()
+        .filter(move |h| match (node, &h.node) {
+            (Some(n), Some(hn)) => n == hn,
+            _ => true,
+        })
 }
 
 /// Indices of the policies of `kind` that select `hep` for `dir`, in evaluation order.
-pub fn applicable(cluster: &Cluster, hep: &HostEndpointInfo, kind: HostKind, dir: Direction) -> Vec<usize> {
+pub fn applicable(
+    cluster: &Cluster,
+    hep: &HostEndpointInfo,
+    kind: HostKind,
+    dir: Direction,
+) -> Vec<usize> {
     let entity = Entity::HostEndpoint(hep);
     (0..cluster.policies.len())
         .filter(|&i| {
@@ -110,14 +119,21 @@ pub fn applicable(cluster: &Cluster, hep: &HostEndpointInfo, kind: HostKind, dir
             of_kind
                 && p.applies(dir)
                 && p.subject.matches(cluster, &entity)
-                && p.subject_service_accounts.as_ref().is_none_or(|sa| sa.matches(&entity))
+                && p.subject_service_accounts
+                    .as_ref()
+                    .is_none_or(|sa| sa.matches(&entity))
         })
         .collect()
 }
 
 /// The tier walk without end-of-tier drop: first Allow/Deny rule decides, Pass goes to
 /// the next tier, no decision → `None`.
-pub fn walk_no_default(cluster: &Cluster, applicable: &[usize], dir: Direction, packet: &Packet) -> KindResult {
+pub fn walk_no_default(
+    cluster: &Cluster,
+    applicable: &[usize],
+    dir: Direction,
+    packet: &Packet,
+) -> KindResult {
     let mut logged = Vec::new();
     let mut skip_tier: Option<usize> = None;
     for &p in applicable {
@@ -227,13 +243,24 @@ pub fn evaluate_tracked(
         }
         Direction::Egress => view.outbound_from_host(packet),
     };
-    let kind = if local_traffic { HostKind::Normal } else { HostKind::Forward };
-    evaluate_kind(cluster, hep, kind, dir, packet).unwrap_or_else(|| allowed_by_default(DecisionKind::Profile))
+    let kind = if local_traffic {
+        HostKind::Normal
+    } else {
+        HostKind::Forward
+    };
+    evaluate_kind(cluster, hep, kind, dir, packet)
+        .unwrap_or_else(|| allowed_by_default(DecisionKind::Profile))
 }
 
 /// Whether a packet crossing `hep` in `dir` passes (untracked first, then the tracked
 /// chain), as for the first packet of a flow.
-pub fn passes(cluster: &Cluster, view: &NodeView, hep: &HostEndpointInfo, dir: Direction, packet: &Packet) -> bool {
+pub fn passes(
+    cluster: &Cluster,
+    view: &NodeView,
+    hep: &HostEndpointInfo,
+    dir: Direction,
+    packet: &Packet,
+) -> bool {
     if let Some(d) = evaluate_kind(cluster, hep, HostKind::Untracked, dir, packet) {
         return d.action == Action::Allow;
     }

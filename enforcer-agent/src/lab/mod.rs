@@ -741,15 +741,27 @@ impl Lab {
     /// Besides pods, `from` may name `external` or `node`, and `to` may name
     /// `node:PORT[/udp]` (see [`host`]).
     pub fn probe(&self, req: &ProbeRequest) -> Result<Vec<ProbeResult>, LabError> {
-        let special: Vec<String> = req.from.iter().filter(|f| host::is_special_source(f)).cloned().collect();
-        let node_targets: Vec<(u16, Option<Protocol>)> =
-            req.to.iter().filter_map(|t| host::parse_node_target(t)).collect();
+        let special: Vec<String> = req
+            .from
+            .iter()
+            .filter(|f| host::is_special_source(f))
+            .cloned()
+            .collect();
+        let node_targets: Vec<(u16, Option<Protocol>)> = req
+            .to
+            .iter()
+            .filter_map(|t| host::parse_node_target(t))
+            .collect();
         if special.is_empty() && node_targets.is_empty() {
             return self.probe_pods(req);
         }
         self.sync_agent()?;
         let mut jobs = Vec::new();
-        let from_all = if req.from.is_empty() { vec!["*".to_owned()] } else { req.from.clone() };
+        let from_all = if req.from.is_empty() {
+            vec!["*".to_owned()]
+        } else {
+            req.from.clone()
+        };
         jobs.extend(host::node_jobs(
             &self.name,
             &self.state.pods,
@@ -758,9 +770,19 @@ impl Lab {
             req.protocol,
             req.ipv6,
         ));
-        let other_to: Vec<String> = req.to.iter().filter(|t| host::parse_node_target(t).is_none()).cloned().collect();
+        let other_to: Vec<String> = req
+            .to
+            .iter()
+            .filter(|t| host::parse_node_target(t).is_none())
+            .cloned()
+            .collect();
         if node_targets.is_empty() || !other_to.is_empty() {
-            let pod_from: Vec<String> = req.from.iter().filter(|f| !host::is_special_source(f)).cloned().collect();
+            let pod_from: Vec<String> = req
+                .from
+                .iter()
+                .filter(|f| !host::is_special_source(f))
+                .cloned()
+                .collect();
             let objects = self.ds.list()?;
             let services: Vec<crate::model::Service> = objects
                 .iter()
@@ -774,7 +796,12 @@ impl Lab {
             sub.to = other_to;
             if !pod_from.is_empty() || special.is_empty() {
                 sub.from = pod_from;
-                jobs.extend(probe::plan(&self.state.pods, &pod_objects, &services, &sub)?);
+                jobs.extend(probe::plan(
+                    &self.state.pods,
+                    &pod_objects,
+                    &services,
+                    &sub,
+                )?);
             }
             // Special sources probe what a pod would: plan from any one pod, then move
             // the jobs to the special source's netns.
@@ -783,7 +810,10 @@ impl Lab {
             for any in self.state.pods.keys().take(2) {
                 sub.from = vec![any.clone()];
                 for j in probe::plan(&self.state.pods, &pod_objects, &services, &sub)? {
-                    if !template.iter().any(|t| t.to == j.to && t.addr == j.addr && t.protocol == j.protocol) {
+                    if !template
+                        .iter()
+                        .any(|t| t.to == j.to && t.addr == j.addr && t.protocol == j.protocol)
+                    {
                         template.push(j);
                     }
                 }

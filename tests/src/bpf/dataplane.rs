@@ -20,6 +20,8 @@ use enforcer_common::{
     PendingValue, PortKey, REASONS, Verdict, VerdictKey,
 };
 
+use enforcer::dataplane::writer::GenerationWriter;
+
 use super::OrPanic as _;
 
 /// The two programs, by the hook they run at.
@@ -112,28 +114,7 @@ where
 impl Dataplane {
     /// Loads `object` (both programs through the verifier) without pinning anything.
     pub fn load(object: &[u8]) -> Self {
-        let mut ebpf = EbpfLoader::new()
-            .load(object)
-            .or_panic("loading the BPF object");
-        for hook in Hook::TC {
-            let prog: &mut SchedClassifier = ebpf
-                .program_mut(hook.program())
-                .or_panic(hook.program())
-                .try_into()
-                .or_panic("program type");
-            if let Err(e) = prog.load() {
-                // The verifier log is in the error's source chain.
-                panic!("verifier rejected {}: {e:?}", hook.program());
-            }
-        }
-        let xdp: &mut Xdp = ebpf
-            .program_mut(PROG_HOST_XDP)
-            .or_panic(PROG_HOST_XDP)
-            .try_into()
-            .or_panic("program type");
-        if let Err(e) = xdp.load() {
-            panic!("verifier rejected {PROG_HOST_XDP}: {e:?}");
-        }
+        let mut ebpf = load_programs(object);
         Self {
             failsafe: take(&mut ebpf, MAP_FAILSAFE),
             config: take(&mut ebpf, MAP_CONFIG),
@@ -170,71 +151,7 @@ impl Dataplane {
     /// Runs `hook`'s program once on `frame` as if it arrived on `ifindex` with `mark`
     /// (XDP: the mark is ignored; the action is `XDP_DROP` = 1 or `XDP_PASS` = 2).
     pub fn run(&self, hook: Hook, frame: &[u8], ifindex: u32, mark: u32) -> Run {
-        if hook == Hook::HostXdp {
-            return self.run_xdp(frame, ifindex);
-        }
-        let prog: &SchedClassifier = self
-            .ebpf
-            .program(hook.program())
-            .or_panic(hook.program())
-            .try_into()
-            .or_panic("program type");
-        let mut ctx_in = [0u8; SKB_SIZE];
-        ctx_in[SKB_MARK..SKB_MARK + 4].copy_from_slice(&mark.to_ne_bytes());
-        ctx_in[SKB_IFINDEX..SKB_IFINDEX + 4].copy_from_slice(&ifindex.to_ne_bytes());
-        let mut ctx_out = [0u8; SKB_SIZE];
-        let result = prog
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                ctx_in: Some(&ctx_in),
-                ctx_out: Some(&mut ctx_out),
-                ..TestRunOptions::new()
-            })
-            .unwrap_or_else(|e| {
-                panic!(
-                    "BPF_PROG_TEST_RUN of {} ({} bytes): {e:?}",
-                    hook.program(),
-                    frame.len()
-                )
-            });
-        let mut mark_out = [0u8; 4];
-        mark_out.copy_from_slice(&ctx_out[SKB_MARK..SKB_MARK + 4]);
-        Run {
-            action: result.return_value,
-            mark: u32::from_ne_bytes(mark_out),
-        }
-    }
-
-    fn run_xdp(&self, frame: &[u8], ifindex: u32) -> Run {
-        let prog: &Xdp = self
-            .ebpf
-            .program(PROG_HOST_XDP)
-            .or_panic(PROG_HOST_XDP)
-            .try_into()
-            .or_panic("program type");
-        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
-        // egress_ifindex. The kernel wants data_end = the frame's length.
-        let mut ctx_in = [0u8; XDP_MD_SIZE];
-        ctx_in[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
-        ctx_in[12..16].copy_from_slice(&ifindex.to_ne_bytes());
-        let mut ctx_out = [0u8; XDP_MD_SIZE];
-        let result = prog
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                ctx_in: Some(&ctx_in),
-                ctx_out: Some(&mut ctx_out),
-                ..TestRunOptions::new()
-            })
-            .unwrap_or_else(|e| {
-                panic!(
-                    "BPF_PROG_TEST_RUN of {PROG_HOST_XDP} ({} bytes): {e:?}",
-                    frame.len()
-                )
-            });
-        Run {
-            action: result.return_value,
-            mark: 0,
-        }
+        run_program(&self.ebpf, hook, frame, ifindex, mark)
     }
 
     pub fn set_failsafe(&mut self, dir: u8, proto: u8, port: u16) {
@@ -423,4 +340,131 @@ pub fn endpoint(
 pub fn monotonic_ns() -> u64 {
     let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).or_panic("clock_gettime");
     t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+}
+
+/// The object loaded (not pinned, not attached) with its policy maps owned by the
+/// agent's own [`GenerationWriter`]: a compiled policy set reaches the maps exactly as
+/// the agent writes it, and the real programs judge packets against it.
+pub struct CompiledDataplane {
+    ebpf: Ebpf,
+    pub writer: GenerationWriter,
+    pub conntrack: HashMap<MapData, CtKey, CtValue>,
+}
+
+impl CompiledDataplane {
+    pub fn load(object: &[u8]) -> Self {
+        let mut ebpf = load_programs(object);
+        let writer = GenerationWriter::new(&mut ebpf).or_panic("GenerationWriter::new");
+        let conntrack = take(&mut ebpf, MAP_CONNTRACK);
+        Self {
+            ebpf,
+            writer,
+            conntrack,
+        }
+    }
+
+    /// Runs `hook`'s program once on `frame` as if it arrived on `ifindex` with `mark`.
+    pub fn run(&self, hook: Hook, frame: &[u8], ifindex: u32, mark: u32) -> Run {
+        run_program(&self.ebpf, hook, frame, ifindex, mark)
+    }
+
+    /// Forgets every flow.
+    pub fn clear_conntrack(&mut self) {
+        clear_hash(&mut self.conntrack);
+    }
+}
+
+/// Loads `object` (every program through the verifier), without pinning anything.
+fn load_programs(object: &[u8]) -> Ebpf {
+    let mut ebpf = EbpfLoader::new()
+        .load(object)
+        .or_panic("loading the BPF object");
+    for hook in Hook::TC {
+        let prog: &mut SchedClassifier = ebpf
+            .program_mut(hook.program())
+            .or_panic(hook.program())
+            .try_into()
+            .or_panic("program type");
+        if let Err(e) = prog.load() {
+            // The verifier log is in the error's source chain.
+            panic!("verifier rejected {}: {e:?}", hook.program());
+        }
+    }
+    let xdp: &mut Xdp = ebpf
+        .program_mut(PROG_HOST_XDP)
+        .or_panic(PROG_HOST_XDP)
+        .try_into()
+        .or_panic("program type");
+    if let Err(e) = xdp.load() {
+        panic!("verifier rejected {PROG_HOST_XDP}: {e:?}");
+    }
+    ebpf
+}
+
+/// Runs `hook`'s program of `ebpf` once on `frame` as if it arrived on `ifindex` with
+/// `mark` (XDP: the mark is ignored; the action is `XDP_DROP` = 1 or `XDP_PASS` = 2).
+fn run_program(ebpf: &Ebpf, hook: Hook, frame: &[u8], ifindex: u32, mark: u32) -> Run {
+    if hook == Hook::HostXdp {
+        return run_xdp(ebpf, frame, ifindex);
+    }
+    let prog: &SchedClassifier = ebpf
+        .program(hook.program())
+        .or_panic(hook.program())
+        .try_into()
+        .or_panic("program type");
+    let mut ctx_in = [0u8; SKB_SIZE];
+    ctx_in[SKB_MARK..SKB_MARK + 4].copy_from_slice(&mark.to_ne_bytes());
+    ctx_in[SKB_IFINDEX..SKB_IFINDEX + 4].copy_from_slice(&ifindex.to_ne_bytes());
+    let mut ctx_out = [0u8; SKB_SIZE];
+    let result = prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            ctx_in: Some(&ctx_in),
+            ctx_out: Some(&mut ctx_out),
+            ..TestRunOptions::new()
+        })
+        .unwrap_or_else(|e| {
+            panic!(
+                "BPF_PROG_TEST_RUN of {} ({} bytes): {e:?}",
+                hook.program(),
+                frame.len()
+            )
+        });
+    let mut mark_out = [0u8; 4];
+    mark_out.copy_from_slice(&ctx_out[SKB_MARK..SKB_MARK + 4]);
+    Run {
+        action: result.return_value,
+        mark: u32::from_ne_bytes(mark_out),
+    }
+}
+
+fn run_xdp(ebpf: &Ebpf, frame: &[u8], ifindex: u32) -> Run {
+    let prog: &Xdp = ebpf
+        .program(PROG_HOST_XDP)
+        .or_panic(PROG_HOST_XDP)
+        .try_into()
+        .or_panic("program type");
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+    // egress_ifindex. The kernel wants data_end = the frame's length.
+    let mut ctx_in = [0u8; XDP_MD_SIZE];
+    ctx_in[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+    ctx_in[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+    let mut ctx_out = [0u8; XDP_MD_SIZE];
+    let result = prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            ctx_in: Some(&ctx_in),
+            ctx_out: Some(&mut ctx_out),
+            ..TestRunOptions::new()
+        })
+        .unwrap_or_else(|e| {
+            panic!(
+                "BPF_PROG_TEST_RUN of {PROG_HOST_XDP} ({} bytes): {e:?}",
+                frame.len()
+            )
+        });
+    Run {
+        action: result.return_value,
+        mark: 0,
+    }
 }

@@ -188,6 +188,31 @@ pub fn sctp(sport: u16, dport: u16) -> Vec<u8> {
     s
 }
 
+/// SCTP chunk types (RFC 9260).
+pub const SCTP_INIT: u8 = 1;
+pub const SCTP_INIT_ACK: u8 = 2;
+
+/// An SCTP packet opening or answering an association: the common header (the
+/// verification tag is 0 in an INIT, as RFC 9260 requires, else `tag`), then one
+/// INIT or INIT ACK chunk (initiate tag, `a_rwnd`, 1 outbound and 1 inbound stream,
+/// initial TSN; no parameters).
+pub fn sctp_chunk(sport: u16, dport: u16, kind: u8, tag: u32) -> Vec<u8> {
+    let mut s = Vec::with_capacity(32);
+    s.extend_from_slice(&sport.to_be_bytes());
+    s.extend_from_slice(&dport.to_be_bytes());
+    let vtag = if kind == SCTP_INIT { 0 } else { tag };
+    s.extend_from_slice(&vtag.to_be_bytes());
+    s.extend_from_slice(&[0; 4]); // CRC32c, unchecked by the programs
+    s.extend_from_slice(&[kind, 0]);
+    s.extend_from_slice(&20u16.to_be_bytes()); // chunk length
+    s.extend_from_slice(&tag.wrapping_add(1).to_be_bytes()); // initiate tag
+    s.extend_from_slice(&65_535u32.to_be_bytes()); // a_rwnd
+    s.extend_from_slice(&1u16.to_be_bytes());
+    s.extend_from_slice(&1u16.to_be_bytes());
+    s.extend_from_slice(&tag.to_be_bytes()); // initial TSN
+    s
+}
+
 /// An `ICMP` or `ICMPv6` header: type, code, checksum, then the id and a sequence number.
 pub fn icmp(kind: u8, code: u8, id: u16) -> Vec<u8> {
     let mut i = vec![kind, code, 0, 0];

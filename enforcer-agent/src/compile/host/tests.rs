@@ -2,7 +2,10 @@
 //! up (`simulate::Dataplane`), against the reference evaluator `eval::host`, on seed
 //! 002's policies and on random variations of them.
 
-#![expect(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
@@ -18,7 +21,10 @@ use crate::eval::Packet;
 use crate::eval::host::NodeView;
 use crate::policy::{Cluster, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/hostendpoints");
+const FIXTURES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/fixtures/hostendpoints"
+);
 
 fn cluster_of(files: &[&str], extra: &str) -> Cluster {
     let mut objects = Vec::new();
@@ -67,9 +73,20 @@ fn tcp(src: Ipv4Addr, dst: Ipv4Addr, dport: u16) -> Packet {
 /// The action the BPF side would read for host endpoint 0 in `dir`.
 fn lookup(spec: &DataplaneSpec, dir: u8, packet: &Packet) -> u8 {
     let dp = simulate::Dataplane::new(spec);
-    let hep = spec.endpoints.iter().find(|e| e.workload.starts_with("hostendpoint/")).unwrap();
-    let inbound = matches!(dir, DIR_UNTRACKED_INGRESS | DIR_PREDNAT_INGRESS | DIR_HOST_INGRESS);
-    let (remote, local) = if inbound { (packet.src, packet.dst) } else { (packet.dst, packet.src) };
+    let hep = spec
+        .endpoints
+        .iter()
+        .find(|e| e.workload.starts_with("hostendpoint/"))
+        .unwrap();
+    let inbound = matches!(
+        dir,
+        DIR_UNTRACKED_INGRESS | DIR_PREDNAT_INGRESS | DIR_HOST_INGRESS
+    );
+    let (remote, local) = if inbound {
+        (packet.src, packet.dst)
+    } else {
+        (packet.dst, packet.src)
+    };
     let class = dp.peer(remote).unwrap().class;
     let host_class = dp.peer(local).unwrap().host_class;
     let cell = dp.cell(packet.proto, packet.dst_port_key());
@@ -82,38 +99,90 @@ fn seed_002_verdicts() {
     let cluster = cluster_of(&SEED_002, "");
     let spec = compile_for_node(&cluster, Some("node1")).unwrap();
     // External client → the NodePort: preDNAT allows (XDP passes).
-    assert_eq!(lookup(&spec, DIR_PREDNAT_INGRESS, &tcp(EXT, NODE, 31852)), ACTION_ALLOW);
-    assert_eq!(lookup(&spec, DIR_HOST_INGRESS, &tcp(EXT, NODE, 31852)), ACTION_ALLOW);
+    assert_eq!(
+        lookup(&spec, DIR_PREDNAT_INGRESS, &tcp(EXT, NODE, 31852)),
+        ACTION_ALLOW
+    );
+    assert_eq!(
+        lookup(&spec, DIR_HOST_INGRESS, &tcp(EXT, NODE, 31852)),
+        ACTION_ALLOW
+    );
     // Another NodePort, or a port of the node itself: denied by preDNAT in XDP.
-    assert_eq!(lookup(&spec, DIR_PREDNAT_INGRESS, &tcp(EXT, NODE, 30080)), ACTION_DENY);
-    assert_eq!(lookup(&spec, DIR_PREDNAT_INGRESS, &tcp(EXT, NODE, 8000)), ACTION_DENY);
-    assert_eq!(lookup(&spec, DIR_HOST_INGRESS, &tcp(EXT, NODE, 8000)), ACTION_DENY);
+    assert_eq!(
+        lookup(&spec, DIR_PREDNAT_INGRESS, &tcp(EXT, NODE, 30080)),
+        ACTION_DENY
+    );
+    assert_eq!(
+        lookup(&spec, DIR_PREDNAT_INGRESS, &tcp(EXT, NODE, 8000)),
+        ACTION_DENY
+    );
+    assert_eq!(
+        lookup(&spec, DIR_HOST_INGRESS, &tcp(EXT, NODE, 8000)),
+        ACTION_DENY
+    );
     // No doNotTrack policy: untracked never decides.
-    assert_eq!(lookup(&spec, DIR_UNTRACKED_INGRESS, &tcp(EXT, NODE, 8000)), ACTION_CONTINUE);
+    assert_eq!(
+        lookup(&spec, DIR_UNTRACKED_INGRESS, &tcp(EXT, NODE, 8000)),
+        ACTION_CONTINUE
+    );
     // The node's own egress is allowed by allow-outbound-external.
-    assert_eq!(lookup(&spec, DIR_HOST_EGRESS, &tcp(NODE, EXT, 80)), ACTION_ALLOW);
+    assert_eq!(
+        lookup(&spec, DIR_HOST_EGRESS, &tcp(NODE, EXT, 80)),
+        ACTION_ALLOW
+    );
     // A pod's address inside the cluster nets: preDNAT allows.
-    assert_eq!(lookup(&spec, DIR_PREDNAT_INGRESS, &tcp(POD, NODE, 30080)), ACTION_ALLOW);
+    assert_eq!(
+        lookup(&spec, DIR_PREDNAT_INGRESS, &tcp(POD, NODE, 30080)),
+        ACTION_ALLOW
+    );
 }
 
 #[test]
 fn labelled_selector_needs_the_label() {
-    let files = [SEED_002[0], SEED_002[1], SEED_002[2], "002-allow-nodeport-labelled.yaml"];
+    let files = [
+        SEED_002[0],
+        SEED_002[1],
+        SEED_002[2],
+        "002-allow-nodeport-labelled.yaml",
+    ];
     let spec = compile_for_node(&cluster_of(&files, ""), Some("node1")).unwrap();
-    assert_eq!(lookup(&spec, DIR_PREDNAT_INGRESS, &tcp(EXT, NODE, 31852)), ACTION_DENY);
-    let files = [SEED_002[0], SEED_002[1], "002-node1-eth0-labelled.yaml", "002-allow-nodeport-labelled.yaml"];
+    assert_eq!(
+        lookup(&spec, DIR_PREDNAT_INGRESS, &tcp(EXT, NODE, 31852)),
+        ACTION_DENY
+    );
+    let files = [
+        SEED_002[0],
+        SEED_002[1],
+        "002-node1-eth0-labelled.yaml",
+        "002-allow-nodeport-labelled.yaml",
+    ];
     let spec = compile_for_node(&cluster_of(&files, ""), Some("node1")).unwrap();
-    assert_eq!(lookup(&spec, DIR_PREDNAT_INGRESS, &tcp(EXT, NODE, 31852)), ACTION_ALLOW);
+    assert_eq!(
+        lookup(&spec, DIR_PREDNAT_INGRESS, &tcp(EXT, NODE, 31852)),
+        ACTION_ALLOW
+    );
 }
 
 #[test]
 fn no_policy_no_profile_denies_to_host() {
     let spec = compile_for_node(&cluster_of(&["002-node1-eth0.yaml"], ""), Some("node1")).unwrap();
-    assert_eq!(lookup(&spec, DIR_HOST_INGRESS, &tcp(EXT, NODE, 8000)), ACTION_DENY);
-    assert_eq!(lookup(&spec, DIR_HOST_EGRESS, &tcp(NODE, EXT, 80)), ACTION_DENY);
+    assert_eq!(
+        lookup(&spec, DIR_HOST_INGRESS, &tcp(EXT, NODE, 8000)),
+        ACTION_DENY
+    );
+    assert_eq!(
+        lookup(&spec, DIR_HOST_EGRESS, &tcp(NODE, EXT, 80)),
+        ACTION_DENY
+    );
     // Forwarded traffic with no applyOnForward policy is allowed, NodePorts included.
-    assert_eq!(lookup(&spec, DIR_HOST_INGRESS, &tcp(EXT, POD, 8080)), ACTION_ALLOW);
-    assert_eq!(lookup(&spec, DIR_HOST_INGRESS, &tcp(EXT, NODE, 31852)), ACTION_ALLOW);
+    assert_eq!(
+        lookup(&spec, DIR_HOST_INGRESS, &tcp(EXT, POD, 8080)),
+        ACTION_ALLOW
+    );
+    assert_eq!(
+        lookup(&spec, DIR_HOST_INGRESS, &tcp(EXT, NODE, 31852)),
+        ACTION_ALLOW
+    );
 }
 
 /// Small deterministic generator.
@@ -121,7 +190,10 @@ struct Gen(u64);
 
 impl Gen {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         self.0 >> 33
     }
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
@@ -134,15 +206,30 @@ fn random_policies(g: &mut Gen) -> String {
     let mut out = String::new();
     let n = 1 + g.next() % 5;
     for i in 0..n {
-        let kind = *g.pick(&["preDNAT", "doNotTrack", "applyOnForward", "normal", "normal"]);
+        let kind = *g.pick(&[
+            "preDNAT",
+            "doNotTrack",
+            "applyOnForward",
+            "normal",
+            "normal",
+        ]);
         let flags = match kind {
             "preDNAT" => "  preDNAT: true\n  applyOnForward: true\n",
             "doNotTrack" => "  doNotTrack: true\n  applyOnForward: true\n",
             "applyOnForward" => "  applyOnForward: true\n",
             _ => "",
         };
-        let dirs: &[&str] = if kind == "preDNAT" { &["ingress"] } else { &["ingress", "egress"] };
-        let selector = *g.pick(&["has(kubernetes-host)", "all()", "kubernetes-host == 'ingress'", "missing == 'x'"]);
+        let dirs: &[&str] = if kind == "preDNAT" {
+            &["ingress"]
+        } else {
+            &["ingress", "egress"]
+        };
+        let selector = *g.pick(&[
+            "has(kubernetes-host)",
+            "all()",
+            "kubernetes-host == 'ingress'",
+            "missing == 'x'",
+        ]);
         let _ = std::fmt::Write::write_fmt(
             &mut out,
             format_args!(
@@ -160,7 +247,12 @@ fn random_policies(g: &mut Gen) -> String {
                     let _ = writeln!(out, "    protocol: {proto}");
                 }
                 if g.next().is_multiple_of(2) {
-                    let net = *g.pick(&["198.18.255.1/32", "198.18.0.0/17", "198.18.255.0/24", "0.0.0.0/0"]);
+                    let net = *g.pick(&[
+                        "198.18.255.1/32",
+                        "198.18.0.0/17",
+                        "198.18.255.0/24",
+                        "0.0.0.0/0",
+                    ]);
                     let side = *g.pick(&["source", "destination"]);
                     let _ = write!(out, "    {side}:\n      nets: [{net}]\n");
                 }
@@ -184,7 +276,13 @@ fn random_policies(g: &mut Gen) -> String {
 
 #[test]
 fn differential_host_verdicts() {
-    let addrs = [NODE, EXT, POD, Ipv4Addr::new(198, 18, 1, 1), Ipv4Addr::new(203, 0, 113, 9)];
+    let addrs = [
+        NODE,
+        EXT,
+        POD,
+        Ipv4Addr::new(198, 18, 1, 1),
+        Ipv4Addr::new(203, 0, 113, 9),
+    ];
     let ports = [22u16, 80, 8080, 30080, 31852, 9];
     let mut checked = 0;
     for seed in 0..60u64 {
@@ -195,7 +293,11 @@ fn differential_host_verdicts() {
         if Cluster::from_objects(&objects).is_err() {
             continue;
         }
-        let heps = if seed % 3 == 0 { "002-node1-eth0-labelled.yaml" } else { "002-node1-eth0.yaml" };
+        let heps = if seed % 3 == 0 {
+            "002-node1-eth0-labelled.yaml"
+        } else {
+            "002-node1-eth0.yaml"
+        };
         let cluster = cluster_of(&[heps], &extra);
         let spec = compile_for_node(&cluster, Some("node1")).unwrap();
         let view = NodeView::new(&cluster, Some("node1"));
@@ -211,7 +313,13 @@ fn differential_host_verdicts() {
                             packet.src_port = 0;
                             packet.icmp_type = 8;
                         }
-                        for dir in [DIR_UNTRACKED_INGRESS, DIR_UNTRACKED_EGRESS, DIR_PREDNAT_INGRESS, DIR_HOST_INGRESS, DIR_HOST_EGRESS] {
+                        for dir in [
+                            DIR_UNTRACKED_INGRESS,
+                            DIR_UNTRACKED_EGRESS,
+                            DIR_PREDNAT_INGRESS,
+                            DIR_HOST_INGRESS,
+                            DIR_HOST_EGRESS,
+                        ] {
                             let want = direction_verdict(&cluster, &view, hep, dir, &packet).action;
                             let got = lookup(&spec, dir, &packet);
                             assert_eq!(got, want, "seed {seed} dir {dir} {packet:?}\n{extra}");
