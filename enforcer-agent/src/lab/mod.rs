@@ -830,7 +830,9 @@ impl Lab {
                 }
             }
         }
-        Ok(probe::run(&jobs, req.timeout))
+        let udp_jobs = jobs.iter().filter(|j| j.protocol == Protocol::Udp).count();
+        let ports = probe::UdpPorts::reserve(&self.paths.run().join("udp-port-cursor"), udp_jobs);
+        Ok(probe::run(&jobs, req.timeout, &ports))
     }
 
     /// [`Lab::probe`] between pods and Services only.
@@ -845,7 +847,9 @@ impl Lab {
             })
             .collect();
         let jobs = probe::plan(&self.state.pods, &self.pod_objects()?, &services, req)?;
-        Ok(probe::run(&jobs, req.timeout))
+        let udp_jobs = jobs.iter().filter(|j| j.protocol == Protocol::Udp).count();
+        let ports = probe::UdpPorts::reserve(&self.paths.run().join("udp-port-cursor"), udp_jobs);
+        Ok(probe::run(&jobs, req.timeout, &ports))
     }
 
     /// The netns of `NS/POD`.

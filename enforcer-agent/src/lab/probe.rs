@@ -284,12 +284,52 @@ fn probe_tcp(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
         .map_err(|e| classify(&e))
 }
 
-fn probe_udp(addr: SocketAddr, timeout: Duration, id: u16) -> Result<(), String> {
+/// Source ports of UDP probes rotate through this range (see [`UdpPorts`]).
+const UDP_SOURCE_PORTS: std::ops::Range<u16> = 20_000..60_000;
+
+/// Hands out UDP source ports in rotation, continuing from where the previous probe
+/// command stopped (a cursor file in the lab's run directory).
+///
+/// A UDP probe stands for a *new* flow. With kernel-chosen ephemeral ports a probe can
+/// repeat the 5-tuple of one a minute earlier that conntrack still holds as
+/// established, and pass where policy now denies. Rotating through 40,000 ports, a
+/// tuple comes back only after 40,000 UDP probes, far more than a minute's worth.
+pub struct UdpPorts {
+    next: std::sync::atomic::AtomicU32,
+}
+
+impl UdpPorts {
+    /// Reads the cursor from `cursor` and reserves `count` ports past it.
+    pub fn reserve(cursor: &std::path::Path, count: usize) -> Self {
+        let span = u32::from(UDP_SOURCE_PORTS.end - UDP_SOURCE_PORTS.start);
+        let start = std::fs::read_to_string(cursor)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .unwrap_or(0)
+            % span;
+        let count = u32::try_from(count).unwrap_or(u32::MAX) % span;
+        let _ = std::fs::write(cursor, ((start + count) % span).to_string());
+        Self {
+            next: std::sync::atomic::AtomicU32::new(start),
+        }
+    }
+
+    fn take(&self) -> u16 {
+        let span = u32::from(UDP_SOURCE_PORTS.end - UDP_SOURCE_PORTS.start);
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % span;
+        UDP_SOURCE_PORTS.start + n as u16
+    }
+}
+
+fn probe_udp(addr: SocketAddr, timeout: Duration, id: u16, sport: u16) -> Result<(), String> {
     let local = match addr {
-        SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
-        SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
+        SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, sport)),
+        SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, sport)),
     };
-    let socket = UdpSocket::bind(local).map_err(|e| format!("error: {e}"))?;
+    // A port of the rotation that a pod process holds: let the kernel choose.
+    let socket = UdpSocket::bind(local)
+        .or_else(|_| UdpSocket::bind(SocketAddr::new(local.ip(), 0)))
+        .map_err(|e| format!("error: {e}"))?;
     socket.connect(addr).map_err(|e| classify(&e))?;
     let payload = super::dns::query(id, "kube-dns.kube-system.svc.cluster.local", 1);
     let deadline = Instant::now() + timeout;
@@ -314,7 +354,7 @@ fn probe_udp(addr: SocketAddr, timeout: Duration, id: u16) -> Result<(), String>
 }
 
 /// Runs the probes in parallel; results come back in job order.
-pub fn run(jobs: &[ProbeJob], timeout: Duration) -> Vec<ProbeResult> {
+pub fn run(jobs: &[ProbeJob], timeout: Duration, ports: &UdpPorts) -> Vec<ProbeResult> {
     let queue: Mutex<VecDeque<usize>> = Mutex::new((0..jobs.len()).collect());
     let results: Mutex<Vec<Option<ProbeResult>>> = Mutex::new(vec![None; jobs.len()]);
     let workers = jobs.len().clamp(1, MAX_WORKERS);
@@ -340,7 +380,7 @@ pub fn run(jobs: &[ProbeJob], timeout: Duration) -> Vec<ProbeResult> {
                     if outcome.is_ok() {
                         outcome = match job.protocol {
                             Protocol::Tcp => probe_tcp(job.addr, timeout),
-                            Protocol::Udp => probe_udp(job.addr, timeout, i as u16),
+                            Protocol::Udp => probe_udp(job.addr, timeout, i as u16, ports.take()),
                         };
                     }
                     let result = ProbeResult {
