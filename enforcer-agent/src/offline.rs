@@ -116,6 +116,18 @@ pub fn complete(loaded: &[Loaded]) -> Result<Completed, OfflineError> {
         );
     }
     topology::add_implied(&mut declared);
+    // A DNS server the files declare under another label (`k8s-app: coredns`) is the
+    // cluster DNS: assuming a second one would hide the label mismatch `check` reports.
+    let dns_pod_id = ObjectId {
+        kind: "Pod".to_owned(),
+        namespace: topology::DNS_NAMESPACE.to_owned(),
+        name: topology::DNS_POD.to_owned(),
+    };
+    if declared.get(&dns_pod_id).is_some_and(|d| d.source.is_none())
+        && declared.values().any(|d| d.source.is_some() && serves_dns(&d.object))
+    {
+        declared.remove(&dns_pod_id);
+    }
     let implied: Vec<ObjectId> = declared
         .iter()
         .filter(|(_, d)| d.source.is_none() && matches!(d.object, Object::Pod(_) | Object::Service(_)))
@@ -206,6 +218,21 @@ pub fn complete(loaded: &[Loaded]) -> Result<Completed, OfflineError> {
         services: topo.services,
         declares_workloads,
     })
+}
+
+/// A kube-system Pod or Deployment with a container port 53.
+fn serves_dns(object: &Object) -> bool {
+    let (namespace, spec) = match object {
+        Object::Pod(p) => (&p.metadata.namespace, &p.spec),
+        Object::Deployment(d) => (&d.metadata.namespace, &d.spec.template.spec),
+        _ => return false,
+    };
+    namespace.as_deref() == Some(topology::DNS_NAMESPACE)
+        && spec
+            .containers
+            .iter()
+            .flat_map(|c| &c.ports)
+            .any(|p| p.container_port == 53)
 }
 
 #[cfg(test)]
