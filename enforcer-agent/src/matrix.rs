@@ -109,7 +109,14 @@ impl MatrixDiff {
         use std::fmt::Write as _;
         let mut out = String::new();
         for r in &self.opened {
-            let _ = writeln!(out, "+ {} -> {}:{}/{}", r.from, r.to, r.port, r.protocol.as_str());
+            let _ = writeln!(
+                out,
+                "+ {} -> {}:{}/{}",
+                r.from,
+                r.to,
+                r.port,
+                r.protocol.as_str()
+            );
         }
         for r in &self.closed {
             let _ = writeln!(

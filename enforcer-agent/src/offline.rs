@@ -57,11 +57,14 @@ impl Completed {
     /// One line per implied object (the DNS pod and Service together), for people.
     pub fn implied_notes(&self) -> Vec<String> {
         let is = |kind: &str, name: &str| {
-            self.implied
-                .iter()
-                .any(|id| id.kind == kind && id.name == name && id.namespace == topology::DNS_NAMESPACE)
+            self.implied.iter().any(|id| {
+                id.kind == kind && id.name == name && id.namespace == topology::DNS_NAMESPACE
+            })
         };
-        let (pod, service) = (is("Pod", topology::DNS_POD), is("Service", topology::DNS_SERVICE));
+        let (pod, service) = (
+            is("Pod", topology::DNS_POD),
+            is("Service", topology::DNS_SERVICE),
+        );
         let mut notes = Vec::new();
         match (pod, service) {
             (true, true) => notes.push(format!(
@@ -123,14 +126,20 @@ pub fn complete(loaded: &[Loaded]) -> Result<Completed, OfflineError> {
         namespace: topology::DNS_NAMESPACE.to_owned(),
         name: topology::DNS_POD.to_owned(),
     };
-    if declared.get(&dns_pod_id).is_some_and(|d| d.source.is_none())
-        && declared.values().any(|d| d.source.is_some() && serves_dns(&d.object))
+    if declared
+        .get(&dns_pod_id)
+        .is_some_and(|d| d.source.is_none())
+        && declared
+            .values()
+            .any(|d| d.source.is_some() && serves_dns(&d.object))
     {
         declared.remove(&dns_pod_id);
     }
     let implied: Vec<ObjectId> = declared
         .iter()
-        .filter(|(_, d)| d.source.is_none() && matches!(d.object, Object::Pod(_) | Object::Service(_)))
+        .filter(|(_, d)| {
+            d.source.is_none() && matches!(d.object, Object::Pod(_) | Object::Service(_))
+        })
         .map(|(id, _)| id.clone())
         .collect();
     let name = LabName::new("files")?;
@@ -259,7 +268,10 @@ mod tests {
                 "kube-system/coredns-0"
             ]
         );
-        assert_eq!(done.pods["dev-app/backend-0"].ipv4.to_string(), "198.18.0.10");
+        assert_eq!(
+            done.pods["dev-app/backend-0"].ipv4.to_string(),
+            "198.18.0.10"
+        );
         assert_eq!(done.implied.len(), 2, "{:?}", done.implied);
         let (cluster, _) = done.cluster().unwrap();
         assert_eq!(cluster.endpoints.len(), 6);

@@ -104,12 +104,18 @@ fn check_tutorial() {
 
 #[test]
 fn check_tutorial_json() {
-    golden("check-tutorial-json", &["check", "-f", TUTORIAL, "-o", "json"]);
+    golden(
+        "check-tutorial-json",
+        &["check", "-f", TUTORIAL, "-o", "json"],
+    );
 }
 
 #[test]
 fn check_tutorial_with_fixes() {
-    golden("check-tutorial-fixed", &["check", "-f", TUTORIAL, "-f", FIXES]);
+    golden(
+        "check-tutorial-fixed",
+        &["check", "-f", TUTORIAL, "-f", FIXES],
+    );
 }
 
 #[test]
@@ -122,7 +128,11 @@ fn check_seed001() {
     golden("check-seed001", &["check", "-f", SEED001]);
     assert_golden_contains(
         "check-seed001",
-        &["seed001_broken_gnp.yaml:2:7: error[yaml-syntax]", "[exit 1]", "  name: default-deny"],
+        &[
+            "seed001_broken_gnp.yaml:2:7: error[yaml-syntax]",
+            "[exit 1]",
+            "  name: default-deny",
+        ],
     );
 }
 
@@ -132,7 +142,11 @@ fn check_seed002() {
     golden("check-seed002-pasted", &["check", "-f", SEED002_PASTED]);
     assert_golden_contains(
         "check-seed002-pasted",
-        &["seed002_insert_ip_here.yaml:38:7: error[invalid-cidr]", "INSERT_IP_HERE is a placeholder", "[exit 1]"],
+        &[
+            "seed002_insert_ip_here.yaml:38:7: error[invalid-cidr]",
+            "INSERT_IP_HERE is a placeholder",
+            "[exit 1]",
+        ],
     );
 }
 
@@ -154,7 +168,11 @@ fn check_dns_label_mismatch() {
     );
     assert_golden_contains(
         "check-coredns-labels",
-        &["warning[selector-matches-nothing]", "k8s-app=coredns", "`k8s-app: coredns`"],
+        &[
+            "warning[selector-matches-nothing]",
+            "k8s-app=coredns",
+            "`k8s-app: coredns`",
+        ],
     );
 }
 
@@ -162,7 +180,11 @@ fn check_dns_label_mismatch() {
 fn check_validation_rules() {
     golden(
         "check-invalid-rules",
-        &["check", "-f", "enforcer-agent/tests/fixtures/check/invalid-rules.yaml"],
+        &[
+            "check",
+            "-f",
+            "enforcer-agent/tests/fixtures/check/invalid-rules.yaml",
+        ],
     );
     assert_golden_contains(
         "check-invalid-rules",
@@ -180,23 +202,43 @@ fn check_validation_rules() {
 fn check_shadowed_rules() {
     golden(
         "check-shadowed",
-        &["check", "-f", "enforcer-agent/tests/fixtures/check/shadowed.yaml"],
+        &[
+            "check",
+            "-f",
+            "enforcer-agent/tests/fixtures/check/shadowed.yaml",
+        ],
     );
-    assert_golden_contains("check-shadowed", &["warning[shadowed-rule]", "info[redundant-rule]"]);
+    assert_golden_contains(
+        "check-shadowed",
+        &["warning[shadowed-rule]", "info[redundant-rule]"],
+    );
 }
 
 #[test]
 fn check_unknown_field() {
     golden(
         "check-typo",
-        &["check", "-f", "enforcer-agent/tests/fixtures/check/typo.yaml"],
+        &[
+            "check",
+            "-f",
+            "enforcer-agent/tests/fixtures/check/typo.yaml",
+        ],
     );
-    assert_golden_contains("check-typo", &["did you mean `destination`?", "rename `destinaton` to `destination`"]);
+    assert_golden_contains(
+        "check-typo",
+        &[
+            "did you mean `destination`?",
+            "rename `destinaton` to `destination`",
+        ],
+    );
 }
 
 #[test]
 fn check_directory_of_checks() {
-    golden("check-all-fixtures", &["check", "-q", "-f", CHECKS, "-o", "json"]);
+    golden(
+        "check-all-fixtures",
+        &["check", "-q", "-f", CHECKS, "-o", "json"],
+    );
 }
 
 // --- explain -f -------------------------------------------------------------------
@@ -205,11 +247,33 @@ fn check_directory_of_checks() {
 fn explain_step5_egress_denied() {
     golden(
         "explain-frontend-backend",
-        &["explain", "-f", TUTORIAL, "--from", "dev-app/frontend-0", "--to", "dev-app/backend-0", "--port", "8080/TCP"],
+        &[
+            "explain",
+            "-f",
+            TUTORIAL,
+            "--from",
+            "dev-app/frontend-0",
+            "--to",
+            "dev-app/backend-0",
+            "--port",
+            "8080/TCP",
+        ],
     );
     golden(
         "explain-frontend-backend-fixed",
-        &["explain", "-f", TUTORIAL, "-f", FIXES, "--from", "dev-app/frontend-0", "--to", "dev-app/backend-0", "--port", "8080/TCP"],
+        &[
+            "explain",
+            "-f",
+            TUTORIAL,
+            "-f",
+            FIXES,
+            "--from",
+            "dev-app/frontend-0",
+            "--to",
+            "dev-app/backend-0",
+            "--port",
+            "8080/TCP",
+        ],
     );
 }
 
@@ -217,11 +281,33 @@ fn explain_step5_egress_denied() {
 fn explain_step8_dns() {
     golden(
         "explain-dns",
-        &["explain", "-f", TUTORIAL, "--from", "dev-app/frontend-0", "--to", "kube-system/coredns-0", "--port", "53/UDP"],
+        &[
+            "explain",
+            "-f",
+            TUTORIAL,
+            "--from",
+            "dev-app/frontend-0",
+            "--to",
+            "kube-system/coredns-0",
+            "--port",
+            "53/UDP",
+        ],
     );
     golden(
         "explain-dns-json",
-        &["explain", "-f", SEED000, "--from", "dev-app/frontend-0", "--to", "kube-system/coredns-0", "--port", "53/UDP", "-o", "json"],
+        &[
+            "explain",
+            "-f",
+            SEED000,
+            "--from",
+            "dev-app/frontend-0",
+            "--to",
+            "kube-system/coredns-0",
+            "--port",
+            "53/UDP",
+            "-o",
+            "json",
+        ],
     );
 }
 
@@ -230,14 +316,20 @@ fn explain_step8_dns() {
 #[test]
 fn matrix_tutorial() {
     golden("matrix-tutorial", &["matrix", "-f", TUTORIAL]);
-    golden("matrix-tutorial-fixed-json", &["matrix", "-f", TUTORIAL, "-f", FIXES, "-o", "json"]);
+    golden(
+        "matrix-tutorial-fixed-json",
+        &["matrix", "-f", TUTORIAL, "-f", FIXES, "-o", "json"],
+    );
     golden("matrix-seed000", &["matrix", "-f", SEED000]);
 }
 
 #[test]
 fn matrix_what_changes_open_and_close() {
     // What the tutorial's step-5/6 fixes open.
-    golden("matrix-apply-fixes", &["matrix", "-f", TUTORIAL, "--apply", FIXES]);
+    golden(
+        "matrix-apply-fixes",
+        &["matrix", "-f", TUTORIAL, "--apply", FIXES],
+    );
     // What step 8 closes: DNS.
     golden(
         "matrix-apply-step8",
@@ -255,7 +347,10 @@ fn matrix_what_changes_open_and_close() {
             "tests/fixtures/tutorial/globalnetworkpolicy-allow-monitoring.yaml",
         ],
     );
-    assert_golden_contains("matrix-apply-step8", &["- dev-app/frontend-0 -> kube-system/coredns-0:53/UDP"]);
+    assert_golden_contains(
+        "matrix-apply-step8",
+        &["- dev-app/frontend-0 -> kube-system/coredns-0:53/UDP"],
+    );
     // From step 3 alone to every step of the tutorial: opens and closes.
     golden(
         "matrix-diff-step3-all",

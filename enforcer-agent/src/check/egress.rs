@@ -164,7 +164,9 @@ fn mirror_fix(
     let mut yaml = format!(
         "add the egress allow the peers need, e.g.:\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: {}-egress\n  namespace: {peer_ns}\nspec:\n  podSelector: {}\n  policyTypes: [Egress]\n  egress:\n  - to: [{{{to}}}]",
         np.metadata.name,
-        peer.pod_selector.as_ref().map_or_else(|| "{}".to_owned(), flow),
+        peer.pod_selector
+            .as_ref()
+            .map_or_else(|| "{}".to_owned(), flow),
     );
     if !ports.is_empty() {
         let _ = write!(yaml, "\n    ports: [{}]", ports.join(", "));

@@ -70,7 +70,7 @@ pub(super) fn port_label(proto: u8, port: u16) -> String {
     format!("{port}/{}", protocol_name(proto))
 }
 
-/// What denied a leg, in words, e.g. "NetworkPolicy dev-app/default-deny isolates …".
+/// What denied a leg, in words, e.g. "`NetworkPolicy dev-app/default-deny` isolates …".
 pub(super) fn denial(cluster: &Cluster, ep: &Endpoint, dir: Direction, d: &LegDecision) -> String {
     let dir_name = match dir {
         Direction::Ingress => "ingress",
@@ -100,7 +100,11 @@ pub(super) fn denial(cluster: &Cluster, ep: &Endpoint, dir: Direction, d: &LegDe
             format!(
                 "{} {} {dir_name} and no {dir_name} rule of {} allows it (tier {tier}'s default action Deny)",
                 isolating.join(", "),
-                if isolating.len() == 1 { "isolates their" } else { "isolate their" },
+                if isolating.len() == 1 {
+                    "isolates their"
+                } else {
+                    "isolate their"
+                },
                 if isolating.len() == 1 { "it" } else { "theirs" },
             )
         }

@@ -28,9 +28,7 @@ pub(super) fn lint(cx: &Context<'_>, out: &mut Vec<Finding>) {
     if cluster.endpoints.len() > MAX_ENDPOINTS {
         out.push(Finding::note(
             "skipped",
-            format!(
-                "more than {MAX_ENDPOINTS} endpoints: the new-isolation lint was skipped"
-            ),
+            format!("more than {MAX_ENDPOINTS} endpoints: the new-isolation lint was skipped"),
         ));
         return;
     }
@@ -105,13 +103,19 @@ pub(super) fn lint(cx: &Context<'_>, out: &mut Vec<Finding>) {
                 list(&isolated, 4),
                 cluster.tiers[policy.tier].name,
                 if isolated.len() == 1 { "it" } else { "them" },
-                if broken.len() == 1 { "1 connection".to_owned() } else { format!("{} connections", broken.len()) },
+                if broken.len() == 1 {
+                    "1 connection".to_owned()
+                } else {
+                    format!("{} connections", broken.len())
+                },
                 if broken.len() == 1 { "was" } else { "were" },
                 if broken.len() == 1 { "is" } else { "are" },
                 list(&broken, 3),
             );
             if dns {
-                message.push_str(". This cuts off cluster DNS: every name lookup through kube-dns fails");
+                message.push_str(
+                    ". This cuts off cluster DNS: every name lookup through kube-dns fails",
+                );
             }
             out.push(Finding::policy(
                 Severity::Warning,
@@ -160,7 +164,10 @@ fn narrowing_fix(policy: &Policy, affected: &[&Endpoint]) -> String {
         let narrowed = if values.len() == 1 {
             Selector::Ne(key.to_owned(), values[0].to_owned())
         } else {
-            Selector::NotIn(key.to_owned(), values.iter().map(|v| (*v).to_owned()).collect())
+            Selector::NotIn(
+                key.to_owned(),
+                values.iter().map(|v| (*v).to_owned()).collect(),
+            )
         };
         return format!(
             "if the policy is meant to add access, not to isolate these endpoints, leave them out: `selector: {}`; or also allow what they serve",

@@ -248,7 +248,8 @@ pub fn check_paths(paths: &[PathBuf]) -> Report {
     check_loaded(&loaded, &mut report);
     // Resolve field paths to lines.
     for f in &mut report.findings {
-        let (Some(file), Some((document, object_line)), Some(field)) = (&f.file, f.anchor, &f.field)
+        let (Some(file), Some((document, object_line)), Some(field)) =
+            (&f.file, f.anchor, &f.field)
         else {
             continue;
         };
@@ -270,15 +271,24 @@ pub fn check_paths(paths: &[PathBuf]) -> Report {
 
 fn sort(findings: &mut [Finding]) {
     findings.sort_by(|a, b| {
-        (a.file.is_some(), &a.file, a.line, a.column, a.severity, a.code, &a.message).cmp(&(
-            b.file.is_some(),
-            &b.file,
-            b.line,
-            b.column,
-            b.severity,
-            b.code,
-            &b.message,
-        ))
+        (
+            a.file.is_some(),
+            &a.file,
+            a.line,
+            a.column,
+            a.severity,
+            a.code,
+            &a.message,
+        )
+            .cmp(&(
+                b.file.is_some(),
+                &b.file,
+                b.line,
+                b.column,
+                b.severity,
+                b.code,
+                &b.message,
+            ))
     });
 }
 

@@ -6,9 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::{Context, Finding, Severity};
-use crate::policy::{
-    Cluster, Entity, EntitySelector, LABEL_ORCHESTRATOR, NamespaceScope, Policy,
-};
+use crate::policy::{Cluster, Entity, EntitySelector, LABEL_ORCHESTRATOR, NamespaceScope, Policy};
 use crate::selector::Selector;
 
 pub(super) fn lint(cx: &Context<'_>, out: &mut Vec<Finding>) {
@@ -43,7 +41,8 @@ pub(super) fn lint(cx: &Context<'_>, out: &mut Vec<Finding>) {
         }
         let mut seen = HashSet::new();
         for rule in policy.ingress.iter().chain(&policy.egress) {
-            for (side_name, side) in [("source", &rule.source), ("destination", &rule.destination)] {
+            for (side_name, side) in [("source", &rule.source), ("destination", &rule.destination)]
+            {
                 let Some(sel) = &side.selector else { continue };
                 // Kubernetes rules are written per peer: `spec.ingress[0].from[1]`.
                 let field = if rule.field.contains(".from[") || rule.field.contains(".to[") {
@@ -99,7 +98,8 @@ fn describe(sel: &EntitySelector) -> String {
 }
 
 fn user_part(sel: &Selector) -> Selector {
-    let keep = |s: &&Selector| !matches!(s, Selector::Eq(k, v) if k == LABEL_ORCHESTRATOR && v == "k8s");
+    let keep =
+        |s: &&Selector| !matches!(s, Selector::Eq(k, v) if k == LABEL_ORCHESTRATOR && v == "k8s");
     match sel {
         Selector::And(parts) => parts
             .iter()
@@ -130,7 +130,10 @@ fn near_misses(
         selector: Selector::All,
         namespace: sel.namespace.clone(),
     };
-    let in_scope: Vec<&Entity<'_>> = entities.iter().filter(|e| scope.matches(cluster, e)).collect();
+    let in_scope: Vec<&Entity<'_>> = entities
+        .iter()
+        .filter(|e| scope.matches(cluster, e))
+        .collect();
     if in_scope.is_empty() {
         let namespaces: Vec<&str> = cluster.namespaces.keys().map(String::as_str).collect();
         return (

@@ -57,10 +57,7 @@ pub(super) fn lint(cx: &Context<'_>, out: &mut Vec<Finding>) {
                             action(later.action),
                             action(r.action)
                         ),
-                        format!(
-                            "move it before {}, or narrow the earlier rule",
-                            r.field
-                        ),
+                        format!("move it before {}, or narrow the earlier rule", r.field),
                     )
                 };
                 out.push(Finding::policy(
@@ -86,7 +83,10 @@ fn action(a: RuleAction) -> &'static str {
 }
 
 fn decisive(r: &Rule) -> bool {
-    matches!(r.action, RuleAction::Allow | RuleAction::Deny | RuleAction::Pass)
+    matches!(
+        r.action,
+        RuleAction::Allow | RuleAction::Deny | RuleAction::Pass
+    )
 }
 
 /// `q` takes part in the evaluation of every endpoint `p` does, for `dir`, in the
@@ -129,15 +129,13 @@ fn contains(a: &Rule, b: &Rule) -> bool {
 fn side_contains(a: &EntityMatch, b: &EntityMatch) -> bool {
     let nets = a.nets.is_empty()
         || (!b.nets.is_empty()
-            && b.nets.iter().all(|bn| a.nets.iter().any(|an| an.contains(bn))));
+            && b.nets
+                .iter()
+                .all(|bn| a.nets.iter().any(|an| an.contains(bn))));
     // Every address `a` excludes must be excluded by `b` too (or outside `b`'s nets).
     let not_nets = a.not_nets.iter().all(|an| {
         b.not_nets.iter().any(|bn| bn.contains(an))
-            || (!b.nets.is_empty()
-                && b
-                    .nets
-                    .iter()
-                    .all(|bn| !bn.contains(an) && !an.contains(bn)))
+            || (!b.nets.is_empty() && b.nets.iter().all(|bn| !bn.contains(an) && !an.contains(bn)))
     });
     let selector = match (&a.selector, &b.selector) {
         (None, _) => true,
@@ -147,7 +145,10 @@ fn side_contains(a: &EntityMatch, b: &EntityMatch) -> bool {
     let not_selector = a.not_selector.is_none() || a.not_selector == b.not_selector;
     let service_accounts = a.service_accounts.is_none() || a.service_accounts == b.service_accounts;
     let ports = a.ports.is_empty()
-        || (!b.ports.is_empty() && b.ports.iter().all(|bp| a.ports.iter().any(|ap| port_contains(ap, bp))));
+        || (!b.ports.is_empty()
+            && b.ports
+                .iter()
+                .all(|bp| a.ports.iter().any(|ap| port_contains(ap, bp))));
     let not_ports = a.not_ports.iter().all(|ap| {
         b.not_ports.iter().any(|bp| port_contains(bp, ap))
             || (!b.ports.is_empty()

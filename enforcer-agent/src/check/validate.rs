@@ -115,7 +115,10 @@ fn raw_rules(l: &Loaded, out: &mut Vec<Finding>) {
             egress: &p.spec.egress,
         },
         Object::NetworkSet(s) => {
-            if s.metadata.labels.contains_key(crate::policy::LABEL_NAMESPACE) {
+            if s.metadata
+                .labels
+                .contains_key(crate::policy::LABEL_NAMESPACE)
+            {
                 push(
                     "metadata.labels".to_owned(),
                     "projectcalico.org/namespace is not a valid label name on a NetworkSet (Calico sets it)".to_owned(),
@@ -128,7 +131,10 @@ fn raw_rules(l: &Loaded, out: &mut Vec<Finding>) {
             if !is_dns_subdomain(&p.metadata.name) {
                 push(
                     "metadata.name".to_owned(),
-                    name_message(&p.metadata.name, "a DNS subdomain: lower case alphanumerics, '-' and '.'"),
+                    name_message(
+                        &p.metadata.name,
+                        "a DNS subdomain: lower case alphanumerics, '-' and '.'",
+                    ),
                     None,
                 );
             }
@@ -139,7 +145,10 @@ fn raw_rules(l: &Loaded, out: &mut Vec<Finding>) {
     if !is_policy_name(spec.name) {
         push(
             "metadata.name".to_owned(),
-            name_message(spec.name, "lower case alphanumerics and '-' (a tier prefix `tier.` is allowed)"),
+            name_message(
+                spec.name,
+                "lower case alphanumerics and '-' (a tier prefix `tier.` is allowed)",
+            ),
             None,
         );
     }
@@ -194,7 +203,8 @@ fn raw_rules(l: &Loaded, out: &mut Vec<Finding>) {
                 if e.services.is_some() && (!e.ports.is_empty() || !e.not_ports.is_empty()) {
                     push(
                         format!("{at}.{side}.ports"),
-                        "cannot specify ports with a service match (the Service's ports are used)".to_owned(),
+                        "cannot specify ports with a service match (the Service's ports are used)"
+                            .to_owned(),
                         None,
                     );
                 }
@@ -203,7 +213,11 @@ fn raw_rules(l: &Loaded, out: &mut Vec<Finding>) {
     }
 }
 
-fn icmp_version(rule: &calico::Rule, at: &str, push: &mut impl FnMut(String, String, Option<String>)) {
+fn icmp_version(
+    rule: &calico::Rule,
+    at: &str,
+    push: &mut impl FnMut(String, String, Option<String>),
+) {
     let is = |p: Option<&IntOrString>, name: &str, number: u32| match p {
         Some(IntOrString::String(s)) => s.eq_ignore_ascii_case(name),
         Some(IntOrString::Int(n)) => *n == number,
@@ -281,11 +295,19 @@ pub(super) fn ignored_rules(cluster: &Cluster, out: &mut Vec<Finding>) {
                     format!("spec.{dir}"),
                     format!(
                         "{dir} rules, but {types_field} does not include {}: they are never used",
-                        if dir == "ingress" { "Ingress" } else { "Egress" }
+                        if dir == "ingress" {
+                            "Ingress"
+                        } else {
+                            "Egress"
+                        }
                     ),
                     Some(format!(
                         "add {} to {types_field}, or remove spec.{dir}",
-                        if dir == "ingress" { "Ingress" } else { "Egress" }
+                        if dir == "ingress" {
+                            "Ingress"
+                        } else {
+                            "Egress"
+                        }
                     )),
                 ));
             }

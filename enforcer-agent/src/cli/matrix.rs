@@ -72,7 +72,8 @@ impl MatrixArgs {
         let protocol = match &self.protocol {
             None => None,
             Some(p) => Some(
-                Protocol::parse(p).with_context(|| format!("--protocol {p:?}: expected TCP or UDP"))?,
+                Protocol::parse(p)
+                    .with_context(|| format!("--protocol {p:?}: expected TCP or UDP"))?,
             ),
         };
         let req = ProbeRequest {

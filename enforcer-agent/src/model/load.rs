@@ -379,8 +379,7 @@ impl DocContext<'_> {
         };
         let message = if e.message.starts_with("data did not match any variant") {
             "value has the wrong shape for this field".to_owned()
-        } else if let Some((unknown, best)) = super::suggest::unknown_field_suggestion(&e.message)
-        {
+        } else if let Some((unknown, best)) = super::suggest::unknown_field_suggestion(&e.message) {
             let expected = e.message.split_once(", ").map_or("", |(_, rest)| rest);
             format!("unknown field `{unknown}`: did you mean `{best}`? ({expected})")
         } else {
