@@ -7,6 +7,7 @@
 //! against. [`lab`] builds a cluster out of network namespaces.
 
 pub mod agent;
+pub mod check;
 pub mod compile;
 pub mod dataplane;
 pub mod datastore;
@@ -15,7 +16,9 @@ pub mod explain;
 pub mod flowlog;
 pub mod inspect;
 pub mod lab;
+pub mod matrix;
 pub mod model;
+pub mod offline;
 pub mod policy;
 pub mod selector;
 pub mod synth;

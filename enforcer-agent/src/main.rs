@@ -19,12 +19,16 @@ struct Cli {
 enum Command {
     /// Run the node agent (see `enforcer agent --help`).
     Agent(cli::agent::AgentArgs),
+    /// Validate and lint policy files (see `enforcer check --help`).
+    Check(cli::check::CheckArgs),
     /// Explain why a flow is allowed or denied.
     Explain(cli::explain::ExplainArgs),
     /// Decode a node's pinned BPF maps.
     Inspect(cli::inspect::InspectArgs),
     /// A cluster made of network namespaces, to try policies on real packets.
     Lab(cli::lab::LabArgs),
+    /// The connectivity matrix from files, without a lab; what a change opens or closes.
+    Matrix(cli::matrix::MatrixArgs),
     #[command(hide = true)]
     LabResponder(cli::lab::ResponderArgs),
     #[command(hide = true)]
@@ -37,7 +41,9 @@ fn run(command: Command) -> anyhow::Result<i32> {
             args.execute()?;
             0
         }
+        Command::Check(args) => args.execute()?,
         Command::Explain(args) => args.execute()?,
+        Command::Matrix(args) => args.execute()?,
         Command::Inspect(args) => {
             args.execute()?;
             0

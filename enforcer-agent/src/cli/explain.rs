@@ -19,7 +19,8 @@ use enforcer::policy::Cluster;
 ///   enforcer explain -f cluster/ --from dev-app/frontend-0 --to 198.18.0.12 --port 53/UDP -o json
 #[derive(Args, Debug)]
 pub struct ExplainArgs {
-    /// Files or directories of YAML (pods need `status.podIP`), instead of a lab.
+    /// Files or directories of YAML, instead of a lab (pods without `status.podIP`
+    /// and Deployments' pods get the addresses `enforcer lab up` would give them).
     #[arg(short = 'f', long = "filename", conflicts_with = "lab")]
     pub files: Vec<PathBuf>,
     /// Explain over the objects of a running `enforcer lab`.
@@ -58,7 +59,8 @@ impl ExplainArgs {
             None if self.files.is_empty() => {
                 anyhow::bail!("give -f FILE... or --lab NAME");
             }
-            None => load_paths(&self.files)?,
+            // Files: completed as `enforcer lab up` would (Deployments, addresses, DNS).
+            None => enforcer::offline::complete(&load_paths(&self.files)?)?.objects,
         };
         let (cluster, _warnings) = Cluster::from_objects(&objects)?;
         let query = FlowQuery {

@@ -3,6 +3,8 @@
 //! only here are they turned into messages for people.
 
 pub mod agent;
+pub mod check;
 pub mod explain;
 pub mod inspect;
 pub mod lab;
+pub mod matrix;

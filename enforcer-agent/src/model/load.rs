@@ -133,7 +133,8 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Loaded>, LoadError> {
     Ok(out)
 }
 
-fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
+/// The manifest files (`.yaml`, `.yml`, `.json`) under a file or directory, sorted.
+pub fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
     let read_err = |source| LoadError::Read {
         path: path.to_path_buf(),
         source,
@@ -378,6 +379,9 @@ impl DocContext<'_> {
         };
         let message = if e.message.starts_with("data did not match any variant") {
             "value has the wrong shape for this field".to_owned()
+        } else if let Some((unknown, best)) = super::suggest::unknown_field_suggestion(&e.message) {
+            let expected = e.message.split_once(", ").map_or("", |(_, rest)| rest);
+            format!("unknown field `{unknown}`: did you mean `{best}`? ({expected})")
         } else {
             e.message
         };

@@ -6,6 +6,8 @@
 pub mod calico;
 pub mod k8s;
 pub mod load;
+pub mod locate;
+pub mod suggest;
 pub mod workload;
 
 pub use load::{

@@ -1,0 +1,128 @@
+//! `enforcer matrix`: the connectivity truth table from files, without a lab.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use enforcer::lab::probe::{self, ProbeRequest, ProbeResult, Protocol};
+use enforcer::matrix::{diff, matrix};
+use enforcer::model::load_paths;
+use enforcer::offline;
+
+use super::lab::Output;
+
+/// The connectivity matrix the policies give, computed by the reference evaluator
+/// (both legs: the source's egress and the destination's ingress), without a lab.
+///
+/// The same probes as `enforcer lab probe` on a lab brought up from the same files:
+/// every pod (Deployments expanded to <name>-<i>, the cluster DNS pod assumed when
+/// absent) to every other pod, on each target's declared container ports with their
+/// protocols, and the same JSON (`from`, `to`, `port`, `protocol`, `connected`,
+/// `result`). Pods without `status.podIP` get the lab's addresses.
+///
+/// What a change opens or closes:
+///   --apply CHANGE...  the files of -f, then CHANGE on top (as `kubectl apply` would)
+///   --diff OLD NEW     the files of -f plus OLD, against the files of -f plus NEW
+///                      (each a file or a directory)
+/// prints `+ from -> to:port/proto` for opened flows and `- …` (with why) for closed.
+///
+/// Examples:
+///
+///   enforcer matrix -f tests/fixtures/tutorial/
+///
+///   enforcer matrix -f dev-app.yaml -f policies/ --from 'dev-app/*' -o json
+///
+///   enforcer matrix -f dev-app.yaml -f policies/ --apply allow-monitoring.yaml
+///
+///   enforcer matrix -f dev-app.yaml --diff policies-v1/ policies-v2/
+#[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct MatrixArgs {
+    /// Files or directories of YAML/JSON (repeatable).
+    #[arg(short = 'f', long = "filename")]
+    pub files: Vec<PathBuf>,
+    /// Show what applying these files on top of -f opens and closes (repeatable).
+    #[arg(long, conflicts_with = "diff")]
+    pub apply: Vec<PathBuf>,
+    /// Show what going from OLD to NEW (each added to -f) opens and closes.
+    #[arg(long, num_args = 2, value_names = ["OLD", "NEW"])]
+    pub diff: Vec<PathBuf>,
+    /// Sources: NS/POD, NS/* or * (repeatable; default all pods).
+    #[arg(long)]
+    pub from: Vec<String>,
+    /// Targets: NS/POD, NS/* or * (repeatable; default all pods).
+    #[arg(long)]
+    pub to: Vec<String>,
+    /// This port instead of the declared ones.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// TCP or UDP instead of the declared protocol.
+    #[arg(long)]
+    pub protocol: Option<String>,
+    /// Use the pods' IPv6 addresses.
+    #[arg(long)]
+    pub ipv6: bool,
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+impl MatrixArgs {
+    pub fn execute(self) -> anyhow::Result<i32> {
+        let protocol = match &self.protocol {
+            None => None,
+            Some(p) => Some(
+                Protocol::parse(p)
+                    .with_context(|| format!("--protocol {p:?}: expected TCP or UDP"))?,
+            ),
+        };
+        let req = ProbeRequest {
+            from: self.from.clone(),
+            to: self.to.clone(),
+            port: self.port,
+            protocol,
+            ipv6: self.ipv6,
+            timeout: std::time::Duration::ZERO,
+        };
+        let sides: Option<(Vec<PathBuf>, Vec<PathBuf>)> = if !self.diff.is_empty() {
+            let mut old = self.files.clone();
+            old.push(self.diff[0].clone());
+            let mut new = self.files.clone();
+            new.push(self.diff[1].clone());
+            Some((old, new))
+        } else if !self.apply.is_empty() {
+            let mut new = self.files.clone();
+            new.extend(self.apply.iter().cloned());
+            Some((self.files.clone(), new))
+        } else {
+            None
+        };
+        match sides {
+            None => {
+                if self.files.is_empty() {
+                    anyhow::bail!("give -f FILE... (files or directories of YAML)");
+                }
+                let results = results(&self.files, &req)?;
+                match self.output {
+                    Output::Json => println!("{}", serde_json::to_string_pretty(&results)?),
+                    Output::Table => print!("{}", probe::render_table(&results)),
+                }
+            }
+            Some((old, new)) => {
+                let change = diff(&results(&old, &req)?, &results(&new, &req)?);
+                match self.output {
+                    Output::Json => println!("{}", serde_json::to_string_pretty(&change)?),
+                    Output::Table => print!("{}", change.text()),
+                }
+            }
+        }
+        Ok(0)
+    }
+}
+
+fn results(paths: &[PathBuf], req: &ProbeRequest) -> anyhow::Result<Vec<ProbeResult>> {
+    let loaded = load_paths(paths)?;
+    let completed = offline::complete(&loaded)?;
+    let (cluster, _warnings) = completed.cluster()?;
+    Ok(matrix(&completed, &cluster, req)?)
+}
