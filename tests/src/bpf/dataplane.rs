@@ -135,36 +135,7 @@ impl Dataplane {
 
     /// Runs `hook`'s program once on `frame` as if it arrived on `ifindex` with `mark`.
     pub fn run(&self, hook: Hook, frame: &[u8], ifindex: u32, mark: u32) -> Run {
-        let prog: &SchedClassifier = self
-            .ebpf
-            .program(hook.program())
-            .or_panic(hook.program())
-            .try_into()
-            .or_panic("program type");
-        let mut ctx_in = [0u8; SKB_SIZE];
-        ctx_in[SKB_MARK..SKB_MARK + 4].copy_from_slice(&mark.to_ne_bytes());
-        ctx_in[SKB_IFINDEX..SKB_IFINDEX + 4].copy_from_slice(&ifindex.to_ne_bytes());
-        let mut ctx_out = [0u8; SKB_SIZE];
-        let result = prog
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                ctx_in: Some(&ctx_in),
-                ctx_out: Some(&mut ctx_out),
-                ..TestRunOptions::new()
-            })
-            .unwrap_or_else(|e| {
-                panic!(
-                    "BPF_PROG_TEST_RUN of {} ({} bytes): {e:?}",
-                    hook.program(),
-                    frame.len()
-                )
-            });
-        let mut mark_out = [0u8; 4];
-        mark_out.copy_from_slice(&ctx_out[SKB_MARK..SKB_MARK + 4]);
-        Run {
-            action: result.return_value,
-            mark: u32::from_ne_bytes(mark_out),
-        }
+        test_run(&self.ebpf, hook, frame, ifindex, mark)
     }
 
     /// `ENF_COUNTERS[hook * REASONS + reason]` summed over the CPUs.
@@ -270,6 +241,40 @@ impl Dataplane {
         self.conntrack
             .insert(key, value, 0)
             .or_panic("writing ENF_CONNTRACK");
+    }
+}
+
+/// Runs `hook`'s program of a loaded object once on `frame` as if it arrived on
+/// `ifindex` with `mark`.
+pub fn test_run(ebpf: &Ebpf, hook: Hook, frame: &[u8], ifindex: u32, mark: u32) -> Run {
+    let prog: &SchedClassifier = ebpf
+        .program(hook.program())
+        .or_panic(hook.program())
+        .try_into()
+        .or_panic("program type");
+    let mut ctx_in = [0u8; SKB_SIZE];
+    ctx_in[SKB_MARK..SKB_MARK + 4].copy_from_slice(&mark.to_ne_bytes());
+    ctx_in[SKB_IFINDEX..SKB_IFINDEX + 4].copy_from_slice(&ifindex.to_ne_bytes());
+    let mut ctx_out = [0u8; SKB_SIZE];
+    let result = prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            ctx_in: Some(&ctx_in),
+            ctx_out: Some(&mut ctx_out),
+            ..TestRunOptions::new()
+        })
+        .unwrap_or_else(|e| {
+            panic!(
+                "BPF_PROG_TEST_RUN of {} ({} bytes): {e:?}",
+                hook.program(),
+                frame.len()
+            )
+        });
+    let mut mark_out = [0u8; 4];
+    mark_out.copy_from_slice(&ctx_out[SKB_MARK..SKB_MARK + 4]);
+    Run {
+        action: result.return_value,
+        mark: u32::from_ne_bytes(mark_out),
     }
 }
 
