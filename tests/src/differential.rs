@@ -43,12 +43,11 @@ use enforcer::eval::{self, Action, LegDecision, Packet};
 use enforcer::policy::{Cluster, Direction, Endpoint, has_ports, is_icmp};
 use enforcer_common::{
     ACTION_ALLOW, ACTION_DENY, ANY_CELL, ANY_PEER, CELL_UNLISTED, CONFIG_F_EVENT_ON_DENY,
-    CT_F_EGRESS_OK, CT_F_INGRESS_OK, CtKey, CtValue, EVENT_KIND_DENY, EVENT_KIND_LOG,
-    EndpointInfo, EndpointKey, FAMILY_V4, FAMILY_V6, FlowEvent, MAP_CONNTRACK, MAP_ENDPOINTS,
-    MAP_EVENTS, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS,
-    PEER_F_LOCAL_ENDPOINT, PeerInfo, PeerKeyV4, PeerKeyV6, PendingKey, PendingValue, PortKey,
-    VERDICT_F_LOG, VERDICT_KIND_PROFILE, VERDICT_KIND_RULE, VERDICT_KIND_TIER_DEFAULT, Verdict,
-    VerdictKey,
+    CT_F_EGRESS_OK, CT_F_INGRESS_OK, CtKey, CtValue, EVENT_KIND_DENY, EVENT_KIND_LOG, EndpointInfo,
+    EndpointKey, FAMILY_V4, FAMILY_V6, FlowEvent, MAP_CONNTRACK, MAP_ENDPOINTS, MAP_EVENTS,
+    MAP_PEERS_V4, MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS, PEER_F_LOCAL_ENDPOINT,
+    PeerInfo, PeerKeyV4, PeerKeyV6, PendingKey, PendingValue, PortKey, VERDICT_F_LOG,
+    VERDICT_KIND_PROFILE, VERDICT_KIND_RULE, VERDICT_KIND_TIER_DEFAULT, Verdict, VerdictKey,
 };
 use serde_json::Value;
 
@@ -71,7 +70,10 @@ pub fn pod_ifaces() -> Vec<String> {
     let mut out = Vec::new();
     for ns in arbitrary::NAMESPACES {
         for i in 0..PODS_PER_NAMESPACE {
-            out.push(enforcer::model::workload::host_iface_name(ns, &format!("pod{i}")));
+            out.push(enforcer::model::workload::host_iface_name(
+                ns,
+                &format!("pod{i}"),
+            ));
         }
     }
     out
@@ -139,9 +141,10 @@ pub struct Bench {
 
 /// The kernel id of a map of the loaded object.
 fn map_id(ebpf: &Ebpf, name: &str) -> u32 {
-    let data = match ebpf.map(name).or_panic(name) {
-        Map::HashMap(d) | Map::LruHashMap(d) | Map::LpmTrie(d) | Map::Array(d) => d,
-        _ => panic!("{name}: unexpected map type"),
+    let (Map::HashMap(data) | Map::LruHashMap(data) | Map::LpmTrie(data) | Map::Array(data)) =
+        ebpf.map(name).or_panic(name)
+    else {
+        panic!("{name}: unexpected map type");
     };
     data.info().or_panic("map info").id()
 }
@@ -168,7 +171,9 @@ impl Bench {
     /// Loads `object` (nothing pinned, nothing attached) and hands its policy maps to
     /// the real [`GenerationWriter`], with events on deny enabled.
     pub fn new(object: &[u8], ifaces: BTreeMap<String, u32>) -> Self {
-        let mut ebpf = EbpfLoader::new().load(object).or_panic("loading the BPF object");
+        let mut ebpf = EbpfLoader::new()
+            .load(object)
+            .or_panic("loading the BPF object");
         for hook in [Hook::PodEgress, Hook::PodIngress] {
             let prog: &mut SchedClassifier = ebpf
                 .program_mut(hook.program())
@@ -179,10 +184,16 @@ impl Bench {
                 panic!("verifier rejected {}: {e:?}", hook.program());
             }
         }
-        let ids: Vec<u32> = [MAP_ENDPOINTS, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PORTS, MAP_VERDICTS]
-            .iter()
-            .map(|name| map_id(&ebpf, name))
-            .collect();
+        let ids: Vec<u32> = [
+            MAP_ENDPOINTS,
+            MAP_PEERS_V4,
+            MAP_PEERS_V6,
+            MAP_PORTS,
+            MAP_VERDICTS,
+        ]
+        .iter()
+        .map(|name| map_id(&ebpf, name))
+        .collect();
         let conntrack = take(&mut ebpf, MAP_CONNTRACK);
         let pending = take(&mut ebpf, MAP_PENDING);
         let events = take(&mut ebpf, MAP_EVENTS);
@@ -217,7 +228,10 @@ impl Bench {
             .map(|(name, index)| (name.clone(), *index))
             .collect();
         let content = GenerationContent::from_spec(&spec, |iface| local.get(iface).copied());
-        let stats = self.writer.apply(content).or_panic("writing the generation");
+        let stats = self
+            .writer
+            .apply(content)
+            .or_panic("writing the generation");
         assert!(
             self.pending.keys().next().is_none(),
             "ENF_PENDING is written only for Service VIPs"
@@ -271,7 +285,10 @@ impl Bench {
         let mut cases = 0;
         let mut egress_ok = false;
         if let Some(ep) = src_local {
-            let want = flow.egress.as_ref().or_panic("evaluator: egress leg of an endpoint");
+            let want = flow
+                .egress
+                .as_ref()
+                .or_panic("evaluator: egress leg of an endpoint");
             let leg = Leg {
                 dir: Direction::Egress,
                 endpoint: ep,
@@ -284,7 +301,10 @@ impl Bench {
             cases += 1;
         }
         if let Some(ep) = dst_local {
-            let want = flow.ingress.as_ref().or_panic("evaluator: ingress leg of an endpoint");
+            let want = flow
+                .ingress
+                .as_ref()
+                .or_panic("evaluator: ingress leg of an endpoint");
             let leg = Leg {
                 dir: Direction::Ingress,
                 endpoint: ep,
@@ -360,7 +380,10 @@ impl Bench {
 
         // 1. The verdict.
         if run.action != want_action {
-            return Err(fail("verdict", "the BPF program and the evaluator disagree"));
+            return Err(fail(
+                "verdict",
+                "the BPF program and the evaluator disagree",
+            ));
         }
         // 2. Explain: the entry the lookup hits is the evaluator's decision.
         let resolved = match &resolved {
@@ -378,14 +401,28 @@ impl Bench {
             .then(|| applied.spec.policies.get(v.policy as usize).cloned())
             .flatten();
         if named != want.policy {
-            return Err(fail("explain", "the entry's policy index names another policy"));
+            return Err(fail(
+                "explain",
+                "the entry's policy index names another policy",
+            ));
         }
-        let entry_action = if v.action == ACTION_ALLOW { TC_ACT_OK } else { TC_ACT_SHOT };
+        let entry_action = if v.action == ACTION_ALLOW {
+            TC_ACT_OK
+        } else {
+            TC_ACT_SHOT
+        };
         if v.action != ACTION_ALLOW && v.action != ACTION_DENY || entry_action != run.action {
-            return Err(fail("explain", "the program did not act on the entry the lookup hits"));
+            return Err(fail(
+                "explain",
+                "the program did not act on the entry the lookup hits",
+            ));
         }
         // 3. The writer wrote what the compiler emitted.
-        let spec_endpoint = applied.spec.endpoints.iter().find(|e| e.iface == leg.endpoint.iface);
+        let spec_endpoint = applied
+            .spec
+            .endpoints
+            .iter()
+            .find(|e| e.iface == leg.endpoint.iface);
         let same_as_spec = sim.as_ref().is_some_and(|s: &SimLeg| {
             s.profile == resolved.endpoint.profile
                 && s.peer_class == resolved.peer.class
@@ -394,7 +431,10 @@ impl Bench {
                 && s.verdict == Some(v)
         }) && spec_endpoint.is_some_and(|e| e.info == resolved.endpoint);
         if !same_as_spec {
-            return Err(fail("writer", "the kernel maps differ from the compiled spec"));
+            return Err(fail(
+                "writer",
+                "the kernel maps differ from the compiled spec",
+            ));
         }
         let peer_flag = resolved.peer.flags & PEER_F_LOCAL_ENDPOINT != 0;
         let peer_ifindex_ok = if leg.peer_local {
@@ -405,7 +445,10 @@ impl Bench {
             resolved.peer.ifindex == 0
         };
         if peer_flag != leg.peer_local || !peer_ifindex_ok {
-            return Err(fail("writer", "the peer's local-endpoint flag or ifindex is wrong"));
+            return Err(fail(
+                "writer",
+                "the peer's local-endpoint flag or ifindex is wrong",
+            ));
         }
         // 4. The program reported the entry it used.
         let mut want_events = Vec::new();
@@ -413,10 +456,22 @@ impl Bench {
             ts_ns: 0,
             src: addr16(packet.src),
             dst: addr16(packet.dst),
-            sport: if has_ports(packet.proto) { packet.src_port } else { 0 },
-            dport: if has_ports(packet.proto) { packet.dst_port } else { 0 },
+            sport: if has_ports(packet.proto) {
+                packet.src_port
+            } else {
+                0
+            },
+            dport: if has_ports(packet.proto) {
+                packet.dst_port
+            } else {
+                0
+            },
             proto: packet.proto,
-            family: if packet.src.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 },
+            family: if packet.src.is_ipv4() {
+                FAMILY_V4
+            } else {
+                FAMILY_V6
+            },
             dir,
             action: v.action,
             kind,
@@ -432,7 +487,10 @@ impl Bench {
         if !allowed {
             want_events.push(event(EVENT_KIND_DENY, v.policy, v.rule));
         }
-        let got_events: Vec<FlowEvent> = events.iter().map(|e| FlowEvent { ts_ns: 0, ..*e }).collect();
+        let got_events: Vec<FlowEvent> = events
+            .iter()
+            .map(|e| FlowEvent { ts_ns: 0, ..*e })
+            .collect();
         if got_events != want_events {
             return Err(fail("events", &format!("want events {want_events:?}")));
         }
@@ -448,7 +506,10 @@ impl Bench {
         if got_flags != want_flags || entry.is_some_and(|e| e.generation != applied.generation) {
             return Err(fail(
                 "conntrack",
-                &format!("want flags {want_flags:?} in generation {}", applied.generation),
+                &format!(
+                    "want flags {want_flags:?} in generation {}",
+                    applied.generation
+                ),
             ));
         }
 
@@ -488,15 +549,33 @@ impl Bench {
         let g8 = generation as u8;
         let endpoint = self
             .endpoints
-            .get(&EndpointKey { generation, ifindex }, 0)
+            .get(
+                &EndpointKey {
+                    generation,
+                    ifindex,
+                },
+                0,
+            )
             .map_err(|e| format!("ENF_ENDPOINTS: {e}"))?;
         let peer = match peer_addr {
             IpAddr::V4(a) => self.peers_v4.get(
-                &Key::new(8 + 32, PeerKeyV4 { generation: g8, addr: a.octets() }),
+                &Key::new(
+                    8 + 32,
+                    PeerKeyV4 {
+                        generation: g8,
+                        addr: a.octets(),
+                    },
+                ),
                 0,
             ),
             IpAddr::V6(a) => self.peers_v6.get(
-                &Key::new(8 + 128, PeerKeyV6 { generation: g8, addr: a.octets() }),
+                &Key::new(
+                    8 + 128,
+                    PeerKeyV6 {
+                        generation: g8,
+                        addr: a.octets(),
+                    },
+                ),
                 0,
             ),
         }
@@ -511,7 +590,12 @@ impl Bench {
             Err(MapError::KeyNotFound) => CELL_UNLISTED,
             Err(e) => return Err(format!("ENF_PORTS: {e}")),
         };
-        let steps = [(peer.class, cell), (peer.class, ANY_CELL), (ANY_PEER, cell), (ANY_PEER, ANY_CELL)];
+        let steps = [
+            (peer.class, cell),
+            (peer.class, ANY_CELL),
+            (ANY_PEER, cell),
+            (ANY_PEER, ANY_CELL),
+        ];
         for (step, (peer_class, cell_or_any)) in steps.into_iter().enumerate() {
             let key = VerdictKey {
                 generation: g8,
@@ -570,8 +654,9 @@ struct Leg<'a> {
 /// makes the same frame, so a shrunk reproducer replays exactly.
 fn mix(packet: &Packet) -> u64 {
     let text = format!("{packet:?}");
-    text.bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 const TCP_FLAGS: [u8; 8] = [SYN, SYN, SYN, SYN, ACK, PSH | ACK, SYN | ACK, FIN | ACK];
@@ -585,9 +670,21 @@ pub fn frame(packet: &Packet) -> (Vec<u8>, CtKey) {
     let echo_request = packet.icmp_type == if v4 { 8 } else { 128 };
     let echo_reply = packet.icmp_type == if v4 { 0 } else { 129 };
     let (l4, sport, dport) = match packet.proto {
-        6 => (tcp(packet.src_port, packet.dst_port, tcp_flags), packet.src_port, packet.dst_port),
-        17 | 136 => (udp(packet.src_port, packet.dst_port), packet.src_port, packet.dst_port),
-        132 => (sctp(packet.src_port, packet.dst_port), packet.src_port, packet.dst_port),
+        6 => (
+            tcp(packet.src_port, packet.dst_port, tcp_flags),
+            packet.src_port,
+            packet.dst_port,
+        ),
+        17 | 136 => (
+            udp(packet.src_port, packet.dst_port),
+            packet.src_port,
+            packet.dst_port,
+        ),
+        132 => (
+            sctp(packet.src_port, packet.dst_port),
+            packet.src_port,
+            packet.dst_port,
+        ),
         p if is_icmp(p) => {
             let (s, d) = if echo_request {
                 (echo_id, 0)
@@ -603,7 +700,7 @@ pub fn frame(packet: &Packet) -> (Vec<u8>, CtKey) {
     let bytes = match (packet.src, packet.dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             let mut header = V4::new(s, d, packet.proto);
-            if (h >> 24) % 4 == 0 {
+            if (h >> 24).is_multiple_of(4) {
                 // NOP, NOP, NOP, end of options: the L4 offset comes from IHL.
                 header = header.options(&[1, 1, 1, 0]);
             }
@@ -623,7 +720,10 @@ pub fn frame(packet: &Packet) -> (Vec<u8>, CtKey) {
         }
         _ => panic!("mixed-family packet {packet:?}"),
     };
-    (bytes, ct_key(packet.src, packet.dst, sport, dport, packet.proto))
+    (
+        bytes,
+        ct_key(packet.src, packet.dst, sport, dport, packet.proto),
+    )
 }
 
 /// The frame details of [`frame`], for reproducers.
@@ -695,8 +795,16 @@ impl Case {
     pub fn packets(&self, applied: &Applied, n: usize) -> Vec<Packet> {
         let mut g = Gen::new(self.seed ^ 0x7061_636b_6574); // "packet"
         let cluster = &applied.cluster;
-        let mut pool: Vec<IpAddr> = cluster.endpoints.iter().flat_map(|e| e.ips.clone()).collect();
-        pool.extend(arbitrary::EXTERNAL.iter().filter_map(|s| s.parse::<IpAddr>().ok()));
+        let mut pool: Vec<IpAddr> = cluster
+            .endpoints
+            .iter()
+            .flat_map(|e| e.ips.clone())
+            .collect();
+        pool.extend(
+            arbitrary::EXTERNAL
+                .iter()
+                .filter_map(|s| s.parse::<IpAddr>().ok()),
+        );
         let local: Vec<IpAddr> = cluster
             .endpoints
             .iter()
@@ -722,7 +830,11 @@ impl Case {
                 .filter(|a| a.is_ipv4() == mine.is_ipv4() && *a != mine)
                 .collect();
             let other = *g.pick(&others);
-            let (src, dst) = if g.chance(50) { (mine, other) } else { (other, mine) };
+            let (src, dst) = if g.chance(50) {
+                (mine, other)
+            } else {
+                (other, mine)
+            };
             out.push(arbitrary::random_packet(&mut g, src, dst));
         }
         out
@@ -733,7 +845,12 @@ impl Case {
 /// rule's protocol, a port in (or at the edge of) its ports, its ICMP type, a peer in
 /// its nets; so that rules, not defaults, decide often. `None` if the endpoint has no
 /// such rule.
-fn targeted_packet(g: &mut Gen, applied: &Applied, local: &[IpAddr], pool: &[IpAddr]) -> Option<Packet> {
+fn targeted_packet(
+    g: &mut Gen,
+    applied: &Applied,
+    local: &[IpAddr],
+    pool: &[IpAddr],
+) -> Option<Packet> {
     let cluster = &applied.cluster;
     // (local address, direction) pairs whose endpoint some policy with rules selects.
     let mut targets = Vec::new();
@@ -754,7 +871,7 @@ fn targeted_packet(g: &mut Gen, applied: &Applied, local: &[IpAddr], pool: &[IpA
     }
     let (mine, dir, rules) = g.pick(&targets);
     let (mine, dir) = (*mine, *dir);
-    let rule = *g.pick(&rules);
+    let rule = *g.pick(rules);
     let peer_side = match dir {
         Direction::Ingress => &rule.source,
         Direction::Egress => &rule.destination,
@@ -830,7 +947,9 @@ fn address_in(g: &mut Gen, net: ipnet::IpNet) -> IpAddr {
             IpAddr::V4((u32::from(n.network()) | (g.next() as u32 & host)).into())
         }
         ipnet::IpNet::V6(n) => {
-            let host = u128::MAX.checked_shr(u32::from(n.prefix_len())).unwrap_or(0);
+            let host = u128::MAX
+                .checked_shr(u32::from(n.prefix_len()))
+                .unwrap_or(0);
             let r = u128::from(g.next()) << 64 | u128::from(g.next());
             IpAddr::V6((u128::from(n.network()) | (r & host)).into())
         }
@@ -845,10 +964,12 @@ pub fn reproducer(bench: &mut Bench, case: &Case, packet: Packet, first: &Mismat
         arbitrary::minimise(case.objects.clone(), vec![packet], |objects, packets| {
             let applied = bench.apply(objects, &local)?;
             let mut stats = Stats::default();
-            packets.iter().find_map(|p| match bench.check_packet(&applied, p, &mut stats) {
-                Err(m) if m.check == check => Some(m.detail),
-                _ => None,
-            })
+            packets
+                .iter()
+                .find_map(|p| match bench.check_packet(&applied, p, &mut stats) {
+                    Err(m) if m.check == check => Some(m.detail),
+                    _ => None,
+                })
         });
     let yaml = serde_saphyr::to_string_multiple(&objects)
         .unwrap_or_else(|e| format!("(YAML rendering failed: {e})\n{objects:?}"));
@@ -860,7 +981,11 @@ pub fn reproducer(bench: &mut Bench, case: &Case, packet: Packet, first: &Mismat
             "  {} {:?} {} ({})",
             ep.workload(),
             ep.ips,
-            if local.contains(&ep.iface) { "local" } else { "remote" },
+            if local.contains(&ep.iface) {
+                "local"
+            } else {
+                "remote"
+            },
             ep.iface
         );
     }
@@ -869,11 +994,13 @@ pub fn reproducer(bench: &mut Bench, case: &Case, packet: Packet, first: &Mismat
          (replay: ENFORCER_BPF_DIFF_REPLAY={seed}).\n\
          First seen:\n{first}\n\
          Minimal reproducer ({n} documents):\n---\n{yaml}\n\
+         The same as JSON:\n{json}\n\
          Endpoints:\n{endpoints}\
          Packet: {packets:?}\n\
          {message}",
         seed = case.seed,
         first = first.detail,
         n = objects.len(),
+        json = enforcer::synth::to_yaml_stream(&objects),
     )
 }

@@ -48,7 +48,9 @@ fn bpf_programs_agree_with_the_evaluator() {
     let replay = env_u64("ENFORCER_BPF_DIFF_REPLAY");
     let base = env_u64("ENFORCER_BPF_DIFF_SEED").unwrap_or_else(random_base);
     if replay.is_none() {
-        println!("bpf differential: base seed {base} (ENFORCER_BPF_DIFF_SEED={base} replays this run)");
+        println!(
+            "bpf differential: base seed {base} (ENFORCER_BPF_DIFF_SEED={base} replays this run)"
+        );
     }
 
     let netns = NetNs::enter();
@@ -66,7 +68,10 @@ fn bpf_programs_agree_with_the_evaluator() {
         i += 1;
         let case = Case::generate(seed);
         let Some(applied) = bench.apply(&case.objects, &case.local) else {
-            assert!(i < 1000 || stats.clusters * 2 > i, "most generated clusters are invalid");
+            assert!(
+                i < 1000 || stats.clusters * 2 > i,
+                "most generated clusters are invalid"
+            );
             continue;
         };
         stats.clusters += 1;
