@@ -1,6 +1,7 @@
 //! Privileged integration tests live in tests/; this library holds their helpers.
 
 pub mod bpf;
+pub mod differential;
 pub mod lab;
 pub mod netpol;
 pub mod traffic;

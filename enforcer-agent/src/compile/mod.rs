@@ -18,6 +18,7 @@
 //!   compression. Because representatives are exact, the verdicts are exactly the
 //!   evaluator's (checked by the differential test against [`simulate`]).
 
+pub mod arbitrary;
 pub mod host;
 pub mod simulate;
 pub mod spec;
