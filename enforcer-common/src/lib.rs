@@ -42,10 +42,14 @@ pub const MAP_CONNTRACK: &str = "ENF_CONNTRACK";
 pub const MAP_PENDING: &str = "ENF_PENDING";
 pub const MAP_COUNTERS: &str = "ENF_COUNTERS";
 pub const MAP_EVENTS: &str = "ENF_EVENTS";
+/// The benchmark floor program's own map (never pinned, empty unless benchmarking).
+pub const MAP_BENCH_FLOOR: &str = "ENF_BENCH_FLOOR";
 
 /// Program names (function names in the BPF object).
 pub const PROG_POD_EGRESS: &str = "enforcer_pod_egress";
 pub const PROG_POD_INGRESS: &str = "enforcer_pod_ingress";
+/// The benchmark floor (`cargo xtask bench`): parse + one hash lookup; never attached.
+pub const PROG_BENCH_FLOOR: &str = "enforcer_bench_floor";
 
 // ---------------------------------------------------------------------------------
 // Capacities.

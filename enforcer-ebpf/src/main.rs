@@ -6,6 +6,8 @@
 //!   pod) = the pod's egress policy, see [`pod_egress`].
 //! - [`enforcer_pod_ingress`]: TCX egress of the host-side veth (packets *to* the pod)
 //!   = the pod's ingress policy, see [`pod_ingress`].
+//! - [`enforcer_bench_floor`]: not attached by the agent; the benchmark suite's floor
+//!   (parse + one hash lookup), see [`bench_floor`].
 #![no_std]
 #![no_main]
 #![expect(
@@ -14,6 +16,7 @@
               program and no call needs more than five arguments"
 )]
 
+mod bench_floor;
 mod conntrack;
 mod counters;
 mod maps;
@@ -113,6 +116,16 @@ pub fn enforcer_pod_egress(ctx: TcContext) -> i32 {
 )]
 pub fn enforcer_pod_ingress(ctx: TcContext) -> i32 {
     finish(HOOK_POD_INGRESS, pod_ingress::run(&ctx))
+}
+
+/// The benchmark floor: parse to L4 and one hash lookup (never attached by the agent).
+#[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature #[classifier] requires"
+)]
+pub fn enforcer_bench_floor(ctx: TcContext) -> i32 {
+    bench_floor::run(&ctx)
 }
 
 #[cfg(not(test))]
