@@ -140,7 +140,11 @@ fn port_entry(rng: &mut Rng) -> Value {
 
 fn k8s_peer(rng: &mut Rng, p: &SynthParams) -> Value {
     match rng.below(5) {
-        0 => json!({"ipBlock": {"cidr": format!("10.{}.0.0/16", rng.below(200)), "except": [format!("10.{}.1.0/24", rng.below(200))]}}),
+        0 => {
+            // The except must lie within the CIDR (Kubernetes validation).
+            let b = rng.below(200);
+            json!({"ipBlock": {"cidr": format!("10.{b}.0.0/16"), "except": [format!("10.{b}.{}.0/24", rng.below(256))]}})
+        }
         1 => json!({"namespaceSelector": {"matchLabels": {"team": format!("team-{}", rng.below(4))}}}),
         2 => json!({
             "namespaceSelector": {"matchLabels": {"env": "prod"}},

@@ -1,0 +1,79 @@
+//! `p6` compile times: the real compiler (`enforcer::compile`) in release, median of
+//! several runs, on the synthetic clusters of [`scenario`].
+
+use std::time::Instant;
+
+use enforcer::compile::{self, DataplaneSpec};
+
+use super::{BenchResult, Context as _, Goal, Metric, Mode, Report, median, scenario};
+
+/// Compiles as the agent does (`compile`: every endpoint treated as local, interfaces
+/// that do not exist on the node get no map entry) and as a node-aware agent would
+/// (`compile_for_node`).
+pub fn run(mode: Mode, report: &mut Report) -> BenchResult<()> {
+    // Cilium's published figure: 1,000 rules over 3,000 identities in 2.2 ms.
+    let (rules, ids) = (1_000, 3_000);
+    let started = Instant::now();
+    let cluster = scenario::cluster(&scenario::identities(rules, ids))?;
+    let build_ms = started.elapsed().as_secs_f64() * 1e3;
+    let total = scenario::total_rules(&cluster);
+    let samples = compile_samples(mode, || compile::compile(&cluster))?;
+    report.push(Metric::new(
+        "p6_compile_1k_rules_3k_ids_ms",
+        median(&samples),
+        "ms",
+        format!(
+            "compile() of {total} rules, {} pods with distinct label sets; median of {}; building the model from objects took {build_ms:.0} ms more (Cilium: 2.2 ms)",
+            cluster.endpoints.len(),
+            samples.len()
+        ),
+    ));
+
+    let (rules, policies, pods) = (mode.rules(), mode.policies(), mode.pods());
+    let started = Instant::now();
+    let docs = scenario::scale(rules, policies, pods);
+    let cluster = scenario::cluster(&docs)?;
+    let build_ms = started.elapsed().as_secs_f64() * 1e3;
+    let total = scenario::total_rules(&cluster);
+    let mut spec = DataplaneSpec::default();
+    let samples = compile_samples(mode, || {
+        let s = compile::compile(&cluster);
+        if let Ok(s) = &s {
+            spec.clone_from(s);
+        }
+        s
+    })?;
+    let node_samples = compile_samples(mode, || compile::compile_for_node(&cluster, Some("node1")))?;
+    report.push(
+        Metric::new(
+            "p6_compile_10k_policies_5k_pods_ms",
+            median(&samples),
+            "ms",
+            format!(
+                "compile() (what the agent runs) of {} policies / {total} rules over {} pods; {} verdict, {} peer entries; compile_for_node(node1): {:.0} ms; building the model from {} documents: {build_ms:.0} ms",
+                cluster.policies.len(),
+                cluster.endpoints.len(),
+                spec.verdicts.len(),
+                spec.peers.len(),
+                median(&node_samples),
+                docs.len()
+            ),
+        )
+        .goal(Goal::AtMost(1_000.0)),
+    );
+    Ok(())
+}
+
+fn compile_samples<E: std::fmt::Display>(
+    mode: Mode,
+    mut f: impl FnMut() -> Result<DataplaneSpec, E>,
+) -> BenchResult<Vec<f64>> {
+    let n = if mode.quick { 2 } else { 5 };
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        f().ctx("compiling")?;
+        out.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(out)
+}

@@ -1,0 +1,1 @@
+//! iptables and nftables translations (placeholder while being written).
