@@ -50,6 +50,7 @@ pub fn run(options: &AgentOptions, stop: &Arc<AtomicBool>) -> Result<(), AgentEr
         writer.set_flags(enforcer_common::CONFIG_F_EVENT_ON_DENY)?;
     }
     let mut agent = Agent {
+        node: options.node.clone(),
         datastore,
         dataplane,
         writer,
@@ -67,6 +68,7 @@ pub fn run(options: &AgentOptions, stop: &Arc<AtomicBool>) -> Result<(), AgentEr
 }
 
 struct Agent {
+    node: String,
     datastore: FileDatastore,
     dataplane: LoadedDataplane,
     writer: GenerationWriter,
@@ -82,7 +84,7 @@ impl Agent {
         let revision = self.datastore.revision()?;
         if revision != self.status.observed_revision || self.spec.is_none() {
             let started = Instant::now();
-            match compile_revision(&self.datastore) {
+            match compile_revision(&self.datastore, &self.node) {
                 Ok(spec) => {
                     self.spec = Some(spec);
                     self.status.error = None;
@@ -150,15 +152,16 @@ impl Agent {
     }
 }
 
-/// Loads, validates and compiles the datastore's content; a message on failure.
-fn compile_revision(datastore: &FileDatastore) -> Result<DataplaneSpec, String> {
+/// Loads, validates and compiles the datastore's content for `node` (endpoints of other
+/// nodes are peers only: no interface of theirs is here); a message on failure.
+fn compile_revision(datastore: &FileDatastore, node: &str) -> Result<DataplaneSpec, String> {
     let objects = datastore.list().map_err(|e| e.to_string())?;
     let (cluster, warnings) =
         crate::policy::Cluster::from_objects(&objects).map_err(|e| e.to_string())?;
     for warning in &warnings {
         tracing::warn!(%warning, "policy warning");
     }
-    crate::compile::compile(&cluster).map_err(|e| e.to_string())
+    crate::compile::compile_for_node(&cluster, Some(node)).map_err(|e| e.to_string())
 }
 
 /// Endpoint interfaces of the spec that exist in this network namespace.

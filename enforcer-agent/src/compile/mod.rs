@@ -184,11 +184,27 @@ impl<'a> Compiler<'a> {
         let cidr_set: HashSet<IpNet> = regions.iter().filter(|r| r.endpoint.is_none() && !r.vip).map(|r| r.net).collect();
 
         // ---- Peer classes ----
-        let peer_atoms: Vec<usize> = (0..self.rules.len())
-            .filter(|&n| self.rules[n].peer_side().tests_address())
-            .collect();
+        // One atom per distinct (peer side, protocol): `side_facts` depends on nothing
+        // else, so rules sharing both have equal facts at every address and are
+        // evaluated once (synthetic and real policy sets repeat sides a lot).
+        let mut peer_atoms: Vec<usize> = Vec::new();
         let mut peer_atom_pos = vec![None; self.rules.len()];
-        for (pos, &n) in peer_atoms.iter().enumerate() {
+        let mut atoms_by_text: HashMap<String, Vec<usize>> = HashMap::new();
+        for (n, r) in self.rules.iter().enumerate() {
+            let side = r.peer_side();
+            if !side.tests_address() {
+                continue;
+            }
+            let candidates = atoms_by_text.entry(format!("{side:?}|{:?}", r.rule.protocol)).or_default();
+            let found = candidates.iter().copied().find(|&pos| {
+                let rep = &self.rules[peer_atoms[pos]];
+                rep.peer_side() == side && rep.rule.protocol == r.rule.protocol
+            });
+            let pos = found.unwrap_or_else(|| {
+                peer_atoms.push(n);
+                candidates.push(peer_atoms.len() - 1);
+                peer_atoms.len() - 1
+            });
             peer_atom_pos[n] = Some(pos);
         }
         let mut class_of_sig: HashMap<ClassSignature, u32> = HashMap::new();
@@ -373,7 +389,11 @@ impl<'a> Compiler<'a> {
                     verdicts.insert(key(ANY_PEER, ANY_CELL), verdict_of(&leg));
                     continue;
                 }
-                // Peer groups: classes the relevant rules tell apart.
+                // Peer groups: classes the relevant rules tell apart (through their
+                // distinct atoms: equal atoms have equal facts).
+                let mut relevant_atoms: Vec<usize> = relevant.iter().filter_map(|&n| peer_atom_pos[n]).collect();
+                relevant_atoms.sort_unstable();
+                relevant_atoms.dedup();
                 let mut group_of: HashMap<(bool, Vec<&SideFacts>), usize> = HashMap::new();
                 let mut peer_groups: Vec<Vec<u32>> = Vec::new();
                 for (c, (is_v4, facts)) in class_sigs.iter().enumerate() {
@@ -381,10 +401,7 @@ impl<'a> Compiler<'a> {
                     if !has_family {
                         continue;
                     }
-                    let k: Vec<&SideFacts> = relevant
-                        .iter()
-                        .filter_map(|&n| peer_atom_pos[n].map(|pos| &facts[pos]))
-                        .collect();
+                    let k: Vec<&SideFacts> = relevant_atoms.iter().map(|&pos| &facts[pos]).collect();
                     let g = *group_of.entry((*is_v4, k)).or_insert_with(|| {
                         peer_groups.push(Vec::new());
                         peer_groups.len() - 1
