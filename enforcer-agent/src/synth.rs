@@ -274,7 +274,7 @@ impl Default for TargetedParams {
     }
 }
 
-/// Calico NetworkPolicies in `p.namespace` selecting `app == p.target_app`, in order,
+/// Calico `NetworkPolicies` in `p.namespace` selecting `app == p.target_app`, in order,
 /// holding `p.rules` ingress rules in total. Filler rules mix Allow and Deny, sources
 /// by CIDR, by pod selector and by namespace + pod selector, TCP and UDP ports and
 /// ranges, none of which match the client (its app label is never used and its
@@ -388,6 +388,7 @@ mod tests {
     }
 
     #[test]
+    #[expect(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
     fn pods_carry_the_node_and_the_address_offset() {
         let p = SynthParams { pods: 3, node: "node2".into(), address_offset: 100, ..SynthParams::default() };
         let docs = generate(&p);

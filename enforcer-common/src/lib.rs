@@ -42,7 +42,8 @@ pub const MAP_CONNTRACK: &str = "ENF_CONNTRACK";
 pub const MAP_PENDING: &str = "ENF_PENDING";
 pub const MAP_COUNTERS: &str = "ENF_COUNTERS";
 pub const MAP_EVENTS: &str = "ENF_EVENTS";
-/// The benchmark floor program's own map (never pinned, empty unless benchmarking).
+/// The benchmark floor program's own map: one entry in the object (the agent loads it
+/// but never pins or uses it); the benchmark loads it with `CONNTRACK_MAX`.
 pub const MAP_BENCH_FLOOR: &str = "ENF_BENCH_FLOOR";
 
 /// Program names (function names in the BPF object).

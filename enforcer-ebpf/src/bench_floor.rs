@@ -4,13 +4,16 @@
 //!
 //! Per packet: parse Ethernet, IP and L4 with the same [`packet`] module as the real
 //! programs, build the same conntrack tuple, and do one hash lookup in
-//! [`ENF_BENCH_FLOOR`], a hash map of `CONNTRACK_MAX` entries. Found: pass; not found:
+//! [`ENF_BENCH_FLOOR`], a hash map of `CONNTRACK_MAX` entries when benchmarking. Found: pass; not found:
 //! drop. No config, endpoint, policy or counter.
 //!
-//! The map is created with `BPF_F_NO_PREALLOC`, so it costs no kernel memory while
-//! unused (the agent loads the object with it but never pins or fills it). A
-//! preallocated hash would have the same lookup cost; an LRU hash would add the LRU
-//! reference bit write, which the real conntrack (LRU) pays.
+//! The object declares the map with one entry, so the agent (which loads the object
+//! but never pins, fills or runs any of this) pays next to nothing for it; the
+//! benchmark loads the object with `max_entries = CONNTRACK_MAX`
+//! (`EbpfLoader::set_max_entries`), the size of the real conntrack. It is a plain hash
+//! created with `BPF_F_NO_PREALLOC` (elements allocated on insert, the bucket array
+//! sized by `max_entries` as in any hash): lookups cost what they cost in a
+//! preallocated hash; an LRU hash (the real conntrack) adds a reference-bit write.
 
 use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, TC_ACT_OK, TC_ACT_SHOT},
@@ -18,7 +21,7 @@ use aya_ebpf::{
     maps::HashMap,
     programs::TcContext,
 };
-use enforcer_common::{CONNTRACK_MAX, CtKey, CtValue};
+use enforcer_common::{CtKey, CtValue};
 
 use crate::{
     conntrack,
@@ -27,7 +30,7 @@ use crate::{
 
 #[map]
 pub static ENF_BENCH_FLOOR: HashMap<CtKey, CtValue> =
-    HashMap::with_max_entries(CONNTRACK_MAX, BPF_F_NO_PREALLOC);
+    HashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
 
 #[inline(always)]
 pub fn run(ctx: &TcContext) -> i32 {

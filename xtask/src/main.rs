@@ -4,7 +4,9 @@
 //! - `cargo xtask test`: every test, unit and privileged (BPF_PROG_TEST_RUN, lab), the
 //!   privileged ones in both dev and release profiles.
 //! - `cargo xtask demo`: the tutorial (seed 000) walked step by step in `enforcer lab`.
+//! - `cargo xtask bench [--json FILE] [--quick]`: the benchmark suite (docs/performance.md).
 
+mod bench;
 mod demo;
 mod setup;
 
@@ -34,6 +36,15 @@ enum Task {
         #[arg(long)]
         keep: bool,
     },
+    /// Run the benchmark suite and print its table (see docs/performance.md).
+    Bench {
+        /// Also write the metrics as JSON to this file.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+        /// Small sizes, few repetitions: a smoke test of the suite (1-2 minutes).
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -42,6 +53,10 @@ fn main() -> Result<()> {
         Task::Demo { keep } => {
             setup::prepare(true)?;
             demo::run(keep)
+        }
+        Task::Bench { json, quick } => {
+            setup::prepare(true)?;
+            bench::run(json, quick)
         }
     }
 }
@@ -84,6 +99,8 @@ fn test(unit_only: bool) -> Result<()> {
         "--",
         "--test-threads=1",
     ])?;
+    // The benchmark suite's smoke mode: reported, never asserted on wall-clock.
+    bench::run(None, true)?;
     println!("xtask test: all suites passed");
     Ok(())
 }

@@ -32,7 +32,7 @@ const RULES_PER_POLICY: usize = 100;
 const SEED: u64 = 7;
 
 fn local_pod(name: &str, app: &str, v4: Ipv4Addr, index: usize, ports: &Value) -> Value {
-    let v6 = format!("2001:2::{:x}", index);
+    let v6 = format!("2001:2::{index:x}");
     json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"app": app}},

@@ -26,7 +26,7 @@ use enforcer::dataplane::object::BPF_OBJECT;
 use enforcer::dataplane::writer::GenerationWriter;
 use enforcer::model::workload::host_iface_name;
 use enforcer_common::{
-    CT_F_ESTABLISHED, CtKey, CtValue, MAP_BENCH_FLOOR, MAP_CONNTRACK, PROG_BENCH_FLOOR,
+    CONNTRACK_MAX, CT_F_ESTABLISHED, CtKey, CtValue, MAP_BENCH_FLOOR, MAP_CONNTRACK, PROG_BENCH_FLOOR,
     PROG_POD_INGRESS,
 };
 
@@ -65,7 +65,12 @@ impl Loaded {
         let server_iface = host_iface_name(scenario::NAMESPACE, scenario::SERVER);
         let (client_ifindex, _) = netns.veth_pair(&client_iface, "benchc0");
         let (server_ifindex, _) = netns.veth_pair(&server_iface, "benchs0");
-        let mut ebpf = EbpfLoader::new().load(BPF_OBJECT).ctx("loading the BPF object")?;
+        // The floor map is declared with one entry (nothing for the agent to carry);
+        // here it gets the real conntrack's capacity.
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(MAP_BENCH_FLOOR, CONNTRACK_MAX)
+            .load(BPF_OBJECT)
+            .ctx("loading the BPF object")?;
         for name in [PROG_POD_INGRESS, PROG_BENCH_FLOOR] {
             let prog: &mut SchedClassifier = ebpf
                 .program_mut(name)
