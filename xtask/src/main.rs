@@ -6,7 +6,9 @@
 //! - `cargo xtask demo`: the tutorial (seed 000) walked step by step in `enforcer lab`.
 //! - `cargo xtask fuzz-diff [--cases N]`: the BPF differential test (programs vs the
 //!   reference evaluator) over N cases, default 1,000,000, release build.
+//! - `cargo xtask bench [--json FILE] [--quick]`: the benchmark suite (docs/performance.md).
 
+mod bench;
 mod demo;
 mod setup;
 
@@ -45,6 +47,15 @@ enum Task {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// Run the benchmark suite and print its table (see docs/performance.md).
+    Bench {
+        /// Also write the metrics as JSON to this file.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+        /// Small sizes, few repetitions: a smoke test of the suite (1-2 minutes).
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -55,6 +66,10 @@ fn main() -> Result<()> {
             demo::run(keep)
         }
         Task::FuzzDiff { cases, seed } => fuzz_diff(cases, seed),
+        Task::Bench { json, quick } => {
+            setup::prepare(true)?;
+            bench::run(json, quick)
+        }
     }
 }
 
@@ -125,6 +140,8 @@ fn test(unit_only: bool) -> Result<()> {
         "--",
         "--test-threads=1",
     ])?;
+    // The benchmark suite's smoke mode: reported, never asserted on wall-clock.
+    bench::run(None, true)?;
     println!("xtask test: all suites passed");
     Ok(())
 }
