@@ -294,7 +294,12 @@ fn time_phases() {
 /// Seeds the random search once found disagreeing; kept as regressions.
 #[test]
 fn regression_seeds() {
-    for seed in [7_031_062_733_012_995_458, 11_238_129_832_080_816_038] {
+    for seed in [
+        7_031_062_733_012_995_458,
+        11_238_129_832_080_816_038,
+        1_602_049_303_545_688_889,
+        7_638_419_956_970_912_240,
+    ] {
         if let Err(e) = check_seed(seed) {
             panic!("{e}");
         }
