@@ -156,7 +156,9 @@ fn k8s_peer(rng: &mut Rng, p: &SynthParams) -> Value {
             let b = rng.below(200);
             json!({"ipBlock": {"cidr": format!("10.{b}.0.0/16"), "except": [format!("10.{b}.{}.0/24", rng.below(256))]}})
         }
-        1 => json!({"namespaceSelector": {"matchLabels": {"team": format!("team-{}", rng.below(4))}}}),
+        1 => {
+            json!({"namespaceSelector": {"matchLabels": {"team": format!("team-{}", rng.below(4))}}})
+        }
         2 => json!({
             "namespaceSelector": {"matchLabels": {"env": "prod"}},
             "podSelector": {"matchLabels": {"app": format!("app-{}", rng.below(p.apps))}},
@@ -419,21 +421,44 @@ mod tests {
     #[test]
     fn targeted_policies_hold_exactly_the_requested_rules() {
         for rules in [1, 99, 100, 101, 1000] {
-            let p = TargetedParams { rules, ..TargetedParams::default() };
+            let p = TargetedParams {
+                rules,
+                ..TargetedParams::default()
+            };
             let docs = targeted_policies(&p);
-            let total: usize = docs.iter().map(|d| d["spec"]["ingress"].as_array().map_or(0, Vec::len)).sum();
+            let total: usize = docs
+                .iter()
+                .map(|d| d["spec"]["ingress"].as_array().map_or(0, Vec::len))
+                .sum();
             assert_eq!(total, rules);
-            let last = docs.last().and_then(|d| d["spec"]["ingress"].as_array()).and_then(|r| r.last());
-            assert_eq!(last.map(|r| r["source"]["selector"].clone()), Some(json!("app == 'bench-client'")));
+            let last = docs
+                .last()
+                .and_then(|d| d["spec"]["ingress"].as_array())
+                .and_then(|r| r.last());
+            assert_eq!(
+                last.map(|r| r["source"]["selector"].clone()),
+                Some(json!("app == 'bench-client'"))
+            );
         }
-        let p = TargetedParams { rules: 500, ..TargetedParams::default() };
+        let p = TargetedParams {
+            rules: 500,
+            ..TargetedParams::default()
+        };
         assert_eq!(targeted_policies(&p), targeted_policies(&p));
     }
 
     #[test]
-    #[expect(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
+    #[expect(
+        clippy::unwrap_used,
+        reason = "test code: a panic is the failure report"
+    )]
     fn pods_carry_the_node_and_the_address_offset() {
-        let p = SynthParams { pods: 3, node: "node2".into(), address_offset: 100, ..SynthParams::default() };
+        let p = SynthParams {
+            pods: 3,
+            node: "node2".into(),
+            address_offset: 100,
+            ..SynthParams::default()
+        };
         let docs = generate(&p);
         let pod = docs.iter().find(|d| d["kind"] == "Pod").unwrap();
         assert_eq!(pod["spec"]["nodeName"], "node2");

@@ -473,7 +473,8 @@ impl<'a> Compiler<'a> {
                 }
                 // Peer groups: classes the relevant rules tell apart (through their
                 // distinct atoms: equal atoms have equal facts).
-                let mut relevant_atoms: Vec<usize> = relevant.iter().filter_map(|&n| peer_atom_pos[n]).collect();
+                let mut relevant_atoms: Vec<usize> =
+                    relevant.iter().filter_map(|&n| peer_atom_pos[n]).collect();
                 relevant_atoms.sort_unstable();
                 relevant_atoms.dedup();
                 let mut group_of: HashMap<(bool, Vec<&SideFacts>), usize> = HashMap::new();
@@ -487,7 +488,8 @@ impl<'a> Compiler<'a> {
                     if !has_family {
                         continue;
                     }
-                    let k: Vec<&SideFacts> = relevant_atoms.iter().map(|&pos| &facts[pos]).collect();
+                    let k: Vec<&SideFacts> =
+                        relevant_atoms.iter().map(|&pos| &facts[pos]).collect();
                     let g = *group_of.entry((*is_v4, k)).or_insert_with(|| {
                         peer_groups.push(Vec::new());
                         peer_groups.len() - 1

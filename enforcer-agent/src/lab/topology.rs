@@ -693,7 +693,10 @@ mod tests {
             })
             .unwrap();
         assert_eq!(far.spec.node_name.as_deref(), Some("node2"));
-        assert_eq!(far.ips(), vec!["198.18.0.10".parse::<std::net::IpAddr>().unwrap()]);
+        assert_eq!(
+            far.ips(),
+            vec!["198.18.0.10".parse::<std::net::IpAddr>().unwrap()]
+        );
     }
 
     #[test]

@@ -16,7 +16,9 @@ pub fn run(mode: Mode, report: &mut Report) -> BenchResult<()> {
     let cluster = scenario::cluster(&scenario::identities(rules, ids))?;
     let build_ms = started.elapsed().as_secs_f64() * 1e3;
     let total = scenario::total_rules(&cluster);
-    let samples = compile_samples(if mode.quick { 2 } else { 3 }, || compile::compile(&cluster))?;
+    let samples = compile_samples(if mode.quick { 2 } else { 3 }, || {
+        compile::compile(&cluster)
+    })?;
     report.push(Metric::new(
         "p6_compile_1k_rules_3k_ids_ms",
         median(&samples),

@@ -24,7 +24,9 @@ use enforcer::lab::{Lab, LabName, PodInfo, UpOptions};
 use enforcer::model::{Object, ObjectId};
 use serde_json::{Value, json};
 
-use super::{BenchResult, Context as _, Goal, Metric, Mode, Report, median, quantile, rulesets, scenario};
+use super::{
+    BenchResult, Context as _, Goal, Metric, Mode, Report, median, quantile, rulesets, scenario,
+};
 use crate::bpf::dataplane::monotonic_ns;
 use crate::traffic::{enter_netns, udp_flood};
 
@@ -42,16 +44,25 @@ impl LabGuard {
         let name = LabName::new(name).ctx("lab name")?;
         // A leftover of an interrupted run goes first.
         let _ = Lab::down(&name);
-        let dir = std::env::temp_dir().join(format!("enforcer-bench-{}-{}", name.as_str(), std::process::id()));
+        let dir = std::env::temp_dir().join(format!(
+            "enforcer-bench-{}-{}",
+            name.as_str(),
+            std::process::id()
+        ));
         std::fs::create_dir_all(&dir).ctx("temp dir")?;
         // The YAML reader caps documents per stream: several files.
         let mut files = Vec::new();
         for (i, chunk) in docs.chunks(1_000).enumerate() {
             let file = dir.join(format!("cluster-{i:03}.yaml"));
-            std::fs::write(&file, enforcer::synth::to_yaml_stream(chunk)).ctx("writing the documents")?;
+            std::fs::write(&file, enforcer::synth::to_yaml_stream(chunk))
+                .ctx("writing the documents")?;
             files.push(file);
         }
-        let mut guard = Self { name: name.clone(), lab: None, dir };
+        let mut guard = Self {
+            name: name.clone(),
+            lab: None,
+            dir,
+        };
         let opts = UpOptions {
             name,
             agent,
@@ -109,7 +120,10 @@ fn enforcer_binary() -> BenchResult<PathBuf> {
     if bin.exists() {
         Ok(bin)
     } else {
-        Err(format!("{} missing: cargo build --release --bin enforcer", bin.display()))
+        Err(format!(
+            "{} missing: cargo build --release --bin enforcer",
+            bin.display()
+        ))
     }
 }
 
@@ -123,7 +137,8 @@ fn in_netns(netns: &str, program: &str, args: &[&str], stdin: Option<&str>) -> B
         .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().ctx(program)?;
     if let Some(mut pipe) = child.stdin.take() {
-        pipe.write_all(stdin.unwrap_or("").as_bytes()).ctx("writing stdin")?;
+        pipe.write_all(stdin.unwrap_or("").as_bytes())
+            .ctx("writing stdin")?;
     }
     let out = child.wait_with_output().ctx(program)?;
     if out.status.success() {
@@ -133,7 +148,11 @@ fn in_netns(netns: &str, program: &str, args: &[&str], stdin: Option<&str>) -> B
             "ip netns exec {netns} {program} {}: {}\n{}",
             args.join(" "),
             out.status,
-            String::from_utf8_lossy(&out.stderr).lines().take(5).collect::<Vec<_>>().join("\n")
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .take(5)
+                .collect::<Vec<_>>()
+                .join("\n")
         ))
     }
 }
@@ -156,7 +175,11 @@ fn p3(mode: Mode, report: &mut Report) -> BenchResult<()> {
     let docs = scenario::rule_set(rules, mode.pods());
     let cluster = scenario::cluster(&docs)?;
     let enforced = LabGuard::up(&format!("benche{}", std::process::id() % 1000), &docs, true)?;
-    let plain = LabGuard::up(&format!("benchn{}", std::process::id() % 1000), &docs, false)?;
+    let plain = LabGuard::up(
+        &format!("benchn{}", std::process::id() % 1000),
+        &docs,
+        false,
+    )?;
 
     // The rulesets, for the local endpoints of the plain lab (same policy set).
     let ifaces: Vec<(String, String)> = [scenario::CLIENT, scenario::SERVER]
@@ -168,13 +191,22 @@ fn p3(mode: Mode, report: &mut Report) -> BenchResult<()> {
     for ep in &mut lab_cluster.endpoints {
         if ep.namespace == scenario::NAMESPACE {
             let info = plain.pod(&ep.name)?;
-            ep.ips = info.ips.iter().filter_map(|s| s.parse::<IpAddr>().ok()).collect();
+            ep.ips = info
+                .ips
+                .iter()
+                .filter_map(|s| s.parse::<IpAddr>().ok())
+                .collect();
         }
     }
     lab_cluster.reindex();
     let rendered = rulesets::render(&lab_cluster, |ep| {
         (ep.namespace == scenario::NAMESPACE)
-            .then(|| ifaces.iter().find(|(n, _)| *n == ep.name).map(|(_, i)| i.clone()))
+            .then(|| {
+                ifaces
+                    .iter()
+                    .find(|(n, _)| *n == ep.name)
+                    .map(|(_, i)| i.clone())
+            })
             .flatten()
     })?;
     let node = plain.node_netns();
@@ -182,27 +214,54 @@ fn p3(mode: Mode, report: &mut Report) -> BenchResult<()> {
 
     let duration = Duration::from_millis(if mode.quick { 1_000 } else { 3_000 });
     let rounds = if mode.quick { 2 } else { 5 };
-    let modes = [Dataplane::Enforcer, Dataplane::NoPolicy, Dataplane::Iptables, Dataplane::Nftables];
+    let modes = [
+        Dataplane::Enforcer,
+        Dataplane::NoPolicy,
+        Dataplane::Iptables,
+        Dataplane::Nftables,
+    ];
     let mut pps: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     let mut sent: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     for _ in 0..rounds {
         for (m, dp) in modes.iter().enumerate() {
-            let lab = if *dp == Dataplane::Enforcer { &enforced } else { &plain };
+            let lab = if *dp == Dataplane::Enforcer {
+                &enforced
+            } else {
+                &plain
+            };
             match dp {
-                Dataplane::Iptables => in_netns(&node, "iptables-restore", &["--noflush"], Some(&rendered.iptables))?,
+                Dataplane::Iptables => in_netns(
+                    &node,
+                    "iptables-restore",
+                    &["--noflush"],
+                    Some(&rendered.iptables),
+                )?,
                 Dataplane::Nftables => in_netns(&node, "nft", &["-f", "-"], Some(&rendered.nft))?,
                 _ => {}
             }
             let client = lab.pod(scenario::CLIENT)?;
             let server = lab.pod(scenario::SERVER)?;
             let to_ip: IpAddr = server.ip.parse().ctx("server address")?;
-            let result = udp_flood(&client.netns, &server.netns, SocketAddr::new(to_ip, FLOOD_PORT), 64, duration);
+            let result = udp_flood(
+                &client.netns,
+                &server.netns,
+                SocketAddr::new(to_ip, FLOOD_PORT),
+                64,
+                duration,
+            );
             match dp {
                 Dataplane::Iptables => {
                     in_netns(&node, "iptables", &["-F", "FORWARD"], None)?;
-                    in_netns(&node, "iptables-restore", &[], Some("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n"))?;
+                    in_netns(
+                        &node,
+                        "iptables-restore",
+                        &[],
+                        Some("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n"),
+                    )?;
                 }
-                Dataplane::Nftables => in_netns(&node, "nft", &["delete", "table", "ip", "enf_bench"], None)?,
+                Dataplane::Nftables => {
+                    in_netns(&node, "nft", &["delete", "table", "ip", "enf_bench"], None)?
+                }
                 _ => {}
             }
             let r = result.ctx("udp flood")?;
@@ -222,13 +281,26 @@ fn p3(mode: Mode, report: &mut Report) -> BenchResult<()> {
             duration.as_secs()
         )
     };
-    report.push(Metric::new("p3_pps_vs_none", med[0] / med[1], "ratio", detail("no policy", 1)).goal(Goal::AtLeast(0.85)));
+    report.push(
+        Metric::new(
+            "p3_pps_vs_none",
+            med[0] / med[1],
+            "ratio",
+            detail("no policy", 1),
+        )
+        .goal(Goal::AtLeast(0.85)),
+    );
     report.push(
         Metric::new(
             "p3_pps_vs_iptables",
             med[0] / med[2],
             "ratio",
-            format!("{}; iptables-nft: {} rules, {} ipsets", detail("iptables", 2), rendered.iptables_rules, rendered.sets),
+            format!(
+                "{}; iptables-nft: {} rules, {} ipsets",
+                detail("iptables", 2),
+                rendered.iptables_rules,
+                rendered.sets
+            ),
         )
         .goal(Goal::AtLeast(5.0)),
     );
@@ -237,14 +309,39 @@ fn p3(mode: Mode, report: &mut Report) -> BenchResult<()> {
             "p3_pps_vs_nftables",
             med[0] / med[3],
             "ratio",
-            format!("{}; nft: {} rules, {} named sets", detail("nftables", 3), rendered.rules, rendered.sets),
+            format!(
+                "{}; nft: {} rules, {} named sets",
+                detail("nftables", 3),
+                rendered.rules,
+                rendered.sets
+            ),
         )
         .goal(Goal::AtLeast(1.0)),
     );
-    report.push(Metric::new("p3_pps_enforcer", med[0], "pps", "receiver-side, median"));
-    report.push(Metric::new("p3_pps_none", med[1], "pps", "receiver-side, median"));
-    report.push(Metric::new("p3_pps_iptables", med[2], "pps", "receiver-side, median"));
-    report.push(Metric::new("p3_pps_nftables", med[3], "pps", "receiver-side, median"));
+    report.push(Metric::new(
+        "p3_pps_enforcer",
+        med[0],
+        "pps",
+        "receiver-side, median",
+    ));
+    report.push(Metric::new(
+        "p3_pps_none",
+        med[1],
+        "pps",
+        "receiver-side, median",
+    ));
+    report.push(Metric::new(
+        "p3_pps_iptables",
+        med[2],
+        "pps",
+        "receiver-side, median",
+    ));
+    report.push(Metric::new(
+        "p3_pps_nftables",
+        med[3],
+        "pps",
+        "receiver-side, median",
+    ));
     Ok(())
 }
 
@@ -304,13 +401,20 @@ fn datagram(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, seq: u64, sent_n
 type Arrivals = Arc<Mutex<Vec<(u64, u64)>>>;
 
 fn v4(s: &str) -> BenchResult<[u8; 4]> {
-    s.parse::<std::net::Ipv4Addr>().map(|a| a.octets()).ctx("address")
+    s.parse::<std::net::Ipv4Addr>()
+        .map(|a| a.octets())
+        .ctx("address")
 }
 
 /// Sender: one new UDP flow (fresh source/destination port pair) every 0.2 ms, so every
 /// packet is judged by the policy in force when it is sent (established flows keep
 /// their conntrack approval across policy changes, as in Calico).
-fn spawn_sender(netns: String, src: [u8; 4], dst: [u8; 4], stop: Arc<AtomicBool>) -> std::thread::JoinHandle<BenchResult<u64>> {
+fn spawn_sender(
+    netns: String,
+    src: [u8; 4],
+    dst: [u8; 4],
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<BenchResult<u64>> {
     std::thread::spawn(move || -> BenchResult<u64> {
         enter_netns(&netns).ctx("sender setns")?;
         let fd = raw_socket(libc::IPPROTO_RAW)?;
@@ -347,12 +451,20 @@ fn spawn_sender(netns: String, src: [u8; 4], dst: [u8; 4], stop: Arc<AtomicBool>
     })
 }
 
-fn spawn_receiver(netns: String, arrivals: Arrivals, stop: Arc<AtomicBool>, ready: std::sync::mpsc::Sender<BenchResult<()>>) -> std::thread::JoinHandle<()> {
+fn spawn_receiver(
+    netns: String,
+    arrivals: Arrivals,
+    stop: Arc<AtomicBool>,
+    ready: std::sync::mpsc::Sender<BenchResult<()>>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let setup = (|| -> BenchResult<OwnedFd> {
             enter_netns(&netns).ctx("receiver setns")?;
             let fd = raw_socket(libc::IPPROTO_UDP)?;
-            let tv = libc::timeval { tv_sec: 0, tv_usec: 20_000 };
+            let tv = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 20_000,
+            };
             // SAFETY: valid option pointer and length.
             unsafe {
                 libc::setsockopt(
@@ -410,7 +522,10 @@ fn flip_policy() -> Value {
 }
 
 fn objects(doc: &Value) -> BenchResult<Vec<Object>> {
-    Ok(scenario::load(std::slice::from_ref(doc))?.into_iter().map(|l| l.object).collect())
+    Ok(scenario::load(std::slice::from_ref(doc))?
+        .into_iter()
+        .map(|l| l.object)
+        .collect())
 }
 
 /// The scale of `p5` and of the lab part of `p6`: (rules on the server, policies,
@@ -418,7 +533,11 @@ fn objects(doc: &Value) -> BenchResult<Vec<Object>> {
 /// takes tens of seconds (the `p6_compile_10k_policies_5k_pods_ms` figure): 50 changes
 /// would not fit the suite's 15 minutes. docs/performance.md discusses it.
 pub fn p5_sizes(mode: Mode) -> (usize, usize, usize) {
-    if mode.quick { (500, 500, 250) } else { (2_000, 2_000, 1_000) }
+    if mode.quick {
+        (500, 500, 250)
+    } else {
+        (2_000, 2_000, 1_000)
+    }
 }
 
 fn p5(mode: Mode, report: &mut Report) -> BenchResult<()> {
@@ -441,9 +560,19 @@ fn p5(mode: Mode, report: &mut Report) -> BenchResult<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let arrivals: Arrivals = Arc::new(Mutex::new(Vec::new()));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let receiver = spawn_receiver(server.netns.clone(), Arc::clone(&arrivals), Arc::clone(&stop), ready_tx);
+    let receiver = spawn_receiver(
+        server.netns.clone(),
+        Arc::clone(&arrivals),
+        Arc::clone(&stop),
+        ready_tx,
+    );
     ready_rx.recv().map_err(|_| "receiver died".to_owned())??;
-    let sender = spawn_sender(client.netns.clone(), v4(&client.ip)?, v4(&server.ip)?, Arc::clone(&stop));
+    let sender = spawn_sender(
+        client.netns.clone(),
+        v4(&client.ip)?,
+        v4(&server.ip)?,
+        Arc::clone(&stop),
+    );
 
     let changes = if mode.quick { 6 } else { 50 };
     let agent_pid = lab.agent_pid()?;
@@ -455,28 +584,57 @@ fn p5(mode: Mode, report: &mut Report) -> BenchResult<()> {
     let sent = sender.join().map_err(|_| "sender panicked".to_owned())??;
     let _ = receiver.join();
     let (lat, failed) = result?;
-    let scale = format!("{} policies / {} pods (+{rules} rules on the server)", policies, pods + 2);
+    let scale = format!(
+        "{} policies / {} pods (+{rules} rules on the server)",
+        policies,
+        pods + 2
+    );
     let detail = format!(
         "datastore write -> first packet judged by the new policy, {} flips (add/delete of a Deny in a first tier) at {scale}, one-packet UDP flows every {} us ({sent} sent), {failed} flips timed out; lab up {up_s:.0} s",
         lat.len(),
         P5_INTERVAL.as_micros()
     );
-    report.push(Metric::new("p5_update_latency_p50_ms", quantile(&lat, 0.5), "ms", detail.clone()));
-    report.push(Metric::new("p5_update_latency_p99_ms", quantile(&lat, 0.99), "ms", detail).goal(Goal::AtMost(50.0)));
+    report.push(Metric::new(
+        "p5_update_latency_p50_ms",
+        quantile(&lat, 0.5),
+        "ms",
+        detail.clone(),
+    ));
+    report.push(
+        Metric::new(
+            "p5_update_latency_p99_ms",
+            quantile(&lat, 0.99),
+            "ms",
+            detail,
+        )
+        .goal(Goal::AtMost(50.0)),
+    );
     match rss {
         Some(kb) => report.push(
             Metric::new(
                 "p6_agent_rss_mb",
                 kb as f64 / 1024.0,
                 "MiB",
-                format!("agent VmRSS after the flips at {scale}; peak VmHWM {:.0} MiB", hwm.unwrap_or(0) as f64 / 1024.0),
+                format!(
+                    "agent VmRSS after the flips at {scale}; peak VmHWM {:.0} MiB",
+                    hwm.unwrap_or(0) as f64 / 1024.0
+                ),
             )
             .goal(Goal::AtMost(150.0)),
         ),
-        None => report.push(Metric::missing("p6_agent_rss_mb", "MiB", "agent process not readable")),
+        None => report.push(Metric::missing(
+            "p6_agent_rss_mb",
+            "MiB",
+            "agent process not readable",
+        )),
     }
     match maps {
-        Ok((bytes, detail)) => report.push(Metric::new("p6_bpf_map_memory_mb", bytes as f64 / (1 << 20) as f64, "MiB", detail)),
+        Ok((bytes, detail)) => report.push(Metric::new(
+            "p6_bpf_map_memory_mb",
+            bytes as f64 / (1 << 20) as f64,
+            "MiB",
+            detail,
+        )),
         Err(e) => report.push(Metric::missing("p6_bpf_map_memory_mb", "MiB", e)),
     }
     Ok(())
@@ -513,7 +671,9 @@ fn measure_flips(
         let deadline = Instant::now() + CHANGE_TIMEOUT;
         let measured = loop {
             std::thread::sleep(Duration::from_millis(5));
-            let a = arrivals.lock().map_err(|_| "arrivals poisoned".to_owned())?;
+            let a = arrivals
+                .lock()
+                .map_err(|_| "arrivals poisoned".to_owned())?;
             if deny {
                 // In force once the receiver has been silent for SILENCE; the first
                 // packet judged by the deny is the one sent after the last arrival.
@@ -539,7 +699,9 @@ fn measure_flips(
     if !lat.is_empty() && failed <= changes / 10 {
         Ok((lat, failed))
     } else {
-        Err(format!("{failed} of {changes} policy changes never took effect"))
+        Err(format!(
+            "{failed} of {changes} policy changes never took effect"
+        ))
     }
 }
 
@@ -558,8 +720,13 @@ fn map_memory(pid: i32) -> Result<(u64, String), String> {
     let dir = format!("/proc/{pid}/fdinfo");
     let mut total = 0u64;
     let mut maps: Vec<(u64, u32)> = Vec::new();
-    for entry in std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))?.flatten() {
-        let Ok(text) = std::fs::read_to_string(entry.path()) else { continue };
+    for entry in std::fs::read_dir(&dir)
+        .map_err(|e| format!("{dir}: {e}"))?
+        .flatten()
+    {
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
         let field = |name: &str| {
             text.lines()
                 .find(|l| l.starts_with(name))
@@ -582,12 +749,22 @@ fn map_memory(pid: i32) -> Result<(u64, String), String> {
         .map(|(mem, id)| {
             format!(
                 "{} {:.1} MiB",
-                names.iter().find(|(i, _)| i == id).map_or("?", |(_, n)| n.as_str()),
+                names
+                    .iter()
+                    .find(|(i, _)| i == id)
+                    .map_or("?", |(_, n)| n.as_str()),
                 *mem as f64 / (1 << 20) as f64
             )
         })
         .collect();
-    Ok((total, format!("memlock of the agent's {} maps (kernel accounting); largest: {}", maps.len(), top.join(", "))))
+    Ok((
+        total,
+        format!(
+            "memlock of the agent's {} maps (kernel accounting); largest: {}",
+            maps.len(),
+            top.join(", ")
+        ),
+    ))
 }
 
 /// (id, name) of every BPF map, from `bpftool map show -j` (empty if unavailable).
@@ -595,7 +772,9 @@ fn map_names() -> Vec<(u32, String)> {
     let Ok(out) = Command::new("bpftool").args(["map", "show", "-j"]).output() else {
         return Vec::new();
     };
-    let Ok(v) = serde_json::from_slice::<Value>(&out.stdout) else { return Vec::new() };
+    let Ok(v) = serde_json::from_slice::<Value>(&out.stdout) else {
+        return Vec::new();
+    };
     v.as_array()
         .into_iter()
         .flatten()

@@ -118,7 +118,13 @@ impl Report {
 
     /// The table printed at the end of a run.
     pub fn table(&self) -> String {
-        let name_w = self.metrics.iter().map(|m| m.name.len()).max().unwrap_or(4).max(4);
+        let name_w = self
+            .metrics
+            .iter()
+            .map(|m| m.name.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
         let mut out = String::new();
         let _ = writeln!(
             out,

@@ -84,7 +84,12 @@ impl Sets {
             return SetRef::Net(nets[0]);
         }
         let n = self.by_content.len();
-        SetRef::Named(self.by_content.entry(nets).or_insert_with(|| format!("enf-s{n}")).clone())
+        SetRef::Named(
+            self.by_content
+                .entry(nets)
+                .or_insert_with(|| format!("enf-s{n}"))
+                .clone(),
+        )
     }
 }
 
@@ -99,7 +104,9 @@ fn v4_nets(nets: &[IpNet]) -> Vec<Ipv4Net> {
 
 /// IPv4 addresses (as /32) and network-set CIDRs an entity selector picks.
 fn selected_nets(cluster: &Cluster, side: &EntityMatch) -> Vec<Ipv4Net> {
-    let Some(sel) = &side.selector else { return Vec::new() };
+    let Some(sel) = &side.selector else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for e in &cluster.endpoints {
         if sel.matches(cluster, &Entity::Endpoint(e))
@@ -117,7 +124,9 @@ fn selected_nets(cluster: &Cluster, side: &EntityMatch) -> Vec<Ipv4Net> {
 }
 
 fn not_selected_nets(cluster: &Cluster, side: &EntityMatch) -> Vec<Ipv4Net> {
-    let Some(sel) = &side.not_selector else { return Vec::new() };
+    let Some(sel) = &side.not_selector else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for e in &cluster.endpoints {
         if sel.matches(&e.labels)
@@ -139,13 +148,21 @@ fn ranges(ports: &[PortMatch], what: &str) -> BenchResult<Vec<(u16, u16)>> {
         .iter()
         .map(|p| match p {
             PortMatch::Range(a, b) => Ok((*a, *b)),
-            PortMatch::Named(n) => Err(format!("{what}: named port {n} on the peer side is not translated")),
+            PortMatch::Named(n) => Err(format!(
+                "{what}: named port {n} on the peer side is not translated"
+            )),
         })
         .collect()
 }
 
 /// Flattens one rule for `ep` in `dir`; `None`: the rule can never match there.
-fn flatten(cluster: &Cluster, ep: &Endpoint, dir: Direction, rule: &Rule, sets: &mut Sets) -> BenchResult<Option<Flat>> {
+fn flatten(
+    cluster: &Cluster,
+    ep: &Endpoint,
+    dir: Direction,
+    rule: &Rule,
+    sets: &mut Sets,
+) -> BenchResult<Option<Flat>> {
     if rule.ip_version == Some(6) || rule.icmp.is_some() || rule.not_icmp.is_some() {
         if rule.ip_version == Some(6) {
             return Ok(None);
@@ -157,11 +174,17 @@ fn flatten(cluster: &Cluster, ep: &Endpoint, dir: Direction, rule: &Rule, sets: 
         Direction::Egress => (&rule.destination, &rule.source),
     };
     if peer.service_accounts.is_some() || local.service_accounts.is_some() {
-        return Err(format!("{}: service accounts are not translated", rule.field));
+        return Err(format!(
+            "{}: service accounts are not translated",
+            rule.field
+        ));
     }
-    let Some(IpAddr::V4(local_ip)) = ep.ipv4() else { return Ok(None) };
+    let Some(IpAddr::V4(local_ip)) = ep.ipv4() else {
+        return Ok(None);
+    };
     // The endpoint's own side: known at translation time.
-    let local_facts = enforcer::eval::side_facts(cluster, local, rule.protocol, IpAddr::V4(local_ip));
+    let local_facts =
+        enforcer::eval::side_facts(cluster, local, rule.protocol, IpAddr::V4(local_ip));
     if !local_facts.address_matches() {
         return Ok(None);
     }
@@ -184,7 +207,8 @@ fn flatten(cluster: &Cluster, ep: &Endpoint, dir: Direction, rule: &Rule, sets: 
                 PortMatch::Named(_) => {}
             }
         }
-        flat.ports.extend(local_facts.named_ports.iter().map(|p| (*p, *p)));
+        flat.ports
+            .extend(local_facts.named_ports.iter().map(|p| (*p, *p)));
         if !dst.ports.is_empty() && flat.ports.is_empty() {
             return Ok(None); // only named ports, none of which the endpoint has
         }
@@ -193,7 +217,8 @@ fn flatten(cluster: &Cluster, ep: &Endpoint, dir: Direction, rule: &Rule, sets: 
                 flat.not_ports.push((*a, *b));
             }
         }
-        flat.not_ports.extend(local_facts.named_not_ports.iter().map(|p| (*p, *p)));
+        flat.not_ports
+            .extend(local_facts.named_not_ports.iter().map(|p| (*p, *p)));
     } else {
         flat.ports = ranges(&dst.ports, &rule.field)?;
         flat.not_ports = ranges(&dst.not_ports, &rule.field)?;
@@ -232,12 +257,21 @@ fn flatten(cluster: &Cluster, ep: &Endpoint, dir: Direction, rule: &Rule, sets: 
 }
 
 /// The tiers of `ep` in `dir`: (tier default action, its rules in order).
-fn tiers(cluster: &Cluster, ep: &Endpoint, dir: Direction, sets: &mut Sets) -> BenchResult<Vec<(TierAction, Vec<Flat>)>> {
+fn tiers(
+    cluster: &Cluster,
+    ep: &Endpoint,
+    dir: Direction,
+    sets: &mut Sets,
+) -> BenchResult<Vec<(TierAction, Vec<Flat>)>> {
     let mut out: Vec<(usize, TierAction, Vec<Flat>)> = Vec::new();
     for p in enforcer::eval::applicable_policies(cluster, ep, dir) {
         let policy = &cluster.policies[p];
         if out.last().is_none_or(|(t, _, _)| *t != policy.tier) {
-            out.push((policy.tier, cluster.tiers[policy.tier].default_action, Vec::new()));
+            out.push((
+                policy.tier,
+                cluster.tiers[policy.tier].default_action,
+                Vec::new(),
+            ));
         }
         for rule in policy.rules(dir) {
             if let Some(flat) = flatten(cluster, ep, dir, rule, sets)?
@@ -263,7 +297,13 @@ fn proto_name(p: u8) -> String {
 fn port_list(ports: &[(u16, u16)], sep_range: &str) -> String {
     ports
         .iter()
-        .map(|(a, b)| if a == b { a.to_string() } else { format!("{a}{sep_range}{b}") })
+        .map(|(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}{sep_range}{b}")
+            }
+        })
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -280,7 +320,12 @@ fn ipt_matches(f: &Flat, dir: Direction) -> String {
     if let Some(p) = f.not_proto {
         let _ = write!(m, " ! -p {}", proto_name(p));
     }
-    for (s, neg) in f.peer_in.iter().map(|s| (s, "")).chain(f.peer_not_in.iter().map(|s| (s, "! "))) {
+    for (s, neg) in f
+        .peer_in
+        .iter()
+        .map(|s| (s, ""))
+        .chain(f.peer_not_in.iter().map(|s| (s, "! ")))
+    {
         match s {
             SetRef::Net(n) => {
                 let _ = write!(m, " {neg}{addr_flag} {n}");
@@ -294,7 +339,11 @@ fn ipt_matches(f: &Flat, dir: Direction) -> String {
         let _ = write!(m, " -m multiport --dports {}", port_list(&f.ports, ":"));
     }
     if !f.not_ports.is_empty() {
-        let _ = write!(m, " -m multiport ! --dports {}", port_list(&f.not_ports, ":"));
+        let _ = write!(
+            m,
+            " -m multiport ! --dports {}",
+            port_list(&f.not_ports, ":")
+        );
     }
     m
 }
@@ -311,7 +360,12 @@ fn nft_matches(f: &Flat, dir: Direction) -> String {
     if let Some(p) = f.not_proto {
         let _ = write!(m, " meta l4proto != {}", proto_name(p));
     }
-    for (s, neg) in f.peer_in.iter().map(|s| (s, "")).chain(f.peer_not_in.iter().map(|s| (s, "!= "))) {
+    for (s, neg) in f
+        .peer_in
+        .iter()
+        .map(|s| (s, ""))
+        .chain(f.peer_not_in.iter().map(|s| (s, "!= ")))
+    {
         match s {
             SetRef::Net(n) => {
                 let _ = write!(m, " {addr} {neg}{n}");
@@ -332,7 +386,10 @@ fn nft_matches(f: &Flat, dir: Direction) -> String {
 
 /// Renders the local endpoints of `node` (those whose host interface `iface_of`
 /// names). `iface_of` returns `None` for endpoints without an interface on the node.
-pub fn render(cluster: &Cluster, iface_of: impl Fn(&Endpoint) -> Option<String>) -> BenchResult<Rendered> {
+pub fn render(
+    cluster: &Cluster,
+    iface_of: impl Fn(&Endpoint) -> Option<String>,
+) -> BenchResult<Rendered> {
     let mut sets = Sets::default();
     let mut out = Rendered::default();
     let mut ipt = String::from("*filter\n");
@@ -352,15 +409,25 @@ pub fn render(cluster: &Cluster, iface_of: impl Fn(&Endpoint) -> Option<String>)
             let nchain = chain.replace('-', "_");
             let tiers = tiers(cluster, ep, dir, &mut sets)?;
             let _ = writeln!(ipt, ":{chain} - [0:0]");
-            ipt_rules.push(format!("-A {chain} -j MARK --set-xmark 0x0/{MARK_ACCEPT:#x}"));
-            let mut nbody = format!("\tchain {nchain} {{\n\t\tmeta mark set meta mark & {:#x}\n", !MARK_ACCEPT);
+            ipt_rules.push(format!(
+                "-A {chain} -j MARK --set-xmark 0x0/{MARK_ACCEPT:#x}"
+            ));
+            let mut nbody = format!(
+                "\tchain {nchain} {{\n\t\tmeta mark set meta mark & {:#x}\n",
+                !MARK_ACCEPT
+            );
             for (t, (default, rules)) in tiers.iter().enumerate() {
                 let tchain = format!("{chain}-t{t}");
                 let ntchain = tchain.replace('-', "_");
                 let _ = writeln!(ipt, ":{tchain} - [0:0]");
                 ipt_rules.push(format!("-A {chain} -j {tchain}"));
-                ipt_rules.push(format!("-A {chain} -m mark --mark {MARK_ACCEPT:#x}/{MARK_ACCEPT:#x} -j RETURN"));
-                let _ = writeln!(nbody, "\t\tjump {ntchain}\n\t\tmeta mark & {MARK_ACCEPT:#x} == {MARK_ACCEPT:#x} return");
+                ipt_rules.push(format!(
+                    "-A {chain} -m mark --mark {MARK_ACCEPT:#x}/{MARK_ACCEPT:#x} -j RETURN"
+                ));
+                let _ = writeln!(
+                    nbody,
+                    "\t\tjump {ntchain}\n\t\tmeta mark & {MARK_ACCEPT:#x} == {MARK_ACCEPT:#x} return"
+                );
                 let mut tbody = format!("\tchain {ntchain} {{\n");
                 for f in rules {
                     let im = ipt_matches(f, dir);
@@ -369,7 +436,10 @@ pub fn render(cluster: &Cluster, iface_of: impl Fn(&Endpoint) -> Option<String>)
                         RuleAction::Allow => {
                             ipt_rules.push(format!("-A {tchain}{im} -j MARK --set-xmark {MARK_ACCEPT:#x}/{MARK_ACCEPT:#x}"));
                             ipt_rules.push(format!("-A {tchain} -m mark --mark {MARK_ACCEPT:#x}/{MARK_ACCEPT:#x} -j RETURN"));
-                            let _ = writeln!(tbody, "\t\t{nm} meta mark set meta mark | {MARK_ACCEPT:#x} return");
+                            let _ = writeln!(
+                                tbody,
+                                "\t\t{nm} meta mark set meta mark | {MARK_ACCEPT:#x} return"
+                            );
                         }
                         RuleAction::Deny => {
                             ipt_rules.push(format!("-A {tchain}{im} -j DROP"));
@@ -414,14 +484,22 @@ pub fn render(cluster: &Cluster, iface_of: impl Fn(&Endpoint) -> Option<String>)
     out.iptables_rules = ipt_forward.len() + ipt_rules.len();
     out.iptables = ipt;
 
-    let mut nft = String::from("table ip enf_bench\ndelete table ip enf_bench\ntable ip enf_bench {\n");
+    let mut nft =
+        String::from("table ip enf_bench\ndelete table ip enf_bench\ntable ip enf_bench {\n");
     for (nets, name) in &sets.by_content {
-        let elems = nets.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        let elems = nets
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
         let _ = writeln!(
             out.ipset,
             "create {name} hash:net family inet maxelem {}\n{}",
             (nets.len() * 2).max(1024),
-            nets.iter().map(|n| format!("add {name} {n}")).collect::<Vec<_>>().join("\n")
+            nets.iter()
+                .map(|n| format!("add {name} {n}"))
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         let _ = writeln!(
             nft,
@@ -439,7 +517,11 @@ pub fn render(cluster: &Cluster, iface_of: impl Fn(&Endpoint) -> Option<String>)
         let _ = writeln!(nft, "\t\tiifname vmap {{ {} }}", nft_dispatch_in.join(", "));
     }
     if !nft_dispatch_out.is_empty() {
-        let _ = writeln!(nft, "\t\toifname vmap {{ {} }}", nft_dispatch_out.join(", "));
+        let _ = writeln!(
+            nft,
+            "\t\toifname vmap {{ {} }}",
+            nft_dispatch_out.join(", ")
+        );
     }
     nft.push_str("\t}\n}\n");
     out.nft = nft;

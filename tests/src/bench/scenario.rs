@@ -137,7 +137,10 @@ pub fn identities(rules: usize, pods: usize) -> Vec<Value> {
 pub fn load(docs: &[Value]) -> BenchResult<Vec<Loaded>> {
     let mut out = Vec::with_capacity(docs.len());
     for d in docs {
-        out.extend(enforcer::model::load_value(Path::new("synthetic"), d).ctx("loading synthetic documents")?);
+        out.extend(
+            enforcer::model::load_value(Path::new("synthetic"), d)
+                .ctx("loading synthetic documents")?,
+        );
     }
     Ok(out)
 }
@@ -166,7 +169,11 @@ pub fn server_rules(cluster: &Cluster) -> usize {
 
 /// Total rules of all policies.
 pub fn total_rules(cluster: &Cluster) -> usize {
-    cluster.policies.iter().map(|p| p.ingress.len() + p.egress.len()).sum()
+    cluster
+        .policies
+        .iter()
+        .map(|p| p.ingress.len() + p.egress.len())
+        .sum()
 }
 
 pub fn client_ip() -> IpAddr {

@@ -26,8 +26,8 @@ use enforcer::dataplane::object::BPF_OBJECT;
 use enforcer::dataplane::writer::GenerationWriter;
 use enforcer::model::workload::host_iface_name;
 use enforcer_common::{
-    CONNTRACK_MAX, CT_F_ESTABLISHED, CtKey, CtValue, MAP_BENCH_FLOOR, MAP_CONNTRACK, PROG_BENCH_FLOOR,
-    PROG_POD_INGRESS,
+    CONNTRACK_MAX, CT_F_ESTABLISHED, CtKey, CtValue, MAP_BENCH_FLOOR, MAP_CONNTRACK,
+    PROG_BENCH_FLOOR, PROG_POD_INGRESS,
 };
 
 use super::{BenchResult, Context as _, Goal, Metric, Mode, Report, median, scenario};
@@ -77,11 +77,14 @@ impl Loaded {
                 .ok_or_else(|| format!("program {name} missing"))?
                 .try_into()
                 .ctx(name)?;
-            prog.load().map_err(|e| format!("verifier rejected {name}: {e:?}"))?;
+            prog.load()
+                .map_err(|e| format!("verifier rejected {name}: {e:?}"))?;
         }
         let writer = GenerationWriter::new(&mut ebpf).ctx("opening the policy maps")?;
         let take = |ebpf: &mut Ebpf, name: &str| -> BenchResult<HashMap<MapData, CtKey, CtValue>> {
-            let map = ebpf.take_map(name).ok_or_else(|| format!("map {name} missing"))?;
+            let map = ebpf
+                .take_map(name)
+                .ok_or_else(|| format!("map {name} missing"))?;
             HashMap::try_from(map).ctx(name)
         };
         let conntrack = take(&mut ebpf, MAP_CONNTRACK)?;
@@ -97,7 +100,8 @@ impl Loaded {
     }
 
     fn apply(&mut self, spec: &DataplaneSpec) -> BenchResult<()> {
-        let content = GenerationContent::from_spec(spec, |name| Some(ifindex(name)).filter(|i| *i != 0));
+        let content =
+            GenerationContent::from_spec(spec, |name| Some(ifindex(name)).filter(|i| *i != 0));
         if content.endpoints.len() != 2 {
             return Err(format!(
                 "expected the client's and the server's endpoint entries, got {} (ifindexes {} {})",
@@ -139,19 +143,25 @@ impl Loaded {
 }
 
 fn syn_frame() -> Vec<u8> {
-    V4::new(scenario::CLIENT_V4, scenario::SERVER_V4, PROTO_TCP)
-        .frame(&tcp(CLIENT_PORT, SERVER_TCP_PORT, SYN))
+    V4::new(scenario::CLIENT_V4, scenario::SERVER_V4, PROTO_TCP).frame(&tcp(
+        CLIENT_PORT,
+        SERVER_TCP_PORT,
+        SYN,
+    ))
 }
 
 fn udp_frame() -> Vec<u8> {
-    V4::new(scenario::CLIENT_V4, scenario::SERVER_V4, PROTO_UDP).frame(&udp(CLIENT_PORT, SERVER_UDP_PORT))
+    V4::new(scenario::CLIENT_V4, scenario::SERVER_V4, PROTO_UDP)
+        .frame(&udp(CLIENT_PORT, SERVER_UDP_PORT))
 }
 
 fn compile_rules(rules: usize, pods: usize) -> BenchResult<(DataplaneSpec, usize)> {
     let cluster = scenario::cluster(&scenario::rule_set(rules, pods))?;
     let on_server = scenario::server_rules(&cluster);
     if on_server != rules {
-        return Err(format!("the rule set holds {on_server} rules on the server, expected {rules}"));
+        return Err(format!(
+            "the rule set holds {on_server} rules on the server, expected {rules}"
+        ));
     }
     let spec = compile::compile_for_node(&cluster, Some("node1")).ctx("compiling")?;
     Ok((spec, on_server))
@@ -200,25 +210,51 @@ pub fn run(mode: Mode, report: &mut Report) -> BenchResult<()> {
 
     // p2: the N-rule generation against the floor, same frames.
     dp.apply(&many)?;
-    let udp_key = ct_key(scenario::client_ip(), scenario::server_ip(), CLIENT_PORT, SERVER_UDP_PORT, PROTO_UDP);
-    let syn_key = ct_key(scenario::client_ip(), scenario::server_ip(), CLIENT_PORT, SERVER_TCP_PORT, PROTO_TCP);
+    let udp_key = ct_key(
+        scenario::client_ip(),
+        scenario::server_ip(),
+        CLIENT_PORT,
+        SERVER_UDP_PORT,
+        PROTO_UDP,
+    );
+    let syn_key = ct_key(
+        scenario::client_ip(),
+        scenario::server_ip(),
+        CLIENT_PORT,
+        SERVER_TCP_PORT,
+        PROTO_TCP,
+    );
     // One run of the datagram creates its conntrack entry; from then on it is established.
     dp.run(PROG_POD_INGRESS, &udp, 1)?;
-    let entry = dp.conntrack.get(&udp_key, 0).ctx("the datagram's conntrack entry")?;
+    let entry = dp
+        .conntrack
+        .get(&udp_key, 0)
+        .ctx("the datagram's conntrack entry")?;
     if entry.flags & CT_F_ESTABLISHED == 0 {
-        return Err(format!("unexpected conntrack flags {:#x} after the first datagram", entry.flags));
+        return Err(format!(
+            "unexpected conntrack flags {:#x} after the first datagram",
+            entry.flags
+        ));
     }
     for key in [udp_key, syn_key] {
-        dp.floor.insert(key, entry, 0).ctx("filling the floor map")?;
+        dp.floor
+            .insert(key, entry, 0)
+            .ctx("filling the floor map")?;
     }
-    let (mut est, mut est_floor, mut new, mut new_floor) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut est, mut est_floor, mut new, mut new_floor) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..samples {
         est.push(dp.run(PROG_POD_INGRESS, &udp, repeat)?);
         est_floor.push(dp.run(PROG_BENCH_FLOOR, &udp, repeat)?);
         new.push(dp.run(PROG_POD_INGRESS, &syn, repeat)?);
         new_floor.push(dp.run(PROG_BENCH_FLOOR, &syn, repeat)?);
     }
-    let (e, ef, n, nf) = (median(&est), median(&est_floor), median(&new), median(&new_floor));
+    let (e, ef, n, nf) = (
+        median(&est),
+        median(&est_floor),
+        median(&new),
+        median(&new_floor),
+    );
     report.push(
         Metric::new(
             "p2_floor_ratio_established",
@@ -237,9 +273,24 @@ pub fn run(mode: Mode, report: &mut Report) -> BenchResult<()> {
         )
         .goal(Goal::AtMost(3.0)),
     );
-    report.push(Metric::new("p2_established_ns", e, "ns", "enforcer_pod_ingress, established UDP"));
-    report.push(Metric::new("p2_new_ns", n, "ns", "enforcer_pod_ingress, TCP SYN judged by policy"));
-    report.push(Metric::new("p2_floor_ns", ef, "ns", "enforcer_bench_floor (parse + 1 hash lookup), UDP"));
+    report.push(Metric::new(
+        "p2_established_ns",
+        e,
+        "ns",
+        "enforcer_pod_ingress, established UDP",
+    ));
+    report.push(Metric::new(
+        "p2_new_ns",
+        n,
+        "ns",
+        "enforcer_pod_ingress, TCP SYN judged by policy",
+    ));
+    report.push(Metric::new(
+        "p2_floor_ns",
+        ef,
+        "ns",
+        "enforcer_bench_floor (parse + 1 hash lookup), UDP",
+    ));
     // The object (and its maps) goes first, then the namespace with its veths.
     drop(dp);
     drop(netns);

@@ -37,7 +37,9 @@ fn parse_args() -> Result<Args, String> {
                 args.only = Some(list.split(',').map(str::to_owned).collect());
             }
             "-h" | "--help" => {
-                return Err("usage: enforcer-bench [--quick] [--json FILE] [--only p1,p2,p3,p5,p6]".into());
+                return Err(
+                    "usage: enforcer-bench [--quick] [--json FILE] [--only p1,p2,p3,p5,p6]".into(),
+                );
             }
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
@@ -54,7 +56,11 @@ fn main() -> ExitCode {
         }
     };
     let mode = Mode { quick: args.quick };
-    let wanted = |group: &str| args.only.as_ref().is_none_or(|o| o.iter().any(|g| g == group));
+    let wanted = |group: &str| {
+        args.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|g| g == group))
+    };
     let started = Instant::now();
     let mut report = Report::default();
     let mut failures = Vec::new();
@@ -85,7 +91,11 @@ fn main() -> ExitCode {
     let elapsed = started.elapsed().as_secs_f64();
     println!(
         "\nenforcer bench ({}), {elapsed:.0} s:\n{}",
-        if mode.quick { "quick: small sizes, smoke test only" } else { "full" },
+        if mode.quick {
+            "quick: small sizes, smoke test only"
+        } else {
+            "full"
+        },
         report.table()
     );
     if let Some(path) = &args.json {
@@ -106,7 +116,11 @@ fn main() -> ExitCode {
     if failures.is_empty() {
         ExitCode::SUCCESS
     } else {
-        eprintln!("bench: {} group(s) failed:\n  {}", failures.len(), failures.join("\n  "));
+        eprintln!(
+            "bench: {} group(s) failed:\n  {}",
+            failures.len(),
+            failures.join("\n  ")
+        );
         ExitCode::FAILURE
     }
 }
