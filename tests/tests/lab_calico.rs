@@ -1,5 +1,5 @@
 //! Calico semantics on real packets in the lab: the tutorial's step 8
-//! GlobalNetworkPolicy, tiers with Pass and the end-of-tier deny, a Pass-default tier,
+//! `GlobalNetworkPolicy`, tiers with Pass and the end-of-tier deny, a Pass-default tier,
 //! NetworkSet/GlobalNetworkSet references, and notSelector vs `!has()` for an external
 //! client.
 //!

@@ -260,7 +260,7 @@ fn p3(mode: Mode, report: &mut Report) -> BenchResult<()> {
                     )?;
                 }
                 Dataplane::Nftables => {
-                    in_netns(&node, "nft", &["delete", "table", "ip", "enf_bench"], None)?
+                    in_netns(&node, "nft", &["delete", "table", "ip", "enf_bench"], None)?;
                 }
                 _ => {}
             }
