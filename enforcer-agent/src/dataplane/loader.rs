@@ -239,14 +239,7 @@ impl LoadedDataplane {
                 }
             };
             let link = prog.take_link(link_id).map_err(attach_err)?;
-            let fd_link = FdLink::try_from(link).map_err(|e| LoaderError::PinLink {
-                path: path.clone(),
-                source: Box::new(e),
-            })?;
-            fd_link.pin(&path).map_err(|e| LoaderError::PinLink {
-                path: path.clone(),
-                source: Box::new(e),
-            })?;
+            pin_link(link, &path)?;
         }
         self.attached.remove(iface);
         self.attach_hooks(iface, ifindex, &[Hook::HostIngress, Hook::HostEgress])
@@ -289,15 +282,7 @@ impl LoadedDataplane {
                 .map_err(attach_err)?
             };
             let link = prog.take_link(link_id).map_err(attach_err)?;
-            let fd_link = FdLink::try_from(link).map_err(|e| LoaderError::PinLink {
-                path: path.clone(),
-                source: Box::new(e),
-            })?;
-            // The pinned link keeps the program attached after this process exits.
-            fd_link.pin(&path).map_err(|e| LoaderError::PinLink {
-                path: path.clone(),
-                source: Box::new(e),
-            })?;
+            pin_link(link, &path)?;
         }
         self.attached.insert(iface.to_owned(), ifindex);
         Ok(())
@@ -346,6 +331,21 @@ fn xdp(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoaderError> {
             op: "type",
             source: Box::new(source),
         })
+}
+
+/// Pins a link: it keeps its program attached after this process exits.
+fn pin_link<L>(link: L, path: &Path) -> Result<(), LoaderError>
+where
+    FdLink: TryFrom<L>,
+    <FdLink as TryFrom<L>>::Error: std::error::Error + Send + Sync + 'static,
+{
+    let pin_err = |source: Box<dyn std::error::Error + Send + Sync>| LoaderError::PinLink {
+        path: path.to_path_buf(),
+        source,
+    };
+    let fd_link = FdLink::try_from(link).map_err(|e| pin_err(Box::new(e)))?;
+    fd_link.pin(path).map_err(|e| pin_err(Box::new(e)))?;
+    Ok(())
 }
 
 fn classifier<'a>(

@@ -279,18 +279,25 @@ impl Lab {
         self.reconcile(topo, &BTreeMap::new())?;
         self.start_host_responders()?;
         if self.state.agent {
-            let binary = agent_binary.unwrap_or(&self.state.binary);
-            let mut daemon = agent::start(&self.name, binary, &self.paths)?;
-            self.state.agent_process = Some(daemon.record);
-            self.save()?;
-            agent::wait_observed(
-                &self.ds,
-                Some(&mut daemon.child),
-                None,
-                &self.paths.agent_log(),
-                agent::START_TIMEOUT,
-            )?;
+            let binary = agent_binary.unwrap_or(&self.state.binary).to_path_buf();
+            self.start_agent(&binary)?;
         }
+        Ok(())
+    }
+
+    /// Starts the agent from `binary`, records it, and waits until it has observed
+    /// the datastore.
+    fn start_agent(&mut self, binary: &Path) -> Result<(), LabError> {
+        let mut daemon = agent::start(&self.name, binary, &self.paths)?;
+        self.state.agent_process = Some(daemon.record);
+        self.save()?;
+        agent::wait_observed(
+            &self.ds,
+            Some(&mut daemon.child),
+            None,
+            &self.paths.agent_log(),
+            agent::START_TIMEOUT,
+        )?;
         Ok(())
     }
 
@@ -310,17 +317,8 @@ impl Lab {
             }
         }
         std::thread::sleep(down);
-        let mut daemon = agent::start(&self.name, &self.state.binary, &self.paths)?;
-        self.state.agent_process = Some(daemon.record);
-        self.save()?;
-        agent::wait_observed(
-            &self.ds,
-            Some(&mut daemon.child),
-            None,
-            &self.paths.agent_log(),
-            agent::START_TIMEOUT,
-        )?;
-        Ok(())
+        let binary = self.state.binary.clone();
+        self.start_agent(&binary)
     }
 
     /// Opens an existing lab (waits up to 30 s for another command's lock).
