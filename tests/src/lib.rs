@@ -4,3 +4,4 @@ pub mod bpf;
 pub mod lab;
 pub mod netpol;
 pub mod traffic;
+pub mod xdp_drop;
