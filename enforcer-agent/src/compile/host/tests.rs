@@ -377,7 +377,7 @@ fn reversed(p: &Packet) -> Packet {
         dst: p.src,
         src_port: p.dst_port,
         dst_port: p.src_port,
-        ..p.clone()
+        ..*p
     }
 }
 
