@@ -172,7 +172,8 @@ impl Agent {
     }
 }
 
-/// Loads, validates and compiles the datastore's content; a message on failure.
+/// Loads, validates and compiles the datastore's content for `node` (endpoints of other
+/// nodes are peers only: no interface of theirs is here); a message on failure.
 fn compile_revision(datastore: &FileDatastore, node: &str) -> Result<DataplaneSpec, String> {
     let objects = datastore.list().map_err(|e| e.to_string())?;
     let (cluster, warnings) =
@@ -180,7 +181,6 @@ fn compile_revision(datastore: &FileDatastore, node: &str) -> Result<DataplaneSp
     for warning in &warnings {
         tracing::warn!(%warning, "policy warning");
     }
-    // For this node: host endpoints of other nodes are not ours to enforce.
     crate::compile::compile_for_node(&cluster, Some(node)).map_err(|e| e.to_string())
 }
 

@@ -22,6 +22,12 @@ pub struct SynthParams {
     pub rules_per_policy: usize,
     /// Distinct `app` label values.
     pub apps: usize,
+    /// `spec.nodeName` of every generated pod. A lab runs only `node1`'s pods; pods of
+    /// another node are stored in its datastore as remote pods (peers only).
+    pub node: String,
+    /// Generated pod `i` gets the addresses of index `i + address_offset` (see
+    /// [`pod_addresses`]), so generated pods can stay clear of other pods' addresses.
+    pub address_offset: usize,
 }
 
 impl Default for SynthParams {
@@ -34,6 +40,8 @@ impl Default for SynthParams {
             calico_policies: 10,
             rules_per_policy: 2,
             apps: 20,
+            node: "node1".to_owned(),
+            address_offset: 0,
         }
     }
 }
@@ -95,7 +103,7 @@ pub fn generate(p: &SynthParams) -> Vec<Value> {
     }
     for i in 0..p.pods {
         let app = rng.below(p.apps);
-        let (v4, v6) = pod_addresses(i);
+        let (v4, v6) = pod_addresses(i + p.address_offset);
         let ports: Vec<Value> = PORTS
             .iter()
             .filter(|_| rng.chance(50))
@@ -107,7 +115,7 @@ pub fn generate(p: &SynthParams) -> Vec<Value> {
                 "name": format!("pod-{i}"), "namespace": ns_name(i % p.namespaces.max(1)),
                 "labels": {"app": format!("app-{app}"), "tier": TIERS[app % 3], "version": format!("v{}", rng.below(3))},
             },
-            "spec": {"nodeName": "node1", "containers": [{"name": "c", "ports": ports}]},
+            "spec": {"nodeName": p.node, "containers": [{"name": "c", "ports": ports}]},
             "status": {"podIP": v4, "podIPs": [{"ip": v4}, {"ip": v6}]},
         }));
     }
@@ -144,7 +152,9 @@ fn port_entry(rng: &mut Rng) -> Value {
 fn k8s_peer(rng: &mut Rng, p: &SynthParams) -> Value {
     match rng.below(5) {
         0 => {
-            json!({"ipBlock": {"cidr": format!("10.{}.0.0/16", rng.below(200)), "except": [format!("10.{}.1.0/24", rng.below(200))]}})
+            // The except must lie within the CIDR (Kubernetes validation).
+            let b = rng.below(200);
+            json!({"ipBlock": {"cidr": format!("10.{b}.0.0/16"), "except": [format!("10.{b}.{}.0/24", rng.below(256))]}})
         }
         1 => {
             json!({"namespaceSelector": {"matchLabels": {"team": format!("team-{}", rng.below(4))}}})
@@ -261,6 +271,114 @@ fn calico_policy(rng: &mut Rng, p: &SynthParams, i: usize) -> Value {
     })
 }
 
+/// A policy set whose rules all apply to one destination, for the rule-scaling and
+/// throughput benchmarks: `rules - 1` filler rules that never match traffic from the
+/// client, then one rule that allows everything from the client.
+#[derive(Clone, Debug)]
+pub struct TargetedParams {
+    pub seed: u64,
+    /// Total rules on the destination's ingress (at least 1).
+    pub rules: usize,
+    /// Rules per generated policy (the last policy may hold fewer).
+    pub rules_per_policy: usize,
+    /// Namespace of the destination (the policies are namespaced Calico policies there).
+    pub namespace: String,
+    /// `app` label of the destination: every generated policy selects it.
+    pub target_app: String,
+    /// `app` label of the client the final rule allows (filler rules never select it).
+    pub client_app: String,
+    /// Distinct `app` values filler selectors use (`app-0`…): other pods' labels.
+    pub apps: usize,
+    /// Distinct /24s filler rules name (inside 10.0.0.0/8, never a pod address).
+    pub cidrs: usize,
+    /// Distinct destination ports filler rules name.
+    pub ports: usize,
+}
+
+impl Default for TargetedParams {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            rules: 1,
+            rules_per_policy: 100,
+            namespace: "bench".to_owned(),
+            target_app: "bench-server".to_owned(),
+            client_app: "bench-client".to_owned(),
+            apps: 32,
+            cidrs: 64,
+            ports: 8,
+        }
+    }
+}
+
+/// Calico `NetworkPolicies` in `p.namespace` selecting `app == p.target_app`, in order,
+/// holding `p.rules` ingress rules in total. Filler rules mix Allow and Deny, sources
+/// by CIDR, by pod selector and by namespace + pod selector, TCP and UDP ports and
+/// ranges, none of which match the client (its app label is never used and its
+/// address is not in 10.0.0.0/8); the very last rule allows all from the client.
+pub fn targeted_policies(p: &TargetedParams) -> Vec<Value> {
+    let mut rng = Rng(p.seed);
+    let total = p.rules.max(1);
+    let per = p.rules_per_policy.max(1);
+    let mut docs = Vec::new();
+    let mut made = 0;
+    let mut index = 0;
+    while made < total {
+        let n = per.min(total - made);
+        let mut rules = Vec::with_capacity(n);
+        for _ in 0..n {
+            made += 1;
+            if made == total {
+                rules.push(json!({
+                    "action": "Allow",
+                    "source": {"selector": format!("app == '{}'", p.client_app)},
+                }));
+                break;
+            }
+            rules.push(filler_rule(&mut rng, p));
+        }
+        docs.push(json!({
+            "apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
+            "metadata": {"name": format!("bench-{index}"), "namespace": p.namespace},
+            "spec": {
+                "order": index,
+                "selector": format!("app == '{}'", p.target_app),
+                "types": ["Ingress"],
+                "ingress": rules,
+            },
+        }));
+        index += 1;
+    }
+    docs
+}
+
+fn filler_rule(rng: &mut Rng, p: &TargetedParams) -> Value {
+    let action = if rng.chance(75) { "Allow" } else { "Deny" };
+    let source = match rng.below(3) {
+        0 => {
+            let c = rng.below(p.cidrs.max(1));
+            json!({"nets": [format!("10.{}.{}.0/24", c / 256, c % 256)]})
+        }
+        1 => json!({"selector": format!("app == 'app-{}'", rng.below(p.apps.max(1)))}),
+        _ => json!({
+            "selector": format!("app == 'app-{}'", rng.below(p.apps.max(1))),
+            "namespaceSelector": "env == 'prod'",
+        }),
+    };
+    let port = 1000 + 10 * rng.below(p.ports.max(1)) as u16;
+    let ports = if rng.chance(20) {
+        json!([format!("{}:{}", port, port + 5)])
+    } else {
+        json!([port])
+    };
+    json!({
+        "action": action,
+        "protocol": if rng.chance(70) { "TCP" } else { "UDP" },
+        "source": source,
+        "destination": {"ports": ports},
+    })
+}
+
 /// The documents as one multi-document YAML text (JSON documents are YAML).
 pub fn to_yaml_stream(docs: &[Value]) -> String {
     docs.iter()
@@ -298,5 +416,52 @@ mod tests {
         assert_eq!(count("NetworkPolicy"), 11);
         assert_eq!(count("GlobalNetworkPolicy"), 3);
         assert_eq!(count("Namespace"), p.namespaces);
+    }
+
+    #[test]
+    fn targeted_policies_hold_exactly_the_requested_rules() {
+        for rules in [1, 99, 100, 101, 1000] {
+            let p = TargetedParams {
+                rules,
+                ..TargetedParams::default()
+            };
+            let docs = targeted_policies(&p);
+            let total: usize = docs
+                .iter()
+                .map(|d| d["spec"]["ingress"].as_array().map_or(0, Vec::len))
+                .sum();
+            assert_eq!(total, rules);
+            let last = docs
+                .last()
+                .and_then(|d| d["spec"]["ingress"].as_array())
+                .and_then(|r| r.last());
+            assert_eq!(
+                last.map(|r| r["source"]["selector"].clone()),
+                Some(json!("app == 'bench-client'"))
+            );
+        }
+        let p = TargetedParams {
+            rules: 500,
+            ..TargetedParams::default()
+        };
+        assert_eq!(targeted_policies(&p), targeted_policies(&p));
+    }
+
+    #[test]
+    #[expect(
+        clippy::unwrap_used,
+        reason = "test code: a panic is the failure report"
+    )]
+    fn pods_carry_the_node_and_the_address_offset() {
+        let p = SynthParams {
+            pods: 3,
+            node: "node2".into(),
+            address_offset: 100,
+            ..SynthParams::default()
+        };
+        let docs = generate(&p);
+        let pod = docs.iter().find(|d| d["kind"] == "Pod").unwrap();
+        assert_eq!(pod["spec"]["nodeName"], "node2");
+        assert_eq!(pod["status"]["podIP"], pod_addresses(100).0);
     }
 }

@@ -42,6 +42,9 @@ pub const MAP_CONNTRACK: &str = "ENF_CONNTRACK";
 pub const MAP_PENDING: &str = "ENF_PENDING";
 pub const MAP_COUNTERS: &str = "ENF_COUNTERS";
 pub const MAP_EVENTS: &str = "ENF_EVENTS";
+/// The benchmark floor program's own map: one entry in the object (the agent loads it
+/// but never pins or uses it); the benchmark loads it with `CONNTRACK_MAX`.
+pub const MAP_BENCH_FLOOR: &str = "ENF_BENCH_FLOOR";
 
 /// Program names (function names in the BPF object).
 pub const PROG_POD_EGRESS: &str = "enforcer_pod_egress";
@@ -54,6 +57,8 @@ pub const PROG_HOST_INGRESS: &str = "enforcer_host_ingress";
 pub const PROG_HOST_EGRESS: &str = "enforcer_host_egress";
 /// Failsafe ports (see [`FailsafeKey`]).
 pub const MAP_FAILSAFE: &str = "ENF_FAILSAFE";
+/// The benchmark floor (`cargo xtask bench`): parse + one hash lookup; never attached.
+pub const PROG_BENCH_FLOOR: &str = "enforcer_bench_floor";
 
 // ---------------------------------------------------------------------------------
 // Capacities.

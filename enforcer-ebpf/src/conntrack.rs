@@ -107,6 +107,30 @@ impl Entry {
     }
 }
 
+/// Whether conntrack already lets the packet through at the hook whose leg bit is
+/// `leg`: (a) this leg approved the flow (`fwd`, the forward entry), or (b) the packet
+/// is a reply to an established flow. A TCP SYN without ACK opens a connection and is
+/// always judged by policy. Refreshes the entry that matched.
+#[inline(always)]
+pub fn passes(pkt: &Packet, key: &CtKey, fwd: Option<&Entry>, leg: u32, now: u64) -> bool {
+    if pkt.is_tcp_syn_only() {
+        return false;
+    }
+    if let Some(e) = fwd
+        && e.has(leg)
+    {
+        e.touch(pkt, now);
+        return true;
+    }
+    if let Some(r) = lookup(&reverse_key(key), now)
+        && r.has(CT_F_ESTABLISHED)
+    {
+        r.touch(pkt, now);
+        return true;
+    }
+    false
+}
+
 /// Writes the entry (creating or replacing it).
 #[inline(always)]
 pub fn upsert(key: &CtKey, flags: u32, generation: u32, now: u64) {

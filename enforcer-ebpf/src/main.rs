@@ -10,6 +10,8 @@
 //!   before an skb exists, see [`host_xdp`].
 //! - [`enforcer_host_ingress`] / [`enforcer_host_egress`]: TCX ingress / egress of a
 //!   host interface = the host endpoint's policy, see [`host_tc`].
+//! - [`enforcer_bench_floor`]: not attached by the agent; the benchmark suite's floor
+//!   (parse + one hash lookup), see [`bench_floor`].
 #![no_std]
 #![no_main]
 #![expect(
@@ -18,6 +20,7 @@
               program and no call needs more than five arguments"
 )]
 
+mod bench_floor;
 mod conntrack;
 mod counters;
 mod host;
@@ -166,6 +169,16 @@ pub fn enforcer_pod_egress(ctx: TcContext) -> i32 {
 )]
 pub fn enforcer_pod_ingress(ctx: TcContext) -> i32 {
     finish(HOOK_POD_INGRESS, pod_ingress::run(&ctx))
+}
+
+/// The benchmark floor: parse to L4 and one hash lookup (never attached by the agent).
+#[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature #[classifier] requires"
+)]
+pub fn enforcer_bench_floor(ctx: TcContext) -> i32 {
+    bench_floor::run(&ctx)
 }
 
 #[cfg(not(test))]

@@ -8,7 +8,7 @@
 
 use aya_ebpf::programs::TcContext;
 use enforcer_common::{
-    CT_F_DEFERRED, CT_F_EGRESS_OK, CT_F_ESTABLISHED, CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK,
+    CT_F_DEFERRED, CT_F_EGRESS_OK, CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK,
     CT_F_INGRESS_OK, CtKey, DIR_EGRESS, EP_F_HAS_V4, EP_F_HAS_V6, EndpointInfo, FAMILY_V4,
     MARK_EGRESS_DEFERRED, MARK_MASK, PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP, PendingKey,
     PendingValue, REASON_ALLOW_CONNTRACK, REASON_ALLOW_NDP, REASON_ALLOW_NON_IP,
@@ -37,25 +37,12 @@ pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
     let ep = policy::endpoint(generation, ifindex).ok_or(Drop::NoEndpoint)?;
     check_source(&ep, &pkt)?;
 
-    // Conntrack: (a) this leg already approved the flow; (b) a reply to an established
-    // flow. A TCP SYN without ACK opens a connection: it is always judged by policy.
+    // Conntrack first (a flow this leg approved, or a reply): see `conntrack::passes`.
     let now = conntrack::now_ns();
     let key = conntrack::forward_key(&pkt);
     let fwd = conntrack::lookup(&key, now);
-    let syn = pkt.is_tcp_syn_only();
-    if !syn {
-        if let Some(e) = &fwd
-            && e.has(CT_F_EGRESS_OK)
-        {
-            e.touch(&pkt, now);
-            return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
-        }
-        if let Some(r) = conntrack::lookup(&conntrack::reverse_key(&key), now)
-            && r.has(CT_F_ESTABLISHED)
-        {
-            r.touch(&pkt, now);
-            return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
-        }
+    if conntrack::passes(&pkt, &key, fwd.as_ref(), CT_F_EGRESS_OK, now) {
+        return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
     }
 
     // Policy: the destination's class, the cell, the verdict.

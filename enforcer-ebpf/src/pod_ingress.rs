@@ -53,20 +53,8 @@ pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
     let now = conntrack::now_ns();
     let key = conntrack::forward_key(&pkt);
     let fwd = conntrack::lookup(&key, now);
-    let syn = pkt.is_tcp_syn_only();
-    if !syn {
-        if let Some(e) = &fwd
-            && e.has(CT_F_INGRESS_OK)
-        {
-            e.touch(&pkt, now);
-            return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
-        }
-        if let Some(r) = conntrack::lookup(&conntrack::reverse_key(&key), now)
-            && r.has(CT_F_ESTABLISHED)
-        {
-            r.touch(&pkt, now);
-            return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
-        }
+    if conntrack::passes(&pkt, &key, fwd.as_ref(), CT_F_INGRESS_OK, now) {
+        return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
     }
 
     // The second leg of a flow uses the generation that judged the first, while live.

@@ -1,7 +1,8 @@
 //! Privileged integration tests live in tests/; this library holds their helpers.
 
+pub mod bench;
 pub mod bpf;
+pub mod differential;
 pub mod lab;
 pub mod netpol;
 pub mod traffic;
-pub mod xdp_drop;

@@ -4,7 +4,11 @@
 //! - `cargo xtask test`: every test, unit and privileged (`BPF_PROG_TEST_RUN`, lab), the
 //!   privileged ones in both dev and release profiles.
 //! - `cargo xtask demo`: the tutorial (seed 000) walked step by step in `enforcer lab`.
+//! - `cargo xtask fuzz-diff [--cases N]`: the BPF differential test (programs vs the
+//!   reference evaluator) over N cases, default 1,000,000, release build.
+//! - `cargo xtask bench [--json FILE] [--quick]`: the benchmark suite (docs/performance.md).
 
+mod bench;
 mod demo;
 mod setup;
 
@@ -34,6 +38,24 @@ enum Task {
         #[arg(long)]
         keep: bool,
     },
+    /// The BPF differential test (real programs vs the reference evaluator) at length.
+    FuzzDiff {
+        /// Cases (packet legs) to judge.
+        #[arg(long, default_value_t = 1_000_000)]
+        cases: u64,
+        /// Base seed (default: random, printed).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Run the benchmark suite and print its table (see docs/performance.md).
+    Bench {
+        /// Also write the metrics as JSON to this file.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+        /// Small sizes, few repetitions: a smoke test of the suite (1-2 minutes).
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -43,14 +65,46 @@ fn main() -> Result<()> {
             setup::prepare(true)?;
             demo::run(keep)
         }
+        Task::FuzzDiff { cases, seed } => fuzz_diff(cases, seed),
+        Task::Bench { json, quick } => {
+            setup::prepare(true)?;
+            bench::run(json, quick)
+        }
     }
+}
+
+fn fuzz_diff(cases: u64, seed: Option<u64>) -> Result<()> {
+    setup::prepare(true)?;
+    let mut env = vec![("ENFORCER_BPF_DIFF_CASES", cases.to_string())];
+    if let Some(seed) = seed {
+        env.push(("ENFORCER_BPF_DIFF_SEED", seed.to_string()));
+    }
+    cargo_env(
+        &[
+            "test",
+            "--release",
+            "-p",
+            "enforcer-tests",
+            "--test",
+            "bpf_differential",
+            "--",
+            "--nocapture",
+        ],
+        &env,
+    )
 }
 
 /// Runs a cargo command in the workspace, failing on a non-zero exit.
 pub fn cargo(args: &[&str]) -> Result<()> {
+    cargo_env(args, &[])
+}
+
+/// [`cargo`] with extra environment variables.
+pub fn cargo_env(args: &[&str], env: &[(&str, String)]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .current_dir(setup::workspace_root())
         .status()
         .with_context(|| format!("running {cargo} {}", args.join(" ")))?;
@@ -81,9 +135,13 @@ fn test(unit_only: bool) -> Result<()> {
         "enforcer-tests",
         "--test",
         "bpf_programs",
+        "--test",
+        "bpf_differential",
         "--",
         "--test-threads=1",
     ])?;
+    // The benchmark suite's smoke mode: reported, never asserted on wall-clock.
+    bench::run(None, true)?;
     println!("xtask test: all suites passed");
     Ok(())
 }

@@ -14,12 +14,15 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// Programs the privileged parts call, and the Debian package that brings each.
-const PACKAGES: [(&str, &str); 5] = [
+const PACKAGES: [(&str, &str); 7] = [
     ("ip", "iproute2"),
     ("nft", "nftables"),
     ("bpftool", "bpftool"),
     ("curl", "curl"),
     ("nslookup", "bind9-dnsutils"),
+    // The benchmark suite's iptables comparison (iptables-nft, with ipsets as Calico).
+    ("iptables-restore", "iptables"),
+    ("ipset", "ipset"),
 ];
 
 /// Installs what is missing. `privileged`: also Debian packages and bpffs (needs root).

@@ -18,6 +18,7 @@
 //!   compression. Because representatives are exact, the verdicts are exactly the
 //!   evaluator's (checked by the differential test against [`simulate`]).
 
+pub mod arbitrary;
 pub mod host;
 pub mod simulate;
 pub mod spec;
@@ -470,7 +471,12 @@ impl<'a> Compiler<'a> {
                     verdicts.insert(key(ANY_PEER, ANY_CELL), verdict_of(&leg));
                     continue;
                 }
-                // Peer groups: classes the relevant rules tell apart.
+                // Peer groups: classes the relevant rules tell apart (through their
+                // distinct atoms: equal atoms have equal facts).
+                let mut relevant_atoms: Vec<usize> =
+                    relevant.iter().filter_map(|&n| peer_atom_pos[n]).collect();
+                relevant_atoms.sort_unstable();
+                relevant_atoms.dedup();
                 let mut group_of: HashMap<(bool, Vec<&SideFacts>), usize> = HashMap::new();
                 let mut peer_groups: Vec<Vec<u32>> = Vec::new();
                 for (c, (is_v4, facts)) in class_sigs.iter().enumerate() {
@@ -482,10 +488,8 @@ impl<'a> Compiler<'a> {
                     if !has_family {
                         continue;
                     }
-                    let k: Vec<&SideFacts> = relevant
-                        .iter()
-                        .filter_map(|&n| peer_atom_pos[n].map(|pos| &facts[pos]))
-                        .collect();
+                    let k: Vec<&SideFacts> =
+                        relevant_atoms.iter().map(|&pos| &facts[pos]).collect();
                     let g = *group_of.entry((*is_v4, k)).or_insert_with(|| {
                         peer_groups.push(Vec::new());
                         peer_groups.len() - 1

@@ -1,5 +1,7 @@
 //! From declared objects to the lab's cluster: implied Namespaces, the cluster DNS,
-//! Deployments expanded to Pods, and addresses.
+//! Deployments expanded to Pods, and addresses. Pods whose `spec.nodeName` names
+//! another node are remote pods: stored in the datastore as declared (with their own
+//! `status` addresses, which local pods never get), without netns or process.
 //!
 //! Addresses: pod index `i` (from 10) gets `198.18.0.0 + i` and `2001:2:: + i`, so
 //! the first pod is 198.18.0.10 / `2001:2::a`; a pod keeps its address for life.
@@ -283,6 +285,14 @@ pub fn declared_ports(pod: &Pod) -> Vec<u16> {
     set.into_iter().collect()
 }
 
+/// A pod declared on another node than the lab's (`spec.nodeName`): a remote pod.
+pub fn is_remote(pod: &Pod) -> bool {
+    pod.spec
+        .node_name
+        .as_deref()
+        .is_some_and(|n| !n.is_empty() && n != NODE_NAME)
+}
+
 pub fn is_dns_pod(pod: &Pod) -> bool {
     pod.metadata.namespace.as_deref() == Some(DNS_NAMESPACE)
         && pod.metadata.labels.get(DNS_LABEL.0).map(String::as_str) == Some(DNS_LABEL.1)
@@ -400,8 +410,12 @@ pub fn build(
     let mut objects = BTreeMap::new();
     let mut pods = BTreeMap::new();
     let mut planned: Vec<(Pod, Option<String>, &Declared)> = Vec::new();
+    // Pods of another node stand for remote pods: stored as declared (their own
+    // addresses in `status`), no netns, no process.
+    let mut remote: Vec<&Pod> = Vec::new();
     for d in declared.values() {
         match &d.object {
+            Object::Pod(p) if is_remote(p) => remote.push(p),
             Object::Pod(p) => planned.push((p.clone(), None, d)),
             Object::Deployment(dep) => {
                 for p in dep.pods() {
@@ -412,7 +426,14 @@ pub fn build(
         }
     }
     // Addresses: keep every existing pod's, then allocate in declaration order.
-    let mut used: BTreeSet<Ipv4Addr> = BTreeSet::new();
+    let mut used: BTreeSet<Ipv4Addr> = remote
+        .iter()
+        .flat_map(|p| p.ips())
+        .filter_map(|ip| match ip {
+            std::net::IpAddr::V4(v4) => Some(v4),
+            std::net::IpAddr::V6(_) => None,
+        })
+        .collect();
     for (pod, _, _) in &planned {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         if let Some(rec) = state.pods.get(&pod_key(ns, &pod.metadata.name)) {
@@ -489,6 +510,10 @@ pub fn build(
             Object::Pod(planned.pod.clone()),
         );
         pods.insert(key, planned);
+    }
+    for pod in remote {
+        let object = Object::Pod(pod.clone());
+        objects.insert(object.id(), object);
     }
     // Services: declared ClusterIP, else the one the Service already had, else a new one.
     let mut services = Vec::new();
@@ -642,6 +667,36 @@ mod tests {
                 .starts_with("198.19.0.")
         );
         assert_eq!(pod_v6(10), "2001:2::a".parse::<Ipv6Addr>().unwrap());
+    }
+
+    #[test]
+    fn pods_of_other_nodes_are_stored_but_not_run() {
+        let lab = LabName::new("t").unwrap();
+        let state = LabState::new("t", PathBuf::from("/x"), false);
+        let declared = declared_from(concat!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: far, namespace: a}\n",
+            "spec: {nodeName: node2, containers: [{name: c}]}\n",
+            "status: {podIP: 198.18.0.10, podIPs: [{ip: 198.18.0.10}]}\n",
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {name: near, namespace: a}\n",
+            "spec: {containers: [{name: c}]}\n",
+        ));
+        let topo = build(&lab, &declared, &BTreeMap::new(), &state).unwrap();
+        assert!(!topo.pods.contains_key("a/far"));
+        // The local pod does not get the remote pod's address.
+        assert_ne!(topo.pods["a/near"].ipv4, Ipv4Addr::new(198, 18, 0, 10));
+        let far = topo
+            .objects
+            .values()
+            .find_map(|o| match o {
+                Object::Pod(p) if p.metadata.name == "far" => Some(p),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(far.spec.node_name.as_deref(), Some("node2"));
+        assert_eq!(
+            far.ips(),
+            vec!["198.18.0.10".parse::<std::net::IpAddr>().unwrap()]
+        );
     }
 
     #[test]

@@ -151,7 +151,7 @@ impl Dataplane {
     /// Runs `hook`'s program once on `frame` as if it arrived on `ifindex` with `mark`
     /// (XDP: the mark is ignored; the action is `XDP_DROP` = 1 or `XDP_PASS` = 2).
     pub fn run(&self, hook: Hook, frame: &[u8], ifindex: u32, mark: u32) -> Run {
-        run_program(&self.ebpf, hook, frame, ifindex, mark)
+        test_run(&self.ebpf, hook, frame, ifindex, mark)
     }
 
     pub fn set_failsafe(&mut self, dir: u8, proto: u8, port: u16) {
@@ -365,7 +365,7 @@ impl CompiledDataplane {
 
     /// Runs `hook`'s program once on `frame` as if it arrived on `ifindex` with `mark`.
     pub fn run(&self, hook: Hook, frame: &[u8], ifindex: u32, mark: u32) -> Run {
-        run_program(&self.ebpf, hook, frame, ifindex, mark)
+        test_run(&self.ebpf, hook, frame, ifindex, mark)
     }
 
     /// Forgets every flow.
@@ -403,7 +403,7 @@ fn load_programs(object: &[u8]) -> Ebpf {
 
 /// Runs `hook`'s program of `ebpf` once on `frame` as if it arrived on `ifindex` with
 /// `mark` (XDP: the mark is ignored; the action is `XDP_DROP` = 1 or `XDP_PASS` = 2).
-fn run_program(ebpf: &Ebpf, hook: Hook, frame: &[u8], ifindex: u32, mark: u32) -> Run {
+pub fn test_run(ebpf: &Ebpf, hook: Hook, frame: &[u8], ifindex: u32, mark: u32) -> Run {
     if hook == Hook::HostXdp {
         return run_xdp(ebpf, frame, ifindex);
     }

@@ -8,7 +8,7 @@
 //! the shared machine hits both alike. A drop is counted where it happens: the
 //! `ENF_COUNTERS` slot (host-xdp, `deny_policy`) for (a), the rule's `counter` for
 //! (b); the rate is that delta over the flood's duration. The sender is one thread
-//! (`traffic::udp_flood`), as fast as it can.
+//! (`traffic::udp_flood`), as fast as it can. `Mode::quick`: 3 × 1 s, else 5 × 3 s.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::lab::{LabGuard, fixture};
+use super::{Goal, Metric, Mode, Report};
+use crate::lab::{LabGuard, fixture, unique_name};
 use crate::traffic::{self, median};
 
 /// The node's address and the denied `NodePort` (seed 002 allows only TCP 31852
@@ -26,6 +27,9 @@ pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 255, 1);
 pub const DENIED_PORT: u16 = 30_080;
 /// Payload of a flood datagram (small packets: the per-packet cost is what counts).
 pub const PAYLOAD: usize = 18;
+
+/// The goal: XDP discards at least as many packets per second as nftables.
+pub const GOAL: f64 = 1.0;
 
 /// The nftables table the baseline adds to the (no-agent) lab's node netns; gone with
 /// the netns at `lab down`.
@@ -39,6 +43,9 @@ pub struct Config {
 }
 
 impl Config {
+    pub fn of(mode: Mode) -> Self {
+        if mode.quick { Self::QUICK } else { Self::FULL }
+    }
     pub const FULL: Self = Self {
         runs: 5,
         flood: Duration::from_secs(3),
@@ -62,12 +69,12 @@ pub struct Sample {
 
 /// One a/b pair and the medians.
 #[derive(Clone, Debug)]
-pub struct Report {
+pub struct Drops {
     pub xdp: Vec<Sample>,
     pub nft: Vec<Sample>,
 }
 
-impl Report {
+impl Drops {
     pub fn median_xdp_pps(&self) -> f64 {
         median(&mut self.xdp.iter().map(|s| s.dropped_pps).collect::<Vec<_>>())
     }
@@ -172,18 +179,41 @@ fn flood(lab: &LabGuard, cfg: Config, dropped: &dyn Fn() -> Result<u64>) -> Resu
     })
 }
 
+/// A lab guard (down on drop) that is up, or the error of `lab up`.
+fn lab_up(prefix: &str, files: &[&Path], agent: bool) -> Result<LabGuard> {
+    let lab = LabGuard {
+        name: unique_name(prefix),
+        bin: super::lab::enforcer_binary().map_err(anyhow::Error::msg)?,
+    };
+    let mut args = vec!["up".to_owned()];
+    if !agent {
+        args.push("--no-agent".to_owned());
+    }
+    for f in files {
+        args.extend(["-f".to_owned(), f.to_string_lossy().into_owned()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = lab.run(&args);
+    if !out.status.success() {
+        bail!(
+            "lab up {}: {}",
+            lab.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(lab)
+}
+
 /// Brings up both labs (torn down on return, also on error or panic), then floods.
 /// `progress` gets one line per flood.
-pub fn measure(cfg: Config, progress: &mut dyn FnMut(&str)) -> Result<Report> {
+pub fn measure(cfg: Config, progress: &mut dyn FnMut(&str)) -> Result<Drops> {
     let files = seed_002();
     let files: Vec<&Path> = files.iter().map(std::path::PathBuf::as_path).collect();
-    let xdp_lab = LabGuard::new("bx");
-    xdp_lab.up(&files, true);
-    let nft_lab = LabGuard::new("bn");
-    nft_lab.up(&files[..1], false);
+    let xdp_lab = lab_up("bx", &files, true)?;
+    let nft_lab = lab_up("bn", &files[..1], false)?;
     let nft_node = netns_of(&nft_lab, "node");
     add_nft_deny(&nft_node)?;
-    let mut report = Report {
+    let mut report = Drops {
         xdp: Vec::new(),
         nft: Vec::new(),
     };
@@ -209,4 +239,44 @@ pub fn measure(cfg: Config, progress: &mut dyn FnMut(&str)) -> Result<Report> {
         report.nft.push(b);
     }
     Ok(report)
+}
+
+/// The suite's `p4` group: `p4_xdp_drop_vs_nft` and the two medians.
+pub fn run(mode: Mode, report: &mut Report) -> super::BenchResult<()> {
+    let cfg = Config::of(mode);
+    let r = measure(cfg, &mut |line| eprintln!("bench: p4 {line}"))
+        .map_err(|e| format!("p4: {e:#}"))?;
+    let per_run: Vec<String> = r.ratios().iter().map(|x| format!("{x:.2}")).collect();
+    let sent = median(
+        &mut r
+            .xdp
+            .iter()
+            .chain(&r.nft)
+            .map(|s| s.sent_pps)
+            .collect::<Vec<_>>(),
+    );
+    let detail = format!(
+        "UDP {PAYLOAD} B flood external -> {NODE_IP}:{DENIED_PORT} (seed 002 preDNAT deny), one sender thread (median {sent:.0} pps sent), all dropped in both; XDP {:.0} pps (host-xdp deny_policy) / nft prerouting raw {:.0} pps (rule counter); {} alternating rounds of {} s, medians; per round {}; veth native XDP copies each skb (see docs/performance.md)",
+        r.median_xdp_pps(),
+        r.median_nft_pps(),
+        cfg.runs,
+        cfg.flood.as_secs(),
+        per_run.join(" ")
+    );
+    report.push(
+        Metric::new("p4_xdp_drop_vs_nft", r.ratio(), "ratio", detail).goal(Goal::AtLeast(GOAL)),
+    );
+    report.push(Metric::new(
+        "p4_xdp_drop_pps",
+        r.median_xdp_pps(),
+        "pps",
+        "host-xdp deny_policy, median",
+    ));
+    report.push(Metric::new(
+        "p4_nft_drop_pps",
+        r.median_nft_pps(),
+        "pps",
+        "nft prerouting priority raw counter, median",
+    ));
+    Ok(())
 }
