@@ -454,7 +454,7 @@ pub const HOOK_HOST_EGRESS: u32 = 4;
 pub const HOOKS: u32 = 8;
 
 /// Counter slots per hook.
-pub const REASONS: u32 = 16;
+pub const REASONS: u32 = 17;
 pub const COUNTERS_LEN: u32 = HOOKS * REASONS;
 
 pub const REASON_ALLOW_POLICY: u32 = 0;
@@ -476,6 +476,10 @@ pub const REASON_ALLOW_FAILSAFE: u32 = 13;
 pub const REASON_ALLOW_UNTRACKED: u32 = 14;
 /// XDP found no untracked or preDNAT decision: left to the TC program.
 pub const REASON_XDP_CONTINUE: u32 = 15;
+/// A TCP packet other than a bare SYN that no conntrack entry approves, at a host
+/// interface (Calico's conntrack-INVALID drop): e.g. the reply of a flow that untracked
+/// (doNotTrack) policy allowed in one direction only.
+pub const REASON_DENY_NO_CONNTRACK: u32 = 16;
 
 /// Human names of the reasons, by index.
 pub const REASON_NAMES: [&str; REASONS as usize] = [
@@ -495,6 +499,7 @@ pub const REASON_NAMES: [&str; REASONS as usize] = [
     "allow_failsafe",
     "allow_untracked",
     "xdp_to_tc",
+    "deny_no_conntrack",
 ];
 
 // ---------------------------------------------------------------------------------

@@ -6,22 +6,25 @@
 //! open a flow, so their replies pass); `Config` and the host endpoint; untracked
 //! (doNotTrack) policy of this direction: allow passes without conntrack, deny drops;
 //! conntrack: this direction already approved the flow, or the packet is a reply to a
-//! flow the other direction approved; then the whole tracked chain of this direction
-//! (`DIR_HOST_INGRESS`: preDNAT then normal or applyOnForward tiers; `DIR_HOST_EGRESS`)
-//! for a new flow, recorded in conntrack when it allows.
+//! flow the other direction approved; a TCP packet other than a bare SYN that got this
+//! far has no state (Calico's conntrack-INVALID drop: e.g. the SYN-ACK of a connection
+//! whose SYN doNotTrack policy let in without a rule for the reply): dropped; then the
+//! whole tracked chain of this direction (`DIR_HOST_INGRESS`: preDNAT then normal or
+//! applyOnForward tiers; `DIR_HOST_EGRESS`) for a new flow, recorded in conntrack when
+//! it allows.
 
 use aya_ebpf::programs::TcContext;
 use enforcer_common::{
     CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK, DIR_HOST_EGRESS, DIR_HOST_INGRESS,
     DIR_UNTRACKED_EGRESS, DIR_UNTRACKED_INGRESS, REASON_ALLOW_CONNTRACK, REASON_ALLOW_FAILSAFE,
     REASON_ALLOW_NDP, REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_ALLOW_UNTRACKED,
-    REASON_DENY_POLICY,
+    REASON_DENY_NO_CONNTRACK, REASON_DENY_POLICY,
 };
 
 use crate::{
     Drop, Outcome, conntrack,
     host::{self, HostAction},
-    packet::{self, Frame},
+    packet::{self, Frame, IPPROTO_TCP},
     policy,
 };
 
@@ -79,6 +82,10 @@ pub fn run(ctx: &TcContext, inbound: bool) -> Result<Outcome, Drop> {
         {
             r.touch(&pkt, now);
             return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
+        }
+        if pkt.proto == IPPROTO_TCP {
+            // Mid-connection without state: never the start of a new tracked flow.
+            return Ok(Outcome::drop(REASON_DENY_NO_CONNTRACK));
         }
     }
     match host::decide(&cfg, tracked_dir, &key)? {

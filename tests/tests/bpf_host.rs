@@ -16,10 +16,10 @@ use enforcer_common::{
     CT_F_HOST_INGRESS_OK, Config, DIR_EGRESS, DIR_HOST_EGRESS, DIR_HOST_INGRESS, DIR_INGRESS,
     DIR_PREDNAT_INGRESS, DIR_UNTRACKED_EGRESS, DIR_UNTRACKED_INGRESS, EP_F_HOST, NO_INDEX,
     PEER_F_HOST, PeerInfo, REASON_ALLOW_CONNTRACK, REASON_ALLOW_FAILSAFE, REASON_ALLOW_NDP,
-    REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_ALLOW_UNTRACKED, REASON_DENY_POLICY,
-    REASON_FRAGMENT, REASON_MALFORMED, REASON_NAMES, REASON_NO_ENDPOINT, REASON_NO_POLICY_LOADED,
-    REASON_UNSUPPORTED_L3, REASON_XDP_CONTINUE, VERDICT_KIND_RULE, Verdict, VerdictKey,
-    host_profile,
+    REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_ALLOW_UNTRACKED, REASON_DENY_NO_CONNTRACK,
+    REASON_DENY_POLICY, REASON_FRAGMENT, REASON_MALFORMED, REASON_NAMES, REASON_NO_ENDPOINT,
+    REASON_NO_POLICY_LOADED, REASON_UNSUPPORTED_L3, REASON_XDP_CONTINUE, VERDICT_KIND_RULE,
+    Verdict, VerdictKey, host_profile,
 };
 use enforcer_tests::bpf::{
     dataplane::{Dataplane, Hook, ct_key, endpoint},
@@ -51,6 +51,8 @@ const CELL_OTHER_NODEPORT: u32 = 2;
 const CELL_SSH: u32 = 3;
 const CELL_HTTP: u32 = 4;
 const CELL_VXLAN: u32 = 5;
+const CELL_DNT: u32 = 6;
+const CELL_CLIENT: u32 = 7;
 
 const NODEPORT: u16 = 31_852;
 const OTHER_NODEPORT: u16 = 30_000;
@@ -305,6 +307,43 @@ fn failsafe_setup(dp: &mut Dataplane, ifs: &Ifaces) {
     setup(dp, ifs);
     dp.set_failsafe(DIR_INGRESS, PROTO_TCP, 22);
     dp.set_failsafe(DIR_EGRESS, PROTO_UDP, 53);
+}
+
+/// [`setup`] plus an untracked ingress allow of TCP/UDP port 8000 (cell `CELL_DNT`) with
+/// no untracked egress rule: doNotTrack asymmetric, as Calico's docs warn against.
+fn dnt_one_way_setup(dp: &mut Dataplane, ifs: &Ifaces) {
+    setup(dp, ifs);
+    dp.set_port(0, PROTO_TCP, 8000, 16, CELL_DNT);
+    dp.set_port(0, PROTO_UDP, 8000, 16, CELL_DNT);
+    for local in [0, HC_NODE] {
+        set(
+            dp,
+            DIR_UNTRACKED_INGRESS,
+            local,
+            ANY_PEER,
+            CELL_DNT,
+            ACTION_ALLOW,
+        );
+    }
+}
+
+/// [`dnt_one_way_setup`] plus the mirror untracked egress rule: the key's cell is the
+/// packet's destination port, so the reply to the client's port 40 000 (cell
+/// `CELL_CLIENT`) is what an egress rule with `destination: ports: [40000]` allows.
+fn dnt_both_ways_setup(dp: &mut Dataplane, ifs: &Ifaces) {
+    dnt_one_way_setup(dp, ifs);
+    dp.set_port(0, PROTO_TCP, 40_000, 16, CELL_CLIENT);
+    dp.set_port(0, PROTO_UDP, 40_000, 16, CELL_CLIENT);
+    for local in [0, HC_NODE] {
+        set(
+            dp,
+            DIR_UNTRACKED_EGRESS,
+            local,
+            ANY_PEER,
+            CELL_CLIENT,
+            ACTION_ALLOW,
+        );
+    }
 }
 
 fn nothing_loaded(dp: &mut Dataplane, ifs: &Ifaces) {
@@ -612,6 +651,92 @@ fn cases() -> Vec<Case> {
                     frame: tcp4(NODE4, 1, EXT4, 80, SYN),
                     expect: dropped(REASON_NO_ENDPOINT),
                 },
+            ],
+        },
+        Case {
+            name: "dnt_one_way_reply_breaks",
+            setup: dnt_one_way_setup,
+            steps: vec![
+                // The SYN to the node's port 8000 enters untracked: no conntrack entry.
+                xdp(
+                    tcp4(EXT4, 40_000, NODE4, 8000, SYN),
+                    pass(REASON_ALLOW_UNTRACKED),
+                ),
+                tc_in(
+                    tcp4(EXT4, 40_000, NODE4, 8000, SYN),
+                    pass(REASON_ALLOW_UNTRACKED),
+                ),
+                ct_none(x4, n4, 40_000, 8000, PROTO_TCP),
+                // The SYN-ACK has no untracked rule and no state: dropped, although the
+                // tracked egress chain would allow a new flow (Calico: ctstate INVALID).
+                tc_out(
+                    tcp4(NODE4, 8000, EXT4, 40_000, SYN | ACK),
+                    dropped(REASON_DENY_NO_CONNTRACK),
+                ),
+                tc_out(
+                    tcp4(NODE4, 8000, EXT4, 40_000, ACK),
+                    dropped(REASON_DENY_NO_CONNTRACK),
+                ),
+                ct_none(n4, x4, 8000, 40_000, PROTO_TCP),
+                // Forwarded (to a pod through the node): the same.
+                tc_in(
+                    tcp4(EXT4, 40_001, POD4, 8000, SYN),
+                    pass(REASON_ALLOW_UNTRACKED),
+                ),
+                tc_out(
+                    tcp4(POD4, 8000, EXT4, 40_001, SYN | ACK),
+                    dropped(REASON_DENY_NO_CONNTRACK),
+                ),
+                // A UDP reply is judged as a new tracked flow (Calico: ctstate NEW): the
+                // egress chain here allows it, and records it.
+                tc_out(
+                    V4::new(NODE4, EXT4, PROTO_UDP).frame(&udp(8000, 40_000)),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                ct_has(n4, x4, 8000, 40_000, PROTO_UDP, CT_F_HOST_EGRESS_OK),
+                // A bare SYN without state is a new flow, judged as before.
+                tc_out(
+                    tcp4(NODE4, 45_000, EXT4, 80, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                // ...and so are the reverse-direction stray segments.
+                tc_in(
+                    tcp4(EXT4, 81, NODE4, 45_001, ACK),
+                    dropped(REASON_DENY_NO_CONNTRACK),
+                ),
+                tc_in(
+                    tcp4(EXT4, 81, NODE4, 45_001, 0x04),
+                    dropped(REASON_DENY_NO_CONNTRACK),
+                ),
+            ],
+        },
+        Case {
+            name: "dnt_both_ways_stateless",
+            setup: dnt_both_ways_setup,
+            steps: vec![
+                tc_in(
+                    tcp4(EXT4, 40_000, NODE4, 8000, SYN),
+                    pass(REASON_ALLOW_UNTRACKED),
+                ),
+                tc_out(
+                    tcp4(NODE4, 8000, EXT4, 40_000, SYN | ACK),
+                    pass(REASON_ALLOW_UNTRACKED),
+                ),
+                xdp(
+                    tcp4(EXT4, 40_000, NODE4, 8000, ACK),
+                    pass(REASON_ALLOW_UNTRACKED),
+                ),
+                tc_in(
+                    tcp4(EXT4, 40_000, NODE4, 8000, ACK),
+                    pass(REASON_ALLOW_UNTRACKED),
+                ),
+                tc_out(
+                    V4::new(NODE4, EXT4, PROTO_UDP).frame(&udp(8000, 40_000)),
+                    pass(REASON_ALLOW_UNTRACKED),
+                ),
+                ct_none(x4, n4, 40_000, 8000, PROTO_TCP),
+                ct_none(n4, x4, 8000, 40_000, PROTO_TCP),
+                ct_none(n4, x4, 8000, 40_000, PROTO_UDP),
             ],
         },
         Case {

@@ -179,29 +179,120 @@ fn apply_on_forward_allowed_and_denied() {
     assert!(probe_pod(&lab), "applyOnForward allow not enforced");
 }
 
+/// An untracked (doNotTrack) policy on the host endpoint, `applyOnForward` so that it
+/// also covers forwarded traffic: `ingress` and `egress` are the rule lists (YAML, two
+/// spaces of indent), `None` for no such section.
+fn untracked_policy(ingress: &str, egress: Option<&str>) -> String {
+    let mut text = format!(
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: untracked\nspec:\n  doNotTrack: true\n  applyOnForward: true\n  selector: has(kubernetes-host)\n  ingress:\n{ingress}"
+    );
+    if let Some(egress) = egress {
+        text.push_str("  types: [Ingress, Egress]\n  egress:\n");
+        text.push_str(egress);
+    }
+    text
+}
+
+/// The untracked egress rule that lets replies to the external client out.
+const EGRESS_TO_EXTERNAL: &str =
+    "  - action: Allow\n    destination:\n      nets: [198.18.255.2/32]\n";
+
+fn node_connected(lab: &LabGuard, target: &str) -> bool {
+    let r = lab.probe(&["--from", "external", "--to", target, "--timeout-ms", "700"]);
+    assert_eq!(r.len(), 1, "{r:?}");
+    r[0].connected
+}
+
 #[test]
-fn do_not_track_needs_both_directions() {
+fn do_not_track_forwarded_needs_both_directions() {
     require_root();
     let _serial = serial();
     let lab = LabGuard::new("hd");
     let dir = enforcer_tests::lab::TempDir::new("hd");
     lab.up(&[&f("nodeport-app.yaml"), &f("002-node1-eth0.yaml")], true);
-    // Untracked: ingress to the pod allowed, egress denied: the reply is blocked.
-    let text = |egress: &str| {
-        format!(
-            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: untracked\nspec:\n  doNotTrack: true\n  applyOnForward: true\n  selector: has(kubernetes-host)\n  ingress:\n  - action: Allow\n    protocol: TCP\n    destination:\n      ports: [8080]\n  egress:\n{egress}"
-        )
-    };
-    let one_way = dir.write("dnt.yaml", &text("  - action: Deny\n"));
-    lab.apply(&one_way);
+    let ingress = "  - action: Allow\n    protocol: TCP\n    destination:\n      ports: [8080]\n";
+    // Asymmetric: the SYN to the pod enters untracked, the SYN-ACK has neither an
+    // untracked rule nor conntrack state: dropped as Calico drops conntrack-INVALID,
+    // although forwarded traffic with no tracked applyOnForward policy is allowed.
+    let no_conntrack = counter(&lab, "host-egress", "deny_no_conntrack");
+    lab.apply(&dir.write("dnt.yaml", &untracked_policy(ingress, None)));
+    assert!(!probe_pod(&lab), "reply of a one-way untracked flow passed");
+    assert!(counter(&lab, "host-egress", "deny_no_conntrack") > no_conntrack);
+    // An explicit untracked egress deny: blocked too.
+    lab.apply(&dir.write(
+        "dnt.yaml",
+        &untracked_policy(ingress, Some("  - action: Deny\n")),
+    ));
     assert!(!probe_pod(&lab), "reply passed an untracked egress deny");
     // Both directions allowed explicitly: the connection works, statelessly.
-    let both = dir.write(
+    lab.apply(&dir.write(
         "dnt.yaml",
-        &text("  - action: Allow\n    destination:\n      nets: [198.18.255.2/32]\n"),
-    );
-    lab.apply(&both);
+        &untracked_policy(ingress, Some(EGRESS_TO_EXTERNAL)),
+    ));
     assert!(probe_pod(&lab), "untracked allow in both directions failed");
     assert!(counter(&lab, "host-xdp", "allow_untracked") > 0);
     assert!(counter(&lab, "host-egress", "allow_untracked") > 0);
+    // An untracked deny of the request: denied, whatever the reply rule.
+    lab.apply(&dir.write(
+        "dnt.yaml",
+        &untracked_policy(
+            "  - action: Deny\n    protocol: TCP\n    destination:\n      ports: [8080]\n",
+            Some(EGRESS_TO_EXTERNAL),
+        ),
+    ));
+    assert!(!probe_pod(&lab), "untracked ingress deny not enforced");
+}
+
+/// doNotTrack to the node itself (port 8000, TCP and UDP): an asymmetric rule set
+/// breaks the reply as in Calico: a TCP reply without state is never a new flow (the
+/// handshake fails even where the normal egress policy allows everything); a UDP reply
+/// is a new tracked flow, denied with no normal egress policy (no profile) and allowed
+/// by one. The symmetric rule set works.
+#[test]
+fn do_not_track_to_node_asymmetric_breaks_reply() {
+    require_root();
+    let _serial = serial();
+    let lab = LabGuard::new("hn");
+    let dir = enforcer_tests::lab::TempDir::new("hn");
+    lab.up(&[&f("nodeport-app.yaml"), &f("002-node1-eth0.yaml")], true);
+    let ingress = "  - action: Allow\n    protocol: TCP\n    destination:\n      ports: [8000]\n  - action: Allow\n    protocol: UDP\n    destination:\n      ports: [8000]\n";
+    lab.apply(&dir.write("dnt.yaml", &untracked_policy(ingress, None)));
+    let no_conntrack = counter(&lab, "host-egress", "deny_no_conntrack");
+    let egress_denied = counter(&lab, "host-egress", "deny_policy");
+    assert!(
+        !node_connected(&lab, "node:8000"),
+        "TCP handshake completed"
+    );
+    assert!(
+        !node_connected(&lab, "node:8000/udp"),
+        "UDP reply passed without any egress policy"
+    );
+    assert!(counter(&lab, "host-egress", "deny_no_conntrack") > no_conntrack);
+    assert!(counter(&lab, "host-egress", "deny_policy") > egress_denied);
+    // A normal (tracked) egress policy allowing all: the UDP reply is a new flow it
+    // allows; the TCP SYN-ACK still is not (Calico: ctstate INVALID, not NEW).
+    lab.apply(&f("002-allow-outbound-external.yaml"));
+    let no_conntrack = counter(&lab, "host-egress", "deny_no_conntrack");
+    assert!(
+        !node_connected(&lab, "node:8000"),
+        "TCP reply of a one-way untracked flow passed as a new flow"
+    );
+    assert!(counter(&lab, "host-egress", "deny_no_conntrack") > no_conntrack);
+    assert!(
+        node_connected(&lab, "node:8000/udp"),
+        "UDP reply denied by an allowing egress policy"
+    );
+    // Symmetric: both directions untracked, both protocols work.
+    lab.delete(&f("002-allow-outbound-external.yaml"));
+    lab.apply(&dir.write(
+        "dnt.yaml",
+        &untracked_policy(ingress, Some(EGRESS_TO_EXTERNAL)),
+    ));
+    let untracked_out = counter(&lab, "host-egress", "allow_untracked");
+    assert!(node_connected(&lab, "node:8000"), "symmetric TCP failed");
+    assert!(
+        node_connected(&lab, "node:8000/udp"),
+        "symmetric UDP failed"
+    );
+    assert!(counter(&lab, "host-egress", "allow_untracked") > untracked_out);
 }

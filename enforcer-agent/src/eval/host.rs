@@ -13,6 +13,13 @@
 //! - for **forwarded** traffic: the `applyOnForward` tiers; allowed when none selects
 //!   the endpoint in that direction (or none decides).
 //!
+//! Replies ([`reply_passes`]): a flow whose request the tracked chain allowed has
+//! conntrack state, its replies pass (unless an untracked rule of the reply's
+//! direction denies them). A flow whose request passed untracked has none: the reply
+//! needs an untracked Allow of its own direction; without one, a TCP reply is dropped
+//! (Calico: conntrack `INVALID`, a non-SYN segment is never a new flow) and any other
+//! is judged as a new tracked flow (Calico: conntrack `NEW`).
+//!
 //! Profiles: the model has no Profile objects; `projectcalico-default-allow` (Calico's
 //! built-in) allows everything, any other name contributes nothing.
 //! Failsafe ports are configuration checked before all of this (BPF side).
@@ -20,7 +27,9 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use crate::policy::{Cluster, Direction, Entity, HostEndpointInfo, RuleAction, has_ports};
+use crate::policy::{
+    Cluster, Direction, Entity, HostEndpointInfo, PROTO_TCP, RuleAction, has_ports,
+};
 
 use super::{Action, DecisionKind, LegDecision, LoggedRule, Packet, rule_matches};
 
@@ -265,4 +274,58 @@ pub fn passes(
         return d.action == Action::Allow;
     }
     evaluate_tracked(cluster, view, hep, dir, packet).action == Action::Allow
+}
+
+/// How the first packet of a flow crossed a host endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Allowed by a doNotTrack policy: no conntrack state.
+    Untracked,
+    /// Allowed by the tracked chain: the flow is in conntrack.
+    Tracked,
+    Denied,
+}
+
+/// How the first packet of a flow crosses `hep` in `dir`.
+pub fn admission(
+    cluster: &Cluster,
+    view: &NodeView,
+    hep: &HostEndpointInfo,
+    dir: Direction,
+    packet: &Packet,
+) -> Admission {
+    if let Some(d) = evaluate_kind(cluster, hep, HostKind::Untracked, dir, packet) {
+        return if d.action == Action::Allow {
+            Admission::Untracked
+        } else {
+            Admission::Denied
+        };
+    }
+    if evaluate_tracked(cluster, view, hep, dir, packet).action == Action::Allow {
+        Admission::Tracked
+    } else {
+        Admission::Denied
+    }
+}
+
+/// Whether `reply` (crossing `hep` in `dir`, the request's opposite) passes, for a
+/// flow whose request was admitted as `request` (see the module doc).
+pub fn reply_passes(
+    cluster: &Cluster,
+    view: &NodeView,
+    hep: &HostEndpointInfo,
+    dir: Direction,
+    reply: &Packet,
+    request: Admission,
+) -> bool {
+    if let Some(d) = evaluate_kind(cluster, hep, HostKind::Untracked, dir, reply) {
+        return d.action == Action::Allow;
+    }
+    match request {
+        Admission::Tracked => true,
+        Admission::Untracked | Admission::Denied => {
+            reply.proto != PROTO_TCP
+                && evaluate_tracked(cluster, view, hep, dir, reply).action == Action::Allow
+        }
+    }
 }

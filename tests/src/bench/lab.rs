@@ -111,7 +111,7 @@ impl Drop for LabGuard {
 }
 
 /// `enforcer` next to this binary (`cargo xtask bench` builds both in release).
-fn enforcer_binary() -> BenchResult<PathBuf> {
+pub(super) fn enforcer_binary() -> BenchResult<PathBuf> {
     if let Some(bin) = std::env::var_os("ENFORCER_BIN") {
         return Ok(PathBuf::from(bin));
     }

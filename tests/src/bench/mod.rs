@@ -10,6 +10,7 @@
 //! - [`compile`]: `p6` compile times.
 //! - [`lab`]: `p3` packets/s against no policy, iptables and nftables, `p5` update
 //!   latency, `p6` agent RSS and BPF map memory, in an `enforcer lab`.
+//! - [`xdp`]: `p4` drop rate of a `NodePort` flood, XDP preDNAT deny vs nftables.
 //! - [`rulesets`]: the iptables and nftables translations of a policy set.
 //! - [`scenario`]: the synthetic clusters every benchmark uses.
 
@@ -18,6 +19,7 @@ pub mod lab;
 pub mod rulesets;
 pub mod scenario;
 pub mod testrun;
+pub mod xdp;
 
 use std::fmt::Write as _;
 use std::time::Instant;
