@@ -19,6 +19,7 @@
 //!   evaluator's (checked by the differential test against [`simulate`]).
 
 pub mod arbitrary;
+mod atom_index;
 pub mod host;
 pub mod simulate;
 pub mod spec;
@@ -39,10 +40,7 @@ pub use spec::DataplaneSpec;
 use spec::{SpecEndpoint, SpecPeer, SpecPort, SpecVerdictKey};
 
 use crate::eval::{self, Action, DecisionKind, LegDecision, Packet, SideFacts};
-use crate::policy::{
-    Cluster, Direction, EntityMatch, EntitySelector, NamespaceScope, PortMatch, Rule, has_ports,
-    is_icmp,
-};
+use crate::policy::{Cluster, Direction, EntityMatch, PortMatch, Rule, has_ports, is_icmp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
@@ -160,8 +158,9 @@ struct Compiler<'a> {
     rule_pos: HashMap<(usize, Direction, usize), usize>,
 }
 
-/// (is IPv4, facts of every peer atom).
-type ClassSignature = (bool, Vec<SideFacts>);
+/// (is IPv4, facts of every peer atom): the `(atom, fact id)` pairs of the atoms whose
+/// facts differ from the atom's default, by atom. Equal signatures ⟺ equal facts.
+pub(super) type ClassSignature = (bool, Vec<(u32, u32)>);
 /// (has IPv4, has IPv6, applicable policies per direction, facts of local rule sides).
 type ProfileSignature = (bool, bool, [Vec<usize>; 2], Vec<SideFacts>);
 /// What one rule's protocol and port predicates say about a cell: protocol matches for
@@ -216,7 +215,9 @@ impl<'a> Compiler<'a> {
 
     fn run(&self) -> Result<DataplaneSpec, CompileError> {
         let cluster = self.cluster;
+        let mut phases = PhaseTimer::new();
         let regions = self.regions();
+        phases.done("regions");
         let cidr_set: HashSet<IpNet> = regions.iter().filter(|r| r.named).map(|r| r.net).collect();
 
         // ---- Peer classes ----
@@ -237,28 +238,16 @@ impl<'a> Compiler<'a> {
                 });
             peer_atom_pos[n] = Some(pos);
         }
-        // Atoms whose only address test is a selector scoped to one namespace.
-        let atom_namespace: Vec<Option<&str>> = peer_atoms
+        // Each atom's facts where nothing distinguishes the region, and the index of
+        // the atoms that may say otherwise (see `atom_index`).
+        let sides: Vec<&EntityMatch> = peer_atoms
             .iter()
-            .map(|&n| {
-                let side = self.rules[n].peer_side();
-                let only_selector = side.nets.is_empty()
-                    && side.not_nets.is_empty()
-                    && side.not_selector.is_none()
-                    && side.service_accounts.is_none();
-                match &side.selector {
-                    Some(EntitySelector {
-                        namespace: NamespaceScope::Named(ns),
-                        ..
-                    }) if only_selector => Some(ns.as_str()),
-                    _ => None,
-                }
-            })
+            .map(|&n| self.rules[n].peer_side())
             .collect();
-        let unselected = SideFacts {
-            in_nets: true,
-            ..SideFacts::default()
-        };
+        let defaults: Vec<SideFacts> = sides.iter().map(|s| atom_index::default_facts(s)).collect();
+        let mut index = atom_index::AtomIndex::new(cluster, &sides, &regions);
+        // Per atom: its distinct facts, numbered from 1 (0 is the default).
+        let mut fact_ids: Vec<HashMap<SideFacts, u32>> = vec![HashMap::new(); peer_atoms.len()];
         let mut class_of_sig: HashMap<ClassSignature, u32> = HashMap::new();
         let mut class_sigs: Vec<ClassSignature> = Vec::new();
         let mut class_rep: Vec<IpAddr> = Vec::new();
@@ -266,7 +255,7 @@ impl<'a> Compiler<'a> {
         // evaluate the facts once per fingerprint.
         let mut fingerprint_class: HashMap<String, u32> = HashMap::new();
         let mut region_class: Vec<Option<u32>> = Vec::with_capacity(regions.len());
-        for region in &regions {
+        for (region_index, region) in regions.iter().enumerate() {
             let Some(rep) = region.rep else {
                 region_class.push(None);
                 continue;
@@ -283,21 +272,31 @@ impl<'a> Compiler<'a> {
                 continue;
             }
             let entities = cluster.entities_at(rep);
-            let facts: Vec<SideFacts> = peer_atoms
-                .iter()
-                .zip(&atom_namespace)
-                .map(|(&n, only_ns)| {
-                    if let Some(ns) = only_ns
-                        && !entities.iter().any(|e| e.namespace() == Some(*ns))
-                    {
-                        // A selector scoped to a namespace none of these entities is
-                        // in: nothing is selected (the common case, skipped).
-                        return unselected.clone();
-                    }
-                    let r = &self.rules[n];
-                    eval::side_facts_among(cluster, r.peer_side(), r.rule.protocol, rep, &entities)
-                })
-                .collect();
+            let mut facts: Vec<(u32, u32)> = Vec::new();
+            let candidates = index.candidates(region_index, &entities);
+            #[cfg(test)]
+            for (a, side) in sides.iter().enumerate() {
+                // The index's promise, checked exhaustively under test.
+                if candidates.binary_search(&(a as u32)).is_err() {
+                    let r = &self.rules[peer_atoms[a]];
+                    let f = eval::side_facts_among(cluster, side, r.rule.protocol, rep, &entities);
+                    assert_eq!(
+                        f, defaults[a],
+                        "atom {a} at {rep}: not a candidate yet not default"
+                    );
+                }
+            }
+            for a in candidates {
+                let r = &self.rules[peer_atoms[a as usize]];
+                let f =
+                    eval::side_facts_among(cluster, r.peer_side(), r.rule.protocol, rep, &entities);
+                if f == defaults[a as usize] {
+                    continue;
+                }
+                let ids = &mut fact_ids[a as usize];
+                let next = ids.len() as u32 + 1;
+                facts.push((a, *ids.entry(f).or_insert(next)));
+            }
             let sig = (rep.is_ipv4(), facts);
             let class = if let Some(&c) = class_of_sig.get(&sig) {
                 c
@@ -314,6 +313,7 @@ impl<'a> Compiler<'a> {
             region_class.push(Some(class));
         }
         let vip_class = class_sigs.len() as u32;
+        phases.done("peer classes");
 
         let mut peers = Vec::new();
         for (region, class) in regions.iter().zip(&region_class) {
@@ -425,6 +425,8 @@ impl<'a> Compiler<'a> {
             });
         }
 
+        phases.done("profiles");
+
         // ---- Cells ----
         let (cells, ports, unlisted_proto) = self.cells();
         let mut all_cells: Vec<Cell> = cells;
@@ -440,6 +442,8 @@ impl<'a> Compiler<'a> {
             .iter()
             .map(|r| self.named_port_values(r.rule))
             .collect();
+
+        phases.done("cells");
 
         // ---- Verdicts ----
         let mut verdicts: BTreeMap<SpecVerdictKey, Verdict> = BTreeMap::new();
@@ -473,10 +477,15 @@ impl<'a> Compiler<'a> {
                 }
                 // Peer groups: classes the relevant rules tell apart (through their
                 // distinct atoms: equal atoms have equal facts).
-                let mut relevant_atoms: Vec<usize> = relevant.iter().filter_map(|&n| peer_atom_pos[n]).collect();
-                relevant_atoms.sort_unstable();
-                relevant_atoms.dedup();
-                let mut group_of: HashMap<(bool, Vec<&SideFacts>), usize> = HashMap::new();
+                let mut relevant_atom = vec![false; peer_atoms.len()];
+                for &n in &relevant {
+                    if let Some(pos) = peer_atom_pos[n] {
+                        relevant_atom[pos] = true;
+                    }
+                }
+                // The classes' facts restricted to these atoms (sparse as the
+                // signatures are: defaults left out).
+                let mut group_of: HashMap<(bool, Vec<(u32, u32)>), usize> = HashMap::new();
                 let mut peer_groups: Vec<Vec<u32>> = Vec::new();
                 for (c, (is_v4, facts)) in class_sigs.iter().enumerate() {
                     let has_family = if *is_v4 {
@@ -487,7 +496,11 @@ impl<'a> Compiler<'a> {
                     if !has_family {
                         continue;
                     }
-                    let k: Vec<&SideFacts> = relevant_atoms.iter().map(|&pos| &facts[pos]).collect();
+                    let k: Vec<(u32, u32)> = facts
+                        .iter()
+                        .copied()
+                        .filter(|&(a, _)| relevant_atom[a as usize])
+                        .collect();
                     let g = *group_of.entry((*is_v4, k)).or_insert_with(|| {
                         peer_groups.push(Vec::new());
                         peer_groups.len() - 1
@@ -539,6 +552,7 @@ impl<'a> Compiler<'a> {
             }
         }
 
+        phases.done("verdicts");
         host::compile_host(
             self,
             &host::Classes {
@@ -551,6 +565,7 @@ impl<'a> Compiler<'a> {
             &mut endpoints,
             &mut verdicts,
         )?;
+        phases.done("host endpoints");
         let spec = DataplaneSpec {
             endpoints,
             peers,
@@ -571,6 +586,30 @@ impl<'a> Compiler<'a> {
             enforcer_common::VERDICTS_MAX,
         )?;
         Ok(spec)
+    }
+}
+
+/// Per-phase wall time, logged at debug level (`RUST_LOG=enforcer::compile=debug`):
+/// where a compile's time goes, without a profiler.
+struct PhaseTimer {
+    last: std::time::Instant,
+}
+
+impl PhaseTimer {
+    fn new() -> Self {
+        PhaseTimer {
+            last: std::time::Instant::now(),
+        }
+    }
+
+    fn done(&mut self, phase: &str) {
+        let now = std::time::Instant::now();
+        tracing::debug!(
+            phase,
+            ms = (now - self.last).as_secs_f64() * 1e3,
+            "compile phase"
+        );
+        self.last = now;
     }
 }
 
