@@ -156,6 +156,8 @@ struct Compiler<'a> {
     rules: Vec<RuleRef<'a>>,
     /// `(policy, dir, rule index)` → position in `rules`.
     rule_pos: HashMap<(usize, Direction, usize), usize>,
+    /// Per rule (as `rules`): every number its named destination ports can resolve to.
+    named_values: Vec<Vec<u16>>,
 }
 
 /// (is IPv4, facts of every peer atom): the `(atom, fact id)` pairs of the atoms whose
@@ -197,11 +199,30 @@ impl<'a> Compiler<'a> {
             .enumerate()
             .map(|(n, r)| ((r.policy, r.dir, r.index), n))
             .collect();
+        // Named ports by (protocol, name), over every entity that declares any: one
+        // pass over the endpoints rather than one per rule.
+        let mut declared: HashMap<(u8, &str), Vec<u16>> = HashMap::new();
+        let all_ports = cluster
+            .endpoints
+            .iter()
+            .flat_map(|e| &e.named_ports)
+            .chain(cluster.host_endpoints.iter().flat_map(|h| &h.named_ports));
+        for np in all_ports {
+            declared
+                .entry((np.protocol, np.name.as_str()))
+                .or_default()
+                .push(np.port);
+        }
+        let named_values = rules
+            .iter()
+            .map(|r| named_port_values(r.rule, &declared))
+            .collect();
         Ok(Compiler {
             cluster,
             node,
             rules,
             rule_pos,
+            named_values,
         })
     }
 
@@ -313,6 +334,21 @@ impl<'a> Compiler<'a> {
             region_class.push(Some(class));
         }
         let vip_class = class_sigs.len() as u32;
+        // Fact id → facts, per atom (ids are 1-based).
+        let fact_values: Vec<Vec<SideFacts>> = fact_ids
+            .into_iter()
+            .map(|ids| {
+                let mut v: Vec<(u32, SideFacts)> = ids.into_iter().map(|(f, id)| (id, f)).collect();
+                v.sort_unstable_by_key(|(id, _)| *id);
+                v.into_iter().map(|(_, f)| f).collect()
+            })
+            .collect();
+        // What a side with no address predicate says (`eval::side_facts`).
+        let no_address_test = SideFacts {
+            selected: true,
+            in_nets: true,
+            ..SideFacts::default()
+        };
         phases.done("peer classes");
 
         let mut peers = Vec::new();
@@ -437,11 +473,7 @@ impl<'a> Compiler<'a> {
                 lo: 0,
             });
         }
-        let named_values: Vec<Vec<u16>> = self
-            .rules
-            .iter()
-            .map(|r| self.named_port_values(r.rule))
-            .collect();
+        let named_values = &self.named_values;
 
         phases.done("cells");
 
@@ -521,17 +553,77 @@ impl<'a> Compiler<'a> {
                     });
                     cell_groups[g].push(*cell);
                 }
-                // The matrix, on representatives.
+                // The matrix, on representatives. The evaluator's tier walk runs per
+                // (peer group, cell group), but a rule's address predicates do not
+                // depend on the cell: they are evaluated once per peer group (peer
+                // sides from the class signature, local sides once per local
+                // address), leaving only protocol and ports per cell.
+                let mut offsets = Vec::with_capacity(applicable.len());
+                let mut total = 0;
+                for &p in applicable {
+                    offsets.push(total);
+                    total += cluster.policies[p].rules(dir).len();
+                }
+                let mut local_facts: HashMap<IpAddr, Vec<SideFacts>> = HashMap::new();
                 let matrix: Vec<Vec<Verdict>> = peer_groups
                     .iter()
                     .map(|classes| {
-                        let peer = class_rep[classes[0] as usize];
+                        let class = classes[0] as usize;
+                        let peer = class_rep[class];
                         let local = ep.address_like(peer).unwrap_or(peer);
+                        let local_facts = local_facts.entry(local).or_insert_with(|| {
+                            relevant
+                                .iter()
+                                .map(|&n| {
+                                    let r = &self.rules[n];
+                                    eval::side_facts(
+                                        cluster,
+                                        r.local_side(),
+                                        r.rule.protocol,
+                                        local,
+                                    )
+                                })
+                                .collect()
+                        });
+                        let sig = &class_sigs[class].1;
+                        let peer_facts: Vec<&SideFacts> = relevant
+                            .iter()
+                            .map(|&n| match peer_atom_pos[n] {
+                                None => &no_address_test,
+                                Some(a) => match sig.binary_search_by_key(&(a as u32), |&(x, _)| x)
+                                {
+                                    Ok(i) => &fact_values[a][sig[i].1 as usize - 1],
+                                    Err(_) => &defaults[a],
+                                },
+                            })
+                            .collect();
+                        let address_ok: Vec<bool> = peer_facts
+                            .iter()
+                            .zip(local_facts.iter())
+                            .map(|(p, l)| p.address_matches() && l.address_matches())
+                            .collect();
                         cell_groups
                             .iter()
                             .map(|cells| {
                                 let packet = leg_packet(dir, local, peer, cells.first());
-                                verdict_of(&eval::decide(cluster, applicable, dir, &packet))
+                                let leg =
+                                    eval::decide_with(cluster, applicable, dir, |pos, r, rule| {
+                                        let k = offsets[pos] + r;
+                                        if !address_ok[k] || !eval::protocol_matches(rule, &packet)
+                                        {
+                                            return false;
+                                        }
+                                        let (src, dst) = match dir {
+                                            Direction::Ingress => (peer_facts[k], &local_facts[k]),
+                                            Direction::Egress => (&local_facts[k], peer_facts[k]),
+                                        };
+                                        src.port_matches(&rule.source, packet.src_port)
+                                            && dst.port_matches(
+                                                &rule.destination,
+                                                packet.dst_port_key(),
+                                            )
+                                    });
+                                verdict_of(&leg)
                             })
                             .collect()
                     })
@@ -659,47 +751,30 @@ fn cell_key(rule: &Rule, cell: Cell, named: &[u16]) -> CellKey {
     )
 }
 
-impl Compiler<'_> {
-    /// Every number a rule's named destination ports can resolve to.
-    fn named_port_values(&self, rule: &Rule) -> Vec<u16> {
-        let Some(proto) = rule.protocol else {
-            return Vec::new();
-        };
-        let names: Vec<&String> = rule
-            .destination
-            .ports
-            .iter()
-            .chain(&rule.destination.not_ports)
-            .filter_map(|p| match p {
-                PortMatch::Named(n) => Some(n),
-                PortMatch::Range(..) => None,
-            })
-            .collect();
-        let mut out: Vec<u16> = Vec::new();
-        if names.is_empty() {
-            return out;
-        }
-        let all_ports = self
-            .cluster
-            .endpoints
-            .iter()
-            .flat_map(|e| &e.named_ports)
-            .chain(
-                self.cluster
-                    .host_endpoints
-                    .iter()
-                    .flat_map(|h| &h.named_ports),
-            );
-        for np in all_ports {
-            if np.protocol == proto && names.iter().any(|n| **n == np.name) {
-                out.push(np.port);
-            }
-        }
-        out.sort_unstable();
-        out.dedup();
-        out
-    }
+/// Every number a rule's named destination ports can resolve to, given the declared
+/// named ports by (protocol, name).
+fn named_port_values(rule: &Rule, declared: &HashMap<(u8, &str), Vec<u16>>) -> Vec<u16> {
+    let Some(proto) = rule.protocol else {
+        return Vec::new();
+    };
+    let mut out: Vec<u16> = rule
+        .destination
+        .ports
+        .iter()
+        .chain(&rule.destination.not_ports)
+        .filter_map(|p| match p {
+            PortMatch::Named(n) => declared.get(&(proto, n.as_str())),
+            PortMatch::Range(..) => None,
+        })
+        .flatten()
+        .copied()
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
 
+impl Compiler<'_> {
     /// Everything about an endpoint's address that a rule can see, as a string key:
     /// labels (which include namespace and service account), named ports, family,
     /// the most specific CIDR entry containing the address, and other entities there.
@@ -823,7 +898,7 @@ impl Compiler<'_> {
                     None => cut(base, base | 0xff),
                 }
             }
-            for v in self.named_port_values(self.rules[n].rule) {
+            for &v in &self.named_values[n] {
                 cut(u32::from(v), u32::from(v));
             }
         }
