@@ -51,6 +51,8 @@ struct Census<'a> {
     counts: HashMap<Feature<'a>, usize>,
     /// Namespace names entities are in (also those without a Namespace object).
     namespaces: HashSet<&'a str>,
+    /// Namespace selector → the namespaces it matches, as features.
+    by_namespace_selector: HashMap<&'a Selector, Vec<Feature<'a>>>,
 }
 
 impl<'a> Census<'a> {
@@ -58,6 +60,7 @@ impl<'a> Census<'a> {
         let mut census = Census {
             counts: HashMap::new(),
             namespaces: HashSet::new(),
+            by_namespace_selector: HashMap::new(),
         };
         let entities = cluster
             .endpoints
@@ -127,7 +130,7 @@ impl<'a> Census<'a> {
     /// Features one of which every entity the side's selector and service accounts
     /// pick has (`None`: no condition, or no selector at all).
     fn side_required(
-        &self,
+        &mut self,
         cluster: &'a Cluster,
         side: &'a EntityMatch,
     ) -> Option<Vec<Feature<'a>>> {
@@ -136,13 +139,18 @@ impl<'a> Census<'a> {
             best = self.required(&sel.selector);
             let scope = match &sel.namespace {
                 NamespaceScope::Named(ns) => Some(vec![Feature::Namespace(ns.as_str())]),
-                NamespaceScope::Selector(ns_sel) => Some(
-                    self.namespaces
-                        .iter()
-                        .filter(|ns| cluster.namespace_labels(ns, |l| ns_sel.matches(l)))
-                        .map(|ns| Feature::Namespace(ns))
-                        .collect(),
-                ),
+                NamespaceScope::Selector(ns_sel) => {
+                    // Many rules share a namespace selector: match the namespaces once.
+                    let namespaces = &self.namespaces;
+                    let matched = self.by_namespace_selector.entry(ns_sel).or_insert_with(|| {
+                        namespaces
+                            .iter()
+                            .filter(|ns| cluster.namespace_labels(ns, |l| ns_sel.matches(l)))
+                            .map(|ns| Feature::Namespace(ns))
+                            .collect()
+                    });
+                    Some(matched.clone())
+                }
                 NamespaceScope::Any
                 | NamespaceScope::AllNamespaced
                 | NamespaceScope::NonNamespaced => None,
@@ -195,7 +203,7 @@ pub(super) struct AtomIndex<'a> {
 impl<'a> AtomIndex<'a> {
     /// `sides`: each atom's peer side.
     pub(super) fn new(cluster: &'a Cluster, sides: &[&'a EntityMatch], regions: &[Region]) -> Self {
-        let census = Census::new(cluster);
+        let mut census = Census::new(cluster);
         let mut by_feature: HashMap<Feature<'a>, Vec<u32>> = HashMap::new();
         let mut any_entity = Vec::new();
         let mut by_region = vec![Vec::new(); regions.len()];
