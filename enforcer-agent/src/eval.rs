@@ -140,6 +140,19 @@ pub fn decide(
     dir: Direction,
     packet: &Packet,
 ) -> LegDecision {
+    decide_with(cluster, applicable, dir, |_, _, rule| {
+        rule_matches(cluster, rule, packet)
+    })
+}
+
+/// [`decide`] with rule matching left to `matches(position in applicable, rule index,
+/// rule)`: the compiler answers from precomputed facts; the walk is the same.
+pub fn decide_with(
+    cluster: &Cluster,
+    applicable: &[usize],
+    dir: Direction,
+    mut matches: impl FnMut(usize, usize, &Rule) -> bool,
+) -> LegDecision {
     let mut logged = Vec::new();
     let mut i = 0;
     while i < applicable.len() {
@@ -150,10 +163,10 @@ pub fn decide(
             .map_or(applicable.len(), |n| i + n);
         let tier = &cluster.tiers[tier_index];
         let mut passed = false;
-        'policies: for &p in &applicable[i..tier_end] {
+        'policies: for (pos, &p) in applicable.iter().enumerate().take(tier_end).skip(i) {
             let policy = &cluster.policies[p];
             for (r, rule) in policy.rules(dir).iter().enumerate() {
-                if !rule_matches(cluster, rule, packet) {
+                if !matches(pos, r, rule) {
                     continue;
                 }
                 let decided = |action| LegDecision {

@@ -56,7 +56,7 @@ pub(super) fn cut_node_ports(cluster: &Cluster, protos: &mut BTreeMap<u8, BTreeS
 pub(super) struct Classes<'a> {
     pub regions: &'a [Region],
     /// `(is_v4, facts)` per peer class.
-    pub class_sigs: &'a [(bool, Vec<SideFacts>)],
+    pub class_sigs: &'a [super::ClassSignature],
     pub class_rep: &'a [IpAddr],
     pub cells: &'a [Cell],
 }

@@ -19,6 +19,7 @@
 //!   evaluator's (checked by the differential test against [`simulate`]).
 
 pub mod arbitrary;
+mod atom_index;
 pub mod host;
 pub mod simulate;
 pub mod spec;
@@ -39,10 +40,7 @@ pub use spec::DataplaneSpec;
 use spec::{SpecEndpoint, SpecPeer, SpecPort, SpecVerdictKey};
 
 use crate::eval::{self, Action, DecisionKind, LegDecision, Packet, SideFacts};
-use crate::policy::{
-    Cluster, Direction, EntityMatch, EntitySelector, NamespaceScope, PortMatch, Rule, has_ports,
-    is_icmp,
-};
+use crate::policy::{Cluster, Direction, EntityMatch, PortMatch, Rule, has_ports, is_icmp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
@@ -158,10 +156,13 @@ struct Compiler<'a> {
     rules: Vec<RuleRef<'a>>,
     /// `(policy, dir, rule index)` → position in `rules`.
     rule_pos: HashMap<(usize, Direction, usize), usize>,
+    /// Per rule (as `rules`): every number its named destination ports can resolve to.
+    named_values: Vec<Vec<u16>>,
 }
 
-/// (is IPv4, facts of every peer atom).
-type ClassSignature = (bool, Vec<SideFacts>);
+/// (is IPv4, facts of every peer atom): the `(atom, fact id)` pairs of the atoms whose
+/// facts differ from the atom's default, by atom. Equal signatures ⟺ equal facts.
+pub(super) type ClassSignature = (bool, Vec<(u32, u32)>);
 /// (has IPv4, has IPv6, applicable policies per direction, facts of local rule sides).
 type ProfileSignature = (bool, bool, [Vec<usize>; 2], Vec<SideFacts>);
 /// What one rule's protocol and port predicates say about a cell: protocol matches for
@@ -198,11 +199,30 @@ impl<'a> Compiler<'a> {
             .enumerate()
             .map(|(n, r)| ((r.policy, r.dir, r.index), n))
             .collect();
+        // Named ports by (protocol, name), over every entity that declares any: one
+        // pass over the endpoints rather than one per rule.
+        let mut declared: HashMap<(u8, &str), Vec<u16>> = HashMap::new();
+        let all_ports = cluster
+            .endpoints
+            .iter()
+            .flat_map(|e| &e.named_ports)
+            .chain(cluster.host_endpoints.iter().flat_map(|h| &h.named_ports));
+        for np in all_ports {
+            declared
+                .entry((np.protocol, np.name.as_str()))
+                .or_default()
+                .push(np.port);
+        }
+        let named_values = rules
+            .iter()
+            .map(|r| named_port_values(r.rule, &declared))
+            .collect();
         Ok(Compiler {
             cluster,
             node,
             rules,
             rule_pos,
+            named_values,
         })
     }
 
@@ -216,7 +236,9 @@ impl<'a> Compiler<'a> {
 
     fn run(&self) -> Result<DataplaneSpec, CompileError> {
         let cluster = self.cluster;
+        let mut phases = PhaseTimer::new();
         let regions = self.regions();
+        phases.done("regions");
         let cidr_set: HashSet<IpNet> = regions.iter().filter(|r| r.named).map(|r| r.net).collect();
 
         // ---- Peer classes ----
@@ -237,28 +259,16 @@ impl<'a> Compiler<'a> {
                 });
             peer_atom_pos[n] = Some(pos);
         }
-        // Atoms whose only address test is a selector scoped to one namespace.
-        let atom_namespace: Vec<Option<&str>> = peer_atoms
+        // Each atom's facts where nothing distinguishes the region, and the index of
+        // the atoms that may say otherwise (see `atom_index`).
+        let sides: Vec<&EntityMatch> = peer_atoms
             .iter()
-            .map(|&n| {
-                let side = self.rules[n].peer_side();
-                let only_selector = side.nets.is_empty()
-                    && side.not_nets.is_empty()
-                    && side.not_selector.is_none()
-                    && side.service_accounts.is_none();
-                match &side.selector {
-                    Some(EntitySelector {
-                        namespace: NamespaceScope::Named(ns),
-                        ..
-                    }) if only_selector => Some(ns.as_str()),
-                    _ => None,
-                }
-            })
+            .map(|&n| self.rules[n].peer_side())
             .collect();
-        let unselected = SideFacts {
-            in_nets: true,
-            ..SideFacts::default()
-        };
+        let defaults: Vec<SideFacts> = sides.iter().map(|s| atom_index::default_facts(s)).collect();
+        let mut index = atom_index::AtomIndex::new(cluster, &sides, &regions);
+        // Per atom: its distinct facts, numbered from 1 (0 is the default).
+        let mut fact_ids: Vec<HashMap<SideFacts, u32>> = vec![HashMap::new(); peer_atoms.len()];
         let mut class_of_sig: HashMap<ClassSignature, u32> = HashMap::new();
         let mut class_sigs: Vec<ClassSignature> = Vec::new();
         let mut class_rep: Vec<IpAddr> = Vec::new();
@@ -266,7 +276,7 @@ impl<'a> Compiler<'a> {
         // evaluate the facts once per fingerprint.
         let mut fingerprint_class: HashMap<String, u32> = HashMap::new();
         let mut region_class: Vec<Option<u32>> = Vec::with_capacity(regions.len());
-        for region in &regions {
+        for (region_index, region) in regions.iter().enumerate() {
             let Some(rep) = region.rep else {
                 region_class.push(None);
                 continue;
@@ -283,21 +293,31 @@ impl<'a> Compiler<'a> {
                 continue;
             }
             let entities = cluster.entities_at(rep);
-            let facts: Vec<SideFacts> = peer_atoms
-                .iter()
-                .zip(&atom_namespace)
-                .map(|(&n, only_ns)| {
-                    if let Some(ns) = only_ns
-                        && !entities.iter().any(|e| e.namespace() == Some(*ns))
-                    {
-                        // A selector scoped to a namespace none of these entities is
-                        // in: nothing is selected (the common case, skipped).
-                        return unselected.clone();
-                    }
-                    let r = &self.rules[n];
-                    eval::side_facts_among(cluster, r.peer_side(), r.rule.protocol, rep, &entities)
-                })
-                .collect();
+            let mut facts: Vec<(u32, u32)> = Vec::new();
+            let candidates = index.candidates(region_index, &entities);
+            #[cfg(test)]
+            for (a, side) in sides.iter().enumerate() {
+                // The index's promise, checked exhaustively under test.
+                if candidates.binary_search(&(a as u32)).is_err() {
+                    let r = &self.rules[peer_atoms[a]];
+                    let f = eval::side_facts_among(cluster, side, r.rule.protocol, rep, &entities);
+                    assert_eq!(
+                        f, defaults[a],
+                        "atom {a} at {rep}: not a candidate yet not default"
+                    );
+                }
+            }
+            for a in candidates {
+                let r = &self.rules[peer_atoms[a as usize]];
+                let f =
+                    eval::side_facts_among(cluster, r.peer_side(), r.rule.protocol, rep, &entities);
+                if f == defaults[a as usize] {
+                    continue;
+                }
+                let ids = &mut fact_ids[a as usize];
+                let next = ids.len() as u32 + 1;
+                facts.push((a, *ids.entry(f).or_insert(next)));
+            }
             let sig = (rep.is_ipv4(), facts);
             let class = if let Some(&c) = class_of_sig.get(&sig) {
                 c
@@ -314,6 +334,22 @@ impl<'a> Compiler<'a> {
             region_class.push(Some(class));
         }
         let vip_class = class_sigs.len() as u32;
+        // Fact id → facts, per atom (ids are 1-based).
+        let fact_values: Vec<Vec<SideFacts>> = fact_ids
+            .into_iter()
+            .map(|ids| {
+                let mut v: Vec<(u32, SideFacts)> = ids.into_iter().map(|(f, id)| (id, f)).collect();
+                v.sort_unstable_by_key(|(id, _)| *id);
+                v.into_iter().map(|(_, f)| f).collect()
+            })
+            .collect();
+        // What a side with no address predicate says (`eval::side_facts`).
+        let no_address_test = SideFacts {
+            selected: true,
+            in_nets: true,
+            ..SideFacts::default()
+        };
+        phases.done("peer classes");
 
         let mut peers = Vec::new();
         for (region, class) in regions.iter().zip(&region_class) {
@@ -425,6 +461,8 @@ impl<'a> Compiler<'a> {
             });
         }
 
+        phases.done("profiles");
+
         // ---- Cells ----
         let (cells, ports, unlisted_proto) = self.cells();
         let mut all_cells: Vec<Cell> = cells;
@@ -435,11 +473,9 @@ impl<'a> Compiler<'a> {
                 lo: 0,
             });
         }
-        let named_values: Vec<Vec<u16>> = self
-            .rules
-            .iter()
-            .map(|r| self.named_port_values(r.rule))
-            .collect();
+        let named_values = &self.named_values;
+
+        phases.done("cells");
 
         // ---- Verdicts ----
         let mut verdicts: BTreeMap<SpecVerdictKey, Verdict> = BTreeMap::new();
@@ -473,11 +509,15 @@ impl<'a> Compiler<'a> {
                 }
                 // Peer groups: classes the relevant rules tell apart (through their
                 // distinct atoms: equal atoms have equal facts).
-                let mut relevant_atoms: Vec<usize> =
-                    relevant.iter().filter_map(|&n| peer_atom_pos[n]).collect();
-                relevant_atoms.sort_unstable();
-                relevant_atoms.dedup();
-                let mut group_of: HashMap<(bool, Vec<&SideFacts>), usize> = HashMap::new();
+                let mut relevant_atom = vec![false; peer_atoms.len()];
+                for &n in &relevant {
+                    if let Some(pos) = peer_atom_pos[n] {
+                        relevant_atom[pos] = true;
+                    }
+                }
+                // The classes' facts restricted to these atoms (sparse as the
+                // signatures are: defaults left out).
+                let mut group_of: HashMap<(bool, Vec<(u32, u32)>), usize> = HashMap::new();
                 let mut peer_groups: Vec<Vec<u32>> = Vec::new();
                 for (c, (is_v4, facts)) in class_sigs.iter().enumerate() {
                     let has_family = if *is_v4 {
@@ -488,8 +528,11 @@ impl<'a> Compiler<'a> {
                     if !has_family {
                         continue;
                     }
-                    let k: Vec<&SideFacts> =
-                        relevant_atoms.iter().map(|&pos| &facts[pos]).collect();
+                    let k: Vec<(u32, u32)> = facts
+                        .iter()
+                        .copied()
+                        .filter(|&(a, _)| relevant_atom[a as usize])
+                        .collect();
                     let g = *group_of.entry((*is_v4, k)).or_insert_with(|| {
                         peer_groups.push(Vec::new());
                         peer_groups.len() - 1
@@ -510,17 +553,77 @@ impl<'a> Compiler<'a> {
                     });
                     cell_groups[g].push(*cell);
                 }
-                // The matrix, on representatives.
+                // The matrix, on representatives. The evaluator's tier walk runs per
+                // (peer group, cell group), but a rule's address predicates do not
+                // depend on the cell: they are evaluated once per peer group (peer
+                // sides from the class signature, local sides once per local
+                // address), leaving only protocol and ports per cell.
+                let mut offsets = Vec::with_capacity(applicable.len());
+                let mut total = 0;
+                for &p in applicable {
+                    offsets.push(total);
+                    total += cluster.policies[p].rules(dir).len();
+                }
+                let mut local_facts: HashMap<IpAddr, Vec<SideFacts>> = HashMap::new();
                 let matrix: Vec<Vec<Verdict>> = peer_groups
                     .iter()
                     .map(|classes| {
-                        let peer = class_rep[classes[0] as usize];
+                        let class = classes[0] as usize;
+                        let peer = class_rep[class];
                         let local = ep.address_like(peer).unwrap_or(peer);
+                        let local_facts = local_facts.entry(local).or_insert_with(|| {
+                            relevant
+                                .iter()
+                                .map(|&n| {
+                                    let r = &self.rules[n];
+                                    eval::side_facts(
+                                        cluster,
+                                        r.local_side(),
+                                        r.rule.protocol,
+                                        local,
+                                    )
+                                })
+                                .collect()
+                        });
+                        let sig = &class_sigs[class].1;
+                        let peer_facts: Vec<&SideFacts> = relevant
+                            .iter()
+                            .map(|&n| match peer_atom_pos[n] {
+                                None => &no_address_test,
+                                Some(a) => match sig.binary_search_by_key(&(a as u32), |&(x, _)| x)
+                                {
+                                    Ok(i) => &fact_values[a][sig[i].1 as usize - 1],
+                                    Err(_) => &defaults[a],
+                                },
+                            })
+                            .collect();
+                        let address_ok: Vec<bool> = peer_facts
+                            .iter()
+                            .zip(local_facts.iter())
+                            .map(|(p, l)| p.address_matches() && l.address_matches())
+                            .collect();
                         cell_groups
                             .iter()
                             .map(|cells| {
                                 let packet = leg_packet(dir, local, peer, cells.first());
-                                verdict_of(&eval::decide(cluster, applicable, dir, &packet))
+                                let leg =
+                                    eval::decide_with(cluster, applicable, dir, |pos, r, rule| {
+                                        let k = offsets[pos] + r;
+                                        if !address_ok[k] || !eval::protocol_matches(rule, &packet)
+                                        {
+                                            return false;
+                                        }
+                                        let (src, dst) = match dir {
+                                            Direction::Ingress => (peer_facts[k], &local_facts[k]),
+                                            Direction::Egress => (&local_facts[k], peer_facts[k]),
+                                        };
+                                        src.port_matches(&rule.source, packet.src_port)
+                                            && dst.port_matches(
+                                                &rule.destination,
+                                                packet.dst_port_key(),
+                                            )
+                                    });
+                                verdict_of(&leg)
                             })
                             .collect()
                     })
@@ -541,6 +644,7 @@ impl<'a> Compiler<'a> {
             }
         }
 
+        phases.done("verdicts");
         host::compile_host(
             self,
             &host::Classes {
@@ -553,6 +657,7 @@ impl<'a> Compiler<'a> {
             &mut endpoints,
             &mut verdicts,
         )?;
+        phases.done("host endpoints");
         let spec = DataplaneSpec {
             endpoints,
             peers,
@@ -573,6 +678,30 @@ impl<'a> Compiler<'a> {
             enforcer_common::VERDICTS_MAX,
         )?;
         Ok(spec)
+    }
+}
+
+/// Per-phase wall time, logged at debug level (`RUST_LOG=enforcer::compile=debug`):
+/// where a compile's time goes, without a profiler.
+struct PhaseTimer {
+    last: std::time::Instant,
+}
+
+impl PhaseTimer {
+    fn new() -> Self {
+        PhaseTimer {
+            last: std::time::Instant::now(),
+        }
+    }
+
+    fn done(&mut self, phase: &str) {
+        let now = std::time::Instant::now();
+        tracing::debug!(
+            phase,
+            ms = (now - self.last).as_secs_f64() * 1e3,
+            "compile phase"
+        );
+        self.last = now;
     }
 }
 
@@ -622,47 +751,30 @@ fn cell_key(rule: &Rule, cell: Cell, named: &[u16]) -> CellKey {
     )
 }
 
-impl Compiler<'_> {
-    /// Every number a rule's named destination ports can resolve to.
-    fn named_port_values(&self, rule: &Rule) -> Vec<u16> {
-        let Some(proto) = rule.protocol else {
-            return Vec::new();
-        };
-        let names: Vec<&String> = rule
-            .destination
-            .ports
-            .iter()
-            .chain(&rule.destination.not_ports)
-            .filter_map(|p| match p {
-                PortMatch::Named(n) => Some(n),
-                PortMatch::Range(..) => None,
-            })
-            .collect();
-        let mut out: Vec<u16> = Vec::new();
-        if names.is_empty() {
-            return out;
-        }
-        let all_ports = self
-            .cluster
-            .endpoints
-            .iter()
-            .flat_map(|e| &e.named_ports)
-            .chain(
-                self.cluster
-                    .host_endpoints
-                    .iter()
-                    .flat_map(|h| &h.named_ports),
-            );
-        for np in all_ports {
-            if np.protocol == proto && names.iter().any(|n| **n == np.name) {
-                out.push(np.port);
-            }
-        }
-        out.sort_unstable();
-        out.dedup();
-        out
-    }
+/// Every number a rule's named destination ports can resolve to, given the declared
+/// named ports by (protocol, name).
+fn named_port_values(rule: &Rule, declared: &HashMap<(u8, &str), Vec<u16>>) -> Vec<u16> {
+    let Some(proto) = rule.protocol else {
+        return Vec::new();
+    };
+    let mut out: Vec<u16> = rule
+        .destination
+        .ports
+        .iter()
+        .chain(&rule.destination.not_ports)
+        .filter_map(|p| match p {
+            PortMatch::Named(n) => declared.get(&(proto, n.as_str())),
+            PortMatch::Range(..) => None,
+        })
+        .flatten()
+        .copied()
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
 
+impl Compiler<'_> {
     /// Everything about an endpoint's address that a rule can see, as a string key:
     /// labels (which include namespace and service account), named ports, family,
     /// the most specific CIDR entry containing the address, and other entities there.
@@ -786,7 +898,7 @@ impl Compiler<'_> {
                     None => cut(base, base | 0xff),
                 }
             }
-            for v in self.named_port_values(self.rules[n].rule) {
+            for &v in &self.named_values[n] {
                 cut(u32::from(v), u32::from(v));
             }
         }

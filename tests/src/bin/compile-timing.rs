@@ -1,0 +1,86 @@
+//! A quick release-mode timing harness for the policy compiler on the `p6` clusters:
+//!
+//! ```text
+//! compile-timing scale POLICIES PODS [RULES]   # compile_for_node(node1), as p6 at scale
+//! compile-timing ids RULES IDS                 # compile(), as the Cilium comparison
+//! ```
+//!
+//! Prints the compile time (median of `ENFORCER_SAMPLES`, default 1), the entry counts
+//! and a digest of the whole `DataplaneSpec`, so that a compiler change can be checked
+//! to give the identical spec. `RUST_LOG=enforcer::compile=debug` shows phase timings.
+
+use std::hash::{DefaultHasher, Hash as _, Hasher as _};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use enforcer::compile::{self, DataplaneSpec};
+use enforcer_tests::bench::scenario;
+
+fn digest(spec: &DataplaneSpec) -> u64 {
+    // The Debug text covers every field; DefaultHasher::new() has fixed keys.
+    let mut h = DefaultHasher::new();
+    format!("{spec:?}").hash(&mut h);
+    h.finish()
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let num =
+        |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
+    let samples: usize = std::env::var("ENFORCER_SAMPLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let (docs, node) = match args.first().map(String::as_str) {
+        Some("scale") => {
+            let (policies, pods) = (num(1, 2_000), num(2, 1_000));
+            (
+                scenario::scale(num(3, policies), policies, pods),
+                Some("node1"),
+            )
+        }
+        Some("ids") => (scenario::identities(num(1, 1_000), num(2, 3_000)), None),
+        _ => {
+            eprintln!("usage: compile-timing scale POLICIES PODS [RULES] | ids RULES IDS");
+            return ExitCode::from(2);
+        }
+    };
+    let cluster = match scenario::cluster(&docs) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut times = Vec::new();
+    let mut spec = DataplaneSpec::default();
+    for _ in 0..samples.max(1) {
+        let started = Instant::now();
+        match compile::compile_for_node(&cluster, node) {
+            Ok(s) => spec = s,
+            Err(e) => {
+                eprintln!("compile: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        times.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "policies {} pods {} | compile median {:.1} ms (of {:?}) | endpoints {} peers {} ports {} verdicts {} | digest {:016x}",
+        cluster.policies.len(),
+        cluster.endpoints.len(),
+        times[times.len() / 2],
+        times.iter().map(|t| t.round()).collect::<Vec<_>>(),
+        spec.endpoints.len(),
+        spec.peers.len(),
+        spec.ports.len(),
+        spec.verdicts.len(),
+        digest(&spec)
+    );
+    ExitCode::SUCCESS
+}
