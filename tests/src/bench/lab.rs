@@ -529,14 +529,12 @@ fn objects(doc: &Value) -> BenchResult<Vec<Object>> {
 }
 
 /// The scale of `p5` and of the lab part of `p6`: (rules on the server, policies,
-/// pods). Below the 10,000 policies / 5,000 pods because one compile there
-/// takes tens of seconds (the `p6_compile_10k_policies_5k_pods_ms` figure): 50 changes
-/// would not fit the suite's 15 minutes. docs/performance.md discusses it.
+/// pods) — the 10,000 policies / 5,000 pods in full mode.
 pub fn p5_sizes(mode: Mode) -> (usize, usize, usize) {
     if mode.quick {
         (500, 500, 250)
     } else {
-        (2_000, 2_000, 1_000)
+        (10_000, 10_000, 5_000)
     }
 }
 
