@@ -233,6 +233,8 @@ fn walk() -> Result<()> {
             LAB,
             "--from",
             "dev-app/*",
+            "--from",
+            "client/*",
             "-o",
             "table",
         ])?;
