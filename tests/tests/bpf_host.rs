@@ -28,6 +28,7 @@ use enforcer_tests::bpf::{
         ACK, ETH_P_IP, ETH_P_IPV6, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SYN, V4, arp, eth, icmp,
         tcp, truncated, udp, v6,
     },
+    run_table,
 };
 
 const NODE4: Ipv4Addr = Ipv4Addr::new(198, 18, 255, 1);
@@ -826,30 +827,18 @@ fn bpf_host() {
     let (host, _) = netns.veth_pair("enf-eth0", "enf-ext");
     let ifs = Ifaces { host };
     let mut dp = Dataplane::load(BPF_OBJECT);
-    let filter = std::env::var("BPF_CASE").ok();
-    let mut ran = 0;
-    let mut failures = Vec::new();
-    for case in cases() {
-        if filter.as_deref().is_some_and(|f| !case.name.contains(f)) {
-            continue;
-        }
-        ran += 1;
-        dp.reset();
-        (case.setup)(&mut dp, &ifs);
-        for (i, step) in case.steps.iter().enumerate() {
-            if let Err(e) = run_step(&mut dp, &ifs, step) {
-                failures.push(format!("{}: step {i}: {e}", case.name));
-                break;
+    run_table(
+        "bpf_host",
+        cases(),
+        |c| c.name,
+        |case| {
+            dp.reset();
+            (case.setup)(&mut dp, &ifs);
+            for (i, step) in case.steps.iter().enumerate() {
+                run_step(&mut dp, &ifs, step).map_err(|e| format!("step {i}: {e}"))?;
             }
-        }
-    }
-    eprintln!("bpf_host: {ran} cases run, {} failed", failures.len());
-    assert!(ran > 0, "no case ran (BPF_CASE={filter:?})");
-    assert!(
-        failures.is_empty(),
-        "{} of {ran} cases failed:\n{}",
-        failures.len(),
-        failures.join("\n")
+            Ok(())
+        },
     );
     drop(netns);
 }

@@ -31,6 +31,7 @@ use enforcer_tests::bpf::{
         ACK, Ext, FIN, PROTO_GRE, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP, PSH,
         RST, SYN, V4, arp, eth, icmp, sctp, tcp, truncated, udp, v6,
     },
+    run_table,
 };
 
 // ---------------------------------------------------------------------------------
@@ -1857,30 +1858,18 @@ fn bpf_programs() {
     let ifs = Ifaces { a, b };
     let mut dp = Dataplane::load(BPF_OBJECT);
 
-    let filter = std::env::var("BPF_CASE").ok();
-    let mut ran = 0;
-    let mut failures = Vec::new();
-    for case in cases() {
-        if filter.as_deref().is_some_and(|f| !case.name.contains(f)) {
-            continue;
-        }
-        ran += 1;
-        dp.reset();
-        (case.setup)(&mut dp, &ifs);
-        for (i, step) in case.steps.iter().enumerate() {
-            if let Err(e) = run_step(&mut dp, &ifs, step) {
-                failures.push(format!("{}: step {i}: {e}", case.name));
-                break;
+    run_table(
+        "bpf_programs",
+        cases(),
+        |c| c.name,
+        |case| {
+            dp.reset();
+            (case.setup)(&mut dp, &ifs);
+            for (i, step) in case.steps.iter().enumerate() {
+                run_step(&mut dp, &ifs, step).map_err(|e| format!("step {i}: {e}"))?;
             }
-        }
-    }
-    eprintln!("bpf_programs: {ran} cases run, {} failed", failures.len());
-    assert!(ran > 0, "no case ran (BPF_CASE={filter:?})");
-    assert!(
-        failures.is_empty(),
-        "{} of {ran} cases failed:\n{}",
-        failures.len(),
-        failures.join("\n")
+            Ok(())
+        },
     );
     drop(netns);
 }
