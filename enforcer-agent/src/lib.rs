@@ -4,11 +4,14 @@
 //! model; Kubernetes policies converted as Calico does) → [`compile`] (classes and
 //! verdict entries, see `docs/architecture.md`) → [`dataplane`] (BPF maps and programs).
 //! [`eval`] is the reference evaluator, the readable spec the compiler is tested
-//! against. [`lab`] builds a cluster out of network namespaces.
+//! against. [`cluster`] plans the cluster a set of objects describes (pods,
+//! addresses, nodes, DNS, Services); [`lab`] runs such a plan in network namespaces.
 
 pub mod agent;
 pub mod check;
+pub mod cluster;
 pub mod compile;
+pub mod connectivity;
 pub mod dataplane;
 pub mod datastore;
 pub mod eval;

@@ -1,21 +1,21 @@
 //! `enforcer matrix`: the connectivity truth table from the reference evaluator, with
 //! no lab — the same probes `enforcer lab probe` would run (same pods, targets, ports
-//! and protocols, planned by [`crate::lab::probe::plan`] over the cluster
+//! and protocols, planned by [`crate::connectivity::plan`] over the cluster
 //! [`crate::offline`] completes as the lab would), each judged at both legs.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::connectivity::{ConnectivityError, ProbePod, ProbeRequest, ProbeResult, plan};
 use crate::explain::{ExplainError, FlowQuery, explain};
-use crate::lab::probe::{ProbeError, ProbeRequest, ProbeResult, plan};
 use crate::offline::Completed;
 use crate::policy::Cluster;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MatrixError {
     #[error(transparent)]
-    Probe(#[from] ProbeError),
+    Plan(#[from] ConnectivityError),
     #[error(transparent)]
     Explain(#[from] ExplainError),
     #[error(
@@ -34,14 +34,14 @@ pub fn matrix(
     if let Some(svc) = req.to.iter().find(|t| t.starts_with("svc/")) {
         return Err(MatrixError::ServiceTarget(svc.clone()));
     }
-    let jobs = plan(
-        &completed.pods,
-        &completed.pod_objects,
-        &completed.services,
-        req,
-    )?;
-    let mut out = Vec::with_capacity(jobs.len());
-    for job in jobs {
+    let pods: BTreeMap<String, ProbePod> = completed
+        .pods
+        .iter()
+        .map(|(key, planned)| (key.clone(), ProbePod::of(planned)))
+        .collect();
+    let flows = plan(&pods, &completed.services, req)?;
+    let mut out = Vec::with_capacity(flows.len());
+    for job in flows {
         let query = FlowQuery {
             from: job.from.clone(),
             to: job.to.clone(),

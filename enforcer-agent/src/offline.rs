@@ -1,20 +1,19 @@
-//! The cluster a set of files describes, completed the way `enforcer lab up` completes
-//! it, without a lab: for `check`, `matrix` and `explain -f`.
+//! The cluster a set of files describes, planned the way `enforcer lab up` plans it,
+//! without a lab: for `check`, `matrix` and `explain -f`.
 //!
 //! Deployments become pods `<deployment>-<i>`; namespaces objects use exist (with
 //! `kubernetes.io/metadata.name`); `kube-system/coredns-0` (`k8s-app: kube-dns`, 53
 //! UDP/TCP) and the `kube-dns` Service are added when absent; pods without
 //! `status.podIP` get the addresses the lab would give them (198.18.0.10 and up, in
-//! object order, see [`crate::lab::topology`]), so `matrix -f` and `lab probe` name the
-//! same pods and ports. Pods that declare addresses keep them.
+//! object order, see [`crate::cluster::addresses`]), so `matrix -f` and `lab probe`
+//! name the same pods and ports. Pods that declare addresses keep them.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use crate::lab::paths::{LabName, NameError};
-use crate::lab::state::{LabState, PodRecord, pod_key};
-use crate::lab::topology::{self, Declared, TopologyError};
+use crate::cluster::implied::{self, DNS_NAMESPACE, DNS_POD, DNS_SERVICE};
+use crate::cluster::{self, Allocation, Declared, PlanError, PlannedPod, pod_key};
 use crate::model::{Loaded, Object, ObjectId, Pod, Service, Source};
 use crate::policy::{Cluster, PolicyError, Warning};
 
@@ -24,9 +23,7 @@ pub const IMPLIED_FILE: &str = "(implied)";
 #[derive(Debug, thiserror::Error)]
 pub enum OfflineError {
     #[error(transparent)]
-    Topology(#[from] TopologyError),
-    #[error(transparent)]
-    Name(#[from] NameError),
+    Plan(#[from] PlanError),
 }
 
 /// Declared objects completed as the lab completes them.
@@ -37,8 +34,8 @@ pub struct Completed {
     pub objects: Vec<Loaded>,
     /// Pods and Services that were added because the files lack them.
     pub implied: Vec<ObjectId>,
-    /// Pods as the lab would record them (names, addresses), by `NS/NAME`.
-    pub pods: BTreeMap<String, PodRecord>,
+    /// Pods as planned (names, addresses; declared addresses win), by `NS/NAME`.
+    pub pods: BTreeMap<String, PlannedPod>,
     /// The pod objects (declared ports), by `NS/NAME`.
     pub pod_objects: BTreeMap<String, Pod>,
     /// Services with their `ClusterIP`.
@@ -57,40 +54,29 @@ impl Completed {
     /// One line per implied object (the DNS pod and Service together), for people.
     pub fn implied_notes(&self) -> Vec<String> {
         let is = |kind: &str, name: &str| {
-            self.implied.iter().any(|id| {
-                id.kind == kind && id.name == name && id.namespace == topology::DNS_NAMESPACE
-            })
+            self.implied
+                .iter()
+                .any(|id| id.kind == kind && id.name == name && id.namespace == DNS_NAMESPACE)
         };
-        let (pod, service) = (
-            is("Pod", topology::DNS_POD),
-            is("Service", topology::DNS_SERVICE),
-        );
+        let (pod, service) = (is("Pod", DNS_POD), is("Service", DNS_SERVICE));
+        let dns_ip = cluster::addresses::DNS_SERVICE_IP;
         let mut notes = Vec::new();
         match (pod, service) {
             (true, true) => notes.push(format!(
-                "no cluster DNS in the input: assuming the pod {ns}/{} (k8s-app: kube-dns, 53/UDP and 53/TCP) and the Service {ns}/{} ({}), as `enforcer lab up` adds them",
-                topology::DNS_POD,
-                topology::DNS_SERVICE,
-                topology::DNS_SERVICE_IP,
-                ns = topology::DNS_NAMESPACE,
+                "no cluster DNS in the input: assuming the pod {DNS_NAMESPACE}/{DNS_POD} (k8s-app: kube-dns, 53/UDP and 53/TCP) and the Service {DNS_NAMESPACE}/{DNS_SERVICE} ({dns_ip}), as `enforcer lab up` adds them",
             )),
             (true, false) => notes.push(format!(
-                "no cluster DNS pod in the input: assuming {}/{} (k8s-app: kube-dns, 53/UDP and 53/TCP), as `enforcer lab up` adds it",
-                topology::DNS_NAMESPACE,
-                topology::DNS_POD
+                "no cluster DNS pod in the input: assuming {DNS_NAMESPACE}/{DNS_POD} (k8s-app: kube-dns, 53/UDP and 53/TCP), as `enforcer lab up` adds it",
             )),
             (false, true) => notes.push(format!(
-                "assuming the Service {}/{} ({}) in front of the DNS pods, as `enforcer lab up` adds it",
-                topology::DNS_NAMESPACE,
-                topology::DNS_SERVICE,
-                topology::DNS_SERVICE_IP
+                "assuming the Service {DNS_NAMESPACE}/{DNS_SERVICE} ({dns_ip}) in front of the DNS pods, as `enforcer lab up` adds it",
             )),
             (false, false) => {}
         }
         notes.extend(
             self.implied
                 .iter()
-                .filter(|id| id.namespace != topology::DNS_NAMESPACE)
+                .filter(|id| id.namespace != DNS_NAMESPACE)
                 .map(|id| format!("assuming {id} (not in the input)")),
         );
         notes
@@ -100,31 +86,26 @@ impl Completed {
 /// Completes `loaded` (later objects with the same identity replace earlier ones, as
 /// `kubectl apply` of the files in order would).
 pub fn complete(loaded: &[Loaded]) -> Result<Completed, OfflineError> {
-    let mut declared: BTreeMap<ObjectId, Declared> = BTreeMap::new();
     let mut declared_pods: BTreeMap<String, Pod> = BTreeMap::new();
     let mut declares_workloads = false;
-    for l in loaded {
-        let object = topology::normalize(l.object.clone());
-        if let Object::Pod(p) = &object {
+    let mut declared = cluster::declare(loaded.iter().map(|l| Declared {
+        object: l.object.clone(),
+        source: Some(l.source.clone()),
+    }));
+    for d in declared.values() {
+        if let Object::Pod(p) = &d.object {
             let ns = p.metadata.namespace.as_deref().unwrap_or("default");
             declared_pods.insert(pod_key(ns, &p.metadata.name), p.clone());
         }
-        declares_workloads |= matches!(object, Object::Pod(_) | Object::Deployment(_));
-        declared.insert(
-            object.id(),
-            Declared {
-                object,
-                source: Some(l.source.clone()),
-            },
-        );
+        declares_workloads |= matches!(d.object, Object::Pod(_) | Object::Deployment(_));
     }
-    topology::add_implied(&mut declared);
+    implied::add_implied(&mut declared);
     // A DNS server the files declare under another label (`k8s-app: coredns`) is the
     // cluster DNS: assuming a second one would hide the label mismatch `check` reports.
     let dns_pod_id = ObjectId {
         kind: "Pod".to_owned(),
-        namespace: topology::DNS_NAMESPACE.to_owned(),
-        name: topology::DNS_POD.to_owned(),
+        namespace: DNS_NAMESPACE.to_owned(),
+        name: DNS_POD.to_owned(),
     };
     if declared
         .get(&dns_pod_id)
@@ -142,46 +123,37 @@ pub fn complete(loaded: &[Loaded]) -> Result<Completed, OfflineError> {
         })
         .map(|(id, _)| id.clone())
         .collect();
-    let name = LabName::new("files")?;
-    let state = LabState::new("files", PathBuf::new(), false);
-    let topo = topology::build(&name, &declared, &BTreeMap::new(), &state)?;
+    let (plan, _) = cluster::plan(
+        &declared,
+        &cluster::nodes::default_nodes(),
+        &Allocation::default(),
+    )?;
 
     let mut pods = BTreeMap::new();
     let mut pod_objects = BTreeMap::new();
-    let mut objects: BTreeMap<ObjectId, Object> = topo.objects;
-    for (key, planned) in topo.pods {
-        let mut pod = planned.pod.clone();
-        let mut ipv4 = planned.ipv4;
-        let mut ipv6 = planned.ipv6;
+    let mut objects: BTreeMap<ObjectId, Object> = plan.objects;
+    for (key, mut planned) in plan.pods {
         if let Some(original) = declared_pods.get(&key) {
             // What the files say wins over what the lab would assign.
-            pod.spec.node_name.clone_from(&original.spec.node_name);
+            planned
+                .pod
+                .spec
+                .node_name
+                .clone_from(&original.spec.node_name);
             let ips = original.ips();
             if !ips.is_empty() {
-                pod.status.clone_from(&original.status);
+                planned.pod.status.clone_from(&original.status);
                 for ip in ips {
                     match ip {
-                        IpAddr::V4(v4) => ipv4 = v4,
-                        IpAddr::V6(v6) => ipv6 = v6,
+                        IpAddr::V4(v4) => planned.ipv4 = v4,
+                        IpAddr::V6(v6) => planned.ipv6 = v6,
                     }
                 }
             }
         }
+        let pod = planned.pod.clone();
         objects.insert(Object::Pod(pod.clone()).id(), Object::Pod(pod.clone()));
-        pods.insert(
-            key.clone(),
-            PodRecord {
-                namespace: planned.namespace().to_owned(),
-                name: pod.metadata.name.clone(),
-                netns: planned.netns.clone(),
-                host_iface: planned.host_iface.clone(),
-                ipv4,
-                ipv6,
-                owner: planned.owner.clone(),
-                program: planned.program.clone(),
-                process: None,
-            },
-        );
+        pods.insert(key.clone(), planned);
         pod_objects.insert(key, pod);
     }
 
@@ -198,7 +170,7 @@ pub fn complete(loaded: &[Loaded]) -> Result<Completed, OfflineError> {
         if let Object::Pod(p) = object {
             let owner = pods
                 .get(&pod_key(&id.namespace, &id.name))
-                .and_then(|r: &PodRecord| r.owner.clone());
+                .and_then(|planned: &PlannedPod| planned.owner.clone());
             if let Some(owner) = owner {
                 let dep = ObjectId {
                     kind: "Deployment".to_owned(),
@@ -224,7 +196,7 @@ pub fn complete(loaded: &[Loaded]) -> Result<Completed, OfflineError> {
         implied,
         pods,
         pod_objects,
-        services: topo.services,
+        services: plan.services,
         declares_workloads,
     })
 }
@@ -236,7 +208,7 @@ fn serves_dns(object: &Object) -> bool {
         Object::Deployment(d) => (&d.metadata.namespace, &d.spec.template.spec),
         _ => return false,
     };
-    namespace.as_deref() == Some(topology::DNS_NAMESPACE)
+    namespace.as_deref() == Some(DNS_NAMESPACE)
         && spec
             .containers
             .iter()

@@ -318,7 +318,7 @@ pub fn check_loaded(loaded: &[Loaded], report: &mut Report) {
     validate::ignored_rules(&cluster, &mut report.findings);
     let declared = loaded
         .iter()
-        .map(|l| (crate::lab::topology::normalize(l.object.clone()).id(), l))
+        .map(|l| (crate::cluster::objects::normalize(l.object.clone()).id(), l))
         .collect();
     let cx = Context {
         cluster: &cluster,

@@ -6,6 +6,8 @@ use clap::{Args, Subcommand};
 
 use enforcer::inspect;
 
+use super::table;
+
 /// Show what the dataplane holds: counters by reason, conntrack, endpoints, config.
 ///
 /// Examples:
@@ -44,10 +46,11 @@ impl InspectArgs {
                 if json {
                     println!("{}", serde_json::to_string_pretty(&rows)?);
                 } else {
-                    println!("{:<12} {:<24} {:>12}", "HOOK", "REASON", "PACKETS");
+                    let mut t = table::new(&["HOOK", "REASON", "PACKETS"], &[2]);
                     for r in rows {
-                        println!("{:<12} {:<24} {:>12}", r.hook, r.reason, r.packets);
+                        t.add_row([r.hook.to_string(), r.reason.to_string(), r.packets.to_string()]);
                     }
+                    print!("{}", table::text(&t));
                 }
             }
             InspectWhat::Conntrack => {

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use enforcer::lab::{self, Lab, LabError, LabName, ProbeRequest, Protocol, UpOptions};
+use enforcer::connectivity::{ProbeRequest, Protocol};
+use enforcer::lab::{self, Lab, LabError, LabName, UpOptions};
+
+use super::table;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LabCliError {
@@ -325,7 +328,7 @@ pub fn execute(args: LabArgs) -> Result<i32, LabCliError> {
             let results = Lab::open(&name)?.probe(&req)?;
             match p.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&results)?),
-                Output::Table => print!("{}", lab::probe::render_table(&results)),
+                Output::Table => print!("{}", table::probe_matrix(&results)),
             }
             Ok(0)
         }
@@ -382,37 +385,18 @@ fn print_change(report: &lab::ChangeReport) {
 }
 
 fn pods_table(pods: &[lab::PodInfo]) -> String {
-    let rows: Vec<[String; 5]> = pods
-        .iter()
-        .map(|p| {
-            let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            [
-                p.namespace.clone(),
-                p.name.clone(),
-                p.node.clone(),
-                p.ip.clone(),
-                labels.join(","),
-            ]
-        })
-        .collect();
-    let header = ["NAMESPACE", "NAME", "NODE", "IP", "LABELS"].map(str::to_owned);
-    let mut widths = header.clone().map(|h| h.len());
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
+    let mut t = table::new(&["NAMESPACE", "NAME", "NODE", "IP", "LABELS"], &[]);
+    for p in pods {
+        let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        t.add_row([
+            p.namespace.clone(),
+            p.name.clone(),
+            p.node.clone(),
+            p.ip.clone(),
+            labels.join(","),
+        ]);
     }
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:w$}"))
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    table::text(&t)
 }
 
 /// `enforcer lab-responder`: serves until killed.

@@ -5,12 +5,13 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use enforcer::lab::probe::{self, ProbeRequest, ProbeResult, Protocol};
+use enforcer::connectivity::{ProbeRequest, ProbeResult, Protocol};
 use enforcer::matrix::{diff, matrix};
 use enforcer::model::load_paths;
 use enforcer::offline;
 
 use super::lab::Output;
+use super::table;
 
 /// The connectivity matrix the policies give, computed by the reference evaluator
 /// (both legs: the source's egress and the destination's ingress), without a lab.
@@ -105,7 +106,7 @@ impl MatrixArgs {
                 let results = results(&self.files, &req)?;
                 match self.output {
                     Output::Json => println!("{}", serde_json::to_string_pretty(&results)?),
-                    Output::Table => print!("{}", probe::render_table(&results)),
+                    Output::Table => print!("{}", table::probe_matrix(&results)),
                 }
             }
             Some((old, new)) => {

@@ -8,3 +8,4 @@ pub mod explain;
 pub mod inspect;
 pub mod lab;
 pub mod matrix;
+pub mod table;

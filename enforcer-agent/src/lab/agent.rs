@@ -13,9 +13,10 @@ use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+use crate::cluster::nodes::DEFAULT_NODE;
 use crate::datastore::{AgentStatus, DatastoreError, FileDatastore};
 
-use super::paths::{LabName, LabPaths, NODE_NAME};
+use super::paths::{LabName, LabPaths};
 use super::process::{self, Daemon, ProcessError, ProcessRecord};
 
 /// How long `lab up` waits for the agent's first reconcile (it loads BPF programs).
@@ -54,7 +55,7 @@ pub fn start(lab: &LabName, binary: &Path, paths: &LabPaths) -> Result<Daemon, P
     let args = [
         "agent".to_owned(),
         "--node".to_owned(),
-        NODE_NAME.to_owned(),
+        DEFAULT_NODE.to_owned(),
         "--datastore".to_owned(),
         paths.datastore().to_string_lossy().into_owned(),
         "--bpffs".to_owned(),

@@ -1,38 +1,36 @@
-//! The cluster DNS of the lab (the `kube-dns` pod): UDP and TCP, A/AAAA/PTR from a
-//! zone file the lab rewrites on every change, NXDOMAIN for everything else.
+//! The lab's cluster DNS (the `kube-dns` pod's process): hickory-server, an
+//! authoritative in-memory zone over UDP and TCP, serving the names the cluster plan
+//! gives ([`crate::cluster::dns`]) from the zone file the lab rewrites on every change.
 //!
-//! Names: `<service>.<namespace>.svc.cluster.local` → the `ClusterIP` (headless Services:
-//! the selected pods' addresses); `<a-b-c-d>.<namespace>.pod.cluster.local` → the pod;
-//! PTR for pod and `ClusterIP` addresses. Short forms work through the pods'
-//! resolv.conf search path. Queries are parsed defensively: garbage is dropped or
-//! answered FORMERR, never a panic.
+//! The zone is rooted at `.`, so a name outside `cluster.local` and the reverse
+//! zones (`google.com`) gets NXDOMAIN — an answer, as from a cluster DNS without
+//! upstream — and a name with records below it (`dev-app.svc.cluster.local`) NOERROR
+//! without records. The zone file is checked on every query (a `stat`); a new file
+//! (it is replaced by rename) is loaded before the query is answered, a broken one
+//! is ignored and the old zone kept.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::collections::BTreeSet;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
+use hickory_server::net::runtime::{Time, TokioRuntimeProvider};
+use hickory_server::proto::op::{Message, MessageType, OpCode, Query};
+use hickory_server::proto::rr::rdata::{A, AAAA, PTR, SOA};
+use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordType};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::store::in_memory::InMemoryZoneHandler;
+use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
 
-use crate::model::Service;
+use crate::cluster::dns::{DOMAIN, Zone};
 
-use super::topology::PlannedPod;
-
-pub const DOMAIN: &str = "cluster.local";
+/// Seconds clients may cache an answer (and, through the SOA, a negative one).
 const TTL: u32 = 5;
-const TYPE_A: u16 = 1;
-const TYPE_PTR: u16 = 12;
-const TYPE_AAAA: u16 = 28;
-const TYPE_ANY: u16 = 255;
-const CLASS_IN: u16 = 1;
-const RCODE_FORMERR: u8 = 1;
-const RCODE_NXDOMAIN: u8 = 3;
-const RCODE_NOTIMP: u8 = 4;
-const RCODE_REFUSED: u8 = 5;
-const UDP_LIMIT: usize = 512;
+/// A TCP connection that sends no query for this long is closed.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+/// Responses queued per TCP connection.
+const TCP_RESPONSE_BUFFER: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {
@@ -50,277 +48,108 @@ pub enum DnsError {
         #[source]
         source: std::io::Error,
     },
+    #[error("DNS server: {0}")]
+    Runtime(#[source] std::io::Error),
 }
 
-/// Records of one name.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Records {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub a: Vec<Ipv4Addr>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub aaaa: Vec<Ipv6Addr>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ptr: Vec<String>,
-}
-
-/// The zone file: lowercase names without the trailing dot → records.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Zone {
-    pub records: BTreeMap<String, Records>,
-}
-
-fn reverse_name(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
-        }
-        IpAddr::V6(v6) => {
-            let mut s = String::new();
-            for byte in v6.octets().iter().rev() {
-                let _ = write!(s, "{:x}.{:x}.", byte & 0xf, byte >> 4);
-            }
-            s.push_str("ip6.arpa");
-            s
-        }
-    }
-}
-
-impl Zone {
-    pub fn build(services: &[Service], pods: &BTreeMap<String, PlannedPod>) -> Self {
-        let mut zone = Zone::default();
-        for pod in pods.values() {
-            let name = format!(
-                "{}.{}.pod.{DOMAIN}",
-                pod.ipv4.to_string().replace('.', "-"),
-                pod.namespace()
-            );
-            let rec = zone.records.entry(name.clone()).or_default();
-            rec.a.push(pod.ipv4);
-            rec.aaaa.push(pod.ipv6);
-            for ip in [IpAddr::V4(pod.ipv4), IpAddr::V6(pod.ipv6)] {
-                zone.records
-                    .entry(reverse_name(ip))
-                    .or_default()
-                    .ptr
-                    .push(name.clone());
-            }
-        }
-        for svc in services {
-            let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
-            let name = format!("{}.{ns}.svc.{DOMAIN}", svc.metadata.name);
-            if let Some(Ok(ip)) = svc.spec.cluster_ip.as_deref().map(str::parse::<Ipv4Addr>) {
-                zone.records.entry(name.clone()).or_default().a.push(ip);
-                zone.records
-                    .entry(reverse_name(IpAddr::V4(ip)))
-                    .or_default()
-                    .ptr
-                    .push(name);
-            } else {
-                // Headless: the selected pods themselves.
-                let rec = zone.records.entry(name).or_default();
-                for pod in pods.values().filter(|p| p.namespace() == ns) {
-                    let selected = !svc.spec.selector.is_empty()
-                        && svc
-                            .spec
-                            .selector
-                            .iter()
-                            .all(|(k, v)| pod.pod.metadata.labels.get(k) == Some(v));
-                    if selected {
-                        rec.a.push(pod.ipv4);
-                        rec.aaaa.push(pod.ipv6);
-                    }
-                }
-            }
-        }
-        zone
-    }
-
-    pub fn write(&self, path: &Path) -> Result<(), DnsError> {
-        let text = serde_json::to_vec_pretty(self).map_err(|e| DnsError::Zone {
-            op: "encode",
-            path: path.to_path_buf(),
-            source: e.into(),
-        })?;
-        super::state::write_atomic(path, &text).map_err(|source| DnsError::Zone {
-            op: "write",
-            path: path.to_path_buf(),
-            source,
-        })
-    }
-
-    /// True if some record lies at or under `name` (then `name` exists, maybe empty).
-    fn has_name_or_descendant(&self, name: &str) -> bool {
-        let suffix = format!(".{name}");
-        self.records.contains_key(name) || self.records.keys().any(|k| k.ends_with(&suffix))
-    }
-}
-
-/// A parsed question.
-#[derive(Debug, PartialEq, Eq)]
-struct Question {
-    name: String,
-    qtype: u16,
-    qclass: u16,
-    /// End offset of the question section in the message.
-    end: usize,
-}
-
-fn parse_question(msg: &[u8]) -> Option<Question> {
-    let mut pos = 12;
-    let mut labels: Vec<String> = Vec::new();
-    let mut total = 0usize;
-    loop {
-        let len = *msg.get(pos)? as usize;
-        pos += 1;
-        if len == 0 {
-            break;
-        }
-        // Compression pointers (0b11) and the reserved label types are not valid here.
-        if len > 63 {
-            return None;
-        }
-        let label = msg.get(pos..pos + len)?;
-        total += len + 1;
-        if total > 255 {
-            return None;
-        }
-        labels.push(String::from_utf8_lossy(label).to_ascii_lowercase());
-        pos += len;
-    }
-    let fixed = msg.get(pos..pos + 4)?;
-    Some(Question {
-        name: labels.join("."),
-        qtype: u16::from_be_bytes([fixed[0], fixed[1]]),
-        qclass: u16::from_be_bytes([fixed[2], fixed[3]]),
-        end: pos + 4,
+/// Writes the zone file the DNS pod serves (by rename: the server sees the old or the
+/// new zone).
+pub fn write_zone(zone: &Zone, path: &Path) -> Result<(), DnsError> {
+    let text = serde_json::to_vec_pretty(zone).map_err(|e| DnsError::Zone {
+        op: "encode",
+        path: path.to_path_buf(),
+        source: e.into(),
+    })?;
+    super::state::write_atomic(path, &text).map_err(|source| DnsError::Zone {
+        op: "write",
+        path: path.to_path_buf(),
+        source,
     })
 }
 
-fn encode_name(name: &str, out: &mut Vec<u8>) {
-    for label in name.split('.').filter(|l| !l.is_empty()) {
-        let bytes = &label.as_bytes()[..label.len().min(63)];
-        out.push(bytes.len() as u8);
-        out.extend_from_slice(bytes);
-    }
-    out.push(0);
+fn fqdn(name: &str) -> Option<Name> {
+    Name::from_ascii(format!("{}.", name.trim_end_matches('.'))).ok()
 }
 
-/// The reply to one query message, or `None` when it should be dropped (too short to
-/// carry an id, or itself a response). `limit` caps the size (UDP: 512, sets TC).
-pub fn answer(query: &[u8], zone: &Zone, limit: usize) -> Option<Vec<u8>> {
-    let header = query.get(..12)?;
-    let flags_in = u16::from_be_bytes([header[2], header[3]]);
-    if flags_in & 0x8000 != 0 {
-        return None;
-    }
-    let opcode = ((flags_in >> 11) & 0xf) as u8;
-    let rd = flags_in & 0x0100;
-    let qdcount = u16::from_be_bytes([header[4], header[5]]);
-    let reply = |rcode: u8, question: Option<&[u8]>, answers: &[Vec<u8>]| {
-        let mut out = Vec::with_capacity(512);
-        out.extend_from_slice(&header[..2]);
-        let mut flags: u16 =
-            0x8000 | (u16::from(opcode) << 11) | 0x0400 | rd | 0x0080 | u16::from(rcode);
-        let mut body = Vec::new();
-        let mut count: u16 = 0;
-        let base = 12 + question.map_or(0, <[u8]>::len);
-        for rr in answers {
-            if base + body.len() + rr.len() > limit {
-                flags |= 0x0200; // TC: the client retries over TCP
-                break;
-            }
-            body.extend_from_slice(rr);
-            count += 1;
-        }
-        out.extend_from_slice(&flags.to_be_bytes());
-        out.extend_from_slice(&u16::from(question.is_some()).to_be_bytes());
-        out.extend_from_slice(&count.to_be_bytes());
-        out.extend_from_slice(&[0, 0, 0, 0]);
-        if let Some(q) = question {
-            out.extend_from_slice(q);
-        }
-        out.extend_from_slice(&body);
-        out
-    };
-    let Some(question) = (if qdcount == 1 {
-        parse_question(query)
-    } else {
-        None
-    }) else {
-        return Some(reply(RCODE_FORMERR, None, &[]));
-    };
-    let qbytes = &query[12..question.end];
-    if opcode != 0 {
-        return Some(reply(RCODE_NOTIMP, Some(qbytes), &[]));
-    }
-    if question.qclass != CLASS_IN && question.qclass != TYPE_ANY {
-        return Some(reply(RCODE_REFUSED, Some(qbytes), &[]));
-    }
-    let rr = |rtype: u16, rdata: &[u8]| {
-        let mut r = vec![0xc0, 0x0c]; // pointer to the question's name
-        r.extend_from_slice(&rtype.to_be_bytes());
-        r.extend_from_slice(&CLASS_IN.to_be_bytes());
-        r.extend_from_slice(&TTL.to_be_bytes());
-        r.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-        r.extend_from_slice(rdata);
-        r
-    };
-    let Some(records) = zone.records.get(&question.name) else {
-        let rcode = if zone.has_name_or_descendant(&question.name) {
-            0
-        } else {
-            RCODE_NXDOMAIN
+/// The zone as an authoritative catalog rooted at `.`.
+fn catalog(zone: &Zone) -> Catalog {
+    let root = Name::root();
+    let mut handler = InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
+        root.clone(),
+        ZoneType::Primary,
+        AxfrPolicy::Deny,
+    );
+    let serial = 1;
+    let soa = SOA::new(
+        Name::from_ascii(format!("ns.dns.{DOMAIN}.")).unwrap_or_else(|_| root.clone()),
+        Name::from_ascii(format!("hostmaster.{DOMAIN}.")).unwrap_or_else(|_| root.clone()),
+        serial,
+        7200,
+        1800,
+        86400,
+        TTL,
+    );
+    handler.upsert_mut(Record::from_rdata(root, TTL, RData::SOA(soa)), serial);
+    for (name, records) in &zone.records {
+        let Some(owner) = fqdn(name) else {
+            tracing::warn!(name, "not a domain name; left out of the zone");
+            continue;
         };
-        return Some(reply(rcode, Some(qbytes), &[]));
-    };
-    let mut answers = Vec::new();
-    if matches!(question.qtype, TYPE_A | TYPE_ANY) {
-        answers.extend(records.a.iter().map(|ip| rr(TYPE_A, &ip.octets())));
-    }
-    if matches!(question.qtype, TYPE_AAAA | TYPE_ANY) {
-        answers.extend(records.aaaa.iter().map(|ip| rr(TYPE_AAAA, &ip.octets())));
-    }
-    if matches!(question.qtype, TYPE_PTR | TYPE_ANY) {
-        for target in &records.ptr {
-            let mut rdata = Vec::new();
-            encode_name(target, &mut rdata);
-            answers.push(rr(TYPE_PTR, &rdata));
+        let data = records
+            .a
+            .iter()
+            .map(|ip| RData::A(A(*ip)))
+            .chain(records.aaaa.iter().map(|ip| RData::AAAA(AAAA(*ip))))
+            .chain(records.ptr.iter().filter_map(|t| fqdn(t).map(|t| RData::PTR(PTR(t)))));
+        for rdata in data {
+            handler.upsert_mut(Record::from_rdata(owner.clone(), TTL, rdata), serial);
         }
     }
-    Some(reply(0, Some(qbytes), &answers))
+    let mut catalog = Catalog::new();
+    catalog.upsert(LowerName::from(Name::root()), vec![Arc::new(handler)]);
+    catalog
 }
 
-/// A query for `name` (type A), as the probe sends it to UDP ports.
-pub fn query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&id.to_be_bytes());
-    out.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-    encode_name(name, &mut out);
-    out.extend_from_slice(&qtype.to_be_bytes());
-    out.extend_from_slice(&CLASS_IN.to_be_bytes());
-    out
-}
-
-/// The zone as last read, reloaded when the file changes (it is replaced by rename).
-struct ZoneCache {
-    path: PathBuf,
+/// The catalog of the zone file as last read.
+struct Loaded {
     stamp: Option<(SystemTime, u64)>,
-    zone: Arc<Zone>,
+    catalog: Arc<Catalog>,
 }
 
-impl ZoneCache {
-    fn current(&mut self) -> Arc<Zone> {
+/// The request handler: the current zone file's catalog.
+pub struct ZoneFileHandler {
+    path: PathBuf,
+    loaded: Mutex<Loaded>,
+}
+
+impl ZoneFileHandler {
+    pub fn new(path: &Path) -> Self {
+        let handler = Self {
+            path: path.to_path_buf(),
+            loaded: Mutex::new(Loaded {
+                stamp: None,
+                catalog: Arc::new(catalog(&Zone::default())),
+            }),
+        };
+        handler.current();
+        handler
+    }
+
+    /// The catalog, reloaded first if the file changed.
+    fn current(&self) -> Arc<Catalog> {
         use std::os::unix::fs::MetadataExt;
+        let Ok(mut loaded) = self.loaded.lock() else {
+            return Arc::new(catalog(&Zone::default()));
+        };
         let stamp = std::fs::metadata(&self.path)
             .ok()
             .and_then(|m| m.modified().ok().map(|t| (t, m.ino())));
-        if stamp != self.stamp {
+        if stamp != loaded.stamp {
             match std::fs::read(&self.path).map(|b| serde_json::from_slice::<Zone>(&b)) {
                 Ok(Ok(zone)) => {
                     tracing::info!(names = zone.records.len(), "zone loaded");
-                    self.zone = Arc::new(zone);
-                    self.stamp = stamp;
+                    loaded.catalog = Arc::new(catalog(&zone));
+                    loaded.stamp = stamp;
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(path = %self.path.display(), error = %e, "bad zone file, keeping the old zone");
@@ -330,102 +159,89 @@ impl ZoneCache {
                 }
             }
         }
-        Arc::clone(&self.zone)
+        Arc::clone(&loaded.catalog)
     }
 }
 
-fn serve_tcp_conn(mut stream: TcpStream, cache: &Mutex<ZoneCache>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    loop {
-        let mut len = [0u8; 2];
-        if stream.read_exact(&mut len).is_err() {
-            return;
-        }
-        let mut msg = vec![0u8; u16::from_be_bytes(len) as usize];
-        if stream.read_exact(&mut msg).is_err() {
-            return;
-        }
-        let zone = cache.lock().map(|mut c| c.current()).unwrap_or_default();
-        let Some(reply) = answer(&msg, &zone, usize::from(u16::MAX)) else {
-            return;
-        };
-        let mut framed = (reply.len() as u16).to_be_bytes().to_vec();
-        framed.extend_from_slice(&reply);
-        if stream.write_all(&framed).is_err() {
-            return;
-        }
+#[async_trait::async_trait]
+impl RequestHandler for ZoneFileHandler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response_handle: R,
+    ) -> ResponseInfo {
+        let catalog = self.current();
+        catalog
+            .handle_request::<R, T>(request, response_handle)
+            .await
     }
+}
+
+/// A query for `name`'s A records, as the probe sends it to UDP ports.
+pub fn query(id: u16, name: &str) -> Vec<u8> {
+    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    if let Some(name) = fqdn(name) {
+        message.add_query(Query::query(name, RecordType::A));
+    }
+    message.to_vec().unwrap_or_default()
+}
+
+/// Binds UDP and TCP on `[::]:port` for every port (with `IPV6_V6ONLY` off, the netns
+/// default, that serves IPv4 too) and registers them with a server.
+fn bind(
+    server: &mut hickory_server::Server<ZoneFileHandler>,
+    ports: &BTreeSet<u16>,
+) -> Result<(), DnsError> {
+    for &port in ports {
+        let addr = SocketAddr::from((Ipv6Addr::UNSPECIFIED, port));
+        let bind_err = |protocol| {
+            move |source| DnsError::Bind {
+                protocol,
+                addr,
+                source,
+            }
+        };
+        let udp = std::net::UdpSocket::bind(addr).map_err(bind_err("UDP"))?;
+        udp.set_nonblocking(true).map_err(bind_err("UDP"))?;
+        server.register_socket(tokio::net::UdpSocket::from_std(udp).map_err(bind_err("UDP"))?);
+        let tcp = std::net::TcpListener::bind(addr).map_err(bind_err("TCP"))?;
+        tcp.set_nonblocking(true).map_err(bind_err("TCP"))?;
+        server.register_listener(
+            tokio::net::TcpListener::from_std(tcp).map_err(bind_err("TCP"))?,
+            TCP_IDLE,
+            TCP_RESPONSE_BUFFER,
+        );
+    }
+    Ok(())
 }
 
 /// Runs the DNS server on `ports` (UDP and TCP, IPv4 and IPv6) until killed. Writes
 /// `ready_file` once every socket is bound.
 pub fn serve(zone_path: &Path, ports: &[u16], ready_file: &Path) -> Result<(), DnsError> {
-    let cache = Arc::new(Mutex::new(ZoneCache {
-        path: zone_path.to_path_buf(),
-        stamp: None,
-        zone: Arc::new(Zone::default()),
-    }));
-    let mut udp = Vec::new();
-    let mut tcp = Vec::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(DnsError::Runtime)?;
     let ports: BTreeSet<u16> = ports.iter().copied().collect();
-    for port in ports {
-        // `[::]` with IPV6_V6ONLY off (the netns default) serves IPv4 too.
-        let addr = SocketAddr::from((Ipv6Addr::UNSPECIFIED, port));
-        udp.push(UdpSocket::bind(addr).map_err(|source| DnsError::Bind {
-            protocol: "UDP",
-            addr,
+    runtime.block_on(async {
+        let mut server = hickory_server::Server::new(ZoneFileHandler::new(zone_path));
+        bind(&mut server, &ports)?;
+        super::responder::write_ready(ready_file).map_err(|source| DnsError::Zone {
+            op: "write ready file",
+            path: ready_file.to_path_buf(),
             source,
-        })?);
-        tcp.push(TcpListener::bind(addr).map_err(|source| DnsError::Bind {
-            protocol: "TCP",
-            addr,
-            source,
-        })?);
-    }
-    if let Ok(mut c) = cache.lock() {
-        c.current();
-    }
-    super::responder::write_ready(ready_file).map_err(|source| DnsError::Zone {
-        op: "write ready file",
-        path: ready_file.to_path_buf(),
-        source,
-    })?;
-    tracing::info!("DNS server ready");
-    let mut threads = Vec::new();
-    for socket in udp {
-        let cache = Arc::clone(&cache);
-        threads.push(std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            loop {
-                let Ok((n, peer)) = socket.recv_from(&mut buf) else {
-                    continue;
-                };
-                let zone = cache.lock().map(|mut c| c.current()).unwrap_or_default();
-                if let Some(reply) = answer(&buf[..n], &zone, UDP_LIMIT) {
-                    let _ = socket.send_to(&reply, peer);
-                }
-            }
-        }));
-    }
-    for listener in tcp {
-        let cache = Arc::clone(&cache);
-        threads.push(std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let cache = Arc::clone(&cache);
-                std::thread::spawn(move || serve_tcp_conn(stream, &cache));
-            }
-        }));
-    }
-    if threads.is_empty() {
-        // No ports: nothing to answer, but the pod still "runs".
-        loop {
-            std::thread::park();
+        })?;
+        tracing::info!("DNS server ready");
+        if ports.is_empty() {
+            // No ports: nothing to answer, but the pod still "runs".
+            std::future::pending::<()>().await;
         }
-    }
-    for t in threads {
-        let _ = t.join();
-    }
-    Ok(())
+        if let Err(error) = server.block_until_done().await {
+            tracing::warn!(%error, "DNS server stopped");
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -434,9 +250,26 @@ pub fn serve(zone_path: &Path, ports: &[u16], ready_file: &Path) -> Result<(), D
     reason = "test code: a panic is the failure report"
 )]
 mod tests {
+    use std::net::{Ipv4Addr, UdpSocket};
+
+    use hickory_server::proto::op::ResponseCode;
     use proptest::prelude::*;
 
     use super::*;
+    use crate::cluster::dns::Records;
+
+    /// A server on a loopback UDP port, answering from a zone file in a temp dir.
+    struct TestServer {
+        addr: SocketAddr,
+        dir: PathBuf,
+        _runtime: tokio::runtime::Runtime,
+    }
+
+    impl Drop for TestServer {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 
     fn zone() -> Zone {
         let mut z = Zone::default();
@@ -450,82 +283,140 @@ mod tests {
         z
     }
 
-    fn rcode(reply: &[u8]) -> u8 {
-        reply[3] & 0xf
+    fn start(tag: &str) -> TestServer {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("enf-dns-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("zone.json");
+        write_zone(&zone(), &path).unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let addr = socket.local_addr().unwrap();
+        runtime.spawn(async move {
+            let mut server = hickory_server::Server::new(ZoneFileHandler::new(&path));
+            server.register_socket(tokio::net::UdpSocket::from_std(socket).unwrap());
+            let _ = server.block_until_done().await;
+        });
+        TestServer {
+            addr,
+            dir,
+            _runtime: runtime,
+        }
+    }
+
+    /// Sends `bytes`; the reply whose id is `id`, if one comes within a second.
+    fn ask(server: &TestServer, bytes: &[u8], id: u16) -> Option<Message> {
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_millis(1000)))
+            .unwrap();
+        client.send_to(bytes, server.addr).unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = client.recv(&mut buf).ok()?;
+            if let Ok(m) = Message::from_vec(&buf[..n])
+                && m.metadata.id == id
+            {
+                return Some(m);
+            }
+        }
+    }
+
+    fn lookup(server: &TestServer, id: u16, name: &str, qtype: RecordType) -> Message {
+        let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+        message.add_query(Query::query(fqdn(name).unwrap(), qtype));
+        ask(server, &message.to_vec().unwrap(), id).unwrap()
     }
 
     #[test]
     fn a_aaaa_nxdomain() {
-        let z = zone();
-        let r = answer(
-            &query(7, "Backend.dev-app.svc.cluster.local", TYPE_A),
-            &z,
-            UDP_LIMIT,
+        let server = start("a");
+        let r = ask(
+            &server,
+            &query(7, "Backend.dev-app.svc.cluster.local"),
+            7,
         )
         .unwrap();
-        assert_eq!(&r[..2], &[0, 7]);
-        assert_eq!(rcode(&r), 0);
-        assert_eq!(u16::from_be_bytes([r[6], r[7]]), 1);
-        assert_eq!(&r[r.len() - 4..], &[198, 19, 0, 12]);
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+        assert!(r.metadata.authoritative);
+        let answers: Vec<&RData> = r.answers.iter().map(|a| &a.data).collect();
+        assert_eq!(answers, [&RData::A(A(Ipv4Addr::new(198, 19, 0, 12)))]);
         // AAAA of an existing name: NOERROR, no answer.
-        let r = answer(
-            &query(8, "backend.dev-app.svc.cluster.local", TYPE_AAAA),
-            &z,
-            UDP_LIMIT,
-        )
-        .unwrap();
-        assert_eq!((rcode(&r), u16::from_be_bytes([r[6], r[7]])), (0, 0));
-        // An empty non-terminal exists; an unknown name does not.
-        let r = answer(
-            &query(9, "dev-app.svc.cluster.local", TYPE_A),
-            &z,
-            UDP_LIMIT,
-        )
-        .unwrap();
-        assert_eq!(rcode(&r), 0);
-        let r = answer(
-            &query(9, "nosuch.dev-app.svc.cluster.local", TYPE_A),
-            &z,
-            UDP_LIMIT,
-        )
-        .unwrap();
-        assert_eq!(rcode(&r), RCODE_NXDOMAIN);
-        let r = answer(&query(9, "google.com", TYPE_A), &z, UDP_LIMIT).unwrap();
-        assert_eq!(rcode(&r), RCODE_NXDOMAIN);
+        let r = lookup(&server, 8, "backend.dev-app.svc.cluster.local", RecordType::AAAA);
+        assert_eq!((r.metadata.response_code, r.answers.len()), (ResponseCode::NoError, 0));
+        // An empty non-terminal exists; an unknown name does not, in the cluster's
+        // domain or outside it.
+        let r = lookup(&server, 9, "dev-app.svc.cluster.local", RecordType::A);
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+        let r = lookup(&server, 10, "nosuch.dev-app.svc.cluster.local", RecordType::A);
+        assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+        let r = lookup(&server, 11, "google.com", RecordType::A);
+        assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    }
+
+    #[test]
+    fn a_new_zone_file_is_served_at_once() {
+        let server = start("reload");
+        let mut z = zone();
+        z.records.insert(
+            "web.a.svc.cluster.local".into(),
+            Records {
+                a: vec![Ipv4Addr::new(198, 19, 0, 13)],
+                ..Records::default()
+            },
+        );
+        write_zone(&z, &server.dir.join("zone.json")).unwrap();
+        let r = lookup(&server, 1, "web.a.svc.cluster.local", RecordType::A);
+        assert_eq!(r.answers.len(), 1, "{r:?}");
+        // A broken file keeps the zone served.
+        std::fs::write(server.dir.join("zone.json"), b"{\"records\": ").unwrap();
+        let r = lookup(&server, 2, "web.a.svc.cluster.local", RecordType::A);
+        assert_eq!(r.answers.len(), 1, "{r:?}");
     }
 
     #[test]
     fn garbage() {
-        let z = zone();
-        assert_eq!(answer(b"short", &z, UDP_LIMIT), None);
-        let r = answer(b"0123456789abcdefghijkl", &z, UDP_LIMIT).unwrap();
-        assert_eq!(rcode(&r), RCODE_FORMERR);
-        let mut q = query(1, "backend.dev-app.svc.cluster.local", TYPE_A);
-        q[12] = 0xc0; // a pointer in the question
-        assert_eq!(rcode(&answer(&q, &z, UDP_LIMIT).unwrap()), RCODE_FORMERR);
+        let server = start("garbage");
+        // Too short to carry an id: dropped.
+        assert!(ask(&server, b"short", 0).is_none());
+        // A header claiming 13,365 questions: FORMERR.
+        let r = ask(&server, b"0123456789abcdefghijkl", 0x3031).unwrap();
+        assert_eq!(r.metadata.response_code, ResponseCode::FormErr);
+        // Still serving.
+        let r = lookup(&server, 3, "backend.dev-app.svc.cluster.local", RecordType::A);
+        assert_eq!(r.answers.len(), 1);
     }
 
-    #[test]
-    fn reverse_names() {
-        assert_eq!(
-            reverse_name("198.19.0.10".parse().unwrap()),
-            "10.0.19.198.in-addr.arpa"
-        );
-        assert!(reverse_name("2001:2::a".parse().unwrap()).starts_with("a.0.0.0.0.0.0.0"));
+    /// Garbage never stops the server: a valid query after it is still answered.
+    fn still_answers(server: &TestServer, garbage: &[u8]) {
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.send_to(garbage, server.addr).unwrap();
+        let r = lookup(server, 0xbeef, "backend.dev-app.svc.cluster.local", RecordType::A);
+        assert_eq!(r.answers.len(), 1);
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
         #[test]
-        fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
-            let _ = answer(&bytes, &zone(), UDP_LIMIT);
+        fn never_stops_answering(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let server = start("prop");
+            still_answers(&server, &bytes);
         }
 
         #[test]
-        fn never_panics_near_valid(mut q in Just(query(3, "backend.dev-app.svc.cluster.local", TYPE_A)),
-                                   idx in 0usize..60, val in any::<u8>(), cut in 0usize..60) {
+        fn never_stops_answering_near_valid(mut q in Just(query(3, "backend.dev-app.svc.cluster.local")),
+                                            idx in 0usize..60, val in any::<u8>(), cut in 0usize..60) {
+            let server = start("prop-near");
             if idx < q.len() { q[idx] = val; }
             q.truncate(q.len().saturating_sub(cut));
-            let _ = answer(&q, &zone(), UDP_LIMIT);
+            still_answers(&server, &q);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The node's host interface and the world outside the cluster.
 //!
-//! The node netns gets `eth0` (198.18.255.1/24, `2001:2:0:ff::1/64`), a veth whose peer
+//! The node netns gets `eth0` with the node's addresses from the cluster plan
+//! (198.18.255.1/24, `2001:2:0:ff::1/64`), a veth whose peer
 //! is `eth0` of the `enf-<lab>-ext` netns (198.18.255.2, `2001:2:0:ff::2`): a client
 //! outside the cluster, routed to the pod range through the node. Both run a responder:
 //! the node on [`NODE_PORTS`] (a node-local service, and port 22 for the failsafe), the
@@ -10,14 +11,16 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use crate::cluster::nodes::{NODE_IP_V4, NODE_IP_V6};
+use crate::connectivity::Protocol;
+
 use super::command::{self, ip_in};
 use super::netns::NetnsError;
-use super::probe::{ProbeJob, Protocol};
+use super::paths::LabName;
+use super::prober::ProbeJob;
 use super::state::PodRecord;
 
 pub const HOST_IFACE: &str = "eth0";
-pub const NODE_IP_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 255, 1);
-pub const NODE_IP_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0xff, 0, 0, 0, 1);
 pub const EXTERNAL_IP_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 255, 2);
 pub const EXTERNAL_IP_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0xff, 0, 0, 0, 2);
 /// Ports the node's own responder listens on (TCP and UDP): 22 (failsafe) and 8000.
@@ -30,7 +33,7 @@ pub const FROM_EXTERNAL: &str = "external";
 pub const FROM_NODE: &str = "node";
 
 /// `enf-<lab>-ext`.
-pub fn external_netns(lab: &super::LabName) -> String {
+pub fn external_netns(lab: &LabName) -> String {
     format!("{}ext", lab.netns_prefix())
 }
 
@@ -103,7 +106,7 @@ pub fn parse_node_target(value: &str) -> Option<(u16, Option<Protocol>)> {
 }
 
 /// The netns of a special source.
-pub fn source_netns(lab: &super::LabName, value: &str) -> String {
+pub fn source_netns(lab: &LabName, value: &str) -> String {
     if value == FROM_EXTERNAL {
         external_netns(lab)
     } else {
@@ -114,7 +117,7 @@ pub fn source_netns(lab: &super::LabName, value: &str) -> String {
 /// Probe jobs towards `node:PORT` targets from pods (`NS/POD`, `NS/*`, `*`) and special
 /// sources.
 pub fn node_jobs(
-    lab: &super::LabName,
+    lab: &LabName,
     pods: &std::collections::BTreeMap<String, PodRecord>,
     from: &[String],
     targets: &[(u16, Option<Protocol>)],

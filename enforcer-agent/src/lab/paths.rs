@@ -9,8 +9,6 @@ pub const STATE_ROOT: &str = "/run/enforcer/lab";
 pub const BPFFS_ROOT: &str = "/sys/fs/bpf/enforcer";
 /// Per-netns files that `ip netns exec` bind-mounts over `/etc`.
 pub const ETC_NETNS: &str = "/etc/netns";
-/// The one node of a lab, as written into `spec.nodeName`.
-pub const NODE_NAME: &str = "node1";
 /// Longest lab name: keeps netns names short and readable.
 pub const MAX_NAME_LEN: usize = 12;
 

@@ -12,6 +12,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+/// SIGTERM grace before SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
     #[error("cannot open netns {netns} ({path}): {source}")]

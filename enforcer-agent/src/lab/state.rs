@@ -2,7 +2,9 @@
 //! their addresses, netns and interface names, and the processes the lab started.
 //!
 //! Objects themselves live in the datastore; this file holds only what the datastore
-//! does not say. It is replaced by rename, so a reader sees the old or the new file.
+//! does not say: with the records' addresses and `next_pod_index`, it is the lab's
+//! [`Allocation`] (the cluster planner's input and output; `ClusterIPs` are in the
+//! Service objects). It is replaced by rename, so a reader sees the old or the new file.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -10,7 +12,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::addresses::FIRST_POD_INDEX;
+use crate::cluster::{Allocation, PodAddresses, pod_key};
+
 use super::process::ProcessRecord;
+use super::program::PodProgram;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -43,16 +49,6 @@ pub struct LabState {
     pub pods: BTreeMap<String, PodRecord>,
 }
 
-/// What runs inside a pod's netns.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case", tag = "kind")]
-pub enum PodProgram {
-    /// Answers with `text` on every port, TCP and UDP.
-    Responder { text: String, ports: Vec<u16> },
-    /// The cluster DNS server on every port, UDP and TCP.
-    Dns { ports: Vec<u16> },
-}
-
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct PodRecord {
     pub namespace: String,
@@ -73,10 +69,6 @@ impl PodRecord {
     }
 }
 
-pub fn pod_key(namespace: &str, name: &str) -> String {
-    format!("{namespace}/{name}")
-}
-
 impl LabState {
     pub fn new(name: &str, binary: PathBuf, agent: bool) -> Self {
         Self {
@@ -84,8 +76,30 @@ impl LabState {
             binary,
             agent,
             agent_process: None,
-            next_pod_index: super::topology::FIRST_POD_INDEX,
+            next_pod_index: FIRST_POD_INDEX,
             pods: BTreeMap::new(),
+        }
+    }
+
+    /// What is handed out: the pods' addresses and the next index. `cluster_ips` are
+    /// the caller's to add (the Services in the datastore hold them).
+    pub fn allocation(&self) -> Allocation {
+        Allocation {
+            next_pod_index: self.next_pod_index,
+            pods: self
+                .pods
+                .iter()
+                .map(|(key, r)| {
+                    (
+                        key.clone(),
+                        PodAddresses {
+                            ipv4: r.ipv4,
+                            ipv6: r.ipv6,
+                        },
+                    )
+                })
+                .collect(),
+            cluster_ips: BTreeMap::new(),
         }
     }
 

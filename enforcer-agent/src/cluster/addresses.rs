@@ -1,0 +1,220 @@
+//! Address planning: pod addresses from a node's pod block, Service `ClusterIPs` from
+//! the Service range, and the allocation state that makes both stable.
+//!
+//! Pod index `i` of a block gets `v4 base + i` and `v6 base + i`; the default node's
+//! block starts at 198.18.0.0 / `2001:2::` and hands out indices 10 to `0xfeff`, so the
+//! first pod is 198.18.0.10 / `2001:2::a` and 198.18.255.0/24 stays free for the
+//! nodes' own interfaces and clients outside the cluster. A pod keeps its addresses for
+//! life ([`Allocation::pods`]); a new one takes the next free index after the last one
+//! handed out, wrapping around, so a deleted pod's address is not reused at once.
+//!
+//! Service `ClusterIPs` come from 198.19.0.0/16: `kube-dns` is 198.19.0.10, the others
+//! are allocated upwards from 198.19.0.11; a Service keeps the `ClusterIP` it has.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::model::ObjectId;
+
+use super::PlanError;
+
+pub const FIRST_POD_INDEX: u32 = 10;
+/// Last index below 198.18.255.0/24.
+pub const LAST_POD_INDEX: u32 = 0xfeff;
+pub const POD_NET_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 0);
+pub const POD_NET_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0);
+pub const SERVICE_NET_V4: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 0);
+/// The `kube-dns` Service's `ClusterIP` (what every pod's resolv.conf names).
+pub const DNS_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 10);
+
+/// A node's pod address block: the indices it hands out and where they start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodBlock {
+    pub v4_base: Ipv4Addr,
+    pub v6_base: Ipv6Addr,
+    pub first_index: u32,
+    pub last_index: u32,
+}
+
+impl PodBlock {
+    pub fn v4(&self, index: u32) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.v4_base) + index)
+    }
+
+    pub fn v6(&self, index: u32) -> Ipv6Addr {
+        Ipv6Addr::from(u128::from(self.v6_base) + u128::from(index))
+    }
+}
+
+/// The default node's block (198.18.0.10 and up, see the module doc).
+pub const DEFAULT_POD_BLOCK: PodBlock = PodBlock {
+    v4_base: POD_NET_V4,
+    v6_base: POD_NET_V6,
+    first_index: FIRST_POD_INDEX,
+    last_index: LAST_POD_INDEX,
+};
+
+/// A pod's IPv4 address at index `index` of the default block.
+pub fn pod_v4(index: u32) -> Ipv4Addr {
+    DEFAULT_POD_BLOCK.v4(index)
+}
+
+/// A pod's IPv6 address at index `index` of the default block.
+pub fn pod_v6(index: u32) -> Ipv6Addr {
+    DEFAULT_POD_BLOCK.v6(index)
+}
+
+/// A pod's two addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PodAddresses {
+    pub ipv4: Ipv4Addr,
+    pub ipv6: Ipv6Addr,
+}
+
+/// What is already handed out: the planner keeps these addresses and continues from
+/// `next_pod_index`; [`super::plan`] returns the state after its own allocations.
+///
+/// A running cluster persists it (the lab in its state file; `ClusterIPs` live in the
+/// Service objects themselves); tools planning from files start from
+/// [`Allocation::default`]. One index cursor: one node's block. Several nodes (issue
+/// 11) will want one cursor per block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Allocation {
+    /// Next pod index to try.
+    pub next_pod_index: u32,
+    /// Pods' addresses by `namespace/name`.
+    pub pods: BTreeMap<String, PodAddresses>,
+    /// `spec.clusterIP` of each existing Service (`"None"` for a headless one), kept
+    /// when an update of the Service leaves it out.
+    pub cluster_ips: BTreeMap<ObjectId, String>,
+}
+
+impl Default for Allocation {
+    fn default() -> Self {
+        Self {
+            next_pod_index: FIRST_POD_INDEX,
+            pods: BTreeMap::new(),
+            cluster_ips: BTreeMap::new(),
+        }
+    }
+}
+
+/// Hands out pod addresses from one block, skipping addresses in use.
+pub(super) struct PodAllocator<'a> {
+    block: &'a PodBlock,
+    used: BTreeSet<Ipv4Addr>,
+    next: u32,
+}
+
+impl<'a> PodAllocator<'a> {
+    pub(super) fn new(block: &'a PodBlock, used: BTreeSet<Ipv4Addr>, next: u32) -> Self {
+        Self { block, used, next }
+    }
+
+    pub(super) fn allocate(&mut self) -> Result<PodAddresses, PlanError> {
+        let span = self.block.last_index - self.block.first_index + 1;
+        for _ in 0..span {
+            let index = if (self.block.first_index..=self.block.last_index).contains(&self.next) {
+                self.next
+            } else {
+                self.block.first_index
+            };
+            self.next = index + 1;
+            let ipv4 = self.block.v4(index);
+            if self.used.insert(ipv4) {
+                return Ok(PodAddresses {
+                    ipv4,
+                    ipv6: self.block.v6(index),
+                });
+            }
+        }
+        Err(PlanError::PodAddressesExhausted)
+    }
+
+    /// Takes `ipv4` out of this allocator's reach (another block handed it out).
+    pub(super) fn mark_used(&mut self, ipv4: Ipv4Addr) {
+        self.used.insert(ipv4);
+    }
+
+    /// The cursor after the last allocation.
+    pub(super) fn next_index(&self) -> u32 {
+        self.next
+    }
+}
+
+/// Hands out `ClusterIPs` upwards from just above `kube-dns`'s, skipping taken ones.
+pub(super) struct ServiceAllocator {
+    candidate: u32,
+}
+
+impl ServiceAllocator {
+    pub(super) fn new() -> Self {
+        Self {
+            candidate: u32::from(DNS_SERVICE_IP) + 1,
+        }
+    }
+
+    pub(super) fn allocate(
+        &mut self,
+        taken: &BTreeMap<Ipv4Addr, ObjectId>,
+    ) -> Result<Ipv4Addr, PlanError> {
+        loop {
+            let ip = Ipv4Addr::from(self.candidate);
+            if u32::from(ip) >> 16 != u32::from(SERVICE_NET_V4) >> 16 {
+                return Err(PlanError::ServiceAddressesExhausted);
+            }
+            self.candidate += 1;
+            if !taken.contains_key(&ip) && ip != DNS_SERVICE_IP {
+                return Ok(ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[expect(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_addresses_and_wrap_around() {
+        assert_eq!(pod_v4(10), Ipv4Addr::new(198, 18, 0, 10));
+        assert_eq!(pod_v6(10), "2001:2::a".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(pod_v4(LAST_POD_INDEX), Ipv4Addr::new(198, 18, 254, 255));
+        // The cursor at the end of the block wraps to the first free index.
+        let used: BTreeSet<Ipv4Addr> = [pod_v4(10)].into();
+        let mut a = PodAllocator::new(&DEFAULT_POD_BLOCK, used, LAST_POD_INDEX);
+        assert_eq!(a.allocate().unwrap().ipv4, pod_v4(LAST_POD_INDEX));
+        assert_eq!(a.allocate().unwrap().ipv4, pod_v4(11));
+        assert_eq!(a.next_index(), 12);
+    }
+
+    #[test]
+    fn an_exhausted_block_is_an_error() {
+        let block = PodBlock {
+            first_index: 10,
+            last_index: 11,
+            ..DEFAULT_POD_BLOCK
+        };
+        let mut a = PodAllocator::new(&block, BTreeSet::new(), 10);
+        a.allocate().unwrap();
+        a.allocate().unwrap();
+        assert!(matches!(a.allocate(), Err(PlanError::PodAddressesExhausted)));
+    }
+
+    #[test]
+    fn cluster_ips_skip_taken_ones() {
+        let id = |name: &str| ObjectId {
+            kind: "Service".into(),
+            namespace: "a".into(),
+            name: name.into(),
+        };
+        let taken: BTreeMap<Ipv4Addr, ObjectId> = [(Ipv4Addr::new(198, 19, 0, 11), id("x"))].into();
+        let mut s = ServiceAllocator::new();
+        assert_eq!(s.allocate(&taken).unwrap(), Ipv4Addr::new(198, 19, 0, 12));
+        assert_eq!(s.allocate(&taken).unwrap(), Ipv4Addr::new(198, 19, 0, 13));
+    }
+}

@@ -1,0 +1,273 @@
+//! The [`Lab`] façade: an open lab (holding its lock) and what reads it — its pods,
+//! the agent's progress, `exec` in a pod. Changing the lab is [`super::reconcile`]'s,
+//! probing [`super::probe`]'s, removing it [`super::teardown`]'s.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::nodes::DEFAULT_NODE;
+use crate::cluster::pod_key;
+use crate::datastore::{AgentStatus, FileDatastore};
+use crate::model::{Loaded, Object, Pod};
+
+use super::agent;
+use super::error::{LabError, io_err};
+use super::exec;
+use super::paths::{LabName, LabPaths};
+use super::process::STOP_GRACE;
+use super::state::LabState;
+
+/// Options of [`Lab::up`].
+#[derive(Clone, Debug)]
+pub struct UpOptions {
+    pub name: LabName,
+    /// Start the node agent (`enforcer agent`) in the node netns.
+    pub agent: bool,
+    /// The `enforcer` binary for pod processes and the agent (normally this one).
+    pub binary: PathBuf,
+    /// Run the agent from this program instead of `binary` (same arguments).
+    pub agent_binary: Option<PathBuf>,
+}
+
+/// One line of `lab get pods -o json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodInfo {
+    pub namespace: String,
+    pub name: String,
+    pub node: String,
+    /// The IPv4 address (`status.podIP`).
+    pub ip: String,
+    /// IPv4 and IPv6 (`status.podIPs`).
+    pub ips: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub netns: String,
+    /// Host-side veth in the node netns.
+    pub interface: String,
+}
+
+/// An open lab, holding its lock.
+pub struct Lab {
+    pub(super) name: LabName,
+    pub(super) paths: LabPaths,
+    pub(super) state: LabState,
+    pub(super) ds: FileDatastore,
+    pub(super) _lock: Flock<File>,
+}
+
+/// Takes the lab's lock, waiting up to `wait` for another command to release it.
+pub(super) fn lock(name: &LabName, paths: &LabPaths, wait: Duration) -> Result<Flock<File>, LabError> {
+    let path = paths.lock_file();
+    let deadline = Instant::now() + wait;
+    loop {
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("open lock file", &path))?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((_, errno))
+                if errno == nix::errno::Errno::EWOULDBLOCK && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(_) => {
+                return Err(LabError::Busy {
+                    name: name.to_string(),
+                    path,
+                });
+            }
+        }
+    }
+}
+
+impl Lab {
+    /// Starts the agent from `binary`, records it, and waits until it has observed
+    /// the datastore.
+    pub(super) fn start_agent(&mut self, binary: &Path) -> Result<(), LabError> {
+        let mut daemon = agent::start(&self.name, binary, &self.paths)?;
+        self.state.agent_process = Some(daemon.record);
+        self.save()?;
+        agent::wait_observed(
+            &self.ds,
+            Some(&mut daemon.child),
+            None,
+            &self.paths.agent_log(),
+            agent::START_TIMEOUT,
+        )?;
+        Ok(())
+    }
+
+
+    /// Stops the agent (SIGKILL when `kill`: a crash), waits `down`, starts a new one
+    /// and waits until it has observed the datastore.
+    pub fn restart_agent(&mut self, kill: bool, down: Duration) -> Result<(), LabError> {
+        if !self.state.agent {
+            return Err(LabError::NoAgent {
+                name: self.name.to_string(),
+            });
+        }
+        if let Some(record) = self.state.agent_process.take() {
+            if kill {
+                record.kill();
+            } else {
+                record.terminate(STOP_GRACE);
+            }
+        }
+        std::thread::sleep(down);
+        let binary = self.state.binary.clone();
+        self.start_agent(&binary)
+    }
+
+
+    /// Opens an existing lab (waits up to 30 s for another command's lock).
+    pub fn open(name: &LabName) -> Result<Lab, LabError> {
+        let paths = name.paths();
+        let state_file = paths.state_file();
+        if !paths.root.exists() {
+            return Err(LabError::NotFound {
+                name: name.to_string(),
+                path: paths.root,
+            });
+        }
+        let lock = lock(name, &paths, Duration::from_secs(30))?;
+        let broken = || LabError::Broken {
+            name: name.to_string(),
+            path: state_file.clone(),
+        };
+        let Some(state) = LabState::load(&state_file).map_err(|_| broken())? else {
+            return Err(broken());
+        };
+        let ds = FileDatastore::open(paths.datastore())?;
+        Ok(Lab {
+            name: name.clone(),
+            paths,
+            state,
+            ds,
+            _lock: lock,
+        })
+    }
+
+    pub fn name(&self) -> &LabName {
+        &self.name
+    }
+
+    pub fn paths(&self) -> &LabPaths {
+        &self.paths
+    }
+
+    pub fn datastore(&self) -> &FileDatastore {
+        &self.ds
+    }
+
+    pub fn has_agent(&self) -> bool {
+        self.state.agent
+    }
+
+    pub(super) fn save(&self) -> Result<(), LabError> {
+        Ok(self.state.save(&self.paths.state_file())?)
+    }
+
+    /// The datastore's objects, passing over (with a warning) any that do not read
+    /// back: a broken object a client planted must not stop the lab's own commands;
+
+    /// the agent refuses it and says so in its status.
+    pub(super) fn readable_objects(&self) -> Result<Vec<Loaded>, LabError> {
+        let (objects, errors) = self.ds.list_readable()?;
+        for error in errors {
+            tracing::warn!(%error, "datastore object does not load; ignored by the lab");
+        }
+        Ok(objects)
+    }
+
+
+    /// Pods with their addresses and (datastore) labels.
+    pub fn get_pods(&self) -> Result<Vec<PodInfo>, LabError> {
+        let pods = self.pod_objects()?;
+        Ok(self
+            .state
+            .pods
+            .values()
+            .map(|rec| {
+                let pod = pods.get(&rec.key());
+                PodInfo {
+                    namespace: rec.namespace.clone(),
+                    name: rec.name.clone(),
+                    node: pod
+                        .and_then(|p| p.spec.node_name.clone())
+                        .unwrap_or_else(|| DEFAULT_NODE.to_owned()),
+                    ip: rec.ipv4.to_string(),
+                    ips: vec![rec.ipv4.to_string(), rec.ipv6.to_string()],
+                    labels: pod.map(|p| p.metadata.labels.clone()).unwrap_or_default(),
+                    netns: rec.netns.clone(),
+                    interface: rec.host_iface.clone(),
+                }
+            })
+            .collect())
+    }
+
+    pub(super) fn pod_objects(&self) -> Result<BTreeMap<String, Pod>, LabError> {
+        Ok(self
+            .readable_objects()?
+            .into_iter()
+            .filter_map(|l| match l.object {
+                Object::Pod(p) => Some((
+                    pod_key(
+                        p.metadata.namespace.as_deref().unwrap_or("default"),
+                        &p.metadata.name,
+                    ),
+                    p,
+                )),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Waits (bounded) until the agent has observed every datastore revision; a no-op
+    /// for labs without an agent.
+    pub fn sync_agent(&self) -> Result<Option<AgentStatus>, LabError> {
+        if !self.state.agent {
+            return Ok(None);
+        }
+        Ok(Some(agent::wait_observed(
+            &self.ds,
+            None,
+            self.state.agent_process.as_ref(),
+            &self.paths.agent_log(),
+            agent::SYNC_TIMEOUT,
+        )?))
+    }
+
+    /// Responders on the node (node-local services, failsafe port 22) and on the
+
+    /// The netns of `NS/POD`.
+    pub fn pod_netns(&self, pod: &str) -> Result<String, LabError> {
+        if !pod.contains('/') {
+            return Err(LabError::BadPodRef {
+                pod: pod.to_owned(),
+            });
+        }
+        self.state
+            .pods
+            .get(pod)
+            .map(|r| r.netns.clone())
+            .ok_or_else(|| LabError::NoSuchPod {
+                lab: self.name.to_string(),
+                pod: pod.to_owned(),
+            })
+    }
+
+    /// Runs a command in a pod (stdio inherited); returns its exit code. Releases the
+    /// lab lock first, so the command may itself call `enforcer lab`.
+    pub fn exec(self, pod: &str, command: &[String]) -> Result<i32, LabError> {
+        let netns = self.pod_netns(pod)?;
+        drop(self);
+        Ok(exec::exit_code(exec::run(&netns, command)?))
+    }
+}

@@ -1,0 +1,456 @@
+//! Changing a lab: declared objects in, the cluster planned ([`crate::cluster::plan`])
+//! from the lab's allocation, then the running lab made to match the plan — pod
+//! netns and processes started or stopped, the DNS zone and Service NAT rewritten, the
+//! datastore written as the API server and kubelet would — and the new allocation
+//! persisted. `up`, `apply` and `delete` all end here.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use crate::cluster::dns::Zone;
+use crate::cluster::{self, Allocation, ClusterPlan, Declared, implied};
+use crate::datastore::FileDatastore;
+use crate::model::{Loaded, Object, ObjectId};
+
+use super::error::{LabError, io_err};
+use super::facade::{Lab, UpOptions, lock};
+use super::process::{self, STOP_GRACE};
+use super::program::PodProgram;
+use super::state::{LabState, PodRecord};
+use super::{dns, host, netns, services};
+
+/// How long pod processes get to bind their sockets.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What changed in an apply/delete.
+#[derive(Clone, Debug, Default)]
+pub struct ChangeReport {
+    pub pods_added: Vec<String>,
+    pub pods_removed: Vec<String>,
+    pub pods_restarted: Vec<String>,
+    pub objects_written: usize,
+    pub objects_deleted: usize,
+    /// The agent's status after it observed the change (labs with an agent).
+    pub agent: Option<crate::datastore::AgentStatus>,
+}
+
+/// A pod process to (re)start.
+struct PodToRun {
+    key: String,
+    namespace: String,
+    name: String,
+    netns: String,
+    program: PodProgram,
+}
+
+/// Loaded input as declared objects, defaults filled in.
+fn declared_from(loaded: Vec<Loaded>) -> Vec<Declared> {
+    loaded
+        .into_iter()
+        .map(|l| Declared {
+            object: cluster::objects::normalize(l.object),
+            source: Some(l.source),
+        })
+        .collect()
+}
+
+impl Lab {
+    /// Creates a lab from files or directories of YAML. On failure everything created
+    /// so far is removed again.
+    pub fn up(opts: &UpOptions, files: &[PathBuf]) -> Result<Lab, LabError> {
+        let name = &opts.name;
+        let paths = name.paths();
+        if paths.root.exists() {
+            return Err(LabError::Exists {
+                name: name.to_string(),
+                what: format!("{} exists", paths.root.display()),
+            });
+        }
+        if let Some(ns) = netns::list_with_prefix(&name.netns_prefix()).first() {
+            return Err(LabError::Exists {
+                name: name.to_string(),
+                what: format!("netns {ns} exists"),
+            });
+        }
+        // Validate everything before creating anything.
+        let mut declared = cluster::declare(declared_from(crate::model::load_paths(files)?));
+        implied::add_implied(&mut declared);
+        let state = LabState::new(name.as_str(), opts.binary.clone(), opts.agent);
+        let (plan, allocation) =
+            cluster::plan(&declared, &cluster::nodes::default_nodes(), &state.allocation())?;
+
+        for dir in [paths.root.clone(), paths.logs(), paths.run()] {
+            std::fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+        }
+        state.save(&paths.state_file())?;
+        let lock = lock(name, &paths, Duration::ZERO)?;
+        let ds = FileDatastore::open(paths.datastore())?;
+        let mut lab = Lab {
+            name: name.clone(),
+            paths,
+            state,
+            ds,
+            _lock: lock,
+        };
+        match lab.bring_up(&plan, &allocation, opts.agent_binary.as_deref()) {
+            Ok(()) => Ok(lab),
+            Err(e) => {
+                tracing::debug!(error = %e, "lab up failed, cleaning up");
+                let name = lab.name.clone();
+                drop(lab);
+                let report = Lab::down(&name);
+                for p in report.problems {
+                    tracing::warn!("cleanup: {p}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn bring_up(
+        &mut self,
+        plan: &ClusterPlan,
+        allocation: &Allocation,
+        agent_binary: Option<&Path>,
+    ) -> Result<(), LabError> {
+        netns::create_node(&self.name.node_netns())?;
+        host::create(&self.name.node_netns(), &host::external_netns(&self.name))?;
+        self.reconcile(plan, allocation, &BTreeMap::new())?;
+        self.start_host_responders()?;
+        if self.state.agent {
+            let binary = agent_binary.unwrap_or(&self.state.binary).to_path_buf();
+            self.start_agent(&binary)?;
+        }
+        Ok(())
+    }
+
+    /// The datastore's objects by id.
+    fn current_objects(&self) -> Result<BTreeMap<ObjectId, Object>, LabError> {
+        Ok(self
+            .readable_objects()?
+            .into_iter()
+            .map(|l| (l.object.id(), l.object))
+            .collect())
+    }
+
+    /// What the user declared: the datastore minus the Pods Deployments made.
+    fn declared(&self, current: &BTreeMap<ObjectId, Object>) -> BTreeMap<ObjectId, Declared> {
+        current
+            .iter()
+            .filter(|(_, o)| match o {
+                Object::Pod(p) => {
+                    let ns = p.metadata.namespace.as_deref().unwrap_or("default");
+                    self.state
+                        .pods
+                        .get(&cluster::pod_key(ns, &p.metadata.name))
+                        .is_none_or(|r| r.owner.is_none())
+                }
+                _ => true,
+            })
+            .map(|(id, o)| {
+                (
+                    id.clone(),
+                    Declared {
+                        object: o.clone(),
+                        source: None,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Creates or updates objects from files (like `kubectl apply`).
+    pub fn apply(&mut self, files: &[PathBuf]) -> Result<ChangeReport, LabError> {
+        let input = declared_from(crate::model::load_paths(files)?);
+        let current = self.current_objects()?;
+        let mut declared = self.declared(&current);
+        for d in input {
+            declared.insert(d.object.id(), d);
+        }
+        self.change(declared, &current)
+    }
+
+    /// Deletes the objects named in files (like `kubectl delete -f`). Deleting a
+    /// Deployment deletes its pods, deleting a Namespace everything in it.
+    pub fn delete(&mut self, files: &[PathBuf]) -> Result<ChangeReport, LabError> {
+        let input = declared_from(crate::model::load_paths(files)?);
+        let current = self.current_objects()?;
+        let mut declared = self.declared(&current);
+        for d in input {
+            declared.remove(&d.object.id());
+            if let Object::Namespace(ns) = &d.object {
+                declared.retain(|_, o| {
+                    o.object.meta().namespace.as_deref() != Some(ns.metadata.name.as_str())
+                });
+            }
+        }
+        self.change(declared, &current)
+    }
+
+    fn change(
+        &mut self,
+        mut declared: BTreeMap<ObjectId, Declared>,
+        current: &BTreeMap<ObjectId, Object>,
+    ) -> Result<ChangeReport, LabError> {
+        implied::add_implied(&mut declared);
+        // The lab's allocation: pods' addresses from the state, Services' from the
+        // datastore (where the API server keeps them).
+        let mut allocation = self.state.allocation();
+        for (id, object) in current {
+            if let Object::Service(svc) = object
+                && let Some(ip) = &svc.spec.cluster_ip
+            {
+                allocation.cluster_ips.insert(id.clone(), ip.clone());
+            }
+        }
+        let (plan, allocation) =
+            cluster::plan(&declared, &cluster::nodes::default_nodes(), &allocation)?;
+        let mut report = self.reconcile(&plan, &allocation, current)?;
+        report.agent = self.sync_agent()?;
+        Ok(report)
+    }
+
+    /// Makes the netns, processes, Service rules, DNS zone and datastore match `plan`.
+    fn reconcile(
+        &mut self,
+        plan: &ClusterPlan,
+        allocation: &Allocation,
+        previous: &BTreeMap<ObjectId, Object>,
+    ) -> Result<ChangeReport, LabError> {
+        let mut report = ChangeReport::default();
+        let node = self.name.node_netns();
+        self.state.next_pod_index = allocation.next_pod_index;
+        // 1. New pods: network first (recorded at once, so a crash leaves a trace),
+        //    then their processes.
+        let mut to_start: Vec<PodToRun> = Vec::new();
+        for (key, planned) in &plan.pods {
+            let run = PodToRun {
+                key: key.clone(),
+                namespace: planned.namespace().to_owned(),
+                name: planned.name().to_owned(),
+                netns: self.name.pod_netns(planned.namespace(), planned.name()),
+                program: PodProgram::for_pod(&planned.pod),
+            };
+            match self.state.pods.get(key) {
+                None => {
+                    let host_iface = planned.pod.host_iface();
+                    self.state.pods.insert(
+                        key.clone(),
+                        PodRecord {
+                            namespace: run.namespace.clone(),
+                            name: run.name.clone(),
+                            netns: run.netns.clone(),
+                            host_iface: host_iface.clone(),
+                            ipv4: planned.ipv4,
+                            ipv6: planned.ipv6,
+                            owner: planned.owner.clone(),
+                            program: run.program.clone(),
+                            process: None,
+                        },
+                    );
+                    self.save()?;
+                    netns::create_pod(&netns::PodLink {
+                        node: &node,
+                        netns: &run.netns,
+                        host_iface: &host_iface,
+                        ipv4: planned.ipv4,
+                        ipv6: planned.ipv6,
+                    })?;
+                    netns::write_resolv_conf(
+                        &run.netns,
+                        planned.namespace(),
+                        cluster::addresses::DNS_SERVICE_IP,
+                    )?;
+                    report.pods_added.push(key.clone());
+                    to_start.push(run);
+                }
+                Some(rec) => {
+                    let alive = rec.process.is_some_and(|p| p.is_alive());
+                    if rec.program != run.program || !alive {
+                        report.pods_restarted.push(key.clone());
+                        to_start.push(run);
+                    }
+                    if let Some(rec) = self.state.pods.get_mut(key) {
+                        rec.owner.clone_from(&planned.owner);
+                    }
+                }
+            }
+        }
+        // The zone before the DNS pod starts, so it serves complete answers at once.
+        dns::write_zone(
+            &Zone::build(&plan.services, &plan.pods),
+            &self.paths.zone_file(),
+        )?;
+        self.start_pods(&to_start)?;
+        // 2. Services over the now-ready pods.
+        let backends = cluster::services::backends(&plan.services, &plan.pods);
+        services::load(
+            &node,
+            &self.paths.nft_file(),
+            &services::ruleset(&backends),
+        )?;
+        // 3. The datastore, as the API server would have it.
+        let changed: Vec<Object> = plan
+            .objects
+            .iter()
+            .filter(|(id, o)| previous.get(*id) != Some(*o))
+            .map(|(_, o)| o.clone())
+            .collect();
+        let removed: Vec<ObjectId> = previous
+            .keys()
+            .filter(|id| !plan.objects.contains_key(*id))
+            .cloned()
+            .collect();
+        if !changed.is_empty() {
+            self.ds.apply(&changed)?;
+        }
+        if !removed.is_empty() {
+            self.ds.delete(&removed)?;
+        }
+        report.objects_written = changed.len();
+        report.objects_deleted = removed.len();
+        // 4. Pods that are gone.
+        let gone: Vec<String> = self
+            .state
+            .pods
+            .keys()
+            .filter(|k| !plan.pods.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(rec) = self.state.pods.get(&key).cloned() {
+                remove_pod(&rec)?;
+                self.state.pods.remove(&key);
+                self.save()?;
+                report.pods_removed.push(key);
+            }
+        }
+        self.save()?;
+        Ok(report)
+    }
+
+    /// (Re)starts pod processes and waits until every one is ready.
+    fn start_pods(&mut self, pods: &[PodToRun]) -> Result<(), LabError> {
+        let mut started: Vec<(String, Child, PathBuf, PathBuf)> = Vec::new();
+        for run in pods {
+            if let Some(old) = self.state.pods.get(&run.key).and_then(|r| r.process) {
+                old.terminate(STOP_GRACE);
+            }
+            let ready = self.paths.pod_ready(&run.namespace, &run.name);
+            let log = self.paths.pod_log(&run.namespace, &run.name);
+            let _ = std::fs::remove_file(&ready);
+            let mut args: Vec<String> = match &run.program {
+                PodProgram::Responder { text, .. } => {
+                    vec!["lab-responder".into(), "--text".into(), text.clone()]
+                }
+                PodProgram::Dns { .. } => vec![
+                    "lab-dns".into(),
+                    "--zone".into(),
+                    self.paths.zone_file().to_string_lossy().into_owned(),
+                ],
+            };
+            args.extend([
+                "--lab".into(),
+                self.name.to_string(),
+                "--pod".into(),
+                run.key.clone(),
+            ]);
+            args.extend(["--ready-file".into(), ready.to_string_lossy().into_owned()]);
+            for port in run.program.ports() {
+                args.extend(["--port".into(), port.to_string()]);
+            }
+            let daemon = process::spawn_in_netns(&run.netns, &self.state.binary, &args, &log)?;
+            if let Some(rec) = self.state.pods.get_mut(&run.key) {
+                rec.process = Some(daemon.record);
+                rec.program = run.program.clone();
+            }
+            started.push((run.key.clone(), daemon.child, ready, log));
+        }
+        self.save()?;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        for (key, mut child, ready, log) in started {
+            loop {
+                if ready.exists() {
+                    break;
+                }
+                let failure = match child.try_wait() {
+                    Ok(Some(status)) => Some(format!("exited ({status})")),
+                    _ if Instant::now() >= deadline => {
+                        Some(format!("was not ready within {}s", READY_TIMEOUT.as_secs()))
+                    }
+                    _ => None,
+                };
+                if let Some(what) = failure {
+                    return Err(LabError::PodProcess {
+                        pod: key,
+                        what,
+                        log: log.display().to_string(),
+                        tail: process::log_tail(&log, 10),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        Ok(())
+    }
+
+    /// Responders on the node (node-local services, failsafe port 22) and on the
+    /// external client; they live in their netns and die with it at `down`.
+    fn start_host_responders(&mut self) -> Result<(), LabError> {
+        let ext = host::external_netns(&self.name);
+        for (netns, who, ports) in [
+            (self.name.node_netns(), "node", &host::NODE_PORTS[..]),
+            (ext, "external", &host::EXTERNAL_PORTS[..]),
+        ] {
+            let ready = self.paths.run().join(format!("{who}.ready"));
+            let log = self.paths.logs().join(format!("{who}.log"));
+            let mut args: Vec<String> = vec![
+                "lab-responder".into(),
+                "--text".into(),
+                who.into(),
+                "--lab".into(),
+                self.name.to_string(),
+                "--pod".into(),
+                format!("host/{who}"),
+                "--ready-file".into(),
+                ready.to_string_lossy().into_owned(),
+            ];
+            for port in ports {
+                args.extend(["--port".into(), port.to_string()]);
+            }
+            let mut daemon = process::spawn_in_netns(&netns, &self.state.binary, &args, &log)?;
+            let deadline = Instant::now() + READY_TIMEOUT;
+            while !ready.exists() {
+                if daemon.child.try_wait().ok().flatten().is_some() || Instant::now() >= deadline {
+                    return Err(LabError::PodProcess {
+                        pod: format!("host/{who}"),
+                        what: "did not become ready".into(),
+                        log: log.display().to_string(),
+                        tail: process::log_tail(&log, 10),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Stops a pod's process and deletes its netns and `/etc/netns` files.
+fn remove_pod(rec: &PodRecord) -> Result<(), LabError> {
+    if let Some(p) = rec.process {
+        p.terminate(STOP_GRACE);
+    }
+    for pid in process::netns_pids(&rec.netns) {
+        if let Some(p) = process::ProcessRecord::of(pid) {
+            p.terminate(STOP_GRACE);
+        }
+    }
+    if netns::exists(&rec.netns) {
+        netns::delete(&rec.netns)?;
+    }
+    netns::remove_etc(&rec.netns)?;
+    Ok(())
+}
