@@ -342,7 +342,15 @@ mod tests {
         let flows = plan(&pods, &[], &ProbeRequest::default()).unwrap();
         let names: Vec<String> = flows
             .iter()
-            .map(|f| format!("{}->{}:{}/{}", f.from, f.to, f.addr.port(), f.protocol.as_str()))
+            .map(|f| {
+                format!(
+                    "{}->{}:{}/{}",
+                    f.from,
+                    f.to,
+                    f.addr.port(),
+                    f.protocol.as_str()
+                )
+            })
             .collect();
         assert_eq!(
             names,
@@ -367,7 +375,14 @@ mod tests {
         assert_eq!(flows[0].addr, "[2001:2::a]:9".parse().unwrap());
         assert_eq!(flows[0].protocol, Protocol::Tcp);
         assert!(matches!(
-            plan(&pods, &[], &ProbeRequest { from: vec!["c/*".into()], ..ProbeRequest::default() }),
+            plan(
+                &pods,
+                &[],
+                &ProbeRequest {
+                    from: vec!["c/*".into()],
+                    ..ProbeRequest::default()
+                }
+            ),
             Err(ConnectivityError::NoMatch { .. })
         ));
     }

@@ -15,8 +15,8 @@ use std::collections::BTreeSet;
 
 use super::flows::{list, packet, port_label, served_ports};
 use super::{Context, Finding, Severity};
-use crate::eval::evaluate;
 use crate::cluster::implied::{DNS_LABEL, is_dns_pod};
+use crate::eval::evaluate;
 use crate::policy::{Direction, Endpoint, Policy};
 use crate::selector::Selector;
 

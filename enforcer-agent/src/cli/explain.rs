@@ -5,9 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use enforcer::datastore::FileDatastore;
 use enforcer::explain::{FlowQuery, explain};
-use enforcer::lab::LabName;
 use enforcer::model::load_paths;
 use enforcer::policy::Cluster;
 
@@ -49,13 +47,8 @@ pub struct ExplainArgs {
 impl ExplainArgs {
     pub fn execute(self) -> anyhow::Result<i32> {
         let objects = match &self.lab {
-            Some(name) => {
-                let name = LabName::new(name)?;
-                let store = FileDatastore::open(name.paths().datastore())?;
-                store
-                    .list()
-                    .with_context(|| format!("reading lab {name:?}'s datastore"))?
-            }
+            Some(name) => super::lab::datastore_objects(name)
+                .with_context(|| format!("reading lab {name:?}'s datastore"))?,
             None if self.files.is_empty() => {
                 anyhow::bail!("give -f FILE... or --lab NAME");
             }

@@ -48,7 +48,11 @@ impl InspectArgs {
                 } else {
                     let mut t = table::new(&["HOOK", "REASON", "PACKETS"], &[2]);
                     for r in rows {
-                        t.add_row([r.hook.to_string(), r.reason.to_string(), r.packets.to_string()]);
+                        t.add_row([
+                            r.hook.to_string(),
+                            r.reason.to_string(),
+                            r.packets.to_string(),
+                        ]);
                     }
                     print!("{}", table::text(&t));
                 }

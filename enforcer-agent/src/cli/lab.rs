@@ -5,10 +5,13 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 
+use enforcer::datastore::FileDatastore;
+use enforcer::model::Loaded;
+
 use enforcer::connectivity::{ProbeRequest, Protocol};
 use enforcer::lab::{self, Lab, LabError, LabName, UpOptions};
 
-use super::table;
+use super::table::{self, Output};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LabCliError {
@@ -146,12 +149,6 @@ pub struct FileArgs {
     /// YAML/JSON files or directories.
     #[arg(short = 'f', long = "filename", required = true)]
     pub files: Vec<PathBuf>,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Output {
-    Table,
-    Json,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -397,6 +394,13 @@ fn pods_table(pods: &[lab::PodInfo]) -> String {
         ]);
     }
     table::text(&t)
+}
+
+/// The objects in lab `name`'s datastore (`explain --lab`).
+pub fn datastore_objects(name: &str) -> Result<Vec<Loaded>, LabCliError> {
+    let name = LabName::new(name).map_err(LabError::from)?;
+    let store = FileDatastore::open(name.paths().datastore()).map_err(LabError::from)?;
+    Ok(store.list().map_err(LabError::from)?)
 }
 
 /// `enforcer lab-responder`: serves until killed.

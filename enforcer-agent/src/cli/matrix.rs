@@ -10,8 +10,7 @@ use enforcer::matrix::{diff, matrix};
 use enforcer::model::load_paths;
 use enforcer::offline;
 
-use super::lab::Output;
-use super::table;
+use super::table::{self, Output};
 
 /// The connectivity matrix the policies give, computed by the reference evaluator
 /// (both legs: the source's egress and the destination's ingress), without a lab.

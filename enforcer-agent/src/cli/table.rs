@@ -3,15 +3,23 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use clap::ValueEnum;
 use comfy_table::{Cell, CellAlignment, Table, presets};
 
 use enforcer::connectivity::{ProbeResult, Protocol};
+
+/// `-o table` or `-o json`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
 
 /// A table with `header`; `right` lists the columns aligned right (numbers).
 pub fn new(header: &[&str], right: &[usize]) -> Table {
     let mut table = Table::new();
     table.load_style(presets::NOTHING);
-    table.set_header(header.iter().map(|h| Cell::new(h)));
+    table.set_header(header.iter().map(Cell::new));
     let last = header.len().saturating_sub(1);
     for (i, column) in table.column_iter_mut().enumerate() {
         column.set_padding((0, if i == last { 0 } else { 2 }));

@@ -202,7 +202,10 @@ mod tests {
         let mut a = PodAllocator::new(&block, BTreeSet::new(), 10);
         a.allocate().unwrap();
         a.allocate().unwrap();
-        assert!(matches!(a.allocate(), Err(PlanError::PodAddressesExhausted)));
+        assert!(matches!(
+            a.allocate(),
+            Err(PlanError::PodAddressesExhausted)
+        ));
     }
 
     #[test]

@@ -203,19 +203,18 @@ pub fn plan(
                 "pod {key} is declared twice (a Pod and a Deployment replica?)"
             )));
         }
-        let addresses = match allocation.pods.get(&key) {
-            Some(kept) => *kept,
-            None => {
-                let allocator = allocators
-                    .get_mut(node.name.as_str())
-                    .ok_or(PlanError::PodAddressesExhausted)?;
-                let fresh = allocator.allocate()?;
-                // Blocks do not overlap, but a pod keeps an address from any of them.
-                for other in allocators.values_mut() {
-                    other.mark_used(fresh.ipv4);
-                }
-                fresh
+        let addresses = if let Some(kept) = allocation.pods.get(&key) {
+            *kept
+        } else {
+            let allocator = allocators
+                .get_mut(node.name.as_str())
+                .ok_or(PlanError::PodAddressesExhausted)?;
+            let fresh = allocator.allocate()?;
+            // Blocks do not overlap, but a pod keeps an address from any of them.
+            for other in allocators.values_mut() {
+                other.mark_used(fresh.ipv4);
             }
+            fresh
         };
         pod.spec.node_name = Some(node.name.clone());
         pod.status = Some(PodStatus {

@@ -83,7 +83,10 @@ mod tests {
         let nodes = default_nodes();
         assert_eq!(place(&nodes, &pod(None)), Placement::Node(&nodes[0]));
         assert_eq!(place(&nodes, &pod(Some(""))), Placement::Node(&nodes[0]));
-        assert_eq!(place(&nodes, &pod(Some("node1"))), Placement::Node(&nodes[0]));
+        assert_eq!(
+            place(&nodes, &pod(Some("node1"))),
+            Placement::Node(&nodes[0])
+        );
         assert_eq!(place(&nodes, &pod(Some("node2"))), Placement::Remote);
     }
 }

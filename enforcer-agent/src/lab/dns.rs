@@ -100,7 +100,12 @@ fn catalog(zone: &Zone) -> Catalog {
             .iter()
             .map(|ip| RData::A(A(*ip)))
             .chain(records.aaaa.iter().map(|ip| RData::AAAA(AAAA(*ip))))
-            .chain(records.ptr.iter().filter_map(|t| fqdn(t).map(|t| RData::PTR(PTR(t)))));
+            .chain(
+                records
+                    .ptr
+                    .iter()
+                    .filter_map(|t| fqdn(t).map(|t| RData::PTR(PTR(t)))),
+            );
         for rdata in data {
             handler.upsert_mut(Record::from_rdata(owner.clone(), TTL, rdata), serial);
         }
@@ -295,7 +300,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket.set_nonblocking(true).unwrap();
         let addr = socket.local_addr().unwrap();
         runtime.spawn(async move {
@@ -314,7 +319,7 @@ mod tests {
     fn ask(server: &TestServer, bytes: &[u8], id: u16) -> Option<Message> {
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         client
-            .set_read_timeout(Some(Duration::from_millis(1000)))
+            .set_read_timeout(Some(Duration::from_secs(1)))
             .unwrap();
         client.send_to(bytes, server.addr).unwrap();
         let mut buf = [0u8; 4096];
@@ -337,24 +342,32 @@ mod tests {
     #[test]
     fn a_aaaa_nxdomain() {
         let server = start("a");
-        let r = ask(
-            &server,
-            &query(7, "Backend.dev-app.svc.cluster.local"),
-            7,
-        )
-        .unwrap();
+        let r = ask(&server, &query(7, "Backend.dev-app.svc.cluster.local"), 7).unwrap();
         assert_eq!(r.metadata.response_code, ResponseCode::NoError);
         assert!(r.metadata.authoritative);
         let answers: Vec<&RData> = r.answers.iter().map(|a| &a.data).collect();
         assert_eq!(answers, [&RData::A(A(Ipv4Addr::new(198, 19, 0, 12)))]);
         // AAAA of an existing name: NOERROR, no answer.
-        let r = lookup(&server, 8, "backend.dev-app.svc.cluster.local", RecordType::AAAA);
-        assert_eq!((r.metadata.response_code, r.answers.len()), (ResponseCode::NoError, 0));
+        let r = lookup(
+            &server,
+            8,
+            "backend.dev-app.svc.cluster.local",
+            RecordType::AAAA,
+        );
+        assert_eq!(
+            (r.metadata.response_code, r.answers.len()),
+            (ResponseCode::NoError, 0)
+        );
         // An empty non-terminal exists; an unknown name does not, in the cluster's
         // domain or outside it.
         let r = lookup(&server, 9, "dev-app.svc.cluster.local", RecordType::A);
         assert_eq!(r.metadata.response_code, ResponseCode::NoError);
-        let r = lookup(&server, 10, "nosuch.dev-app.svc.cluster.local", RecordType::A);
+        let r = lookup(
+            &server,
+            10,
+            "nosuch.dev-app.svc.cluster.local",
+            RecordType::A,
+        );
         assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
         let r = lookup(&server, 11, "google.com", RecordType::A);
         assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
@@ -389,7 +402,12 @@ mod tests {
         let r = ask(&server, b"0123456789abcdefghijkl", 0x3031).unwrap();
         assert_eq!(r.metadata.response_code, ResponseCode::FormErr);
         // Still serving.
-        let r = lookup(&server, 3, "backend.dev-app.svc.cluster.local", RecordType::A);
+        let r = lookup(
+            &server,
+            3,
+            "backend.dev-app.svc.cluster.local",
+            RecordType::A,
+        );
         assert_eq!(r.answers.len(), 1);
     }
 
@@ -397,7 +415,12 @@ mod tests {
     fn still_answers(server: &TestServer, garbage: &[u8]) {
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         client.send_to(garbage, server.addr).unwrap();
-        let r = lookup(server, 0xbeef, "backend.dev-app.svc.cluster.local", RecordType::A);
+        let r = lookup(
+            server,
+            0xbeef,
+            "backend.dev-app.svc.cluster.local",
+            RecordType::A,
+        );
         assert_eq!(r.answers.len(), 1);
     }
 

@@ -71,7 +71,10 @@ pub enum LabError {
     Busy { name: String, path: PathBuf },
 }
 
-pub(super) fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> LabError + 'a {
+pub(super) fn io_err<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> LabError + 'a {
     move |source| LabError::Io {
         op,
         path: path.to_path_buf(),

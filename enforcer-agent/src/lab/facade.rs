@@ -60,7 +60,11 @@ pub struct Lab {
 }
 
 /// Takes the lab's lock, waiting up to `wait` for another command to release it.
-pub(super) fn lock(name: &LabName, paths: &LabPaths, wait: Duration) -> Result<Flock<File>, LabError> {
+pub(super) fn lock(
+    name: &LabName,
+    paths: &LabPaths,
+    wait: Duration,
+) -> Result<Flock<File>, LabError> {
     let path = paths.lock_file();
     let deadline = Instant::now() + wait;
     loop {
@@ -104,7 +108,6 @@ impl Lab {
         Ok(())
     }
 
-
     /// Stops the agent (SIGKILL when `kill`: a crash), waits `down`, starts a new one
     /// and waits until it has observed the datastore.
     pub fn restart_agent(&mut self, kill: bool, down: Duration) -> Result<(), LabError> {
@@ -124,7 +127,6 @@ impl Lab {
         let binary = self.state.binary.clone();
         self.start_agent(&binary)
     }
-
 
     /// Opens an existing lab (waits up to 30 s for another command's lock).
     pub fn open(name: &LabName) -> Result<Lab, LabError> {
@@ -176,7 +178,6 @@ impl Lab {
 
     /// The datastore's objects, passing over (with a warning) any that do not read
     /// back: a broken object a client planted must not stop the lab's own commands;
-
     /// the agent refuses it and says so in its status.
     pub(super) fn readable_objects(&self) -> Result<Vec<Loaded>, LabError> {
         let (objects, errors) = self.ds.list_readable()?;
@@ -185,7 +186,6 @@ impl Lab {
         }
         Ok(objects)
     }
-
 
     /// Pods with their addresses and (datastore) labels.
     pub fn get_pods(&self) -> Result<Vec<PodInfo>, LabError> {
@@ -243,8 +243,6 @@ impl Lab {
             agent::SYNC_TIMEOUT,
         )?))
     }
-
-    /// Responders on the node (node-local services, failsafe port 22) and on the
 
     /// The netns of `NS/POD`.
     pub fn pod_netns(&self, pod: &str) -> Result<String, LabError> {

@@ -163,4 +163,3 @@ pub fn run(jobs: &[ProbeJob], timeout: Duration, ports: &UdpPorts) -> Vec<ProbeR
         .flatten()
         .collect()
 }
-

@@ -78,8 +78,11 @@ impl Lab {
         let mut declared = cluster::declare(declared_from(crate::model::load_paths(files)?));
         implied::add_implied(&mut declared);
         let state = LabState::new(name.as_str(), opts.binary.clone(), opts.agent);
-        let (plan, allocation) =
-            cluster::plan(&declared, &cluster::nodes::default_nodes(), &state.allocation())?;
+        let (plan, allocation) = cluster::plan(
+            &declared,
+            &cluster::nodes::default_nodes(),
+            &state.allocation(),
+        )?;
 
         for dir in [paths.root.clone(), paths.logs(), paths.run()] {
             std::fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
@@ -286,11 +289,7 @@ impl Lab {
         self.start_pods(&to_start)?;
         // 2. Services over the now-ready pods.
         let backends = cluster::services::backends(&plan.services, &plan.pods);
-        services::load(
-            &node,
-            &self.paths.nft_file(),
-            &services::ruleset(&backends),
-        )?;
+        services::load(&node, &self.paths.nft_file(), &services::ruleset(&backends))?;
         // 3. The datastore, as the API server would have it.
         let changed: Vec<Object> = plan
             .objects

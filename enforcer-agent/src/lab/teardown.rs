@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::facade::{Lab, lock};
+use super::netns;
 use super::paths::{self, LabName};
 use super::process::{self, ProcessRecord, STOP_GRACE};
-use super::netns;
 use super::state::LabState;
 
 /// What [`Lab::down`] removed.
