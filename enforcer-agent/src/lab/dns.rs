@@ -15,13 +15,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use hickory_server::net::NetError;
 use hickory_server::net::runtime::{Time, TokioRuntimeProvider};
 use hickory_server::proto::op::{Message, MessageType, OpCode, Query};
 use hickory_server::proto::rr::rdata::{A, AAAA, PTR, SOA};
 use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
-use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
+use hickory_server::zone_handler::{AxfrPolicy, Catalog, MessageResponse, ZoneType};
 
 use crate::cluster::dns::{DOMAIN, Zone};
 
@@ -177,8 +178,34 @@ impl RequestHandler for ZoneFileHandler {
     ) -> ResponseInfo {
         let catalog = self.current();
         catalog
-            .handle_request::<R, T>(request, response_handle)
+            .handle_request::<RecursionAvailable<R>, T>(
+                request,
+                RecursionAvailable(response_handle),
+            )
             .await
+    }
+}
+
+/// Responses say "recursion available", as a cluster DNS's do (`CoreDNS` forwards
+/// what it is not authoritative for); without it `nslookup` warns on every answer.
+#[derive(Clone)]
+struct RecursionAvailable<R>(R);
+
+#[async_trait::async_trait]
+impl<R: ResponseHandler> ResponseHandler for RecursionAvailable<R> {
+    async fn send_response<'a>(
+        &mut self,
+        mut response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        response.metadata_mut().recursion_available = true;
+        self.0.send_response(response).await
     }
 }
 
@@ -344,7 +371,7 @@ mod tests {
         let server = start("a");
         let r = ask(&server, &query(7, "Backend.dev-app.svc.cluster.local"), 7).unwrap();
         assert_eq!(r.metadata.response_code, ResponseCode::NoError);
-        assert!(r.metadata.authoritative);
+        assert!(r.metadata.authoritative && r.metadata.recursion_available);
         let answers: Vec<&RData> = r.answers.iter().map(|a| &a.data).collect();
         assert_eq!(answers, [&RData::A(A(Ipv4Addr::new(198, 19, 0, 12)))]);
         // AAAA of an existing name: NOERROR, no answer.
