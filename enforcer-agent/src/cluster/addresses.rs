@@ -16,7 +16,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::model::ObjectId;
 
-use super::PlanError;
+use super::error::PlanError;
 
 pub const FIRST_POD_INDEX: u32 = 10;
 /// Last index below 198.18.255.0/24.
@@ -72,7 +72,7 @@ pub struct PodAddresses {
 }
 
 /// What is already handed out: the planner keeps these addresses and continues from
-/// `next_pod_index`; [`super::plan`] returns the state after its own allocations.
+/// `next_pod_index`; [`super::plan()`] returns the state after its own allocations.
 ///
 /// A running cluster persists it (the lab in its state file; `ClusterIPs` live in the
 /// Service objects themselves); tools planning from files start from

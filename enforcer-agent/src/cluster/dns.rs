@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Service;
 
-use super::PlannedPod;
+use super::plan::PlannedPod;
 
 pub const DOMAIN: &str = "cluster.local";
 

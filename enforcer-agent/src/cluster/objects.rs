@@ -4,7 +4,7 @@
 use crate::model::workload::{PodSpec, ServiceSpec};
 use crate::model::{Object, ObjectMeta, Source};
 
-use super::PlanError;
+use super::error::PlanError;
 
 /// More replicas than this is refused (a cluster on one machine).
 pub const MAX_REPLICAS: u32 = 256;

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use crate::model::Service;
 use crate::model::workload::IntOrString;
 
-use super::PlannedPod;
+use super::plan::PlannedPod;
 
 /// One Service port with its backends.
 #[derive(Clone, Debug, PartialEq, Eq)]

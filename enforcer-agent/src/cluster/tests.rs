@@ -9,7 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::addresses::pod_v6;
 use super::implied::add_implied;
 use super::nodes::default_nodes;
-use super::*;
+use super::{Allocation, ClusterPlan, Declared, declare, plan};
+use crate::model::{Object, ObjectId};
 
 const TUTORIAL: &str = include_str!("../../../tests/fixtures/tutorial/dev-app-deployments.yaml");
 

@@ -1,4 +1,4 @@
-//! Changing a lab: declared objects in, the cluster planned ([`crate::cluster::plan`])
+//! Changing a lab: declared objects in, the cluster planned ([`crate::cluster::plan()`])
 //! from the lab's allocation, then the running lab made to match the plan — pod
 //! netns and processes started or stopped, the DNS zone and Service NAT rewritten, the
 //! datastore written as the API server and kubelet would — and the new allocation
