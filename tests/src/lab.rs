@@ -10,7 +10,8 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-pub use enforcer::lab::{PodInfo, ProbeResult};
+pub use enforcer::connectivity::ProbeResult;
+pub use enforcer::lab::PodInfo;
 
 /// The `enforcer` binary under test.
 pub fn enforcer_bin() -> PathBuf {

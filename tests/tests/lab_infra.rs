@@ -113,7 +113,7 @@ fn tutorial_cluster_end_to_end() {
     let udp = lab.probe(&["--from", "dev-app/frontend-0", "--protocol", "UDP"]);
     assert!(
         udp.iter()
-            .all(|r| r.protocol == enforcer::lab::Protocol::Udp)
+            .all(|r| r.protocol == enforcer::connectivity::Protocol::Udp)
     );
     assert_all_connected(&udp, "UDP");
     let closed = lab.probe(&[

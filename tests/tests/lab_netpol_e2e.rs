@@ -27,8 +27,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Instant;
 
+use enforcer::connectivity::Protocol;
 use enforcer::datastore::FileDatastore;
-use enforcer::lab::Protocol;
 use enforcer::model::Object;
 use enforcer_tests::lab::{LabGuard, ProbeResult, TempDir, serial};
 use enforcer_tests::netpol::{

@@ -7,7 +7,7 @@
 //! the node on [`NODE_PORTS`] (a node-local service, and port 22 for the failsafe), the
 //! external client on [`EXTERNAL_PORTS`] (so the node and pods have something outside to
 //! reach). `lab probe --from external|node` and `--to node:PORT[/udp]` probe through
-//! them (see [`jobs`]).
+//! them (see [`node_jobs`]).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 

@@ -34,7 +34,6 @@ pub mod services;
 pub mod state;
 pub mod teardown;
 
-pub use crate::connectivity::{ProbeRequest, ProbeResult, Protocol};
 pub use error::LabError;
 pub use facade::{Lab, PodInfo, UpOptions};
 pub use paths::{LabName, LabPaths, NameError};
