@@ -10,7 +10,7 @@
 
 use std::net::IpAddr;
 
-use crate::compile::spec::PolicyName;
+use crate::model::PolicyName;
 use crate::policy::{
     Cluster, Direction, Endpoint, EntityMatch, PortMatch, Rule, RuleAction, TierAction, has_ports,
     is_icmp,

@@ -7,12 +7,17 @@ pub mod calico;
 pub mod k8s;
 pub mod load;
 pub mod locate;
+mod names;
 pub mod suggest;
 pub mod workload;
 
 pub use load::{
     LoadError, Loaded, ObjectError, ObjectProblem, Position, Source, load_paths, load_str,
     load_value,
+};
+pub use names::{
+    KIND_CALICO_NETWORK_POLICY, KIND_GLOBAL_NETWORK_POLICY, KIND_K8S_NETWORK_POLICY, ObjectId,
+    PolicyName,
 };
 pub use workload::{Deployment, Labels, Namespace, ObjectMeta, Pod, Service};
 
@@ -119,33 +124,13 @@ impl Object {
     /// Calico and Kubernetes `NetworkPolicy` are different objects.
     pub fn id(&self) -> ObjectId {
         let kind = match self {
-            Object::CalicoNetworkPolicy(_) => "projectcalico.org/NetworkPolicy",
+            Object::CalicoNetworkPolicy(_) => KIND_CALICO_NETWORK_POLICY,
             other => other.kind(),
         };
         ObjectId {
             kind: kind.to_owned(),
             namespace: self.meta().namespace.clone().unwrap_or_default(),
             name: self.meta().name.clone(),
-        }
-    }
-}
-
-/// Identity of an object: kind, namespace (empty for cluster-scoped), name.
-#[derive(
-    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-pub struct ObjectId {
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
-}
-
-impl std::fmt::Display for ObjectId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.namespace.is_empty() {
-            write!(f, "{} {}", self.kind, self.name)
-        } else {
-            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
         }
     }
 }

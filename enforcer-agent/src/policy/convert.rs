@@ -13,9 +13,11 @@ use super::{
     NetworkSetInfo, Policy, PolicyError, PolicyProblem, PortMatch, Rule, RuleAction,
     ServiceAccountMatch, ServiceInfo, Tier, TierAction, Warning, is_icmp, parse_protocol,
 };
-use crate::compile::spec::PolicyName;
 use crate::model::workload::IntOrString;
-use crate::model::{Loaded, Object, ObjectId, Source, calico, k8s};
+use crate::model::{
+    KIND_CALICO_NETWORK_POLICY, KIND_GLOBAL_NETWORK_POLICY, KIND_K8S_NETWORK_POLICY, Loaded,
+    Object, ObjectId, PolicyName, Source, calico, k8s,
+};
 use crate::selector::Selector;
 
 /// Calico's order for converted Kubernetes `NetworkPolicies`.
@@ -309,7 +311,7 @@ pub(super) fn build(objects: &[Loaded]) -> Result<(Cluster, Vec<Warning>), Polic
                 };
                 let name = PolicyName {
                     tier: tiers[tier].name.clone(),
-                    kind: "projectcalico.org/NetworkPolicy".to_owned(),
+                    kind: KIND_CALICO_NETWORK_POLICY.to_owned(),
                     namespace: ns.clone(),
                     name: np.metadata.name.clone(),
                 };
@@ -332,7 +334,7 @@ pub(super) fn build(objects: &[Loaded]) -> Result<(Cluster, Vec<Warning>), Polic
                 };
                 let name = PolicyName {
                     tier: tiers[tier].name.clone(),
-                    kind: "GlobalNetworkPolicy".to_owned(),
+                    kind: KIND_GLOBAL_NETWORK_POLICY.to_owned(),
                     namespace: String::new(),
                     name: gnp.metadata.name.clone(),
                 };
@@ -492,7 +494,7 @@ fn kubernetes_policy(
     Ok(Policy {
         name: PolicyName {
             tier: DEFAULT_TIER.to_owned(),
-            kind: "NetworkPolicy".to_owned(),
+            kind: KIND_K8S_NETWORK_POLICY.to_owned(),
             namespace: ns.clone(),
             name: np.metadata.name.clone(),
         },

@@ -14,8 +14,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::compile::spec::PolicyName;
-use crate::model::{Labels, ObjectId, Source};
+use crate::model::{Labels, ObjectId, PolicyName, Source};
 use crate::selector::Selector;
 
 pub use error::{PolicyError, PolicyProblem, Warning};
