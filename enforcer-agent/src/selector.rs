@@ -7,11 +7,13 @@
 //!
 //! Absent labels: `==`, `in`, `contains`, `starts with`, `ends with` are false, `!=` and
 //! `not in` are true — which is why `!has(x)` and a rule's `notSelector: has(x)` differ.
+//!
+//! The language stands alone (it imports nothing else of the crate): the Kubernetes
+//! `LabelSelector` → selector conversion lives with the Kubernetes types
+//! (`model::k8s::LabelSelector::to_selector`).
 
 use std::collections::BTreeMap;
 use std::fmt;
-
-use crate::model::k8s::{LabelSelector, LabelSelectorOperator};
 
 /// Longest selector Calico's validation accepts.
 pub const MAX_SELECTOR_LEN: usize = 1024;
@@ -115,29 +117,6 @@ impl Selector {
             Selector::And(es) => es.iter().all(|e| e.matches_with(label)),
             Selector::Or(es) => es.iter().any(|e| e.matches_with(label)),
         }
-    }
-
-    /// Converts a Kubernetes `LabelSelector` the way Calico does: `matchLabels` as
-    /// `k == 'v'` (sorted by key), then `matchExpressions` in order; empty → `all()`.
-    pub fn from_label_selector(ls: &LabelSelector) -> Selector {
-        let mut out = Selector::All;
-        for (k, v) in &ls.match_labels {
-            out = out.and(Selector::Eq(k.clone(), v.clone()));
-        }
-        for expr in &ls.match_expressions {
-            let term = match expr.operator {
-                LabelSelectorOperator::In => Selector::In(expr.key.clone(), expr.values.clone()),
-                LabelSelectorOperator::NotIn => {
-                    Selector::NotIn(expr.key.clone(), expr.values.clone())
-                }
-                LabelSelectorOperator::Exists => Selector::Has(expr.key.clone()),
-                LabelSelectorOperator::DoesNotExist => {
-                    Selector::Not(Box::new(Selector::Has(expr.key.clone())))
-                }
-            };
-            out = out.and(term);
-        }
-        out
     }
 
     /// Label keys the selector reads (for deciding which labels can matter).
@@ -582,27 +561,6 @@ mod tests {
         assert_eq!(err.column, 12, "{err}");
         let err = Selector::parse("app == 'x").unwrap_err();
         assert_eq!(err.column, 8, "{err}");
-    }
-
-    #[test]
-    fn converts_label_selectors_like_calico() {
-        let ls: LabelSelector = serde_json::from_value(serde_json::json!({
-            "matchLabels": {"b": "2", "a": "1"},
-            "matchExpressions": [
-                {"key": "env", "operator": "In", "values": ["x", "y"]},
-                {"key": "gone", "operator": "DoesNotExist"}
-            ]
-        }))
-        .unwrap();
-        let sel = Selector::from_label_selector(&ls);
-        assert_eq!(
-            sel.to_string(),
-            "a == '1' && b == '2' && env in {'x', 'y'} && !has(gone)"
-        );
-        assert_eq!(
-            Selector::from_label_selector(&LabelSelector::default()),
-            Selector::All
-        );
     }
 
     fn arb_key() -> impl Strategy<Value = String> {

@@ -503,7 +503,7 @@ fn kubernetes_policy(
         tier,
         order: Some(K8S_POLICY_ORDER),
         subject: EntitySelector {
-            selector: orchestrator_k8s().and(Selector::from_label_selector(&np.spec.pod_selector)),
+            selector: orchestrator_k8s().and(np.spec.pod_selector.to_selector()),
             namespace: NamespaceScope::Named(ns),
         },
         subject_service_accounts: None,
@@ -632,9 +632,9 @@ fn k8s_peer(
     let pod = peer
         .pod_selector
         .as_ref()
-        .map_or(Selector::All, Selector::from_label_selector);
+        .map_or(Selector::All, k8s::LabelSelector::to_selector);
     let scope = match &peer.namespace_selector {
-        Some(ls) => namespace_scope(Selector::from_label_selector(ls)),
+        Some(ls) => namespace_scope(ls.to_selector()),
         None => NamespaceScope::Named(ns.to_owned()),
     };
     Ok((
@@ -1062,7 +1062,7 @@ fn calico_entity(
     }
     let mut selector = ctx.opt_selector(&format!("{field}.selector"), e.selector.as_ref())?;
     if let Some(ls) = &e.pod_selector {
-        let converted = Selector::from_label_selector(ls);
+        let converted = ls.to_selector();
         let combined = match selector.take() {
             Some(s) => s.and(converted),
             None => converted,
@@ -1080,7 +1080,7 @@ fn calico_entity(
             ctx.opt_selector(&format!("{field}.namespaceSelector"), Some(text))?
         }
         Some(calico::NamespaceSelectorField::Kubernetes(ls)) => {
-            let converted = Selector::from_label_selector(ls);
+            let converted = ls.to_selector();
             warnings.push(ctx.warn(
                 format!("{field}.namespaceSelector"),
                 "Kubernetes-style namespaceSelector (matchLabels/matchExpressions) in a Calico rule; Calico takes a selector string over namespace labels",
