@@ -4,8 +4,7 @@
 
 use std::path::Path;
 
-use super::Position;
-use super::load::{Node, NodeValue};
+use super::located::tree::{Node, NodeValue, Position};
 
 /// Position of `field` (a path like `spec.ingress[0].from[1]`) inside the object that
 /// starts at `object_line` of document `document` of `text`. The position is the
