@@ -417,14 +417,6 @@ impl Policy {
 }
 
 impl Cluster {
-    /// Builds the model from loaded objects; see [`convert`] for the rules.
-    #[expect(clippy::result_large_err, reason = "cold error path, rich errors")]
-    pub fn from_objects(
-        objects: &[crate::model::Loaded],
-    ) -> Result<(Cluster, Vec<Warning>), PolicyError> {
-        convert::build(objects)
-    }
-
     /// Calls `f` with a namespace's labels (a namespace only pods mention has just
     /// `kubernetes.io/metadata.name`).
     pub fn namespace_labels<R>(&self, ns: &str, f: impl FnOnce(&Labels) -> R) -> R {

@@ -10,7 +10,7 @@ use super::tree::{Node, NodeValue, Position};
 
 #[derive(Debug)]
 pub(crate) struct DeError {
-    /// serde's message (`unknown field \`x\`, expected …`).
+    /// serde's message, e.g. "unknown field `x`, expected …".
     pub(crate) message: String,
     /// Field path of the innermost value the error escaped from.
     pub(crate) path: Option<String>,
