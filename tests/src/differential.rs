@@ -34,7 +34,7 @@ use aya::EbpfLoader;
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{HashMap, Map, MapData, MapError, RingBuf};
 use aya::programs::SchedClassifier;
-use enforcer::compile::arbitrary::{self, Gen};
+use enforcer::testkit::arbitrary::{self, Gen};
 use enforcer::compile::simulate::{Dataplane as SimDataplane, SimLeg};
 use enforcer::compile::{DataplaneSpec, compile, dir_code, verdict_of};
 use enforcer::dataplane::content::GenerationContent;
@@ -1001,6 +1001,6 @@ pub fn reproducer(bench: &mut Bench, case: &Case, packet: Packet, first: &Mismat
         seed = case.seed,
         first = first.detail,
         n = objects.len(),
-        json = enforcer::synth::to_yaml_stream(&objects),
+        json = enforcer::testkit::synth::to_yaml_stream(&objects),
     )
 }

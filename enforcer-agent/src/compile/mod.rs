@@ -21,7 +21,6 @@
 //! - [`host`]: the host endpoints' directions, over the same classes and cells;
 //! - [`spec`]: what comes out, checked against the maps' capacities (`error.rs`).
 
-pub mod arbitrary;
 mod atom_index;
 mod cells;
 mod classes;

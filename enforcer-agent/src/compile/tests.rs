@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use serde_json::json;
 
-use super::arbitrary::{build, generate, minimise};
+use crate::testkit::arbitrary::{build, generate, minimise};
 use enforcer_common::{
     ACTION_ALLOW, ACTION_DENY, ANY_PEER, PEER_F_LOCAL_ENDPOINT, VERDICT_KIND_PROFILE,
     VERDICT_KIND_TIER_DEFAULT,
