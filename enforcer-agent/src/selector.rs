@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// Longest selector Calico's validation accepts.
-pub const MAX_SELECTOR_LEN: usize = 1024;
+const MAX_SELECTOR_LEN: usize = 1024;
 
 /// A parsed selector. `And`/`Or` are n-ary and never nested in themselves (the parser
 /// flattens), so printing and re-parsing gives the same tree.
@@ -77,7 +77,7 @@ impl Selector {
 
     /// `a && b`, flattened, with `all()` as the identity.
     #[must_use]
-    pub fn and(self, other: Selector) -> Selector {
+    pub(crate) fn and(self, other: Selector) -> Selector {
         match (self, other) {
             (Selector::All, x) | (x, Selector::All) => x,
             (Selector::And(mut a), Selector::And(b)) => {
@@ -102,7 +102,7 @@ impl Selector {
     }
 
     /// Evaluates against any label lookup.
-    pub fn matches_with<'a>(&self, label: &dyn Fn(&str) -> Option<&'a str>) -> bool {
+    pub(crate) fn matches_with<'a>(&self, label: &dyn Fn(&str) -> Option<&'a str>) -> bool {
         match self {
             Selector::All | Selector::Global => true,
             Selector::Has(k) => label(k).is_some(),
@@ -119,25 +119,8 @@ impl Selector {
         }
     }
 
-    /// Label keys the selector reads (for deciding which labels can matter).
-    pub fn keys(&self, out: &mut Vec<String>) {
-        match self {
-            Selector::All | Selector::Global => {}
-            Selector::Has(k)
-            | Selector::Eq(k, _)
-            | Selector::Ne(k, _)
-            | Selector::In(k, _)
-            | Selector::NotIn(k, _)
-            | Selector::Contains(k, _)
-            | Selector::StartsWith(k, _)
-            | Selector::EndsWith(k, _) => out.push(k.clone()),
-            Selector::Not(e) => e.keys(out),
-            Selector::And(es) | Selector::Or(es) => es.iter().for_each(|e| e.keys(out)),
-        }
-    }
-
     /// Whether the expression contains `global()`.
-    pub fn mentions_global(&self) -> bool {
+    pub(crate) fn mentions_global(&self) -> bool {
         match self {
             Selector::Global => true,
             Selector::Not(e) => e.mentions_global(),
@@ -149,7 +132,7 @@ impl Selector {
     /// The same tree in the parser's canonical shape (flattened `&&`/`||`, single
     /// children unwrapped). `parse(print(s)) == s.normalized()`.
     #[must_use]
-    pub fn normalized(&self) -> Selector {
+    pub(crate) fn normalized(&self) -> Selector {
         match self {
             Selector::Not(e) => Selector::Not(Box::new(e.normalized())),
             Selector::And(es) => flatten(es, true),

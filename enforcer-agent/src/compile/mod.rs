@@ -26,7 +26,7 @@ mod cells;
 mod classes;
 mod compress;
 mod error;
-pub mod host;
+pub(crate) mod host;
 mod input;
 mod profiles;
 mod regions;

@@ -13,21 +13,21 @@ mod cidr;
 mod document;
 mod error;
 pub mod k8s;
-pub mod load;
-pub mod locate;
+pub(crate) mod load;
+pub(crate) mod locate;
 mod located;
 mod names;
 mod object;
-pub mod suggest;
+pub(crate) mod suggest;
 pub mod workload;
 
-pub use cidr::parse_cidr;
+pub(crate) use cidr::parse_cidr;
 pub use error::{LoadError, ObjectError, ObjectProblem};
 pub use load::{load_paths, load_str, load_value};
 pub use located::tree::Position;
-pub use names::{
-    KIND_CALICO_NETWORK_POLICY, KIND_GLOBAL_NETWORK_POLICY, KIND_K8S_NETWORK_POLICY, ObjectId,
-    PolicyName,
+pub(crate) use names::{
+    KIND_CALICO_NETWORK_POLICY, KIND_GLOBAL_NETWORK_POLICY, KIND_K8S_NETWORK_POLICY,
 };
+pub use names::{ObjectId, PolicyName};
 pub use object::{Loaded, Object, Source};
 pub use workload::{Deployment, Labels, Namespace, ObjectMeta, Pod, Service};

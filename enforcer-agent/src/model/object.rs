@@ -72,7 +72,7 @@ impl Object {
     }
 
     /// Policy-related kinds, whose CIDRs and selectors the loader checks.
-    pub fn is_policy_kind(&self) -> bool {
+    pub(crate) fn is_policy_kind(&self) -> bool {
         !matches!(
             self,
             Object::Namespace(_) | Object::Pod(_) | Object::Deployment(_) | Object::Service(_)
@@ -80,7 +80,7 @@ impl Object {
     }
 
     /// `apiVersion` of the object as it was (or would be) written.
-    pub fn api_version(&self) -> &'static str {
+    pub(crate) fn api_version(&self) -> &'static str {
         match self {
             Object::Namespace(_) | Object::Pod(_) | Object::Service(_) => "v1",
             Object::Deployment(_) => "apps/v1",
@@ -96,7 +96,7 @@ impl Object {
 
     /// The complete document (with `apiVersion` and `kind`) that `model::load_str` reads
     /// back to an equal object; the datastore stores objects this way.
-    pub fn to_document(&self) -> serde_json::Value {
+    pub(crate) fn to_document(&self) -> serde_json::Value {
         let body = match self {
             Object::Namespace(o) => serde_json::to_value(o),
             Object::Pod(o) => serde_json::to_value(o),

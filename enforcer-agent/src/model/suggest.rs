@@ -2,13 +2,13 @@
 
 /// Edit distance between two names: Levenshtein over characters (strsim); a change of
 /// case is an edit like any other, so `Destination` → `destination` is 1.
-pub fn edit_distance(a: &str, b: &str) -> usize {
+fn edit_distance(a: &str, b: &str) -> usize {
     strsim::levenshtein(a, b)
 }
 
 /// The candidate closest to `word`, if it is close enough to be a plausible typo
 /// (at most a third of the word's length in edits, at least 1, at most 3).
-pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).clamp(1, 3);
     candidates
         .into_iter()
@@ -21,7 +21,7 @@ pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 
 /// The field names serde lists in an unknown-field message
 /// ("unknown field `x`, expected one of `a`, `b`" / "expected `a` or `b`").
-pub fn expected_fields(message: &str) -> Vec<&str> {
+fn expected_fields(message: &str) -> Vec<&str> {
     let Some((_, expected)) = message.split_once(", expected ") else {
         return Vec::new();
     };
