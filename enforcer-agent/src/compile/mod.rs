@@ -18,7 +18,7 @@
 //!   once per (peer group, cell group) on representatives, and the matrix is written
 //!   with wildcard compression. Because representatives are exact, the verdicts are
 //!   exactly the evaluator's (checked by the differential test against [`simulate`]);
-//! - [`host`]: the host endpoints' directions, over the same classes and cells;
+//! - `host.rs`: the host endpoints' directions, over the same classes and cells;
 //! - [`spec`]: what comes out, checked against the maps' capacities (`error.rs`).
 
 mod atom_index;

@@ -3,10 +3,10 @@
 //! - [`workload`]: the Kubernetes workload kinds; [`k8s`] and [`calico`]: the policy
 //!   kinds; [`Object`] (`object.rs`): any of them, and where it was read from;
 //! - `names.rs`: [`ObjectId`] and [`PolicyName`], the names the whole pipeline carries;
-//! - [`load`]: files and text → [`Loaded`] objects, through the located YAML tree and
+//! - `load.rs`: files and text → [`Loaded`] objects, through the located YAML tree and
 //!   deserializer (`located/`) and the per-document reader (`document.rs`); errors
 //!   (`error.rs`) name file, object, field path, line and column, with a "did you
-//!   mean" from [`suggest`]; [`locate`] finds a field's line again later.
+//!   mean" from `suggest.rs`; `locate.rs` finds a field's line again later.
 
 pub mod calico;
 mod cidr;

@@ -38,8 +38,8 @@ impl fmt::Display for ObjectId {
 pub struct PolicyName {
     /// `default`, `kube-admin`, … ; the Kubernetes policies are in `default`.
     pub tier: String,
-    /// [`KIND_K8S_NETWORK_POLICY`], [`KIND_CALICO_NETWORK_POLICY`],
-    /// [`KIND_GLOBAL_NETWORK_POLICY`], or `Profile`.
+    /// `NetworkPolicy` (Kubernetes), `projectcalico.org/NetworkPolicy`,
+    /// `GlobalNetworkPolicy`, or `Profile`.
     pub kind: String,
     pub namespace: String,
     pub name: String,
