@@ -127,7 +127,8 @@ pub(super) fn protocol_value(
 /// rule conversion (`getEndpointSelector`) reads it: `all()` means every namespaced
 /// endpoint (it becomes `has(projectcalico.org/namespace)`), `global()` only
 /// non-namespaced ones (`!has(projectcalico.org/namespace)`: host endpoints and global
-/// network sets), anything else selects namespaces by their labels.
+/// network sets), anything else selects namespaces by their labels. A selector that
+/// uses `global()` anywhere is taken as `global()` alone.
 pub(super) fn namespace_scope(sel: Selector) -> NamespaceScope {
     match sel {
         Selector::All => NamespaceScope::AllNamespaced,
