@@ -10,7 +10,7 @@
 
 use std::net::IpAddr;
 
-use crate::compile::spec::PolicyName;
+use crate::model::PolicyName;
 use crate::policy::{
     Cluster, Direction, Endpoint, EntityMatch, PortMatch, Rule, RuleAction, TierAction, has_ports,
     is_icmp,
@@ -115,7 +115,7 @@ pub fn evaluate(cluster: &Cluster, packet: &Packet) -> FlowDecision {
 
 /// Judges one leg: `endpoint`'s policy for `dir` (ingress: the packet is to it;
 /// egress: from it).
-pub fn evaluate_leg(
+pub(crate) fn evaluate_leg(
     cluster: &Cluster,
     endpoint: &Endpoint,
     dir: Direction,
@@ -134,7 +134,7 @@ pub fn applicable_policies(cluster: &Cluster, endpoint: &Endpoint, dir: Directio
 }
 
 /// The tier walk over already-selected policies (`applicable`, in evaluation order).
-pub fn decide(
+pub(crate) fn decide(
     cluster: &Cluster,
     applicable: &[usize],
     dir: Direction,
@@ -147,7 +147,7 @@ pub fn decide(
 
 /// [`decide`] with rule matching left to `matches(position in applicable, rule index,
 /// rule)`: the compiler answers from precomputed facts; the walk is the same.
-pub fn decide_with(
+pub(crate) fn decide_with(
     cluster: &Cluster,
     applicable: &[usize],
     dir: Direction,
@@ -221,7 +221,7 @@ pub fn decide_with(
 }
 
 /// Whether a rule matches the packet.
-pub fn rule_matches(cluster: &Cluster, rule: &Rule, packet: &Packet) -> bool {
+pub(crate) fn rule_matches(cluster: &Cluster, rule: &Rule, packet: &Packet) -> bool {
     if !protocol_matches(rule, packet) {
         return false;
     }
@@ -235,7 +235,7 @@ pub fn rule_matches(cluster: &Cluster, rule: &Rule, packet: &Packet) -> bool {
 
 /// The parts of a rule that depend only on the packet's family, protocol and
 /// ICMP type/code: `ipVersion`, `protocol`, `notProtocol`, `icmp`, `notICMP`.
-pub fn protocol_matches(rule: &Rule, packet: &Packet) -> bool {
+pub(crate) fn protocol_matches(rule: &Rule, packet: &Packet) -> bool {
     let family = if packet.src.is_ipv4() { 4 } else { 6 };
     if rule.ip_version.is_some_and(|v| v != family) {
         return false;
@@ -291,7 +291,7 @@ impl SideFacts {
     }
 }
 
-pub fn numeric_port_in(ports: &[PortMatch], port: u16) -> bool {
+pub(crate) fn numeric_port_in(ports: &[PortMatch], port: u16) -> bool {
     ports
         .iter()
         .any(|p| matches!(p, PortMatch::Range(a, b) if (*a..=*b).contains(&port)))
@@ -317,7 +317,7 @@ pub fn side_facts(
 }
 
 /// [`side_facts`] with the entities at `addr` already looked up.
-pub fn side_facts_among(
+pub(crate) fn side_facts_among(
     cluster: &Cluster,
     side: &EntityMatch,
     protocol: Option<u8>,
@@ -366,7 +366,7 @@ pub fn side_facts_among(
     }
 }
 
-pub mod host;
+pub(crate) mod host;
 
 #[cfg(test)]
 mod tests;

@@ -6,10 +6,10 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::compile::spec::PolicyName;
 use crate::eval::{
     Action, DecisionKind, FlowDecision, LegDecision, Packet, applicable_policies, evaluate,
 };
+use crate::model::PolicyName;
 use crate::policy::{Cluster, Direction, parse_protocol};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -148,7 +148,8 @@ impl FlowLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compile::spec::{PolicyName, SpecEndpoint};
+    use crate::compile::spec::SpecEndpoint;
+    use crate::model::PolicyName;
     use enforcer_common::{ACTION_DENY, DIR_EGRESS, EndpointInfo};
 
     #[test]

@@ -24,4 +24,5 @@ pub mod model;
 pub mod offline;
 pub mod policy;
 pub mod selector;
-pub mod synth;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;

@@ -7,14 +7,16 @@
 //!
 //! Absent labels: `==`, `in`, `contains`, `starts with`, `ends with` are false, `!=` and
 //! `not in` are true — which is why `!has(x)` and a rule's `notSelector: has(x)` differ.
+//!
+//! The language stands alone (it imports nothing else of the crate): the Kubernetes
+//! `LabelSelector` → selector conversion lives with the Kubernetes types
+//! (`model::k8s::LabelSelector::to_selector`).
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::model::k8s::{LabelSelector, LabelSelectorOperator};
-
 /// Longest selector Calico's validation accepts.
-pub const MAX_SELECTOR_LEN: usize = 1024;
+const MAX_SELECTOR_LEN: usize = 1024;
 
 /// A parsed selector. `And`/`Or` are n-ary and never nested in themselves (the parser
 /// flattens), so printing and re-parsing gives the same tree.
@@ -75,7 +77,7 @@ impl Selector {
 
     /// `a && b`, flattened, with `all()` as the identity.
     #[must_use]
-    pub fn and(self, other: Selector) -> Selector {
+    pub(crate) fn and(self, other: Selector) -> Selector {
         match (self, other) {
             (Selector::All, x) | (x, Selector::All) => x,
             (Selector::And(mut a), Selector::And(b)) => {
@@ -100,7 +102,7 @@ impl Selector {
     }
 
     /// Evaluates against any label lookup.
-    pub fn matches_with<'a>(&self, label: &dyn Fn(&str) -> Option<&'a str>) -> bool {
+    pub(crate) fn matches_with<'a>(&self, label: &dyn Fn(&str) -> Option<&'a str>) -> bool {
         match self {
             Selector::All | Selector::Global => true,
             Selector::Has(k) => label(k).is_some(),
@@ -117,48 +119,8 @@ impl Selector {
         }
     }
 
-    /// Converts a Kubernetes `LabelSelector` the way Calico does: `matchLabels` as
-    /// `k == 'v'` (sorted by key), then `matchExpressions` in order; empty → `all()`.
-    pub fn from_label_selector(ls: &LabelSelector) -> Selector {
-        let mut out = Selector::All;
-        for (k, v) in &ls.match_labels {
-            out = out.and(Selector::Eq(k.clone(), v.clone()));
-        }
-        for expr in &ls.match_expressions {
-            let term = match expr.operator {
-                LabelSelectorOperator::In => Selector::In(expr.key.clone(), expr.values.clone()),
-                LabelSelectorOperator::NotIn => {
-                    Selector::NotIn(expr.key.clone(), expr.values.clone())
-                }
-                LabelSelectorOperator::Exists => Selector::Has(expr.key.clone()),
-                LabelSelectorOperator::DoesNotExist => {
-                    Selector::Not(Box::new(Selector::Has(expr.key.clone())))
-                }
-            };
-            out = out.and(term);
-        }
-        out
-    }
-
-    /// Label keys the selector reads (for deciding which labels can matter).
-    pub fn keys(&self, out: &mut Vec<String>) {
-        match self {
-            Selector::All | Selector::Global => {}
-            Selector::Has(k)
-            | Selector::Eq(k, _)
-            | Selector::Ne(k, _)
-            | Selector::In(k, _)
-            | Selector::NotIn(k, _)
-            | Selector::Contains(k, _)
-            | Selector::StartsWith(k, _)
-            | Selector::EndsWith(k, _) => out.push(k.clone()),
-            Selector::Not(e) => e.keys(out),
-            Selector::And(es) | Selector::Or(es) => es.iter().for_each(|e| e.keys(out)),
-        }
-    }
-
     /// Whether the expression contains `global()`.
-    pub fn mentions_global(&self) -> bool {
+    pub(crate) fn mentions_global(&self) -> bool {
         match self {
             Selector::Global => true,
             Selector::Not(e) => e.mentions_global(),
@@ -170,7 +132,7 @@ impl Selector {
     /// The same tree in the parser's canonical shape (flattened `&&`/`||`, single
     /// children unwrapped). `parse(print(s)) == s.normalized()`.
     #[must_use]
-    pub fn normalized(&self) -> Selector {
+    pub(crate) fn normalized(&self) -> Selector {
         match self {
             Selector::Not(e) => Selector::Not(Box::new(e.normalized())),
             Selector::And(es) => flatten(es, true),
@@ -582,27 +544,6 @@ mod tests {
         assert_eq!(err.column, 12, "{err}");
         let err = Selector::parse("app == 'x").unwrap_err();
         assert_eq!(err.column, 8, "{err}");
-    }
-
-    #[test]
-    fn converts_label_selectors_like_calico() {
-        let ls: LabelSelector = serde_json::from_value(serde_json::json!({
-            "matchLabels": {"b": "2", "a": "1"},
-            "matchExpressions": [
-                {"key": "env", "operator": "In", "values": ["x", "y"]},
-                {"key": "gone", "operator": "DoesNotExist"}
-            ]
-        }))
-        .unwrap();
-        let sel = Selector::from_label_selector(&ls);
-        assert_eq!(
-            sel.to_string(),
-            "a == '1' && b == '2' && env in {'x', 'y'} && !has(gone)"
-        );
-        assert_eq!(
-            Selector::from_label_selector(&LabelSelector::default()),
-            Selector::All
-        );
     }
 
     fn arb_key() -> impl Strategy<Value = String> {

@@ -34,13 +34,13 @@ use aya::EbpfLoader;
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{HashMap, Map, MapData, MapError, RingBuf};
 use aya::programs::SchedClassifier;
-use enforcer::compile::arbitrary::{self, Gen};
 use enforcer::compile::simulate::{Dataplane as SimDataplane, SimLeg};
 use enforcer::compile::{DataplaneSpec, compile, dir_code, verdict_of};
 use enforcer::dataplane::content::GenerationContent;
 use enforcer::dataplane::writer::GenerationWriter;
 use enforcer::eval::{self, Action, LegDecision, Packet};
 use enforcer::policy::{Cluster, Direction, Endpoint, has_ports, is_icmp};
+use enforcer::testkit::arbitrary::{self, Gen};
 use enforcer_common::{
     ACTION_ALLOW, ACTION_DENY, ANY_CELL, ANY_PEER, CELL_UNLISTED, CONFIG_F_EVENT_ON_DENY,
     CT_F_EGRESS_OK, CT_F_INGRESS_OK, CtKey, CtValue, EVENT_KIND_DENY, EVENT_KIND_LOG, EndpointInfo,
@@ -1001,6 +1001,6 @@ pub fn reproducer(bench: &mut Bench, case: &Case, packet: Packet, first: &Mismat
         seed = case.seed,
         first = first.detail,
         n = objects.len(),
-        json = enforcer::synth::to_yaml_stream(&objects),
+        json = enforcer::testkit::synth::to_yaml_stream(&objects),
     )
 }

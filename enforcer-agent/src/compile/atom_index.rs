@@ -23,7 +23,7 @@ use crate::policy::{Cluster, Entity, EntityMatch, NamespaceScope};
 use crate::selector::Selector;
 use std::collections::{HashMap, HashSet};
 
-use super::Region;
+use super::regions::Region;
 
 /// What a side says about an address with no entity, outside all its nets (what
 /// `side_facts_among` gives with no entities there).

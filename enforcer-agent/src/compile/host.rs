@@ -15,16 +15,22 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use enforcer_common::{
-    ACTION_CONTINUE, DIR_HOST_EGRESS, DIR_HOST_INGRESS, DIR_PREDNAT_INGRESS, DIR_UNTRACKED_EGRESS,
-    DIR_UNTRACKED_INGRESS, EP_F_HAS_V4, EP_F_HAS_V6, EP_F_HOST, EndpointInfo, HOST_PROFILE_BITS,
-    NO_INDEX, PEER_F_HOST, VERDICT_KIND_PROFILE, Verdict, host_profile,
+    ACTION_CONTINUE, ANY_CELL, ANY_PEER, DIR_HOST_EGRESS, DIR_HOST_INGRESS, DIR_PREDNAT_INGRESS,
+    DIR_UNTRACKED_EGRESS, DIR_UNTRACKED_INGRESS, EP_F_HAS_V4, EP_F_HAS_V6, EP_F_HOST, EndpointInfo,
+    HOST_PROFILE_BITS, NO_INDEX, PEER_F_HOST, VERDICT_KIND_PROFILE, Verdict, host_profile,
 };
 
+use super::cells::{Cell, leg_packet};
+use super::classes::PeerClasses;
+use super::compress::emit_compressed;
+use super::error::CompileError;
+use super::input::Input;
+use super::regions::Region;
 use super::spec::{SpecEndpoint, SpecPeer, SpecVerdictKey};
-use super::{Cell, CompileError, Compiler, Region, emit_compressed, verdict_of};
+use super::verdicts::verdict_of;
 use crate::eval::host::{self as ehost, HostKind, NodeView};
 use crate::eval::{self, SideFacts};
-use crate::policy::{Cluster, Direction};
+use crate::policy::{Cluster, Direction, HostEndpointInfo};
 
 /// Endpoint ids of host endpoints: this bit set, the host endpoint's index below.
 pub const HOST_ENDPOINT_ID_BIT: u32 = 1 << 31;
@@ -41,24 +47,20 @@ const DIRECTIONS: [(u8, Direction); 5] = [
     (DIR_HOST_EGRESS, Direction::Egress),
 ];
 
-/// Cuts the port space at every Service `NodePort`, so that a `NodePort` is a cell of its
-/// own: inbound to the node's address it is forwarded traffic, not the node's.
-pub(super) fn cut_node_ports(cluster: &Cluster, protos: &mut BTreeMap<u8, BTreeSet<u32>>) {
-    for (proto, port) in NodeView::new(cluster, None).node_ports {
-        let cuts = protos.entry(proto).or_default();
-        cuts.insert(0);
-        cuts.insert(u32::from(port));
-        cuts.insert(u32::from(port) + 1);
-    }
+/// What the pod compiler hands over.
+pub(super) struct Handover<'a> {
+    pub(super) regions: &'a [Region],
+    pub(super) classes: &'a PeerClasses,
+    pub(super) cells: &'a [Cell],
 }
 
-/// What the pod compiler hands over.
-pub(super) struct Classes<'a> {
-    pub regions: &'a [Region],
-    /// `(is_v4, facts)` per peer class.
-    pub class_sigs: &'a [super::ClassSignature],
-    pub class_rep: &'a [IpAddr],
-    pub cells: &'a [Cell],
+/// What every host-endpoint rule's local side says about an address, and whether it
+/// is one of the node's own: addresses with equal signatures share a host class.
+#[derive(PartialEq, Eq, Hash)]
+struct HostClassSignature {
+    is_v4: bool,
+    is_host: bool,
+    facts: Vec<SideFacts>,
 }
 
 fn verdict_continue() -> Verdict {
@@ -78,7 +80,7 @@ fn verdict_continue() -> Verdict {
 pub fn direction_verdict(
     cluster: &Cluster,
     view: &NodeView,
-    hep: &crate::policy::HostEndpointInfo,
+    hep: &HostEndpointInfo,
     dir_code: u8,
     packet: &eval::Packet,
 ) -> Verdict {
@@ -100,28 +102,61 @@ pub fn direction_verdict(
     }
 }
 
-/// Adds the host endpoints of the compiler's node: endpoint entries, host classes on
+/// Adds the host endpoints of the compiled node: endpoint entries, host classes on
 /// `peers` (in region order, as the pod compiler emitted them) and verdicts.
 pub(super) fn compile_host(
-    compiler: &Compiler<'_>,
-    classes: &Classes<'_>,
+    input: &Input<'_>,
+    from_pods: &Handover<'_>,
     peers: &mut [SpecPeer],
     endpoints: &mut Vec<SpecEndpoint>,
     verdicts: &mut BTreeMap<SpecVerdictKey, Verdict>,
 ) -> Result<(), CompileError> {
-    let cluster = compiler.cluster;
-    let view = NodeView::new(cluster, compiler.node);
-    let heps: Vec<&crate::policy::HostEndpointInfo> =
-        ehost::host_endpoints_of(cluster, compiler.node)
-            .filter(|h| h.iface.is_some())
-            .collect();
+    let cluster = input.cluster;
+    let view = NodeView::new(cluster, input.node);
+    let heps: Vec<&HostEndpointInfo> = ehost::host_endpoints_of(cluster, input.node)
+        .filter(|h| h.iface.is_some())
+        .collect();
     if heps.is_empty() {
         return Ok(());
     }
-    // Host classes over the local sides of every rule of a policy selecting a host
-    // endpoint here.
+    let host_class_rep = host_classes(cluster, &view, &heps, from_pods.regions, peers);
+    let limit = 1usize << HOST_PROFILE_BITS;
+    if heps.len() > limit || host_class_rep.len() > limit {
+        return Err(CompileError::Capacity {
+            what: "host endpoints or host classes",
+            count: heps.len().max(host_class_rep.len()),
+            max: limit as u32,
+        });
+    }
+    for (h, hep) in heps.iter().enumerate() {
+        let profile = h as u32;
+        endpoints.push(host_endpoint_entry(profile, hep));
+        for (hc, &local) in host_class_rep.iter().enumerate() {
+            let judged = Judged {
+                cluster,
+                view: &view,
+                hep,
+                key_profile: host_profile(profile, hc as u32),
+                local,
+            };
+            judged.verdicts(from_pods, verdicts);
+        }
+    }
+    Ok(())
+}
+
+/// Host classes over the local sides of every rule of a policy selecting a host
+/// endpoint here: sets each peer's `host_class` (and `PEER_F_HOST` on the node's own
+/// addresses) and returns a representative address per host class.
+fn host_classes(
+    cluster: &Cluster,
+    view: &NodeView,
+    heps: &[&HostEndpointInfo],
+    regions: &[Region],
+    peers: &mut [SpecPeer],
+) -> Vec<IpAddr> {
     let mut host_policies: BTreeSet<usize> = BTreeSet::new();
-    for hep in &heps {
+    for hep in heps {
         for kind in [
             HostKind::Untracked,
             HostKind::PreDnat,
@@ -133,9 +168,9 @@ pub(super) fn compile_host(
             }
         }
     }
-    let mut class_of_sig: HashMap<(bool, bool, Vec<SideFacts>), u32> = HashMap::new();
+    let mut class_of: HashMap<HostClassSignature, u32> = HashMap::new();
     let mut host_class_rep: Vec<IpAddr> = Vec::new();
-    let local_sig = |addr: IpAddr| {
+    let signature = |addr: IpAddr| {
         let mut facts = Vec::new();
         for &p in &host_policies {
             let policy = &cluster.policies[p];
@@ -151,13 +186,16 @@ pub(super) fn compile_host(
                 facts.push(eval::side_facts(cluster, &rule.source, rule.protocol, addr));
             }
         }
-        (addr.is_ipv4(), view.host_ips.contains(&addr), facts)
+        HostClassSignature {
+            is_v4: addr.is_ipv4(),
+            is_host: view.host_ips.contains(&addr),
+            facts,
+        }
     };
-    let reps = classes.regions.iter().filter_map(|r| r.rep);
+    let reps = regions.iter().filter_map(|r| r.rep);
     for (peer, rep) in peers.iter_mut().zip(reps) {
-        let sig = local_sig(rep);
         let next = host_class_rep.len() as u32;
-        let class = *class_of_sig.entry(sig).or_insert_with(|| {
+        let class = *class_of.entry(signature(rep)).or_insert_with(|| {
             host_class_rep.push(rep);
             next
         });
@@ -166,78 +204,87 @@ pub(super) fn compile_host(
             peer.flags |= PEER_F_HOST;
         }
     }
-    let limit = 1usize << HOST_PROFILE_BITS;
-    if heps.len() > limit || host_class_rep.len() > limit {
-        return Err(CompileError::Capacity {
-            what: "host endpoints or host classes",
-            count: heps.len().max(host_class_rep.len()),
-            max: limit as u32,
-        });
+    host_class_rep
+}
+
+/// The `ENF_ENDPOINTS` entry of the host endpoint with profile `profile`.
+fn host_endpoint_entry(profile: u32, hep: &HostEndpointInfo) -> SpecEndpoint {
+    let mut info = EndpointInfo {
+        profile,
+        endpoint_id: HOST_ENDPOINT_ID_BIT | profile,
+        flags: EP_F_HOST,
+        ..EndpointInfo::default()
+    };
+    if let Some(IpAddr::V4(a)) = hep.ips.iter().find(|a| a.is_ipv4()) {
+        info.flags |= EP_F_HAS_V4;
+        info.ipv4 = a.octets();
     }
-    let cell_groups: Vec<Vec<Cell>> = classes.cells.iter().map(|c| vec![*c]).collect();
-    for (h, hep) in heps.iter().enumerate() {
-        let profile = h as u32;
-        let mut info = EndpointInfo {
-            profile,
-            endpoint_id: HOST_ENDPOINT_ID_BIT | h as u32,
-            flags: EP_F_HOST,
-            ..EndpointInfo::default()
-        };
-        if let Some(IpAddr::V4(a)) = hep.ips.iter().find(|a| a.is_ipv4()) {
-            info.flags |= EP_F_HAS_V4;
-            info.ipv4 = a.octets();
-        }
-        if let Some(IpAddr::V6(a)) = hep.ips.iter().find(|a| a.is_ipv6()) {
-            info.flags |= EP_F_HAS_V6;
-            info.ipv6 = a.octets();
-        }
-        endpoints.push(SpecEndpoint {
-            iface: hep.iface.clone().unwrap_or_default(),
-            workload: format!("hostendpoint/{}", hep.id.name),
-            info,
-        });
-        for (hc, &local) in host_class_rep.iter().enumerate() {
-            let key_profile = host_profile(profile, hc as u32);
-            let peer_groups: Vec<Vec<u32>> = classes
-                .class_sigs
+    if let Some(IpAddr::V6(a)) = hep.ips.iter().find(|a| a.is_ipv6()) {
+        info.flags |= EP_F_HAS_V6;
+        info.ipv6 = a.octets();
+    }
+    SpecEndpoint {
+        iface: hep.iface.clone().unwrap_or_default(),
+        workload: format!("hostendpoint/{}", hep.id.name),
+        info,
+    }
+}
+
+/// A host endpoint judging packets whose local address is of one host class.
+struct Judged<'a> {
+    cluster: &'a Cluster,
+    view: &'a NodeView,
+    hep: &'a HostEndpointInfo,
+    /// `host_profile(endpoint profile, host class)`.
+    key_profile: u32,
+    /// The host class's representative address.
+    local: IpAddr,
+}
+
+impl Judged<'_> {
+    /// The verdicts of every host direction: the evaluator on one representative per
+    /// (peer class of the local address's family, cell), wildcard-compressed.
+    fn verdicts(&self, from_pods: &Handover<'_>, verdicts: &mut BTreeMap<SpecVerdictKey, Verdict>) {
+        let peer_groups: Vec<Vec<u32>> = from_pods
+            .classes
+            .signatures
+            .iter()
+            .enumerate()
+            .filter(|(_, signature)| signature.is_v4 == self.local.is_ipv4())
+            .map(|(c, _)| vec![c as u32])
+            .collect();
+        let cell_groups: Vec<Vec<Cell>> = from_pods.cells.iter().map(|c| vec![*c]).collect();
+        for (dir_code, dir) in DIRECTIONS {
+            let matrix: Vec<Vec<Verdict>> = peer_groups
                 .iter()
-                .enumerate()
-                .filter(|(_, (v4, _))| *v4 == local.is_ipv4())
-                .map(|(c, _)| vec![c as u32])
+                .map(|g| {
+                    let peer = from_pods.classes.reps[g[0] as usize];
+                    from_pods
+                        .cells
+                        .iter()
+                        .map(|cell| self.verdict(dir_code, dir, peer, Some(cell)))
+                        .collect()
+                })
                 .collect();
-            for (dir_code, dir) in DIRECTIONS {
-                let matrix: Vec<Vec<Verdict>> = peer_groups
-                    .iter()
-                    .map(|g| {
-                        let peer = classes.class_rep[g[0] as usize];
-                        classes
-                            .cells
-                            .iter()
-                            .map(|cell| {
-                                let packet = super::leg_packet(dir, local, peer, Some(cell));
-                                direction_verdict(cluster, &view, hep, dir_code, &packet)
-                            })
-                            .collect()
-                    })
-                    .collect();
-                let key = |peer_class, cell| SpecVerdictKey {
-                    dir: dir_code,
-                    profile: key_profile,
-                    peer_class,
-                    cell,
-                };
-                emit_compressed(&peer_groups, &cell_groups, &matrix, |peer, cell, v| {
-                    verdicts.insert(key(peer, cell), v);
-                });
-                let default_key = key(enforcer_common::ANY_PEER, enforcer_common::ANY_CELL);
-                verdicts.entry(default_key).or_insert_with(|| {
-                    let packet = super::leg_packet(dir, local, local, classes.cells.first());
-                    direction_verdict(cluster, &view, hep, dir_code, &packet)
-                });
-            }
+            let key = |peer_class, cell| SpecVerdictKey {
+                dir: dir_code,
+                profile: self.key_profile,
+                peer_class,
+                cell,
+            };
+            emit_compressed(&peer_groups, &cell_groups, &matrix, |peer, cell, v| {
+                verdicts.insert(key(peer, cell), v);
+            });
+            verdicts.entry(key(ANY_PEER, ANY_CELL)).or_insert_with(|| {
+                self.verdict(dir_code, dir, self.local, from_pods.cells.first())
+            });
         }
     }
-    Ok(())
+
+    fn verdict(&self, dir_code: u8, dir: Direction, peer: IpAddr, cell: Option<&Cell>) -> Verdict {
+        let packet = leg_packet(dir, self.local, peer, cell);
+        direction_verdict(self.cluster, self.view, self.hep, dir_code, &packet)
+    }
 }
 
 #[cfg(test)]

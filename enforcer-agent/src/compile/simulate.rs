@@ -148,8 +148,3 @@ impl<'a> Dataplane<'a> {
         }
     }
 }
-
-/// Convenience: simulate one flow over a spec.
-pub fn simulate(spec: &DataplaneSpec, packet: &Packet) -> SimFlow {
-    Dataplane::new(spec).flow(packet)
-}

@@ -9,6 +9,8 @@ use ipnet::IpNet;
 
 use enforcer_common::{EndpointInfo, Verdict};
 
+use crate::model::PolicyName;
+
 /// One generation's complete dataplane content.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DataplaneSpec {
@@ -66,15 +68,4 @@ pub struct SpecVerdictKey {
     pub peer_class: u32,
     /// A cell, or `ANY_CELL`.
     pub cell: u32,
-}
-
-/// A policy as users name it, for explanations.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PolicyName {
-    /// `default`, `kube-admin`, … ; the Kubernetes policies are in `default`.
-    pub tier: String,
-    /// `NetworkPolicy` (Kubernetes), `projectcalico.org/NetworkPolicy`, `GlobalNetworkPolicy`, `Profile`.
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
 }

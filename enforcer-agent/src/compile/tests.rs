@@ -6,7 +6,13 @@
 use proptest::prelude::*;
 use serde_json::json;
 
-use super::arbitrary::{build, generate, minimise};
+use crate::testkit::arbitrary::{build, generate, minimise};
+use enforcer_common::{
+    ACTION_ALLOW, ACTION_DENY, ANY_PEER, PEER_F_LOCAL_ENDPOINT, VERDICT_KIND_PROFILE,
+    VERDICT_KIND_TIER_DEFAULT,
+};
+
+use super::cells::range_prefixes;
 use super::simulate::Dataplane;
 use super::*;
 use crate::eval::{self, Packet};

@@ -13,7 +13,7 @@
 //! - for **forwarded** traffic: the `applyOnForward` tiers; allowed when none selects
 //!   the endpoint in that direction (or none decides).
 //!
-//! Replies ([`reply_passes`]): a flow whose request the tracked chain allowed has
+//! Replies (`reply_passes`): a flow whose request the tracked chain allowed has
 //! conntrack state, its replies pass (unless an untracked rule of the reply's
 //! direction denies them). A flow whose request passed untracked has none: the reply
 //! needs an untracked Allow of its own direction; without one, a TCP reply is dropped
@@ -27,9 +27,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use crate::policy::{
-    Cluster, Direction, Entity, HostEndpointInfo, PROTO_TCP, RuleAction, has_ports,
-};
+use crate::policy::{Cluster, Direction, Entity, HostEndpointInfo, RuleAction, has_ports};
 
 use super::{Action, DecisionKind, LegDecision, LoggedRule, Packet, rule_matches};
 
@@ -48,7 +46,7 @@ pub enum HostKind {
 }
 
 /// The result of one kind's walk: a decision, or none (untracked/preDNAT only).
-pub type KindResult = Option<LegDecision>;
+type KindResult = Option<LegDecision>;
 
 /// What the node treats as its own: addresses and `NodePorts`.
 #[derive(Clone, Debug, Default)]
@@ -137,7 +135,7 @@ pub fn applicable(
 
 /// The tier walk without end-of-tier drop: first Allow/Deny rule decides, Pass goes to
 /// the next tier, no decision → `None`.
-pub fn walk_no_default(
+fn walk_no_default(
     cluster: &Cluster,
     applicable: &[usize],
     dir: Direction,
@@ -261,22 +259,10 @@ pub fn evaluate_tracked(
         .unwrap_or_else(|| allowed_by_default(DecisionKind::Profile))
 }
 
-/// Whether a packet crossing `hep` in `dir` passes (untracked first, then the tracked
-/// chain), as for the first packet of a flow.
-pub fn passes(
-    cluster: &Cluster,
-    view: &NodeView,
-    hep: &HostEndpointInfo,
-    dir: Direction,
-    packet: &Packet,
-) -> bool {
-    if let Some(d) = evaluate_kind(cluster, hep, HostKind::Untracked, dir, packet) {
-        return d.action == Action::Allow;
-    }
-    evaluate_tracked(cluster, view, hep, dir, packet).action == Action::Allow
-}
-
-/// How the first packet of a flow crossed a host endpoint.
+/// How the first packet of a flow crossed a host endpoint. The reply rules below are
+/// the spec the BPF programs' conntrack handling is tested against; only the tests
+/// call them (the dataplane answers replies from its conntrack table).
+#[cfg(test)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Admission {
     /// Allowed by a doNotTrack policy: no conntrack state.
@@ -287,6 +273,7 @@ pub enum Admission {
 }
 
 /// How the first packet of a flow crosses `hep` in `dir`.
+#[cfg(test)]
 pub fn admission(
     cluster: &Cluster,
     view: &NodeView,
@@ -310,6 +297,7 @@ pub fn admission(
 
 /// Whether `reply` (crossing `hep` in `dir`, the request's opposite) passes, for a
 /// flow whose request was admitted as `request` (see the module doc).
+#[cfg(test)]
 pub fn reply_passes(
     cluster: &Cluster,
     view: &NodeView,
@@ -324,7 +312,7 @@ pub fn reply_passes(
     match request {
         Admission::Tracked => true,
         Admission::Untracked | Admission::Denied => {
-            reply.proto != PROTO_TCP
+            reply.proto != crate::policy::PROTO_TCP
                 && evaluate_tracked(cluster, view, hep, dir, reply).action == Action::Allow
         }
     }

@@ -9,9 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ObjectMeta;
 use super::k8s::LabelSelector;
-use super::workload::IntOrString;
+use super::workload::{IntOrString, ObjectMeta};
 
 /// Which API group an object was written in; kept so that a stored object reads back
 /// as it was written.

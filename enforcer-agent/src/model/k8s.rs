@@ -5,8 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ObjectMeta;
-use super::workload::IntOrString;
+use super::workload::{IntOrString, ObjectMeta};
+use crate::selector::Selector;
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -114,6 +114,36 @@ pub struct LabelSelector {
     pub match_expressions: Vec<LabelSelectorRequirement>,
 }
 
+impl LabelSelector {
+    /// The Calico selector with the same meaning, as libcalico-go's Kubernetes
+    /// conversion (`k8sSelectorToCalico`) writes it: `matchLabels` as `k == 'v'` sorted by
+    /// key, then `matchExpressions` in order (`In` → `k in {…}`, `NotIn` → `k not in {…}`,
+    /// `Exists` → `has(k)`, `DoesNotExist` → `!has(k)`), all joined by `&&`. An empty
+    /// selector is `all()`; callers add what Calico adds around it (the orchestrator
+    /// label for pod selectors).
+    pub fn to_selector(&self) -> Selector {
+        let mut out = Selector::All;
+        // `BTreeMap` iterates in key order: the sort Calico does.
+        for (k, v) in &self.match_labels {
+            out = out.and(Selector::Eq(k.clone(), v.clone()));
+        }
+        for expr in &self.match_expressions {
+            let term = match expr.operator {
+                LabelSelectorOperator::In => Selector::In(expr.key.clone(), expr.values.clone()),
+                LabelSelectorOperator::NotIn => {
+                    Selector::NotIn(expr.key.clone(), expr.values.clone())
+                }
+                LabelSelectorOperator::Exists => Selector::Has(expr.key.clone()),
+                LabelSelectorOperator::DoesNotExist => {
+                    Selector::Not(Box::new(Selector::Has(expr.key.clone())))
+                }
+            };
+            out = out.and(term);
+        }
+        out
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSelectorRequirement {
@@ -129,4 +159,28 @@ pub enum LabelSelectorOperator {
     NotIn,
     Exists,
     DoesNotExist,
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests panic on unexpected errors")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn converts_label_selectors_like_calico() {
+        let ls: LabelSelector = serde_json::from_value(serde_json::json!({
+            "matchLabels": {"b": "2", "a": "1"},
+            "matchExpressions": [
+                {"key": "env", "operator": "In", "values": ["x", "y"]},
+                {"key": "gone", "operator": "DoesNotExist"}
+            ]
+        }))
+        .unwrap();
+        let sel = ls.to_selector();
+        assert_eq!(
+            sel.to_string(),
+            "a == '1' && b == '2' && env in {'x', 'y'} && !has(gone)"
+        );
+        assert_eq!(LabelSelector::default().to_selector(), Selector::All);
+    }
 }

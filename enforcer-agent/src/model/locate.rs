@@ -2,10 +2,7 @@
 //! (from validation or lints) name a field path such as `spec.ingress[0].source`, and
 //! people want the line it is written on.
 
-use std::path::Path;
-
-use super::Position;
-use super::load::{Node, NodeValue};
+use super::located::tree::{Node, NodeValue, Position};
 
 /// Position of `field` (a path like `spec.ingress[0].from[1]`) inside the object that
 /// starts at `object_line` of document `document` of `text`. The position is the
@@ -51,17 +48,6 @@ pub fn field_position(
         }
     }
     Some(best)
-}
-
-/// [`field_position`] reading the file.
-pub fn field_position_in_file(
-    path: &Path,
-    document: usize,
-    object_line: u32,
-    field: &str,
-) -> Option<Position> {
-    let text = std::fs::read_to_string(path).ok()?;
-    field_position(&text, document, object_line, field)
 }
 
 fn position(node: &Node) -> Position {

@@ -1,190 +1,33 @@
 //! The typed object model: what users write in YAML, before any compilation.
 //!
-//! `load` turns files into [`Loaded`] objects (with where each came from, for errors);
-//! `workload` holds the Kubernetes workload kinds; `k8s` and `calico` the policy kinds.
+//! - [`workload`]: the Kubernetes workload kinds; [`k8s`] and [`calico`]: the policy
+//!   kinds; [`Object`] (`object.rs`): any of them, and where it was read from;
+//! - `names.rs`: [`ObjectId`] and [`PolicyName`], the names the whole pipeline carries;
+//! - `load.rs`: files and text → [`Loaded`] objects, through the located YAML tree and
+//!   deserializer (`located/`) and the per-document reader (`document.rs`); errors
+//!   (`error.rs`) name file, object, field path, line and column, with a "did you
+//!   mean" from `suggest.rs`; `locate.rs` finds a field's line again later.
 
 pub mod calico;
+mod cidr;
+mod document;
+mod error;
 pub mod k8s;
-pub mod load;
-pub mod locate;
-pub mod suggest;
+pub(crate) mod load;
+pub(crate) mod locate;
+mod located;
+mod names;
+mod object;
+pub(crate) mod suggest;
 pub mod workload;
 
-pub use load::{
-    LoadError, Loaded, ObjectError, ObjectProblem, Position, Source, load_paths, load_str,
-    load_value,
+pub(crate) use cidr::parse_cidr;
+pub use error::{LoadError, ObjectError, ObjectProblem};
+pub use load::{load_paths, load_str, load_value};
+pub use located::tree::Position;
+pub(crate) use names::{
+    KIND_CALICO_NETWORK_POLICY, KIND_GLOBAL_NETWORK_POLICY, KIND_K8S_NETWORK_POLICY,
 };
+pub use names::{ObjectId, PolicyName};
+pub use object::{Loaded, Object, Source};
 pub use workload::{Deployment, Labels, Namespace, ObjectMeta, Pod, Service};
-
-/// Any object enforcer understands.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Object {
-    Namespace(Namespace),
-    Pod(Pod),
-    Deployment(Deployment),
-    Service(Service),
-    NetworkPolicy(k8s::NetworkPolicy),
-    CalicoNetworkPolicy(calico::NetworkPolicy),
-    GlobalNetworkPolicy(calico::GlobalNetworkPolicy),
-    Tier(calico::Tier),
-    NetworkSet(calico::NetworkSet),
-    GlobalNetworkSet(calico::GlobalNetworkSet),
-    HostEndpoint(calico::HostEndpoint),
-}
-
-impl Object {
-    /// The kind as written in YAML.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Object::Namespace(_) => "Namespace",
-            Object::Pod(_) => "Pod",
-            Object::Deployment(_) => "Deployment",
-            Object::Service(_) => "Service",
-            Object::NetworkPolicy(_) | Object::CalicoNetworkPolicy(_) => "NetworkPolicy",
-            Object::GlobalNetworkPolicy(_) => "GlobalNetworkPolicy",
-            Object::Tier(_) => "Tier",
-            Object::NetworkSet(_) => "NetworkSet",
-            Object::GlobalNetworkSet(_) => "GlobalNetworkSet",
-            Object::HostEndpoint(_) => "HostEndpoint",
-        }
-    }
-
-    pub fn meta(&self) -> &ObjectMeta {
-        match self {
-            Object::Namespace(o) => &o.metadata,
-            Object::Pod(o) => &o.metadata,
-            Object::Deployment(o) => &o.metadata,
-            Object::Service(o) => &o.metadata,
-            Object::NetworkPolicy(o) => &o.metadata,
-            Object::CalicoNetworkPolicy(o) => &o.metadata,
-            Object::GlobalNetworkPolicy(o) => &o.metadata,
-            Object::Tier(o) => &o.metadata,
-            Object::NetworkSet(o) => &o.metadata,
-            Object::GlobalNetworkSet(o) => &o.metadata,
-            Object::HostEndpoint(o) => &o.metadata,
-        }
-    }
-
-    /// Policy-related kinds, whose CIDRs and selectors the loader checks.
-    pub fn is_policy_kind(&self) -> bool {
-        !matches!(
-            self,
-            Object::Namespace(_) | Object::Pod(_) | Object::Deployment(_) | Object::Service(_)
-        )
-    }
-
-    /// `apiVersion` of the object as it was (or would be) written.
-    pub fn api_version(&self) -> &'static str {
-        match self {
-            Object::Namespace(_) | Object::Pod(_) | Object::Service(_) => "v1",
-            Object::Deployment(_) => "apps/v1",
-            Object::NetworkPolicy(_) => "networking.k8s.io/v1",
-            Object::CalicoNetworkPolicy(o) => o.api.api_version(),
-            Object::GlobalNetworkPolicy(o) => o.api.api_version(),
-            Object::Tier(o) => o.api.api_version(),
-            Object::NetworkSet(o) => o.api.api_version(),
-            Object::GlobalNetworkSet(o) => o.api.api_version(),
-            Object::HostEndpoint(o) => o.api.api_version(),
-        }
-    }
-
-    /// The complete document (with `apiVersion` and `kind`) that [`load_str`] reads
-    /// back to an equal object; the datastore stores objects this way.
-    pub fn to_document(&self) -> serde_json::Value {
-        let body = match self {
-            Object::Namespace(o) => serde_json::to_value(o),
-            Object::Pod(o) => serde_json::to_value(o),
-            Object::Deployment(o) => serde_json::to_value(o),
-            Object::Service(o) => serde_json::to_value(o),
-            Object::NetworkPolicy(o) => serde_json::to_value(o),
-            Object::CalicoNetworkPolicy(o) => serde_json::to_value(o),
-            Object::GlobalNetworkPolicy(o) => serde_json::to_value(o),
-            Object::Tier(o) => serde_json::to_value(o),
-            Object::NetworkSet(o) => serde_json::to_value(o),
-            Object::GlobalNetworkSet(o) => serde_json::to_value(o),
-            Object::HostEndpoint(o) => serde_json::to_value(o),
-        };
-        // Serializing these plain data types cannot fail (string keys, finite data);
-        // an empty body would still read back as an object of the right kind.
-        let mut doc = match body {
-            Ok(serde_json::Value::Object(map)) => map,
-            _ => serde_json::Map::new(),
-        };
-        doc.insert("apiVersion".to_owned(), self.api_version().into());
-        doc.insert("kind".to_owned(), self.kind().into());
-        serde_json::Value::Object(doc)
-    }
-
-    /// Identity of the object in a datastore: (kind incl. API group, namespace, name).
-    /// Calico and Kubernetes `NetworkPolicy` are different objects.
-    pub fn id(&self) -> ObjectId {
-        let kind = match self {
-            Object::CalicoNetworkPolicy(_) => "projectcalico.org/NetworkPolicy",
-            other => other.kind(),
-        };
-        ObjectId {
-            kind: kind.to_owned(),
-            namespace: self.meta().namespace.clone().unwrap_or_default(),
-            name: self.meta().name.clone(),
-        }
-    }
-}
-
-/// Identity of an object: kind, namespace (empty for cluster-scoped), name.
-#[derive(
-    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-pub struct ObjectId {
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
-}
-
-impl std::fmt::Display for ObjectId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.namespace.is_empty() {
-            write!(f, "{} {}", self.kind, self.name)
-        } else {
-            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
-        }
-    }
-}
-
-/// Parses a CIDR as Calico does: a bare address means a host prefix, and host bits
-/// below the prefix are cleared (`1.2.3.4/16` → `1.2.0.0/16`).
-pub fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
-    let text = text.trim();
-    if let Ok(net) = text.parse::<ipnet::IpNet>() {
-        return Ok(net.trunc());
-    }
-    if let Ok(addr) = text.parse::<std::net::IpAddr>() {
-        return Ok(ipnet::IpNet::from(addr));
-    }
-    Err(format!(
-        "invalid CIDR {text:?}: expected an address with an optional /prefix, e.g. 10.0.0.0/8 or fd00::/64"
-    ))
-}
-
-#[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests panic on unexpected errors")]
-mod tests {
-    use super::*;
-    use std::path::Path;
-
-    #[test]
-    fn documents_read_back_equal() {
-        let text = "apiVersion: crd.projectcalico.org/v1\nkind: GlobalNetworkPolicy\nmetadata:\n  name: p\nspec:\n  order: 10\n  selector: all()\n  ingress:\n  - action: Allow\n    protocol: TCP\n    destination:\n      ports: [80, '100:200', http]\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a, namespace: n}\nspec:\n  podSelector: {matchLabels: {app: x}}\n  egress: []\n  policyTypes: [Egress]\n";
-        for loaded in load_str(Path::new("t.yaml"), text).unwrap() {
-            let doc = loaded.object.to_document();
-            let again = load_str(Path::new("t.json"), &doc.to_string()).unwrap();
-            assert_eq!(again[0].object, loaded.object, "{doc}");
-        }
-    }
-
-    #[test]
-    fn cidrs_parse_like_calico() {
-        assert_eq!(parse_cidr("1.2.3.4/16").unwrap().to_string(), "1.2.0.0/16");
-        assert_eq!(parse_cidr("10.0.0.1").unwrap().to_string(), "10.0.0.1/32");
-        assert!(parse_cidr("10.0.0.0/33").is_err());
-    }
-}

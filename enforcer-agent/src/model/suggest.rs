@@ -1,35 +1,14 @@
 //! "Did you mean …?" for misspelt field names: the closest known name by edit distance.
 
-/// Levenshtein distance over characters (ASCII case differences count as half an edit,
-/// rounded up, so `Destination` → `destination` is 1).
-pub fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    // Costs in half-edits: 2 per edit, 1 per case-only difference.
-    let mut previous: Vec<usize> = (0..=b.len()).map(|j| 2 * j).collect();
-    let mut current = vec![0; b.len() + 1];
-    for (i, ca) in a.iter().enumerate() {
-        current[0] = 2 * (i + 1);
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = if ca == cb {
-                0
-            } else if ca.eq_ignore_ascii_case(cb) {
-                1
-            } else {
-                2
-            };
-            current[j + 1] = (previous[j] + substitution)
-                .min(previous[j + 1] + 2)
-                .min(current[j] + 2);
-        }
-        std::mem::swap(&mut previous, &mut current);
-    }
-    previous[b.len()].div_ceil(2)
+/// Edit distance between two names: Levenshtein over characters (strsim); a change of
+/// case is an edit like any other, so `Destination` → `destination` is 1.
+fn edit_distance(a: &str, b: &str) -> usize {
+    strsim::levenshtein(a, b)
 }
 
 /// The candidate closest to `word`, if it is close enough to be a plausible typo
 /// (at most a third of the word's length in edits, at least 1, at most 3).
-pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).clamp(1, 3);
     candidates
         .into_iter()
@@ -42,7 +21,7 @@ pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 
 /// The field names serde lists in an unknown-field message
 /// ("unknown field `x`, expected one of `a`, `b`" / "expected `a` or `b`").
-pub fn expected_fields(message: &str) -> Vec<&str> {
+fn expected_fields(message: &str) -> Vec<&str> {
     let Some((_, expected)) = message.split_once(", expected ") else {
         return Vec::new();
     };

@@ -14,25 +14,24 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::compile::spec::PolicyName;
-use crate::model::{Labels, ObjectId, Source};
+use crate::model::{Labels, ObjectId, PolicyName, Source};
 use crate::selector::Selector;
 
 pub use error::{PolicyError, PolicyProblem, Warning};
 
-pub const LABEL_NAMESPACE: &str = "projectcalico.org/namespace";
-pub const LABEL_ORCHESTRATOR: &str = "projectcalico.org/orchestrator";
-pub const LABEL_SERVICE_ACCOUNT: &str = "projectcalico.org/serviceaccount";
+pub(crate) const LABEL_NAMESPACE: &str = "projectcalico.org/namespace";
+pub(crate) const LABEL_ORCHESTRATOR: &str = "projectcalico.org/orchestrator";
+pub(crate) const LABEL_SERVICE_ACCOUNT: &str = "projectcalico.org/serviceaccount";
 /// Label Calico gives a service account's own label set (`pcsa.` side).
-pub const LABEL_SA_NAME: &str = "projectcalico.org/name";
-pub const LABEL_NAMESPACE_NAME: &str = "kubernetes.io/metadata.name";
+pub(crate) const LABEL_SA_NAME: &str = "projectcalico.org/name";
+pub(crate) const LABEL_NAMESPACE_NAME: &str = "kubernetes.io/metadata.name";
 
 pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 pub const PROTO_ICMPV6: u8 = 58;
 pub const PROTO_SCTP: u8 = 132;
-pub const PROTO_UDPLITE: u8 = 136;
+pub(crate) const PROTO_UDPLITE: u8 = 136;
 
 /// Protocols whose packets carry ports.
 pub fn has_ports(proto: u8) -> bool {
@@ -68,10 +67,10 @@ pub struct Cluster {
     by_addr: HashMap<IpAddr, Vec<EntityIndex>>,
 }
 
+/// What the address index points at (network sets are found by their CIDRs instead).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EntityIndex {
+enum EntityIndex {
     Endpoint(usize),
-    NetworkSet(usize),
     HostEndpoint(usize),
 }
 
@@ -108,7 +107,7 @@ impl Endpoint {
     }
 
     /// The endpoint's address of the same family as `other`.
-    pub fn address_like(&self, other: IpAddr) -> Option<IpAddr> {
+    pub(crate) fn address_like(&self, other: IpAddr) -> Option<IpAddr> {
         if other.is_ipv4() {
             self.ipv4()
         } else {
@@ -182,14 +181,14 @@ impl Entity<'_> {
         }
     }
 
-    pub fn service_account(&self) -> Option<&str> {
+    pub(crate) fn service_account(&self) -> Option<&str> {
         match self {
             Entity::Endpoint(e) => Some(&e.service_account),
             _ => None,
         }
     }
 
-    pub fn named_port(&self, name: &str, protocol: u8) -> Option<u16> {
+    pub(crate) fn named_port(&self, name: &str, protocol: u8) -> Option<u16> {
         let ports = match self {
             Entity::Endpoint(e) => &e.named_ports,
             Entity::HostEndpoint(h) => &h.named_ports,
@@ -307,7 +306,7 @@ pub struct EntityMatch {
 
 impl EntityMatch {
     /// Whether the side tests anything about the address (not the port).
-    pub fn tests_address(&self) -> bool {
+    pub(crate) fn tests_address(&self) -> bool {
         !self.nets.is_empty()
             || !self.not_nets.is_empty()
             || self.selector.is_some()
@@ -399,7 +398,7 @@ impl Policy {
 
     /// Whether the policy takes part in a workload endpoint's evaluation in `dir`.
     /// preDNAT and doNotTrack policies only ever apply to host endpoints.
-    pub fn applies_to_endpoint(
+    pub(crate) fn applies_to_endpoint(
         &self,
         cluster: &Cluster,
         endpoint: &Endpoint,
@@ -418,17 +417,9 @@ impl Policy {
 }
 
 impl Cluster {
-    /// Builds the model from loaded objects; see [`convert`] for the rules.
-    #[expect(clippy::result_large_err, reason = "cold error path, rich errors")]
-    pub fn from_objects(
-        objects: &[crate::model::Loaded],
-    ) -> Result<(Cluster, Vec<Warning>), PolicyError> {
-        convert::build(objects)
-    }
-
     /// Calls `f` with a namespace's labels (a namespace only pods mention has just
     /// `kubernetes.io/metadata.name`).
-    pub fn namespace_labels<R>(&self, ns: &str, f: impl FnOnce(&Labels) -> R) -> R {
+    pub(crate) fn namespace_labels<R>(&self, ns: &str, f: impl FnOnce(&Labels) -> R) -> R {
         if let Some(info) = self.namespaces.get(ns) {
             f(&info.labels)
         } else {
@@ -439,7 +430,7 @@ impl Cluster {
 
     /// Every entity a rule selector can see at `addr`: endpoints and host endpoints
     /// with that address, and network sets with a CIDR containing it.
-    pub fn entities_at(&self, addr: IpAddr) -> Vec<Entity<'_>> {
+    pub(crate) fn entities_at(&self, addr: IpAddr) -> Vec<Entity<'_>> {
         let mut out: Vec<Entity<'_>> = self
             .by_addr
             .get(&addr)
@@ -455,10 +446,9 @@ impl Cluster {
         out
     }
 
-    pub fn entity(&self, index: EntityIndex) -> Option<Entity<'_>> {
+    fn entity(&self, index: EntityIndex) -> Option<Entity<'_>> {
         Some(match index {
             EntityIndex::Endpoint(i) => Entity::Endpoint(self.endpoints.get(i)?),
-            EntityIndex::NetworkSet(i) => Entity::NetworkSet(self.network_sets.get(i)?),
             EntityIndex::HostEndpoint(i) => Entity::HostEndpoint(self.host_endpoints.get(i)?),
         })
     }
@@ -467,14 +457,7 @@ impl Cluster {
     pub fn endpoint_at(&self, addr: IpAddr) -> Option<&Endpoint> {
         self.by_addr.get(&addr)?.iter().find_map(|i| match i {
             EntityIndex::Endpoint(e) => self.endpoints.get(*e),
-            _ => None,
-        })
-    }
-
-    pub fn endpoint_index_at(&self, addr: IpAddr) -> Option<usize> {
-        self.by_addr.get(&addr)?.iter().find_map(|i| match i {
-            EntityIndex::Endpoint(e) => Some(*e),
-            _ => None,
+            EntityIndex::HostEndpoint(_) => None,
         })
     }
 
@@ -498,15 +481,10 @@ impl Cluster {
             }
         }
     }
-
-    /// Index of a policy by name, for tests and explanations.
-    pub fn policy_index(&self, name: &PolicyName) -> Option<usize> {
-        self.policies.iter().position(|p| p.name == *name)
-    }
 }
 
 /// Protocol name or number as Calico accepts it.
-pub fn parse_protocol(text: &str) -> Option<u8> {
+pub(crate) fn parse_protocol(text: &str) -> Option<u8> {
     match text.to_ascii_lowercase().as_str() {
         "tcp" => Some(PROTO_TCP),
         "udp" => Some(PROTO_UDP),
@@ -518,7 +496,7 @@ pub fn parse_protocol(text: &str) -> Option<u8> {
     }
 }
 
-pub fn protocol_name(proto: u8) -> String {
+pub(crate) fn protocol_name(proto: u8) -> String {
     match proto {
         PROTO_TCP => "TCP".to_owned(),
         PROTO_UDP => "UDP".to_owned(),

@@ -54,7 +54,7 @@ impl LabGuard {
         let mut files = Vec::new();
         for (i, chunk) in docs.chunks(1_000).enumerate() {
             let file = dir.join(format!("cluster-{i:03}.yaml"));
-            std::fs::write(&file, enforcer::synth::to_yaml_stream(chunk))
+            std::fs::write(&file, enforcer::testkit::synth::to_yaml_stream(chunk))
                 .ctx("writing the documents")?;
             files.push(file);
         }

@@ -1,4 +1,4 @@
-//! The synthetic clusters of the suite, all from `enforcer::synth` (seeded, so every run
+//! The synthetic clusters of the suite, all from `enforcer::testkit::synth` (seeded, so every run
 //! benchmarks the same documents):
 //!
 //! - two local pods in namespace `bench` on `node1`: `client` (`app: bench-client`) and
@@ -15,7 +15,7 @@ use std::path::Path;
 
 use enforcer::model::Loaded;
 use enforcer::policy::Cluster;
-use enforcer::synth::{self, SynthParams, TargetedParams};
+use enforcer::testkit::synth::{self, SynthParams, TargetedParams};
 use serde_json::{Value, json};
 
 use super::{BenchResult, Context as _};

@@ -82,7 +82,7 @@ const PORTS: [(u16, &str); 5] = [
 ];
 
 /// Address of the i-th generated pod: `198.18.0.0/16` from `.10` on, and `2001:2::/64`.
-pub fn pod_addresses(i: usize) -> (String, String) {
+fn pod_addresses(i: usize) -> (String, String) {
     let n = i + 10;
     (
         format!("198.18.{}.{}", (n >> 8) & 0xff, n & 0xff),

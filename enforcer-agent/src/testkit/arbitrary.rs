@@ -48,7 +48,7 @@ impl Gen {
 }
 
 pub const NAMESPACES: [&str; 3] = ["ns0", "ns1", "ns2"];
-pub const V4_NETS: [&str; 7] = [
+const V4_NETS: [&str; 7] = [
     "10.0.0.0/16",
     "10.0.1.0/24",
     "10.0.0.4/30",
@@ -57,8 +57,8 @@ pub const V4_NETS: [&str; 7] = [
     "0.0.0.0/0",
     "10.0.0.2/32",
 ];
-pub const V6_NETS: [&str; 4] = ["fd00::/64", "fd00::4/126", "::/0", "fd00::3/128"];
-pub const SELECTORS: [&str; 10] = [
+const V6_NETS: [&str; 4] = ["fd00::/64", "fd00::4/126", "::/0", "fd00::3/128"];
+const SELECTORS: [&str; 10] = [
     "app == 'web'",
     "has(tier)",
     "!has(tier)",
@@ -70,7 +70,7 @@ pub const SELECTORS: [&str; 10] = [
     "projectcalico.org/namespace == 'ns1'",
     "app not in {'api'}",
 ];
-pub const NS_SELECTORS: [&str; 5] = [
+const NS_SELECTORS: [&str; 5] = [
     "team == 'a'",
     "all()",
     "global()",

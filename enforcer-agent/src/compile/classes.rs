@@ -1,0 +1,242 @@
+//! Peer classes: regions that every rule's peer side sees alike share a class, the
+//! `class` of their `ENF_PEERS_*` entries.
+//!
+//! A rule's peer side (source of an ingress rule, destination of an egress rule) and
+//! its protocol form an *atom*; rules with equal ones share it. What an atom says about
+//! a region is the [`SideFacts`] at the region's representative. A class signature
+//! lists, per atom, the facts that differ from the atom's default (what it says about
+//! an address with no entity and in none of its nets); equal signatures ⟺ equal facts
+//! for every rule, so the evaluator cannot tell the regions of a class apart. Only the
+//! atoms the [`AtomIndex`] names as candidates are evaluated at a region.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use enforcer_common::{PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP};
+
+use super::atom_index::{AtomIndex, default_facts};
+use super::input::Input;
+use super::regions::Region;
+use super::spec::SpecPeer;
+use crate::eval::{self, SideFacts};
+use crate::policy::EntityMatch;
+
+/// One atom's facts at a region, when they differ from its default: `fact` numbers the
+/// atom's distinct facts from 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) struct AtomFact {
+    pub(super) atom: u32,
+    pub(super) fact: u32,
+}
+
+/// What every atom says about the addresses of a class: the family, and the atoms
+/// whose facts differ from their default, sorted by atom.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) struct ClassSignature {
+    pub(super) is_v4: bool,
+    pub(super) facts: Vec<AtomFact>,
+}
+
+/// The distinct (peer side, protocol) pairs of the rules.
+pub(super) struct PeerAtoms<'a> {
+    /// Per atom: its peer side and protocol.
+    sides: Vec<(&'a EntityMatch, Option<u8>)>,
+    /// Per rule (as `Input::rules`): its atom; `None` when its peer side tests nothing
+    /// about the address.
+    pub(super) of_rule: Vec<Option<usize>>,
+    /// Per atom: its facts where nothing distinguishes the region.
+    pub(super) defaults: Vec<SideFacts>,
+}
+
+impl<'a> PeerAtoms<'a> {
+    pub(super) fn new(input: &Input<'a>) -> Self {
+        let mut sides = Vec::new();
+        let mut atom_of: HashMap<(&EntityMatch, Option<u8>), usize> = HashMap::new();
+        let mut of_rule = vec![None; input.rules.len()];
+        for (n, r) in input.rules.iter().enumerate() {
+            if !r.peer_side().tests_address() {
+                continue;
+            }
+            let key = (r.peer_side(), r.rule.protocol);
+            let atom = *atom_of.entry(key).or_insert_with(|| {
+                sides.push(key);
+                sides.len() - 1
+            });
+            of_rule[n] = Some(atom);
+        }
+        let defaults = sides.iter().map(|(s, _)| default_facts(s)).collect();
+        PeerAtoms {
+            sides,
+            of_rule,
+            defaults,
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.sides.len()
+    }
+}
+
+/// The peer classes of the regions.
+pub(super) struct PeerClasses {
+    /// Per class.
+    pub(super) signatures: Vec<ClassSignature>,
+    /// Per class: the representative address of its first region.
+    pub(super) reps: Vec<IpAddr>,
+    /// Per region: its class; `None` for a region not emitted or a Service VIP.
+    pub(super) of_region: Vec<Option<u32>>,
+    /// Per atom: its distinct facts, by fact number − 1.
+    fact_values: Vec<Vec<SideFacts>>,
+}
+
+impl PeerClasses {
+    pub(super) fn new(
+        input: &Input<'_>,
+        atoms: &PeerAtoms<'_>,
+        regions: &[Region],
+        named_nets: &HashSet<IpNet>,
+    ) -> Self {
+        let cluster = input.cluster;
+        let sides: Vec<&EntityMatch> = atoms.sides.iter().map(|(s, _)| *s).collect();
+        let mut index = AtomIndex::new(cluster, &sides, regions);
+        // Per atom: its distinct facts, numbered from 1 (0 is the default).
+        let mut fact_ids: Vec<HashMap<SideFacts, u32>> = vec![HashMap::new(); atoms.len()];
+        let mut class_of: HashMap<ClassSignature, u32> = HashMap::new();
+        let mut signatures: Vec<ClassSignature> = Vec::new();
+        let mut reps: Vec<IpAddr> = Vec::new();
+        // Endpoints that only differ in things no rule can see share a fingerprint;
+        // evaluate the facts once per fingerprint.
+        let mut fingerprint_class: HashMap<String, u32> = HashMap::new();
+        let mut of_region: Vec<Option<u32>> = Vec::with_capacity(regions.len());
+        for (region_index, region) in regions.iter().enumerate() {
+            let Some(rep) = region.rep else {
+                of_region.push(None);
+                continue;
+            };
+            if region.vip {
+                of_region.push(None);
+                continue;
+            }
+            let fingerprint = region
+                .endpoint
+                .map(|e| input.fingerprint(e, rep, named_nets));
+            if let Some(fp) = &fingerprint
+                && let Some(&class) = fingerprint_class.get(fp)
+            {
+                of_region.push(Some(class));
+                continue;
+            }
+            let entities = cluster.entities_at(rep);
+            let candidates = index.candidates(region_index, &entities);
+            #[cfg(test)]
+            for (a, (side, protocol)) in atoms.sides.iter().enumerate() {
+                // The index's promise, checked exhaustively under test.
+                if candidates.binary_search(&(a as u32)).is_err() {
+                    let f = eval::side_facts_among(cluster, side, *protocol, rep, &entities);
+                    assert_eq!(
+                        f, atoms.defaults[a],
+                        "atom {a} at {rep}: not a candidate yet not default"
+                    );
+                }
+            }
+            let mut facts: Vec<AtomFact> = Vec::new();
+            for atom in candidates {
+                let (side, protocol) = atoms.sides[atom as usize];
+                let f = eval::side_facts_among(cluster, side, protocol, rep, &entities);
+                if f == atoms.defaults[atom as usize] {
+                    continue;
+                }
+                let ids = &mut fact_ids[atom as usize];
+                let next = ids.len() as u32 + 1;
+                let fact = *ids.entry(f).or_insert(next);
+                facts.push(AtomFact { atom, fact });
+            }
+            let signature = ClassSignature {
+                is_v4: rep.is_ipv4(),
+                facts,
+            };
+            let class = if let Some(&c) = class_of.get(&signature) {
+                c
+            } else {
+                let c = signatures.len() as u32;
+                class_of.insert(signature.clone(), c);
+                signatures.push(signature);
+                reps.push(rep);
+                c
+            };
+            if let Some(fp) = fingerprint {
+                fingerprint_class.insert(fp, class);
+            }
+            of_region.push(Some(class));
+        }
+        let fact_values = fact_ids
+            .into_iter()
+            .map(|ids| {
+                let mut v: Vec<(u32, SideFacts)> = ids.into_iter().map(|(f, id)| (id, f)).collect();
+                v.sort_unstable_by_key(|(id, _)| *id);
+                v.into_iter().map(|(_, f)| f).collect()
+            })
+            .collect();
+        PeerClasses {
+            signatures,
+            reps,
+            of_region,
+            fact_values,
+        }
+    }
+
+    /// The class of Service VIPs, after the others: policy never judges a VIP (the
+    /// programs defer to the packet after DNAT).
+    pub(super) fn vip_class(&self) -> u32 {
+        self.signatures.len() as u32
+    }
+
+    /// What `atom` says about the addresses of `class`.
+    pub(super) fn facts<'s>(
+        &'s self,
+        atoms: &'s PeerAtoms<'_>,
+        class: usize,
+        atom: usize,
+    ) -> &'s SideFacts {
+        let facts = &self.signatures[class].facts;
+        match facts.binary_search_by_key(&(atom as u32), |f| f.atom) {
+            Ok(i) => &self.fact_values[atom][facts[i].fact as usize - 1],
+            Err(_) => &atoms.defaults[atom],
+        }
+    }
+}
+
+/// The `ENF_PEERS_*` entries: every emitted region with its class and flags.
+pub(super) fn peer_entries(
+    input: &Input<'_>,
+    regions: &[Region],
+    classes: &PeerClasses,
+) -> Vec<SpecPeer> {
+    let mut peers = Vec::new();
+    for (region, class) in regions.iter().zip(&classes.of_region) {
+        if region.rep.is_none() {
+            continue;
+        }
+        let (class, mut flags) = match class {
+            Some(c) => (*c, 0),
+            None => (classes.vip_class(), PEER_F_SERVICE_VIP),
+        };
+        let mut local_iface = None;
+        if let Some(e) = region.endpoint
+            && input.is_local(e)
+        {
+            flags |= PEER_F_LOCAL_ENDPOINT;
+            local_iface = Some(input.cluster.endpoints[e].iface.clone());
+        }
+        peers.push(SpecPeer {
+            net: region.net,
+            class,
+            flags,
+            local_iface,
+            host_class: 0,
+        });
+    }
+    peers
+}

@@ -1,0 +1,28 @@
+//! Why a compile fails: a policy the dataplane cannot express, or more entries than a
+//! map holds. Either way the previous generation stays in force.
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error(
+        "{policy}, {field}: source ports are not supported (the dataplane keys verdicts on the destination port)"
+    )]
+    SourcePortsUnsupported { policy: String, field: String },
+    #[error("{what}: {count} entries exceed the map capacity {max}")]
+    Capacity {
+        what: &'static str,
+        count: usize,
+        max: u32,
+    },
+}
+
+/// Refuses `count` entries for a map of `max`.
+pub(super) fn check_capacity(
+    what: &'static str,
+    count: usize,
+    max: u32,
+) -> Result<(), CompileError> {
+    if count > max as usize {
+        return Err(CompileError::Capacity { what, count, max });
+    }
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! What every compile phase reads: the cluster, the node compiled for, and the table
+//! of rules (every rule of every policy, with the numbers its named ports can take).
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::error::CompileError;
+use crate::policy::{Cluster, Direction, Entity, EntityMatch, PortMatch, Rule};
+
+/// A rule of a policy, as the compiler walks them.
+pub(super) struct RuleRef<'a> {
+    pub(super) dir: Direction,
+    pub(super) rule: &'a Rule,
+}
+
+impl<'a> RuleRef<'a> {
+    /// The side that tests the remote address.
+    pub(super) fn peer_side(&self) -> &'a EntityMatch {
+        match self.dir {
+            Direction::Ingress => &self.rule.source,
+            Direction::Egress => &self.rule.destination,
+        }
+    }
+
+    /// The side that tests the local endpoint's own address.
+    pub(super) fn local_side(&self) -> &'a EntityMatch {
+        match self.dir {
+            Direction::Ingress => &self.rule.destination,
+            Direction::Egress => &self.rule.source,
+        }
+    }
+}
+
+/// Where a rule is written: its policy, direction and index among the policy's rules
+/// of that direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct RuleKey {
+    policy: usize,
+    dir: Direction,
+    index: usize,
+}
+
+/// The cluster, the node, and the rule table.
+pub(super) struct Input<'a> {
+    pub(super) cluster: &'a Cluster,
+    /// `None`: every endpoint is local.
+    pub(super) node: Option<&'a str>,
+    /// Every rule of every policy, by policy, direction (ingress first), index.
+    pub(super) rules: Vec<RuleRef<'a>>,
+    /// Rule → position in `rules`.
+    position: HashMap<RuleKey, usize>,
+    /// Per rule (as `rules`): every number its named destination ports can resolve to.
+    pub(super) named_values: Vec<Vec<u16>>,
+}
+
+impl<'a> Input<'a> {
+    pub(super) fn new(cluster: &'a Cluster, node: Option<&'a str>) -> Result<Self, CompileError> {
+        let mut rules = Vec::new();
+        let mut position = HashMap::new();
+        // Every policy's rules shape the classes and cells, host-endpoint-only kinds
+        // (preDNAT, doNotTrack) included: `compile::host` needs them; pod verdicts only
+        // group by the rules that apply to the pod.
+        for (p, policy) in cluster.policies.iter().enumerate() {
+            for dir in [Direction::Ingress, Direction::Egress] {
+                for (i, rule) in policy.rules(dir).iter().enumerate() {
+                    if rule.source.has_ports() {
+                        return Err(CompileError::SourcePortsUnsupported {
+                            policy: policy.id.to_string(),
+                            field: format!("{}.source.ports", rule.field),
+                        });
+                    }
+                    let key = RuleKey {
+                        policy: p,
+                        dir,
+                        index: i,
+                    };
+                    position.insert(key, rules.len());
+                    rules.push(RuleRef { dir, rule });
+                }
+            }
+        }
+        // Named ports by (protocol, name), over every entity that declares any: one
+        // pass over the endpoints rather than one per rule.
+        let mut declared: HashMap<(u8, &str), Vec<u16>> = HashMap::new();
+        let all_ports = cluster
+            .endpoints
+            .iter()
+            .flat_map(|e| &e.named_ports)
+            .chain(cluster.host_endpoints.iter().flat_map(|h| &h.named_ports));
+        for np in all_ports {
+            declared
+                .entry((np.protocol, np.name.as_str()))
+                .or_default()
+                .push(np.port);
+        }
+        let named_values = rules
+            .iter()
+            .map(|r| named_port_values(r.rule, &declared))
+            .collect();
+        Ok(Input {
+            cluster,
+            node,
+            rules,
+            position,
+            named_values,
+        })
+    }
+
+    /// Position in [`Input::rules`] of rule `index` of `policy` in `dir`.
+    pub(super) fn rule_position(&self, policy: usize, dir: Direction, index: usize) -> usize {
+        self.position[&RuleKey { policy, dir, index }]
+    }
+
+    /// Whether an endpoint runs on the node compiled for (pods without a node name do).
+    pub(super) fn is_local(&self, endpoint: usize) -> bool {
+        let ep = &self.cluster.endpoints[endpoint];
+        match (self.node, &ep.node) {
+            (Some(node), Some(ep_node)) => node == ep_node,
+            _ => true,
+        }
+    }
+
+    /// Everything about an endpoint's address that a rule can see, as a string key:
+    /// labels (which include namespace and service account), named ports, family,
+    /// the most specific named CIDR containing the address, and other entities there.
+    /// Endpoints with equal fingerprints get equal facts from every rule side.
+    pub(super) fn fingerprint(
+        &self,
+        endpoint: usize,
+        addr: IpAddr,
+        named_nets: &HashSet<IpNet>,
+    ) -> String {
+        let ep = &self.cluster.endpoints[endpoint];
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let parent = (0..=max)
+            .rev()
+            .filter_map(|len| IpNet::new(addr, len).ok().map(|n| n.trunc()))
+            .find(|n| named_nets.contains(n));
+        let others: Vec<String> = self
+            .cluster
+            .entities_at(addr)
+            .iter()
+            .filter_map(|e| match e {
+                Entity::HostEndpoint(h) => Some(h.id.to_string()),
+                _ => None,
+            })
+            .collect();
+        format!(
+            "{:?}|{:?}|{}|{:?}|{:?}",
+            ep.labels,
+            ep.named_ports,
+            addr.is_ipv4(),
+            parent,
+            others
+        )
+    }
+}
+
+/// Every number a rule's named destination ports can resolve to, given the declared
+/// named ports by (protocol, name).
+fn named_port_values(rule: &Rule, declared: &HashMap<(u8, &str), Vec<u16>>) -> Vec<u16> {
+    let Some(proto) = rule.protocol else {
+        return Vec::new();
+    };
+    let mut out: Vec<u16> = rule
+        .destination
+        .ports
+        .iter()
+        .chain(&rule.destination.not_ports)
+        .filter_map(|p| match p {
+            PortMatch::Named(n) => declared.get(&(proto, n.as_str())),
+            PortMatch::Range(..) => None,
+        })
+        .flatten()
+        .copied()
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}

@@ -1,0 +1,123 @@
+//! The peer LPM entries and their regions.
+//!
+//! Every prefix a rule or network set names, every pod and host endpoint address, every
+//! Service VIP and `/0` per family is an entry of `ENF_PEERS_V4`/`V6`. The addresses
+//! whose longest match is an entry form its *region*. CIDRs nest or are disjoint, so
+//! all addresses of a region are alike for every net predicate and see the same
+//! entities: one representative address per region stands for all of them.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::IpAddr;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+use super::input::Input;
+
+/// One peer LPM entry and its region.
+pub(super) struct Region {
+    pub(super) net: IpNet,
+    /// An address whose longest match is `net`; `None`: fully covered, not emitted.
+    pub(super) rep: Option<IpAddr>,
+    /// The endpoint whose address `net` is.
+    pub(super) endpoint: Option<usize>,
+    /// A Service VIP (and no endpoint's address).
+    pub(super) vip: bool,
+    /// Named by a rule, a network set or a host endpoint (also when it is a pod's /32).
+    pub(super) named: bool,
+}
+
+/// What the entries at one prefix come from.
+#[derive(Default)]
+struct Origins {
+    endpoint: Option<usize>,
+    vip: bool,
+    named: bool,
+}
+
+/// All peer LPM entries with their representative addresses, sorted by prefix.
+pub(super) fn regions(input: &Input<'_>) -> Vec<Region> {
+    let cluster = input.cluster;
+    let mut entries: BTreeMap<IpNet, Origins> = BTreeMap::new();
+    let mut add = |net: IpNet, endpoint: Option<usize>, vip: bool| {
+        let e = entries.entry(net.trunc()).or_default();
+        if endpoint.is_some() {
+            e.endpoint = endpoint;
+        }
+        e.vip |= vip;
+        e.named |= endpoint.is_none() && !vip;
+    };
+    add(IpNet::V4(Ipv4Net::default()), None, false);
+    add(IpNet::V6(Ipv6Net::default()), None, false);
+    for r in &input.rules {
+        for side in [&r.rule.source, &r.rule.destination] {
+            for net in side.nets.iter().chain(&side.not_nets) {
+                add(*net, None, false);
+            }
+        }
+    }
+    for set in &cluster.network_sets {
+        for net in &set.nets {
+            add(*net, None, false);
+        }
+    }
+    for h in &cluster.host_endpoints {
+        for ip in &h.ips {
+            add(IpNet::from(*ip), None, false);
+        }
+    }
+    for (i, ep) in cluster.endpoints.iter().enumerate() {
+        for ip in &ep.ips {
+            add(IpNet::from(*ip), Some(i), false);
+        }
+    }
+    for svc in &cluster.services {
+        for ip in &svc.vips {
+            add(IpNet::from(*ip), None, true);
+        }
+    }
+    let set: BTreeSet<IpNet> = entries.keys().copied().collect();
+    entries
+        .into_iter()
+        .map(|(net, origins)| Region {
+            net,
+            rep: if net.prefix_len() == net.max_prefix_len() {
+                Some(net.addr())
+            } else {
+                free_address(net, net, &set)
+            },
+            endpoint: origins.endpoint,
+            vip: origins.vip && origins.endpoint.is_none(),
+            named: origins.named,
+        })
+        .collect()
+}
+
+/// The prefixes rules, network sets and host endpoints name (what an endpoint's
+/// fingerprint looks up).
+pub(super) fn named_nets(regions: &[Region]) -> HashSet<IpNet> {
+    regions.iter().filter(|r| r.named).map(|r| r.net).collect()
+}
+
+/// An address in `net` that no other entry of `set` covers more specifically.
+fn free_address(net: IpNet, owner: IpNet, set: &BTreeSet<IpNet>) -> Option<IpAddr> {
+    if net != owner && set.contains(&net) {
+        return None;
+    }
+    let inside = set
+        .range(IpNet::new(net.network(), 0).map_or(net, |n| n)..)
+        .take_while(|n| n.network() <= net.broadcast())
+        .any(|n| n.prefix_len() > net.prefix_len() && net.contains(n));
+    if !inside {
+        return Some(net.network());
+    }
+    if net.prefix_len() == net.max_prefix_len() {
+        return None;
+    }
+    let halves = net.subnets(net.prefix_len() + 1).ok()?;
+    for half in halves {
+        if let Some(a) = free_address(half, owner, set) {
+            return Some(a);
+        }
+    }
+    None
+}

@@ -1,0 +1,279 @@
+//! Verdicts of the pods: `ENF_VERDICTS` entries per (profile, direction).
+//!
+//! Per (profile, direction) only the peer classes and cells that the profile's own
+//! rules tell apart are grouped; the evaluator's tier walk runs once per (peer group,
+//! cell group) on representatives, and the matrix is written with wildcard
+//! compression. Because representatives are exact, the verdicts are exactly the
+//! evaluator's (checked by the differential test against `simulate`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use enforcer_common::{
+    ACTION_ALLOW, ACTION_DENY, ANY_CELL, ANY_PEER, DIR_EGRESS, DIR_INGRESS, NO_INDEX,
+    VERDICT_F_LOG, VERDICT_KIND_NO_PROFILE, VERDICT_KIND_PROFILE, VERDICT_KIND_RULE,
+    VERDICT_KIND_TIER_DEFAULT, Verdict,
+};
+
+use super::cells::{Cell, CellKey, cell_key, leg_packet};
+use super::classes::{AtomFact, ClassSignature, PeerAtoms, PeerClasses};
+use super::compress::emit_compressed;
+use super::input::Input;
+use super::profiles::Profile;
+use super::spec::SpecVerdictKey;
+use crate::eval::{self, Action, DecisionKind, LegDecision, SideFacts};
+use crate::policy::{Direction, Endpoint};
+
+/// The map verdict for an evaluator decision.
+pub fn verdict_of(leg: &LegDecision) -> Verdict {
+    let index = |i: Option<usize>| i.map_or(NO_INDEX, |i| i as u32);
+    let first_log = leg.logged.first();
+    Verdict {
+        action: match leg.action {
+            Action::Allow => ACTION_ALLOW,
+            Action::Deny => ACTION_DENY,
+        },
+        kind: match leg.kind {
+            DecisionKind::Rule => VERDICT_KIND_RULE,
+            DecisionKind::TierDefault => VERDICT_KIND_TIER_DEFAULT,
+            DecisionKind::Profile => VERDICT_KIND_PROFILE,
+            DecisionKind::NoProfile => VERDICT_KIND_NO_PROFILE,
+        },
+        flags: if first_log.is_some() {
+            VERDICT_F_LOG
+        } else {
+            0
+        },
+        _pad: 0,
+        policy: index(leg.policy_index),
+        rule: index(leg.rule_index),
+        log_policy: first_log.map_or(NO_INDEX, |l| l.policy_index as u32),
+        log_rule: first_log.map_or(NO_INDEX, |l| l.rule_index as u32),
+    }
+}
+
+/// The `dir` of a verdict key for a pod leg.
+pub fn dir_code(dir: Direction) -> u8 {
+    match dir {
+        Direction::Ingress => DIR_INGRESS,
+        Direction::Egress => DIR_EGRESS,
+    }
+}
+
+/// What the pod compiler has worked out before the verdicts.
+pub(super) struct PodVerdicts<'a> {
+    pub(super) input: &'a Input<'a>,
+    pub(super) atoms: &'a PeerAtoms<'a>,
+    pub(super) classes: &'a PeerClasses,
+    pub(super) profiles: &'a [Profile],
+    pub(super) cells: &'a [Cell],
+}
+
+impl PodVerdicts<'_> {
+    /// Every verdict of every (profile, direction).
+    pub(super) fn verdicts(&self) -> BTreeMap<SpecVerdictKey, Verdict> {
+        let mut verdicts = BTreeMap::new();
+        for (profile_id, profile) in self.profiles.iter().enumerate() {
+            for (d, dir) in [Direction::Ingress, Direction::Egress]
+                .into_iter()
+                .enumerate()
+            {
+                let leg = Leg {
+                    ep: &self.input.cluster.endpoints[profile.rep],
+                    applicable: &profile.applicable[d],
+                    dir,
+                };
+                let key = |peer_class, cell| SpecVerdictKey {
+                    dir: dir_code(dir),
+                    profile: profile_id as u32,
+                    peer_class,
+                    cell,
+                };
+                self.leg_verdicts(&leg, |peer, cell, v| {
+                    verdicts.insert(key(peer, cell), v);
+                });
+                // No peer of a family this endpoint has: any default is correct; write
+                // the one an unmatched packet would get.
+                verdicts
+                    .entry(key(ANY_PEER, ANY_CELL))
+                    .or_insert_with(|| self.unmatched_verdict(&leg));
+            }
+        }
+        verdicts
+    }
+
+    /// The verdicts of one (profile, direction), emitted as (peer class, cell, verdict).
+    fn leg_verdicts(&self, leg: &Leg<'_>, mut emit: impl FnMut(u32, u32, Verdict)) {
+        let cluster = self.input.cluster;
+        let relevant: Vec<usize> = leg
+            .applicable
+            .iter()
+            .flat_map(|&p| (0..cluster.policies[p].rules(leg.dir).len()).map(move |i| (p, i)))
+            .map(|(p, i)| self.input.rule_position(p, leg.dir, i))
+            .collect();
+        if relevant.is_empty() && leg.applicable.is_empty() {
+            emit(ANY_PEER, ANY_CELL, self.unmatched_verdict(leg));
+            return;
+        }
+        let peer_groups = self.peer_groups(leg.ep, &relevant);
+        let cell_groups = self.cell_groups(&relevant);
+        let matrix = self.matrix(leg, &relevant, &peer_groups, &cell_groups);
+        emit_compressed(&peer_groups, &cell_groups, &matrix, emit);
+    }
+
+    /// The verdict of a packet no rule distinguishes (the endpoint to itself, in the
+    /// first cell).
+    fn unmatched_verdict(&self, leg: &Leg<'_>) -> Verdict {
+        let ip = leg.ep.ips[0];
+        verdict_of(&eval::decide(
+            self.input.cluster,
+            leg.applicable,
+            leg.dir,
+            &leg_packet(leg.dir, ip, ip, self.cells.first()),
+        ))
+    }
+
+    /// Peer groups: the classes (of a family the endpoint has) that the relevant rules
+    /// tell apart, through their distinct atoms (equal atoms have equal facts).
+    fn peer_groups(&self, ep: &Endpoint, relevant: &[usize]) -> Vec<Vec<u32>> {
+        let mut relevant_atom = vec![false; self.atoms.len()];
+        for &n in relevant {
+            if let Some(atom) = self.atoms.of_rule[n] {
+                relevant_atom[atom] = true;
+            }
+        }
+        // The classes' signatures restricted to these atoms (sparse as the signatures
+        // are: defaults left out).
+        let mut group_of: HashMap<ClassSignature, usize> = HashMap::new();
+        let mut peer_groups: Vec<Vec<u32>> = Vec::new();
+        for (c, signature) in self.classes.signatures.iter().enumerate() {
+            let has_family = if signature.is_v4 {
+                ep.ipv4().is_some()
+            } else {
+                ep.ipv6().is_some()
+            };
+            if !has_family {
+                continue;
+            }
+            let restricted = ClassSignature {
+                is_v4: signature.is_v4,
+                facts: signature
+                    .facts
+                    .iter()
+                    .copied()
+                    .filter(|f: &AtomFact| relevant_atom[f.atom as usize])
+                    .collect(),
+            };
+            let g = *group_of.entry(restricted).or_insert_with(|| {
+                peer_groups.push(Vec::new());
+                peer_groups.len() - 1
+            });
+            peer_groups[g].push(c as u32);
+        }
+        peer_groups
+    }
+
+    /// Cell groups: the cells the relevant rules tell apart.
+    fn cell_groups(&self, relevant: &[usize]) -> Vec<Vec<Cell>> {
+        let mut group_of: HashMap<Vec<CellKey>, usize> = HashMap::new();
+        let mut cell_groups: Vec<Vec<Cell>> = Vec::new();
+        for cell in self.cells {
+            let key: Vec<CellKey> = relevant
+                .iter()
+                .map(|&n| cell_key(self.input.rules[n].rule, *cell, &self.input.named_values[n]))
+                .collect();
+            let g = *group_of.entry(key).or_insert_with(|| {
+                cell_groups.push(Vec::new());
+                cell_groups.len() - 1
+            });
+            cell_groups[g].push(*cell);
+        }
+        cell_groups
+    }
+
+    /// The verdict matrix on representatives. The evaluator's tier walk runs per (peer
+    /// group, cell group), but a rule's address predicates do not depend on the cell:
+    /// they are evaluated once per peer group (peer sides from the class signature,
+    /// local sides once per local address), leaving only protocol and ports per cell.
+    fn matrix(
+        &self,
+        leg: &Leg<'_>,
+        relevant: &[usize],
+        peer_groups: &[Vec<u32>],
+        cell_groups: &[Vec<Cell>],
+    ) -> Vec<Vec<Verdict>> {
+        let cluster = self.input.cluster;
+        let (applicable, dir) = (leg.applicable, leg.dir);
+        // Position in `relevant` of the first rule of each applicable policy.
+        let mut offsets = Vec::with_capacity(applicable.len());
+        let mut total = 0;
+        for &p in applicable {
+            offsets.push(total);
+            total += cluster.policies[p].rules(dir).len();
+        }
+        // What a side with no address predicate says (`eval::side_facts`).
+        let no_address_test = SideFacts {
+            selected: true,
+            in_nets: true,
+            ..SideFacts::default()
+        };
+        let mut local_facts: HashMap<IpAddr, Vec<SideFacts>> = HashMap::new();
+        peer_groups
+            .iter()
+            .map(|classes| {
+                let class = classes[0] as usize;
+                let peer = self.classes.reps[class];
+                let local = leg.ep.address_like(peer).unwrap_or(peer);
+                let local_facts = local_facts.entry(local).or_insert_with(|| {
+                    relevant
+                        .iter()
+                        .map(|&n| {
+                            let r = &self.input.rules[n];
+                            eval::side_facts(cluster, r.local_side(), r.rule.protocol, local)
+                        })
+                        .collect()
+                });
+                let peer_facts: Vec<&SideFacts> = relevant
+                    .iter()
+                    .map(|&n| match self.atoms.of_rule[n] {
+                        None => &no_address_test,
+                        Some(atom) => self.classes.facts(self.atoms, class, atom),
+                    })
+                    .collect();
+                let address_ok: Vec<bool> = peer_facts
+                    .iter()
+                    .zip(local_facts.iter())
+                    .map(|(p, l)| p.address_matches() && l.address_matches())
+                    .collect();
+                cell_groups
+                    .iter()
+                    .map(|cells| {
+                        let packet = leg_packet(dir, local, peer, cells.first());
+                        let decision =
+                            eval::decide_with(cluster, applicable, dir, |pos, r, rule| {
+                                let k = offsets[pos] + r;
+                                if !address_ok[k] || !eval::protocol_matches(rule, &packet) {
+                                    return false;
+                                }
+                                let (src, dst) = match dir {
+                                    Direction::Ingress => (peer_facts[k], &local_facts[k]),
+                                    Direction::Egress => (&local_facts[k], peer_facts[k]),
+                                };
+                                src.port_matches(&rule.source, packet.src_port)
+                                    && dst.port_matches(&rule.destination, packet.dst_port_key())
+                            });
+                        verdict_of(&decision)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// One (profile, direction): the profile's representative endpoint and its applicable
+/// policies in that direction.
+struct Leg<'a> {
+    ep: &'a Endpoint,
+    applicable: &'a [usize],
+    dir: Direction,
+}
