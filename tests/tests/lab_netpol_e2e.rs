@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use enforcer::datastore::FileDatastore;
+use enforcer::datastore::file::FileDatastore;
 use enforcer::lab::Protocol;
 use enforcer::model::Object;
 use enforcer_tests::lab::{LabGuard, ProbeResult, TempDir, serial};

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use enforcer::datastore::FileDatastore;
+use enforcer::datastore::file::FileDatastore;
 use enforcer::explain::{FlowQuery, explain};
 use enforcer::lab::LabName;
 use enforcer::model::load_paths;

@@ -13,7 +13,9 @@ use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use crate::datastore::{AgentStatus, DatastoreError, FileDatastore};
+use crate::datastore::DatastoreError;
+use crate::datastore::file::FileDatastore;
+use crate::datastore::status::AgentStatus;
 
 use super::paths::{LabName, LabPaths, NODE_NAME};
 use super::process::{self, Daemon, ProcessError, ProcessRecord};

@@ -36,7 +36,9 @@ use std::time::{Duration, Instant};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use crate::datastore::{AgentStatus, DatastoreError, FileDatastore};
+use crate::datastore::DatastoreError;
+use crate::datastore::file::FileDatastore;
+use crate::datastore::status::AgentStatus;
 use crate::model::{LoadError, Loaded, Object, ObjectId, Pod};
 
 pub use paths::{LabName, LabPaths, NameError};
