@@ -61,7 +61,7 @@ impl ObjectCache {
             match change {
                 Change::Upsert(stored) => {
                     let previous = self.entries.remove(&stored.id);
-                    self.upsert(stored, previous);
+                    self.upsert(*stored, previous);
                 }
                 Change::Delete(id) => {
                     self.entries.remove(&id);
@@ -172,10 +172,15 @@ mod tests {
         cache.apply(
             doc("b", "10.0.0.0/99")
                 .into_iter()
-                .map(Change::Upsert)
+                .map(|s| Change::Upsert(Box::new(s)))
                 .collect(),
         );
-        cache.apply(doc("c", "nope").into_iter().map(Change::Upsert).collect());
+        cache.apply(
+            doc("c", "nope")
+                .into_iter()
+                .map(|s| Change::Upsert(Box::new(s)))
+                .collect(),
+        );
         let err = cache.objects().unwrap_err().to_string();
         assert!(err.contains("objects/b.json"), "{err}");
         assert!(err.contains("and 1 more"), "{err}");
@@ -183,7 +188,7 @@ mod tests {
         cache.apply(
             doc("b", "10.0.0.0/8")
                 .into_iter()
-                .map(Change::Upsert)
+                .map(|s| Change::Upsert(Box::new(s)))
                 .collect(),
         );
         cache.apply(vec![Change::Delete(ObjectId {

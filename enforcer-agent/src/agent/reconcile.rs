@@ -25,7 +25,7 @@ pub enum RevisionError {
     #[error(transparent)]
     Unreadable(#[from] Unreadable),
     #[error(transparent)]
-    Policy(#[from] PolicyError),
+    Policy(#[from] Box<PolicyError>),
     #[error(transparent)]
     Compile(#[from] CompileError),
 }
@@ -154,7 +154,8 @@ impl Reconciler {
     /// Loads, validates and compiles the cached objects for this node.
     fn compile(&self) -> Result<DataplaneSpec, RevisionError> {
         let objects = self.cache.objects()?;
-        let (cluster, warnings) = crate::policy::Cluster::from_objects(&objects)?;
+        let (cluster, warnings) =
+            crate::policy::Cluster::from_objects(&objects).map_err(Box::new)?;
         for warning in &warnings {
             tracing::warn!(%warning, "policy warning");
         }

@@ -200,7 +200,10 @@ impl Harness {
                 .map(|r| r.map(|s| s.clone()));
         match waited {
             Ok(status) => status.unwrap(),
-            Err(_) => panic!("no such status; last: {:?}", *self.updates.borrow()),
+            Err(elapsed) => panic!(
+                "{elapsed}: no such status; last: {:?}",
+                *self.updates.borrow()
+            ),
         }
     }
 

@@ -441,7 +441,7 @@ impl Watching {
                         .cloned()
                         .map(Change::Delete),
                 );
-                changes.extend(stored.into_iter().map(Change::Upsert));
+                changes.extend(stored.into_iter().map(|s| Change::Upsert(Box::new(s))));
             }
             self.documents.insert(name, now);
         }

@@ -145,7 +145,11 @@ impl MemoryDatastore {
                     for id in ids {
                         match content.documents.get(&id) {
                             Some(text) => {
-                                changes.extend(stored(&id, text).into_iter().map(Change::Upsert));
+                                changes.extend(
+                                    stored(&id, text)
+                                        .into_iter()
+                                        .map(|s| Change::Upsert(Box::new(s))),
+                                );
                             }
                             None => changes.push(Change::Delete(id)),
                         }

@@ -46,7 +46,7 @@ pub struct Snapshot {
 #[derive(Debug)]
 pub enum Change {
     /// A new object, or a new version of one (replaces what had this id).
-    Upsert(Stored),
+    Upsert(Box<Stored>),
     Delete(ObjectId),
 }
 
