@@ -67,6 +67,8 @@ struct Watching {
     documents: BTreeMap<String, Known>,
     /// Revision last published.
     revision: u64,
+    /// The last read failed; nothing is retried before the next event.
+    stalled: bool,
 }
 
 /// A document as last published.
@@ -363,28 +365,34 @@ impl FileDatastore {
                 noticed: Noticed::default(),
                 documents,
                 revision: snapshot.revision,
+                stalled: false,
             }));
             return Ok(DatastoreEvent::Reset(snapshot));
         };
         loop {
-            if watching.noticed.rescan {
-                return Ok(watching.rescan(&self.dir));
-            }
-            if std::mem::take(&mut watching.noticed.revision) {
-                match self.dir.revision() {
-                    Err(error) => return Ok(DatastoreEvent::Unavailable { error }),
-                    // The directory was recreated: start over.
-                    Ok(revision) if revision < watching.revision => {
-                        return Ok(watching.rescan(&self.dir));
-                    }
-                    // Rewritten, not moved: nothing new is committed.
-                    Ok(revision) if revision == watching.revision => {}
-                    Ok(revision) => return Ok(watching.publish(&self.dir, revision)),
+            // After a failed read, nothing is retried before the next event (no spin).
+            if !watching.stalled {
+                if watching.noticed.rescan {
+                    return Ok(watching.rescan(&self.dir));
                 }
-                continue;
+                if std::mem::take(&mut watching.noticed.revision) {
+                    match self.dir.revision() {
+                        Err(error) => return Ok(DatastoreEvent::Unavailable { error }),
+                        // The directory was recreated: start over.
+                        Ok(revision) if revision < watching.revision => {
+                            return Ok(watching.rescan(&self.dir));
+                        }
+                        Ok(revision) if revision > watching.revision => {
+                            return Ok(watching.publish(&self.dir, revision));
+                        }
+                        // Rewritten, not moved: nothing new is committed.
+                        Ok(_) => {}
+                    }
+                }
             }
             // The only await: what it reads is recorded in `noticed` before it returns.
             watching.watch.wait(&mut watching.noticed).await?;
+            watching.stalled = false;
         }
     }
 }
@@ -393,14 +401,16 @@ impl Watching {
     /// A full read published as a relist, after lost events or a replaced directory.
     fn rescan(&mut self, dir: &Layout) -> DatastoreEvent {
         self.noticed = Noticed::default();
-        // Stays set if this fails: the next event tries again.
+        // Stay set if this fails: the next event tries again.
         self.noticed.rescan = true;
+        self.stalled = true;
         if let Err(error) = self.watch.rewatch_objects() {
             return DatastoreEvent::Unavailable { error };
         }
         match dir.scan(&self.documents) {
             Ok((snapshot, documents)) => {
                 self.noticed.rescan = false;
+                self.stalled = false;
                 self.documents = documents;
                 self.revision = snapshot.revision;
                 DatastoreEvent::Reset(snapshot)
@@ -416,6 +426,7 @@ impl Watching {
             Ok(fd) => fd,
             Err(error) => {
                 self.noticed.rescan = true;
+                self.stalled = true;
                 return DatastoreEvent::Unavailable { error };
             }
         };

@@ -195,3 +195,62 @@ async fn a_replaced_directory_is_read_again_whole() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_missing_directory_is_unavailable_without_spinning_until_it_is_back() {
+    use futures_util::FutureExt as _;
+    let tmp = TempDir::new("missing");
+    let writer = FileDatastore::open(&tmp.0).unwrap();
+    writer.apply(&[namespace("a")]).unwrap();
+    let mut store = FileDatastore::open(&tmp.0).unwrap();
+    let DatastoreEvent::Reset(_) = next(&mut store).await else {
+        panic!("first event must be a reset");
+    };
+    std::fs::remove_dir_all(tmp.0.join("objects")).unwrap();
+    let event = next(&mut store).await;
+    assert!(
+        matches!(
+            &event,
+            DatastoreEvent::Unavailable {
+                error: DatastoreError::Gone { .. }
+            }
+        ),
+        "{event:?}"
+    );
+    // Only the events already queued may answer; then it waits (a spin would answer
+    // every poll).
+    let mut answered = 0;
+    while let Some(event) = store.next_event().now_or_never() {
+        assert!(
+            matches!(event, Ok(DatastoreEvent::Unavailable { .. })),
+            "{event:?}"
+        );
+        answered += 1;
+        assert!(
+            answered < 16,
+            "the watcher spins while the directory is gone"
+        );
+    }
+    std::fs::create_dir(tmp.0.join("objects")).unwrap();
+    writer.apply(&[namespace("b")]).unwrap();
+    loop {
+        match next(&mut store).await {
+            DatastoreEvent::Reset(snapshot) => {
+                let names: Vec<&str> = snapshot
+                    .objects
+                    .iter()
+                    .map(|s| s.id.name.as_str())
+                    .collect();
+                if names == ["b"] {
+                    break;
+                }
+            }
+            event @ DatastoreEvent::Changes { .. } => {
+                if summary(&event).1.contains(&("b".into(), true)) {
+                    break;
+                }
+            }
+            DatastoreEvent::Unavailable { .. } => {}
+        }
+    }
+}
