@@ -16,7 +16,6 @@ pub mod dataplane;
 pub mod datastore;
 pub mod eval;
 pub mod explain;
-pub mod flowlog;
 pub mod inspect;
 pub mod lab;
 pub mod matrix;

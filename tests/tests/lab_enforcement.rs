@@ -3,7 +3,7 @@
 //!
 //! Privileged: `cargo build --bin enforcer && cargo test -p enforcer-tests --test lab_enforcement`.
 
-use enforcer::datastore::FileDatastore;
+use enforcer::datastore::file::FileDatastore;
 use enforcer_tests::lab::{LabGuard, TempDir, fixture, serial};
 
 const APP: &str = "tutorial/dev-app-deployments.yaml";
@@ -299,7 +299,7 @@ fn bad_input_is_refused_with_a_clear_error_and_the_old_policy_stays() {
     assert_eq!(status.applied_revision, status.observed_revision);
 }
 
-fn wait_observed(store: &FileDatastore, revision: u64) -> enforcer::datastore::AgentStatus {
+fn wait_observed(store: &FileDatastore, revision: u64) -> enforcer::datastore::status::AgentStatus {
     for _ in 0..300 {
         if let Ok(Some(status)) = store.read_status()
             && status.observed_revision >= revision

@@ -28,7 +28,7 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use enforcer::connectivity::Protocol;
-use enforcer::datastore::FileDatastore;
+use enforcer::datastore::file::FileDatastore;
 use enforcer::model::Object;
 use enforcer_tests::lab::{LabGuard, ProbeResult, TempDir, serial};
 use enforcer_tests::netpol::{

@@ -1,16 +1,18 @@
 //! `enforcer agent`: the node agent.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 use clap::Args;
 
-use enforcer::agent::{AgentOptions, run};
+use enforcer::agent::{AgentOptions, run, shutdown_signal, status};
+use enforcer::datastore::file::FileDatastore;
 
 /// Run the node agent: watch a datastore directory, compile the policy set into BPF
 /// maps, and attach the programs to this node's endpoint interfaces.
+///
+/// The agent is event-driven: datastore changes arrive through inotify, interfaces
+/// through netlink link events, flow events through the ring buffer's readiness; it
+/// never polls. SIGTERM or SIGINT stops it and leaves the programs attached.
 ///
 /// Examples:
 ///   enforcer agent --node node1 --datastore /var/lib/enforcer/datastore
@@ -20,16 +22,16 @@ pub struct AgentArgs {
     /// This node's name.
     #[arg(long, default_value = "node1")]
     pub node: String,
-    /// Datastore directory (see `datastore.rs`: objects/, revision, status.json).
+    /// Datastore directory (objects/, revision, status.json; see `datastore/file.rs`).
     #[arg(long)]
     pub datastore: PathBuf,
     /// bpffs directory for this node's pinned maps and links
     /// (default: /sys/fs/bpf/enforcer/<node>).
     #[arg(long)]
     pub bpffs: Option<PathBuf>,
-    /// Datastore poll interval in milliseconds.
-    #[arg(long, default_value_t = 10)]
-    pub poll_ms: u64,
+    /// Accepted for older scripts and ignored: the agent no longer polls.
+    #[arg(long, hide = true)]
+    pub poll_ms: Option<u64>,
     /// Emit a flow event for every denied new flow.
     #[arg(long)]
     pub events_on_deny: bool,
@@ -60,6 +62,9 @@ impl AgentArgs {
                     .ok_or_else(|| anyhow::anyhow!("bad failsafe port list {text:?}"))?;
             }
         }
+        if self.poll_ms.is_some() {
+            tracing::warn!("--poll-ms is ignored: the agent is event-driven and does not poll");
+        }
         let flow_log = self
             .flow_log
             .unwrap_or_else(|| self.datastore.join("flows.jsonl"));
@@ -67,44 +72,26 @@ impl AgentArgs {
             failsafe,
             flow_log,
             node: self.node,
-            datastore: self.datastore,
             bpffs,
-            poll: Duration::from_millis(self.poll_ms),
             events_on_deny: self.events_on_deny,
+            bpf_log: false,
         };
-        let stop = Arc::new(AtomicBool::new(false));
-        for signal in [signal_hook_like::SIGTERM, signal_hook_like::SIGINT] {
-            signal_hook_like::register(signal, Arc::clone(&stop))?;
-        }
-        run(&options, &stop)?;
-        Ok(())
-    }
-}
-
-/// Sets a flag on SIGTERM/SIGINT so the agent loop ends cleanly.
-mod signal_hook_like {
-    use std::sync::Arc;
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    pub use nix::sys::signal::Signal::{SIGINT, SIGTERM};
-
-    static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
-
-    extern "C" fn on_signal(_: libc::c_int) {
-        if let Some(stop) = STOP.get() {
-            stop.store(true, Ordering::Relaxed);
-        }
-    }
-
-    pub fn register(signal: nix::sys::signal::Signal, stop: Arc<AtomicBool>) -> nix::Result<()> {
-        let _ = STOP.set(stop);
-        let action = nix::sys::signal::SigAction::new(
-            nix::sys::signal::SigHandler::Handler(on_signal),
-            nix::sys::signal::SaFlags::empty(),
-            nix::sys::signal::SigSet::empty(),
-        );
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { nix::sys::signal::sigaction(signal, &action) }.map(|_| ())
+        // One thread: the loop's work (compile, map writes) is sequential anyway, and
+        // the sources it waits on are all file descriptors.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            // First, so a SIGTERM while the BPF object loads ends the agent cleanly.
+            let shutdown = shutdown_signal()?;
+            let datastore = FileDatastore::open(&self.datastore)?;
+            let (publisher, updates) = status::channel();
+            let mirror = tokio::spawn(status::mirror(updates, Box::new(datastore.clone())));
+            let result = run(&options, Box::new(datastore), publisher, shutdown).await;
+            // The publisher is dropped with `run`: the mirror writes the last status
+            // and ends.
+            mirror.await?;
+            Ok(result?)
+        })
     }
 }

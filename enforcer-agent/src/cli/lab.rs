@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use enforcer::datastore::FileDatastore;
+use enforcer::datastore::file::FileDatastore;
 use enforcer::model::Loaded;
 
 use enforcer::connectivity::{ProbeRequest, Protocol};

@@ -8,6 +8,7 @@ use ipnet::IpNet;
 
 use enforcer_common::{EndpointInfo, PEER_F_LOCAL_ENDPOINT, PeerInfo, Verdict};
 
+use super::bindings::Bindings;
 use crate::compile::DataplaneSpec;
 use crate::compile::spec::SpecVerdictKey;
 
@@ -32,12 +33,31 @@ impl GenerationContent {
     /// exist (yet) get no entry, and their addresses are then not marked as local
     /// endpoints: no program of ours would judge their leg.
     pub fn from_spec(spec: &DataplaneSpec, ifindex_of: impl Fn(&str) -> Option<u32>) -> Self {
-        let mut content = Self::default();
-        for endpoint in &spec.endpoints {
-            if let Some(ifindex) = ifindex_of(&endpoint.iface) {
-                content.endpoints.insert(ifindex, endpoint.info);
-            }
-        }
+        let endpoints = spec
+            .endpoints
+            .iter()
+            .filter_map(|e| Some((ifindex_of(&e.iface)?, e.info)));
+        Self::build(spec, endpoints, &ifindex_of)
+    }
+
+    /// The spec as bound to the interfaces present (`"*"` host endpoints expanded).
+    pub fn from_bindings(spec: &DataplaneSpec, bindings: &Bindings) -> Self {
+        let endpoints = bindings.iter().filter_map(|(_, b)| {
+            let endpoint = spec.endpoints.get(b.endpoint)?;
+            Some((b.ifindex, endpoint.info))
+        });
+        Self::build(spec, endpoints, |name| bindings.ifindex(name))
+    }
+
+    fn build(
+        spec: &DataplaneSpec,
+        endpoints: impl Iterator<Item = (u32, EndpointInfo)>,
+        ifindex_of: impl Fn(&str) -> Option<u32>,
+    ) -> Self {
+        let mut content = Self {
+            endpoints: endpoints.collect(),
+            ..Self::default()
+        };
         for peer in &spec.peers {
             let ifindex = peer.local_iface.as_deref().and_then(&ifindex_of);
             let mut flags = peer.flags;

@@ -1,8 +1,42 @@
-//! The dataplane: the BPF object, its maps and programs on this node.
+//! The dataplane: the BPF object, its maps and programs on this node, behind the
+//! [`Dataplane`] trait the agent enforces through (a test drives the agent with a
+//! recording double instead of BPF).
 
+pub mod bindings;
+pub mod bpf;
 pub mod content;
 pub mod failsafe;
-pub mod host;
 pub mod loader;
 pub mod object;
 pub mod writer;
+
+use std::collections::BTreeMap;
+
+use crate::compile::DataplaneSpec;
+
+use bindings::{Binding, Bindings};
+
+/// What the agent needs from a dataplane.
+pub trait Dataplane: Send {
+    /// Writes `spec`, as bound to the interfaces present, as the next policy
+    /// generation and switches new flows to it atomically; returns the generation now
+    /// live. The agent applies before it attaches, so the first packet through a new
+    /// attachment already finds its endpoint.
+    fn apply(&mut self, spec: &DataplaneSpec, bindings: &Bindings) -> Result<u32, DataplaneError>;
+    /// Attaches the programs for a bound interface (host or workload programs), unless
+    /// they are attached to that ifindex already.
+    fn attach(&mut self, iface: &str, binding: &Binding) -> Result<(), DataplaneError>;
+    /// Stops tracking an interface that is gone or carries no endpoint any more, and
+    /// removes what keeps its programs attached.
+    fn detach(&mut self, iface: &str);
+    /// Interfaces carrying programs → the ifindex they had when attached.
+    fn attached(&self) -> &BTreeMap<String, u32>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error(transparent)]
+    Loader(#[from] loader::LoaderError),
+    #[error(transparent)]
+    Writer(#[from] writer::WriterError),
+}

@@ -5,16 +5,19 @@
 //! `<enforcer> agent --node node1 --datastore <state>/datastore --bpffs
 //! /sys/fs/bpf/enforcer/<lab>` in the node's network namespace (only the network
 //! namespace: it sees the host's `/sys/fs/bpf`), with stdout/stderr appended to
-//! `<state>/logs/agent.log`, stopped with SIGTERM. It writes `status.json`
-//! ([`AgentStatus`]) after each reconcile; the lab waits for
-//! `observed_revision >= revision`.
+//! `<state>/logs/agent.log`, stopped with SIGTERM. It publishes an [`AgentStatus`]
+//! after each reconcile, which the file datastore mirrors to `status.json`; the lab
+//! waits for `observed_revision >= revision` there (a stand-in agent only has to write
+//! that file, see the lab tests' fake agent).
 
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::cluster::nodes::DEFAULT_NODE;
-use crate::datastore::{AgentStatus, DatastoreError, FileDatastore};
+use crate::datastore::DatastoreError;
+use crate::datastore::file::FileDatastore;
+use crate::datastore::status::AgentStatus;
 
 use super::paths::{LabName, LabPaths};
 use super::process::{self, Daemon, ProcessError, ProcessRecord};

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::nodes::DEFAULT_NODE;
 use crate::cluster::pod_key;
-use crate::datastore::{AgentStatus, FileDatastore};
+use crate::datastore::file::FileDatastore;
+use crate::datastore::status::AgentStatus;
 use crate::model::{Loaded, Object, Pod};
 
 use super::agent;

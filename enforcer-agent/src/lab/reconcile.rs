@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::dns::Zone;
 use crate::cluster::{self, Allocation, ClusterPlan, Declared, implied};
-use crate::datastore::FileDatastore;
+use crate::datastore::file::FileDatastore;
 use crate::model::{Loaded, Object, ObjectId};
 
 use super::error::{LabError, io_err};
@@ -33,7 +33,7 @@ pub struct ChangeReport {
     pub objects_written: usize,
     pub objects_deleted: usize,
     /// The agent's status after it observed the change (labs with an agent).
-    pub agent: Option<crate::datastore::AgentStatus>,
+    pub agent: Option<crate::datastore::status::AgentStatus>,
 }
 
 /// A pod process to (re)start.

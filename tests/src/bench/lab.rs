@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use enforcer::datastore::FileDatastore;
+use enforcer::datastore::file::FileDatastore;
 use enforcer::lab::{Lab, LabName, PodInfo, UpOptions};
 use enforcer::model::{Object, ObjectId};
 use serde_json::{Value, json};

@@ -4,10 +4,13 @@
 
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use aya::maps::{MapData, RingBuf};
 use serde::Serialize;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 
 use enforcer_common::{
     ACTION_ALLOW, DIR_INGRESS, EVENT_KIND_DENY, EVENT_KIND_LOG, FAMILY_V4, FlowEvent, NO_INDEX,
@@ -100,24 +103,51 @@ pub fn record(event: &FlowEvent, spec: Option<&DataplaneSpec>) -> FlowRecord {
     }
 }
 
-/// The ring buffer and the file it drains into.
+/// The ring buffer, readable from tokio, and the file it drains into.
 pub struct FlowLog {
-    ring: RingBuf<MapData>,
+    ring: AsyncFd<RingBuf<MapData>>,
     path: PathBuf,
 }
 
 impl FlowLog {
-    pub fn new(ring: RingBuf<MapData>, path: &Path) -> Self {
-        Self {
+    /// Must be called from within a tokio runtime.
+    pub fn new(ring: RingBuf<MapData>, path: &Path) -> Result<Self, FlowLogError> {
+        // SAFETY: the ring buffer owns its map's descriptor and `AsyncFd` owns the ring
+        // buffer: the descriptor stays open, and the same, as long as it is registered.
+        let ring =
+            unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(|e| {
+                FlowLogError::Io {
+                    path: path.to_path_buf(),
+                    source: e.into(),
+                }
+            })?;
+        Ok(Self {
             ring,
             path: path.to_path_buf(),
-        }
+        })
+    }
+
+    /// Waits until the ring buffer has events. The readiness is consumed here: events
+    /// that arrive after it are announced again, and [`FlowLog::drain`] takes
+    /// everything present, so none is left behind.
+    pub async fn readable(&self) -> Result<(), FlowLogError> {
+        let mut guard = self
+            .ring
+            .readable()
+            .await
+            .map_err(|source| FlowLogError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        guard.clear_ready();
+        Ok(())
     }
 
     /// Appends every pending event; returns how many.
     pub fn drain(&mut self, spec: Option<&DataplaneSpec>) -> Result<usize, FlowLogError> {
         let mut lines = Vec::new();
-        while let Some(item) = self.ring.next() {
+        let ring = self.ring.get_mut();
+        while let Some(item) = ring.next() {
             if item.len() < size_of::<FlowEvent>() {
                 continue;
             }
@@ -133,9 +163,11 @@ impl FlowLog {
             path: self.path.clone(),
             source,
         };
+        // Never through a link planted in place of the log (the agent runs as root).
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&self.path)
             .map_err(io)?;
         for line in &lines {

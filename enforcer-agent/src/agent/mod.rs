@@ -1,0 +1,155 @@
+//! The node agent: an event loop on tokio over the datastore's changes, the node's
+//! link events, the flow-event ring buffer and shutdown signals. Each datastore change
+//! is compiled and written as a new policy generation; each interface change rebinds
+//! the policy in force; the outcome is published as
+//! [`crate::datastore::status::AgentStatus`].
+//!
+//! Nothing polls: every source wakes the loop when it has something. The agent runs
+//! against `dyn Datastore` and `dyn Dataplane`, so a test drives it with the in-memory
+//! datastore and a recording dataplane.
+//!
+//! Maps and links stay pinned when the agent exits, so enforcement goes on while it
+//! restarts.
+
+pub mod cache;
+mod error;
+pub mod flowlog;
+pub mod links;
+pub mod reconcile;
+pub mod status;
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use tokio::sync::watch;
+
+use crate::dataplane::bpf::BpfDataplane;
+use crate::dataplane::failsafe::Failsafe;
+use crate::datastore::Datastore;
+use crate::datastore::status::AgentStatus;
+
+pub use error::AgentError;
+use flowlog::{FlowLog, FlowLogError};
+use links::{LinkSource, NetlinkLinks};
+use reconcile::Reconciler;
+
+/// How the agent runs (all from the command line).
+#[derive(Clone, Debug)]
+pub struct AgentOptions {
+    /// This node's name; endpoints of other nodes are not attached here.
+    pub node: String,
+    /// Directory under bpffs for this node's pins.
+    pub bpffs: PathBuf,
+    /// Emit a flow event for every denied new flow.
+    pub events_on_deny: bool,
+    /// Failsafe ports of host interfaces.
+    pub failsafe: Failsafe,
+    /// Where flow events (Log rules, denies) go, one JSON object per line.
+    pub flow_log: PathBuf,
+    /// Opt-in BPF debug log of verdicts (aya-log), off by default: no per-packet cost
+    /// when off. Read by `dataplane::bpf_log` once it is wired into [`run`] (the
+    /// marked place after the object is loaded); until then asking for it is an error,
+    /// not a silent no-op.
+    pub bpf_log: bool,
+}
+
+/// Runs the agent with the BPF dataplane and this network namespace's links until
+/// `shutdown` completes. Statuses go to `status` (subscribe before calling).
+pub async fn run(
+    options: &AgentOptions,
+    mut datastore: Box<dyn Datastore>,
+    status: watch::Sender<AgentStatus>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let mut dataplane = BpfDataplane::load(
+        crate::dataplane::object::BPF_OBJECT,
+        &options.bpffs,
+        &options.failsafe,
+        options.events_on_deny,
+    )?;
+    if options.bpf_log {
+        // The BPF debug log attaches here: `dataplane.ebpf_mut()` is the loaded object,
+        // and its reader joins the loop in `serve` next to the flow log.
+        return Err(AgentError::BpfLogUnavailable);
+    }
+    let mut flow_log = FlowLog::new(dataplane.take_events()?, &options.flow_log)?;
+    let mut links = NetlinkLinks::open().await?;
+    tracing::info!(
+        node = %options.node,
+        bpffs = %options.bpffs.display(),
+        datastore = %datastore.describe(),
+        links = links.current().len(),
+        "agent started"
+    );
+    let mut reconciler = Reconciler::new(options.node.clone(), Box::new(dataplane), status);
+    serve(
+        &mut reconciler,
+        datastore.as_mut(),
+        &mut links,
+        Some(&mut flow_log),
+        shutdown,
+    )
+    .await?;
+    tracing::info!("agent stopping; programs stay attached through pinned links");
+    Ok(())
+}
+
+/// The event loop. Returns when `shutdown` completes, or on the first fatal error.
+pub async fn serve(
+    reconciler: &mut Reconciler,
+    datastore: &mut dyn Datastore,
+    links: &mut dyn LinkSource,
+    mut flows: Option<&mut FlowLog>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    tokio::pin!(shutdown);
+    loop {
+        // Biased: shutdown first, and a flood of flow events never starves policy.
+        tokio::select! {
+            biased;
+            () = &mut shutdown => return Ok(()),
+            event = datastore.next_event() => {
+                // Events still queued were judged under the spec in force until now:
+                // name them with it.
+                if let Some(flows) = flows.as_deref_mut() {
+                    flows.drain(reconciler.spec())?;
+                }
+                reconciler.on_datastore(event?, links.current())?;
+            }
+            changed = links.changed() => {
+                changed?;
+                reconciler.on_links(links.current())?;
+            }
+            ready = flows_readable(flows.as_deref()) => {
+                ready?;
+                if let Some(flows) = flows.as_deref_mut() {
+                    flows.drain(reconciler.spec())?;
+                }
+            }
+        }
+    }
+}
+
+async fn flows_readable(flows: Option<&FlowLog>) -> Result<(), FlowLogError> {
+    match flows {
+        Some(flows) => flows.readable().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Completes on SIGTERM or SIGINT. Registered when called, so a signal that arrives
+/// while the BPF object loads is not lost (nor fatal).
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM"),
+            _ = int.recv() => tracing::info!("SIGINT"),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests;

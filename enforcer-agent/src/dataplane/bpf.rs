@@ -1,0 +1,78 @@
+//! The BPF dataplane: the embedded object loaded with its maps pinned, the failsafe
+//! ports written, policy generations written by [`GenerationWriter`], and the programs
+//! attached through pinned links ([`LoadedDataplane`]).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use aya::maps::{MapData, RingBuf};
+
+use crate::compile::DataplaneSpec;
+
+use super::bindings::{Binding, Bindings};
+use super::content::GenerationContent;
+use super::failsafe::Failsafe;
+use super::loader::LoadedDataplane;
+use super::writer::GenerationWriter;
+use super::{Dataplane, DataplaneError};
+
+pub struct BpfDataplane {
+    loaded: LoadedDataplane,
+    writer: GenerationWriter,
+}
+
+impl BpfDataplane {
+    /// Loads the object, reusing (or creating) the pins under `pin_dir`, and writes
+    /// the configuration that is not policy: failsafe ports, event flags.
+    pub fn load(
+        object: &[u8],
+        pin_dir: &Path,
+        failsafe: &Failsafe,
+        events_on_deny: bool,
+    ) -> Result<Self, DataplaneError> {
+        let mut loaded = LoadedDataplane::load(object, pin_dir)?;
+        super::failsafe::write(&mut loaded.ebpf, failsafe)?;
+        let mut writer = GenerationWriter::new(&mut loaded.ebpf)?;
+        if events_on_deny {
+            writer.set_flags(enforcer_common::CONFIG_F_EVENT_ON_DENY)?;
+        }
+        Ok(Self { loaded, writer })
+    }
+
+    /// The flow-event ring buffer (`ENF_EVENTS`), taken out of the object once.
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, DataplaneError> {
+        Ok(super::writer::take(
+            &mut self.loaded.ebpf,
+            enforcer_common::MAP_EVENTS,
+        )?)
+    }
+
+    /// The loaded object, for what hooks into it beyond policy (a BPF log reader).
+    pub fn ebpf_mut(&mut self) -> &mut aya::Ebpf {
+        &mut self.loaded.ebpf
+    }
+}
+
+impl Dataplane for BpfDataplane {
+    fn apply(&mut self, spec: &DataplaneSpec, bindings: &Bindings) -> Result<u32, DataplaneError> {
+        let content = GenerationContent::from_bindings(spec, bindings);
+        Ok(self.writer.apply(content)?.generation)
+    }
+
+    fn attach(&mut self, iface: &str, binding: &Binding) -> Result<(), DataplaneError> {
+        if binding.host {
+            self.loaded.attach_host(iface, binding.ifindex)?;
+        } else {
+            self.loaded.attach(iface, binding.ifindex)?;
+        }
+        Ok(())
+    }
+
+    fn detach(&mut self, iface: &str) {
+        self.loaded.forget(iface);
+    }
+
+    fn attached(&self) -> &BTreeMap<String, u32> {
+        self.loaded.attached()
+    }
+}

@@ -1,0 +1,36 @@
+//! What the agent reports about its work, and where a report can be mirrored.
+//!
+//! The agent publishes [`AgentStatus`] (a tokio watch channel); sinks subscribe. The
+//! file datastore mirrors it as `status.json`, which `enforcer lab` and the lab tests
+//! wait on; a Kubernetes datastore may write it to an object, a health endpoint may
+//! serve it. It lives with the datastores because they are where it is written back.
+
+use serde::{Deserialize, Serialize};
+
+use super::DatastoreError;
+
+/// What the agent last did with the datastore.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AgentStatus {
+    /// Highest datastore revision the agent has read.
+    pub observed_revision: u64,
+    /// Revision whose policy is enforced now (may lag `observed_revision` when a
+    /// newer revision was refused: then `error` says why and the old policy stays).
+    pub applied_revision: u64,
+    /// Why the last observed revision was refused, if it was.
+    pub error: Option<String>,
+    /// Endpoints whose interfaces carry the programs.
+    pub endpoints_attached: usize,
+    /// Time the last applied revision took from read to enforced, in microseconds.
+    pub last_apply_us: u64,
+    /// Policy generation live in the maps.
+    pub generation: u32,
+    /// Why the datastore cannot be read now (the last content read stays enforced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datastore_unavailable: Option<String>,
+}
+
+/// Somewhere a status is written to.
+pub trait StatusSink: Send {
+    fn publish(&mut self, status: &AgentStatus) -> Result<(), DatastoreError>;
+}
