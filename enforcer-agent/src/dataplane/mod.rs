@@ -1,5 +1,6 @@
 //! The dataplane: the BPF object, its maps and programs on this node.
 
+pub mod bpf_log;
 pub mod content;
 pub mod failsafe;
 pub mod host;
