@@ -53,7 +53,10 @@ struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().or_panic("capture lock").extend_from_slice(buf);
+        self.0
+            .lock()
+            .or_panic("capture lock")
+            .extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -76,7 +79,11 @@ impl Captured {
 /// Pod A's egress: IPv4 allowed (policy 7 rule 3), IPv6 denied (the default).
 fn policy(dp: &mut Dataplane, ifindex: u32, flags: u32) {
     dp.reset();
-    dp.set_endpoint(0, ifindex, endpoint(PROFILE_A, ENDPOINT_A, Some(A4), Some(A6)));
+    dp.set_endpoint(
+        0,
+        ifindex,
+        endpoint(PROFILE_A, ENDPOINT_A, Some(A4), Some(A6)),
+    );
     let world = |class| PeerInfo {
         class,
         flags: 0,
@@ -140,7 +147,10 @@ fn debug_log_records_verdicts_only_when_enabled() {
     assert_eq!(dp.run(Hook::PodEgress, &v4_syn(SPORT_OFF), a, 0).action, 0);
     // Flag set: one record per verdict, allowed (IPv4) and denied (IPv6).
     policy(&mut dp, a, CONFIG_F_DEBUG_LOG);
-    assert_eq!(dp.run(Hook::PodEgress, &v4_syn(SPORT_ON_V4), a, 0).action, 0);
+    assert_eq!(
+        dp.run(Hook::PodEgress, &v4_syn(SPORT_ON_V4), a, 0).action,
+        0
+    );
     let v6_syn = v6(A6, EXT6, &[], PROTO_TCP, &tcp(SPORT_ON_V6, 443, SYN));
     assert_eq!(dp.run(Hook::PodEgress, &v6_syn, a, 0).action, 2);
 
@@ -174,7 +184,9 @@ fn debug_log_records_verdicts_only_when_enabled() {
         records[1]
     );
     assert!(
-        !records.iter().any(|r| r.contains(&format!(":{SPORT_OFF} "))),
+        !records
+            .iter()
+            .any(|r| r.contains(&format!(":{SPORT_OFF} "))),
         "a verdict judged with the flag clear was logged: {records:#?}"
     );
     drop(bpf_log);
