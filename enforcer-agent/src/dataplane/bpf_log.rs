@@ -7,7 +7,7 @@
 //! loaded object and drains it from a tokio task woken by the ring buffer's epoll
 //! readiness (no polling). Keep the [`BpfLog`] for as long as records are wanted: it
 //! owns the map's file descriptor (programs not yet loaded when it is dropped would
-//! fail verification with "fd N is not pointing to valid bpf_map").
+//! fail verification with "fd N is not pointing to valid `bpf_map`").
 //!
 //! The ring buffer is per loaded object and never pinned: records of programs a
 //! previous agent loaded (still attached through pinned links until replaced) go to
