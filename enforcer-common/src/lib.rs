@@ -97,6 +97,9 @@ const _: () = assert!(size_of::<Config>() == 16);
 
 /// Emit a flow event for every denied new flow (not only for Log rules).
 pub const CONFIG_F_EVENT_ON_DENY: u32 = 1 << 0;
+/// Log every policy verdict through aya-log (the `AYA_LOGS` ring buffer), for debugging.
+/// Off by default: when clear, a verdict costs one test of this bit and nothing else.
+pub const CONFIG_F_DEBUG_LOG: u32 = 1 << 1;
 
 // ---------------------------------------------------------------------------------
 // ENDPOINTS: HASH (generation, ifindex) → EndpointInfo.

@@ -39,7 +39,7 @@ pub fn run(ctx: &TcContext) -> i32 {
     };
     let key = conntrack::forward_key(&pkt);
     // SAFETY: the value is only tested for presence, never read.
-    if unsafe { ENF_BENCH_FLOOR.get(&key) }.is_some() {
+    if unsafe { ENF_BENCH_FLOOR.get(key) }.is_some() {
         TC_ACT_OK
     } else {
         TC_ACT_SHOT

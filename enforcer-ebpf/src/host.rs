@@ -12,6 +12,7 @@ use enforcer_common::{
 
 use crate::{
     Drop, conntrack,
+    debug_log::{self, VerdictLog},
     maps::ENF_FAILSAFE,
     packet::{IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, Packet},
     policy,
@@ -59,6 +60,8 @@ pub struct HostKey {
     pub peer_class: u32,
     pub profile: u32,
     pub cell: u32,
+    /// The host endpoint, for the debug log.
+    pub endpoint_id: u32,
 }
 
 #[inline(always)]
@@ -79,6 +82,7 @@ pub fn host_key(
         peer_class: remote.class,
         profile: host_profile(ep.profile, local.host_class),
         cell: policy::cell(generation, pkt),
+        endpoint_id: ep.endpoint_id,
     })
 }
 
@@ -91,18 +95,40 @@ fn lookup_action(generation: u32, dir: u32, profile: u32, peer_class: u32, cell:
     }
 }
 
+/// The debug log record of one host decision. The action-only lookup above does not
+/// return the deciding policy and rule, so the verdict is looked up again: a cost paid
+/// only while the debug log is on.
+#[inline(never)]
+fn log_decision(generation: u32, dir: u32, key: &HostKey, pkt: &Packet) {
+    if let Ok(v) = policy::verdict(generation, dir as u8, key.profile, key.peer_class, key.cell) {
+        debug_log::verdict(
+            pkt,
+            &VerdictLog {
+                dir: dir as u8,
+                action: v.action,
+                endpoint_id: key.endpoint_id,
+                policy: v.policy,
+                rule: v.rule,
+            },
+        );
+    }
+}
+
 /// The decision of one host direction. A missing entry or an unknown action is a map
 /// error (fail closed).
 #[inline(always)]
-pub fn decide(cfg: &Config, dir: u8, key: &HostKey) -> Result<HostAction, Drop> {
-    match lookup_action(
+pub fn decide(cfg: &Config, dir: u8, key: &HostKey, pkt: &Packet) -> Result<HostAction, Drop> {
+    let action = lookup_action(
         cfg.active_gen,
         u32::from(dir),
         key.profile,
         key.peer_class,
         key.cell,
-    ) as u8
-    {
+    );
+    if debug_log::enabled(cfg) {
+        log_decision(cfg.active_gen, u32::from(dir), key, pkt);
+    }
+    match action as u8 {
         ACTION_ALLOW => Ok(HostAction::Allow),
         ACTION_DENY => Ok(HostAction::Deny),
         ACTION_CONTINUE => Ok(HostAction::Continue),

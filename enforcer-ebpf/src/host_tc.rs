@@ -64,7 +64,7 @@ pub fn run(ctx: &TcContext, inbound: bool) -> Result<Outcome, Drop> {
     let ifindex = packet::ifindex(ctx);
     let ep = policy::endpoint(cfg.active_gen, ifindex).ok_or(Drop::NoEndpoint)?;
     let key = host::host_key(cfg.active_gen, &ep, &pkt, inbound)?;
-    match host::decide(&cfg, untracked_dir, &key)? {
+    match host::decide(&cfg, untracked_dir, &key, &pkt)? {
         HostAction::Allow => return Ok(Outcome::pass(REASON_ALLOW_UNTRACKED)),
         HostAction::Deny => return Ok(Outcome::drop(REASON_DENY_POLICY)),
         HostAction::Continue => {}
@@ -88,7 +88,7 @@ pub fn run(ctx: &TcContext, inbound: bool) -> Result<Outcome, Drop> {
             return Ok(Outcome::drop(REASON_DENY_NO_CONNTRACK));
         }
     }
-    match host::decide(&cfg, tracked_dir, &key)? {
+    match host::decide(&cfg, tracked_dir, &key, &pkt)? {
         HostAction::Allow => {
             host::record(&fwd_key, fwd.as_ref(), own_ok, cfg.active_gen, now);
             Ok(Outcome::pass(REASON_ALLOW_POLICY))

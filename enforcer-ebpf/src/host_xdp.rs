@@ -40,7 +40,7 @@ pub fn run(ctx: &XdpContext) -> Result<Outcome, Drop> {
     let ifindex = ctx.ingress_ifindex() as u32;
     let ep = policy::endpoint(cfg.active_gen, ifindex).ok_or(Drop::NoEndpoint)?;
     let key = host::host_key(cfg.active_gen, &ep, &pkt, true)?;
-    match host::decide(&cfg, DIR_UNTRACKED_INGRESS, &key)? {
+    match host::decide(&cfg, DIR_UNTRACKED_INGRESS, &key, &pkt)? {
         HostAction::Allow => return Ok(Outcome::pass(REASON_ALLOW_UNTRACKED)),
         HostAction::Deny => return Ok(Outcome::drop(REASON_DENY_POLICY)),
         HostAction::Continue => {}
@@ -59,7 +59,7 @@ pub fn run(ctx: &XdpContext) -> Result<Outcome, Drop> {
             return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
         }
     }
-    match host::decide(&cfg, DIR_PREDNAT_INGRESS, &key)? {
+    match host::decide(&cfg, DIR_PREDNAT_INGRESS, &key, &pkt)? {
         HostAction::Allow => Ok(Outcome::pass(REASON_ALLOW_POLICY)),
         HostAction::Deny => Ok(Outcome::drop(REASON_DENY_POLICY)),
         HostAction::Continue => Ok(Outcome::pass(REASON_XDP_CONTINUE)),

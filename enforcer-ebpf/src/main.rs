@@ -23,6 +23,7 @@
 mod bench_floor;
 mod conntrack;
 mod counters;
+mod debug_log;
 mod host;
 mod host_tc;
 mod host_xdp;

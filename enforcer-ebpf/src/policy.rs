@@ -12,6 +12,7 @@ use enforcer_common::{
 use crate::{
     Drop,
     counters::{self, EventSource},
+    debug_log::{self, VerdictLog},
     maps::{ENF_CONFIG, ENF_ENDPOINTS, ENF_PEERS_V4, ENF_PEERS_V6, ENF_PORTS, ENF_VERDICTS},
     packet::Packet,
 };
@@ -153,8 +154,8 @@ pub struct Judged {
 }
 
 /// Looks the verdict up and emits the events it calls for: a Log rule matched
-/// (`VERDICT_F_LOG`), or a deny with `CONFIG_F_EVENT_ON_DENY`. Returns whether the
-/// packet is allowed.
+/// (`VERDICT_F_LOG`), or a deny with `CONFIG_F_EVENT_ON_DENY`; and the debug log record
+/// when it is on. Returns whether the packet is allowed.
 #[inline(always)]
 pub fn judge(
     cfg: &Config,
@@ -165,6 +166,18 @@ pub fn judge(
 ) -> Result<bool, Drop> {
     let v = verdict(who.generation, who.dir, who.profile, peer_class, cell)?;
     let allow = allows(&v)?;
+    if debug_log::enabled(cfg) {
+        debug_log::verdict(
+            pkt,
+            &VerdictLog {
+                dir: who.dir,
+                action: v.action,
+                endpoint_id: who.endpoint_id,
+                policy: v.policy,
+                rule: v.rule,
+            },
+        );
+    }
     if v.flags & VERDICT_F_LOG != 0 {
         counters::emit(
             pkt,

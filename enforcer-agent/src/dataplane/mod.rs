@@ -4,6 +4,7 @@
 
 pub mod bindings;
 pub mod bpf;
+pub mod bpf_log;
 pub mod content;
 pub mod failsafe;
 pub mod loader;

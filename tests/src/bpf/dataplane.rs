@@ -148,6 +148,11 @@ impl Dataplane {
         self.drain_events();
     }
 
+    /// The loaded object, e.g. to take aya-log's ring buffer from it.
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
     /// Runs `hook`'s program once on `frame` as if it arrived on `ifindex` with `mark`
     /// (XDP: the mark is ignored; the action is `XDP_DROP` = 1 or `XDP_PASS` = 2).
     pub fn run(&self, hook: Hook, frame: &[u8], ifindex: u32, mark: u32) -> Run {
