@@ -36,16 +36,19 @@ const RANKS: &[(&str, u32)] = &[
     ("dataplane", 5),
     ("datastore", 5),
     ("agent", 6),
-    ("check", 7),
+    // Tools: what `check`, `matrix` and the lab build on ...
+    ("connectivity", 7),
     ("explain", 7),
-    ("matrix", 7),
-    ("offline", 7),
     ("inspect", 7),
+    ("offline", 7),
     ("testkit", 7),
-    ("lab", 8),
+    // ... and the tools themselves.
+    ("check", 8),
+    ("matrix", 8),
+    ("lab", 9),
     // The binary: `main.rs` and its `cli/` folder.
-    ("main", 9),
-    ("cli", 9),
+    ("main", 10),
+    ("cli", 10),
 ];
 
 /// The folder nothing imports but itself and these files.

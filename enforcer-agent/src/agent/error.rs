@@ -18,6 +18,4 @@ pub enum AgentError {
     Links(#[from] LinkError),
     #[error(transparent)]
     FlowLog(#[from] FlowLogError),
-    #[error("the BPF debug log is not available in this build")]
-    BpfLogUnavailable,
 }

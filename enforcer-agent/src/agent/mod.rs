@@ -46,10 +46,8 @@ pub struct AgentOptions {
     pub failsafe: Failsafe,
     /// Where flow events (Log rules, denies) go, one JSON object per line.
     pub flow_log: PathBuf,
-    /// Opt-in BPF debug log of verdicts (aya-log), off by default: no per-packet cost
-    /// when off. Read by `dataplane::bpf_log` once it is wired into [`run`] (the
-    /// marked place after the object is loaded); until then asking for it is an error,
-    /// not a silent no-op.
+    /// Opt-in BPF debug log of verdicts (aya-log, forwarded to `tracing` under the
+    /// target `enforcer::bpf`), off by default: no per-packet cost when off.
     pub bpf_log: bool,
 }
 
@@ -67,11 +65,12 @@ pub async fn run(
         &options.failsafe,
         options.events_on_deny,
     )?;
-    if options.bpf_log {
-        // The BPF debug log attaches here: `dataplane.ebpf_mut()` is the loaded object,
-        // and its reader joins the loop in `serve` next to the flow log.
-        return Err(AgentError::BpfLogUnavailable);
-    }
+    // Held for the agent's lifetime: dropping the reader stops the records.
+    let _bpf_log = if options.bpf_log {
+        Some(dataplane.start_debug_log()?)
+    } else {
+        None
+    };
     let mut flow_log = FlowLog::new(dataplane.take_events()?, &options.flow_log)?;
     let mut links = NetlinkLinks::open().await?;
     tracing::info!(

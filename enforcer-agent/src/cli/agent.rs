@@ -45,6 +45,10 @@ pub struct AgentArgs {
     /// Flow log file (JSON lines; default: <datastore>/flows.jsonl).
     #[arg(long)]
     pub flow_log: Option<PathBuf>,
+    /// Log every policy verdict the programs take, through aya-log, as tracing events
+    /// of target `enforcer::bpf` (debug aid: one record per judged packet).
+    #[arg(long)]
+    pub bpf_debug_log: bool,
 }
 
 impl AgentArgs {
@@ -74,7 +78,7 @@ impl AgentArgs {
             node: self.node,
             bpffs,
             events_on_deny: self.events_on_deny,
-            bpf_log: false,
+            bpf_log: self.bpf_debug_log,
         };
         // One thread: the loop's work (compile, map writes) is sequential anyway, and
         // the sources it waits on are all file descriptors.

@@ -10,6 +10,7 @@ use aya::maps::{MapData, RingBuf};
 use crate::compile::DataplaneSpec;
 
 use super::bindings::{Binding, Bindings};
+use super::bpf_log::BpfLog;
 use super::content::GenerationContent;
 use super::failsafe::Failsafe;
 use super::loader::LoadedDataplane;
@@ -33,10 +34,23 @@ impl BpfDataplane {
         let mut loaded = LoadedDataplane::load(object, pin_dir)?;
         super::failsafe::write(&mut loaded.ebpf, failsafe)?;
         let mut writer = GenerationWriter::new(&mut loaded.ebpf)?;
-        if events_on_deny {
-            writer.set_flags(enforcer_common::CONFIG_F_EVENT_ON_DENY)?;
-        }
+        // The flags are this agent's configuration: a restart without an option
+        // clears what the previous agent set.
+        let flags = if events_on_deny {
+            enforcer_common::CONFIG_F_EVENT_ON_DENY
+        } else {
+            0
+        };
+        writer.set_flags(flags)?;
         Ok(Self { loaded, writer })
+    }
+
+    /// Starts the opt-in BPF debug log of verdicts: the reader forwarding records to
+    /// `tracing`, then the programs' switch. Keep the returned reader alive.
+    pub fn start_debug_log(&mut self) -> Result<BpfLog, DataplaneError> {
+        let log = BpfLog::start(&mut self.loaded.ebpf)?;
+        super::bpf_log::set_enabled(&mut self.writer, true)?;
+        Ok(log)
     }
 
     /// The flow-event ring buffer (`ENF_EVENTS`), taken out of the object once.
@@ -47,10 +61,6 @@ impl BpfDataplane {
         )?)
     }
 
-    /// The loaded object, for what hooks into it beyond policy (a BPF log reader).
-    pub fn ebpf_mut(&mut self) -> &mut aya::Ebpf {
-        &mut self.loaded.ebpf
-    }
 }
 
 impl Dataplane for BpfDataplane {

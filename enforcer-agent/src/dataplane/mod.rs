@@ -40,4 +40,6 @@ pub enum DataplaneError {
     Loader(#[from] loader::LoaderError),
     #[error(transparent)]
     Writer(#[from] writer::WriterError),
+    #[error(transparent)]
+    BpfLog(#[from] bpf_log::BpfLogError),
 }
