@@ -60,7 +60,6 @@ impl BpfDataplane {
             enforcer_common::MAP_EVENTS,
         )?)
     }
-
 }
 
 impl Dataplane for BpfDataplane {
