@@ -25,6 +25,7 @@ use tokio::sync::watch;
 
 use crate::dataplane::bpf::BpfDataplane;
 use crate::dataplane::failsafe::Failsafe;
+use crate::dataplane::interfaces::WorkloadPrefixes;
 use crate::datastore::Datastore;
 use crate::datastore::status::AgentStatus;
 
@@ -49,6 +50,8 @@ pub struct AgentOptions {
     /// Opt-in BPF debug log of verdicts (aya-log, forwarded to `tracing` under the
     /// target `enforcer::bpf`), off by default: no per-packet cost when off.
     pub bpf_log: bool,
+    /// Which interfaces are workload interfaces (attached fail-closed on sight).
+    pub workload_prefixes: WorkloadPrefixes,
 }
 
 /// Runs the agent with the BPF dataplane and this network namespace's links until
@@ -80,7 +83,8 @@ pub async fn run(
         links = links.current().len(),
         "agent started"
     );
-    let mut reconciler = Reconciler::new(options.node.clone(), Box::new(dataplane), status);
+    let mut reconciler = Reconciler::new(options.node.clone(), Box::new(dataplane), status)
+        .with_workload_prefixes(options.workload_prefixes.clone());
     serve(
         &mut reconciler,
         datastore.as_mut(),
@@ -113,11 +117,11 @@ pub async fn serve(
                 if let Some(flows) = flows.as_deref_mut() {
                     flows.drain(reconciler.spec())?;
                 }
-                reconciler.on_datastore(event?, links.current())?;
+                reconciler.on_datastore(event?, links.interfaces())?;
             }
             changed = links.changed() => {
                 changed?;
-                reconciler.on_links(links.current())?;
+                reconciler.on_links(links.interfaces())?;
             }
             ready = flows_readable(flows.as_deref()) => {
                 ready?;

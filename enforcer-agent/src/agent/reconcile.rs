@@ -1,6 +1,12 @@
 //! What the agent does with each event: datastore changes update the object cache and,
 //! when they compile, become the policy in force; interface changes rebind the policy
-//! in force. Every outcome is published as [`AgentStatus`].
+//! in force, and a change of the node's own addresses recompiles it (they decide what
+//! a host endpoint sees as traffic to the host). Every outcome is published as
+//! [`AgentStatus`].
+//!
+//! Workload interfaces (by prefix) are attached as soon as their link appears, with or
+//! without an endpoint and whether or not any policy compiled: without an endpoint
+//! entry the programs drop everything, so a new pod is never unfiltered.
 //!
 //! Bad input never replaces good policy: a revision that fails to load, validate or
 //! compile leaves the previous generation in the maps, and the status says why.
@@ -11,9 +17,11 @@ use tokio::sync::watch;
 
 use crate::compile::{CompileError, DataplaneSpec};
 use crate::dataplane::Dataplane;
-use crate::dataplane::bindings::{Bindings, Links, bind};
+use crate::dataplane::bindings::{Bindings, bind};
+use crate::dataplane::interfaces::{NodeInterfaces, WorkloadPrefixes};
 use crate::datastore::DatastoreEvent;
 use crate::datastore::status::AgentStatus;
+use crate::eval::host::NodeAddresses;
 use crate::policy::PolicyError;
 
 use super::cache::{ObjectCache, Unreadable};
@@ -39,7 +47,13 @@ pub struct Reconciler {
     spec: Option<DataplaneSpec>,
     /// How the spec in force is bound to the interfaces, as last written.
     bindings: Bindings,
-    /// Whether the cache changed since the last compile.
+    /// Which interfaces are workload interfaces.
+    workloads: WorkloadPrefixes,
+    /// The node's own addresses the spec in force was compiled with.
+    addresses: NodeAddresses,
+    /// Whether the datastore's first snapshot arrived (before it, nothing compiles).
+    synced: bool,
+    /// Whether the cache or the node's addresses changed since the last compile.
     stale: bool,
     status: AgentStatus,
     publisher: watch::Sender<AgentStatus>,
@@ -57,10 +71,20 @@ impl Reconciler {
             cache: ObjectCache::default(),
             spec: None,
             bindings: Bindings::default(),
+            workloads: WorkloadPrefixes::default(),
+            addresses: NodeAddresses::default(),
+            synced: false,
             stale: true,
             status: AgentStatus::default(),
             publisher,
         }
+    }
+
+    /// Which interfaces are workload interfaces (default: Calico's `cali`).
+    #[must_use]
+    pub fn with_workload_prefixes(mut self, workloads: WorkloadPrefixes) -> Self {
+        self.workloads = workloads;
+        self
     }
 
     /// The spec in force, to name policies in flow events.
@@ -69,13 +93,19 @@ impl Reconciler {
     }
 
     /// A datastore event: the cache follows it; a new revision is compiled (when its
-    /// objects changed) and, if it compiles, enforced on the interfaces in `links`.
-    pub fn on_datastore(&mut self, event: DatastoreEvent, links: &Links) -> Result<(), AgentError> {
+    /// objects changed) and, if it compiles, enforced on the interfaces present.
+    pub fn on_datastore(
+        &mut self,
+        event: DatastoreEvent,
+        interfaces: &NodeInterfaces,
+    ) -> Result<(), AgentError> {
         let started = Instant::now();
+        self.follow_addresses(interfaces);
         let revision = match event {
             DatastoreEvent::Reset(snapshot) => {
                 let revision = snapshot.revision;
                 self.cache.reset(snapshot);
+                self.synced = true;
                 self.stale = true;
                 revision
             }
@@ -92,27 +122,7 @@ impl Reconciler {
             }
         };
         self.status.datastore_unavailable = None;
-        if self.stale {
-            self.stale = false;
-            match self.compile() {
-                Ok(spec) => {
-                    self.spec = Some(spec);
-                    self.status.error = None;
-                    self.enforce(links)?;
-                    self.status.last_apply_us = started.elapsed().as_micros() as u64;
-                    tracing::info!(
-                        revision,
-                        objects = self.cache.len(),
-                        us = self.status.last_apply_us,
-                        "applied"
-                    );
-                }
-                Err(error) => {
-                    tracing::error!(revision, %error, "refused revision; previous policy stays");
-                    self.status.error = Some(error.to_string());
-                }
-            }
-        }
+        self.recompile(revision, started, interfaces)?;
         // Same objects as the revision compiled last: its outcome holds for this one.
         if self.status.error.is_none() && self.spec.is_some() {
             self.status.applied_revision = revision;
@@ -122,23 +132,94 @@ impl Reconciler {
         Ok(())
     }
 
-    /// The interfaces changed: when an endpoint's interface appeared, vanished or
-    /// changed ifindex, the policy in force is rewritten for them.
-    pub fn on_links(&mut self, links: &Links) -> Result<(), AgentError> {
-        let Some(spec) = &self.spec else {
+    /// Compiles the cache when it (or the node's addresses) changed and enforces the
+    /// result on the interfaces present; a refused compile keeps the spec in force,
+    /// which is still bound to the interfaces present (new workload interfaces fail
+    /// closed).
+    fn recompile(
+        &mut self,
+        revision: u64,
+        started: Instant,
+        interfaces: &NodeInterfaces,
+    ) -> Result<(), AgentError> {
+        if !self.stale || !self.synced {
+            return self.rebind(interfaces);
+        }
+        self.stale = false;
+        match self.compile() {
+            Ok(spec) => {
+                self.spec = Some(spec);
+                self.status.error = None;
+                self.enforce(interfaces)?;
+                self.status.last_apply_us = started.elapsed().as_micros() as u64;
+                tracing::info!(
+                    revision,
+                    objects = self.cache.len(),
+                    us = self.status.last_apply_us,
+                    "applied"
+                );
+            }
+            Err(error) => {
+                tracing::error!(revision, %error, "refused revision; previous policy stays");
+                self.status.error = Some(error.to_string());
+                self.rebind(interfaces)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the node's own addresses from `interfaces`; a change makes the next
+    /// compile due.
+    fn follow_addresses(&mut self, interfaces: &NodeInterfaces) {
+        let addresses = interfaces.node_addresses();
+        if addresses != self.addresses {
+            tracing::info!(
+                addresses = ?addresses.nets().collect::<Vec<_>>(),
+                "node addresses changed"
+            );
+            self.addresses = addresses;
+            self.stale = true;
+        }
+    }
+
+    /// The interfaces or their addresses changed: a change of the node's addresses
+    /// recompiles; otherwise, when an interface carrying (or due to carry) programs
+    /// appeared, vanished or changed ifindex, the policy in force is rewritten for
+    /// them.
+    pub fn on_links(&mut self, interfaces: &NodeInterfaces) -> Result<(), AgentError> {
+        self.follow_addresses(interfaces);
+        if self.stale && self.synced {
+            let revision = self.status.observed_revision;
+            self.recompile(revision, Instant::now(), interfaces)?;
+            self.publish();
             return Ok(());
-        };
-        let bindings = bind(spec, links);
+        }
+        self.rebind(interfaces)?;
+        self.publish();
+        Ok(())
+    }
+
+    /// Rewrites the policy in force when the bindings changed.
+    fn rebind(&mut self, interfaces: &NodeInterfaces) -> Result<(), AgentError> {
+        let bindings = bind(self.spec.as_ref(), interfaces, &self.workloads);
         if bindings == self.bindings {
             return Ok(());
         }
         for (iface, binding) in bindings.iter() {
             if self.bindings.get(iface) != Some(binding) {
-                tracing::info!(
-                    iface,
-                    ifindex = binding.ifindex,
-                    "endpoint interface appeared"
-                );
+                if binding.endpoint.is_some() {
+                    tracing::info!(
+                        iface,
+                        ifindex = binding.ifindex,
+                        "endpoint interface appeared"
+                    );
+                } else {
+                    tracing::info!(
+                        iface,
+                        ifindex = binding.ifindex,
+                        "workload interface without an endpoint: dropping its traffic"
+                    );
+                }
             }
         }
         for (iface, _) in self.bindings.iter() {
@@ -146,9 +227,7 @@ impl Reconciler {
                 tracing::info!(iface, "endpoint interface vanished");
             }
         }
-        self.write(bindings)?;
-        self.publish();
-        Ok(())
+        self.write(bindings)
     }
 
     /// Loads, validates and compiles the cached objects for this node.
@@ -159,28 +238,26 @@ impl Reconciler {
         for warning in &warnings {
             tracing::warn!(%warning, "policy warning");
         }
-        Ok(crate::compile::compile_for_node(
+        Ok(crate::compile::compile_on_node(
             &cluster,
             Some(&self.node),
+            &self.addresses,
         )?)
     }
 
     /// Writes the spec in force for the interfaces present, then attaches.
-    fn enforce(&mut self, links: &Links) -> Result<(), AgentError> {
-        let Some(spec) = &self.spec else {
-            return Ok(());
-        };
-        let bindings = bind(spec, links);
+    fn enforce(&mut self, interfaces: &NodeInterfaces) -> Result<(), AgentError> {
+        let bindings = bind(self.spec.as_ref(), interfaces, &self.workloads);
         self.write(bindings)
     }
 
     fn write(&mut self, bindings: Bindings) -> Result<(), AgentError> {
-        let Some(spec) = &self.spec else {
-            return Ok(());
-        };
         // Maps first: the first packet through a newly attached program already finds
-        // its endpoint.
-        self.status.generation = self.dataplane.apply(spec, &bindings)?;
+        // its endpoint. Without a spec there is nothing to write: the programs find no
+        // policy loaded and drop.
+        if let Some(spec) = &self.spec {
+            self.status.generation = self.dataplane.apply(spec, &bindings)?;
+        }
         let gone: Vec<String> = self
             .dataplane
             .attached()
@@ -198,7 +275,13 @@ impl Reconciler {
                 tracing::warn!(iface, %error, "attach failed");
             }
         }
-        self.status.endpoints_attached = self.dataplane.attached().len();
+        let attached = self.dataplane.attached();
+        self.status.endpoints_attached = bindings
+            .iter()
+            .filter(|(iface, b)| b.endpoint.is_some() && attached.contains_key(*iface))
+            .count();
+        self.status.interfaces_without_endpoint =
+            bindings.unknown_workloads().map(str::to_owned).collect();
         self.bindings = bindings;
         Ok(())
     }

@@ -15,6 +15,7 @@ use super::reconcile::Reconciler;
 use super::{AgentError, serve, status};
 use crate::compile::DataplaneSpec;
 use crate::dataplane::bindings::{Binding, Bindings, Links};
+use crate::dataplane::interfaces::NodeInterfaces;
 use crate::dataplane::{Dataplane, DataplaneError};
 use crate::datastore::memory::{MemoryDatastore, MemoryWriter};
 use crate::datastore::status::AgentStatus;
@@ -27,7 +28,7 @@ enum Call {
         generation: u32,
         /// Names of the policies in the spec.
         policies: Vec<String>,
-        /// Bound interfaces → ifindex.
+        /// Interfaces bound to an endpoint (an entry in the maps) → ifindex.
         bound: Vec<(String, u32)>,
     },
     Attach(String, u32),
@@ -51,6 +52,7 @@ impl Dataplane for Recording {
             policies: spec.policies.iter().map(|p| p.name.clone()).collect(),
             bound: bindings
                 .iter()
+                .filter(|(_, b)| b.endpoint.is_some())
                 .map(|(n, b)| (n.to_owned(), b.ifindex))
                 .collect(),
         });
@@ -81,22 +83,22 @@ impl Dataplane for Recording {
     }
 }
 
-/// Links the test sets, as netlink would announce them.
+/// Links the test sets, as netlink would announce them (all Ethernet).
 struct TestLinks {
-    links: Links,
-    updates: mpsc::UnboundedReceiver<Links>,
+    interfaces: NodeInterfaces,
+    updates: mpsc::UnboundedReceiver<NodeInterfaces>,
 }
 
 impl LinkSource for TestLinks {
-    fn current(&self) -> &Links {
-        &self.links
+    fn interfaces(&self) -> &NodeInterfaces {
+        &self.interfaces
     }
 
     fn changed(&mut self) -> ChangedFuture<'_> {
         Box::pin(async {
             match self.updates.recv().await {
-                Some(links) => {
-                    self.links = links;
+                Some(interfaces) => {
+                    self.interfaces = interfaces;
                     Ok(())
                 }
                 None => Err(LinkError::Closed),
@@ -153,9 +155,26 @@ fn iface(pod: &str) -> String {
     crate::model::workload::host_iface_name("dev", pod)
 }
 
+/// Sends link tables as netlink events would announce them.
+struct LinkEvents(mpsc::UnboundedSender<NodeInterfaces>);
+
+impl LinkEvents {
+    /// Every link Ethernet, no addresses.
+    fn send(&self, links: Links) -> Result<(), mpsc::error::SendError<NodeInterfaces>> {
+        self.0.send(NodeInterfaces::ethernet(links))
+    }
+
+    fn send_interfaces(
+        &self,
+        interfaces: NodeInterfaces,
+    ) -> Result<(), mpsc::error::SendError<NodeInterfaces>> {
+        self.0.send(interfaces)
+    }
+}
+
 struct Harness {
     writer: MemoryWriter,
-    links: mpsc::UnboundedSender<Links>,
+    links: LinkEvents,
     updates: watch::Receiver<AgentStatus>,
     calls: Arc<Mutex<Vec<Call>>>,
     stop: Option<oneshot::Sender<()>>,
@@ -173,7 +192,7 @@ impl Harness {
         let agent = tokio::spawn(async move {
             let mut reconciler = Reconciler::new(NODE.to_owned(), Box::new(recording), publisher);
             let mut links = TestLinks {
-                links,
+                interfaces: NodeInterfaces::ethernet(links),
                 updates: links_rx,
             };
             serve(&mut reconciler, &mut datastore, &mut links, None, async {
@@ -183,7 +202,7 @@ impl Harness {
         });
         Self {
             writer,
-            links: links_tx,
+            links: LinkEvents(links_tx),
             updates,
             calls,
             stop: Some(stop),
@@ -357,5 +376,141 @@ async fn interfaces_from_link_events_are_bound_without_a_datastore_change() {
     let s = h.status(|s| s.endpoints_attached == 1).await;
     assert_eq!(s.observed_revision, revision);
     assert!(h.calls().contains(&Call::Detach(web)));
+    h.stop().await;
+}
+
+/// Security item 5: a workload interface carries the (fail-closed) pod programs as
+/// soon as its link appears, before its pod is known and before any policy: with no
+/// endpoint entry every packet through it is dropped. When the pod arrives the same
+/// attachment judges it by policy (maps rewritten, no second attach).
+#[tokio::test]
+async fn a_new_workload_interface_is_attached_before_its_pod_is_known() {
+    let (web, stranger) = (iface("web"), iface("stranger"));
+    let mut h = Harness::start([("lo".to_owned(), 1), (stranger.clone(), 7)].into());
+    // No pod of that name: attached, with no endpoint entry.
+    let s = h
+        .status(|s| s.interfaces_without_endpoint == [stranger.clone()])
+        .await;
+    assert_eq!(s.endpoints_attached, 0);
+    let calls = h.calls();
+    assert!(
+        calls.contains(&Call::Attach(stranger.clone(), 7)),
+        "{calls:?}"
+    );
+    assert!(
+        !calls
+            .iter()
+            .any(|c| matches!(c, Call::Apply { bound, .. } if !bound.is_empty())),
+        "{calls:?}"
+    );
+
+    let revision = h
+        .writer
+        .apply(&objects(&format!("{PODS}\n---\n{DENY_ALL}")));
+    h.status(|s| s.observed_revision >= revision).await;
+    h.calls();
+    // web's veth appears before anything said which pod it is for... it is known
+    // here, so it is bound to its endpoint; an unnamed cali veth fails closed.
+    h.links
+        .send(
+            [
+                ("lo".to_owned(), 1),
+                (stranger.clone(), 7),
+                (web.clone(), 10),
+                ("cali0123456789a".to_owned(), 11),
+            ]
+            .into(),
+        )
+        .unwrap();
+    let s = h.status(|s| s.endpoints_attached == 1).await;
+    assert_eq!(
+        s.interfaces_without_endpoint,
+        ["cali0123456789a".to_owned(), stranger.clone()]
+    );
+    let calls = h.calls();
+    assert!(calls.contains(&Call::Attach(web.clone(), 10)), "{calls:?}");
+    assert!(
+        calls.contains(&Call::Attach("cali0123456789a".to_owned(), 11)),
+        "{calls:?}"
+    );
+    // Not bound to an endpoint: no entry for it in the maps.
+    assert!(
+        calls.iter().any(|c| matches!(c, Call::Apply { bound, .. }
+            if !bound.iter().any(|(n, _)| *n == stranger))),
+        "{calls:?}"
+    );
+
+    // The stranger's pod arrives: bound, written; the attachment stays.
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: stranger, namespace: dev}\nspec: {nodeName: node1, containers: [{name: c}]}\nstatus: {podIP: 198.18.0.12}\n";
+    let revision = h.writer.apply(&objects(pod));
+    let s = h.status(|s| s.observed_revision >= revision).await;
+    assert_eq!(s.endpoints_attached, 2);
+    assert_eq!(
+        s.interfaces_without_endpoint,
+        ["cali0123456789a".to_owned()]
+    );
+    let calls = h.calls();
+    assert!(
+        calls.iter().any(|c| matches!(c, Call::Apply { bound, .. }
+            if bound.contains(&(stranger.clone(), 7)))),
+        "{calls:?}"
+    );
+    assert!(
+        !calls.iter().any(|c| matches!(c, Call::Attach(..))),
+        "already attached: {calls:?}"
+    );
+    h.stop().await;
+}
+
+/// Security item 3: the node's own addresses come from its interfaces; when they
+/// change, the policy is compiled again (a host endpoint must see the new address as
+/// the host's) without any datastore change.
+#[tokio::test]
+async fn a_new_node_address_recompiles_the_policy() {
+    let hep = "
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: node1-eth0}
+spec: {node: node1, interfaceName: eth0, expectedIPs: [198.18.255.1]}
+";
+    let eth0 = |addresses: &[&str]| {
+        let mut interfaces =
+            NodeInterfaces::ethernet([("lo".to_owned(), 1), ("eth0".to_owned(), 2)].into());
+        for a in addresses {
+            interfaces.addresses.insert((2, a.parse().unwrap()));
+        }
+        interfaces
+    };
+    let mut h = Harness::start([("lo".to_owned(), 1), ("eth0".to_owned(), 2)].into());
+    let revision = h.writer.apply(&objects(hep));
+    let s = h.status(|s| s.observed_revision >= revision).await;
+    assert_eq!(s.error, None);
+    h.calls();
+    h.links
+        .send_interfaces(eth0(&["198.18.255.1/32", "2001:2:0:ff::1/128"]))
+        .unwrap();
+    let s = h
+        .status(|s| s.generation != 0 || s.observed_revision != revision)
+        .await;
+    assert_eq!(s.observed_revision, revision, "no datastore change");
+    let calls = h.calls();
+    assert_eq!(
+        applied(&calls).len(),
+        1,
+        "compiled and written again: {calls:?}"
+    );
+    // The same addresses again (a link-local one more): nothing to do.
+    h.links
+        .send_interfaces(eth0(&[
+            "198.18.255.1/32",
+            "2001:2:0:ff::1/128",
+            "fe80::1/128",
+        ]))
+        .unwrap();
+    h.links.send_interfaces(eth0(&["198.18.255.1/32"])).unwrap();
+    let s = h.status(|s| s.generation == 0).await;
+    assert_eq!(s.observed_revision, revision);
+    let calls = h.calls();
+    assert_eq!(applied(&calls).len(), 1, "one more compile: {calls:?}");
     h.stop().await;
 }

@@ -49,6 +49,11 @@ pub struct AgentArgs {
     /// of target `enforcer::bpf` (debug aid: one record per judged packet).
     #[arg(long)]
     pub bpf_debug_log: bool,
+    /// Name prefixes of workload (pod) interfaces, comma-separated, as Calico's
+    /// `InterfacePrefix`. Such an interface carries the pod programs as soon as it
+    /// appears; until its pod's endpoint is known, everything through it is dropped.
+    #[arg(long, default_value = enforcer::dataplane::interfaces::DEFAULT_WORKLOAD_PREFIX)]
+    pub interface_prefix: enforcer::dataplane::interfaces::WorkloadPrefixes,
 }
 
 impl AgentArgs {
@@ -79,6 +84,7 @@ impl AgentArgs {
             bpffs,
             events_on_deny: self.events_on_deny,
             bpf_log: self.bpf_debug_log,
+            workload_prefixes: self.interface_prefix,
         };
         // One thread: the loop's work (compile, map writes) is sequential anyway, and
         // the sources it waits on are all file descriptors.

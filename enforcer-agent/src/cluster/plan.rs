@@ -185,6 +185,7 @@ pub fn plan(
             fresh
         };
         pod.spec.node_name = Some(node.name.clone());
+        let phase = pod.status.as_ref().and_then(|s| s.phase.clone());
         pod.status = Some(PodStatus {
             pod_ip: Some(addresses.ipv4.to_string()),
             pod_ips: vec![
@@ -195,6 +196,7 @@ pub fn plan(
                     ip: addresses.ipv6.to_string(),
                 },
             ],
+            phase,
         });
         let object = Object::Pod(pod.clone());
         objects.insert(object.id(), object);

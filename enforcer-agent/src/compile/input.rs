@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::error::CompileError;
+use crate::eval::host::NodeAddresses;
 use crate::policy::{Cluster, Direction, Entity, EntityMatch, PortMatch, Rule};
 
 /// A rule of a policy, as the compiler walks them.
@@ -47,6 +48,8 @@ pub(super) struct Input<'a> {
     pub(super) cluster: &'a Cluster,
     /// `None`: every endpoint is local.
     pub(super) node: Option<&'a str>,
+    /// The node's own addresses (to the host vs forwarded at a host endpoint).
+    pub(super) addresses: &'a NodeAddresses,
     /// Every rule of every policy, by policy, direction (ingress first), index.
     pub(super) rules: Vec<RuleRef<'a>>,
     /// Rule → position in `rules`.
@@ -56,7 +59,11 @@ pub(super) struct Input<'a> {
 }
 
 impl<'a> Input<'a> {
-    pub(super) fn new(cluster: &'a Cluster, node: Option<&'a str>) -> Result<Self, CompileError> {
+    pub(super) fn new(
+        cluster: &'a Cluster,
+        node: Option<&'a str>,
+        addresses: &'a NodeAddresses,
+    ) -> Result<Self, CompileError> {
         let mut rules = Vec::new();
         let mut position = HashMap::new();
         // Every policy's rules shape the classes and cells, host-endpoint-only kinds
@@ -102,6 +109,7 @@ impl<'a> Input<'a> {
         Ok(Input {
             cluster,
             node,
+            addresses,
             rules,
             position,
             named_values,

@@ -7,6 +7,7 @@ pub mod bpf;
 pub mod bpf_log;
 pub mod content;
 pub mod failsafe;
+pub mod interfaces;
 pub mod loader;
 pub mod object;
 pub mod writer;

@@ -21,6 +21,10 @@ pub struct AgentStatus {
     pub error: Option<String>,
     /// Endpoints whose interfaces carry the programs.
     pub endpoints_attached: usize,
+    /// Workload interfaces (by name prefix) that carry the pod programs without a
+    /// known endpoint: everything through them is dropped until their pod is known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces_without_endpoint: Vec<String>,
     /// Time the last applied revision took from read to enforced, in microseconds.
     pub last_apply_us: u64,
     /// Policy generation live in the maps.

@@ -43,6 +43,7 @@ impl DocContext<'_> {
             field,
             problem,
             message,
+            content: None,
         }))
     }
 
@@ -58,10 +59,18 @@ impl DocContext<'_> {
                 "expected a mapping with apiVersion, kind, metadata".to_owned(),
             ));
         }
-        let object = self.typed_object(node, prefix)?;
-        if object.is_policy_kind() {
-            self.check_values(node, node, prefix)?;
-        }
+        let checked = self.typed_object(node, prefix).and_then(|object| {
+            if object.is_policy_kind() {
+                self.check_values(node, node, prefix)?;
+            }
+            Ok(object)
+        });
+        let object = checked.map_err(|mut error| {
+            if let LoadError::Object(e) = &mut error {
+                e.content = Some(Box::new(node.to_json()));
+            }
+            error
+        })?;
         Ok(Loaded {
             source: Source {
                 file: self.path.to_path_buf(),

@@ -358,3 +358,38 @@ fn namespaced_rule_selectors_are_scoped() {
         NamespaceScope::NonNamespaced
     );
 }
+
+/// Security item 10: a pod on the host's network would give the node's address the
+/// pod's labels (so a rule selecting e.g. kube-system would match everything the node
+/// sends), and a terminated pod's address is free for the next pod, which must not be
+/// judged as the old one. Calico makes neither an endpoint (`IsReadyCalicoPod`).
+#[test]
+fn host_network_and_terminated_pods_are_not_endpoints() {
+    let pod = |name: &str, ip: &str, extra_spec: &str, phase: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: kube-system, labels: {{app: {name}}}}}\nspec:\n  nodeName: node1\n{extra_spec}  containers: [{{name: c}}]\nstatus:\n  podIP: {ip}\n{phase}"
+        )
+    };
+    let text = [
+        pod("proxy", "198.18.255.1", "  hostNetwork: true\n", ""),
+        pod("job", "198.18.0.7", "", "  phase: Succeeded\n"),
+        pod("crashed", "198.18.0.8", "", "  phase: Failed\n"),
+        pod(
+            "web",
+            "198.18.0.9",
+            "  hostNetwork: false\n",
+            "  phase: Running\n",
+        ),
+        pod("starting", "198.18.0.10", "", "  phase: Pending\n"),
+    ]
+    .join("---\n");
+    let (c, _) = cluster(&text).unwrap();
+    let names: Vec<&str> = c.endpoints.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["starting", "web"]);
+    for addr in ["198.18.255.1", "198.18.0.7", "198.18.0.8"] {
+        assert!(
+            c.endpoint_at(addr.parse().unwrap()).is_none(),
+            "{addr} must have no identity"
+        );
+    }
+}
