@@ -311,3 +311,73 @@ fn address_nets(message: &AddressMessage, kind: LinkKind) -> Vec<IpNet> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(layer: LinkLayerType, port: Option<InfoPortKind>) -> LinkMessage {
+        let mut message = LinkMessage::default();
+        message.header.link_layer_type = layer;
+        if let Some(port) = port {
+            message
+                .attributes
+                .push(LinkAttribute::LinkInfo(vec![LinkInfo::PortKind(port)]));
+        }
+        message
+    }
+
+    /// Security item 12 (the lab's kernel has no bonding module: the kinds are read
+    /// from messages as the kernel sends them).
+    #[test]
+    fn bond_and_team_ports_l3_devices_and_loopback_are_told_apart() {
+        assert_eq!(
+            link_kind(&link(LinkLayerType::Ether, None)),
+            LinkKind::Ethernet
+        );
+        assert_eq!(
+            link_kind(&link(LinkLayerType::Ether, Some(InfoPortKind::Bridge))),
+            LinkKind::Ethernet
+        );
+        for port in [InfoPortKind::Bond, InfoPortKind::Team] {
+            assert_eq!(
+                link_kind(&link(LinkLayerType::Ether, Some(port))),
+                LinkKind::BondPort
+            );
+        }
+        assert_eq!(
+            link_kind(&link(LinkLayerType::Loopback, None)),
+            LinkKind::Loopback
+        );
+        for layer in [
+            LinkLayerType::Tunnel,
+            LinkLayerType::Tunnel6,
+            LinkLayerType::None,
+            LinkLayerType::Sit,
+        ] {
+            assert_eq!(link_kind(&link(layer, None)), LinkKind::Other, "{layer:?}");
+        }
+    }
+
+    #[test]
+    fn an_address_message_gives_the_local_address_and_broadcast() {
+        let mut message = AddressMessage::default();
+        message.header.prefix_len = 24;
+        message.attributes = vec![
+            AddressAttribute::Address("198.18.9.2".parse().unwrap_or(IpAddr::from([0; 4]))),
+            AddressAttribute::Local("198.18.9.1".parse().unwrap_or(IpAddr::from([0; 4]))),
+            AddressAttribute::Broadcast([198, 18, 9, 255].into()),
+        ];
+        let nets: Vec<String> = address_nets(&message, LinkKind::Ethernet)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(nets, ["198.18.9.1/32", "198.18.9.255/32"]);
+        message.attributes.truncate(2);
+        let nets: Vec<String> = address_nets(&message, LinkKind::Loopback)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(nets, ["198.18.9.0/24"]);
+    }
+}
