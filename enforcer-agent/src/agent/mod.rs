@@ -16,6 +16,7 @@ mod error;
 pub mod flowlog;
 pub mod links;
 pub mod reconcile;
+pub mod selection;
 pub mod status;
 
 use std::future::Future;

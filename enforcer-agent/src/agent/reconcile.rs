@@ -8,8 +8,12 @@
 //! without an endpoint and whether or not any policy compiled: without an endpoint
 //! entry the programs drop everything, so a new pod is never unfiltered.
 //!
-//! Bad input never replaces good policy: a revision that fails to load, validate or
-//! compile leaves the previous generation in the maps, and the status says why.
+//! Bad input never replaces good policy and never holds up other changes: an object
+//! that does not load, validate or suit the dataplane is refused alone
+//! (`agent/selection.rs`: its last enforced version stays, or a never-enforced policy
+//! denies what it selects), and the status names it with its reason. Only a compile
+//! that fails as a whole (map capacity) leaves the previous generation in the maps;
+//! interfaces are still attached (a new pod's fail closed).
 
 use std::time::Instant;
 
@@ -22,21 +26,10 @@ use crate::dataplane::interfaces::{NodeInterfaces, WorkloadPrefixes};
 use crate::datastore::DatastoreEvent;
 use crate::datastore::status::AgentStatus;
 use crate::eval::host::NodeAddresses;
-use crate::policy::PolicyError;
 
-use super::cache::{ObjectCache, Unreadable};
+use super::cache::ObjectCache;
 use super::error::AgentError;
-
-/// Why a revision is refused (the previous policy stays in force).
-#[derive(Debug, thiserror::Error)]
-pub enum RevisionError {
-    #[error(transparent)]
-    Unreadable(#[from] Unreadable),
-    #[error(transparent)]
-    Policy(#[from] Box<PolicyError>),
-    #[error(transparent)]
-    Compile(#[from] CompileError),
-}
+use super::selection::{Selection, select};
 
 pub struct Reconciler {
     /// This node's name; endpoints of other nodes are peers only.
@@ -147,10 +140,12 @@ impl Reconciler {
         }
         self.stale = false;
         match self.compile() {
-            Ok(spec) => {
+            Ok((spec, selection)) => {
                 self.spec = Some(spec);
                 self.status.error = None;
+                self.status.refused = selection.refused;
                 self.enforce(interfaces)?;
+                self.cache.mark_enforced(&selection.latest);
                 self.status.last_apply_us = started.elapsed().as_micros() as u64;
                 tracing::info!(
                     revision,
@@ -230,19 +225,16 @@ impl Reconciler {
         self.write(bindings)
     }
 
-    /// Loads, validates and compiles the cached objects for this node.
-    fn compile(&self) -> Result<DataplaneSpec, RevisionError> {
-        let objects = self.cache.objects()?;
-        let (cluster, warnings) =
-            crate::policy::Cluster::from_objects(&objects).map_err(Box::new)?;
-        for warning in &warnings {
+    /// Picks a version of each cached object (refusing objects one by one) and
+    /// compiles them for this node.
+    fn compile(&self) -> Result<(DataplaneSpec, Selection), CompileError> {
+        let selection = select(&self.cache);
+        for warning in &selection.warnings {
             tracing::warn!(%warning, "policy warning");
         }
-        Ok(crate::compile::compile_on_node(
-            &cluster,
-            Some(&self.node),
-            &self.addresses,
-        )?)
+        let spec =
+            crate::compile::compile_on_node(&selection.cluster, Some(&self.node), &self.addresses)?;
+        Ok((spec, selection))
     }
 
     /// Writes the spec in force for the interfaces present, then attaches.

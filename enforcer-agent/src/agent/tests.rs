@@ -18,7 +18,7 @@ use crate::dataplane::bindings::{Binding, Bindings, Links};
 use crate::dataplane::interfaces::NodeInterfaces;
 use crate::dataplane::{Dataplane, DataplaneError};
 use crate::datastore::memory::{MemoryDatastore, MemoryWriter};
-use crate::datastore::status::AgentStatus;
+use crate::datastore::status::{AgentStatus, Fallback};
 use crate::model::{Object, ObjectId, load_str};
 
 /// What the agent asked of the dataplane.
@@ -284,34 +284,68 @@ async fn a_change_becomes_a_generation_and_a_broken_object_is_refused() {
         "{calls:?}"
     );
 
-    // A broken object → refused; the status says why; nothing is written.
+    // A broken object (security item 5: refused alone, never freezing the rest). It
+    // never loaded, and its selector reads: it is enforced as a policy that allows
+    // nothing to what it selects (here: isolates dev's pods on ingress), and the
+    // status names it with why. The revision is applied.
     let broken = ObjectId {
         kind: "NetworkPolicy".into(),
         namespace: "dev".into(),
         name: "broken".into(),
     };
-    let good = s;
     let revision = h.writer.put_text(&broken, BROKEN);
     let s = h.status(|s| s.observed_revision >= revision).await;
-    let error = s.error.clone().unwrap_or_default();
+    assert_eq!((s.applied_revision, s.error.as_deref()), (revision, None));
+    let [refused] = &s.refused[..] else {
+        panic!("one refused object: {:?}", s.refused)
+    };
     assert!(
-        error.contains("ipBlock.cidr"),
-        "status must say why: {error:?}"
+        refused.reason.contains("ipBlock.cidr"),
+        "status must say why: {refused:?}"
     );
-    assert_eq!(s.applied_revision, good.applied_revision, "{s:?}");
-    assert_eq!(s.generation, good.generation, "the previous policy stays");
-    assert_eq!(h.calls(), [], "a refused revision writes nothing");
+    assert!(refused.object.contains("dev/broken"), "{refused:?}");
+    assert_eq!(refused.fallback, Fallback::DenyAll);
+    assert_eq!(
+        applied(&h.calls()),
+        [(
+            s.generation,
+            vec!["broken".to_owned(), "deny-all".to_owned()]
+        )],
+        "the stand-in is enforced in the broken policy's place"
+    );
 
-    // A revision without changes keeps the refusal; removing the object applies.
+    // Fixed: its real version applies. Broken again: the last good version stays.
+    let fixed = BROKEN.replace("10.0.0.0/99", "10.0.0.0/8");
+    let revision = h.writer.put_text(&broken, &fixed);
+    let s = h.status(|s| s.observed_revision >= revision).await;
+    assert_eq!(
+        (s.applied_revision, s.refused.len()),
+        (revision, 0),
+        "{s:?}"
+    );
+    let good_generation = s.generation;
+    h.calls();
+    let revision = h.writer.put_text(&broken, BROKEN);
+    let s = h.status(|s| s.observed_revision >= revision).await;
+    assert_eq!(s.applied_revision, revision);
+    assert_eq!(s.refused.len(), 1, "{s:?}");
+    assert_eq!(s.refused[0].fallback, Fallback::LastGood);
+    assert!(s.refused[0].reason.contains("ipBlock.cidr"), "{s:?}");
+    // Same objects in force as before: written again, same content.
+    assert_ne!(s.generation, good_generation);
+
+    // Other changes still apply while it stays broken (a revision without changes
+    // keeps the refusal); removing the object applies and clears it.
     let revision = h.writer.apply(&[]);
     let s = h.status(|s| s.observed_revision >= revision).await;
-    assert!(s.error.is_some() && s.applied_revision == good.applied_revision);
+    assert!(s.error.is_none() && s.applied_revision == revision && s.refused.len() == 1);
     let revision = h.writer.delete(&[broken]);
     let s = h.status(|s| s.observed_revision >= revision).await;
     assert_eq!((s.applied_revision, s.error.as_deref()), (revision, None));
+    assert!(s.refused.is_empty());
     assert_eq!(
-        applied(&h.calls()),
-        [(s.generation, vec!["deny-all".to_owned()])]
+        applied(&h.calls()).last(),
+        Some(&(s.generation, vec!["deny-all".to_owned()]))
     );
     h.stop().await;
 }

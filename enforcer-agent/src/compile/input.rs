@@ -8,7 +8,7 @@ use ipnet::IpNet;
 
 use super::error::CompileError;
 use crate::eval::host::NodeAddresses;
-use crate::policy::{Cluster, Direction, Entity, EntityMatch, PortMatch, Rule};
+use crate::policy::{Cluster, Direction, Entity, EntityMatch, Policy, PortMatch, Rule};
 
 /// A rule of a policy, as the compiler walks them.
 pub(super) struct RuleRef<'a> {
@@ -70,14 +70,9 @@ impl<'a> Input<'a> {
         // (preDNAT, doNotTrack) included: `compile::host` needs them; pod verdicts only
         // group by the rules that apply to the pod.
         for (p, policy) in cluster.policies.iter().enumerate() {
+            check_policy(policy)?;
             for dir in [Direction::Ingress, Direction::Egress] {
                 for (i, rule) in policy.rules(dir).iter().enumerate() {
-                    if rule.source.has_ports() {
-                        return Err(CompileError::SourcePortsUnsupported {
-                            policy: policy.id.to_string(),
-                            field: format!("{}.source.ports", rule.field),
-                        });
-                    }
                     let key = RuleKey {
                         policy: p,
                         dir,
@@ -164,6 +159,23 @@ impl<'a> Input<'a> {
             others
         )
     }
+}
+
+/// Whether the dataplane can enforce `policy` as written: source ports in rules are
+/// not carried (the cell is the destination port's). Checked per policy, so a caller
+/// can refuse one policy and compile the rest.
+pub fn check_policy(policy: &Policy) -> Result<(), CompileError> {
+    for dir in [Direction::Ingress, Direction::Egress] {
+        for rule in policy.rules(dir) {
+            if rule.source.has_ports() {
+                return Err(CompileError::SourcePortsUnsupported {
+                    policy: policy.id.to_string(),
+                    field: format!("{}.source.ports", rule.field),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Every number a rule's named destination ports can resolve to, given the declared

@@ -37,6 +37,7 @@ mod verdicts;
 use enforcer_common::{ENDPOINTS_MAX, PEERS_MAX, PORTS_MAX, VERDICTS_MAX};
 
 pub use error::CompileError;
+pub use input::check_policy;
 pub use spec::DataplaneSpec;
 pub use verdicts::{dir_code, verdict_of};
 

@@ -8,6 +8,7 @@
 
 mod convert;
 mod error;
+pub mod standin;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
