@@ -117,7 +117,12 @@ fn log_decision(generation: u32, dir: u32, key: &HostKey, pkt: &Packet) {
 /// The decision of one host direction. A missing entry or an unknown action is a map
 /// error (fail closed).
 #[inline(always)]
-pub fn decide(cfg: &Config, dir: u8, key: &HostKey, pkt: &Packet) -> Result<HostAction, Drop> {
+pub fn decide<const DEBUG: bool>(
+    cfg: &Config,
+    dir: u8,
+    key: &HostKey,
+    pkt: &Packet,
+) -> Result<HostAction, Drop> {
     let action = lookup_action(
         cfg.active_gen,
         u32::from(dir),
@@ -125,7 +130,7 @@ pub fn decide(cfg: &Config, dir: u8, key: &HostKey, pkt: &Packet) -> Result<Host
         key.peer_class,
         key.cell,
     );
-    if debug_log::enabled(cfg) {
+    if DEBUG && debug_log::enabled(cfg) {
         log_decision(cfg.active_gen, u32::from(dir), key, pkt);
     }
     match action as u8 {

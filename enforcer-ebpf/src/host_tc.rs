@@ -1,5 +1,5 @@
-//! `enforcer_host_ingress` (TCX ingress of a host interface: packets entering the node)
-//! and `enforcer_host_egress` (TCX egress: packets leaving it), the host endpoint's
+//! `enf_host_in` (TCX ingress of a host interface: packets entering the node)
+//! and `enf_host_eg` (TCX egress: packets leaving it), the host endpoint's
 //! tracked policy. One body for both, mirrored by `inbound`.
 //!
 //! Per packet: parse (VLAN tags skipped); ARP and NDP pass; failsafe ports pass (and
@@ -29,7 +29,7 @@ use crate::{
 };
 
 #[inline(always)]
-pub fn run(ctx: &TcContext, inbound: bool) -> Result<Outcome, Drop> {
+pub fn run<const DEBUG: bool>(ctx: &TcContext, inbound: bool) -> Result<Outcome, Drop> {
     let pkt = match packet::parse_host(ctx)? {
         Frame::Arp => return Ok(Outcome::pass(REASON_ALLOW_NON_IP)),
         Frame::Ip(p) => p,
@@ -64,7 +64,7 @@ pub fn run(ctx: &TcContext, inbound: bool) -> Result<Outcome, Drop> {
     let ifindex = packet::ifindex(ctx);
     let ep = policy::endpoint(cfg.active_gen, ifindex).ok_or(Drop::NoEndpoint)?;
     let key = host::host_key(cfg.active_gen, &ep, &pkt, inbound)?;
-    match host::decide(&cfg, untracked_dir, &key, &pkt)? {
+    match host::decide::<DEBUG>(&cfg, untracked_dir, &key, &pkt)? {
         HostAction::Allow => return Ok(Outcome::pass(REASON_ALLOW_UNTRACKED)),
         HostAction::Deny => return Ok(Outcome::drop(REASON_DENY_POLICY)),
         HostAction::Continue => {}
@@ -88,7 +88,7 @@ pub fn run(ctx: &TcContext, inbound: bool) -> Result<Outcome, Drop> {
             return Ok(Outcome::drop(REASON_DENY_NO_CONNTRACK));
         }
     }
-    match host::decide(&cfg, tracked_dir, &key, &pkt)? {
+    match host::decide::<DEBUG>(&cfg, tracked_dir, &key, &pkt)? {
         HostAction::Allow => {
             host::record(&fwd_key, fwd.as_ref(), own_ok, cfg.active_gen, now);
             Ok(Outcome::pass(REASON_ALLOW_POLICY))

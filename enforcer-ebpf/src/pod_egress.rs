@@ -1,4 +1,4 @@
-//! `enforcer_pod_egress`: packets leaving a pod (TCX ingress of its host-side veth),
+//! `enf_pod_eg`: packets leaving a pod (TCX ingress of its host-side veth),
 //! judged by the pod's egress policy.
 //!
 //! Per packet: parse; ARP and NDP pass; `Config` (nothing loaded: drop); the endpoint of
@@ -23,7 +23,7 @@ use crate::{
 };
 
 #[inline(always)]
-pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
+pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
     let pkt = match packet::parse(ctx)? {
         Frame::Arp => return Ok(Outcome::pass(REASON_ALLOW_NON_IP)),
         Frame::Ip(p) => p,
@@ -59,7 +59,7 @@ pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
         ifindex,
         endpoint_id: ep.endpoint_id,
     };
-    if !policy::judge(&cfg, &pkt, &who, peer.class, cell)? {
+    if !policy::judge::<DEBUG>(&cfg, &pkt, &who, peer.class, cell)? {
         if fwd.is_some() {
             conntrack::remove(&key);
         }

@@ -1,4 +1,4 @@
-//! `enforcer_pod_ingress`: packets going to a pod (TCX egress of its host-side veth),
+//! `enf_pod_in`: packets going to a pod (TCX egress of its host-side veth),
 //! judged by the pod's ingress policy, and, for Service traffic from a pod on this
 //! node, by the client's deferred egress policy first.
 //!
@@ -30,7 +30,7 @@ use crate::{
 };
 
 #[inline(always)]
-pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
+pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
     // Our mark bits end here whatever the packet and the verdict: they must not leak
     // into the pod.
     let mark = packet::mark(ctx);
@@ -77,7 +77,7 @@ pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
             ifindex: src_peer.ifindex,
             endpoint_id: client.endpoint_id,
         };
-        if !policy::judge(&cfg, &pkt, &who, dst_peer.class, cell)? {
+        if !policy::judge::<DEBUG>(&cfg, &pkt, &who, dst_peer.class, cell)? {
             return Ok(deny(&key, fwd.as_ref()));
         }
         egress_ok = true;
@@ -90,7 +90,7 @@ pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
         ifindex,
         endpoint_id: me.endpoint_id,
     };
-    if !policy::judge(&cfg, &pkt, &who, src_peer.class, cell)? {
+    if !policy::judge::<DEBUG>(&cfg, &pkt, &who, src_peer.class, cell)? {
         return Ok(deny(&key, fwd.as_ref()));
     }
 

@@ -1,5 +1,5 @@
 //! The host-interface programs under `BPF_PROG_TEST_RUN` (privileged: run as root):
-//! `enforcer_host_xdp` above all (pre-DNAT destinations, the conntrack-reply exception,
+//! `enf_host_xdp` above all (pre-DNAT destinations, the conntrack-reply exception,
 //! malformed, truncated and VLAN-tagged frames), and the TC pair it hands over to.
 //!
 //! Same harness as `bpf_programs.rs`: one load of the embedded object in a private

@@ -143,6 +143,8 @@ fn test(unit_only: bool) -> Result<()> {
         "bpf_debug_log",
         "--test",
         "bpf_differential",
+        "--test",
+        "bpf_budget",
         "--",
         "--test-threads=1",
     ])?;
