@@ -145,6 +145,8 @@ fn test(unit_only: bool) -> Result<()> {
         "bpf_differential",
         "--test",
         "bpf_budget",
+        "--test",
+        "attacks_dataplane",
         "--",
         "--test-threads=1",
     ])?;

@@ -90,6 +90,7 @@ impl Hook {
 /// a caller set (every other byte must be zero).
 const SKB_SIZE: usize = 192;
 const SKB_MARK: usize = 8;
+const SKB_INGRESS_IFINDEX: usize = 36;
 const SKB_IFINDEX: usize = 40;
 /// Size of the kernel's `struct xdp_md`.
 const XDP_MD_SIZE: usize = 24;
@@ -180,6 +181,31 @@ impl Dataplane {
     /// (XDP: the mark is ignored; the action is `XDP_DROP` = 1 or `XDP_PASS` = 2).
     pub fn run(&self, hook: Hook, frame: &[u8], ifindex: u32, mark: u32) -> Run {
         test_run(&self.ebpf, hook, frame, ifindex, mark)
+    }
+
+    /// [`Dataplane::run`] for a packet that entered the node on `ingress_ifindex`
+    /// (`__sk_buff.ingress_ifindex`; 0 in [`Dataplane::run`]: a locally sent packet).
+    pub fn run_from(
+        &self,
+        hook: Hook,
+        frame: &[u8],
+        ifindex: u32,
+        mark: u32,
+        ingress_ifindex: u32,
+    ) -> Run {
+        if hook == Hook::HostXdp {
+            return run_xdp(&self.ebpf, hook.program(), frame, ifindex);
+        }
+        run_ctx(
+            &self.ebpf,
+            hook.program(),
+            frame,
+            &SkbCtx {
+                ifindex,
+                mark,
+                ingress_ifindex,
+            },
+        )
     }
 
     /// [`Dataplane::run`] with the program of `variant` (loaded by
@@ -466,14 +492,37 @@ pub fn test_run_variant(
     if hook == Hook::HostXdp {
         return run_xdp(ebpf, name, frame, ifindex);
     }
+    run_ctx(
+        ebpf,
+        name,
+        frame,
+        &SkbCtx {
+            ifindex,
+            mark,
+            ingress_ifindex: 0,
+        },
+    )
+}
+
+/// The `__sk_buff` fields a test sets.
+pub struct SkbCtx {
+    pub ifindex: u32,
+    pub mark: u32,
+    pub ingress_ifindex: u32,
+}
+
+/// Runs the TC program `name` once on `frame` with the context `ctx`.
+pub fn run_ctx(ebpf: &Ebpf, name: &str, frame: &[u8], ctx: &SkbCtx) -> Run {
     let prog: &SchedClassifier = ebpf
         .program(name)
         .or_panic(name)
         .try_into()
         .or_panic("program type");
     let mut ctx_in = [0u8; SKB_SIZE];
-    ctx_in[SKB_MARK..SKB_MARK + 4].copy_from_slice(&mark.to_ne_bytes());
-    ctx_in[SKB_IFINDEX..SKB_IFINDEX + 4].copy_from_slice(&ifindex.to_ne_bytes());
+    ctx_in[SKB_MARK..SKB_MARK + 4].copy_from_slice(&ctx.mark.to_ne_bytes());
+    ctx_in[SKB_INGRESS_IFINDEX..SKB_INGRESS_IFINDEX + 4]
+        .copy_from_slice(&ctx.ingress_ifindex.to_ne_bytes());
+    ctx_in[SKB_IFINDEX..SKB_IFINDEX + 4].copy_from_slice(&ctx.ifindex.to_ne_bytes());
     let mut ctx_out = [0u8; SKB_SIZE];
     let result = prog
         .test_run(TestRunOptions {
