@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use crate::dataplane::bpf::BpfDataplane;
 use crate::dataplane::failsafe::Failsafe;
 use crate::dataplane::interfaces::WorkloadPrefixes;
+use crate::dataplane::loader::Variant;
 use crate::datastore::Datastore;
 use crate::datastore::status::AgentStatus;
 
@@ -49,7 +50,8 @@ pub struct AgentOptions {
     /// Where flow events (Log rules, denies) go, one JSON object per line.
     pub flow_log: PathBuf,
     /// Opt-in BPF debug log of verdicts (aya-log, forwarded to `tracing` under the
-    /// target `enforcer::bpf`), off by default: no per-packet cost when off.
+    /// target `enforcer::bpf`), off by default: the production programs carry no
+    /// debug-log code; this loads and attaches their `_d` variants instead.
     pub bpf_log: bool,
     /// Which interfaces are workload interfaces (attached fail-closed on sight).
     pub workload_prefixes: WorkloadPrefixes,
@@ -63,9 +65,15 @@ pub async fn run(
     status: watch::Sender<AgentStatus>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
+    let variant = if options.bpf_log {
+        Variant::DebugLog
+    } else {
+        Variant::Production
+    };
     let mut dataplane = BpfDataplane::load(
         crate::dataplane::object::BPF_OBJECT,
         &options.bpffs,
+        variant,
         &options.failsafe,
         options.events_on_deny,
     )?;

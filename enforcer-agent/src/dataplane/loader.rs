@@ -18,8 +18,9 @@ use aya::{Ebpf, EbpfLoader};
 
 use enforcer_common::{
     MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_ENDPOINTS, MAP_EVENTS, MAP_FAILSAFE, MAP_PEERS_V4,
-    MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS, PROG_HOST_EGRESS, PROG_HOST_INGRESS,
-    PROG_HOST_XDP, PROG_POD_EGRESS, PROG_POD_INGRESS,
+    MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS, PROG_HOST_EGRESS, PROG_HOST_EGRESS_DEBUG,
+    PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG, PROG_HOST_XDP, PROG_HOST_XDP_DEBUG,
+    PROG_POD_EGRESS, PROG_POD_EGRESS_DEBUG, PROG_POD_INGRESS, PROG_POD_INGRESS_DEBUG,
 };
 
 /// Every map the agent pins.
@@ -104,6 +105,30 @@ pub fn ensure_bpffs() -> Result<(), LoaderError> {
     })
 }
 
+/// Which build of the programs the agent loads and attaches: the production programs,
+/// or their debug-log variants (`--bpf-debug-log`), which write an aya-log record per
+/// verdict. Only one set is loaded: the other never goes through the verifier.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Variant {
+    #[default]
+    Production,
+    DebugLog,
+}
+
+impl Variant {
+    fn pick(self, production: &'static str, debug: &'static str) -> &'static str {
+        match self {
+            Variant::Production => production,
+            Variant::DebugLog => debug,
+        }
+    }
+
+    /// The XDP program of this variant.
+    pub fn host_xdp(self) -> &'static str {
+        self.pick(PROG_HOST_XDP, PROG_HOST_XDP_DEBUG)
+    }
+}
+
 /// One direction of an interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Hook {
@@ -118,14 +143,23 @@ pub enum Hook {
 }
 
 impl Hook {
-    fn program(self) -> &'static str {
+    /// The program of `variant` that runs at this hook.
+    pub fn program(self, variant: Variant) -> &'static str {
         match self {
-            Hook::PodEgress => PROG_POD_EGRESS,
-            Hook::PodIngress => PROG_POD_INGRESS,
-            Hook::HostIngress => PROG_HOST_INGRESS,
-            Hook::HostEgress => PROG_HOST_EGRESS,
+            Hook::PodEgress => variant.pick(PROG_POD_EGRESS, PROG_POD_EGRESS_DEBUG),
+            Hook::PodIngress => variant.pick(PROG_POD_INGRESS, PROG_POD_INGRESS_DEBUG),
+            Hook::HostIngress => variant.pick(PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG),
+            Hook::HostEgress => variant.pick(PROG_HOST_EGRESS, PROG_HOST_EGRESS_DEBUG),
         }
     }
+
+    /// Every TC hook.
+    pub const ALL: [Hook; 4] = [
+        Hook::PodEgress,
+        Hook::PodIngress,
+        Hook::HostIngress,
+        Hook::HostEgress,
+    ];
     fn attach_type(self) -> TcAttachType {
         match self {
             Hook::PodEgress | Hook::HostIngress => TcAttachType::Ingress,
@@ -146,14 +180,15 @@ impl Hook {
 pub struct LoadedDataplane {
     pub ebpf: Ebpf,
     pin_dir: PathBuf,
+    variant: Variant,
     /// iface → ifindex it had when attached.
     attached: BTreeMap<String, u32>,
 }
 
 impl LoadedDataplane {
     /// Loads the embedded object with every map pinned under `pin_dir` (reusing maps a
-    /// previous agent pinned there).
-    pub fn load(object: &[u8], pin_dir: &Path) -> Result<Self, LoaderError> {
+    /// previous agent pinned there), and the programs of `variant` through the verifier.
+    pub fn load(object: &[u8], pin_dir: &Path, variant: Variant) -> Result<Self, LoaderError> {
         ensure_bpffs()?;
         for dir in [pin_dir.to_path_buf(), pin_dir.join("links")] {
             std::fs::create_dir_all(&dir).map_err(|source| LoaderError::Bpffs {
@@ -170,12 +205,7 @@ impl LoadedDataplane {
             pin_dir: pin_dir.to_path_buf(),
             source: Box::new(source),
         })?;
-        for program in [
-            PROG_POD_EGRESS,
-            PROG_POD_INGRESS,
-            PROG_HOST_INGRESS,
-            PROG_HOST_EGRESS,
-        ] {
+        for program in Hook::ALL.map(|hook| hook.program(variant)) {
             let prog = classifier(&mut ebpf, program)?;
             prog.load().map_err(|source| LoaderError::Program {
                 program,
@@ -183,16 +213,17 @@ impl LoadedDataplane {
                 source: Box::new(source),
             })?;
         }
-        xdp(&mut ebpf)?
+        xdp(&mut ebpf, variant)?
             .load()
             .map_err(|source| LoaderError::Program {
-                program: PROG_HOST_XDP,
+                program: variant.host_xdp(),
                 op: "load",
                 source: Box::new(source),
             })?;
         Ok(Self {
             ebpf,
             pin_dir: pin_dir.to_path_buf(),
+            variant,
             attached: BTreeMap::new(),
         })
     }
@@ -224,9 +255,10 @@ impl LoadedDataplane {
             .join("links")
             .join(format!("{iface}_{ifindex}_host-xdp"));
         if !path.exists() {
-            let prog = xdp(&mut self.ebpf)?;
+            let program = self.variant.host_xdp();
+            let prog = xdp(&mut self.ebpf, self.variant)?;
             let attach_err = |source| LoaderError::Attach {
-                program: PROG_HOST_XDP,
+                program,
                 iface: iface.to_owned(),
                 hook: "host-xdp",
                 source: Box::new(source),
@@ -257,7 +289,7 @@ impl LoadedDataplane {
         self.remove_pins(iface, Some(ifindex));
         for &hook in hooks {
             let path = self.link_path(iface, ifindex, hook);
-            let program = hook.program();
+            let program = hook.program(self.variant);
             let prog = classifier(&mut self.ebpf, program)?;
             let attach_err = |source| LoaderError::Attach {
                 program,
@@ -320,14 +352,13 @@ impl LoadedDataplane {
     }
 }
 
-fn xdp(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoaderError> {
-    ebpf.program_mut(PROG_HOST_XDP)
-        .ok_or(LoaderError::MissingProgram {
-            program: PROG_HOST_XDP,
-        })?
+fn xdp(ebpf: &mut Ebpf, variant: Variant) -> Result<&mut Xdp, LoaderError> {
+    let program = variant.host_xdp();
+    ebpf.program_mut(program)
+        .ok_or(LoaderError::MissingProgram { program })?
         .try_into()
         .map_err(|source| LoaderError::Program {
-            program: PROG_HOST_XDP,
+            program,
             op: "type",
             source: Box::new(source),
         })
