@@ -63,6 +63,18 @@ pub struct PodSpec {
     pub service_account_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
+    /// The pod shares its node's network namespace: its addresses are the node's, it
+    /// has no interface of its own and is no workload endpoint (as in Calico).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub host_network: bool,
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -101,6 +113,10 @@ impl ContainerPort {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct PodStatus {
+    /// `Pending`, `Running`, `Succeeded`, `Failed` or `Unknown`; absent reads as
+    /// running (the lab writes none for the pods it runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
     /// Kubernetes spells it `podIP` (camelCase would give `podIp`).
     #[serde(
         default,
@@ -192,6 +208,18 @@ pub struct ServiceSpec {
     /// Assigned by the lab when absent.
     #[serde(default, rename = "clusterIP", skip_serializing_if = "Option::is_none")]
     pub cluster_ip: Option<String>,
+    /// `Cluster` (default: any node forwards to any backend, SNAT when the backend is
+    /// on another node) or `Local` (a node forwards only to its own backends, keeping
+    /// the client's address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_traffic_policy: Option<String>,
+}
+
+impl ServiceSpec {
+    /// `externalTrafficPolicy: Local`.
+    pub fn external_traffic_local(&self) -> bool {
+        self.external_traffic_policy.as_deref() == Some("Local")
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -230,6 +258,15 @@ impl Pod {
         host_iface_name(
             self.metadata.namespace.as_deref().unwrap_or("default"),
             &self.metadata.name,
+        )
+    }
+
+    /// `status.phase` is `Succeeded` or `Failed`: the pod's containers are gone, its
+    /// addresses free for other pods, so it is no endpoint and no Service backend.
+    pub fn is_finished(&self) -> bool {
+        matches!(
+            self.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
         )
     }
 
