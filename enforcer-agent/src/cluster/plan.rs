@@ -255,7 +255,11 @@ pub fn plan(
             fresh
         };
         pod.spec.node_name = Some(node.name.clone());
-        pod.status = Some(running_status(addresses));
+        let phase = pod.status.as_ref().and_then(|s| s.phase.clone());
+        pod.status = Some(PodStatus {
+            phase,
+            ..running_status(addresses)
+        });
         let object = Object::Pod(pod.clone());
         objects.insert(object.id(), object);
         if !host_network {
@@ -317,7 +321,8 @@ pub fn plan(
     ))
 }
 
-/// The status the kubelet writes for a running pod: its addresses.
+/// The status the kubelet writes for a running pod: its addresses (the phase is the
+/// caller's).
 fn running_status(addresses: PodAddresses) -> PodStatus {
     PodStatus {
         phase: None,

@@ -63,18 +63,10 @@ pub struct PodSpec {
     pub service_account_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
-    /// The pod shares its node's network namespace: its addresses are the node's, it
-    /// has no interface of its own and is no workload endpoint (as in Calico).
-    #[serde(default, skip_serializing_if = "is_false")]
+    /// The pod runs in the node's network namespace: its addresses are the node's,
+    /// so it is no workload endpoint (Calico's `IsReadyCalicoPod`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub host_network: bool,
-}
-
-#[expect(
-    clippy::trivially_copy_pass_by_ref,
-    reason = "serde's skip_serializing_if passes a reference"
-)]
-fn is_false(b: &bool) -> bool {
-    !*b
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -113,10 +105,6 @@ impl ContainerPort {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct PodStatus {
-    /// `Pending`, `Running`, `Succeeded`, `Failed` or `Unknown`; absent reads as
-    /// running (the lab writes none for the pods it runs).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
     /// Kubernetes spells it `podIP` (camelCase would give `podIp`).
     #[serde(
         default,
@@ -132,6 +120,11 @@ pub struct PodStatus {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub pod_ips: Vec<PodIp>,
+    /// `Pending`, `Running`, `Succeeded`, `Failed` or `Unknown`. A pod that
+    /// terminated (`Succeeded`, `Failed`) has released its address, which a new pod
+    /// may get: it is no workload endpoint any more (Calico's `IsFinished`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -261,13 +254,12 @@ impl Pod {
         )
     }
 
-    /// `status.phase` is `Succeeded` or `Failed`: the pod's containers are gone, its
-    /// addresses free for other pods, so it is no endpoint and no Service backend.
+    /// Whether the pod has terminated (`status.phase` `Succeeded` or `Failed`).
     pub fn is_finished(&self) -> bool {
-        matches!(
-            self.status.as_ref().and_then(|s| s.phase.as_deref()),
-            Some("Succeeded" | "Failed")
-        )
+        self.status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|phase| phase == "Succeeded" || phase == "Failed")
     }
 
     /// The pod's addresses from `status.podIPs` (or `status.podIP`), unparsed ones skipped.

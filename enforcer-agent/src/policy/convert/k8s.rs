@@ -23,14 +23,17 @@ use crate::selector::Selector;
 /// The order Calico gives every converted Kubernetes `NetworkPolicy`.
 const K8S_POLICY_ORDER: f64 = 1000.0;
 
-/// The workload endpoint of a pod; `None` for a pod Calico makes no workload endpoint
-/// of (`IsReadyCalicoPod`): one without an address yet, one on the host network (its
-/// addresses are the node's, which policy knows as the host), and one that has
-/// finished (`Succeeded`/`Failed`: its address is free, and a pod that reuses it must
-/// not be judged by the old pod's labels).
+/// The workload endpoint of a pod, as Calico decides which pods are endpoints
+/// (libcalico-go `IsReadyCalicoPod`): `None` for a pod on the host's network (its
+/// addresses are the node's: the node would take its labels), for a terminated pod
+/// (`Succeeded`/`Failed`: its address is free for a new pod, which must not inherit
+/// its identity), and while it has no address.
 pub(super) fn endpoint(ctx: &Ctx<'_>, pod: &Pod) -> Result<Option<Endpoint>, PolicyError> {
+    if pod.spec.host_network || pod.is_finished() {
+        return Ok(None);
+    }
     let ips = pod.ips();
-    if ips.is_empty() || pod.spec.host_network || pod.is_finished() {
+    if ips.is_empty() {
         return Ok(None);
     }
     let namespace = pod
