@@ -201,6 +201,18 @@ pub struct ServiceSpec {
     /// Assigned by the lab when absent.
     #[serde(default, rename = "clusterIP", skip_serializing_if = "Option::is_none")]
     pub cluster_ip: Option<String>,
+    /// `Cluster` (default: any node forwards to any backend, SNAT when the backend is
+    /// on another node) or `Local` (a node forwards only to its own backends, keeping
+    /// the client's address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_traffic_policy: Option<String>,
+}
+
+impl ServiceSpec {
+    /// `externalTrafficPolicy: Local`.
+    pub fn external_traffic_local(&self) -> bool {
+        self.external_traffic_policy.as_deref() == Some("Local")
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]

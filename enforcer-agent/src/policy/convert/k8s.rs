@@ -10,15 +10,13 @@
 //! Calico drops a rule it cannot convert and logs it; here such a rule is an error with
 //! its field, since a dropped Allow silently narrows what the author wrote.
 
-use std::net::IpAddr;
-
 use super::context::{Ctx, DEFAULT_TIER, named_port, namespace_scope};
 use crate::model::workload::IntOrString;
-use crate::model::{KIND_K8S_NETWORK_POLICY, Pod, PolicyName, Service, k8s};
+use crate::model::{KIND_K8S_NETWORK_POLICY, Pod, PolicyName, k8s};
 use crate::policy::{
     Endpoint, EntityMatch, EntitySelector, LABEL_NAMESPACE, LABEL_ORCHESTRATOR,
     LABEL_SERVICE_ACCOUNT, NamedPort, NamespaceScope, PROTO_SCTP, PROTO_TCP, PROTO_UDP, Policy,
-    PolicyError, PolicyProblem, PortMatch, Rule, RuleAction, ServiceInfo, parse_protocol,
+    PolicyError, PolicyProblem, PortMatch, Rule, RuleAction, parse_protocol,
 };
 use crate::selector::Selector;
 
@@ -84,22 +82,6 @@ pub(super) fn endpoint(ctx: &Ctx<'_>, pod: &Pod) -> Result<Option<Endpoint>, Pol
         service_account,
         node: pod.spec.node_name.clone(),
     }))
-}
-
-/// A Service with a cluster IP: its virtual addresses, which no policy selects (policy
-/// applies after kube-proxy's DNAT, to the backend pod).
-pub(super) fn service(ctx: &Ctx<'_>, svc: &Service) -> Option<ServiceInfo> {
-    let vips: Vec<IpAddr> = svc
-        .spec
-        .cluster_ip
-        .iter()
-        .filter_map(|ip| ip.parse().ok())
-        .collect();
-    (!vips.is_empty()).then(|| ServiceInfo {
-        id: ctx.id.clone(),
-        vips,
-        ports: svc.spec.ports.clone(),
-    })
 }
 
 /// `projectcalico.org/orchestrator == 'k8s'`: what Calico puts in front of every
