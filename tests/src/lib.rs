@@ -6,4 +6,5 @@ pub mod bpf;
 pub mod differential;
 pub mod lab;
 pub mod netpol;
+pub mod rogue;
 pub mod traffic;

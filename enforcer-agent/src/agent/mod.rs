@@ -18,6 +18,7 @@ pub mod links;
 pub mod reconcile;
 pub mod selection;
 pub mod status;
+pub mod watchdog;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -35,6 +36,7 @@ pub use error::AgentError;
 use flowlog::{FlowLog, FlowLogError};
 use links::{LinkSource, NetlinkLinks};
 use reconcile::Reconciler;
+use watchdog::Watchdog;
 
 /// How the agent runs (all from the command line).
 #[derive(Clone, Debug)]
@@ -92,12 +94,17 @@ pub async fn run(
         links = links.current().len(),
         "agent started"
     );
+    let mut watchdog = Watchdog::new(
+        watchdog::DEFAULT_VERIFY_EVERY,
+        Some(&options.bpffs.join("links")),
+    )?;
     let mut reconciler = Reconciler::new(options.node.clone(), Box::new(dataplane), status)
         .with_workload_prefixes(options.workload_prefixes.clone());
     serve(
         &mut reconciler,
         datastore.as_mut(),
         &mut links,
+        &mut watchdog,
         Some(&mut flow_log),
         shutdown,
     )
@@ -111,6 +118,7 @@ pub async fn serve(
     reconciler: &mut Reconciler,
     datastore: &mut dyn Datastore,
     links: &mut dyn LinkSource,
+    watchdog: &mut Watchdog,
     mut flows: Option<&mut FlowLog>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
@@ -132,6 +140,7 @@ pub async fn serve(
                 changed?;
                 reconciler.on_links(links.interfaces())?;
             }
+            () = watchdog.due() => reconciler.on_verify(),
             ready = flows_readable(flows.as_deref()) => {
                 ready?;
                 if let Some(flows) = flows.as_deref_mut() {

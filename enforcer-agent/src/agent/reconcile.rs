@@ -260,22 +260,66 @@ impl Reconciler {
         for name in gone {
             self.dataplane.detach(&name);
         }
-        for (iface, binding) in bindings.iter() {
+        self.bindings = bindings;
+        self.attach_all();
+        Ok(())
+    }
+
+    /// Attaches the programs wherever the bindings want them and they are not yet
+    /// (a no-op for interfaces attached already), and reports what failed: an
+    /// interface without its programs (not ready; retried by [`Self::on_verify`]),
+    /// or a host interface judged by TC only (XDP did not attach).
+    fn attach_all(&mut self) {
+        let mut failed = std::collections::BTreeMap::new();
+        let mut xdp = std::collections::BTreeMap::new();
+        for (iface, binding) in self.bindings.iter() {
             if let Err(error) = self.dataplane.attach(iface, binding) {
-                // The interface may have vanished between its event and the attach;
-                // its removal is the next link event. Anything else is reported.
-                tracing::warn!(iface, %error, "attach failed");
+                // The interface may have vanished between its event and the attach
+                // (its removal is the next link event); anything else stays reported
+                // until an attach succeeds.
+                let attached = self.dataplane.attached().get(iface) == Some(&binding.ifindex);
+                if attached {
+                    tracing::warn!(iface, %error, "XDP did not attach; TC judges every packet");
+                    xdp.insert(iface.to_owned(), error.to_string());
+                } else {
+                    tracing::warn!(iface, %error, "attach failed");
+                    failed.insert(iface.to_owned(), error.to_string());
+                }
             }
         }
+        // XDP problems found earlier stay until verification attaches XDP.
+        for (iface, error) in &self.status.xdp_unavailable {
+            if self.bindings.get(iface).is_some() {
+                xdp.entry(iface.clone()).or_insert_with(|| error.clone());
+            }
+        }
+        self.status.attach_failed = failed;
+        self.status.xdp_unavailable = xdp;
         let attached = self.dataplane.attached();
-        self.status.endpoints_attached = bindings
+        self.status.endpoints_attached = self
+            .bindings
             .iter()
             .filter(|(iface, b)| b.endpoint.is_some() && attached.contains_key(*iface))
             .count();
-        self.status.interfaces_without_endpoint =
-            bindings.unknown_workloads().map(str::to_owned).collect();
-        self.bindings = bindings;
-        Ok(())
+        self.status.interfaces_without_endpoint = self
+            .bindings
+            .unknown_workloads()
+            .map(str::to_owned)
+            .collect();
+    }
+
+    /// Checks that the programs are still attached as they should be (a pin removed, a
+    /// program detached or moved behind another), repairs what it can, and retries
+    /// interfaces whose attach failed: on a timer, and when a pin is removed.
+    pub fn on_verify(&mut self) {
+        let verification = self.dataplane.verify();
+        for repair in &verification.repairs {
+            tracing::warn!(%repair, "attachment repaired");
+        }
+        self.status.attach_repairs += verification.repairs.len() as u64;
+        self.status.xdp_unavailable = verification.xdp_missing.into_iter().collect();
+        self.attach_all();
+        self.publish();
     }
 
     fn publish(&self) {

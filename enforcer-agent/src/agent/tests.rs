@@ -12,11 +12,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::links::{ChangedFuture, LinkError, LinkSource};
 use super::reconcile::Reconciler;
+use super::watchdog::Watchdog;
 use super::{AgentError, serve, status};
 use crate::compile::DataplaneSpec;
 use crate::dataplane::bindings::{Binding, Bindings, Links};
 use crate::dataplane::interfaces::NodeInterfaces;
-use crate::dataplane::{Dataplane, DataplaneError};
+use crate::dataplane::{Dataplane, DataplaneError, Verification};
 use crate::datastore::memory::{MemoryDatastore, MemoryWriter};
 use crate::datastore::status::{AgentStatus, Fallback};
 use crate::model::{Object, ObjectId, load_str};
@@ -40,6 +41,10 @@ struct Recording {
     calls: Arc<Mutex<Vec<Call>>>,
     attached: BTreeMap<String, u32>,
     applies: u32,
+    /// Interfaces whose attach fails (as the kernel may refuse it).
+    failing: Arc<Mutex<std::collections::BTreeSet<String>>>,
+    /// What the next verification reports as repaired.
+    repairs: Arc<Mutex<Vec<String>>>,
 }
 
 impl Dataplane for Recording {
@@ -60,6 +65,13 @@ impl Dataplane for Recording {
     }
 
     fn attach(&mut self, iface: &str, binding: &Binding) -> Result<(), DataplaneError> {
+        if self.failing.lock().unwrap().contains(iface) {
+            return Err(DataplaneError::Loader(
+                crate::dataplane::loader::LoaderError::MissingProgram {
+                    program: "refused by the test",
+                },
+            ));
+        }
         if self.attached.get(iface) != Some(&binding.ifindex) {
             self.attached.insert(iface.to_owned(), binding.ifindex);
             self.calls
@@ -80,6 +92,13 @@ impl Dataplane for Recording {
 
     fn attached(&self) -> &BTreeMap<String, u32> {
         &self.attached
+    }
+
+    fn verify(&mut self) -> Verification {
+        Verification {
+            repairs: std::mem::take(&mut *self.repairs.lock().unwrap()),
+            xdp_missing: Vec::new(),
+        }
     }
 }
 
@@ -108,6 +127,9 @@ impl LinkSource for TestLinks {
 }
 
 const NODE: &str = "node1";
+
+/// How often the agent under test checks its attachments.
+const VERIFY_EVERY: Duration = Duration::from_millis(50);
 
 const PODS: &str = "
 apiVersion: v1
@@ -175,6 +197,8 @@ impl LinkEvents {
 struct Harness {
     writer: MemoryWriter,
     links: LinkEvents,
+    failing: Arc<Mutex<std::collections::BTreeSet<String>>>,
+    repairs: Arc<Mutex<Vec<String>>>,
     updates: watch::Receiver<AgentStatus>,
     calls: Arc<Mutex<Vec<Call>>>,
     stop: Option<oneshot::Sender<()>>,
@@ -186,6 +210,8 @@ impl Harness {
         let (mut datastore, writer) = MemoryDatastore::new();
         let recording = Recording::default();
         let calls = Arc::clone(&recording.calls);
+        let failing = Arc::clone(&recording.failing);
+        let repairs = Arc::clone(&recording.repairs);
         let (publisher, updates) = status::channel();
         let (links_tx, links_rx) = mpsc::unbounded_channel();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -195,14 +221,24 @@ impl Harness {
                 interfaces: NodeInterfaces::ethernet(links),
                 updates: links_rx,
             };
-            serve(&mut reconciler, &mut datastore, &mut links, None, async {
-                let _ = stopped.await;
-            })
+            let mut watchdog = Watchdog::new(VERIFY_EVERY, None).unwrap();
+            serve(
+                &mut reconciler,
+                &mut datastore,
+                &mut links,
+                &mut watchdog,
+                None,
+                async {
+                    let _ = stopped.await;
+                },
+            )
             .await
         });
         Self {
             writer,
             links: LinkEvents(links_tx),
+            failing,
+            repairs,
             updates,
             calls,
             stop: Some(stop),
@@ -546,5 +582,37 @@ spec: {node: node1, interfaceName: eth0, expectedIPs: [198.18.255.1]}
     assert_eq!(s.observed_revision, revision);
     let calls = h.calls();
     assert_eq!(applied(&calls).len(), 1, "one more compile: {calls:?}");
+    h.stop().await;
+}
+
+/// Security item 13: an interface whose attach fails is reported (not ready) and
+/// retried on the watchdog's timer until it succeeds; repairs the dataplane makes
+/// when it verifies its attachments are counted.
+#[tokio::test]
+async fn a_failed_attach_is_reported_and_retried_and_repairs_counted() {
+    let web = iface("web");
+    let mut h = Harness::start([("lo".to_owned(), 1), (web.clone(), 10)].into());
+    h.failing.lock().unwrap().insert(web.clone());
+    let revision = h.writer.apply(&objects(PODS));
+    let s = h.status(|s| s.observed_revision >= revision).await;
+    assert_eq!(s.endpoints_attached, 0);
+    let error = s.attach_failed.get(&web).cloned().unwrap_or_default();
+    assert!(error.contains("refused by the test"), "{s:?}");
+    assert_eq!(
+        s.applied_revision, revision,
+        "the policy is written all the same"
+    );
+
+    // The kernel accepts it again: the next check attaches it.
+    h.failing.lock().unwrap().clear();
+    let s = h.status(|s| s.endpoints_attached == 1).await;
+    assert!(s.attach_failed.is_empty(), "{s:?}");
+    assert!(h.calls().contains(&Call::Attach(web.clone(), 10)));
+
+    h.repairs.lock().unwrap().push(format!(
+        "{web} pod-egress: its link pin was removed; pinned again"
+    ));
+    let s = h.status(|s| s.attach_repairs == 1).await;
+    assert!(s.attach_failed.is_empty());
     h.stop().await;
 }

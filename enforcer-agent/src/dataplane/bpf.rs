@@ -15,7 +15,7 @@ use super::content::GenerationContent;
 use super::failsafe::Failsafe;
 use super::loader::{LoadedDataplane, Variant};
 use super::writer::GenerationWriter;
-use super::{Dataplane, DataplaneError};
+use super::{Dataplane, DataplaneError, Verification};
 
 pub struct BpfDataplane {
     loaded: LoadedDataplane,
@@ -86,5 +86,13 @@ impl Dataplane for BpfDataplane {
 
     fn attached(&self) -> &BTreeMap<String, u32> {
         self.loaded.attached()
+    }
+
+    fn verify(&mut self) -> Verification {
+        let (repairs, xdp_missing) = self.loaded.verify();
+        Verification {
+            repairs,
+            xdp_missing,
+        }
     }
 }

@@ -129,6 +129,9 @@ impl Variant {
     }
 }
 
+/// The name of the XDP hook in link pins and held links.
+pub const XDP_HOOK: &str = "host-xdp";
+
 /// One direction of an interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Hook {
@@ -160,7 +163,7 @@ impl Hook {
         Hook::HostIngress,
         Hook::HostEgress,
     ];
-    fn attach_type(self) -> TcAttachType {
+    pub(super) fn attach_type(self) -> TcAttachType {
         match self {
             Hook::PodEgress | Hook::HostIngress => TcAttachType::Ingress,
             Hook::PodIngress | Hook::HostEgress => TcAttachType::Egress,
@@ -183,6 +186,9 @@ pub struct LoadedDataplane {
     variant: Variant,
     /// iface → ifindex it had when attached.
     attached: BTreeMap<String, u32>,
+    /// The links this agent attached or took over, held open (iface, hook name): a
+    /// removed pin then leaves the program attached until `verify.rs` pins it again.
+    pub(super) held: BTreeMap<(String, &'static str), FdLink>,
 }
 
 impl LoadedDataplane {
@@ -225,11 +231,17 @@ impl LoadedDataplane {
             pin_dir: pin_dir.to_path_buf(),
             variant,
             attached: BTreeMap::new(),
+            held: BTreeMap::new(),
         })
     }
 
     pub fn pin_dir(&self) -> &Path {
         &self.pin_dir
+    }
+
+    /// The build of the programs loaded.
+    pub fn variant(&self) -> Variant {
+        self.variant
     }
 
     /// Interfaces currently carrying our programs.
@@ -243,38 +255,55 @@ impl LoadedDataplane {
         self.attach_hooks(iface, ifindex, &[Hook::PodEgress, Hook::PodIngress])
     }
 
-    /// Attaches the host programs to a host interface: XDP (native mode, generic when
-    /// the driver has none) and both TCX programs.
+    /// Attaches the host programs to a host interface: both TCX programs, then XDP
+    /// (native mode, generic when the driver has none). XDP is an optimization (TC
+    /// judges every packet XDP passes): when it cannot attach, the TC programs still
+    /// do and the interface counts as attached; the error is returned to be reported,
+    /// and `verify` tries XDP again later.
     pub fn attach_host(&mut self, iface: &str, ifindex: u32) -> Result<(), LoaderError> {
         if self.attached.get(iface) == Some(&ifindex) {
             return Ok(());
         }
-        self.remove_pins(iface, Some(ifindex));
-        let path = self
-            .pin_dir
-            .join("links")
-            .join(format!("{iface}_{ifindex}_host-xdp"));
-        if !path.exists() {
-            let program = self.variant.host_xdp();
-            let prog = xdp(&mut self.ebpf, self.variant)?;
-            let attach_err = |source| LoaderError::Attach {
-                program,
-                iface: iface.to_owned(),
-                hook: "host-xdp",
-                source: Box::new(source),
-            };
-            let link_id = match prog.attach(iface, XdpMode::Driver) {
-                Ok(id) => id,
-                Err(e) => {
-                    tracing::warn!(iface, error = %e, "native XDP failed; generic XDP");
-                    prog.attach(iface, XdpMode::Skb).map_err(attach_err)?
-                }
-            };
-            let link = prog.take_link(link_id).map_err(attach_err)?;
-            pin_link(link, &path)?;
+        self.attach_hooks(iface, ifindex, &[Hook::HostIngress, Hook::HostEgress])?;
+        self.attach_xdp(iface, ifindex)
+    }
+
+    /// Attaches XDP to a host interface unless a link of ours is pinned for it.
+    pub(super) fn attach_xdp(&mut self, iface: &str, ifindex: u32) -> Result<(), LoaderError> {
+        let path = self.xdp_link_path(iface, ifindex);
+        if path.exists() {
+            if let Ok(pinned) = PinnedLink::from_pin(&path) {
+                self.held
+                    .insert((iface.to_owned(), XDP_HOOK), FdLink::from(pinned));
+            }
+            return Ok(());
         }
-        self.attached.remove(iface);
-        self.attach_hooks(iface, ifindex, &[Hook::HostIngress, Hook::HostEgress])
+        let program = self.variant.host_xdp();
+        let prog = xdp(&mut self.ebpf, self.variant)?;
+        let attach_err = |source| LoaderError::Attach {
+            program,
+            iface: iface.to_owned(),
+            hook: XDP_HOOK,
+            source: Box::new(source),
+        };
+        let link_id = match prog.attach(iface, XdpMode::Driver) {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::debug!(iface, error = %e, "native XDP failed; generic XDP");
+                prog.attach(iface, XdpMode::Skb).map_err(attach_err)?
+            }
+        };
+        let link = prog.take_link(link_id).map_err(attach_err)?;
+        let held = pin_link(link, &path)?;
+        self.held.insert((iface.to_owned(), XDP_HOOK), held);
+        Ok(())
+    }
+
+    /// `links/<iface>_<ifindex>_host-xdp`.
+    pub(super) fn xdp_link_path(&self, iface: &str, ifindex: u32) -> PathBuf {
+        self.pin_dir
+            .join("links")
+            .join(format!("{iface}_{ifindex}_{XDP_HOOK}"))
     }
 
     fn attach_hooks(
@@ -302,19 +331,31 @@ impl LoadedDataplane {
             let reused = PinnedLink::from_pin(&path)
                 .ok()
                 .and_then(|pinned| SchedClassifierLink::try_from(FdLink::from(pinned)).ok());
+            let took_over = reused.is_some();
             let link_id = if let Some(link) = reused {
                 prog.attach_to_link(link).map_err(attach_err)?
             } else {
                 let _ = std::fs::remove_file(&path);
+                // First in the chain (security item 13): a program placed before ours
+                // that returns TCX_PASS would end the chain before our verdict.
                 prog.attach_with_options(
                     iface,
                     hook.attach_type(),
-                    TcAttachOptions::TcxOrder(LinkOrder::default()),
+                    TcAttachOptions::TcxOrder(LinkOrder::first()),
                 )
                 .map_err(attach_err)?
             };
             let link = prog.take_link(link_id).map_err(attach_err)?;
-            pin_link(link, &path)?;
+            let held = if took_over {
+                // Pinned already.
+                FdLink::try_from(link).map_err(|e| LoaderError::PinLink {
+                    path: path.clone(),
+                    source: Box::new(e),
+                })?
+            } else {
+                pin_link(link, &path)?
+            };
+            self.held.insert((iface.to_owned(), hook.name()), held);
         }
         self.attached.insert(iface.to_owned(), ifindex);
         Ok(())
@@ -324,11 +365,12 @@ impl LoadedDataplane {
     /// removes its link pins.
     pub fn forget(&mut self, iface: &str) {
         self.attached.remove(iface);
+        self.held.retain(|(held, _), _| held != iface);
         self.remove_pins(iface, None);
     }
 
     /// `links/<iface>_<ifindex>_<hook>`: bpffs refuses names with dots (EPERM).
-    fn link_path(&self, iface: &str, ifindex: u32, hook: Hook) -> PathBuf {
+    pub(super) fn link_path(&self, iface: &str, ifindex: u32, hook: Hook) -> PathBuf {
         self.pin_dir
             .join("links")
             .join(format!("{iface}_{ifindex}_{}", hook.name()))
@@ -364,8 +406,9 @@ fn xdp(ebpf: &mut Ebpf, variant: Variant) -> Result<&mut Xdp, LoaderError> {
         })
 }
 
-/// Pins a link: it keeps its program attached after this process exits.
-fn pin_link<L>(link: L, path: &Path) -> Result<(), LoaderError>
+/// Pins a link: it keeps its program attached after this process exits. Returns the
+/// link, still open.
+pub(super) fn pin_link<L>(link: L, path: &Path) -> Result<FdLink, LoaderError>
 where
     FdLink: TryFrom<L>,
     <FdLink as TryFrom<L>>::Error: std::error::Error + Send + Sync + 'static,
@@ -375,11 +418,11 @@ where
         source,
     };
     let fd_link = FdLink::try_from(link).map_err(|e| pin_err(Box::new(e)))?;
-    fd_link.pin(path).map_err(|e| pin_err(Box::new(e)))?;
-    Ok(())
+    let pinned = fd_link.pin(path).map_err(|e| pin_err(Box::new(e)))?;
+    Ok(FdLink::from(pinned))
 }
 
-fn classifier<'a>(
+pub(super) fn classifier<'a>(
     ebpf: &'a mut Ebpf,
     program: &'static str,
 ) -> Result<&'a mut SchedClassifier, LoaderError> {

@@ -5,6 +5,8 @@
 //! wait on; a Kubernetes datastore may write it to an object, a health endpoint may
 //! serve it. It lives with the datastores because they are where it is written back.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::DatastoreError;
@@ -30,6 +32,18 @@ pub struct AgentStatus {
     /// known endpoint: everything through them is dropped until their pod is known.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interfaces_without_endpoint: Vec<String>,
+    /// Interfaces that should carry our programs and do not (the attach failed; it is
+    /// retried): the node is not fully enforced, so the agent is not ready.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attach_failed: BTreeMap<String, String>,
+    /// Host interfaces whose XDP program did not attach: their TC programs judge every
+    /// packet (XDP only drops denied packets earlier).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub xdp_unavailable: BTreeMap<String, String>,
+    /// How many times the agent found an attachment tampered with or lost (a pin
+    /// removed, our program detached or moved behind another) and repaired it.
+    #[serde(default)]
+    pub attach_repairs: u64,
     /// Time the last applied revision took from read to enforced, in microseconds.
     pub last_apply_us: u64,
     /// Policy generation live in the maps.
