@@ -122,3 +122,113 @@ fn connect_from(
     stream.set_nonblocking(false)?;
     Ok(stream)
 }
+
+/// A UDP datagram from inside `netns` to `dest`, from `source` when given (an
+/// address and port the attacker picks); the first answer within `timeout`, if any.
+pub fn udp_attempt(
+    netns: &str,
+    source: Option<SocketAddr>,
+    dest: SocketAddr,
+    timeout: Duration,
+) -> Option<String> {
+    in_netns(netns, move || {
+        let any: SocketAddr = if dest.is_ipv4() {
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        } else {
+            SocketAddr::from(([0u16; 8], 0))
+        };
+        let socket = std::net::UdpSocket::bind(source.unwrap_or(any)).ok()?;
+        socket.set_read_timeout(Some(timeout)).ok()?;
+        socket.send_to(b"attack\n", dest).ok()?;
+        let mut buf = [0u8; 256];
+        let (n, _) = socket.recv_from(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).trim().to_owned())
+    })
+}
+
+/// Sends one ICMPv6 message of `icmp_type` (code 0) with `payload` from inside `netns`
+/// to `dest` through a raw socket (the kernel fills in the checksum).
+pub fn icmpv6_send(
+    netns: &str,
+    dest: std::net::Ipv6Addr,
+    icmp_type: u8,
+    payload: &[u8],
+) -> std::io::Result<()> {
+    let mut message = vec![icmp_type, 0, 0, 0];
+    message.extend_from_slice(payload);
+    in_netns(netns, move || {
+        let fd = socket(
+            AddressFamily::Inet6,
+            SockType::Raw,
+            SockFlag::empty(),
+            nix::sys::socket::SockProtocol::IcmpV6,
+        )?;
+        let to = SockaddrStorage::from(SocketAddr::from((dest, 0)));
+        nix::sys::socket::sendto(
+            fd.as_raw_fd(),
+            &message,
+            &to,
+            nix::sys::socket::MsgFlags::empty(),
+        )?;
+        Ok(())
+    })
+}
+
+/// Listens on a raw ICMPv6 socket in `netns` for `duration` and returns every
+/// message that carries `marker` (as the attacker's payload would), as seen there.
+pub struct Icmpv6Capture {
+    thread: std::thread::JoinHandle<std::io::Result<Vec<Vec<u8>>>>,
+}
+
+impl Icmpv6Capture {
+    /// Starts listening; returns once the socket is open.
+    pub fn start(netns: &str, duration: Duration, marker: &'static [u8]) -> Self {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let netns = netns.to_owned();
+        let thread = std::thread::spawn(move || -> std::io::Result<Vec<Vec<u8>>> {
+            enter_netns(&netns)?;
+            let fd = socket(
+                AddressFamily::Inet6,
+                SockType::Raw,
+                SockFlag::empty(),
+                nix::sys::socket::SockProtocol::IcmpV6,
+            )?;
+            setsockopt(
+                &fd,
+                sockopt::ReceiveTimeout,
+                &nix::sys::time::TimeVal::new(0, 100_000),
+            )?;
+            let _ = ready_tx.send(());
+            let deadline = std::time::Instant::now() + duration;
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 2048];
+            while std::time::Instant::now() < deadline {
+                match nix::sys::socket::recv(
+                    fd.as_raw_fd(),
+                    &mut buf,
+                    nix::sys::socket::MsgFlags::empty(),
+                ) {
+                    Ok(n) => {
+                        let message = &buf[..n];
+                        if message.windows(marker.len()).any(|w| w == marker) {
+                            seen.push(message.to_vec());
+                        }
+                    }
+                    Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(seen)
+        });
+        let _ = ready_rx.recv_timeout(Duration::from_secs(5));
+        Self { thread }
+    }
+
+    /// The messages carrying the marker, once the capture ended.
+    pub fn finish(self) -> Vec<Vec<u8>> {
+        self.thread
+            .join()
+            .unwrap_or_else(|_| panic!("capture thread panicked"))
+            .unwrap_or_else(|e| panic!("ICMPv6 capture: {e}"))
+    }
+}

@@ -8,13 +8,15 @@
 //! is delivered on any interface), so each must meet the host endpoint's policy
 //! (deny), not pass as "forwarded" traffic.
 //!
+//! Item 2: failsafe ports are matched by destination port in their own direction only.
+//!
 //! Privileged: `cargo build --bin enforcer && cargo test -p enforcer-tests --test
 //! attacks_node -- --test-threads=1`.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::time::{Duration, Instant};
 
-use enforcer_tests::attack::{TcpOutcome, ifindex_in, tcp_attempt};
+use enforcer_tests::attack::{TcpOutcome, ifindex_in, tcp_attempt, udp_attempt};
 use enforcer_tests::lab::{LabGuard, fixture, serial};
 
 const NODE_V4: &str = "198.18.255.1";
@@ -151,4 +153,40 @@ fn every_node_address_is_the_hosts_not_only_expected_ips() {
         !outcome.connected(),
         "another interface's address 198.18.254.1:{SERVICE}: {outcome:?}"
     );
+}
+
+/// Security item 2: failsafe matched the *source* port too, so with seed 001's
+/// default deny and a host endpoint on `eth0`, `nc -p 6443 <node> 8000` from outside
+/// connected (as did every outbound-failsafe port used as source). Failsafe now
+/// matches the destination port of its own direction only.
+#[test]
+fn a_failsafe_source_port_opens_nothing() {
+    let _serial = serial();
+    let lab = LabGuard::new("an2");
+    lab.up(
+        &[
+            &fixture("hostendpoints/nodeport-app.yaml"),
+            &fixture("hostendpoints/001-default-deny.yaml"),
+            &fixture("hostendpoints/002-node1-eth0.yaml"),
+        ],
+        true,
+    );
+    let (_, ext) = namespaces(&lab);
+    let node = |port| SocketAddr::new(NODE_V4.parse().unwrap_or_else(|e| panic!("{e}")), port);
+    let from = |port| SocketAddr::from(([198, 18, 255, 2], port));
+    // Failsafe inbound by destination: SSH answers.
+    assert!(attempt(&ext, node(SSH)).connected());
+    // Calico's default outbound failsafe ports (TCP), used as the attacker's source.
+    for sport in [179, 2379, 2380, 5473, 6443, 6666, 6667] {
+        let outcome = tcp_attempt(&ext, Some(from(sport)), node(SERVICE), ATTEMPT);
+        assert!(
+            !outcome.connected(),
+            "nc -p {sport} node {SERVICE}: {outcome:?}"
+        );
+    }
+    // ...and UDP 53 and 67 to the node's UDP service.
+    for sport in [53, 67] {
+        let answer = udp_attempt(&ext, Some(from(sport)), node(SERVICE), ATTEMPT);
+        assert_eq!(answer, None, "UDP from port {sport} to node:{SERVICE}");
+    }
 }

