@@ -146,7 +146,7 @@ pub fn udp_attempt(
     })
 }
 
-/// Sends one ICMPv6 message of `icmp_type` (code 0) with `payload` from inside `netns`
+/// Sends one `ICMPv6` message of `icmp_type` (code 0) with `payload` from inside `netns`
 /// to `dest` through a raw socket (the kernel fills in the checksum).
 pub fn icmpv6_send(
     netns: &str,
@@ -174,7 +174,7 @@ pub fn icmpv6_send(
     })
 }
 
-/// Listens on a raw ICMPv6 socket in `netns` for `duration` and returns every
+/// Listens on a raw `ICMPv6` socket in `netns` for `duration` and returns every
 /// message that carries `marker` (as the attacker's payload would), as seen there.
 pub struct Icmpv6Capture {
     thread: std::thread::JoinHandle<std::io::Result<Vec<Vec<u8>>>>,
