@@ -5,7 +5,7 @@
 //! `cali` prefix) is now attached as soon as the link exists: with no endpoint entry
 //! for it, the programs drop everything.
 //!
-//! Item 4: NDP-typed ICMPv6 is no channel out of a denied pod.
+//! Item 4: NDP-typed `ICMPv6` is no channel out of a denied pod.
 //!
 //! Item 10's lab proofs (a `hostNetwork` pod's labels and a finished pod's address)
 //! are in `lab_workloads.rs`.
@@ -236,7 +236,7 @@ fn a_pod_the_agent_does_not_know_yet_sends_and_receives_nothing() {
     assert!(tcp_attempt(&ext, None, frontend_http, ATTEMPT).connected());
 }
 
-/// Security item 4: ICMPv6 types 133-137 passed every hook for any addresses and
+/// Security item 4: `ICMPv6` types 133-137 passed every hook for any addresses and
 /// payload. A pod under a cluster-wide default deny sends type-135 packets with a
 /// 68-byte payload to an external IPv6 address: none may leave the node. (NDP is
 /// link-local: valid NDP has hop limit 255 and link-scope or the host's addresses.)
