@@ -7,4 +7,5 @@ pub mod differential;
 pub mod lab;
 pub mod netpol;
 pub mod rogue;
+pub mod steady;
 pub mod traffic;
