@@ -81,6 +81,18 @@ pub const PROG_HOST_EGRESS_DEBUG: &str = "enf_host_eg_d";
 /// The benchmark floor (`cargo xtask bench`): parse + one hash lookup; never attached.
 pub const PROG_BENCH_FLOOR: &str = "enf_bench_floor";
 
+/// The debug-log variants' log programs (TC and XDP), reached by tail call through
+/// [`MAP_DEBUG_TAIL_TC`] / [`MAP_DEBUG_TAIL_XDP`] (index 0): they write the aya-log
+/// records of the verdicts the variant noted, so the record code is verified once, not
+/// once per path. A program array serves one program type, hence two.
+pub const PROG_LOG_TC_DEBUG: &str = "enf_log_tc_d";
+pub const PROG_LOG_XDP_DEBUG: &str = "enf_log_xdp_d";
+pub const DEBUG_LOG_PROGRAMS: [&str; 2] = [PROG_LOG_TC_DEBUG, PROG_LOG_XDP_DEBUG];
+/// `PROG_ARRAY[1]`: [`PROG_LOG_TC_DEBUG`]; never pinned.
+pub const MAP_DEBUG_TAIL_TC: &str = "ENF_DEBUG_TC";
+/// `PROG_ARRAY[1]`: [`PROG_LOG_XDP_DEBUG`]; never pinned.
+pub const MAP_DEBUG_TAIL_XDP: &str = "ENF_DEBUG_XDP";
+
 /// Every program of the object: (production name, debug-log variant).
 pub const PROGRAMS: [(&str, Option<&str>); 6] = [
     (PROG_POD_EGRESS, Some(PROG_POD_EGRESS_DEBUG)),
@@ -107,6 +119,8 @@ const fn names_fit(programs: &[(&str, Option<&str>)]) -> bool {
     true
 }
 const _: () = assert!(names_fit(&PROGRAMS));
+const _: () =
+    assert!(PROG_LOG_TC_DEBUG.len() <= PROG_NAME_MAX && PROG_LOG_XDP_DEBUG.len() <= PROG_NAME_MAX);
 
 /// Failsafe ports (see [`FailsafeKey`]).
 pub const MAP_FAILSAFE: &str = "ENF_FAILSAFE";
@@ -403,7 +417,10 @@ pub const FAMILY_V6: u8 = 6;
 /// Addresses are in network order, ports in host order (the port number as an integer).
 ///
 /// For ICMP echo the request uses `(sport = id, dport = 0)` and the reply
-/// `(sport = 0, dport = id)`, so a reply's reversed tuple is its request's tuple.
+/// `(sport = 0, dport = id)`, so a reply's reversed tuple is its request's tuple. Any
+/// other ICMP message uses `(type << 8 | code, type << 8 | code)`: one message type
+/// never rides on another's entry, and such a message is never a reply (only echo
+/// replies are; ICMP errors are related to the flow they quote instead).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
@@ -440,7 +457,8 @@ pub const CT_F_EGRESS_OK: u32 = 1 << 0;
 pub const CT_F_INGRESS_OK: u32 = 1 << 1;
 /// Created for a packet to a Service VIP: the egress leg is judged after DNAT.
 pub const CT_F_DEFERRED: u32 = 1 << 2;
-/// A TCP FIN or RST was seen: the entry expires soon.
+/// The TCP connection is closing (an RST, or a FIN from each side): the entry expires
+/// soon ([`CT_TIMEOUT_TCP_CLOSING_NS`]).
 pub const CT_F_CLOSING: u32 = 1 << 3;
 /// Both legs approved: replies pass.
 pub const CT_F_ESTABLISHED: u32 = CT_F_EGRESS_OK | CT_F_INGRESS_OK;
@@ -450,8 +468,19 @@ pub const CT_F_HOST_INGRESS_OK: u32 = 1 << 4;
 /// The flow left through a host endpoint and its egress chain allowed it (the node or
 /// a pod opened it): replies pass the host ingress hooks, XDP included.
 pub const CT_F_HOST_EGRESS_OK: u32 = 1 << 5;
+/// A TCP FIN was seen from the flow's initiator (forward direction).
+pub const CT_F_FIN_FORWARD: u32 = 1 << 6;
+/// A TCP FIN was seen from the responder (reverse direction).
+pub const CT_F_FIN_REVERSE: u32 = 1 << 7;
+/// A packet of the reverse direction passed as a reply: the peer answered. Until then
+/// a TCP entry keeps the handshake timeout even with both legs approved, so that
+/// unanswered SYNs (to a peer that does not exist, say) never hold an entry for the
+/// established timeout.
+pub const CT_F_REPLIED: u32 = 1 << 8;
 
-/// Idle timeouts (Calico's eBPF dataplane uses the same orders of magnitude).
+/// Idle timeouts (Calico's eBPF dataplane uses the same orders of magnitude). TCP:
+/// [`CT_TIMEOUT_TCP_SYN_NS`] until both legs are approved *and* the peer replied,
+/// [`CT_TIMEOUT_TCP_ESTABLISHED_NS`] then, [`CT_TIMEOUT_TCP_CLOSING_NS`] once closing.
 pub const CT_TIMEOUT_TCP_SYN_NS: u64 = 20_000_000_000;
 pub const CT_TIMEOUT_TCP_ESTABLISHED_NS: u64 = 3_600_000_000_000;
 pub const CT_TIMEOUT_TCP_CLOSING_NS: u64 = 30_000_000_000;
@@ -671,13 +700,14 @@ mod tests {
     extern crate std;
     use std::collections::BTreeSet;
 
-    use super::{PROG_NAME_MAX, PROGRAMS};
+    use super::{DEBUG_LOG_PROGRAMS, PROG_NAME_MAX, PROGRAMS};
 
     #[test]
     fn program_names_are_distinct_and_fit_the_kernel() {
         let names: std::vec::Vec<&str> = PROGRAMS
             .iter()
             .flat_map(|(p, d)| core::iter::once(*p).chain(*d))
+            .chain(DEBUG_LOG_PROGRAMS)
             .collect();
         let distinct: BTreeSet<&str> = names.iter().copied().collect();
         assert_eq!(distinct.len(), names.len(), "{names:?}");

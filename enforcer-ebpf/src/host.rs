@@ -107,13 +107,13 @@ fn lookup_action(generation: u32, dir: u32, profile: u32, peer_class: u32, cell:
     }
 }
 
-/// The debug log record of one host decision. The action-only lookup above does not
+/// The debug log note of one host decision. The action-only lookup above does not
 /// return the deciding policy and rule, so the verdict is looked up again: a cost paid
-/// only while the debug log is on.
+/// only by the debug-log variants while the log is on.
 #[inline(never)]
 fn log_decision(generation: u32, dir: u32, key: &HostKey, pkt: &Packet) {
     if let Ok(v) = policy::verdict(generation, dir as u8, key.profile, key.peer_class, key.cell) {
-        debug_log::verdict(
+        debug_log::note(
             pkt,
             &VerdictLog {
                 dir: dir as u8,

@@ -80,12 +80,12 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext, inbound: bool) -> Result<Outcome,
     let fwd = conntrack::lookup(&fwd_key, now);
     if !pkt.is_tcp_syn_only() {
         if fwd.has(own_ok) {
-            fwd.touch(&pkt, now);
+            fwd.touch(&pkt, now, false);
             return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
         }
         let r = conntrack::lookup(&conntrack::reverse_key(&fwd_key), now);
-        if r.has(other_ok) {
-            r.touch(&pkt, now);
+        if pkt.may_be_reply() && r.has(other_ok) {
+            r.touch(&pkt, now, true);
             return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
         }
         if pkt.proto == IPPROTO_TCP {

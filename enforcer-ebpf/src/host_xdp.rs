@@ -20,7 +20,7 @@ use enforcer_common::{
 use crate::{
     Drop, Outcome, conntrack,
     host::{self, HostAction},
-    packet::{self, Frame},
+    packet::{self, Frame, Packet},
     policy,
 };
 
@@ -51,18 +51,24 @@ pub fn run<const DEBUG: bool>(ctx: &XdpContext) -> Result<Outcome, Drop> {
             HostAction::Continue => {}
         }
     }
-    if !pkt.is_tcp_syn_only() {
-        let now = conntrack::now_ns();
-        let fwd = conntrack::forward_key(&pkt);
-        if conntrack::lookup(&conntrack::reverse_key(&fwd), now).has(CT_F_HOST_EGRESS_OK)
-            || conntrack::lookup(&fwd, now).has(CT_F_HOST_INGRESS_OK)
-        {
-            return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
-        }
+    if !pkt.is_tcp_syn_only() && tracked(&pkt) {
+        return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
     }
     match host::decide::<DEBUG>(&cfg, DIR_PREDNAT_INGRESS, &key, &pkt)? {
         HostAction::Allow => Ok(Outcome::pass(REASON_ALLOW_POLICY)),
         HostAction::Deny => Ok(Outcome::drop(REASON_DENY_POLICY)),
         HostAction::Continue => Ok(Outcome::pass(REASON_XDP_CONTINUE)),
     }
+}
+
+/// A reply to a flow the host egress hook approved, or a packet of a flow the host
+/// ingress hook approved. Out of line: the two tuples and entries live in this frame,
+/// not in the program's, which the debug-log variant's record calls stack on top of.
+#[inline(never)]
+fn tracked(pkt: &Packet) -> bool {
+    let now = conntrack::now_ns();
+    let fwd = conntrack::forward_key(pkt);
+    (pkt.may_be_reply()
+        && conntrack::lookup(&conntrack::reverse_key(&fwd), now).has(CT_F_HOST_EGRESS_OK))
+        || conntrack::lookup(&fwd, now).has(CT_F_HOST_INGRESS_OK)
 }

@@ -109,13 +109,19 @@ fn settle(hook: u32, result: Result<Outcome, Drop>) -> bool {
     outcome.pass
 }
 
-/// Counts the outcome under `hook` and returns the TC action.
+/// Counts the outcome under `hook` and returns the TC action; the debug-log variants
+/// then hand it to the log program with their notes (see `debug_log`).
 #[inline(always)]
-fn finish(hook: u32, result: Result<Outcome, Drop>) -> i32 {
-    if settle(hook, result) {
+fn finish<const DEBUG: bool>(ctx: &TcContext, hook: u32, result: Result<Outcome, Drop>) -> i32 {
+    let action = if settle(hook, result) {
         TC_ACT_OK
     } else {
         TC_ACT_SHOT
+    };
+    if DEBUG {
+        debug_log::finish(ctx, action, &debug_log::ENF_DEBUG_TC)
+    } else {
+        action
     }
 }
 
@@ -127,10 +133,15 @@ fn finish(hook: u32, result: Result<Outcome, Drop>) -> i32 {
 /// preDNAT denies (everything else passes on to `enf_host_in`).
 #[inline(always)]
 fn host_xdp<const DEBUG: bool>(ctx: &XdpContext) -> u32 {
-    if settle(HOOK_HOST_XDP, host_xdp::run::<DEBUG>(ctx)) {
+    let action = if settle(HOOK_HOST_XDP, host_xdp::run::<DEBUG>(ctx)) {
         xdp_action::XDP_PASS
     } else {
         xdp_action::XDP_DROP
+    };
+    if DEBUG {
+        debug_log::finish(ctx, action.cast_signed(), &debug_log::ENF_DEBUG_XDP).cast_unsigned()
+    } else {
+        action
     }
 }
 
@@ -159,7 +170,7 @@ pub fn enf_host_xdp_d(ctx: XdpContext) -> u32 {
     reason = "the signature #[classifier] requires"
 )]
 pub fn enf_host_in(ctx: TcContext) -> i32 {
-    finish(HOOK_HOST_INGRESS, host_tc::run::<false>(&ctx, true))
+    finish::<false>(&ctx, HOOK_HOST_INGRESS, host_tc::run::<false>(&ctx, true))
 }
 
 #[classifier]
@@ -168,7 +179,7 @@ pub fn enf_host_in(ctx: TcContext) -> i32 {
     reason = "the signature #[classifier] requires"
 )]
 pub fn enf_host_in_d(ctx: TcContext) -> i32 {
-    finish(HOOK_HOST_INGRESS, host_tc::run::<true>(&ctx, true))
+    finish::<true>(&ctx, HOOK_HOST_INGRESS, host_tc::run::<true>(&ctx, true))
 }
 
 /// Packets leaving the node on a host interface: the host endpoint's egress chain.
@@ -178,7 +189,7 @@ pub fn enf_host_in_d(ctx: TcContext) -> i32 {
     reason = "the signature #[classifier] requires"
 )]
 pub fn enf_host_eg(ctx: TcContext) -> i32 {
-    finish(HOOK_HOST_EGRESS, host_tc::run::<false>(&ctx, false))
+    finish::<false>(&ctx, HOOK_HOST_EGRESS, host_tc::run::<false>(&ctx, false))
 }
 
 #[classifier]
@@ -187,7 +198,7 @@ pub fn enf_host_eg(ctx: TcContext) -> i32 {
     reason = "the signature #[classifier] requires"
 )]
 pub fn enf_host_eg_d(ctx: TcContext) -> i32 {
-    finish(HOOK_HOST_EGRESS, host_tc::run::<true>(&ctx, false))
+    finish::<true>(&ctx, HOOK_HOST_EGRESS, host_tc::run::<true>(&ctx, false))
 }
 
 /// Packets from the pod: its egress policy.
@@ -197,7 +208,7 @@ pub fn enf_host_eg_d(ctx: TcContext) -> i32 {
     reason = "the signature #[classifier] requires"
 )]
 pub fn enf_pod_eg(ctx: TcContext) -> i32 {
-    finish(HOOK_POD_EGRESS, pod_egress::run::<false>(&ctx))
+    finish::<false>(&ctx, HOOK_POD_EGRESS, pod_egress::run::<false>(&ctx))
 }
 
 #[classifier]
@@ -206,7 +217,7 @@ pub fn enf_pod_eg(ctx: TcContext) -> i32 {
     reason = "the signature #[classifier] requires"
 )]
 pub fn enf_pod_eg_d(ctx: TcContext) -> i32 {
-    finish(HOOK_POD_EGRESS, pod_egress::run::<true>(&ctx))
+    finish::<true>(&ctx, HOOK_POD_EGRESS, pod_egress::run::<true>(&ctx))
 }
 
 /// Packets to the pod: its ingress policy (and the deferred egress leg of Service
@@ -217,7 +228,7 @@ pub fn enf_pod_eg_d(ctx: TcContext) -> i32 {
     reason = "the signature #[classifier] requires"
 )]
 pub fn enf_pod_in(ctx: TcContext) -> i32 {
-    finish(HOOK_POD_INGRESS, pod_ingress::run::<false>(&ctx))
+    finish::<false>(&ctx, HOOK_POD_INGRESS, pod_ingress::run::<false>(&ctx))
 }
 
 #[classifier]
@@ -226,7 +237,20 @@ pub fn enf_pod_in(ctx: TcContext) -> i32 {
     reason = "the signature #[classifier] requires"
 )]
 pub fn enf_pod_in_d(ctx: TcContext) -> i32 {
-    finish(HOOK_POD_INGRESS, pod_ingress::run::<true>(&ctx))
+    finish::<true>(&ctx, HOOK_POD_INGRESS, pod_ingress::run::<true>(&ctx))
+}
+
+/// The debug-log variants' log program (TC): writes the noted verdicts' records and
+/// returns the verdict the tail-calling program chose (see `debug_log`).
+#[classifier]
+pub fn enf_log_tc_d(_ctx: TcContext) -> i32 {
+    debug_log::write_notes(false)
+}
+
+/// The same for the XDP variant.
+#[xdp]
+pub fn enf_log_xdp_d(_ctx: XdpContext) -> u32 {
+    debug_log::write_notes(true).cast_unsigned()
 }
 
 /// The benchmark floor: parse to L4 and one hash lookup (never attached by the agent).

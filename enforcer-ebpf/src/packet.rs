@@ -140,10 +140,6 @@ impl Packet {
         self.proto == IPPROTO_TCP && self.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
     }
 
-    pub fn is_tcp_fin_or_rst(&self) -> bool {
-        self.proto == IPPROTO_TCP && self.tcp_flags & (TCP_FIN | TCP_RST) != 0
-    }
-
     pub fn is_icmpv6(&self) -> bool {
         self.family == FAMILY_V6 && self.proto == IPPROTO_ICMPV6
     }
@@ -192,20 +188,53 @@ impl Packet {
 
     /// The (sport, dport) of the conntrack tuple. ICMP echo requests use
     /// `(id, 0)` and replies `(0, id)`, so a reply's reversed tuple is its request's;
-    /// other ICMP messages use `(0, 0)`.
+    /// other ICMP messages use `(type << 8 | code, type << 8 | code)`, so that one type
+    /// never passes on another's entry.
     #[inline(always)]
     pub fn ct_ports(&self) -> (u16, u16) {
         match (self.family, self.proto) {
             (_, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_UDPLITE) => {
                 (self.sport, self.dport)
             }
-            (FAMILY_V4, IPPROTO_ICMP) | (FAMILY_V6, IPPROTO_ICMPV6) => match self.icmp_type {
-                ICMP_ECHO_REQUEST | ICMPV6_ECHO_REQUEST => (self.icmp_id, 0),
-                ICMP_ECHO_REPLY | ICMPV6_ECHO_REPLY => (0, self.icmp_id),
-                _ => (0, 0),
-            },
+            (FAMILY_V4, IPPROTO_ICMP) | (FAMILY_V6, IPPROTO_ICMPV6) => {
+                let v4 = self.family == FAMILY_V4;
+                let (request, reply) = if v4 {
+                    (ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY)
+                } else {
+                    (ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY)
+                };
+                if self.icmp_type == request {
+                    (self.icmp_id, 0)
+                } else if self.icmp_type == reply {
+                    (0, self.icmp_id)
+                } else {
+                    let message = self.cell_port();
+                    (message, message)
+                }
+            }
             _ => (0, 0),
         }
+    }
+
+    /// Whether the packet may be a reply (its reversed tuple an approved flow): any
+    /// packet of a protocol with ports or of an unknown protocol, an ICMP echo reply;
+    /// never an echo request or another ICMP message (an echo request always opens
+    /// its own flow, whatever replies went the other way before).
+    #[inline(always)]
+    pub fn may_be_reply(&self) -> bool {
+        match (self.family, self.proto) {
+            (FAMILY_V4, IPPROTO_ICMP) => self.icmp_type == ICMP_ECHO_REPLY,
+            (FAMILY_V6, IPPROTO_ICMPV6) => self.icmp_type == ICMPV6_ECHO_REPLY,
+            _ => true,
+        }
+    }
+
+    pub fn is_tcp_fin(&self) -> bool {
+        self.proto == IPPROTO_TCP && self.tcp_flags & TCP_FIN != 0
+    }
+
+    pub fn is_tcp_rst(&self) -> bool {
+        self.proto == IPPROTO_TCP && self.tcp_flags & TCP_RST != 0
     }
 }
 

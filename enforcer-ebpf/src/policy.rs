@@ -167,7 +167,7 @@ pub fn judge<const DEBUG: bool>(
     let v = verdict(who.generation, who.dir, who.profile, peer_class, cell)?;
     let allow = allows(&v)?;
     if DEBUG && debug_log::enabled(cfg) {
-        debug_log::verdict(
+        debug_log::note(
             pkt,
             &VerdictLog {
                 dir: who.dir,

@@ -686,12 +686,13 @@ pub fn frame(packet: &Packet) -> (Vec<u8>, CtKey) {
             packet.dst_port,
         ),
         p if is_icmp(p) => {
+            let message = u16::from(packet.icmp_type) << 8 | u16::from(packet.icmp_code);
             let (s, d) = if echo_request {
                 (echo_id, 0)
             } else if echo_reply {
                 (0, echo_id)
             } else {
-                (0, 0)
+                (message, message)
             };
             (icmp(packet.icmp_type, packet.icmp_code, echo_id), s, d)
         }

@@ -10,22 +10,25 @@
 //! and that exactly the expected counter moved (every counter of every hook compared).
 //! `BPF_CASE=<substring>` filters; the test fails if no case ran.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use enforcer::dataplane::object::BPF_OBJECT;
 use enforcer_common::{
-    ACTION_CONTINUE, ACTION_DENY, ANY_CELL, ANY_PEER, Config, DIR_EGRESS, DIR_HOST_EGRESS,
-    DIR_HOST_INGRESS, DIR_INGRESS, DIR_PREDNAT_INGRESS, DIR_UNTRACKED_EGRESS,
+    ACTION_ALLOW, ACTION_CONTINUE, ACTION_DENY, ANY_CELL, ANY_PEER, Config, DIR_EGRESS,
+    DIR_HOST_EGRESS, DIR_HOST_INGRESS, DIR_INGRESS, DIR_PREDNAT_INGRESS, DIR_UNTRACKED_EGRESS,
     DIR_UNTRACKED_INGRESS, EP_F_HOST, FAILSAFE_INBOUND_DEFAULT, FAILSAFE_OUTBOUND_DEFAULT,
     NO_INDEX, PEER_F_HOST, PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP, PeerInfo,
-    REASON_ALLOW_CONNTRACK, REASON_ALLOW_FAILSAFE, REASON_ALLOW_NDP, REASON_DENY_POLICY,
-    REASON_NAMES, REASON_XDP_CONTINUE, REASONS, VERDICT_KIND_RULE, Verdict, VerdictKey,
-    host_profile,
+    REASON_ALLOW_CONNTRACK, REASON_ALLOW_FAILSAFE, REASON_ALLOW_NDP, REASON_ALLOW_POLICY,
+    REASON_DENY_POLICY, REASON_NAMES, REASON_XDP_CONTINUE, REASONS, VERDICT_KIND_RULE, Verdict,
+    VerdictKey, host_profile,
 };
 use enforcer_tests::bpf::{
-    dataplane::{Dataplane, Hook, endpoint},
+    dataplane::{Dataplane, Hook, ct_key, endpoint, monotonic_ns},
     netns::NetNs,
-    packet::{ACK, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SYN, V4, icmp, tcp, udp, v6_hops},
+    packet::{
+        ACK, FIN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PSH, SYN, V4, icmp, tcp, udp,
+        v6_hops,
+    },
     run_table,
 };
 
@@ -64,6 +67,8 @@ const P_HOST: u32 = 7;
 const CELL_TCP80: u32 = 1;
 const CELL_TCP8000: u32 = 2;
 const CELL_UDP53: u32 = 3;
+const CELL_ICMP_PORT_UNREACH: u32 = 4;
+const CELL_ICMP_ECHO_REPLY: u32 = 5;
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
@@ -127,6 +132,8 @@ fn topology(dp: &mut Dataplane, ifs: &Ifaces, g: u8) {
     dp.set_port(g, PROTO_TCP, 80, 16, CELL_TCP80);
     dp.set_port(g, PROTO_TCP, 8000, 16, CELL_TCP8000);
     dp.set_port(g, PROTO_UDP, 53, 16, CELL_UDP53);
+    dp.set_port(g, PROTO_ICMP, 3 << 8 | 3, 16, CELL_ICMP_PORT_UNREACH);
+    dp.set_port(g, PROTO_ICMP, 0, 8, CELL_ICMP_ECHO_REPLY);
 }
 
 fn verdict(action: u8) -> Verdict {
@@ -244,6 +251,8 @@ fn dropped(reason: u32) -> Expect {
     }
 }
 
+type Check = Box<dyn Fn(&mut Dataplane, &Ifaces) -> Result<(), String>>;
+
 enum Step {
     Run {
         hook: Hook,
@@ -254,6 +263,8 @@ enum Step {
         came_in: Option<On>,
         expect: Expect,
     },
+    /// Inspect or modify the maps between packets.
+    Check(&'static str, Check),
 }
 
 fn run(hook: Hook, on: On, frame: Vec<u8>, expect: Expect) -> Step {
@@ -277,6 +288,30 @@ fn host_in(frame: Vec<u8>, expect: Expect) -> Step {
 
 fn host_out(frame: Vec<u8>, expect: Expect) -> Step {
     run(Hook::HostEgress, On::Eth, frame, expect)
+}
+
+fn check(
+    name: &'static str,
+    f: impl Fn(&mut Dataplane, &Ifaces) -> Result<(), String> + 'static,
+) -> Step {
+    Step::Check(name, Box::new(f))
+}
+
+/// Moves the flow's last packet `secs` seconds into the past.
+fn age(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, proto: u8, secs: u64) -> Step {
+    check("age the entry", move |dp, _| {
+        let key = ct_key(src, dst, sport, dport, proto);
+        let mut v = dp
+            .conntrack_entry(&key)
+            .ok_or_else(|| format!("no entry {key:?}"))?;
+        v.last_seen_ns = monotonic_ns() - secs * 1_000_000_000;
+        dp.set_conntrack(key, v);
+        Ok(())
+    })
+}
+
+fn icmp4(src: Ipv4Addr, dst: Ipv4Addr, kind: u8, code: u8, id: u16) -> Vec<u8> {
+    V4::new(src, dst, PROTO_ICMP).frame(&icmp(kind, code, id))
 }
 
 struct Case {
@@ -463,10 +498,166 @@ fn ndp_cases() -> Vec<Case> {
     ]
 }
 
+/// Issue 9 item 15 (the conntrack part that is not Service deferral) and item 17
+/// (connection tracking details).
+fn conntrack_cases() -> Vec<Case> {
+    let a4: IpAddr = A4.into();
+    let ext4: IpAddr = EXT4.into();
+    vec![
+        Case {
+            name: "issue9_15_unanswered_syn_holds_an_hour_long_entry",
+            setup: |dp, ifs| {
+                base(dp, ifs);
+                pod(dp, 0, DIR_EGRESS, P_A, C_EXT, CELL_TCP80, ACTION_ALLOW);
+            },
+            steps: vec![
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    tcp4(A4, 40_000, EXT4, 80, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                // Nobody answers for 21 s: the entry is a handshake's, and gone.
+                age(a4, ext4, 40_000, 80, PROTO_TCP, 21),
+                run(
+                    Hook::PodIngress,
+                    On::A,
+                    tcp4(EXT4, 80, A4, 40_000, SYN | ACK),
+                    dropped(REASON_DENY_POLICY),
+                ),
+            ],
+        },
+        Case {
+            name: "issue9_17_one_fin_shortens_a_half_closed_stream",
+            setup: |dp, ifs| {
+                base(dp, ifs);
+                pod(dp, 0, DIR_EGRESS, P_A, C_EXT, CELL_TCP80, ACTION_ALLOW);
+            },
+            steps: vec![
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    tcp4(A4, 40_001, EXT4, 80, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                run(
+                    Hook::PodIngress,
+                    On::A,
+                    tcp4(EXT4, 80, A4, 40_001, SYN | ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                // The client half-closes; the server streams on, with pauses > 30 s.
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    tcp4(A4, 40_001, EXT4, 80, FIN | ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                age(a4, ext4, 40_001, 80, PROTO_TCP, 45),
+                run(
+                    Hook::PodIngress,
+                    On::A,
+                    tcp4(EXT4, 80, A4, 40_001, PSH | ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                // A spoofed FIN "from the server" plus the client's: now closing.
+                run(
+                    Hook::PodIngress,
+                    On::A,
+                    tcp4(EXT4, 80, A4, 40_001, FIN | ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                age(a4, ext4, 40_001, 80, PROTO_TCP, 31),
+                run(
+                    Hook::PodIngress,
+                    On::A,
+                    tcp4(EXT4, 80, A4, 40_001, ACK),
+                    dropped(REASON_DENY_POLICY),
+                ),
+            ],
+        },
+        Case {
+            name: "issue9_17_one_icmp_type_rides_on_another",
+            setup: |dp, ifs| {
+                base(dp, ifs);
+                pod(
+                    dp,
+                    0,
+                    DIR_EGRESS,
+                    P_A,
+                    C_EXT,
+                    CELL_ICMP_PORT_UNREACH,
+                    ACTION_ALLOW,
+                );
+            },
+            steps: vec![
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    icmp4(A4, EXT4, 3, 3, 0),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                // A redirect (5/1) on the port-unreachable entry.
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    icmp4(A4, EXT4, 5, 1, 0),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                // Any type "back" as a reply of it.
+                run(
+                    Hook::PodIngress,
+                    On::A,
+                    icmp4(EXT4, A4, 3, 3, 0),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                run(
+                    Hook::PodIngress,
+                    On::A,
+                    icmp4(EXT4, A4, 13, 0, 0),
+                    dropped(REASON_DENY_POLICY),
+                ),
+            ],
+        },
+        Case {
+            name: "issue9_17_echo_request_rides_on_an_unsolicited_reply",
+            setup: |dp, ifs| {
+                base(dp, ifs);
+                // A may send echo replies (to answer pings), nothing else.
+                pod(
+                    dp,
+                    0,
+                    DIR_EGRESS,
+                    P_A,
+                    C_EXT,
+                    CELL_ICMP_ECHO_REPLY,
+                    ACTION_ALLOW,
+                );
+            },
+            steps: vec![
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    icmp4(A4, EXT4, 0, 0, 4242),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                // The outsider's echo request with that id is no reply: A's ingress.
+                run(
+                    Hook::PodIngress,
+                    On::A,
+                    icmp4(EXT4, A4, 8, 0, 4242),
+                    dropped(REASON_DENY_POLICY),
+                ),
+            ],
+        },
+    ]
+}
+
 fn cases() -> Vec<Case> {
     let mut all = Vec::new();
     all.extend(failsafe_cases());
     all.extend(ndp_cases());
+    all.extend(conntrack_cases());
     all
 }
 
@@ -488,6 +679,7 @@ fn all_counters(dp: &Dataplane) -> Vec<(Hook, Vec<u64>)> {
 
 fn run_step(dp: &mut Dataplane, ifs: &Ifaces, step: &Step) -> Result<(), String> {
     match step {
+        Step::Check(name, f) => f(dp, ifs).map_err(|e| format!("check {name}: {e}")),
         Step::Run {
             hook,
             on,

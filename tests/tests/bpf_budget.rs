@@ -11,7 +11,7 @@
 
 use aya::{EbpfLoader, programs::Program};
 use enforcer::dataplane::object::BPF_OBJECT;
-use enforcer_common::PROGRAMS;
+use enforcer_common::{DEBUG_LOG_PROGRAMS, PROGRAMS};
 use enforcer_tests::bpf::OrPanic as _;
 
 /// The kernel's limit on processed instructions per program (`BPF_COMPLEXITY_LIMIT_INSNS`).
@@ -77,12 +77,19 @@ fn every_program_loads_within_the_verifier_budget() {
             );
         }
     }
+    for log in DEBUG_LOG_PROGRAMS {
+        assert!(
+            measured.iter().any(|(n, _)| n == log),
+            "{log} missing from the object"
+        );
+    }
     assert_eq!(
         measured.len(),
         PROGRAMS
             .iter()
             .map(|(_, d)| 1 + usize::from(d.is_some()))
-            .sum::<usize>(),
+            .sum::<usize>()
+            + DEBUG_LOG_PROGRAMS.len(),
         "programs in the object but not in enforcer_common::PROGRAMS: {measured:?}"
     );
 }

@@ -16,11 +16,13 @@ use aya::programs::xdp::XdpMode;
 use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, Xdp};
 use aya::{Ebpf, EbpfLoader};
 
+use aya::maps::ProgramArray;
 use enforcer_common::{
-    MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_ENDPOINTS, MAP_EVENTS, MAP_FAILSAFE, MAP_PEERS_V4,
-    MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS, PROG_HOST_EGRESS, PROG_HOST_EGRESS_DEBUG,
-    PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG, PROG_HOST_XDP, PROG_HOST_XDP_DEBUG,
-    PROG_POD_EGRESS, PROG_POD_EGRESS_DEBUG, PROG_POD_INGRESS, PROG_POD_INGRESS_DEBUG,
+    MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_DEBUG_TAIL_TC, MAP_DEBUG_TAIL_XDP, MAP_ENDPOINTS,
+    MAP_EVENTS, MAP_FAILSAFE, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS,
+    PROG_HOST_EGRESS, PROG_HOST_EGRESS_DEBUG, PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG,
+    PROG_HOST_XDP, PROG_HOST_XDP_DEBUG, PROG_LOG_TC_DEBUG, PROG_LOG_XDP_DEBUG, PROG_POD_EGRESS,
+    PROG_POD_EGRESS_DEBUG, PROG_POD_INGRESS, PROG_POD_INGRESS_DEBUG,
 };
 
 /// Every map the agent pins.
@@ -55,6 +57,15 @@ pub enum LoaderError {
     },
     #[error("program {program} is missing from the BPF object")]
     MissingProgram { program: &'static str },
+    #[error("map {map} is missing from the BPF object")]
+    MissingMap { map: &'static str },
+    #[error("the debug log's program array {map}: {op}: {source}")]
+    DebugTail {
+        map: &'static str,
+        op: &'static str,
+        #[source]
+        source: Box<aya::maps::MapError>,
+    },
     #[error("program {program}: {op}: {source}")]
     Program {
         program: &'static str,
@@ -226,6 +237,9 @@ impl LoadedDataplane {
                 op: "load",
                 source: Box::new(source),
             })?;
+        if variant == Variant::DebugLog {
+            load_debug_log_programs(&mut ebpf)?;
+        }
         Ok(Self {
             ebpf,
             pin_dir: pin_dir.to_path_buf(),
@@ -392,6 +406,52 @@ impl LoadedDataplane {
             }
         }
     }
+}
+
+/// Loads the log programs the debug-log variants tail-call, and puts them in
+/// `ENF_DEBUG_TC` / `ENF_DEBUG_XDP` (which stay in the object, open for as long as the programs are:
+/// the kernel empties a program array when its last user reference closes).
+fn load_debug_log_programs(ebpf: &mut Ebpf) -> Result<(), LoaderError> {
+    let program_err = |program: &'static str, op: &'static str| {
+        move |source| LoaderError::Program {
+            program,
+            op,
+            source: Box::new(source),
+        }
+    };
+    let tc = classifier(ebpf, PROG_LOG_TC_DEBUG)?;
+    tc.load().map_err(program_err(PROG_LOG_TC_DEBUG, "load"))?;
+    let tc_fd = tc
+        .fd()
+        .map_err(program_err(PROG_LOG_TC_DEBUG, "fd"))?
+        .try_clone()
+        .map_err(|e| program_err(PROG_LOG_TC_DEBUG, "fd")(e.into()))?;
+    let program = PROG_LOG_XDP_DEBUG;
+    let xdp: &mut Xdp = ebpf
+        .program_mut(program)
+        .ok_or(LoaderError::MissingProgram { program })?
+        .try_into()
+        .map_err(program_err(program, "type"))?;
+    xdp.load().map_err(program_err(program, "load"))?;
+    let xdp_fd = xdp
+        .fd()
+        .map_err(program_err(program, "fd"))?
+        .try_clone()
+        .map_err(|e| program_err(program, "fd")(e.into()))?;
+    for (map, fd) in [(MAP_DEBUG_TAIL_TC, tc_fd), (MAP_DEBUG_TAIL_XDP, xdp_fd)] {
+        let map_err = |op: &'static str| {
+            move |source| LoaderError::DebugTail {
+                map,
+                op,
+                source: Box::new(source),
+            }
+        };
+        let found = ebpf.map_mut(map).ok_or(LoaderError::MissingMap { map })?;
+        let mut tail = ProgramArray::try_from(found).map_err(map_err("open"))?;
+        tail.set(0, &fd, 0)
+            .map_err(map_err("set the log program"))?;
+    }
+    Ok(())
 }
 
 fn xdp(ebpf: &mut Ebpf, variant: Variant) -> Result<&mut Xdp, LoaderError> {

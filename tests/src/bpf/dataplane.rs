@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{
-        Array, HashMap, MapData, PerCpuArray, RingBuf,
+        Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
     programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp},
@@ -14,11 +14,12 @@ use aya::{
 use enforcer_common::{
     COUNTERS_LEN, Config, CtKey, CtValue, EndpointInfo, EndpointKey, FailsafeKey, FlowEvent,
     HOOK_HOST_EGRESS, HOOK_HOST_INGRESS, HOOK_HOST_XDP, HOOK_POD_EGRESS, HOOK_POD_INGRESS,
-    MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_ENDPOINTS, MAP_EVENTS, MAP_FAILSAFE, MAP_PEERS_V4,
-    MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS, PROG_HOST_EGRESS, PROG_HOST_EGRESS_DEBUG,
-    PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG, PROG_HOST_XDP, PROG_HOST_XDP_DEBUG,
-    PROG_POD_EGRESS, PROG_POD_EGRESS_DEBUG, PROG_POD_INGRESS, PROG_POD_INGRESS_DEBUG, PeerInfo,
-    PeerKeyV4, PeerKeyV6, PendingKey, PendingValue, PortKey, REASONS, Verdict, VerdictKey,
+    MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_DEBUG_TAIL_TC, MAP_DEBUG_TAIL_XDP, MAP_ENDPOINTS,
+    MAP_EVENTS, MAP_FAILSAFE, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS,
+    PROG_HOST_EGRESS, PROG_HOST_EGRESS_DEBUG, PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG,
+    PROG_HOST_XDP, PROG_HOST_XDP_DEBUG, PROG_LOG_TC_DEBUG, PROG_LOG_XDP_DEBUG, PROG_POD_EGRESS,
+    PROG_POD_EGRESS_DEBUG, PROG_POD_INGRESS, PROG_POD_INGRESS_DEBUG, PeerInfo, PeerKeyV4,
+    PeerKeyV6, PendingKey, PendingValue, PortKey, REASONS, Verdict, VerdictKey,
 };
 
 use enforcer::dataplane::writer::GenerationWriter;
@@ -469,8 +470,46 @@ fn load_programs(object: &[u8], variants: &[Variant]) -> Ebpf {
         if let Err(e) = xdp.load() {
             panic!("verifier rejected {name}: {e:?}");
         }
+        if variant == Variant::DebugLog {
+            load_log_programs(&mut ebpf);
+        }
     }
     ebpf
+}
+
+/// The debug-log variants' log programs, loaded and put in their program arrays (which
+/// stay in the object: the kernel empties a program array when it is closed).
+fn load_log_programs(ebpf: &mut Ebpf) {
+    let tc: &mut SchedClassifier = ebpf
+        .program_mut(PROG_LOG_TC_DEBUG)
+        .or_panic(PROG_LOG_TC_DEBUG)
+        .try_into()
+        .or_panic("program type");
+    if let Err(e) = tc.load() {
+        panic!("verifier rejected {PROG_LOG_TC_DEBUG}: {e:?}");
+    }
+    let tc_fd = tc
+        .fd()
+        .or_panic("program fd")
+        .try_clone()
+        .or_panic("program fd");
+    let xdp: &mut Xdp = ebpf
+        .program_mut(PROG_LOG_XDP_DEBUG)
+        .or_panic(PROG_LOG_XDP_DEBUG)
+        .try_into()
+        .or_panic("program type");
+    if let Err(e) = xdp.load() {
+        panic!("verifier rejected {PROG_LOG_XDP_DEBUG}: {e:?}");
+    }
+    let xdp_fd = xdp
+        .fd()
+        .or_panic("program fd")
+        .try_clone()
+        .or_panic("program fd");
+    for (map, fd) in [(MAP_DEBUG_TAIL_TC, tc_fd), (MAP_DEBUG_TAIL_XDP, xdp_fd)] {
+        let mut tail = ProgramArray::try_from(ebpf.map_mut(map).or_panic(map)).or_panic(map);
+        tail.set(0, &fd, 0).or_panic("setting a log program");
+    }
 }
 
 /// Runs `hook`'s program of `ebpf` once on `frame` as if it arrived on `ifindex` with
