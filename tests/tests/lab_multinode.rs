@@ -319,6 +319,11 @@ fn client_ip_seen(lab: &LabGuard, node_ip: &str, port: u16) -> Option<String> {
 const NODEPORT_APP: &str = "\
 apiVersion: v1
 kind: Pod
+metadata: {name: client, namespace: default, labels: {app: client}}
+spec: {nodeName: node1, containers: [{name: c}]}
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: web-0, namespace: default, labels: {app: web}}
 spec: {nodeName: node2, containers: [{name: web, ports: [{containerPort: 8080}]}]}
 ---
@@ -423,6 +428,10 @@ fn nodeport_to_one_node_with_the_backend_on_another() {
             ("external", "node1:31852", 31852, "TCP", false),
             ("external", "node2:31852", 31852, "TCP", true),
             ("external", "node1:30080", 30080, "TCP", true),
+            // Traffic from a pod of node1, or from node1 itself, is not external:
+            // kube-proxy sends it to any backend.
+            ("default/client", "node1:31852", 31852, "TCP", true),
+            ("node1", "node1:31852", 31852, "TCP", true),
         ],
     );
     assert_eq!(
