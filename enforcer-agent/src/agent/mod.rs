@@ -51,6 +51,9 @@ pub struct AgentOptions {
     /// target `enforcer::bpf`), off by default: the production programs carry no
     /// debug-log code; this loads and attaches their `_d` variants instead.
     pub bpf_log: bool,
+    /// The cgroup v2 directory the cgroup program (deferred Service egress delivered to
+    /// the node's own sockets) is attached to; `None`: not attached.
+    pub cgroup: Option<PathBuf>,
 }
 
 /// Runs the agent with the BPF dataplane and this network namespace's links until
@@ -79,6 +82,17 @@ pub async fn run(
     } else {
         None
     };
+    if let Some(cgroup) = &options.cgroup
+        && let Err(error) = dataplane.attach_cgroup(cgroup)
+    {
+        // Enforcement of everything else must not wait for this one path; Service
+        // traffic to the node's own sockets is then judged by nobody: said loudly.
+        tracing::error!(
+            cgroup = %cgroup.display(),
+            %error,
+            "cgroup program not attached: Service traffic to this node's sockets is not judged"
+        );
+    }
     let mut flow_log = FlowLog::new(dataplane.take_events()?, &options.flow_log)?;
     let mut links = NetlinkLinks::open().await?;
     tracing::info!(

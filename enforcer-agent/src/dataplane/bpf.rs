@@ -9,7 +9,7 @@ use aya::maps::{MapData, RingBuf};
 
 use crate::compile::DataplaneSpec;
 
-use super::bindings::{Binding, Bindings};
+use super::bindings::{Binding, Bindings, Links, is_host_interface};
 use super::bpf_log::BpfLog;
 use super::content::GenerationContent;
 use super::failsafe::Failsafe;
@@ -44,7 +44,16 @@ impl BpfDataplane {
             0
         };
         writer.set_flags(flags)?;
+        let cookie =
+            super::netns::cookie().map_err(|source| DataplaneError::NetnsCookie { source })?;
+        writer.set_netns_cookie(cookie)?;
         Ok(Self { loaded, writer })
+    }
+
+    /// Attaches the cgroup program (the deferred egress of Service traffic delivered to
+    /// the node's own sockets) to the cgroup v2 directory `cgroup`.
+    pub fn attach_cgroup(&mut self, cgroup: &Path) -> Result<(), DataplaneError> {
+        Ok(self.loaded.attach_cgroup(cgroup)?)
     }
 
     /// Starts the opt-in BPF debug log of verdicts: the reader forwarding records to
@@ -86,5 +95,27 @@ impl Dataplane for BpfDataplane {
 
     fn attached(&self) -> &BTreeMap<String, u32> {
         self.loaded.attached()
+    }
+
+    fn guard(&mut self, links: &Links) -> Vec<(String, DataplaneError)> {
+        let gone: Vec<String> = self
+            .loaded
+            .guarded()
+            .keys()
+            .filter(|name| !links.get(*name).is_some_and(|_| is_host_interface(name)))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.loaded.unguard(&name);
+        }
+        let mut failed = Vec::new();
+        for (name, &ifindex) in links {
+            if is_host_interface(name)
+                && let Err(e) = self.loaded.attach_guard(name, ifindex)
+            {
+                failed.push((name.clone(), e.into()));
+            }
+        }
+        failed
     }
 }
