@@ -82,6 +82,8 @@ pub static ENF_DEBUG_NOTES: PerCpuArray<Notes> = PerCpuArray::with_max_entries(1
 pub static ENF_DEBUG_TC: ProgramArray = ProgramArray::with_max_entries(1, 0);
 #[map]
 pub static ENF_DEBUG_XDP: ProgramArray = ProgramArray::with_max_entries(1, 0);
+#[map]
+pub static ENF_DEBUG_CG: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
 /// The agent asked for the debug log.
 #[inline(always)]
@@ -138,6 +140,13 @@ pub fn finish<C: EbpfContext>(ctx: &C, verdict: i32, tail: &ProgramArray) -> i32
     verdict
 }
 
+/// The cgroup log program's body (a cgroup program returns 1 to deliver, 0 to drop,
+/// and the verifier wants to see nothing else).
+#[inline(always)]
+pub fn write_notes_cgroup() -> i32 {
+    i32::from(write_notes_or(0) == 1)
+}
+
 /// The log program's body: writes the noted records, returns the noted verdict (the
 /// fallback if the notes are missing: drop).
 #[inline(always)]
@@ -147,6 +156,11 @@ pub fn write_notes(xdp: bool) -> i32 {
     } else {
         aya_ebpf::bindings::TC_ACT_SHOT
     };
+    write_notes_or(fallback)
+}
+
+#[inline(always)]
+fn write_notes_or(fallback: i32) -> i32 {
     let Some(notes) = ENF_DEBUG_NOTES.get_ptr_mut(0) else {
         return fallback;
     };

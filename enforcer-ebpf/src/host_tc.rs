@@ -20,14 +20,14 @@ use enforcer_common::{
     CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK, DIR_HOST_EGRESS, DIR_HOST_INGRESS,
     DIR_UNTRACKED_EGRESS, DIR_UNTRACKED_INGRESS, REASON_ALLOW_CONNTRACK, REASON_ALLOW_FAILSAFE,
     REASON_ALLOW_NDP, REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_ALLOW_UNTRACKED,
-    REASON_DENY_NO_CONNTRACK, REASON_DENY_POLICY,
+    REASON_DENY_DEFERRED_UNJUDGED, REASON_DENY_NO_CONNTRACK, REASON_DENY_POLICY,
 };
 
 use crate::{
     Drop, Outcome, conntrack,
     host::{self, HostAction},
     packet::{self, Frame, IPPROTO_TCP},
-    policy,
+    policy, service,
 };
 
 #[inline(always)]
@@ -38,6 +38,12 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext, inbound: bool) -> Result<Outcome,
     };
     if pkt.is_ndp() {
         return Ok(Outcome::pass(REASON_ALLOW_NDP));
+    }
+    if !inbound && service::is_deferred(packet::mark(ctx)) {
+        // Service traffic leaving the node is judged by the guard, which the agent
+        // attaches first in the chain and which clears the marker once it approved.
+        // A marked packet here was judged by nobody: fail closed.
+        return Ok(Outcome::drop(REASON_DENY_DEFERRED_UNJUDGED));
     }
     let (own_ok, other_ok, untracked_dir, tracked_dir) = if inbound {
         (

@@ -24,9 +24,11 @@
 )]
 
 mod bench_floor;
+mod cgroup;
 mod conntrack;
 mod counters;
 mod debug_log;
+mod guard;
 mod host;
 mod host_tc;
 mod host_xdp;
@@ -35,16 +37,17 @@ mod packet;
 mod pod_egress;
 mod pod_ingress;
 mod policy;
+mod service;
 
 use aya_ebpf::{
-    bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},
-    macros::{classifier, xdp},
-    programs::{TcContext, XdpContext},
+    bindings::{TC_ACT_OK, TC_ACT_SHOT, TC_ACT_UNSPEC, xdp_action},
+    macros::{cgroup_skb, classifier, xdp},
+    programs::{SkBuffContext, TcContext, XdpContext},
 };
 use enforcer_common::{
-    HOOK_HOST_EGRESS, HOOK_HOST_INGRESS, HOOK_HOST_XDP, HOOK_POD_EGRESS, HOOK_POD_INGRESS,
-    REASON_FRAGMENT, REASON_MALFORMED, REASON_MAP_ERROR, REASON_NO_ENDPOINT,
-    REASON_NO_POLICY_LOADED, REASON_SPOOFED, REASON_UNSUPPORTED_L3,
+    HOOK_CGROUP_INGRESS, HOOK_GUARD_EGRESS, HOOK_HOST_EGRESS, HOOK_HOST_INGRESS, HOOK_HOST_XDP,
+    HOOK_POD_EGRESS, HOOK_POD_INGRESS, REASON_FRAGMENT, REASON_MALFORMED, REASON_MAP_ERROR,
+    REASON_NO_ENDPOINT, REASON_NO_POLICY_LOADED, REASON_SPOOFED, REASON_UNSUPPORTED_L3,
 };
 
 /// Why a packet is dropped before (or instead of) a policy verdict.
@@ -240,6 +243,80 @@ pub fn enf_pod_in_d(ctx: TcContext) -> i32 {
     finish::<true>(&ctx, HOOK_POD_INGRESS, pod_ingress::run::<true>(&ctx))
 }
 
+/// The guard's verdict: a packet that is not its to judge, or that it approves, goes
+/// on to the next program in the chain (`TC_ACT_UNSPEC`, TCX's "next"); a denied one
+/// is dropped.
+#[inline(always)]
+fn guard<const DEBUG: bool>(ctx: &TcContext) -> i32 {
+    let Some(result) = guard::run::<DEBUG>(ctx) else {
+        return TC_ACT_UNSPEC;
+    };
+    let action = if settle(HOOK_GUARD_EGRESS, result) {
+        TC_ACT_UNSPEC
+    } else {
+        TC_ACT_SHOT
+    };
+    if DEBUG {
+        debug_log::finish(ctx, action, &debug_log::ENF_DEBUG_TC)
+    } else {
+        action
+    }
+}
+
+/// Packets leaving the node through an interface that is not a workload's: the
+/// deferred egress of Service traffic (everything else passes to the next program).
+#[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature #[classifier] requires"
+)]
+pub fn enf_guard_eg(ctx: TcContext) -> i32 {
+    guard::<false>(&ctx)
+}
+
+#[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature #[classifier] requires"
+)]
+pub fn enf_guard_eg_d(ctx: TcContext) -> i32 {
+    guard::<true>(&ctx)
+}
+
+/// A cgroup program's verdict: 1 delivers, 0 drops.
+#[inline(always)]
+fn cgroup_ingress<const DEBUG: bool>(ctx: &SkBuffContext) -> i32 {
+    let Some(result) = cgroup::run::<DEBUG>(ctx) else {
+        return 1;
+    };
+    let action = i32::from(settle(HOOK_CGROUP_INGRESS, result));
+    if DEBUG {
+        debug_log::finish(ctx, action, &debug_log::ENF_DEBUG_CG)
+    } else {
+        action
+    }
+}
+
+/// Packets delivered to the node's own sockets: the deferred egress of Service traffic
+/// whose backend is the node (everything else is delivered).
+#[cgroup_skb(ingress)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature #[cgroup_skb] requires"
+)]
+pub fn enf_cg_in(ctx: SkBuffContext) -> i32 {
+    cgroup_ingress::<false>(&ctx)
+}
+
+#[cgroup_skb(ingress)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature #[cgroup_skb] requires"
+)]
+pub fn enf_cg_in_d(ctx: SkBuffContext) -> i32 {
+    cgroup_ingress::<true>(&ctx)
+}
+
 /// The debug-log variants' log program (TC): writes the noted verdicts' records and
 /// returns the verdict the tail-calling program chose (see `debug_log`).
 #[classifier]
@@ -251,6 +328,12 @@ pub fn enf_log_tc_d(_ctx: TcContext) -> i32 {
 #[xdp]
 pub fn enf_log_xdp_d(_ctx: XdpContext) -> u32 {
     debug_log::write_notes(true).cast_unsigned()
+}
+
+/// The same for the cgroup variant.
+#[cgroup_skb(ingress)]
+pub fn enf_log_cg_d(_ctx: SkBuffContext) -> i32 {
+    debug_log::write_notes_cgroup()
 }
 
 /// The benchmark floor: parse to L4 and one hash lookup (never attached by the agent).

@@ -12,7 +12,8 @@
 use core::mem::{MaybeUninit, size_of};
 
 use aya_ebpf::{
-    helpers::generated::bpf_xdp_load_bytes,
+    bindings::{__sk_buff, bpf_hdr_start_off::BPF_HDR_START_NET},
+    helpers::generated::{bpf_skb_load_bytes_relative, bpf_xdp_load_bytes},
     programs::{TcContext, XdpContext},
 };
 use enforcer_common::{FAMILY_V4, FAMILY_V6};
@@ -300,6 +301,37 @@ impl Bytes for XdpContext {
     }
 }
 
+/// An skb read from its network header on: `offset` 0 is the IP header whatever the
+/// device (Ethernet, an L3 tunnel without a link-layer header) or the program type (TC,
+/// or cgroup, whose data starts at the network header).
+pub struct NetBytes(pub *mut __sk_buff);
+
+impl Bytes for NetBytes {
+    #[inline(always)]
+    fn load<T: Header>(&self, offset: usize) -> Result<T, Drop> {
+        let mut buf = MaybeUninit::<T>::uninit();
+        let offset = u32::try_from(offset).map_err(|_| Drop::Malformed)?;
+        // SAFETY: `self.0` is the context pointer the kernel passed to the program;
+        // `buf` is a valid `size_of::<T>()`-byte buffer on our stack; the helper checks
+        // offset + size against the packet and fails otherwise.
+        let ret = unsafe {
+            bpf_skb_load_bytes_relative(
+                self.0.cast(),
+                offset,
+                buf.as_mut_ptr().cast(),
+                size_of::<T>() as u32,
+                BPF_HDR_START_NET,
+            )
+        };
+        if ret == 0 {
+            // SAFETY: the helper filled every byte, and any bytes are a valid `T: Header`.
+            Ok(unsafe { buf.assume_init() })
+        } else {
+            Err(Drop::Malformed)
+        }
+    }
+}
+
 #[inline(always)]
 fn load<T: Header, C: Bytes>(ctx: &C, offset: usize) -> Result<T, Drop> {
     ctx.load::<T>(offset)
@@ -335,6 +367,24 @@ pub fn parse_host<C: Bytes>(ctx: &C) -> Result<Frame, Drop> {
         l3 = advance(l3, VlanHdr::LEN)?;
     }
     parse_l3(ctx, l3, ethertype)
+}
+
+/// Parses an skb from its network header, the family from `skb->protocol`: for hooks
+/// that may run on devices without an Ethernet header (the guard on every host
+/// interface) or see no link layer at all (cgroup programs). Anything but IPv4 and
+/// IPv6 (ARP included) is an unsupported L3 here.
+#[inline(always)]
+pub fn parse_net(skb: *mut __sk_buff) -> Result<Packet, Drop> {
+    // SAFETY: `skb` is the context pointer the kernel passed to the program; reading
+    // `protocol` from `__sk_buff` is allowed to TC and cgroup programs alike.
+    let protocol = unsafe { (*skb).protocol } as u16;
+    match protocol {
+        ETH_P_IP | ETH_P_IPV6 => match parse_l3(&NetBytes(skb), 0, protocol)? {
+            Frame::Ip(p) => Ok(p),
+            Frame::Arp => Err(Drop::UnsupportedL3),
+        },
+        _ => Err(Drop::UnsupportedL3),
+    }
 }
 
 /// Parses the L3 header at `l3` (an `ethertype` packet) and what follows it.
@@ -507,8 +557,15 @@ pub fn ifindex(ctx: &TcContext) -> u32 {
 /// The skb mark.
 #[inline(always)]
 pub fn mark(ctx: &TcContext) -> u32 {
-    // SAFETY: as in `ifindex`; `mark` is readable (and writable) from TC programs.
-    unsafe { (*ctx.skb.skb).mark }
+    skb_mark(ctx.skb.skb)
+}
+
+/// The mark of an skb (TC or cgroup program).
+#[inline(always)]
+pub fn skb_mark(skb: *mut __sk_buff) -> u32 {
+    // SAFETY: `skb` is the context pointer the kernel passed to the program; `mark` is
+    // readable from TC and cgroup programs.
+    unsafe { (*skb).mark }
 }
 
 /// Sets the skb mark.

@@ -9,17 +9,16 @@
 use aya_ebpf::programs::TcContext;
 use enforcer_common::{
     CT_F_DEFERRED, CT_F_EGRESS_OK, CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK, CT_F_INGRESS_OK,
-    CtKey, DIR_EGRESS, EP_F_HAS_V4, EP_F_HAS_V6, EndpointInfo, FAMILY_V4, MARK_EGRESS_DEFERRED,
-    MARK_MASK, PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP, PendingKey, PendingValue,
-    REASON_ALLOW_CONNTRACK, REASON_ALLOW_NDP, REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY,
-    REASON_DEFERRED, REASON_DENY_POLICY,
+    DIR_EGRESS, EP_F_HAS_V4, EP_F_HAS_V6, EndpointInfo, FAMILY_V4, PEER_F_LOCAL_ENDPOINT,
+    PEER_F_SERVICE_VIP, REASON_ALLOW_CONNTRACK, REASON_ALLOW_NDP, REASON_ALLOW_NON_IP,
+    REASON_ALLOW_POLICY, REASON_DEFERRED, REASON_DENY_POLICY,
 };
 
 use crate::{
     Drop, Outcome, conntrack,
-    maps::ENF_PENDING,
     packet::{self, Frame, Packet},
     policy::{self, Judged},
+    service,
 };
 
 #[inline(always)]
@@ -41,6 +40,14 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
     let now = conntrack::now_ns();
     let key = conntrack::forward_key(&pkt);
     let fwd = conntrack::lookup(&key, now);
+    if fwd.has(CT_F_DEFERRED) && !pkt.is_tcp_syn_only() {
+        // An approved Service flow: still judged after DNAT, packet by packet (the hook
+        // that sees the translated packet passes it on its own conntrack entry), so a
+        // flow translated to another backend is judged again.
+        fwd.touch(&pkt, now, false);
+        service::mark_deferred(ctx);
+        return Ok(Outcome::pass(REASON_DEFERRED));
+    }
     if conntrack::passes(&pkt, &key, &fwd, CT_F_EGRESS_OK, now) {
         return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
     }
@@ -48,7 +55,7 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
     // Policy: the destination's class, the cell, the verdict.
     let peer = policy::peer(generation, pkt.family, &pkt.dst)?;
     if peer.flags & PEER_F_SERVICE_VIP != 0 {
-        defer(ctx, &pkt, &key, generation, now);
+        service::defer(ctx, &pkt, &key, now);
         return Ok(Outcome::pass(REASON_DEFERRED));
     }
     let cell = policy::cell(generation, &pkt);
@@ -95,27 +102,4 @@ fn v4_padded(a: [u8; 4]) -> [u8; 16] {
     let mut out = [0; 16];
     out[..4].copy_from_slice(&a);
     out
-}
-
-/// Service VIP: the egress verdict needs the translated destination, which only the
-/// backend's `pod_ingress` sees. Remember the client socket and the VIP it addressed,
-/// record the original tuple as deferred, tell the ingress hook through the skb mark.
-#[inline(always)]
-fn defer(ctx: &TcContext, pkt: &Packet, key: &CtKey, generation: u32, now: u64) {
-    let pending = PendingKey {
-        client: pkt.src,
-        sport: key.sport,
-        proto: pkt.proto,
-        family: pkt.family,
-    };
-    let vip = PendingValue {
-        vip: pkt.dst,
-        vport: key.dport,
-        _pad: [0; 2],
-    };
-    // A full LRU map evicts; losing the entry only delays the reply's fast path.
-    let _ = ENF_PENDING.insert(pending, vip, 0);
-    conntrack::upsert(key, CT_F_DEFERRED, generation, now);
-    let mark = packet::mark(ctx);
-    packet::set_mark(ctx, (mark & !MARK_MASK) | MARK_EGRESS_DEFERRED);
 }

@@ -15,18 +15,17 @@
 
 use aya_ebpf::programs::TcContext;
 use enforcer_common::{
-    CT_F_DEFERRED, CT_F_EGRESS_OK, CT_F_ESTABLISHED, CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK,
-    CT_F_INGRESS_OK, CtKey, DIR_EGRESS, DIR_INGRESS, EndpointInfo, MARK_EGRESS_DEFERRED, MARK_MASK,
-    PEER_F_LOCAL_ENDPOINT, PendingKey, REASON_ALLOW_CONNTRACK, REASON_ALLOW_NDP,
+    CT_F_EGRESS_OK, CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK, CT_F_INGRESS_OK, CtKey, DIR_INGRESS,
+    EndpointInfo, MARK_MASK, PEER_F_LOCAL_ENDPOINT, REASON_ALLOW_CONNTRACK, REASON_ALLOW_NDP,
     REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_DENY_POLICY,
 };
 
 use crate::{
     Drop, Outcome,
     conntrack::{self, Entry},
-    maps::ENF_PENDING,
-    packet::{self, Frame, Packet},
+    packet::{self, Frame},
     policy::{self, Judged},
+    service,
 };
 
 #[inline(always)]
@@ -34,7 +33,7 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
     // Our mark bits end here whatever the packet and the verdict: they must not leak
     // into the pod.
     let mark = packet::mark(ctx);
-    let deferred = mark & MARK_MASK == MARK_EGRESS_DEFERRED;
+    let deferred = service::is_deferred(mark);
     if mark & MARK_MASK != 0 {
         packet::set_mark(ctx, mark & !MARK_MASK);
     }
@@ -65,19 +64,10 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
 
     if deferred {
         // The client's egress leg, judged on the translated destination (this pod).
-        if src_peer.flags & PEER_F_LOCAL_ENDPOINT == 0 || src_peer.ifindex == 0 {
-            return Err(Drop::NoEndpoint);
-        }
-        let client = policy::endpoint(generation, src_peer.ifindex).ok_or(Drop::NoEndpoint)?;
+        let client = service::client(generation, &src_peer)?;
         let dst_peer = policy::peer(generation, pkt.family, &pkt.dst)?;
-        let who = Judged {
-            generation,
-            dir: DIR_EGRESS,
-            profile: client.profile,
-            ifindex: src_peer.ifindex,
-            endpoint_id: client.endpoint_id,
-        };
-        if !policy::judge::<DEBUG>(&cfg, &pkt, &who, dst_peer.class, cell)? {
+        if !service::judge_client::<DEBUG>(&cfg, &pkt, generation, &client, dst_peer.class, cell)? {
+            service::forget_original(&pkt, &key, now);
             return Ok(deny(&key, &fwd));
         }
         egress_ok = true;
@@ -102,7 +92,7 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
     flags |= fwd.value.flags & (CT_F_EGRESS_OK | CT_F_HOST_INGRESS_OK | CT_F_HOST_EGRESS_OK);
     conntrack::upsert(&key, flags, generation, now);
     if deferred {
-        establish_original(&pkt, &key, generation, now);
+        service::establish_original(&pkt, &key, generation, now);
     }
     Ok(Outcome::pass(REASON_ALLOW_POLICY))
 }
@@ -138,31 +128,4 @@ fn deny(key: &CtKey, fwd: &Entry) -> Outcome {
         conntrack::remove(key);
     }
     Outcome::drop(REASON_DENY_POLICY)
-}
-
-/// The deferred egress and this ingress approved the translated flow: mark the client's
-/// original tuple (client → VIP) established too, so that the reply, which the kernel
-/// un-DNATs to come from the VIP, passes the client's ingress hook as a reply.
-#[inline(always)]
-fn establish_original(pkt: &Packet, key: &CtKey, generation: u32, now: u64) {
-    let pending = PendingKey {
-        client: pkt.src,
-        sport: key.sport,
-        proto: pkt.proto,
-        family: pkt.family,
-    };
-    // SAFETY: the value is copied at once.
-    let Some(vip) = (unsafe { ENF_PENDING.get(pending) }).copied() else {
-        return;
-    };
-    let original = CtKey {
-        src: pkt.src,
-        dst: vip.vip,
-        sport: key.sport,
-        dport: vip.vport,
-        proto: pkt.proto,
-        family: pkt.family,
-        _pad: [0; 2],
-    };
-    conntrack::upsert(&original, CT_F_DEFERRED | CT_F_ESTABLISHED, generation, now);
 }

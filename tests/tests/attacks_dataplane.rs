@@ -17,10 +17,10 @@ use enforcer_common::{
     ACTION_ALLOW, ACTION_CONTINUE, ACTION_DENY, ANY_CELL, ANY_PEER, Config, DIR_EGRESS,
     DIR_HOST_EGRESS, DIR_HOST_INGRESS, DIR_INGRESS, DIR_PREDNAT_INGRESS, DIR_UNTRACKED_EGRESS,
     DIR_UNTRACKED_INGRESS, EP_F_HOST, FAILSAFE_INBOUND_DEFAULT, FAILSAFE_OUTBOUND_DEFAULT,
-    NO_INDEX, PEER_F_HOST, PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP, PeerInfo,
-    REASON_ALLOW_CONNTRACK, REASON_ALLOW_FAILSAFE, REASON_ALLOW_NDP, REASON_ALLOW_POLICY,
-    REASON_DENY_POLICY, REASON_NAMES, REASON_XDP_CONTINUE, REASONS, VERDICT_KIND_RULE, Verdict,
-    VerdictKey, host_profile,
+    MARK_EGRESS_DEFERRED, NO_INDEX, PEER_F_HOST, PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP,
+    PeerInfo, REASON_ALLOW_CONNTRACK, REASON_ALLOW_FAILSAFE, REASON_ALLOW_NDP, REASON_ALLOW_POLICY,
+    REASON_DEFERRED, REASON_DENY_POLICY, REASON_NAMES, REASON_XDP_CONTINUE, REASONS,
+    VERDICT_KIND_RULE, Verdict, VerdictKey, host_profile,
 };
 use enforcer_tests::bpf::{
     dataplane::{Dataplane, Hook, ct_key, endpoint, monotonic_ns},
@@ -41,6 +41,7 @@ const A4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
 const B4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 20);
 const REMOTE4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 30);
 const VIP4: Ipv4Addr = Ipv4Addr::new(198, 19, 100, 1);
+const VIP4_2: Ipv4Addr = Ipv4Addr::new(198, 19, 100, 2);
 const NODE4: Ipv4Addr = Ipv4Addr::new(198, 18, 255, 1);
 const EXT4: Ipv4Addr = Ipv4Addr::new(198, 18, 255, 2);
 const A6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x0a);
@@ -69,11 +70,6 @@ const CELL_TCP8000: u32 = 2;
 const CELL_UDP53: u32 = 3;
 const CELL_ICMP_PORT_UNREACH: u32 = 4;
 const CELL_ICMP_ECHO_REPLY: u32 = 5;
-
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
-const TC_ACT_OK: u32 = 0;
-const TC_ACT_SHOT: u32 = 2;
 
 #[derive(Clone, Copy, Debug)]
 enum On {
@@ -125,6 +121,7 @@ fn topology(dp: &mut Dataplane, ifs: &Ifaces, g: u8) {
     dp.set_peer(g, B6.into(), 128, peer(C_B, local, ifs.b, 0));
     dp.set_peer(g, REMOTE4.into(), 32, peer(C_REMOTE, 0, 0, 0));
     dp.set_peer(g, VIP4.into(), 32, peer(C_VIP, PEER_F_SERVICE_VIP, 0, 0));
+    dp.set_peer(g, VIP4_2.into(), 32, peer(C_VIP, PEER_F_SERVICE_VIP, 0, 0));
     dp.set_peer(g, NODE4.into(), 32, peer(C_NODE, PEER_F_HOST, 0, HC_NODE));
     dp.set_peer(g, EXT4.into(), 32, peer(C_EXT, 0, 0, 0));
     dp.set_peer(g, NODE6.into(), 128, peer(C_NODE, PEER_F_HOST, 0, HC_NODE));
@@ -232,15 +229,32 @@ fn udp4(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
 
 struct Expect {
     pass: bool,
-    reason: u32,
+    /// The counter that moves; `None`: none (a packet the hook does not judge).
+    reason: Option<u32>,
     mark: Option<u32>,
 }
 
 fn pass(reason: u32) -> Expect {
     Expect {
         pass: true,
-        reason,
+        reason: Some(reason),
         mark: None,
+    }
+}
+
+/// Passed on untouched, counted nowhere.
+fn untouched() -> Expect {
+    Expect {
+        pass: true,
+        reason: None,
+        mark: None,
+    }
+}
+
+impl Expect {
+    fn mark(mut self, mark: u32) -> Self {
+        self.mark = Some(mark);
+        self
     }
 }
 
@@ -653,11 +667,300 @@ fn conntrack_cases() -> Vec<Case> {
     ]
 }
 
+/// A step run with a skb mark.
+fn marked(step: Step, m: u32) -> Step {
+    match step {
+        Step::Run {
+            hook,
+            on,
+            frame,
+            came_in,
+            expect,
+            ..
+        } => Step::Run {
+            hook,
+            on,
+            frame,
+            mark: m,
+            came_in,
+            expect,
+        },
+        other @ Step::Check(..) => other,
+    }
+}
+
+fn guard(frame: Vec<u8>, expect: Expect) -> Step {
+    marked(
+        run(Hook::GuardEgress, On::Eth, frame, expect),
+        MARK_EGRESS_DEFERRED,
+    )
+}
+
+/// The cgroup program on local delivery (the frame's Ethernet header is stripped by
+/// the test run: a cgroup program sees the packet from its IP header).
+fn delivered(frame: Vec<u8>, expect: Expect) -> Step {
+    marked(
+        run(Hook::CgroupIngress, On::Eth, frame, expect),
+        MARK_EGRESS_DEFERRED,
+    )
+}
+
+fn ct_absent(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, proto: u8) -> Step {
+    check("no conntrack entry", move |dp, _| {
+        match dp.conntrack_entry(&ct_key(src, dst, sport, dport, proto)) {
+            None => Ok(()),
+            Some(v) => Err(format!(
+                "ct {src}:{sport} -> {dst}:{dport}/{proto} exists: {v:?}"
+            )),
+        }
+    })
+}
+
+/// This namespace as the agent's: the cgroup program judges only its packets.
+fn with_netns(dp: &mut Dataplane, ifs: &Ifaces) {
+    base(dp, ifs);
+    dp.set_config(Config {
+        netns_cookie: enforcer::dataplane::netns::cookie().unwrap_or_else(|e| panic!("{e}")),
+        ..config(0, 1)
+    });
+}
+
+/// Issue 9 items 1, 8 and 15: Service traffic's egress, judged after DNAT wherever the
+/// packet goes, with nothing in conntrack before a verdict.
+fn service_cases() -> Vec<Case> {
+    let a4: IpAddr = A4.into();
+    let vip4: IpAddr = VIP4.into();
+    let vip4_2: IpAddr = VIP4_2.into();
+    vec![
+        Case {
+            name: "issue9_1_service_egress_escapes_to_an_external_backend",
+            setup: base,
+            steps: vec![
+                // A (default deny) to a ClusterIP whose DNAT points at the outside.
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    tcp4(A4, 40_000, VIP4, 80, SYN),
+                    pass(REASON_DEFERRED).mark(MARK_EGRESS_DEFERRED),
+                ),
+                // Translated, it leaves the node: the guard judges A's egress.
+                guard(
+                    tcp4(A4, 40_000, EXT4, 80, SYN),
+                    dropped(REASON_DENY_POLICY).mark(0),
+                ),
+                // The same to a remote pod of another node.
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    tcp4(A4, 40_001, VIP4, 80, SYN),
+                    pass(REASON_DEFERRED),
+                ),
+                guard(
+                    tcp4(A4, 40_001, REMOTE4, 80, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                // Nothing approved: a "reply" from the VIP faces A's ingress.
+                run(
+                    Hook::PodIngress,
+                    On::A,
+                    tcp4(VIP4, 80, A4, 40_000, SYN | ACK),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                // Packets nobody deferred pass the guard untouched and uncounted.
+                marked(
+                    run(
+                        Hook::GuardEgress,
+                        On::Eth,
+                        tcp4(NODE4, 22, EXT4, 50_000, ACK),
+                        untouched(),
+                    ),
+                    0,
+                ),
+            ],
+        },
+        Case {
+            name: "issue9_1_allowed_service_egress_to_an_external_backend_and_its_reply",
+            setup: |dp, ifs| {
+                base(dp, ifs);
+                // A may reach the external backend; its ingress stays isolated.
+                pod(dp, 0, DIR_EGRESS, P_A, C_EXT, CELL_TCP80, ACTION_ALLOW);
+            },
+            steps: vec![
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    tcp4(A4, 40_000, VIP4, 80, SYN),
+                    pass(REASON_DEFERRED),
+                ),
+                guard(
+                    tcp4(A4, 40_000, EXT4, 80, SYN),
+                    pass(REASON_ALLOW_POLICY).mark(0),
+                ),
+                // The reply, un-DNATed to come from the VIP, is a reply (it used to be
+                // judged as a new flow from the VIP's class: a wrong drop here).
+                run(
+                    Hook::PodIngress,
+                    On::A,
+                    tcp4(VIP4, 80, A4, 40_000, SYN | ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    tcp4(A4, 40_000, VIP4, 80, ACK),
+                    pass(REASON_DEFERRED).mark(MARK_EGRESS_DEFERRED),
+                ),
+                guard(
+                    tcp4(A4, 40_000, EXT4, 80, ACK),
+                    pass(REASON_ALLOW_CONNTRACK).mark(0),
+                ),
+            ],
+        },
+        Case {
+            name: "issue9_1_service_egress_escapes_to_the_node_itself",
+            setup: with_netns,
+            steps: vec![
+                // The `kubernetes` Service: its endpoint is the node's API server.
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    tcp4(A4, 40_002, VIP4, 443, SYN),
+                    pass(REASON_DEFERRED),
+                ),
+                delivered(
+                    tcp4(A4, 40_002, NODE4, 6443, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                // Unmarked deliveries are none of its business.
+                marked(
+                    run(
+                        Hook::CgroupIngress,
+                        On::Eth,
+                        tcp4(EXT4, 1, NODE4, 22, SYN),
+                        untouched(),
+                    ),
+                    0,
+                ),
+            ],
+        },
+        Case {
+            name: "issue9_1_cgroup_program_judges_only_its_own_namespace",
+            setup: |dp, ifs| {
+                base(dp, ifs);
+                dp.set_config(Config {
+                    netns_cookie: 1,
+                    ..config(0, 1)
+                });
+            },
+            steps: vec![delivered(tcp4(A4, 40_002, NODE4, 6443, SYN), untouched())],
+        },
+        Case {
+            name: "issue9_8_concurrent_flows_from_one_port_to_two_vips",
+            setup: |dp, ifs| {
+                base(dp, ifs);
+                // A may reach B on 53 (VIP1's backend), B accepts A.
+                pod(dp, 0, DIR_EGRESS, P_A, C_B, CELL_UDP53, ACTION_ALLOW);
+                pod(dp, 0, DIR_INGRESS, P_B, C_A, CELL_UDP53, ACTION_ALLOW);
+            },
+            steps: vec![
+                // One UDP socket, two VIPs at once; VIP2's backend is denied to A.
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    udp4(A4, 5000, VIP4, 53),
+                    pass(REASON_DEFERRED),
+                ),
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    udp4(A4, 5000, VIP4_2, 53),
+                    pass(REASON_DEFERRED),
+                ),
+                // VIP1's translated packet is approved at B...
+                marked(
+                    run(
+                        Hook::PodIngress,
+                        On::B,
+                        udp4(A4, 5000, B4, 53),
+                        pass(REASON_ALLOW_POLICY),
+                    ),
+                    MARK_EGRESS_DEFERRED,
+                ),
+                // ...which approves neither original tuple: the socket is ambiguous.
+                ct_absent(a4, vip4_2, 5000, 53, PROTO_UDP),
+                ct_absent(a4, vip4, 5000, 53, PROTO_UDP),
+                // So nothing from VIP2 (whose backend A may not reach) passes as a reply.
+                run(
+                    Hook::PodIngress,
+                    On::A,
+                    udp4(VIP4_2, 53, A4, 5000),
+                    dropped(REASON_DENY_POLICY),
+                ),
+            ],
+        },
+        Case {
+            name: "issue9_8_re_dnat_of_an_established_udp_flow_skips_the_client_egress",
+            setup: |dp, ifs| {
+                base(dp, ifs);
+                pod(dp, 0, DIR_EGRESS, P_A, C_B, CELL_UDP53, ACTION_ALLOW);
+                pod(dp, 0, DIR_INGRESS, P_B, C_A, CELL_UDP53, ACTION_ALLOW);
+            },
+            steps: vec![
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    udp4(A4, 5353, VIP4, 53),
+                    pass(REASON_DEFERRED),
+                ),
+                marked(
+                    run(
+                        Hook::PodIngress,
+                        On::B,
+                        udp4(A4, 5353, B4, 53),
+                        pass(REASON_ALLOW_POLICY),
+                    ),
+                    MARK_EGRESS_DEFERRED,
+                ),
+                // The flow is established; the kernel's NAT entry expires and the next
+                // packet is translated to a remote backend A's egress denies.
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    udp4(A4, 5353, VIP4, 53),
+                    pass(REASON_DEFERRED).mark(MARK_EGRESS_DEFERRED),
+                ),
+                guard(udp4(A4, 5353, REMOTE4, 53), dropped(REASON_DENY_POLICY)),
+            ],
+        },
+        Case {
+            name: "issue9_15_a_deny_all_pod_fills_conntrack_through_vips",
+            setup: base,
+            steps: vec![
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    udp4(A4, 6000, VIP4, 53),
+                    pass(REASON_DEFERRED),
+                ),
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    tcp4(A4, 6001, VIP4_2, 80, SYN),
+                    pass(REASON_DEFERRED),
+                ),
+                ct_absent(a4, vip4, 6000, 53, PROTO_UDP),
+                ct_absent(a4, vip4_2, 6001, 80, PROTO_TCP),
+            ],
+        },
+    ]
+}
+
 fn cases() -> Vec<Case> {
     let mut all = Vec::new();
     all.extend(failsafe_cases());
     all.extend(ndp_cases());
     all.extend(conntrack_cases());
+    all.extend(service_cases());
     all
 }
 
@@ -665,12 +968,14 @@ fn cases() -> Vec<Case> {
 // The runner.
 // ---------------------------------------------------------------------------------
 
-const HOOKS: [Hook; 5] = [
+const HOOKS: [Hook; 7] = [
     Hook::PodEgress,
     Hook::PodIngress,
     Hook::HostXdp,
     Hook::HostIngress,
     Hook::HostEgress,
+    Hook::GuardEgress,
+    Hook::CgroupIngress,
 ];
 
 fn all_counters(dp: &Dataplane) -> Vec<(Hook, Vec<u64>)> {
@@ -692,11 +997,7 @@ fn run_step(dp: &mut Dataplane, ifs: &Ifaces, step: &Step) -> Result<(), String>
             let ingress = came_in.map_or(0, |c| ifs.index(c));
             let out = dp.run_from(*hook, frame, ifs.index(*on), *mark, ingress);
             let after = all_counters(dp);
-            let (ok, shot) = if *hook == Hook::HostXdp {
-                (XDP_PASS, XDP_DROP)
-            } else {
-                (TC_ACT_OK, TC_ACT_SHOT)
-            };
+            let (ok, shot) = hook.pass_drop();
             let want = if expect.pass { ok } else { shot };
             let mut moved = Vec::new();
             for ((h, b), (_, a)) in before.iter().zip(&after) {
@@ -706,11 +1007,15 @@ fn run_step(dp: &mut Dataplane, ifs: &Ifaces, step: &Step) -> Result<(), String>
                     }
                 }
             }
-            let want_moved = format!("{hook:?}/{}+1", REASON_NAMES[expect.reason as usize]);
-            if out.action != want || moved != [want_moved.clone()] {
+            let want_moved: Vec<String> = expect
+                .reason
+                .map(|r| format!("{hook:?}/{}+1", REASON_NAMES[r as usize]))
+                .into_iter()
+                .collect();
+            if out.action != want || moved != want_moved {
                 return Err(format!(
                     "{hook:?} on {on:?}: action {} (want {want}), counters moved {moved:?} \
-                     (want [{want_moved}])",
+                     (want {want_moved:?})",
                     out.action
                 ));
             }

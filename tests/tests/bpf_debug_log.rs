@@ -120,6 +120,7 @@ fn policy(dp: &mut Dataplane, ifindex: u32, flags: u32) {
         live_gens: 1,
         flags,
         _pad: 0,
+        netns_cookie: 0,
     });
 }
 

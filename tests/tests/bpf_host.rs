@@ -205,6 +205,7 @@ fn setup(dp: &mut Dataplane, ifs: &Ifaces) {
         live_gens: 1,
         flags: 0,
         _pad: 0,
+        netns_cookie: 0,
     });
 }
 

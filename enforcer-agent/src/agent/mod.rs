@@ -57,6 +57,9 @@ pub struct AgentOptions {
     pub bpf_log: bool,
     /// Which interfaces are workload interfaces (attached fail-closed on sight).
     pub workload_prefixes: WorkloadPrefixes,
+    /// The cgroup v2 directory the cgroup program (deferred Service egress delivered to
+    /// the node's own sockets) is attached to; `None`: not attached.
+    pub cgroup: Option<PathBuf>,
 }
 
 /// Runs the agent with the BPF dataplane and this network namespace's links until
@@ -85,6 +88,18 @@ pub async fn run(
     } else {
         None
     };
+    let cgroup_failure = options.cgroup.as_ref().and_then(|cgroup| {
+        let error = dataplane.attach_cgroup(cgroup).err()?;
+        // Enforcement of everything else must not wait for this one path; Service
+        // traffic to the node's own sockets is then judged by nobody: said loudly, and
+        // the agent is not ready.
+        tracing::error!(
+            cgroup = %cgroup.display(),
+            %error,
+            "cgroup program not attached: Service traffic to this node's sockets is not judged"
+        );
+        Some((format!("cgroup {}", cgroup.display()), error.to_string()))
+    });
     let mut flow_log = FlowLog::new(dataplane.take_events()?, &options.flow_log)?;
     let mut links = NetlinkLinks::open().await?;
     tracing::info!(
@@ -100,6 +115,9 @@ pub async fn run(
     )?;
     let mut reconciler = Reconciler::new(options.node.clone(), Box::new(dataplane), status)
         .with_workload_prefixes(options.workload_prefixes.clone());
+    if let Some((what, error)) = cgroup_failure {
+        reconciler.report_node_failure(what, error);
+    }
     serve(
         &mut reconciler,
         datastore.as_mut(),
@@ -140,7 +158,7 @@ pub async fn serve(
                 changed?;
                 reconciler.on_links(links.interfaces())?;
             }
-            () = watchdog.due() => reconciler.on_verify(),
+            () = watchdog.due() => reconciler.on_verify(links.interfaces()),
             ready = flows_readable(flows.as_deref()) => {
                 ready?;
                 if let Some(flows) = flows.as_deref_mut() {

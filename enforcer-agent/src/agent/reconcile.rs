@@ -48,6 +48,9 @@ pub struct Reconciler {
     synced: bool,
     /// Whether the cache or the node's addresses changed since the last compile.
     stale: bool,
+    /// What could not be attached for the node as a whole (the cgroup program): keeps
+    /// the agent not ready.
+    node_failures: std::collections::BTreeMap<String, String>,
     status: AgentStatus,
     publisher: watch::Sender<AgentStatus>,
 }
@@ -68,6 +71,7 @@ impl Reconciler {
             addresses: NodeAddresses::default(),
             synced: false,
             stale: true,
+            node_failures: std::collections::BTreeMap::new(),
             status: AgentStatus::default(),
             publisher,
         }
@@ -78,6 +82,14 @@ impl Reconciler {
     pub fn with_workload_prefixes(mut self, workloads: WorkloadPrefixes) -> Self {
         self.workloads = workloads;
         self
+    }
+
+    /// Records that `what` (attached for the whole node) could not be attached: it is
+    /// listed in `attach_failed` from now on.
+    pub fn report_node_failure(&mut self, what: String, error: String) {
+        self.node_failures.insert(what, error);
+        self.status.attach_failed.extend(self.node_failures.clone());
+        self.publish();
     }
 
     /// The spec in force, to name policies in flow events.
@@ -198,6 +210,8 @@ impl Reconciler {
     fn rebind(&mut self, interfaces: &NodeInterfaces) -> Result<(), AgentError> {
         let bindings = bind(self.spec.as_ref(), interfaces, &self.workloads);
         if bindings == self.bindings {
+            // Endpoints unchanged; an interface to guard may still have come or gone.
+            self.attach_all(interfaces);
             return Ok(());
         }
         for (iface, binding) in bindings.iter() {
@@ -222,7 +236,7 @@ impl Reconciler {
                 tracing::info!(iface, "endpoint interface vanished");
             }
         }
-        self.write(bindings)
+        self.write(bindings, interfaces)
     }
 
     /// Picks a version of each cached object (refusing objects one by one) and
@@ -240,10 +254,10 @@ impl Reconciler {
     /// Writes the spec in force for the interfaces present, then attaches.
     fn enforce(&mut self, interfaces: &NodeInterfaces) -> Result<(), AgentError> {
         let bindings = bind(self.spec.as_ref(), interfaces, &self.workloads);
-        self.write(bindings)
+        self.write(bindings, interfaces)
     }
 
-    fn write(&mut self, bindings: Bindings) -> Result<(), AgentError> {
+    fn write(&mut self, bindings: Bindings, interfaces: &NodeInterfaces) -> Result<(), AgentError> {
         // Maps first: the first packet through a newly attached program already finds
         // its endpoint. Without a spec there is nothing to write: the programs find no
         // policy loaded and drop.
@@ -261,16 +275,21 @@ impl Reconciler {
             self.dataplane.detach(&name);
         }
         self.bindings = bindings;
-        self.attach_all();
+        self.attach_all(interfaces);
         Ok(())
     }
 
     /// Attaches the programs wherever the bindings want them and they are not yet
     /// (a no-op for interfaces attached already), and reports what failed: an
     /// interface without its programs (not ready; retried by [`Self::on_verify`]),
-    /// or a host interface judged by TC only (XDP did not attach).
-    fn attach_all(&mut self) {
-        let mut failed = std::collections::BTreeMap::new();
+    /// or a host interface judged by TC only (XDP did not attach). Every other
+    /// interface gets the guard (Service traffic leaving the node).
+    fn attach_all(&mut self, interfaces: &NodeInterfaces) {
+        let mut failed = self.node_failures.clone();
+        for (iface, error) in self.dataplane.guard(interfaces, &self.workloads) {
+            tracing::warn!(iface, %error, "guard attach failed");
+            failed.insert(format!("{iface} (guard)"), error.to_string());
+        }
         let mut xdp = std::collections::BTreeMap::new();
         for (iface, binding) in self.bindings.iter() {
             if let Err(error) = self.dataplane.attach(iface, binding) {
@@ -311,14 +330,14 @@ impl Reconciler {
     /// Checks that the programs are still attached as they should be (a pin removed, a
     /// program detached or moved behind another), repairs what it can, and retries
     /// interfaces whose attach failed: on a timer, and when a pin is removed.
-    pub fn on_verify(&mut self) {
+    pub fn on_verify(&mut self, interfaces: &NodeInterfaces) {
         let verification = self.dataplane.verify();
         for repair in &verification.repairs {
             tracing::warn!(%repair, "attachment repaired");
         }
         self.status.attach_repairs += verification.repairs.len() as u64;
         self.status.xdp_unavailable = verification.xdp_missing.into_iter().collect();
-        self.attach_all();
+        self.attach_all(interfaces);
         self.publish();
     }
 

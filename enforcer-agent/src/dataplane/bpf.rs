@@ -13,6 +13,7 @@ use super::bindings::{Binding, Bindings};
 use super::bpf_log::BpfLog;
 use super::content::GenerationContent;
 use super::failsafe::Failsafe;
+use super::interfaces::{NodeInterfaces, WorkloadPrefixes};
 use super::loader::{LoadedDataplane, Variant};
 use super::writer::GenerationWriter;
 use super::{Dataplane, DataplaneError, Verification};
@@ -44,7 +45,16 @@ impl BpfDataplane {
             0
         };
         writer.set_flags(flags)?;
+        let cookie =
+            super::netns::cookie().map_err(|source| DataplaneError::NetnsCookie { source })?;
+        writer.set_netns_cookie(cookie)?;
         Ok(Self { loaded, writer })
+    }
+
+    /// Attaches the cgroup program (the deferred egress of Service traffic delivered to
+    /// the node's own sockets) to the cgroup v2 directory `cgroup`.
+    pub fn attach_cgroup(&mut self, cgroup: &Path) -> Result<(), DataplaneError> {
+        Ok(self.loaded.attach_cgroup(cgroup)?)
     }
 
     /// Starts the opt-in BPF debug log of verdicts: the reader forwarding records to
@@ -94,5 +104,33 @@ impl Dataplane for BpfDataplane {
             repairs,
             xdp_missing,
         }
+    }
+
+    fn guard(
+        &mut self,
+        interfaces: &NodeInterfaces,
+        workloads: &WorkloadPrefixes,
+    ) -> Vec<(String, DataplaneError)> {
+        let guarded = |name: &str| name != "lo" && !workloads.matches(name);
+        let links = &interfaces.links;
+        let gone: Vec<String> = self
+            .loaded
+            .guarded()
+            .keys()
+            .filter(|name| !(links.contains_key(*name) && guarded(name)))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.loaded.unguard(&name);
+        }
+        let mut failed = Vec::new();
+        for (name, &ifindex) in links {
+            if guarded(name)
+                && let Err(e) = self.loaded.attach_guard(name, ifindex)
+            {
+                failed.push((name.clone(), e.into()));
+            }
+        }
+        failed
     }
 }

@@ -13,15 +13,19 @@ use std::path::{Path, PathBuf};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
 use aya::programs::xdp::XdpMode;
-use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, Xdp};
+use aya::programs::{
+    CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, LinkOrder, SchedClassifier, TcAttachType, Xdp,
+};
 use aya::{Ebpf, EbpfLoader};
 
 use aya::maps::ProgramArray;
 use enforcer_common::{
-    MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_DEBUG_TAIL_TC, MAP_DEBUG_TAIL_XDP, MAP_ENDPOINTS,
-    MAP_EVENTS, MAP_FAILSAFE, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS,
-    PROG_HOST_EGRESS, PROG_HOST_EGRESS_DEBUG, PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG,
-    PROG_HOST_XDP, PROG_HOST_XDP_DEBUG, PROG_LOG_TC_DEBUG, PROG_LOG_XDP_DEBUG, PROG_POD_EGRESS,
+    MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_DEBUG_TAIL_CGROUP, MAP_DEBUG_TAIL_TC,
+    MAP_DEBUG_TAIL_XDP, MAP_ENDPOINTS, MAP_EVENTS, MAP_FAILSAFE, MAP_PEERS_V4, MAP_PEERS_V6,
+    MAP_PENDING, MAP_PORTS, MAP_VERDICTS, PROG_CGROUP_INGRESS, PROG_CGROUP_INGRESS_DEBUG,
+    PROG_GUARD_EGRESS, PROG_GUARD_EGRESS_DEBUG, PROG_HOST_EGRESS, PROG_HOST_EGRESS_DEBUG,
+    PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG, PROG_HOST_XDP, PROG_HOST_XDP_DEBUG,
+    PROG_LOG_CGROUP_DEBUG, PROG_LOG_TC_DEBUG, PROG_LOG_XDP_DEBUG, PROG_POD_EGRESS,
     PROG_POD_EGRESS_DEBUG, PROG_POD_INGRESS, PROG_POD_INGRESS_DEBUG,
 };
 
@@ -80,6 +84,12 @@ pub enum LoaderError {
         hook: &'static str,
         #[source]
         source: Box<aya::programs::ProgramError>,
+    },
+    #[error("opening cgroup {path}: {source}")]
+    Cgroup {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
     },
     #[error("pinning link {path}: {source}")]
     PinLink {
@@ -154,6 +164,9 @@ pub enum Hook {
     HostIngress,
     /// TCX egress of a host interface: the host endpoint's egress chain.
     HostEgress,
+    /// TCX egress of every non-workload interface, first in the chain: the deferred
+    /// egress of Service traffic leaving the node.
+    GuardEgress,
 }
 
 impl Hook {
@@ -164,20 +177,22 @@ impl Hook {
             Hook::PodIngress => variant.pick(PROG_POD_INGRESS, PROG_POD_INGRESS_DEBUG),
             Hook::HostIngress => variant.pick(PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG),
             Hook::HostEgress => variant.pick(PROG_HOST_EGRESS, PROG_HOST_EGRESS_DEBUG),
+            Hook::GuardEgress => variant.pick(PROG_GUARD_EGRESS, PROG_GUARD_EGRESS_DEBUG),
         }
     }
 
     /// Every TC hook.
-    pub const ALL: [Hook; 4] = [
+    pub const ALL: [Hook; 5] = [
         Hook::PodEgress,
         Hook::PodIngress,
         Hook::HostIngress,
         Hook::HostEgress,
+        Hook::GuardEgress,
     ];
     pub(super) fn attach_type(self) -> TcAttachType {
         match self {
             Hook::PodEgress | Hook::HostIngress => TcAttachType::Ingress,
-            Hook::PodIngress | Hook::HostEgress => TcAttachType::Egress,
+            Hook::PodIngress | Hook::HostEgress | Hook::GuardEgress => TcAttachType::Egress,
         }
     }
     pub fn name(self) -> &'static str {
@@ -186,6 +201,7 @@ impl Hook {
             Hook::PodIngress => "pod-ingress",
             Hook::HostIngress => "host-ingress",
             Hook::HostEgress => "host-egress",
+            Hook::GuardEgress => "guard-egress",
         }
     }
 }
@@ -197,17 +213,27 @@ pub struct LoadedDataplane {
     variant: Variant,
     /// iface → ifindex it had when attached.
     attached: BTreeMap<String, u32>,
-    /// The links this agent attached or took over, held open (iface, hook name): a
-    /// removed pin then leaves the program attached until `verify.rs` pins it again.
+    /// Interfaces carrying the guard → their ifindex.
+    guarded: BTreeMap<String, u32>,
+    /// The links this agent attached or took over, held open, by (interface, hook
+    /// name; the cgroup link under [`CGROUP_KEY`]): a removed pin then leaves the
+    /// program attached until `verify.rs` pins it again.
     pub(super) held: BTreeMap<(String, &'static str), FdLink>,
 }
+
+/// The key of the cgroup program's link in [`LoadedDataplane::held`].
+pub(super) const CGROUP_KEY: (&str, &str) = ("", "cgroup-ingress");
 
 impl LoadedDataplane {
     /// Loads the embedded object with every map pinned under `pin_dir` (reusing maps a
     /// previous agent pinned there), and the programs of `variant` through the verifier.
     pub fn load(object: &[u8], pin_dir: &Path, variant: Variant) -> Result<Self, LoaderError> {
         ensure_bpffs()?;
-        for dir in [pin_dir.to_path_buf(), pin_dir.join("links")] {
+        for dir in [
+            pin_dir.to_path_buf(),
+            pin_dir.join("links"),
+            pin_dir.join(GUARD_LINKS),
+        ] {
             std::fs::create_dir_all(&dir).map_err(|source| LoaderError::Bpffs {
                 op: "create",
                 path: dir.clone(),
@@ -237,6 +263,14 @@ impl LoadedDataplane {
                 op: "load",
                 source: Box::new(source),
             })?;
+        let program = variant.pick(PROG_CGROUP_INGRESS, PROG_CGROUP_INGRESS_DEBUG);
+        cgroup_skb(&mut ebpf, program)?
+            .load()
+            .map_err(|source| LoaderError::Program {
+                program,
+                op: "load",
+                source: Box::new(source),
+            })?;
         if variant == Variant::DebugLog {
             load_debug_log_programs(&mut ebpf)?;
         }
@@ -245,6 +279,7 @@ impl LoadedDataplane {
             pin_dir: pin_dir.to_path_buf(),
             variant,
             attached: BTreeMap::new(),
+            guarded: BTreeMap::new(),
             held: BTreeMap::new(),
         })
     }
@@ -273,7 +308,7 @@ impl LoadedDataplane {
     /// (native mode, generic when the driver has none). XDP is an optimization (TC
     /// judges every packet XDP passes): when it cannot attach, the TC programs still
     /// do and the interface counts as attached; the error is returned to be reported,
-    /// and `verify` tries XDP again later.
+    /// and `verify.rs` tries XDP again later.
     pub fn attach_host(&mut self, iface: &str, ifindex: u32) -> Result<(), LoaderError> {
         if self.attached.get(iface) == Some(&ifindex) {
             return Ok(());
@@ -332,54 +367,141 @@ impl LoadedDataplane {
         self.remove_pins(iface, Some(ifindex));
         for &hook in hooks {
             let path = self.link_path(iface, ifindex, hook);
-            let program = hook.program(self.variant);
-            let prog = classifier(&mut self.ebpf, program)?;
-            let attach_err = |source| LoaderError::Attach {
-                program,
-                iface: iface.to_owned(),
-                hook: hook.name(),
-                source: Box::new(source),
-            };
-            // A pinned link for this very ifindex (the pin name carries it): replace
-            // its program in place. Pins of an older interface of the same name die.
-            let reused = PinnedLink::from_pin(&path)
-                .ok()
-                .and_then(|pinned| SchedClassifierLink::try_from(FdLink::from(pinned)).ok());
-            let took_over = reused.is_some();
-            let link_id = if let Some(link) = reused {
-                prog.attach_to_link(link).map_err(attach_err)?
-            } else {
-                let _ = std::fs::remove_file(&path);
-                // First in the chain (security item 13): a program placed before ours
-                // that returns TCX_PASS would end the chain before our verdict.
-                prog.attach_with_options(
-                    iface,
-                    hook.attach_type(),
-                    TcAttachOptions::TcxOrder(LinkOrder::first()),
-                )
-                .map_err(attach_err)?
-            };
-            let link = prog.take_link(link_id).map_err(attach_err)?;
-            let held = if took_over {
-                // Pinned already.
-                FdLink::try_from(link).map_err(|e| LoaderError::PinLink {
-                    path: path.clone(),
-                    source: Box::new(e),
-                })?
-            } else {
-                pin_link(link, &path)?
-            };
+            // First in the chain (security item 13): a program placed before ours
+            // that returns TCX_PASS would end the chain before our verdict.
+            let held = self.attach_one(iface, hook, &path, LinkOrder::first())?;
             self.held.insert((iface.to_owned(), hook.name()), held);
         }
         self.attached.insert(iface.to_owned(), ifindex);
         Ok(())
     }
 
+    /// Interfaces carrying the guard.
+    pub fn guarded(&self) -> &BTreeMap<String, u32> {
+        &self.guarded
+    }
+
+    /// Attaches the guard (`enf_guard_eg`) to TCX egress of `iface`, first in the chain,
+    /// unless it is there for that ifindex already; a pinned link left by a previous
+    /// agent is taken over atomically.
+    pub fn attach_guard(&mut self, iface: &str, ifindex: u32) -> Result<(), LoaderError> {
+        if self.guarded.get(iface) == Some(&ifindex) {
+            return Ok(());
+        }
+        let dir = self.pin_dir.join(GUARD_LINKS);
+        remove_pins_in(&dir, iface, Some(ifindex));
+        let path = self.guard_link_path(iface, ifindex);
+        let held = self.attach_one(iface, Hook::GuardEgress, &path, LinkOrder::first())?;
+        self.held
+            .insert((iface.to_owned(), Hook::GuardEgress.name()), held);
+        self.guarded.insert(iface.to_owned(), ifindex);
+        Ok(())
+    }
+
+    /// `guards/<iface>_<ifindex>_guard-egress`.
+    pub(super) fn guard_link_path(&self, iface: &str, ifindex: u32) -> PathBuf {
+        self.pin_dir
+            .join(GUARD_LINKS)
+            .join(format!("{iface}_{ifindex}_{}", Hook::GuardEgress.name()))
+    }
+
+    /// Removes the guard of an interface that is gone or became a workload's.
+    pub fn unguard(&mut self, iface: &str) {
+        self.guarded.remove(iface);
+        self.held
+            .remove(&(iface.to_owned(), Hook::GuardEgress.name()));
+        remove_pins_in(&self.pin_dir.join(GUARD_LINKS), iface, None);
+    }
+
+    /// Attaches the cgroup program (`enf_cg_in`) to cgroup ingress of `cgroup` (a cgroup
+    /// v2 directory), alongside other programs there. The new link is pinned before the
+    /// previous agent's is removed: no packet is delivered unjudged in between.
+    pub fn attach_cgroup(&mut self, cgroup: &Path) -> Result<(), LoaderError> {
+        let program = self
+            .variant
+            .pick(PROG_CGROUP_INGRESS, PROG_CGROUP_INGRESS_DEBUG);
+        let attach_err = |source| LoaderError::Attach {
+            program,
+            iface: cgroup.display().to_string(),
+            hook: "cgroup-ingress",
+            source: Box::new(source),
+        };
+        let dir = std::fs::File::open(cgroup).map_err(|source| LoaderError::Cgroup {
+            path: cgroup.to_path_buf(),
+            source,
+        })?;
+        let prog = cgroup_skb(&mut self.ebpf, program)?;
+        let link_id = prog
+            // A link to a cgroup always allows other programs next to it; the
+            // multi-attach flag is for the older attach call only (the kernel refuses
+            // it with a link).
+            .attach(&dir, CgroupSkbAttachType::Ingress, CgroupAttachMode::Single)
+            .map_err(attach_err)?;
+        let link = prog.take_link(link_id).map_err(attach_err)?;
+        let path = self.cgroup_link_path();
+        let fresh = self.pin_dir.join(format!("{CGROUP_LINK}_new"));
+        let _ = std::fs::remove_file(&fresh);
+        let held = pin_link(link, &fresh)?;
+        std::fs::rename(&fresh, &path).map_err(|source| LoaderError::Bpffs {
+            op: "rename",
+            path: fresh.clone(),
+            source,
+        })?;
+        self.held
+            .insert((CGROUP_KEY.0.to_owned(), CGROUP_KEY.1), held);
+        Ok(())
+    }
+
+    /// The cgroup program's link pin.
+    pub(super) fn cgroup_link_path(&self) -> PathBuf {
+        self.pin_dir.join(CGROUP_LINK)
+    }
+
+    /// Attaches `hook`'s program to `iface` at `order`, pinned at `path`; returns the
+    /// link, held open. A pinned link for this very ifindex (the pin name carries it),
+    /// left by a previous agent, is taken over atomically: its program is replaced in
+    /// place, and the pin stays.
+    pub(super) fn attach_one(
+        &mut self,
+        iface: &str,
+        hook: Hook,
+        path: &Path,
+        order: LinkOrder,
+    ) -> Result<FdLink, LoaderError> {
+        let program = hook.program(self.variant);
+        let prog = classifier(&mut self.ebpf, program)?;
+        let attach_err = |source| LoaderError::Attach {
+            program,
+            iface: iface.to_owned(),
+            hook: hook.name(),
+            source: Box::new(source),
+        };
+        let reused = PinnedLink::from_pin(path)
+            .ok()
+            .and_then(|pinned| SchedClassifierLink::try_from(FdLink::from(pinned)).ok());
+        if let Some(link) = reused {
+            let link_id = prog.attach_to_link(link).map_err(attach_err)?;
+            let link = prog.take_link(link_id).map_err(attach_err)?;
+            // Pinned already: only held.
+            return FdLink::try_from(link).map_err(|e| LoaderError::PinLink {
+                path: path.to_path_buf(),
+                source: Box::new(e),
+            });
+        }
+        let _ = std::fs::remove_file(path);
+        let link_id = prog
+            .attach_with_options(iface, hook.attach_type(), TcAttachOptions::TcxOrder(order))
+            .map_err(attach_err)?;
+        let link = prog.take_link(link_id).map_err(attach_err)?;
+        pin_link(link, path)
+    }
+
     /// Forgets an interface that went away (the kernel dropped its links with it) and
     /// removes its link pins.
     pub fn forget(&mut self, iface: &str) {
         self.attached.remove(iface);
-        self.held.retain(|(held, _), _| held != iface);
+        self.held
+            .retain(|(held, hook), _| held != iface || *hook == Hook::GuardEgress.name());
         self.remove_pins(iface, None);
     }
 
@@ -392,18 +514,29 @@ impl LoadedDataplane {
 
     /// Removes link pins of `iface` except those of ifindex `keep`.
     fn remove_pins(&self, iface: &str, keep: Option<u32>) {
-        let Ok(entries) = std::fs::read_dir(self.pin_dir.join("links")) else {
-            return;
-        };
-        let prefix = format!("{iface}_");
-        let kept = keep.map(|k| format!("{iface}_{k}_"));
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let stale = name.starts_with(&prefix)
-                && !kept.as_ref().is_some_and(|k| name.starts_with(k.as_str()));
-            if stale {
-                let _ = std::fs::remove_file(entry.path());
-            }
+        remove_pins_in(&self.pin_dir.join("links"), iface, keep);
+    }
+}
+
+/// Guard links live apart from the endpoint links (`links/`): an interface that stops
+/// carrying an endpoint keeps its guard.
+pub(super) const GUARD_LINKS: &str = "guards";
+/// The cgroup program's pinned link.
+const CGROUP_LINK: &str = "cgroup_ingress";
+
+/// Removes the pins `<iface>_<ifindex>_<hook>` in `dir` except those of ifindex `keep`.
+fn remove_pins_in(dir: &Path, iface: &str, keep: Option<u32>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!("{iface}_");
+    let kept = keep.map(|k| format!("{iface}_{k}_"));
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale = name.starts_with(&prefix)
+            && !kept.as_ref().is_some_and(|k| name.starts_with(k.as_str()));
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
 }
@@ -438,7 +571,19 @@ fn load_debug_log_programs(ebpf: &mut Ebpf) -> Result<(), LoaderError> {
         .map_err(program_err(program, "fd"))?
         .try_clone()
         .map_err(|e| program_err(program, "fd")(e.into()))?;
-    for (map, fd) in [(MAP_DEBUG_TAIL_TC, tc_fd), (MAP_DEBUG_TAIL_XDP, xdp_fd)] {
+    let program = PROG_LOG_CGROUP_DEBUG;
+    let cg = cgroup_skb(ebpf, program)?;
+    cg.load().map_err(program_err(program, "load"))?;
+    let cg_fd = cg
+        .fd()
+        .map_err(program_err(program, "fd"))?
+        .try_clone()
+        .map_err(|e| program_err(program, "fd")(e.into()))?;
+    for (map, fd) in [
+        (MAP_DEBUG_TAIL_TC, tc_fd),
+        (MAP_DEBUG_TAIL_XDP, xdp_fd),
+        (MAP_DEBUG_TAIL_CGROUP, cg_fd),
+    ] {
         let map_err = |op: &'static str| {
             move |source| LoaderError::DebugTail {
                 map,
@@ -480,6 +625,20 @@ where
     let fd_link = FdLink::try_from(link).map_err(|e| pin_err(Box::new(e)))?;
     let pinned = fd_link.pin(path).map_err(|e| pin_err(Box::new(e)))?;
     Ok(FdLink::from(pinned))
+}
+
+fn cgroup_skb<'a>(
+    ebpf: &'a mut Ebpf,
+    program: &'static str,
+) -> Result<&'a mut CgroupSkb, LoaderError> {
+    ebpf.program_mut(program)
+        .ok_or(LoaderError::MissingProgram { program })?
+        .try_into()
+        .map_err(|source| LoaderError::Program {
+            program,
+            op: "type",
+            source: Box::new(source),
+        })
 }
 
 pub(super) fn classifier<'a>(

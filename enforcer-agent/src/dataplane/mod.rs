@@ -5,10 +5,12 @@
 pub mod bindings;
 pub mod bpf;
 pub mod bpf_log;
+pub mod cgroup;
 pub mod content;
 pub mod failsafe;
 pub mod interfaces;
 pub mod loader;
+pub mod netns;
 pub mod object;
 pub mod verify;
 pub mod writer;
@@ -18,6 +20,7 @@ use std::collections::BTreeMap;
 use crate::compile::DataplaneSpec;
 
 use bindings::{Binding, Bindings};
+use interfaces::{NodeInterfaces, WorkloadPrefixes};
 
 /// What the agent needs from a dataplane.
 pub trait Dataplane: Send {
@@ -39,6 +42,16 @@ pub trait Dataplane: Send {
     fn verify(&mut self) -> Verification {
         Verification::default()
     }
+    /// Puts the guard (the deferred egress of Service traffic leaving the node) on every
+    /// interface present that is not a workload's and not `lo`, and drops the guards
+    /// of interfaces that are gone. Returns the interfaces it could not guard.
+    fn guard(
+        &mut self,
+        _interfaces: &NodeInterfaces,
+        _workloads: &WorkloadPrefixes,
+    ) -> Vec<(String, DataplaneError)> {
+        Vec::new()
+    }
 }
 
 /// What [`Dataplane::verify`] found.
@@ -52,6 +65,11 @@ pub struct Verification {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
+    #[error("reading this network namespace's cookie: {source}")]
+    NetnsCookie {
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Loader(#[from] loader::LoaderError),
     #[error(transparent)]

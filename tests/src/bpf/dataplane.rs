@@ -9,17 +9,20 @@ use aya::{
         Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
-    programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp},
+    programs::{CgroupSkb, Program, SchedClassifier, TestRun, TestRunOptions, TestRunResult, Xdp},
 };
 use enforcer_common::{
     COUNTERS_LEN, Config, CtKey, CtValue, EndpointInfo, EndpointKey, FailsafeKey, FlowEvent,
-    HOOK_HOST_EGRESS, HOOK_HOST_INGRESS, HOOK_HOST_XDP, HOOK_POD_EGRESS, HOOK_POD_INGRESS,
-    MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_DEBUG_TAIL_TC, MAP_DEBUG_TAIL_XDP, MAP_ENDPOINTS,
-    MAP_EVENTS, MAP_FAILSAFE, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS,
+    HOOK_CGROUP_INGRESS, HOOK_GUARD_EGRESS, HOOK_HOST_EGRESS, HOOK_HOST_INGRESS, HOOK_HOST_XDP,
+    HOOK_POD_EGRESS, HOOK_POD_INGRESS, MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS,
+    MAP_DEBUG_TAIL_CGROUP, MAP_DEBUG_TAIL_TC, MAP_DEBUG_TAIL_XDP, MAP_ENDPOINTS, MAP_EVENTS,
+    MAP_FAILSAFE, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS,
+    PROG_CGROUP_INGRESS, PROG_CGROUP_INGRESS_DEBUG, PROG_GUARD_EGRESS, PROG_GUARD_EGRESS_DEBUG,
     PROG_HOST_EGRESS, PROG_HOST_EGRESS_DEBUG, PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG,
-    PROG_HOST_XDP, PROG_HOST_XDP_DEBUG, PROG_LOG_TC_DEBUG, PROG_LOG_XDP_DEBUG, PROG_POD_EGRESS,
-    PROG_POD_EGRESS_DEBUG, PROG_POD_INGRESS, PROG_POD_INGRESS_DEBUG, PeerInfo, PeerKeyV4,
-    PeerKeyV6, PendingKey, PendingValue, PortKey, REASONS, Verdict, VerdictKey,
+    PROG_HOST_XDP, PROG_HOST_XDP_DEBUG, PROG_LOG_CGROUP_DEBUG, PROG_LOG_TC_DEBUG,
+    PROG_LOG_XDP_DEBUG, PROG_POD_EGRESS, PROG_POD_EGRESS_DEBUG, PROG_POD_INGRESS,
+    PROG_POD_INGRESS_DEBUG, PeerInfo, PeerKeyV4, PeerKeyV6, PendingKey, PendingValue, PortKey,
+    REASONS, Verdict, VerdictKey,
 };
 
 use enforcer::dataplane::writer::GenerationWriter;
@@ -39,6 +42,12 @@ pub enum Hook {
     HostIngress,
     /// `enf_host_eg` (TCX egress of a host interface).
     HostEgress,
+    /// `enf_guard_eg` (TCX egress of every non-workload interface: deferred Service
+    /// egress leaving the node). Passes with `TC_ACT_UNSPEC` (-1, "next").
+    GuardEgress,
+    /// `enf_cg_in` (`cgroup_skb/ingress`: deferred Service egress delivered to a node
+    /// socket). Passes with 1, drops with 0.
+    CgroupIngress,
 }
 
 /// The production programs or their debug-log variants (`enf_*_d`).
@@ -61,6 +70,8 @@ impl Hook {
             Self::HostXdp => (PROG_HOST_XDP, PROG_HOST_XDP_DEBUG),
             Self::HostIngress => (PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG),
             Self::HostEgress => (PROG_HOST_EGRESS, PROG_HOST_EGRESS_DEBUG),
+            Self::GuardEgress => (PROG_GUARD_EGRESS, PROG_GUARD_EGRESS_DEBUG),
+            Self::CgroupIngress => (PROG_CGROUP_INGRESS, PROG_CGROUP_INGRESS_DEBUG),
         };
         match variant {
             Variant::Production => production,
@@ -69,12 +80,23 @@ impl Hook {
     }
 
     /// The TC programs (every hook but XDP).
-    pub const TC: [Hook; 4] = [
+    pub const TC: [Hook; 5] = [
         Hook::PodEgress,
         Hook::PodIngress,
         Hook::HostIngress,
         Hook::HostEgress,
+        Hook::GuardEgress,
     ];
+
+    /// The actions a run of this hook returns for pass and drop.
+    pub fn pass_drop(self) -> (u32, u32) {
+        match self {
+            Hook::HostXdp => (2, 1),
+            Hook::GuardEgress => (u32::MAX, 2),
+            Hook::CgroupIngress => (1, 0),
+            _ => (0, 2),
+        }
+    }
 
     pub fn index(self) -> u32 {
         match self {
@@ -83,6 +105,8 @@ impl Hook {
             Self::HostXdp => HOOK_HOST_XDP,
             Self::HostIngress => HOOK_HOST_INGRESS,
             Self::HostEgress => HOOK_HOST_EGRESS,
+            Self::GuardEgress => HOOK_GUARD_EGRESS,
+            Self::CgroupIngress => HOOK_CGROUP_INGRESS,
         }
     }
 }
@@ -470,6 +494,15 @@ fn load_programs(object: &[u8], variants: &[Variant]) -> Ebpf {
         if let Err(e) = xdp.load() {
             panic!("verifier rejected {name}: {e:?}");
         }
+        let name = Hook::CgroupIngress.program_of(variant);
+        let cgroup: &mut CgroupSkb = ebpf
+            .program_mut(name)
+            .or_panic(name)
+            .try_into()
+            .or_panic("program type");
+        if let Err(e) = cgroup.load() {
+            panic!("verifier rejected {name}: {e:?}");
+        }
         if variant == Variant::DebugLog {
             load_log_programs(&mut ebpf);
         }
@@ -506,7 +539,24 @@ fn load_log_programs(ebpf: &mut Ebpf) {
         .or_panic("program fd")
         .try_clone()
         .or_panic("program fd");
-    for (map, fd) in [(MAP_DEBUG_TAIL_TC, tc_fd), (MAP_DEBUG_TAIL_XDP, xdp_fd)] {
+    let cg: &mut CgroupSkb = ebpf
+        .program_mut(PROG_LOG_CGROUP_DEBUG)
+        .or_panic(PROG_LOG_CGROUP_DEBUG)
+        .try_into()
+        .or_panic("program type");
+    if let Err(e) = cg.load() {
+        panic!("verifier rejected {PROG_LOG_CGROUP_DEBUG}: {e:?}");
+    }
+    let cg_fd = cg
+        .fd()
+        .or_panic("program fd")
+        .try_clone()
+        .or_panic("program fd");
+    for (map, fd) in [
+        (MAP_DEBUG_TAIL_TC, tc_fd),
+        (MAP_DEBUG_TAIL_XDP, xdp_fd),
+        (MAP_DEBUG_TAIL_CGROUP, cg_fd),
+    ] {
         let mut tail = ProgramArray::try_from(ebpf.map_mut(map).or_panic(map)).or_panic(map);
         tail.set(0, &fd, 0).or_panic("setting a log program");
     }
@@ -550,27 +600,33 @@ pub struct SkbCtx {
     pub ingress_ifindex: u32,
 }
 
-/// Runs the TC program `name` once on `frame` with the context `ctx`.
+/// Runs the TC or cgroup program `name` once on `frame` with the context `ctx` (a
+/// cgroup program sees the frame from its IP header on).
 pub fn run_ctx(ebpf: &Ebpf, name: &str, frame: &[u8], ctx: &SkbCtx) -> Run {
-    let prog: &SchedClassifier = ebpf
-        .program(name)
-        .or_panic(name)
-        .try_into()
-        .or_panic("program type");
+    let program = ebpf.program(name).or_panic(name);
+    let test_run = |opts| -> Result<TestRunResult, aya::programs::ProgramError> {
+        match program {
+            Program::SchedClassifier(p) => p.test_run(opts),
+            Program::CgroupSkb(p) => p.test_run(opts),
+            other => panic!(
+                "{name}: not a TC or cgroup program: {:?}",
+                other.prog_type()
+            ),
+        }
+    };
     let mut ctx_in = [0u8; SKB_SIZE];
     ctx_in[SKB_MARK..SKB_MARK + 4].copy_from_slice(&ctx.mark.to_ne_bytes());
     ctx_in[SKB_INGRESS_IFINDEX..SKB_INGRESS_IFINDEX + 4]
         .copy_from_slice(&ctx.ingress_ifindex.to_ne_bytes());
     ctx_in[SKB_IFINDEX..SKB_IFINDEX + 4].copy_from_slice(&ctx.ifindex.to_ne_bytes());
     let mut ctx_out = [0u8; SKB_SIZE];
-    let result = prog
-        .test_run(TestRunOptions {
-            data_in: Some(frame),
-            ctx_in: Some(&ctx_in),
-            ctx_out: Some(&mut ctx_out),
-            ..TestRunOptions::new()
-        })
-        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of {name} ({} bytes): {e:?}", frame.len()));
+    let result = test_run(TestRunOptions {
+        data_in: Some(frame),
+        ctx_in: Some(&ctx_in),
+        ctx_out: Some(&mut ctx_out),
+        ..TestRunOptions::new()
+    })
+    .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of {name} ({} bytes): {e:?}", frame.len()));
     let mut mark_out = [0u8; 4];
     mark_out.copy_from_slice(&ctx_out[SKB_MARK..SKB_MARK + 4]);
     Run {
