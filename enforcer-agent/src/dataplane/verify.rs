@@ -9,10 +9,14 @@
 //! Runs when a pin is removed (the agent watches the pin directory) and on a timer.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use aya::programs::{LinkOrder, SchedClassifier};
 
 use super::loader::{CGROUP_KEY, Hook, LoadedDataplane, LoaderError, XDP_HOOK, classifier};
+
+/// How long a repair waits for the kernel to release the link it replaces.
+const RELEASE_WAIT: Duration = Duration::from_secs(1);
 
 /// Where our program stands in a TCX chain.
 enum Position {
@@ -135,13 +139,21 @@ impl LoadedDataplane {
         })
     }
 
-    /// Replaces our link of `hook` by a new one first in the chain. The old link goes
-    /// first (the kernel refuses one program twice in a chain), so for the time of two
-    /// system calls the hook runs without us: a program moved before ours is a
-    /// permanent bypass, this window is not.
+    /// Replaces our link of `hook` by a new one first in the chain. The old link must
+    /// be gone first (the kernel refuses one program twice in a chain), and the kernel
+    /// releases a link whose pin was removed only after an RCU grace period: this waits
+    /// (at most [`RELEASE_WAIT`]) until our program left the chain. For that moment
+    /// the hook runs without us: a program moved before ours is a permanent bypass,
+    /// this window is not.
     fn attach_first(&mut self, iface: &str, hook: Hook, path: &Path) -> Result<(), LoaderError> {
         self.held.remove(&(iface.to_owned(), hook.name()));
         let _ = std::fs::remove_file(path);
+        let deadline = Instant::now() + RELEASE_WAIT;
+        while Instant::now() < deadline
+            && !matches!(self.position(iface, hook), Ok(Position::Absent) | Err(_))
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         let held = self.attach_one(iface, hook, path, LinkOrder::first())?;
         self.held.insert((iface.to_owned(), hook.name()), held);
         Ok(())
