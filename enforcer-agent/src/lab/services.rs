@@ -126,6 +126,7 @@ mod tests {
                         name: Some(port.0.into()),
                         container_port: port.1,
                         protocol: None,
+                        ..ContainerPort::default()
                     }],
                     ..Container::default()
                 }],
@@ -170,7 +171,9 @@ mod tests {
                 }],
                 service_type: None,
                 cluster_ip: Some("198.19.0.11".into()),
+                ..ServiceSpec::default()
             },
+            status: None,
         };
         let rules = backends(&[svc], &pods);
         assert_eq!(

@@ -46,11 +46,15 @@ pub(super) fn endpoint(ctx: &Ctx<'_>, pod: &Pod) -> Result<Option<Endpoint>, Pol
     labels.insert(LABEL_NAMESPACE.to_owned(), namespace.clone());
     labels.insert(LABEL_ORCHESTRATOR.to_owned(), "k8s".to_owned());
     labels.insert(LABEL_SERVICE_ACCOUNT.to_owned(), service_account.clone());
-    // Named container ports: what a rule's named port resolves to on this pod.
+    // Named container ports: what a rule's named port resolves to on this pod; and the
+    // host ports the node forwards to it.
     let mut named_ports = Vec::new();
+    let mut host_ports = Vec::new();
     for (ci, c) in pod.spec.containers.iter().enumerate() {
         for (pi, p) in c.ports.iter().enumerate() {
-            let Some(name) = &p.name else { continue };
+            if p.name.is_none() && p.host_port.is_none() {
+                continue;
+            }
             let protocol = parse_protocol(p.protocol()).ok_or_else(|| {
                 ctx.err(
                     format!("spec.containers[{ci}].ports[{pi}].protocol"),
@@ -60,6 +64,10 @@ pub(super) fn endpoint(ctx: &Ctx<'_>, pod: &Pod) -> Result<Option<Endpoint>, Pol
                     None,
                 )
             })?;
+            if let Some(host_port) = p.host_port {
+                host_ports.push((protocol, host_port));
+            }
+            let Some(name) = &p.name else { continue };
             named_ports.push(NamedPort {
                 name: name.clone(),
                 protocol,
@@ -75,21 +83,36 @@ pub(super) fn endpoint(ctx: &Ctx<'_>, pod: &Pod) -> Result<Option<Endpoint>, Pol
         labels,
         ips,
         named_ports,
+        host_ports,
         service_account,
         node: pod.spec.node_name.clone(),
     }))
 }
 
-/// A Service with a cluster IP: its virtual addresses, which no policy selects (policy
-/// applies after kube-proxy's DNAT, to the backend pod).
+/// A Service's front-end addresses, which no policy judges (policy applies after
+/// kube-proxy's DNAT, to the backend): every cluster IP (both families of a dual-stack
+/// Service), the external IPs and the load balancer's addresses. Its node ports (on the
+/// node's own addresses) are front-ends too, by port: see `compile::frontends`.
 pub(super) fn service(ctx: &Ctx<'_>, svc: &Service) -> Option<ServiceInfo> {
-    let vips: Vec<IpAddr> = svc
+    let load_balancer = svc
+        .status
+        .iter()
+        .filter_map(|s| s.load_balancer.as_ref())
+        .flat_map(|lb| &lb.ingress)
+        .filter_map(|i| i.ip.as_ref());
+    let mut vips: Vec<IpAddr> = svc
         .spec
         .cluster_ip
         .iter()
+        .chain(&svc.spec.cluster_ips)
+        .chain(&svc.spec.external_ips)
+        .chain(load_balancer)
         .filter_map(|ip| ip.parse().ok())
         .collect();
-    (!vips.is_empty()).then(|| ServiceInfo {
+    vips.sort_unstable();
+    vips.dedup();
+    let has_node_ports = svc.spec.ports.iter().any(|p| p.node_port.is_some());
+    (!vips.is_empty() || has_node_ports).then(|| ServiceInfo {
         id: ctx.id.clone(),
         vips,
         ports: svc.spec.ports.clone(),
