@@ -14,8 +14,9 @@ use aya_ebpf::{
 };
 use enforcer_common::{
     CONNTRACK_MAX, COUNTERS_LEN, Config, CtKey, CtValue, ENDPOINTS_MAX, EVENTS_BYTES, EndpointInfo,
-    EndpointKey, FAILSAFE_MAX, FailsafeKey, PEERS_MAX, PENDING_MAX, PORTS_MAX, PeerInfo, PeerKeyV4,
-    PeerKeyV6, PendingKey, PendingValue, PortKey, VERDICTS_MAX, Verdict, VerdictKey,
+    EndpointKey, FAILSAFE_MAX, FRONTENDS_MAX, FailsafeKey, FrontendKey, PEERS_MAX, PENDING_MAX,
+    PORTS_MAX, PeerInfo, PeerKeyV4, PeerKeyV6, PendingKey, PendingValue, PortKey, VERDICTS_MAX,
+    Verdict, VerdictKey,
 };
 
 #[map]
@@ -45,6 +46,11 @@ pub static ENF_CONNTRACK: LruHashMap<CtKey, CtValue> =
 #[map]
 pub static ENF_PENDING: LruHashMap<PendingKey, PendingValue> =
     LruHashMap::with_max_entries(PENDING_MAX, 0);
+
+/// Service front-ends by port on the node's own addresses (see `FrontendKey`).
+#[map]
+pub static ENF_FRONTENDS: HashMap<FrontendKey, u32> =
+    HashMap::with_max_entries(FRONTENDS_MAX, BPF_F_NO_PREALLOC);
 
 #[map]
 pub static ENF_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_LEN, 0);

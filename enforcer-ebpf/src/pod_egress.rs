@@ -9,9 +9,9 @@
 use aya_ebpf::programs::TcContext;
 use enforcer_common::{
     CT_F_DEFERRED, CT_F_EGRESS_OK, CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK, CT_F_INGRESS_OK,
-    DIR_EGRESS, EP_F_HAS_V4, EP_F_HAS_V6, EndpointInfo, FAMILY_V4, PEER_F_LOCAL_ENDPOINT,
-    PEER_F_SERVICE_VIP, REASON_ALLOW_CONNTRACK, REASON_ALLOW_NDP, REASON_ALLOW_NON_IP,
-    REASON_ALLOW_POLICY, REASON_DEFERRED, REASON_DENY_POLICY,
+    DIR_EGRESS, EP_F_HAS_V4, EP_F_HAS_V6, EndpointInfo, FAMILY_V4, PEER_F_HOST,
+    PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP, REASON_ALLOW_CONNTRACK, REASON_ALLOW_NDP,
+    REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_DEFERRED, REASON_DENY_POLICY,
 };
 
 use crate::{
@@ -54,7 +54,10 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
 
     // Policy: the destination's class, the cell, the verdict.
     let peer = policy::peer(generation, pkt.family, &pkt.dst)?;
-    if peer.flags & PEER_F_SERVICE_VIP != 0 {
+    // A Service front-end: a VIP, or a node port / host port on the node's address.
+    if peer.flags & PEER_F_SERVICE_VIP != 0
+        || (peer.flags & PEER_F_HOST != 0 && policy::is_frontend_port(generation, &pkt))
+    {
         service::defer(ctx, &pkt, &key, now);
         return Ok(Outcome::pass(REASON_DEFERRED));
     }

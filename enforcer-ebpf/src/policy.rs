@@ -5,16 +5,19 @@
 use aya_ebpf::maps::lpm_trie::Key;
 use enforcer_common::{
     ACTION_ALLOW, ACTION_DENY, ANY_CELL, ANY_PEER, CELL_UNLISTED, CONFIG_F_EVENT_ON_DENY, Config,
-    EVENT_KIND_DENY, EVENT_KIND_LOG, EndpointInfo, EndpointKey, FAMILY_V4, GENERATIONS, PeerInfo,
-    PeerKeyV4, PeerKeyV6, PortKey, VERDICT_F_LOG, Verdict, VerdictKey,
+    EVENT_KIND_DENY, EVENT_KIND_LOG, EndpointInfo, EndpointKey, FAMILY_V4, FrontendKey,
+    GENERATIONS, PeerInfo, PeerKeyV4, PeerKeyV6, PortKey, VERDICT_F_LOG, Verdict, VerdictKey,
 };
 
 use crate::{
     Drop,
     counters::{self, EventSource},
     debug_log::{self, VerdictLog},
-    maps::{ENF_CONFIG, ENF_ENDPOINTS, ENF_PEERS_V4, ENF_PEERS_V6, ENF_PORTS, ENF_VERDICTS},
-    packet::Packet,
+    maps::{
+        ENF_CONFIG, ENF_ENDPOINTS, ENF_FRONTENDS, ENF_PEERS_V4, ENF_PEERS_V6, ENF_PORTS,
+        ENF_VERDICTS,
+    },
+    packet::{IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, Packet},
 };
 
 /// `Config[0]`. All zeros (`live_gens == 0`) means no policy loaded: drop.
@@ -70,6 +73,25 @@ pub fn peer(generation: u32, family: u8, addr: &[u8; 16]) -> Result<PeerInfo, Dr
         ENF_PEERS_V6.get(&key).copied()
     };
     found.ok_or(Drop::MapError)
+}
+
+/// Whether the packet's destination, one of the node's own addresses, is a Service
+/// front-end on its port (a node port, a host port): see `FrontendKey`.
+#[inline(always)]
+pub fn is_frontend_port(generation: u32, pkt: &Packet) -> bool {
+    if !matches!(
+        pkt.proto,
+        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_UDPLITE
+    ) {
+        return false;
+    }
+    let key = FrontendKey {
+        generation: generation as u8,
+        proto: pkt.proto,
+        port: pkt.dport,
+    };
+    // SAFETY: only presence is read.
+    unsafe { ENF_FRONTENDS.get(key) }.is_some()
 }
 
 /// The packet's cell: protocol × destination port (ICMP: type and code).

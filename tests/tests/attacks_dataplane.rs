@@ -17,10 +17,11 @@ use enforcer_common::{
     ACTION_ALLOW, ACTION_CONTINUE, ACTION_DENY, ANY_CELL, ANY_PEER, Config, DIR_EGRESS,
     DIR_HOST_EGRESS, DIR_HOST_INGRESS, DIR_INGRESS, DIR_PREDNAT_INGRESS, DIR_UNTRACKED_EGRESS,
     DIR_UNTRACKED_INGRESS, EP_F_HOST, FAILSAFE_INBOUND_DEFAULT, FAILSAFE_OUTBOUND_DEFAULT,
-    MARK_EGRESS_DEFERRED, NO_INDEX, PEER_F_HOST, PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP,
-    PeerInfo, REASON_ALLOW_CONNTRACK, REASON_ALLOW_FAILSAFE, REASON_ALLOW_NDP, REASON_ALLOW_POLICY,
-    REASON_DEFERRED, REASON_DENY_POLICY, REASON_NAMES, REASON_XDP_CONTINUE, REASONS,
-    VERDICT_KIND_RULE, Verdict, VerdictKey, host_profile,
+    FRONTEND_F_HOST_PORT, FRONTEND_F_NODE_PORT, MARK_EGRESS_DEFERRED, NO_INDEX, PEER_F_HOST,
+    PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP, PeerInfo, REASON_ALLOW_CONNTRACK,
+    REASON_ALLOW_FAILSAFE, REASON_ALLOW_NDP, REASON_ALLOW_POLICY, REASON_DEFERRED,
+    REASON_DENY_POLICY, REASON_NAMES, REASON_XDP_CONTINUE, REASONS, VERDICT_KIND_RULE, Verdict,
+    VerdictKey, host_profile,
 };
 use enforcer_tests::bpf::{
     dataplane::{Dataplane, Hook, ct_key, endpoint, monotonic_ns},
@@ -955,12 +956,71 @@ fn service_cases() -> Vec<Case> {
     ]
 }
 
+/// Issue 9 item 7: egress to a front-end on the node's own address (a node port, a
+/// host port) is judged after the translation, like egress to a VIP.
+fn frontend_cases() -> Vec<Case> {
+    vec![Case {
+        name: "issue9_7_nodeport_reaches_a_backend_the_egress_denies",
+        setup: |dp, ifs| {
+            base(dp, ifs);
+            // A may reach the node (kubelet, host services), not B.
+            pod(dp, 0, DIR_EGRESS, P_A, C_NODE, ANY_CELL, ACTION_ALLOW);
+            pod(dp, 0, DIR_INGRESS, P_B, ANY_PEER, ANY_CELL, ACTION_ALLOW);
+            dp.set_frontend(0, PROTO_TCP, 30_080, FRONTEND_F_NODE_PORT);
+            dp.set_frontend(0, PROTO_UDP, 5353, FRONTEND_F_HOST_PORT);
+        },
+        steps: vec![
+            // node:NodePort is deferred, not allowed as "the node".
+            run(
+                Hook::PodEgress,
+                On::A,
+                tcp4(A4, 40_000, NODE4, 30_080, SYN),
+                pass(REASON_DEFERRED).mark(MARK_EGRESS_DEFERRED),
+            ),
+            // kube-proxy translated it to B:80: A's egress to B is judged, and denies.
+            marked(
+                run(
+                    Hook::PodIngress,
+                    On::B,
+                    tcp4(A4, 40_000, B4, 80, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                MARK_EGRESS_DEFERRED,
+            ),
+            // A host port likewise.
+            run(
+                Hook::PodEgress,
+                On::A,
+                udp4(A4, 40_001, NODE4, 5353),
+                pass(REASON_DEFERRED),
+            ),
+            marked(
+                run(
+                    Hook::PodIngress,
+                    On::B,
+                    udp4(A4, 40_001, B4, 53),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                MARK_EGRESS_DEFERRED,
+            ),
+            // Any other port of the node is the node's, judged at once.
+            run(
+                Hook::PodEgress,
+                On::A,
+                tcp4(A4, 40_002, NODE4, 10_250, SYN),
+                pass(REASON_ALLOW_POLICY),
+            ),
+        ],
+    }]
+}
+
 fn cases() -> Vec<Case> {
     let mut all = Vec::new();
     all.extend(failsafe_cases());
     all.extend(ndp_cases());
     all.extend(conntrack_cases());
     all.extend(service_cases());
+    all.extend(frontend_cases());
     all
 }
 

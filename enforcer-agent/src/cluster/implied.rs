@@ -34,6 +34,7 @@ fn dns_pod() -> Pod {
         name: Some(name.to_owned()),
         container_port: 53,
         protocol: Some(protocol.to_owned()),
+        ..ContainerPort::default()
     };
     Pod {
         metadata: ObjectMeta {
@@ -75,8 +76,9 @@ fn dns_service() -> Service {
             ports: vec![port("dns", "UDP"), port("dns-tcp", "TCP")],
             service_type: None,
             cluster_ip: Some(DNS_SERVICE_IP.to_string()),
-            external_traffic_policy: None,
+            ..ServiceSpec::default()
         },
+        status: None,
     }
 }
 

@@ -19,6 +19,7 @@
 //!   with wildcard compression. Because representatives are exact, the verdicts are
 //!   exactly the evaluator's (checked by the differential test against [`simulate`]);
 //! - `host.rs`: the host endpoints' directions, over the same classes and cells;
+//! - `frontends.rs`: node ports and host ports, the front-ends on the node's addresses;
 //! - [`spec`]: what comes out, checked against the maps' capacities (`error.rs`).
 
 mod atom_index;
@@ -26,6 +27,7 @@ mod cells;
 mod classes;
 mod compress;
 mod error;
+mod frontends;
 pub(crate) mod host;
 mod input;
 mod profiles;
@@ -34,7 +36,7 @@ pub mod simulate;
 pub mod spec;
 mod verdicts;
 
-use enforcer_common::{ENDPOINTS_MAX, PEERS_MAX, PORTS_MAX, VERDICTS_MAX};
+use enforcer_common::{ENDPOINTS_MAX, FRONTENDS_MAX, PEERS_MAX, PORTS_MAX, VERDICTS_MAX};
 
 pub use error::CompileError;
 pub use input::check_policy;
@@ -107,12 +109,14 @@ pub fn compile_on_node(
         peers,
         ports: cells.ports,
         verdicts: verdicts.into_iter().collect(),
+        frontends: frontends::frontends(&input),
         policies: cluster.policies.iter().map(|p| p.name.clone()).collect(),
     };
     error::check_capacity("endpoints", spec.endpoints.len(), ENDPOINTS_MAX)?;
     error::check_capacity("peers", spec.peers.len(), PEERS_MAX)?;
     error::check_capacity("ports", spec.ports.len(), PORTS_MAX)?;
     error::check_capacity("verdicts", spec.verdicts.len(), VERDICTS_MAX)?;
+    error::check_capacity("frontends", spec.frontends.len(), FRONTENDS_MAX)?;
     Ok(spec)
 }
 

@@ -23,6 +23,8 @@ pub struct DataplaneSpec {
     pub ports: Vec<SpecPort>,
     /// `ENF_VERDICTS`.
     pub verdicts: Vec<(SpecVerdictKey, Verdict)>,
+    /// `ENF_FRONTENDS`: Service front-end ports on the node's own addresses.
+    pub frontends: Vec<SpecFrontend>,
     /// Index → name of the policies that verdicts refer to (`Verdict::policy`).
     pub policies: Vec<PolicyName>,
 }
@@ -47,6 +49,15 @@ pub struct SpecPeer {
     pub local_iface: Option<String>,
     /// `PeerInfo::host_class`: the address as a host-endpoint rule's local side sees it.
     pub host_class: u32,
+}
+
+/// A Service front-end port on the node's own addresses (`FrontendKey`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SpecFrontend {
+    pub proto: u8,
+    pub port: u16,
+    /// `FRONTEND_F_*`.
+    pub flags: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -311,3 +311,53 @@ fn regression_seeds() {
         }
     }
 }
+
+/// Issue 9 item 7: every front-end of a Service is deferred, not only `spec.clusterIP`:
+/// the second cluster IP of a dual-stack Service, external IPs and load balancer
+/// addresses are VIP peers; node ports and the local pods' host ports are front-end
+/// ports on the node's addresses.
+#[test]
+fn issue9_7_every_service_front_end_is_deferred() {
+    use enforcer_common::{FRONTEND_F_HOST_PORT, FRONTEND_F_NODE_PORT, PEER_F_SERVICE_VIP};
+    let cluster = build(&[
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "n", "labels": {"app": "web"}},
+               "spec": {"containers": [{"name": "c", "ports": [{"containerPort": 8080, "hostPort": 8443}, {"containerPort": 53, "protocol": "UDP", "hostPort": 5353}]}]},
+               "status": {"podIP": "10.0.0.1"}}),
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "far", "namespace": "n"},
+               "spec": {"nodeName": "node2", "containers": [{"name": "c", "ports": [{"containerPort": 80, "hostPort": 9999}]}]},
+               "status": {"podIP": "10.0.1.1"}}),
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "n"},
+               "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10", "fd00:96::10"],
+                        "externalIPs": ["192.0.2.10"], "ports": [{"port": 80, "targetPort": 8080, "nodePort": 30080}]},
+               "status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.7"}]}}}),
+    ])
+    .unwrap();
+    let spec = compile_for_node(&cluster, Some("node1")).unwrap();
+    for vip in [
+        "10.96.0.10/32",
+        "fd00:96::10/128",
+        "192.0.2.10/32",
+        "198.51.100.7/32",
+    ] {
+        let net: ipnet::IpNet = vip.parse().unwrap();
+        let peer = spec.peers.iter().find(|p| p.net == net);
+        assert!(
+            peer.is_some_and(|p| p.flags & PEER_F_SERVICE_VIP != 0),
+            "{vip} is not a VIP peer: {peer:?}"
+        );
+    }
+    let frontends: Vec<(u8, u16, u32)> = spec
+        .frontends
+        .iter()
+        .map(|f| (f.proto, f.port, f.flags))
+        .collect();
+    // The node port everywhere; the host ports of this node's pod only.
+    assert_eq!(
+        frontends,
+        [
+            (6, 8443, FRONTEND_F_HOST_PORT),
+            (6, 30080, FRONTEND_F_NODE_PORT),
+            (17, 5353, FRONTEND_F_HOST_PORT),
+        ]
+    );
+}

@@ -26,6 +26,8 @@ pub struct GenerationContent {
     pub peers_v6: HashMap<V6Prefix, PeerInfo>,
     pub ports: HashMap<PortPrefix, u32>,
     pub verdicts: HashMap<SpecVerdictKey, Verdict>,
+    /// (protocol, port) → `FRONTEND_F_*`.
+    pub frontends: HashMap<(u8, u16), u32>,
 }
 
 impl GenerationContent {
@@ -89,6 +91,11 @@ impl GenerationContent {
                 .insert((port.proto, port.port, port.prefix_len), port.cell);
         }
         content.verdicts = spec.verdicts.iter().copied().collect();
+        content.frontends = spec
+            .frontends
+            .iter()
+            .map(|f| ((f.proto, f.port), f.flags))
+            .collect();
         content
     }
 
@@ -99,6 +106,7 @@ impl GenerationContent {
             + self.peers_v6.len()
             + self.ports.len()
             + self.verdicts.len()
+            + self.frontends.len()
     }
 
     pub fn is_empty(&self) -> bool {

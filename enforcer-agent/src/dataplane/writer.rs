@@ -9,8 +9,8 @@ use aya::maps::lpm_trie::{Key as LpmKey, LpmTrie};
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, MapError};
 
 use enforcer_common::{
-    Config, EndpointInfo, EndpointKey, GENERATIONS, PeerInfo, PeerKeyV4, PeerKeyV6, PortKey,
-    Verdict, VerdictKey,
+    Config, EndpointInfo, EndpointKey, FrontendKey, GENERATIONS, PeerInfo, PeerKeyV4, PeerKeyV6,
+    PortKey, Verdict, VerdictKey,
 };
 
 use super::content::{GenerationContent, diff};
@@ -40,6 +40,7 @@ pub struct PolicyMaps {
     peers_v6: LpmTrie<MapData, PeerKeyV6, PeerInfo>,
     ports: LpmTrie<MapData, PortKey, u32>,
     verdicts: BpfHashMap<MapData, VerdictKey, Verdict>,
+    frontends: BpfHashMap<MapData, FrontendKey, u32>,
 }
 
 /// Takes a map out of the loaded object by name and types it.
@@ -77,7 +78,8 @@ pub struct ApplyStats {
 impl GenerationWriter {
     pub fn new(ebpf: &mut aya::Ebpf) -> Result<Self, WriterError> {
         use enforcer_common::{
-            MAP_CONFIG, MAP_ENDPOINTS, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PORTS, MAP_VERDICTS,
+            MAP_CONFIG, MAP_ENDPOINTS, MAP_FRONTENDS, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PORTS,
+            MAP_VERDICTS,
         };
         let maps = PolicyMaps {
             config: take(ebpf, MAP_CONFIG)?,
@@ -86,6 +88,7 @@ impl GenerationWriter {
             peers_v6: take(ebpf, MAP_PEERS_V6)?,
             ports: take(ebpf, MAP_PORTS)?,
             verdicts: take(ebpf, MAP_VERDICTS)?,
+            frontends: take(ebpf, MAP_FRONTENDS)?,
         };
         let config = maps
             .config
@@ -175,7 +178,9 @@ impl GenerationWriter {
         new: &GenerationContent,
         stats: &mut ApplyStats,
     ) -> Result<(), WriterError> {
-        use enforcer_common::{MAP_ENDPOINTS, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PORTS, MAP_VERDICTS};
+        use enforcer_common::{
+            MAP_ENDPOINTS, MAP_FRONTENDS, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PORTS, MAP_VERDICTS,
+        };
         let g8 = generation as u8;
         let maps = &mut self.maps;
         sync(
@@ -251,12 +256,26 @@ impl GenerationWriter {
                 cell: k.cell,
             },
         )?;
+        sync(
+            &mut maps.frontends,
+            MAP_FRONTENDS,
+            &old.frontends,
+            &new.frontends,
+            stats,
+            |(proto, port)| FrontendKey {
+                generation: g8,
+                proto: *proto,
+                port: *port,
+            },
+        )?;
         Ok(())
     }
 
     /// Deletes every entry of one generation (slot content unknown).
     fn clear_generation(&mut self, generation: u32) -> Result<(), WriterError> {
-        use enforcer_common::{MAP_ENDPOINTS, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PORTS, MAP_VERDICTS};
+        use enforcer_common::{
+            MAP_ENDPOINTS, MAP_FRONTENDS, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PORTS, MAP_VERDICTS,
+        };
         let g8 = generation as u8;
         let maps = &mut self.maps;
         clear(&mut maps.endpoints, MAP_ENDPOINTS, |k| {
@@ -270,6 +289,7 @@ impl GenerationWriter {
         })?;
         clear(&mut maps.ports, MAP_PORTS, |k| k.data().generation == g8)?;
         clear(&mut maps.verdicts, MAP_VERDICTS, |k| k.generation == g8)?;
+        clear(&mut maps.frontends, MAP_FRONTENDS, |k| k.generation == g8)?;
         Ok(())
     }
 }

@@ -210,6 +210,7 @@ mod tests {
                         name: Some(port.0.into()),
                         container_port: port.1,
                         protocol: None,
+                        ..ContainerPort::default()
                     }],
                     ..Container::default()
                 }],
@@ -255,8 +256,9 @@ mod tests {
                 }],
                 service_type: None,
                 cluster_ip: Some("198.19.0.11".into()),
-                external_traffic_policy: None,
+                ..ServiceSpec::default()
             },
+            status: None,
         };
         let rules = backends(&[svc], &pods, &BTreeMap::new());
         let at = |ip: Ipv4Addr, port: u16| Backend {

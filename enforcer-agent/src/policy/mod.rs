@@ -92,6 +92,9 @@ pub struct Endpoint {
     pub labels: Labels,
     pub ips: Vec<IpAddr>,
     pub named_ports: Vec<NamedPort>,
+    /// `(protocol, port)` of every container `hostPort`: front-ends on the addresses of
+    /// the pod's node, translated to the pod.
+    pub host_ports: Vec<(u8, u16)>,
     pub service_account: String,
     /// Host-side interface (`cali…`).
     pub iface: String,

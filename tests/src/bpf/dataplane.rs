@@ -13,10 +13,10 @@ use aya::{
 };
 use enforcer_common::{
     COUNTERS_LEN, Config, CtKey, CtValue, EndpointInfo, EndpointKey, FailsafeKey, FlowEvent,
-    HOOK_CGROUP_INGRESS, HOOK_GUARD_EGRESS, HOOK_HOST_EGRESS, HOOK_HOST_INGRESS, HOOK_HOST_XDP,
-    HOOK_POD_EGRESS, HOOK_POD_INGRESS, MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS,
+    FrontendKey, HOOK_CGROUP_INGRESS, HOOK_GUARD_EGRESS, HOOK_HOST_EGRESS, HOOK_HOST_INGRESS,
+    HOOK_HOST_XDP, HOOK_POD_EGRESS, HOOK_POD_INGRESS, MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS,
     MAP_DEBUG_TAIL_CGROUP, MAP_DEBUG_TAIL_TC, MAP_DEBUG_TAIL_XDP, MAP_ENDPOINTS, MAP_EVENTS,
-    MAP_FAILSAFE, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS,
+    MAP_FAILSAFE, MAP_FRONTENDS, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS,
     PROG_CGROUP_INGRESS, PROG_CGROUP_INGRESS_DEBUG, PROG_GUARD_EGRESS, PROG_GUARD_EGRESS_DEBUG,
     PROG_HOST_EGRESS, PROG_HOST_EGRESS_DEBUG, PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG,
     PROG_HOST_XDP, PROG_HOST_XDP_DEBUG, PROG_LOG_CGROUP_DEBUG, PROG_LOG_TC_DEBUG,
@@ -142,6 +142,7 @@ pub struct Dataplane {
     pub counters: PerCpuArray<MapData, u64>,
     pub events: RingBuf<MapData>,
     pub failsafe: HashMap<MapData, FailsafeKey, u32>,
+    pub frontends: HashMap<MapData, FrontendKey, u32>,
 }
 
 fn take<T: TryFrom<aya::maps::Map>>(ebpf: &mut Ebpf, name: &str) -> T
@@ -166,6 +167,7 @@ impl Dataplane {
         let mut ebpf = load_programs(object, variants);
         Self {
             failsafe: take(&mut ebpf, MAP_FAILSAFE),
+            frontends: take(&mut ebpf, MAP_FRONTENDS),
             config: take(&mut ebpf, MAP_CONFIG),
             endpoints: take(&mut ebpf, MAP_ENDPOINTS),
             peers_v4: take(&mut ebpf, MAP_PEERS_V4),
@@ -191,6 +193,7 @@ impl Dataplane {
         clear_hash(&mut self.conntrack);
         clear_hash(&mut self.pending);
         clear_hash(&mut self.failsafe);
+        clear_hash(&mut self.frontends);
         clear_lpm(&mut self.peers_v4);
         clear_lpm(&mut self.peers_v6);
         clear_lpm(&mut self.ports);
@@ -244,6 +247,21 @@ impl Dataplane {
         mark: u32,
     ) -> Run {
         test_run_variant(&self.ebpf, variant, hook, frame, ifindex, mark)
+    }
+
+    /// A Service front-end port on the node's addresses in `generation`.
+    pub fn set_frontend(&mut self, generation: u8, proto: u8, port: u16, flags: u32) {
+        self.frontends
+            .insert(
+                FrontendKey {
+                    generation,
+                    proto,
+                    port,
+                },
+                flags,
+                0,
+            )
+            .or_panic("writing ENF_FRONTENDS");
     }
 
     pub fn set_failsafe(&mut self, dir: u8, proto: u8, port: u16) {

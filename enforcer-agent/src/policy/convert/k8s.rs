@@ -50,11 +50,15 @@ pub(super) fn endpoint(ctx: &Ctx<'_>, pod: &Pod) -> Result<Option<Endpoint>, Pol
     labels.insert(LABEL_NAMESPACE.to_owned(), namespace.clone());
     labels.insert(LABEL_ORCHESTRATOR.to_owned(), "k8s".to_owned());
     labels.insert(LABEL_SERVICE_ACCOUNT.to_owned(), service_account.clone());
-    // Named container ports: what a rule's named port resolves to on this pod.
+    // Named container ports: what a rule's named port resolves to on this pod; and the
+    // host ports the node forwards to it.
     let mut named_ports = Vec::new();
+    let mut host_ports = Vec::new();
     for (ci, c) in pod.spec.containers.iter().enumerate() {
         for (pi, p) in c.ports.iter().enumerate() {
-            let Some(name) = &p.name else { continue };
+            if p.name.is_none() && p.host_port.is_none() {
+                continue;
+            }
             let protocol = parse_protocol(p.protocol()).ok_or_else(|| {
                 ctx.err(
                     format!("spec.containers[{ci}].ports[{pi}].protocol"),
@@ -64,6 +68,10 @@ pub(super) fn endpoint(ctx: &Ctx<'_>, pod: &Pod) -> Result<Option<Endpoint>, Pol
                     None,
                 )
             })?;
+            if let Some(host_port) = p.host_port {
+                host_ports.push((protocol, host_port));
+            }
+            let Some(name) = &p.name else { continue };
             named_ports.push(NamedPort {
                 name: name.clone(),
                 protocol,
@@ -79,6 +87,7 @@ pub(super) fn endpoint(ctx: &Ctx<'_>, pod: &Pod) -> Result<Option<Endpoint>, Pol
         labels,
         ips,
         named_ports,
+        host_ports,
         service_account,
         node: pod.spec.node_name.clone(),
     }))

@@ -11,7 +11,9 @@ use crate::model::endpoints::{EndpointSources, service_endpoints};
 use crate::model::{Loaded, Object, Pod};
 use crate::policy::ServiceInfo;
 
-/// Every Service with a cluster IP, in the order of `objects`.
+/// Every Service with a front-end (a cluster IP of either family, an external IP, a load
+/// balancer address or a node port), in the order of `objects`. Its node ports (on the
+/// node's own addresses) are front-ends by port: see `compile::frontends`.
 pub(super) fn services(objects: &[Loaded]) -> Vec<ServiceInfo> {
     let mut pods: Vec<&Pod> = Vec::new();
     let mut slices = Vec::new();
@@ -35,13 +37,25 @@ pub(super) fn services(objects: &[Loaded]) -> Vec<ServiceInfo> {
             let Object::Service(svc) = &loaded.object else {
                 return None;
             };
-            let vips: Vec<IpAddr> = svc
+            let load_balancer = svc
+                .status
+                .iter()
+                .filter_map(|s| s.load_balancer.as_ref())
+                .flat_map(|lb| &lb.ingress)
+                .filter_map(|i| i.ip.as_ref());
+            let mut vips: Vec<IpAddr> = svc
                 .spec
                 .cluster_ip
                 .iter()
+                .chain(&svc.spec.cluster_ips)
+                .chain(&svc.spec.external_ips)
+                .chain(load_balancer)
                 .filter_map(|ip| ip.parse().ok())
                 .collect();
-            (!vips.is_empty()).then(|| ServiceInfo {
+            vips.sort_unstable();
+            vips.dedup();
+            let has_node_ports = svc.spec.ports.iter().any(|p| p.node_port.is_some());
+            (!vips.is_empty() || has_node_ports).then(|| ServiceInfo {
                 id: ctx(loaded).id,
                 vips,
                 ports: svc.spec.ports.clone(),
