@@ -55,6 +55,8 @@ pub fn hook_name(hook: u32) -> &'static str {
         enforcer_common::HOOK_HOST_XDP => "host-xdp",
         enforcer_common::HOOK_HOST_INGRESS => "host-ingress",
         enforcer_common::HOOK_HOST_EGRESS => "host-egress",
+        enforcer_common::HOOK_GUARD_EGRESS => "guard-egress",
+        enforcer_common::HOOK_CGROUP_INGRESS => "cgroup-ingress",
         _ => "other",
     }
 }

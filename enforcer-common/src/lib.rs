@@ -46,19 +46,103 @@ pub const MAP_EVENTS: &str = "ENF_EVENTS";
 /// but never pins or uses it); the benchmark loads it with `CONNTRACK_MAX`.
 pub const MAP_BENCH_FLOOR: &str = "ENF_BENCH_FLOOR";
 
-/// Program names (function names in the BPF object).
-pub const PROG_POD_EGRESS: &str = "enforcer_pod_egress";
-pub const PROG_POD_INGRESS: &str = "enforcer_pod_ingress";
+// ---------------------------------------------------------------------------------
+// Program names (function names in the BPF object).
+//
+// The kernel keeps 15 bytes of a program's name (`BPF_OBJ_NAME_LEN` - 1), and that is
+// what `bpftool prog show` prints: every name here fits, so the names in bpftool are
+// the names in the source. `enf_` + the hook, `_d` for the debug-log variant.
+//
+// Each attached program exists in two variants built from one body (a const generic
+// `DEBUG`): the production variant has no debug-log code at all (its verifier cost is
+// the policy path's only), the `_d` variant writes an aya-log record per verdict while
+// `CONFIG_F_DEBUG_LOG` is set. The agent loads and attaches the `_d` variants only with
+// `--bpf-debug-log`.
+// ---------------------------------------------------------------------------------
+
+/// Longest program name the kernel keeps.
+pub const PROG_NAME_MAX: usize = 15;
+
+/// TCX ingress of a pod's host-side veth (packets from the pod): its egress policy.
+pub const PROG_POD_EGRESS: &str = "enf_pod_eg";
+pub const PROG_POD_EGRESS_DEBUG: &str = "enf_pod_eg_d";
+/// TCX egress of a pod's host-side veth (packets to the pod): its ingress policy.
+pub const PROG_POD_INGRESS: &str = "enf_pod_in";
+pub const PROG_POD_INGRESS_DEBUG: &str = "enf_pod_in_d";
 /// XDP on a host interface: untracked and preDNAT ingress denies, before an skb exists.
-pub const PROG_HOST_XDP: &str = "enforcer_host_xdp";
+pub const PROG_HOST_XDP: &str = "enf_host_xdp";
+pub const PROG_HOST_XDP_DEBUG: &str = "enf_host_xdp_d";
 /// TCX ingress of a host interface: the host endpoint's tracked ingress chain.
-pub const PROG_HOST_INGRESS: &str = "enforcer_host_ingress";
+pub const PROG_HOST_INGRESS: &str = "enf_host_in";
+pub const PROG_HOST_INGRESS_DEBUG: &str = "enf_host_in_d";
 /// TCX egress of a host interface: the host endpoint's egress chain.
-pub const PROG_HOST_EGRESS: &str = "enforcer_host_egress";
+pub const PROG_HOST_EGRESS: &str = "enf_host_eg";
+pub const PROG_HOST_EGRESS_DEBUG: &str = "enf_host_eg_d";
+/// TCX egress of every non-workload interface but `lo`, first in the chain: judges the
+/// deferred egress of Service traffic leaving the node (see [`MARK_EGRESS_DEFERRED`]);
+/// any other packet goes on to the next program untouched.
+pub const PROG_GUARD_EGRESS: &str = "enf_guard_eg";
+pub const PROG_GUARD_EGRESS_DEBUG: &str = "enf_guard_eg_d";
+/// `cgroup_skb/ingress` on the node's cgroup: judges the deferred egress of Service
+/// traffic delivered to the node's own sockets (a hostNetwork backend, the API server
+/// behind the `kubernetes` Service).
+pub const PROG_CGROUP_INGRESS: &str = "enf_cg_in";
+pub const PROG_CGROUP_INGRESS_DEBUG: &str = "enf_cg_in_d";
+/// The benchmark floor (`cargo xtask bench`): parse + one hash lookup; never attached.
+pub const PROG_BENCH_FLOOR: &str = "enf_bench_floor";
+
+/// The debug-log variants' log programs (TC and XDP), reached by tail call through
+/// [`MAP_DEBUG_TAIL_TC`] / [`MAP_DEBUG_TAIL_XDP`] (index 0): they write the aya-log
+/// records of the verdicts the variant noted, so the record code is verified once, not
+/// once per path. A program array serves one program type, hence two.
+pub const PROG_LOG_TC_DEBUG: &str = "enf_log_tc_d";
+pub const PROG_LOG_XDP_DEBUG: &str = "enf_log_xdp_d";
+pub const PROG_LOG_CGROUP_DEBUG: &str = "enf_log_cg_d";
+pub const DEBUG_LOG_PROGRAMS: [&str; 3] =
+    [PROG_LOG_TC_DEBUG, PROG_LOG_XDP_DEBUG, PROG_LOG_CGROUP_DEBUG];
+/// `PROG_ARRAY[1]`: [`PROG_LOG_TC_DEBUG`]; never pinned.
+pub const MAP_DEBUG_TAIL_TC: &str = "ENF_DEBUG_TC";
+/// `PROG_ARRAY[1]`: [`PROG_LOG_XDP_DEBUG`]; never pinned.
+pub const MAP_DEBUG_TAIL_XDP: &str = "ENF_DEBUG_XDP";
+/// `PROG_ARRAY[1]`: [`PROG_LOG_CGROUP_DEBUG`]; never pinned.
+pub const MAP_DEBUG_TAIL_CGROUP: &str = "ENF_DEBUG_CG";
+
+/// Every program of the object: (production name, debug-log variant).
+pub const PROGRAMS: [(&str, Option<&str>); 8] = [
+    (PROG_POD_EGRESS, Some(PROG_POD_EGRESS_DEBUG)),
+    (PROG_POD_INGRESS, Some(PROG_POD_INGRESS_DEBUG)),
+    (PROG_HOST_XDP, Some(PROG_HOST_XDP_DEBUG)),
+    (PROG_HOST_INGRESS, Some(PROG_HOST_INGRESS_DEBUG)),
+    (PROG_HOST_EGRESS, Some(PROG_HOST_EGRESS_DEBUG)),
+    (PROG_GUARD_EGRESS, Some(PROG_GUARD_EGRESS_DEBUG)),
+    (PROG_CGROUP_INGRESS, Some(PROG_CGROUP_INGRESS_DEBUG)),
+    (PROG_BENCH_FLOOR, None),
+];
+
+const fn names_fit(programs: &[(&str, Option<&str>)]) -> bool {
+    let mut i = 0;
+    while i < programs.len() {
+        if programs[i].0.len() > PROG_NAME_MAX {
+            return false;
+        }
+        if let Some(d) = programs[i].1
+            && d.len() > PROG_NAME_MAX
+        {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+const _: () = assert!(names_fit(&PROGRAMS));
+const _: () = assert!(
+    PROG_LOG_TC_DEBUG.len() <= PROG_NAME_MAX
+        && PROG_LOG_XDP_DEBUG.len() <= PROG_NAME_MAX
+        && PROG_LOG_CGROUP_DEBUG.len() <= PROG_NAME_MAX
+);
+
 /// Failsafe ports (see [`FailsafeKey`]).
 pub const MAP_FAILSAFE: &str = "ENF_FAILSAFE";
-/// The benchmark floor (`cargo xtask bench`): parse + one hash lookup; never attached.
-pub const PROG_BENCH_FLOOR: &str = "enforcer_bench_floor";
 
 // ---------------------------------------------------------------------------------
 // Capacities.
@@ -92,8 +176,12 @@ pub struct Config {
     /// `CONFIG_F_*` flags.
     pub flags: u32,
     pub _pad: u32,
+    /// The agent's network namespace (`SO_NETNS_COOKIE`). The cgroup program runs for
+    /// the sockets of every namespace under the cgroup it is attached to; it judges only
+    /// packets of this one (0: none yet, judge nothing).
+    pub netns_cookie: u64,
 }
-const _: () = assert!(size_of::<Config>() == 16);
+const _: () = assert!(size_of::<Config>() == 24);
 
 /// Emit a flow event for every denied new flow (not only for Log rules).
 pub const CONFIG_F_EVENT_ON_DENY: u32 = 1 << 0;
@@ -352,7 +440,10 @@ pub const FAMILY_V6: u8 = 6;
 /// Addresses are in network order, ports in host order (the port number as an integer).
 ///
 /// For ICMP echo the request uses `(sport = id, dport = 0)` and the reply
-/// `(sport = 0, dport = id)`, so a reply's reversed tuple is its request's tuple.
+/// `(sport = 0, dport = id)`, so a reply's reversed tuple is its request's tuple. Any
+/// other ICMP message uses `(type << 8 | code, type << 8 | code)`: one message type
+/// never rides on another's entry, and such a message is never a reply (only echo
+/// replies are; ICMP errors are related to the flow they quote instead).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
@@ -389,7 +480,8 @@ pub const CT_F_EGRESS_OK: u32 = 1 << 0;
 pub const CT_F_INGRESS_OK: u32 = 1 << 1;
 /// Created for a packet to a Service VIP: the egress leg is judged after DNAT.
 pub const CT_F_DEFERRED: u32 = 1 << 2;
-/// A TCP FIN or RST was seen: the entry expires soon.
+/// The TCP connection is closing (an RST, or a FIN from each side): the entry expires
+/// soon ([`CT_TIMEOUT_TCP_CLOSING_NS`]).
 pub const CT_F_CLOSING: u32 = 1 << 3;
 /// Both legs approved: replies pass.
 pub const CT_F_ESTABLISHED: u32 = CT_F_EGRESS_OK | CT_F_INGRESS_OK;
@@ -399,8 +491,19 @@ pub const CT_F_HOST_INGRESS_OK: u32 = 1 << 4;
 /// The flow left through a host endpoint and its egress chain allowed it (the node or
 /// a pod opened it): replies pass the host ingress hooks, XDP included.
 pub const CT_F_HOST_EGRESS_OK: u32 = 1 << 5;
+/// A TCP FIN was seen from the flow's initiator (forward direction).
+pub const CT_F_FIN_FORWARD: u32 = 1 << 6;
+/// A TCP FIN was seen from the responder (reverse direction).
+pub const CT_F_FIN_REVERSE: u32 = 1 << 7;
+/// A packet of the reverse direction passed as a reply: the peer answered. Until then
+/// a TCP entry keeps the handshake timeout even with both legs approved, so that
+/// unanswered SYNs (to a peer that does not exist, say) never hold an entry for the
+/// established timeout.
+pub const CT_F_REPLIED: u32 = 1 << 8;
 
-/// Idle timeouts (Calico's eBPF dataplane uses the same orders of magnitude).
+/// Idle timeouts (Calico's eBPF dataplane uses the same orders of magnitude). TCP:
+/// [`CT_TIMEOUT_TCP_SYN_NS`] until both legs are approved *and* the peer replied,
+/// [`CT_TIMEOUT_TCP_ESTABLISHED_NS`] then, [`CT_TIMEOUT_TCP_CLOSING_NS`] once closing.
 pub const CT_TIMEOUT_TCP_SYN_NS: u64 = 20_000_000_000;
 pub const CT_TIMEOUT_TCP_ESTABLISHED_NS: u64 = 3_600_000_000_000;
 pub const CT_TIMEOUT_TCP_CLOSING_NS: u64 = 30_000_000_000;
@@ -412,9 +515,24 @@ pub const CT_TIMEOUT_OTHER_NS: u64 = 600_000_000_000;
 // PENDING: LRU_HASH PendingKey → PendingValue (Service traffic awaiting its egress leg).
 // ---------------------------------------------------------------------------------
 
-/// A client socket that sent to a Service VIP: (client address, client port, protocol).
-/// Ports here and in [`PendingValue`] are in host order, as in [`CtKey`] (for ICMP echo
-/// the identifier, as the conntrack tuple uses it).
+/// A client socket that sent to a Service front-end (a VIP, or a node address on a
+/// node port): (client address, client port, protocol). Ports here and in
+/// [`PendingValue`] are in host order, as in [`CtKey`] (for ICMP echo the identifier,
+/// as the conntrack tuple uses it).
+///
+/// Why this map exists: the hook that judges a deferred packet (see
+/// [`MARK_EGRESS_DEFERRED`]) sees it after DNAT and must also approve the *original*
+/// tuple (client → front-end), because the kernel un-DNATs the reply to come from the
+/// front-end. The translated packet does not say which front-end it was sent to; this
+/// entry does, written by the client's egress hook a few microseconds earlier on the
+/// same packet's path.
+///
+/// Lookup rules (the judging hook): the entry counts only if it is younger than
+/// [`PENDING_TTL_NS`] and has no [`PENDING_F_CONFLICT`]. A socket that sent to two
+/// different front-ends within the TTL is a conflict: neither original tuple is
+/// approved (fail closed: their replies face the client's ingress policy as new flows),
+/// so one approval can never make another front-end's traffic a "reply". Nothing is
+/// written to `ENF_CONNTRACK` before a verdict.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
@@ -426,18 +544,30 @@ pub struct PendingKey {
 }
 const _: () = assert!(size_of::<PendingKey>() == 20);
 
-/// The VIP and port the client addressed, so that once the translated packet is
-/// approved the original-tuple entry can be marked established (the un-DNATed reply
-/// comes from the VIP).
+/// The front-end (VIP or node address, and port) the client addressed, so that once
+/// the translated packet is approved the original-tuple entry can be marked
+/// established (the un-DNATed reply comes from the front-end).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct PendingValue {
+    /// `bpf_ktime_get_ns` of the client's latest packet to this front-end.
+    pub deferred_ns: u64,
     pub vip: [u8; 16],
     pub vport: u16,
-    pub _pad: [u8; 2],
+    /// `PENDING_F_*`.
+    pub flags: u16,
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<PendingValue>() == 20);
+const _: () = assert!(size_of::<PendingValue>() == 32);
+
+/// How long a pending entry names the front-end of its socket's next translated
+/// packet. The judging hook runs on the same packet's path within microseconds; the
+/// TTL only bounds how long a socket that switched front-ends counts as a conflict.
+pub const PENDING_TTL_NS: u64 = 1_000_000_000;
+/// The socket addressed two different front-ends within [`PENDING_TTL_NS`]: no
+/// original tuple is approved through this entry.
+pub const PENDING_F_CONFLICT: u16 = 1 << 0;
 
 /// skb mark set on a packet to a Service VIP whose egress leg is deferred. Only the
 /// bits in [`MARK_MASK`] are ours (kube-proxy uses 0x4000/0x8000, Calico 0xffff0000 by
@@ -454,10 +584,14 @@ pub const HOOK_POD_INGRESS: u32 = 1;
 pub const HOOK_HOST_XDP: u32 = 2;
 pub const HOOK_HOST_INGRESS: u32 = 3;
 pub const HOOK_HOST_EGRESS: u32 = 4;
+/// The guard on TC egress of every non-workload interface (deferred Service egress).
+pub const HOOK_GUARD_EGRESS: u32 = 5;
+/// The cgroup program on local delivery to the node's sockets (deferred Service egress).
+pub const HOOK_CGROUP_INGRESS: u32 = 6;
 pub const HOOKS: u32 = 8;
 
 /// Counter slots per hook.
-pub const REASONS: u32 = 17;
+pub const REASONS: u32 = 18;
 pub const COUNTERS_LEN: u32 = HOOKS * REASONS;
 
 pub const REASON_ALLOW_POLICY: u32 = 0;
@@ -483,6 +617,10 @@ pub const REASON_XDP_CONTINUE: u32 = 15;
 /// interface (Calico's conntrack-INVALID drop): e.g. the reply of a flow that untracked
 /// (doNotTrack) policy allowed in one direction only.
 pub const REASON_DENY_NO_CONNTRACK: u32 = 16;
+/// A packet carrying the deferred-egress marker reached a hook that does not judge it
+/// (the host egress program, when the guard did not run first): dropped, since nobody
+/// judged the client's egress.
+pub const REASON_DENY_DEFERRED_UNJUDGED: u32 = 17;
 
 /// Human names of the reasons, by index.
 pub const REASON_NAMES: [&str; REASONS as usize] = [
@@ -503,6 +641,7 @@ pub const REASON_NAMES: [&str; REASONS as usize] = [
     "allow_untracked",
     "xdp_to_tc",
     "deny_no_conntrack",
+    "deny_deferred_unjudged",
 ];
 
 // ---------------------------------------------------------------------------------
@@ -613,4 +752,24 @@ mod user {
     unsafe impl aya::Pod for PendingValue {}
     unsafe impl aya::Pod for FlowEvent {}
     unsafe impl aya::Pod for FailsafeKey {}
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::collections::BTreeSet;
+
+    use super::{DEBUG_LOG_PROGRAMS, PROG_NAME_MAX, PROGRAMS};
+
+    #[test]
+    fn program_names_are_distinct_and_fit_the_kernel() {
+        let names: std::vec::Vec<&str> = PROGRAMS
+            .iter()
+            .flat_map(|(p, d)| core::iter::once(*p).chain(*d))
+            .chain(DEBUG_LOG_PROGRAMS)
+            .collect();
+        let distinct: BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(distinct.len(), names.len(), "{names:?}");
+        assert!(names.iter().all(|n| n.len() <= PROG_NAME_MAX), "{names:?}");
+    }
 }

@@ -12,7 +12,8 @@
 use core::mem::{MaybeUninit, size_of};
 
 use aya_ebpf::{
-    helpers::generated::bpf_xdp_load_bytes,
+    bindings::{__sk_buff, bpf_hdr_start_off::BPF_HDR_START_NET},
+    helpers::generated::{bpf_skb_load_bytes_relative, bpf_xdp_load_bytes},
     programs::{TcContext, XdpContext},
 };
 use enforcer_common::{FAMILY_V4, FAMILY_V6};
@@ -90,6 +91,20 @@ pub const ICMPV6_ECHO_REPLY: u8 = 129;
 /// solicitation/advertisement, redirect.
 const ICMPV6_NDP_FIRST: u8 = 133;
 const ICMPV6_NDP_LAST: u8 = 137;
+/// The hop limit every neighbor discovery message is sent with (RFC 4861 6.1, 7.1).
+const NDP_HOP_LIMIT: u8 = 255;
+
+/// `fe80::/10`.
+#[inline(always)]
+fn is_link_local_v6(a: &[u8; 16]) -> bool {
+    a[0] == 0xfe && a[1] & 0xc0 == 0x80
+}
+
+/// `ff02::/16`: link-scope multicast (all-nodes, all-routers, solicited-node).
+#[inline(always)]
+fn is_link_scope_multicast_v6(a: &[u8; 16]) -> bool {
+    a[0] == 0xff && a[1] == 0x02
+}
 
 /// What the programs need to know about an IP packet. Addresses are in network order
 /// (IPv4 in the first 4 bytes, the rest zero), ports in host order.
@@ -111,6 +126,8 @@ pub struct Packet {
     pub icmp_code: u8,
     /// ICMP/ICMPv6 echo identifier (0 for other messages).
     pub icmp_id: u16,
+    /// IPv4 TTL / IPv6 hop limit as the packet arrived.
+    pub hop_limit: u8,
 }
 
 /// What the Ethernet frame carries.
@@ -124,22 +141,37 @@ impl Packet {
         self.proto == IPPROTO_TCP && self.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
     }
 
-    pub fn is_tcp_fin_or_rst(&self) -> bool {
-        self.proto == IPPROTO_TCP && self.tcp_flags & (TCP_FIN | TCP_RST) != 0
-    }
-
     pub fn is_icmpv6(&self) -> bool {
         self.family == FAMILY_V6 && self.proto == IPPROTO_ICMPV6
     }
 
-    /// ICMPv6 neighbor discovery, which Calico always allows.
+    /// Valid ICMPv6 neighbor discovery, which passes every hook without policy (as
+    /// in Calico, which allows NDP to and from the host): a message of types 133-137
+    /// with hop limit 255 (RFC 4861: receivers drop anything else, and a forwarded
+    /// packet has lost at least one) that stays on the link: its destination is
+    /// link-local unicast or link-scope multicast (`ff02::/16`: all-nodes, all-routers,
+    /// solicited-node), or its source is link-local (never forwarded by the kernel).
+    /// Anything else of those types is judged by policy as the `ICMPv6` it is, so
+    /// neighbor-discovery types cannot carry data past policy to a routed address.
     pub fn is_ndp(&self) -> bool {
-        self.is_icmpv6() && (ICMPV6_NDP_FIRST..=ICMPV6_NDP_LAST).contains(&self.icmp_type)
+        self.is_ndp_message()
+            && (is_link_local_v6(&self.dst)
+                || is_link_scope_multicast_v6(&self.dst)
+                || is_link_local_v6(&self.src))
+    }
+
+    /// A neighbor discovery type with the hop limit only a neighbor can send; whether
+    /// it may pass also depends on its addresses ([`Packet::is_ndp`], and on host
+    /// interfaces: to or from the node's own address).
+    pub fn is_ndp_message(&self) -> bool {
+        self.is_icmpv6()
+            && (ICMPV6_NDP_FIRST..=ICMPV6_NDP_LAST).contains(&self.icmp_type)
+            && self.hop_limit == NDP_HOP_LIMIT
     }
 
     /// `fe80::/10` source.
     pub fn src_is_link_local_v6(&self) -> bool {
-        self.family == FAMILY_V6 && self.src[0] == 0xfe && self.src[1] & 0xc0 == 0x80
+        self.family == FAMILY_V6 && is_link_local_v6(&self.src)
     }
 
     /// The "port" the `ENF_PORTS` trie is keyed by: the destination port for protocols
@@ -157,20 +189,53 @@ impl Packet {
 
     /// The (sport, dport) of the conntrack tuple. ICMP echo requests use
     /// `(id, 0)` and replies `(0, id)`, so a reply's reversed tuple is its request's;
-    /// other ICMP messages use `(0, 0)`.
+    /// other ICMP messages use `(type << 8 | code, type << 8 | code)`, so that one type
+    /// never passes on another's entry.
     #[inline(always)]
     pub fn ct_ports(&self) -> (u16, u16) {
         match (self.family, self.proto) {
             (_, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_UDPLITE) => {
                 (self.sport, self.dport)
             }
-            (FAMILY_V4, IPPROTO_ICMP) | (FAMILY_V6, IPPROTO_ICMPV6) => match self.icmp_type {
-                ICMP_ECHO_REQUEST | ICMPV6_ECHO_REQUEST => (self.icmp_id, 0),
-                ICMP_ECHO_REPLY | ICMPV6_ECHO_REPLY => (0, self.icmp_id),
-                _ => (0, 0),
-            },
+            (FAMILY_V4, IPPROTO_ICMP) | (FAMILY_V6, IPPROTO_ICMPV6) => {
+                let v4 = self.family == FAMILY_V4;
+                let (request, reply) = if v4 {
+                    (ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY)
+                } else {
+                    (ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY)
+                };
+                if self.icmp_type == request {
+                    (self.icmp_id, 0)
+                } else if self.icmp_type == reply {
+                    (0, self.icmp_id)
+                } else {
+                    let message = self.cell_port();
+                    (message, message)
+                }
+            }
             _ => (0, 0),
         }
+    }
+
+    /// Whether the packet may be a reply (its reversed tuple an approved flow): any
+    /// packet of a protocol with ports or of an unknown protocol, an ICMP echo reply;
+    /// never an echo request or another ICMP message (an echo request always opens
+    /// its own flow, whatever replies went the other way before).
+    #[inline(always)]
+    pub fn may_be_reply(&self) -> bool {
+        match (self.family, self.proto) {
+            (FAMILY_V4, IPPROTO_ICMP) => self.icmp_type == ICMP_ECHO_REPLY,
+            (FAMILY_V6, IPPROTO_ICMPV6) => self.icmp_type == ICMPV6_ECHO_REPLY,
+            _ => true,
+        }
+    }
+
+    pub fn is_tcp_fin(&self) -> bool {
+        self.proto == IPPROTO_TCP && self.tcp_flags & TCP_FIN != 0
+    }
+
+    pub fn is_tcp_rst(&self) -> bool {
+        self.proto == IPPROTO_TCP && self.tcp_flags & TCP_RST != 0
     }
 }
 
@@ -236,6 +301,37 @@ impl Bytes for XdpContext {
     }
 }
 
+/// An skb read from its network header on: `offset` 0 is the IP header whatever the
+/// device (Ethernet, an L3 tunnel without a link-layer header) or the program type (TC,
+/// or cgroup, whose data starts at the network header).
+pub struct NetBytes(pub *mut __sk_buff);
+
+impl Bytes for NetBytes {
+    #[inline(always)]
+    fn load<T: Header>(&self, offset: usize) -> Result<T, Drop> {
+        let mut buf = MaybeUninit::<T>::uninit();
+        let offset = u32::try_from(offset).map_err(|_| Drop::Malformed)?;
+        // SAFETY: `self.0` is the context pointer the kernel passed to the program;
+        // `buf` is a valid `size_of::<T>()`-byte buffer on our stack; the helper checks
+        // offset + size against the packet and fails otherwise.
+        let ret = unsafe {
+            bpf_skb_load_bytes_relative(
+                self.0.cast(),
+                offset,
+                buf.as_mut_ptr().cast(),
+                size_of::<T>() as u32,
+                BPF_HDR_START_NET,
+            )
+        };
+        if ret == 0 {
+            // SAFETY: the helper filled every byte, and any bytes are a valid `T: Header`.
+            Ok(unsafe { buf.assume_init() })
+        } else {
+            Err(Drop::Malformed)
+        }
+    }
+}
+
 #[inline(always)]
 fn load<T: Header, C: Bytes>(ctx: &C, offset: usize) -> Result<T, Drop> {
     ctx.load::<T>(offset)
@@ -273,6 +369,24 @@ pub fn parse_host<C: Bytes>(ctx: &C) -> Result<Frame, Drop> {
     parse_l3(ctx, l3, ethertype)
 }
 
+/// Parses an skb from its network header, the family from `skb->protocol`: for hooks
+/// that may run on devices without an Ethernet header (the guard on every host
+/// interface) or see no link layer at all (cgroup programs). Anything but IPv4 and
+/// IPv6 (ARP included) is an unsupported L3 here.
+#[inline(always)]
+pub fn parse_net(skb: *mut __sk_buff) -> Result<Packet, Drop> {
+    // SAFETY: `skb` is the context pointer the kernel passed to the program; reading
+    // `protocol` from `__sk_buff` is allowed to TC and cgroup programs alike.
+    let protocol = unsafe { (*skb).protocol } as u16;
+    match protocol {
+        ETH_P_IP | ETH_P_IPV6 => match parse_l3(&NetBytes(skb), 0, protocol)? {
+            Frame::Ip(p) => Ok(p),
+            Frame::Arp => Err(Drop::UnsupportedL3),
+        },
+        _ => Err(Drop::UnsupportedL3),
+    }
+}
+
 /// Parses the L3 header at `l3` (an `ethertype` packet) and what follows it.
 #[inline(always)]
 fn parse_l3<C: Bytes>(ctx: &C, l3: usize, ethertype: u16) -> Result<Frame, Drop> {
@@ -287,6 +401,7 @@ fn parse_l3<C: Bytes>(ctx: &C, l3: usize, ethertype: u16) -> Result<Frame, Drop>
         icmp_type: 0,
         icmp_code: 0,
         icmp_id: 0,
+        hop_limit: 0,
     };
     let l4 = match ethertype {
         ETH_P_ARP => return Ok(Frame::Arp),
@@ -319,6 +434,7 @@ fn parse_ipv4<C: Bytes>(ctx: &C, l3: usize, pkt: &mut Packet) -> Result<usize, D
     }
     pkt.family = FAMILY_V4;
     pkt.proto = h.proto;
+    pkt.hop_limit = h.ttl;
     pkt.src[..4].copy_from_slice(&h.src_addr);
     pkt.dst[..4].copy_from_slice(&h.dst_addr);
     advance(l3, ihl)
@@ -332,6 +448,7 @@ fn parse_ipv6<C: Bytes>(ctx: &C, l3: usize, pkt: &mut Packet) -> Result<usize, D
         return Err(Drop::Malformed);
     }
     pkt.family = FAMILY_V6;
+    pkt.hop_limit = h.hop_limit;
     pkt.src = h.src_addr;
     pkt.dst = h.dst_addr;
     let mut next = h.next_hdr;
@@ -440,8 +557,15 @@ pub fn ifindex(ctx: &TcContext) -> u32 {
 /// The skb mark.
 #[inline(always)]
 pub fn mark(ctx: &TcContext) -> u32 {
-    // SAFETY: as in `ifindex`; `mark` is readable (and writable) from TC programs.
-    unsafe { (*ctx.skb.skb).mark }
+    skb_mark(ctx.skb.skb)
+}
+
+/// The mark of an skb (TC or cgroup program).
+#[inline(always)]
+pub fn skb_mark(skb: *mut __sk_buff) -> u32 {
+    // SAFETY: `skb` is the context pointer the kernel passed to the program; `mark` is
+    // readable from TC and cgroup programs.
+    unsafe { (*skb).mark }
 }
 
 /// Sets the skb mark.

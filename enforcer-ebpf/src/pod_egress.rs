@@ -1,4 +1,4 @@
-//! `enforcer_pod_egress`: packets leaving a pod (TCX ingress of its host-side veth),
+//! `enf_pod_eg`: packets leaving a pod (TCX ingress of its host-side veth),
 //! judged by the pod's egress policy.
 //!
 //! Per packet: parse; ARP and NDP pass; `Config` (nothing loaded: drop); the endpoint of
@@ -9,21 +9,20 @@
 use aya_ebpf::programs::TcContext;
 use enforcer_common::{
     CT_F_DEFERRED, CT_F_EGRESS_OK, CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK, CT_F_INGRESS_OK,
-    CtKey, DIR_EGRESS, EP_F_HAS_V4, EP_F_HAS_V6, EndpointInfo, FAMILY_V4, MARK_EGRESS_DEFERRED,
-    MARK_MASK, PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP, PendingKey, PendingValue,
-    REASON_ALLOW_CONNTRACK, REASON_ALLOW_NDP, REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY,
-    REASON_DEFERRED, REASON_DENY_POLICY,
+    DIR_EGRESS, EP_F_HAS_V4, EP_F_HAS_V6, EndpointInfo, FAMILY_V4, PEER_F_LOCAL_ENDPOINT,
+    PEER_F_SERVICE_VIP, REASON_ALLOW_CONNTRACK, REASON_ALLOW_NDP, REASON_ALLOW_NON_IP,
+    REASON_ALLOW_POLICY, REASON_DEFERRED, REASON_DENY_POLICY,
 };
 
 use crate::{
     Drop, Outcome, conntrack,
-    maps::ENF_PENDING,
     packet::{self, Frame, Packet},
     policy::{self, Judged},
+    service,
 };
 
 #[inline(always)]
-pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
+pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
     let pkt = match packet::parse(ctx)? {
         Frame::Arp => return Ok(Outcome::pass(REASON_ALLOW_NON_IP)),
         Frame::Ip(p) => p,
@@ -41,14 +40,22 @@ pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
     let now = conntrack::now_ns();
     let key = conntrack::forward_key(&pkt);
     let fwd = conntrack::lookup(&key, now);
-    if conntrack::passes(&pkt, &key, fwd.as_ref(), CT_F_EGRESS_OK, now) {
+    if fwd.has(CT_F_DEFERRED) && !pkt.is_tcp_syn_only() {
+        // An approved Service flow: still judged after DNAT, packet by packet (the hook
+        // that sees the translated packet passes it on its own conntrack entry), so a
+        // flow translated to another backend is judged again.
+        fwd.touch(&pkt, now, false);
+        service::mark_deferred(ctx);
+        return Ok(Outcome::pass(REASON_DEFERRED));
+    }
+    if conntrack::passes(&pkt, &key, &fwd, CT_F_EGRESS_OK, now) {
         return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
     }
 
     // Policy: the destination's class, the cell, the verdict.
     let peer = policy::peer(generation, pkt.family, &pkt.dst)?;
     if peer.flags & PEER_F_SERVICE_VIP != 0 {
-        defer(ctx, &pkt, &key, generation, now);
+        service::defer(ctx, &pkt, &key, now);
         return Ok(Outcome::pass(REASON_DEFERRED));
     }
     let cell = policy::cell(generation, &pkt);
@@ -59,8 +66,8 @@ pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
         ifindex,
         endpoint_id: ep.endpoint_id,
     };
-    if !policy::judge(&cfg, &pkt, &who, peer.class, cell)? {
-        if fwd.is_some() {
+    if !policy::judge::<DEBUG>(&cfg, &pkt, &who, peer.class, cell)? {
+        if fwd.exists() {
             conntrack::remove(&key);
         }
         return Ok(Outcome::drop(REASON_DENY_POLICY));
@@ -71,10 +78,8 @@ pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
     if peer.flags & PEER_F_LOCAL_ENDPOINT == 0 {
         flags |= CT_F_INGRESS_OK;
     }
-    if let Some(e) = &fwd {
-        // Keep the destination's approval of a live flow (a retransmitted SYN).
-        flags |= e.value.flags & (CT_F_INGRESS_OK | CT_F_HOST_INGRESS_OK | CT_F_HOST_EGRESS_OK);
-    }
+    // Keep the destination's approval of a live flow (a retransmitted SYN).
+    flags |= fwd.value.flags & (CT_F_INGRESS_OK | CT_F_HOST_INGRESS_OK | CT_F_HOST_EGRESS_OK);
     conntrack::upsert(&key, flags, generation, now);
     Ok(Outcome::pass(REASON_ALLOW_POLICY))
 }
@@ -97,27 +102,4 @@ fn v4_padded(a: [u8; 4]) -> [u8; 16] {
     let mut out = [0; 16];
     out[..4].copy_from_slice(&a);
     out
-}
-
-/// Service VIP: the egress verdict needs the translated destination, which only the
-/// backend's `pod_ingress` sees. Remember the client socket and the VIP it addressed,
-/// record the original tuple as deferred, tell the ingress hook through the skb mark.
-#[inline(always)]
-fn defer(ctx: &TcContext, pkt: &Packet, key: &CtKey, generation: u32, now: u64) {
-    let pending = PendingKey {
-        client: pkt.src,
-        sport: key.sport,
-        proto: pkt.proto,
-        family: pkt.family,
-    };
-    let vip = PendingValue {
-        vip: pkt.dst,
-        vport: key.dport,
-        _pad: [0; 2],
-    };
-    // A full LRU map evicts; losing the entry only delays the reply's fast path.
-    let _ = ENF_PENDING.insert(pending, vip, 0);
-    conntrack::upsert(key, CT_F_DEFERRED, generation, now);
-    let mark = packet::mark(ctx);
-    packet::set_mark(ctx, (mark & !MARK_MASK) | MARK_EGRESS_DEFERRED);
 }

@@ -1,4 +1,4 @@
-//! `enforcer_pod_ingress`: packets going to a pod (TCX egress of its host-side veth),
+//! `enf_pod_in`: packets going to a pod (TCX egress of its host-side veth),
 //! judged by the pod's ingress policy, and, for Service traffic from a pod on this
 //! node, by the client's deferred egress policy first.
 //!
@@ -15,26 +15,25 @@
 
 use aya_ebpf::programs::TcContext;
 use enforcer_common::{
-    CT_F_DEFERRED, CT_F_EGRESS_OK, CT_F_ESTABLISHED, CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK,
-    CT_F_INGRESS_OK, CtKey, DIR_EGRESS, DIR_INGRESS, EndpointInfo, MARK_EGRESS_DEFERRED, MARK_MASK,
-    PEER_F_LOCAL_ENDPOINT, PendingKey, REASON_ALLOW_CONNTRACK, REASON_ALLOW_NDP,
+    CT_F_EGRESS_OK, CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK, CT_F_INGRESS_OK, CtKey, DIR_INGRESS,
+    EndpointInfo, MARK_MASK, PEER_F_LOCAL_ENDPOINT, REASON_ALLOW_CONNTRACK, REASON_ALLOW_NDP,
     REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_DENY_POLICY,
 };
 
 use crate::{
     Drop, Outcome,
     conntrack::{self, Entry},
-    maps::ENF_PENDING,
-    packet::{self, Frame, Packet},
+    packet::{self, Frame},
     policy::{self, Judged},
+    service,
 };
 
 #[inline(always)]
-pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
+pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
     // Our mark bits end here whatever the packet and the verdict: they must not leak
     // into the pod.
     let mark = packet::mark(ctx);
-    let deferred = mark & MARK_MASK == MARK_EGRESS_DEFERRED;
+    let deferred = service::is_deferred(mark);
     if mark & MARK_MASK != 0 {
         packet::set_mark(ctx, mark & !MARK_MASK);
     }
@@ -53,32 +52,23 @@ pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
     let now = conntrack::now_ns();
     let key = conntrack::forward_key(&pkt);
     let fwd = conntrack::lookup(&key, now);
-    if conntrack::passes(&pkt, &key, fwd.as_ref(), CT_F_INGRESS_OK, now) {
+    if conntrack::passes(&pkt, &key, &fwd, CT_F_INGRESS_OK, now) {
         return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
     }
 
     // The second leg of a flow uses the generation that judged the first, while live.
-    let (generation, me) = flow_generation(&cfg, fwd.as_ref(), deferred, ifindex, ep);
+    let (generation, me) = flow_generation(&cfg, &fwd, deferred, ifindex, ep);
     let src_peer = policy::peer(generation, pkt.family, &pkt.src)?;
     let cell = policy::cell(generation, &pkt);
     let mut egress_ok = src_peer.flags & PEER_F_LOCAL_ENDPOINT == 0;
 
     if deferred {
         // The client's egress leg, judged on the translated destination (this pod).
-        if src_peer.flags & PEER_F_LOCAL_ENDPOINT == 0 || src_peer.ifindex == 0 {
-            return Err(Drop::NoEndpoint);
-        }
-        let client = policy::endpoint(generation, src_peer.ifindex).ok_or(Drop::NoEndpoint)?;
+        let client = service::client(generation, &src_peer)?;
         let dst_peer = policy::peer(generation, pkt.family, &pkt.dst)?;
-        let who = Judged {
-            generation,
-            dir: DIR_EGRESS,
-            profile: client.profile,
-            ifindex: src_peer.ifindex,
-            endpoint_id: client.endpoint_id,
-        };
-        if !policy::judge(&cfg, &pkt, &who, dst_peer.class, cell)? {
-            return Ok(deny(&key, fwd.as_ref()));
+        if !service::judge_client::<DEBUG>(&cfg, &pkt, generation, &client, dst_peer.class, cell)? {
+            service::forget_original(&pkt, &key, now);
+            return Ok(deny(&key, &fwd));
         }
         egress_ok = true;
     }
@@ -90,21 +80,19 @@ pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
         ifindex,
         endpoint_id: me.endpoint_id,
     };
-    if !policy::judge(&cfg, &pkt, &who, src_peer.class, cell)? {
-        return Ok(deny(&key, fwd.as_ref()));
+    if !policy::judge::<DEBUG>(&cfg, &pkt, &who, src_peer.class, cell)? {
+        return Ok(deny(&key, &fwd));
     }
 
     let mut flags = CT_F_INGRESS_OK;
     if egress_ok {
         flags |= CT_F_EGRESS_OK;
     }
-    if let Some(e) = &fwd {
-        // The client's egress hook approved its leg of this flow.
-        flags |= e.value.flags & (CT_F_EGRESS_OK | CT_F_HOST_INGRESS_OK | CT_F_HOST_EGRESS_OK);
-    }
+    // The client's egress hook approved its leg of this flow.
+    flags |= fwd.value.flags & (CT_F_EGRESS_OK | CT_F_HOST_INGRESS_OK | CT_F_HOST_EGRESS_OK);
     conntrack::upsert(&key, flags, generation, now);
     if deferred {
-        establish_original(&pkt, &key, generation, now);
+        service::establish_original(&pkt, &key, generation, now);
     }
     Ok(Outcome::pass(REASON_ALLOW_POLICY))
 }
@@ -115,21 +103,19 @@ pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
 #[inline(always)]
 fn flow_generation(
     cfg: &enforcer_common::Config,
-    fwd: Option<&Entry>,
+    fwd: &Entry,
     deferred: bool,
     ifindex: u32,
     active_ep: EndpointInfo,
 ) -> (u32, EndpointInfo) {
-    if let Some(e) = fwd {
-        let g = e.value.generation;
-        if !deferred
-            && e.has(CT_F_EGRESS_OK)
-            && g != cfg.active_gen
-            && policy::is_live(cfg, g)
-            && let Some(ep) = policy::endpoint(g, ifindex)
-        {
-            return (g, ep);
-        }
+    let g = fwd.value.generation;
+    if !deferred
+        && fwd.has(CT_F_EGRESS_OK)
+        && g != cfg.active_gen
+        && policy::is_live(cfg, g)
+        && let Some(ep) = policy::endpoint(g, ifindex)
+    {
+        return (g, ep);
     }
     (cfg.active_gen, active_ep)
 }
@@ -137,36 +123,9 @@ fn flow_generation(
 /// Denied: drop, and forget old approvals of the tuple (a re-opening SYN was denied,
 /// later packets of that connection must not pass on the old entry).
 #[inline(always)]
-fn deny(key: &CtKey, fwd: Option<&Entry>) -> Outcome {
-    if fwd.is_some() {
+fn deny(key: &CtKey, fwd: &Entry) -> Outcome {
+    if fwd.exists() {
         conntrack::remove(key);
     }
     Outcome::drop(REASON_DENY_POLICY)
-}
-
-/// The deferred egress and this ingress approved the translated flow: mark the client's
-/// original tuple (client → VIP) established too, so that the reply, which the kernel
-/// un-DNATs to come from the VIP, passes the client's ingress hook as a reply.
-#[inline(always)]
-fn establish_original(pkt: &Packet, key: &CtKey, generation: u32, now: u64) {
-    let pending = PendingKey {
-        client: pkt.src,
-        sport: key.sport,
-        proto: pkt.proto,
-        family: pkt.family,
-    };
-    // SAFETY: the value is copied at once.
-    let Some(vip) = (unsafe { ENF_PENDING.get(pending) }).copied() else {
-        return;
-    };
-    let original = CtKey {
-        src: pkt.src,
-        dst: vip.vip,
-        sport: key.sport,
-        dport: vip.vport,
-        proto: pkt.proto,
-        family: pkt.family,
-        _pad: [0; 2],
-    };
-    conntrack::upsert(&original, CT_F_DEFERRED | CT_F_ESTABLISHED, generation, now);
 }

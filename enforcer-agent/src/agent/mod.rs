@@ -25,6 +25,7 @@ use tokio::sync::watch;
 
 use crate::dataplane::bpf::BpfDataplane;
 use crate::dataplane::failsafe::Failsafe;
+use crate::dataplane::loader::Variant;
 use crate::datastore::Datastore;
 use crate::datastore::status::AgentStatus;
 
@@ -47,8 +48,12 @@ pub struct AgentOptions {
     /// Where flow events (Log rules, denies) go, one JSON object per line.
     pub flow_log: PathBuf,
     /// Opt-in BPF debug log of verdicts (aya-log, forwarded to `tracing` under the
-    /// target `enforcer::bpf`), off by default: no per-packet cost when off.
+    /// target `enforcer::bpf`), off by default: the production programs carry no
+    /// debug-log code; this loads and attaches their `_d` variants instead.
     pub bpf_log: bool,
+    /// The cgroup v2 directory the cgroup program (deferred Service egress delivered to
+    /// the node's own sockets) is attached to; `None`: not attached.
+    pub cgroup: Option<PathBuf>,
 }
 
 /// Runs the agent with the BPF dataplane and this network namespace's links until
@@ -59,9 +64,15 @@ pub async fn run(
     status: watch::Sender<AgentStatus>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
+    let variant = if options.bpf_log {
+        Variant::DebugLog
+    } else {
+        Variant::Production
+    };
     let mut dataplane = BpfDataplane::load(
         crate::dataplane::object::BPF_OBJECT,
         &options.bpffs,
+        variant,
         &options.failsafe,
         options.events_on_deny,
     )?;
@@ -71,6 +82,17 @@ pub async fn run(
     } else {
         None
     };
+    if let Some(cgroup) = &options.cgroup
+        && let Err(error) = dataplane.attach_cgroup(cgroup)
+    {
+        // Enforcement of everything else must not wait for this one path; Service
+        // traffic to the node's own sockets is then judged by nobody: said loudly.
+        tracing::error!(
+            cgroup = %cgroup.display(),
+            %error,
+            "cgroup program not attached: Service traffic to this node's sockets is not judged"
+        );
+    }
     let mut flow_log = FlowLog::new(dataplane.take_events()?, &options.flow_log)?;
     let mut links = NetlinkLinks::open().await?;
     tracing::info!(

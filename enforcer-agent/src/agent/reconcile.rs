@@ -130,6 +130,8 @@ impl Reconciler {
         };
         let bindings = bind(spec, links);
         if bindings == self.bindings {
+            // Endpoints unchanged; a host interface may still have come or gone.
+            self.guard(links);
             return Ok(());
         }
         for (iface, binding) in bindings.iter() {
@@ -146,7 +148,7 @@ impl Reconciler {
                 tracing::info!(iface, "endpoint interface vanished");
             }
         }
-        self.write(bindings)?;
+        self.write(bindings, links)?;
         self.publish();
         Ok(())
     }
@@ -171,10 +173,19 @@ impl Reconciler {
             return Ok(());
         };
         let bindings = bind(spec, links);
-        self.write(bindings)
+        self.write(bindings, links)
     }
 
-    fn write(&mut self, bindings: Bindings) -> Result<(), AgentError> {
+    /// Guards every non-workload interface (Service traffic leaving the node, see
+    /// `dataplane::Dataplane::guard`); a failure is reported, the other interfaces keep
+    /// their guard.
+    fn guard(&mut self, links: &Links) {
+        for (iface, error) in self.dataplane.guard(links) {
+            tracing::warn!(iface, %error, "guard attach failed");
+        }
+    }
+
+    fn write(&mut self, bindings: Bindings, links: &Links) -> Result<(), AgentError> {
         let Some(spec) = &self.spec else {
             return Ok(());
         };
@@ -200,6 +211,7 @@ impl Reconciler {
         }
         self.status.endpoints_attached = self.dataplane.attached().len();
         self.bindings = bindings;
+        self.guard(links);
         Ok(())
     }
 

@@ -79,6 +79,10 @@ impl Dataplane for Recording {
     fn attached(&self) -> &BTreeMap<String, u32> {
         &self.attached
     }
+
+    fn guard(&mut self, _links: &Links) -> Vec<(String, DataplaneError)> {
+        Vec::new()
+    }
 }
 
 /// Links the test sets, as netlink would announce them.

@@ -53,6 +53,14 @@ pub struct AgentArgs {
     /// of target `enforcer::bpf` (debug aid: one record per judged packet).
     #[arg(long)]
     pub bpf_debug_log: bool,
+    /// The cgroup v2 directory whose sockets' deliveries are judged for deferred Service
+    /// egress (a Service whose backend is the node itself, such as the `kubernetes`
+    /// Service). `auto`: the root of the cgroup v2 hierarchy (found among the mounts,
+    /// or mounted at /run/enforcer/cgroup2), which covers every process of the node.
+    /// `none` attaches nothing (Service traffic to the node's own sockets is then
+    /// judged by nobody: for tests of other parts only).
+    #[arg(long, default_value = "auto")]
+    pub cgroup: String,
 }
 
 impl AgentArgs {
@@ -92,6 +100,11 @@ impl AgentArgs {
             bpffs,
             events_on_deny: self.events_on_deny,
             bpf_log: self.bpf_debug_log,
+            cgroup: match self.cgroup.as_str() {
+                "none" => None,
+                "auto" => Some(enforcer::dataplane::cgroup::root()?),
+                path => Some(PathBuf::from(path)),
+            },
         };
         // One thread: the loop's work (compile, map writes) is sequential anyway, and
         // the sources it waits on are all file descriptors.

@@ -9,11 +9,11 @@ use aya::maps::{MapData, RingBuf};
 
 use crate::compile::DataplaneSpec;
 
-use super::bindings::{Binding, Bindings};
+use super::bindings::{Binding, Bindings, Links, is_host_interface};
 use super::bpf_log::BpfLog;
 use super::content::GenerationContent;
 use super::failsafe::Failsafe;
-use super::loader::LoadedDataplane;
+use super::loader::{LoadedDataplane, Variant};
 use super::writer::GenerationWriter;
 use super::{Dataplane, DataplaneError};
 
@@ -23,15 +23,17 @@ pub struct BpfDataplane {
 }
 
 impl BpfDataplane {
-    /// Loads the object, reusing (or creating) the pins under `pin_dir`, and writes
-    /// the configuration that is not policy: failsafe ports, event flags.
+    /// Loads the object, reusing (or creating) the pins under `pin_dir`, with the
+    /// programs of `variant`, and writes the configuration that is not policy: failsafe
+    /// ports, event flags.
     pub fn load(
         object: &[u8],
         pin_dir: &Path,
+        variant: Variant,
         failsafe: &Failsafe,
         events_on_deny: bool,
     ) -> Result<Self, DataplaneError> {
-        let mut loaded = LoadedDataplane::load(object, pin_dir)?;
+        let mut loaded = LoadedDataplane::load(object, pin_dir, variant)?;
         super::failsafe::write(&mut loaded.ebpf, failsafe)?;
         let mut writer = GenerationWriter::new(&mut loaded.ebpf)?;
         // The flags are this agent's configuration: a restart without an option
@@ -42,11 +44,21 @@ impl BpfDataplane {
             0
         };
         writer.set_flags(flags)?;
+        let cookie =
+            super::netns::cookie().map_err(|source| DataplaneError::NetnsCookie { source })?;
+        writer.set_netns_cookie(cookie)?;
         Ok(Self { loaded, writer })
     }
 
+    /// Attaches the cgroup program (the deferred egress of Service traffic delivered to
+    /// the node's own sockets) to the cgroup v2 directory `cgroup`.
+    pub fn attach_cgroup(&mut self, cgroup: &Path) -> Result<(), DataplaneError> {
+        Ok(self.loaded.attach_cgroup(cgroup)?)
+    }
+
     /// Starts the opt-in BPF debug log of verdicts: the reader forwarding records to
-    /// `tracing`, then the programs' switch. Keep the returned reader alive.
+    /// `tracing`, then the programs' switch. Only the [`Variant::DebugLog`] programs
+    /// write records. Keep the returned reader alive.
     pub fn start_debug_log(&mut self) -> Result<BpfLog, DataplaneError> {
         let log = BpfLog::start(&mut self.loaded.ebpf)?;
         super::bpf_log::set_enabled(&mut self.writer, true)?;
@@ -83,5 +95,27 @@ impl Dataplane for BpfDataplane {
 
     fn attached(&self) -> &BTreeMap<String, u32> {
         self.loaded.attached()
+    }
+
+    fn guard(&mut self, links: &Links) -> Vec<(String, DataplaneError)> {
+        let gone: Vec<String> = self
+            .loaded
+            .guarded()
+            .keys()
+            .filter(|name| !links.get(*name).is_some_and(|_| is_host_interface(name)))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.loaded.unguard(&name);
+        }
+        let mut failed = Vec::new();
+        for (name, &ifindex) in links {
+            if is_host_interface(name)
+                && let Err(e) = self.loaded.attach_guard(name, ifindex)
+            {
+                failed.push((name.clone(), e.into()));
+            }
+        }
+        failed
     }
 }

@@ -13,13 +13,20 @@ use std::path::{Path, PathBuf};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
 use aya::programs::xdp::XdpMode;
-use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, Xdp};
+use aya::programs::{
+    CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, LinkOrder, SchedClassifier, TcAttachType, Xdp,
+};
 use aya::{Ebpf, EbpfLoader};
 
+use aya::maps::ProgramArray;
 use enforcer_common::{
-    MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_ENDPOINTS, MAP_EVENTS, MAP_FAILSAFE, MAP_PEERS_V4,
-    MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS, PROG_HOST_EGRESS, PROG_HOST_INGRESS,
-    PROG_HOST_XDP, PROG_POD_EGRESS, PROG_POD_INGRESS,
+    MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_DEBUG_TAIL_CGROUP, MAP_DEBUG_TAIL_TC,
+    MAP_DEBUG_TAIL_XDP, MAP_ENDPOINTS, MAP_EVENTS, MAP_FAILSAFE, MAP_PEERS_V4, MAP_PEERS_V6,
+    MAP_PENDING, MAP_PORTS, MAP_VERDICTS, PROG_CGROUP_INGRESS, PROG_CGROUP_INGRESS_DEBUG,
+    PROG_GUARD_EGRESS, PROG_GUARD_EGRESS_DEBUG, PROG_HOST_EGRESS, PROG_HOST_EGRESS_DEBUG,
+    PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG, PROG_HOST_XDP, PROG_HOST_XDP_DEBUG,
+    PROG_LOG_CGROUP_DEBUG, PROG_LOG_TC_DEBUG, PROG_LOG_XDP_DEBUG, PROG_POD_EGRESS,
+    PROG_POD_EGRESS_DEBUG, PROG_POD_INGRESS, PROG_POD_INGRESS_DEBUG,
 };
 
 /// Every map the agent pins.
@@ -54,6 +61,15 @@ pub enum LoaderError {
     },
     #[error("program {program} is missing from the BPF object")]
     MissingProgram { program: &'static str },
+    #[error("map {map} is missing from the BPF object")]
+    MissingMap { map: &'static str },
+    #[error("the debug log's program array {map}: {op}: {source}")]
+    DebugTail {
+        map: &'static str,
+        op: &'static str,
+        #[source]
+        source: Box<aya::maps::MapError>,
+    },
     #[error("program {program}: {op}: {source}")]
     Program {
         program: &'static str,
@@ -68,6 +84,12 @@ pub enum LoaderError {
         hook: &'static str,
         #[source]
         source: Box<aya::programs::ProgramError>,
+    },
+    #[error("opening cgroup {path}: {source}")]
+    Cgroup {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
     },
     #[error("pinning link {path}: {source}")]
     PinLink {
@@ -104,6 +126,30 @@ pub fn ensure_bpffs() -> Result<(), LoaderError> {
     })
 }
 
+/// Which build of the programs the agent loads and attaches: the production programs,
+/// or their debug-log variants (`--bpf-debug-log`), which write an aya-log record per
+/// verdict. Only one set is loaded: the other never goes through the verifier.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Variant {
+    #[default]
+    Production,
+    DebugLog,
+}
+
+impl Variant {
+    fn pick(self, production: &'static str, debug: &'static str) -> &'static str {
+        match self {
+            Variant::Production => production,
+            Variant::DebugLog => debug,
+        }
+    }
+
+    /// The XDP program of this variant.
+    pub fn host_xdp(self) -> &'static str {
+        self.pick(PROG_HOST_XDP, PROG_HOST_XDP_DEBUG)
+    }
+}
+
 /// One direction of an interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Hook {
@@ -115,21 +161,35 @@ pub enum Hook {
     HostIngress,
     /// TCX egress of a host interface: the host endpoint's egress chain.
     HostEgress,
+    /// TCX egress of every non-workload interface, first in the chain: the deferred
+    /// egress of Service traffic leaving the node.
+    GuardEgress,
 }
 
 impl Hook {
-    fn program(self) -> &'static str {
+    /// The program of `variant` that runs at this hook.
+    pub fn program(self, variant: Variant) -> &'static str {
         match self {
-            Hook::PodEgress => PROG_POD_EGRESS,
-            Hook::PodIngress => PROG_POD_INGRESS,
-            Hook::HostIngress => PROG_HOST_INGRESS,
-            Hook::HostEgress => PROG_HOST_EGRESS,
+            Hook::PodEgress => variant.pick(PROG_POD_EGRESS, PROG_POD_EGRESS_DEBUG),
+            Hook::PodIngress => variant.pick(PROG_POD_INGRESS, PROG_POD_INGRESS_DEBUG),
+            Hook::HostIngress => variant.pick(PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG),
+            Hook::HostEgress => variant.pick(PROG_HOST_EGRESS, PROG_HOST_EGRESS_DEBUG),
+            Hook::GuardEgress => variant.pick(PROG_GUARD_EGRESS, PROG_GUARD_EGRESS_DEBUG),
         }
     }
+
+    /// Every TC hook.
+    pub const ALL: [Hook; 5] = [
+        Hook::PodEgress,
+        Hook::PodIngress,
+        Hook::HostIngress,
+        Hook::HostEgress,
+        Hook::GuardEgress,
+    ];
     fn attach_type(self) -> TcAttachType {
         match self {
             Hook::PodEgress | Hook::HostIngress => TcAttachType::Ingress,
-            Hook::PodIngress | Hook::HostEgress => TcAttachType::Egress,
+            Hook::PodIngress | Hook::HostEgress | Hook::GuardEgress => TcAttachType::Egress,
         }
     }
     pub fn name(self) -> &'static str {
@@ -138,6 +198,7 @@ impl Hook {
             Hook::PodIngress => "pod-ingress",
             Hook::HostIngress => "host-ingress",
             Hook::HostEgress => "host-egress",
+            Hook::GuardEgress => "guard-egress",
         }
     }
 }
@@ -146,16 +207,23 @@ impl Hook {
 pub struct LoadedDataplane {
     pub ebpf: Ebpf,
     pin_dir: PathBuf,
+    variant: Variant,
     /// iface → ifindex it had when attached.
     attached: BTreeMap<String, u32>,
+    /// Interfaces carrying the guard → their ifindex.
+    guarded: BTreeMap<String, u32>,
 }
 
 impl LoadedDataplane {
     /// Loads the embedded object with every map pinned under `pin_dir` (reusing maps a
-    /// previous agent pinned there).
-    pub fn load(object: &[u8], pin_dir: &Path) -> Result<Self, LoaderError> {
+    /// previous agent pinned there), and the programs of `variant` through the verifier.
+    pub fn load(object: &[u8], pin_dir: &Path, variant: Variant) -> Result<Self, LoaderError> {
         ensure_bpffs()?;
-        for dir in [pin_dir.to_path_buf(), pin_dir.join("links")] {
+        for dir in [
+            pin_dir.to_path_buf(),
+            pin_dir.join("links"),
+            pin_dir.join(GUARD_LINKS),
+        ] {
             std::fs::create_dir_all(&dir).map_err(|source| LoaderError::Bpffs {
                 op: "create",
                 path: dir.clone(),
@@ -170,12 +238,7 @@ impl LoadedDataplane {
             pin_dir: pin_dir.to_path_buf(),
             source: Box::new(source),
         })?;
-        for program in [
-            PROG_POD_EGRESS,
-            PROG_POD_INGRESS,
-            PROG_HOST_INGRESS,
-            PROG_HOST_EGRESS,
-        ] {
+        for program in Hook::ALL.map(|hook| hook.program(variant)) {
             let prog = classifier(&mut ebpf, program)?;
             prog.load().map_err(|source| LoaderError::Program {
                 program,
@@ -183,17 +246,30 @@ impl LoadedDataplane {
                 source: Box::new(source),
             })?;
         }
-        xdp(&mut ebpf)?
+        xdp(&mut ebpf, variant)?
             .load()
             .map_err(|source| LoaderError::Program {
-                program: PROG_HOST_XDP,
+                program: variant.host_xdp(),
                 op: "load",
                 source: Box::new(source),
             })?;
+        let program = variant.pick(PROG_CGROUP_INGRESS, PROG_CGROUP_INGRESS_DEBUG);
+        cgroup_skb(&mut ebpf, program)?
+            .load()
+            .map_err(|source| LoaderError::Program {
+                program,
+                op: "load",
+                source: Box::new(source),
+            })?;
+        if variant == Variant::DebugLog {
+            load_debug_log_programs(&mut ebpf)?;
+        }
         Ok(Self {
             ebpf,
             pin_dir: pin_dir.to_path_buf(),
+            variant,
             attached: BTreeMap::new(),
+            guarded: BTreeMap::new(),
         })
     }
 
@@ -224,9 +300,10 @@ impl LoadedDataplane {
             .join("links")
             .join(format!("{iface}_{ifindex}_host-xdp"));
         if !path.exists() {
-            let prog = xdp(&mut self.ebpf)?;
+            let program = self.variant.host_xdp();
+            let prog = xdp(&mut self.ebpf, self.variant)?;
             let attach_err = |source| LoaderError::Attach {
-                program: PROG_HOST_XDP,
+                program,
                 iface: iface.to_owned(),
                 hook: "host-xdp",
                 source: Box::new(source),
@@ -257,35 +334,108 @@ impl LoadedDataplane {
         self.remove_pins(iface, Some(ifindex));
         for &hook in hooks {
             let path = self.link_path(iface, ifindex, hook);
-            let program = hook.program();
-            let prog = classifier(&mut self.ebpf, program)?;
-            let attach_err = |source| LoaderError::Attach {
-                program,
-                iface: iface.to_owned(),
-                hook: hook.name(),
-                source: Box::new(source),
-            };
-            // A pinned link for this very ifindex (the pin name carries it): replace
-            // its program in place. Pins of an older interface of the same name die.
-            let reused = PinnedLink::from_pin(&path)
-                .ok()
-                .and_then(|pinned| SchedClassifierLink::try_from(FdLink::from(pinned)).ok());
-            let link_id = if let Some(link) = reused {
-                prog.attach_to_link(link).map_err(attach_err)?
-            } else {
-                let _ = std::fs::remove_file(&path);
-                prog.attach_with_options(
-                    iface,
-                    hook.attach_type(),
-                    TcAttachOptions::TcxOrder(LinkOrder::default()),
-                )
-                .map_err(attach_err)?
-            };
-            let link = prog.take_link(link_id).map_err(attach_err)?;
-            pin_link(link, &path)?;
+            self.attach_one(iface, hook, &path, LinkOrder::default())?;
         }
         self.attached.insert(iface.to_owned(), ifindex);
         Ok(())
+    }
+
+    /// Interfaces carrying the guard.
+    pub fn guarded(&self) -> &BTreeMap<String, u32> {
+        &self.guarded
+    }
+
+    /// Attaches the guard (`enf_guard_eg`) to TCX egress of `iface`, first in the chain,
+    /// unless it is there for that ifindex already; a pinned link left by a previous
+    /// agent is taken over atomically.
+    pub fn attach_guard(&mut self, iface: &str, ifindex: u32) -> Result<(), LoaderError> {
+        if self.guarded.get(iface) == Some(&ifindex) {
+            return Ok(());
+        }
+        let dir = self.pin_dir.join(GUARD_LINKS);
+        remove_pins_in(&dir, iface, Some(ifindex));
+        let path = dir.join(format!("{iface}_{ifindex}_{}", Hook::GuardEgress.name()));
+        self.attach_one(iface, Hook::GuardEgress, &path, LinkOrder::first())?;
+        self.guarded.insert(iface.to_owned(), ifindex);
+        Ok(())
+    }
+
+    /// Removes the guard of an interface that is gone or became a workload's.
+    pub fn unguard(&mut self, iface: &str) {
+        self.guarded.remove(iface);
+        remove_pins_in(&self.pin_dir.join(GUARD_LINKS), iface, None);
+    }
+
+    /// Attaches the cgroup program (`enf_cg_in`) to cgroup ingress of `cgroup` (a cgroup
+    /// v2 directory), alongside other programs there. The new link is pinned before the
+    /// previous agent's is removed: no packet is delivered unjudged in between.
+    pub fn attach_cgroup(&mut self, cgroup: &Path) -> Result<(), LoaderError> {
+        let program = self
+            .variant
+            .pick(PROG_CGROUP_INGRESS, PROG_CGROUP_INGRESS_DEBUG);
+        let attach_err = |source| LoaderError::Attach {
+            program,
+            iface: cgroup.display().to_string(),
+            hook: "cgroup-ingress",
+            source: Box::new(source),
+        };
+        let dir = std::fs::File::open(cgroup).map_err(|source| LoaderError::Cgroup {
+            path: cgroup.to_path_buf(),
+            source,
+        })?;
+        let prog = cgroup_skb(&mut self.ebpf, program)?;
+        let link_id = prog
+            // A link to a cgroup always allows other programs next to it; the
+            // multi-attach flag is for the older attach call only (the kernel refuses
+            // it with a link).
+            .attach(&dir, CgroupSkbAttachType::Ingress, CgroupAttachMode::Single)
+            .map_err(attach_err)?;
+        let link = prog.take_link(link_id).map_err(attach_err)?;
+        let path = self.pin_dir.join(CGROUP_LINK);
+        let fresh = self.pin_dir.join(format!("{CGROUP_LINK}_new"));
+        let _ = std::fs::remove_file(&fresh);
+        pin_link(link, &fresh)?;
+        std::fs::rename(&fresh, &path).map_err(|source| LoaderError::Bpffs {
+            op: "rename",
+            path: fresh.clone(),
+            source,
+        })?;
+        Ok(())
+    }
+
+    /// Attaches `hook`'s program to `iface` at `order`, pinned at `path`. A pinned link
+    /// for this very ifindex (the pin name carries it), left by a previous agent, is
+    /// taken over atomically: its program is replaced in place, and the pin stays.
+    fn attach_one(
+        &mut self,
+        iface: &str,
+        hook: Hook,
+        path: &Path,
+        order: LinkOrder,
+    ) -> Result<(), LoaderError> {
+        let program = hook.program(self.variant);
+        let prog = classifier(&mut self.ebpf, program)?;
+        let attach_err = |source| LoaderError::Attach {
+            program,
+            iface: iface.to_owned(),
+            hook: hook.name(),
+            source: Box::new(source),
+        };
+        let reused = PinnedLink::from_pin(path)
+            .ok()
+            .and_then(|pinned| SchedClassifierLink::try_from(FdLink::from(pinned)).ok());
+        if let Some(link) = reused {
+            let link_id = prog.attach_to_link(link).map_err(attach_err)?;
+            // Dropping our handle closes a descriptor; the pin keeps the link.
+            drop(prog.take_link(link_id).map_err(attach_err)?);
+            return Ok(());
+        }
+        let _ = std::fs::remove_file(path);
+        let link_id = prog
+            .attach_with_options(iface, hook.attach_type(), TcAttachOptions::TcxOrder(order))
+            .map_err(attach_err)?;
+        let link = prog.take_link(link_id).map_err(attach_err)?;
+        pin_link(link, path)
     }
 
     /// Forgets an interface that went away (the kernel dropped its links with it) and
@@ -304,30 +454,98 @@ impl LoadedDataplane {
 
     /// Removes link pins of `iface` except those of ifindex `keep`.
     fn remove_pins(&self, iface: &str, keep: Option<u32>) {
-        let Ok(entries) = std::fs::read_dir(self.pin_dir.join("links")) else {
-            return;
-        };
-        let prefix = format!("{iface}_");
-        let kept = keep.map(|k| format!("{iface}_{k}_"));
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let stale = name.starts_with(&prefix)
-                && !kept.as_ref().is_some_and(|k| name.starts_with(k.as_str()));
-            if stale {
-                let _ = std::fs::remove_file(entry.path());
-            }
+        remove_pins_in(&self.pin_dir.join("links"), iface, keep);
+    }
+}
+
+/// Guard links live apart from the endpoint links (`links/`): an interface that stops
+/// carrying an endpoint keeps its guard.
+const GUARD_LINKS: &str = "guards";
+/// The cgroup program's pinned link.
+const CGROUP_LINK: &str = "cgroup_ingress";
+
+/// Removes the pins `<iface>_<ifindex>_<hook>` in `dir` except those of ifindex `keep`.
+fn remove_pins_in(dir: &Path, iface: &str, keep: Option<u32>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!("{iface}_");
+    let kept = keep.map(|k| format!("{iface}_{k}_"));
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale = name.starts_with(&prefix)
+            && !kept.as_ref().is_some_and(|k| name.starts_with(k.as_str()));
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
 }
 
-fn xdp(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoaderError> {
-    ebpf.program_mut(PROG_HOST_XDP)
-        .ok_or(LoaderError::MissingProgram {
-            program: PROG_HOST_XDP,
-        })?
+/// Loads the log programs the debug-log variants tail-call, and puts them in
+/// `ENF_DEBUG_TC` / `ENF_DEBUG_XDP` (which stay in the object, open for as long as the programs are:
+/// the kernel empties a program array when its last user reference closes).
+fn load_debug_log_programs(ebpf: &mut Ebpf) -> Result<(), LoaderError> {
+    let program_err = |program: &'static str, op: &'static str| {
+        move |source| LoaderError::Program {
+            program,
+            op,
+            source: Box::new(source),
+        }
+    };
+    let tc = classifier(ebpf, PROG_LOG_TC_DEBUG)?;
+    tc.load().map_err(program_err(PROG_LOG_TC_DEBUG, "load"))?;
+    let tc_fd = tc
+        .fd()
+        .map_err(program_err(PROG_LOG_TC_DEBUG, "fd"))?
+        .try_clone()
+        .map_err(|e| program_err(PROG_LOG_TC_DEBUG, "fd")(e.into()))?;
+    let program = PROG_LOG_XDP_DEBUG;
+    let xdp: &mut Xdp = ebpf
+        .program_mut(program)
+        .ok_or(LoaderError::MissingProgram { program })?
+        .try_into()
+        .map_err(program_err(program, "type"))?;
+    xdp.load().map_err(program_err(program, "load"))?;
+    let xdp_fd = xdp
+        .fd()
+        .map_err(program_err(program, "fd"))?
+        .try_clone()
+        .map_err(|e| program_err(program, "fd")(e.into()))?;
+    let program = PROG_LOG_CGROUP_DEBUG;
+    let cg = cgroup_skb(ebpf, program)?;
+    cg.load().map_err(program_err(program, "load"))?;
+    let cg_fd = cg
+        .fd()
+        .map_err(program_err(program, "fd"))?
+        .try_clone()
+        .map_err(|e| program_err(program, "fd")(e.into()))?;
+    for (map, fd) in [
+        (MAP_DEBUG_TAIL_TC, tc_fd),
+        (MAP_DEBUG_TAIL_XDP, xdp_fd),
+        (MAP_DEBUG_TAIL_CGROUP, cg_fd),
+    ] {
+        let map_err = |op: &'static str| {
+            move |source| LoaderError::DebugTail {
+                map,
+                op,
+                source: Box::new(source),
+            }
+        };
+        let found = ebpf.map_mut(map).ok_or(LoaderError::MissingMap { map })?;
+        let mut tail = ProgramArray::try_from(found).map_err(map_err("open"))?;
+        tail.set(0, &fd, 0)
+            .map_err(map_err("set the log program"))?;
+    }
+    Ok(())
+}
+
+fn xdp(ebpf: &mut Ebpf, variant: Variant) -> Result<&mut Xdp, LoaderError> {
+    let program = variant.host_xdp();
+    ebpf.program_mut(program)
+        .ok_or(LoaderError::MissingProgram { program })?
         .try_into()
         .map_err(|source| LoaderError::Program {
-            program: PROG_HOST_XDP,
+            program,
             op: "type",
             source: Box::new(source),
         })
@@ -346,6 +564,20 @@ where
     let fd_link = FdLink::try_from(link).map_err(|e| pin_err(Box::new(e)))?;
     fd_link.pin(path).map_err(|e| pin_err(Box::new(e)))?;
     Ok(())
+}
+
+fn cgroup_skb<'a>(
+    ebpf: &'a mut Ebpf,
+    program: &'static str,
+) -> Result<&'a mut CgroupSkb, LoaderError> {
+    ebpf.program_mut(program)
+        .ok_or(LoaderError::MissingProgram { program })?
+        .try_into()
+        .map_err(|source| LoaderError::Program {
+            program,
+            op: "type",
+            source: Box::new(source),
+        })
 }
 
 fn classifier<'a>(

@@ -5,9 +5,11 @@
 pub mod bindings;
 pub mod bpf;
 pub mod bpf_log;
+pub mod cgroup;
 pub mod content;
 pub mod failsafe;
 pub mod loader;
+pub mod netns;
 pub mod object;
 pub mod writer;
 
@@ -15,7 +17,7 @@ use std::collections::BTreeMap;
 
 use crate::compile::DataplaneSpec;
 
-use bindings::{Binding, Bindings};
+use bindings::{Binding, Bindings, Links};
 
 /// What the agent needs from a dataplane.
 pub trait Dataplane: Send {
@@ -32,10 +34,19 @@ pub trait Dataplane: Send {
     fn detach(&mut self, iface: &str);
     /// Interfaces carrying programs → the ifindex they had when attached.
     fn attached(&self) -> &BTreeMap<String, u32>;
+    /// Puts the guard (the deferred egress of Service traffic leaving the node) on every
+    /// interface of `links` that is not a workload's and not `lo`, and drops the guards
+    /// of interfaces that are gone. Returns the interfaces it could not guard.
+    fn guard(&mut self, links: &Links) -> Vec<(String, DataplaneError)>;
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
+    #[error("reading this network namespace's cookie: {source}")]
+    NetnsCookie {
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Loader(#[from] loader::LoaderError),
     #[error(transparent)]

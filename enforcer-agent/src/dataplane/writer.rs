@@ -143,6 +143,14 @@ impl GenerationWriter {
         Ok(stats)
     }
 
+    /// Sets `Config::netns_cookie`: the namespace whose packets the cgroup program judges.
+    pub fn set_netns_cookie(&mut self, netns_cookie: u64) -> Result<(), WriterError> {
+        self.write_config(Config {
+            netns_cookie,
+            ..self.config
+        })
+    }
+
     /// Sets `Config::flags` (e.g. events on deny), keeping the generations.
     pub fn set_flags(&mut self, flags: u32) -> Result<(), WriterError> {
         self.write_config(Config {
