@@ -250,7 +250,6 @@ spec: {clusterIP: 198.19.0.60, selector: {app: web}, ports: [{port: 80, targetPo
 ";
 
 #[test]
-#[ignore = "needs the dataplane's fix of security item 1 (Service egress judged wherever the translated packet leaves the client's node; branch s1-dataplane): without it the client's egress is never judged and this test fails"]
 fn cluster_ip_with_a_backend_on_another_node_is_judged_after_dnat_on_the_clients_node() {
     let _serial = serial();
     let lab = LabGuard::new("cip").with_nodes(2);
