@@ -604,6 +604,7 @@ fn three_nodes_over_vxlan() {
         pod_yaml("a", "p1", "node1", &[80]),
         pod_yaml("a", "p2", "node2", &[80]),
         pod_yaml("a", "p3", "node3", &[80]),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: p3, namespace: a}\nspec: {selector: {app: p3}, ports: [{port: 8080, targetPort: 80}]}\n".to_owned(),
     ]
     .join("---\n");
     lab.up(&[&tmp.write("pods.yaml", &pods)], true);
@@ -637,6 +638,25 @@ fn three_nodes_over_vxlan() {
             ("a/p2", "a/p3", 80, "TCP", false),
             ("a/p2", "a/p3", 80, "UDP", false),
             ("a/p3", "a/p2", 80, "TCP", true),
+        ],
+    );
+    // A ClusterIP whose backend is on node3: the client's egress is judged on its own
+    // node where the translated packet enters the tunnel.
+    lab.apply(&tmp.write(
+        "p1.yaml",
+        &np(
+            "a",
+            "p1",
+            "podSelector: {matchLabels: {app: p1}}\npolicyTypes: [Egress]",
+        ),
+    ));
+    expect(
+        &lab,
+        "p1 may send nothing, not even through a Service",
+        &[
+            ("a/p1", "svc/a/p3", 8080, "TCP", false),
+            ("a/p1", "a/p3", 80, "TCP", false),
+            ("a/p2", "a/p1", 80, "TCP", true),
         ],
     );
 }
