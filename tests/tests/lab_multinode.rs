@@ -250,7 +250,6 @@ spec: {clusterIP: 198.19.0.60, selector: {app: web}, ports: [{port: 80, targetPo
 ";
 
 #[test]
-#[ignore = "needs the dataplane's fix of security item 1 (Service egress judged wherever the translated packet leaves the client's node; branch s1-dataplane): without it the client's egress is never judged and this test fails"]
 fn cluster_ip_with_a_backend_on_another_node_is_judged_after_dnat_on_the_clients_node() {
     let _serial = serial();
     let lab = LabGuard::new("cip").with_nodes(2);
@@ -605,6 +604,7 @@ fn three_nodes_over_vxlan() {
         pod_yaml("a", "p1", "node1", &[80]),
         pod_yaml("a", "p2", "node2", &[80]),
         pod_yaml("a", "p3", "node3", &[80]),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: p3, namespace: a}\nspec: {selector: {app: p3}, ports: [{port: 8080, targetPort: 80}]}\n".to_owned(),
     ]
     .join("---\n");
     lab.up(&[&tmp.write("pods.yaml", &pods)], true);
@@ -638,6 +638,25 @@ fn three_nodes_over_vxlan() {
             ("a/p2", "a/p3", 80, "TCP", false),
             ("a/p2", "a/p3", 80, "UDP", false),
             ("a/p3", "a/p2", 80, "TCP", true),
+        ],
+    );
+    // A ClusterIP whose backend is on node3: the client's egress is judged on its own
+    // node where the translated packet enters the tunnel.
+    lab.apply(&tmp.write(
+        "p1.yaml",
+        &np(
+            "a",
+            "p1",
+            "podSelector: {matchLabels: {app: p1}}\npolicyTypes: [Egress]",
+        ),
+    ));
+    expect(
+        &lab,
+        "p1 may send nothing, not even through a Service",
+        &[
+            ("a/p1", "svc/a/p3", 8080, "TCP", false),
+            ("a/p1", "a/p3", 80, "TCP", false),
+            ("a/p2", "a/p1", 80, "TCP", true),
         ],
     );
 }
