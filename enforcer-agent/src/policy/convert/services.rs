@@ -13,6 +13,12 @@ use crate::policy::ServiceInfo;
 
 /// Every Service with a cluster IP, in the order of `objects`.
 pub(super) fn services(objects: &[Loaded]) -> Vec<ServiceInfo> {
+    let refs: Vec<&Loaded> = objects.iter().collect();
+    services_of(&refs)
+}
+
+/// [`services`] over borrowed objects.
+pub(super) fn services_of(objects: &[&Loaded]) -> Vec<ServiceInfo> {
     let mut pods: Vec<&Pod> = Vec::new();
     let mut slices = Vec::new();
     let mut endpoints = Vec::new();
