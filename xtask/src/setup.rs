@@ -14,7 +14,7 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// Programs the privileged parts call, and the Debian package that brings each.
-const PACKAGES: [(&str, &str); 7] = [
+const PACKAGES: [(&str, &str); 8] = [
     ("ip", "iproute2"),
     ("nft", "nftables"),
     ("bpftool", "bpftool"),
@@ -23,6 +23,8 @@ const PACKAGES: [(&str, &str); 7] = [
     // The benchmark suite's iptables comparison (iptables-nft, with ipsets as Calico).
     ("iptables-restore", "iptables"),
     ("ipset", "ipset"),
+    // p3 empties the node's netfilter conntrack table between floods.
+    ("conntrack", "conntrack"),
 ];
 
 /// Installs what is missing. `privileged`: also Debian packages and bpffs (needs root).

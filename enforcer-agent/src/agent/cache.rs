@@ -15,10 +15,10 @@ pub struct Entry {
     /// Where the datastore keeps it, for messages.
     pub origin: String,
     /// The latest version, or why it does not load.
-    pub latest: Result<Loaded, Arc<LoadError>>,
+    pub latest: Result<Arc<Loaded>, Arc<LoadError>>,
     /// The version in the policy in force, if one was: what a refused later version
-    /// leaves enforced.
-    pub enforced: Option<Loaded>,
+    /// leaves enforced (shared with `latest` when it is that version).
+    pub enforced: Option<Arc<Loaded>>,
 }
 
 #[derive(Debug, Default)]
@@ -54,7 +54,7 @@ impl ObjectCache {
     fn upsert(&mut self, stored: Stored, previous: Option<Entry>) {
         let entry = Entry {
             origin: stored.origin,
-            latest: stored.object.map_err(Arc::new),
+            latest: stored.object.map(Arc::new).map_err(Arc::new),
             enforced: previous.and_then(|p| p.enforced),
         };
         self.entries.insert(stored.id, entry);
@@ -82,7 +82,7 @@ impl ObjectCache {
             if let Some(entry) = self.entries.get_mut(id)
                 && let Ok(latest) = &entry.latest
             {
-                entry.enforced = Some(latest.clone());
+                entry.enforced = Some(Arc::clone(latest));
             }
         }
     }

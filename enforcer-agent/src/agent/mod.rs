@@ -15,6 +15,7 @@ pub mod cache;
 mod error;
 pub mod flowlog;
 pub mod links;
+pub mod model;
 pub mod reconcile;
 pub mod selection;
 pub mod status;

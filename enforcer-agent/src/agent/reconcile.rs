@@ -27,15 +27,15 @@ use crate::datastore::DatastoreEvent;
 use crate::datastore::status::AgentStatus;
 use crate::eval::host::NodeAddresses;
 
-use super::cache::ObjectCache;
 use super::error::AgentError;
-use super::selection::{Selection, select};
+use super::model::Model;
 
 pub struct Reconciler {
     /// This node's name; endpoints of other nodes are peers only.
     node: String,
     dataplane: Box<dyn Dataplane>,
-    cache: ObjectCache,
+    /// The objects, the version of each that is compiled, and their cluster.
+    model: Model,
     /// The spec in force (last good revision).
     spec: Option<DataplaneSpec>,
     /// How the spec in force is bound to the interfaces, as last written.
@@ -64,7 +64,7 @@ impl Reconciler {
         Self {
             node,
             dataplane,
-            cache: ObjectCache::default(),
+            model: Model::default(),
             spec: None,
             bindings: Bindings::default(),
             workloads: WorkloadPrefixes::default(),
@@ -109,14 +109,16 @@ impl Reconciler {
         let revision = match event {
             DatastoreEvent::Reset(snapshot) => {
                 let revision = snapshot.revision;
-                self.cache.reset(snapshot);
+                self.model.reset(snapshot);
                 self.synced = true;
                 self.stale = true;
                 revision
             }
             DatastoreEvent::Changes { revision, changes } => {
+                // Any change recompiles (and republishes what is refused), even one
+                // that touched nothing the compiler reads.
                 self.stale |= !changes.is_empty();
-                self.cache.apply(changes);
+                self.model.apply(changes);
                 revision
             }
             DatastoreEvent::Unavailable { error } => {
@@ -152,16 +154,16 @@ impl Reconciler {
         }
         self.stale = false;
         match self.compile() {
-            Ok((spec, selection)) => {
+            Ok(spec) => {
                 self.spec = Some(spec);
                 self.status.error = None;
-                self.status.refused = selection.refused;
+                self.status.refused = self.model.refused();
                 self.enforce(interfaces)?;
-                self.cache.mark_enforced(&selection.latest);
+                self.model.enforced();
                 self.status.last_apply_us = started.elapsed().as_micros() as u64;
                 tracing::info!(
                     revision,
-                    objects = self.cache.len(),
+                    objects = self.model.len(),
                     us = self.status.last_apply_us,
                     "applied"
                 );
@@ -239,16 +241,9 @@ impl Reconciler {
         self.write(bindings, interfaces)
     }
 
-    /// Picks a version of each cached object (refusing objects one by one) and
-    /// compiles them for this node.
-    fn compile(&self) -> Result<(DataplaneSpec, Selection), CompileError> {
-        let selection = select(&self.cache);
-        for warning in &selection.warnings {
-            tracing::warn!(%warning, "policy warning");
-        }
-        let spec =
-            crate::compile::compile_on_node(&selection.cluster, Some(&self.node), &self.addresses)?;
-        Ok((spec, selection))
+    /// Compiles the model (each object at the version `Model` picked) for this node.
+    fn compile(&self) -> Result<DataplaneSpec, CompileError> {
+        crate::compile::compile_on_node(self.model.cluster(), Some(&self.node), &self.addresses)
     }
 
     /// Writes the spec in force for the interfaces present, then attaches.

@@ -38,7 +38,7 @@ pub struct Selection {
 
 /// Which version of an object is compiled, from best to last resort.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Level {
+pub(super) enum Level {
     Latest,
     LastGood,
     StandIn,
@@ -67,8 +67,8 @@ pub fn select(cache: &ObjectCache) -> Selection {
         for (id, entry) in cache.entries() {
             let level = levels[id];
             let version = match level {
-                Level::Latest => entry.latest.as_ref().ok().cloned(),
-                Level::LastGood => entry.enforced.clone(),
+                Level::Latest => entry.latest.as_deref().ok().cloned(),
+                Level::LastGood => entry.enforced.as_deref().cloned(),
                 Level::StandIn => stand_ins
                     .entry(id)
                     .or_insert_with(|| stand_in(entry))
@@ -126,11 +126,11 @@ pub fn select(cache: &ObjectCache) -> Selection {
 }
 
 /// The level after `level` for this object.
-fn next_level(entry: &Entry, level: Level) -> Level {
+pub(super) fn next_level(entry: &Entry, level: Level) -> Level {
     match level {
         Level::Latest => {
             let other = match (&entry.enforced, &entry.latest) {
-                (Some(enforced), Ok(latest)) => enforced != latest,
+                (Some(enforced), Ok(latest)) => **enforced != **latest,
                 (Some(_), Err(_)) => true,
                 (None, _) => false,
             };
@@ -147,7 +147,7 @@ fn next_level(entry: &Entry, level: Level) -> Level {
 
 /// The fail-closed stand-in of a never-enforced policy, from its latest version (a
 /// document that did not load keeps its content in the error).
-fn stand_in(entry: &Entry) -> Option<Loaded> {
+pub(super) fn stand_in(entry: &Entry) -> Option<Loaded> {
     let document = match &entry.latest {
         Ok(loaded) => standin::document_of(&loaded.object)?,
         Err(error) => match error.as_ref() {

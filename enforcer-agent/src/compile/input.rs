@@ -7,8 +7,10 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::error::CompileError;
-use crate::eval::host::NodeAddresses;
-use crate::policy::{Cluster, Direction, Entity, EntityMatch, Policy, PortMatch, Rule};
+use crate::eval::host::{NodeAddresses, host_endpoints_of};
+use crate::policy::{
+    Cluster, Direction, Endpoint, Entity, EntityMatch, HostEndpointInfo, Policy, PortMatch, Rule,
+};
 
 /// A rule of a policy, as the compiler walks them.
 pub(super) struct RuleRef<'a> {
@@ -66,11 +68,17 @@ impl<'a> Input<'a> {
     ) -> Result<Self, CompileError> {
         let mut rules = Vec::new();
         let mut position = HashMap::new();
-        // Every policy's rules shape the classes and cells, host-endpoint-only kinds
-        // (preDNAT, doNotTrack) included: `compile::host` needs them; pod verdicts only
-        // group by the rules that apply to the pod.
+        let relevant = relevant_policies(cluster, node);
+        // The rules of every policy that applies here shape the classes and cells,
+        // host-endpoint-only kinds (preDNAT, doNotTrack) included: `compile::host`
+        // needs them; pod verdicts only group by the rules that apply to the pod.
+        // A policy that applies to no endpoint of this node cannot change any of its
+        // verdicts: its rules would only split classes and cells for nothing.
         for (p, policy) in cluster.policies.iter().enumerate() {
             check_policy(policy)?;
+            if !relevant[p] {
+                continue;
+            }
             for dir in [Direction::Ingress, Direction::Egress] {
                 for (i, rule) in policy.rules(dir).iter().enumerate() {
                     let key = RuleKey {
@@ -159,6 +167,45 @@ impl<'a> Input<'a> {
             others
         )
     }
+}
+
+/// Per policy of `cluster`: whether it applies, in some direction, to a workload
+/// endpoint of `node` or (as any kind of host policy) to one of its host endpoints
+/// with an interface. Only those policies' rules can decide a verdict there.
+pub(crate) fn relevant_policies(cluster: &Cluster, node: Option<&str>) -> Vec<bool> {
+    let locals: Vec<&Endpoint> = cluster
+        .endpoints
+        .iter()
+        .filter(|ep| match (node, &ep.node) {
+            (Some(node), Some(ep_node)) => node == ep_node,
+            _ => true,
+        })
+        .collect();
+    let heps: Vec<&HostEndpointInfo> = host_endpoints_of(cluster, node)
+        .filter(|h| h.iface.is_some())
+        .collect();
+    cluster
+        .policies
+        .iter()
+        .map(|policy| {
+            [Direction::Ingress, Direction::Egress]
+                .into_iter()
+                .any(|dir| {
+                    locals
+                        .iter()
+                        .any(|ep| policy.applies_to_endpoint(cluster, ep, dir))
+                        || (policy.applies(dir)
+                            && heps.iter().any(|h| {
+                                let entity = Entity::HostEndpoint(h);
+                                policy.subject.matches(cluster, &entity)
+                                    && policy
+                                        .subject_service_accounts
+                                        .as_ref()
+                                        .is_none_or(|sa| sa.matches(&entity))
+                            }))
+                })
+        })
+        .collect()
 }
 
 /// Whether the dataplane can enforce `policy` as written: source ports in rules are

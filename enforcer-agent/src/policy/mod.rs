@@ -8,6 +8,7 @@
 
 mod convert;
 mod error;
+pub mod live;
 pub mod standin;
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,6 +19,7 @@ use ipnet::IpNet;
 use crate::model::{Labels, ObjectId, PolicyName, Source};
 use crate::selector::Selector;
 
+pub use convert::parts;
 pub use error::{PolicyError, PolicyProblem, Warning};
 
 pub(crate) const LABEL_NAMESPACE: &str = "projectcalico.org/namespace";
@@ -51,7 +53,7 @@ pub enum Direction {
 }
 
 /// The whole cluster as the dataplane sees it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Cluster {
     /// Name → namespace (including namespaces only referenced by pods).
     pub namespaces: BTreeMap<String, NamespaceInfo>,

@@ -13,9 +13,15 @@
 //! - [`xdp`]: `p4` drop rate of a `NodePort` flood, XDP preDNAT deny vs nftables.
 //! - [`rulesets`]: the iptables and nftables translations of a policy set.
 //! - [`scenario`]: the synthetic clusters every benchmark uses.
+//! - [`plots`]: the SVG plots written beside the JSON.
 
 pub mod compile;
+pub mod generators;
 pub mod lab;
+pub mod p3;
+pub mod p5;
+pub mod plots;
+pub mod rawbpf;
 pub mod rulesets;
 pub mod scenario;
 pub mod testrun;
@@ -106,16 +112,58 @@ impl Metric {
     }
 }
 
+/// A curve of a plot: one dataplane's (x, y) points.
+#[derive(Clone, Debug, Serialize)]
+pub struct Line {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// The data of one plot (`plots.rs` draws it), kept in the JSON too.
+#[derive(Clone, Debug, Serialize)]
+pub struct Series {
+    /// File stem of the SVG (`<json stem>.<name>.svg`).
+    pub name: String,
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    /// Logarithmic x axis (rule counts, cluster sizes).
+    pub log_x: bool,
+    pub lines: Vec<Line>,
+}
+
+/// A file written beside the JSON (`<json stem>.<name>`), e.g. a rendered rule set.
+#[derive(Clone, Debug)]
+pub struct Artifact {
+    pub name: String,
+    pub content: String,
+}
+
 /// Everything a run measured.
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub metrics: Vec<Metric>,
+    pub series: Vec<Series>,
+    #[serde(skip)]
+    pub artifacts: Vec<Artifact>,
 }
 
 impl Report {
     pub fn push(&mut self, metric: Metric) {
         eprintln!("bench: {} = {}", metric.name, format_value(metric.value));
         self.metrics.push(metric);
+    }
+
+    /// Keeps `content` to be written beside the JSON as `<json stem>.<name>`.
+    pub fn artifact(&mut self, name: &str, content: impl Into<String>) {
+        self.artifacts.push(Artifact {
+            name: name.to_owned(),
+            content: content.into(),
+        });
+    }
+
+    pub fn series(&mut self, series: Series) {
+        self.series.push(series);
     }
 
     /// The table printed at the end of a run.

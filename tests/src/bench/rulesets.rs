@@ -3,8 +3,11 @@
 //! Both translations render, like Calico's iptables dataplane, one chain per local
 //! endpoint and direction in the node's FORWARD path, dispatched by interface:
 //! packets from a pod's veth run its egress chain, packets to a pod's veth its
-//! ingress chain. An endpoint chain calls one chain per tier (in tier order) holding
-//! the tier's applicable policies' rules in policy order, linear:
+//! ingress chain. An endpoint chain starts as Calico's `cali-fw-*`/`cali-tw-*` chains
+//! do: `--ctstate RELATED,ESTABLISHED -j ACCEPT`, then `--ctstate INVALID -j DROP`
+//! (nftables: `ct state established,related accept`, `ct state invalid drop`), so only
+//! a flow's first packet walks the policy. Then it calls one chain per tier (in tier
+//! order) holding the tier's applicable policies' rules in policy order, linear:
 //!
 //! - Allow: set the accept mark `0x10000` and return (iptables: a MARK rule and a
 //!   mark test, as Calico renders it; nftables: one rule `meta mark set … return`);
@@ -409,11 +412,18 @@ pub fn render(
             let nchain = chain.replace('-', "_");
             let tiers = tiers(cluster, ep, dir, &mut sets)?;
             let _ = writeln!(ipt, ":{chain} - [0:0]");
+            // Calico's endpoint chains start with the conntrack shortcut: packets of
+            // flows netfilter already accepted (and related ones) pass at once, and
+            // packets conntrack calls INVALID drop.
+            ipt_rules.push(format!(
+                "-A {chain} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
+            ));
+            ipt_rules.push(format!("-A {chain} -m conntrack --ctstate INVALID -j DROP"));
             ipt_rules.push(format!(
                 "-A {chain} -j MARK --set-xmark 0x0/{MARK_ACCEPT:#x}"
             ));
             let mut nbody = format!(
-                "\tchain {nchain} {{\n\t\tmeta mark set meta mark & {:#x}\n",
+                "\tchain {nchain} {{\n\t\tct state established,related accept\n\t\tct state invalid drop\n\t\tmeta mark set meta mark & {:#x}\n",
                 !MARK_ACCEPT
             );
             for (t, (default, rules)) in tiers.iter().enumerate() {

@@ -79,7 +79,8 @@ pub fn targeted_policy_count(rules: usize) -> usize {
     rules.max(1).div_ceil(RULES_PER_POLICY)
 }
 
-fn targeted(rules: usize) -> Vec<Value> {
+/// The targeted policies of `rules` rules on the server.
+pub fn targeted(rules: usize) -> Vec<Value> {
     synth::targeted_policies(&TargetedParams {
         seed: SEED,
         rules,

@@ -49,13 +49,43 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let cluster = match scenario::cluster(&docs) {
-        Ok(c) => c,
+    eprintln!(
+        "{} documents generated; RSS {:.1} MiB",
+        docs.len(),
+        rss_mb()
+    );
+    let started = Instant::now();
+    let loaded = match scenario::load(&docs) {
+        Ok(l) => l,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
+    eprintln!(
+        "loaded in {:.0} ms; RSS {:.1} MiB",
+        started.elapsed().as_secs_f64() * 1e3,
+        rss_mb()
+    );
+    drop(docs);
+    eprintln!("documents dropped; RSS {:.1} MiB", rss_mb());
+    let started = Instant::now();
+    let cluster = match enforcer::policy::Cluster::from_objects(&loaded) {
+        Ok((c, _)) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "model built in {:.0} ms; RSS {:.1} MiB",
+        started.elapsed().as_secs_f64() * 1e3,
+        rss_mb()
+    );
+    if std::env::var_os("ENFORCER_DROP_LOADED").is_some() {
+        drop(loaded);
+        eprintln!("loaded objects dropped; RSS {:.1} MiB", rss_mb());
+    }
     let mut times = Vec::new();
     let mut spec = DataplaneSpec::default();
     for _ in 0..samples.max(1) {
@@ -69,6 +99,11 @@ fn main() -> ExitCode {
         }
         times.push(started.elapsed().as_secs_f64() * 1e3);
     }
+    eprintln!(
+        "compiled; RSS {:.1} MiB, peak {:.1} MiB",
+        rss_mb(),
+        hwm_mb()
+    );
     times.sort_by(f64::total_cmp);
     println!(
         "policies {} pods {} | compile median {:.1} ms (of {:?}) | endpoints {} peers {} ports {} verdicts {} | digest {:016x}",
@@ -83,4 +118,24 @@ fn main() -> ExitCode {
         digest(&spec)
     );
     ExitCode::SUCCESS
+}
+
+fn status_mb(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn rss_mb() -> f64 {
+    status_mb("VmRSS:")
+}
+
+fn hwm_mb() -> f64 {
+    status_mb("VmHWM:")
 }

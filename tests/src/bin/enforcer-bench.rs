@@ -5,7 +5,9 @@
 //! ```
 //!
 //! Prints one table of every metric; `--json` also writes
-//! `{"metrics":[{"name","value","unit","detail",...}]}`. Needs root (network namespaces,
+//! `{"metrics":[{"name","value","unit","detail",...}],"series":[...]}`, and beside it
+//! the SVG plots of the series (`<stem>.<series>.svg`) and the rendered rule sets
+//! (`<stem>.p3-iptables.rules`, ...). Needs root (network namespaces,
 //! BPF). Goals are reported, never asserted: the exit status is non-zero only when a
 //! benchmark could not run.
 
@@ -103,6 +105,10 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
                 println!("wrote {}", path.display());
+                if let Err(e) = write_beside(path, &report) {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
             }
             Err(e) => {
                 eprintln!("encoding the report: {e}");
@@ -120,4 +126,23 @@ fn main() -> ExitCode {
         );
         ExitCode::FAILURE
     }
+}
+
+/// The plots and the other files of `report` beside the JSON at `json`.
+fn write_beside(json: &std::path::Path, report: &Report) -> Result<(), String> {
+    let stem = json
+        .file_stem()
+        .map_or_else(|| "bench".into(), |s| s.to_string_lossy().into_owned());
+    for artifact in &report.artifacts {
+        let path = json.with_file_name(format!("{stem}.{}", artifact.name));
+        std::fs::write(&path, &artifact.content)
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    for series in &report.series {
+        let path = bench::plots::path_for(json, series);
+        bench::plots::draw(series, &path)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }

@@ -25,6 +25,7 @@
 mod calico;
 mod context;
 mod k8s;
+pub mod parts;
 mod services;
 
 use std::collections::BTreeMap;
@@ -232,18 +233,20 @@ fn policy(
 /// Policies in evaluation order: by tier, then order (missing = +∞), then name,
 /// namespace and kind.
 fn sort_policies(policies: &mut [Policy]) {
-    policies.sort_by(|a, b| {
-        let (oa, ob) = (
-            a.order.unwrap_or(f64::INFINITY),
-            b.order.unwrap_or(f64::INFINITY),
-        );
-        a.tier
-            .cmp(&b.tier)
-            .then(oa.total_cmp(&ob))
-            .then_with(|| a.name.name.cmp(&b.name.name))
-            .then_with(|| a.name.namespace.cmp(&b.name.namespace))
-            .then_with(|| a.name.kind.cmp(&b.name.kind))
-    });
+    policies.sort_by(sort_key);
+}
+
+fn sort_key(a: &Policy, b: &Policy) -> std::cmp::Ordering {
+    let (oa, ob) = (
+        a.order.unwrap_or(f64::INFINITY),
+        b.order.unwrap_or(f64::INFINITY),
+    );
+    a.tier
+        .cmp(&b.tier)
+        .then(oa.total_cmp(&ob))
+        .then_with(|| a.name.name.cmp(&b.name.name))
+        .then_with(|| a.name.namespace.cmp(&b.name.namespace))
+        .then_with(|| a.name.kind.cmp(&b.name.kind))
 }
 
 #[cfg(test)]

@@ -15,6 +15,12 @@ use crate::policy::ServiceInfo;
 /// balancer address or a node port), in the order of `objects`. Its node ports (on the
 /// node's own addresses) are front-ends by port: see `compile::frontends`.
 pub(super) fn services(objects: &[Loaded]) -> Vec<ServiceInfo> {
+    let refs: Vec<&Loaded> = objects.iter().collect();
+    services_of(&refs)
+}
+
+/// [`services`] over borrowed objects.
+pub(super) fn services_of(objects: &[&Loaded]) -> Vec<ServiceInfo> {
     let mut pods: Vec<&Pod> = Vec::new();
     let mut slices = Vec::new();
     let mut endpoints = Vec::new();

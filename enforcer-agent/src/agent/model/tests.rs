@@ -1,0 +1,196 @@
+//! The model kept per object compiles what `selection::select` would pick from the
+//! same cache, after any sequence of changes (good, broken and unenforceable versions,
+//! deletions, tiers), and refuses the same objects for the same reasons.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::agent::selection::select;
+use crate::datastore::{Stored, read_document};
+use crate::testkit::arbitrary::{Gen, generate};
+
+/// The documents of a generated cluster, each under its own name.
+fn documents(seed: u64) -> Vec<(String, Value)> {
+    generate(seed)
+        .objects
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (format!("d{i:03}"), v))
+        .collect()
+}
+
+fn stored(name: &str, doc: &Value, before: &[ObjectId]) -> Vec<Stored> {
+    let origin = format!("objects/{name}.json");
+    read_document(Path::new(&origin), &origin, &doc.to_string(), before)
+}
+
+/// A version of `doc` that does not load (a bad CIDR or port), that loads but cannot
+/// be enforced (source ports in a Calico rule), or another object's content under this
+/// name.
+fn variant(g: &mut Gen, doc: &Value, donors: &[(String, Value)]) -> Value {
+    let mut v = doc.clone();
+    match g.below(4) {
+        0 => {
+            v["spec"]["ingress"] =
+                json!([{"action": "Allow", "source": {"nets": ["10.0.0.0/99"]}}]);
+            v["metadata"]["labels"] = json!({"bad label": "x"});
+        }
+        1 => {
+            v["spec"]["ingress"] =
+                json!([{"action": "Allow", "protocol": "UDP", "source": {"ports": [53]}}]);
+        }
+        _ => {
+            let same: Vec<&Value> = donors
+                .iter()
+                .map(|(_, d)| d)
+                .filter(|d| d["kind"] == doc["kind"] && d["apiVersion"] == doc["apiVersion"])
+                .collect();
+            if let Some(d) = same.get(g.below(same.len().max(1))) {
+                v = (*d).clone();
+                v["metadata"]["name"] = doc["metadata"]["name"].clone();
+                v["metadata"]["namespace"] = doc["metadata"]["namespace"].clone();
+                if v["metadata"]["namespace"].is_null()
+                    && let Some(m) = v["metadata"].as_object_mut()
+                {
+                    m.remove("namespace");
+                }
+            }
+        }
+    }
+    v
+}
+
+/// Checks `model` against `select`; returns the fallbacks it used.
+fn same_as_select(model: &Model, what: &str) -> Vec<Fallback> {
+    let reference = select(model.cache());
+    assert_eq!(*model.cluster(), reference.cluster, "{what}: cluster");
+    let mine = refused_by_object(model);
+    let theirs: BTreeMap<String, (Fallback, String)> = reference
+        .refused
+        .into_iter()
+        .map(|r| (r.object, (r.fallback, r.reason)))
+        .collect();
+    assert_eq!(mine, theirs, "{what}: refused");
+    mine.into_values().map(|(f, _)| f).collect()
+}
+
+#[test]
+fn changes_one_by_one_compile_what_select_picks() {
+    let mut fallbacks: Vec<Fallback> = Vec::new();
+    let mut policies = 0;
+    for seed in 1..120u64 {
+        let docs = documents(seed);
+        let donors = documents(seed.wrapping_mul(31) + 7);
+        let mut g = Gen::new(seed);
+        let mut model = Model::default();
+        let mut current: Vec<(String, Value)> =
+            docs.iter().filter(|_| g.chance(60)).cloned().collect();
+        model.reset(Snapshot {
+            revision: 1,
+            objects: current
+                .iter()
+                .flat_map(|(n, d)| stored(n, d, &[]))
+                .collect(),
+        });
+        same_as_select(&model, &format!("seed {seed} reset"));
+        for step in 0..15 {
+            if g.chance(50) {
+                model.enforced();
+            }
+            let (name, doc) = docs[g.below(docs.len())].clone();
+            let before: Vec<ObjectId> = model
+                .cache()
+                .entries()
+                .filter(|(_, e)| e.origin == format!("objects/{name}.json"))
+                .map(|(id, _)| id.clone())
+                .collect();
+            let at = current.iter().position(|(n, _)| *n == name);
+            let changes: Vec<Change> = match (at, g.below(3)) {
+                (Some(i), 0) => {
+                    current.remove(i);
+                    before.into_iter().map(Change::Delete).collect()
+                }
+                (Some(i), _) => {
+                    let v = variant(&mut g, &current[i].1, &donors);
+                    current[i].1 = v.clone();
+                    let new = stored(&name, &v, &before);
+                    let mut out: Vec<Change> = before
+                        .iter()
+                        .filter(|id| !new.iter().any(|s| s.id == **id))
+                        .cloned()
+                        .map(Change::Delete)
+                        .collect();
+                    out.extend(new.into_iter().map(|s| Change::Upsert(Box::new(s))));
+                    out
+                }
+                (None, _) => {
+                    current.push((name.clone(), doc.clone()));
+                    stored(&name, &doc, &[])
+                        .into_iter()
+                        .map(|s| Change::Upsert(Box::new(s)))
+                        .collect()
+                }
+            };
+            model.apply(changes);
+            fallbacks.extend(same_as_select(
+                &model,
+                &format!("seed {seed} step {step} ({name})"),
+            ));
+            policies += model.cluster().policies.len();
+        }
+    }
+    // The sequences did exercise refusal of every kind, with policies in force.
+    for kind in [Fallback::LastGood, Fallback::DenyAll, Fallback::Ignored] {
+        assert!(fallbacks.contains(&kind), "no {kind:?} fallback seen");
+    }
+    assert!(
+        policies > 1_000,
+        "{policies} policies compiled over all steps"
+    );
+}
+
+#[test]
+fn a_policy_change_touches_that_policy_only() {
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dev"}});
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "a", "namespace": "dev", "labels": {"app": "a"}},
+        "spec": {"nodeName": "node1", "containers": [{"name": "c"}]},
+        "status": {"podIP": "198.18.0.10"}});
+    let policy = |cidr: &str| {
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "p", "namespace": "dev"},
+            "spec": {"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": cidr}}]}]}})
+    };
+    let mut model = Model::default();
+    let touched = model.reset(Snapshot {
+        revision: 1,
+        objects: [
+            stored("ns", &ns, &[]),
+            stored("pod", &pod, &[]),
+            stored("p", &policy("10.0.0.0/8"), &[]),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+    });
+    assert!(touched.other);
+    let id = model.cluster().policies[0].id.clone();
+    let touched = model.apply(
+        stored("p", &policy("10.1.0.0/16"), std::slice::from_ref(&id))
+            .into_iter()
+            .map(|s| Change::Upsert(Box::new(s)))
+            .collect(),
+    );
+    assert_eq!(touched.policies, [id.clone()].into());
+    assert!(
+        touched.endpoints.is_empty() && !touched.other,
+        "{touched:?}"
+    );
+    assert_eq!(
+        model.cluster().policies[0].ingress[0].source.nets[0].to_string(),
+        "10.1.0.0/16"
+    );
+    assert!(same_as_select(&model, "after the edit").is_empty());
+}
