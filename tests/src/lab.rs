@@ -101,6 +101,11 @@ impl Drop for TempDir {
     }
 }
 
+/// A `&'static str` of an environment value (a few per test process).
+fn leak(value: String) -> &'static str {
+    Box::leak(value.into_boxed_str())
+}
+
 /// A lab that is torn down on drop.
 pub struct LabGuard {
     pub name: String,
@@ -141,11 +146,21 @@ impl LabGuard {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// `lab up --no-agent -f <files>` (or with the agent when `agent`).
+    /// `lab up --no-agent -f <files>` (or with the agent when `agent`). The suite's
+    /// environment picks how the agents run: `ENFORCER_LAB_DATASTORE=kubernetes`
+    /// (through the lab's API server) and `ENFORCER_LAB_ATTACH=tc|tcx`.
     pub fn up(&self, files: &[&Path], agent: bool) -> String {
         let mut args = vec!["up"];
         if !agent {
             args.push("--no-agent");
+        }
+        let datastore = std::env::var("ENFORCER_LAB_DATASTORE").unwrap_or_default();
+        if !datastore.is_empty() {
+            args.extend(["--datastore", leak(datastore)]);
+        }
+        let attach = std::env::var("ENFORCER_LAB_ATTACH").unwrap_or_default();
+        if !attach.is_empty() && agent {
+            args.extend(["--attach", leak(attach)]);
         }
         let files: Vec<String> = files
             .iter()
@@ -245,7 +260,8 @@ pub fn lab_processes(lab: &str) -> Vec<i32> {
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
         let pair = |flag: &str, value: &str| args.windows(2).any(|w| w[0] == flag && w[1] == value);
-        if pair("--lab", lab) || pair("--datastore", &datastore) {
+        let status = format!("{datastore}/status.json");
+        if pair("--lab", lab) || pair("--datastore", &datastore) || pair("--status-file", &status) {
             pids.push(pid);
         }
     }

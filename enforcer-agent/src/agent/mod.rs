@@ -49,6 +49,8 @@ pub struct AgentOptions {
     /// Opt-in BPF debug log of verdicts (aya-log, forwarded to `tracing` under the
     /// target `enforcer::bpf`), off by default: no per-packet cost when off.
     pub bpf_log: bool,
+    /// How TC programs are attached (TCX links or netlink `tc` filters).
+    pub attach: crate::dataplane::attach::AttachMode,
 }
 
 /// Runs the agent with the BPF dataplane and this network namespace's links until
@@ -64,6 +66,7 @@ pub async fn run(
         &options.bpffs,
         &options.failsafe,
         options.events_on_deny,
+        options.attach,
     )?;
     // Held for the agent's lifetime: dropping the reader stops the records.
     let _bpf_log = if options.bpf_log {
@@ -77,6 +80,7 @@ pub async fn run(
         node = %options.node,
         bpffs = %options.bpffs.display(),
         datastore = %datastore.describe(),
+        attach = options.attach.name(),
         links = links.current().len(),
         "agent started"
     );

@@ -100,6 +100,7 @@ impl Reconciler {
                     self.status.error = None;
                     self.enforce(links)?;
                     self.status.last_apply_us = started.elapsed().as_micros() as u64;
+                    self.status.applies += 1;
                     tracing::info!(
                         revision,
                         objects = self.cache.len(),

@@ -1,30 +1,59 @@
 //! `enforcer agent`: the node agent.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use clap::Args;
 
 use enforcer::agent::{AgentOptions, run, shutdown_signal, status};
+use enforcer::dataplane::attach::AttachMode;
+use enforcer::datastore::Datastore;
 use enforcer::datastore::file::FileDatastore;
+use enforcer::datastore::kubernetes::{KubernetesDatastore, KubernetesOptions};
+use enforcer::datastore::status::{StatusFile, StatusSink};
+use enforcer::health::{self, bpf::BpfStats, metrics};
 
-/// Run the node agent: watch a datastore directory, compile the policy set into BPF
-/// maps, and attach the programs to this node's endpoint interfaces.
+/// Run the node agent: read the policy objects from a datastore (the Kubernetes API,
+/// or a directory), compile them into BPF maps, and attach the programs to this
+/// node's endpoint interfaces.
 ///
-/// The agent is event-driven: datastore changes arrive through inotify, interfaces
-/// through netlink link events, flow events through the ring buffer's readiness; it
-/// never polls. SIGTERM or SIGINT stops it and leaves the programs attached.
+/// The agent is event-driven: datastore changes arrive as watch events (or inotify),
+/// interfaces through netlink link events, flow events through the ring buffer's
+/// readiness; it never polls. SIGTERM or SIGINT stops it and leaves the programs
+/// attached and the maps pinned (the next agent takes them over without a gap).
 ///
 /// Examples:
+///   enforcer agent --node node1 --datastore kubernetes --metrics-addr 0.0.0.0:9091
+///   enforcer agent --node node1 --datastore kubernetes --kubeconfig ~/.kube/config
 ///   enforcer agent --node node1 --datastore /var/lib/enforcer/datastore
-///   enforcer agent --node node1 --datastore ./ds --bpffs /sys/fs/bpf/enforcer/node1
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct AgentArgs {
-    /// This node's name.
+    /// This node's name (in a `DaemonSet`: `spec.nodeName` through the downward API).
     #[arg(long, default_value = "node1")]
     pub node: String,
-    /// Datastore directory (objects/, revision, status.json; see `datastore/file.rs`).
+    /// Where objects come from: `kubernetes` (the API server), or `dir:PATH` (a
+    /// datastore directory: objects/, revision, status.json); a bare PATH is a
+    /// directory too.
     #[arg(long)]
-    pub datastore: PathBuf,
+    pub datastore: String,
+    /// Kubeconfig for `--datastore kubernetes` (default: the in-cluster service
+    /// account).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Mirror the agent's status (JSON) to this file (default with a directory
+    /// datastore: its status.json).
+    #[arg(long)]
+    pub status_file: Option<PathBuf>,
+    /// Serve /healthz, /readyz and Prometheus /metrics on this address.
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
+    /// How TC programs are attached: `tcx` (links, kernel >= 6.6) or `tc` (netlink
+    /// clsact filters, older kernels); default: TCX where the kernel has it.
+    #[arg(long)]
+    pub attach: Option<String>,
     /// bpffs directory for this node's pinned maps and links
     /// (default: /sys/fs/bpf/enforcer/<node>).
     #[arg(long)]
@@ -42,7 +71,8 @@ pub struct AgentArgs {
     /// Failsafe outbound ports (`udp:53,...`; `none` disables). Default: Calico's.
     #[arg(long)]
     pub failsafe_outbound: Option<String>,
-    /// Flow log file (JSON lines; default: <datastore>/flows.jsonl).
+    /// Flow log file (JSON lines; default: <datastore>/flows.jsonl with a directory
+    /// datastore, /var/log/enforcer/flows.jsonl otherwise).
     #[arg(long)]
     pub flow_log: Option<PathBuf>,
     /// Log every policy verdict the programs take, through aya-log, as tracing events
@@ -50,6 +80,25 @@ pub struct AgentArgs {
     #[arg(long)]
     pub bpf_debug_log: bool,
 }
+
+/// Where objects come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatastoreSpec {
+    Dir(PathBuf),
+    Kubernetes,
+}
+
+impl DatastoreSpec {
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "kubernetes" | "k8s" => DatastoreSpec::Kubernetes,
+            _ => DatastoreSpec::Dir(PathBuf::from(text.strip_prefix("dir:").unwrap_or(text))),
+        }
+    }
+}
+
+/// The default flow log of a non-directory datastore.
+const FLOW_LOG: &str = "/var/log/enforcer/flows.jsonl";
 
 impl AgentArgs {
     pub fn execute(self) -> anyhow::Result<()> {
@@ -69,33 +118,121 @@ impl AgentArgs {
         if self.poll_ms.is_some() {
             tracing::warn!("--poll-ms is ignored: the agent is event-driven and does not poll");
         }
-        let flow_log = self
-            .flow_log
-            .unwrap_or_else(|| self.datastore.join("flows.jsonl"));
+        let requested = match self.attach.as_deref() {
+            None => None,
+            Some(text) => Some(
+                AttachMode::parse(text)
+                    .ok_or_else(|| anyhow::anyhow!("--attach {text:?}: expected tcx or tc"))?,
+            ),
+        };
+        let spec = DatastoreSpec::parse(&self.datastore);
+        let flow_log = self.flow_log.unwrap_or_else(|| match &spec {
+            DatastoreSpec::Dir(dir) => dir.join("flows.jsonl"),
+            DatastoreSpec::Kubernetes => PathBuf::from(FLOW_LOG),
+        });
+        if let Some(parent) = flow_log.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
         let options = AgentOptions {
             failsafe,
             flow_log,
             node: self.node,
-            bpffs,
+            bpffs: bpffs.clone(),
             events_on_deny: self.events_on_deny,
             bpf_log: self.bpf_debug_log,
+            attach: AttachMode::choose(requested),
         };
         // One thread: the loop's work (compile, map writes) is sequential anyway, and
-        // the sources it waits on are all file descriptors.
+        // the sources it waits on are all file descriptors. The health endpoint shares
+        // it, so a wedged loop fails the liveness probe.
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         runtime.block_on(async {
             // First, so a SIGTERM while the BPF object loads ends the agent cleanly.
             let shutdown = shutdown_signal()?;
-            let datastore = FileDatastore::open(&self.datastore)?;
+            let listener = match self.metrics_addr {
+                Some(addr) => Some(health::bind(addr).await?),
+                None => None,
+            };
+            let mut builder = metrics::MetricsBuilder::new().collector(BpfStats {
+                pin_dir: bpffs.clone(),
+            });
+            let (datastore, mut sinks): (Box<dyn Datastore>, Vec<Box<dyn StatusSink>>) = match &spec
+            {
+                DatastoreSpec::Dir(dir) => {
+                    let store = FileDatastore::open(dir)?;
+                    (Box::new(store.clone()), vec![Box::new(store)])
+                }
+                DatastoreSpec::Kubernetes => {
+                    let store = KubernetesDatastore::connect(&KubernetesOptions {
+                        kubeconfig: self.kubeconfig.clone(),
+                    })
+                    .await?;
+                    let restarts = store.stats();
+                    let failures = store.stats();
+                    builder = builder
+                        .collector(metrics::FnCounter::new(
+                            "datastore_watch_restarts",
+                            "Watches of the Kubernetes API started over with a relist",
+                            move || restarts.watch_restarts.load(Ordering::Relaxed),
+                        ))
+                        .collector(metrics::FnCounter::new(
+                            "datastore_request_failures",
+                            "Failed requests to the Kubernetes API (each retried)",
+                            move || failures.request_failures.load(Ordering::Relaxed),
+                        ));
+                    (Box::new(store), Vec::new())
+                }
+            };
+            if let Some(path) = &self.status_file {
+                sinks = vec![Box::new(StatusFile { path: path.clone() })];
+            }
             let (publisher, updates) = status::channel();
-            let mirror = tokio::spawn(status::mirror(updates, Box::new(datastore.clone())));
-            let result = run(&options, Box::new(datastore), publisher, shutdown).await;
-            // The publisher is dropped with `run`: the mirror writes the last status
-            // and ends.
-            mirror.await?;
+            let metrics = Arc::new(builder.build());
+            tokio::spawn(metrics::follow(updates.clone(), Arc::clone(&metrics)));
+            if let Some(listener) = listener {
+                tokio::spawn(health::serve(
+                    listener,
+                    health::Health {
+                        status: updates.clone(),
+                        metrics,
+                    },
+                ));
+            }
+            let mirrors: Vec<_> = sinks
+                .into_iter()
+                .map(|sink| tokio::spawn(status::mirror(updates.clone(), sink)))
+                .collect();
+            drop(updates);
+            let result = run(&options, datastore, publisher, shutdown).await;
+            // The publisher is dropped with `run`: the mirrors write the last status
+            // and end.
+            for mirror in mirrors {
+                mirror.await?;
+            }
             Ok(result?)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datastore_specs() {
+        assert_eq!(
+            DatastoreSpec::parse("kubernetes"),
+            DatastoreSpec::Kubernetes
+        );
+        assert_eq!(
+            DatastoreSpec::parse("dir:/var/lib/x"),
+            DatastoreSpec::Dir("/var/lib/x".into())
+        );
+        assert_eq!(
+            DatastoreSpec::parse("./ds"),
+            DatastoreSpec::Dir("./ds".into())
+        );
     }
 }

@@ -9,6 +9,7 @@ use aya::maps::{MapData, RingBuf};
 
 use crate::compile::DataplaneSpec;
 
+use super::attach::AttachMode;
 use super::bindings::{Binding, Bindings};
 use super::bpf_log::BpfLog;
 use super::content::GenerationContent;
@@ -30,8 +31,10 @@ impl BpfDataplane {
         pin_dir: &Path,
         failsafe: &Failsafe,
         events_on_deny: bool,
+        attach: AttachMode,
     ) -> Result<Self, DataplaneError> {
         let mut loaded = LoadedDataplane::load(object, pin_dir)?;
+        loaded.set_attach_mode(attach);
         super::failsafe::write(&mut loaded.ebpf, failsafe)?;
         let mut writer = GenerationWriter::new(&mut loaded.ebpf)?;
         // The flags are this agent's configuration: a restart without an option

@@ -16,6 +16,7 @@ use aya::programs::xdp::XdpMode;
 use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, Xdp};
 use aya::{Ebpf, EbpfLoader};
 
+use super::attach::AttachMode;
 use enforcer_common::{
     MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_ENDPOINTS, MAP_EVENTS, MAP_FAILSAFE, MAP_PEERS_V4,
     MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS, PROG_HOST_EGRESS, PROG_HOST_INGRESS,
@@ -148,6 +149,8 @@ pub struct LoadedDataplane {
     pin_dir: PathBuf,
     /// iface → ifindex it had when attached.
     attached: BTreeMap<String, u32>,
+    /// TCX links or netlink `tc` filters (see `attach.rs`).
+    mode: AttachMode,
 }
 
 impl LoadedDataplane {
@@ -194,7 +197,17 @@ impl LoadedDataplane {
             ebpf,
             pin_dir: pin_dir.to_path_buf(),
             attached: BTreeMap::new(),
+            mode: AttachMode::Tcx,
         })
+    }
+
+    /// How TC programs are attached from now on.
+    pub fn set_attach_mode(&mut self, mode: AttachMode) {
+        self.mode = mode;
+    }
+
+    pub fn attach_mode(&self) -> AttachMode {
+        self.mode
     }
 
     pub fn pin_dir(&self) -> &Path {
@@ -265,6 +278,12 @@ impl LoadedDataplane {
                 hook: hook.name(),
                 source: Box::new(source),
             };
+            if self.mode == AttachMode::Tc {
+                super::attach::attach_tc(prog, iface, hook.attach_type()).map_err(attach_err)?;
+                // Switched from TCX: the filter judges first, then the link goes.
+                super::attach::remove_tcx_pin(&path);
+                continue;
+            }
             // A pinned link for this very ifindex (the pin name carries it): replace
             // its program in place. Pins of an older interface of the same name die.
             let reused = PinnedLink::from_pin(&path)
@@ -283,6 +302,8 @@ impl LoadedDataplane {
             };
             let link = prog.take_link(link_id).map_err(attach_err)?;
             pin_link(link, &path)?;
+            // Switched from `tc`: the link judges first, then the filter goes.
+            super::attach::detach_tc(iface, hook.attach_type());
         }
         self.attached.insert(iface.to_owned(), ifindex);
         Ok(())

@@ -2,6 +2,7 @@
 //! [`Dataplane`] trait the agent enforces through (a test drives the agent with a
 //! recording double instead of BPF).
 
+pub mod attach;
 pub mod bindings;
 pub mod bpf;
 pub mod bpf_log;

@@ -54,16 +54,48 @@ pub enum AgentError {
     },
 }
 
-pub fn start(lab: &LabName, binary: &Path, paths: &LabPaths) -> Result<Daemon, ProcessError> {
-    let args = [
+/// How the lab's agent reads its objects and attaches.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AgentMode<'a> {
+    /// Through the lab's API server (`--datastore kubernetes --kubeconfig`), mirroring
+    /// its status and flow log where a directory datastore would keep them.
+    pub kubernetes: bool,
+    /// `--attach` (`tcx` or `tc`).
+    pub attach: Option<&'a str>,
+}
+
+pub fn start(
+    lab: &LabName,
+    binary: &Path,
+    paths: &LabPaths,
+    mode: AgentMode<'_>,
+) -> Result<Daemon, ProcessError> {
+    let path = |p: std::path::PathBuf| p.to_string_lossy().into_owned();
+    let mut args = vec![
         "agent".to_owned(),
         "--node".to_owned(),
         DEFAULT_NODE.to_owned(),
-        "--datastore".to_owned(),
-        paths.datastore().to_string_lossy().into_owned(),
         "--bpffs".to_owned(),
-        lab.bpffs_dir().to_string_lossy().into_owned(),
+        path(lab.bpffs_dir()),
     ];
+    if mode.kubernetes {
+        args.extend([
+            "--datastore".to_owned(),
+            "kubernetes".to_owned(),
+            "--kubeconfig".to_owned(),
+            path(paths.kubeconfig()),
+            // Also how `lab down` finds this agent (a directory agent: `--datastore`).
+            "--status-file".to_owned(),
+            path(paths.datastore().join("status.json")),
+            "--flow-log".to_owned(),
+            path(paths.datastore().join("flows.jsonl")),
+        ]);
+    } else {
+        args.extend(["--datastore".to_owned(), path(paths.datastore())]);
+    }
+    if let Some(attach) = mode.attach {
+        args.extend(["--attach".to_owned(), attach.to_owned()]);
+    }
     process::spawn_in_netns(&lab.node_netns(), binary, &args, &paths.agent_log())
 }
 

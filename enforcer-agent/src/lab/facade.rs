@@ -33,6 +33,10 @@ pub struct UpOptions {
     pub binary: PathBuf,
     /// Run the agent from this program instead of `binary` (same arguments).
     pub agent_binary: Option<PathBuf>,
+    /// Serve the objects through a Kubernetes API server; the agent reads it.
+    pub kubernetes: bool,
+    /// `--attach` for the agent (`tcx` or `tc`).
+    pub attach: Option<String>,
 }
 
 /// One line of `lab get pods -o json`.
@@ -96,7 +100,11 @@ impl Lab {
     /// Starts the agent from `binary`, records it, and waits until it has observed
     /// the datastore.
     pub(super) fn start_agent(&mut self, binary: &Path) -> Result<(), LabError> {
-        let mut daemon = agent::start(&self.name, binary, &self.paths)?;
+        let mode = agent::AgentMode {
+            kubernetes: self.state.kubernetes,
+            attach: self.state.attach.as_deref(),
+        };
+        let mut daemon = agent::start(&self.name, binary, &self.paths, mode)?;
         self.state.agent_process = Some(daemon.record);
         self.save()?;
         agent::wait_observed(
@@ -171,6 +179,11 @@ impl Lab {
 
     pub fn has_agent(&self) -> bool {
         self.state.agent
+    }
+
+    /// Whether the agents read a Kubernetes API server the lab runs.
+    pub fn is_kubernetes(&self) -> bool {
+        self.state.kubernetes
     }
 
     pub(super) fn save(&self) -> Result<(), LabError> {

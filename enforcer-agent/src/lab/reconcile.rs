@@ -77,7 +77,9 @@ impl Lab {
         // Validate everything before creating anything.
         let mut declared = cluster::declare(declared_from(crate::model::load_paths(files)?));
         implied::add_implied(&mut declared);
-        let state = LabState::new(name.as_str(), opts.binary.clone(), opts.agent);
+        let mut state = LabState::new(name.as_str(), opts.binary.clone(), opts.agent);
+        state.kubernetes = opts.kubernetes;
+        state.attach.clone_from(&opts.attach);
         let (plan, allocation) = cluster::plan(
             &declared,
             &cluster::nodes::default_nodes(),
@@ -120,6 +122,9 @@ impl Lab {
     ) -> Result<(), LabError> {
         netns::create_node(&self.name.node_netns())?;
         host::create(&self.name.node_netns(), &host::external_netns(&self.name))?;
+        if self.state.kubernetes {
+            self.start_apiserver()?;
+        }
         self.reconcile(plan, allocation, &BTreeMap::new())?;
         self.start_host_responders()?;
         if self.state.agent {
@@ -290,24 +295,28 @@ impl Lab {
         // 2. Services over the now-ready pods.
         let backends = cluster::services::backends(&plan.services, &plan.pods);
         services::load(&node, &self.paths.nft_file(), &services::ruleset(&backends))?;
-        // 3. The datastore, as the API server would have it.
+        // 3. The datastore, as the API server would have it (through the lab's API
+        //    server in a Kubernetes lab, which stores Calico's kinds as CRDs).
+        let stored = |o: &Object| {
+            if self.state.kubernetes {
+                super::apiserver::daemon::stored_form(o)
+            } else {
+                o.clone()
+            }
+        };
         let changed: Vec<Object> = plan
             .objects
             .iter()
-            .filter(|(id, o)| previous.get(*id) != Some(*o))
+            .map(|(id, o)| (id, stored(o)))
+            .filter(|(id, o)| previous.get(*id) != Some(o))
+            .map(|(_, o)| o)
+            .collect();
+        let removed: Vec<Object> = previous
+            .iter()
+            .filter(|(id, _)| !plan.objects.contains_key(*id))
             .map(|(_, o)| o.clone())
             .collect();
-        let removed: Vec<ObjectId> = previous
-            .keys()
-            .filter(|id| !plan.objects.contains_key(*id))
-            .cloned()
-            .collect();
-        if !changed.is_empty() {
-            self.ds.apply(&changed)?;
-        }
-        if !removed.is_empty() {
-            self.ds.delete(&removed)?;
-        }
+        self.write_objects(&changed, &removed)?;
         report.objects_written = changed.len();
         report.objects_deleted = removed.len();
         // 4. Pods that are gone.

@@ -68,6 +68,8 @@ impl LabGuard {
             agent,
             binary: enforcer_binary()?,
             agent_binary: None,
+            kubernetes: false,
+            attach: None,
         };
         guard.lab = Some(Lab::up(&opts, &files).ctx("lab up")?);
         Ok(guard)
