@@ -289,6 +289,7 @@ impl LoadedDataplane {
             let reused = PinnedLink::from_pin(&path)
                 .ok()
                 .and_then(|pinned| SchedClassifierLink::try_from(FdLink::from(pinned)).ok());
+            let took_over = reused.is_some();
             let link_id = if let Some(link) = reused {
                 prog.attach_to_link(link).map_err(attach_err)?
             } else {
@@ -301,7 +302,11 @@ impl LoadedDataplane {
                 .map_err(attach_err)?
             };
             let link = prog.take_link(link_id).map_err(attach_err)?;
-            pin_link(link, &path)?;
+            if !took_over {
+                pin_link(link, &path)?;
+            }
+            // A link taken over is pinned already: dropping it closes this process's
+            // descriptor, the pin keeps it attached.
             // Switched from `tc`: the link judges first, then the filter goes.
             super::attach::detach_tc(iface, hook.attach_type());
         }

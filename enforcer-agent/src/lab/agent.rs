@@ -54,6 +54,9 @@ pub enum AgentError {
     },
 }
 
+/// Where the lab's agent serves /healthz, /readyz and /metrics, in the node netns.
+pub const METRICS_ADDR: &str = "127.0.0.1:9091";
+
 /// How the lab's agent reads its objects and attaches.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AgentMode<'a> {
@@ -77,6 +80,9 @@ pub fn start(
         DEFAULT_NODE.to_owned(),
         "--bpffs".to_owned(),
         path(lab.bpffs_dir()),
+        // Health and metrics on the node's loopback (`ip netns exec <node> curl`).
+        "--metrics-addr".to_owned(),
+        METRICS_ADDR.to_owned(),
     ];
     if mode.kubernetes {
         args.extend([

@@ -100,6 +100,8 @@ impl Lab {
     /// Starts the agent from `binary`, records it, and waits until it has observed
     /// the datastore.
     pub(super) fn start_agent(&mut self, binary: &Path) -> Result<(), LabError> {
+        // The last agent's status says nothing about this one: wait for its own.
+        let _ = std::fs::remove_file(self.ds.status_path());
         let mode = agent::AgentMode {
             kubernetes: self.state.kubernetes,
             attach: self.state.attach.as_deref(),

@@ -299,12 +299,21 @@ impl KubernetesDatastore {
         if let Some(f) = &self.discovery_failure {
             return Some(f.clone());
         }
+        // One failure said once: when the server is down every resource fails alike.
         let failures: Vec<&str> = self
             .progress
             .iter()
             .filter_map(|p| p.failure.as_deref())
             .collect();
-        (!failures.is_empty()).then(|| failures.join("; "))
+        match failures.as_slice() {
+            [] => None,
+            [one] => Some((*one).to_owned()),
+            [first, rest @ ..] => Some(format!(
+                "{first} (and {} more failing resource{})",
+                rest.len(),
+                if rest.len() == 1 { "" } else { "s" }
+            )),
+        }
     }
 
     fn synced(&self) -> bool {

@@ -402,7 +402,8 @@ impl Server {
                     api_version: spec.api_version(),
                     kind: spec.kind,
                     bookmarks,
-                    since,
+                    seen: since,
+                    sent: since,
                 };
                 tokio::spawn(stream.run(receiver, replay, tx, timeout));
             }
@@ -536,7 +537,10 @@ struct WatchStream {
     api_version: String,
     kind: &'static str,
     bookmarks: bool,
-    since: u64,
+    /// The last event revision handled (sent or not ours).
+    seen: u64,
+    /// The last revision the client was told (an event or a bookmark).
+    sent: u64,
 }
 
 impl WatchStream {
@@ -550,19 +554,26 @@ impl WatchStream {
                 object,
                 revision,
             } => {
-                if *revision <= self.since {
+                // Replayed history and the live channel overlap: each event once.
+                if *revision <= self.seen {
                     return Ok(None);
                 }
-                self.since = *revision;
+                self.seen = *revision;
                 let ours = *resource == self.resource
                     && self.namespace.as_ref().is_none_or(|n| n == namespace);
-                Ok(ours.then(|| line(&json!({"type": kind.as_str(), "object": object}))))
-            }
-            Notice::Bookmark(revision) => {
-                if !self.bookmarks || *revision <= self.since {
+                if !ours {
                     return Ok(None);
                 }
-                self.since = *revision;
+                self.sent = *revision;
+                Ok(Some(line(
+                    &json!({"type": kind.as_str(), "object": object}),
+                )))
+            }
+            Notice::Bookmark(revision) => {
+                if !self.bookmarks || *revision <= self.sent {
+                    return Ok(None);
+                }
+                self.sent = *revision;
                 Ok(Some(line(&json!({"type": "BOOKMARK", "object": {
                     "apiVersion": self.api_version, "kind": self.kind,
                     "metadata": {"resourceVersion": revision.to_string()}}}))))
