@@ -14,7 +14,13 @@ struct Cli {
     /// Log format on stderr: `text` (colour only on a terminal) or `json` (one object
     /// per line, for log collectors). The level comes from `RUST_LOG` (default: info for
     /// the agent and the lab's daemons, warn for the other commands).
-    #[arg(long, global = true, value_enum, default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "ENFORCER_LOG_FORMAT",
+        default_value = "text"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,

@@ -32,27 +32,27 @@ use enforcer::health::{self, bpf::BpfStats, metrics};
 #[command(verbatim_doc_comment)]
 pub struct AgentArgs {
     /// This node's name (in a `DaemonSet`: `spec.nodeName` through the downward API).
-    #[arg(long, default_value = "node1")]
+    #[arg(long, env = "ENFORCER_NODE", default_value = "node1")]
     pub node: String,
     /// Where objects come from: `kubernetes` (the API server), or `dir:PATH` (a
     /// datastore directory: objects/, revision, status.json); a bare PATH is a
     /// directory too.
-    #[arg(long)]
+    #[arg(long, env = "ENFORCER_DATASTORE")]
     pub datastore: String,
     /// Kubeconfig for `--datastore kubernetes` (default: the in-cluster service
     /// account).
-    #[arg(long)]
+    #[arg(long, env = "ENFORCER_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
     /// Mirror the agent's status (JSON) to this file (default with a directory
     /// datastore: its status.json).
     #[arg(long)]
     pub status_file: Option<PathBuf>,
     /// Serve /healthz, /readyz and Prometheus /metrics on this address.
-    #[arg(long)]
+    #[arg(long, env = "ENFORCER_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
     /// How TC programs are attached: `tcx` (links, kernel >= 6.6) or `tc` (netlink
-    /// clsact filters, older kernels); default: TCX where the kernel has it.
-    #[arg(long)]
+    /// clsact filters, older kernels); default (or empty): TCX where the kernel has it.
+    #[arg(long, env = "ENFORCER_ATTACH")]
     pub attach: Option<String>,
     /// bpffs directory for this node's pinned maps and links
     /// (default: /sys/fs/bpf/enforcer/<node>).
@@ -62,18 +62,18 @@ pub struct AgentArgs {
     #[arg(long, hide = true)]
     pub poll_ms: Option<u64>,
     /// Emit a flow event for every denied new flow.
-    #[arg(long)]
+    #[arg(long, env = "ENFORCER_EVENTS_ON_DENY")]
     pub events_on_deny: bool,
     /// Failsafe inbound ports of host interfaces, Calico's spelling
     /// (`tcp:22,udp:68,...`; `none` disables). Default: Calico's.
-    #[arg(long)]
+    #[arg(long, env = "ENFORCER_FAILSAFE_INBOUND")]
     pub failsafe_inbound: Option<String>,
     /// Failsafe outbound ports (`udp:53,...`; `none` disables). Default: Calico's.
-    #[arg(long)]
+    #[arg(long, env = "ENFORCER_FAILSAFE_OUTBOUND")]
     pub failsafe_outbound: Option<String>,
     /// Flow log file (JSON lines; default: <datastore>/flows.jsonl with a directory
     /// datastore, /var/log/enforcer/flows.jsonl otherwise).
-    #[arg(long)]
+    #[arg(long, env = "ENFORCER_FLOW_LOG")]
     pub flow_log: Option<PathBuf>,
     /// Log every policy verdict the programs take, through aya-log, as tracing events
     /// of target `enforcer::bpf` (debug aid: one record per judged packet).
@@ -118,7 +118,7 @@ impl AgentArgs {
         if self.poll_ms.is_some() {
             tracing::warn!("--poll-ms is ignored: the agent is event-driven and does not poll");
         }
-        let requested = match self.attach.as_deref() {
+        let requested = match self.attach.as_deref().filter(|a| !a.is_empty()) {
             None => None,
             Some(text) => Some(
                 AttachMode::parse(text)
