@@ -15,9 +15,9 @@
 //!   the policy in force and reports not ready; the reflectors retry with backoff. The
 //!   next event after every resource works again clears it.
 //!
-//! The revision of an event is the lowest `resourceVersion` up to which every resource
-//! is known complete (bookmarks included) when versions are numbers, as etcd's and the
-//! lab's are; otherwise a counter.
+//! The revision of an event is the lowest `resourceVersion` up to which every working
+//! resource is known complete (bookmarks included) when versions are numbers, as
+//! etcd's and the lab's are; otherwise a counter.
 
 pub mod convert;
 pub mod error;
@@ -323,9 +323,12 @@ impl KubernetesDatastore {
     /// The revision to report: the lowest version every resource is complete to, when
     /// versions are numbers; one more than the last otherwise.
     fn next_revision(&mut self) -> u64 {
+        // A resource that fails is left out: the failure is reported on its own
+        // (not ready), and everything else keeps flowing.
         let versions: Option<Vec<u64>> = self
             .progress
             .iter()
+            .filter(|p| p.failure.is_none())
             .filter_map(|p| p.version.as_deref())
             .map(|v| v.parse().ok())
             .collect();
