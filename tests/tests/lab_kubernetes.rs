@@ -245,17 +245,17 @@ fn metrics_parse_as_prometheus_text_and_match_inspect_counters() {
         "/metrics and `enforcer inspect counters` disagree"
     );
     let value = |name: &str| {
-        scrape
+        let sample = scrape
             .samples
             .iter()
             .find(|s| s.metric == name)
-            .map(|s| match s.value {
-                prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v) => v,
-                _ => f64::NAN,
-            })
-            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"));
+        match sample.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        }
     };
     assert!(value("enforcer_policy_applies_total") >= 1.0);
     assert!(value("enforcer_conntrack_entries") >= 1.0);
