@@ -156,11 +156,11 @@ impl LabGuard {
         }
         let datastore = std::env::var("ENFORCER_LAB_DATASTORE").unwrap_or_default();
         if !datastore.is_empty() {
-            args.extend(["--datastore", leak(datastore)]);
+            args.extend(["--datastore", leak(datastore.clone())]);
         }
         let attach = std::env::var("ENFORCER_LAB_ATTACH").unwrap_or_default();
         if !attach.is_empty() && agent {
-            args.extend(["--attach", leak(attach)]);
+            args.extend(["--attach", leak(attach.clone())]);
         }
         let files: Vec<String> = files
             .iter()
@@ -169,7 +169,26 @@ impl LabGuard {
         for f in &files {
             args.extend(["-f", f]);
         }
-        self.run_ok(&args)
+        let out = self.run_ok(&args);
+        if agent {
+            // The agent really runs the way the environment asked.
+            let log = std::fs::read_to_string(self.state_dir().join("logs/agent.log"))
+                .unwrap_or_default();
+            if datastore == "kubernetes" {
+                assert!(
+                    log.contains("datastore=kubernetes:"),
+                    "agent not on the API:\n{log}"
+                );
+            }
+            if !attach.is_empty() {
+                let said = format!("attach=\"{attach}\"");
+                assert!(
+                    log.contains(&said),
+                    "agent not attached with {attach}:\n{log}"
+                );
+            }
+        }
+        out
     }
 
     pub fn apply(&self, file: &Path) -> String {

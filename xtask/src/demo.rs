@@ -181,11 +181,13 @@ fn enforcer_echo(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-pub fn run(keep: bool) -> Result<()> {
+/// `datastore`: `file` (the lab's directory) or `kubernetes` (the lab's API server,
+/// read by the agent with kube-rs).
+pub fn run(keep: bool, datastore: &str) -> Result<()> {
     crate::cargo(&["build", "--bin", "enforcer"])?;
     // A demo left over from an interrupted run must not get in the way.
     let _ = enforcer(&["lab", "down", "--name", LAB]);
-    let result = walk();
+    let result = walk(datastore);
     if !keep {
         let down = enforcer(&["lab", "down", "--name", LAB]);
         if let Err(e) = down {
@@ -199,7 +201,7 @@ fn path_arg(p: &Path) -> String {
     p.display().to_string()
 }
 
-fn walk() -> Result<()> {
+fn walk(datastore: &str) -> Result<()> {
     let dir = tutorial_dir();
     for step in STEPS {
         println!("\n=== {} ===", step.title);
@@ -209,6 +211,8 @@ fn walk() -> Result<()> {
                 "up",
                 "--name",
                 LAB,
+                "--datastore",
+                datastore,
                 "-f",
                 &path_arg(&dir.join("dev-app-deployments.yaml")),
                 "-f",

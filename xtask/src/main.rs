@@ -37,6 +37,10 @@ enum Task {
         /// Keep the lab up at the end (tear down later with `enforcer lab down --name demo`).
         #[arg(long)]
         keep: bool,
+        /// Where the agent reads the objects: `file` or `kubernetes` (the lab's API
+        /// server, watched with kube-rs).
+        #[arg(long, default_value = "file")]
+        datastore: String,
     },
     /// The BPF differential test (real programs vs the reference evaluator) at length.
     FuzzDiff {
@@ -61,9 +65,9 @@ enum Task {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Task::Test { unit_only } => test(unit_only),
-        Task::Demo { keep } => {
+        Task::Demo { keep, datastore } => {
             setup::prepare(true)?;
-            demo::run(keep)
+            demo::run(keep, &datastore)
         }
         Task::FuzzDiff { cases, seed } => fuzz_diff(cases, seed),
         Task::Bench { json, quick } => {
@@ -126,6 +130,41 @@ fn test(unit_only: bool) -> Result<()> {
     // lab tests time connection attempts.
     cargo(&["build", "--bin", "enforcer"])?;
     cargo(&["test", "-p", "enforcer-tests", "--", "--test-threads=1"])?;
+    // The same scenarios on the Kubernetes path: the agent reads the lab's API server
+    // with kube-rs (the tutorial, Calico's kinds, host endpoints).
+    cargo_env(
+        &[
+            "test",
+            "-p",
+            "enforcer-tests",
+            "--test",
+            "lab_tutorial",
+            "--test",
+            "lab_calico",
+            "--test",
+            "lab_host",
+            "--",
+            "--test-threads=1",
+        ],
+        &[("ENFORCER_LAB_DATASTORE", "kubernetes".to_owned())],
+    )?;
+    // And attached through netlink `tc` (clsact) as on kernels before 6.6.
+    cargo_env(
+        &[
+            "test",
+            "-p",
+            "enforcer-tests",
+            "--test",
+            "lab_enforcement",
+            "--test",
+            "lab_host",
+            "--test",
+            "lab_tutorial",
+            "--",
+            "--test-threads=1",
+        ],
+        &[("ENFORCER_LAB_ATTACH", "tc".to_owned())],
+    )?;
     // The verifier sees different code in release: the BPF tests run there too.
     cargo(&["build", "--release", "--bin", "enforcer"])?;
     cargo(&[
