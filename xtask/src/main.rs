@@ -160,6 +160,8 @@ fn test(unit_only: bool) -> Result<()> {
             "lab_host",
             "--test",
             "lab_tutorial",
+            "--test",
+            "lab_upgrade",
             "--",
             "--test-threads=1",
         ],

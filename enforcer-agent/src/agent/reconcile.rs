@@ -199,6 +199,7 @@ impl Reconciler {
                 tracing::warn!(iface, %error, "attach failed");
             }
         }
+        self.dataplane.settle();
         self.status.endpoints_attached = self.dataplane.attached().len();
         self.bindings = bindings;
         Ok(())

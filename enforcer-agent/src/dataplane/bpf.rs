@@ -68,7 +68,17 @@ impl BpfDataplane {
 impl Dataplane for BpfDataplane {
     fn apply(&mut self, spec: &DataplaneSpec, bindings: &Bindings) -> Result<u32, DataplaneError> {
         let content = GenerationContent::from_bindings(spec, bindings);
-        Ok(self.writer.apply(content)?.generation)
+        let generation = self.writer.apply(content)?.generation;
+        // An upgrade: the policy is in the new maps, the flows go there too before
+        // the first interface moves to the new programs.
+        self.loaded.copy_flows_before_swap();
+        Ok(generation)
+    }
+
+    fn settle(&mut self) {
+        if let Err(error) = self.loaded.finish_upgrade() {
+            tracing::error!(%error, "finishing the upgrade between map layouts");
+        }
     }
 
     fn attach(&mut self, iface: &str, binding: &Binding) -> Result<(), DataplaneError> {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
-use aya::programs::xdp::XdpMode;
+use aya::programs::xdp::{XdpLink, XdpMode};
 use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, Xdp};
 use aya::{Ebpf, EbpfLoader};
 
@@ -70,6 +70,8 @@ pub enum LoaderError {
         #[source]
         source: Box<aya::programs::ProgramError>,
     },
+    #[error(transparent)]
+    Layout(#[from] super::layout::LayoutError),
     #[error("pinning link {path}: {source}")]
     PinLink {
         path: PathBuf,
@@ -151,6 +153,19 @@ pub struct LoadedDataplane {
     attached: BTreeMap<String, u32>,
     /// TCX links or netlink `tc` filters (see `attach.rs`).
     mode: AttachMode,
+    /// An upgrade from pins of another layout, under way (see `layout.rs`).
+    upgrade: Option<Upgrade>,
+}
+
+/// An upgrade between map layouts, from load to the end of the first apply.
+#[derive(Debug)]
+struct Upgrade {
+    /// This agent's layout.
+    id: String,
+    /// Where its maps are pinned until the old pins go.
+    staging: PathBuf,
+    /// The flow tables were copied from the old maps.
+    copied: bool,
 }
 
 impl LoadedDataplane {
@@ -165,9 +180,31 @@ impl LoadedDataplane {
                 source,
             })?;
         }
+        // Pins of another layout are never reused: this agent's maps go to a staging
+        // directory until it has taken the interfaces over.
+        let id = super::layout::layout_id(object)?;
+        let (maps_dir, upgrade) = match super::layout::pins(pin_dir, &id) {
+            super::layout::Pins::Fresh | super::layout::Pins::Same => (pin_dir.to_path_buf(), None),
+            super::layout::Pins::Other { marker } => {
+                let staging = super::layout::fresh_staging(pin_dir, &id)?;
+                tracing::info!(
+                    from = marker.as_deref().unwrap_or("(unversioned)"),
+                    to = %id,
+                    "pinned maps of another layout: upgrading"
+                );
+                (
+                    staging.clone(),
+                    Some(Upgrade {
+                        id: id.clone(),
+                        staging,
+                        copied: false,
+                    }),
+                )
+            }
+        };
         let mut loader = EbpfLoader::new();
         for name in PINNED_MAPS {
-            loader.map_pin_path(name, pin_dir.join(name));
+            loader.map_pin_path(name, maps_dir.join(name));
         }
         let mut ebpf = loader.load(object).map_err(|source| LoaderError::Load {
             pin_dir: pin_dir.to_path_buf(),
@@ -193,12 +230,72 @@ impl LoadedDataplane {
                 op: "load",
                 source: Box::new(source),
             })?;
+        if upgrade.is_none() {
+            super::layout::mark(pin_dir, &id)?;
+        }
         Ok(Self {
             ebpf,
             pin_dir: pin_dir.to_path_buf(),
             attached: BTreeMap::new(),
             mode: AttachMode::Tcx,
+            upgrade,
         })
+    }
+
+    /// Where this agent's maps are pinned now (its staging directory during an
+    /// upgrade).
+    pub fn maps_dir(&self) -> &Path {
+        self.upgrade.as_ref().map_or(&self.pin_dir, |u| &u.staging)
+    }
+
+    /// Upgrade step 2, once this agent's policy is written: the old conntrack and
+    /// pending tables are copied into the new maps, before any interface moves.
+    pub fn copy_flows_before_swap(&mut self) {
+        let Some(upgrade) = self.upgrade.as_mut().filter(|u| !u.copied) else {
+            return;
+        };
+        let (flows, pending) = super::layout::copy_flows(&self.pin_dir, &upgrade.staging, false);
+        upgrade.copied = true;
+        tracing::info!(
+            flows,
+            pending,
+            "upgrade: conntrack copied into the new maps"
+        );
+    }
+
+    /// Upgrade step 4, once every bound interface runs this agent's programs: the
+    /// flows the old programs opened in between are copied, the old counters added,
+    /// the old links nobody took over and the old map pins removed, the new pins put
+    /// in their place.
+    pub fn finish_upgrade(&mut self) -> Result<(), LoaderError> {
+        let Some(upgrade) = self.upgrade.as_ref().filter(|u| u.copied) else {
+            return Ok(());
+        };
+        let (flows, pending) = super::layout::copy_flows(&self.pin_dir, &upgrade.staging, true);
+        super::layout::add_counters(&self.pin_dir, &upgrade.staging);
+        let links = self.pin_dir.join("links");
+        let mut stale = 0;
+        for entry in std::fs::read_dir(&links).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let mut parts = name.rsplitn(3, '_');
+            let (_hook, ifindex, iface) = (parts.next(), parts.next(), parts.next());
+            let ours = iface
+                .is_some_and(|i| self.attached.get(i).map(u32::to_string).as_deref() == ifindex);
+            if !ours {
+                let _ = std::fs::remove_file(entry.path());
+                stale += 1;
+            }
+        }
+        super::layout::promote(&self.pin_dir, &upgrade.staging, &upgrade.id, &PINNED_MAPS)?;
+        tracing::info!(
+            flows,
+            pending,
+            stale_links = stale,
+            layout = %upgrade.id,
+            "upgrade done: old maps removed, new maps pinned in their place"
+        );
+        self.upgrade = None;
+        Ok(())
     }
 
     /// How TC programs are attached from now on.
@@ -236,6 +333,18 @@ impl LoadedDataplane {
             .pin_dir
             .join("links")
             .join(format!("{iface}_{ifindex}_host-xdp"));
+        // An XDP link a previous agent pinned: its program is replaced in place.
+        let reused = PinnedLink::from_pin(&path)
+            .ok()
+            .and_then(|pinned| XdpLink::try_from(FdLink::from(pinned)).ok());
+        if let Some(link) = reused {
+            let prog = xdp(&mut self.ebpf)?;
+            let taken = prog.attach_to_link(link).and_then(|id| prog.take_link(id));
+            if let Err(error) = taken {
+                tracing::warn!(iface, %error, "taking the pinned XDP link over failed; attaching anew");
+                let _ = std::fs::remove_file(&path);
+            }
+        }
         if !path.exists() {
             let prog = xdp(&mut self.ebpf)?;
             let attach_err = |source| LoaderError::Attach {

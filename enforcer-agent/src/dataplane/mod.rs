@@ -8,6 +8,7 @@ pub mod bpf;
 pub mod bpf_log;
 pub mod content;
 pub mod failsafe;
+pub mod layout;
 pub mod loader;
 pub mod object;
 pub mod writer;
@@ -33,6 +34,9 @@ pub trait Dataplane: Send {
     fn detach(&mut self, iface: &str);
     /// Interfaces carrying programs → the ifindex they had when attached.
     fn attached(&self) -> &BTreeMap<String, u32>;
+    /// Called after every interface was attached for an applied spec: finishes what
+    /// needed all of them (an upgrade between map layouts).
+    fn settle(&mut self) {}
 }
 
 #[derive(Debug, thiserror::Error)]
