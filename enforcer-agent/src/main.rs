@@ -46,6 +46,8 @@ enum Command {
     Lab(cli::lab::LabArgs),
     /// The connectivity matrix from files, without a lab; what a change opens or closes.
     Matrix(cli::matrix::MatrixArgs),
+    /// Detach the programs and remove the pins of a node, on purpose.
+    Uninstall(cli::uninstall::UninstallArgs),
     #[command(hide = true)]
     LabResponder(cli::lab::ResponderArgs),
     #[command(hide = true)]
@@ -81,6 +83,10 @@ fn run(command: Command) -> anyhow::Result<i32> {
             0
         }
         Command::Lab(args) => cli::lab::execute(args)?,
+        Command::Uninstall(args) => {
+            args.execute()?;
+            0
+        }
         Command::LabResponder(args) => cli::lab::execute_responder(&args)?,
         Command::LabDns(args) => cli::lab::execute_dns(&args)?,
         Command::LabApiserver(args) => cli::lab::execute_apiserver(&args)?,

@@ -312,3 +312,95 @@ fn an_upgrade_between_layouts_under_traffic_drops_nothing_allowed_and_passes_not
     assert!(pins.iter().any(|p| p == "ENF_CONNTRACK"), "{pins:?}");
     assert!(!pins.iter().any(|p| p.starts_with("staging-")), "{pins:?}");
 }
+
+/// Stops the lab's agent (SIGTERM: everything stays attached and pinned).
+fn stop_agent(lab: &LabGuard) {
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(lab.state_dir().join("state.json")).unwrap_or_default(),
+    )
+    .unwrap_or_else(|e| panic!("state.json: {e}"));
+    let pid = state["agent_process"]["pid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no agent pid in {state}"));
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "the agent did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn connected(lab: &LabGuard, from: &str, to: &str, port: &str) -> bool {
+    let rows = lab.probe(&[
+        "--from",
+        from,
+        "--to",
+        to,
+        "--port",
+        port,
+        "--protocol",
+        "TCP",
+    ]);
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    rows[0].connected
+}
+
+#[test]
+fn uninstall_takes_the_enforcer_off_the_node_on_purpose() {
+    let _serial = serial();
+    let lab = LabGuard::new("unin");
+    lab.up(&[&fixture(APP), &fixture(DENY_ALL)], true);
+    assert!(!connected(
+        &lab,
+        "dev-app/frontend-0",
+        "dev-app/backend-0",
+        "8080"
+    ));
+    stop_agent(&lab);
+    // A stopped agent leaves enforcement in place.
+    assert!(!connected(
+        &lab,
+        "dev-app/frontend-0",
+        "dev-app/backend-0",
+        "8080"
+    ));
+    let pins = format!("/sys/fs/bpf/enforcer/{}", lab.name);
+    // The node's network namespace only (`ip netns exec` would remount /sys and hide
+    // bpffs), as a DaemonSet's hostNetwork pod sees the node.
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/enf-{}-node", lab.name))
+        .arg(&lab.bin)
+        .args(["uninstall", "--node", "node1", "--bpffs", &pins])
+        .output()
+        .unwrap_or_else(|e| panic!("uninstall: {e}"));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{said}");
+    assert!(said.contains("11 maps"), "{said}");
+    assert!(!std::path::Path::new(&pins).exists(), "{pins} still there");
+    // Nothing judges the traffic any more.
+    assert!(connected(
+        &lab,
+        "dev-app/frontend-0",
+        "dev-app/backend-0",
+        "8080"
+    ));
+    let pod = lab
+        .get_pods()
+        .into_iter()
+        .find(|p| p.name == "frontend-0")
+        .unwrap_or_else(|| panic!("no frontend-0"));
+    for dir in ["ingress", "egress"] {
+        let filters = Command::new("ip")
+            .args(["netns", "exec", &format!("enf-{}-node", lab.name)])
+            .args(["tc", "filter", "show", "dev", &pod.interface, dir])
+            .output()
+            .unwrap_or_else(|e| panic!("tc: {e}"));
+        let filters = String::from_utf8_lossy(&filters.stdout);
+        assert!(!filters.contains("enforcer"), "{dir}: {filters}");
+    }
+}

@@ -122,6 +122,48 @@ pub fn detach_tc(iface: &str, attach_type: TcAttachType) {
     }
 }
 
+/// What [`uninstall`] removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Uninstalled {
+    pub filters: usize,
+    pub links: usize,
+    pub maps: usize,
+}
+
+/// Takes the enforcer off this network namespace on purpose: our `tc` filters of
+/// every interface, then every pinned link (TCX and XDP detach with their last
+/// reference) and map under `pin_dir`.
+pub fn uninstall(pin_dir: &Path) -> Result<Uninstalled, std::io::Error> {
+    let mut done = Uninstalled::default();
+    for iface in nix::net::if_::if_nameindex()
+        .map_err(std::io::Error::from)?
+        .iter()
+    {
+        let name = iface.name().to_string_lossy().into_owned();
+        for attach_type in [TcAttachType::Ingress, TcAttachType::Egress] {
+            if let Ok(link) =
+                SchedClassifierLink::attached(&name, attach_type, TC_PRIORITY, handle(), None)
+                && link.detach().is_ok()
+            {
+                done.filters += 1;
+            }
+        }
+    }
+    let count = |dir: &Path| std::fs::read_dir(dir).map_or(0, Iterator::count);
+    done.links = count(&pin_dir.join("links"));
+    done.maps = std::fs::read_dir(pin_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ENF_"))
+        .count();
+    match std::fs::remove_dir_all(pin_dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    Ok(done)
+}
+
 /// Removes a pinned TCX link (after the agent switched to `tc`: the filter is
 /// attached first).
 pub fn remove_tcx_pin(path: &Path) {
