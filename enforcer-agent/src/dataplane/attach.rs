@@ -135,10 +135,8 @@ pub struct Uninstalled {
 /// reference) and map under `pin_dir`.
 pub fn uninstall(pin_dir: &Path) -> Result<Uninstalled, std::io::Error> {
     let mut done = Uninstalled::default();
-    for iface in nix::net::if_::if_nameindex()
-        .map_err(std::io::Error::from)?
-        .iter()
-    {
+    let interfaces = nix::net::if_::if_nameindex().map_err(std::io::Error::from)?;
+    for iface in &interfaces {
         let name = iface.name().to_string_lossy().into_owned();
         for attach_type in [TcAttachType::Ingress, TcAttachType::Egress] {
             if let Ok(link) =
@@ -149,8 +147,7 @@ pub fn uninstall(pin_dir: &Path) -> Result<Uninstalled, std::io::Error> {
             }
         }
     }
-    let count = |dir: &Path| std::fs::read_dir(dir).map_or(0, Iterator::count);
-    done.links = count(&pin_dir.join("links"));
+    done.links = std::fs::read_dir(pin_dir.join("links")).map_or(0, Iterator::count);
     done.maps = std::fs::read_dir(pin_dir)
         .into_iter()
         .flatten()
