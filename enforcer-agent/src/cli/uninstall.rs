@@ -8,7 +8,7 @@ use clap::Args;
 /// maps and links, on purpose: traffic is no longer judged afterwards.
 ///
 /// A stopped agent leaves everything attached (policy stays enforced through the
-/// pins), so removing the DaemonSet alone keeps the last policy. Run this on each node
+/// pins), so removing the `DaemonSet` alone keeps the last policy. Run this on each node
 /// after it, in the node's network namespace (hostNetwork), as root:
 ///
 ///   kubectl delete -k deploy/kubernetes
