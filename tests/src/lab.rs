@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 pub use enforcer::connectivity::ProbeResult;
-pub use enforcer::lab::PodInfo;
+pub use enforcer::lab::{NodeInfo, PodInfo};
 
 /// The `enforcer` binary under test.
 pub fn enforcer_bin() -> PathBuf {
@@ -110,6 +110,10 @@ fn leak(value: String) -> &'static str {
 pub struct LabGuard {
     pub name: String,
     pub bin: PathBuf,
+    /// `lab up --nodes` (1: the option is left out).
+    pub nodes: u32,
+    /// `lab up --encap` (`None`: left out).
+    pub encap: Option<&'static str>,
 }
 
 impl LabGuard {
@@ -119,7 +123,23 @@ impl LabGuard {
         Self {
             name: unique_name(prefix),
             bin: enforcer_bin(),
+            nodes: 1,
+            encap: None,
         }
+    }
+
+    /// The lab will have `nodes` nodes.
+    #[must_use]
+    pub fn with_nodes(mut self, nodes: u32) -> Self {
+        self.nodes = nodes;
+        self
+    }
+
+    /// The lab's nodes will tunnel pod traffic with `encap` (`vxlan`).
+    #[must_use]
+    pub fn with_encap(mut self, encap: &'static str) -> Self {
+        self.encap = Some(encap);
+        self
     }
 
     /// `enforcer lab --name <name> <args>`.
@@ -146,13 +166,21 @@ impl LabGuard {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// `lab up --no-agent -f <files>` (or with the agent when `agent`). The suite's
-    /// environment picks how the agents run: `ENFORCER_LAB_DATASTORE=kubernetes`
-    /// (through the lab's API server) and `ENFORCER_LAB_ATTACH=tc|tcx`.
+    /// `lab up --no-agent -f <files>` (or with the agent when `agent`), with the
+    /// guard's nodes and encapsulation. The suite's environment picks how the agents
+    /// run: `ENFORCER_LAB_DATASTORE=kubernetes` (through the lab's API server) and
+    /// `ENFORCER_LAB_ATTACH=tc|tcx`.
     pub fn up(&self, files: &[&Path], agent: bool) -> String {
         let mut args = vec!["up"];
         if !agent {
             args.push("--no-agent");
+        }
+        let nodes = self.nodes.to_string();
+        if self.nodes != 1 {
+            args.extend(["--nodes", &nodes]);
+        }
+        if let Some(encap) = self.encap {
+            args.extend(["--encap", encap]);
         }
         let datastore = std::env::var("ENFORCER_LAB_DATASTORE").unwrap_or_default();
         if !datastore.is_empty() {
@@ -172,8 +200,14 @@ impl LabGuard {
         let out = self.run_ok(&args);
         if agent {
             // The agent really runs the way the environment asked.
-            let log = std::fs::read_to_string(self.state_dir().join("logs/agent.log"))
-                .unwrap_or_default();
+            // Every node's agent log (`agent.log`, `agent-<node>.log`).
+            let log: String = std::fs::read_dir(self.state_dir().join("logs"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("agent"))
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .collect();
             if datastore == "kubernetes" {
                 assert!(
                     log.contains("datastore=kubernetes:"),
@@ -202,6 +236,38 @@ impl LabGuard {
     pub fn get_pods(&self) -> Vec<PodInfo> {
         let out = self.run_ok(&["get", "pods", "-o", "json"]);
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("get pods output: {e}:\n{out}"))
+    }
+
+    pub fn get_nodes(&self) -> Vec<NodeInfo> {
+        let out = self.run_ok(&["get", "nodes", "-o", "json"]);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("get nodes output: {e}:\n{out}"))
+    }
+
+    /// With several nodes, checks that every node runs some pods (so flows between
+    /// them cross nodes); returns the number of pods per node.
+    pub fn assert_spread(&self) -> Vec<(String, usize)> {
+        let pods = self.get_pods();
+        let per_node: Vec<(String, usize)> = self
+            .get_nodes()
+            .into_iter()
+            .map(|n| {
+                let here = pods.iter().filter(|p| p.node == n.name).count();
+                (n.name, here)
+            })
+            .collect();
+        assert!(
+            per_node.iter().all(|(_, n)| *n > 0),
+            "pods are not spread over the nodes: {per_node:?}"
+        );
+        per_node
+    }
+
+    /// Every node's bpffs directory (where its agent pins maps and links).
+    pub fn bpffs_dirs(&self) -> Vec<PathBuf> {
+        self.get_nodes()
+            .into_iter()
+            .map(|n| PathBuf::from(n.bpffs))
+            .collect()
     }
 
     /// `lab probe <args> -o json`, parsed.
@@ -279,8 +345,11 @@ pub fn lab_processes(lab: &str) -> Vec<i32> {
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
         let pair = |flag: &str, value: &str| args.windows(2).any(|w| w[0] == flag && w[1] == value);
-        let status = format!("{datastore}/status.json");
-        if pair("--lab", lab) || pair("--datastore", &datastore) || pair("--status-file", &status) {
+        let kubeconfig = format!("/run/enforcer/lab/{lab}/kubeconfig");
+        if pair("--lab", lab)
+            || pair("--datastore", &datastore)
+            || pair("--kubeconfig", &kubeconfig)
+        {
             pids.push(pid);
         }
     }

@@ -43,10 +43,11 @@ pub struct AgentArgs {
     /// account).
     #[arg(long, env = "ENFORCER_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
-    /// Mirror the agent's status (JSON) to this file (default with a directory
-    /// datastore: its status.json).
-    #[arg(long)]
-    pub status_file: Option<PathBuf>,
+    /// Where the agent's status (JSON) is mirrored. With a directory datastore: a
+    /// plain file name under it (default `status.json`; one per agent when the agents
+    /// of several nodes share a datastore). Otherwise: a path (default: none).
+    #[arg(long, env = "ENFORCER_STATUS_FILE")]
+    pub status_file: Option<String>,
     /// Serve /healthz, /readyz and Prometheus /metrics on this address.
     #[arg(long, env = "ENFORCER_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -79,6 +80,15 @@ pub struct AgentArgs {
     /// of target `enforcer::bpf` (debug aid: one record per judged packet).
     #[arg(long)]
     pub bpf_debug_log: bool,
+    /// Name prefixes of workload (pod) interfaces, comma-separated, as Calico's
+    /// `InterfacePrefix`. Such an interface carries the pod programs as soon as it
+    /// appears; until its pod's endpoint is known, everything through it is dropped.
+    #[arg(
+        long,
+        env = "ENFORCER_INTERFACE_PREFIX",
+        default_value = enforcer::dataplane::interfaces::DEFAULT_WORKLOAD_PREFIX
+    )]
+    pub interface_prefix: enforcer::dataplane::interfaces::WorkloadPrefixes,
 }
 
 /// Where objects come from.
@@ -126,6 +136,13 @@ impl AgentArgs {
             ),
         };
         let spec = DatastoreSpec::parse(&self.datastore);
+        if let (DatastoreSpec::Dir(_), Some(name)) = (&spec, &self.status_file)
+            && (name.is_empty() || name.contains('/') || name.starts_with('.'))
+        {
+            anyhow::bail!(
+                "--status-file {name:?}: expected a plain file name under the datastore directory"
+            );
+        }
         let flow_log = self.flow_log.unwrap_or_else(|| match &spec {
             DatastoreSpec::Dir(dir) => dir.join("flows.jsonl"),
             DatastoreSpec::Kubernetes => PathBuf::from(FLOW_LOG),
@@ -141,6 +158,7 @@ impl AgentArgs {
             events_on_deny: self.events_on_deny,
             bpf_log: self.bpf_debug_log,
             attach: AttachMode::choose(requested),
+            workload_prefixes: self.interface_prefix,
         };
         // One thread: the loop's work (compile, map writes) is sequential anyway, and
         // the sources it waits on are all file descriptors. The health endpoint shares
@@ -161,7 +179,8 @@ impl AgentArgs {
             let (datastore, mut sinks): (Box<dyn Datastore>, Vec<Box<dyn StatusSink>>) = match &spec
             {
                 DatastoreSpec::Dir(dir) => {
-                    let store = FileDatastore::open(dir)?;
+                    let store = FileDatastore::open(dir)?
+                        .with_status_file(self.status_file.as_deref().unwrap_or("status.json"));
                     (Box::new(store.clone()), vec![Box::new(store)])
                 }
                 DatastoreSpec::Kubernetes => {
@@ -185,8 +204,10 @@ impl AgentArgs {
                     (Box::new(store), Vec::new())
                 }
             };
-            if let Some(path) = &self.status_file {
-                sinks = vec![Box::new(StatusFile { path: path.clone() })];
+            if let (DatastoreSpec::Kubernetes, Some(path)) = (&spec, &self.status_file) {
+                sinks = vec![Box::new(StatusFile {
+                    path: PathBuf::from(path),
+                })];
             }
             let (publisher, updates) = status::channel();
             let metrics = Arc::new(builder.build());

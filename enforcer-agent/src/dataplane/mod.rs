@@ -8,9 +8,11 @@ pub mod bpf;
 pub mod bpf_log;
 pub mod content;
 pub mod failsafe;
+pub mod interfaces;
 pub mod layout;
 pub mod loader;
 pub mod object;
+pub mod verify;
 pub mod writer;
 
 use std::collections::BTreeMap;
@@ -37,6 +39,20 @@ pub trait Dataplane: Send {
     /// Called after every interface was attached for an applied spec: finishes what
     /// needed all of them (an upgrade between map layouts).
     fn settle(&mut self) {}
+    /// Checks that the attached programs are still where they should be and repairs
+    /// what it can (`verify.rs`).
+    fn verify(&mut self) -> Verification {
+        Verification::default()
+    }
+}
+
+/// What [`Dataplane::verify`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verification {
+    /// A line per repair made (a pin restored, a program attached first again).
+    pub repairs: Vec<String>,
+    /// Host interfaces judged by their TC programs only: XDP does not attach (why).
+    pub xdp_missing: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]

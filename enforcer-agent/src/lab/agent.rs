@@ -1,26 +1,28 @@
-//! Starting the node agent inside the node netns and waiting until it has caught up
+//! Starting a node's agent inside its node netns and waiting until it has caught up
 //! with the datastore.
 //!
-//! The contract with `enforcer agent` (written elsewhere): it is started as
-//! `<enforcer> agent --node node1 --datastore <state>/datastore --bpffs
+//! The contract with `enforcer agent` (written elsewhere): in a single-node lab it is
+//! started as `<enforcer> agent --node node1 --datastore <state>/datastore --bpffs
 //! /sys/fs/bpf/enforcer/<lab>` in the node's network namespace (only the network
 //! namespace: it sees the host's `/sys/fs/bpf`), with stdout/stderr appended to
 //! `<state>/logs/agent.log`, stopped with SIGTERM. It publishes an [`AgentStatus`]
 //! after each reconcile, which the file datastore mirrors to `status.json`; the lab
 //! waits for `observed_revision >= revision` there (a stand-in agent only has to write
-//! that file, see the lab tests' fake agent).
+//! that file, see the lab tests' fake agent). With several nodes, node `nodeK`'s agent
+//! gets `--node nodeK`, its own `--bpffs`, `--status-file status-nodeK.json` and
+//! `--flow-log`, and logs to `agent-nodeK.log` ([`super::topology`]).
 
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use crate::cluster::nodes::DEFAULT_NODE;
 use crate::datastore::DatastoreError;
 use crate::datastore::file::FileDatastore;
 use crate::datastore::status::AgentStatus;
 
-use super::paths::{LabName, LabPaths};
+use super::paths::LabPaths;
 use super::process::{self, Daemon, ProcessError, ProcessRecord};
+use super::topology::Topology;
 
 /// How long `lab up` waits for the agent's first reconcile (it loads BPF programs).
 pub const START_TIMEOUT: Duration = Duration::from_mins(1);
@@ -54,21 +56,23 @@ pub enum AgentError {
     },
 }
 
-/// Where the lab's agent serves /healthz, /readyz and /metrics, in the node netns.
+/// Where the lab's agents serve /healthz, /readyz and /metrics, in their node's netns.
 pub const METRICS_ADDR: &str = "127.0.0.1:9091";
 
-/// How the lab's agent reads its objects and attaches.
+/// How the lab's agents read their objects and attach.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AgentMode<'a> {
     /// Through the lab's API server (`--datastore kubernetes --kubeconfig`), mirroring
-    /// its status and flow log where a directory datastore would keep them.
+    /// their status and flow log where a directory datastore would keep them.
     pub kubernetes: bool,
     /// `--attach` (`tcx` or `tc`).
     pub attach: Option<&'a str>,
 }
 
+/// Starts `node`'s agent in its netns.
 pub fn start(
-    lab: &LabName,
+    topo: &Topology,
+    node: &str,
     binary: &Path,
     paths: &LabPaths,
     mode: AgentMode<'_>,
@@ -77,9 +81,9 @@ pub fn start(
     let mut args = vec![
         "agent".to_owned(),
         "--node".to_owned(),
-        DEFAULT_NODE.to_owned(),
+        node.to_owned(),
         "--bpffs".to_owned(),
-        path(lab.bpffs_dir()),
+        path(topo.bpffs(node)),
         // Health and metrics on the node's loopback (`ip netns exec <node> curl`).
         "--metrics-addr".to_owned(),
         METRICS_ADDR.to_owned(),
@@ -88,21 +92,40 @@ pub fn start(
         args.extend([
             "--datastore".to_owned(),
             "kubernetes".to_owned(),
+            // Also how `lab down` finds this agent (a directory agent: `--datastore`).
             "--kubeconfig".to_owned(),
             path(paths.kubeconfig()),
-            // Also how `lab down` finds this agent (a directory agent: `--datastore`).
             "--status-file".to_owned(),
-            path(paths.datastore().join("status.json")),
+            path(paths.datastore().join(topo.status_file(node))),
             "--flow-log".to_owned(),
-            path(paths.datastore().join("flows.jsonl")),
+            path(
+                topo.flow_log(paths, node)
+                    .unwrap_or_else(|| paths.datastore().join("flows.jsonl")),
+            ),
         ]);
     } else {
         args.extend(["--datastore".to_owned(), path(paths.datastore())]);
+        if !topo.single() {
+            args.extend(["--status-file".to_owned(), topo.status_file(node)]);
+        }
+        if let Some(flow_log) = topo.flow_log(paths, node) {
+            args.extend(["--flow-log".to_owned(), path(flow_log)]);
+        }
     }
     if let Some(attach) = mode.attach {
         args.extend(["--attach".to_owned(), attach.to_owned()]);
     }
-    process::spawn_in_netns(&lab.node_netns(), binary, &args, &paths.agent_log())
+    process::spawn_in_netns(
+        &topo.netns(node),
+        binary,
+        &args,
+        &topo.agent_log(paths, node),
+    )
+}
+
+/// `ds` reading `node`'s status file.
+pub fn node_status(ds: &FileDatastore, topo: &Topology, node: &str) -> FileDatastore {
+    ds.clone().with_status_file(&topo.status_file(node))
 }
 
 /// Waits until the agent's status says it observed the datastore's current revision.

@@ -205,11 +205,11 @@ pub fn find_lab_processes(lab: &str, datastore: &Path) -> Vec<ProcessRecord> {
         let is_pod_process = args.get(1).is_some_and(|sub| {
             sub == "lab-responder" || sub == "lab-dns" || sub == "lab-apiserver"
         }) && pair("--lab", lab);
-        // In any position: the agent may be a script run by an interpreter. An agent
-        // of a Kubernetes lab mirrors its status into the datastore directory.
-        let status = format!("{datastore}/status.json");
+        // In any position: the agent may be a script run by an interpreter.
+        // A Kubernetes lab's agents by their kubeconfig, beside the datastore.
+        let kubeconfig = format!("{}/kubeconfig", datastore.trim_end_matches("/datastore"));
         let is_agent = args.iter().any(|a| a == "agent")
-            && (pair("--datastore", &datastore) || pair("--status-file", &status));
+            && (pair("--datastore", &datastore) || pair("--kubeconfig", &kubeconfig));
         if (is_pod_process || is_agent)
             && let Some(record) = ProcessRecord::of(pid)
         {

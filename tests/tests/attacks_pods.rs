@@ -1,0 +1,282 @@
+//! Attacks from a pod, in the lab, on real packets, from the attacker's side.
+//!
+//! Security item 5: a new pod ran unfiltered from the moment its veth appeared until
+//! its Pod object reached the agent and the attach ran. A workload interface (Calico's
+//! `cali` prefix) is now attached as soon as the link exists: with no endpoint entry
+//! for it, the programs drop everything.
+//!
+//! Item 4: NDP-typed `ICMPv6` is no channel out of a denied pod.
+//!
+//! Item 10's lab proofs (a `hostNetwork` pod's labels and a finished pod's address)
+//! are in `lab_workloads.rs`.
+//!
+//! Privileged: `cargo build --bin enforcer && cargo test -p enforcer-tests --test
+//! attacks_pods -- --test-threads=1`.
+
+use std::io::Write as _;
+use std::net::{Ipv6Addr, SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use enforcer::datastore::file::FileDatastore;
+use enforcer_tests::attack::{Icmpv6Capture, icmpv6_send, tcp_attempt};
+use enforcer_tests::lab::{LabGuard, fixture, serial, unique_name};
+use enforcer_tests::traffic::enter_netns;
+
+const ATTEMPT: Duration = Duration::from_millis(700);
+
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("ip {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A pod the orchestrator has not told the agent about (yet): a netns and a `cali`
+/// veth wired into the node as the lab wires pods, with no Pod object anywhere.
+/// Deleted on drop.
+struct UnknownPod {
+    netns: String,
+}
+
+impl UnknownPod {
+    fn create(node: &str, host_iface: &str, addr: &str) -> Self {
+        let netns = format!("enf-{}", unique_name("up"));
+        ip(&["netns", "add", &netns]);
+        let pod = Self { netns };
+        let ns = pod.netns.as_str();
+        ip(&[
+            "-n", node, "link", "add", host_iface, "type", "veth", "peer", "name", "eth0", "netns",
+            ns,
+        ]);
+        ip(&["-n", ns, "link", "set", "lo", "up"]);
+        ip(&[
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{addr}/32"),
+            "dev",
+            "eth0",
+        ]);
+        ip(&["-n", ns, "link", "set", "eth0", "up"]);
+        ip(&[
+            "-n",
+            ns,
+            "route",
+            "add",
+            "default",
+            "via",
+            "169.254.1.1",
+            "dev",
+            "eth0",
+            "onlink",
+        ]);
+        ip(&["-n", node, "link", "set", host_iface, "up"]);
+        ip(&[
+            "-n",
+            node,
+            "route",
+            "add",
+            &format!("{addr}/32"),
+            "dev",
+            host_iface,
+        ]);
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", node, "sysctl", "-qw"])
+            .arg(format!("net.ipv4.conf.{host_iface}.proxy_arp=1"))
+            .arg(format!("net.ipv4.neigh.{host_iface}.proxy_delay=0"))
+            .output()
+            .unwrap_or_else(|e| panic!("sysctl: {e}"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pod
+    }
+}
+
+impl Drop for UnknownPod {
+    fn drop(&mut self) {
+        // The veth goes with the namespace.
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "delete", &self.netns])
+            .status();
+    }
+}
+
+/// A TCP service in a namespace that answers every connection with a line, until
+/// dropped.
+struct Listener {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Listener {
+    fn start(netns: &str, at: SocketAddr) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = {
+            let stop = Arc::clone(&stop);
+            let netns = netns.to_owned();
+            std::thread::spawn(move || {
+                let bound = enter_netns(&netns).and_then(|()| {
+                    let l = TcpListener::bind(at)?;
+                    l.set_nonblocking(true)?;
+                    Ok(l)
+                });
+                let listener = match bound {
+                    Ok(l) => {
+                        let _ = ready_tx.send(Ok(()));
+                        l
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((mut stream, _)) => {
+                            let _ = stream.write_all(b"unknown pod\n");
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                    }
+                }
+            })
+        };
+        ready_rx
+            .recv()
+            .unwrap_or_else(|e| panic!("listener thread: {e}"))
+            .unwrap_or_else(|e| panic!("listening in {netns} on {at}: {e}"));
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+#[test]
+fn a_pod_the_agent_does_not_know_yet_sends_and_receives_nothing() {
+    let _serial = serial();
+    let lab = LabGuard::new("ap5");
+    // No policy at all: every known pod is open.
+    lab.up(&[&fixture("tutorial/dev-app-deployments.yaml")], true);
+    let node = format!("enf-{}-node", lab.name);
+    let ext = format!("enf-{}-ext", lab.name);
+    let frontend = lab
+        .get_pods()
+        .into_iter()
+        .find(|p| p.namespace == "dev-app" && p.name == "frontend-0")
+        .unwrap_or_else(|| panic!("no dev-app/frontend-0"));
+    let frontend_http = addr(&format!("{}:80", frontend.ip));
+    assert!(
+        tcp_attempt(&ext, None, frontend_http, ATTEMPT).connected(),
+        "without policy the frontend answers the external client"
+    );
+
+    // A veth named as Calico names workload interfaces, before any Pod object says
+    // whose it is, with a service listening inside.
+    let host_iface = "calie5c0ffee000";
+    let unknown = UnknownPod::create(&node, host_iface, "198.18.0.250");
+    let _listener = Listener::start(&unknown.netns, addr("198.18.0.250:8080"));
+    // The agent attaches on the link event (milliseconds; the CNI plugin is still
+    // configuring the pod's addresses then): wait for it to say so.
+    let store = FileDatastore::open(lab.state_dir().join("datastore"))
+        .unwrap_or_else(|e| panic!("datastore: {e}"));
+    let reported = || {
+        let status = store.read_status().ok().flatten().unwrap_or_default();
+        status
+            .interfaces_without_endpoint
+            .iter()
+            .any(|i| i == host_iface)
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !reported() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Its traffic out: to a pod, and to the outside.
+    for dest in [frontend_http, addr("198.18.255.2:80")] {
+        let outcome = tcp_attempt(&unknown.netns, None, dest, ATTEMPT);
+        assert!(
+            !outcome.connected(),
+            "an unknown workload interface passed traffic to {dest}: {outcome:?}"
+        );
+    }
+    // And in: the external client and a pod reach its service through the node.
+    for from in [ext.as_str(), frontend.netns.as_str()] {
+        let outcome = tcp_attempt(from, None, addr("198.18.0.250:8080"), ATTEMPT);
+        assert!(
+            !outcome.connected(),
+            "{from} reached a pod the agent does not know: {outcome:?}"
+        );
+    }
+    assert!(reported(), "the status names the interface");
+    // The known pods are unaffected.
+    assert!(tcp_attempt(&ext, None, frontend_http, ATTEMPT).connected());
+}
+
+/// Security item 4: `ICMPv6` types 133-137 passed every hook for any addresses and
+/// payload. A pod under a cluster-wide default deny sends type-135 packets with a
+/// 68-byte payload to an external IPv6 address: none may leave the node. (NDP is
+/// link-local: valid NDP has hop limit 255 and link-scope or the host's addresses.)
+#[test]
+fn ndp_types_carry_no_data_out_of_a_denied_pod() {
+    let _serial = serial();
+    let lab = LabGuard::new("ap4");
+    lab.up(
+        &[
+            &fixture("hostendpoints/nodeport-app.yaml"),
+            &fixture("hostendpoints/001-default-deny.yaml"),
+        ],
+        true,
+    );
+    let ext = format!("enf-{}-ext", lab.name);
+    let node = format!("enf-{}-node", lab.name);
+    let web = lab
+        .get_pods()
+        .into_iter()
+        .find(|p| p.namespace == "default" && p.name == "web-0")
+        .unwrap_or_else(|| panic!("no default/web-0"));
+    let external: Ipv6Addr = "2001:2:0:ff::2".parse().unwrap_or_else(|e| panic!("{e}"));
+    const MARKER: &[u8] = b"exfiltrated-through-ndp";
+    let mut payload = MARKER.to_vec();
+    payload.resize(68, b'.');
+
+    // The capture sees such a message when it does get there: the node's own.
+    let capture = Icmpv6Capture::start(&ext, Duration::from_millis(1500), MARKER);
+    icmpv6_send(&node, external, 135, &payload).unwrap_or_else(|e| panic!("send: {e}"));
+    assert!(!capture.finish().is_empty(), "the capture works");
+
+    let capture = Icmpv6Capture::start(&ext, Duration::from_millis(1500), MARKER);
+    for icmp_type in [133, 134, 135, 136, 137] {
+        icmpv6_send(&web.netns, external, icmp_type, &payload)
+            .unwrap_or_else(|e| panic!("send type {icmp_type}: {e}"));
+    }
+    let leaked = capture.finish();
+    assert!(
+        leaked.is_empty(),
+        "NDP-typed messages left the node from a denied pod: {:?}",
+        leaked.iter().map(|m| m[0]).collect::<Vec<_>>()
+    );
+}
