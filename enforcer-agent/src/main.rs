@@ -11,8 +11,25 @@ use tracing_subscriber::EnvFilter;
 #[derive(Parser)]
 #[command(name = "enforcer", version)]
 struct Cli {
+    /// Log format on stderr: `text` (colour only on a terminal) or `json` (one object
+    /// per line, for log collectors). The level comes from `RUST_LOG` (default: info for
+    /// the agent and the lab's daemons, warn for the other commands).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "ENFORCER_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -29,10 +46,27 @@ enum Command {
     Lab(cli::lab::LabArgs),
     /// The connectivity matrix from files, without a lab; what a change opens or closes.
     Matrix(cli::matrix::MatrixArgs),
+    /// Detach the programs and remove the pins of a node, on purpose.
+    Uninstall(cli::uninstall::UninstallArgs),
     #[command(hide = true)]
     LabResponder(cli::lab::ResponderArgs),
     #[command(hide = true)]
     LabDns(cli::lab::DnsArgs),
+    #[command(hide = true)]
+    LabApiserver(cli::lab::ApiServerArgs),
+}
+
+impl Command {
+    /// Daemons log what they do; interactive commands only what goes wrong.
+    fn default_level(&self) -> &'static str {
+        match self {
+            Command::Agent(_)
+            | Command::LabResponder(_)
+            | Command::LabDns(_)
+            | Command::LabApiserver(_) => "info",
+            _ => "warn",
+        }
+    }
 }
 
 fn run(command: Command) -> anyhow::Result<i32> {
@@ -49,8 +83,13 @@ fn run(command: Command) -> anyhow::Result<i32> {
             0
         }
         Command::Lab(args) => cli::lab::execute(args)?,
+        Command::Uninstall(args) => {
+            args.execute()?;
+            0
+        }
         Command::LabResponder(args) => cli::lab::execute_responder(&args)?,
         Command::LabDns(args) => cli::lab::execute_dns(&args)?,
+        Command::LabApiserver(args) => cli::lab::execute_apiserver(&args)?,
     })
 }
 
@@ -69,14 +108,26 @@ fn render(err: &anyhow::Error) -> String {
     out
 }
 
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
+/// Logs to stderr: INFO by default for daemons, the format asked for, colour only
+/// when stderr is a terminal (a log file or a container runtime gets plain text).
+fn init_logging(format: LogFormat, default_level: &str) {
+    use std::io::IsTerminal as _;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse().command) {
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, cli.command.default_level());
+    match run(cli.command) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(err) => {
             eprintln!("error: {}", render(&err));

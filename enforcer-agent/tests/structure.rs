@@ -45,6 +45,9 @@ const RANKS: &[(&str, u32)] = &[
     // ... and the tools themselves.
     ("check", 8),
     ("matrix", 8),
+    // The agent's health and metrics endpoint: reads the agent's status and, through
+    // `inspect`, the pinned maps.
+    ("health", 8),
     ("lab", 9),
     // The binary: `main.rs` and its `cli/` folder.
     ("main", 10),

@@ -101,6 +101,11 @@ impl Drop for TempDir {
     }
 }
 
+/// A `&'static str` of an environment value (a few per test process).
+fn leak(value: String) -> &'static str {
+    Box::leak(value.into_boxed_str())
+}
+
 /// A lab that is torn down on drop.
 pub struct LabGuard {
     pub name: String,
@@ -162,7 +167,9 @@ impl LabGuard {
     }
 
     /// `lab up --no-agent -f <files>` (or with the agent when `agent`), with the
-    /// guard's nodes and encapsulation.
+    /// guard's nodes and encapsulation. The suite's environment picks how the agents
+    /// run: `ENFORCER_LAB_DATASTORE=kubernetes` (through the lab's API server) and
+    /// `ENFORCER_LAB_ATTACH=tc|tcx`.
     pub fn up(&self, files: &[&Path], agent: bool) -> String {
         let mut args = vec!["up"];
         if !agent {
@@ -175,6 +182,14 @@ impl LabGuard {
         if let Some(encap) = self.encap {
             args.extend(["--encap", encap]);
         }
+        let datastore = std::env::var("ENFORCER_LAB_DATASTORE").unwrap_or_default();
+        if !datastore.is_empty() {
+            args.extend(["--datastore", leak(datastore.clone())]);
+        }
+        let attach = std::env::var("ENFORCER_LAB_ATTACH").unwrap_or_default();
+        if !attach.is_empty() && agent {
+            args.extend(["--attach", leak(attach.clone())]);
+        }
         let files: Vec<String> = files
             .iter()
             .map(|f| f.to_string_lossy().into_owned())
@@ -182,7 +197,32 @@ impl LabGuard {
         for f in &files {
             args.extend(["-f", f]);
         }
-        self.run_ok(&args)
+        let out = self.run_ok(&args);
+        if agent {
+            // The agent really runs the way the environment asked.
+            // Every node's agent log (`agent.log`, `agent-<node>.log`).
+            let log: String = std::fs::read_dir(self.state_dir().join("logs"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("agent"))
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .collect();
+            if datastore == "kubernetes" {
+                assert!(
+                    log.contains("datastore=kubernetes:"),
+                    "agent not on the API:\n{log}"
+                );
+            }
+            if !attach.is_empty() {
+                let said = format!("attach=\"{attach}\"");
+                assert!(
+                    log.contains(&said),
+                    "agent not attached with {attach}:\n{log}"
+                );
+            }
+        }
+        out
     }
 
     pub fn apply(&self, file: &Path) -> String {
@@ -305,7 +345,11 @@ pub fn lab_processes(lab: &str) -> Vec<i32> {
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
         let pair = |flag: &str, value: &str| args.windows(2).any(|w| w[0] == flag && w[1] == value);
-        if pair("--lab", lab) || pair("--datastore", &datastore) {
+        let kubeconfig = format!("/run/enforcer/lab/{lab}/kubeconfig");
+        if pair("--lab", lab)
+            || pair("--datastore", &datastore)
+            || pair("--kubeconfig", &kubeconfig)
+        {
             pids.push(pid);
         }
     }

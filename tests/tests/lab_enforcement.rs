@@ -329,6 +329,38 @@ fn bad_input_is_refused_with_a_clear_error_and_the_old_policy_stays() {
     assert_eq!(status.applied_revision, status.observed_revision);
 }
 
+/// Our `tc` filters of a veth in the lab's node (`tc filter show`).
+fn tc_filters(lab: &LabGuard, iface: &str, dir: &str) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &format!("enf-{}-node", lab.name)])
+        .args(["tc", "filter", "show", "dev", iface, dir])
+        .output()
+        .unwrap_or_else(|e| panic!("tc: {e}"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// TCX (the default on this kernel): two pinned links per pod.
+fn tcx_links_are_pinned(lab: &LabGuard, progs: &str) {
+    // Debian's bpftool 7.1 prints TCX links as "type 11": match them by program id.
+    let ours: Vec<String> = progs
+        .lines()
+        .filter(|l| l.contains("name enf_pod_"))
+        .filter_map(|l| l.split(':').next().map(|id| format!("prog {}", id.trim())))
+        .collect();
+    let links = bpftool(&["link", "show"]);
+    let our_links = links
+        .lines()
+        .filter(|l| ours.iter().any(|p| l.contains(p.as_str())))
+        .count();
+    assert!(
+        our_links >= 12,
+        "expected 12 TCX links of our programs:\n{links}"
+    );
+    let pinned_links = std::fs::read_dir(format!("/sys/fs/bpf/enforcer/{}/links", lab.name))
+        .map_or(0, Iterator::count);
+    assert_eq!(pinned_links, 12, "two links for each of the 6 pods");
+}
+
 fn wait_observed(store: &FileDatastore, revision: u64) -> enforcer::datastore::status::AgentStatus {
     for _ in 0..300 {
         if let Ok(Some(status)) = store.read_status()
@@ -418,24 +450,24 @@ fn maps_and_programs_are_visible_and_enforcement_survives_an_agent_crash() {
         let pin = format!("/sys/fs/bpf/enforcer/{}/{name}", lab.name);
         assert!(std::path::Path::new(&pin).exists(), "{pin} not pinned");
     }
-    // Debian's bpftool 7.1 prints TCX links as "type 11": match them by program id.
-    let ours: Vec<String> = progs
-        .lines()
-        .filter(|l| l.contains("name enf_pod_"))
-        .filter_map(|l| l.split(':').next().map(|id| format!("prog {}", id.trim())))
-        .collect();
-    let links = bpftool(&["link", "show"]);
-    let our_links = links
-        .lines()
-        .filter(|l| ours.iter().any(|p| l.contains(p.as_str())))
-        .count();
-    assert!(
-        our_links >= 12,
-        "expected 12 TCX links of our programs:\n{links}"
-    );
-    let pinned_links = std::fs::read_dir(format!("/sys/fs/bpf/enforcer/{}/links", lab.name))
-        .map_or(0, Iterator::count);
-    assert_eq!(pinned_links, 12, "two links for each of the 6 pods");
+    if std::env::var("ENFORCER_LAB_ATTACH").as_deref() == Ok("tc") {
+        // `--attach tc`: a clsact filter per hook on each pod's veth, nothing pinned.
+        for pod in lab.get_pods() {
+            for (dir, prog) in [("ingress", "enf_pod_eg"), ("egress", "enf_pod_in")] {
+                let filters = tc_filters(&lab, &pod.interface, dir);
+                assert!(
+                    filters.contains(prog) && filters.contains("direct-action"),
+                    "{} {dir}: no {prog} filter:\n{filters}",
+                    pod.interface
+                );
+            }
+        }
+        let pinned_links = std::fs::read_dir(format!("/sys/fs/bpf/enforcer/{}/links", lab.name))
+            .map_or(0, Iterator::count);
+        assert_eq!(pinned_links, 0, "tc filters need no link pins");
+    } else {
+        tcx_links_are_pinned(&lab, &progs);
+    }
 
     // A denied flow is counted.
     let before = deny_counter(&lab);

@@ -142,6 +142,43 @@ fn test(unit_only: bool) -> Result<()> {
     // lab tests time connection attempts.
     cargo(&["build", "--bin", "enforcer"])?;
     cargo(&["test", "-p", "enforcer-tests", "--", "--test-threads=1"])?;
+    // The same scenarios on the Kubernetes path: the agent reads the lab's API server
+    // with kube-rs (the tutorial, Calico's kinds, host endpoints).
+    cargo_env(
+        &[
+            "test",
+            "-p",
+            "enforcer-tests",
+            "--test",
+            "lab_tutorial",
+            "--test",
+            "lab_calico",
+            "--test",
+            "lab_host",
+            "--",
+            "--test-threads=1",
+        ],
+        &[("ENFORCER_LAB_DATASTORE", "kubernetes".to_owned())],
+    )?;
+    // And attached through netlink `tc` (clsact) as on kernels before 6.6.
+    cargo_env(
+        &[
+            "test",
+            "-p",
+            "enforcer-tests",
+            "--test",
+            "lab_enforcement",
+            "--test",
+            "lab_host",
+            "--test",
+            "lab_tutorial",
+            "--test",
+            "lab_upgrade",
+            "--",
+            "--test-threads=1",
+        ],
+        &[("ENFORCER_LAB_ATTACH", "tc".to_owned())],
+    )?;
     // The verifier sees different code in release: the BPF tests run there too.
     cargo(&["build", "--release", "--bin", "enforcer"])?;
     cargo(&[

@@ -56,6 +56,8 @@ pub struct AgentOptions {
     /// target `enforcer::bpf`), off by default: the production programs carry no
     /// debug-log code; this loads and attaches their `_d` variants instead.
     pub bpf_log: bool,
+    /// How TC programs are attached (TCX links or netlink `tc` filters).
+    pub attach: crate::dataplane::attach::AttachMode,
     /// Which interfaces are workload interfaces (attached fail-closed on sight).
     pub workload_prefixes: WorkloadPrefixes,
     /// The cgroup v2 directory the cgroup program (deferred Service egress delivered to
@@ -82,6 +84,7 @@ pub async fn run(
         variant,
         &options.failsafe,
         options.events_on_deny,
+        options.attach,
     )?;
     // Held for the agent's lifetime: dropping the reader stops the records.
     let _bpf_log = if options.bpf_log {
@@ -107,6 +110,7 @@ pub async fn run(
         node = %options.node,
         bpffs = %options.bpffs.display(),
         datastore = %datastore.describe(),
+        attach = options.attach.name(),
         links = links.current().len(),
         "agent started"
     );

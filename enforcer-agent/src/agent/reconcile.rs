@@ -161,6 +161,7 @@ impl Reconciler {
                 self.enforce(interfaces)?;
                 self.model.enforced();
                 self.status.last_apply_us = started.elapsed().as_micros() as u64;
+                self.status.applies += 1;
                 tracing::info!(
                     revision,
                     objects = self.model.len(),
@@ -301,6 +302,9 @@ impl Reconciler {
                 }
             }
         }
+        // An upgrade between map layouts ends once every interface runs the new
+        // programs.
+        self.dataplane.settle();
         // XDP problems found earlier stay until verification attaches XDP.
         for (iface, error) in &self.status.xdp_unavailable {
             if self.bindings.get(iface).is_some() {

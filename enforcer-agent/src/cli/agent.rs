@@ -1,34 +1,60 @@
 //! `enforcer agent`: the node agent.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use clap::Args;
 
 use enforcer::agent::{AgentOptions, run, shutdown_signal, status};
+use enforcer::dataplane::attach::AttachMode;
+use enforcer::datastore::Datastore;
 use enforcer::datastore::file::FileDatastore;
+use enforcer::datastore::kubernetes::{KubernetesDatastore, KubernetesOptions};
+use enforcer::datastore::status::{StatusFile, StatusSink};
+use enforcer::health::{self, bpf::BpfStats, metrics};
 
-/// Run the node agent: watch a datastore directory, compile the policy set into BPF
-/// maps, and attach the programs to this node's endpoint interfaces.
+/// Run the node agent: read the policy objects from a datastore (the Kubernetes API,
+/// or a directory), compile them into BPF maps, and attach the programs to this
+/// node's endpoint interfaces.
 ///
-/// The agent is event-driven: datastore changes arrive through inotify, interfaces
-/// through netlink link events, flow events through the ring buffer's readiness; it
-/// never polls. SIGTERM or SIGINT stops it and leaves the programs attached.
+/// The agent is event-driven: datastore changes arrive as watch events (or inotify),
+/// interfaces through netlink link events, flow events through the ring buffer's
+/// readiness; it never polls. SIGTERM or SIGINT stops it and leaves the programs
+/// attached and the maps pinned (the next agent takes them over without a gap).
 ///
 /// Examples:
+///   enforcer agent --node node1 --datastore kubernetes --metrics-addr 0.0.0.0:9091
+///   enforcer agent --node node1 --datastore kubernetes --kubeconfig ~/.kube/config
 ///   enforcer agent --node node1 --datastore /var/lib/enforcer/datastore
-///   enforcer agent --node node1 --datastore ./ds --bpffs /sys/fs/bpf/enforcer/node1
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct AgentArgs {
-    /// This node's name.
-    #[arg(long, default_value = "node1")]
+    /// This node's name (in a `DaemonSet`: `spec.nodeName` through the downward API).
+    #[arg(long, env = "ENFORCER_NODE", default_value = "node1")]
     pub node: String,
-    /// Datastore directory (objects/, revision, status.json; see `datastore/file.rs`).
-    #[arg(long)]
-    pub datastore: PathBuf,
-    /// Name of the status file under the datastore directory (one per agent when the
-    /// agents of several nodes share a datastore).
-    #[arg(long, default_value = "status.json")]
-    pub status_file: String,
+    /// Where objects come from: `kubernetes` (the API server), or `dir:PATH` (a
+    /// datastore directory: objects/, revision, status.json); a bare PATH is a
+    /// directory too.
+    #[arg(long, env = "ENFORCER_DATASTORE")]
+    pub datastore: String,
+    /// Kubeconfig for `--datastore kubernetes` (default: the in-cluster service
+    /// account).
+    #[arg(long, env = "ENFORCER_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Where the agent's status (JSON) is mirrored. With a directory datastore: a
+    /// plain file name under it (default `status.json`; one per agent when the agents
+    /// of several nodes share a datastore). Otherwise: a path (default: none).
+    #[arg(long, env = "ENFORCER_STATUS_FILE")]
+    pub status_file: Option<String>,
+    /// Serve /healthz, /readyz and Prometheus /metrics on this address.
+    #[arg(long, env = "ENFORCER_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// How TC programs are attached: `tcx` (links, kernel >= 6.6) or `tc` (netlink
+    /// clsact filters, older kernels); default (or empty): TCX where the kernel has it.
+    #[arg(long, env = "ENFORCER_ATTACH")]
+    pub attach: Option<String>,
     /// bpffs directory for this node's pinned maps and links
     /// (default: /sys/fs/bpf/enforcer/<node>).
     #[arg(long)]
@@ -37,17 +63,18 @@ pub struct AgentArgs {
     #[arg(long, hide = true)]
     pub poll_ms: Option<u64>,
     /// Emit a flow event for every denied new flow.
-    #[arg(long)]
+    #[arg(long, env = "ENFORCER_EVENTS_ON_DENY")]
     pub events_on_deny: bool,
     /// Failsafe inbound ports of host interfaces, Calico's spelling
     /// (`tcp:22,udp:68,...`; `none` disables). Default: Calico's.
-    #[arg(long)]
+    #[arg(long, env = "ENFORCER_FAILSAFE_INBOUND")]
     pub failsafe_inbound: Option<String>,
     /// Failsafe outbound ports (`udp:53,...`; `none` disables). Default: Calico's.
-    #[arg(long)]
+    #[arg(long, env = "ENFORCER_FAILSAFE_OUTBOUND")]
     pub failsafe_outbound: Option<String>,
-    /// Flow log file (JSON lines; default: <datastore>/flows.jsonl).
-    #[arg(long)]
+    /// Flow log file (JSON lines; default: <datastore>/flows.jsonl with a directory
+    /// datastore, /var/log/enforcer/flows.jsonl otherwise).
+    #[arg(long, env = "ENFORCER_FLOW_LOG")]
     pub flow_log: Option<PathBuf>,
     /// Log every policy verdict the programs take, through aya-log, as tracing events
     /// of target `enforcer::bpf` (debug aid: one record per judged packet).
@@ -56,7 +83,11 @@ pub struct AgentArgs {
     /// Name prefixes of workload (pod) interfaces, comma-separated, as Calico's
     /// `InterfacePrefix`. Such an interface carries the pod programs as soon as it
     /// appears; until its pod's endpoint is known, everything through it is dropped.
-    #[arg(long, default_value = enforcer::dataplane::interfaces::DEFAULT_WORKLOAD_PREFIX)]
+    #[arg(
+        long,
+        env = "ENFORCER_INTERFACE_PREFIX",
+        default_value = enforcer::dataplane::interfaces::DEFAULT_WORKLOAD_PREFIX
+    )]
     pub interface_prefix: enforcer::dataplane::interfaces::WorkloadPrefixes,
     /// The cgroup v2 directory whose sockets' deliveries are judged for deferred Service
     /// egress (a Service whose backend is the node itself, such as the `kubernetes`
@@ -67,6 +98,25 @@ pub struct AgentArgs {
     #[arg(long, default_value = "auto")]
     pub cgroup: String,
 }
+
+/// Where objects come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatastoreSpec {
+    Dir(PathBuf),
+    Kubernetes,
+}
+
+impl DatastoreSpec {
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "kubernetes" | "k8s" => DatastoreSpec::Kubernetes,
+            _ => DatastoreSpec::Dir(PathBuf::from(text.strip_prefix("dir:").unwrap_or(text))),
+        }
+    }
+}
+
+/// The default flow log of a non-directory datastore.
+const FLOW_LOG: &str = "/var/log/enforcer/flows.jsonl";
 
 impl AgentArgs {
     pub fn execute(self) -> anyhow::Result<()> {
@@ -83,28 +133,39 @@ impl AgentArgs {
                     .ok_or_else(|| anyhow::anyhow!("bad failsafe port list {text:?}"))?;
             }
         }
-        if self.status_file.is_empty()
-            || self.status_file.contains('/')
-            || self.status_file.starts_with('.')
-        {
-            anyhow::bail!(
-                "--status-file {:?}: expected a plain file name under the datastore directory",
-                self.status_file
-            );
-        }
         if self.poll_ms.is_some() {
             tracing::warn!("--poll-ms is ignored: the agent is event-driven and does not poll");
         }
-        let flow_log = self
-            .flow_log
-            .unwrap_or_else(|| self.datastore.join("flows.jsonl"));
+        let requested = match self.attach.as_deref().filter(|a| !a.is_empty()) {
+            None => None,
+            Some(text) => Some(
+                AttachMode::parse(text)
+                    .ok_or_else(|| anyhow::anyhow!("--attach {text:?}: expected tcx or tc"))?,
+            ),
+        };
+        let spec = DatastoreSpec::parse(&self.datastore);
+        if let (DatastoreSpec::Dir(_), Some(name)) = (&spec, &self.status_file)
+            && (name.is_empty() || name.contains('/') || name.starts_with('.'))
+        {
+            anyhow::bail!(
+                "--status-file {name:?}: expected a plain file name under the datastore directory"
+            );
+        }
+        let flow_log = self.flow_log.unwrap_or_else(|| match &spec {
+            DatastoreSpec::Dir(dir) => dir.join("flows.jsonl"),
+            DatastoreSpec::Kubernetes => PathBuf::from(FLOW_LOG),
+        });
+        if let Some(parent) = flow_log.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
         let options = AgentOptions {
             failsafe,
             flow_log,
             node: self.node,
-            bpffs,
+            bpffs: bpffs.clone(),
             events_on_deny: self.events_on_deny,
             bpf_log: self.bpf_debug_log,
+            attach: AttachMode::choose(requested),
             workload_prefixes: self.interface_prefix,
             cgroup: match self.cgroup.as_str() {
                 "none" => None,
@@ -113,22 +174,99 @@ impl AgentArgs {
             },
         };
         // One thread: the loop's work (compile, map writes) is sequential anyway, and
-        // the sources it waits on are all file descriptors.
+        // the sources it waits on are all file descriptors. The health endpoint shares
+        // it, so a wedged loop fails the liveness probe.
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         runtime.block_on(async {
             // First, so a SIGTERM while the BPF object loads ends the agent cleanly.
             let shutdown = shutdown_signal()?;
-            let datastore =
-                FileDatastore::open(&self.datastore)?.with_status_file(&self.status_file);
+            let listener = match self.metrics_addr {
+                Some(addr) => Some(health::bind(addr).await?),
+                None => None,
+            };
+            let mut builder = metrics::MetricsBuilder::new().collector(BpfStats {
+                pin_dir: bpffs.clone(),
+            });
+            let (datastore, mut sinks): (Box<dyn Datastore>, Vec<Box<dyn StatusSink>>) = match &spec
+            {
+                DatastoreSpec::Dir(dir) => {
+                    let store = FileDatastore::open(dir)?
+                        .with_status_file(self.status_file.as_deref().unwrap_or("status.json"));
+                    (Box::new(store.clone()), vec![Box::new(store)])
+                }
+                DatastoreSpec::Kubernetes => {
+                    let store = KubernetesDatastore::connect(&KubernetesOptions {
+                        kubeconfig: self.kubeconfig.clone(),
+                    })
+                    .await?;
+                    let restarts = store.stats();
+                    let failures = store.stats();
+                    builder = builder
+                        .collector(metrics::FnCounter::new(
+                            "datastore_watch_restarts",
+                            "Watches of the Kubernetes API started over with a relist",
+                            move || restarts.watch_restarts.load(Ordering::Relaxed),
+                        ))
+                        .collector(metrics::FnCounter::new(
+                            "datastore_request_failures",
+                            "Failed requests to the Kubernetes API (each retried)",
+                            move || failures.request_failures.load(Ordering::Relaxed),
+                        ));
+                    (Box::new(store), Vec::new())
+                }
+            };
+            if let (DatastoreSpec::Kubernetes, Some(path)) = (&spec, &self.status_file) {
+                sinks = vec![Box::new(StatusFile {
+                    path: PathBuf::from(path),
+                })];
+            }
             let (publisher, updates) = status::channel();
-            let mirror = tokio::spawn(status::mirror(updates, Box::new(datastore.clone())));
-            let result = run(&options, Box::new(datastore), publisher, shutdown).await;
-            // The publisher is dropped with `run`: the mirror writes the last status
-            // and ends.
-            mirror.await?;
+            let metrics = Arc::new(builder.build());
+            tokio::spawn(metrics::follow(updates.clone(), Arc::clone(&metrics)));
+            if let Some(listener) = listener {
+                tokio::spawn(health::serve(
+                    listener,
+                    health::Health {
+                        status: updates.clone(),
+                        metrics,
+                    },
+                ));
+            }
+            let mirrors: Vec<_> = sinks
+                .into_iter()
+                .map(|sink| tokio::spawn(status::mirror(updates.clone(), sink)))
+                .collect();
+            drop(updates);
+            let result = run(&options, datastore, publisher, shutdown).await;
+            // The publisher is dropped with `run`: the mirrors write the last status
+            // and end.
+            for mirror in mirrors {
+                mirror.await?;
+            }
             Ok(result?)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datastore_specs() {
+        assert_eq!(
+            DatastoreSpec::parse("kubernetes"),
+            DatastoreSpec::Kubernetes
+        );
+        assert_eq!(
+            DatastoreSpec::parse("dir:/var/lib/x"),
+            DatastoreSpec::Dir("/var/lib/x".into())
+        );
+        assert_eq!(
+            DatastoreSpec::parse("./ds"),
+            DatastoreSpec::Dir("./ds".into())
+        );
     }
 }

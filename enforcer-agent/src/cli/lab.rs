@@ -95,6 +95,7 @@ pub enum LabCommand {
     ///   enforcer lab restart-agent --node node2 --kill
     #[command(verbatim_doc_comment)]
     RestartAgent(RestartAgentArgs),
+    ApiServer(ApiServerCommandArgs),
     /// Remove everything the lab created, also after a crash.
     ///
     /// Processes, every `enf-<name>-*` netns (and what still runs in it),
@@ -150,6 +151,16 @@ pub struct UpArgs {
     /// arguments: `agent --node node1 --datastore DIR --bpffs DIR`).
     #[arg(long, conflicts_with = "no_agent")]
     pub agent_bin: Option<PathBuf>,
+    /// Where the agent reads the objects: `file` (the lab's datastore directory) or
+    /// `kubernetes` (a Kubernetes API server the lab runs, at 198.18.255.2:6443 in
+    /// the lab's network; the agent watches it with kube-rs, `lab apply` writes
+    /// through it).
+    #[arg(long, value_enum, default_value = "file")]
+    pub datastore: LabDatastore,
+    /// How the agent attaches its programs: `tcx` or `tc` (netlink clsact); default:
+    /// TCX where the kernel has it.
+    #[arg(long)]
+    pub attach: Option<String>,
     /// Number of nodes, 1 to 8.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
     pub nodes: u32,
@@ -159,6 +170,74 @@ pub struct UpArgs {
     /// YAML/JSON files or directories.
     #[arg(short = 'f', long = "filename", required = true)]
     pub files: Vec<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LabDatastore {
+    File,
+    Kubernetes,
+}
+
+/// Faults of a Kubernetes lab's API server, for trying what the agent does.
+///
+/// Examples:
+///
+///   enforcer lab api-server stop
+///
+///   enforcer lab api-server revoke --resource pods
+///
+///   enforcer lab api-server expire
+#[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct ApiServerCommandArgs {
+    #[command(subcommand)]
+    pub action: ApiServerAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApiServerAction {
+    /// Stop the API server (agents keep enforcing and report not ready).
+    Stop,
+    /// Start it again (on the same objects).
+    Start,
+    /// Forget the watch history: every watch ends and resuming answers 410 Gone.
+    Expire,
+    /// Take the agents' permissions on a resource away (requests answer 403).
+    Revoke(RuleArgs),
+    /// Give them back.
+    Grant(RuleArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RuleArgs {
+    /// The resource (plural), e.g. `pods`, `globalnetworkpolicies`.
+    #[arg(long)]
+    pub resource: String,
+    /// Its API group (empty for the core group), e.g. `crd.projectcalico.org`.
+    #[arg(long, default_value = "")]
+    pub group: String,
+}
+
+/// Hidden: a Kubernetes lab's API server.
+#[derive(Args, Debug)]
+pub struct ApiServerArgs {
+    #[arg(long)]
+    pub lab: String,
+    /// The lab's datastore directory (objects persist there).
+    #[arg(long)]
+    pub datastore: PathBuf,
+    /// The bearer tokens file.
+    #[arg(long)]
+    pub tokens: PathBuf,
+    /// The netns of the cluster listener.
+    #[arg(long)]
+    pub netns: String,
+    /// The cluster listener's address.
+    #[arg(long)]
+    pub addr: std::net::SocketAddr,
+    /// Written once both listeners are bound.
+    #[arg(long)]
+    pub endpoints: PathBuf,
 }
 
 /// Files for `apply` and `delete`.
@@ -310,6 +389,8 @@ pub fn execute(args: LabArgs) -> Result<i32, LabCliError> {
                 },
                 binary,
                 agent_binary: up.agent_bin,
+                kubernetes: up.datastore == LabDatastore::Kubernetes,
+                attach: up.attach,
             };
             let lab = Lab::up(&opts, &up.files)?;
             let pods = lab.get_pods()?;
@@ -392,6 +473,24 @@ pub fn execute(args: LabArgs) -> Result<i32, LabCliError> {
             match &r.node {
                 Some(node) => println!("lab {name}: agent of {node} restarted"),
                 None => println!("lab {name}: agent restarted"),
+            }
+            Ok(0)
+        }
+        LabCommand::ApiServer(a) => {
+            let mut lab = Lab::open(&name)?;
+            if !lab.is_kubernetes() {
+                return Err(LabError::NoApiServer {
+                    name: name.to_string(),
+                }
+                .into());
+            }
+            let rule = |r: &RuleArgs| format!("group={}&resource={}", r.group, r.resource);
+            match a.action {
+                ApiServerAction::Stop => lab.stop_apiserver()?,
+                ApiServerAction::Start => lab.start_apiserver()?,
+                ApiServerAction::Expire => println!("{}", lab.api_control("expire", "")?),
+                ApiServerAction::Revoke(r) => println!("{}", lab.api_control("revoke", &rule(&r))?),
+                ApiServerAction::Grant(r) => println!("{}", lab.api_control("grant", &rule(&r))?),
             }
             Ok(0)
         }
@@ -481,6 +580,20 @@ pub fn datastore_objects(name: &str) -> Result<Vec<Loaded>, LabCliError> {
 pub fn execute_responder(args: &ResponderArgs) -> Result<i32, LabCliError> {
     tracing::info!(lab = %args.lab, pod = %args.pod, "responder starting");
     lab::responder::serve(&args.text, &args.port, &args.ready_file)?;
+    Ok(0)
+}
+
+/// `enforcer lab-apiserver`: serves until SIGTERM.
+pub fn execute_apiserver(args: &ApiServerArgs) -> Result<i32, LabCliError> {
+    tracing::info!(lab = %args.lab, "lab API server starting");
+    lab::apiserver::serve(&lab::apiserver::ServeOptions {
+        datastore: args.datastore.clone(),
+        tokens: args.tokens.clone(),
+        cluster_netns: args.netns.clone(),
+        cluster_addr: args.addr,
+        endpoints: args.endpoints.clone(),
+    })
+    .map_err(LabError::from)?;
     Ok(0)
 }
 

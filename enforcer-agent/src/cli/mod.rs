@@ -9,3 +9,4 @@ pub mod inspect;
 pub mod lab;
 pub mod matrix;
 pub mod table;
+pub mod uninstall;

@@ -9,6 +9,7 @@ use aya::maps::{MapData, RingBuf};
 
 use crate::compile::DataplaneSpec;
 
+use super::attach::AttachMode;
 use super::bindings::{Binding, Bindings};
 use super::bpf_log::BpfLog;
 use super::content::GenerationContent;
@@ -33,8 +34,10 @@ impl BpfDataplane {
         variant: Variant,
         failsafe: &Failsafe,
         events_on_deny: bool,
+        attach: AttachMode,
     ) -> Result<Self, DataplaneError> {
         let mut loaded = LoadedDataplane::load(object, pin_dir, variant)?;
+        loaded.set_attach_mode(attach);
         super::failsafe::write(&mut loaded.ebpf, failsafe)?;
         let mut writer = GenerationWriter::new(&mut loaded.ebpf)?;
         // The flags are this agent's configuration: a restart without an option
@@ -78,7 +81,17 @@ impl BpfDataplane {
 impl Dataplane for BpfDataplane {
     fn apply(&mut self, spec: &DataplaneSpec, bindings: &Bindings) -> Result<u32, DataplaneError> {
         let content = GenerationContent::from_bindings(spec, bindings);
-        Ok(self.writer.apply(content)?.generation)
+        let generation = self.writer.apply(content)?.generation;
+        // An upgrade: the policy is in the new maps, the flows go there too before
+        // the first interface moves to the new programs.
+        self.loaded.copy_flows_before_swap();
+        Ok(generation)
+    }
+
+    fn settle(&mut self) {
+        if let Err(error) = self.loaded.finish_upgrade() {
+            tracing::error!(%error, "finishing the upgrade between map layouts");
+        }
     }
 
     fn attach(&mut self, iface: &str, binding: &Binding) -> Result<(), DataplaneError> {

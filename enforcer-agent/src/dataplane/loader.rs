@@ -12,12 +12,13 @@ use std::path::{Path, PathBuf};
 
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
-use aya::programs::xdp::XdpMode;
+use aya::programs::xdp::{XdpLink, XdpMode};
 use aya::programs::{
     CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, LinkOrder, SchedClassifier, TcAttachType, Xdp,
 };
 use aya::{Ebpf, EbpfLoader};
 
+use super::attach::AttachMode;
 use aya::maps::ProgramArray;
 use enforcer_common::{
     MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_DEBUG_TAIL_CGROUP, MAP_DEBUG_TAIL_TC,
@@ -92,6 +93,8 @@ pub enum LoaderError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Layout(#[from] super::layout::LayoutError),
     #[error("pinning link {path}: {source}")]
     PinLink {
         path: PathBuf,
@@ -216,6 +219,10 @@ pub struct LoadedDataplane {
     attached: BTreeMap<String, u32>,
     /// Interfaces carrying the guard → their ifindex.
     guarded: BTreeMap<String, u32>,
+    /// TCX links or netlink `tc` filters (see `attach.rs`).
+    mode: AttachMode,
+    /// An upgrade from pins of another layout, under way (see `layout.rs`).
+    upgrade: Option<Upgrade>,
     /// The links this agent attached or took over, held open, by (interface, hook
     /// name; the cgroup link under [`CGROUP_KEY`]): a removed pin then leaves the
     /// program attached until `verify.rs` pins it again.
@@ -224,6 +231,17 @@ pub struct LoadedDataplane {
 
 /// The key of the cgroup program's link in [`LoadedDataplane::held`].
 pub(super) const CGROUP_KEY: (&str, &str) = ("", "cgroup-ingress");
+
+/// An upgrade between map layouts, from load to the end of the first apply.
+#[derive(Debug)]
+struct Upgrade {
+    /// This agent's layout.
+    id: String,
+    /// Where its maps are pinned until the old pins go.
+    staging: PathBuf,
+    /// The flow tables were copied from the old maps.
+    copied: bool,
+}
 
 impl LoadedDataplane {
     /// Loads the embedded object with every map pinned under `pin_dir` (reusing maps a
@@ -241,9 +259,31 @@ impl LoadedDataplane {
                 source,
             })?;
         }
+        // Pins of another layout are never reused: this agent's maps go to a staging
+        // directory until it has taken the interfaces over.
+        let id = super::layout::layout_id(object)?;
+        let (maps_dir, upgrade) = match super::layout::pins(pin_dir, &id) {
+            super::layout::Pins::Fresh | super::layout::Pins::Same => (pin_dir.to_path_buf(), None),
+            super::layout::Pins::Other { marker } => {
+                let staging = super::layout::fresh_staging(pin_dir, &id)?;
+                tracing::info!(
+                    from = marker.as_deref().unwrap_or("(unversioned)"),
+                    to = %id,
+                    "pinned maps of another layout: upgrading"
+                );
+                (
+                    staging.clone(),
+                    Some(Upgrade {
+                        id: id.clone(),
+                        staging,
+                        copied: false,
+                    }),
+                )
+            }
+        };
         let mut loader = EbpfLoader::new();
         for name in PINNED_MAPS {
-            loader.map_pin_path(name, pin_dir.join(name));
+            loader.map_pin_path(name, maps_dir.join(name));
         }
         let mut ebpf = loader.load(object).map_err(|source| LoaderError::Load {
             pin_dir: pin_dir.to_path_buf(),
@@ -272,6 +312,9 @@ impl LoadedDataplane {
                 op: "load",
                 source: Box::new(source),
             })?;
+        if upgrade.is_none() {
+            super::layout::mark(pin_dir, &id)?;
+        }
         if variant == Variant::DebugLog {
             load_debug_log_programs(&mut ebpf)?;
         }
@@ -281,8 +324,75 @@ impl LoadedDataplane {
             variant,
             attached: BTreeMap::new(),
             guarded: BTreeMap::new(),
+            mode: AttachMode::Tcx,
+            upgrade,
             held: BTreeMap::new(),
         })
+    }
+
+    /// Where this agent's maps are pinned now (its staging directory during an
+    /// upgrade).
+    pub fn maps_dir(&self) -> &Path {
+        self.upgrade.as_ref().map_or(&self.pin_dir, |u| &u.staging)
+    }
+
+    /// Upgrade step 2, once this agent's policy is written: the old conntrack and
+    /// pending tables are copied into the new maps, before any interface moves.
+    pub fn copy_flows_before_swap(&mut self) {
+        let Some(upgrade) = self.upgrade.as_mut().filter(|u| !u.copied) else {
+            return;
+        };
+        let (flows, pending) = super::layout::copy_flows(&self.pin_dir, &upgrade.staging, false);
+        upgrade.copied = true;
+        tracing::info!(
+            flows,
+            pending,
+            "upgrade: conntrack copied into the new maps"
+        );
+    }
+
+    /// Upgrade step 4, once every bound interface runs this agent's programs: the
+    /// flows the old programs opened in between are copied, the old counters added,
+    /// the old links nobody took over and the old map pins removed, the new pins put
+    /// in their place.
+    pub fn finish_upgrade(&mut self) -> Result<(), LoaderError> {
+        let Some(upgrade) = self.upgrade.as_ref().filter(|u| u.copied) else {
+            return Ok(());
+        };
+        let (flows, pending) = super::layout::copy_flows(&self.pin_dir, &upgrade.staging, true);
+        super::layout::add_counters(&self.pin_dir, &upgrade.staging);
+        let links = self.pin_dir.join("links");
+        let mut stale = 0;
+        for entry in std::fs::read_dir(&links).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let mut parts = name.rsplitn(3, '_');
+            let (_hook, ifindex, iface) = (parts.next(), parts.next(), parts.next());
+            let ours = iface
+                .is_some_and(|i| self.attached.get(i).map(u32::to_string).as_deref() == ifindex);
+            if !ours {
+                let _ = std::fs::remove_file(entry.path());
+                stale += 1;
+            }
+        }
+        super::layout::promote(&self.pin_dir, &upgrade.staging, &upgrade.id, &PINNED_MAPS)?;
+        tracing::info!(
+            flows,
+            pending,
+            stale_links = stale,
+            layout = %upgrade.id,
+            "upgrade done: old maps removed, new maps pinned in their place"
+        );
+        self.upgrade = None;
+        Ok(())
+    }
+
+    /// How TC programs are attached from now on.
+    pub fn set_attach_mode(&mut self, mode: AttachMode) {
+        self.mode = mode;
+    }
+
+    pub fn attach_mode(&self) -> AttachMode {
+        self.mode
     }
 
     pub fn pin_dir(&self) -> &Path {
@@ -322,11 +432,31 @@ impl LoadedDataplane {
     pub(super) fn attach_xdp(&mut self, iface: &str, ifindex: u32) -> Result<(), LoaderError> {
         let path = self.xdp_link_path(iface, ifindex);
         if path.exists() {
-            if let Ok(pinned) = PinnedLink::from_pin(&path) {
-                self.held
-                    .insert((iface.to_owned(), XDP_HOOK), FdLink::from(pinned));
+            // A link a previous agent pinned: its program is replaced in place (this
+            // agent's maps, perhaps of a new layout), and the link held.
+            let reused = PinnedLink::from_pin(&path)
+                .ok()
+                .and_then(|pinned| XdpLink::try_from(FdLink::from(pinned)).ok());
+            if let Some(link) = reused {
+                let prog = xdp(&mut self.ebpf, self.variant)?;
+                let taken = prog
+                    .attach_to_link(link)
+                    .and_then(|id| prog.take_link(id))
+                    .map_err(|e| e.to_string())
+                    .and_then(|link| FdLink::try_from(link).map_err(|e| e.to_string()));
+                match taken {
+                    Ok(held) => {
+                        self.held.insert((iface.to_owned(), XDP_HOOK), held);
+                        return Ok(());
+                    }
+                    Err(error) => tracing::warn!(
+                        iface,
+                        %error,
+                        "taking the pinned XDP link over failed; attaching anew"
+                    ),
+                }
             }
-            return Ok(());
+            let _ = std::fs::remove_file(&path);
         }
         let program = self.variant.host_xdp();
         let prog = xdp(&mut self.ebpf, self.variant)?;
@@ -370,7 +500,9 @@ impl LoadedDataplane {
             let path = self.link_path(iface, ifindex, hook);
             // First in the chain (security item 13): a program placed before ours
             // that returns TCX_PASS would end the chain before our verdict.
-            let held = self.attach_one(iface, hook, &path, LinkOrder::first())?;
+            let Some(held) = self.attach_one(iface, hook, &path, LinkOrder::first())? else {
+                continue;
+            };
             self.held.insert((iface.to_owned(), hook.name()), held);
         }
         self.attached.insert(iface.to_owned(), ifindex);
@@ -392,9 +524,10 @@ impl LoadedDataplane {
         let dir = self.pin_dir.join(GUARD_LINKS);
         remove_pins_in(&dir, iface, Some(ifindex));
         let path = self.guard_link_path(iface, ifindex);
-        let held = self.attach_one(iface, Hook::GuardEgress, &path, LinkOrder::first())?;
-        self.held
-            .insert((iface.to_owned(), Hook::GuardEgress.name()), held);
+        if let Some(held) = self.attach_one(iface, Hook::GuardEgress, &path, LinkOrder::first())? {
+            self.held
+                .insert((iface.to_owned(), Hook::GuardEgress.name()), held);
+        }
         self.guarded.insert(iface.to_owned(), ifindex);
         Ok(())
     }
@@ -461,14 +594,15 @@ impl LoadedDataplane {
     /// Attaches `hook`'s program to `iface` at `order`, pinned at `path`; returns the
     /// link, held open. A pinned link for this very ifindex (the pin name carries it),
     /// left by a previous agent, is taken over atomically: its program is replaced in
-    /// place, and the pin stays.
+    /// place, and the pin stays. In `tc` mode the program goes in as a netlink `tc`
+    /// filter instead (no link: `None`), and a TCX link left from before goes after it.
     pub(super) fn attach_one(
         &mut self,
         iface: &str,
         hook: Hook,
         path: &Path,
         order: LinkOrder,
-    ) -> Result<FdLink, LoaderError> {
+    ) -> Result<Option<FdLink>, LoaderError> {
         let program = hook.program(self.variant);
         let prog = classifier(&mut self.ebpf, program)?;
         let attach_err = |source| LoaderError::Attach {
@@ -477,6 +611,12 @@ impl LoadedDataplane {
             hook: hook.name(),
             source: Box::new(source),
         };
+        if self.mode == AttachMode::Tc {
+            super::attach::attach_tc(prog, iface, hook.attach_type()).map_err(attach_err)?;
+            // Switched from TCX: the filter judges first, then the link goes.
+            super::attach::remove_tcx_pin(path);
+            return Ok(None);
+        }
         let reused = PinnedLink::from_pin(path)
             .ok()
             .and_then(|pinned| SchedClassifierLink::try_from(FdLink::from(pinned)).ok());
@@ -484,17 +624,22 @@ impl LoadedDataplane {
             let link_id = prog.attach_to_link(link).map_err(attach_err)?;
             let link = prog.take_link(link_id).map_err(attach_err)?;
             // Pinned already: only held.
-            return FdLink::try_from(link).map_err(|e| LoaderError::PinLink {
-                path: path.to_path_buf(),
-                source: Box::new(e),
-            });
+            return FdLink::try_from(link)
+                .map(Some)
+                .map_err(|e| LoaderError::PinLink {
+                    path: path.to_path_buf(),
+                    source: Box::new(e),
+                });
         }
         let _ = std::fs::remove_file(path);
         let link_id = prog
             .attach_with_options(iface, hook.attach_type(), TcAttachOptions::TcxOrder(order))
             .map_err(attach_err)?;
         let link = prog.take_link(link_id).map_err(attach_err)?;
-        pin_link(link, path)
+        let held = pin_link(link, path)?;
+        // Switched from `tc`: the link judges first, then the filter goes.
+        super::attach::detach_tc(iface, hook.attach_type());
+        Ok(Some(held))
     }
 
     /// Forgets an interface that went away (the kernel dropped its links with it) and

@@ -2,6 +2,7 @@
 //! [`Dataplane`] trait the agent enforces through (a test drives the agent with a
 //! recording double instead of BPF).
 
+pub mod attach;
 pub mod bindings;
 pub mod bpf;
 pub mod bpf_log;
@@ -9,6 +10,7 @@ pub mod cgroup;
 pub mod content;
 pub mod failsafe;
 pub mod interfaces;
+pub mod layout;
 pub mod loader;
 pub mod netns;
 pub mod object;
@@ -37,6 +39,9 @@ pub trait Dataplane: Send {
     fn detach(&mut self, iface: &str);
     /// Interfaces carrying programs → the ifindex they had when attached.
     fn attached(&self) -> &BTreeMap<String, u32>;
+    /// Called after every interface was attached for an applied spec: finishes what
+    /// needed all of them (an upgrade between map layouts).
+    fn settle(&mut self) {}
     /// Checks that the attached programs are still where they should be and repairs
     /// what it can (`verify.rs`).
     fn verify(&mut self) -> Verification {

@@ -154,8 +154,9 @@ impl LoadedDataplane {
         {
             std::thread::sleep(Duration::from_millis(2));
         }
-        let held = self.attach_one(iface, hook, path, LinkOrder::first())?;
-        self.held.insert((iface.to_owned(), hook.name()), held);
+        if let Some(held) = self.attach_one(iface, hook, path, LinkOrder::first())? {
+            self.held.insert((iface.to_owned(), hook.name()), held);
+        }
         Ok(())
     }
 

@@ -342,6 +342,33 @@ impl FileDatastore {
         self.bump(&root)
     }
 
+    /// Writes one object's document as raw text (valid or not) under the name
+    /// [`FileDatastore::apply`] gives `id`, and bumps the revision: for a server that
+    /// stores what clients send, as the lab's API server does.
+    pub fn put_document(&self, id: &ObjectId, text: &str) -> Result<u64, DatastoreError> {
+        self.put_raw(&document_name(id), text)
+    }
+
+    /// Every document's name and text, loading nothing (unreadable ones left out).
+    pub fn documents(&self) -> Result<Vec<(String, String)>, DatastoreError> {
+        let dir = self.dir.objects_fd(self.dir.root_fd()?)?;
+        let objects = self.dir.objects_path();
+        let mut names: Vec<String> = nofollow::list(&dir, &objects)?
+            .into_iter()
+            .filter(|n| is_document(n))
+            .collect();
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            if let Ok(Some(bytes)) = nofollow::read(&dir, &name, &objects.join(&name))
+                && let Ok(text) = String::from_utf8(bytes)
+            {
+                out.push((name, text));
+            }
+        }
+        Ok(out)
+    }
+
     pub fn read_status(&self) -> Result<Option<AgentStatus>, DatastoreError> {
         let bytes = nofollow::read(self.dir.root_fd()?, &self.status_file, &self.status_path())?;
         // A torn or foreign status file reads as "no status yet".

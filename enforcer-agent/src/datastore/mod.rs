@@ -1,6 +1,6 @@
 //! Where the agent's objects come from: the [`Datastore`] trait and its
-//! implementations (`file`: a directory watched with inotify; `memory`: for tests; the
-//! Kubernetes API later).
+//! implementations (`file`: a directory watched with inotify; `kubernetes`: the API
+//! server, watched with kube-rs; `memory`: for tests).
 //!
 //! A datastore answers a first [`DatastoreEvent::Reset`] with everything it holds, then
 //! [`DatastoreEvent::Changes`] as objects change, the way a Kubernetes list-then-watch
@@ -12,6 +12,7 @@
 //! ([`status::AgentStatus`]) and a datastore may mirror it ([`status::StatusSink`]).
 
 pub mod file;
+pub mod kubernetes;
 pub mod memory;
 mod nofollow;
 pub mod status;
@@ -114,6 +115,9 @@ pub enum DatastoreError {
     },
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// The Kubernetes API cannot be read (see `kubernetes::error::KubeError`).
+    #[error("Kubernetes API: {message}")]
+    Kubernetes { message: String },
 }
 
 /// Kind of the id given to a document that never loaded (its name is the origin).

@@ -48,6 +48,11 @@ pub struct AgentStatus {
     pub last_apply_us: u64,
     /// Policy generation live in the maps.
     pub generation: u32,
+    /// Policies written to the maps so far (each revision applied, each rebinding
+    /// after interfaces changed): a new value is a new apply (metrics observe its
+    /// latency).
+    #[serde(default)]
+    pub applies: u64,
     /// Why the datastore cannot be read now (the last content read stays enforced).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub datastore_unavailable: Option<String>,
@@ -81,4 +86,28 @@ pub struct Refused {
 /// Somewhere a status is written to.
 pub trait StatusSink: Send {
     fn publish(&mut self, status: &AgentStatus) -> Result<(), DatastoreError>;
+}
+
+/// A status file anywhere (`enforcer agent --status-file`), replaced by rename so a
+/// reader never sees half of it: what the lab waits on when its agents read the
+/// Kubernetes API rather than its datastore directory.
+#[derive(Clone, Debug)]
+pub struct StatusFile {
+    pub path: std::path::PathBuf,
+}
+
+impl StatusSink for StatusFile {
+    fn publish(&mut self, status: &AgentStatus) -> Result<(), DatastoreError> {
+        let io = |op, source| DatastoreError::Io {
+            op,
+            path: self.path.clone(),
+            source,
+        };
+        let text = serde_json::to_vec_pretty(status).map_err(|e| io("encode status", e.into()))?;
+        let tmp = self
+            .path
+            .with_extension(format!("tmp.{}", std::process::id()));
+        std::fs::write(&tmp, text).map_err(|e| io("write status", e))?;
+        std::fs::rename(&tmp, &self.path).map_err(|e| io("rename status", e))
+    }
 }

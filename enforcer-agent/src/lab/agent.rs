@@ -56,30 +56,64 @@ pub enum AgentError {
     },
 }
 
+/// Where the lab's agents serve /healthz, /readyz and /metrics, in their node's netns.
+pub const METRICS_ADDR: &str = "127.0.0.1:9091";
+
+/// How the lab's agents read their objects and attach.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AgentMode<'a> {
+    /// Through the lab's API server (`--datastore kubernetes --kubeconfig`), mirroring
+    /// their status and flow log where a directory datastore would keep them.
+    pub kubernetes: bool,
+    /// `--attach` (`tcx` or `tc`).
+    pub attach: Option<&'a str>,
+}
+
 /// Starts `node`'s agent in its netns.
 pub fn start(
     topo: &Topology,
     node: &str,
     binary: &Path,
     paths: &LabPaths,
+    mode: AgentMode<'_>,
 ) -> Result<Daemon, ProcessError> {
+    let path = |p: std::path::PathBuf| p.to_string_lossy().into_owned();
     let mut args = vec![
         "agent".to_owned(),
         "--node".to_owned(),
         node.to_owned(),
-        "--datastore".to_owned(),
-        paths.datastore().to_string_lossy().into_owned(),
         "--bpffs".to_owned(),
-        topo.bpffs(node).to_string_lossy().into_owned(),
+        path(topo.bpffs(node)),
+        // Health and metrics on the node's loopback (`ip netns exec <node> curl`).
+        "--metrics-addr".to_owned(),
+        METRICS_ADDR.to_owned(),
     ];
-    if !topo.single() {
-        args.extend(["--status-file".to_owned(), topo.status_file(node)]);
-    }
-    if let Some(flow_log) = topo.flow_log(paths, node) {
+    if mode.kubernetes {
         args.extend([
+            "--datastore".to_owned(),
+            "kubernetes".to_owned(),
+            // Also how `lab down` finds this agent (a directory agent: `--datastore`).
+            "--kubeconfig".to_owned(),
+            path(paths.kubeconfig()),
+            "--status-file".to_owned(),
+            path(paths.datastore().join(topo.status_file(node))),
             "--flow-log".to_owned(),
-            flow_log.to_string_lossy().into_owned(),
+            path(
+                topo.flow_log(paths, node)
+                    .unwrap_or_else(|| paths.datastore().join("flows.jsonl")),
+            ),
         ]);
+    } else {
+        args.extend(["--datastore".to_owned(), path(paths.datastore())]);
+        if !topo.single() {
+            args.extend(["--status-file".to_owned(), topo.status_file(node)]);
+        }
+        if let Some(flow_log) = topo.flow_log(paths, node) {
+            args.extend(["--flow-log".to_owned(), path(flow_log)]);
+        }
+    }
+    if let Some(attach) = mode.attach {
+        args.extend(["--attach".to_owned(), attach.to_owned()]);
     }
     process::spawn_in_netns(
         &topo.netns(node),

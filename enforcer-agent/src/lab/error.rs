@@ -36,6 +36,12 @@ pub enum LabError {
     #[error(transparent)]
     Agent(#[from] agent::AgentError),
     #[error(transparent)]
+    ApiServer(#[from] super::apiserver::ApiServerError),
+    #[error(
+        "lab {name} reads its objects from files (bring it up with --datastore kubernetes for an API server)"
+    )]
+    NoApiServer { name: String },
+    #[error(transparent)]
     Probe(#[from] ConnectivityError),
     #[error(transparent)]
     Exec(#[from] exec::ExecError),

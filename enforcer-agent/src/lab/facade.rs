@@ -38,6 +38,10 @@ pub struct UpOptions {
     pub binary: PathBuf,
     /// Run the agent from this program instead of `binary` (same arguments).
     pub agent_binary: Option<PathBuf>,
+    /// Serve the objects through a Kubernetes API server; the agent reads it.
+    pub kubernetes: bool,
+    /// `--attach` for the agent (`tcx` or `tc`).
+    pub attach: Option<String>,
 }
 
 /// One line of `lab get pods -o json`.
@@ -118,9 +122,16 @@ impl Lab {
     /// Starts the agents of `nodes` from `binary`, records them, and waits until each
     /// has observed the datastore.
     pub(super) fn start_agents(&mut self, binary: &Path, nodes: &[String]) -> Result<(), LabError> {
+        let mode = agent::AgentMode {
+            kubernetes: self.state.kubernetes,
+            attach: self.state.attach.as_deref(),
+        };
         let mut started = Vec::new();
         for node in nodes {
-            let daemon = agent::start(&self.topo, node, binary, &self.paths)?;
+            // The last agent's status says nothing about this one: wait for its own.
+            let _ =
+                std::fs::remove_file(agent::node_status(&self.ds, &self.topo, node).status_path());
+            let daemon = agent::start(&self.topo, node, binary, &self.paths, mode)?;
             self.state.agents.insert(node.clone(), daemon.record);
             started.push((node, daemon));
         }
@@ -251,6 +262,11 @@ impl Lab {
 
     pub fn has_agent(&self) -> bool {
         self.state.agent
+    }
+
+    /// Whether the agents read a Kubernetes API server the lab runs.
+    pub fn is_kubernetes(&self) -> bool {
+        self.state.kubernetes
     }
 
     pub(super) fn save(&self) -> Result<(), LabError> {

@@ -18,6 +18,7 @@
 //! lines even when the state file is gone.
 
 pub mod agent;
+pub mod apiserver;
 pub mod command;
 pub mod dns;
 pub mod error;

@@ -119,6 +119,23 @@ impl LabPaths {
     pub fn agent_log(&self) -> PathBuf {
         self.logs().join("agent.log")
     }
+    /// Kubernetes labs: the API server's listeners (`apiserver.json`), its bearer
+    /// tokens, the agents' and the lab commands' kubeconfigs, its log.
+    pub fn apiserver_endpoints(&self) -> PathBuf {
+        self.root.join("apiserver.json")
+    }
+    pub fn tokens(&self) -> PathBuf {
+        self.root.join("tokens.json")
+    }
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.root.join("kubeconfig")
+    }
+    pub fn admin_kubeconfig(&self) -> PathBuf {
+        self.root.join("admin.kubeconfig")
+    }
+    pub fn apiserver_log(&self) -> PathBuf {
+        self.logs().join("apiserver.log")
+    }
 }
 
 #[cfg(test)]

@@ -202,12 +202,14 @@ pub fn find_lab_processes(lab: &str, datastore: &Path) -> Vec<ProcessRecord> {
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
         let pair = |flag: &str, value: &str| args.windows(2).any(|w| w[0] == flag && w[1] == value);
-        let is_pod_process = args
-            .get(1)
-            .is_some_and(|sub| sub == "lab-responder" || sub == "lab-dns")
-            && pair("--lab", lab);
+        let is_pod_process = args.get(1).is_some_and(|sub| {
+            sub == "lab-responder" || sub == "lab-dns" || sub == "lab-apiserver"
+        }) && pair("--lab", lab);
         // In any position: the agent may be a script run by an interpreter.
-        let is_agent = args.iter().any(|a| a == "agent") && pair("--datastore", &datastore);
+        // A Kubernetes lab's agents by their kubeconfig, beside the datastore.
+        let kubeconfig = format!("{}/kubeconfig", datastore.trim_end_matches("/datastore"));
+        let is_agent = args.iter().any(|a| a == "agent")
+            && (pair("--datastore", &datastore) || pair("--kubeconfig", &kubeconfig));
         if (is_pod_process || is_agent)
             && let Some(record) = ProcessRecord::of(pid)
         {

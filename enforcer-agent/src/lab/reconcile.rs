@@ -79,13 +79,15 @@ impl Lab {
         let topo = Topology::new(name, opts.nodes, opts.encap)?;
         let mut declared = cluster::declare(declared_from(crate::model::load_paths(files)?));
         implied::add_implied(&mut declared);
-        let state = LabState::new(
+        let mut state = LabState::new(
             name.as_str(),
             opts.binary.clone(),
             opts.agent,
             opts.nodes,
             opts.encap,
         );
+        state.kubernetes = opts.kubernetes;
+        state.attach.clone_from(&opts.attach);
         let (plan, allocation) = cluster::plan(&declared, topo.nodes(), &state.allocation())?;
 
         for dir in [paths.root.clone(), paths.logs(), paths.run()] {
@@ -131,6 +133,9 @@ impl Lab {
             &host::external_netns(&self.name),
             (host::EXTERNAL_IP_V4.into(), host::EXTERNAL_IP_V6.into()),
         )?;
+        if self.state.kubernetes {
+            self.start_apiserver()?;
+        }
         self.reconcile(plan, allocation, &BTreeMap::new())?;
         self.start_host_responders()?;
         if self.state.agent {
@@ -339,24 +344,28 @@ impl Lab {
                 &services::ruleset(&backends, node),
             )?;
         }
-        // 3. The datastore, as the API server would have it.
+        // 3. The datastore, as the API server would have it (through the lab's API
+        //    server in a Kubernetes lab, which stores Calico's kinds as CRDs).
+        let stored = |o: &Object| {
+            if self.state.kubernetes {
+                super::apiserver::daemon::stored_form(o)
+            } else {
+                o.clone()
+            }
+        };
         let changed: Vec<Object> = plan
             .objects
             .iter()
-            .filter(|(id, o)| previous.get(*id) != Some(*o))
+            .map(|(id, o)| (id, stored(o)))
+            .filter(|(id, o)| previous.get(*id) != Some(o))
+            .map(|(_, o)| o)
+            .collect();
+        let removed: Vec<Object> = previous
+            .iter()
+            .filter(|(id, _)| !plan.objects.contains_key(*id))
             .map(|(_, o)| o.clone())
             .collect();
-        let removed: Vec<ObjectId> = previous
-            .keys()
-            .filter(|id| !plan.objects.contains_key(*id))
-            .cloned()
-            .collect();
-        if !changed.is_empty() {
-            self.ds.apply(&changed)?;
-        }
-        if !removed.is_empty() {
-            self.ds.delete(&removed)?;
-        }
+        self.write_objects(&changed, &removed)?;
         report.objects_written = changed.len();
         report.objects_deleted = removed.len();
         // 4. Pods that are gone.

@@ -59,6 +59,16 @@ pub struct LabState {
     pub next_pod_index: BTreeMap<String, u32>,
     /// Pods by `namespace/name`.
     pub pods: BTreeMap<String, PodRecord>,
+    /// Where the agents read objects: the lab's datastore directory, or the lab's
+    /// Kubernetes API server (`lab up --datastore kubernetes`).
+    #[serde(default)]
+    pub kubernetes: bool,
+    /// The lab's API server process (kubernetes labs).
+    #[serde(default)]
+    pub apiserver_process: Option<ProcessRecord>,
+    /// `--attach` given to the agents (`tcx` or `tc`; default: the agent's choice).
+    #[serde(default)]
+    pub attach: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -108,6 +118,9 @@ impl LabState {
             agents: BTreeMap::new(),
             next_pod_index: BTreeMap::new(),
             pods: BTreeMap::new(),
+            kubernetes: false,
+            apiserver_process: None,
+            attach: None,
         }
     }
 

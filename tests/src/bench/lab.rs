@@ -55,6 +55,8 @@ impl LabGuard {
             encap: enforcer::lab::Encap::None,
             binary: enforcer_binary()?,
             agent_binary: None,
+            kubernetes: false,
+            attach: None,
         };
         guard.lab = Some(Lab::up(&opts, &files).ctx("lab up")?);
         Ok(guard)

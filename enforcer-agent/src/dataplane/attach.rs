@@ -1,0 +1,187 @@
+//! How the TC programs are attached: TCX links (kernel ≥ 6.6) or netlink `tc` filters
+//! on a `clsact` qdisc (older kernels), chosen at start (`enforcer agent --attach`).
+//!
+//! # Minimum kernel version
+//!
+//! - TCX (the default where available): Linux 6.6, which added `BPF_TCX_INGRESS` /
+//!   `BPF_TCX_EGRESS` links. A TCX link is pinned under the node's bpffs directory, so
+//!   a restarted agent replaces the program behind it atomically (`bpf_link_update`).
+//! - `tc` (netlink `clsact` + `cls_bpf` in direct-action mode): Linux 4.5 for `clsact`;
+//!   the programs themselves need BPF-to-BPF calls, bounded loops and the ring buffer,
+//!   so the floor is Linux 5.8 (`BPF_MAP_TYPE_RINGBUF`). A filter has no pin: it lives
+//!   on the interface at a fixed priority and handle ([`TC_PRIORITY`], [`TC_HANDLE`]),
+//!   and a restarted agent replaces it in place (an `RTM_NEWTFILTER` without
+//!   `NLM_F_CREATE`, which `cls_bpf` applies atomically).
+//!
+//! Either way the kernel keeps the programs attached when the agent exits: TCX
+//! through the pinned link, `tc` through the filter itself.
+
+use std::path::Path;
+
+use aya::programs::links::Link as _;
+use aya::programs::tc::{NlOptions, SchedClassifierLink, TcAttachOptions, TcHandle};
+use aya::programs::{SchedClassifier, TcAttachType};
+use aya::util::KernelVersion;
+
+/// The `tc` filter priority of our programs: before any other filter of lower
+/// precedence (a higher number), as Calico's own filters are.
+pub const TC_PRIORITY: u16 = 1;
+/// The `tc` filter handle of our programs.
+pub const TC_HANDLE: u16 = 1;
+
+/// How TC programs are attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// TCX links, pinned (kernel ≥ 6.6).
+    Tcx,
+    /// Netlink `tc` filters on a `clsact` qdisc.
+    Tc,
+}
+
+impl AttachMode {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "tcx" => Some(AttachMode::Tcx),
+            "tc" | "netlink" => Some(AttachMode::Tc),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AttachMode::Tcx => "tcx",
+            AttachMode::Tc => "tc",
+        }
+    }
+
+    /// What was asked for, else TCX where the kernel has it.
+    pub fn choose(requested: Option<AttachMode>) -> AttachMode {
+        requested.unwrap_or_else(|| {
+            let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
+            if tcx { AttachMode::Tcx } else { AttachMode::Tc }
+        })
+    }
+}
+
+fn handle() -> TcHandle {
+    TcHandle::new(0, TC_HANDLE)
+}
+
+/// Adds the `clsact` qdisc unless the interface has one.
+fn ensure_clsact(iface: &str) -> Result<(), aya::programs::tc::TcError> {
+    match aya::programs::tc::qdisc_add_clsact(iface) {
+        Err(aya::programs::tc::TcError::AlreadyAttached) => Ok(()),
+        Err(aya::programs::tc::TcError::NetlinkError(e))
+            if e.raw_os_error() == Some(libc::EEXIST) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Attaches `prog` as our `tc` filter of `iface`/`attach_type`: replaces the filter a
+/// previous agent left (atomically), or creates it. The filter stays when the agent
+/// exits.
+pub fn attach_tc(
+    prog: &mut SchedClassifier,
+    iface: &str,
+    attach_type: TcAttachType,
+) -> Result<(), aya::programs::ProgramError> {
+    ensure_clsact(iface).map_err(aya::programs::ProgramError::from)?;
+    let existing = SchedClassifierLink::attached(iface, attach_type, TC_PRIORITY, handle(), None)
+        .map_err(|e| {
+        aya::programs::ProgramError::from(aya::programs::tc::TcError::IoError(e))
+    })?;
+    let link_id = match prog.attach_to_link(existing) {
+        Ok(id) => id,
+        // No filter of ours yet: create it.
+        Err(_) => prog.attach_with_options(
+            iface,
+            attach_type,
+            TcAttachOptions::Netlink(NlOptions {
+                priority: TC_PRIORITY,
+                handle: handle(),
+                classid: None,
+            }),
+        )?,
+    };
+    // Taken out of the program, never dropped: dropping it would detach the filter.
+    let link = prog.take_link(link_id)?;
+    std::mem::forget(link);
+    Ok(())
+}
+
+/// Removes our `tc` filter of `iface`/`attach_type`, if there is one (after the
+/// agent switched to TCX: the TCX program is attached first, so no packet passes
+/// unjudged in between).
+pub fn detach_tc(iface: &str, attach_type: TcAttachType) {
+    if let Ok(link) = SchedClassifierLink::attached(iface, attach_type, TC_PRIORITY, handle(), None)
+    {
+        let _ = link.detach();
+    }
+}
+
+/// What [`uninstall`] removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Uninstalled {
+    pub filters: usize,
+    pub links: usize,
+    pub maps: usize,
+}
+
+/// Takes the enforcer off this network namespace on purpose: our `tc` filters of
+/// every interface, then every pinned link (TCX and XDP detach with their last
+/// reference) and map under `pin_dir`.
+pub fn uninstall(pin_dir: &Path) -> Result<Uninstalled, std::io::Error> {
+    let mut done = Uninstalled::default();
+    let interfaces = nix::net::if_::if_nameindex().map_err(std::io::Error::from)?;
+    for iface in &interfaces {
+        let name = iface.name().to_string_lossy().into_owned();
+        for attach_type in [TcAttachType::Ingress, TcAttachType::Egress] {
+            if let Ok(link) =
+                SchedClassifierLink::attached(&name, attach_type, TC_PRIORITY, handle(), None)
+                && link.detach().is_ok()
+            {
+                done.filters += 1;
+            }
+        }
+    }
+    done.links = std::fs::read_dir(pin_dir.join("links")).map_or(0, Iterator::count);
+    done.maps = std::fs::read_dir(pin_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ENF_"))
+        .count();
+    match std::fs::remove_dir_all(pin_dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    Ok(done)
+}
+
+/// Removes a pinned TCX link (after the agent switched to `tc`: the filter is
+/// attached first).
+pub fn remove_tcx_pin(path: &Path) {
+    let _ = std::fs::remove_file(path);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse_and_default_to_tcx_on_new_kernels() {
+        assert_eq!(AttachMode::parse("tc"), Some(AttachMode::Tc));
+        assert_eq!(AttachMode::parse("tcx"), Some(AttachMode::Tcx));
+        assert_eq!(AttachMode::parse("xdp"), None);
+        assert_eq!(AttachMode::choose(Some(AttachMode::Tc)), AttachMode::Tc);
+        let expected = if KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0)) {
+            AttachMode::Tcx
+        } else {
+            AttachMode::Tc
+        };
+        assert_eq!(AttachMode::choose(None), expected);
+    }
+}
