@@ -46,19 +46,70 @@ pub const MAP_EVENTS: &str = "ENF_EVENTS";
 /// but never pins or uses it); the benchmark loads it with `CONNTRACK_MAX`.
 pub const MAP_BENCH_FLOOR: &str = "ENF_BENCH_FLOOR";
 
-/// Program names (function names in the BPF object).
-pub const PROG_POD_EGRESS: &str = "enforcer_pod_egress";
-pub const PROG_POD_INGRESS: &str = "enforcer_pod_ingress";
+// ---------------------------------------------------------------------------------
+// Program names (function names in the BPF object).
+//
+// The kernel keeps 15 bytes of a program's name (`BPF_OBJ_NAME_LEN` - 1), and that is
+// what `bpftool prog show` prints: every name here fits, so the names in bpftool are
+// the names in the source. `enf_` + the hook, `_d` for the debug-log variant.
+//
+// Each attached program exists in two variants built from one body (a const generic
+// `DEBUG`): the production variant has no debug-log code at all (its verifier cost is
+// the policy path's only), the `_d` variant writes an aya-log record per verdict while
+// `CONFIG_F_DEBUG_LOG` is set. The agent loads and attaches the `_d` variants only with
+// `--bpf-debug-log`.
+// ---------------------------------------------------------------------------------
+
+/// Longest program name the kernel keeps.
+pub const PROG_NAME_MAX: usize = 15;
+
+/// TCX ingress of a pod's host-side veth (packets from the pod): its egress policy.
+pub const PROG_POD_EGRESS: &str = "enf_pod_eg";
+pub const PROG_POD_EGRESS_DEBUG: &str = "enf_pod_eg_d";
+/// TCX egress of a pod's host-side veth (packets to the pod): its ingress policy.
+pub const PROG_POD_INGRESS: &str = "enf_pod_in";
+pub const PROG_POD_INGRESS_DEBUG: &str = "enf_pod_in_d";
 /// XDP on a host interface: untracked and preDNAT ingress denies, before an skb exists.
-pub const PROG_HOST_XDP: &str = "enforcer_host_xdp";
+pub const PROG_HOST_XDP: &str = "enf_host_xdp";
+pub const PROG_HOST_XDP_DEBUG: &str = "enf_host_xdp_d";
 /// TCX ingress of a host interface: the host endpoint's tracked ingress chain.
-pub const PROG_HOST_INGRESS: &str = "enforcer_host_ingress";
+pub const PROG_HOST_INGRESS: &str = "enf_host_in";
+pub const PROG_HOST_INGRESS_DEBUG: &str = "enf_host_in_d";
 /// TCX egress of a host interface: the host endpoint's egress chain.
-pub const PROG_HOST_EGRESS: &str = "enforcer_host_egress";
+pub const PROG_HOST_EGRESS: &str = "enf_host_eg";
+pub const PROG_HOST_EGRESS_DEBUG: &str = "enf_host_eg_d";
+/// The benchmark floor (`cargo xtask bench`): parse + one hash lookup; never attached.
+pub const PROG_BENCH_FLOOR: &str = "enf_bench_floor";
+
+/// Every program of the object: (production name, debug-log variant).
+pub const PROGRAMS: [(&str, Option<&str>); 6] = [
+    (PROG_POD_EGRESS, Some(PROG_POD_EGRESS_DEBUG)),
+    (PROG_POD_INGRESS, Some(PROG_POD_INGRESS_DEBUG)),
+    (PROG_HOST_XDP, Some(PROG_HOST_XDP_DEBUG)),
+    (PROG_HOST_INGRESS, Some(PROG_HOST_INGRESS_DEBUG)),
+    (PROG_HOST_EGRESS, Some(PROG_HOST_EGRESS_DEBUG)),
+    (PROG_BENCH_FLOOR, None),
+];
+
+const fn names_fit(programs: &[(&str, Option<&str>)]) -> bool {
+    let mut i = 0;
+    while i < programs.len() {
+        if programs[i].0.len() > PROG_NAME_MAX {
+            return false;
+        }
+        if let Some(d) = programs[i].1
+            && d.len() > PROG_NAME_MAX
+        {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+const _: () = assert!(names_fit(&PROGRAMS));
+
 /// Failsafe ports (see [`FailsafeKey`]).
 pub const MAP_FAILSAFE: &str = "ENF_FAILSAFE";
-/// The benchmark floor (`cargo xtask bench`): parse + one hash lookup; never attached.
-pub const PROG_BENCH_FLOOR: &str = "enforcer_bench_floor";
 
 // ---------------------------------------------------------------------------------
 // Capacities.
@@ -613,4 +664,23 @@ mod user {
     unsafe impl aya::Pod for PendingValue {}
     unsafe impl aya::Pod for FlowEvent {}
     unsafe impl aya::Pod for FailsafeKey {}
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::collections::BTreeSet;
+
+    use super::{PROG_NAME_MAX, PROGRAMS};
+
+    #[test]
+    fn program_names_are_distinct_and_fit_the_kernel() {
+        let names: std::vec::Vec<&str> = PROGRAMS
+            .iter()
+            .flat_map(|(p, d)| core::iter::once(*p).chain(*d))
+            .collect();
+        let distinct: BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(distinct.len(), names.len(), "{names:?}");
+        assert!(names.iter().all(|n| n.len() <= PROG_NAME_MAX), "{names:?}");
+    }
 }

@@ -69,7 +69,13 @@ fn timeout_ns(proto: u8, flags: u32) -> u64 {
     }
 }
 
-/// A live (not expired) entry: a pointer into the map, and a copy of its value.
+/// The result of a lookup: a live (not expired) entry, a pointer into the map and a
+/// copy of its value; or, when absent or expired, a null pointer and an all-zero value
+/// (no flag set).
+///
+/// Not an `Option`: the payload of a `None` is undefined, and LLVM may then spill an
+/// uninitialised register on the path where the entry is absent, which the verifier
+/// refuses (`!read_ok`). Every field here is defined on every path.
 pub struct Entry {
     ptr: *mut CtValue,
     pub value: CtValue,
@@ -77,23 +83,38 @@ pub struct Entry {
 
 /// Looks `key` up; an expired entry counts as absent.
 #[inline(always)]
-pub fn lookup(key: &CtKey, now: u64) -> Option<Entry> {
-    let ptr = ENF_CONNTRACK.get_ptr_mut(key)?;
+pub fn lookup(key: &CtKey, now: u64) -> Entry {
+    let absent = Entry {
+        ptr: core::ptr::null_mut(),
+        value: CtValue::default(),
+    };
+    let Some(ptr) = ENF_CONNTRACK.get_ptr_mut(key) else {
+        return absent;
+    };
     // SAFETY: the pointer is a live map value of type CtValue; the copy is a plain read
     // (another CPU may update it concurrently, which at worst yields a stale copy).
     let value = unsafe { *ptr };
     if now.saturating_sub(value.last_seen_ns) > timeout_ns(key.proto, value.flags) {
-        return None;
+        return absent;
     }
-    Some(Entry { ptr, value })
+    Entry { ptr, value }
 }
 
 impl Entry {
+    /// A live entry was found.
+    #[inline(always)]
+    pub fn exists(&self) -> bool {
+        !self.ptr.is_null()
+    }
+
     /// Records a packet of the flow: refreshes `last_seen_ns`, marks a TCP FIN/RST.
     #[inline(always)]
     pub fn touch(&self, pkt: &Packet, now: u64) {
-        // SAFETY: the pointer came from a lookup in this program run; map values stay
-        // valid for the whole run (RCU).
+        if !self.exists() {
+            return;
+        }
+        // SAFETY: a non-null pointer came from a lookup in this program run; map values
+        // stay valid for the whole run (RCU).
         unsafe {
             (*self.ptr).last_seen_ns = now;
             if pkt.is_tcp_fin_or_rst() {
@@ -102,6 +123,7 @@ impl Entry {
         }
     }
 
+    /// Every bit of `flags` (non-zero) is set; never for an absent entry.
     pub fn has(&self, flags: u32) -> bool {
         self.value.flags & flags == flags
     }
@@ -112,19 +134,16 @@ impl Entry {
 /// is a reply to an established flow. A TCP SYN without ACK opens a connection and is
 /// always judged by policy. Refreshes the entry that matched.
 #[inline(always)]
-pub fn passes(pkt: &Packet, key: &CtKey, fwd: Option<&Entry>, leg: u32, now: u64) -> bool {
+pub fn passes(pkt: &Packet, key: &CtKey, fwd: &Entry, leg: u32, now: u64) -> bool {
     if pkt.is_tcp_syn_only() {
         return false;
     }
-    if let Some(e) = fwd
-        && e.has(leg)
-    {
-        e.touch(pkt, now);
+    if fwd.has(leg) {
+        fwd.touch(pkt, now);
         return true;
     }
-    if let Some(r) = lookup(&reverse_key(key), now)
-        && r.has(CT_F_ESTABLISHED)
-    {
+    let r = lookup(&reverse_key(key), now);
+    if r.has(CT_F_ESTABLISHED) {
         r.touch(pkt, now);
         return true;
     }

@@ -2,8 +2,9 @@
 //! aya-log's `AYA_LOGS` ring buffer and forwarded to the agent's log by
 //! `enforcer::dataplane::bpf_log`.
 //!
-//! Off unless `Config.flags` has [`CONFIG_F_DEBUG_LOG`]: the programs read `Config` for
-//! every packet anyway, so the log costs one bit test per verdict when off. The record
+//! Only the debug-log program variants (`enf_*_d`, `DEBUG = true`) contain this code;
+//! the production programs have none of it. In those variants it is off unless
+//! `Config.flags` has [`CONFIG_F_DEBUG_LOG`]: one bit test per verdict. The record
 //! is built in one function kept out of line, so its code exists once per program
 //! rather than once per call site, and its stack frame is its own.
 

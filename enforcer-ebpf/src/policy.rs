@@ -154,10 +154,10 @@ pub struct Judged {
 }
 
 /// Looks the verdict up and emits the events it calls for: a Log rule matched
-/// (`VERDICT_F_LOG`), or a deny with `CONFIG_F_EVENT_ON_DENY`; and the debug log record
-/// when it is on. Returns whether the packet is allowed.
+/// (`VERDICT_F_LOG`), or a deny with `CONFIG_F_EVENT_ON_DENY`; and, in the debug-log
+/// variants (`DEBUG`), the debug log record when it is on. Returns whether the packet is allowed.
 #[inline(always)]
-pub fn judge(
+pub fn judge<const DEBUG: bool>(
     cfg: &Config,
     pkt: &Packet,
     who: &Judged,
@@ -166,7 +166,7 @@ pub fn judge(
 ) -> Result<bool, Drop> {
     let v = verdict(who.generation, who.dir, who.profile, peer_class, cell)?;
     let allow = allows(&v)?;
-    if debug_log::enabled(cfg) {
+    if DEBUG && debug_log::enabled(cfg) {
         debug_log::verdict(
             pkt,
             &VerdictLog {

@@ -4,8 +4,8 @@
 //! (`BPF_PROG_TEST_RUN`) and by the reference evaluator.
 //!
 //! A *case* is one leg of one packet on one cluster: a packet from a local endpoint is
-//! judged by `enforcer_pod_egress` on that endpoint's interface, a packet to one by
-//! `enforcer_pod_ingress` on its interface (a packet between two local endpoints makes
+//! judged by `enf_pod_eg` on that endpoint's interface, a packet to one by
+//! `enf_pod_in` on its interface (a packet between two local endpoints makes
 //! two cases, egress first, as the kernel would run them). Per case the checks are exact:
 //!
 //! 1. **verdict**: the program's TC action is the evaluator's action;

@@ -1,8 +1,10 @@
 //! Privileged integration tests live in tests/; this library holds their helpers.
 
+pub mod attack;
 pub mod bench;
 pub mod bpf;
 pub mod differential;
 pub mod lab;
 pub mod netpol;
+pub mod rogue;
 pub mod traffic;

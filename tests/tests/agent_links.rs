@@ -69,3 +69,80 @@ fn the_interface_table_follows_netlink_link_events() {
         assert_eq!(links.current().keys().collect::<Vec<_>>(), ["lo"]);
     });
 }
+
+/// The node's addresses (security item 3) and what each link is (item 12) follow the
+/// kernel too: an address added or removed is an event, a `tun` device (no Ethernet
+/// header) is no Ethernet link, and IPv4 on a loopback device is its whole prefix.
+#[test]
+fn addresses_and_link_kinds_follow_netlink_events() {
+    use enforcer::dataplane::interfaces::{LinkKind, NodeInterfaces};
+
+    let _netns = NetNs::enter();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .or_panic("tokio runtime");
+    runtime.block_on(async {
+        let mut links = NetlinkLinks::open().await.or_panic("netlink");
+        let has = |i: &NodeInterfaces, net: &str| {
+            let net = net.parse().or_panic("a prefix");
+            i.addresses.iter().any(|(_, n)| *n == net)
+        };
+        let until_interfaces =
+            async |links: &mut NetlinkLinks, what: &str, done: &dyn Fn(&NodeInterfaces) -> bool| {
+                while !done(links.interfaces()) {
+                    tokio::time::timeout(Duration::from_secs(30), links.changed())
+                        .await
+                        .unwrap_or_else(|_| {
+                            panic!("no event for {what}; now: {:?}", links.interfaces())
+                        })
+                        .or_panic("link events");
+                }
+            };
+
+        ip(&["link", "set", "lo", "up"]);
+        until_interfaces(&mut links, "lo's address", &|i| has(i, "127.0.0.0/8")).await;
+        let lo = links.current()["lo"];
+        assert_eq!(links.interfaces().kind(lo), LinkKind::Loopback);
+
+        ip(&[
+            "link", "add", "enf-aa", "type", "veth", "peer", "name", "enf-ab",
+        ]);
+        ip(&["addr", "add", "198.18.9.1/24", "brd", "+", "dev", "enf-aa"]);
+        ip(&["addr", "add", "2001:2:0:9::1/64", "dev", "enf-aa", "nodad"]);
+        until_interfaces(&mut links, "the veth's addresses", &|i| {
+            has(i, "198.18.9.1/32") && has(i, "2001:2:0:9::1/128")
+        })
+        .await;
+        let aa = links.current()["enf-aa"];
+        assert_eq!(links.interfaces().kind(aa), LinkKind::Ethernet);
+        // The broadcast address is delivered to the host too.
+        assert!(has(links.interfaces(), "198.18.9.255/32"));
+        let own = links.interfaces().node_addresses();
+        assert!(own.contains("198.18.9.1".parse().or_panic("address")));
+        assert!(!own.contains("198.18.9.2".parse().or_panic("address")));
+
+        ip(&["addr", "del", "198.18.9.1/24", "dev", "enf-aa"]);
+        until_interfaces(&mut links, "the address removal", &|i| {
+            !has(i, "198.18.9.1/32")
+        })
+        .await;
+
+        ip(&["tuntap", "add", "mode", "tun", "enf-tun"]);
+        until_interfaces(&mut links, "the tun device", &|i| {
+            i.links.contains_key("enf-tun")
+        })
+        .await;
+        let tun = links.current()["enf-tun"];
+        assert_eq!(links.interfaces().kind(tun), LinkKind::Other);
+
+        // Deleting the veth takes its addresses along.
+        ip(&["link", "del", "enf-aa"]);
+        until_interfaces(&mut links, "the veth's deletion", &|i| {
+            !i.links.contains_key("enf-aa")
+        })
+        .await;
+        assert!(!has(links.interfaces(), "2001:2:0:9::1/128"));
+        ip(&["tuntap", "del", "mode", "tun", "enf-tun"]);
+    });
+}

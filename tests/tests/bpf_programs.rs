@@ -29,7 +29,7 @@ use enforcer_tests::bpf::{
     netns::NetNs,
     packet::{
         ACK, Ext, FIN, PROTO_GRE, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP, PSH,
-        RST, SYN, V4, arp, eth, icmp, sctp, tcp, truncated, udp, v6,
+        RST, SYN, V4, arp, eth, icmp, sctp, tcp, truncated, udp, v6, v6_hops,
     },
     run_table,
 };
@@ -1176,14 +1176,15 @@ fn cases() -> Vec<Case> {
             steps: vec![
                 eg(
                     On::A,
-                    v6(LL6, SOLICITED6, &[], PROTO_ICMPV6, &icmp(135, 0, 0)),
+                    v6_hops(LL6, SOLICITED6, 255, &[], PROTO_ICMPV6, &icmp(135, 0, 0)),
                     pass(REASON_ALLOW_NDP),
                 ),
                 eg(
                     On::A,
-                    v6(
+                    v6_hops(
                         Ipv6Addr::UNSPECIFIED,
                         SOLICITED6,
+                        255,
                         &[],
                         PROTO_ICMPV6,
                         &icmp(135, 0, 0),
@@ -1192,17 +1193,17 @@ fn cases() -> Vec<Case> {
                 ),
                 ig(
                     On::A,
-                    v6(LL6, A6, &[], PROTO_ICMPV6, &icmp(136, 0, 0)),
+                    v6_hops(LL6, A6, 255, &[], PROTO_ICMPV6, &icmp(136, 0, 0)),
                     pass(REASON_ALLOW_NDP),
                 ),
                 ig(
                     On::A,
-                    v6(LL6, A6, &[], PROTO_ICMPV6, &icmp(134, 0, 0)),
+                    v6_hops(LL6, A6, 255, &[], PROTO_ICMPV6, &icmp(134, 0, 0)),
                     pass(REASON_ALLOW_NDP),
                 ),
                 eg(
                     On::A,
-                    v6(LL6, A6, &[], PROTO_ICMPV6, &icmp(133, 0, 0)),
+                    v6_hops(LL6, A6, 255, &[], PROTO_ICMPV6, &icmp(133, 0, 0)),
                     pass(REASON_ALLOW_NDP),
                 ),
                 // Echo is not neighbor discovery.

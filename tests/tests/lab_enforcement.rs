@@ -4,6 +4,7 @@
 //! Privileged: `cargo build --bin enforcer && cargo test -p enforcer-tests --test lab_enforcement`.
 
 use enforcer::datastore::file::FileDatastore;
+use enforcer::datastore::status::Fallback;
 use enforcer_tests::lab::{LabGuard, TempDir, fixture, serial};
 
 const APP: &str = "tutorial/dev-app-deployments.yaml";
@@ -269,20 +270,48 @@ fn bad_input_is_refused_with_a_clear_error_and_the_old_policy_stays() {
     }
 
     // A broken object that reaches the datastore anyway (a client that skipped
-    // validation): the agent refuses that revision, says why, keeps enforcing.
+    // validation): the agent refuses that object alone (security item 5), says why in
+    // its status, and enforces this never-loaded policy as one that allows nothing to
+    // what its selector selects; the old policy stays in force. (Before per-object
+    // refusal the whole revision was refused: `applied_revision` stayed behind.)
     let store = FileDatastore::open(lab.state_dir().join("datastore"))
         .unwrap_or_else(|e| panic!("open datastore: {e}"));
     let revision = store
         .put_raw("NetworkPolicy.dev-app.broken.json", BAD_INPUTS[1].1)
         .unwrap_or_else(|e| panic!("plant bad object: {e}"));
     let status = wait_observed(&store, revision);
-    let error = status.error.clone().unwrap_or_default();
-    assert!(
-        error.contains("ipBlock.cidr"),
-        "agent status must say why: {error:?}"
-    );
-    assert!(status.applied_revision < revision, "{status:?}");
+    let refused = status
+        .refused
+        .iter()
+        .find(|r| r.reason.contains("ipBlock.cidr"))
+        .unwrap_or_else(|| panic!("agent status must say why: {status:?}"));
+    assert_eq!(refused.fallback, Fallback::DenyAll, "{status:?}");
+    assert_eq!(status.error, None, "{status:?}");
+    assert_eq!(status.applied_revision, revision, "{status:?}");
     assert!(!enforced(), "the agent must keep the previous policy");
+
+    // Everything else keeps flowing while the broken object stays: allowing
+    // frontend → backend takes effect.
+    let allow = tmp.write(
+        "frontend-egress.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: frontend-egress, namespace: dev-app}\nspec:\n  podSelector: {matchLabels: {app: frontend}}\n  policyTypes: [Egress]\n  egress:\n  - to: [{podSelector: {matchLabels: {app: backend}}}]\n    ports: [{port: 8080}]\n",
+    );
+    lab.apply(&allow);
+    lab.apply(&fixture(
+        "tutorial/networkpolicy-allow-frontend-to-backend.yaml",
+    ));
+    assert!(
+        connected(
+            &lab,
+            "dev-app/frontend-0",
+            "dev-app/backend-0",
+            "8080",
+            "TCP"
+        ),
+        "a change made while an object is refused applies"
+    );
+    let status = store.read_status().ok().flatten().unwrap_or_default();
+    assert_eq!(status.refused.len(), 1, "{status:?}");
 
     // Removing the bad object lets the next revision apply.
     std::fs::remove_file(
@@ -296,6 +325,7 @@ fn bad_input_is_refused_with_a_clear_error_and_the_old_policy_stays() {
     ));
     let status = store.read_status().ok().flatten().unwrap_or_default();
     assert_eq!(status.error, None, "{status:?}");
+    assert!(status.refused.is_empty(), "{status:?}");
     assert_eq!(status.applied_revision, status.observed_revision);
 }
 
@@ -374,7 +404,7 @@ fn maps_and_programs_are_visible_and_enforcement_survives_an_agent_crash() {
     // and TCX links; the pins have readable names under the node's directory.
     let progs = bpftool(&["prog", "show"]);
     assert!(
-        progs.contains("enforcer_pod_eg") && progs.contains("enforcer_pod_in"),
+        progs.contains("enf_pod_eg") && progs.contains("enf_pod_in"),
         "{progs}"
     );
     let maps = bpftool(&["map", "show"]);
@@ -391,7 +421,7 @@ fn maps_and_programs_are_visible_and_enforcement_survives_an_agent_crash() {
     // Debian's bpftool 7.1 prints TCX links as "type 11": match them by program id.
     let ours: Vec<String> = progs
         .lines()
-        .filter(|l| l.contains("name enforcer_pod_"))
+        .filter(|l| l.contains("name enf_pod_"))
         .filter_map(|l| l.split(':').next().map(|id| format!("prog {}", id.trim())))
         .collect();
     let links = bpftool(&["link", "show"]);

@@ -1,5 +1,7 @@
 //! The agent's copy of the datastore's objects, kept per object from the datastore's
-//! events, and the refusal rule applied when they are compiled.
+//! events: each object's latest version (or why it does not load) and the version of
+//! it in the policy in force, which a refused later version leaves enforced
+//! (`agent/selection.rs` decides which version of each object is compiled).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,36 +11,14 @@ use crate::model::{LoadError, Loaded, ObjectId};
 
 /// One object as the datastore last said it.
 #[derive(Debug)]
-enum Entry {
-    Good(Loaded),
-    /// The latest version does not load. The last version that did is kept, so a
-    /// later per-object refusal can keep enforcing it.
-    Broken {
-        origin: String,
-        error: Arc<LoadError>,
-        last_good: Option<Loaded>,
-    },
-}
-
-/// Why the objects in the cache are not compiled.
-#[derive(Debug, thiserror::Error)]
-pub enum Unreadable {
-    /// Today's rule: a revision with any object that does not load is refused whole.
-    #[error("{error}{}", others_suffix(*others))]
-    Objects {
-        origin: String,
-        error: Arc<LoadError>,
-        /// How many more objects do not load.
-        others: usize,
-    },
-}
-
-fn others_suffix(others: usize) -> String {
-    match others {
-        0 => String::new(),
-        1 => " (and 1 more object that does not load)".to_owned(),
-        n => format!(" (and {n} more objects that do not load)"),
-    }
+pub struct Entry {
+    /// Where the datastore keeps it, for messages.
+    pub origin: String,
+    /// The latest version, or why it does not load.
+    pub latest: Result<Loaded, Arc<LoadError>>,
+    /// The version in the policy in force, if one was: what a refused later version
+    /// leaves enforced.
+    pub enforced: Option<Loaded>,
 }
 
 #[derive(Debug, Default)]
@@ -47,7 +27,8 @@ pub struct ObjectCache {
 }
 
 impl ObjectCache {
-    /// Replaces everything with a snapshot (the first event, or a relist).
+    /// Replaces everything with a snapshot (the first event, or a relist); objects
+    /// that stay keep their enforced version.
     pub fn reset(&mut self, snapshot: Snapshot) {
         let mut old = std::mem::take(&mut self.entries);
         for stored in snapshot.objects {
@@ -71,17 +52,10 @@ impl ObjectCache {
     }
 
     fn upsert(&mut self, stored: Stored, previous: Option<Entry>) {
-        let entry = match stored.object {
-            Ok(loaded) => Entry::Good(loaded),
-            Err(error) => Entry::Broken {
-                origin: stored.origin,
-                error: Arc::new(error),
-                last_good: match previous {
-                    Some(Entry::Good(loaded)) => Some(loaded),
-                    Some(Entry::Broken { last_good, .. }) => last_good,
-                    None => None,
-                },
-            },
+        let entry = Entry {
+            origin: stored.origin,
+            latest: stored.object.map_err(Arc::new),
+            enforced: previous.and_then(|p| p.enforced),
         };
         self.entries.insert(stored.id, entry);
     }
@@ -94,41 +68,23 @@ impl ObjectCache {
         self.entries.is_empty()
     }
 
-    /// The objects to compile, in the datastore's own order (file, then document:
-    /// the order a directory listing gave before, so classes and ids come out the
-    /// same), or why there are none: any object that does not load refuses them all.
-    pub fn objects(&self) -> Result<Vec<Loaded>, Unreadable> {
-        let mut broken: Vec<(&String, &Arc<LoadError>)> = self
-            .entries
-            .values()
-            .filter_map(|e| match e {
-                Entry::Broken { origin, error, .. } => Some((origin, error)),
-                Entry::Good(_) => None,
-            })
-            .collect();
-        if !broken.is_empty() {
-            broken.sort_by(|a, b| a.0.cmp(b.0));
-            let (origin, error) = broken[0];
-            return Err(Unreadable::Objects {
-                origin: origin.clone(),
-                error: Arc::clone(error),
-                others: broken.len() - 1,
-            });
+    pub fn get(&self, id: &ObjectId) -> Option<&Entry> {
+        self.entries.get(id)
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = (&ObjectId, &Entry)> {
+        self.entries.iter()
+    }
+
+    /// Records that the latest version of each of `ids` is now in force.
+    pub fn mark_enforced(&mut self, ids: &[ObjectId]) {
+        for id in ids {
+            if let Some(entry) = self.entries.get_mut(id)
+                && let Ok(latest) = &entry.latest
+            {
+                entry.enforced = Some(latest.clone());
+            }
         }
-        let mut good: Vec<&Loaded> = self
-            .entries
-            .values()
-            .filter_map(|e| match e {
-                Entry::Good(loaded) => Some(loaded),
-                Entry::Broken { .. } => None,
-            })
-            .collect();
-        good.sort_by(|a, b| {
-            (&a.source.file, a.source.document).cmp(&(&b.source.file, b.source.document))
-        });
-        // Cloned because `Cluster::from_objects` takes a slice of owned objects; the
-        // incremental compiler of the performance issue reads the cache instead.
-        Ok(good.into_iter().cloned().collect())
     }
 }
 
@@ -152,50 +108,49 @@ mod tests {
         read_document(Path::new(&origin), &origin, &text, &[id])
     }
 
+    fn upsert(cache: &mut ObjectCache, stored: Vec<Stored>) {
+        cache.apply(
+            stored
+                .into_iter()
+                .map(|s| Change::Upsert(Box::new(s)))
+                .collect(),
+        );
+    }
+
     #[test]
-    fn a_broken_object_refuses_all_and_the_fix_restores_them() {
+    fn a_broken_version_keeps_the_enforced_one() {
         let mut cache = ObjectCache::default();
         cache.reset(Snapshot {
             revision: 1,
-            objects: [doc("b", "10.0.0.0/8"), doc("a", "10.1.0.0/16")]
-                .into_iter()
-                .flatten()
-                .collect(),
+            objects: doc("b", "10.0.0.0/8"),
         });
-        let names: Vec<String> = cache
-            .objects()
-            .unwrap()
-            .iter()
-            .map(|l| l.object.meta().name.clone())
-            .collect();
-        assert_eq!(names, ["a", "b"], "file order");
-        cache.apply(
-            doc("b", "10.0.0.0/99")
-                .into_iter()
-                .map(|s| Change::Upsert(Box::new(s)))
-                .collect(),
-        );
-        cache.apply(
-            doc("c", "nope")
-                .into_iter()
-                .map(|s| Change::Upsert(Box::new(s)))
-                .collect(),
-        );
-        let err = cache.objects().unwrap_err().to_string();
-        assert!(err.contains("objects/b.json"), "{err}");
-        assert!(err.contains("and 1 more"), "{err}");
-        assert_eq!(cache.len(), 3);
-        cache.apply(
-            doc("b", "10.0.0.0/8")
-                .into_iter()
-                .map(|s| Change::Upsert(Box::new(s)))
-                .collect(),
-        );
-        cache.apply(vec![Change::Delete(ObjectId {
+        let id = ObjectId {
             kind: "NetworkPolicy".into(),
             namespace: "dev".into(),
-            name: "c".into(),
-        })]);
-        assert_eq!(cache.objects().unwrap().len(), 2);
+            name: "b".into(),
+        };
+        assert!(
+            cache.get(&id).unwrap().enforced.is_none(),
+            "not enforced yet"
+        );
+        cache.mark_enforced(std::slice::from_ref(&id));
+        upsert(&mut cache, doc("b", "10.0.0.0/99"));
+        let entry = cache.get(&id).unwrap();
+        assert!(entry.latest.is_err());
+        assert_eq!(entry.origin, "objects/b.json");
+        let kept = entry.enforced.as_ref().unwrap();
+        assert_eq!(kept.object.meta().name, "b");
+        // Marking a broken latest version changes nothing.
+        cache.mark_enforced(std::slice::from_ref(&id));
+        assert!(cache.get(&id).unwrap().enforced.is_some());
+        // A relist keeps what is enforced; a deletion forgets it.
+        cache.reset(Snapshot {
+            revision: 2,
+            objects: doc("b", "10.0.0.0/98"),
+        });
+        assert!(cache.get(&id).unwrap().enforced.is_some());
+        cache.apply(vec![Change::Delete(id.clone())]);
+        assert!(cache.get(&id).is_none());
+        assert!(cache.is_empty());
     }
 }

@@ -5,6 +5,7 @@ use crate::datastore::DatastoreError;
 
 use super::flowlog::FlowLogError;
 use super::links::LinkError;
+use super::watchdog::WatchdogError;
 
 /// What stops the agent. A refused revision is not one of these: it is reported in
 /// the status and the agent goes on.
@@ -18,4 +19,6 @@ pub enum AgentError {
     Links(#[from] LinkError),
     #[error(transparent)]
     FlowLog(#[from] FlowLogError),
+    #[error(transparent)]
+    Watchdog(#[from] WatchdogError),
 }

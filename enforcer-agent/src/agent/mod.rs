@@ -16,7 +16,9 @@ mod error;
 pub mod flowlog;
 pub mod links;
 pub mod reconcile;
+pub mod selection;
 pub mod status;
+pub mod watchdog;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -25,6 +27,8 @@ use tokio::sync::watch;
 
 use crate::dataplane::bpf::BpfDataplane;
 use crate::dataplane::failsafe::Failsafe;
+use crate::dataplane::interfaces::WorkloadPrefixes;
+use crate::dataplane::loader::Variant;
 use crate::datastore::Datastore;
 use crate::datastore::status::AgentStatus;
 
@@ -32,6 +36,7 @@ pub use error::AgentError;
 use flowlog::{FlowLog, FlowLogError};
 use links::{LinkSource, NetlinkLinks};
 use reconcile::Reconciler;
+use watchdog::Watchdog;
 
 /// How the agent runs (all from the command line).
 #[derive(Clone, Debug)]
@@ -47,8 +52,11 @@ pub struct AgentOptions {
     /// Where flow events (Log rules, denies) go, one JSON object per line.
     pub flow_log: PathBuf,
     /// Opt-in BPF debug log of verdicts (aya-log, forwarded to `tracing` under the
-    /// target `enforcer::bpf`), off by default: no per-packet cost when off.
+    /// target `enforcer::bpf`), off by default: the production programs carry no
+    /// debug-log code; this loads and attaches their `_d` variants instead.
     pub bpf_log: bool,
+    /// Which interfaces are workload interfaces (attached fail-closed on sight).
+    pub workload_prefixes: WorkloadPrefixes,
 }
 
 /// Runs the agent with the BPF dataplane and this network namespace's links until
@@ -59,9 +67,15 @@ pub async fn run(
     status: watch::Sender<AgentStatus>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
+    let variant = if options.bpf_log {
+        Variant::DebugLog
+    } else {
+        Variant::Production
+    };
     let mut dataplane = BpfDataplane::load(
         crate::dataplane::object::BPF_OBJECT,
         &options.bpffs,
+        variant,
         &options.failsafe,
         options.events_on_deny,
     )?;
@@ -80,11 +94,17 @@ pub async fn run(
         links = links.current().len(),
         "agent started"
     );
-    let mut reconciler = Reconciler::new(options.node.clone(), Box::new(dataplane), status);
+    let mut watchdog = Watchdog::new(
+        watchdog::DEFAULT_VERIFY_EVERY,
+        Some(&options.bpffs.join("links")),
+    )?;
+    let mut reconciler = Reconciler::new(options.node.clone(), Box::new(dataplane), status)
+        .with_workload_prefixes(options.workload_prefixes.clone());
     serve(
         &mut reconciler,
         datastore.as_mut(),
         &mut links,
+        &mut watchdog,
         Some(&mut flow_log),
         shutdown,
     )
@@ -98,6 +118,7 @@ pub async fn serve(
     reconciler: &mut Reconciler,
     datastore: &mut dyn Datastore,
     links: &mut dyn LinkSource,
+    watchdog: &mut Watchdog,
     mut flows: Option<&mut FlowLog>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
@@ -113,12 +134,13 @@ pub async fn serve(
                 if let Some(flows) = flows.as_deref_mut() {
                     flows.drain(reconciler.spec())?;
                 }
-                reconciler.on_datastore(event?, links.current())?;
+                reconciler.on_datastore(event?, links.interfaces())?;
             }
             changed = links.changed() => {
                 changed?;
-                reconciler.on_links(links.current())?;
+                reconciler.on_links(links.interfaces())?;
             }
+            () = watchdog.due() => reconciler.on_verify(),
             ready = flows_readable(flows.as_deref()) => {
                 ready?;
                 if let Some(flows) = flows.as_deref_mut() {

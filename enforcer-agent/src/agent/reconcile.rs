@@ -1,9 +1,19 @@
 //! What the agent does with each event: datastore changes update the object cache and,
 //! when they compile, become the policy in force; interface changes rebind the policy
-//! in force. Every outcome is published as [`AgentStatus`].
+//! in force, and a change of the node's own addresses recompiles it (they decide what
+//! a host endpoint sees as traffic to the host). Every outcome is published as
+//! [`AgentStatus`].
 //!
-//! Bad input never replaces good policy: a revision that fails to load, validate or
-//! compile leaves the previous generation in the maps, and the status says why.
+//! Workload interfaces (by prefix) are attached as soon as their link appears, with or
+//! without an endpoint and whether or not any policy compiled: without an endpoint
+//! entry the programs drop everything, so a new pod is never unfiltered.
+//!
+//! Bad input never replaces good policy and never holds up other changes: an object
+//! that does not load, validate or suit the dataplane is refused alone
+//! (`agent/selection.rs`: its last enforced version stays, or a never-enforced policy
+//! denies what it selects), and the status names it with its reason. Only a compile
+//! that fails as a whole (map capacity) leaves the previous generation in the maps;
+//! interfaces are still attached (a new pod's fail closed).
 
 use std::time::Instant;
 
@@ -11,24 +21,15 @@ use tokio::sync::watch;
 
 use crate::compile::{CompileError, DataplaneSpec};
 use crate::dataplane::Dataplane;
-use crate::dataplane::bindings::{Bindings, Links, bind};
+use crate::dataplane::bindings::{Bindings, bind};
+use crate::dataplane::interfaces::{NodeInterfaces, WorkloadPrefixes};
 use crate::datastore::DatastoreEvent;
 use crate::datastore::status::AgentStatus;
-use crate::policy::PolicyError;
+use crate::eval::host::NodeAddresses;
 
-use super::cache::{ObjectCache, Unreadable};
+use super::cache::ObjectCache;
 use super::error::AgentError;
-
-/// Why a revision is refused (the previous policy stays in force).
-#[derive(Debug, thiserror::Error)]
-pub enum RevisionError {
-    #[error(transparent)]
-    Unreadable(#[from] Unreadable),
-    #[error(transparent)]
-    Policy(#[from] Box<PolicyError>),
-    #[error(transparent)]
-    Compile(#[from] CompileError),
-}
+use super::selection::{Selection, select};
 
 pub struct Reconciler {
     /// This node's name; endpoints of other nodes are peers only.
@@ -39,7 +40,13 @@ pub struct Reconciler {
     spec: Option<DataplaneSpec>,
     /// How the spec in force is bound to the interfaces, as last written.
     bindings: Bindings,
-    /// Whether the cache changed since the last compile.
+    /// Which interfaces are workload interfaces.
+    workloads: WorkloadPrefixes,
+    /// The node's own addresses the spec in force was compiled with.
+    addresses: NodeAddresses,
+    /// Whether the datastore's first snapshot arrived (before it, nothing compiles).
+    synced: bool,
+    /// Whether the cache or the node's addresses changed since the last compile.
     stale: bool,
     status: AgentStatus,
     publisher: watch::Sender<AgentStatus>,
@@ -57,10 +64,20 @@ impl Reconciler {
             cache: ObjectCache::default(),
             spec: None,
             bindings: Bindings::default(),
+            workloads: WorkloadPrefixes::default(),
+            addresses: NodeAddresses::default(),
+            synced: false,
             stale: true,
             status: AgentStatus::default(),
             publisher,
         }
+    }
+
+    /// Which interfaces are workload interfaces (default: Calico's `cali`).
+    #[must_use]
+    pub fn with_workload_prefixes(mut self, workloads: WorkloadPrefixes) -> Self {
+        self.workloads = workloads;
+        self
     }
 
     /// The spec in force, to name policies in flow events.
@@ -69,13 +86,19 @@ impl Reconciler {
     }
 
     /// A datastore event: the cache follows it; a new revision is compiled (when its
-    /// objects changed) and, if it compiles, enforced on the interfaces in `links`.
-    pub fn on_datastore(&mut self, event: DatastoreEvent, links: &Links) -> Result<(), AgentError> {
+    /// objects changed) and, if it compiles, enforced on the interfaces present.
+    pub fn on_datastore(
+        &mut self,
+        event: DatastoreEvent,
+        interfaces: &NodeInterfaces,
+    ) -> Result<(), AgentError> {
         let started = Instant::now();
+        self.follow_addresses(interfaces);
         let revision = match event {
             DatastoreEvent::Reset(snapshot) => {
                 let revision = snapshot.revision;
                 self.cache.reset(snapshot);
+                self.synced = true;
                 self.stale = true;
                 revision
             }
@@ -92,27 +115,7 @@ impl Reconciler {
             }
         };
         self.status.datastore_unavailable = None;
-        if self.stale {
-            self.stale = false;
-            match self.compile() {
-                Ok(spec) => {
-                    self.spec = Some(spec);
-                    self.status.error = None;
-                    self.enforce(links)?;
-                    self.status.last_apply_us = started.elapsed().as_micros() as u64;
-                    tracing::info!(
-                        revision,
-                        objects = self.cache.len(),
-                        us = self.status.last_apply_us,
-                        "applied"
-                    );
-                }
-                Err(error) => {
-                    tracing::error!(revision, %error, "refused revision; previous policy stays");
-                    self.status.error = Some(error.to_string());
-                }
-            }
-        }
+        self.recompile(revision, started, interfaces)?;
         // Same objects as the revision compiled last: its outcome holds for this one.
         if self.status.error.is_none() && self.spec.is_some() {
             self.status.applied_revision = revision;
@@ -122,23 +125,96 @@ impl Reconciler {
         Ok(())
     }
 
-    /// The interfaces changed: when an endpoint's interface appeared, vanished or
-    /// changed ifindex, the policy in force is rewritten for them.
-    pub fn on_links(&mut self, links: &Links) -> Result<(), AgentError> {
-        let Some(spec) = &self.spec else {
+    /// Compiles the cache when it (or the node's addresses) changed and enforces the
+    /// result on the interfaces present; a refused compile keeps the spec in force,
+    /// which is still bound to the interfaces present (new workload interfaces fail
+    /// closed).
+    fn recompile(
+        &mut self,
+        revision: u64,
+        started: Instant,
+        interfaces: &NodeInterfaces,
+    ) -> Result<(), AgentError> {
+        if !self.stale || !self.synced {
+            return self.rebind(interfaces);
+        }
+        self.stale = false;
+        match self.compile() {
+            Ok((spec, selection)) => {
+                self.spec = Some(spec);
+                self.status.error = None;
+                self.status.refused = selection.refused;
+                self.enforce(interfaces)?;
+                self.cache.mark_enforced(&selection.latest);
+                self.status.last_apply_us = started.elapsed().as_micros() as u64;
+                tracing::info!(
+                    revision,
+                    objects = self.cache.len(),
+                    us = self.status.last_apply_us,
+                    "applied"
+                );
+            }
+            Err(error) => {
+                tracing::error!(revision, %error, "refused revision; previous policy stays");
+                self.status.error = Some(error.to_string());
+                self.rebind(interfaces)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the node's own addresses from `interfaces`; a change makes the next
+    /// compile due.
+    fn follow_addresses(&mut self, interfaces: &NodeInterfaces) {
+        let addresses = interfaces.node_addresses();
+        if addresses != self.addresses {
+            tracing::info!(
+                addresses = ?addresses.nets().collect::<Vec<_>>(),
+                "node addresses changed"
+            );
+            self.addresses = addresses;
+            self.stale = true;
+        }
+    }
+
+    /// The interfaces or their addresses changed: a change of the node's addresses
+    /// recompiles; otherwise, when an interface carrying (or due to carry) programs
+    /// appeared, vanished or changed ifindex, the policy in force is rewritten for
+    /// them.
+    pub fn on_links(&mut self, interfaces: &NodeInterfaces) -> Result<(), AgentError> {
+        self.follow_addresses(interfaces);
+        if self.stale && self.synced {
+            let revision = self.status.observed_revision;
+            self.recompile(revision, Instant::now(), interfaces)?;
+            self.publish();
             return Ok(());
-        };
-        let bindings = bind(spec, links);
+        }
+        self.rebind(interfaces)?;
+        self.publish();
+        Ok(())
+    }
+
+    /// Rewrites the policy in force when the bindings changed.
+    fn rebind(&mut self, interfaces: &NodeInterfaces) -> Result<(), AgentError> {
+        let bindings = bind(self.spec.as_ref(), interfaces, &self.workloads);
         if bindings == self.bindings {
             return Ok(());
         }
         for (iface, binding) in bindings.iter() {
             if self.bindings.get(iface) != Some(binding) {
-                tracing::info!(
-                    iface,
-                    ifindex = binding.ifindex,
-                    "endpoint interface appeared"
-                );
+                if binding.endpoint.is_some() {
+                    tracing::info!(
+                        iface,
+                        ifindex = binding.ifindex,
+                        "endpoint interface appeared"
+                    );
+                } else {
+                    tracing::info!(
+                        iface,
+                        ifindex = binding.ifindex,
+                        "workload interface without an endpoint: dropping its traffic"
+                    );
+                }
             }
         }
         for (iface, _) in self.bindings.iter() {
@@ -146,41 +222,34 @@ impl Reconciler {
                 tracing::info!(iface, "endpoint interface vanished");
             }
         }
-        self.write(bindings)?;
-        self.publish();
-        Ok(())
+        self.write(bindings)
     }
 
-    /// Loads, validates and compiles the cached objects for this node.
-    fn compile(&self) -> Result<DataplaneSpec, RevisionError> {
-        let objects = self.cache.objects()?;
-        let (cluster, warnings) =
-            crate::policy::Cluster::from_objects(&objects).map_err(Box::new)?;
-        for warning in &warnings {
+    /// Picks a version of each cached object (refusing objects one by one) and
+    /// compiles them for this node.
+    fn compile(&self) -> Result<(DataplaneSpec, Selection), CompileError> {
+        let selection = select(&self.cache);
+        for warning in &selection.warnings {
             tracing::warn!(%warning, "policy warning");
         }
-        Ok(crate::compile::compile_for_node(
-            &cluster,
-            Some(&self.node),
-        )?)
+        let spec =
+            crate::compile::compile_on_node(&selection.cluster, Some(&self.node), &self.addresses)?;
+        Ok((spec, selection))
     }
 
     /// Writes the spec in force for the interfaces present, then attaches.
-    fn enforce(&mut self, links: &Links) -> Result<(), AgentError> {
-        let Some(spec) = &self.spec else {
-            return Ok(());
-        };
-        let bindings = bind(spec, links);
+    fn enforce(&mut self, interfaces: &NodeInterfaces) -> Result<(), AgentError> {
+        let bindings = bind(self.spec.as_ref(), interfaces, &self.workloads);
         self.write(bindings)
     }
 
     fn write(&mut self, bindings: Bindings) -> Result<(), AgentError> {
-        let Some(spec) = &self.spec else {
-            return Ok(());
-        };
         // Maps first: the first packet through a newly attached program already finds
-        // its endpoint.
-        self.status.generation = self.dataplane.apply(spec, &bindings)?;
+        // its endpoint. Without a spec there is nothing to write: the programs find no
+        // policy loaded and drop.
+        if let Some(spec) = &self.spec {
+            self.status.generation = self.dataplane.apply(spec, &bindings)?;
+        }
         let gone: Vec<String> = self
             .dataplane
             .attached()
@@ -191,16 +260,66 @@ impl Reconciler {
         for name in gone {
             self.dataplane.detach(&name);
         }
-        for (iface, binding) in bindings.iter() {
+        self.bindings = bindings;
+        self.attach_all();
+        Ok(())
+    }
+
+    /// Attaches the programs wherever the bindings want them and they are not yet
+    /// (a no-op for interfaces attached already), and reports what failed: an
+    /// interface without its programs (not ready; retried by [`Self::on_verify`]),
+    /// or a host interface judged by TC only (XDP did not attach).
+    fn attach_all(&mut self) {
+        let mut failed = std::collections::BTreeMap::new();
+        let mut xdp = std::collections::BTreeMap::new();
+        for (iface, binding) in self.bindings.iter() {
             if let Err(error) = self.dataplane.attach(iface, binding) {
-                // The interface may have vanished between its event and the attach;
-                // its removal is the next link event. Anything else is reported.
-                tracing::warn!(iface, %error, "attach failed");
+                // The interface may have vanished between its event and the attach
+                // (its removal is the next link event); anything else stays reported
+                // until an attach succeeds.
+                let attached = self.dataplane.attached().get(iface) == Some(&binding.ifindex);
+                if attached {
+                    tracing::warn!(iface, %error, "XDP did not attach; TC judges every packet");
+                    xdp.insert(iface.to_owned(), error.to_string());
+                } else {
+                    tracing::warn!(iface, %error, "attach failed");
+                    failed.insert(iface.to_owned(), error.to_string());
+                }
             }
         }
-        self.status.endpoints_attached = self.dataplane.attached().len();
-        self.bindings = bindings;
-        Ok(())
+        // XDP problems found earlier stay until verification attaches XDP.
+        for (iface, error) in &self.status.xdp_unavailable {
+            if self.bindings.get(iface).is_some() {
+                xdp.entry(iface.clone()).or_insert_with(|| error.clone());
+            }
+        }
+        self.status.attach_failed = failed;
+        self.status.xdp_unavailable = xdp;
+        let attached = self.dataplane.attached();
+        self.status.endpoints_attached = self
+            .bindings
+            .iter()
+            .filter(|(iface, b)| b.endpoint.is_some() && attached.contains_key(*iface))
+            .count();
+        self.status.interfaces_without_endpoint = self
+            .bindings
+            .unknown_workloads()
+            .map(str::to_owned)
+            .collect();
+    }
+
+    /// Checks that the programs are still attached as they should be (a pin removed, a
+    /// program detached or moved behind another), repairs what it can, and retries
+    /// interfaces whose attach failed: on a timer, and when a pin is removed.
+    pub fn on_verify(&mut self) {
+        let verification = self.dataplane.verify();
+        for repair in &verification.repairs {
+            tracing::warn!(%repair, "attachment repaired");
+        }
+        self.status.attach_repairs += verification.repairs.len() as u64;
+        self.status.xdp_unavailable = verification.xdp_missing.into_iter().collect();
+        self.attach_all();
+        self.publish();
     }
 
     fn publish(&self) {

@@ -12,12 +12,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::links::{ChangedFuture, LinkError, LinkSource};
 use super::reconcile::Reconciler;
+use super::watchdog::Watchdog;
 use super::{AgentError, serve, status};
 use crate::compile::DataplaneSpec;
 use crate::dataplane::bindings::{Binding, Bindings, Links};
-use crate::dataplane::{Dataplane, DataplaneError};
+use crate::dataplane::interfaces::NodeInterfaces;
+use crate::dataplane::{Dataplane, DataplaneError, Verification};
 use crate::datastore::memory::{MemoryDatastore, MemoryWriter};
-use crate::datastore::status::AgentStatus;
+use crate::datastore::status::{AgentStatus, Fallback};
 use crate::model::{Object, ObjectId, load_str};
 
 /// What the agent asked of the dataplane.
@@ -27,7 +29,7 @@ enum Call {
         generation: u32,
         /// Names of the policies in the spec.
         policies: Vec<String>,
-        /// Bound interfaces → ifindex.
+        /// Interfaces bound to an endpoint (an entry in the maps) → ifindex.
         bound: Vec<(String, u32)>,
     },
     Attach(String, u32),
@@ -39,6 +41,10 @@ struct Recording {
     calls: Arc<Mutex<Vec<Call>>>,
     attached: BTreeMap<String, u32>,
     applies: u32,
+    /// Interfaces whose attach fails (as the kernel may refuse it).
+    failing: Arc<Mutex<std::collections::BTreeSet<String>>>,
+    /// What the next verification reports as repaired.
+    repairs: Arc<Mutex<Vec<String>>>,
 }
 
 impl Dataplane for Recording {
@@ -51,6 +57,7 @@ impl Dataplane for Recording {
             policies: spec.policies.iter().map(|p| p.name.clone()).collect(),
             bound: bindings
                 .iter()
+                .filter(|(_, b)| b.endpoint.is_some())
                 .map(|(n, b)| (n.to_owned(), b.ifindex))
                 .collect(),
         });
@@ -58,6 +65,13 @@ impl Dataplane for Recording {
     }
 
     fn attach(&mut self, iface: &str, binding: &Binding) -> Result<(), DataplaneError> {
+        if self.failing.lock().unwrap().contains(iface) {
+            return Err(DataplaneError::Loader(
+                crate::dataplane::loader::LoaderError::MissingProgram {
+                    program: "refused by the test",
+                },
+            ));
+        }
         if self.attached.get(iface) != Some(&binding.ifindex) {
             self.attached.insert(iface.to_owned(), binding.ifindex);
             self.calls
@@ -79,24 +93,31 @@ impl Dataplane for Recording {
     fn attached(&self) -> &BTreeMap<String, u32> {
         &self.attached
     }
+
+    fn verify(&mut self) -> Verification {
+        Verification {
+            repairs: std::mem::take(&mut *self.repairs.lock().unwrap()),
+            xdp_missing: Vec::new(),
+        }
+    }
 }
 
-/// Links the test sets, as netlink would announce them.
+/// Links the test sets, as netlink would announce them (all Ethernet).
 struct TestLinks {
-    links: Links,
-    updates: mpsc::UnboundedReceiver<Links>,
+    interfaces: NodeInterfaces,
+    updates: mpsc::UnboundedReceiver<NodeInterfaces>,
 }
 
 impl LinkSource for TestLinks {
-    fn current(&self) -> &Links {
-        &self.links
+    fn interfaces(&self) -> &NodeInterfaces {
+        &self.interfaces
     }
 
     fn changed(&mut self) -> ChangedFuture<'_> {
         Box::pin(async {
             match self.updates.recv().await {
-                Some(links) => {
-                    self.links = links;
+                Some(interfaces) => {
+                    self.interfaces = interfaces;
                     Ok(())
                 }
                 None => Err(LinkError::Closed),
@@ -106,6 +127,9 @@ impl LinkSource for TestLinks {
 }
 
 const NODE: &str = "node1";
+
+/// How often the agent under test checks its attachments.
+const VERIFY_EVERY: Duration = Duration::from_millis(50);
 
 const PODS: &str = "
 apiVersion: v1
@@ -153,9 +177,28 @@ fn iface(pod: &str) -> String {
     crate::model::workload::host_iface_name("dev", pod)
 }
 
+/// Sends link tables as netlink events would announce them.
+struct LinkEvents(mpsc::UnboundedSender<NodeInterfaces>);
+
+impl LinkEvents {
+    /// Every link Ethernet, no addresses.
+    fn send(&self, links: Links) -> Result<(), mpsc::error::SendError<NodeInterfaces>> {
+        self.0.send(NodeInterfaces::ethernet(links))
+    }
+
+    fn send_interfaces(
+        &self,
+        interfaces: NodeInterfaces,
+    ) -> Result<(), mpsc::error::SendError<NodeInterfaces>> {
+        self.0.send(interfaces)
+    }
+}
+
 struct Harness {
     writer: MemoryWriter,
-    links: mpsc::UnboundedSender<Links>,
+    links: LinkEvents,
+    failing: Arc<Mutex<std::collections::BTreeSet<String>>>,
+    repairs: Arc<Mutex<Vec<String>>>,
     updates: watch::Receiver<AgentStatus>,
     calls: Arc<Mutex<Vec<Call>>>,
     stop: Option<oneshot::Sender<()>>,
@@ -167,23 +210,35 @@ impl Harness {
         let (mut datastore, writer) = MemoryDatastore::new();
         let recording = Recording::default();
         let calls = Arc::clone(&recording.calls);
+        let failing = Arc::clone(&recording.failing);
+        let repairs = Arc::clone(&recording.repairs);
         let (publisher, updates) = status::channel();
         let (links_tx, links_rx) = mpsc::unbounded_channel();
         let (stop, stopped) = oneshot::channel::<()>();
         let agent = tokio::spawn(async move {
             let mut reconciler = Reconciler::new(NODE.to_owned(), Box::new(recording), publisher);
             let mut links = TestLinks {
-                links,
+                interfaces: NodeInterfaces::ethernet(links),
                 updates: links_rx,
             };
-            serve(&mut reconciler, &mut datastore, &mut links, None, async {
-                let _ = stopped.await;
-            })
+            let mut watchdog = Watchdog::new(VERIFY_EVERY, None).unwrap();
+            serve(
+                &mut reconciler,
+                &mut datastore,
+                &mut links,
+                &mut watchdog,
+                None,
+                async {
+                    let _ = stopped.await;
+                },
+            )
             .await
         });
         Self {
             writer,
-            links: links_tx,
+            links: LinkEvents(links_tx),
+            failing,
+            repairs,
             updates,
             calls,
             stop: Some(stop),
@@ -265,34 +320,68 @@ async fn a_change_becomes_a_generation_and_a_broken_object_is_refused() {
         "{calls:?}"
     );
 
-    // A broken object → refused; the status says why; nothing is written.
+    // A broken object (security item 5: refused alone, never freezing the rest). It
+    // never loaded, and its selector reads: it is enforced as a policy that allows
+    // nothing to what it selects (here: isolates dev's pods on ingress), and the
+    // status names it with why. The revision is applied.
     let broken = ObjectId {
         kind: "NetworkPolicy".into(),
         namespace: "dev".into(),
         name: "broken".into(),
     };
-    let good = s;
     let revision = h.writer.put_text(&broken, BROKEN);
     let s = h.status(|s| s.observed_revision >= revision).await;
-    let error = s.error.clone().unwrap_or_default();
+    assert_eq!((s.applied_revision, s.error.as_deref()), (revision, None));
+    let [refused] = &s.refused[..] else {
+        panic!("one refused object: {:?}", s.refused)
+    };
     assert!(
-        error.contains("ipBlock.cidr"),
-        "status must say why: {error:?}"
+        refused.reason.contains("ipBlock.cidr"),
+        "status must say why: {refused:?}"
     );
-    assert_eq!(s.applied_revision, good.applied_revision, "{s:?}");
-    assert_eq!(s.generation, good.generation, "the previous policy stays");
-    assert_eq!(h.calls(), [], "a refused revision writes nothing");
+    assert!(refused.object.contains("dev/broken"), "{refused:?}");
+    assert_eq!(refused.fallback, Fallback::DenyAll);
+    assert_eq!(
+        applied(&h.calls()),
+        [(
+            s.generation,
+            vec!["broken".to_owned(), "deny-all".to_owned()]
+        )],
+        "the stand-in is enforced in the broken policy's place"
+    );
 
-    // A revision without changes keeps the refusal; removing the object applies.
+    // Fixed: its real version applies. Broken again: the last good version stays.
+    let fixed = BROKEN.replace("10.0.0.0/99", "10.0.0.0/8");
+    let revision = h.writer.put_text(&broken, &fixed);
+    let s = h.status(|s| s.observed_revision >= revision).await;
+    assert_eq!(
+        (s.applied_revision, s.refused.len()),
+        (revision, 0),
+        "{s:?}"
+    );
+    let good_generation = s.generation;
+    h.calls();
+    let revision = h.writer.put_text(&broken, BROKEN);
+    let s = h.status(|s| s.observed_revision >= revision).await;
+    assert_eq!(s.applied_revision, revision);
+    assert_eq!(s.refused.len(), 1, "{s:?}");
+    assert_eq!(s.refused[0].fallback, Fallback::LastGood);
+    assert!(s.refused[0].reason.contains("ipBlock.cidr"), "{s:?}");
+    // Same objects in force as before: written again, same content.
+    assert_ne!(s.generation, good_generation);
+
+    // Other changes still apply while it stays broken (a revision without changes
+    // keeps the refusal); removing the object applies and clears it.
     let revision = h.writer.apply(&[]);
     let s = h.status(|s| s.observed_revision >= revision).await;
-    assert!(s.error.is_some() && s.applied_revision == good.applied_revision);
+    assert!(s.error.is_none() && s.applied_revision == revision && s.refused.len() == 1);
     let revision = h.writer.delete(&[broken]);
     let s = h.status(|s| s.observed_revision >= revision).await;
     assert_eq!((s.applied_revision, s.error.as_deref()), (revision, None));
+    assert!(s.refused.is_empty());
     assert_eq!(
-        applied(&h.calls()),
-        [(s.generation, vec!["deny-all".to_owned()])]
+        applied(&h.calls()).last(),
+        Some(&(s.generation, vec!["deny-all".to_owned()]))
     );
     h.stop().await;
 }
@@ -357,5 +446,173 @@ async fn interfaces_from_link_events_are_bound_without_a_datastore_change() {
     let s = h.status(|s| s.endpoints_attached == 1).await;
     assert_eq!(s.observed_revision, revision);
     assert!(h.calls().contains(&Call::Detach(web)));
+    h.stop().await;
+}
+
+/// Security item 5: a workload interface carries the (fail-closed) pod programs as
+/// soon as its link appears, before its pod is known and before any policy: with no
+/// endpoint entry every packet through it is dropped. When the pod arrives the same
+/// attachment judges it by policy (maps rewritten, no second attach).
+#[tokio::test]
+async fn a_new_workload_interface_is_attached_before_its_pod_is_known() {
+    let (web, stranger) = (iface("web"), iface("stranger"));
+    let mut h = Harness::start([("lo".to_owned(), 1), (stranger.clone(), 7)].into());
+    // No pod of that name: attached, with no endpoint entry.
+    let s = h
+        .status(|s| s.interfaces_without_endpoint == [stranger.clone()])
+        .await;
+    assert_eq!(s.endpoints_attached, 0);
+    let calls = h.calls();
+    assert!(
+        calls.contains(&Call::Attach(stranger.clone(), 7)),
+        "{calls:?}"
+    );
+    assert!(
+        !calls
+            .iter()
+            .any(|c| matches!(c, Call::Apply { bound, .. } if !bound.is_empty())),
+        "{calls:?}"
+    );
+
+    let revision = h
+        .writer
+        .apply(&objects(&format!("{PODS}\n---\n{DENY_ALL}")));
+    h.status(|s| s.observed_revision >= revision).await;
+    h.calls();
+    // web's veth appears before anything said which pod it is for... it is known
+    // here, so it is bound to its endpoint; an unnamed cali veth fails closed.
+    h.links
+        .send(
+            [
+                ("lo".to_owned(), 1),
+                (stranger.clone(), 7),
+                (web.clone(), 10),
+                ("cali0123456789a".to_owned(), 11),
+            ]
+            .into(),
+        )
+        .unwrap();
+    let s = h.status(|s| s.endpoints_attached == 1).await;
+    assert_eq!(
+        s.interfaces_without_endpoint,
+        ["cali0123456789a".to_owned(), stranger.clone()]
+    );
+    let calls = h.calls();
+    assert!(calls.contains(&Call::Attach(web.clone(), 10)), "{calls:?}");
+    assert!(
+        calls.contains(&Call::Attach("cali0123456789a".to_owned(), 11)),
+        "{calls:?}"
+    );
+    // Not bound to an endpoint: no entry for it in the maps.
+    assert!(
+        calls.iter().any(|c| matches!(c, Call::Apply { bound, .. }
+            if !bound.iter().any(|(n, _)| *n == stranger))),
+        "{calls:?}"
+    );
+
+    // The stranger's pod arrives: bound, written; the attachment stays.
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: stranger, namespace: dev}\nspec: {nodeName: node1, containers: [{name: c}]}\nstatus: {podIP: 198.18.0.12}\n";
+    let revision = h.writer.apply(&objects(pod));
+    let s = h.status(|s| s.observed_revision >= revision).await;
+    assert_eq!(s.endpoints_attached, 2);
+    assert_eq!(
+        s.interfaces_without_endpoint,
+        ["cali0123456789a".to_owned()]
+    );
+    let calls = h.calls();
+    assert!(
+        calls.iter().any(|c| matches!(c, Call::Apply { bound, .. }
+            if bound.contains(&(stranger.clone(), 7)))),
+        "{calls:?}"
+    );
+    assert!(
+        !calls.iter().any(|c| matches!(c, Call::Attach(..))),
+        "already attached: {calls:?}"
+    );
+    h.stop().await;
+}
+
+/// Security item 3: the node's own addresses come from its interfaces; when they
+/// change, the policy is compiled again (a host endpoint must see the new address as
+/// the host's) without any datastore change.
+#[tokio::test]
+async fn a_new_node_address_recompiles_the_policy() {
+    let hep = "
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: node1-eth0}
+spec: {node: node1, interfaceName: eth0, expectedIPs: [198.18.255.1]}
+";
+    let eth0 = |addresses: &[&str]| {
+        let mut interfaces =
+            NodeInterfaces::ethernet([("lo".to_owned(), 1), ("eth0".to_owned(), 2)].into());
+        for a in addresses {
+            interfaces.addresses.insert((2, a.parse().unwrap()));
+        }
+        interfaces
+    };
+    let mut h = Harness::start([("lo".to_owned(), 1), ("eth0".to_owned(), 2)].into());
+    let revision = h.writer.apply(&objects(hep));
+    let s = h.status(|s| s.observed_revision >= revision).await;
+    assert_eq!(s.error, None);
+    h.calls();
+    h.links
+        .send_interfaces(eth0(&["198.18.255.1/32", "2001:2:0:ff::1/128"]))
+        .unwrap();
+    let s = h
+        .status(|s| s.generation != 0 || s.observed_revision != revision)
+        .await;
+    assert_eq!(s.observed_revision, revision, "no datastore change");
+    let calls = h.calls();
+    assert_eq!(
+        applied(&calls).len(),
+        1,
+        "compiled and written again: {calls:?}"
+    );
+    // The same addresses again (a link-local one more): nothing to do.
+    h.links
+        .send_interfaces(eth0(&[
+            "198.18.255.1/32",
+            "2001:2:0:ff::1/128",
+            "fe80::1/128",
+        ]))
+        .unwrap();
+    h.links.send_interfaces(eth0(&["198.18.255.1/32"])).unwrap();
+    let s = h.status(|s| s.generation == 0).await;
+    assert_eq!(s.observed_revision, revision);
+    let calls = h.calls();
+    assert_eq!(applied(&calls).len(), 1, "one more compile: {calls:?}");
+    h.stop().await;
+}
+
+/// Security item 13: an interface whose attach fails is reported (not ready) and
+/// retried on the watchdog's timer until it succeeds; repairs the dataplane makes
+/// when it verifies its attachments are counted.
+#[tokio::test]
+async fn a_failed_attach_is_reported_and_retried_and_repairs_counted() {
+    let web = iface("web");
+    let mut h = Harness::start([("lo".to_owned(), 1), (web.clone(), 10)].into());
+    h.failing.lock().unwrap().insert(web.clone());
+    let revision = h.writer.apply(&objects(PODS));
+    let s = h.status(|s| s.observed_revision >= revision).await;
+    assert_eq!(s.endpoints_attached, 0);
+    let error = s.attach_failed.get(&web).cloned().unwrap_or_default();
+    assert!(error.contains("refused by the test"), "{s:?}");
+    assert_eq!(
+        s.applied_revision, revision,
+        "the policy is written all the same"
+    );
+
+    // The kernel accepts it again: the next check attaches it.
+    h.failing.lock().unwrap().clear();
+    let s = h.status(|s| s.endpoints_attached == 1).await;
+    assert!(s.attach_failed.is_empty(), "{s:?}");
+    assert!(h.calls().contains(&Call::Attach(web.clone(), 10)));
+
+    h.repairs.lock().unwrap().push(format!(
+        "{web} pod-egress: its link pin was removed; pinned again"
+    ));
+    let s = h.status(|s| s.attach_repairs == 1).await;
+    assert!(s.attach_failed.is_empty());
     h.stop().await;
 }

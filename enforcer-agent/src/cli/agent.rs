@@ -25,6 +25,10 @@ pub struct AgentArgs {
     /// Datastore directory (objects/, revision, status.json; see `datastore/file.rs`).
     #[arg(long)]
     pub datastore: PathBuf,
+    /// Name of the status file under the datastore directory (one per agent when the
+    /// agents of several nodes share a datastore).
+    #[arg(long, default_value = "status.json")]
+    pub status_file: String,
     /// bpffs directory for this node's pinned maps and links
     /// (default: /sys/fs/bpf/enforcer/<node>).
     #[arg(long)]
@@ -49,6 +53,11 @@ pub struct AgentArgs {
     /// of target `enforcer::bpf` (debug aid: one record per judged packet).
     #[arg(long)]
     pub bpf_debug_log: bool,
+    /// Name prefixes of workload (pod) interfaces, comma-separated, as Calico's
+    /// `InterfacePrefix`. Such an interface carries the pod programs as soon as it
+    /// appears; until its pod's endpoint is known, everything through it is dropped.
+    #[arg(long, default_value = enforcer::dataplane::interfaces::DEFAULT_WORKLOAD_PREFIX)]
+    pub interface_prefix: enforcer::dataplane::interfaces::WorkloadPrefixes,
 }
 
 impl AgentArgs {
@@ -66,6 +75,15 @@ impl AgentArgs {
                     .ok_or_else(|| anyhow::anyhow!("bad failsafe port list {text:?}"))?;
             }
         }
+        if self.status_file.is_empty()
+            || self.status_file.contains('/')
+            || self.status_file.starts_with('.')
+        {
+            anyhow::bail!(
+                "--status-file {:?}: expected a plain file name under the datastore directory",
+                self.status_file
+            );
+        }
         if self.poll_ms.is_some() {
             tracing::warn!("--poll-ms is ignored: the agent is event-driven and does not poll");
         }
@@ -79,6 +97,7 @@ impl AgentArgs {
             bpffs,
             events_on_deny: self.events_on_deny,
             bpf_log: self.bpf_debug_log,
+            workload_prefixes: self.interface_prefix,
         };
         // One thread: the loop's work (compile, map writes) is sequential anyway, and
         // the sources it waits on are all file descriptors.
@@ -88,7 +107,8 @@ impl AgentArgs {
         runtime.block_on(async {
             // First, so a SIGTERM while the BPF object loads ends the agent cleanly.
             let shutdown = shutdown_signal()?;
-            let datastore = FileDatastore::open(&self.datastore)?;
+            let datastore =
+                FileDatastore::open(&self.datastore)?.with_status_file(&self.status_file);
             let (publisher, updates) = status::channel();
             let mirror = tokio::spawn(status::mirror(updates, Box::new(datastore.clone())));
             let result = run(&options, Box::new(datastore), publisher, shutdown).await;

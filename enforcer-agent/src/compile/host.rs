@@ -112,7 +112,7 @@ pub(super) fn compile_host(
     verdicts: &mut BTreeMap<SpecVerdictKey, Verdict>,
 ) -> Result<(), CompileError> {
     let cluster = input.cluster;
-    let view = NodeView::new(cluster, input.node);
+    let view = NodeView::with_addresses(cluster, input.addresses.clone());
     let heps: Vec<&HostEndpointInfo> = ehost::host_endpoints_of(cluster, input.node)
         .filter(|h| h.iface.is_some())
         .collect();
@@ -188,7 +188,7 @@ fn host_classes(
         }
         HostClassSignature {
             is_v4: addr.is_ipv4(),
-            is_host: view.host_ips.contains(&addr),
+            is_host: view.is_own(addr),
             facts,
         }
     };
@@ -200,7 +200,7 @@ fn host_classes(
             next
         });
         peer.host_class = class;
-        if view.host_ips.contains(&rep) && peer.net.prefix_len() == peer.net.max_prefix_len() {
+        if view.is_own(rep) {
             peer.flags |= PEER_F_HOST;
         }
     }

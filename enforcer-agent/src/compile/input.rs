@@ -7,7 +7,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::error::CompileError;
-use crate::policy::{Cluster, Direction, Entity, EntityMatch, PortMatch, Rule};
+use crate::eval::host::NodeAddresses;
+use crate::policy::{Cluster, Direction, Entity, EntityMatch, Policy, PortMatch, Rule};
 
 /// A rule of a policy, as the compiler walks them.
 pub(super) struct RuleRef<'a> {
@@ -47,6 +48,8 @@ pub(super) struct Input<'a> {
     pub(super) cluster: &'a Cluster,
     /// `None`: every endpoint is local.
     pub(super) node: Option<&'a str>,
+    /// The node's own addresses (to the host vs forwarded at a host endpoint).
+    pub(super) addresses: &'a NodeAddresses,
     /// Every rule of every policy, by policy, direction (ingress first), index.
     pub(super) rules: Vec<RuleRef<'a>>,
     /// Rule → position in `rules`.
@@ -56,21 +59,20 @@ pub(super) struct Input<'a> {
 }
 
 impl<'a> Input<'a> {
-    pub(super) fn new(cluster: &'a Cluster, node: Option<&'a str>) -> Result<Self, CompileError> {
+    pub(super) fn new(
+        cluster: &'a Cluster,
+        node: Option<&'a str>,
+        addresses: &'a NodeAddresses,
+    ) -> Result<Self, CompileError> {
         let mut rules = Vec::new();
         let mut position = HashMap::new();
         // Every policy's rules shape the classes and cells, host-endpoint-only kinds
         // (preDNAT, doNotTrack) included: `compile::host` needs them; pod verdicts only
         // group by the rules that apply to the pod.
         for (p, policy) in cluster.policies.iter().enumerate() {
+            check_policy(policy)?;
             for dir in [Direction::Ingress, Direction::Egress] {
                 for (i, rule) in policy.rules(dir).iter().enumerate() {
-                    if rule.source.has_ports() {
-                        return Err(CompileError::SourcePortsUnsupported {
-                            policy: policy.id.to_string(),
-                            field: format!("{}.source.ports", rule.field),
-                        });
-                    }
                     let key = RuleKey {
                         policy: p,
                         dir,
@@ -102,6 +104,7 @@ impl<'a> Input<'a> {
         Ok(Input {
             cluster,
             node,
+            addresses,
             rules,
             position,
             named_values,
@@ -156,6 +159,23 @@ impl<'a> Input<'a> {
             others
         )
     }
+}
+
+/// Whether the dataplane can enforce `policy` as written: source ports in rules are
+/// not carried (the cell is the destination port's). Checked per policy, so a caller
+/// can refuse one policy and compile the rest.
+pub fn check_policy(policy: &Policy) -> Result<(), CompileError> {
+    for dir in [Direction::Ingress, Direction::Egress] {
+        for rule in policy.rules(dir) {
+            if rule.source.has_ports() {
+                return Err(CompileError::SourcePortsUnsupported {
+                    policy: policy.id.to_string(),
+                    field: format!("{}.source.ports", rule.field),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Every number a rule's named destination ports can resolve to, given the declared

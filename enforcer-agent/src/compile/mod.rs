@@ -37,9 +37,11 @@ mod verdicts;
 use enforcer_common::{ENDPOINTS_MAX, PEERS_MAX, PORTS_MAX, VERDICTS_MAX};
 
 pub use error::CompileError;
+pub use input::check_policy;
 pub use spec::DataplaneSpec;
 pub use verdicts::{dir_code, verdict_of};
 
+use crate::eval::host::NodeAddresses;
 use crate::policy::Cluster;
 
 /// Compiles the cluster with every endpoint treated as local.
@@ -48,12 +50,25 @@ pub fn compile(cluster: &Cluster) -> Result<DataplaneSpec, CompileError> {
 }
 
 /// Compiles for one node: endpoints whose `spec.nodeName` is another node are peers
-/// only (pods without a node name count as local).
+/// only (pods without a node name count as local). The node's own addresses are those
+/// its host endpoints declare (for tools that cannot ask the node; the agent uses
+/// [`compile_on_node`]).
 pub fn compile_for_node(
     cluster: &Cluster,
     node: Option<&str>,
 ) -> Result<DataplaneSpec, CompileError> {
-    let input = input::Input::new(cluster, node)?;
+    compile_on_node(cluster, node, &NodeAddresses::declared(cluster, node))
+}
+
+/// Compiles for one node whose own addresses are `addresses` (what the kernel
+/// delivers to the host, as the agent reads it from netlink): they decide whether a
+/// packet crossing a host endpoint is for the host or forwarded.
+pub fn compile_on_node(
+    cluster: &Cluster,
+    node: Option<&str>,
+    addresses: &NodeAddresses,
+) -> Result<DataplaneSpec, CompileError> {
+    let input = input::Input::new(cluster, node, addresses)?;
     let mut phases = PhaseTimer::new();
     let regions = regions::regions(&input);
     phases.done("regions");

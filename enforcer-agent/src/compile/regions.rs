@@ -1,7 +1,7 @@
 //! The peer LPM entries and their regions.
 //!
 //! Every prefix a rule or network set names, every pod and host endpoint address, every
-//! Service VIP and `/0` per family is an entry of `ENF_PEERS_V4`/`V6`. The addresses
+//! Service VIP, every address of the node and `/0` per family is an entry of `ENF_PEERS_V4`/`V6`. The addresses
 //! whose longest match is an entry form its *region*. CIDRs nest or are disjoint, so
 //! all addresses of a region are alike for every net predicate and see the same
 //! entities: one representative address per region stands for all of them.
@@ -74,6 +74,10 @@ pub(super) fn regions(input: &Input<'_>) -> Vec<Region> {
         for ip in &svc.vips {
             add(IpNet::from(*ip), None, true);
         }
+    }
+    // The node's own addresses: their host class says "the node's" (compile::host).
+    for net in input.addresses.nets() {
+        add(*net, None, false);
     }
     let set: BTreeSet<IpNet> = entries.keys().copied().collect();
     entries

@@ -13,9 +13,9 @@ use super::bindings::{Binding, Bindings};
 use super::bpf_log::BpfLog;
 use super::content::GenerationContent;
 use super::failsafe::Failsafe;
-use super::loader::LoadedDataplane;
+use super::loader::{LoadedDataplane, Variant};
 use super::writer::GenerationWriter;
-use super::{Dataplane, DataplaneError};
+use super::{Dataplane, DataplaneError, Verification};
 
 pub struct BpfDataplane {
     loaded: LoadedDataplane,
@@ -23,15 +23,17 @@ pub struct BpfDataplane {
 }
 
 impl BpfDataplane {
-    /// Loads the object, reusing (or creating) the pins under `pin_dir`, and writes
-    /// the configuration that is not policy: failsafe ports, event flags.
+    /// Loads the object, reusing (or creating) the pins under `pin_dir`, with the
+    /// programs of `variant`, and writes the configuration that is not policy: failsafe
+    /// ports, event flags.
     pub fn load(
         object: &[u8],
         pin_dir: &Path,
+        variant: Variant,
         failsafe: &Failsafe,
         events_on_deny: bool,
     ) -> Result<Self, DataplaneError> {
-        let mut loaded = LoadedDataplane::load(object, pin_dir)?;
+        let mut loaded = LoadedDataplane::load(object, pin_dir, variant)?;
         super::failsafe::write(&mut loaded.ebpf, failsafe)?;
         let mut writer = GenerationWriter::new(&mut loaded.ebpf)?;
         // The flags are this agent's configuration: a restart without an option
@@ -46,7 +48,8 @@ impl BpfDataplane {
     }
 
     /// Starts the opt-in BPF debug log of verdicts: the reader forwarding records to
-    /// `tracing`, then the programs' switch. Keep the returned reader alive.
+    /// `tracing`, then the programs' switch. Only the [`Variant::DebugLog`] programs
+    /// write records. Keep the returned reader alive.
     pub fn start_debug_log(&mut self) -> Result<BpfLog, DataplaneError> {
         let log = BpfLog::start(&mut self.loaded.ebpf)?;
         super::bpf_log::set_enabled(&mut self.writer, true)?;
@@ -83,5 +86,13 @@ impl Dataplane for BpfDataplane {
 
     fn attached(&self) -> &BTreeMap<String, u32> {
         self.loaded.attached()
+    }
+
+    fn verify(&mut self) -> Verification {
+        let (repairs, xdp_missing) = self.loaded.verify();
+        Verification {
+            repairs,
+            xdp_missing,
+        }
     }
 }

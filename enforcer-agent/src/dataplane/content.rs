@@ -43,7 +43,7 @@ impl GenerationContent {
     /// The spec as bound to the interfaces present (`"*"` host endpoints expanded).
     pub fn from_bindings(spec: &DataplaneSpec, bindings: &Bindings) -> Self {
         let endpoints = bindings.iter().filter_map(|(_, b)| {
-            let endpoint = spec.endpoints.get(b.endpoint)?;
+            let endpoint = spec.endpoints.get(b.endpoint?)?;
             Some((b.ifindex, endpoint.info))
         });
         Self::build(spec, endpoints, |name| bindings.ifindex(name))

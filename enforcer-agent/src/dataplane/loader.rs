@@ -18,8 +18,9 @@ use aya::{Ebpf, EbpfLoader};
 
 use enforcer_common::{
     MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_ENDPOINTS, MAP_EVENTS, MAP_FAILSAFE, MAP_PEERS_V4,
-    MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS, PROG_HOST_EGRESS, PROG_HOST_INGRESS,
-    PROG_HOST_XDP, PROG_POD_EGRESS, PROG_POD_INGRESS,
+    MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS, PROG_HOST_EGRESS, PROG_HOST_EGRESS_DEBUG,
+    PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG, PROG_HOST_XDP, PROG_HOST_XDP_DEBUG,
+    PROG_POD_EGRESS, PROG_POD_EGRESS_DEBUG, PROG_POD_INGRESS, PROG_POD_INGRESS_DEBUG,
 };
 
 /// Every map the agent pins.
@@ -104,6 +105,33 @@ pub fn ensure_bpffs() -> Result<(), LoaderError> {
     })
 }
 
+/// Which build of the programs the agent loads and attaches: the production programs,
+/// or their debug-log variants (`--bpf-debug-log`), which write an aya-log record per
+/// verdict. Only one set is loaded: the other never goes through the verifier.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Variant {
+    #[default]
+    Production,
+    DebugLog,
+}
+
+impl Variant {
+    fn pick(self, production: &'static str, debug: &'static str) -> &'static str {
+        match self {
+            Variant::Production => production,
+            Variant::DebugLog => debug,
+        }
+    }
+
+    /// The XDP program of this variant.
+    pub fn host_xdp(self) -> &'static str {
+        self.pick(PROG_HOST_XDP, PROG_HOST_XDP_DEBUG)
+    }
+}
+
+/// The name of the XDP hook in link pins and held links.
+pub const XDP_HOOK: &str = "host-xdp";
+
 /// One direction of an interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Hook {
@@ -118,15 +146,24 @@ pub enum Hook {
 }
 
 impl Hook {
-    fn program(self) -> &'static str {
+    /// The program of `variant` that runs at this hook.
+    pub fn program(self, variant: Variant) -> &'static str {
         match self {
-            Hook::PodEgress => PROG_POD_EGRESS,
-            Hook::PodIngress => PROG_POD_INGRESS,
-            Hook::HostIngress => PROG_HOST_INGRESS,
-            Hook::HostEgress => PROG_HOST_EGRESS,
+            Hook::PodEgress => variant.pick(PROG_POD_EGRESS, PROG_POD_EGRESS_DEBUG),
+            Hook::PodIngress => variant.pick(PROG_POD_INGRESS, PROG_POD_INGRESS_DEBUG),
+            Hook::HostIngress => variant.pick(PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG),
+            Hook::HostEgress => variant.pick(PROG_HOST_EGRESS, PROG_HOST_EGRESS_DEBUG),
         }
     }
-    fn attach_type(self) -> TcAttachType {
+
+    /// Every TC hook.
+    pub const ALL: [Hook; 4] = [
+        Hook::PodEgress,
+        Hook::PodIngress,
+        Hook::HostIngress,
+        Hook::HostEgress,
+    ];
+    pub(super) fn attach_type(self) -> TcAttachType {
         match self {
             Hook::PodEgress | Hook::HostIngress => TcAttachType::Ingress,
             Hook::PodIngress | Hook::HostEgress => TcAttachType::Egress,
@@ -146,14 +183,18 @@ impl Hook {
 pub struct LoadedDataplane {
     pub ebpf: Ebpf,
     pin_dir: PathBuf,
+    variant: Variant,
     /// iface → ifindex it had when attached.
     attached: BTreeMap<String, u32>,
+    /// The links this agent attached or took over, held open (iface, hook name): a
+    /// removed pin then leaves the program attached until `verify.rs` pins it again.
+    pub(super) held: BTreeMap<(String, &'static str), FdLink>,
 }
 
 impl LoadedDataplane {
     /// Loads the embedded object with every map pinned under `pin_dir` (reusing maps a
-    /// previous agent pinned there).
-    pub fn load(object: &[u8], pin_dir: &Path) -> Result<Self, LoaderError> {
+    /// previous agent pinned there), and the programs of `variant` through the verifier.
+    pub fn load(object: &[u8], pin_dir: &Path, variant: Variant) -> Result<Self, LoaderError> {
         ensure_bpffs()?;
         for dir in [pin_dir.to_path_buf(), pin_dir.join("links")] {
             std::fs::create_dir_all(&dir).map_err(|source| LoaderError::Bpffs {
@@ -170,12 +211,7 @@ impl LoadedDataplane {
             pin_dir: pin_dir.to_path_buf(),
             source: Box::new(source),
         })?;
-        for program in [
-            PROG_POD_EGRESS,
-            PROG_POD_INGRESS,
-            PROG_HOST_INGRESS,
-            PROG_HOST_EGRESS,
-        ] {
+        for program in Hook::ALL.map(|hook| hook.program(variant)) {
             let prog = classifier(&mut ebpf, program)?;
             prog.load().map_err(|source| LoaderError::Program {
                 program,
@@ -183,22 +219,29 @@ impl LoadedDataplane {
                 source: Box::new(source),
             })?;
         }
-        xdp(&mut ebpf)?
+        xdp(&mut ebpf, variant)?
             .load()
             .map_err(|source| LoaderError::Program {
-                program: PROG_HOST_XDP,
+                program: variant.host_xdp(),
                 op: "load",
                 source: Box::new(source),
             })?;
         Ok(Self {
             ebpf,
             pin_dir: pin_dir.to_path_buf(),
+            variant,
             attached: BTreeMap::new(),
+            held: BTreeMap::new(),
         })
     }
 
     pub fn pin_dir(&self) -> &Path {
         &self.pin_dir
+    }
+
+    /// The build of the programs loaded.
+    pub fn variant(&self) -> Variant {
+        self.variant
     }
 
     /// Interfaces currently carrying our programs.
@@ -212,37 +255,55 @@ impl LoadedDataplane {
         self.attach_hooks(iface, ifindex, &[Hook::PodEgress, Hook::PodIngress])
     }
 
-    /// Attaches the host programs to a host interface: XDP (native mode, generic when
-    /// the driver has none) and both TCX programs.
+    /// Attaches the host programs to a host interface: both TCX programs, then XDP
+    /// (native mode, generic when the driver has none). XDP is an optimization (TC
+    /// judges every packet XDP passes): when it cannot attach, the TC programs still
+    /// do and the interface counts as attached; the error is returned to be reported,
+    /// and `verify` tries XDP again later.
     pub fn attach_host(&mut self, iface: &str, ifindex: u32) -> Result<(), LoaderError> {
         if self.attached.get(iface) == Some(&ifindex) {
             return Ok(());
         }
-        self.remove_pins(iface, Some(ifindex));
-        let path = self
-            .pin_dir
-            .join("links")
-            .join(format!("{iface}_{ifindex}_host-xdp"));
-        if !path.exists() {
-            let prog = xdp(&mut self.ebpf)?;
-            let attach_err = |source| LoaderError::Attach {
-                program: PROG_HOST_XDP,
-                iface: iface.to_owned(),
-                hook: "host-xdp",
-                source: Box::new(source),
-            };
-            let link_id = match prog.attach(iface, XdpMode::Driver) {
-                Ok(id) => id,
-                Err(e) => {
-                    tracing::warn!(iface, error = %e, "native XDP failed; generic XDP");
-                    prog.attach(iface, XdpMode::Skb).map_err(attach_err)?
-                }
-            };
-            let link = prog.take_link(link_id).map_err(attach_err)?;
-            pin_link(link, &path)?;
+        self.attach_hooks(iface, ifindex, &[Hook::HostIngress, Hook::HostEgress])?;
+        self.attach_xdp(iface, ifindex)
+    }
+
+    /// Attaches XDP to a host interface unless a link of ours is pinned for it.
+    pub(super) fn attach_xdp(&mut self, iface: &str, ifindex: u32) -> Result<(), LoaderError> {
+        let path = self.xdp_link_path(iface, ifindex);
+        if path.exists() {
+            if let Ok(pinned) = PinnedLink::from_pin(&path) {
+                self.held
+                    .insert((iface.to_owned(), XDP_HOOK), FdLink::from(pinned));
+            }
+            return Ok(());
         }
-        self.attached.remove(iface);
-        self.attach_hooks(iface, ifindex, &[Hook::HostIngress, Hook::HostEgress])
+        let program = self.variant.host_xdp();
+        let prog = xdp(&mut self.ebpf, self.variant)?;
+        let attach_err = |source| LoaderError::Attach {
+            program,
+            iface: iface.to_owned(),
+            hook: XDP_HOOK,
+            source: Box::new(source),
+        };
+        let link_id = match prog.attach(iface, XdpMode::Driver) {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::debug!(iface, error = %e, "native XDP failed; generic XDP");
+                prog.attach(iface, XdpMode::Skb).map_err(attach_err)?
+            }
+        };
+        let link = prog.take_link(link_id).map_err(attach_err)?;
+        let held = pin_link(link, &path)?;
+        self.held.insert((iface.to_owned(), XDP_HOOK), held);
+        Ok(())
+    }
+
+    /// `links/<iface>_<ifindex>_host-xdp`.
+    pub(super) fn xdp_link_path(&self, iface: &str, ifindex: u32) -> PathBuf {
+        self.pin_dir
+            .join("links")
+            .join(format!("{iface}_{ifindex}_{XDP_HOOK}"))
     }
 
     fn attach_hooks(
@@ -257,7 +318,7 @@ impl LoadedDataplane {
         self.remove_pins(iface, Some(ifindex));
         for &hook in hooks {
             let path = self.link_path(iface, ifindex, hook);
-            let program = hook.program();
+            let program = hook.program(self.variant);
             let prog = classifier(&mut self.ebpf, program)?;
             let attach_err = |source| LoaderError::Attach {
                 program,
@@ -270,19 +331,31 @@ impl LoadedDataplane {
             let reused = PinnedLink::from_pin(&path)
                 .ok()
                 .and_then(|pinned| SchedClassifierLink::try_from(FdLink::from(pinned)).ok());
+            let took_over = reused.is_some();
             let link_id = if let Some(link) = reused {
                 prog.attach_to_link(link).map_err(attach_err)?
             } else {
                 let _ = std::fs::remove_file(&path);
+                // First in the chain (security item 13): a program placed before ours
+                // that returns TCX_PASS would end the chain before our verdict.
                 prog.attach_with_options(
                     iface,
                     hook.attach_type(),
-                    TcAttachOptions::TcxOrder(LinkOrder::default()),
+                    TcAttachOptions::TcxOrder(LinkOrder::first()),
                 )
                 .map_err(attach_err)?
             };
             let link = prog.take_link(link_id).map_err(attach_err)?;
-            pin_link(link, &path)?;
+            let held = if took_over {
+                // Pinned already.
+                FdLink::try_from(link).map_err(|e| LoaderError::PinLink {
+                    path: path.clone(),
+                    source: Box::new(e),
+                })?
+            } else {
+                pin_link(link, &path)?
+            };
+            self.held.insert((iface.to_owned(), hook.name()), held);
         }
         self.attached.insert(iface.to_owned(), ifindex);
         Ok(())
@@ -292,11 +365,12 @@ impl LoadedDataplane {
     /// removes its link pins.
     pub fn forget(&mut self, iface: &str) {
         self.attached.remove(iface);
+        self.held.retain(|(held, _), _| held != iface);
         self.remove_pins(iface, None);
     }
 
     /// `links/<iface>_<ifindex>_<hook>`: bpffs refuses names with dots (EPERM).
-    fn link_path(&self, iface: &str, ifindex: u32, hook: Hook) -> PathBuf {
+    pub(super) fn link_path(&self, iface: &str, ifindex: u32, hook: Hook) -> PathBuf {
         self.pin_dir
             .join("links")
             .join(format!("{iface}_{ifindex}_{}", hook.name()))
@@ -320,21 +394,21 @@ impl LoadedDataplane {
     }
 }
 
-fn xdp(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoaderError> {
-    ebpf.program_mut(PROG_HOST_XDP)
-        .ok_or(LoaderError::MissingProgram {
-            program: PROG_HOST_XDP,
-        })?
+fn xdp(ebpf: &mut Ebpf, variant: Variant) -> Result<&mut Xdp, LoaderError> {
+    let program = variant.host_xdp();
+    ebpf.program_mut(program)
+        .ok_or(LoaderError::MissingProgram { program })?
         .try_into()
         .map_err(|source| LoaderError::Program {
-            program: PROG_HOST_XDP,
+            program,
             op: "type",
             source: Box::new(source),
         })
 }
 
-/// Pins a link: it keeps its program attached after this process exits.
-fn pin_link<L>(link: L, path: &Path) -> Result<(), LoaderError>
+/// Pins a link: it keeps its program attached after this process exits. Returns the
+/// link, still open.
+pub(super) fn pin_link<L>(link: L, path: &Path) -> Result<FdLink, LoaderError>
 where
     FdLink: TryFrom<L>,
     <FdLink as TryFrom<L>>::Error: std::error::Error + Send + Sync + 'static,
@@ -344,11 +418,11 @@ where
         source,
     };
     let fd_link = FdLink::try_from(link).map_err(|e| pin_err(Box::new(e)))?;
-    fd_link.pin(path).map_err(|e| pin_err(Box::new(e)))?;
-    Ok(())
+    let pinned = fd_link.pin(path).map_err(|e| pin_err(Box::new(e)))?;
+    Ok(FdLink::from(pinned))
 }
 
-fn classifier<'a>(
+pub(super) fn classifier<'a>(
     ebpf: &'a mut Ebpf,
     program: &'static str,
 ) -> Result<&'a mut SchedClassifier, LoaderError> {

@@ -7,8 +7,10 @@ pub mod bpf;
 pub mod bpf_log;
 pub mod content;
 pub mod failsafe;
+pub mod interfaces;
 pub mod loader;
 pub mod object;
+pub mod verify;
 pub mod writer;
 
 use std::collections::BTreeMap;
@@ -32,6 +34,20 @@ pub trait Dataplane: Send {
     fn detach(&mut self, iface: &str);
     /// Interfaces carrying programs → the ifindex they had when attached.
     fn attached(&self) -> &BTreeMap<String, u32>;
+    /// Checks that the attached programs are still where they should be and repairs
+    /// what it can (`verify.rs`).
+    fn verify(&mut self) -> Verification {
+        Verification::default()
+    }
+}
+
+/// What [`Dataplane::verify`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verification {
+    /// A line per repair made (a pin restored, a program attached first again).
+    pub repairs: Vec<String>,
+    /// Host interfaces judged by their TC programs only: XDP does not attach (why).
+    pub xdp_missing: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]

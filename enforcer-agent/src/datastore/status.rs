@@ -5,6 +5,8 @@
 //! wait on; a Kubernetes datastore may write it to an object, a health endpoint may
 //! serve it. It lives with the datastores because they are where it is written back.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::DatastoreError;
@@ -17,10 +19,31 @@ pub struct AgentStatus {
     /// Revision whose policy is enforced now (may lag `observed_revision` when a
     /// newer revision was refused: then `error` says why and the old policy stays).
     pub applied_revision: u64,
-    /// Why the last observed revision was refused, if it was.
+    /// Why the last observed revision was refused as a whole, if it was (a compile
+    /// that fails for no single object: map capacity). The previous policy stays.
     pub error: Option<String>,
+    /// Objects whose latest version is not enforced, with why and what is enforced
+    /// instead (the rest of the revision is applied).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<Refused>,
     /// Endpoints whose interfaces carry the programs.
     pub endpoints_attached: usize,
+    /// Workload interfaces (by name prefix) that carry the pod programs without a
+    /// known endpoint: everything through them is dropped until their pod is known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces_without_endpoint: Vec<String>,
+    /// Interfaces that should carry our programs and do not (the attach failed; it is
+    /// retried): the node is not fully enforced, so the agent is not ready.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attach_failed: BTreeMap<String, String>,
+    /// Host interfaces whose XDP program did not attach: their TC programs judge every
+    /// packet (XDP only drops denied packets earlier).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub xdp_unavailable: BTreeMap<String, String>,
+    /// How many times the agent found an attachment tampered with or lost (a pin
+    /// removed, our program detached or moved behind another) and repaired it.
+    #[serde(default)]
+    pub attach_repairs: u64,
     /// Time the last applied revision took from read to enforced, in microseconds.
     pub last_apply_us: u64,
     /// Policy generation live in the maps.
@@ -28,6 +51,31 @@ pub struct AgentStatus {
     /// Why the datastore cannot be read now (the last content read stays enforced).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub datastore_unavailable: Option<String>,
+}
+
+/// What is enforced for an object whose latest version is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fallback {
+    /// Its last enforced version stays in force.
+    LastGood,
+    /// Deny-all for the endpoints its selector selects, in its tier position.
+    DenyAll,
+    /// Nothing: it is left out.
+    Ignored,
+}
+
+/// An object whose latest version is not enforced, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    /// `Kind namespace/name`.
+    pub object: String,
+    /// Where the datastore keeps it.
+    pub origin: String,
+    /// Why its latest version was refused.
+    pub reason: String,
+    /// What is enforced instead.
+    pub fallback: Fallback,
 }
 
 /// Somewhere a status is written to.

@@ -27,6 +27,8 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+
 use crate::policy::{Cluster, Direction, Entity, HostEndpointInfo, RuleAction, has_ports};
 
 use super::{Action, DecisionKind, LegDecision, LoggedRule, Packet, rule_matches};
@@ -48,21 +50,83 @@ pub enum HostKind {
 /// The result of one kind's walk: a decision, or none (untracked/preDNAT only).
 type KindResult = Option<LegDecision>;
 
+/// The addresses that are the node's own: a packet to one of them is delivered to
+/// the host (not forwarded), a packet from one of them was sent by the host. This is
+/// a fact of the node (security item 3), never of a `HostEndpoint` object: the agent
+/// reads it from the kernel (every address of every interface, kept current from
+/// netlink), plus what no interface lists but the kernel never forwards: IPv6
+/// link-local (`fe80::/10`, each interface's own, scoped to its link) and multicast
+/// (`ff00::/8`, `224.0.0.0/4`), and the IPv4 limited broadcast.
+///
+/// A `HostEndpoint`'s `expectedIPs` keep only their Calico meaning: they are the
+/// addresses at which selectors see the host endpoint as an entity. Only tools that
+/// have no node to ask ([`NodeAddresses::declared`]) take them as the node's
+/// addresses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeAddresses {
+    nets: BTreeSet<IpNet>,
+}
+
+impl NodeAddresses {
+    /// What the kernel never forwards and delivers to the host itself: IPv6
+    /// link-local and multicast, IPv4 multicast and limited broadcast.
+    pub const NEVER_FORWARDED: [&'static str; 4] =
+        ["fe80::/10", "ff00::/8", "224.0.0.0/4", "255.255.255.255/32"];
+
+    /// The node's addresses as its interfaces carry them (`nets`: each address as a
+    /// host prefix, or a whole prefix the kernel treats as local, such as an IPv4
+    /// address on a loopback device), plus [`Self::NEVER_FORWARDED`].
+    pub fn of_node(nets: impl IntoIterator<Item = IpNet>) -> Self {
+        let mut all: BTreeSet<IpNet> = nets.into_iter().map(|n| n.trunc()).collect();
+        all.extend(
+            Self::NEVER_FORWARDED
+                .iter()
+                .filter_map(|n| n.parse::<IpNet>().ok()),
+        );
+        Self { nets: all }
+    }
+
+    /// For tools without a node to ask (explain, matrix, tests): the addresses the
+    /// node's host endpoints declare in `expectedIPs`, nothing else.
+    pub fn declared(cluster: &Cluster, node: Option<&str>) -> Self {
+        Self {
+            nets: host_endpoints_of(cluster, node)
+                .flat_map(|h| h.ips.iter().map(|ip| IpNet::from(*ip)))
+                .collect(),
+        }
+    }
+
+    /// Whether `addr` is the node's own.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        self.nets.iter().any(|n| n.contains(&addr))
+    }
+
+    /// The prefixes, each an entry of the compiled peer map (so the host class of an
+    /// address says whether it is the node's).
+    pub fn nets(&self) -> impl Iterator<Item = &IpNet> {
+        self.nets.iter()
+    }
+}
+
 /// What the node treats as its own: addresses and `NodePorts`.
 #[derive(Clone, Debug, Default)]
 pub struct NodeView {
-    /// Addresses of this node's host endpoints.
-    pub host_ips: BTreeSet<IpAddr>,
+    /// The node's own addresses.
+    pub addresses: NodeAddresses,
     /// (protocol, port) of every Service `NodePort`.
     pub node_ports: BTreeSet<(u8, u16)>,
 }
 
 impl NodeView {
-    /// The host endpoints of `node` (all when `None`) and every Service's `NodePorts`.
+    /// The view of `node` (all when `None`) for a tool that cannot ask the node: its
+    /// addresses are those its host endpoints declare ([`NodeAddresses::declared`]).
     pub fn new(cluster: &Cluster, node: Option<&str>) -> Self {
-        let host_ips = host_endpoints_of(cluster, node)
-            .flat_map(|h| h.ips.iter().copied())
-            .collect();
+        Self::with_addresses(cluster, NodeAddresses::declared(cluster, node))
+    }
+
+    /// The view of a node whose own addresses are `addresses`, with every Service's
+    /// `NodePorts`.
+    pub fn with_addresses(cluster: &Cluster, addresses: NodeAddresses) -> Self {
         let node_ports = cluster
             .services
             .iter()
@@ -73,21 +137,26 @@ impl NodeView {
             })
             .collect();
         Self {
-            host_ips,
+            addresses,
             node_ports,
         }
     }
 
+    /// Whether `addr` is one of the node's own addresses.
+    pub fn is_own(&self, addr: IpAddr) -> bool {
+        self.addresses.contains(addr)
+    }
+
     /// An inbound packet is for the node itself (not `DNATed` away by kube-proxy).
     pub fn inbound_to_host(&self, packet: &Packet) -> bool {
-        self.host_ips.contains(&packet.dst)
+        self.is_own(packet.dst)
             && !(has_ports(packet.proto)
                 && self.node_ports.contains(&(packet.proto, packet.dst_port)))
     }
 
     /// An outbound packet comes from the node itself.
     pub fn outbound_from_host(&self, packet: &Packet) -> bool {
-        self.host_ips.contains(&packet.src)
+        self.is_own(packet.src)
     }
 }
 

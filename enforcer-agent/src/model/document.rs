@@ -43,6 +43,7 @@ impl DocContext<'_> {
             field,
             problem,
             message,
+            content: None,
         }))
     }
 
@@ -58,10 +59,18 @@ impl DocContext<'_> {
                 "expected a mapping with apiVersion, kind, metadata".to_owned(),
             ));
         }
-        let object = self.typed_object(node, prefix)?;
-        if object.is_policy_kind() {
-            self.check_values(node, node, prefix)?;
-        }
+        let checked = self.typed_object(node, prefix).and_then(|object| {
+            if object.is_policy_kind() {
+                self.check_values(node, node, prefix)?;
+            }
+            Ok(object)
+        });
+        let object = checked.map_err(|mut error| {
+            if let LoadError::Object(e) = &mut error {
+                e.content = Some(Box::new(node.to_json()));
+            }
+            error
+        })?;
         Ok(Loaded {
             source: Source {
                 file: self.path.to_path_buf(),
@@ -96,6 +105,15 @@ impl DocContext<'_> {
             "Pod" => Object::Pod(de::Deserialize::deserialize(d).map_err(convert)?),
             "Deployment" => Object::Deployment(de::Deserialize::deserialize(d).map_err(convert)?),
             "Service" => Object::Service(de::Deserialize::deserialize(d).map_err(convert)?),
+            "Endpoints" => Object::Endpoints(de::Deserialize::deserialize(d).map_err(convert)?),
+            "EndpointSlice" if api == "discovery.k8s.io/v1" => {
+                Object::EndpointSlice(de::Deserialize::deserialize(d).map_err(convert)?)
+            }
+            "EndpointSlice" => {
+                return Err(unknown(format!(
+                    "EndpointSlice with apiVersion {api:?}: expected discovery.k8s.io/v1"
+                )));
+            }
             "NetworkPolicy" if api == "networking.k8s.io/v1" => {
                 Object::NetworkPolicy(de::Deserialize::deserialize(d).map_err(convert)?)
             }
@@ -124,7 +142,7 @@ impl DocContext<'_> {
             "" => return Err(unknown("the document has no kind".to_owned())),
             _ => {
                 return Err(unknown(format!(
-                    "unknown kind {kind:?} (apiVersion {api:?}); known: Namespace, Pod, Deployment, Service, NetworkPolicy, GlobalNetworkPolicy, Tier, NetworkSet, GlobalNetworkSet, HostEndpoint, List"
+                    "unknown kind {kind:?} (apiVersion {api:?}); known: Namespace, Pod, Deployment, Service, EndpointSlice, Endpoints, NetworkPolicy, GlobalNetworkPolicy, Tier, NetworkSet, GlobalNetworkSet, HostEndpoint, List"
                 )));
             }
         };

@@ -56,6 +56,10 @@ pub struct ObjectError {
     pub field: Option<String>,
     pub problem: ObjectProblem,
     pub message: String,
+    /// The whole document as read (when it was a mapping), for a caller that must
+    /// still act on what the object meant to select: the agent enforces a policy that
+    /// never loaded as deny-all for the endpoints its selector names (fail closed).
+    pub content: Option<Box<serde_json::Value>>,
 }
 
 fn field_suffix(field: Option<&String>) -> String {

@@ -16,9 +16,9 @@ use enforcer_common::{
 };
 
 use super::direction_verdict;
-use crate::compile::{DataplaneSpec, compile_for_node, simulate};
+use crate::compile::{DataplaneSpec, compile_for_node, compile_on_node, simulate};
 use crate::eval::Packet;
-use crate::eval::host::NodeView;
+use crate::eval::host::{NodeAddresses, NodeView};
 use crate::policy::{Cluster, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 
 const FIXTURES: &str = concat!(
@@ -183,6 +183,72 @@ fn no_policy_no_profile_denies_to_host() {
         lookup(&spec, DIR_HOST_INGRESS, &tcp(EXT, NODE, 31852)),
         ACTION_ALLOW
     );
+}
+
+/// Security item 3: whether a packet is for the host is a fact of the node, not of
+/// `expectedIPs`. Seed 001's default deny with eth0's host endpoint declaring only
+/// 198.18.255.1: the node's IPv6 address, a secondary address, a link-local address
+/// and a multicast group are the host's too, so traffic to them meets the host
+/// endpoint's (deny) policy instead of passing as "forwarded".
+#[test]
+fn traffic_to_any_node_address_is_to_the_host() {
+    let cluster = cluster_of(&["001-default-deny.yaml", "002-node1-eth0.yaml"], "");
+    let node_v6: IpAddr = "2001:2:0:ff::1".parse().unwrap();
+    let ext_v6: IpAddr = "2001:2:0:ff::2".parse().unwrap();
+    let secondary: IpAddr = "198.18.255.9".parse().unwrap();
+    let addresses = NodeAddresses::of_node(
+        [IpAddr::V4(NODE), node_v6, secondary]
+            .into_iter()
+            .map(ipnet::IpNet::from),
+    );
+    let on_node = compile_on_node(&cluster, Some("node1"), &addresses).unwrap();
+    let declared = compile_for_node(&cluster, Some("node1")).unwrap();
+    let to = |src: IpAddr, dst: IpAddr| Packet {
+        src,
+        dst,
+        proto: PROTO_TCP,
+        src_port: 40_000,
+        dst_port: 8000,
+        icmp_type: 0,
+        icmp_code: 0,
+    };
+    let ext = IpAddr::V4(EXT);
+    let link_local: IpAddr = "fe80::1".parse().unwrap();
+    let multicast: IpAddr = "ff02::1".parse().unwrap();
+    for packet in [
+        to(ext, IpAddr::V4(NODE)),
+        to(ext_v6, node_v6),
+        to(ext, secondary),
+        to("fe80::2".parse().unwrap(), link_local),
+        to(ext_v6, multicast),
+    ] {
+        assert_eq!(
+            lookup(&on_node, DIR_HOST_INGRESS, &packet),
+            ACTION_DENY,
+            "inbound {packet:?}"
+        );
+        let reply = to(packet.dst, packet.src);
+        assert_eq!(
+            lookup(&on_node, DIR_HOST_EGRESS, &reply),
+            ACTION_DENY,
+            "outbound {reply:?}"
+        );
+    }
+    // What the node does not own is still forwarded (no applyOnForward policy: allowed).
+    assert_eq!(
+        lookup(&on_node, DIR_HOST_INGRESS, &tcp(EXT, POD, 8080)),
+        ACTION_ALLOW
+    );
+    // The old rule (expectedIPs decide) let the IPv6 address through as "forwarded";
+    // it is what tools without a node still see.
+    assert_eq!(
+        lookup(&declared, DIR_HOST_INGRESS, &to(ext_v6, node_v6)),
+        ACTION_ALLOW
+    );
+    // The evaluator agrees.
+    let view = NodeView::with_addresses(&cluster, addresses);
+    assert!(view.inbound_to_host(&to(ext_v6, node_v6)));
+    assert!(!view.inbound_to_host(&tcp(EXT, POD, 8080)));
 }
 
 /// Small deterministic generator.

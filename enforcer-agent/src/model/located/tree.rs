@@ -108,6 +108,32 @@ impl Node {
         }
     }
 
+    /// The value as JSON (mapping keys as their text; positions dropped).
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match &self.value {
+            NodeValue::Null => J::Null,
+            NodeValue::Bool(b) => J::Bool(*b),
+            NodeValue::Int(i) => J::from(*i),
+            NodeValue::UInt(u) => J::from(*u),
+            NodeValue::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+            NodeValue::Str(s) => J::String(s.clone()),
+            NodeValue::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
+            NodeValue::Map(entries) => J::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| {
+                        let key = match &k.value {
+                            NodeValue::Str(s) => s.clone(),
+                            _ => k.raw.clone().unwrap_or_else(|| k.to_json().to_string()),
+                        };
+                        (key, v.to_json())
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
     pub(crate) fn position(&self) -> Position {
         Position {
             line: self.line,

@@ -2,11 +2,11 @@
 //! would see the objects.
 //!
 //! 1. Namespaces, with the `kubernetes.io/metadata.name` label the API server adds.
-//! 2. Entities and tiers: pods with an address become workload endpoints and Services
-//!    virtual addresses ([`k8s`]); network sets, host endpoints and tiers are Calico's
-//!    ([`calico`]). Calico's three well-known tiers exist without being written:
-//!    `kube-admin` (order 1,000, ends in Pass), `default` (1,000,000, Deny) and
-//!    `kube-baseline` (10,000,000, Pass).
+//! 2. Entities and tiers: pods with an address become workload endpoints ([`k8s`]),
+//!    Services virtual addresses with their backends ([`services`]); network sets,
+//!    host endpoints and tiers are Calico's ([`calico`]). Calico's three well-known
+//!    tiers exist without being written: `kube-admin` (order 1,000, ends in Pass),
+//!    `default` (1,000,000, Deny) and `kube-baseline` (10,000,000, Pass).
 //! 3. Policies: Kubernetes `NetworkPolicies` converted into tier `default` ([`k8s`]),
 //!    Calico policies into their tier ([`calico`]); a policy naming a tier that does not
 //!    exist is refused, as Calico's API refuses it.
@@ -14,8 +14,10 @@
 //!    last), then name, namespace and kind (Calico's tie-break); endpoints by
 //!    namespace/name.
 //!
-//! Any invalid value stops the build with an error naming its object and field: a
-//! rejected object must never become a wider or narrower policy.
+//! Any invalid value stops the build with an error naming its object and field
+//! ([`Cluster::from_objects`]), or leaves that object out alone
+//! ([`Cluster::from_objects_each`], for the agent's per-object refusal): a rejected
+//! object must never become a wider or narrower policy.
 
 // Errors are built at most once per load; their size does not matter.
 #![expect(clippy::result_large_err, reason = "cold error path, rich errors")]
@@ -23,6 +25,7 @@
 mod calico;
 mod context;
 mod k8s;
+mod services;
 
 use std::collections::BTreeMap;
 
@@ -36,15 +39,33 @@ use crate::model::{Loaded, Object};
 
 impl Cluster {
     /// Builds the model from loaded objects (see the module documentation for how).
+    /// The first invalid object stops the build.
     pub fn from_objects(objects: &[Loaded]) -> Result<(Cluster, Vec<Warning>), PolicyError> {
+        let (cluster, warnings, mut errors) = Self::from_objects_each(objects);
+        if errors.is_empty() {
+            Ok((cluster, warnings))
+        } else {
+            Err(errors.swap_remove(0))
+        }
+    }
+
+    /// Builds the model from the objects that convert, and says why each other one
+    /// does not (in the order [`Cluster::from_objects`] meets them): an invalid object
+    /// is left out alone, for a caller that refuses objects one by one (the agent).
+    /// Leaving out a tier also leaves out the policies naming it.
+    pub fn from_objects_each(objects: &[Loaded]) -> (Cluster, Vec<Warning>, Vec<PolicyError>) {
         let mut cluster = Cluster {
             namespaces: namespaces(objects),
             ..Cluster::default()
         };
+        let mut errors = Vec::new();
         let mut tiers = well_known_tiers();
         for loaded in objects {
-            add_entity_or_tier(&mut cluster, &mut tiers, loaded)?;
+            if let Err(error) = add_entity_or_tier(&mut cluster, &mut tiers, loaded) {
+                errors.push(error);
+            }
         }
+        cluster.services = services::services(objects);
         // Namespaces only pods mention exist too (with just their name label).
         for ep in &cluster.endpoints {
             cluster
@@ -58,9 +79,13 @@ impl Cluster {
         let tiers = tiers_in_order(tiers);
         let mut warnings = Vec::new();
         for loaded in objects {
-            if let Some(mut policy) = policy(&tiers, loaded, &mut warnings)? {
-                policy.source = Some(loaded.source.clone());
-                cluster.policies.push(policy);
+            match policy(&tiers, loaded, &mut warnings) {
+                Ok(Some(mut policy)) => {
+                    policy.source = Some(loaded.source.clone());
+                    cluster.policies.push(policy);
+                }
+                Ok(None) => {}
+                Err(error) => errors.push(error),
             }
         }
         sort_policies(&mut cluster.policies);
@@ -69,7 +94,7 @@ impl Cluster {
             .endpoints
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         cluster.reindex();
-        Ok((cluster, warnings))
+        (cluster, warnings, errors)
     }
 }
 
@@ -119,8 +144,8 @@ fn well_known_tiers() -> BTreeMap<String, Tier> {
     .collect()
 }
 
-/// Adds what `loaded` contributes besides policies: an endpoint, a Service, a network
-/// set, a host endpoint or a tier.
+/// Adds what `loaded` contributes besides policies and Services: an endpoint, a
+/// network set, a host endpoint or a tier.
 fn add_entity_or_tier(
     cluster: &mut Cluster,
     tiers: &mut BTreeMap<String, Tier>,
@@ -133,7 +158,6 @@ fn add_entity_or_tier(
                 cluster.endpoints.push(ep);
             }
         }
-        Object::Service(svc) => cluster.services.extend(k8s::service(&ctx, svc)),
         Object::NetworkSet(set) => cluster.network_sets.push(calico::network_set(&ctx, set)?),
         Object::GlobalNetworkSet(set) => cluster
             .network_sets

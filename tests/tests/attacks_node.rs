@@ -1,0 +1,154 @@
+//! Attacks on the node from outside the cluster, in the lab, from the attacker's side
+//! (the external client's namespace), on real packets.
+//!
+//! Security item 3: "to the host" is a fact of the node. Seed 001's default deny with
+//! seed 002's host endpoint on `eth0` (whose `expectedIPs` list only 198.18.255.1):
+//! the node's IPv6 address, its link-local address, a secondary address and an address
+//! of another interface are all the host's (Linux is a weak host: any local address
+//! is delivered on any interface), so each must meet the host endpoint's policy
+//! (deny), not pass as "forwarded" traffic.
+//!
+//! Privileged: `cargo build --bin enforcer && cargo test -p enforcer-tests --test
+//! attacks_node -- --test-threads=1`.
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::time::{Duration, Instant};
+
+use enforcer_tests::attack::{TcpOutcome, ifindex_in, tcp_attempt};
+use enforcer_tests::lab::{LabGuard, fixture, serial};
+
+const NODE_V4: &str = "198.18.255.1";
+const NODE_V6: &str = "2001:2:0:ff::1";
+/// A port the node's own responder serves (not failsafe).
+const SERVICE: u16 = 8000;
+/// Failsafe inbound (Calico's default): reachable whatever the policy, which proves
+/// an address is reachable at all before its denial is checked.
+const SSH: u16 = 22;
+const ATTEMPT: Duration = Duration::from_millis(700);
+
+fn ip(netns: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("ip")
+        .arg("-n")
+        .arg(netns)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("ip -n {netns} {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "ip -n {netns} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The lab's namespaces: (node, external client).
+fn namespaces(lab: &LabGuard) -> (String, String) {
+    (
+        format!("enf-{}-node", lab.name),
+        format!("enf-{}-ext", lab.name),
+    )
+}
+
+fn attempt(ext: &str, dest: SocketAddr) -> TcpOutcome {
+    tcp_attempt(ext, None, dest, ATTEMPT)
+}
+
+/// Waits (bounded) until `dest` stops answering: the agent learns a new address from a
+/// netlink event and recompiles, which takes a moment.
+fn denied_within(ext: &str, dest: SocketAddr, bound: Duration) -> TcpOutcome {
+    let deadline = Instant::now() + bound;
+    loop {
+        let outcome = attempt(ext, dest);
+        if !outcome.connected() || Instant::now() >= deadline {
+            return outcome;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The node's link-local address on `eth0`.
+fn link_local(node: &str) -> Ipv6Addr {
+    let out = ip(
+        node,
+        &["-6", "-o", "addr", "show", "dev", "eth0", "scope", "link"],
+    );
+    out.split_whitespace()
+        .skip_while(|w| *w != "inet6")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no link-local address on the node's eth0: {out}"))
+}
+
+#[test]
+fn every_node_address_is_the_hosts_not_only_expected_ips() {
+    let _serial = serial();
+    let lab = LabGuard::new("an3");
+    lab.up(
+        &[
+            &fixture("hostendpoints/nodeport-app.yaml"),
+            &fixture("hostendpoints/001-default-deny.yaml"),
+            &fixture("hostendpoints/002-node1-eth0.yaml"),
+        ],
+        true,
+    );
+    let (node, ext) = namespaces(&lab);
+    let v4 = |a: &str, port| {
+        SocketAddr::new(a.parse::<IpAddr>().unwrap_or_else(|e| panic!("{e}")), port)
+    };
+
+    // The declared address: failsafe SSH answers, the service is denied.
+    assert!(attempt(&ext, v4(NODE_V4, SSH)).connected());
+    let outcome = attempt(&ext, v4(NODE_V4, SERVICE));
+    assert!(!outcome.connected(), "{NODE_V4}:{SERVICE}: {outcome:?}");
+
+    // `nc -6 2001:2:0:ff::1 8000` from outside: the node's IPv6 address.
+    assert!(
+        attempt(&ext, v4(NODE_V6, SSH)).connected(),
+        "IPv6 reachable"
+    );
+    let outcome = attempt(&ext, v4(NODE_V6, SERVICE));
+    assert!(
+        !outcome.connected(),
+        "[{NODE_V6}]:{SERVICE} passed as forwarded traffic: {outcome:?}"
+    );
+
+    // `nc -6 fe80::…%eth0 8000`: the node's link-local address.
+    let scope = ifindex_in(&ext, "eth0");
+    let ll = |port| SocketAddr::V6(SocketAddrV6::new(link_local(&node), port, 0, scope));
+    assert!(attempt(&ext, ll(SSH)).connected(), "link-local reachable");
+    let outcome = attempt(&ext, ll(SERVICE));
+    assert!(
+        !outcome.connected(),
+        "link-local {}:{SERVICE} passed as forwarded traffic: {outcome:?}",
+        ll(SERVICE)
+    );
+
+    // A secondary address on eth0, added while the agent runs (netlink event).
+    ip(&node, &["addr", "add", "198.18.255.9/32", "dev", "eth0"]);
+    assert!(attempt(&ext, v4("198.18.255.9", SSH)).connected());
+    let outcome = denied_within(&ext, v4("198.18.255.9", SERVICE), Duration::from_secs(10));
+    assert!(
+        !outcome.connected(),
+        "secondary address 198.18.255.9:{SERVICE}: {outcome:?}"
+    );
+
+    // An address of another interface (as a tunnel or dummy device carries one),
+    // reached through eth0: the weak host model delivers it to the host too.
+    ip(
+        &node,
+        &[
+            "link", "add", "enfx0", "type", "veth", "peer", "name", "enfx1",
+        ],
+    );
+    ip(&node, &["addr", "add", "198.18.254.1/32", "dev", "enfx0"]);
+    ip(&node, &["link", "set", "enfx0", "up"]);
+    ip(&node, &["link", "set", "enfx1", "up"]);
+    ip(&ext, &["route", "add", "198.18.254.1/32", "via", NODE_V4]);
+    assert!(attempt(&ext, v4("198.18.254.1", SSH)).connected());
+    let outcome = denied_within(&ext, v4("198.18.254.1", SERVICE), Duration::from_secs(10));
+    assert!(
+        !outcome.connected(),
+        "another interface's address 198.18.254.1:{SERVICE}: {outcome:?}"
+    );
+}
