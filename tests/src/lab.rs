@@ -203,6 +203,25 @@ impl LabGuard {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("get nodes output: {e}:\n{out}"))
     }
 
+    /// With several nodes, checks that every node runs some pods (so flows between
+    /// them cross nodes); returns the number of pods per node.
+    pub fn assert_spread(&self) -> Vec<(String, usize)> {
+        let pods = self.get_pods();
+        let per_node: Vec<(String, usize)> = self
+            .get_nodes()
+            .into_iter()
+            .map(|n| {
+                let here = pods.iter().filter(|p| p.node == n.name).count();
+                (n.name, here)
+            })
+            .collect();
+        assert!(
+            per_node.iter().all(|(_, n)| *n > 0),
+            "pods are not spread over the nodes: {per_node:?}"
+        );
+        per_node
+    }
+
     /// Every node's bpffs directory (where its agent pins maps and links).
     pub fn bpffs_dirs(&self) -> Vec<PathBuf> {
         self.get_nodes()

@@ -4,9 +4,9 @@
 //!
 //! - pod → pod on another node: the source's egress on its node, the destination's
 //!   ingress on its node, replies by conntrack on both;
-//! - pod → ClusterIP whose backend is on another node: the client's egress judged after
+//! - pod → `ClusterIP` whose backend is on another node: the client's egress judged after
 //!   DNAT on the client's node, the backend's ingress on its node;
-//! - NodePort from outside to node A with the backend on node B: preDNAT on A's host
+//! - `NodePort` from outside to node A with the backend on node B: preDNAT on A's host
 //!   endpoint; `externalTrafficPolicy: Cluster` SNATs to A's address (the backend sees
 //!   the node), `Local` keeps the client's address and forwards only to local backends;
 //! - an agent restart on one node changes nothing on the other; a killed agent leaves
@@ -319,6 +319,11 @@ fn client_ip_seen(lab: &LabGuard, node_ip: &str, port: u16) -> Option<String> {
 const NODEPORT_APP: &str = "\
 apiVersion: v1
 kind: Pod
+metadata: {name: client, namespace: default, labels: {app: client}}
+spec: {nodeName: node1, containers: [{name: c}]}
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: web-0, namespace: default, labels: {app: web}}
 spec: {nodeName: node2, containers: [{name: web, ports: [{containerPort: 8080}]}]}
 ---
@@ -423,6 +428,10 @@ fn nodeport_to_one_node_with_the_backend_on_another() {
             ("external", "node1:31852", 31852, "TCP", false),
             ("external", "node2:31852", 31852, "TCP", true),
             ("external", "node1:30080", 30080, "TCP", true),
+            // Traffic from a pod of node1, or from node1 itself, is not external:
+            // kube-proxy sends it to any backend.
+            ("default/client", "node1:31852", 31852, "TCP", true),
+            ("node1", "node1:31852", 31852, "TCP", true),
         ],
     );
     assert_eq!(
@@ -630,5 +639,63 @@ fn three_nodes_over_vxlan() {
             ("a/p2", "a/p3", 80, "UDP", false),
             ("a/p3", "a/p2", 80, "TCP", true),
         ],
+    );
+}
+
+/// Issue 11's scale point: the whole matrix of 50 pods on two nodes (2,450 probes, a
+/// quarter of them denied, so they wait out their timeout). The time is printed, not
+/// asserted (tests never assert wall-clock time); every cell is checked.
+#[test]
+fn the_whole_matrix_of_fifty_pods_on_two_nodes() {
+    let _serial = serial();
+    let lab = LabGuard::new("big").with_nodes(2);
+    let tmp = TempDir::new("big");
+    let deployment = |name: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: a}}\nspec:\n  replicas: 25\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec: {{containers: [{{name: c, ports: [{{containerPort: 80}}]}}]}}\n"
+        )
+    };
+    let started = std::time::Instant::now();
+    lab.up(
+        &[
+            &tmp.write("web.yaml", &deployment("web")),
+            &tmp.write("db.yaml", &deployment("db")),
+        ],
+        true,
+    );
+    let up = started.elapsed();
+    let per_node = lab.assert_spread();
+    lab.apply(&tmp.write(
+        "db.yaml",
+        &np(
+            "a",
+            "db-from-web",
+            "podSelector: {matchLabels: {app: db}}\ningress: [{from: [{podSelector: {matchLabels: {app: web}}}]}]",
+        ),
+    ));
+    let started = std::time::Instant::now();
+    let rows = lab.probe(&["--from", "a/*", "--to", "a/*"]);
+    let took = started.elapsed();
+    assert_eq!(rows.len(), 50 * 49);
+    let wrong: Vec<String> = rows
+        .iter()
+        .filter(|r| {
+            let denied = r.from.starts_with("a/db-") && r.to.starts_with("a/db-");
+            r.connected == denied
+        })
+        .map(|r| format!("{} -> {}: {}", r.from, r.to, r.result))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} wrong cells:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    let denied = rows.iter().filter(|r| !r.connected).count();
+    eprintln!(
+        "50 pods on 2 nodes {per_node:?}: lab up {:.1}s; lab probe of the whole matrix ({} probes, {denied} denied) {:.1}s",
+        up.as_secs_f64(),
+        rows.len(),
+        took.as_secs_f64()
     );
 }

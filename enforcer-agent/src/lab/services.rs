@@ -18,7 +18,9 @@
 //!   so the reply comes back through this node — the client's address is lost to the
 //!   backend's node, as Calico documents;
 //! - `Local`: only backends on this node, without SNAT (the backend sees the client);
-//!   with none here the packet is dropped, as kube-proxy drops it.
+//!   with none here the packet is dropped, as kube-proxy drops it. Traffic from this
+//!   node's pods and from the node itself is not external: it goes to any backend, as
+//!   kube-proxy short-circuits it.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -84,7 +86,7 @@ pub fn ruleset(rules: &[ServiceBackends], node: &Node) -> String {
         {
             let _ = writeln!(
                 s,
-                "\t\tip daddr {} {} dport {node_port} drop comment \"{}/{} NodePort: no local endpoints\"",
+                "\t\tip daddr {} {} dport {node_port} iifname != \"cali*\" fib saddr type != local drop comment \"{}/{} NodePort: no local endpoints\"",
                 node.ipv4, rule.protocol, rule.namespace, rule.service,
             );
         }
@@ -114,6 +116,26 @@ pub fn ruleset(rules: &[ServiceBackends], node: &Node) -> String {
             continue;
         };
         if rule.external_local {
+            // Traffic from this node's pods or from the node itself is not external:
+            // any backend, as kube-proxy short-circuits it (the node's own masqueraded).
+            let _ = writeln!(
+                s,
+                "\t\tip daddr {} {} dport {node_port} iifname \"cali*\" dnat ip to {} comment \"{}/{} NodePort Local, from a pod\"",
+                node.ipv4,
+                rule.protocol,
+                choice(&all),
+                rule.namespace,
+                rule.service,
+            );
+            let _ = writeln!(
+                s,
+                "\t\tip daddr {} {} dport {node_port} fib saddr type local meta mark set meta mark | {MASQUERADE_MARK} dnat ip to {} comment \"{}/{} NodePort Local, from the node\"",
+                node.ipv4,
+                rule.protocol,
+                choice(&all),
+                rule.namespace,
+                rule.service,
+            );
             let local: Vec<&Backend> = all
                 .iter()
                 .copied()
@@ -255,6 +277,54 @@ mod tests {
                 "ip daddr 198.19.0.11 tcp dport 80 dnat ip to numgen random mod 2 map { 0 : 198.18.0.10 . 9090, 1 : 198.18.0.11 . 8080 }"
             ),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn node_ports_follow_the_external_traffic_policy_of_each_node() {
+        let nodes = crate::cluster::nodes::cluster_nodes(2).unwrap();
+        let backend = |last: u8, node: &str| Backend {
+            ip: Ipv4Addr::new(198, 18, 32, last),
+            port: 8080,
+            node: Some(node.into()),
+        };
+        let rule = |local: bool| ServiceBackends {
+            namespace: "ns".into(),
+            service: if local { "local" } else { "cluster" }.into(),
+            cluster_ip: Ipv4Addr::new(198, 19, 0, 11),
+            port: 80,
+            protocol: "tcp",
+            endpoints: vec![backend(10, "node2")],
+            node_port: Some(if local { 30001 } else { 30002 }),
+            external_local: local,
+        };
+        let rules = [rule(true), rule(false)];
+        let on1 = ruleset(&rules, &nodes[0]);
+        let on2 = ruleset(&rules, &nodes[1]);
+        // Cluster: both nodes translate, marked for masquerade off the node.
+        for (text, ip) in [(&on1, "198.18.255.1"), (&on2, "198.18.255.3")] {
+            assert!(
+                text.contains(&format!("ip daddr {ip} tcp dport 30002 meta mark set meta mark | 0x00004000 dnat ip to numgen random mod 1 map {{ 0 : 198.18.32.10 . 8080 }}")),
+                "{text}"
+            );
+            assert!(
+                text.contains(
+                    "meta mark & 0x00004000 == 0x00004000 oifname != \"cali*\" masquerade"
+                )
+            );
+        }
+        // Local: node2 (the backend's) translates external traffic; node1 drops it,
+        // but still serves its own pods and itself.
+        assert!(on2.contains("ip daddr 198.18.255.3 tcp dport 30001 dnat ip to numgen random mod 1 map { 0 : 198.18.32.10 . 8080 } comment \"ns/local NodePort Local\""), "{on2}");
+        assert!(!on2.contains("drop"), "{on2}");
+        assert!(on1.contains("ip daddr 198.18.255.1 tcp dport 30001 iifname != \"cali*\" fib saddr type != local drop"), "{on1}");
+        assert!(
+            !on1.contains("comment \"ns/local NodePort Local\""),
+            "{on1}"
+        );
+        assert!(
+            on1.contains("ip daddr 198.18.255.1 tcp dport 30001 iifname \"cali*\" dnat ip to"),
+            "{on1}"
         );
     }
 }
