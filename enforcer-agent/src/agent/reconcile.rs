@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
+use crate::compile::selfcheck::{SampleSize, self_check};
 use crate::compile::{CompileError, DataplaneSpec};
 use crate::dataplane::Dataplane;
 use crate::dataplane::bindings::{Bindings, bind};
@@ -50,6 +51,9 @@ pub struct Reconciler {
     stale: bool,
     status: AgentStatus,
     publisher: watch::Sender<AgentStatus>,
+    /// A deliberate compiler bug, applied to every compiled spec before its
+    /// self-check (tests only: proves the check refuses a wrong generation).
+    planted_bug: Option<fn(&mut DataplaneSpec)>,
 }
 
 impl Reconciler {
@@ -70,7 +74,16 @@ impl Reconciler {
             stale: true,
             status: AgentStatus::default(),
             publisher,
+            planted_bug: None,
         }
+    }
+
+    /// Plants a compiler bug: `bug` edits every compiled spec before the self-check.
+    #[cfg(any(test, feature = "testkit"))]
+    #[must_use]
+    pub fn with_planted_bug(mut self, bug: fn(&mut DataplaneSpec)) -> Self {
+        self.planted_bug = Some(bug);
+        self
     }
 
     /// Which interfaces are workload interfaces (default: Calico's `cali`).
@@ -139,7 +152,7 @@ impl Reconciler {
             return self.rebind(interfaces);
         }
         self.stale = false;
-        match self.compile() {
+        match self.compile(revision) {
             Ok((spec, selection)) => {
                 self.spec = Some(spec);
                 self.status.error = None;
@@ -155,6 +168,9 @@ impl Reconciler {
                 );
             }
             Err(error) => {
+                if matches!(error, CompileError::SelfCheck { .. }) {
+                    self.status.self_check.refused += 1;
+                }
                 tracing::error!(revision, %error, "refused revision; previous policy stays");
                 self.status.error = Some(error.to_string());
                 self.rebind(interfaces)?;
@@ -225,15 +241,38 @@ impl Reconciler {
         self.write(bindings)
     }
 
-    /// Picks a version of each cached object (refusing objects one by one) and
-    /// compiles them for this node.
-    fn compile(&self) -> Result<(DataplaneSpec, Selection), CompileError> {
+    /// Picks a version of each cached object (refusing objects one by one), compiles
+    /// them for this node and self-checks the result (`compile::selfcheck`): a
+    /// generation whose maps disagree with the policy is refused.
+    fn compile(&mut self, revision: u64) -> Result<(DataplaneSpec, Selection), CompileError> {
         let selection = select(&self.cache);
         for warning in &selection.warnings {
             tracing::warn!(%warning, "policy warning");
         }
-        let spec =
+        let mut spec =
             crate::compile::compile_on_node(&selection.cluster, Some(&self.node), &self.addresses)?;
+        if let Some(bug) = self.planted_bug {
+            bug(&mut spec);
+        }
+        let check = self_check(&selection.cluster, &spec, SampleSize::default(), revision);
+        self.status.self_check.last_flows = check.flows as u64;
+        self.status.self_check.last_us = check.elapsed.as_micros() as u64;
+        tracing::debug!(
+            flows = check.flows,
+            legs = check.legs,
+            us = self.status.self_check.last_us,
+            "self-check"
+        );
+        if let Some(first) = check.disagreements.first() {
+            for d in &check.disagreements {
+                tracing::error!(disagreement = %d, "self-check: the compiled maps disagree with the policy");
+            }
+            return Err(CompileError::SelfCheck {
+                flows: check.flows,
+                disagreeing: check.disagreeing,
+                first: first.to_string(),
+            });
+        }
         Ok((spec, selection))
     }
 

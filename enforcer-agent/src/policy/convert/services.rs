@@ -4,15 +4,19 @@
 //! pods a selector picks, or the `EndpointSlices` and `Endpoints` a selector-less
 //! Service's owner wrote.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::ctx;
 use crate::model::endpoints::{EndpointSources, service_endpoints};
 use crate::model::{Loaded, Object, Pod};
-use crate::policy::ServiceInfo;
+use crate::policy::{Backend, ServiceBackends, ServiceInfo, parse_protocol};
 
-/// Every Service with a cluster IP, in the order of `objects`.
-pub(super) fn services(objects: &[Loaded]) -> Vec<ServiceInfo> {
+/// Every Service with a cluster IP, in the order of `objects`, and the backends of
+/// every Service (headless ones too) by (namespace, name), for rule `services` matches.
+pub(super) fn services(
+    objects: &[Loaded],
+) -> (Vec<ServiceInfo>, ServiceBackends) {
     let mut pods: Vec<&Pod> = Vec::new();
     let mut slices = Vec::new();
     let mut endpoints = Vec::new();
@@ -29,12 +33,34 @@ pub(super) fn services(objects: &[Loaded]) -> Vec<ServiceInfo> {
         slices: &slices,
         endpoints: &endpoints,
     };
-    objects
+    let mut backends = BTreeMap::new();
+    let infos = objects
         .iter()
         .filter_map(|loaded| {
             let Object::Service(svc) = &loaded.object else {
                 return None;
             };
+            let ports = service_endpoints(svc, &sources);
+            let mut list: Vec<Backend> = ports
+                .iter()
+                .flat_map(|p| {
+                    let protocol = parse_protocol(p.port.protocol()).unwrap_or(0);
+                    p.endpoints.iter().map(move |e| Backend {
+                        ip: e.ip,
+                        protocol,
+                        port: e.port,
+                    })
+                })
+                .filter(|b| b.protocol != 0)
+                .collect();
+            list.sort_unstable();
+            list.dedup();
+            let namespace = svc
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_owned());
+            backends.insert((namespace, svc.metadata.name.clone()), list);
             let vips: Vec<IpAddr> = svc
                 .spec
                 .cluster_ip
@@ -45,9 +71,10 @@ pub(super) fn services(objects: &[Loaded]) -> Vec<ServiceInfo> {
                 id: ctx(loaded).id,
                 vips,
                 ports: svc.spec.ports.clone(),
-                backends: service_endpoints(svc, &sources),
+                backends: ports,
                 external_traffic_local: svc.spec.external_traffic_local(),
             })
         })
-        .collect()
+        .collect();
+    (infos, backends)
 }
