@@ -231,6 +231,7 @@ pub(crate) fn rule_matches(cluster: &Cluster, rule: &Rule, packet: &Packet) -> b
         && dst.address_matches()
         && src.port_matches(&rule.source, packet.src_port)
         && dst.port_matches(&rule.destination, packet.dst_port_key())
+        && dst.service_port_matches(&rule.destination, packet.proto, packet.dst_port_key())
 }
 
 /// The parts of a rule that depend only on the packet's family, protocol and
@@ -273,6 +274,9 @@ pub struct SideFacts {
     pub named_ports: Vec<u16>,
     /// Numbers of the side's named `notPorts` there.
     pub named_not_ports: Vec<u16>,
+    /// For a side with a `services` match: the (protocol, port) pairs the Service's
+    /// endpoints at the address serve (what a destination match also tests).
+    pub service_ports: Vec<(u8, u16)>,
 }
 
 impl SideFacts {
@@ -288,6 +292,12 @@ impl SideFacts {
         let in_not_ports =
             numeric_port_in(&side.not_ports, port) || self.named_not_ports.contains(&port);
         in_ports && !in_not_ports
+    }
+
+    /// A destination `services` match: the packet's protocol and port are one an
+    /// endpoint of the Service at the address serves (true without a `services`).
+    pub fn service_port_matches(&self, side: &EntityMatch, proto: u8, port: u16) -> bool {
+        side.services.is_none() || self.service_ports.contains(&(proto, port))
     }
 }
 
@@ -333,10 +343,20 @@ pub(crate) fn side_facts_among(
     };
     let selected =
         (side.selector.is_none() && side.service_accounts.is_none()) || entities.iter().any(picks);
-    let not_selected = side
-        .not_selector
-        .as_ref()
-        .is_some_and(|ns| entities.iter().any(|e| ns.matches(e.labels())));
+    // A `services` match: the address is one of the Service's endpoints.
+    let backends = side.services.as_ref().map(|s| cluster.backends(s));
+    let service_ports: Vec<(u8, u16)> = backends
+        .into_iter()
+        .flatten()
+        .filter(|b| b.ip == addr)
+        .map(|b| (b.protocol, b.port))
+        .collect();
+    let selected = selected && (side.services.is_none() || !service_ports.is_empty());
+    let not_selected = side.not_selector.as_ref().is_some_and(|ns| {
+        entities
+            .iter()
+            .any(|e| e.is_calico_entity() && ns.matches(e.labels()))
+    });
     let resolve = |ports: &[PortMatch]| -> Vec<u16> {
         let mut out: Vec<u16> = ports
             .iter()
@@ -363,6 +383,7 @@ pub(crate) fn side_facts_among(
         in_not_nets: side.not_nets.iter().any(|n| n.contains(&addr)),
         named_ports: resolve(&side.ports),
         named_not_ports: resolve(&side.not_ports),
+        service_ports,
     }
 }
 
@@ -370,3 +391,6 @@ pub(crate) mod host;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod admin_tests;

@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
+use crate::compile::selfcheck::{SampleSize, self_check};
 use crate::compile::{CompileError, DataplaneSpec};
 use crate::dataplane::Dataplane;
 use crate::dataplane::bindings::{Bindings, bind};
@@ -53,6 +54,9 @@ pub struct Reconciler {
     node_failures: std::collections::BTreeMap<String, String>,
     status: AgentStatus,
     publisher: watch::Sender<AgentStatus>,
+    /// A deliberate compiler bug, applied to every compiled spec before its
+    /// self-check (tests only: proves the check refuses a wrong generation).
+    planted_bug: Option<fn(&mut DataplaneSpec)>,
 }
 
 impl Reconciler {
@@ -74,7 +78,16 @@ impl Reconciler {
             node_failures: std::collections::BTreeMap::new(),
             status: AgentStatus::default(),
             publisher,
+            planted_bug: None,
         }
+    }
+
+    /// Plants a compiler bug: `bug` edits every compiled spec before the self-check.
+    #[cfg(any(test, feature = "testkit"))]
+    #[must_use]
+    pub fn with_planted_bug(mut self, bug: fn(&mut DataplaneSpec)) -> Self {
+        self.planted_bug = Some(bug);
+        self
     }
 
     /// Which interfaces are workload interfaces (default: Calico's `cali`).
@@ -153,7 +166,7 @@ impl Reconciler {
             return self.rebind(interfaces);
         }
         self.stale = false;
-        match self.compile() {
+        match self.compile(revision) {
             Ok(spec) => {
                 self.spec = Some(spec);
                 self.status.error = None;
@@ -170,6 +183,9 @@ impl Reconciler {
                 );
             }
             Err(error) => {
+                if matches!(error, CompileError::SelfCheck { .. }) {
+                    self.status.self_check.refused += 1;
+                }
                 tracing::error!(revision, %error, "refused revision; previous policy stays");
                 self.status.error = Some(error.to_string());
                 self.rebind(interfaces)?;
@@ -242,9 +258,35 @@ impl Reconciler {
         self.write(bindings, interfaces)
     }
 
-    /// Compiles the model (each object at the version `Model` picked) for this node.
-    fn compile(&self) -> Result<DataplaneSpec, CompileError> {
-        crate::compile::compile_on_node(self.model.cluster(), Some(&self.node), &self.addresses)
+    /// Compiles the model (each object at the version `Model` picked) for this node
+    /// and self-checks the result (`compile::selfcheck`): a generation whose maps
+    /// disagree with the policy is refused.
+    fn compile(&mut self, revision: u64) -> Result<DataplaneSpec, CompileError> {
+        let cluster = self.model.cluster();
+        let mut spec = crate::compile::compile_on_node(cluster, Some(&self.node), &self.addresses)?;
+        if let Some(bug) = self.planted_bug {
+            bug(&mut spec);
+        }
+        let check = self_check(cluster, &spec, SampleSize::default(), revision);
+        self.status.self_check.last_flows = check.flows as u64;
+        self.status.self_check.last_us = check.elapsed.as_micros() as u64;
+        tracing::debug!(
+            flows = check.flows,
+            legs = check.legs,
+            us = self.status.self_check.last_us,
+            "self-check"
+        );
+        if let Some(first) = check.disagreements.first() {
+            for d in &check.disagreements {
+                tracing::error!(disagreement = %d, "self-check: the compiled maps disagree with the policy");
+            }
+            return Err(CompileError::SelfCheck {
+                flows: check.flows,
+                disagreeing: check.disagreeing,
+                first: first.to_string(),
+            });
+        }
+        Ok(spec)
     }
 
     /// Writes the spec in force for the interfaces present, then attaches.

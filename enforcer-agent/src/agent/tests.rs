@@ -207,6 +207,11 @@ struct Harness {
 
 impl Harness {
     fn start(links: Links) -> Self {
+        Self::start_with(links, None)
+    }
+
+    /// With a planted compiler bug (`Reconciler::with_planted_bug`).
+    fn start_with(links: Links, bug: Option<fn(&mut DataplaneSpec)>) -> Self {
         let (mut datastore, writer) = MemoryDatastore::new();
         let recording = Recording::default();
         let calls = Arc::clone(&recording.calls);
@@ -217,6 +222,9 @@ impl Harness {
         let (stop, stopped) = oneshot::channel::<()>();
         let agent = tokio::spawn(async move {
             let mut reconciler = Reconciler::new(NODE.to_owned(), Box::new(recording), publisher);
+            if let Some(bug) = bug {
+                reconciler = reconciler.with_planted_bug(bug);
+            }
             let mut links = TestLinks {
                 interfaces: NodeInterfaces::ethernet(links),
                 updates: links_rx,
@@ -614,5 +622,56 @@ async fn a_failed_attach_is_reported_and_retried_and_repairs_counted() {
     ));
     let s = h.status(|s| s.attach_repairs == 1).await;
     assert!(s.attach_failed.is_empty());
+    h.stop().await;
+}
+
+/// The planted compiler bug: every verdict that a rule or a tier's default decided
+/// gets the opposite action (profile verdicts, the only ones without policy, stay).
+fn invert_policy_verdicts(spec: &mut DataplaneSpec) {
+    use enforcer_common::{ACTION_ALLOW, ACTION_DENY, VERDICT_KIND_PROFILE};
+    for (_, v) in &mut spec.verdicts {
+        if v.kind != VERDICT_KIND_PROFILE {
+            v.action = if v.action == ACTION_ALLOW {
+                ACTION_DENY
+            } else {
+                ACTION_ALLOW
+            };
+        }
+    }
+}
+
+/// Issue 13, acceptance 4: a planted compiler bug makes the self-check refuse the
+/// switch; the old policy stays in force (no new generation is written), and the
+/// status says why. Without policy the bug changes nothing, and that generation goes
+/// live: the check refuses wrong maps, not every change.
+#[tokio::test]
+async fn a_planted_compiler_bug_is_refused_by_the_self_check() {
+    let web = iface("web");
+    let mut h = Harness::start_with(
+        [("lo".to_owned(), 1), (web.clone(), 10)].into(),
+        Some(invert_policy_verdicts),
+    );
+    let revision = h.writer.apply(&objects(PODS));
+    let s = h.status(|s| s.observed_revision >= revision).await;
+    assert_eq!((s.applied_revision, s.error.as_deref()), (revision, None));
+    assert!(s.self_check.last_flows > 0, "{s:?}");
+    let first = applied(&h.calls());
+    assert_eq!(first.len(), 1, "{first:?}");
+
+    let refused = h.writer.apply(&objects(DENY_ALL));
+    let s = h.status(|s| s.observed_revision >= refused).await;
+    assert_eq!(
+        s.applied_revision, revision,
+        "the old policy stays in force"
+    );
+    let error = s.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("self-check failed") && error.contains("the policy says deny"),
+        "{error}"
+    );
+    assert_eq!(s.self_check.refused, 1);
+    assert_eq!(s.generation, first[0].0, "no switch");
+    let calls = h.calls();
+    assert!(applied(&calls).is_empty(), "nothing written: {calls:?}");
     h.stop().await;
 }

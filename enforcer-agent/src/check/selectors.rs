@@ -21,10 +21,10 @@ pub(super) fn lint(cx: &Context<'_>, out: &mut Vec<Finding>) {
                     .is_none_or(|sa| sa.matches(e))
         });
         if selected.count() == 0 {
-            let field = if policy.name.kind == "NetworkPolicy" {
-                "spec.podSelector"
-            } else {
-                "spec.selector"
+            let field = match policy.name.kind.as_str() {
+                "NetworkPolicy" => "spec.podSelector",
+                "AdminNetworkPolicy" | "BaselineAdminNetworkPolicy" => "spec.subject",
+                _ => "spec.selector",
             };
             let (hint, fix) = near_misses(cluster, &entities, &policy.subject, policy);
             out.push(Finding::policy(
@@ -80,6 +80,7 @@ fn all_entities(cluster: &Cluster) -> Vec<Entity<'_>> {
         .map(Entity::Endpoint)
         .chain(cluster.network_sets.iter().map(Entity::NetworkSet))
         .chain(cluster.host_endpoints.iter().map(Entity::HostEndpoint))
+        .chain(cluster.nodes.iter().map(Entity::Node))
         .collect()
 }
 
@@ -93,6 +94,7 @@ fn describe(sel: &EntitySelector) -> String {
         NamespaceScope::Selector(s) => format!(" in namespaces matching {s}"),
         NamespaceScope::AllNamespaced => " in any namespace".to_owned(),
         NamespaceScope::NonNamespaced => " among non-namespaced entities".to_owned(),
+        NamespaceScope::Nodes => " among nodes".to_owned(),
     };
     format!("{own}{scope}")
 }
@@ -208,5 +210,6 @@ fn entity_name(e: &Entity<'_>) -> String {
         Entity::Endpoint(ep) => ep.workload(),
         Entity::NetworkSet(n) => super::object_label(&n.id),
         Entity::HostEndpoint(h) => super::object_label(&h.id),
+        Entity::Node(n) => super::object_label(&n.id),
     }
 }

@@ -57,6 +57,7 @@ fn policy_error(e: &PolicyError) -> Finding {
         PolicyProblem::TooManyRules { .. } => "too-many-rules",
         PolicyProblem::Unsupported { .. } => "unsupported",
         PolicyProblem::InvalidKubernetes { .. } => "invalid-kubernetes",
+        PolicyProblem::InvalidServiceMatch { .. } => "invalid-service-match",
         #[expect(
             unreachable_patterns,
             reason = "the policy model may grow problems; they still get reported"

@@ -56,6 +56,7 @@ fn meta_mut(object: &mut Object) -> &mut ObjectMeta {
     match object {
         Object::Namespace(o) => &mut o.metadata,
         Object::Pod(o) => &mut o.metadata,
+        Object::Node(o) => &mut o.metadata,
         Object::Deployment(o) => &mut o.metadata,
         Object::Service(o) => &mut o.metadata,
         Object::EndpointSlice(o) => &mut o.metadata,
@@ -67,6 +68,8 @@ fn meta_mut(object: &mut Object) -> &mut ObjectMeta {
         Object::NetworkSet(o) => &mut o.metadata,
         Object::GlobalNetworkSet(o) => &mut o.metadata,
         Object::HostEndpoint(o) => &mut o.metadata,
+        Object::AdminNetworkPolicy(o) => &mut o.metadata,
+        Object::BaselineAdminNetworkPolicy(o) => &mut o.metadata,
     }
 }
 

@@ -18,6 +18,8 @@
 //! entity. The compiler then evaluates exactly (`side_facts_among`) only the
 //! candidates; a superset of candidates is always correct, only slower.
 
+use ipnet::IpNet;
+
 use crate::eval::SideFacts;
 use crate::policy::{Cluster, Entity, EntityMatch, NamespaceScope};
 use crate::selector::Selector;
@@ -29,12 +31,15 @@ use super::regions::Region;
 /// `side_facts_among` gives with no entities there).
 pub(super) fn default_facts(side: &EntityMatch) -> SideFacts {
     SideFacts {
-        selected: side.selector.is_none() && side.service_accounts.is_none(),
+        selected: side.selector.is_none()
+            && side.service_accounts.is_none()
+            && side.services.is_none(),
         not_selected: false,
         in_nets: side.nets.is_empty(),
         in_not_nets: false,
         named_ports: Vec::new(),
         named_not_ports: Vec::new(),
+        service_ports: Vec::new(),
     }
 }
 
@@ -67,7 +72,8 @@ impl<'a> Census<'a> {
             .iter()
             .map(Entity::Endpoint)
             .chain(cluster.network_sets.iter().map(Entity::NetworkSet))
-            .chain(cluster.host_endpoints.iter().map(Entity::HostEndpoint));
+            .chain(cluster.host_endpoints.iter().map(Entity::HostEndpoint))
+            .chain(cluster.nodes.iter().map(Entity::Node));
         for e in entities {
             for_each_feature(&e, |f| {
                 if let Feature::Namespace(ns) = f {
@@ -153,7 +159,8 @@ impl<'a> Census<'a> {
                 }
                 NamespaceScope::Any
                 | NamespaceScope::AllNamespaced
-                | NamespaceScope::NonNamespaced => None,
+                | NamespaceScope::NonNamespaced
+                | NamespaceScope::Nodes => None,
             };
             best = self.best(best, scope);
         }
@@ -173,6 +180,7 @@ fn for_each_feature<'a>(e: &Entity<'a>, mut f: impl FnMut(Feature<'a>)) {
         Entity::Endpoint(x) => &x.labels,
         Entity::NetworkSet(x) => &x.labels,
         Entity::HostEndpoint(x) => &x.labels,
+        Entity::Node(x) => &x.labels,
     };
     for (k, v) in labels {
         f(Feature::Label(k, v));
@@ -181,7 +189,7 @@ fn for_each_feature<'a>(e: &Entity<'a>, mut f: impl FnMut(Feature<'a>)) {
     let ns = match e {
         Entity::Endpoint(x) => Some(x.namespace.as_str()),
         Entity::NetworkSet(x) => x.namespace.as_deref(),
-        Entity::HostEndpoint(_) => None,
+        Entity::HostEndpoint(_) | Entity::Node(_) => None,
     };
     if let Some(ns) = ns {
         f(Feature::Namespace(ns));
@@ -232,6 +240,14 @@ impl<'a> AtomIndex<'a> {
                             by_feature.entry(f).or_default().push(a);
                         }
                     }
+                }
+            }
+            // A `services` match differs from its default only at the Service's
+            // endpoint addresses, each a region of its own (`regions.rs`).
+            for backend in side.services.iter().flat_map(|s| cluster.backends(s)) {
+                let net = IpNet::from(backend.ip);
+                if let Ok(i) = regions.binary_search_by(|r| r.net.cmp(&net)) {
+                    by_region[i].push(a);
                 }
             }
             for net in side.nets.iter().chain(&side.not_nets) {

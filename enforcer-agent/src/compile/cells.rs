@@ -46,6 +46,9 @@ pub(super) struct CellKey {
     in_not_ports: bool,
     /// The cell's port, when a named port of the rule can resolve to it.
     named_port: Option<u16>,
+    /// The cell's port, when an endpoint of the rule's destination `services` match
+    /// serves it (with the cell's protocol).
+    service_port: Option<u16>,
 }
 
 /// The cells of every protocol a rule names.
@@ -124,6 +127,15 @@ fn cut_points(input: &Input<'_>) -> BTreeMap<u8, BTreeSet<u32>> {
             cut(u32::from(v), u32::from(v));
         }
     }
+    // Service endpoint ports carry their own protocol (the rule may name none).
+    for values in &input.service_values {
+        for &(proto, port) in values {
+            let cuts = protos.entry(proto).or_default();
+            cuts.insert(0);
+            cuts.insert(u32::from(port));
+            cuts.insert(u32::from(port) + 1);
+        }
+    }
     cut_node_ports(input.cluster, &mut protos);
     protos
 }
@@ -187,7 +199,7 @@ pub(super) fn leg_packet(
 
 /// What a rule's protocol/port predicates say about a cell (`named`: the numbers the
 /// rule's named ports can resolve to).
-pub(super) fn cell_key(rule: &Rule, cell: Cell, named: &[u16]) -> CellKey {
+pub(super) fn cell_key(rule: &Rule, cell: Cell, named: &[u16], services: &[(u8, u16)]) -> CellKey {
     let v4 = leg_packet(
         Direction::Ingress,
         IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -207,5 +219,9 @@ pub(super) fn cell_key(rule: &Rule, cell: Cell, named: &[u16]) -> CellKey {
         in_ports: eval::numeric_port_in(&side.ports, port),
         in_not_ports: eval::numeric_port_in(&side.not_ports, port),
         named_port: named_hit,
+        service_port: services
+            .binary_search(&(cell.proto, port))
+            .is_ok()
+            .then_some(port),
     }
 }

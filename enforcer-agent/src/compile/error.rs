@@ -7,6 +7,16 @@ pub enum CompileError {
         "{policy}, {field}: source ports are not supported (the dataplane keys verdicts on the destination port)"
     )]
     SourcePortsUnsupported { policy: String, field: String },
+    /// The compiled maps and the evaluator disagree on a sampled flow (see
+    /// `compile::selfcheck`): a compiler bug; the generation is not switched to.
+    #[error(
+        "self-check failed: the compiled maps disagree with the policy on {disagreeing} of {flows} sampled flows (first: {first}); the previous policy stays in force"
+    )]
+    SelfCheck {
+        flows: usize,
+        disagreeing: usize,
+        first: String,
+    },
     #[error("{what}: {count} entries exceed the map capacity {max}")]
     Capacity {
         what: &'static str,

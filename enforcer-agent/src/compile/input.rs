@@ -58,6 +58,8 @@ pub(super) struct Input<'a> {
     position: HashMap<RuleKey, usize>,
     /// Per rule (as `rules`): every number its named destination ports can resolve to.
     pub(super) named_values: Vec<Vec<u16>>,
+    /// Per rule: every (protocol, port) its destination `services` match can match.
+    pub(super) service_values: Vec<Vec<(u8, u16)>>,
 }
 
 impl<'a> Input<'a> {
@@ -109,6 +111,22 @@ impl<'a> Input<'a> {
             .iter()
             .map(|r| named_port_values(r.rule, &declared))
             .collect();
+        let service_values = rules
+            .iter()
+            .map(|r| {
+                let mut out: Vec<(u8, u16)> = r
+                    .rule
+                    .destination
+                    .services
+                    .iter()
+                    .flat_map(|s| cluster.backends(s))
+                    .map(|b| (b.protocol, b.port))
+                    .collect();
+                out.sort_unstable();
+                out.dedup();
+                out
+            })
+            .collect();
         Ok(Input {
             cluster,
             node,
@@ -116,6 +134,7 @@ impl<'a> Input<'a> {
             rules,
             position,
             named_values,
+            service_values,
         })
     }
 
@@ -155,6 +174,7 @@ impl<'a> Input<'a> {
             .iter()
             .filter_map(|e| match e {
                 Entity::HostEndpoint(h) => Some(h.id.to_string()),
+                Entity::Node(n) => Some(n.id.to_string()),
                 _ => None,
             })
             .collect();

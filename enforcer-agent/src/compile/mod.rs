@@ -32,6 +32,7 @@ pub(crate) mod host;
 mod input;
 mod profiles;
 mod regions;
+pub mod selfcheck;
 pub mod simulate;
 pub mod spec;
 mod verdicts;

@@ -1,6 +1,6 @@
 //! The peer LPM entries and their regions.
 //!
-//! Every prefix a rule or network set names, every pod and host endpoint address, every
+//! Every prefix a rule or network set names, every pod, host endpoint and node address, every
 //! Service VIP, every address of the node and `/0` per family is an entry of `ENF_PEERS_V4`/`V6`. The addresses
 //! whose longest match is an entry form its *region*. CIDRs nest or are disjoint, so
 //! all addresses of a region are alike for every net predicate and see the same
@@ -63,6 +63,19 @@ pub(super) fn regions(input: &Input<'_>) -> Vec<Region> {
     for h in &cluster.host_endpoints {
         for ip in &h.ips {
             add(IpNet::from(*ip), None, false);
+        }
+    }
+    for n in &cluster.nodes {
+        for ip in &n.ips {
+            add(IpNet::from(*ip), None, false);
+        }
+    }
+    // The endpoints of every Service a rule matches by name.
+    for r in &input.rules {
+        for side in [&r.rule.source, &r.rule.destination] {
+            for backend in side.services.iter().flat_map(|s| cluster.backends(s)) {
+                add(IpNet::from(backend.ip), None, false);
+            }
         }
     }
     for (i, ep) in cluster.endpoints.iter().enumerate() {

@@ -180,7 +180,14 @@ impl PodVerdicts<'_> {
         for cell in self.cells {
             let key: Vec<CellKey> = relevant
                 .iter()
-                .map(|&n| cell_key(self.input.rules[n].rule, *cell, &self.input.named_values[n]))
+                .map(|&n| {
+                    cell_key(
+                        self.input.rules[n].rule,
+                        *cell,
+                        &self.input.named_values[n],
+                        &self.input.service_values[n],
+                    )
+                })
                 .collect();
             let g = *group_of.entry(key).or_insert_with(|| {
                 cell_groups.push(Vec::new());
@@ -261,6 +268,11 @@ impl PodVerdicts<'_> {
                                 };
                                 src.port_matches(&rule.source, packet.src_port)
                                     && dst.port_matches(&rule.destination, packet.dst_port_key())
+                                    && dst.service_port_matches(
+                                        &rule.destination,
+                                        packet.proto,
+                                        packet.dst_port_key(),
+                                    )
                             });
                         verdict_of(&decision)
                     })

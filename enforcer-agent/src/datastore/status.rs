@@ -56,6 +56,21 @@ pub struct AgentStatus {
     /// Why the datastore cannot be read now (the last content read stays enforced).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub datastore_unavailable: Option<String>,
+    /// The self-check of compiled generations (compiled maps vs the evaluator).
+    #[serde(default)]
+    pub self_check: SelfCheckStatus,
+}
+
+/// What the self-check of compiled generations has done.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SelfCheckStatus {
+    /// Flows judged both ways for the last compiled generation.
+    pub last_flows: u64,
+    /// Time that took, in microseconds (part of `last_apply_us` when applied).
+    pub last_us: u64,
+    /// Generations refused because the two disagreed (a compiler bug; the previous
+    /// policy stayed in force).
+    pub refused: u64,
 }
 
 /// What is enforced for an object whose latest version is refused.

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use serde::de;
 
+use super::admin::ADMIN_API_VERSION;
 use super::calico::{self, CalicoApi};
 use super::cidr::parse_cidr;
 use super::error::{LoadError, ObjectError, ObjectProblem};
@@ -103,6 +104,7 @@ impl DocContext<'_> {
         let object = match kind {
             "Namespace" => Object::Namespace(de::Deserialize::deserialize(d).map_err(convert)?),
             "Pod" => Object::Pod(de::Deserialize::deserialize(d).map_err(convert)?),
+            "Node" => Object::Node(de::Deserialize::deserialize(d).map_err(convert)?),
             "Deployment" => Object::Deployment(de::Deserialize::deserialize(d).map_err(convert)?),
             "Service" => Object::Service(de::Deserialize::deserialize(d).map_err(convert)?),
             "Endpoints" => Object::Endpoints(de::Deserialize::deserialize(d).map_err(convert)?),
@@ -128,6 +130,20 @@ impl DocContext<'_> {
                 o.api = a;
                 Object::CalicoNetworkPolicy(o)
             }
+            "AdminNetworkPolicy" | "BaselineAdminNetworkPolicy" if api == ADMIN_API_VERSION => {
+                if kind == "AdminNetworkPolicy" {
+                    Object::AdminNetworkPolicy(de::Deserialize::deserialize(d).map_err(convert)?)
+                } else {
+                    Object::BaselineAdminNetworkPolicy(
+                        de::Deserialize::deserialize(d).map_err(convert)?,
+                    )
+                }
+            }
+            "AdminNetworkPolicy" | "BaselineAdminNetworkPolicy" => {
+                return Err(unknown(format!(
+                    "{kind} with apiVersion {api:?}: expected {ADMIN_API_VERSION}"
+                )));
+            }
             "GlobalNetworkPolicy" | "Tier" | "NetworkSet" | "GlobalNetworkSet" | "HostEndpoint" => {
                 // Calico-only kinds: a missing apiVersion means the calicoctl form.
                 let calico_api =
@@ -142,7 +158,7 @@ impl DocContext<'_> {
             "" => return Err(unknown("the document has no kind".to_owned())),
             _ => {
                 return Err(unknown(format!(
-                    "unknown kind {kind:?} (apiVersion {api:?}); known: Namespace, Pod, Deployment, Service, EndpointSlice, Endpoints, NetworkPolicy, GlobalNetworkPolicy, Tier, NetworkSet, GlobalNetworkSet, HostEndpoint, List"
+                    "unknown kind {kind:?} (apiVersion {api:?}); known: Namespace, Pod, Node, Deployment, Service, EndpointSlice, Endpoints, NetworkPolicy, GlobalNetworkPolicy, Tier, NetworkSet, GlobalNetworkSet, HostEndpoint, AdminNetworkPolicy, BaselineAdminNetworkPolicy, List"
                 )));
             }
         };
@@ -218,7 +234,10 @@ impl DocContext<'_> {
                                 ));
                             }
                         }
-                        ("nets" | "notNets" | "except" | "expectedIPs", NodeValue::Seq(items)) => {
+                        (
+                            "nets" | "notNets" | "except" | "expectedIPs" | "networks",
+                            NodeValue::Seq(items),
+                        ) => {
                             for (i, item) in items.iter().enumerate() {
                                 if let NodeValue::Str(s) = &item.value {
                                     self.check_cidr(object, item, s, &format!("{sub}[{i}]"))?;

@@ -10,6 +10,7 @@
 //!   (`error.rs`) name file, object, field path, line and column, with a "did you
 //!   mean" from `suggest.rs`; `locate.rs` finds a field's line again later.
 
+pub mod admin;
 pub mod calico;
 mod cidr;
 mod document;
@@ -20,6 +21,7 @@ pub(crate) mod load;
 pub(crate) mod locate;
 mod located;
 mod names;
+pub mod node;
 mod object;
 pub(crate) mod suggest;
 pub mod workload;
@@ -30,7 +32,8 @@ pub use error::{LoadError, ObjectError, ObjectProblem};
 pub use load::{load_paths, load_str, load_value};
 pub use located::tree::Position;
 pub(crate) use names::{
-    KIND_CALICO_NETWORK_POLICY, KIND_GLOBAL_NETWORK_POLICY, KIND_K8S_NETWORK_POLICY,
+    KIND_ADMIN_NETWORK_POLICY, KIND_BASELINE_ADMIN_NETWORK_POLICY, KIND_CALICO_NETWORK_POLICY,
+    KIND_GLOBAL_NETWORK_POLICY, KIND_K8S_NETWORK_POLICY,
 };
 pub use names::{ObjectId, PolicyName};
 pub use object::{Loaded, Object, Source};

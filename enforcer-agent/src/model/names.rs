@@ -12,6 +12,11 @@ pub const KIND_K8S_NETWORK_POLICY: &str = "NetworkPolicy";
 pub const KIND_CALICO_NETWORK_POLICY: &str = "projectcalico.org/NetworkPolicy";
 /// `ObjectId::kind` and `PolicyName::kind` of a Calico `GlobalNetworkPolicy`.
 pub const KIND_GLOBAL_NETWORK_POLICY: &str = "GlobalNetworkPolicy";
+/// `ObjectId::kind` and `PolicyName::kind` of a network-policy-api
+/// `AdminNetworkPolicy`.
+pub const KIND_ADMIN_NETWORK_POLICY: &str = "AdminNetworkPolicy";
+/// … and of its `BaselineAdminNetworkPolicy`.
+pub const KIND_BASELINE_ADMIN_NETWORK_POLICY: &str = "BaselineAdminNetworkPolicy";
 
 /// Identity of an object: kind, namespace (empty for cluster-scoped), name.
 #[derive(

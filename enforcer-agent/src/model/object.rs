@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
+use super::admin::{AdminNetworkPolicy, BaselineAdminNetworkPolicy};
 use super::endpoints::{EndpointSlice, Endpoints};
 use super::names::{KIND_CALICO_NETWORK_POLICY, ObjectId};
+use super::node::Node;
 use super::workload::{Deployment, Namespace, ObjectMeta, Pod, Service};
 use super::{calico, k8s};
 
@@ -28,6 +30,7 @@ pub struct Loaded {
 pub enum Object {
     Namespace(Namespace),
     Pod(Pod),
+    Node(Node),
     Deployment(Deployment),
     Service(Service),
     EndpointSlice(EndpointSlice),
@@ -39,6 +42,8 @@ pub enum Object {
     NetworkSet(calico::NetworkSet),
     GlobalNetworkSet(calico::GlobalNetworkSet),
     HostEndpoint(calico::HostEndpoint),
+    AdminNetworkPolicy(AdminNetworkPolicy),
+    BaselineAdminNetworkPolicy(BaselineAdminNetworkPolicy),
 }
 
 impl Object {
@@ -47,6 +52,7 @@ impl Object {
         match self {
             Object::Namespace(_) => "Namespace",
             Object::Pod(_) => "Pod",
+            Object::Node(_) => "Node",
             Object::Deployment(_) => "Deployment",
             Object::Service(_) => "Service",
             Object::EndpointSlice(_) => "EndpointSlice",
@@ -57,6 +63,8 @@ impl Object {
             Object::NetworkSet(_) => "NetworkSet",
             Object::GlobalNetworkSet(_) => "GlobalNetworkSet",
             Object::HostEndpoint(_) => "HostEndpoint",
+            Object::AdminNetworkPolicy(_) => "AdminNetworkPolicy",
+            Object::BaselineAdminNetworkPolicy(_) => "BaselineAdminNetworkPolicy",
         }
     }
 
@@ -64,6 +72,7 @@ impl Object {
         match self {
             Object::Namespace(o) => &o.metadata,
             Object::Pod(o) => &o.metadata,
+            Object::Node(o) => &o.metadata,
             Object::Deployment(o) => &o.metadata,
             Object::Service(o) => &o.metadata,
             Object::EndpointSlice(o) => &o.metadata,
@@ -75,6 +84,8 @@ impl Object {
             Object::NetworkSet(o) => &o.metadata,
             Object::GlobalNetworkSet(o) => &o.metadata,
             Object::HostEndpoint(o) => &o.metadata,
+            Object::AdminNetworkPolicy(o) => &o.metadata,
+            Object::BaselineAdminNetworkPolicy(o) => &o.metadata,
         }
     }
 
@@ -84,6 +95,7 @@ impl Object {
             self,
             Object::Namespace(_)
                 | Object::Pod(_)
+                | Object::Node(_)
                 | Object::Deployment(_)
                 | Object::Service(_)
                 | Object::EndpointSlice(_)
@@ -94,9 +106,11 @@ impl Object {
     /// `apiVersion` of the object as it was (or would be) written.
     pub(crate) fn api_version(&self) -> &'static str {
         match self {
-            Object::Namespace(_) | Object::Pod(_) | Object::Service(_) | Object::Endpoints(_) => {
-                "v1"
-            }
+            Object::Namespace(_)
+            | Object::Pod(_)
+            | Object::Node(_)
+            | Object::Service(_)
+            | Object::Endpoints(_) => "v1",
             Object::EndpointSlice(_) => "discovery.k8s.io/v1",
             Object::Deployment(_) => "apps/v1",
             Object::NetworkPolicy(_) => "networking.k8s.io/v1",
@@ -106,6 +120,9 @@ impl Object {
             Object::NetworkSet(o) => o.api.api_version(),
             Object::GlobalNetworkSet(o) => o.api.api_version(),
             Object::HostEndpoint(o) => o.api.api_version(),
+            Object::AdminNetworkPolicy(_) | Object::BaselineAdminNetworkPolicy(_) => {
+                super::admin::ADMIN_API_VERSION
+            }
         }
     }
 
@@ -115,6 +132,7 @@ impl Object {
         let body = match self {
             Object::Namespace(o) => serde_json::to_value(o),
             Object::Pod(o) => serde_json::to_value(o),
+            Object::Node(o) => serde_json::to_value(o),
             Object::Deployment(o) => serde_json::to_value(o),
             Object::Service(o) => serde_json::to_value(o),
             Object::EndpointSlice(o) => serde_json::to_value(o),
@@ -126,6 +144,8 @@ impl Object {
             Object::NetworkSet(o) => serde_json::to_value(o),
             Object::GlobalNetworkSet(o) => serde_json::to_value(o),
             Object::HostEndpoint(o) => serde_json::to_value(o),
+            Object::AdminNetworkPolicy(o) => serde_json::to_value(o),
+            Object::BaselineAdminNetworkPolicy(o) => serde_json::to_value(o),
         };
         // Serializing these plain data types cannot fail (string keys, finite data);
         // an empty body would still read back as an object of the right kind.

@@ -55,6 +55,10 @@ pub enum PolicyProblem {
     InvalidKubernetes {
         message: String,
     },
+    /// A rule's `services` match as Calico's validation refuses it.
+    InvalidServiceMatch {
+        message: String,
+    },
 }
 
 impl fmt::Display for PolicyProblem {
@@ -73,6 +77,9 @@ impl fmt::Display for PolicyProblem {
             PolicyProblem::InvalidCidr { message, .. }
             | PolicyProblem::InvalidIcmp { message }
             | PolicyProblem::InvalidKubernetes { message } => f.write_str(message),
+            PolicyProblem::InvalidServiceMatch { message } => {
+                write!(f, "invalid service match: {message}")
+            }
             PolicyProblem::InvalidProtocol { value } => write!(
                 f,
                 "invalid protocol {value:?}: expected TCP, UDP, ICMP, ICMPv6, SCTP, UDPLite or 1-255"

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
 use super::parts::{Part, implied_namespace, policy_order};
-use super::{Cluster, NamespaceInfo, ServiceInfo, Tier};
+use super::{Cluster, NamespaceInfo, ServiceBackends, ServiceInfo, Tier};
 use crate::model::ObjectId;
 
 /// Where an object comes in the datastore's order: (file, document).
@@ -80,7 +80,7 @@ pub struct LiveCluster {
 impl LiveCluster {
     /// The cluster of `parts` (each object with its order) and `services`, built
     /// whole.
-    pub fn build(parts: Vec<(ObjectId, Order, Part)>, services: Vec<ServiceInfo>) -> Self {
+    pub fn build(parts: Vec<(ObjectId, Order, Part)>, services: (Vec<ServiceInfo>, ServiceBackends)) -> Self {
         let mut live = LiveCluster::default();
         let mut tiers: Vec<Tier> = Vec::new();
         let mut parts = parts;
@@ -125,7 +125,7 @@ impl LiveCluster {
         live.cluster
             .endpoints
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        live.cluster.services = services;
+        (live.cluster.services, live.cluster.service_backends) = services;
         live.refresh_namespaces();
         live.cluster.reindex();
         live
@@ -269,10 +269,16 @@ impl LiveCluster {
         true
     }
 
-    /// Replaces the Services (resolved together by the caller).
-    pub fn set_services(&mut self, services: Vec<ServiceInfo>, touched: &mut Touched) {
-        if services != self.cluster.services {
+    /// Replaces the Services and every Service's backends (resolved together by the
+    /// caller).
+    pub fn set_services(
+        &mut self,
+        (services, backends): (Vec<ServiceInfo>, ServiceBackends),
+        touched: &mut Touched,
+    ) {
+        if services != self.cluster.services || backends != self.cluster.service_backends {
             self.cluster.services = services;
+            self.cluster.service_backends = backends;
             touched.other = true;
         }
     }

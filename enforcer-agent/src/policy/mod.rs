@@ -60,8 +60,13 @@ pub struct Cluster {
     /// Pods with at least one address, sorted by namespace/name.
     pub endpoints: Vec<Endpoint>,
     pub services: Vec<ServiceInfo>,
+    /// Every Service's backends (headless ones included), by (namespace, name): what a
+    /// rule's `services` match resolves to.
+    pub service_backends: ServiceBackends,
     pub network_sets: Vec<NetworkSetInfo>,
     pub host_endpoints: Vec<HostEndpointInfo>,
+    /// Kubernetes `Node` objects: what an `AdminNetworkPolicy` `nodes` peer selects.
+    pub nodes: Vec<NodeInfo>,
     /// In evaluation order: by order (missing last), then name.
     pub tiers: Vec<Tier>,
     /// In evaluation order: by tier, then order (missing = +∞), then name.
@@ -75,6 +80,7 @@ pub struct Cluster {
 enum EntityIndex {
     Endpoint(usize),
     HostEndpoint(usize),
+    Node(usize),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,6 +153,27 @@ pub struct ServiceInfo {
     pub external_traffic_local: bool,
 }
 
+/// One backend of a Service as a rule's `services` match sees it: an address of one of
+/// its endpoints and a port that endpoint serves (after DNAT), with its protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Backend {
+    pub ip: IpAddr,
+    pub protocol: u8,
+    pub port: u16,
+}
+
+/// Every Service's backends by (namespace, name).
+pub type ServiceBackends = BTreeMap<(String, String), Vec<Backend>>;
+
+/// A rule side's `services` match: the Service's endpoints (Calico's
+/// `source.services`/`destination.services`). As a destination it matches the
+/// endpoints' addresses *and* the ports they serve; as a source, their addresses.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceRef {
+    pub namespace: String,
+    pub name: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetworkSetInfo {
     pub id: ObjectId,
@@ -168,12 +195,24 @@ pub struct HostEndpointInfo {
     pub profiles: Vec<String>,
 }
 
-/// Something a rule selector can match: an endpoint, a network set or a host endpoint.
+/// A Kubernetes node, as an `AdminNetworkPolicy` `nodes` peer sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub id: ObjectId,
+    pub labels: Labels,
+    /// `status.addresses` (internal and external IPs).
+    pub ips: Vec<IpAddr>,
+}
+
+/// Something a rule selector can match: an endpoint, a network set or a host endpoint
+/// (Calico's entities), or a node (only `NamespaceScope::Nodes` sees nodes: the
+/// `nodes` peer of an `AdminNetworkPolicy`; Calico selectors never match them).
 #[derive(Clone, Copy, Debug)]
 pub enum Entity<'a> {
     Endpoint(&'a Endpoint),
     NetworkSet(&'a NetworkSetInfo),
     HostEndpoint(&'a HostEndpointInfo),
+    Node(&'a NodeInfo),
 }
 
 impl Entity<'_> {
@@ -182,6 +221,7 @@ impl Entity<'_> {
             Entity::Endpoint(e) => &e.labels,
             Entity::NetworkSet(n) => &n.labels,
             Entity::HostEndpoint(h) => &h.labels,
+            Entity::Node(n) => &n.labels,
         }
     }
 
@@ -189,8 +229,13 @@ impl Entity<'_> {
         match self {
             Entity::Endpoint(e) => Some(&e.namespace),
             Entity::NetworkSet(n) => n.namespace.as_deref(),
-            Entity::HostEndpoint(_) => None,
+            Entity::HostEndpoint(_) | Entity::Node(_) => None,
         }
+    }
+
+    /// Whether Calico's selectors see the entity (every entity but a node).
+    pub(crate) fn is_calico_entity(&self) -> bool {
+        !matches!(self, Entity::Node(_))
     }
 
     pub(crate) fn service_account(&self) -> Option<&str> {
@@ -204,7 +249,7 @@ impl Entity<'_> {
         let ports = match self {
             Entity::Endpoint(e) => &e.named_ports,
             Entity::HostEndpoint(h) => &h.named_ports,
-            Entity::NetworkSet(_) => return None,
+            Entity::NetworkSet(_) | Entity::Node(_) => return None,
         };
         ports
             .iter()
@@ -240,6 +285,9 @@ pub enum NamespaceScope {
     /// `namespaceSelector: global()`: only non-namespaced entities (host endpoints,
     /// `GlobalNetworkSets`).
     NonNamespaced,
+    /// Kubernetes nodes only (an `AdminNetworkPolicy` `nodes` peer: its selector is
+    /// over node labels and matches the nodes' addresses).
+    Nodes,
 }
 
 /// A selector over entities together with its namespace scope.
@@ -251,8 +299,11 @@ pub struct EntitySelector {
 
 impl EntitySelector {
     pub fn matches(&self, cluster: &Cluster, entity: &Entity<'_>) -> bool {
+        if matches!(self.namespace, NamespaceScope::Nodes) != matches!(entity, Entity::Node(_)) {
+            return false;
+        }
         let ns_ok = match &self.namespace {
-            NamespaceScope::Any => true,
+            NamespaceScope::Any | NamespaceScope::Nodes => true,
             NamespaceScope::Named(ns) => entity.namespace() == Some(ns.as_str()),
             NamespaceScope::AllNamespaced => entity.namespace().is_some(),
             NamespaceScope::NonNamespaced => entity.namespace().is_none(),
@@ -312,6 +363,8 @@ pub struct EntityMatch {
     /// Unscoped: also matches addresses that are no entity at all when they lack it.
     pub not_selector: Option<Selector>,
     pub service_accounts: Option<ServiceAccountMatch>,
+    /// The side matches the Service's endpoints (a destination also their ports).
+    pub services: Option<ServiceRef>,
     pub ports: Vec<PortMatch>,
     pub not_ports: Vec<PortMatch>,
 }
@@ -324,6 +377,7 @@ impl EntityMatch {
             || self.selector.is_some()
             || self.not_selector.is_some()
             || self.service_accounts.is_some()
+            || self.services.is_some()
             || self
                 .ports
                 .iter()
@@ -462,18 +516,28 @@ impl Cluster {
         Some(match index {
             EntityIndex::Endpoint(i) => Entity::Endpoint(self.endpoints.get(i)?),
             EntityIndex::HostEndpoint(i) => Entity::HostEndpoint(self.host_endpoints.get(i)?),
+            EntityIndex::Node(i) => Entity::Node(self.nodes.get(i)?),
         })
+    }
+
+    /// The backends of the Service a `services` match names (none if it has none or
+    /// does not exist).
+    pub fn backends(&self, service: &ServiceRef) -> &[Backend] {
+        self.service_backends
+            .get(&(service.namespace.clone(), service.name.clone()))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// The endpoint with this address, if any.
     pub fn endpoint_at(&self, addr: IpAddr) -> Option<&Endpoint> {
         self.by_addr.get(&addr)?.iter().find_map(|i| match i {
             EntityIndex::Endpoint(e) => self.endpoints.get(*e),
-            EntityIndex::HostEndpoint(_) => None,
+            EntityIndex::HostEndpoint(_) | EntityIndex::Node(_) => None,
         })
     }
 
-    /// Rebuilds the address index after changing `endpoints` or `host_endpoints`.
+    /// Rebuilds the address index after changing `endpoints`, `host_endpoints` or
+    /// `nodes`.
     pub fn reindex(&mut self) {
         self.by_addr.clear();
         for (i, e) in self.endpoints.iter().enumerate() {
@@ -490,6 +554,14 @@ impl Cluster {
                     .entry(*ip)
                     .or_default()
                     .push(EntityIndex::HostEndpoint(i));
+            }
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            for ip in &n.ips {
+                self.by_addr
+                    .entry(*ip)
+                    .or_default()
+                    .push(EntityIndex::Node(i));
             }
         }
     }

@@ -12,6 +12,11 @@
 //!   the namespace's other policies keep their allows, as they would next to a policy
 //!   that allows nothing).
 //!
+//! - `AdminNetworkPolicy` / `BaselineAdminNetworkPolicy`: a `GlobalNetworkPolicy`
+//!   named `anp.<name>` / `banp.<name>` in tier `kube-admin` (at the ANP's priority) /
+//!   `kube-baseline`, selecting the subject's pods, denying both directions (the API's
+//!   own rule language cannot say "every source").
+//!
 //! Built from the document as written (JSON), so it also serves a document that does
 //! not load: only the fields that place the policy and choose its subject are read,
 //! and if any of them is unreadable (a selector that does not parse, a field of the
@@ -21,7 +26,11 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
+use crate::model::admin::ADMIN_API_VERSION;
+use crate::model::k8s::LabelSelector;
 use crate::model::{Loaded, Object, load_value};
+use crate::policy::LABEL_ORCHESTRATOR;
+use crate::selector::Selector;
 
 /// The kinds that have a stand-in.
 const K8S_API: &str = "networking.k8s.io/v1";
@@ -44,6 +53,16 @@ pub fn document_of(object: &Object) -> Option<Value> {
             gnp.api.api_version().to_owned(),
             serde_json::to_value(&gnp.spec).ok()?,
             &gnp.metadata,
+        ),
+        Object::AdminNetworkPolicy(anp) => (
+            ADMIN_API_VERSION.to_owned(),
+            serde_json::to_value(&anp.spec).ok()?,
+            &anp.metadata,
+        ),
+        Object::BaselineAdminNetworkPolicy(banp) => (
+            ADMIN_API_VERSION.to_owned(),
+            serde_json::to_value(&banp.spec).ok()?,
+            &banp.metadata,
         ),
         _ => return None,
     };
@@ -72,9 +91,21 @@ pub fn stand_in(document: &Value, origin: &Path) -> Option<Loaded> {
     }
     let empty = Value::Object(Map::new());
     let spec = document.get("spec").unwrap_or(&empty);
-    let spec = match (kind, api) {
-        ("NetworkPolicy", K8S_API) => kubernetes_spec(spec)?,
-        ("NetworkPolicy" | "GlobalNetworkPolicy", _) => calico_spec(kind, spec)?,
+    let (api, kind, spec) = match (kind, api) {
+        ("NetworkPolicy", K8S_API) => (api, kind, kubernetes_spec(spec)?),
+        ("NetworkPolicy" | "GlobalNetworkPolicy", _) => (api, kind, calico_spec(kind, spec)?),
+        ("AdminNetworkPolicy" | "BaselineAdminNetworkPolicy", ADMIN_API_VERSION) => {
+            let admin = kind == "AdminNetworkPolicy";
+            let name = metadata.get("name")?.as_str()?;
+            let prefixed = format!("{}.{name}", if admin { "anp" } else { "banp" });
+            metadata.insert("name".to_owned(), json!(prefixed));
+            metadata.remove("namespace");
+            (
+                "projectcalico.org/v3",
+                "GlobalNetworkPolicy",
+                admin_spec(admin, spec)?,
+            )
+        }
         _ => return None,
     };
     let standin = json!({
@@ -138,6 +169,39 @@ fn kubernetes_spec(spec: &Value) -> Option<Value> {
         "podSelector": selector,
         "policyTypes": type_names(types),
     }))
+}
+
+/// The subject's pods in the admin tier (at the priority) or the baseline tier, both
+/// directions denied; `None` when the priority or subject cannot be read.
+fn admin_spec(admin: bool, spec: &Value) -> Option<Value> {
+    let subject = spec.get("subject")?;
+    let (selector, namespaces) = match (subject.get("namespaces"), subject.get("pods")) {
+        (Some(ns), None) => (Selector::All, ns.clone()),
+        (None, Some(pods)) => {
+            let pod: LabelSelector =
+                serde_json::from_value(pods.get("podSelector")?.clone()).ok()?;
+            (pod.to_selector(), pods.get("namespaceSelector")?.clone())
+        }
+        _ => return None,
+    };
+    let namespaces: LabelSelector = serde_json::from_value(namespaces).ok()?;
+    let pods = Selector::Eq(LABEL_ORCHESTRATOR.to_owned(), "k8s".to_owned()).and(selector);
+    let mut out = json!({
+        "tier": if admin { "kube-admin" } else { "kube-baseline" },
+        "selector": pods.to_string(),
+        "namespaceSelector": namespaces.to_selector().to_string(),
+        "types": ["Ingress", "Egress"],
+        "ingress": [{"action": "Deny"}],
+        "egress": [{"action": "Deny"}],
+    });
+    if admin {
+        let priority = spec
+            .get("priority")?
+            .as_i64()
+            .filter(|p| (0..=1000).contains(p))?;
+        out["order"] = json!(priority);
+    }
+    Some(out)
 }
 
 /// Same tier, order, subject and flags; a `Deny` rule per direction.
@@ -267,6 +331,38 @@ mod tests {
         let p = policy_of(&stand_in(&d, Path::new("p.yaml")).unwrap());
         assert!(p.pre_dnat && p.apply_on_forward);
         assert_eq!((p.applies_ingress, p.applies_egress), (true, false));
+    }
+
+    #[test]
+    fn an_admin_policy_becomes_deny_all_at_its_priority() {
+        let d = doc(
+            "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata: {name: p}\nspec:\n  priority: 7\n  subject: {pods: {namespaceSelector: {matchLabels: {team: a}}, podSelector: {matchLabels: {app: db}}}}\n  ingress: [{action: Bogus, from: []}]\n",
+        );
+        let p = policy_of(&stand_in(&d, Path::new("p.yaml")).unwrap());
+        assert_eq!(p.name.name, "anp.p");
+        assert_eq!(p.name.tier, "kube-admin");
+        assert_eq!(p.order, Some(7.0));
+        assert_eq!((p.applies_ingress, p.applies_egress), (true, true));
+        assert_eq!(p.ingress[0].action, RuleAction::Deny);
+        assert_eq!(p.egress[0].action, RuleAction::Deny);
+        let subject = p.subject.selector.to_string();
+        assert!(
+            subject.contains("app == 'db'") && subject.contains("orchestrator"),
+            "{subject}"
+        );
+        let b = doc(
+            "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: BaselineAdminNetworkPolicy\nmetadata: {name: default}\nspec:\n  subject: {namespaces: {}}\n  egress: [{action: Pass, to: [{namespaces: {}}]}]\n",
+        );
+        let p = policy_of(&stand_in(&b, Path::new("b.yaml")).unwrap());
+        assert_eq!(
+            (p.name.name.as_str(), p.name.tier.as_str()),
+            ("banp.default", "kube-baseline")
+        );
+        // No readable priority: no stand-in.
+        let bad = doc(
+            "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata: {name: p}\nspec:\n  priority: 5000\n  subject: {namespaces: {}}\n",
+        );
+        assert!(stand_in(&bad, Path::new("p.yaml")).is_none());
     }
 
     #[test]

@@ -13,8 +13,8 @@ use crate::model::{KIND_CALICO_NETWORK_POLICY, KIND_GLOBAL_NETWORK_POLICY, Polic
 use crate::policy::{
     EntityMatch, EntitySelector, HostEndpointInfo, IcmpMatch, LABEL_NAMESPACE, NamedPort,
     NamespaceScope, NetworkSetInfo, PROTO_SCTP, PROTO_TCP, PROTO_UDP, Policy, PolicyError,
-    PolicyProblem, PortMatch, Rule, RuleAction, ServiceAccountMatch, Tier, TierAction, Warning,
-    is_icmp,
+    PolicyProblem, PortMatch, Rule, RuleAction, ServiceAccountMatch, ServiceRef, Tier, TierAction,
+    Warning, is_icmp,
 };
 use crate::selector::Selector;
 
@@ -249,7 +249,11 @@ fn calico_policy(
         rules
             .iter()
             .enumerate()
-            .map(|(i, r)| calico_rule(ctx, &format!("spec.{dir}[{i}]"), r, ns, warnings))
+            .map(|(i, r)| {
+                let rule = calico_rule(ctx, &format!("spec.{dir}[{i}]"), r, ns, warnings)?;
+                check_services_placement(ctx, dir, &rule)?;
+                Ok(rule)
+            })
             .collect()
     };
     let ingress = convert_rules("ingress", spec.ingress)?;
@@ -340,12 +344,15 @@ fn calico_rule(
         calico::Action::Log => RuleAction::Log,
     };
     if rule.http.is_some() {
+        // Calico itself enforces `http` only through its application layer policy
+        // (Envoy sidecars); an L3/L4 dataplane cannot see methods or paths, and
+        // ignoring the match would widen an Allow to every request.
         return Err(ctx.err(
             format!("{field}.http"),
             PolicyProblem::Unsupported {
-                what: "HTTP match rules (they need an application-layer proxy)".to_owned(),
+                what: "`http` matches (HTTP methods and paths) need an application-layer proxy; this dataplane enforces L3/L4 only, so the policy is refused rather than enforced wider or narrower than written".to_owned(),
             },
-            None,
+            Some("remove `http` and allow the port instead (protocol: TCP, destination.ports), and restrict methods and paths in the application or a service mesh (e.g. an Istio AuthorizationPolicy)".to_owned()),
         ));
     }
     let protocol = rule
@@ -504,6 +511,99 @@ fn calico_ports(
         .collect()
 }
 
+/// A side's `services` match, with the restrictions libcalico-go's validator puts on
+/// it (`validateEntityRule`, `validateGlobalNetworkPolicySpec`): a name; no selector,
+/// notSelector, namespaceSelector, serviceAccounts, nets or notNets beside it (the
+/// Service's endpoints are the addresses); in a global policy a namespace (a
+/// namespaced policy's own namespace is the default).
+fn services_match(
+    ctx: &Ctx<'_>,
+    field: &str,
+    e: &calico::EntityRule,
+    ns: Option<&str>,
+) -> Result<Option<ServiceRef>, PolicyError> {
+    let Some(svc) = &e.services else {
+        return Ok(None);
+    };
+    let f = format!("{field}.services");
+    let bad = |message: &str, fix: &str| {
+        ctx.err(
+            &f,
+            PolicyProblem::InvalidServiceMatch {
+                message: message.to_owned(),
+            },
+            Some(fix.to_owned()),
+        )
+    };
+    if svc.name.is_empty() {
+        return Err(bad("a service match needs a name", "name the Service"));
+    }
+    let conflicts = [
+        (e.selector.is_some() || e.pod_selector.is_some(), "selector"),
+        (e.not_selector.is_some(), "notSelector"),
+        (e.namespace_selector.is_some(), "namespaceSelector"),
+        (e.service_accounts.is_some(), "serviceAccounts"),
+        (!e.nets.is_empty(), "nets"),
+        (!e.not_nets.is_empty(), "notNets"),
+    ];
+    if let Some((_, what)) = conflicts.iter().find(|(set, _)| *set) {
+        return Err(bad(
+            &format!(
+                "cannot be combined with {what} in the same rule side (the Service's endpoints are the addresses)"
+            ),
+            &format!("remove {what}, or write a second rule for it"),
+        ));
+    }
+    let namespace = match (&svc.namespace, ns) {
+        (Some(n), _) if !n.is_empty() => n.clone(),
+        (_, Some(own)) => own.to_owned(),
+        (_, None) => {
+            return Err(bad(
+                "a global policy's service match must name the Service's namespace",
+                "add services.namespace",
+            ));
+        }
+    };
+    Ok(Some(ServiceRef {
+        namespace,
+        name: svc.name.clone(),
+    }))
+}
+
+/// Where `services` may appear (libcalico-go's policy validators): as the source of
+/// an ingress rule or the destination of an egress rule (the peer), and a destination
+/// match takes its ports from the endpoints, so it has no `ports`/`notPorts`.
+fn check_services_placement(ctx: &Ctx<'_>, dir: &str, rule: &Rule) -> Result<(), PolicyError> {
+    let (local, local_name) = if dir == "ingress" {
+        (&rule.destination, "destination")
+    } else {
+        (&rule.source, "source")
+    };
+    if local.services.is_some() {
+        return Err(ctx.err(
+            format!("{}.{local_name}.services", rule.field),
+            PolicyProblem::InvalidServiceMatch {
+                message: format!("not allowed in an {dir} rule's {local_name} (it names the policy's own endpoint there)"),
+            },
+            Some(if dir == "ingress" {
+                "match services in source".to_owned()
+            } else {
+                "match services in destination".to_owned()
+            }),
+        ));
+    }
+    if rule.destination.services.is_some() && rule.destination.has_ports() {
+        return Err(ctx.err(
+            format!("{}.destination.ports", rule.field),
+            PolicyProblem::InvalidServiceMatch {
+                message: "cannot specify ports or notPorts with a destination service match (the endpoints' ports are used)".to_owned(),
+            },
+            Some("remove the ports, or match the pods with a selector".to_owned()),
+        ));
+    }
+    Ok(())
+}
+
 /// A rule side (`source`/`destination`). Its selector is scoped to namespaces as
 /// libcalico-go's rule conversion (`getEndpointSelector`) does: a `namespaceSelector`
 /// wins, else a namespaced policy's own namespace, else none; and the scope applies as
@@ -518,15 +618,7 @@ fn calico_entity(
     ns: Option<&str>,
     warnings: &mut Vec<Warning>,
 ) -> Result<EntityMatch, PolicyError> {
-    if e.services.is_some() {
-        return Err(ctx.err(
-            format!("{field}.services"),
-            PolicyProblem::Unsupported {
-                what: "service matches in rules".to_owned(),
-            },
-            Some("select the service's pods with a selector instead".to_owned()),
-        ));
-    }
+    let services = services_match(ctx, field, e, ns)?;
     let mut selector = ctx.opt_selector(&format!("{field}.selector"), e.selector.as_ref())?;
     if let Some(ls) = &e.pod_selector {
         let converted = ls.to_selector();
@@ -593,6 +685,7 @@ fn calico_entity(
         selector,
         not_selector,
         service_accounts,
+        services,
         ports: calico_ports(ctx, &format!("{field}.ports"), &e.ports)?,
         not_ports: calico_ports(ctx, &format!("{field}.notPorts"), &e.not_ports)?,
     })

@@ -22,6 +22,7 @@
 // Errors are built at most once per load; their size does not matter.
 #![expect(clippy::result_large_err, reason = "cold error path, rich errors")]
 
+mod admin;
 mod calico;
 mod context;
 mod k8s;
@@ -33,8 +34,8 @@ use std::collections::BTreeMap;
 use context::{Ctx, DEFAULT_TIER};
 
 use super::{
-    Cluster, LABEL_NAMESPACE_NAME, NamespaceInfo, Policy, PolicyError, PolicyProblem, Tier,
-    TierAction, Warning,
+    Cluster, LABEL_NAMESPACE_NAME, NamespaceInfo, NodeInfo, Policy, PolicyError, PolicyProblem,
+    Tier, TierAction, Warning,
 };
 use crate::model::{Loaded, Object};
 
@@ -66,7 +67,7 @@ impl Cluster {
                 errors.push(error);
             }
         }
-        cluster.services = services::services(objects);
+        (cluster.services, cluster.service_backends) = services::services(objects);
         // Namespaces only pods mention exist too (with just their name label).
         for ep in &cluster.endpoints {
             cluster
@@ -170,6 +171,11 @@ fn add_entity_or_tier(
             let tier = calico::tier(&ctx, tier)?;
             tiers.insert(tier.name.clone(), tier);
         }
+        Object::Node(node) => cluster.nodes.push(NodeInfo {
+            id: ctx.id.clone(),
+            labels: node.metadata.labels.clone(),
+            ips: node.ips(),
+        }),
         _ => {}
     }
     Ok(())
@@ -224,6 +230,14 @@ fn policy(
         Object::GlobalNetworkPolicy(gnp) => {
             let tier = tier_of("spec.tier", gnp.spec.tier.as_ref())?;
             calico::global_network_policy(&ctx, gnp, tier, warnings)?
+        }
+        Object::AdminNetworkPolicy(anp) => {
+            let (tier, _) = tier_of("spec", Some(&admin::ADMIN_TIER.to_owned()))?;
+            admin::admin_network_policy(&ctx, anp, tier, warnings)?
+        }
+        Object::BaselineAdminNetworkPolicy(banp) => {
+            let (tier, _) = tier_of("spec", Some(&admin::BASELINE_TIER.to_owned()))?;
+            admin::baseline_admin_network_policy(&ctx, banp, tier, warnings)?
         }
         _ => return Ok(None),
     };

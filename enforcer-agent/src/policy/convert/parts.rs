@@ -10,7 +10,7 @@ use super::{add_entity_or_tier, policy, services, sort_key, tiers_in_order};
 use crate::model::{Loaded, Object};
 use crate::policy::{
     Cluster, Endpoint, HostEndpointInfo, NamespaceInfo, NetworkSetInfo, Policy, PolicyError,
-    ServiceInfo, Tier, Warning,
+    ServiceBackends, ServiceInfo, Tier, Warning,
 };
 
 /// What one object contributes to a [`Cluster`], converted alone.
@@ -99,7 +99,7 @@ pub fn policy_order(a: &Policy, b: &Policy) -> Ordering {
 
 /// Every Service with a cluster IP, in the order of `objects`, its backends resolved
 /// from the pods, `EndpointSlices` and `Endpoints` among `objects`.
-pub fn services_of(objects: &[&Loaded]) -> Vec<ServiceInfo> {
+pub fn services_of(objects: &[&Loaded]) -> (Vec<ServiceInfo>, ServiceBackends) {
     services::services_of(objects)
 }
 

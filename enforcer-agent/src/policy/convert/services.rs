@@ -4,23 +4,26 @@
 //! pods a selector picks, or the `EndpointSlices` and `Endpoints` a selector-less
 //! Service's owner wrote.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::ctx;
 use crate::model::endpoints::{EndpointSources, service_endpoints};
 use crate::model::{Loaded, Object, Pod};
-use crate::policy::ServiceInfo;
+use crate::policy::{Backend, ServiceBackends, ServiceInfo, parse_protocol};
 
 /// Every Service with a front-end (a cluster IP of either family, an external IP, a load
-/// balancer address or a node port), in the order of `objects`. Its node ports (on the
-/// node's own addresses) are front-ends by port: see `compile::frontends`.
-pub(super) fn services(objects: &[Loaded]) -> Vec<ServiceInfo> {
+/// balancer address or a node port), in the order of `objects`, and the backends of
+/// every Service (headless ones too) by (namespace, name), for rule `services` matches.
+/// Its node ports (on the node's own addresses) are front-ends by port: see
+/// `compile::frontends`.
+pub(super) fn services(objects: &[Loaded]) -> (Vec<ServiceInfo>, ServiceBackends) {
     let refs: Vec<&Loaded> = objects.iter().collect();
     services_of(&refs)
 }
 
 /// [`services`] over borrowed objects.
-pub(super) fn services_of(objects: &[&Loaded]) -> Vec<ServiceInfo> {
+pub(super) fn services_of(objects: &[&Loaded]) -> (Vec<ServiceInfo>, ServiceBackends) {
     let mut pods: Vec<&Pod> = Vec::new();
     let mut slices = Vec::new();
     let mut endpoints = Vec::new();
@@ -37,12 +40,34 @@ pub(super) fn services_of(objects: &[&Loaded]) -> Vec<ServiceInfo> {
         slices: &slices,
         endpoints: &endpoints,
     };
-    objects
+    let mut backends = BTreeMap::new();
+    let infos = objects
         .iter()
         .filter_map(|loaded| {
             let Object::Service(svc) = &loaded.object else {
                 return None;
             };
+            let ports = service_endpoints(svc, &sources);
+            let mut list: Vec<Backend> = ports
+                .iter()
+                .flat_map(|p| {
+                    let protocol = parse_protocol(p.port.protocol()).unwrap_or(0);
+                    p.endpoints.iter().map(move |e| Backend {
+                        ip: e.ip,
+                        protocol,
+                        port: e.port,
+                    })
+                })
+                .filter(|b| b.protocol != 0)
+                .collect();
+            list.sort_unstable();
+            list.dedup();
+            let namespace = svc
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_owned());
+            backends.insert((namespace, svc.metadata.name.clone()), list);
             let load_balancer = svc
                 .status
                 .iter()
@@ -65,9 +90,10 @@ pub(super) fn services_of(objects: &[&Loaded]) -> Vec<ServiceInfo> {
                 id: ctx(loaded).id,
                 vips,
                 ports: svc.spec.ports.clone(),
-                backends: service_endpoints(svc, &sources),
+                backends: ports,
                 external_traffic_local: svc.spec.external_traffic_local(),
             })
         })
-        .collect()
+        .collect();
+    (infos, backends)
 }

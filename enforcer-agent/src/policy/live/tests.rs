@@ -42,7 +42,7 @@ fn part(live: &LiveCluster, loaded: &Loaded) -> Option<Part> {
     convert_entity(loaded).ok()
 }
 
-fn services(present: &[&Loaded]) -> Vec<ServiceInfo> {
+fn services(present: &[&Loaded]) -> (Vec<ServiceInfo>, ServiceBackends) {
     let sources: Vec<&Loaded> = present
         .iter()
         .copied()
@@ -105,7 +105,7 @@ fn single_object_changes_give_the_cluster_built_whole() {
             .filter(|l| matches!(l.object, crate::model::Object::Tier(_)))
             .filter_map(|l| Some((l.object.id(), order(l), convert_entity(l).ok()?)))
             .collect();
-        let mut live = LiveCluster::build(tiers_only, Vec::new());
+        let mut live = LiveCluster::build(tiers_only, Default::default());
         let mut parts = Vec::new();
         for l in &present {
             if matches!(l.object, crate::model::Object::Tier(_)) {
