@@ -25,6 +25,9 @@
 //! packet (and every flow, see [`CtValue::generation`]) is judged by exactly one policy version.
 #![no_std]
 
+mod observe;
+pub use observe::*;
+
 /// Number of policy generations kept side by side (live + being written).
 pub const GENERATIONS: u32 = 2;
 
@@ -506,38 +509,6 @@ pub const REASON_NAMES: [&str; REASONS as usize] = [
 ];
 
 // ---------------------------------------------------------------------------------
-// EVENTS: RINGBUF of FlowEvent.
-// ---------------------------------------------------------------------------------
-
-/// One flow event: a Log rule hit, or (with [`CONFIG_F_EVENT_ON_DENY`]) a denied flow.
-/// Addresses in network order; `sport`/`dport` are the TCP/UDP/UDPLite/SCTP ports in
-/// host order (0 for other protocols, ICMP included).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
-pub struct FlowEvent {
-    pub ts_ns: u64,
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
-    pub sport: u16,
-    pub dport: u16,
-    pub proto: u8,
-    pub family: u8,
-    /// [`DIR_INGRESS`] or [`DIR_EGRESS`] of the judging endpoint.
-    pub dir: u8,
-    /// [`ACTION_ALLOW`] or [`ACTION_DENY`].
-    pub action: u8,
-    /// `EVENT_KIND_*`.
-    pub kind: u32,
-    pub ifindex: u32,
-    pub endpoint_id: u32,
-    pub policy: u32,
-    pub rule: u32,
-    pub _pad: u32,
-}
-const _: () = assert!(size_of::<FlowEvent>() == 72);
-
-// ---------------------------------------------------------------------------------
 // FAILSAFE: HASH FailsafeKey → u32 (unused value). Host endpoints only.
 // ---------------------------------------------------------------------------------
 
@@ -584,16 +555,11 @@ pub const FAILSAFE_OUTBOUND_DEFAULT: [(u8, u16); 9] = [
     (6, 6667),
 ];
 
-/// A Log rule matched (`policy`/`rule` name the Log rule).
-pub const EVENT_KIND_LOG: u32 = 1;
-/// A new flow was denied (`policy`/`rule` name the decision).
-pub const EVENT_KIND_DENY: u32 = 2;
-
 #[cfg(feature = "user")]
 mod user {
     use super::{
-        Config, CtKey, CtValue, EndpointInfo, EndpointKey, FailsafeKey, FlowEvent, PeerInfo,
-        PeerKeyV4, PeerKeyV6, PendingKey, PendingValue, PortKey, Verdict, VerdictKey,
+        Config, CtKey, CtValue, EndpointInfo, EndpointKey, FailsafeKey, PeerInfo, PeerKeyV4,
+        PeerKeyV6, PendingKey, PendingValue, PortKey, Verdict, VerdictKey,
     };
 
     // SAFETY: every type is repr(C), has no implicit padding (bytemuck's derive checks
@@ -611,6 +577,5 @@ mod user {
     unsafe impl aya::Pod for CtValue {}
     unsafe impl aya::Pod for PendingKey {}
     unsafe impl aya::Pod for PendingValue {}
-    unsafe impl aya::Pod for FlowEvent {}
     unsafe impl aya::Pod for FailsafeKey {}
 }

@@ -111,6 +111,8 @@ pub struct Packet {
     pub icmp_code: u8,
     /// ICMP/ICMPv6 echo identifier (0 for other messages).
     pub icmp_id: u16,
+    /// Length of the frame (L2 included), for byte counters.
+    pub len: u32,
 }
 
 /// What the Ethernet frame carries.
@@ -201,6 +203,8 @@ unsafe impl Header for u8 {}
 pub trait Bytes {
     /// Copies a `T` at `offset` out of the packet; fails if the packet is shorter.
     fn load<T: Header>(&self, offset: usize) -> Result<T, Drop>;
+    /// Length of the whole frame (linear and paged parts).
+    fn frame_len(&self) -> u32;
 }
 
 impl Bytes for TcContext {
@@ -208,6 +212,11 @@ impl Bytes for TcContext {
     fn load<T: Header>(&self, offset: usize) -> Result<T, Drop> {
         // `T: Header`: any bytes the helper copies make a valid `T`.
         TcContext::load::<T>(self, offset).map_err(|_| Drop::Malformed)
+    }
+
+    #[inline(always)]
+    fn frame_len(&self) -> u32 {
+        self.len()
     }
 }
 
@@ -233,6 +242,12 @@ impl Bytes for XdpContext {
         } else {
             Err(Drop::Malformed)
         }
+    }
+
+    #[inline(always)]
+    fn frame_len(&self) -> u32 {
+        // The linear part; multi-buffer frames are rare on the interfaces we judge.
+        self.data_end().saturating_sub(self.data()) as u32
     }
 }
 
@@ -287,6 +302,7 @@ fn parse_l3<C: Bytes>(ctx: &C, l3: usize, ethertype: u16) -> Result<Frame, Drop>
         icmp_type: 0,
         icmp_code: 0,
         icmp_id: 0,
+        len: ctx.frame_len(),
     };
     let l4 = match ethertype {
         ETH_P_ARP => return Ok(Frame::Arp),

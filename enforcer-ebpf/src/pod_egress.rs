@@ -9,10 +9,10 @@
 use aya_ebpf::programs::TcContext;
 use enforcer_common::{
     CT_F_DEFERRED, CT_F_EGRESS_OK, CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK, CT_F_INGRESS_OK,
-    CtKey, DIR_EGRESS, EP_F_HAS_V4, EP_F_HAS_V6, EndpointInfo, FAMILY_V4, MARK_EGRESS_DEFERRED,
-    MARK_MASK, PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP, PendingKey, PendingValue,
-    REASON_ALLOW_CONNTRACK, REASON_ALLOW_NDP, REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY,
-    REASON_DEFERRED, REASON_DENY_POLICY,
+    CtKey, DIR_EGRESS, EP_F_HAS_V4, EP_F_HAS_V6, EndpointInfo, FAMILY_V4, HOOK_POD_EGRESS,
+    MARK_EGRESS_DEFERRED, MARK_MASK, PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP, PendingKey,
+    PendingValue, REASON_ALLOW_CONNTRACK, REASON_ALLOW_NDP, REASON_ALLOW_NON_IP,
+    REASON_ALLOW_POLICY, REASON_DEFERRED, REASON_DENY_POLICY,
 };
 
 use crate::{
@@ -58,6 +58,7 @@ pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
         profile: ep.profile,
         ifindex,
         endpoint_id: ep.endpoint_id,
+        hook: HOOK_POD_EGRESS,
     };
     if !policy::judge(&cfg, &pkt, &who, peer.class, cell)? {
         if fwd.is_some() {

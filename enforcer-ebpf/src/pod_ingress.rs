@@ -16,9 +16,9 @@
 use aya_ebpf::programs::TcContext;
 use enforcer_common::{
     CT_F_DEFERRED, CT_F_EGRESS_OK, CT_F_ESTABLISHED, CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK,
-    CT_F_INGRESS_OK, CtKey, DIR_EGRESS, DIR_INGRESS, EndpointInfo, MARK_EGRESS_DEFERRED, MARK_MASK,
-    PEER_F_LOCAL_ENDPOINT, PendingKey, REASON_ALLOW_CONNTRACK, REASON_ALLOW_NDP,
-    REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_DENY_POLICY,
+    CT_F_INGRESS_OK, CtKey, DIR_EGRESS, DIR_INGRESS, EndpointInfo, HOOK_POD_INGRESS,
+    MARK_EGRESS_DEFERRED, MARK_MASK, PEER_F_LOCAL_ENDPOINT, PendingKey, REASON_ALLOW_CONNTRACK,
+    REASON_ALLOW_NDP, REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_DENY_POLICY,
 };
 
 use crate::{
@@ -76,6 +76,7 @@ pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
             profile: client.profile,
             ifindex: src_peer.ifindex,
             endpoint_id: client.endpoint_id,
+            hook: HOOK_POD_INGRESS,
         };
         if !policy::judge(&cfg, &pkt, &who, dst_peer.class, cell)? {
             return Ok(deny(&key, fwd.as_ref()));
@@ -89,6 +90,7 @@ pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
         profile: me.profile,
         ifindex,
         endpoint_id: me.endpoint_id,
+        hook: HOOK_POD_INGRESS,
     };
     if !policy::judge(&cfg, &pkt, &who, src_peer.class, cell)? {
         return Ok(deny(&key, fwd.as_ref()));

@@ -13,6 +13,7 @@
 
 pub mod cache;
 mod error;
+mod flow_names;
 pub mod flowlog;
 pub mod links;
 pub mod reconcile;
@@ -29,7 +30,7 @@ use crate::datastore::Datastore;
 use crate::datastore::status::AgentStatus;
 
 pub use error::AgentError;
-use flowlog::{FlowLog, FlowLogError};
+use flowlog::{FlowEvents, FlowLog, FlowLogError, FlowLogOptions};
 use links::{LinkSource, NetlinkLinks};
 use reconcile::Reconciler;
 
@@ -40,12 +41,13 @@ pub struct AgentOptions {
     pub node: String,
     /// Directory under bpffs for this node's pins.
     pub bpffs: PathBuf,
-    /// Emit a flow event for every denied new flow.
-    pub events_on_deny: bool,
+    /// Which verdicts become flow events (Log rules always do).
+    pub flow_events: FlowEvents,
     /// Failsafe ports of host interfaces.
     pub failsafe: Failsafe,
-    /// Where flow events (Log rules, denies) go, one JSON object per line.
-    pub flow_log: PathBuf,
+    /// Where flow events go (one JSON line per flow and interval), size bound and
+    /// rotation.
+    pub flow_log: FlowLogOptions,
     /// Opt-in BPF debug log of verdicts (aya-log, forwarded to `tracing` under the
     /// target `enforcer::bpf`), off by default: no per-packet cost when off.
     pub bpf_log: bool,
@@ -63,7 +65,7 @@ pub async fn run(
         crate::dataplane::object::BPF_OBJECT,
         &options.bpffs,
         &options.failsafe,
-        options.events_on_deny,
+        options.flow_events.config_flags(),
     )?;
     // Held for the agent's lifetime: dropping the reader stops the records.
     let _bpf_log = if options.bpf_log {
@@ -71,7 +73,11 @@ pub async fn run(
     } else {
         None
     };
-    let mut flow_log = FlowLog::new(dataplane.take_events()?, &options.flow_log)?;
+    let mut flow_log = FlowLog::new(
+        dataplane.take_events()?,
+        Some(dataplane.take_flow_reports()?),
+        &options.flow_log,
+    )?;
     let mut links = NetlinkLinks::open().await?;
     tracing::info!(
         node = %options.node,
@@ -89,6 +95,9 @@ pub async fn run(
         shutdown,
     )
     .await?;
+    // Events still queued, and the open interval, go to the log before the agent ends.
+    flow_log.drain(&reconciler);
+    flow_log.flush();
     tracing::info!("agent stopping; programs stay attached through pinned links");
     Ok(())
 }
@@ -111,7 +120,7 @@ pub async fn serve(
                 // Events still queued were judged under the spec in force until now:
                 // name them with it.
                 if let Some(flows) = flows.as_deref_mut() {
-                    flows.drain(reconciler.spec())?;
+                    flows.drain(&*reconciler);
                 }
                 reconciler.on_datastore(event?, links.current())?;
             }
@@ -122,10 +131,23 @@ pub async fn serve(
             ready = flows_readable(flows.as_deref()) => {
                 ready?;
                 if let Some(flows) = flows.as_deref_mut() {
-                    flows.drain(reconciler.spec())?;
+                    flows.drain(&*reconciler);
+                }
+            }
+            () = flows_due(flows.as_deref()) => {
+                if let Some(flows) = flows.as_deref_mut() {
+                    flows.drain(&*reconciler);
+                    flows.flush();
                 }
             }
         }
+    }
+}
+
+async fn flows_due(flows: Option<&FlowLog>) {
+    match flows {
+        Some(flows) => flows.due().await,
+        None => std::future::pending().await,
     }
 }
 

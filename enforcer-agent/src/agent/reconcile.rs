@@ -18,6 +18,7 @@ use crate::policy::PolicyError;
 
 use super::cache::{ObjectCache, Unreadable};
 use super::error::AgentError;
+use super::flowlog::names::AddressBook;
 
 /// Why a revision is refused (the previous policy stays in force).
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +42,12 @@ pub struct Reconciler {
     bindings: Bindings,
     /// Whether the cache changed since the last compile.
     stale: bool,
+    /// Who each address is, under the spec in force (flow log names).
+    addresses: AddressBook,
+    /// The datastore revision the spec in force was compiled from, and the revision
+    /// each generation slot holds (flow log lines say which policy version judged).
+    spec_revision: u64,
+    slot_revisions: [Option<u64>; 2],
     status: AgentStatus,
     publisher: watch::Sender<AgentStatus>,
 }
@@ -58,6 +65,9 @@ impl Reconciler {
             spec: None,
             bindings: Bindings::default(),
             stale: true,
+            addresses: AddressBook::default(),
+            spec_revision: 0,
+            slot_revisions: [None, None],
             status: AgentStatus::default(),
             publisher,
         }
@@ -66,6 +76,34 @@ impl Reconciler {
     /// The spec in force, to name policies in flow events.
     pub fn spec(&self) -> Option<&DataplaneSpec> {
         self.spec.as_ref()
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The interfaces the spec in force is bound to.
+    pub fn bindings(&self) -> &Bindings {
+        &self.bindings
+    }
+
+    /// The enforcement side (for the stable policy ids it keeps).
+    pub fn dataplane(&self) -> &dyn Dataplane {
+        self.dataplane.as_ref()
+    }
+
+    /// Who each address is, under the spec in force.
+    pub fn addresses(&self) -> &AddressBook {
+        &self.addresses
+    }
+
+    /// The datastore revision generation slot `generation` holds, if known.
+    pub fn slot_revision(&self, generation: u8) -> Option<u64> {
+        self.slot_revisions
+            .get(usize::from(generation))
+            .copied()
+            .flatten()
     }
 
     /// A datastore event: the cache follows it; a new revision is compiled (when its
@@ -95,8 +133,10 @@ impl Reconciler {
         if self.stale {
             self.stale = false;
             match self.compile() {
-                Ok(spec) => {
+                Ok((spec, addresses)) => {
                     self.spec = Some(spec);
+                    self.addresses = addresses;
+                    self.spec_revision = revision;
                     self.status.error = None;
                     self.enforce(links)?;
                     self.status.last_apply_us = started.elapsed().as_micros() as u64;
@@ -151,18 +191,17 @@ impl Reconciler {
         Ok(())
     }
 
-    /// Loads, validates and compiles the cached objects for this node.
-    fn compile(&self) -> Result<DataplaneSpec, RevisionError> {
+    /// Loads, validates and compiles the cached objects for this node; with the
+    /// addresses the flow log names.
+    fn compile(&self) -> Result<(DataplaneSpec, AddressBook), RevisionError> {
         let objects = self.cache.objects()?;
         let (cluster, warnings) =
             crate::policy::Cluster::from_objects(&objects).map_err(Box::new)?;
         for warning in &warnings {
             tracing::warn!(%warning, "policy warning");
         }
-        Ok(crate::compile::compile_for_node(
-            &cluster,
-            Some(&self.node),
-        )?)
+        let spec = crate::compile::compile_for_node(&cluster, Some(&self.node))?;
+        Ok((spec, AddressBook::from_cluster(&cluster)))
     }
 
     /// Writes the spec in force for the interfaces present, then attaches.
@@ -181,6 +220,9 @@ impl Reconciler {
         // Maps first: the first packet through a newly attached program already finds
         // its endpoint.
         self.status.generation = self.dataplane.apply(spec, &bindings)?;
+        if let Some(slot) = self.slot_revisions.get_mut(self.status.generation as usize) {
+            *slot = Some(self.spec_revision);
+        }
         let gone: Vec<String> = self
             .dataplane
             .attached()

@@ -1,9 +1,12 @@
 //! `enforcer agent`: the node agent.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
+use enforcer::agent::flowlog::file::Rotation;
+use enforcer::agent::flowlog::{FlowEvents, FlowLogOptions};
 use enforcer::agent::{AgentOptions, run, shutdown_signal, status};
 use enforcer::datastore::file::FileDatastore;
 
@@ -32,8 +35,12 @@ pub struct AgentArgs {
     /// Accepted for older scripts and ignored: the agent no longer polls.
     #[arg(long, hide = true)]
     pub poll_ms: Option<u64>,
-    /// Emit a flow event for every denied new flow.
-    #[arg(long)]
+    /// Which verdicts go to the flow log besides Log rules: denied packets, allowed new
+    /// flows, all of them, or none.
+    #[arg(long, value_enum, default_value = "denied", value_name = "WHAT")]
+    pub flow_log: FlowLogWhat,
+    /// Older spelling of `--flow-log denied` (the default).
+    #[arg(long, hide = true)]
     pub events_on_deny: bool,
     /// Failsafe inbound ports of host interfaces, Calico's spelling
     /// (`tcp:22,udp:68,...`; `none` disables). Default: Calico's.
@@ -42,9 +49,21 @@ pub struct AgentArgs {
     /// Failsafe outbound ports (`udp:53,...`; `none` disables). Default: Calico's.
     #[arg(long)]
     pub failsafe_outbound: Option<String>,
-    /// Flow log file (JSON lines; default: <datastore>/flows.jsonl).
-    #[arg(long)]
-    pub flow_log: Option<PathBuf>,
+    /// Flow log file: one JSON line per flow and interval (default:
+    /// <datastore>/flows.jsonl). Created 0600; a symbolic link there is refused.
+    #[arg(long, value_name = "PATH")]
+    pub flow_log_file: Option<PathBuf>,
+    /// Aggregation interval of the flow log, in seconds: one line per flow per
+    /// interval, with its packet and byte counts.
+    #[arg(long, default_value_t = 1, value_name = "SECONDS")]
+    pub flow_log_interval: u64,
+    /// Rotate the flow log before it grows past this size (bytes; K, M, G suffixes).
+    #[arg(long, default_value = "10M", value_parser = parse_size, value_name = "SIZE")]
+    pub flow_log_max_size: u64,
+    /// Rotated flow log files kept (flows.jsonl.1 ...): the log never takes more than
+    /// (files + 1) × max size.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub flow_log_files: u32,
     /// Log every policy verdict the programs take, through aya-log, as tracing events
     /// of target `enforcer::bpf` (debug aid: one record per judged packet).
     #[arg(long)]
@@ -69,15 +88,26 @@ impl AgentArgs {
         if self.poll_ms.is_some() {
             tracing::warn!("--poll-ms is ignored: the agent is event-driven and does not poll");
         }
-        let flow_log = self
-            .flow_log
-            .unwrap_or_else(|| self.datastore.join("flows.jsonl"));
+        let flow_log = FlowLogOptions {
+            path: self
+                .flow_log_file
+                .unwrap_or_else(|| self.datastore.join("flows.jsonl")),
+            rotation: Rotation {
+                max_bytes: self.flow_log_max_size,
+                keep: self.flow_log_files,
+            },
+            interval: Duration::from_secs(self.flow_log_interval.max(1)),
+        };
         let options = AgentOptions {
             failsafe,
             flow_log,
+            flow_events: match (self.flow_log, self.events_on_deny) {
+                (FlowLogWhat::Allowed, true) => FlowEvents::All,
+                (FlowLogWhat::None, true) => FlowEvents::Denied,
+                (what, _) => what.into(),
+            },
             node: self.node,
             bpffs,
-            events_on_deny: self.events_on_deny,
             bpf_log: self.bpf_debug_log,
         };
         // One thread: the loop's work (compile, map writes) is sequential anyway, and
@@ -98,4 +128,54 @@ impl AgentArgs {
             Ok(result?)
         })
     }
+}
+
+/// `--flow-log`: which verdicts become flow events.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FlowLogWhat {
+    /// Denied packets (and Log rules).
+    Denied,
+    /// Allowed new flows (and Log rules).
+    Allowed,
+    /// Both.
+    All,
+    /// Log rules only.
+    None,
+}
+
+impl From<FlowLogWhat> for FlowEvents {
+    fn from(what: FlowLogWhat) -> Self {
+        match what {
+            FlowLogWhat::Denied => FlowEvents::Denied,
+            FlowLogWhat::Allowed => FlowEvents::Allowed,
+            FlowLogWhat::All => FlowEvents::All,
+            FlowLogWhat::None => FlowEvents::None,
+        }
+    }
+}
+
+/// A size in bytes: `4096`, `64K`, `10M`, `1G` (powers of 1024).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, ""),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a size such as 4096, 64K, 10M"))?;
+    let shift = match unit
+        .trim_end_matches(['i', 'B'])
+        .to_ascii_uppercase()
+        .as_str()
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (K, M or G)")),
+    };
+    n.checked_mul(1 << shift)
+        .filter(|&b| b > 0)
+        .ok_or_else(|| format!("{text:?}: out of range"))
 }

@@ -403,6 +403,17 @@ pub fn datastore_objects(name: &str) -> Result<Vec<Loaded>, LabCliError> {
     Ok(store.list().map_err(LabError::from)?)
 }
 
+/// The bpffs directory of lab `name`'s node (`inspect --lab`).
+pub fn bpffs_dir(name: &str) -> Result<PathBuf, LabCliError> {
+    Ok(LabName::new(name).map_err(LabError::from)?.bpffs_dir())
+}
+
+/// The flow log of lab `name`'s agent (`flows --lab`).
+pub fn flow_log_path(name: &str) -> Result<PathBuf, LabCliError> {
+    let name = LabName::new(name).map_err(LabError::from)?;
+    Ok(name.paths().datastore().join("flows.jsonl"))
+}
+
 /// `enforcer lab-responder`: serves until killed.
 pub fn execute_responder(args: &ResponderArgs) -> Result<i32, LabCliError> {
     tracing::info!(lab = %args.lab, pod = %args.pod, "responder starting");

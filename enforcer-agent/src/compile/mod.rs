@@ -93,6 +93,11 @@ pub fn compile_for_node(
         ports: cells.ports,
         verdicts: verdicts.into_iter().collect(),
         policies: cluster.policies.iter().map(|p| p.name.clone()).collect(),
+        policy_fingerprints: cluster
+            .policies
+            .iter()
+            .map(spec::policy_fingerprint)
+            .collect(),
     };
     error::check_capacity("endpoints", spec.endpoints.len(), ENDPOINTS_MAX)?;
     error::check_capacity("peers", spec.peers.len(), PEERS_MAX)?;

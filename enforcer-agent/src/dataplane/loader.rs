@@ -17,13 +17,14 @@ use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, Xdp};
 use aya::{Ebpf, EbpfLoader};
 
 use enforcer_common::{
-    MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_ENDPOINTS, MAP_EVENTS, MAP_FAILSAFE, MAP_PEERS_V4,
-    MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS, PROG_HOST_EGRESS, PROG_HOST_INGRESS,
-    PROG_HOST_XDP, PROG_POD_EGRESS, PROG_POD_INGRESS,
+    MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_ENDPOINTS, MAP_EVENT_BUDGET, MAP_EVENT_STATS,
+    MAP_EVENTS, MAP_FAILSAFE, MAP_FLOW_REPORTS, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PENDING,
+    MAP_POLICY_NAMES, MAP_PORTS, MAP_RULE_COUNTERS, MAP_VERDICTS, PROG_HOST_EGRESS,
+    PROG_HOST_INGRESS, PROG_HOST_XDP, PROG_POD_EGRESS, PROG_POD_INGRESS,
 };
 
 /// Every map the agent pins.
-pub const PINNED_MAPS: [&str; 11] = [
+pub const PINNED_MAPS: [&str; 16] = [
     MAP_FAILSAFE,
     MAP_CONFIG,
     MAP_ENDPOINTS,
@@ -35,6 +36,13 @@ pub const PINNED_MAPS: [&str; 11] = [
     MAP_PENDING,
     MAP_COUNTERS,
     MAP_EVENTS,
+    // Observability: flow-event rate limiting, event and per-rule counters, the
+    // stable policy ids (which must survive restarts with the counters they key).
+    MAP_FLOW_REPORTS,
+    MAP_EVENT_BUDGET,
+    MAP_EVENT_STATS,
+    MAP_RULE_COUNTERS,
+    MAP_POLICY_NAMES,
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -8,12 +8,16 @@ pub mod bpf_log;
 pub mod content;
 pub mod failsafe;
 pub mod loader;
+pub mod names;
 pub mod object;
+pub mod policy_ids;
+pub mod rule_counters;
 pub mod writer;
 
 use std::collections::BTreeMap;
 
 use crate::compile::DataplaneSpec;
+use crate::model::PolicyName;
 
 use bindings::{Binding, Bindings};
 
@@ -32,6 +36,12 @@ pub trait Dataplane: Send {
     fn detach(&mut self, iface: &str);
     /// Interfaces carrying programs → the ifindex they had when attached.
     fn attached(&self) -> &BTreeMap<String, u32>;
+    /// The policy that `id`, as the maps' verdicts, events and rule counters carry it,
+    /// names while a live generation uses it. A dataplane that writes the spec's
+    /// policy indices as they are names them by the spec in force.
+    fn policy_name(&self, id: u32, spec: &DataplaneSpec) -> Option<PolicyName> {
+        spec.policies.get(id as usize).cloned()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
