@@ -22,8 +22,8 @@ use enforcer_common::{
     ACTION_ALLOW, CONFIG_F_EVENT_ON_ALLOW, CONFIG_F_EVENT_ON_DENY, COUNTED_LOG, EVENT_KIND_ALLOW,
     EVENT_KIND_DENY, EVENT_KIND_LOG, EVENT_STAT_AGGREGATED, EVENT_STAT_EMITTED,
     EVENT_STAT_RATE_LIMITED, EVENT_STAT_RING_FULL, EVENTS_BURST_PER_CPU, EVENTS_PER_SEC_PER_CPU,
-    FLOW_REPORT_INTERVAL_NS, FlowEvent, FlowReport, FlowReportKey, RuleCounter, RuleCounterKey,
-    VERDICT_F_LOG, Verdict,
+    FLOW_REPORT_INTERVAL_NS, FlowReport, FlowReportKey, RuleCounter, RuleCounterKey, VERDICT_F_LOG,
+    Verdict,
 };
 
 use crate::{
@@ -273,7 +273,7 @@ fn emit(pkt: &Packet, v: &Verdict, kind: u32, packed: u64, ids: u64) {
     if !take_token(now) {
         return stat(EVENT_STAT_RATE_LIMITED);
     }
-    let Some(mut slot) = ENF_EVENTS.reserve::<FlowEvent>(0) else {
+    let Some(mut slot) = ENF_EVENTS.reserve(0) else {
         return stat(EVENT_STAT_RING_FULL);
     };
     entry.last_report_ns = now;

@@ -53,20 +53,11 @@ pub fn peer(generation: u32, family: u8, addr: &[u8; 16]) -> Result<PeerInfo, Dr
     let found = if family == FAMILY_V4 {
         let key = Key::new(
             8 + 32,
-            PeerKeyV4 {
-                generation: generation as u8,
-                addr: [addr[0], addr[1], addr[2], addr[3]],
-            },
+            PeerKeyV4::new(generation as u8, [addr[0], addr[1], addr[2], addr[3]]),
         );
         ENF_PEERS_V4.get(&key).copied()
     } else {
-        let key = Key::new(
-            8 + 128,
-            PeerKeyV6 {
-                generation: generation as u8,
-                addr: *addr,
-            },
-        );
+        let key = Key::new(8 + 128, PeerKeyV6::new(generation as u8, *addr));
         ENF_PEERS_V6.get(&key).copied()
     };
     found.ok_or(Drop::MapError)

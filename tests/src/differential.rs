@@ -602,26 +602,12 @@ impl Bench {
             )
             .map_err(|e| format!("ENF_ENDPOINTS: {e}"))?;
         let peer = match peer_addr {
-            IpAddr::V4(a) => self.peers_v4.get(
-                &Key::new(
-                    8 + 32,
-                    PeerKeyV4 {
-                        generation: g8,
-                        addr: a.octets(),
-                    },
-                ),
-                0,
-            ),
-            IpAddr::V6(a) => self.peers_v6.get(
-                &Key::new(
-                    8 + 128,
-                    PeerKeyV6 {
-                        generation: g8,
-                        addr: a.octets(),
-                    },
-                ),
-                0,
-            ),
+            IpAddr::V4(a) => self
+                .peers_v4
+                .get(&Key::new(8 + 32, PeerKeyV4::new(g8, a.octets())), 0),
+            IpAddr::V6(a) => self
+                .peers_v6
+                .get(&Key::new(8 + 128, PeerKeyV6::new(g8, a.octets())), 0),
         }
         .map_err(|e| format!("ENF_PEERS: {e}"))?;
         let port_key = PortKey {

@@ -266,25 +266,13 @@ impl Dataplane {
     pub fn set_peer(&mut self, generation: u8, addr: IpAddr, prefix: u32, info: PeerInfo) {
         match addr {
             IpAddr::V4(a) => {
-                let key = Key::new(
-                    8 + prefix,
-                    PeerKeyV4 {
-                        generation,
-                        addr: a.octets(),
-                    },
-                );
+                let key = Key::new(8 + prefix, PeerKeyV4::new(generation, a.octets()));
                 self.peers_v4
                     .insert(&key, info, 0)
                     .or_panic("writing ENF_PEERS_V4");
             }
             IpAddr::V6(a) => {
-                let key = Key::new(
-                    8 + prefix,
-                    PeerKeyV6 {
-                        generation,
-                        addr: a.octets(),
-                    },
-                );
+                let key = Key::new(8 + prefix, PeerKeyV6::new(generation, a.octets()));
                 self.peers_v6
                     .insert(&key, info, 0)
                     .or_panic("writing ENF_PEERS_V6");
