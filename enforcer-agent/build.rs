@@ -80,7 +80,9 @@ fn build_bpf(workspace: &Path, ebpf: &Path, release: bool) -> Result<PathBuf> {
     .arg(format!("linker={}", linker.display()))
     // The programs use BPF v3 instructions (32-bit jumps, atomics).
     .args(["-C", "target-cpu=v3"])
-    .args(["-C", "link-arg=--btf"]);
+    .args(["-C", "link-arg=--btf"])
+    // BPF global functions (verified once, not once per call site): kept global.
+    .args(["-C", "link-arg=--export=enf_observe"]);
     scrub_env(&mut cmd);
 
     let status = cmd

@@ -25,7 +25,9 @@
 //! packet (and every flow, see [`CtValue::generation`]) is judged by exactly one policy version.
 #![no_std]
 
+mod counters;
 mod observe;
+pub use counters::*;
 pub use observe::*;
 
 /// Number of policy generations kept side by side (live + being written).
@@ -49,19 +51,84 @@ pub const MAP_EVENTS: &str = "ENF_EVENTS";
 /// but never pins or uses it); the benchmark loads it with `CONNTRACK_MAX`.
 pub const MAP_BENCH_FLOOR: &str = "ENF_BENCH_FLOOR";
 
-/// Program names (function names in the BPF object).
-pub const PROG_POD_EGRESS: &str = "enforcer_pod_egress";
-pub const PROG_POD_INGRESS: &str = "enforcer_pod_ingress";
+// ---------------------------------------------------------------------------------
+// Program names (function names in the BPF object).
+//
+// The kernel keeps 15 bytes of a program's name (`BPF_OBJ_NAME_LEN` - 1), and that is
+// what `bpftool prog show` prints: every name here fits, so the names in bpftool are
+// the names in the source. `enf_` + the hook, `_d` for the debug-log variant.
+//
+// Each attached program exists in two variants built from one body (a const generic
+// `DEBUG`): the production variant has no debug-log code at all (its verifier cost is
+// the policy path's only), the `_d` variant writes an aya-log record per verdict while
+// `CONFIG_F_DEBUG_LOG` is set. The agent loads and attaches the `_d` variants only with
+// `--bpf-debug-log`.
+// ---------------------------------------------------------------------------------
+
+/// Longest program name the kernel keeps.
+pub const PROG_NAME_MAX: usize = 15;
+
+/// TCX ingress of a pod's host-side veth (packets from the pod): its egress policy.
+pub const PROG_POD_EGRESS: &str = "enf_pod_eg";
+pub const PROG_POD_EGRESS_DEBUG: &str = "enf_pod_eg_d";
+/// TCX egress of a pod's host-side veth (packets to the pod): its ingress policy.
+pub const PROG_POD_INGRESS: &str = "enf_pod_in";
+pub const PROG_POD_INGRESS_DEBUG: &str = "enf_pod_in_d";
 /// XDP on a host interface: untracked and preDNAT ingress denies, before an skb exists.
-pub const PROG_HOST_XDP: &str = "enforcer_host_xdp";
+pub const PROG_HOST_XDP: &str = "enf_host_xdp";
+pub const PROG_HOST_XDP_DEBUG: &str = "enf_host_xdp_d";
 /// TCX ingress of a host interface: the host endpoint's tracked ingress chain.
-pub const PROG_HOST_INGRESS: &str = "enforcer_host_ingress";
+pub const PROG_HOST_INGRESS: &str = "enf_host_in";
+pub const PROG_HOST_INGRESS_DEBUG: &str = "enf_host_in_d";
 /// TCX egress of a host interface: the host endpoint's egress chain.
-pub const PROG_HOST_EGRESS: &str = "enforcer_host_egress";
+pub const PROG_HOST_EGRESS: &str = "enf_host_eg";
+pub const PROG_HOST_EGRESS_DEBUG: &str = "enf_host_eg_d";
+/// The benchmark floor (`cargo xtask bench`): parse + one hash lookup; never attached.
+pub const PROG_BENCH_FLOOR: &str = "enf_bench_floor";
+
+/// The debug-log variants' log programs (TC and XDP), reached by tail call through
+/// [`MAP_DEBUG_TAIL_TC`] / [`MAP_DEBUG_TAIL_XDP`] (index 0): they write the aya-log
+/// records of the verdicts the variant noted, so the record code is verified once, not
+/// once per path. A program array serves one program type, hence two.
+pub const PROG_LOG_TC_DEBUG: &str = "enf_log_tc_d";
+pub const PROG_LOG_XDP_DEBUG: &str = "enf_log_xdp_d";
+pub const DEBUG_LOG_PROGRAMS: [&str; 2] = [PROG_LOG_TC_DEBUG, PROG_LOG_XDP_DEBUG];
+/// `PROG_ARRAY[1]`: [`PROG_LOG_TC_DEBUG`]; never pinned.
+pub const MAP_DEBUG_TAIL_TC: &str = "ENF_DEBUG_TC";
+/// `PROG_ARRAY[1]`: [`PROG_LOG_XDP_DEBUG`]; never pinned.
+pub const MAP_DEBUG_TAIL_XDP: &str = "ENF_DEBUG_XDP";
+
+/// Every program of the object: (production name, debug-log variant).
+pub const PROGRAMS: [(&str, Option<&str>); 6] = [
+    (PROG_POD_EGRESS, Some(PROG_POD_EGRESS_DEBUG)),
+    (PROG_POD_INGRESS, Some(PROG_POD_INGRESS_DEBUG)),
+    (PROG_HOST_XDP, Some(PROG_HOST_XDP_DEBUG)),
+    (PROG_HOST_INGRESS, Some(PROG_HOST_INGRESS_DEBUG)),
+    (PROG_HOST_EGRESS, Some(PROG_HOST_EGRESS_DEBUG)),
+    (PROG_BENCH_FLOOR, None),
+];
+
+const fn names_fit(programs: &[(&str, Option<&str>)]) -> bool {
+    let mut i = 0;
+    while i < programs.len() {
+        if programs[i].0.len() > PROG_NAME_MAX {
+            return false;
+        }
+        if let Some(d) = programs[i].1
+            && d.len() > PROG_NAME_MAX
+        {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+const _: () = assert!(names_fit(&PROGRAMS));
+const _: () =
+    assert!(PROG_LOG_TC_DEBUG.len() <= PROG_NAME_MAX && PROG_LOG_XDP_DEBUG.len() <= PROG_NAME_MAX);
+
 /// Failsafe ports (see [`FailsafeKey`]).
 pub const MAP_FAILSAFE: &str = "ENF_FAILSAFE";
-/// The benchmark floor (`cargo xtask bench`): parse + one hash lookup; never attached.
-pub const PROG_BENCH_FLOOR: &str = "enforcer_bench_floor";
 
 // ---------------------------------------------------------------------------------
 // Capacities.
@@ -383,7 +450,10 @@ pub const FAMILY_V6: u8 = 6;
 /// Addresses are in network order, ports in host order (the port number as an integer).
 ///
 /// For ICMP echo the request uses `(sport = id, dport = 0)` and the reply
-/// `(sport = 0, dport = id)`, so a reply's reversed tuple is its request's tuple.
+/// `(sport = 0, dport = id)`, so a reply's reversed tuple is its request's tuple. Any
+/// other ICMP message uses `(type << 8 | code, type << 8 | code)`: one message type
+/// never rides on another's entry, and such a message is never a reply (only echo
+/// replies are; ICMP errors are related to the flow they quote instead).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
@@ -420,7 +490,8 @@ pub const CT_F_EGRESS_OK: u32 = 1 << 0;
 pub const CT_F_INGRESS_OK: u32 = 1 << 1;
 /// Created for a packet to a Service VIP: the egress leg is judged after DNAT.
 pub const CT_F_DEFERRED: u32 = 1 << 2;
-/// A TCP FIN or RST was seen: the entry expires soon.
+/// The TCP connection is closing (an RST, or a FIN from each side): the entry expires
+/// soon ([`CT_TIMEOUT_TCP_CLOSING_NS`]).
 pub const CT_F_CLOSING: u32 = 1 << 3;
 /// Both legs approved: replies pass.
 pub const CT_F_ESTABLISHED: u32 = CT_F_EGRESS_OK | CT_F_INGRESS_OK;
@@ -430,8 +501,19 @@ pub const CT_F_HOST_INGRESS_OK: u32 = 1 << 4;
 /// The flow left through a host endpoint and its egress chain allowed it (the node or
 /// a pod opened it): replies pass the host ingress hooks, XDP included.
 pub const CT_F_HOST_EGRESS_OK: u32 = 1 << 5;
+/// A TCP FIN was seen from the flow's initiator (forward direction).
+pub const CT_F_FIN_FORWARD: u32 = 1 << 6;
+/// A TCP FIN was seen from the responder (reverse direction).
+pub const CT_F_FIN_REVERSE: u32 = 1 << 7;
+/// A packet of the reverse direction passed as a reply: the peer answered. Until then
+/// a TCP entry keeps the handshake timeout even with both legs approved, so that
+/// unanswered SYNs (to a peer that does not exist, say) never hold an entry for the
+/// established timeout.
+pub const CT_F_REPLIED: u32 = 1 << 8;
 
-/// Idle timeouts (Calico's eBPF dataplane uses the same orders of magnitude).
+/// Idle timeouts (Calico's eBPF dataplane uses the same orders of magnitude). TCP:
+/// [`CT_TIMEOUT_TCP_SYN_NS`] until both legs are approved *and* the peer replied,
+/// [`CT_TIMEOUT_TCP_ESTABLISHED_NS`] then, [`CT_TIMEOUT_TCP_CLOSING_NS`] once closing.
 pub const CT_TIMEOUT_TCP_SYN_NS: u64 = 20_000_000_000;
 pub const CT_TIMEOUT_TCP_ESTABLISHED_NS: u64 = 3_600_000_000_000;
 pub const CT_TIMEOUT_TCP_CLOSING_NS: u64 = 30_000_000_000;
@@ -475,66 +557,6 @@ const _: () = assert!(size_of::<PendingValue>() == 20);
 /// default; these bits are free in both kube-proxy modes).
 pub const MARK_MASK: u32 = 0x0f00_0000;
 pub const MARK_EGRESS_DEFERRED: u32 = 0x0a00_0000;
-
-// ---------------------------------------------------------------------------------
-// COUNTERS: PERCPU_ARRAY u64, index = hook * REASONS + reason.
-// ---------------------------------------------------------------------------------
-
-pub const HOOK_POD_EGRESS: u32 = 0;
-pub const HOOK_POD_INGRESS: u32 = 1;
-pub const HOOK_HOST_XDP: u32 = 2;
-pub const HOOK_HOST_INGRESS: u32 = 3;
-pub const HOOK_HOST_EGRESS: u32 = 4;
-pub const HOOKS: u32 = 8;
-
-/// Counter slots per hook.
-pub const REASONS: u32 = 17;
-pub const COUNTERS_LEN: u32 = HOOKS * REASONS;
-
-pub const REASON_ALLOW_POLICY: u32 = 0;
-pub const REASON_ALLOW_CONNTRACK: u32 = 1;
-pub const REASON_ALLOW_NON_IP: u32 = 2;
-pub const REASON_DEFERRED: u32 = 3;
-pub const REASON_DENY_POLICY: u32 = 4;
-pub const REASON_NO_ENDPOINT: u32 = 5;
-pub const REASON_NO_POLICY_LOADED: u32 = 6;
-pub const REASON_SPOOFED: u32 = 7;
-pub const REASON_MALFORMED: u32 = 8;
-pub const REASON_FRAGMENT: u32 = 9;
-pub const REASON_UNSUPPORTED_L3: u32 = 10;
-pub const REASON_MAP_ERROR: u32 = 11;
-pub const REASON_ALLOW_NDP: u32 = 12;
-/// A failsafe port (host endpoints): passed before any policy.
-pub const REASON_ALLOW_FAILSAFE: u32 = 13;
-/// Allowed by a doNotTrack policy: passed without conntrack.
-pub const REASON_ALLOW_UNTRACKED: u32 = 14;
-/// XDP found no untracked or preDNAT decision: left to the TC program.
-pub const REASON_XDP_CONTINUE: u32 = 15;
-/// A TCP packet other than a bare SYN that no conntrack entry approves, at a host
-/// interface (Calico's conntrack-INVALID drop): e.g. the reply of a flow that untracked
-/// (doNotTrack) policy allowed in one direction only.
-pub const REASON_DENY_NO_CONNTRACK: u32 = 16;
-
-/// Human names of the reasons, by index.
-pub const REASON_NAMES: [&str; REASONS as usize] = [
-    "allow_policy",
-    "allow_conntrack",
-    "allow_non_ip",
-    "deferred_to_dnat",
-    "deny_policy",
-    "deny_no_endpoint",
-    "deny_no_policy_loaded",
-    "deny_spoofed",
-    "deny_malformed",
-    "deny_fragment",
-    "deny_unsupported_l3",
-    "deny_map_error",
-    "allow_ndp",
-    "allow_failsafe",
-    "allow_untracked",
-    "xdp_to_tc",
-    "deny_no_conntrack",
-];
 
 // ---------------------------------------------------------------------------------
 // FAILSAFE: HASH FailsafeKey → u32 (unused value). Host endpoints only.
@@ -606,4 +628,24 @@ mod user {
     unsafe impl aya::Pod for PendingKey {}
     unsafe impl aya::Pod for PendingValue {}
     unsafe impl aya::Pod for FailsafeKey {}
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::collections::BTreeSet;
+
+    use super::{DEBUG_LOG_PROGRAMS, PROG_NAME_MAX, PROGRAMS};
+
+    #[test]
+    fn program_names_are_distinct_and_fit_the_kernel() {
+        let names: std::vec::Vec<&str> = PROGRAMS
+            .iter()
+            .flat_map(|(p, d)| core::iter::once(*p).chain(*d))
+            .chain(DEBUG_LOG_PROGRAMS)
+            .collect();
+        let distinct: BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(distinct.len(), names.len(), "{names:?}");
+        assert!(names.iter().all(|n| n.len() <= PROG_NAME_MAX), "{names:?}");
+    }
 }

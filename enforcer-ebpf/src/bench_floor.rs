@@ -1,4 +1,4 @@
-//! `enforcer_bench_floor`: the least any stateful enforcer must do per packet, for the
+//! `enf_bench_floor`: the least any stateful enforcer must do per packet, for the
 //! benchmark suite's floor ratio (`cargo xtask bench`, metric `p2_*`). It is never
 //! attached by the agent.
 //!

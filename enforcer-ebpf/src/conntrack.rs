@@ -8,9 +8,9 @@
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use enforcer_common::{
-    CT_F_CLOSING, CT_F_ESTABLISHED, CT_TIMEOUT_ICMP_NS, CT_TIMEOUT_OTHER_NS,
-    CT_TIMEOUT_TCP_CLOSING_NS, CT_TIMEOUT_TCP_ESTABLISHED_NS, CT_TIMEOUT_TCP_SYN_NS,
-    CT_TIMEOUT_UDP_NS, CtKey, CtValue,
+    CT_F_CLOSING, CT_F_ESTABLISHED, CT_F_FIN_FORWARD, CT_F_FIN_REVERSE, CT_F_REPLIED,
+    CT_TIMEOUT_ICMP_NS, CT_TIMEOUT_OTHER_NS, CT_TIMEOUT_TCP_CLOSING_NS,
+    CT_TIMEOUT_TCP_ESTABLISHED_NS, CT_TIMEOUT_TCP_SYN_NS, CT_TIMEOUT_UDP_NS, CtKey, CtValue,
 };
 
 use crate::{
@@ -58,8 +58,11 @@ pub fn reverse_key(key: &CtKey) -> CtKey {
 fn timeout_ns(proto: u8, flags: u32) -> u64 {
     match proto {
         IPPROTO_TCP if flags & CT_F_CLOSING != 0 => CT_TIMEOUT_TCP_CLOSING_NS,
-        // Until both legs approved, a TCP flow is in its handshake.
-        IPPROTO_TCP if flags & CT_F_ESTABLISHED == CT_F_ESTABLISHED => {
+        // Until both legs approved and the peer answered, a TCP flow is in its
+        // handshake.
+        IPPROTO_TCP
+            if flags & (CT_F_ESTABLISHED | CT_F_REPLIED) == CT_F_ESTABLISHED | CT_F_REPLIED =>
+        {
             CT_TIMEOUT_TCP_ESTABLISHED_NS
         }
         IPPROTO_TCP => CT_TIMEOUT_TCP_SYN_NS,
@@ -69,7 +72,13 @@ fn timeout_ns(proto: u8, flags: u32) -> u64 {
     }
 }
 
-/// A live (not expired) entry: a pointer into the map, and a copy of its value.
+/// The result of a lookup: a live (not expired) entry, a pointer into the map and a
+/// copy of its value; or, when absent or expired, a null pointer and an all-zero value
+/// (no flag set).
+///
+/// Not an `Option`: the payload of a `None` is undefined, and LLVM may then spill an
+/// uninitialised register on the path where the entry is absent, which the verifier
+/// refuses (`!read_ok`). Every field here is defined on every path.
 pub struct Entry {
     ptr: *mut CtValue,
     pub value: CtValue,
@@ -77,31 +86,62 @@ pub struct Entry {
 
 /// Looks `key` up; an expired entry counts as absent.
 #[inline(always)]
-pub fn lookup(key: &CtKey, now: u64) -> Option<Entry> {
-    let ptr = ENF_CONNTRACK.get_ptr_mut(key)?;
+pub fn lookup(key: &CtKey, now: u64) -> Entry {
+    let absent = Entry {
+        ptr: core::ptr::null_mut(),
+        value: CtValue::default(),
+    };
+    let Some(ptr) = ENF_CONNTRACK.get_ptr_mut(key) else {
+        return absent;
+    };
     // SAFETY: the pointer is a live map value of type CtValue; the copy is a plain read
     // (another CPU may update it concurrently, which at worst yields a stale copy).
     let value = unsafe { *ptr };
     if now.saturating_sub(value.last_seen_ns) > timeout_ns(key.proto, value.flags) {
-        return None;
+        return absent;
     }
-    Some(Entry { ptr, value })
+    Entry { ptr, value }
 }
 
 impl Entry {
-    /// Records a packet of the flow: refreshes `last_seen_ns`, marks a TCP FIN/RST.
+    /// A live entry was found.
     #[inline(always)]
-    pub fn touch(&self, pkt: &Packet, now: u64) {
-        // SAFETY: the pointer came from a lookup in this program run; map values stay
-        // valid for the whole run (RCU).
+    pub fn exists(&self) -> bool {
+        !self.ptr.is_null()
+    }
+
+    /// Records a packet of the flow: refreshes `last_seen_ns`; `reverse`: the packet
+    /// goes the other way (a reply: the peer answered). The connection is closing on
+    /// an RST, or once each side sent a FIN: a FIN from one side only (a half-closed
+    /// stream) keeps the established timeout.
+    #[inline(always)]
+    pub fn touch(&self, pkt: &Packet, now: u64, reverse: bool) {
+        if !self.exists() {
+            return;
+        }
+        let mut add = if reverse { CT_F_REPLIED } else { 0 };
+        if pkt.is_tcp_fin() {
+            add |= if reverse {
+                CT_F_FIN_REVERSE
+            } else {
+                CT_F_FIN_FORWARD
+            };
+        }
+        let flags = self.value.flags | add;
+        let fins = CT_F_FIN_FORWARD | CT_F_FIN_REVERSE;
+        let closing = pkt.is_tcp_rst() || flags & fins == fins;
+        let flags = if closing { flags | CT_F_CLOSING } else { flags };
+        // SAFETY: a non-null pointer came from a lookup in this program run; map values
+        // stay valid for the whole run (RCU).
         unsafe {
             (*self.ptr).last_seen_ns = now;
-            if pkt.is_tcp_fin_or_rst() {
-                (*self.ptr).flags |= CT_F_CLOSING;
+            if flags != self.value.flags {
+                (*self.ptr).flags |= flags;
             }
         }
     }
 
+    /// Every bit of `flags` (non-zero) is set; never for an absent entry.
     pub fn has(&self, flags: u32) -> bool {
         self.value.flags & flags == flags
     }
@@ -109,23 +149,24 @@ impl Entry {
 
 /// Whether conntrack already lets the packet through at the hook whose leg bit is
 /// `leg`: (a) this leg approved the flow (`fwd`, the forward entry), or (b) the packet
-/// is a reply to an established flow. A TCP SYN without ACK opens a connection and is
-/// always judged by policy. Refreshes the entry that matched.
+/// may be a reply ([`Packet::may_be_reply`]) and its flow is established. A TCP SYN
+/// without ACK opens a connection and is always judged by policy. Refreshes the entry
+/// that matched.
 #[inline(always)]
-pub fn passes(pkt: &Packet, key: &CtKey, fwd: Option<&Entry>, leg: u32, now: u64) -> bool {
+pub fn passes(pkt: &Packet, key: &CtKey, fwd: &Entry, leg: u32, now: u64) -> bool {
     if pkt.is_tcp_syn_only() {
         return false;
     }
-    if let Some(e) = fwd
-        && e.has(leg)
-    {
-        e.touch(pkt, now);
+    if fwd.has(leg) {
+        fwd.touch(pkt, now, false);
         return true;
     }
-    if let Some(r) = lookup(&reverse_key(key), now)
-        && r.has(CT_F_ESTABLISHED)
-    {
-        r.touch(pkt, now);
+    if !pkt.may_be_reply() {
+        return false;
+    }
+    let r = lookup(&reverse_key(key), now);
+    if r.has(CT_F_ESTABLISHED) {
+        r.touch(pkt, now, true);
         return true;
     }
     false

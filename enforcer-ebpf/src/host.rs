@@ -8,7 +8,8 @@
 use enforcer_common::{
     ACTION_ALLOW, ACTION_CONTINUE, ACTION_DENY, Config, CtKey, DIR_EGRESS, DIR_INGRESS,
     DIR_UNTRACKED_EGRESS, DIR_UNTRACKED_INGRESS, EndpointInfo, FailsafeKey, HOOK_HOST_XDP,
-    PeerInfo, REASON_ALLOW_POLICY, REASON_ALLOW_UNTRACKED, REASON_DENY_POLICY, host_profile,
+    PEER_F_HOST, PeerInfo, REASON_ALLOW_POLICY, REASON_ALLOW_UNTRACKED, REASON_DENY_POLICY,
+    host_profile,
 };
 
 use crate::{
@@ -35,30 +36,41 @@ fn failsafe_has(dir: u8, proto: u8, port: u16) -> bool {
     unsafe { ENF_FAILSAFE.get(key) }.is_some()
 }
 
-/// Failsafe (checked before any policy). `inbound`: the packet enters the node through
-/// the host interface. A packet matches when its destination port is a failsafe port
-/// of its own direction, or its source port one of the other direction (the replies
-/// of failsafe connections, which must pass even before conntrack knows them, e.g.
-/// past untracked policy).
 #[inline(always)]
-pub fn is_failsafe(pkt: &Packet, inbound: bool) -> bool {
-    if !matches!(
+fn has_ports(pkt: &Packet) -> bool {
+    matches!(
         pkt.proto,
         IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_UDPLITE
-    ) {
-        return false;
-    }
-    let (own, other) = if inbound {
-        (DIR_INGRESS, DIR_EGRESS)
-    } else {
-        (DIR_EGRESS, DIR_INGRESS)
-    };
-    failsafe_has(own, pkt.proto, pkt.dport) || failsafe_has(other, pkt.proto, pkt.sport)
+    )
+}
+
+/// Failsafe (checked before any policy). `inbound`: the packet enters the node through
+/// the host interface. A packet matches when its *destination* port is a failsafe port
+/// of its own direction, nothing else: a source port proves nothing (any client can
+/// pick one), so the replies of failsafe connections pass on the conntrack entry their
+/// first packet opened, as in Calico.
+#[inline(always)]
+pub fn is_failsafe(pkt: &Packet, inbound: bool) -> bool {
+    let own = if inbound { DIR_INGRESS } else { DIR_EGRESS };
+    has_ports(pkt) && failsafe_has(own, pkt.proto, pkt.dport)
+}
+
+/// Whether the packet may be the reply of a failsafe connection of the other
+/// direction (its *source* port is a failsafe port of that direction): such a packet
+/// skips untracked (doNotTrack) policy, whose deny would otherwise cut the connection
+/// before conntrack sees the reply, and must still pass conntrack or the tracked
+/// chain. This is Calico's raw-table rule, which only skips doNotTrack policy.
+#[inline(always)]
+pub fn may_be_failsafe_reply(pkt: &Packet, inbound: bool) -> bool {
+    let other = if inbound { DIR_EGRESS } else { DIR_INGRESS };
+    has_ports(pkt) && failsafe_has(other, pkt.proto, pkt.sport)
 }
 
 /// The classes a host-direction key needs: the remote address's class and the local
 /// address's host class. `inbound`: the remote side is the source.
 pub struct HostKey {
+    /// The local address is one of the node's own (`PEER_F_HOST`).
+    pub local_is_node: bool,
     pub peer_class: u32,
     pub profile: u32,
     pub cell: u32,
@@ -85,6 +97,7 @@ pub fn host_key(
     let remote: PeerInfo = policy::peer(generation, pkt.family, remote)?;
     let local: PeerInfo = policy::peer(generation, pkt.family, local)?;
     Ok(HostKey {
+        local_is_node: local.flags & PEER_F_HOST != 0,
         peer_class: remote.class,
         profile: host_profile(ep.profile, local.host_class),
         cell: policy::cell(generation, pkt),
@@ -133,13 +146,13 @@ fn report(cfg: &Config, dir: u8, key: &HostKey, pkt: &Packet, action: u8) {
     );
 }
 
-/// The debug log record of one host decision. The action-only lookup above does not
+/// The debug log note of one host decision. The action-only lookup above does not
 /// return the deciding policy and rule, so the verdict is looked up again: a cost paid
-/// only while the debug log is on.
+/// only by the debug-log variants while the log is on.
 #[inline(never)]
 fn log_decision(generation: u32, dir: u32, key: &HostKey, pkt: &Packet) {
     if let Ok(v) = policy::verdict(generation, dir as u8, key.profile, key.peer_class, key.cell) {
-        debug_log::verdict(
+        debug_log::note(
             pkt,
             &VerdictLog {
                 dir: dir as u8,
@@ -155,7 +168,12 @@ fn log_decision(generation: u32, dir: u32, key: &HostKey, pkt: &Packet) {
 /// The decision of one host direction. A missing entry or an unknown action is a map
 /// error (fail closed).
 #[inline(always)]
-pub fn decide(cfg: &Config, dir: u8, key: &HostKey, pkt: &Packet) -> Result<HostAction, Drop> {
+pub fn decide<const DEBUG: bool>(
+    cfg: &Config,
+    dir: u8,
+    key: &HostKey,
+    pkt: &Packet,
+) -> Result<HostAction, Drop> {
     let action = lookup_action(
         cfg.active_gen,
         u32::from(dir),
@@ -164,7 +182,7 @@ pub fn decide(cfg: &Config, dir: u8, key: &HostKey, pkt: &Packet) -> Result<Host
         key.cell,
     );
     report(cfg, dir, key, pkt, action as u8);
-    if debug_log::enabled(cfg) {
+    if DEBUG && debug_log::enabled(cfg) {
         log_decision(cfg.active_gen, u32::from(dir), key, pkt);
     }
     match action as u8 {
@@ -177,16 +195,6 @@ pub fn decide(cfg: &Config, dir: u8, key: &HostKey, pkt: &Packet) -> Result<Host
 
 /// Adds `flag` to the flow's entry (creating it), keeping what the pod hooks recorded.
 #[inline(always)]
-pub fn record(
-    key: &CtKey,
-    existing: Option<&conntrack::Entry>,
-    flag: u32,
-    generation: u32,
-    now: u64,
-) {
-    let mut flags = flag;
-    if let Some(e) = existing {
-        flags |= e.value.flags;
-    }
-    conntrack::upsert(key, flags, generation, now);
+pub fn record(key: &CtKey, existing: &conntrack::Entry, flag: u32, generation: u32, now: u64) {
+    conntrack::upsert(key, flag | existing.value.flags, generation, now);
 }

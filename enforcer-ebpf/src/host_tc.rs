@@ -1,10 +1,12 @@
-//! `enforcer_host_ingress` (TCX ingress of a host interface: packets entering the node)
-//! and `enforcer_host_egress` (TCX egress: packets leaving it), the host endpoint's
+//! `enf_host_in` (TCX ingress of a host interface: packets entering the node)
+//! and `enf_host_eg` (TCX egress: packets leaving it), the host endpoint's
 //! tracked policy. One body for both, mirrored by `inbound`.
 //!
-//! Per packet: parse (VLAN tags skipped); ARP and NDP pass; failsafe ports pass (and
-//! open a flow, so their replies pass); `Config` and the host endpoint; untracked
-//! (doNotTrack) policy of this direction: allow passes without conntrack, deny drops;
+//! Per packet: parse (VLAN tags skipped); ARP and NDP pass; failsafe destination ports
+//! pass (and open a flow, so their replies pass); `Config` and the host endpoint;
+//! untracked (doNotTrack) policy of this direction, unless the source port is a
+//! failsafe port of the other direction (a possible failsafe reply, which must pass
+//! conntrack instead): allow passes without conntrack, deny drops;
 //! conntrack: this direction already approved the flow, or the packet is a reply to a
 //! flow the other direction approved; a TCP packet other than a bare SYN that got this
 //! far has no state (Calico's conntrack-INVALID drop: e.g. the SYN-ACK of a connection
@@ -29,7 +31,7 @@ use crate::{
 };
 
 #[inline(always)]
-pub fn run(ctx: &TcContext, inbound: bool) -> Result<Outcome, Drop> {
+pub fn run<const DEBUG: bool>(ctx: &TcContext, inbound: bool) -> Result<Outcome, Drop> {
     let pkt = match packet::parse_host(ctx)? {
         Frame::Arp => return Ok(Outcome::pass(REASON_ALLOW_NON_IP)),
         Frame::Ip(p) => p,
@@ -57,7 +59,7 @@ pub fn run(ctx: &TcContext, inbound: bool) -> Result<Outcome, Drop> {
     if host::is_failsafe(&pkt, inbound) {
         let cfg = policy::config()?;
         let fwd = conntrack::lookup(&fwd_key, now);
-        host::record(&fwd_key, fwd.as_ref(), own_ok, cfg.active_gen, now);
+        host::record(&fwd_key, &fwd, own_ok, cfg.active_gen, now);
         return Ok(Outcome::pass(REASON_ALLOW_FAILSAFE));
     }
     let cfg = policy::config()?;
@@ -69,23 +71,26 @@ pub fn run(ctx: &TcContext, inbound: bool) -> Result<Outcome, Drop> {
         HOOK_HOST_EGRESS
     };
     let key = host::host_key(cfg.active_gen, &ep, &pkt, inbound, (ifindex, hook))?;
-    match host::decide(&cfg, untracked_dir, &key, &pkt)? {
-        HostAction::Allow => return Ok(Outcome::pass(REASON_ALLOW_UNTRACKED)),
-        HostAction::Deny => return Ok(Outcome::drop(REASON_DENY_POLICY)),
-        HostAction::Continue => {}
+    if key.local_is_node && pkt.is_ndp_message() {
+        // Neighbor discovery to or from the node's own (global) address.
+        return Ok(Outcome::pass(REASON_ALLOW_NDP));
+    }
+    if !host::may_be_failsafe_reply(&pkt, inbound) {
+        match host::decide::<DEBUG>(&cfg, untracked_dir, &key, &pkt)? {
+            HostAction::Allow => return Ok(Outcome::pass(REASON_ALLOW_UNTRACKED)),
+            HostAction::Deny => return Ok(Outcome::drop(REASON_DENY_POLICY)),
+            HostAction::Continue => {}
+        }
     }
     let fwd = conntrack::lookup(&fwd_key, now);
     if !pkt.is_tcp_syn_only() {
-        if let Some(e) = &fwd
-            && e.has(own_ok)
-        {
-            e.touch(&pkt, now);
+        if fwd.has(own_ok) {
+            fwd.touch(&pkt, now, false);
             return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
         }
-        if let Some(r) = conntrack::lookup(&conntrack::reverse_key(&fwd_key), now)
-            && r.has(other_ok)
-        {
-            r.touch(&pkt, now);
+        let r = conntrack::lookup(&conntrack::reverse_key(&fwd_key), now);
+        if pkt.may_be_reply() && r.has(other_ok) {
+            r.touch(&pkt, now, true);
             return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
         }
         if pkt.proto == IPPROTO_TCP {
@@ -93,19 +98,17 @@ pub fn run(ctx: &TcContext, inbound: bool) -> Result<Outcome, Drop> {
             return Ok(Outcome::drop(REASON_DENY_NO_CONNTRACK));
         }
     }
-    match host::decide(&cfg, tracked_dir, &key, &pkt)? {
+    match host::decide::<DEBUG>(&cfg, tracked_dir, &key, &pkt)? {
         HostAction::Allow => {
-            host::record(&fwd_key, fwd.as_ref(), own_ok, cfg.active_gen, now);
+            host::record(&fwd_key, &fwd, own_ok, cfg.active_gen, now);
             Ok(Outcome::pass(REASON_ALLOW_POLICY))
         }
         // The tracked chain always ends in a decision; a continue here is a map error.
         HostAction::Continue => Err(Drop::MapError),
         HostAction::Deny => {
-            if let Some(e) = &fwd
-                && e.has(own_ok)
-            {
+            if fwd.has(own_ok) {
                 // A re-opening SYN was denied: forget this direction's old approval.
-                host::record(&fwd_key, None, e.value.flags & !own_ok, cfg.active_gen, now);
+                conntrack::upsert(&fwd_key, fwd.value.flags & !own_ok, cfg.active_gen, now);
             }
             Ok(Outcome::drop(REASON_DENY_POLICY))
         }

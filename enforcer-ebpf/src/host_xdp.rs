@@ -1,12 +1,12 @@
-//! `enforcer_host_xdp`: XDP on a host interface (packets entering the node from its
+//! `enf_host_xdp`: XDP on a host interface (packets entering the node from its
 //! network), before an skb exists.
 //!
-//! Per packet: parse (VLAN tags skipped); ARP and NDP pass; failsafe ports pass;
-//! `Config` and the host endpoint of this interface; untracked (doNotTrack) ingress
-//! policy: allow passes, deny drops; replies to flows the node or its pods opened
+//! Per packet: parse (VLAN tags skipped); ARP and NDP pass; failsafe destination ports
+//! pass; `Config` and the host endpoint of this interface; untracked (doNotTrack)
+//! ingress policy, skipped for a possible failsafe reply: allow passes, deny drops; replies to flows the node or its pods opened
 //! (conntrack: reversed tuple approved by the host egress hook) and packets of flows
 //! the host ingress hook already approved pass; then preDNAT policy on the original
-//! destination: deny drops here, anything else is left to `enforcer_host_ingress`
+//! destination: deny drops here, anything else is left to `enf_host_in`
 //! (which evaluates the whole tracked chain, preDNAT included, so a packet XDP never
 //! saw is judged alike).
 
@@ -21,12 +21,12 @@ use enforcer_common::{
 use crate::{
     Drop, Outcome, conntrack,
     host::{self, HostAction},
-    packet::{self, Frame},
+    packet::{self, Frame, Packet},
     policy,
 };
 
 #[inline(always)]
-pub fn run(ctx: &XdpContext) -> Result<Outcome, Drop> {
+pub fn run<const DEBUG: bool>(ctx: &XdpContext) -> Result<Outcome, Drop> {
     let pkt = match packet::parse_host(ctx)? {
         Frame::Arp => return Ok(Outcome::pass(REASON_ALLOW_NON_IP)),
         Frame::Ip(p) => p,
@@ -41,28 +41,35 @@ pub fn run(ctx: &XdpContext) -> Result<Outcome, Drop> {
     let ifindex = ctx.ingress_ifindex() as u32;
     let ep = policy::endpoint(cfg.active_gen, ifindex).ok_or(Drop::NoEndpoint)?;
     let key = host::host_key(cfg.active_gen, &ep, &pkt, true, (ifindex, HOOK_HOST_XDP))?;
-    match host::decide(&cfg, DIR_UNTRACKED_INGRESS, &key, &pkt)? {
-        HostAction::Allow => return Ok(Outcome::pass(REASON_ALLOW_UNTRACKED)),
-        HostAction::Deny => return Ok(Outcome::drop(REASON_DENY_POLICY)),
-        HostAction::Continue => {}
+    if key.local_is_node && pkt.is_ndp_message() {
+        // Neighbor discovery to the node's own (global) address.
+        return Ok(Outcome::pass(REASON_ALLOW_NDP));
     }
-    if !pkt.is_tcp_syn_only() {
-        let now = conntrack::now_ns();
-        let fwd = conntrack::forward_key(&pkt);
-        if let Some(r) = conntrack::lookup(&conntrack::reverse_key(&fwd), now)
-            && r.has(CT_F_HOST_EGRESS_OK)
-        {
-            return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
-        }
-        if let Some(e) = conntrack::lookup(&fwd, now)
-            && e.has(CT_F_HOST_INGRESS_OK)
-        {
-            return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
+    if !host::may_be_failsafe_reply(&pkt, true) {
+        match host::decide::<DEBUG>(&cfg, DIR_UNTRACKED_INGRESS, &key, &pkt)? {
+            HostAction::Allow => return Ok(Outcome::pass(REASON_ALLOW_UNTRACKED)),
+            HostAction::Deny => return Ok(Outcome::drop(REASON_DENY_POLICY)),
+            HostAction::Continue => {}
         }
     }
-    match host::decide(&cfg, DIR_PREDNAT_INGRESS, &key, &pkt)? {
+    if !pkt.is_tcp_syn_only() && tracked(&pkt) {
+        return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
+    }
+    match host::decide::<DEBUG>(&cfg, DIR_PREDNAT_INGRESS, &key, &pkt)? {
         HostAction::Allow => Ok(Outcome::pass(REASON_ALLOW_POLICY)),
         HostAction::Deny => Ok(Outcome::drop(REASON_DENY_POLICY)),
         HostAction::Continue => Ok(Outcome::pass(REASON_XDP_CONTINUE)),
     }
+}
+
+/// A reply to a flow the host egress hook approved, or a packet of a flow the host
+/// ingress hook approved. Out of line: the two tuples and entries live in this frame,
+/// not in the program's, which the debug-log variant's record calls stack on top of.
+#[inline(never)]
+fn tracked(pkt: &Packet) -> bool {
+    let now = conntrack::now_ns();
+    let fwd = conntrack::forward_key(pkt);
+    (pkt.may_be_reply()
+        && conntrack::lookup(&conntrack::reverse_key(&fwd), now).has(CT_F_HOST_EGRESS_OK))
+        || conntrack::lookup(&fwd, now).has(CT_F_HOST_INGRESS_OK)
 }

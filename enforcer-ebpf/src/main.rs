@@ -2,16 +2,19 @@
 //! that turns every outcome, errors included, into a counted, deliberate verdict:
 //! an error drops (fail closed), it never passes.
 //!
-//! - [`enforcer_pod_egress`]: TCX ingress of a pod's host-side veth (packets *from* the
-//!   pod) = the pod's egress policy, see [`pod_egress`].
-//! - [`enforcer_pod_ingress`]: TCX egress of the host-side veth (packets *to* the pod)
-//!   = the pod's ingress policy, see [`pod_ingress`].
-//! - [`enforcer_host_xdp`]: XDP on a host interface: untracked and preDNAT denies
-//!   before an skb exists, see [`host_xdp`].
-//! - [`enforcer_host_ingress`] / [`enforcer_host_egress`]: TCX ingress / egress of a
-//!   host interface = the host endpoint's policy, see [`host_tc`].
-//! - [`enforcer_bench_floor`]: not attached by the agent; the benchmark suite's floor
-//!   (parse + one hash lookup), see [`bench_floor`].
+//! - [`enf_pod_eg`]: TCX ingress of a pod's host-side veth (packets *from* the pod) =
+//!   the pod's egress policy, see [`pod_egress`].
+//! - [`enf_pod_in`]: TCX egress of the host-side veth (packets *to* the pod) = the
+//!   pod's ingress policy, see [`pod_ingress`].
+//! - [`enf_host_xdp`]: XDP on a host interface: untracked and preDNAT denies before an
+//!   skb exists, see [`host_xdp`].
+//! - [`enf_host_in`] / [`enf_host_eg`]: TCX ingress / egress of a host interface = the
+//!   host endpoint's policy, see [`host_tc`].
+//! - [`enf_bench_floor`]: not attached by the agent; the benchmark suite's floor (parse
+//!   + one hash lookup), see [`bench_floor`].
+//!
+//! Every attached program also exists as a debug-log variant (`_d` suffix, the same
+//! body with `DEBUG = true`): see `enforcer_common::PROGRAMS`.
 #![no_std]
 #![no_main]
 #![expect(
@@ -107,29 +110,58 @@ fn settle(hook: u32, result: Result<Outcome, Drop>) -> bool {
     outcome.pass
 }
 
-/// Counts the outcome under `hook` and returns the TC action.
+/// Counts the outcome under `hook` and returns the TC action; the debug-log variants
+/// then hand it to the log program with their notes (see `debug_log`).
 #[inline(always)]
-fn finish(hook: u32, result: Result<Outcome, Drop>) -> i32 {
-    if settle(hook, result) {
+fn finish<const DEBUG: bool>(ctx: &TcContext, hook: u32, result: Result<Outcome, Drop>) -> i32 {
+    let action = if settle(hook, result) {
         TC_ACT_OK
     } else {
         TC_ACT_SHOT
+    };
+    if DEBUG {
+        debug_log::finish(ctx, action, &debug_log::ENF_DEBUG_TC)
+    } else {
+        action
     }
 }
 
+// Entry points. Each hook has a production program and a debug-log variant (`_d`),
+// one body instantiated twice through the `DEBUG` const generic: the production
+// programs carry no debug-log code (see `enforcer_common::PROGRAMS`).
+
 /// Packets entering the node on a host interface, before an skb exists: untracked and
-/// preDNAT denies (everything else passes on to `enforcer_host_ingress`).
+/// preDNAT denies (everything else passes on to `enf_host_in`).
+#[inline(always)]
+fn host_xdp<const DEBUG: bool>(ctx: &XdpContext) -> u32 {
+    let action = if settle(HOOK_HOST_XDP, host_xdp::run::<DEBUG>(ctx)) {
+        xdp_action::XDP_PASS
+    } else {
+        xdp_action::XDP_DROP
+    };
+    if DEBUG {
+        debug_log::finish(ctx, action.cast_signed(), &debug_log::ENF_DEBUG_XDP).cast_unsigned()
+    } else {
+        action
+    }
+}
+
 #[xdp]
 #[expect(
     clippy::needless_pass_by_value,
     reason = "the signature #[xdp] requires"
 )]
-pub fn enforcer_host_xdp(ctx: XdpContext) -> u32 {
-    if settle(HOOK_HOST_XDP, host_xdp::run(&ctx)) {
-        xdp_action::XDP_PASS
-    } else {
-        xdp_action::XDP_DROP
-    }
+pub fn enf_host_xdp(ctx: XdpContext) -> u32 {
+    host_xdp::<false>(&ctx)
+}
+
+#[xdp]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature #[xdp] requires"
+)]
+pub fn enf_host_xdp_d(ctx: XdpContext) -> u32 {
+    host_xdp::<true>(&ctx)
 }
 
 /// Packets entering the node on a host interface: the host endpoint's ingress chain.
@@ -138,8 +170,17 @@ pub fn enforcer_host_xdp(ctx: XdpContext) -> u32 {
     clippy::needless_pass_by_value,
     reason = "the signature #[classifier] requires"
 )]
-pub fn enforcer_host_ingress(ctx: TcContext) -> i32 {
-    finish(HOOK_HOST_INGRESS, host_tc::run(&ctx, true))
+pub fn enf_host_in(ctx: TcContext) -> i32 {
+    finish::<false>(&ctx, HOOK_HOST_INGRESS, host_tc::run::<false>(&ctx, true))
+}
+
+#[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature #[classifier] requires"
+)]
+pub fn enf_host_in_d(ctx: TcContext) -> i32 {
+    finish::<true>(&ctx, HOOK_HOST_INGRESS, host_tc::run::<true>(&ctx, true))
 }
 
 /// Packets leaving the node on a host interface: the host endpoint's egress chain.
@@ -148,8 +189,17 @@ pub fn enforcer_host_ingress(ctx: TcContext) -> i32 {
     clippy::needless_pass_by_value,
     reason = "the signature #[classifier] requires"
 )]
-pub fn enforcer_host_egress(ctx: TcContext) -> i32 {
-    finish(HOOK_HOST_EGRESS, host_tc::run(&ctx, false))
+pub fn enf_host_eg(ctx: TcContext) -> i32 {
+    finish::<false>(&ctx, HOOK_HOST_EGRESS, host_tc::run::<false>(&ctx, false))
+}
+
+#[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature #[classifier] requires"
+)]
+pub fn enf_host_eg_d(ctx: TcContext) -> i32 {
+    finish::<true>(&ctx, HOOK_HOST_EGRESS, host_tc::run::<true>(&ctx, false))
 }
 
 /// Packets from the pod: its egress policy.
@@ -158,8 +208,17 @@ pub fn enforcer_host_egress(ctx: TcContext) -> i32 {
     clippy::needless_pass_by_value,
     reason = "the signature #[classifier] requires"
 )]
-pub fn enforcer_pod_egress(ctx: TcContext) -> i32 {
-    finish(HOOK_POD_EGRESS, pod_egress::run(&ctx))
+pub fn enf_pod_eg(ctx: TcContext) -> i32 {
+    finish::<false>(&ctx, HOOK_POD_EGRESS, pod_egress::run::<false>(&ctx))
+}
+
+#[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature #[classifier] requires"
+)]
+pub fn enf_pod_eg_d(ctx: TcContext) -> i32 {
+    finish::<true>(&ctx, HOOK_POD_EGRESS, pod_egress::run::<true>(&ctx))
 }
 
 /// Packets to the pod: its ingress policy (and the deferred egress leg of Service
@@ -169,8 +228,30 @@ pub fn enforcer_pod_egress(ctx: TcContext) -> i32 {
     clippy::needless_pass_by_value,
     reason = "the signature #[classifier] requires"
 )]
-pub fn enforcer_pod_ingress(ctx: TcContext) -> i32 {
-    finish(HOOK_POD_INGRESS, pod_ingress::run(&ctx))
+pub fn enf_pod_in(ctx: TcContext) -> i32 {
+    finish::<false>(&ctx, HOOK_POD_INGRESS, pod_ingress::run::<false>(&ctx))
+}
+
+#[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature #[classifier] requires"
+)]
+pub fn enf_pod_in_d(ctx: TcContext) -> i32 {
+    finish::<true>(&ctx, HOOK_POD_INGRESS, pod_ingress::run::<true>(&ctx))
+}
+
+/// The debug-log variants' log program (TC): writes the noted verdicts' records and
+/// returns the verdict the tail-calling program chose (see `debug_log`).
+#[classifier]
+pub fn enf_log_tc_d(_ctx: TcContext) -> i32 {
+    debug_log::write_notes(false)
+}
+
+/// The same for the XDP variant.
+#[xdp]
+pub fn enf_log_xdp_d(_ctx: XdpContext) -> u32 {
+    debug_log::write_notes(true).cast_unsigned()
 }
 
 /// The benchmark floor: parse to L4 and one hash lookup (never attached by the agent).
@@ -179,7 +260,7 @@ pub fn enforcer_pod_ingress(ctx: TcContext) -> i32 {
     clippy::needless_pass_by_value,
     reason = "the signature #[classifier] requires"
 )]
-pub fn enforcer_bench_floor(ctx: TcContext) -> i32 {
+pub fn enf_bench_floor(ctx: TcContext) -> i32 {
     bench_floor::run(&ctx)
 }
 

@@ -16,6 +16,16 @@
 //!
 //! Every outcome is counted in `ENF_EVENT_STATS` (emitted, aggregated, lost to the
 //! budget, lost to a full ring buffer): losses are never silent.
+//!
+//! # Cost to the verifier and to the stack
+//!
+//! The work is one BPF *global* function, [`enf_observe`] (exported by the link step,
+//! so its BTF linkage is global): the verifier checks it once, on its own, instead of
+//! once per state of every caller (as a static function, it multiplied the processed
+//! instructions of `enf_pod_in` tenfold). A global function takes scalars only, so the
+//! caller ([`report`], inlined) leaves the packet's tuple and the verdict in the
+//! per-CPU `ENF_SCRATCH`, where the function's map keys are built too: BPF's 512 bytes
+//! of stack are for the whole call chain, and the programs' own frames take most.
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_get_smp_processor_id};
 use enforcer_common::{
@@ -35,10 +45,12 @@ use crate::{
     packet::Packet,
 };
 
-/// Map keys and initial values, built in `ENF_SCRATCH` (map memory) instead of on the
-/// stack: map helpers take keys and values from map memory as well.
+/// What [`report`] hands to [`enf_observe`], and the map keys and initial values the
+/// latter builds, in `ENF_SCRATCH` (map memory) instead of on the stack: map helpers
+/// take keys and values from map memory as well.
 #[repr(C)]
 pub struct Scratch {
+    /// The packet's tuple is written here by [`report`]; [`enf_observe`] adds the rest.
     report_key: FlowReportKey,
     report_init: FlowReport,
     counter_key: RuleCounterKey,
@@ -46,7 +58,8 @@ pub struct Scratch {
     counter_init: RuleCounter,
     /// The packet's length, for the flow report.
     len: u64,
-    /// A verdict handed over from a function that returned only its action.
+    /// The verdict to report (also handed over by a function that returned only its
+    /// action, see [`stash`]).
     verdict: Verdict,
 }
 
@@ -67,34 +80,13 @@ pub struct Report {
 
 /// Counts the verdict's rule (and its Log rule) and emits the events it calls for: a
 /// Log rule matched; a deny with `CONFIG_F_EVENT_ON_DENY`; an allow with
-/// `CONFIG_F_EVENT_ON_ALLOW`.
-///
-/// The counting and each event are calls of their own, made from here one after the
-/// other (never nested), with their keys in `ENF_SCRATCH`: BPF's 512 bytes of stack
-/// are for the whole call chain, and the programs' own frames take most of them.
-///
-/// The report is passed on as scalars (`At`), not as a struct in memory: a struct
-/// whose address is taken would have to sit in the caller's frame.
+/// `CONFIG_F_EVENT_ON_ALLOW`. See the module doc for how: [`hand_over`] leaves the
+/// verdict and the packet's tuple in `ENF_SCRATCH` and calls [`enf_observe`]; only
+/// scalars and pointers the caller has anyway are passed, so nothing is added to the
+/// caller's (large) frame.
 #[inline(always)]
 pub fn report(pkt: &Packet, v: &Verdict, r: &Report) {
-    count(v, r.dir, pkt.len);
-    let at = At {
-        packed: u64::from(r.dir)
-            | u64::from(r.hook) << 8
-            | u64::from(r.generation as u8) << 16
-            | u64::from(r.reason as u8) << 24,
-        ids: u64::from(r.ifindex) << 32 | u64::from(r.endpoint_id),
-    };
-    if v.flags & VERDICT_F_LOG != 0 {
-        emit(pkt, v, EVENT_KIND_LOG, at.packed, at.ids);
-    }
-    if v.action == ACTION_ALLOW {
-        if r.flags & CONFIG_F_EVENT_ON_ALLOW != 0 {
-            emit(pkt, v, EVENT_KIND_ALLOW, at.packed, at.ids);
-        }
-    } else if r.flags & CONFIG_F_EVENT_ON_DENY != 0 {
-        emit(pkt, v, EVENT_KIND_DENY, at.packed, at.ids);
-    }
+    hand_over(pkt, v, r.packed(), r.ids());
 }
 
 /// Keeps `v` in `ENF_SCRATCH` for [`report_stashed`]: a function that returns only
@@ -102,7 +94,8 @@ pub fn report(pkt: &Packet, v: &Verdict, r: &Report) {
 #[inline(always)]
 pub fn stash(v: &Verdict) {
     if let Some(scratch) = ENF_SCRATCH.get_ptr_mut(0) {
-        // SAFETY: as in `count_rule`.
+        // SAFETY: this CPU's scratch slot; a program is not preempted by another
+        // program on the same CPU, and nothing else runs between this and the report.
         unsafe { (*scratch).verdict = *v };
     }
 }
@@ -110,27 +103,87 @@ pub fn stash(v: &Verdict) {
 /// [`report`] of the verdict last [`stash`]ed on this CPU (by the same program run).
 #[inline(always)]
 pub fn report_stashed(pkt: &Packet, r: &Report) {
-    if let Some(scratch) = ENF_SCRATCH.get_ptr_mut(0) {
-        // SAFETY: as in `count_rule`; the verdict is read in place (map memory).
-        report(pkt, unsafe { &(*scratch).verdict }, r);
+    hand_over_stashed(pkt, r.packed(), r.ids());
+}
+
+impl Report {
+    /// dir | hook << 8 | generation << 16 | reason << 24 | `Config::flags` << 32.
+    #[inline(always)]
+    fn packed(&self) -> u64 {
+        u64::from(self.dir)
+            | u64::from(self.hook) << 8
+            | u64::from(self.generation as u8) << 16
+            | u64::from(self.reason as u8) << 24
+            | u64::from(self.flags) << 32
+    }
+
+    /// ifindex << 32 | endpoint id.
+    #[inline(always)]
+    fn ids(&self) -> u64 {
+        u64::from(self.ifindex) << 32 | u64::from(self.endpoint_id)
     }
 }
 
-/// Where a verdict was taken, in two registers: `packed` = dir | hook << 8 |
-/// generation << 16 | reason << 24; `ids` = ifindex << 32 | endpoint id.
-struct At {
-    packed: u64,
-    ids: u64,
+/// Copies the verdict and the packet's tuple into `ENF_SCRATCH`, then runs
+/// [`enf_observe`]. Out of line with a small frame of its own.
+#[inline(never)]
+fn hand_over(pkt: &Packet, v: &Verdict, packed: u64, ids: u64) {
+    stash(v);
+    hand_over_stashed(pkt, packed, ids);
 }
 
-/// The verdict's rule counter, and its Log rule's.
+/// The tuple into `ENF_SCRATCH` (the verdict is there), then [`enf_observe`].
 #[inline(never)]
-fn count(v: &Verdict, dir: u8, len: u32) {
-    let len = u64::from(len);
+fn hand_over_stashed(pkt: &Packet, packed: u64, ids: u64) {
+    let Some(scratch) = ENF_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: as in `stash`.
+    let scratch = unsafe { &mut *scratch };
+    let k = &mut scratch.report_key;
+    k.src = pkt.src;
+    k.dst = pkt.dst;
+    k.sport = pkt.sport;
+    k.dport = pkt.dport;
+    k.proto = pkt.proto;
+    k.family = pkt.family;
+    scratch.len = u64::from(pkt.len);
+    enf_observe(packed, ids);
+}
+
+/// The verdict in `ENF_SCRATCH`: its rule counters, then its events (a Log rule's,
+/// and the decision's when `Config::flags` asks for it). A BPF global function, see
+/// the module doc. `packed` = dir | hook << 8 | generation << 16 | reason << 24 |
+/// `Config::flags` << 32; `ids` = ifindex << 32 | endpoint id. Returns 0.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn enf_observe(packed: u64, ids: u64) -> u32 {
+    let Some(scratch) = ENF_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's scratch slot, filled by `report_stashed` just before.
+    let v = unsafe { &(*scratch).verdict };
+    // SAFETY: as above.
+    let len = unsafe { (*scratch).len };
+    let dir = packed as u8;
     count_rule(v.policy, v.rule, dir, v.action, len);
-    if v.flags & VERDICT_F_LOG != 0 {
+    let logged = v.flags & VERDICT_F_LOG != 0;
+    if logged {
         count_rule(v.log_policy, v.log_rule, dir, COUNTED_LOG, len);
     }
+    let flags = (packed >> 32) as u32;
+    let decision = if v.action == ACTION_ALLOW {
+        (flags & CONFIG_F_EVENT_ON_ALLOW != 0).then_some(EVENT_KIND_ALLOW)
+    } else {
+        (flags & CONFIG_F_EVENT_ON_DENY != 0).then_some(EVENT_KIND_DENY)
+    };
+    if logged {
+        emit(EVENT_KIND_LOG, packed, ids);
+    }
+    if let Some(kind) = decision {
+        emit(kind, packed, ids);
+    }
+    0
 }
 
 /// Adds one packet of `len` bytes to `(policy, rule, dir, action)`, creating the entry
@@ -221,33 +274,28 @@ unsafe fn copy_addr(dst: *mut [u8; 16], src: *const [u8; 16]) {
 }
 
 /// Adds the packet to its flow report and queues an event when the flow has not
-/// reported for [`FLOW_REPORT_INTERVAL_NS`] and the budget allows. Out of line, see
-/// [`report`].
-#[inline(never)]
-fn emit(pkt: &Packet, v: &Verdict, kind: u32, packed: u64, ids: u64) {
+/// reported for [`FLOW_REPORT_INTERVAL_NS`] and the budget allows.
+#[inline(always)]
+fn emit(kind: u32, packed: u64, ids: u64) {
     let Some(scratch) = ENF_SCRATCH.get_ptr_mut(0) else {
         return stat(EVENT_STAT_RATE_LIMITED);
     };
-    // SAFETY: as in `count_rule`.
+    // SAFETY: as in `enf_observe`.
     let scratch = unsafe { &mut *scratch };
-    // Field by field: no temporary key on the stack. From here on the event's fields
-    // are read back from this key (map memory) rather than kept in registers, which
-    // would spill into the stack this function has so little of.
+    let v = &raw const scratch.verdict;
+    // The tuple is there already (`report_stashed`); the rest of the key, field by
+    // field (no temporary key on the stack). From here on the event's fields are read
+    // back from this key (map memory) rather than kept in registers, which would spill
+    // into the stack this function has so little of.
     let k = &mut scratch.report_key;
-    k.src = pkt.src;
-    k.dst = pkt.dst;
-    k.sport = pkt.sport;
-    k.dport = pkt.dport;
-    k.proto = pkt.proto;
-    k.family = pkt.family;
     k.dir = packed as u8;
-    k.action = v.action;
+    // SAFETY: `v` points into the scratch slot.
+    k.action = unsafe { (*v).action };
     k.ifindex = (ids >> 32) as u32;
     k.kind = kind as u8;
     k.hook = (packed >> 8) as u8;
     k._pad = [0; 2];
     scratch.report_init = FlowReport::default();
-    scratch.len = u64::from(pkt.len);
     let (key, init) = (&scratch.report_key, &scratch.report_init);
     let entry = if let Some(entry) = ENF_FLOW_REPORTS.get_ptr_mut(key) {
         entry
@@ -304,17 +352,17 @@ fn emit(pkt: &Packet, v: &Verdict, kind: u32, packed: u64, ids: u64) {
         (*e).ifindex = get(&raw const (*k).ifindex);
         (*e).endpoint_id = ids as u32;
         (*e).policy = if logged {
-            get(&raw const v.log_policy)
+            get(&raw const (*v).log_policy)
         } else {
-            get(&raw const v.policy)
+            get(&raw const (*v).policy)
         };
         (*e).rule = if logged {
-            get(&raw const v.log_rule)
+            get(&raw const (*v).log_rule)
         } else {
-            get(&raw const v.rule)
+            get(&raw const (*v).rule)
         };
         (*e).hook = get(&raw const (*k).hook);
-        (*e).verdict_kind = get(&raw const v.kind);
+        (*e).verdict_kind = get(&raw const (*v).kind);
         (*e).generation = (packed >> 16) as u8;
         (*e)._pad0 = 0;
         (*e).reason = u32::from((packed >> 24) as u8);

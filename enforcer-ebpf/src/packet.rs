@@ -90,6 +90,20 @@ pub const ICMPV6_ECHO_REPLY: u8 = 129;
 /// solicitation/advertisement, redirect.
 const ICMPV6_NDP_FIRST: u8 = 133;
 const ICMPV6_NDP_LAST: u8 = 137;
+/// The hop limit every neighbor discovery message is sent with (RFC 4861 6.1, 7.1).
+const NDP_HOP_LIMIT: u8 = 255;
+
+/// `fe80::/10`.
+#[inline(always)]
+fn is_link_local_v6(a: &[u8; 16]) -> bool {
+    a[0] == 0xfe && a[1] & 0xc0 == 0x80
+}
+
+/// `ff02::/16`: link-scope multicast (all-nodes, all-routers, solicited-node).
+#[inline(always)]
+fn is_link_scope_multicast_v6(a: &[u8; 16]) -> bool {
+    a[0] == 0xff && a[1] == 0x02
+}
 
 /// What the programs need to know about an IP packet. Addresses are in network order
 /// (IPv4 in the first 4 bytes, the rest zero), ports in host order.
@@ -111,6 +125,8 @@ pub struct Packet {
     pub icmp_code: u8,
     /// ICMP/ICMPv6 echo identifier (0 for other messages).
     pub icmp_id: u16,
+    /// IPv4 TTL / IPv6 hop limit as the packet arrived.
+    pub hop_limit: u8,
     /// Length of the frame (L2 included), for byte counters.
     pub len: u32,
 }
@@ -126,22 +142,37 @@ impl Packet {
         self.proto == IPPROTO_TCP && self.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
     }
 
-    pub fn is_tcp_fin_or_rst(&self) -> bool {
-        self.proto == IPPROTO_TCP && self.tcp_flags & (TCP_FIN | TCP_RST) != 0
-    }
-
     pub fn is_icmpv6(&self) -> bool {
         self.family == FAMILY_V6 && self.proto == IPPROTO_ICMPV6
     }
 
-    /// ICMPv6 neighbor discovery, which Calico always allows.
+    /// Valid ICMPv6 neighbor discovery, which passes every hook without policy (as
+    /// in Calico, which allows NDP to and from the host): a message of types 133-137
+    /// with hop limit 255 (RFC 4861: receivers drop anything else, and a forwarded
+    /// packet has lost at least one) that stays on the link: its destination is
+    /// link-local unicast or link-scope multicast (`ff02::/16`: all-nodes, all-routers,
+    /// solicited-node), or its source is link-local (never forwarded by the kernel).
+    /// Anything else of those types is judged by policy as the `ICMPv6` it is, so
+    /// neighbor-discovery types cannot carry data past policy to a routed address.
     pub fn is_ndp(&self) -> bool {
-        self.is_icmpv6() && (ICMPV6_NDP_FIRST..=ICMPV6_NDP_LAST).contains(&self.icmp_type)
+        self.is_ndp_message()
+            && (is_link_local_v6(&self.dst)
+                || is_link_scope_multicast_v6(&self.dst)
+                || is_link_local_v6(&self.src))
+    }
+
+    /// A neighbor discovery type with the hop limit only a neighbor can send; whether
+    /// it may pass also depends on its addresses ([`Packet::is_ndp`], and on host
+    /// interfaces: to or from the node's own address).
+    pub fn is_ndp_message(&self) -> bool {
+        self.is_icmpv6()
+            && (ICMPV6_NDP_FIRST..=ICMPV6_NDP_LAST).contains(&self.icmp_type)
+            && self.hop_limit == NDP_HOP_LIMIT
     }
 
     /// `fe80::/10` source.
     pub fn src_is_link_local_v6(&self) -> bool {
-        self.family == FAMILY_V6 && self.src[0] == 0xfe && self.src[1] & 0xc0 == 0x80
+        self.family == FAMILY_V6 && is_link_local_v6(&self.src)
     }
 
     /// The "port" the `ENF_PORTS` trie is keyed by: the destination port for protocols
@@ -159,20 +190,53 @@ impl Packet {
 
     /// The (sport, dport) of the conntrack tuple. ICMP echo requests use
     /// `(id, 0)` and replies `(0, id)`, so a reply's reversed tuple is its request's;
-    /// other ICMP messages use `(0, 0)`.
+    /// other ICMP messages use `(type << 8 | code, type << 8 | code)`, so that one type
+    /// never passes on another's entry.
     #[inline(always)]
     pub fn ct_ports(&self) -> (u16, u16) {
         match (self.family, self.proto) {
             (_, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_UDPLITE) => {
                 (self.sport, self.dport)
             }
-            (FAMILY_V4, IPPROTO_ICMP) | (FAMILY_V6, IPPROTO_ICMPV6) => match self.icmp_type {
-                ICMP_ECHO_REQUEST | ICMPV6_ECHO_REQUEST => (self.icmp_id, 0),
-                ICMP_ECHO_REPLY | ICMPV6_ECHO_REPLY => (0, self.icmp_id),
-                _ => (0, 0),
-            },
+            (FAMILY_V4, IPPROTO_ICMP) | (FAMILY_V6, IPPROTO_ICMPV6) => {
+                let v4 = self.family == FAMILY_V4;
+                let (request, reply) = if v4 {
+                    (ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY)
+                } else {
+                    (ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY)
+                };
+                if self.icmp_type == request {
+                    (self.icmp_id, 0)
+                } else if self.icmp_type == reply {
+                    (0, self.icmp_id)
+                } else {
+                    let message = self.cell_port();
+                    (message, message)
+                }
+            }
             _ => (0, 0),
         }
+    }
+
+    /// Whether the packet may be a reply (its reversed tuple an approved flow): any
+    /// packet of a protocol with ports or of an unknown protocol, an ICMP echo reply;
+    /// never an echo request or another ICMP message (an echo request always opens
+    /// its own flow, whatever replies went the other way before).
+    #[inline(always)]
+    pub fn may_be_reply(&self) -> bool {
+        match (self.family, self.proto) {
+            (FAMILY_V4, IPPROTO_ICMP) => self.icmp_type == ICMP_ECHO_REPLY,
+            (FAMILY_V6, IPPROTO_ICMPV6) => self.icmp_type == ICMPV6_ECHO_REPLY,
+            _ => true,
+        }
+    }
+
+    pub fn is_tcp_fin(&self) -> bool {
+        self.proto == IPPROTO_TCP && self.tcp_flags & TCP_FIN != 0
+    }
+
+    pub fn is_tcp_rst(&self) -> bool {
+        self.proto == IPPROTO_TCP && self.tcp_flags & TCP_RST != 0
     }
 }
 
@@ -302,6 +366,7 @@ fn parse_l3<C: Bytes>(ctx: &C, l3: usize, ethertype: u16) -> Result<Frame, Drop>
         icmp_type: 0,
         icmp_code: 0,
         icmp_id: 0,
+        hop_limit: 0,
         len: ctx.frame_len(),
     };
     let l4 = match ethertype {
@@ -335,6 +400,7 @@ fn parse_ipv4<C: Bytes>(ctx: &C, l3: usize, pkt: &mut Packet) -> Result<usize, D
     }
     pkt.family = FAMILY_V4;
     pkt.proto = h.proto;
+    pkt.hop_limit = h.ttl;
     pkt.src[..4].copy_from_slice(&h.src_addr);
     pkt.dst[..4].copy_from_slice(&h.dst_addr);
     advance(l3, ihl)
@@ -348,6 +414,7 @@ fn parse_ipv6<C: Bytes>(ctx: &C, l3: usize, pkt: &mut Packet) -> Result<usize, D
         return Err(Drop::Malformed);
     }
     pkt.family = FAMILY_V6;
+    pkt.hop_limit = h.hop_limit;
     pkt.src = h.src_addr;
     pkt.dst = h.dst_addr;
     let mut next = h.next_hdr;

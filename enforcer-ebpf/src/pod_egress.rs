@@ -1,4 +1,4 @@
-//! `enforcer_pod_egress`: packets leaving a pod (TCX ingress of its host-side veth),
+//! `enf_pod_eg`: packets leaving a pod (TCX ingress of its host-side veth),
 //! judged by the pod's egress policy.
 //!
 //! Per packet: parse; ARP and NDP pass; `Config` (nothing loaded: drop); the endpoint of
@@ -23,7 +23,7 @@ use crate::{
 };
 
 #[inline(always)]
-pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
+pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
     let pkt = match packet::parse(ctx)? {
         Frame::Arp => return Ok(Outcome::pass(REASON_ALLOW_NON_IP)),
         Frame::Ip(p) => p,
@@ -41,7 +41,7 @@ pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
     let now = conntrack::now_ns();
     let key = conntrack::forward_key(&pkt);
     let fwd = conntrack::lookup(&key, now);
-    if conntrack::passes(&pkt, &key, fwd.as_ref(), CT_F_EGRESS_OK, now) {
+    if conntrack::passes(&pkt, &key, &fwd, CT_F_EGRESS_OK, now) {
         return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
     }
 
@@ -60,8 +60,8 @@ pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
         endpoint_id: ep.endpoint_id,
         hook: HOOK_POD_EGRESS,
     };
-    if !policy::judge(&cfg, &pkt, &who, peer.class, cell)? {
-        if fwd.is_some() {
+    if !policy::judge::<DEBUG>(&cfg, &pkt, &who, peer.class, cell)? {
+        if fwd.exists() {
             conntrack::remove(&key);
         }
         return Ok(Outcome::drop(REASON_DENY_POLICY));
@@ -72,10 +72,8 @@ pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
     if peer.flags & PEER_F_LOCAL_ENDPOINT == 0 {
         flags |= CT_F_INGRESS_OK;
     }
-    if let Some(e) = &fwd {
-        // Keep the destination's approval of a live flow (a retransmitted SYN).
-        flags |= e.value.flags & (CT_F_INGRESS_OK | CT_F_HOST_INGRESS_OK | CT_F_HOST_EGRESS_OK);
-    }
+    // Keep the destination's approval of a live flow (a retransmitted SYN).
+    flags |= fwd.value.flags & (CT_F_INGRESS_OK | CT_F_HOST_INGRESS_OK | CT_F_HOST_EGRESS_OK);
     conntrack::upsert(&key, flags, generation, now);
     Ok(Outcome::pass(REASON_ALLOW_POLICY))
 }

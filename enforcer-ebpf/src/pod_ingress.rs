@@ -1,4 +1,4 @@
-//! `enforcer_pod_ingress`: packets going to a pod (TCX egress of its host-side veth),
+//! `enf_pod_in`: packets going to a pod (TCX egress of its host-side veth),
 //! judged by the pod's ingress policy, and, for Service traffic from a pod on this
 //! node, by the client's deferred egress policy first.
 //!
@@ -30,7 +30,7 @@ use crate::{
 };
 
 #[inline(always)]
-pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
+pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
     // Our mark bits end here whatever the packet and the verdict: they must not leak
     // into the pod.
     let mark = packet::mark(ctx);
@@ -53,12 +53,12 @@ pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
     let now = conntrack::now_ns();
     let key = conntrack::forward_key(&pkt);
     let fwd = conntrack::lookup(&key, now);
-    if conntrack::passes(&pkt, &key, fwd.as_ref(), CT_F_INGRESS_OK, now) {
+    if conntrack::passes(&pkt, &key, &fwd, CT_F_INGRESS_OK, now) {
         return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
     }
 
     // The second leg of a flow uses the generation that judged the first, while live.
-    let (generation, me) = flow_generation(&cfg, fwd.as_ref(), deferred, ifindex, ep);
+    let (generation, me) = flow_generation(&cfg, &fwd, deferred, ifindex, ep);
     let src_peer = policy::peer(generation, pkt.family, &pkt.src)?;
     let cell = policy::cell(generation, &pkt);
     let mut egress_ok = src_peer.flags & PEER_F_LOCAL_ENDPOINT == 0;
@@ -78,8 +78,8 @@ pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
             endpoint_id: client.endpoint_id,
             hook: HOOK_POD_INGRESS,
         };
-        if !policy::judge(&cfg, &pkt, &who, dst_peer.class, cell)? {
-            return Ok(deny(&key, fwd.as_ref()));
+        if !policy::judge::<DEBUG>(&cfg, &pkt, &who, dst_peer.class, cell)? {
+            return Ok(deny(&key, &fwd));
         }
         egress_ok = true;
     }
@@ -92,18 +92,16 @@ pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
         endpoint_id: me.endpoint_id,
         hook: HOOK_POD_INGRESS,
     };
-    if !policy::judge(&cfg, &pkt, &who, src_peer.class, cell)? {
-        return Ok(deny(&key, fwd.as_ref()));
+    if !policy::judge::<DEBUG>(&cfg, &pkt, &who, src_peer.class, cell)? {
+        return Ok(deny(&key, &fwd));
     }
 
     let mut flags = CT_F_INGRESS_OK;
     if egress_ok {
         flags |= CT_F_EGRESS_OK;
     }
-    if let Some(e) = &fwd {
-        // The client's egress hook approved its leg of this flow.
-        flags |= e.value.flags & (CT_F_EGRESS_OK | CT_F_HOST_INGRESS_OK | CT_F_HOST_EGRESS_OK);
-    }
+    // The client's egress hook approved its leg of this flow.
+    flags |= fwd.value.flags & (CT_F_EGRESS_OK | CT_F_HOST_INGRESS_OK | CT_F_HOST_EGRESS_OK);
     conntrack::upsert(&key, flags, generation, now);
     if deferred {
         establish_original(&pkt, &key, generation, now);
@@ -117,21 +115,19 @@ pub fn run(ctx: &TcContext) -> Result<Outcome, Drop> {
 #[inline(always)]
 fn flow_generation(
     cfg: &enforcer_common::Config,
-    fwd: Option<&Entry>,
+    fwd: &Entry,
     deferred: bool,
     ifindex: u32,
     active_ep: EndpointInfo,
 ) -> (u32, EndpointInfo) {
-    if let Some(e) = fwd {
-        let g = e.value.generation;
-        if !deferred
-            && e.has(CT_F_EGRESS_OK)
-            && g != cfg.active_gen
-            && policy::is_live(cfg, g)
-            && let Some(ep) = policy::endpoint(g, ifindex)
-        {
-            return (g, ep);
-        }
+    let g = fwd.value.generation;
+    if !deferred
+        && fwd.has(CT_F_EGRESS_OK)
+        && g != cfg.active_gen
+        && policy::is_live(cfg, g)
+        && let Some(ep) = policy::endpoint(g, ifindex)
+    {
+        return (g, ep);
     }
     (cfg.active_gen, active_ep)
 }
@@ -139,8 +135,8 @@ fn flow_generation(
 /// Denied: drop, and forget old approvals of the tuple (a re-opening SYN was denied,
 /// later packets of that connection must not pass on the old entry).
 #[inline(always)]
-fn deny(key: &CtKey, fwd: Option<&Entry>) -> Outcome {
-    if fwd.is_some() {
+fn deny(key: &CtKey, fwd: &Entry) -> Outcome {
+    if fwd.exists() {
         conntrack::remove(key);
     }
     Outcome::drop(REASON_DENY_POLICY)

@@ -146,10 +146,10 @@ pub struct Judged {
 }
 
 /// Looks the verdict up, counts its rule and emits the events it calls for (see
-/// `observe::report`), and the debug log record when it is on. Returns whether the
-/// packet is allowed.
+/// `observe::report`), and, in the debug-log variants (`DEBUG`), the debug log record
+/// when it is on. Returns whether the packet is allowed.
 #[inline(always)]
-pub fn judge(
+pub fn judge<const DEBUG: bool>(
     cfg: &Config,
     pkt: &Packet,
     who: &Judged,
@@ -158,8 +158,8 @@ pub fn judge(
 ) -> Result<bool, Drop> {
     let v = verdict(who.generation, who.dir, who.profile, peer_class, cell)?;
     let allow = allows(&v)?;
-    if debug_log::enabled(cfg) {
-        debug_log::verdict(
+    if DEBUG && debug_log::enabled(cfg) {
+        debug_log::note(
             pkt,
             &VerdictLog {
                 dir: who.dir,

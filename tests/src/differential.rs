@@ -4,8 +4,8 @@
 //! (`BPF_PROG_TEST_RUN`) and by the reference evaluator.
 //!
 //! A *case* is one leg of one packet on one cluster: a packet from a local endpoint is
-//! judged by `enforcer_pod_egress` on that endpoint's interface, a packet to one by
-//! `enforcer_pod_ingress` on its interface (a packet between two local endpoints makes
+//! judged by `enf_pod_eg` on that endpoint's interface, a packet to one by
+//! `enf_pod_in` on its interface (a packet between two local endpoints makes
 //! two cases, egress first, as the kernel would run them). Per case the checks are exact:
 //!
 //! 1. **verdict**: the program's TC action is the evaluator's action;
@@ -716,12 +716,13 @@ pub fn frame(packet: &Packet) -> (Vec<u8>, CtKey) {
             packet.dst_port,
         ),
         p if is_icmp(p) => {
+            let message = u16::from(packet.icmp_type) << 8 | u16::from(packet.icmp_code);
             let (s, d) = if echo_request {
                 (echo_id, 0)
             } else if echo_reply {
                 (0, echo_id)
             } else {
-                (0, 0)
+                (message, message)
             };
             (icmp(packet.icmp_type, packet.icmp_code, echo_id), s, d)
         }

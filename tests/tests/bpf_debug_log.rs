@@ -1,13 +1,14 @@
-//! The opt-in BPF debug log under `BPF_PROG_TEST_RUN` (privileged: run as root): with
-//! `CONFIG_F_DEBUG_LOG` set, every policy verdict writes one aya-log record, which
-//! `enforcer::dataplane::bpf_log::BpfLog` forwards to `tracing`; with the flag clear,
-//! verdicts write none.
+//! The opt-in BPF debug log under `BPF_PROG_TEST_RUN` (privileged: run as root): the
+//! debug-log program variants (`enf_*_d`) with `CONFIG_F_DEBUG_LOG` set write one
+//! aya-log record per policy verdict, which `enforcer::dataplane::bpf_log::BpfLog`
+//! forwards to `tracing`; with the flag clear they write none, and the production
+//! programs write none whatever the flag.
 //!
 //! The records are read the agent's way: a tokio task woken by the ring buffer, events
 //! captured by a `tracing` subscriber on this thread (the runtime is current-thread).
-//! A verdict judged with the flag clear runs *before* the flagged ones: the ring
-//! buffer is FIFO, so once the flagged records have arrived, a record of the earlier
-//! packet would have arrived too.
+//! The verdicts that must not log run *before* the logged ones: the ring buffer is
+//! FIFO, so once the logged records have arrived, a record of an earlier packet would
+//! have arrived too.
 
 use std::{
     io::Write,
@@ -26,7 +27,7 @@ use enforcer_common::{
 };
 use enforcer_tests::bpf::{
     OrPanic as _,
-    dataplane::{Dataplane, Hook, endpoint},
+    dataplane::{Dataplane, Hook, Variant, endpoint},
     netns::NetNs,
     packet::{PROTO_TCP, SYN, V4, tcp, v6},
 };
@@ -44,6 +45,7 @@ const POLICY: u32 = 7;
 const RULE: u32 = 3;
 /// Tag-like source ports: which packet a record is about.
 const SPORT_OFF: u16 = 40_000;
+const SPORT_PRODUCTION: u16 = 40_003;
 const SPORT_ON_V4: u16 = 40_001;
 const SPORT_ON_V6: u16 = 40_002;
 
@@ -138,21 +140,30 @@ fn debug_log_records_verdicts_only_when_enabled() {
         .or_panic("tokio runtime");
     let _runtime = runtime.enter();
 
-    let mut dp = Dataplane::load(BPF_OBJECT);
+    let mut dp = Dataplane::load_variants(BPF_OBJECT, &[Variant::Production, Variant::DebugLog]);
     let bpf_log = BpfLog::start(dp.ebpf_mut()).or_panic("starting the BPF log");
 
     let v4_syn = |sport| V4::new(A4, EXT4, PROTO_TCP).frame(&tcp(sport, 80, SYN));
-    // Flag clear: an allowed verdict, no record.
-    policy(&mut dp, a, 0);
-    assert_eq!(dp.run(Hook::PodEgress, &v4_syn(SPORT_OFF), a, 0).action, 0);
-    // Flag set: one record per verdict, allowed (IPv4) and denied (IPv6).
+    let debug = |dp: &Dataplane, frame: &[u8]| {
+        dp.run_variant(Variant::DebugLog, Hook::PodEgress, frame, a, 0)
+            .action
+    };
+    // The production program, flag set: an allowed verdict, no record.
     policy(&mut dp, a, CONFIG_F_DEBUG_LOG);
     assert_eq!(
-        dp.run(Hook::PodEgress, &v4_syn(SPORT_ON_V4), a, 0).action,
+        dp.run(Hook::PodEgress, &v4_syn(SPORT_PRODUCTION), a, 0)
+            .action,
         0
     );
+    // The debug variant, flag clear: an allowed verdict, no record.
+    policy(&mut dp, a, 0);
+    assert_eq!(debug(&dp, &v4_syn(SPORT_OFF)), 0);
+    // The debug variant, flag set: one record per verdict, allowed (IPv4) and denied
+    // (IPv6).
+    policy(&mut dp, a, CONFIG_F_DEBUG_LOG);
+    assert_eq!(debug(&dp, &v4_syn(SPORT_ON_V4)), 0);
     let v6_syn = v6(A6, EXT6, &[], PROTO_TCP, &tcp(SPORT_ON_V6, 443, SYN));
-    assert_eq!(dp.run(Hook::PodEgress, &v6_syn, a, 0).action, 2);
+    assert_eq!(debug(&dp, &v6_syn), 2);
 
     // Wait for the two flagged records (the bound only turns a hang into a failure).
     runtime.block_on(async {
@@ -188,6 +199,12 @@ fn debug_log_records_verdicts_only_when_enabled() {
             .iter()
             .any(|r| r.contains(&format!(":{SPORT_OFF} "))),
         "a verdict judged with the flag clear was logged: {records:#?}"
+    );
+    assert!(
+        !records
+            .iter()
+            .any(|r| r.contains(&format!(":{SPORT_PRODUCTION} "))),
+        "a production program logged a verdict: {records:#?}"
     );
     drop(bpf_log);
     drop(netns);

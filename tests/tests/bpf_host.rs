@@ -1,5 +1,5 @@
 //! The host-interface programs under `BPF_PROG_TEST_RUN` (privileged: run as root):
-//! `enforcer_host_xdp` above all (pre-DNAT destinations, the conntrack-reply exception,
+//! `enf_host_xdp` above all (pre-DNAT destinations, the conntrack-reply exception,
 //! malformed, truncated and VLAN-tagged frames), and the TC pair it hands over to.
 //!
 //! Same harness as `bpf_programs.rs`: one load of the embedded object in a private
@@ -26,7 +26,7 @@ use enforcer_tests::bpf::{
     netns::NetNs,
     packet::{
         ACK, ETH_P_IP, ETH_P_IPV6, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SYN, V4, arp, eth, icmp,
-        tcp, truncated, udp, v6,
+        tcp, truncated, udp, v6, v6_hops,
     },
     run_table,
 };
@@ -426,7 +426,7 @@ fn cases() -> Vec<Case> {
                     pass(REASON_ALLOW_POLICY),
                 ),
                 xdp(
-                    v6(EXT6, NODE6, &[], PROTO_ICMPV6, &icmp(135, 0, 0)),
+                    v6_hops(EXT6, NODE6, 255, &[], PROTO_ICMPV6, &icmp(135, 0, 0)),
                     pass(REASON_ALLOW_NDP),
                 ),
             ],
@@ -603,9 +603,11 @@ fn cases() -> Vec<Case> {
                     pass(REASON_ALLOW_FAILSAFE),
                 ),
                 ct_has(x4, n4, 50_000, 22, PROTO_TCP, CT_F_HOST_INGRESS_OK),
+                // Replies pass on the flow the failsafe packet opened (a source port
+                // is never failsafe by itself: issue 9 item 2, `attacks_dataplane`).
                 tc_out(
                     tcp4(NODE4, 22, EXT4, 50_000, SYN | ACK),
-                    pass(REASON_ALLOW_FAILSAFE),
+                    pass(REASON_ALLOW_CONNTRACK),
                 ),
                 tc_out(
                     V4::new(NODE4, EXT4, PROTO_UDP).frame(&udp(33_000, 53)),
@@ -613,7 +615,7 @@ fn cases() -> Vec<Case> {
                 ),
                 xdp(
                     V4::new(EXT4, NODE4, PROTO_UDP).frame(&udp(53, 33_000)),
-                    pass(REASON_ALLOW_FAILSAFE),
+                    pass(REASON_ALLOW_CONNTRACK),
                 ),
                 // Not a failsafe port: policy.
                 xdp(

@@ -16,20 +16,21 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use enforcer::dataplane::object::BPF_OBJECT;
 use enforcer_common::{
     ACTION_ALLOW, ACTION_DENY, ANY_CELL, ANY_PEER, CONFIG_F_EVENT_ON_DENY, CT_F_CLOSING,
-    CT_F_DEFERRED, CT_F_EGRESS_OK, CT_F_ESTABLISHED, CT_F_INGRESS_OK, Config, CtValue, DIR_EGRESS,
-    DIR_INGRESS, EVENT_KIND_DENY, EVENT_KIND_LOG, MARK_EGRESS_DEFERRED, NO_INDEX,
-    PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP, PeerInfo, PendingKey, REASON_ALLOW_CONNTRACK,
-    REASON_ALLOW_NDP, REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_DEFERRED,
-    REASON_DENY_POLICY, REASON_FRAGMENT, REASON_MALFORMED, REASON_MAP_ERROR, REASON_NAMES,
-    REASON_NO_ENDPOINT, REASON_NO_POLICY_LOADED, REASON_SPOOFED, REASON_UNSUPPORTED_L3,
-    VERDICT_F_LOG, VERDICT_KIND_RULE, VERDICT_KIND_TIER_DEFAULT, Verdict, VerdictKey,
+    CT_F_DEFERRED, CT_F_EGRESS_OK, CT_F_ESTABLISHED, CT_F_FIN_FORWARD, CT_F_FIN_REVERSE,
+    CT_F_INGRESS_OK, CT_F_REPLIED, Config, CtValue, DIR_EGRESS, DIR_INGRESS, EVENT_KIND_DENY,
+    EVENT_KIND_LOG, MARK_EGRESS_DEFERRED, NO_INDEX, PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP,
+    PeerInfo, PendingKey, REASON_ALLOW_CONNTRACK, REASON_ALLOW_NDP, REASON_ALLOW_NON_IP,
+    REASON_ALLOW_POLICY, REASON_DEFERRED, REASON_DENY_POLICY, REASON_FRAGMENT, REASON_MALFORMED,
+    REASON_MAP_ERROR, REASON_NAMES, REASON_NO_ENDPOINT, REASON_NO_POLICY_LOADED, REASON_SPOOFED,
+    REASON_UNSUPPORTED_L3, VERDICT_F_LOG, VERDICT_KIND_RULE, VERDICT_KIND_TIER_DEFAULT, Verdict,
+    VerdictKey,
 };
 use enforcer_tests::bpf::{
     dataplane::{Dataplane, Hook, addr16, ct_key, endpoint, family, monotonic_ns},
     netns::NetNs,
     packet::{
         ACK, Ext, FIN, PROTO_GRE, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP, PSH,
-        RST, SYN, V4, arp, eth, icmp, sctp, tcp, truncated, udp, v6,
+        RST, SYN, V4, arp, eth, icmp, sctp, tcp, truncated, udp, v6, v6_hops,
     },
     run_table,
 };
@@ -529,7 +530,9 @@ fn cases() -> Vec<Case> {
                     tcp4(EXT4, 80, A4, 40000, ACK),
                     pass(REASON_ALLOW_CONNTRACK),
                 ),
-                // FIN marks the entry closing; it keeps passing until it expires.
+                // A FIN from one side half-closes: the entry keeps the established
+                // timeout (issue 9 item 17); a FIN from each side marks it closing.
+                // It keeps passing until it expires.
                 eg(
                     On::A,
                     tcp4(A4, 40000, EXT4, 80, FIN | ACK),
@@ -541,12 +544,30 @@ fn cases() -> Vec<Case> {
                     40000,
                     80,
                     PROTO_TCP,
-                    CT_F_ESTABLISHED | CT_F_CLOSING,
+                    CT_F_ESTABLISHED | CT_F_REPLIED | CT_F_FIN_FORWARD,
                     0,
                 ),
                 ig(
                     On::A,
                     tcp4(EXT4, 80, A4, 40000, FIN | ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                ct_is(
+                    a4,
+                    ext4,
+                    40000,
+                    80,
+                    PROTO_TCP,
+                    CT_F_ESTABLISHED
+                        | CT_F_REPLIED
+                        | CT_F_FIN_FORWARD
+                        | CT_F_FIN_REVERSE
+                        | CT_F_CLOSING,
+                    0,
+                ),
+                eg(
+                    On::A,
+                    tcp4(A4, 40000, EXT4, 80, ACK),
                     pass(REASON_ALLOW_CONNTRACK),
                 ),
             ],
@@ -613,11 +634,12 @@ fn cases() -> Vec<Case> {
                 );
                 dp.set_conntrack(
                     ct_key(a, e, 40000, 80, PROTO_TCP),
-                    value(31, CT_F_ESTABLISHED | CT_F_CLOSING),
+                    value(31, CT_F_ESTABLISHED | CT_F_REPLIED | CT_F_CLOSING),
                 );
+                // Established: both legs approved and the peer answered.
                 dp.set_conntrack(
                     ct_key(a, e, 40001, 80, PROTO_TCP),
-                    value(31, CT_F_ESTABLISHED),
+                    value(31, CT_F_ESTABLISHED | CT_F_REPLIED),
                 );
                 // Handshake (one leg only): 20 s.
                 dp.set_conntrack(
@@ -1045,12 +1067,13 @@ fn cases() -> Vec<Case> {
                     dropped(REASON_DENY_POLICY),
                 ),
                 eg(On::A, icmp4(A4, WORLD4, 3, 3, 0), pass(REASON_ALLOW_POLICY)),
-                // Non-echo ICMP uses ports (0, 0): between one address pair it is one
-                // flow, so another type rides on the entry while it is live (5 s).
-                ct_is(a4, ext4, 0, 0, PROTO_ICMP, CT_F_ESTABLISHED, 0),
+                // Non-echo ICMP uses ports (type << 8 | code) twice: another type never
+                // rides on the entry (issue 9 item 17); it is judged, and denied.
+                ct_is(a4, ext4, 0x0303, 0x0303, PROTO_ICMP, CT_F_ESTABLISHED, 0),
+                eg(On::A, icmp4(A4, EXT4, 3, 1, 0), dropped(REASON_DENY_POLICY)),
                 eg(
                     On::A,
-                    icmp4(A4, EXT4, 3, 1, 0),
+                    icmp4(A4, EXT4, 3, 3, 0),
                     pass(REASON_ALLOW_CONNTRACK),
                 ),
             ],
@@ -1176,14 +1199,15 @@ fn cases() -> Vec<Case> {
             steps: vec![
                 eg(
                     On::A,
-                    v6(LL6, SOLICITED6, &[], PROTO_ICMPV6, &icmp(135, 0, 0)),
+                    v6_hops(LL6, SOLICITED6, 255, &[], PROTO_ICMPV6, &icmp(135, 0, 0)),
                     pass(REASON_ALLOW_NDP),
                 ),
                 eg(
                     On::A,
-                    v6(
+                    v6_hops(
                         Ipv6Addr::UNSPECIFIED,
                         SOLICITED6,
+                        255,
                         &[],
                         PROTO_ICMPV6,
                         &icmp(135, 0, 0),
@@ -1192,17 +1216,17 @@ fn cases() -> Vec<Case> {
                 ),
                 ig(
                     On::A,
-                    v6(LL6, A6, &[], PROTO_ICMPV6, &icmp(136, 0, 0)),
+                    v6_hops(LL6, A6, 255, &[], PROTO_ICMPV6, &icmp(136, 0, 0)),
                     pass(REASON_ALLOW_NDP),
                 ),
                 ig(
                     On::A,
-                    v6(LL6, A6, &[], PROTO_ICMPV6, &icmp(134, 0, 0)),
+                    v6_hops(LL6, A6, 255, &[], PROTO_ICMPV6, &icmp(134, 0, 0)),
                     pass(REASON_ALLOW_NDP),
                 ),
                 eg(
                     On::A,
-                    v6(LL6, A6, &[], PROTO_ICMPV6, &icmp(133, 0, 0)),
+                    v6_hops(LL6, A6, 255, &[], PROTO_ICMPV6, &icmp(133, 0, 0)),
                     pass(REASON_ALLOW_NDP),
                 ),
                 // Echo is not neighbor discovery.
@@ -1731,7 +1755,7 @@ fn cases() -> Vec<Case> {
                     9,
                     80,
                     PROTO_TCP,
-                    CT_F_ESTABLISHED | CT_F_CLOSING,
+                    CT_F_ESTABLISHED | CT_F_REPLIED | CT_F_CLOSING,
                     0,
                 ),
             ],

@@ -374,7 +374,7 @@ fn maps_and_programs_are_visible_and_enforcement_survives_an_agent_crash() {
     // and TCX links; the pins have readable names under the node's directory.
     let progs = bpftool(&["prog", "show"]);
     assert!(
-        progs.contains("enforcer_pod_eg") && progs.contains("enforcer_pod_in"),
+        progs.contains("enf_pod_eg") && progs.contains("enf_pod_in"),
         "{progs}"
     );
     let maps = bpftool(&["map", "show"]);
@@ -391,7 +391,7 @@ fn maps_and_programs_are_visible_and_enforcement_survives_an_agent_crash() {
     // Debian's bpftool 7.1 prints TCX links as "type 11": match them by program id.
     let ours: Vec<String> = progs
         .lines()
-        .filter(|l| l.contains("name enforcer_pod_"))
+        .filter(|l| l.contains("name enf_pod_"))
         .filter_map(|l| l.split(':').next().map(|id| format!("prog {}", id.trim())))
         .collect();
     let links = bpftool(&["link", "show"]);

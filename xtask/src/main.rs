@@ -143,6 +143,10 @@ fn test(unit_only: bool) -> Result<()> {
         "bpf_debug_log",
         "--test",
         "bpf_differential",
+        "--test",
+        "bpf_budget",
+        "--test",
+        "attacks_dataplane",
         "--",
         "--test-threads=1",
     ])?;

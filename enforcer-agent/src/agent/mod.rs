@@ -26,6 +26,7 @@ use tokio::sync::watch;
 
 use crate::dataplane::bpf::BpfDataplane;
 use crate::dataplane::failsafe::Failsafe;
+use crate::dataplane::loader::Variant;
 use crate::datastore::Datastore;
 use crate::datastore::status::AgentStatus;
 
@@ -49,7 +50,8 @@ pub struct AgentOptions {
     /// rotation.
     pub flow_log: FlowLogOptions,
     /// Opt-in BPF debug log of verdicts (aya-log, forwarded to `tracing` under the
-    /// target `enforcer::bpf`), off by default: no per-packet cost when off.
+    /// target `enforcer::bpf`), off by default: the production programs carry no
+    /// debug-log code; this loads and attaches their `_d` variants instead.
     pub bpf_log: bool,
 }
 
@@ -61,9 +63,15 @@ pub async fn run(
     status: watch::Sender<AgentStatus>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
+    let variant = if options.bpf_log {
+        Variant::DebugLog
+    } else {
+        Variant::Production
+    };
     let mut dataplane = BpfDataplane::load(
         crate::dataplane::object::BPF_OBJECT,
         &options.bpffs,
+        variant,
         &options.failsafe,
         options.flow_events.config_flags(),
     )?;

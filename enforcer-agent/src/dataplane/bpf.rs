@@ -19,7 +19,7 @@ use super::bindings::{Binding, Bindings};
 use super::bpf_log::BpfLog;
 use super::content::GenerationContent;
 use super::failsafe::Failsafe;
-use super::loader::LoadedDataplane;
+use super::loader::{LoadedDataplane, Variant};
 use super::policy_ids::PolicyIds;
 use super::writer::{GenerationWriter, WriterError};
 use super::{Dataplane, DataplaneError};
@@ -33,16 +33,17 @@ pub struct BpfDataplane {
 }
 
 impl BpfDataplane {
-    /// Loads the object, reusing (or creating) the pins under `pin_dir`, and writes
-    /// the configuration that is not policy: failsafe ports, `Config::flags` (which
-    /// flow events the programs emit, `CONFIG_F_EVENT_ON_*`).
+    /// Loads the object, reusing (or creating) the pins under `pin_dir`, with the
+    /// programs of `variant`, and writes the configuration that is not policy: failsafe
+    /// ports, `Config::flags` (which flow events the programs emit, `CONFIG_F_EVENT_ON_*`).
     pub fn load(
         object: &[u8],
         pin_dir: &Path,
+        variant: Variant,
         failsafe: &Failsafe,
         flags: u32,
     ) -> Result<Self, DataplaneError> {
-        let mut loaded = LoadedDataplane::load(object, pin_dir)?;
+        let mut loaded = LoadedDataplane::load(object, pin_dir, variant)?;
         super::failsafe::write(&mut loaded.ebpf, failsafe)?;
         let mut writer = GenerationWriter::new(&mut loaded.ebpf)?;
         // The flags are this agent's configuration: a restart without an option
@@ -62,7 +63,8 @@ impl BpfDataplane {
     }
 
     /// Starts the opt-in BPF debug log of verdicts: the reader forwarding records to
-    /// `tracing`, then the programs' switch. Keep the returned reader alive.
+    /// `tracing`, then the programs' switch. Only the [`Variant::DebugLog`] programs
+    /// write records. Keep the returned reader alive.
     pub fn start_debug_log(&mut self) -> Result<BpfLog, DataplaneError> {
         let log = BpfLog::start(&mut self.loaded.ebpf)?;
         super::bpf_log::set_enabled(&mut self.writer, true)?;

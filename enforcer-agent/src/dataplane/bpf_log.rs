@@ -1,9 +1,10 @@
 //! The BPF debug log of verdicts, user side: the programs' aya-log records forwarded to
 //! `tracing` (target [`TARGET`]).
 //!
-//! The programs write one record per policy verdict only while `Config.flags` has
-//! [`CONFIG_F_DEBUG_LOG`] ([`set_enabled`]); otherwise the log costs them one bit test
-//! per verdict. [`BpfLog::start`] takes aya-log's ring buffer (`AYA_LOGS`) out of the
+//! Only the debug-log program variants (`enf_*_d`, loaded with
+//! `dataplane::loader::Variant::DebugLog`) write records, one per policy verdict, and
+//! only while `Config.flags` has [`CONFIG_F_DEBUG_LOG`] ([`set_enabled`]); the
+//! production programs have no record code at all. [`BpfLog::start`] takes aya-log's ring buffer (`AYA_LOGS`) out of the
 //! loaded object and drains it from a tokio task woken by the ring buffer's epoll
 //! readiness (no polling). Keep the [`BpfLog`] for as long as records are wanted: it
 //! owns the map's file descriptor (programs not yet loaded when it is dropped would
@@ -12,6 +13,9 @@
 //! The ring buffer is per loaded object and never pinned: records of programs a
 //! previous agent loaded (still attached through pinned links until replaced) go to
 //! that agent's buffer, which nobody reads any more; they are lost, not misattributed.
+//! (Their log programs are gone too once that agent's program arrays closed: the kernel
+//! empties a program array with its last user reference, and the variants then return
+//! their verdict without records.)
 
 use std::io;
 

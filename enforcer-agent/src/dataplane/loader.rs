@@ -16,11 +16,14 @@ use aya::programs::xdp::XdpMode;
 use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, Xdp};
 use aya::{Ebpf, EbpfLoader};
 
+use aya::maps::ProgramArray;
 use enforcer_common::{
-    MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_ENDPOINTS, MAP_EVENT_BUDGET, MAP_EVENT_STATS,
-    MAP_EVENTS, MAP_FAILSAFE, MAP_FLOW_REPORTS, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PENDING,
-    MAP_POLICY_NAMES, MAP_PORTS, MAP_RULE_COUNTERS, MAP_VERDICTS, PROG_HOST_EGRESS,
-    PROG_HOST_INGRESS, PROG_HOST_XDP, PROG_POD_EGRESS, PROG_POD_INGRESS,
+    MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_DEBUG_TAIL_TC, MAP_DEBUG_TAIL_XDP, MAP_ENDPOINTS,
+    MAP_EVENT_BUDGET, MAP_EVENT_STATS, MAP_EVENTS, MAP_FAILSAFE, MAP_FLOW_REPORTS, MAP_PEERS_V4,
+    MAP_PEERS_V6, MAP_PENDING, MAP_POLICY_NAMES, MAP_PORTS, MAP_RULE_COUNTERS, MAP_VERDICTS,
+    PROG_HOST_EGRESS, PROG_HOST_EGRESS_DEBUG, PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG,
+    PROG_HOST_XDP, PROG_HOST_XDP_DEBUG, PROG_LOG_TC_DEBUG, PROG_LOG_XDP_DEBUG, PROG_POD_EGRESS,
+    PROG_POD_EGRESS_DEBUG, PROG_POD_INGRESS, PROG_POD_INGRESS_DEBUG,
 };
 
 /// Every map the agent pins.
@@ -62,6 +65,15 @@ pub enum LoaderError {
     },
     #[error("program {program} is missing from the BPF object")]
     MissingProgram { program: &'static str },
+    #[error("map {map} is missing from the BPF object")]
+    MissingMap { map: &'static str },
+    #[error("the debug log's program array {map}: {op}: {source}")]
+    DebugTail {
+        map: &'static str,
+        op: &'static str,
+        #[source]
+        source: Box<aya::maps::MapError>,
+    },
     #[error("program {program}: {op}: {source}")]
     Program {
         program: &'static str,
@@ -112,6 +124,30 @@ pub fn ensure_bpffs() -> Result<(), LoaderError> {
     })
 }
 
+/// Which build of the programs the agent loads and attaches: the production programs,
+/// or their debug-log variants (`--bpf-debug-log`), which write an aya-log record per
+/// verdict. Only one set is loaded: the other never goes through the verifier.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Variant {
+    #[default]
+    Production,
+    DebugLog,
+}
+
+impl Variant {
+    fn pick(self, production: &'static str, debug: &'static str) -> &'static str {
+        match self {
+            Variant::Production => production,
+            Variant::DebugLog => debug,
+        }
+    }
+
+    /// The XDP program of this variant.
+    pub fn host_xdp(self) -> &'static str {
+        self.pick(PROG_HOST_XDP, PROG_HOST_XDP_DEBUG)
+    }
+}
+
 /// One direction of an interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Hook {
@@ -126,14 +162,23 @@ pub enum Hook {
 }
 
 impl Hook {
-    fn program(self) -> &'static str {
+    /// The program of `variant` that runs at this hook.
+    pub fn program(self, variant: Variant) -> &'static str {
         match self {
-            Hook::PodEgress => PROG_POD_EGRESS,
-            Hook::PodIngress => PROG_POD_INGRESS,
-            Hook::HostIngress => PROG_HOST_INGRESS,
-            Hook::HostEgress => PROG_HOST_EGRESS,
+            Hook::PodEgress => variant.pick(PROG_POD_EGRESS, PROG_POD_EGRESS_DEBUG),
+            Hook::PodIngress => variant.pick(PROG_POD_INGRESS, PROG_POD_INGRESS_DEBUG),
+            Hook::HostIngress => variant.pick(PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG),
+            Hook::HostEgress => variant.pick(PROG_HOST_EGRESS, PROG_HOST_EGRESS_DEBUG),
         }
     }
+
+    /// Every TC hook.
+    pub const ALL: [Hook; 4] = [
+        Hook::PodEgress,
+        Hook::PodIngress,
+        Hook::HostIngress,
+        Hook::HostEgress,
+    ];
     fn attach_type(self) -> TcAttachType {
         match self {
             Hook::PodEgress | Hook::HostIngress => TcAttachType::Ingress,
@@ -154,14 +199,15 @@ impl Hook {
 pub struct LoadedDataplane {
     pub ebpf: Ebpf,
     pin_dir: PathBuf,
+    variant: Variant,
     /// iface → ifindex it had when attached.
     attached: BTreeMap<String, u32>,
 }
 
 impl LoadedDataplane {
     /// Loads the embedded object with every map pinned under `pin_dir` (reusing maps a
-    /// previous agent pinned there).
-    pub fn load(object: &[u8], pin_dir: &Path) -> Result<Self, LoaderError> {
+    /// previous agent pinned there), and the programs of `variant` through the verifier.
+    pub fn load(object: &[u8], pin_dir: &Path, variant: Variant) -> Result<Self, LoaderError> {
         ensure_bpffs()?;
         for dir in [pin_dir.to_path_buf(), pin_dir.join("links")] {
             std::fs::create_dir_all(&dir).map_err(|source| LoaderError::Bpffs {
@@ -178,12 +224,7 @@ impl LoadedDataplane {
             pin_dir: pin_dir.to_path_buf(),
             source: Box::new(source),
         })?;
-        for program in [
-            PROG_POD_EGRESS,
-            PROG_POD_INGRESS,
-            PROG_HOST_INGRESS,
-            PROG_HOST_EGRESS,
-        ] {
+        for program in Hook::ALL.map(|hook| hook.program(variant)) {
             let prog = classifier(&mut ebpf, program)?;
             prog.load().map_err(|source| LoaderError::Program {
                 program,
@@ -191,16 +232,20 @@ impl LoadedDataplane {
                 source: Box::new(source),
             })?;
         }
-        xdp(&mut ebpf)?
+        xdp(&mut ebpf, variant)?
             .load()
             .map_err(|source| LoaderError::Program {
-                program: PROG_HOST_XDP,
+                program: variant.host_xdp(),
                 op: "load",
                 source: Box::new(source),
             })?;
+        if variant == Variant::DebugLog {
+            load_debug_log_programs(&mut ebpf)?;
+        }
         Ok(Self {
             ebpf,
             pin_dir: pin_dir.to_path_buf(),
+            variant,
             attached: BTreeMap::new(),
         })
     }
@@ -232,9 +277,10 @@ impl LoadedDataplane {
             .join("links")
             .join(format!("{iface}_{ifindex}_host-xdp"));
         if !path.exists() {
-            let prog = xdp(&mut self.ebpf)?;
+            let program = self.variant.host_xdp();
+            let prog = xdp(&mut self.ebpf, self.variant)?;
             let attach_err = |source| LoaderError::Attach {
-                program: PROG_HOST_XDP,
+                program,
                 iface: iface.to_owned(),
                 hook: "host-xdp",
                 source: Box::new(source),
@@ -265,7 +311,7 @@ impl LoadedDataplane {
         self.remove_pins(iface, Some(ifindex));
         for &hook in hooks {
             let path = self.link_path(iface, ifindex, hook);
-            let program = hook.program();
+            let program = hook.program(self.variant);
             let prog = classifier(&mut self.ebpf, program)?;
             let attach_err = |source| LoaderError::Attach {
                 program,
@@ -328,14 +374,59 @@ impl LoadedDataplane {
     }
 }
 
-fn xdp(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoaderError> {
-    ebpf.program_mut(PROG_HOST_XDP)
-        .ok_or(LoaderError::MissingProgram {
-            program: PROG_HOST_XDP,
-        })?
+/// Loads the log programs the debug-log variants tail-call, and puts them in
+/// `ENF_DEBUG_TC` / `ENF_DEBUG_XDP` (which stay in the object, open for as long as the programs are:
+/// the kernel empties a program array when its last user reference closes).
+fn load_debug_log_programs(ebpf: &mut Ebpf) -> Result<(), LoaderError> {
+    let program_err = |program: &'static str, op: &'static str| {
+        move |source| LoaderError::Program {
+            program,
+            op,
+            source: Box::new(source),
+        }
+    };
+    let tc = classifier(ebpf, PROG_LOG_TC_DEBUG)?;
+    tc.load().map_err(program_err(PROG_LOG_TC_DEBUG, "load"))?;
+    let tc_fd = tc
+        .fd()
+        .map_err(program_err(PROG_LOG_TC_DEBUG, "fd"))?
+        .try_clone()
+        .map_err(|e| program_err(PROG_LOG_TC_DEBUG, "fd")(e.into()))?;
+    let program = PROG_LOG_XDP_DEBUG;
+    let xdp: &mut Xdp = ebpf
+        .program_mut(program)
+        .ok_or(LoaderError::MissingProgram { program })?
+        .try_into()
+        .map_err(program_err(program, "type"))?;
+    xdp.load().map_err(program_err(program, "load"))?;
+    let xdp_fd = xdp
+        .fd()
+        .map_err(program_err(program, "fd"))?
+        .try_clone()
+        .map_err(|e| program_err(program, "fd")(e.into()))?;
+    for (map, fd) in [(MAP_DEBUG_TAIL_TC, tc_fd), (MAP_DEBUG_TAIL_XDP, xdp_fd)] {
+        let map_err = |op: &'static str| {
+            move |source| LoaderError::DebugTail {
+                map,
+                op,
+                source: Box::new(source),
+            }
+        };
+        let found = ebpf.map_mut(map).ok_or(LoaderError::MissingMap { map })?;
+        let mut tail = ProgramArray::try_from(found).map_err(map_err("open"))?;
+        tail.set(0, &fd, 0)
+            .map_err(map_err("set the log program"))?;
+    }
+    Ok(())
+}
+
+fn xdp(ebpf: &mut Ebpf, variant: Variant) -> Result<&mut Xdp, LoaderError> {
+    let program = variant.host_xdp();
+    ebpf.program_mut(program)
+        .ok_or(LoaderError::MissingProgram { program })?
         .try_into()
         .map_err(|source| LoaderError::Program {
-            program: PROG_HOST_XDP,
+            program,
             op: "type",
             source: Box::new(source),
         })

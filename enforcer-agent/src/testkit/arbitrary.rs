@@ -494,9 +494,10 @@ const PACKET_PORTS: [u16; 20] = [
     0, 53, 54, 79, 80, 81, 89, 90, 91, 443, 999, 1000, 1001, 1999, 2000, 2001, 8080, 8081, 9090,
     65535,
 ];
-/// ICMP types the rules name, and some they do not. No `ICMPv6` neighbor discovery
-/// (133..=137): the dataplane always allows it, as Calico does, outside of policy.
-const ICMP_TYPES: [u8; 7] = [0, 3, 8, 11, 128, 129, 1];
+/// ICMP types the rules name, and some they do not. Neighbor solicitation (135) is
+/// judged by policy like any `ICMPv6` unless it is valid on-link neighbor discovery
+/// (hop limit 255, link-scope addresses), which packets generated here never are.
+const ICMP_TYPES: [u8; 8] = [0, 3, 8, 11, 128, 129, 1, 135];
 const ICMP_CODES: [u8; 4] = [0, 1, 3, 4];
 
 /// A random first packet from `src` to `dst` (same family): protocol of that family,

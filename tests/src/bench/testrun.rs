@@ -7,12 +7,12 @@
 //! crafted frames, `repeat` times per call; the kernel reports the mean ns per run.
 //! Both sides of a ratio are sampled alternately and compared by their medians.
 //!
-//! - New flow: a TCP SYN client → server:8080 at `enforcer_pod_ingress` (the server's
+//! - New flow: a TCP SYN client → server:8080 at `enf_pod_in` (the server's
 //!   ingress). The programs judge every SYN by policy (peer class, cell, verdict), and
 //!   the allowed SYN rewrites its conntrack entry: the full new-flow path, every run.
 //! - Established: a UDP datagram client → server:7001 whose forward tuple has an
 //!   approved conntrack entry (written by one earlier run of the same packet).
-//! - Floor: `enforcer_bench_floor` (parse + one lookup in a `CONNTRACK_MAX` hash that
+//! - Floor: `enf_bench_floor` (parse + one lookup in a `CONNTRACK_MAX` hash that
 //!   holds the packet's tuple) on the same frames.
 
 use std::ffi::CString;
@@ -198,7 +198,7 @@ pub fn run(mode: Mode, report: &mut Report) -> BenchResult<()> {
             mn / m1,
             "ratio",
             format!(
-                "TCP SYN at enforcer_pod_ingress: {mn:.1} ns at {n_rules} rules / {m1:.1} ns at 1 rule ({} vs {} verdict entries, {} vs {} peer entries); {samples} alternating samples x {repeat} runs",
+                "TCP SYN at enf_pod_in: {mn:.1} ns at {n_rules} rules / {m1:.1} ns at 1 rule ({} vs {} verdict entries, {} vs {} peer entries); {samples} alternating samples x {repeat} runs",
                 many.verdicts.len(),
                 one.verdicts.len(),
                 many.peers.len(),
@@ -260,7 +260,7 @@ pub fn run(mode: Mode, report: &mut Report) -> BenchResult<()> {
             "p2_floor_ratio_established",
             e / ef,
             "ratio",
-            format!("UDP, approved conntrack entry: enforcer_pod_ingress {e:.1} ns / floor {ef:.1} ns ({n_rules}-rule generation)"),
+            format!("UDP, approved conntrack entry: enf_pod_in {e:.1} ns / floor {ef:.1} ns ({n_rules}-rule generation)"),
         )
         .goal(Goal::AtMost(1.5)),
     );
@@ -269,7 +269,7 @@ pub fn run(mode: Mode, report: &mut Report) -> BenchResult<()> {
             "p2_floor_ratio_new",
             n / nf,
             "ratio",
-            format!("TCP SYN, full policy decision + conntrack write: enforcer_pod_ingress {n:.1} ns / floor {nf:.1} ns"),
+            format!("TCP SYN, full policy decision + conntrack write: enf_pod_in {n:.1} ns / floor {nf:.1} ns"),
         )
         .goal(Goal::AtMost(3.0)),
     );
@@ -277,19 +277,19 @@ pub fn run(mode: Mode, report: &mut Report) -> BenchResult<()> {
         "p2_established_ns",
         e,
         "ns",
-        "enforcer_pod_ingress, established UDP",
+        "enf_pod_in, established UDP",
     ));
     report.push(Metric::new(
         "p2_new_ns",
         n,
         "ns",
-        "enforcer_pod_ingress, TCP SYN judged by policy",
+        "enf_pod_in, TCP SYN judged by policy",
     ));
     report.push(Metric::new(
         "p2_floor_ns",
         ef,
         "ns",
-        "enforcer_bench_floor (parse + 1 hash lookup), UDP",
+        "enf_bench_floor (parse + 1 hash lookup), UDP",
     ));
     // The object (and its maps) goes first, then the namespace with its veths.
     drop(dp);

@@ -1,7 +1,7 @@
 //! `p4_xdp_drop_vs_nft`: how many packets per second the node discards of a UDP flood
 //! from the `external` netns to a denied `NodePort` on the node's address, with
 //! (a) the enforcer agent and seed 002's policies (the preDNAT deny dropped by
-//! `enforcer_host_xdp`), vs (b) no enforcer programs and the same deny as an nftables
+//! `enf_host_xdp`), vs (b) no enforcer programs and the same deny as an nftables
 //! rule in the node netns's prerouting at priority `raw` (before the `NodePort` DNAT).
 //!
 //! Both labs are up side by side; the floods alternate a, b, a, b, … so that noise from

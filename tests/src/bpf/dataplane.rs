@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{
-        Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf,
+        Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, ProgramArray, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
     programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp},
@@ -14,10 +14,12 @@ use aya::{
 use enforcer_common::{
     COUNTERS_LEN, Config, CtKey, CtValue, EndpointInfo, EndpointKey, FailsafeKey, FlowEvent,
     HOOK_HOST_EGRESS, HOOK_HOST_INGRESS, HOOK_HOST_XDP, HOOK_POD_EGRESS, HOOK_POD_INGRESS,
-    MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_ENDPOINTS, MAP_EVENTS, MAP_FAILSAFE, MAP_PEERS_V4,
-    MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS, PROG_HOST_EGRESS, PROG_HOST_INGRESS,
-    PROG_HOST_XDP, PROG_POD_EGRESS, PROG_POD_INGRESS, PeerInfo, PeerKeyV4, PeerKeyV6, PendingKey,
-    PendingValue, PortKey, REASONS, Verdict, VerdictKey,
+    MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_DEBUG_TAIL_TC, MAP_DEBUG_TAIL_XDP, MAP_ENDPOINTS,
+    MAP_EVENTS, MAP_FAILSAFE, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS,
+    PROG_HOST_EGRESS, PROG_HOST_EGRESS_DEBUG, PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG,
+    PROG_HOST_XDP, PROG_HOST_XDP_DEBUG, PROG_LOG_TC_DEBUG, PROG_LOG_XDP_DEBUG, PROG_POD_EGRESS,
+    PROG_POD_EGRESS_DEBUG, PROG_POD_INGRESS, PROG_POD_INGRESS_DEBUG, PeerInfo, PeerKeyV4,
+    PeerKeyV6, PendingKey, PendingValue, PortKey, REASONS, Verdict, VerdictKey,
 };
 use enforcer_common::{
     EventBudget, FlowReport, FlowReportKey, MAP_EVENT_BUDGET, MAP_EVENT_STATS, MAP_FLOW_REPORTS,
@@ -31,26 +33,42 @@ use super::OrPanic as _;
 /// The two programs, by the hook they run at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hook {
-    /// `enforcer_pod_egress` (packets from the pod).
+    /// `enf_pod_eg` (packets from the pod).
     PodEgress,
-    /// `enforcer_pod_ingress` (packets to the pod).
+    /// `enf_pod_in` (packets to the pod).
     PodIngress,
-    /// `enforcer_host_xdp` (XDP, packets entering the node on a host interface).
+    /// `enf_host_xdp` (XDP, packets entering the node on a host interface).
     HostXdp,
-    /// `enforcer_host_ingress` (TCX ingress of a host interface).
+    /// `enf_host_in` (TCX ingress of a host interface).
     HostIngress,
-    /// `enforcer_host_egress` (TCX egress of a host interface).
+    /// `enf_host_eg` (TCX egress of a host interface).
     HostEgress,
 }
 
+/// The production programs or their debug-log variants (`enf_*_d`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    Production,
+    DebugLog,
+}
+
 impl Hook {
+    /// The production program.
     pub fn program(self) -> &'static str {
-        match self {
-            Self::PodEgress => PROG_POD_EGRESS,
-            Self::PodIngress => PROG_POD_INGRESS,
-            Self::HostXdp => PROG_HOST_XDP,
-            Self::HostIngress => PROG_HOST_INGRESS,
-            Self::HostEgress => PROG_HOST_EGRESS,
+        self.program_of(Variant::Production)
+    }
+
+    pub fn program_of(self, variant: Variant) -> &'static str {
+        let (production, debug) = match self {
+            Self::PodEgress => (PROG_POD_EGRESS, PROG_POD_EGRESS_DEBUG),
+            Self::PodIngress => (PROG_POD_INGRESS, PROG_POD_INGRESS_DEBUG),
+            Self::HostXdp => (PROG_HOST_XDP, PROG_HOST_XDP_DEBUG),
+            Self::HostIngress => (PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG),
+            Self::HostEgress => (PROG_HOST_EGRESS, PROG_HOST_EGRESS_DEBUG),
+        };
+        match variant {
+            Variant::Production => production,
+            Variant::DebugLog => debug,
         }
     }
 
@@ -77,6 +95,7 @@ impl Hook {
 /// a caller set (every other byte must be zero).
 const SKB_SIZE: usize = 192;
 const SKB_MARK: usize = 8;
+const SKB_INGRESS_IFINDEX: usize = 36;
 const SKB_IFINDEX: usize = 40;
 /// Size of the kernel's `struct xdp_md`.
 const XDP_MD_SIZE: usize = 24;
@@ -121,9 +140,15 @@ where
 }
 
 impl Dataplane {
-    /// Loads `object` (both programs through the verifier) without pinning anything.
+    /// Loads `object` (the production programs through the verifier) without pinning
+    /// anything.
     pub fn load(object: &[u8]) -> Self {
-        let mut ebpf = load_programs(object);
+        Self::load_variants(object, &[Variant::Production])
+    }
+
+    /// Loads `object` with the programs of every variant in `variants`.
+    pub fn load_variants(object: &[u8], variants: &[Variant]) -> Self {
+        let mut ebpf = load_programs(object, variants);
         Self {
             failsafe: take(&mut ebpf, MAP_FAILSAFE),
             config: take(&mut ebpf, MAP_CONFIG),
@@ -210,6 +235,44 @@ impl Dataplane {
     /// (XDP: the mark is ignored; the action is `XDP_DROP` = 1 or `XDP_PASS` = 2).
     pub fn run(&self, hook: Hook, frame: &[u8], ifindex: u32, mark: u32) -> Run {
         test_run(&self.ebpf, hook, frame, ifindex, mark)
+    }
+
+    /// [`Dataplane::run`] for a packet that entered the node on `ingress_ifindex`
+    /// (`__sk_buff.ingress_ifindex`; 0 in [`Dataplane::run`]: a locally sent packet).
+    pub fn run_from(
+        &self,
+        hook: Hook,
+        frame: &[u8],
+        ifindex: u32,
+        mark: u32,
+        ingress_ifindex: u32,
+    ) -> Run {
+        if hook == Hook::HostXdp {
+            return run_xdp(&self.ebpf, hook.program(), frame, ifindex);
+        }
+        run_ctx(
+            &self.ebpf,
+            hook.program(),
+            frame,
+            &SkbCtx {
+                ifindex,
+                mark,
+                ingress_ifindex,
+            },
+        )
+    }
+
+    /// [`Dataplane::run`] with the program of `variant` (loaded by
+    /// [`Dataplane::load_variants`]).
+    pub fn run_variant(
+        &self,
+        variant: Variant,
+        hook: Hook,
+        frame: &[u8],
+        ifindex: u32,
+        mark: u32,
+    ) -> Run {
+        test_run_variant(&self.ebpf, variant, hook, frame, ifindex, mark)
     }
 
     pub fn set_failsafe(&mut self, dir: u8, proto: u8, port: u16) {
@@ -399,7 +462,7 @@ pub struct CompiledDataplane {
 
 impl CompiledDataplane {
     pub fn load(object: &[u8]) -> Self {
-        let mut ebpf = load_programs(object);
+        let mut ebpf = load_programs(object, &[Variant::Production]);
         let writer = GenerationWriter::new(&mut ebpf).or_panic("GenerationWriter::new");
         let conntrack = take(&mut ebpf, MAP_CONNTRACK);
         Self {
@@ -420,47 +483,126 @@ impl CompiledDataplane {
     }
 }
 
-/// Loads `object` (every program through the verifier), without pinning anything.
-fn load_programs(object: &[u8]) -> Ebpf {
+/// Loads `object` (the programs of `variants` through the verifier), without pinning
+/// anything.
+fn load_programs(object: &[u8], variants: &[Variant]) -> Ebpf {
     let mut ebpf = EbpfLoader::new()
         .load(object)
         .or_panic("loading the BPF object");
-    for hook in Hook::TC {
-        let prog: &mut SchedClassifier = ebpf
-            .program_mut(hook.program())
-            .or_panic(hook.program())
+    for &variant in variants {
+        for hook in Hook::TC {
+            let name = hook.program_of(variant);
+            let prog: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .or_panic(name)
+                .try_into()
+                .or_panic("program type");
+            if let Err(e) = prog.load() {
+                // The verifier log is in the error's source chain.
+                panic!("verifier rejected {name}: {e:?}");
+            }
+        }
+        let name = Hook::HostXdp.program_of(variant);
+        let xdp: &mut Xdp = ebpf
+            .program_mut(name)
+            .or_panic(name)
             .try_into()
             .or_panic("program type");
-        if let Err(e) = prog.load() {
-            // The verifier log is in the error's source chain.
-            panic!("verifier rejected {}: {e:?}", hook.program());
+        if let Err(e) = xdp.load() {
+            panic!("verifier rejected {name}: {e:?}");
+        }
+        if variant == Variant::DebugLog {
+            load_log_programs(&mut ebpf);
         }
     }
+    ebpf
+}
+
+/// The debug-log variants' log programs, loaded and put in their program arrays (which
+/// stay in the object: the kernel empties a program array when it is closed).
+fn load_log_programs(ebpf: &mut Ebpf) {
+    let tc: &mut SchedClassifier = ebpf
+        .program_mut(PROG_LOG_TC_DEBUG)
+        .or_panic(PROG_LOG_TC_DEBUG)
+        .try_into()
+        .or_panic("program type");
+    if let Err(e) = tc.load() {
+        panic!("verifier rejected {PROG_LOG_TC_DEBUG}: {e:?}");
+    }
+    let tc_fd = tc
+        .fd()
+        .or_panic("program fd")
+        .try_clone()
+        .or_panic("program fd");
     let xdp: &mut Xdp = ebpf
-        .program_mut(PROG_HOST_XDP)
-        .or_panic(PROG_HOST_XDP)
+        .program_mut(PROG_LOG_XDP_DEBUG)
+        .or_panic(PROG_LOG_XDP_DEBUG)
         .try_into()
         .or_panic("program type");
     if let Err(e) = xdp.load() {
-        panic!("verifier rejected {PROG_HOST_XDP}: {e:?}");
+        panic!("verifier rejected {PROG_LOG_XDP_DEBUG}: {e:?}");
     }
-    ebpf
+    let xdp_fd = xdp
+        .fd()
+        .or_panic("program fd")
+        .try_clone()
+        .or_panic("program fd");
+    for (map, fd) in [(MAP_DEBUG_TAIL_TC, tc_fd), (MAP_DEBUG_TAIL_XDP, xdp_fd)] {
+        let mut tail = ProgramArray::try_from(ebpf.map_mut(map).or_panic(map)).or_panic(map);
+        tail.set(0, &fd, 0).or_panic("setting a log program");
+    }
 }
 
 /// Runs `hook`'s program of `ebpf` once on `frame` as if it arrived on `ifindex` with
 /// `mark` (XDP: the mark is ignored; the action is `XDP_DROP` = 1 or `XDP_PASS` = 2).
 pub fn test_run(ebpf: &Ebpf, hook: Hook, frame: &[u8], ifindex: u32, mark: u32) -> Run {
+    test_run_variant(ebpf, Variant::Production, hook, frame, ifindex, mark)
+}
+
+/// [`test_run`] with the program of `variant`.
+pub fn test_run_variant(
+    ebpf: &Ebpf,
+    variant: Variant,
+    hook: Hook,
+    frame: &[u8],
+    ifindex: u32,
+    mark: u32,
+) -> Run {
+    let name = hook.program_of(variant);
     if hook == Hook::HostXdp {
-        return run_xdp(ebpf, frame, ifindex);
+        return run_xdp(ebpf, name, frame, ifindex);
     }
+    run_ctx(
+        ebpf,
+        name,
+        frame,
+        &SkbCtx {
+            ifindex,
+            mark,
+            ingress_ifindex: 0,
+        },
+    )
+}
+
+/// The `__sk_buff` fields a test sets.
+pub struct SkbCtx {
+    pub ifindex: u32,
+    pub mark: u32,
+    pub ingress_ifindex: u32,
+}
+
+/// Runs the TC program `name` once on `frame` with the context `ctx`.
+pub fn run_ctx(ebpf: &Ebpf, name: &str, frame: &[u8], ctx: &SkbCtx) -> Run {
     let prog: &SchedClassifier = ebpf
-        .program(hook.program())
-        .or_panic(hook.program())
+        .program(name)
+        .or_panic(name)
         .try_into()
         .or_panic("program type");
     let mut ctx_in = [0u8; SKB_SIZE];
-    ctx_in[SKB_MARK..SKB_MARK + 4].copy_from_slice(&mark.to_ne_bytes());
-    ctx_in[SKB_IFINDEX..SKB_IFINDEX + 4].copy_from_slice(&ifindex.to_ne_bytes());
+    ctx_in[SKB_MARK..SKB_MARK + 4].copy_from_slice(&ctx.mark.to_ne_bytes());
+    ctx_in[SKB_INGRESS_IFINDEX..SKB_INGRESS_IFINDEX + 4]
+        .copy_from_slice(&ctx.ingress_ifindex.to_ne_bytes());
+    ctx_in[SKB_IFINDEX..SKB_IFINDEX + 4].copy_from_slice(&ctx.ifindex.to_ne_bytes());
     let mut ctx_out = [0u8; SKB_SIZE];
     let result = prog
         .test_run(TestRunOptions {
@@ -469,13 +611,7 @@ pub fn test_run(ebpf: &Ebpf, hook: Hook, frame: &[u8], ifindex: u32, mark: u32) 
             ctx_out: Some(&mut ctx_out),
             ..TestRunOptions::new()
         })
-        .unwrap_or_else(|e| {
-            panic!(
-                "BPF_PROG_TEST_RUN of {} ({} bytes): {e:?}",
-                hook.program(),
-                frame.len()
-            )
-        });
+        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of {name} ({} bytes): {e:?}", frame.len()));
     let mut mark_out = [0u8; 4];
     mark_out.copy_from_slice(&ctx_out[SKB_MARK..SKB_MARK + 4]);
     Run {
@@ -484,10 +620,10 @@ pub fn test_run(ebpf: &Ebpf, hook: Hook, frame: &[u8], ifindex: u32, mark: u32) 
     }
 }
 
-fn run_xdp(ebpf: &Ebpf, frame: &[u8], ifindex: u32) -> Run {
+fn run_xdp(ebpf: &Ebpf, name: &str, frame: &[u8], ifindex: u32) -> Run {
     let prog: &Xdp = ebpf
-        .program(PROG_HOST_XDP)
-        .or_panic(PROG_HOST_XDP)
+        .program(name)
+        .or_panic(name)
         .try_into()
         .or_panic("program type");
     // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
@@ -503,12 +639,7 @@ fn run_xdp(ebpf: &Ebpf, frame: &[u8], ifindex: u32) -> Run {
             ctx_out: Some(&mut ctx_out),
             ..TestRunOptions::new()
         })
-        .unwrap_or_else(|e| {
-            panic!(
-                "BPF_PROG_TEST_RUN of {PROG_HOST_XDP} ({} bytes): {e:?}",
-                frame.len()
-            )
-        });
+        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of {name} ({} bytes): {e:?}", frame.len()));
     Run {
         action: result.return_value,
         mark: 0,

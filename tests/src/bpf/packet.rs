@@ -141,8 +141,21 @@ impl Ext {
     }
 }
 
-/// An IPv6 frame: fixed header, the extension header chain, then `l4` of protocol `proto`.
+/// An IPv6 frame: fixed header (hop limit 64), the extension header chain, then `l4` of
+/// protocol `proto`.
 pub fn v6(src: Ipv6Addr, dst: Ipv6Addr, exts: &[Ext], proto: u8, l4: &[u8]) -> Vec<u8> {
+    v6_hops(src, dst, 64, exts, proto, l4)
+}
+
+/// [`v6`] with the hop limit `hops`.
+pub fn v6_hops(
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    hops: u8,
+    exts: &[Ext],
+    proto: u8,
+    l4: &[u8],
+) -> Vec<u8> {
     let mut chain = Vec::new();
     for (i, ext) in exts.iter().enumerate() {
         let next = exts.get(i + 1).map_or(proto, |e| e.code());
@@ -152,7 +165,7 @@ pub fn v6(src: Ipv6Addr, dst: Ipv6Addr, exts: &[Ext], proto: u8, l4: &[u8]) -> V
     let first = exts.first().map_or(proto, |e| e.code());
     let mut h = vec![0x60, 0, 0, 0];
     h.extend_from_slice(&(chain.len() as u16).to_be_bytes());
-    h.extend_from_slice(&[first, 64]);
+    h.extend_from_slice(&[first, hops]);
     h.extend_from_slice(&src.octets());
     h.extend_from_slice(&dst.octets());
     h.extend_from_slice(&chain);

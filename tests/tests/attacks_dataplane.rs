@@ -1,0 +1,748 @@
+//! Attacks on the dataplane, as `BPF_PROG_TEST_RUN` cases (privileged: run as root): each
+//! case is named after an attack of the security issue (`issue9_<item>_...`), replays
+//! the attacker's packets through the real programs, and checks that the attack fails
+//! (or, where Calico's behaviour is kept on purpose, shows that behaviour). The
+//! threat model in `docs/architecture.md` names the case that proves each line.
+//!
+//! Harness as in `bpf_programs.rs`: one load of the embedded object in a private
+//! netns, every map reset per case, the topology written by hand with the
+//! `enforcer-common` types; a step runs one program on one frame and checks the action
+//! and that exactly the expected counter moved (every counter of every hook compared).
+//! `BPF_CASE=<substring>` filters; the test fails if no case ran.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use enforcer::dataplane::object::BPF_OBJECT;
+use enforcer_common::{
+    ACTION_ALLOW, ACTION_CONTINUE, ACTION_DENY, ANY_CELL, ANY_PEER, Config, DIR_EGRESS,
+    DIR_HOST_EGRESS, DIR_HOST_INGRESS, DIR_INGRESS, DIR_PREDNAT_INGRESS, DIR_UNTRACKED_EGRESS,
+    DIR_UNTRACKED_INGRESS, EP_F_HOST, FAILSAFE_INBOUND_DEFAULT, FAILSAFE_OUTBOUND_DEFAULT,
+    NO_INDEX, PEER_F_HOST, PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP, PeerInfo,
+    REASON_ALLOW_CONNTRACK, REASON_ALLOW_FAILSAFE, REASON_ALLOW_NDP, REASON_ALLOW_POLICY,
+    REASON_DENY_POLICY, REASON_NAMES, REASON_XDP_CONTINUE, REASONS, VERDICT_KIND_RULE, Verdict,
+    VerdictKey, host_profile,
+};
+use enforcer_tests::bpf::{
+    dataplane::{Dataplane, Hook, ct_key, endpoint, monotonic_ns},
+    netns::NetNs,
+    packet::{
+        ACK, FIN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PSH, SYN, V4, icmp, tcp, udp,
+        v6_hops,
+    },
+    run_table,
+};
+
+// ---------------------------------------------------------------------------------
+// Topology: pods A and B on this node, a remote pod, a Service VIP, the node's own
+// address behind the host endpoint `eth`, an external client, the world.
+// ---------------------------------------------------------------------------------
+
+const A4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
+const B4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 20);
+const REMOTE4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 30);
+const VIP4: Ipv4Addr = Ipv4Addr::new(198, 19, 100, 1);
+const NODE4: Ipv4Addr = Ipv4Addr::new(198, 18, 255, 1);
+const EXT4: Ipv4Addr = Ipv4Addr::new(198, 18, 255, 2);
+const A6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x0a);
+const B6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x14);
+const NODE6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0xff, 0, 0, 0, 1);
+const EXT6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0xff, 0, 0, 0, 2);
+const LL_A6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x0a);
+const LL_ROUTER6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+
+const C_WORLD: u32 = 1;
+const C_A: u32 = 2;
+const C_B: u32 = 3;
+const C_VIP: u32 = 4;
+const C_REMOTE: u32 = 5;
+const C_NODE: u32 = 6;
+const C_EXT: u32 = 7;
+/// Host class of the node's own addresses (0: any other address).
+const HC_NODE: u32 = 1;
+
+const P_A: u32 = 10;
+const P_B: u32 = 20;
+const P_HOST: u32 = 7;
+
+const CELL_TCP80: u32 = 1;
+const CELL_TCP8000: u32 = 2;
+const CELL_UDP53: u32 = 3;
+const CELL_ICMP_PORT_UNREACH: u32 = 4;
+const CELL_ICMP_ECHO_REPLY: u32 = 5;
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const TC_ACT_OK: u32 = 0;
+const TC_ACT_SHOT: u32 = 2;
+
+#[derive(Clone, Copy, Debug)]
+enum On {
+    A,
+    B,
+    /// The host interface (a host endpoint).
+    Eth,
+}
+
+struct Ifaces {
+    a: u32,
+    b: u32,
+    eth: u32,
+}
+
+impl Ifaces {
+    fn index(&self, on: On) -> u32 {
+        match on {
+            On::A => self.a,
+            On::B => self.b,
+            On::Eth => self.eth,
+        }
+    }
+}
+
+fn peer(class: u32, flags: u32, ifindex: u32, host_class: u32) -> PeerInfo {
+    PeerInfo {
+        class,
+        flags,
+        ifindex,
+        host_class,
+    }
+}
+
+/// Endpoints, peers and cells of generation `g`.
+fn topology(dp: &mut Dataplane, ifs: &Ifaces, g: u8) {
+    let gen32 = u32::from(g);
+    dp.set_endpoint(gen32, ifs.a, endpoint(P_A, 100, Some(A4), Some(A6)));
+    dp.set_endpoint(gen32, ifs.b, endpoint(P_B, 200, Some(B4), Some(B6)));
+    let mut host = endpoint(P_HOST, 1 << 31, Some(NODE4), Some(NODE6));
+    host.flags |= EP_F_HOST;
+    dp.set_endpoint(gen32, ifs.eth, host);
+    let local = PEER_F_LOCAL_ENDPOINT;
+    dp.set_peer(g, Ipv4Addr::UNSPECIFIED.into(), 0, peer(C_WORLD, 0, 0, 0));
+    dp.set_peer(g, Ipv6Addr::UNSPECIFIED.into(), 0, peer(C_WORLD, 0, 0, 0));
+    dp.set_peer(g, A4.into(), 32, peer(C_A, local, ifs.a, 0));
+    dp.set_peer(g, A6.into(), 128, peer(C_A, local, ifs.a, 0));
+    dp.set_peer(g, B4.into(), 32, peer(C_B, local, ifs.b, 0));
+    dp.set_peer(g, B6.into(), 128, peer(C_B, local, ifs.b, 0));
+    dp.set_peer(g, REMOTE4.into(), 32, peer(C_REMOTE, 0, 0, 0));
+    dp.set_peer(g, VIP4.into(), 32, peer(C_VIP, PEER_F_SERVICE_VIP, 0, 0));
+    dp.set_peer(g, NODE4.into(), 32, peer(C_NODE, PEER_F_HOST, 0, HC_NODE));
+    dp.set_peer(g, EXT4.into(), 32, peer(C_EXT, 0, 0, 0));
+    dp.set_peer(g, NODE6.into(), 128, peer(C_NODE, PEER_F_HOST, 0, HC_NODE));
+    dp.set_peer(g, EXT6.into(), 128, peer(C_EXT, 0, 0, 0));
+    dp.set_port(g, PROTO_TCP, 80, 16, CELL_TCP80);
+    dp.set_port(g, PROTO_TCP, 8000, 16, CELL_TCP8000);
+    dp.set_port(g, PROTO_UDP, 53, 16, CELL_UDP53);
+    dp.set_port(g, PROTO_ICMP, 3 << 8 | 3, 16, CELL_ICMP_PORT_UNREACH);
+    dp.set_port(g, PROTO_ICMP, 0, 8, CELL_ICMP_ECHO_REPLY);
+}
+
+fn verdict(action: u8) -> Verdict {
+    Verdict {
+        action,
+        kind: VERDICT_KIND_RULE,
+        flags: 0,
+        _pad: 0,
+        policy: 0,
+        rule: 0,
+        log_policy: NO_INDEX,
+        log_rule: NO_INDEX,
+    }
+}
+
+/// A pod verdict in generation `g`.
+fn pod(dp: &mut Dataplane, g: u8, dir: u8, profile: u32, peer: u32, cell: u32, action: u8) {
+    dp.set_verdict(
+        VerdictKey {
+            generation: g,
+            dir,
+            _pad: [0; 2],
+            profile,
+            peer_class: peer,
+            cell,
+        },
+        verdict(action),
+    );
+}
+
+/// A host-endpoint verdict (generation 0) for local host class `local`.
+fn host(dp: &mut Dataplane, dir: u8, local: u32, peer: u32, cell: u32, action: u8) {
+    dp.set_verdict(
+        VerdictKey {
+            generation: 0,
+            dir,
+            _pad: [0; 2],
+            profile: host_profile(P_HOST, local),
+            peer_class: peer,
+            cell,
+        },
+        verdict(action),
+    );
+}
+
+fn config(active_gen: u32, live_gens: u32) -> Config {
+    Config {
+        active_gen,
+        live_gens,
+        ..Config::default()
+    }
+}
+
+/// Generation 0: the topology, default deny for both pods both ways; the host endpoint
+/// with no untracked or preDNAT policy and a default-deny tracked chain (seed 001's
+/// default deny with a host endpoint on `eth`); Calico's default failsafe ports.
+fn base(dp: &mut Dataplane, ifs: &Ifaces) {
+    topology(dp, ifs, 0);
+    for profile in [P_A, P_B] {
+        for dir in [DIR_INGRESS, DIR_EGRESS] {
+            pod(dp, 0, dir, profile, ANY_PEER, ANY_CELL, ACTION_DENY);
+        }
+    }
+    for local in [0, HC_NODE] {
+        for dir in [
+            DIR_UNTRACKED_INGRESS,
+            DIR_UNTRACKED_EGRESS,
+            DIR_PREDNAT_INGRESS,
+        ] {
+            host(dp, dir, local, ANY_PEER, ANY_CELL, ACTION_CONTINUE);
+        }
+        for dir in [DIR_HOST_INGRESS, DIR_HOST_EGRESS] {
+            host(dp, dir, local, ANY_PEER, ANY_CELL, ACTION_DENY);
+        }
+    }
+    for (proto, port) in FAILSAFE_INBOUND_DEFAULT {
+        dp.set_failsafe(DIR_INGRESS, proto, port);
+    }
+    for (proto, port) in FAILSAFE_OUTBOUND_DEFAULT {
+        dp.set_failsafe(DIR_EGRESS, proto, port);
+    }
+    dp.set_config(config(0, 1));
+}
+
+// ---------------------------------------------------------------------------------
+// Frames and steps.
+// ---------------------------------------------------------------------------------
+
+fn tcp4(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Vec<u8> {
+    V4::new(src, dst, PROTO_TCP).frame(&tcp(sport, dport, flags))
+}
+
+fn udp4(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+    V4::new(src, dst, PROTO_UDP).frame(&udp(sport, dport))
+}
+
+struct Expect {
+    pass: bool,
+    reason: u32,
+    mark: Option<u32>,
+}
+
+fn pass(reason: u32) -> Expect {
+    Expect {
+        pass: true,
+        reason,
+        mark: None,
+    }
+}
+
+fn dropped(reason: u32) -> Expect {
+    Expect {
+        pass: false,
+        ..pass(reason)
+    }
+}
+
+type Check = Box<dyn Fn(&mut Dataplane, &Ifaces) -> Result<(), String>>;
+
+enum Step {
+    Run {
+        hook: Hook,
+        on: On,
+        frame: Vec<u8>,
+        mark: u32,
+        /// The interface the packet entered the node on (`__sk_buff.ingress_ifindex`).
+        came_in: Option<On>,
+        expect: Expect,
+    },
+    /// Inspect or modify the maps between packets.
+    Check(&'static str, Check),
+}
+
+fn run(hook: Hook, on: On, frame: Vec<u8>, expect: Expect) -> Step {
+    Step::Run {
+        hook,
+        on,
+        frame,
+        mark: 0,
+        came_in: None,
+        expect,
+    }
+}
+
+fn xdp(frame: Vec<u8>, expect: Expect) -> Step {
+    run(Hook::HostXdp, On::Eth, frame, expect)
+}
+
+fn host_in(frame: Vec<u8>, expect: Expect) -> Step {
+    run(Hook::HostIngress, On::Eth, frame, expect)
+}
+
+fn host_out(frame: Vec<u8>, expect: Expect) -> Step {
+    run(Hook::HostEgress, On::Eth, frame, expect)
+}
+
+fn check(
+    name: &'static str,
+    f: impl Fn(&mut Dataplane, &Ifaces) -> Result<(), String> + 'static,
+) -> Step {
+    Step::Check(name, Box::new(f))
+}
+
+/// Moves the flow's last packet `secs` seconds into the past.
+fn age(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, proto: u8, secs: u64) -> Step {
+    check("age the entry", move |dp, _| {
+        let key = ct_key(src, dst, sport, dport, proto);
+        let mut v = dp
+            .conntrack_entry(&key)
+            .ok_or_else(|| format!("no entry {key:?}"))?;
+        v.last_seen_ns = monotonic_ns() - secs * 1_000_000_000;
+        dp.set_conntrack(key, v);
+        Ok(())
+    })
+}
+
+fn icmp4(src: Ipv4Addr, dst: Ipv4Addr, kind: u8, code: u8, id: u16) -> Vec<u8> {
+    V4::new(src, dst, PROTO_ICMP).frame(&icmp(kind, code, id))
+}
+
+struct Case {
+    name: &'static str,
+    setup: fn(&mut Dataplane, &Ifaces),
+    steps: Vec<Step>,
+}
+
+// ---------------------------------------------------------------------------------
+// The attacks.
+// ---------------------------------------------------------------------------------
+
+/// Issue 9 item 2: failsafe ports are destination ports of their own direction only.
+fn failsafe_cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "issue9_2_failsafe_source_port_6443_reaches_any_port",
+            setup: base,
+            steps: vec![
+                // `nc -p 6443 <node> 8000` from outside: no untracked or preDNAT
+                // decision (XDP hands over), the tracked chain denies.
+                xdp(
+                    tcp4(EXT4, 6443, NODE4, 8000, SYN),
+                    pass(REASON_XDP_CONTINUE),
+                ),
+                host_in(
+                    tcp4(EXT4, 6443, NODE4, 8000, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
+            ],
+        },
+        Case {
+            name: "issue9_2_failsafe_source_port_53_udp_reaches_any_udp_port",
+            setup: base,
+            steps: vec![
+                xdp(udp4(EXT4, 53, NODE4, 33_000), pass(REASON_XDP_CONTINUE)),
+                host_in(udp4(EXT4, 53, NODE4, 33_000), dropped(REASON_DENY_POLICY)),
+            ],
+        },
+        Case {
+            name: "issue9_2_failsafe_outbound_source_port_22_leaves_unjudged",
+            setup: base,
+            steps: vec![host_out(
+                tcp4(NODE4, 22, EXT4, 9999, SYN),
+                dropped(REASON_DENY_POLICY),
+            )],
+        },
+        Case {
+            name: "issue9_2_failsafe_connections_reply_through_conntrack",
+            setup: base,
+            steps: vec![
+                // Inbound ssh: failsafe; its reply passes on the flow it opened.
+                host_in(
+                    tcp4(EXT4, 50_000, NODE4, 22, SYN),
+                    pass(REASON_ALLOW_FAILSAFE),
+                ),
+                host_out(
+                    tcp4(NODE4, 22, EXT4, 50_000, SYN | ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                // Outbound DNS: failsafe; its reply passes XDP and TC on the flow.
+                host_out(udp4(NODE4, 33_000, EXT4, 53), pass(REASON_ALLOW_FAILSAFE)),
+                xdp(udp4(EXT4, 53, NODE4, 33_000), pass(REASON_ALLOW_CONNTRACK)),
+                host_in(udp4(EXT4, 53, NODE4, 33_000), pass(REASON_ALLOW_CONNTRACK)),
+                // The same source port from another client is no reply.
+                host_in(udp4(EXT4, 53, NODE4, 33_001), dropped(REASON_DENY_POLICY)),
+            ],
+        },
+    ]
+}
+
+/// An `ICMPv6` message of `kind` with `payload` extra bytes, sent with hop limit `hops`.
+fn icmp6(src: Ipv6Addr, dst: Ipv6Addr, hops: u8, kind: u8, payload: usize) -> Vec<u8> {
+    let mut l4 = icmp(kind, 0, 0);
+    l4.extend(std::iter::repeat_n(0x5a, payload));
+    v6_hops(src, dst, hops, &[], PROTO_ICMPV6, &l4)
+}
+
+/// Issue 9 item 4: neighbor discovery passes only as valid on-link NDP.
+fn ndp_cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "issue9_4_ndp_type_135_with_payload_leaves_a_denied_pod",
+            setup: base,
+            steps: vec![
+                // The reproduced attack: type 135 with 68 bytes of data to an external
+                // address, from a pod under default deny.
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    icmp6(A6, EXT6, 64, 135, 68),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                // A hop limit of 255 does not make a routed destination on-link.
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    icmp6(A6, EXT6, 255, 136, 68),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                // Every type of the range, towards another pod too.
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    icmp6(A6, B6, 64, 137, 68),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                run(
+                    Hook::PodIngress,
+                    On::B,
+                    icmp6(A6, B6, 63, 137, 68),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                // Real neighbor discovery of the pod still works: to the router's
+                // link-local address, to a solicited-node group, from its link-local
+                // address.
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    icmp6(A6, LL_ROUTER6, 255, 135, 24),
+                    pass(REASON_ALLOW_NDP),
+                ),
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    icmp6(
+                        A6,
+                        Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00, 1),
+                        255,
+                        135,
+                        24,
+                    ),
+                    pass(REASON_ALLOW_NDP),
+                ),
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    icmp6(
+                        LL_A6,
+                        Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2),
+                        255,
+                        133,
+                        8,
+                    ),
+                    pass(REASON_ALLOW_NDP),
+                ),
+            ],
+        },
+        Case {
+            name: "issue9_4_ndp_typed_data_from_outside_reaches_a_pod",
+            setup: base,
+            steps: vec![
+                // Forwarded by the node (hop limit now 254): the pod's ingress judges.
+                run(
+                    Hook::PodIngress,
+                    On::A,
+                    icmp6(EXT6, A6, 254, 136, 68),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                // Entering the node for a pod, through the host endpoint: judged too.
+                run(
+                    Hook::HostIngress,
+                    On::Eth,
+                    icmp6(EXT6, A6, 255, 135, 68),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                // Neighbor discovery with the node's own address passes (Calico
+                // allows NDP to and from the host), link-scope or global.
+                host_in(icmp6(EXT6, NODE6, 255, 135, 24), pass(REASON_ALLOW_NDP)),
+                xdp(icmp6(EXT6, NODE6, 255, 135, 24), pass(REASON_ALLOW_NDP)),
+                host_out(icmp6(NODE6, EXT6, 255, 136, 24), pass(REASON_ALLOW_NDP)),
+                host_in(
+                    icmp6(
+                        LL_ROUTER6,
+                        Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
+                        255,
+                        134,
+                        56,
+                    ),
+                    pass(REASON_ALLOW_NDP),
+                ),
+            ],
+        },
+    ]
+}
+
+/// Issue 9 item 15 (the conntrack part that is not Service deferral) and item 17
+/// (connection tracking details).
+fn conntrack_cases() -> Vec<Case> {
+    let a4: IpAddr = A4.into();
+    let ext4: IpAddr = EXT4.into();
+    vec![
+        Case {
+            name: "issue9_15_unanswered_syn_holds_an_hour_long_entry",
+            setup: |dp, ifs| {
+                base(dp, ifs);
+                pod(dp, 0, DIR_EGRESS, P_A, C_EXT, CELL_TCP80, ACTION_ALLOW);
+            },
+            steps: vec![
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    tcp4(A4, 40_000, EXT4, 80, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                // Nobody answers for 21 s: the entry is a handshake's, and gone.
+                age(a4, ext4, 40_000, 80, PROTO_TCP, 21),
+                run(
+                    Hook::PodIngress,
+                    On::A,
+                    tcp4(EXT4, 80, A4, 40_000, SYN | ACK),
+                    dropped(REASON_DENY_POLICY),
+                ),
+            ],
+        },
+        Case {
+            name: "issue9_17_one_fin_shortens_a_half_closed_stream",
+            setup: |dp, ifs| {
+                base(dp, ifs);
+                pod(dp, 0, DIR_EGRESS, P_A, C_EXT, CELL_TCP80, ACTION_ALLOW);
+            },
+            steps: vec![
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    tcp4(A4, 40_001, EXT4, 80, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                run(
+                    Hook::PodIngress,
+                    On::A,
+                    tcp4(EXT4, 80, A4, 40_001, SYN | ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                // The client half-closes; the server streams on, with pauses > 30 s.
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    tcp4(A4, 40_001, EXT4, 80, FIN | ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                age(a4, ext4, 40_001, 80, PROTO_TCP, 45),
+                run(
+                    Hook::PodIngress,
+                    On::A,
+                    tcp4(EXT4, 80, A4, 40_001, PSH | ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                // A spoofed FIN "from the server" plus the client's: now closing.
+                run(
+                    Hook::PodIngress,
+                    On::A,
+                    tcp4(EXT4, 80, A4, 40_001, FIN | ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                age(a4, ext4, 40_001, 80, PROTO_TCP, 31),
+                run(
+                    Hook::PodIngress,
+                    On::A,
+                    tcp4(EXT4, 80, A4, 40_001, ACK),
+                    dropped(REASON_DENY_POLICY),
+                ),
+            ],
+        },
+        Case {
+            name: "issue9_17_one_icmp_type_rides_on_another",
+            setup: |dp, ifs| {
+                base(dp, ifs);
+                pod(
+                    dp,
+                    0,
+                    DIR_EGRESS,
+                    P_A,
+                    C_EXT,
+                    CELL_ICMP_PORT_UNREACH,
+                    ACTION_ALLOW,
+                );
+            },
+            steps: vec![
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    icmp4(A4, EXT4, 3, 3, 0),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                // A redirect (5/1) on the port-unreachable entry.
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    icmp4(A4, EXT4, 5, 1, 0),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                // Any type "back" as a reply of it.
+                run(
+                    Hook::PodIngress,
+                    On::A,
+                    icmp4(EXT4, A4, 3, 3, 0),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                run(
+                    Hook::PodIngress,
+                    On::A,
+                    icmp4(EXT4, A4, 13, 0, 0),
+                    dropped(REASON_DENY_POLICY),
+                ),
+            ],
+        },
+        Case {
+            name: "issue9_17_echo_request_rides_on_an_unsolicited_reply",
+            setup: |dp, ifs| {
+                base(dp, ifs);
+                // A may send echo replies (to answer pings), nothing else.
+                pod(
+                    dp,
+                    0,
+                    DIR_EGRESS,
+                    P_A,
+                    C_EXT,
+                    CELL_ICMP_ECHO_REPLY,
+                    ACTION_ALLOW,
+                );
+            },
+            steps: vec![
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    icmp4(A4, EXT4, 0, 0, 4242),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                // The outsider's echo request with that id is no reply: A's ingress.
+                run(
+                    Hook::PodIngress,
+                    On::A,
+                    icmp4(EXT4, A4, 8, 0, 4242),
+                    dropped(REASON_DENY_POLICY),
+                ),
+            ],
+        },
+    ]
+}
+
+fn cases() -> Vec<Case> {
+    let mut all = Vec::new();
+    all.extend(failsafe_cases());
+    all.extend(ndp_cases());
+    all.extend(conntrack_cases());
+    all
+}
+
+// ---------------------------------------------------------------------------------
+// The runner.
+// ---------------------------------------------------------------------------------
+
+const HOOKS: [Hook; 5] = [
+    Hook::PodEgress,
+    Hook::PodIngress,
+    Hook::HostXdp,
+    Hook::HostIngress,
+    Hook::HostEgress,
+];
+
+fn all_counters(dp: &Dataplane) -> Vec<(Hook, Vec<u64>)> {
+    HOOKS.iter().map(|&h| (h, dp.counters_of(h))).collect()
+}
+
+fn run_step(dp: &mut Dataplane, ifs: &Ifaces, step: &Step) -> Result<(), String> {
+    match step {
+        Step::Check(name, f) => f(dp, ifs).map_err(|e| format!("check {name}: {e}")),
+        Step::Run {
+            hook,
+            on,
+            frame,
+            mark,
+            came_in,
+            expect,
+        } => {
+            let before = all_counters(dp);
+            let ingress = came_in.map_or(0, |c| ifs.index(c));
+            let out = dp.run_from(*hook, frame, ifs.index(*on), *mark, ingress);
+            let after = all_counters(dp);
+            let (ok, shot) = if *hook == Hook::HostXdp {
+                (XDP_PASS, XDP_DROP)
+            } else {
+                (TC_ACT_OK, TC_ACT_SHOT)
+            };
+            let want = if expect.pass { ok } else { shot };
+            let mut moved = Vec::new();
+            for ((h, b), (_, a)) in before.iter().zip(&after) {
+                for r in 0..REASONS as usize {
+                    if a[r] != b[r] {
+                        moved.push(format!("{h:?}/{}+{}", REASON_NAMES[r], a[r] - b[r]));
+                    }
+                }
+            }
+            let want_moved = format!("{hook:?}/{}+1", REASON_NAMES[expect.reason as usize]);
+            if out.action != want || moved != [want_moved.clone()] {
+                return Err(format!(
+                    "{hook:?} on {on:?}: action {} (want {want}), counters moved {moved:?} \
+                     (want [{want_moved}])",
+                    out.action
+                ));
+            }
+            if let Some(m) = expect.mark
+                && out.mark != m
+            {
+                return Err(format!("{hook:?}: mark {:#x} (want {m:#x})", out.mark));
+            }
+            Ok(())
+        }
+    }
+}
+
+#[test]
+fn attacks_on_the_dataplane_fail() {
+    let netns = NetNs::enter();
+    let (a, b) = netns.veth_pair("enf-atk-a", "enf-atk-b");
+    let (eth, _) = netns.veth_pair("enf-atk-eth", "enf-atk-ext");
+    let ifs = Ifaces { a, b, eth };
+    let mut dp = Dataplane::load(BPF_OBJECT);
+    run_table(
+        "attacks_dataplane",
+        cases(),
+        |c| c.name,
+        |case| {
+            dp.reset();
+            (case.setup)(&mut dp, &ifs);
+            for (i, step) in case.steps.iter().enumerate() {
+                run_step(&mut dp, &ifs, step).map_err(|e| format!("step {i}: {e}"))?;
+            }
+            Ok(())
+        },
+    );
+    drop(netns);
+}
