@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 pub use enforcer::connectivity::ProbeResult;
-pub use enforcer::lab::PodInfo;
+pub use enforcer::lab::{NodeInfo, PodInfo};
 
 /// The `enforcer` binary under test.
 pub fn enforcer_bin() -> PathBuf {
@@ -105,6 +105,10 @@ impl Drop for TempDir {
 pub struct LabGuard {
     pub name: String,
     pub bin: PathBuf,
+    /// `lab up --nodes` (1: the option is left out).
+    pub nodes: u32,
+    /// `lab up --encap` (`None`: left out).
+    pub encap: Option<&'static str>,
 }
 
 impl LabGuard {
@@ -114,7 +118,23 @@ impl LabGuard {
         Self {
             name: unique_name(prefix),
             bin: enforcer_bin(),
+            nodes: 1,
+            encap: None,
         }
+    }
+
+    /// The lab will have `nodes` nodes.
+    #[must_use]
+    pub fn with_nodes(mut self, nodes: u32) -> Self {
+        self.nodes = nodes;
+        self
+    }
+
+    /// The lab's nodes will tunnel pod traffic with `encap` (`vxlan`).
+    #[must_use]
+    pub fn with_encap(mut self, encap: &'static str) -> Self {
+        self.encap = Some(encap);
+        self
     }
 
     /// `enforcer lab --name <name> <args>`.
@@ -141,11 +161,19 @@ impl LabGuard {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// `lab up --no-agent -f <files>` (or with the agent when `agent`).
+    /// `lab up --no-agent -f <files>` (or with the agent when `agent`), with the
+    /// guard's nodes and encapsulation.
     pub fn up(&self, files: &[&Path], agent: bool) -> String {
         let mut args = vec!["up"];
         if !agent {
             args.push("--no-agent");
+        }
+        let nodes = self.nodes.to_string();
+        if self.nodes != 1 {
+            args.extend(["--nodes", &nodes]);
+        }
+        if let Some(encap) = self.encap {
+            args.extend(["--encap", encap]);
         }
         let files: Vec<String> = files
             .iter()
@@ -168,6 +196,38 @@ impl LabGuard {
     pub fn get_pods(&self) -> Vec<PodInfo> {
         let out = self.run_ok(&["get", "pods", "-o", "json"]);
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("get pods output: {e}:\n{out}"))
+    }
+
+    pub fn get_nodes(&self) -> Vec<NodeInfo> {
+        let out = self.run_ok(&["get", "nodes", "-o", "json"]);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("get nodes output: {e}:\n{out}"))
+    }
+
+    /// With several nodes, checks that every node runs some pods (so flows between
+    /// them cross nodes); returns the number of pods per node.
+    pub fn assert_spread(&self) -> Vec<(String, usize)> {
+        let pods = self.get_pods();
+        let per_node: Vec<(String, usize)> = self
+            .get_nodes()
+            .into_iter()
+            .map(|n| {
+                let here = pods.iter().filter(|p| p.node == n.name).count();
+                (n.name, here)
+            })
+            .collect();
+        assert!(
+            per_node.iter().all(|(_, n)| *n > 0),
+            "pods are not spread over the nodes: {per_node:?}"
+        );
+        per_node
+    }
+
+    /// Every node's bpffs directory (where its agent pins maps and links).
+    pub fn bpffs_dirs(&self) -> Vec<PathBuf> {
+        self.get_nodes()
+            .into_iter()
+            .map(|n| PathBuf::from(n.bpffs))
+            .collect()
     }
 
     /// `lab probe <args> -o json`, parsed.

@@ -1,7 +1,8 @@
 //! Calico semantics on real packets in the lab: the tutorial's step 8
 //! `GlobalNetworkPolicy`, tiers with Pass and the end-of-tier deny, a Pass-default tier,
 //! NetworkSet/GlobalNetworkSet references, and notSelector vs `!has()` for an external
-//! client.
+//! client. Each runs in a one-node lab and again in a two-node lab (pods spread, so
+//! most flows cross nodes), with the same assertions.
 //!
 //! Privileged: `cargo build --bin enforcer && cargo test -p enforcer-tests --test lab_calico`.
 
@@ -45,8 +46,17 @@ fn expect(lab: &LabGuard, what: &str, rows: &[(&str, &str, u16, &str, bool)]) {
 
 #[test]
 fn tutorial_step_8_global_policy_admits_the_agent_and_cuts_off_dns() {
+    tutorial_step_8_global_policy_admits_the_agent_and_cuts_off_dns_in(1);
+}
+
+#[test]
+fn tutorial_step_8_global_policy_admits_the_agent_and_cuts_off_dns_on_two_nodes() {
+    tutorial_step_8_global_policy_admits_the_agent_and_cuts_off_dns_in(2);
+}
+
+fn tutorial_step_8_global_policy_admits_the_agent_and_cuts_off_dns_in(nodes: u32) {
     let _serial = serial();
-    let lab = LabGuard::new("gnp");
+    let lab = LabGuard::new("gnp").with_nodes(nodes);
     lab.up(
         &[
             &fixture(APP),
@@ -55,6 +65,7 @@ fn tutorial_step_8_global_policy_admits_the_agent_and_cuts_off_dns() {
         ],
         true,
     );
+    lab.assert_spread();
     let exporter = "kube-system/node-exporter";
     let dns = "kube-system/coredns-0";
     expect(
@@ -92,12 +103,22 @@ fn tutorial_step_8_global_policy_admits_the_agent_and_cuts_off_dns() {
 
 #[test]
 fn tiers_pass_end_of_tier_deny_and_a_pass_default_tier() {
+    tiers_pass_end_of_tier_deny_and_a_pass_default_tier_in(1);
+}
+
+#[test]
+fn tiers_pass_end_of_tier_deny_and_a_pass_default_tier_on_two_nodes() {
+    tiers_pass_end_of_tier_deny_and_a_pass_default_tier_in(2);
+}
+
+fn tiers_pass_end_of_tier_deny_and_a_pass_default_tier_in(nodes: u32) {
     let _serial = serial();
-    let lab = LabGuard::new("tier");
+    let lab = LabGuard::new("tier").with_nodes(nodes);
     lab.up(
         &[&fixture(APP), &fixture("tutorial-fixes/client.yaml")],
         true,
     );
+    lab.assert_spread();
 
     // A Pass-default tier with only a Log rule selects everything and decides nothing.
     lab.apply(&fixture("calico/observe-tier.yaml"));
@@ -141,9 +162,19 @@ fn tiers_pass_end_of_tier_deny_and_a_pass_default_tier() {
 
 #[test]
 fn network_sets_and_not_selector_for_an_external_client() {
+    network_sets_and_not_selector_for_an_external_client_in(1);
+}
+
+#[test]
+fn network_sets_and_not_selector_for_an_external_client_on_two_nodes() {
+    network_sets_and_not_selector_for_an_external_client_in(2);
+}
+
+fn network_sets_and_not_selector_for_an_external_client_in(nodes: u32) {
     let _serial = serial();
-    let lab = LabGuard::new("nset");
+    let lab = LabGuard::new("nset").with_nodes(nodes);
     lab.up(&[&fixture(APP)], true);
+    lab.assert_spread();
     expect(
         &lab,
         "before: the external client reaches the pods",

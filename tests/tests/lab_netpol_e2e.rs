@@ -20,6 +20,11 @@
 //! port/protocol upstream validates exactly when upstream's does (not vacuous).
 //! SCTP cases run on the real programs through `BPF_PROG_TEST_RUN` (`bpf_sctp.rs`).
 //!
+//! The suite runs twice: in a one-node lab, and in a two-node lab with the nine pods
+//! spread over both nodes (so most flows cross nodes: the source's egress is judged on
+//! one node, the destination's ingress on the other), with the same table and the same
+//! assertions.
+//!
 //! Privileged: `cargo build --bin enforcer && cargo test -p enforcer-tests --test lab_netpol_e2e -- --nocapture`.
 //! `NETPOL_CASE=<substring>` runs only the matching cases.
 
@@ -1018,28 +1023,35 @@ fn run_lab(lab: &LabGuard, args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// Empties the lab's pinned conntrack map. Each probe stands for a new connection, as
-/// upstream's are (it creates fresh pods per test), but a UDP probe's ephemeral source
-/// port may repeat the 5-tuple of an earlier probe still in conntrack (60 s), which
-/// then passes as the established flow it is — correct stateful behaviour, a wrong
-/// answer for this probe. So every step starts with no flows.
-fn forget_flows(lab: &LabGuard) -> Result<(), String> {
+/// Empties every node's pinned conntrack map. Each probe stands for a new connection,
+/// as upstream's are (it creates fresh pods per test), but a UDP probe's ephemeral
+/// source port may repeat the 5-tuple of an earlier probe still in conntrack (60 s),
+/// which then passes as the established flow it is — correct stateful behaviour, a
+/// wrong answer for this probe. So every step starts with no flows.
+fn forget_flows(bpffs: &[std::path::PathBuf]) -> Result<(), String> {
     use aya::maps::{HashMap, Map, MapData};
     use enforcer_common::{CtKey, CtValue, MAP_CONNTRACK};
-    let path = format!("/sys/fs/bpf/enforcer/{}/{MAP_CONNTRACK}", lab.name);
-    let data = MapData::from_pin(&path).map_err(|e| format!("open {path}: {e}"))?;
-    let map = Map::from_map_data(data).map_err(|e| format!("open {path}: {e}"))?;
-    let mut ct: HashMap<MapData, CtKey, CtValue> =
-        HashMap::try_from(map).map_err(|e| format!("{path}: {e}"))?;
-    let keys: Vec<CtKey> = ct.keys().filter_map(Result::ok).collect();
-    for k in keys {
-        let _ = ct.remove(&k);
+    for dir in bpffs {
+        let path = dir.join(MAP_CONNTRACK);
+        let path = path.display();
+        let data = MapData::from_pin(path.to_string()).map_err(|e| format!("open {path}: {e}"))?;
+        let map = Map::from_map_data(data).map_err(|e| format!("open {path}: {e}"))?;
+        let mut ct: HashMap<MapData, CtKey, CtValue> =
+            HashMap::try_from(map).map_err(|e| format!("{path}: {e}"))?;
+        let keys: Vec<CtKey> = ct.keys().filter_map(Result::ok).collect();
+        for k in keys {
+            let _ = ct.remove(&k);
+        }
     }
     Ok(())
 }
 
-fn probe_matrix(lab: &LabGuard, ipv6: bool) -> Result<Vec<ProbeResult>, String> {
-    forget_flows(lab)?;
+fn probe_matrix(
+    lab: &LabGuard,
+    bpffs: &[std::path::PathBuf],
+    ipv6: bool,
+) -> Result<Vec<ProbeResult>, String> {
+    forget_flows(bpffs)?;
     let mut args = vec!["probe"];
     for ns in ["x/*", "y/*", "z/*"] {
         args.extend(["--from", ns, "--to", ns]);
@@ -1103,6 +1115,7 @@ fn compare(step: &Step, rows: &[ProbeResult]) -> (usize, Vec<String>) {
 /// Runs a case's steps; returns (cells compared, problems).
 fn run_case(
     lab: &LabGuard,
+    bpffs: &[std::path::PathBuf],
     tmp: &TempDir,
     ci: usize,
     case: &Case,
@@ -1129,7 +1142,7 @@ fn run_case(
                 break;
             }
         }
-        match probe_matrix(lab, step.ipv6) {
+        match probe_matrix(lab, bpffs, step.ipv6) {
             Err(e) => problems.push(format!("{tag}: {e}")),
             Ok(rows) => {
                 let (n, wrong) = compare(step, &rows);
@@ -1214,6 +1227,16 @@ fn assert_clean(lab: &LabGuard, store: &FileDatastore, after: &str) {
 
 #[test]
 fn upstream_netpol_e2e_cases_in_one_lab() {
+    run_suite(1);
+}
+
+#[test]
+fn upstream_netpol_e2e_cases_in_one_lab_of_two_nodes() {
+    run_suite(2);
+}
+
+/// Checks the table, brings up one lab of `nodes` nodes, and runs every case in it.
+fn run_suite(nodes: u32) {
     let _serial = serial();
     // The table is checked before anything is brought up (addresses are placeholders).
     let placeholder = Addrs {
@@ -1227,12 +1250,41 @@ fn upstream_netpol_e2e_cases_in_one_lab() {
     let problems = check_table(&cases(&placeholder));
     assert!(problems.is_empty(), "case table:\n{}", problems.join("\n"));
 
-    let lab = LabGuard::new("np");
+    let lab = LabGuard::new("np").with_nodes(nodes);
     let tmp = TempDir::new("netpol-e2e");
     let base = base_model();
     lab.up(&[&tmp.write("model.yaml", &base)], true);
     let store = FileDatastore::open(lab.state_dir().join("datastore"))
         .unwrap_or_else(|e| panic!("open datastore: {e}"));
+    let bpffs = lab.bpffs_dirs();
+    assert_eq!(bpffs.len(), nodes as usize);
+    // With several nodes the model's pods are spread: every node runs some of them,
+    // and every namespace has pods on more than one node.
+    if nodes > 1 {
+        let pods: Vec<_> = lab
+            .get_pods()
+            .into_iter()
+            .filter(|p| NAMESPACES.contains(&p.namespace.as_str()))
+            .collect();
+        for n in lab.get_nodes() {
+            let here = pods.iter().filter(|p| p.node == n.name).count();
+            assert!(
+                here >= N / (nodes as usize),
+                "{} runs {here} of the pods",
+                n.name
+            );
+        }
+        for ns in NAMESPACES {
+            let mut on: Vec<&str> = pods
+                .iter()
+                .filter(|p| p.namespace == ns)
+                .map(|p| p.node.as_str())
+                .collect();
+            on.sort_unstable();
+            on.dedup();
+            assert!(on.len() > 1, "namespace {ns} runs on {on:?} only");
+        }
+    }
 
     let mut addrs = Addrs {
         v4: BTreeMap::new(),
@@ -1261,7 +1313,7 @@ fn upstream_netpol_e2e_cases_in_one_lab() {
         ran += 1;
         ran_upstream += usize::from(c.upstream);
         let t0 = Instant::now();
-        let (cells, problems) = run_case(&lab, &tmp, ci, c, &base);
+        let (cells, problems) = run_case(&lab, &bpffs, &tmp, ci, c, &base);
         let verdict = match (problems.is_empty(), c.known_failure) {
             (true, None) => "PASS",
             (false, None) => "FAIL",
@@ -1293,7 +1345,7 @@ fn upstream_netpol_e2e_cases_in_one_lab() {
         assert_clean(&lab, &store, c.name);
     }
     eprintln!(
-        "netpol e2e: {ran} cases ({ran_upstream} upstream), {} failed, {} known failures, {:.0}s",
+        "netpol e2e ({nodes} node(s)): {ran} cases ({ran_upstream} upstream), {} failed, {} known failures, {:.0}s",
         failed.len(),
         known.len(),
         started.elapsed().as_secs_f64()

@@ -181,11 +181,12 @@ fn enforcer_echo(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-pub fn run(keep: bool) -> Result<()> {
+/// Walks the tutorial; `up` are extra `enforcer lab up` options (`--nodes 2`).
+pub fn run(keep: bool, up: &[String]) -> Result<()> {
     crate::cargo(&["build", "--bin", "enforcer"])?;
     // A demo left over from an interrupted run must not get in the way.
     let _ = enforcer(&["lab", "down", "--name", LAB]);
-    let result = walk();
+    let result = walk(up);
     if !keep {
         let down = enforcer(&["lab", "down", "--name", LAB]);
         if let Err(e) = down {
@@ -199,21 +200,22 @@ fn path_arg(p: &Path) -> String {
     p.display().to_string()
 }
 
-fn walk() -> Result<()> {
+fn walk(up: &[String]) -> Result<()> {
     let dir = tutorial_dir();
     for step in STEPS {
         println!("\n=== {} ===", step.title);
         match step.file {
-            None => enforcer_echo(&[
-                "lab",
-                "up",
-                "--name",
-                LAB,
-                "-f",
-                &path_arg(&dir.join("dev-app-deployments.yaml")),
-                "-f",
-                &path_arg(&dir.join("../tutorial-fixes/client.yaml")),
-            ])?,
+            None => {
+                let deployments = path_arg(&dir.join("dev-app-deployments.yaml"));
+                let client = path_arg(&dir.join("../tutorial-fixes/client.yaml"));
+                let mut args = vec!["lab", "up", "--name", LAB];
+                args.extend(up.iter().map(String::as_str));
+                args.extend(["-f", &deployments, "-f", &client]);
+                enforcer_echo(&args)?;
+                if !up.is_empty() {
+                    enforcer_echo(&["lab", "get", "pods", "--name", LAB])?;
+                }
+            }
             Some(file) => {
                 println!("$ enforcer lab apply -f {file}");
                 enforcer_echo(&[

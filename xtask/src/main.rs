@@ -3,7 +3,8 @@
 //!
 //! - `cargo xtask test`: every test, unit and privileged (`BPF_PROG_TEST_RUN`, lab), the
 //!   privileged ones in both dev and release profiles.
-//! - `cargo xtask demo`: the tutorial (seed 000) walked step by step in `enforcer lab`.
+//! - `cargo xtask demo [--nodes N] [-- <lab up options>]`: the tutorial (seed 000) walked
+//!   step by step in `enforcer lab` (one node, or N with the pods spread).
 //! - `cargo xtask fuzz-diff [--cases N]`: the BPF differential test (programs vs the
 //!   reference evaluator) over N cases, default 1,000,000, release build.
 //! - `cargo xtask bench [--json FILE] [--quick]`: the benchmark suite (docs/performance.md).
@@ -37,6 +38,12 @@ enum Task {
         /// Keep the lab up at the end (tear down later with `enforcer lab down --name demo`).
         #[arg(long)]
         keep: bool,
+        /// Nodes of the lab (pods spread over them).
+        #[arg(long, default_value_t = 1)]
+        nodes: u32,
+        /// More `enforcer lab up` options, after `--` (e.g. `-- --nodes 2 --encap vxlan`).
+        #[arg(last = true)]
+        lab_up: Vec<String>,
     },
     /// The BPF differential test (real programs vs the reference evaluator) at length.
     FuzzDiff {
@@ -61,9 +68,18 @@ enum Task {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Task::Test { unit_only } => test(unit_only),
-        Task::Demo { keep } => {
+        Task::Demo {
+            keep,
+            nodes,
+            lab_up,
+        } => {
             setup::prepare(true)?;
-            demo::run(keep)
+            let mut up = Vec::new();
+            if nodes != 1 {
+                up.extend(["--nodes".to_owned(), nodes.to_string()]);
+            }
+            up.extend(lab_up);
+            demo::run(keep, &up)
         }
         Task::FuzzDiff { cases, seed } => fuzz_diff(cases, seed),
         Task::Bench { json, quick } => {

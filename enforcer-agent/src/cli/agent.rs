@@ -28,6 +28,10 @@ pub struct AgentArgs {
     /// Datastore directory (objects/, revision, status.json; see `datastore/file.rs`).
     #[arg(long)]
     pub datastore: PathBuf,
+    /// Name of the status file under the datastore directory (one per agent when the
+    /// agents of several nodes share a datastore).
+    #[arg(long, default_value = "status.json")]
+    pub status_file: String,
     /// bpffs directory for this node's pinned maps and links
     /// (default: /sys/fs/bpf/enforcer/<node>).
     #[arg(long)]
@@ -85,6 +89,15 @@ impl AgentArgs {
                     .ok_or_else(|| anyhow::anyhow!("bad failsafe port list {text:?}"))?;
             }
         }
+        if self.status_file.is_empty()
+            || self.status_file.contains('/')
+            || self.status_file.starts_with('.')
+        {
+            anyhow::bail!(
+                "--status-file {:?}: expected a plain file name under the datastore directory",
+                self.status_file
+            );
+        }
         if self.poll_ms.is_some() {
             tracing::warn!("--poll-ms is ignored: the agent is event-driven and does not poll");
         }
@@ -118,7 +131,8 @@ impl AgentArgs {
         runtime.block_on(async {
             // First, so a SIGTERM while the BPF object loads ends the agent cleanly.
             let shutdown = shutdown_signal()?;
-            let datastore = FileDatastore::open(&self.datastore)?;
+            let datastore =
+                FileDatastore::open(&self.datastore)?.with_status_file(&self.status_file);
             let (publisher, updates) = status::channel();
             let mirror = tokio::spawn(status::mirror(updates, Box::new(datastore.clone())));
             let result = run(&options, Box::new(datastore), publisher, shutdown).await;

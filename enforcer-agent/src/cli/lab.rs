@@ -9,7 +9,7 @@ use enforcer::datastore::file::FileDatastore;
 use enforcer::model::Loaded;
 
 use enforcer::connectivity::{ProbeRequest, Protocol};
-use enforcer::lab::{self, Lab, LabError, LabName, UpOptions};
+use enforcer::lab::{self, Encap, Lab, LabError, LabName, UpOptions};
 
 use super::table::{self, Output};
 
@@ -31,9 +31,10 @@ pub enum LabCliError {
 
 /// Run a Kubernetes/Calico cluster made of network namespaces.
 ///
-/// One node netns `enf-<name>-node` and one netns per pod (`enf-<name>-<ns>.<pod>`),
-/// Calico-style veths and routes, Services by nftables DNAT in the node, a cluster DNS
-/// (kube-dns, 198.19.0.10), and the enforcer agent in the node netns.
+/// One netns per node (`enf-<name>-node`; with --nodes N, `enf-<name>-node1..N` on a
+/// shared bridge) and one per pod (`enf-<name>-<ns>.<pod>`), Calico-style veths and
+/// routes, Services by nftables DNAT in every node (kube-proxy), a cluster DNS
+/// (kube-dns, 198.19.0.10), and an enforcer agent in every node netns.
 ///
 /// Examples:
 ///
@@ -83,14 +84,15 @@ pub enum LabCommand {
     Get(GetArgs),
     Probe(ProbeArgs),
     Exec(ExecArgs),
-    /// Stop the node agent and start a new one (an upgrade, or a crash with --kill).
+    /// Stop a node's agent and start a new one (an upgrade, or a crash with --kill).
     ///
     /// Maps and TCX links stay pinned while no agent runs, so packets keep being
     /// judged by the last policy; the new agent takes the links over atomically.
+    /// Without --node, every node's agent is restarted.
     ///
     /// Example:
     ///
-    ///   enforcer lab restart-agent --kill
+    ///   enforcer lab restart-agent --node node2 --kill
     #[command(verbatim_doc_comment)]
     RestartAgent(RestartAgentArgs),
     /// Remove everything the lab created, also after a crash.
@@ -108,6 +110,9 @@ pub enum LabCommand {
 
 #[derive(Args, Debug)]
 pub struct RestartAgentArgs {
+    /// Only this node's agent (default: every node's).
+    #[arg(long)]
+    pub node: Option<String>,
     /// SIGKILL the running agent (a crash) instead of SIGTERM.
     #[arg(long)]
     pub kill: bool,
@@ -119,13 +124,20 @@ pub struct RestartAgentArgs {
 /// Create the lab from YAML files or directories (multi-document).
 ///
 /// Namespaces, Pods, Deployments (replicas become pods `<deployment>-<i>`), Services
-/// (`ClusterIP` assigned when absent) and policy objects, which go to the datastore for
-/// the agent. Namespaces that objects use are created, as are kube-system, the DNS
-/// pod (kube-system/coredns-0) and the kube-dns Service, unless given.
+/// (`ClusterIP` assigned when absent), `EndpointSlices` and `Endpoints`, and policy
+/// objects, which go to the datastore for the agents. Namespaces that objects use are
+/// created, as are kube-system, the DNS pod (kube-system/coredns-0) and the kube-dns
+/// Service, unless given.
+///
+/// With --nodes N, pods run on node1..nodeN: on the node `spec.nodeName` names, else
+/// spread (a Deployment's replicas across the nodes); pod traffic between nodes is
+/// routed (Calico BGP mode) or, with --encap vxlan, tunnelled (Calico VXLAN mode).
 ///
 /// Examples:
 ///
 ///   enforcer lab up -f tests/fixtures/tutorial/dev-app-deployments.yaml
+///
+///   enforcer lab up --nodes 2 -f tests/fixtures/tutorial/dev-app-deployments.yaml
 ///
 ///   enforcer lab up --name demo --no-agent -f manifests/
 #[derive(Args, Debug)]
@@ -138,6 +150,12 @@ pub struct UpArgs {
     /// arguments: `agent --node node1 --datastore DIR --bpffs DIR`).
     #[arg(long, conflicts_with = "no_agent")]
     pub agent_bin: Option<PathBuf>,
+    /// Number of nodes, 1 to 8.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub nodes: u32,
+    /// How pod traffic crosses between nodes: none (routed, Calico BGP mode) or vxlan.
+    #[arg(long, value_enum, default_value = "none")]
+    pub encap: EncapArg,
     /// YAML/JSON files or directories.
     #[arg(short = 'f', long = "filename", required = true)]
     pub files: Vec<PathBuf>,
@@ -152,15 +170,24 @@ pub struct FileArgs {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Resource {
-    Pods,
+pub enum EncapArg {
+    None,
+    Vxlan,
 }
 
-/// List lab objects.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Resource {
+    Pods,
+    Nodes,
+}
+
+/// List lab objects: pods (with their node and addresses) or nodes.
 ///
-/// Example:
+/// Examples:
 ///
 ///   enforcer lab get pods -o json
+///
+///   enforcer lab get nodes -o json
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct GetArgs {
@@ -169,11 +196,11 @@ pub struct GetArgs {
     pub output: Output,
 }
 
-/// Probe connectivity between pods (and to Services).
+/// Probe connectivity between pods (and to Services and nodes).
 ///
 /// Default: every pod to every other pod, on each target's declared container ports
 /// with their declared protocols. TCP connects when the handshake completes; UDP when
-/// the datagram is answered. Waits first until the agent has observed the datastore.
+/// the datagram is answered. Waits first until the agents have observed the datastore.
 ///
 /// Examples:
 ///
@@ -182,13 +209,17 @@ pub struct GetArgs {
 ///   enforcer lab probe --from dev-app/frontend-0 --to svc/dev-app/backend
 ///
 ///   enforcer lab probe --from 'dev-app/*' --to 'kube-system/*' --port 53 --protocol UDP -o json
+///
+///   enforcer lab probe --from external --to node2:30080
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct ProbeArgs {
-    /// Sources: NS/POD, NS/* or * (repeatable; default all pods).
+    /// Sources: NS/POD, NS/*, *, external, node (the first node) or a node's name
+    /// (repeatable; default all pods).
     #[arg(long)]
     pub from: Vec<String>,
-    /// Targets: NS/POD, NS/*, *, svc/NS/NAME or svc/NS/* (repeatable; default all pods).
+    /// Targets: NS/POD, NS/*, *, svc/NS/NAME, svc/NS/*, node:PORT[/udp] or
+    /// NODE:PORT[/udp] (repeatable; default all pods).
     #[arg(long)]
     pub to: Vec<String>,
     /// Probe this port instead of the declared ones.
@@ -207,17 +238,20 @@ pub struct ProbeArgs {
     pub output: Output,
 }
 
-/// Run a command inside a pod (its netns and resolv.conf); exits with its status.
+/// Run a command inside a pod (its netns and resolv.conf), a node (`node`, `node2`)
+/// or the external client (`external`); exits with its status.
 ///
 /// Examples:
 ///
 ///   enforcer lab exec dev-app/frontend-0 -- curl -s -m 5 backend.dev-app.svc.cluster.local:8080
 ///
 ///   enforcer lab exec dev-app/frontend-0 -- nslookup backend.dev-app.svc.cluster.local
+///
+///   enforcer lab exec external -- curl -s 198.18.255.3:30080/clientip
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct ExecArgs {
-    /// The pod, NS/POD.
+    /// The pod (NS/POD), a node (`node`, `node2`) or `external`.
     pub pod: String,
     /// The command and its arguments (after `--`).
     #[arg(last = true, required = true)]
@@ -269,16 +303,27 @@ pub fn execute(args: LabArgs) -> Result<i32, LabCliError> {
             let opts = UpOptions {
                 name,
                 agent: !up.no_agent,
+                nodes: up.nodes,
+                encap: match up.encap {
+                    EncapArg::None => Encap::None,
+                    EncapArg::Vxlan => Encap::Vxlan,
+                },
                 binary,
                 agent_binary: up.agent_bin,
             };
             let lab = Lab::up(&opts, &up.files)?;
             let pods = lab.get_pods()?;
+            let nodes: Vec<String> = lab
+                .topology()
+                .nodes()
+                .iter()
+                .map(|n| lab.topology().netns(&n.name))
+                .collect();
             println!(
                 "lab {} is up: {} pods, node netns {}, state {}{}",
                 lab.name(),
                 pods.len(),
-                lab.name().node_netns(),
+                nodes.join(", "),
                 lab.paths().root.display(),
                 if lab.has_agent() {
                     ""
@@ -299,11 +344,22 @@ pub fn execute(args: LabArgs) -> Result<i32, LabCliError> {
             Ok(0)
         }
         LabCommand::Get(get) => {
-            let Resource::Pods = get.resource;
-            let pods = Lab::open(&name)?.get_pods()?;
-            match get.output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&pods)?),
-                Output::Table => print!("{}", pods_table(&pods)),
+            let lab = Lab::open(&name)?;
+            match get.resource {
+                Resource::Pods => {
+                    let pods = lab.get_pods()?;
+                    match get.output {
+                        Output::Json => println!("{}", serde_json::to_string_pretty(&pods)?),
+                        Output::Table => print!("{}", pods_table(&pods)),
+                    }
+                }
+                Resource::Nodes => {
+                    let nodes = lab.get_nodes();
+                    match get.output {
+                        Output::Json => println!("{}", serde_json::to_string_pretty(&nodes)?),
+                        Output::Table => print!("{}", nodes_table(&nodes)),
+                    }
+                }
             }
             Ok(0)
         }
@@ -332,8 +388,11 @@ pub fn execute(args: LabArgs) -> Result<i32, LabCliError> {
         LabCommand::Exec(e) => Ok(Lab::open(&name)?.exec(&e.pod, &e.command)?),
         LabCommand::RestartAgent(r) => {
             let mut lab = Lab::open(&name)?;
-            lab.restart_agent(r.kill, Duration::from_millis(r.down_ms))?;
-            println!("lab {name}: agent restarted");
+            lab.restart_agent(r.node.as_deref(), r.kill, Duration::from_millis(r.down_ms))?;
+            match &r.node {
+                Some(node) => println!("lab {name}: agent of {node} restarted"),
+                None => println!("lab {name}: agent restarted"),
+            }
             Ok(0)
         }
         LabCommand::Down => {
@@ -391,6 +450,21 @@ fn pods_table(pods: &[lab::PodInfo]) -> String {
             p.node.clone(),
             p.ip.clone(),
             labels.join(","),
+        ]);
+    }
+    table::text(&t)
+}
+
+fn nodes_table(nodes: &[lab::NodeInfo]) -> String {
+    let mut t = table::new(&["NAME", "IP", "IPV6", "POD CIDRS", "AGENT"], &[]);
+    for n in nodes {
+        t.add_row([
+            n.name.clone(),
+            n.ipv4.clone(),
+            n.ipv6.clone(),
+            n.pod_cidrs.join(","),
+            n.agent_pid
+                .map_or_else(|| "-".to_owned(), |pid| format!("pid {pid}")),
         ]);
     }
     table::text(&t)

@@ -4,9 +4,11 @@
 //! Pod index `i` of a block gets `v4 base + i` and `v6 base + i`; the default node's
 //! block starts at 198.18.0.0 / `2001:2::` and hands out indices 10 to `0xfeff`, so the
 //! first pod is 198.18.0.10 / `2001:2::a` and 198.18.255.0/24 stays free for the
-//! nodes' own interfaces and clients outside the cluster. A pod keeps its addresses for
-//! life ([`Allocation::pods`]); a new one takes the next free index after the last one
-//! handed out, wrapping around, so a deleted pod's address is not reused at once.
+//! nodes' own interfaces and clients outside the cluster (several nodes cut the range
+//! in blocks: [`super::nodes`]). A pod keeps its addresses for life
+//! ([`Allocation::pods`]); a new one takes the next free index of its node's block after
+//! the last one handed out there, wrapping around, so a deleted pod's address is not
+//! reused at once.
 //!
 //! Service `ClusterIPs` come from 198.19.0.0/16: `kube-dns` is 198.19.0.10, the others
 //! are allocated upwards from 198.19.0.11; a Service keeps the `ClusterIP` it has.
@@ -34,9 +36,32 @@ pub struct PodBlock {
     pub v6_base: Ipv6Addr,
     pub first_index: u32,
     pub last_index: u32,
+    /// Prefix lengths of the block as routed (`v4_base/prefix_v4`).
+    pub prefix_v4: u8,
+    pub prefix_v6: u8,
 }
 
 impl PodBlock {
+    /// The block as a route destination.
+    pub fn v4_net(&self) -> ipnet::Ipv4Net {
+        ipnet::Ipv4Net::new(self.v4_base, self.prefix_v4)
+            .unwrap_or_default()
+            .trunc()
+    }
+
+    pub fn v6_net(&self) -> ipnet::Ipv6Net {
+        ipnet::Ipv6Net::new(self.v6_base, self.prefix_v6)
+            .unwrap_or_default()
+            .trunc()
+    }
+
+    /// Whether `ip` is one of the block's pod addresses.
+    pub fn contains_v4(&self, ip: Ipv4Addr) -> bool {
+        let offset = u32::from(ip).wrapping_sub(u32::from(self.v4_base));
+        u32::from(ip) >= u32::from(self.v4_base)
+            && (self.first_index..=self.last_index).contains(&offset)
+    }
+
     pub fn v4(&self, index: u32) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.v4_base) + index)
     }
@@ -46,12 +71,15 @@ impl PodBlock {
     }
 }
 
-/// The default node's block (198.18.0.10 and up, see the module doc).
+/// The default node's block (198.18.0.10 and up, see the module doc), nominally the
+/// whole pod range.
 pub const DEFAULT_POD_BLOCK: PodBlock = PodBlock {
     v4_base: POD_NET_V4,
     v6_base: POD_NET_V6,
     first_index: FIRST_POD_INDEX,
     last_index: LAST_POD_INDEX,
+    prefix_v4: 16,
+    prefix_v6: 112,
 };
 
 /// A pod's IPv4 address at index `index` of the default block.
@@ -71,44 +99,60 @@ pub struct PodAddresses {
     pub ipv6: Ipv6Addr,
 }
 
-/// What is already handed out: the planner keeps these addresses and continues from
-/// `next_pod_index`; [`super::plan()`] returns the state after its own allocations.
+/// What is already handed out: the planner keeps these addresses (and nodes) and
+/// continues from each node's `next_pod_index`; [`super::plan()`] returns the state after its own
+/// allocations.
 ///
 /// A running cluster persists it (the lab in its state file; `ClusterIPs` live in the
 /// Service objects themselves); tools planning from files start from
-/// [`Allocation::default`]. One index cursor: one node's block. Several nodes (issue
-/// 11) will want one cursor per block.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// [`Allocation::default`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Allocation {
-    /// Next pod index to try.
-    pub next_pod_index: u32,
+    /// Next pod index to try in each node's block (a node missing here starts at its
+    /// block's first index).
+    pub next_pod_index: BTreeMap<String, u32>,
     /// Pods' addresses by `namespace/name`.
     pub pods: BTreeMap<String, PodAddresses>,
+    /// The node each pod runs on, by `namespace/name` (so that a Deployment's pod stays
+    /// where it is when the Deployment is planned again).
+    pub nodes: BTreeMap<String, String>,
     /// `spec.clusterIP` of each existing Service (`"None"` for a headless one), kept
     /// when an update of the Service leaves it out.
     pub cluster_ips: BTreeMap<ObjectId, String>,
 }
 
-impl Default for Allocation {
-    fn default() -> Self {
-        Self {
-            next_pod_index: FIRST_POD_INDEX,
-            pods: BTreeMap::new(),
-            cluster_ips: BTreeMap::new(),
-        }
-    }
-}
-
 /// Hands out pod addresses from one block, skipping addresses in use.
 pub(super) struct PodAllocator<'a> {
+    node: &'a str,
     block: &'a PodBlock,
     used: BTreeSet<Ipv4Addr>,
     next: u32,
 }
 
 impl<'a> PodAllocator<'a> {
-    pub(super) fn new(block: &'a PodBlock, used: BTreeSet<Ipv4Addr>, next: u32) -> Self {
-        Self { block, used, next }
+    pub(super) fn new(
+        node: &'a str,
+        block: &'a PodBlock,
+        used: BTreeSet<Ipv4Addr>,
+        next: u32,
+    ) -> Self {
+        Self {
+            node,
+            block,
+            used,
+            next,
+        }
+    }
+
+    fn exhausted(&self) -> PlanError {
+        PlanError::PodAddressesExhausted {
+            node: self.node.to_owned(),
+            block: format!(
+                "{}-{}",
+                self.block.v4(self.block.first_index),
+                self.block.v4(self.block.last_index)
+            ),
+        }
     }
 
     pub(super) fn allocate(&mut self) -> Result<PodAddresses, PlanError> {
@@ -128,7 +172,7 @@ impl<'a> PodAllocator<'a> {
                 });
             }
         }
-        Err(PlanError::PodAddressesExhausted)
+        Err(self.exhausted())
     }
 
     /// Takes `ipv4` out of this allocator's reach (another block handed it out).
@@ -186,7 +230,7 @@ mod tests {
         assert_eq!(pod_v4(LAST_POD_INDEX), Ipv4Addr::new(198, 18, 254, 255));
         // The cursor at the end of the block wraps to the first free index.
         let used: BTreeSet<Ipv4Addr> = [pod_v4(10)].into();
-        let mut a = PodAllocator::new(&DEFAULT_POD_BLOCK, used, LAST_POD_INDEX);
+        let mut a = PodAllocator::new("node1", &DEFAULT_POD_BLOCK, used, LAST_POD_INDEX);
         assert_eq!(a.allocate().unwrap().ipv4, pod_v4(LAST_POD_INDEX));
         assert_eq!(a.allocate().unwrap().ipv4, pod_v4(11));
         assert_eq!(a.next_index(), 12);
@@ -199,12 +243,12 @@ mod tests {
             last_index: 11,
             ..DEFAULT_POD_BLOCK
         };
-        let mut a = PodAllocator::new(&block, BTreeSet::new(), 10);
+        let mut a = PodAllocator::new("node1", &block, BTreeSet::new(), 10);
         a.allocate().unwrap();
         a.allocate().unwrap();
         assert!(matches!(
             a.allocate(),
-            Err(PlanError::PodAddressesExhausted)
+            Err(PlanError::PodAddressesExhausted { .. })
         ));
     }
 

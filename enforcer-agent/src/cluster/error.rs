@@ -10,8 +10,10 @@ pub enum PlanError {
         object: ObjectId,
         message: String,
     },
-    #[error("no pod addresses left in 198.18.0.0/16 (below 198.18.255.0/24)")]
-    PodAddressesExhausted,
+    #[error("no pod addresses left in node {node}'s block {block}")]
+    PodAddressesExhausted { node: String, block: String },
+    #[error("a cluster has 1 to 8 nodes, not {count}")]
+    NodeCount { count: u32 },
     #[error("no Service addresses left in 198.19.0.0/16")]
     ServiceAddressesExhausted,
 }

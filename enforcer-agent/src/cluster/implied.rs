@@ -75,6 +75,7 @@ fn dns_service() -> Service {
             ports: vec![port("dns", "UDP"), port("dns-tcp", "TCP")],
             service_type: None,
             cluster_ip: Some(DNS_SERVICE_IP.to_string()),
+            external_traffic_policy: None,
         },
     }
 }

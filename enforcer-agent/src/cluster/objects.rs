@@ -44,6 +44,8 @@ fn is_namespaced(object: &Object) -> bool {
         Object::Pod(_)
             | Object::Deployment(_)
             | Object::Service(_)
+            | Object::EndpointSlice(_)
+            | Object::Endpoints(_)
             | Object::NetworkPolicy(_)
             | Object::CalicoNetworkPolicy(_)
             | Object::NetworkSet(_)
@@ -56,6 +58,8 @@ fn meta_mut(object: &mut Object) -> &mut ObjectMeta {
         Object::Pod(o) => &mut o.metadata,
         Object::Deployment(o) => &mut o.metadata,
         Object::Service(o) => &mut o.metadata,
+        Object::EndpointSlice(o) => &mut o.metadata,
+        Object::Endpoints(o) => &mut o.metadata,
         Object::NetworkPolicy(o) => &mut o.metadata,
         Object::CalicoNetworkPolicy(o) => &mut o.metadata,
         Object::GlobalNetworkPolicy(o) => &mut o.metadata,

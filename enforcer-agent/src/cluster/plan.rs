@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::model::workload::{PodIp, PodStatus};
 use crate::model::{Object, ObjectId, Pod, Service};
 
-use super::addresses::{Allocation, PodAllocator, ServiceAllocator};
+use super::addresses::{Allocation, PodAddresses, PodAllocator, ServiceAllocator};
 use super::error::PlanError;
 use super::nodes::{self, Node, Placement};
 use super::objects::{self, Declared};
@@ -26,8 +26,11 @@ pub struct PlannedPod {
     pub owner: Option<String>,
     /// The node it runs on.
     pub node: String,
+    /// Its addresses: its own, or its node's for a `hostNetwork` pod.
     pub ipv4: Ipv4Addr,
     pub ipv6: Ipv6Addr,
+    /// `spec.hostNetwork`: it runs in its node's network namespace.
+    pub host_network: bool,
 }
 
 impl PlannedPod {
@@ -50,7 +53,7 @@ pub struct ClusterPlan {
     pub nodes: Vec<Node>,
     /// What the API server would hold: declared objects (defaults filled in), the
     /// expanded pods with their addresses and node, Services with their `ClusterIP`.
-    /// Pods of nodes outside the plan are here as declared.
+    /// Pods of nodes outside the plan and finished pods are here as declared.
     pub objects: BTreeMap<ObjectId, Object>,
     /// Pods that run on a node of the plan, by `namespace/name`.
     pub pods: BTreeMap<String, PlannedPod>,
@@ -76,17 +79,103 @@ pub fn declare(objects: impl IntoIterator<Item = Declared>) -> BTreeMap<ObjectId
         .collect()
 }
 
-/// A pod to place: the object, its Deployment, where it was declared.
-struct Candidate<'a> {
+/// A pod of the declared objects (a Pod, or a Deployment's replica).
+struct Wanted<'a> {
+    /// Position in declaration order.
+    order: usize,
+    key: String,
     pod: Pod,
+    /// The Deployment that made it (`namespace/name` groups its replicas).
     owner: Option<String>,
     declared: &'a Declared,
+}
+
+/// A pod to run, placed on a node.
+struct Candidate<'a> {
+    wanted: Wanted<'a>,
     node: &'a Node,
+}
+
+/// Every pod the declared objects stand for, in declaration order.
+fn wanted_pods(declared: &BTreeMap<ObjectId, Declared>) -> Vec<Wanted<'_>> {
+    let mut out = Vec::new();
+    for d in declared.values() {
+        match &d.object {
+            Object::Pod(p) => out.push(Wanted {
+                order: out.len(),
+                key: pod_key(
+                    p.metadata.namespace.as_deref().unwrap_or("default"),
+                    &p.metadata.name,
+                ),
+                pod: p.clone(),
+                owner: None,
+                declared: d,
+            }),
+            Object::Deployment(dep) => {
+                for p in dep.pods() {
+                    out.push(Wanted {
+                        order: out.len(),
+                        key: pod_key(
+                            p.metadata.namespace.as_deref().unwrap_or("default"),
+                            &p.metadata.name,
+                        ),
+                        pod: p,
+                        owner: Some(dep.metadata.name.clone()),
+                        declared: d,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Places the pods: by `nodeName`, else where they ran before, else spread (see
+/// [`nodes`]). Returns the pods to run, and those stored only (remote or finished).
+fn place_pods<'a>(
+    wanted: Vec<Wanted<'a>>,
+    nodes: &'a [Node],
+    allocation: &Allocation,
+) -> (Vec<Candidate<'a>>, Vec<Wanted<'a>>) {
+    let mut placed: Vec<Candidate<'a>> = Vec::new();
+    let mut unplaced: Vec<Wanted<'a>> = Vec::new();
+    let mut stored: Vec<Wanted<'a>> = Vec::new();
+    for w in wanted {
+        let previous = allocation.nodes.get(&w.key).map(String::as_str);
+        if w.pod.is_finished() {
+            stored.push(w);
+            continue;
+        }
+        match nodes::place(nodes, w.pod.spec.node_name.as_deref(), previous) {
+            Placement::Node(node) => placed.push(Candidate { wanted: w, node }),
+            Placement::Remote => stored.push(w),
+            Placement::Unplaced => unplaced.push(w),
+        }
+    }
+    for w in unplaced {
+        let group = |c: &Candidate<'_>| {
+            c.wanted.owner.is_some()
+                && c.wanted.owner == w.owner
+                && c.wanted.pod.metadata.namespace == w.pod.metadata.namespace
+        };
+        let load = |n: &Node| {
+            let here = placed.iter().filter(|c| c.node.name == n.name);
+            let total = here.clone().count();
+            (here.filter(|c| group(c)).count(), total)
+        };
+        if let Some(node) = nodes::spread(nodes, load) {
+            placed.push(Candidate { wanted: w, node });
+        }
+    }
+    // Back in declaration order, so addresses are handed out as before spreading.
+    placed.sort_by_key(|c| c.wanted.order);
+    (placed, stored)
 }
 
 /// Plans the cluster. `declared` must be normalized and complete
 /// ([`super::implied::add_implied`]); `nodes` is the cluster's nodes
-/// ([`nodes::default_nodes`]: one).
+/// ([`nodes::cluster_nodes`]).
 pub fn plan(
     declared: &BTreeMap<ObjectId, Declared>,
     nodes: &[Node],
@@ -95,88 +184,69 @@ pub fn plan(
     for d in declared.values() {
         objects::validate(d)?;
     }
-    let mut candidates: Vec<Candidate<'_>> = Vec::new();
-    let mut remote: Vec<&Pod> = Vec::new();
-    for d in declared.values() {
-        match &d.object {
-            Object::Pod(p) => match nodes::place(nodes, p) {
-                Placement::Node(node) => candidates.push(Candidate {
-                    pod: p.clone(),
-                    owner: None,
-                    declared: d,
-                    node,
-                }),
-                Placement::Remote => remote.push(p),
-            },
-            Object::Deployment(dep) => {
-                // Replicas run on the first node (issue 11 spreads them).
-                let Some(node) = nodes.first() else {
-                    continue;
-                };
-                for p in dep.pods() {
-                    candidates.push(Candidate {
-                        pod: p,
-                        owner: Some(dep.metadata.name.clone()),
-                        declared: d,
-                        node,
-                    });
-                }
-            }
-            _ => {}
-        }
-    }
+    let (candidates, stored) = place_pods(wanted_pods(declared), nodes, allocation);
     // Addresses: remote pods' and every kept pod's are taken; new pods get the next
-    // free ones, in declaration order.
-    let mut used: BTreeSet<Ipv4Addr> = remote
+    // free ones of their node's block, in declaration order. Finished pods hold none.
+    let mut used: BTreeSet<Ipv4Addr> = stored
         .iter()
-        .flat_map(|p| p.ips())
+        .filter(|w| !w.pod.is_finished())
+        .flat_map(|w| w.pod.ips())
         .filter_map(|ip| match ip {
             IpAddr::V4(v4) => Some(v4),
             IpAddr::V6(_) => None,
         })
         .collect();
-    for c in &candidates {
-        let ns = c.pod.metadata.namespace.as_deref().unwrap_or("default");
-        if let Some(kept) = allocation.pods.get(&pod_key(ns, &c.pod.metadata.name)) {
+    for c in candidates
+        .iter()
+        .filter(|c| !c.wanted.pod.spec.host_network)
+    {
+        if let Some(kept) = allocation.pods.get(&c.wanted.key) {
             used.insert(kept.ipv4);
         }
     }
     let mut allocators: BTreeMap<&str, PodAllocator<'_>> = nodes
         .iter()
         .map(|n| {
+            let next = allocation
+                .next_pod_index
+                .get(&n.name)
+                .copied()
+                .unwrap_or(n.pod_block.first_index);
             (
                 n.name.as_str(),
-                PodAllocator::new(&n.pod_block, used.clone(), allocation.next_pod_index),
+                PodAllocator::new(&n.name, &n.pod_block, used.clone(), next),
             )
         })
         .collect();
     let mut objects = BTreeMap::new();
     let mut pods = BTreeMap::new();
     let mut pod_addresses = BTreeMap::new();
-    for Candidate {
-        mut pod,
-        owner,
-        declared: d,
-        node,
-    } in candidates
-    {
-        let ns = pod
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".to_owned());
-        let key = pod_key(&ns, &pod.metadata.name);
+    let mut pod_nodes = BTreeMap::new();
+    for Candidate { wanted, node } in candidates {
+        let Wanted {
+            order: _,
+            key,
+            mut pod,
+            owner,
+            declared: d,
+        } = wanted;
         if pods.contains_key(&key) {
             return Err(d.invalid(format!(
                 "pod {key} is declared twice (a Pod and a Deployment replica?)"
             )));
         }
-        let addresses = if let Some(kept) = allocation.pods.get(&key) {
+        let host_network = pod.spec.host_network;
+        let addresses = if host_network {
+            PodAddresses {
+                ipv4: node.ipv4,
+                ipv6: node.ipv6,
+            }
+        } else if let Some(kept) = allocation.pods.get(&key) {
             *kept
         } else {
-            let allocator = allocators
-                .get_mut(node.name.as_str())
-                .ok_or(PlanError::PodAddressesExhausted)?;
+            let Some(allocator) = allocators.get_mut(node.name.as_str()) else {
+                continue; // every node has an allocator
+            };
             let fresh = allocator.allocate()?;
             // Blocks do not overlap, but a pod keeps an address from any of them.
             for other in allocators.values_mut() {
@@ -185,20 +255,17 @@ pub fn plan(
             fresh
         };
         pod.spec.node_name = Some(node.name.clone());
+        let phase = pod.status.as_ref().and_then(|s| s.phase.clone());
         pod.status = Some(PodStatus {
-            pod_ip: Some(addresses.ipv4.to_string()),
-            pod_ips: vec![
-                PodIp {
-                    ip: addresses.ipv4.to_string(),
-                },
-                PodIp {
-                    ip: addresses.ipv6.to_string(),
-                },
-            ],
+            phase,
+            ..running_status(addresses)
         });
         let object = Object::Pod(pod.clone());
         objects.insert(object.id(), object);
-        pod_addresses.insert(key.clone(), addresses);
+        if !host_network {
+            pod_addresses.insert(key.clone(), addresses);
+        }
+        pod_nodes.insert(key.clone(), node.name.clone());
         pods.insert(
             key,
             PlannedPod {
@@ -207,11 +274,17 @@ pub fn plan(
                 node: node.name.clone(),
                 ipv4: addresses.ipv4,
                 ipv6: addresses.ipv6,
+                host_network,
             },
         );
     }
-    for pod in remote {
-        let object = Object::Pod(pod.clone());
+    for w in stored {
+        let pod = finished_pod(
+            w.pod,
+            allocation.pods.get(&w.key),
+            allocation.nodes.get(&w.key),
+        );
+        let object = Object::Pod(pod);
         objects.insert(object.id(), object);
     }
     let services = plan_services(declared, allocation)?;
@@ -228,10 +301,10 @@ pub fn plan(
             objects.insert(d.object.id(), d.object.clone());
         }
     }
-    let next_pod_index = nodes
-        .first()
-        .and_then(|n| allocators.get(n.name.as_str()))
-        .map_or(allocation.next_pod_index, PodAllocator::next_index);
+    let next_pod_index = allocators
+        .iter()
+        .map(|(node, a)| ((*node).to_owned(), a.next_index()))
+        .collect();
     Ok((
         ClusterPlan {
             nodes: nodes.to_vec(),
@@ -242,9 +315,49 @@ pub fn plan(
         Allocation {
             next_pod_index,
             pods: pod_addresses,
+            nodes: pod_nodes,
             cluster_ips,
         },
     ))
+}
+
+/// The status the kubelet writes for a running pod: its addresses (the phase is the
+/// caller's).
+fn running_status(addresses: PodAddresses) -> PodStatus {
+    PodStatus {
+        phase: None,
+        pod_ip: Some(addresses.ipv4.to_string()),
+        pod_ips: vec![
+            PodIp {
+                ip: addresses.ipv4.to_string(),
+            },
+            PodIp {
+                ip: addresses.ipv6.to_string(),
+            },
+        ],
+    }
+}
+
+/// A pod stored but not run (remote, or finished). A finished pod that ran here keeps
+/// the node and the addresses it had in its status, as the kubelet leaves them; the
+/// addresses are free for other pods all the same.
+fn finished_pod(mut pod: Pod, had: Option<&PodAddresses>, node: Option<&String>) -> Pod {
+    if !pod.is_finished() {
+        return pod;
+    }
+    if pod.spec.node_name.is_none() {
+        pod.spec.node_name = node.cloned();
+    }
+    if let Some(had) = had
+        && pod.ips().is_empty()
+    {
+        let phase = pod.status.as_ref().and_then(|s| s.phase.clone());
+        pod.status = Some(PodStatus {
+            phase,
+            ..running_status(*had)
+        });
+    }
+    pod
 }
 
 /// Services with a `ClusterIP`: the declared one, else the one the Service already

@@ -132,7 +132,10 @@ fn addresses_are_kept_across_plans_and_freed_with_the_pod() {
     assert_eq!(second.pods["n/b"].ipv4, first.pods["n/b"].ipv4);
     assert_ne!(second.pods["n/c"].ipv4, first.pods["n/a"].ipv4);
     assert!(!alloc2.pods.contains_key("n/a"));
-    assert_eq!(alloc2.next_pod_index, alloc.next_pod_index + 1);
+    assert_eq!(
+        alloc2.next_pod_index["node1"],
+        alloc.next_pod_index["node1"] + 1
+    );
 }
 
 #[test]
@@ -165,4 +168,94 @@ fn a_service_keeps_its_cluster_ip_when_an_update_omits_it() {
     };
     assert_eq!(ip("s"), "198.19.0.11");
     assert_eq!(ip("r"), "198.19.0.12");
+}
+
+#[test]
+fn several_nodes_spread_pods_and_keep_them_where_they_are() {
+    let nodes = super::nodes::cluster_nodes(2).unwrap();
+    let declared = declared_from(TUTORIAL);
+    let (first, alloc) = plan(&declared, &nodes, &Allocation::default()).unwrap();
+    let node_of = |p: &ClusterPlan, key: &str| p.pods[key].node.clone();
+    // Each Deployment's replicas land on different nodes.
+    for dep in ["backend", "frontend"] {
+        assert_ne!(
+            node_of(&first, &format!("dev-app/{dep}-0")),
+            node_of(&first, &format!("dev-app/{dep}-1")),
+            "{dep}"
+        );
+    }
+    // Every pod's address is in its node's block, and the pod object says its node.
+    for p in first.pods.values() {
+        let node = nodes.iter().find(|n| n.name == p.node).unwrap();
+        assert!(node.pod_block.contains_v4(p.ipv4), "{} {}", p.key(), p.ipv4);
+        assert_eq!(p.pod.spec.node_name.as_deref(), Some(p.node.as_str()));
+    }
+    let per_node = |p: &ClusterPlan, n: &str| p.pods.values().filter(|x| x.node == n).count();
+    assert!(per_node(&first, "node1").abs_diff(per_node(&first, "node2")) <= 1);
+    // Planned again (a Deployment scaled up): nobody moves, the new replica spreads.
+    let scaled = TUTORIAL.replacen("replicas: 2", "replicas: 3", 1);
+    let (second, _) = plan(&declared_from(&scaled), &nodes, &alloc).unwrap();
+    for (key, p) in &first.pods {
+        assert_eq!(second.pods[key].node, p.node, "{key} moved");
+        assert_eq!(second.pods[key].ipv4, p.ipv4, "{key} renumbered");
+    }
+    assert_eq!(second.pods.len(), first.pods.len() + 1);
+}
+
+#[test]
+fn node_name_places_and_host_network_pods_take_the_node_address() {
+    let nodes = super::nodes::cluster_nodes(3).unwrap();
+    let declared = declared_from(concat!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: pinned, namespace: a}\n",
+        "spec: {nodeName: node3, containers: [{name: c}]}\n",
+        "---\napiVersion: v1\nkind: Pod\nmetadata: {name: host, namespace: a}\n",
+        "spec: {nodeName: node2, hostNetwork: true, containers: [{name: c, ports: [{containerPort: 9100}]}]}\n",
+    ));
+    let (p, alloc) = plan(&declared, &nodes, &Allocation::default()).unwrap();
+    assert_eq!(p.pods["a/pinned"].node, "node3");
+    assert_eq!(p.pods["a/pinned"].ipv4, Ipv4Addr::new(198, 18, 64, 10));
+    let host = &p.pods["a/host"];
+    assert!(host.host_network);
+    assert_eq!(host.ipv4, nodes[1].ipv4);
+    assert_eq!(
+        host.pod.ips(),
+        vec![IpAddr::V4(nodes[1].ipv4), IpAddr::V6(nodes[1].ipv6)]
+    );
+    // The node's address is not a pod address to hand out or keep.
+    assert!(!alloc.pods.contains_key("a/host"));
+    assert_eq!(alloc.nodes["a/host"], "node2");
+}
+
+#[test]
+fn finished_pods_are_stored_keep_their_status_and_free_their_address() {
+    let running = "apiVersion: v1\nkind: Pod\nmetadata: {name: job, namespace: a}\nspec: {containers: [{name: c}]}\n";
+    let (first, alloc) = plan_fresh(&declared_from(running));
+    let ip = first.pods["a/job"].ipv4;
+    // The pod completes: it runs no more, its object keeps phase, node and addresses.
+    let done = format!("{running}status: {{phase: Succeeded}}\n");
+    let (second, alloc2) = plan(&declared_from(&done), &default_nodes(), &alloc).unwrap();
+    assert!(!second.pods.contains_key("a/job"));
+    let Some(Object::Pod(job)) = second.objects.get(&ObjectId {
+        kind: "Pod".into(),
+        namespace: "a".into(),
+        name: "job".into(),
+    }) else {
+        panic!("the finished pod is not stored")
+    };
+    assert!(job.is_finished());
+    assert_eq!(job.spec.node_name.as_deref(), Some("node1"));
+    assert!(job.ips().contains(&IpAddr::V4(ip)));
+    assert!(!alloc2.pods.contains_key("a/job"));
+    // A finished pod declared with another pod's address does not take it away.
+    let reuse = format!(
+        "{running}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: old, namespace: a}}\nspec: {{containers: [{{name: c}}]}}\nstatus: {{phase: Failed, podIP: 198.18.0.10}}\n"
+    );
+    let (third, _) = plan_fresh(&declared_from(&reuse));
+    assert!(!third.pods.contains_key("a/old"));
+    assert!(
+        third
+            .pods
+            .values()
+            .any(|p| p.ipv4 == Ipv4Addr::new(198, 18, 0, 10))
+    );
 }

@@ -9,7 +9,8 @@
 //! - `revision`: a decimal counter, bumped after every change (written last, atomically):
 //!   the commit point. Changes to `objects/` are published when it moves, so a
 //!   multi-object write is seen whole;
-//! - `status.json`: the agent's [`AgentStatus`], mirrored after each reconcile.
+//! - `status.json`: the agent's [`AgentStatus`], mirrored after each reconcile (several
+//!   agents sharing one datastore each name their own, [`FileDatastore::with_status_file`]).
 //!
 //! Writers replace files by rename, so a reader never sees half a file. Nothing under
 //! the root is followed if it is a symbolic link (see `nofollow`). The watcher re-reads
@@ -38,6 +39,8 @@ const STATUS: &str = "status.json";
 /// clone does not share the original's watch).
 pub struct FileDatastore {
     dir: Layout,
+    /// The status file's name under the root.
+    status_file: String,
     watching: Option<Box<Watching>>,
 }
 
@@ -45,6 +48,7 @@ impl Clone for FileDatastore {
     fn clone(&self) -> Self {
         Self {
             dir: self.dir.clone(),
+            status_file: self.status_file.clone(),
             watching: None,
         }
     }
@@ -54,6 +58,7 @@ impl std::fmt::Debug for FileDatastore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileDatastore")
             .field("root", &self.dir.root)
+            .field("status_file", &self.status_file)
             .field("watching", &self.watching.is_some())
             .finish()
     }
@@ -241,8 +246,18 @@ impl FileDatastore {
         dir.objects_fd(&root_fd)?;
         Ok(Self {
             dir,
+            status_file: STATUS.to_owned(),
             watching: None,
         })
+    }
+
+    /// The same datastore with the status read and written as `name` (a plain file
+    /// name under the root) instead of `status.json`: one per agent when the agents of
+    /// several nodes share the datastore.
+    #[must_use]
+    pub fn with_status_file(mut self, name: &str) -> Self {
+        name.clone_into(&mut self.status_file);
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -250,7 +265,7 @@ impl FileDatastore {
     }
 
     pub fn status_path(&self) -> PathBuf {
-        self.dir.root.join(STATUS)
+        self.dir.root.join(&self.status_file)
     }
 
     /// The current revision (0 before the first write).
@@ -328,7 +343,7 @@ impl FileDatastore {
     }
 
     pub fn read_status(&self) -> Result<Option<AgentStatus>, DatastoreError> {
-        let bytes = nofollow::read(self.dir.root_fd()?, STATUS, &self.status_path())?;
+        let bytes = nofollow::read(self.dir.root_fd()?, &self.status_file, &self.status_path())?;
         // A torn or foreign status file reads as "no status yet".
         Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
     }
@@ -345,7 +360,7 @@ impl FileDatastore {
             source,
         })?;
         // World-readable on purpose: it says what is enforced, not what the policy is.
-        nofollow::write_atomic(self.dir.root_fd()?, STATUS, &text, 0o644, &path)
+        nofollow::write_atomic(self.dir.root_fd()?, &self.status_file, &text, 0o644, &path)
     }
 
     fn bump(&self, root: impl AsFd) -> Result<u64, DatastoreError> {

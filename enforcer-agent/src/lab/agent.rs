@@ -1,26 +1,28 @@
-//! Starting the node agent inside the node netns and waiting until it has caught up
+//! Starting a node's agent inside its node netns and waiting until it has caught up
 //! with the datastore.
 //!
-//! The contract with `enforcer agent` (written elsewhere): it is started as
-//! `<enforcer> agent --node node1 --datastore <state>/datastore --bpffs
+//! The contract with `enforcer agent` (written elsewhere): in a single-node lab it is
+//! started as `<enforcer> agent --node node1 --datastore <state>/datastore --bpffs
 //! /sys/fs/bpf/enforcer/<lab>` in the node's network namespace (only the network
 //! namespace: it sees the host's `/sys/fs/bpf`), with stdout/stderr appended to
 //! `<state>/logs/agent.log`, stopped with SIGTERM. It publishes an [`AgentStatus`]
 //! after each reconcile, which the file datastore mirrors to `status.json`; the lab
 //! waits for `observed_revision >= revision` there (a stand-in agent only has to write
-//! that file, see the lab tests' fake agent).
+//! that file, see the lab tests' fake agent). With several nodes, node `nodeK`'s agent
+//! gets `--node nodeK`, its own `--bpffs`, `--status-file status-nodeK.json` and
+//! `--flow-log`, and logs to `agent-nodeK.log` ([`super::topology`]).
 
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use crate::cluster::nodes::DEFAULT_NODE;
 use crate::datastore::DatastoreError;
 use crate::datastore::file::FileDatastore;
 use crate::datastore::status::AgentStatus;
 
-use super::paths::{LabName, LabPaths};
+use super::paths::LabPaths;
 use super::process::{self, Daemon, ProcessError, ProcessRecord};
+use super::topology::Topology;
 
 /// How long `lab up` waits for the agent's first reconcile (it loads BPF programs).
 pub const START_TIMEOUT: Duration = Duration::from_mins(1);
@@ -54,17 +56,42 @@ pub enum AgentError {
     },
 }
 
-pub fn start(lab: &LabName, binary: &Path, paths: &LabPaths) -> Result<Daemon, ProcessError> {
-    let args = [
+/// Starts `node`'s agent in its netns.
+pub fn start(
+    topo: &Topology,
+    node: &str,
+    binary: &Path,
+    paths: &LabPaths,
+) -> Result<Daemon, ProcessError> {
+    let mut args = vec![
         "agent".to_owned(),
         "--node".to_owned(),
-        DEFAULT_NODE.to_owned(),
+        node.to_owned(),
         "--datastore".to_owned(),
         paths.datastore().to_string_lossy().into_owned(),
         "--bpffs".to_owned(),
-        lab.bpffs_dir().to_string_lossy().into_owned(),
+        topo.bpffs(node).to_string_lossy().into_owned(),
     ];
-    process::spawn_in_netns(&lab.node_netns(), binary, &args, &paths.agent_log())
+    if !topo.single() {
+        args.extend(["--status-file".to_owned(), topo.status_file(node)]);
+    }
+    if let Some(flow_log) = topo.flow_log(paths, node) {
+        args.extend([
+            "--flow-log".to_owned(),
+            flow_log.to_string_lossy().into_owned(),
+        ]);
+    }
+    process::spawn_in_netns(
+        &topo.netns(node),
+        binary,
+        &args,
+        &topo.agent_log(paths, node),
+    )
+}
+
+/// `ds` reading `node`'s status file.
+pub fn node_status(ds: &FileDatastore, topo: &Topology, node: &str) -> FileDatastore {
+    ds.clone().with_status_file(&topo.status_file(node))
 }
 
 /// Waits until the agent's status says it observed the datastore's current revision.

@@ -51,6 +51,8 @@ pub enum LabError {
     Broken { name: String, path: PathBuf },
     #[error("no pod {pod} in lab {lab} (see `enforcer lab get pods --name {lab}`)")]
     NoSuchPod { lab: String, pod: String },
+    #[error("no node {node} in lab {lab} (see `enforcer lab get nodes --name {lab}`)")]
+    NoSuchNode { lab: String, node: String },
     #[error("pod {pod}: expected NS/POD")]
     BadPodRef { pod: String },
     #[error("pod {pod}: its process {what}; last lines of {log}:\n{tail}")]

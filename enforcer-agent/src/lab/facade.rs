@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::nodes::DEFAULT_NODE;
 use crate::cluster::pod_key;
 use crate::datastore::file::FileDatastore;
 use crate::datastore::status::AgentStatus;
@@ -19,16 +18,22 @@ use crate::model::{Loaded, Object, Pod};
 use super::agent;
 use super::error::{LabError, io_err};
 use super::exec;
+use super::host;
 use super::paths::{LabName, LabPaths};
 use super::process::STOP_GRACE;
 use super::state::LabState;
+use super::topology::{Encap, Topology};
 
 /// Options of [`Lab::up`].
 #[derive(Clone, Debug)]
 pub struct UpOptions {
     pub name: LabName,
-    /// Start the node agent (`enforcer agent`) in the node netns.
+    /// Start a node agent (`enforcer agent`) in every node netns.
     pub agent: bool,
+    /// Number of nodes (1 to 8).
+    pub nodes: u32,
+    /// How pod traffic crosses between nodes.
+    pub encap: Encap,
     /// The `enforcer` binary for pod processes and the agent (normally this one).
     pub binary: PathBuf,
     /// Run the agent from this program instead of `binary` (same arguments).
@@ -51,10 +56,27 @@ pub struct PodInfo {
     pub interface: String,
 }
 
+/// One line of `lab get nodes -o json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub name: String,
+    /// The host interface's (`eth0`) addresses.
+    pub ipv4: String,
+    pub ipv6: String,
+    /// The node's pod address blocks (IPv4, IPv6).
+    pub pod_cidrs: Vec<String>,
+    pub netns: String,
+    /// Where the node's agent pins its maps and links.
+    pub bpffs: String,
+    /// The agent's pid (`None`: no agent runs there now).
+    pub agent_pid: Option<i32>,
+}
+
 /// An open lab, holding its lock.
 pub struct Lab {
     pub(super) name: LabName,
     pub(super) paths: LabPaths,
+    pub(super) topo: Topology,
     pub(super) state: LabState,
     pub(super) ds: FileDatastore,
     pub(super) _lock: Flock<File>,
@@ -93,40 +115,67 @@ pub(super) fn lock(
 }
 
 impl Lab {
-    /// Starts the agent from `binary`, records it, and waits until it has observed
-    /// the datastore.
-    pub(super) fn start_agent(&mut self, binary: &Path) -> Result<(), LabError> {
-        let mut daemon = agent::start(&self.name, binary, &self.paths)?;
-        self.state.agent_process = Some(daemon.record);
+    /// Starts the agents of `nodes` from `binary`, records them, and waits until each
+    /// has observed the datastore.
+    pub(super) fn start_agents(&mut self, binary: &Path, nodes: &[String]) -> Result<(), LabError> {
+        let mut started = Vec::new();
+        for node in nodes {
+            let daemon = agent::start(&self.topo, node, binary, &self.paths)?;
+            self.state.agents.insert(node.clone(), daemon.record);
+            started.push((node, daemon));
+        }
         self.save()?;
-        agent::wait_observed(
-            &self.ds,
-            Some(&mut daemon.child),
-            None,
-            &self.paths.agent_log(),
-            agent::START_TIMEOUT,
-        )?;
+        for (node, mut daemon) in started {
+            agent::wait_observed(
+                &agent::node_status(&self.ds, &self.topo, node),
+                Some(&mut daemon.child),
+                None,
+                &self.topo.agent_log(&self.paths, node),
+                agent::START_TIMEOUT,
+            )?;
+        }
         Ok(())
     }
 
-    /// Stops the agent (SIGKILL when `kill`: a crash), waits `down`, starts a new one
-    /// and waits until it has observed the datastore.
-    pub fn restart_agent(&mut self, kill: bool, down: Duration) -> Result<(), LabError> {
+    /// Stops the agent of `node` (every node's when `None`; SIGKILL when `kill`: a
+    /// crash), waits `down`, starts a new one and waits until it has observed the
+    /// datastore. The other nodes' agents are left alone.
+    pub fn restart_agent(
+        &mut self,
+        node: Option<&str>,
+        kill: bool,
+        down: Duration,
+    ) -> Result<(), LabError> {
         if !self.state.agent {
             return Err(LabError::NoAgent {
                 name: self.name.to_string(),
             });
         }
-        if let Some(record) = self.state.agent_process.take() {
-            if kill {
-                record.kill();
-            } else {
-                record.terminate(STOP_GRACE);
+        let nodes: Vec<String> = match node {
+            Some(n) => {
+                let Some(n) = self.topo.node(n) else {
+                    return Err(LabError::NoSuchNode {
+                        lab: self.name.to_string(),
+                        node: n.to_owned(),
+                    });
+                };
+                vec![n.name.clone()]
+            }
+            None => self.topo.nodes().iter().map(|n| n.name.clone()).collect(),
+        };
+        for n in &nodes {
+            if let Some(record) = self.state.agents.remove(n) {
+                if kill {
+                    record.kill();
+                } else {
+                    record.terminate(STOP_GRACE);
+                }
             }
         }
+        self.save()?;
         std::thread::sleep(down);
         let binary = self.state.binary.clone();
-        self.start_agent(&binary)
+        self.start_agents(&binary, &nodes)
     }
 
     /// Opens an existing lab (waits up to 30 s for another command's lock).
@@ -148,13 +197,44 @@ impl Lab {
             return Err(broken());
         };
         let ds = FileDatastore::open(paths.datastore())?;
+        let topo = Topology::new(name, state.nodes, state.encap)?;
         Ok(Lab {
             name: name.clone(),
             paths,
+            topo,
             state,
             ds,
             _lock: lock,
         })
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topo
+    }
+
+    /// The nodes with their addresses, netns and agents.
+    pub fn get_nodes(&self) -> Vec<NodeInfo> {
+        self.topo
+            .nodes()
+            .iter()
+            .map(|n| NodeInfo {
+                name: n.name.clone(),
+                ipv4: n.ipv4.to_string(),
+                ipv6: n.ipv6.to_string(),
+                pod_cidrs: vec![
+                    n.pod_block.v4_net().to_string(),
+                    n.pod_block.v6_net().to_string(),
+                ],
+                netns: self.topo.netns(&n.name),
+                bpffs: self.topo.bpffs(&n.name).to_string_lossy().into_owned(),
+                agent_pid: self
+                    .state
+                    .agents
+                    .get(&n.name)
+                    .filter(|r| r.is_alive())
+                    .map(|r| r.pid),
+            })
+            .collect()
     }
 
     pub fn name(&self) -> &LabName {
@@ -200,9 +280,7 @@ impl Lab {
                 PodInfo {
                     namespace: rec.namespace.clone(),
                     name: rec.name.clone(),
-                    node: pod
-                        .and_then(|p| p.spec.node_name.clone())
-                        .unwrap_or_else(|| DEFAULT_NODE.to_owned()),
+                    node: rec.node.clone(),
                     ip: rec.ipv4.to_string(),
                     ips: vec![rec.ipv4.to_string(), rec.ipv6.to_string()],
                     labels: pod.map(|p| p.metadata.labels.clone()).unwrap_or_default(),
@@ -230,23 +308,32 @@ impl Lab {
             .collect())
     }
 
-    /// Waits (bounded) until the agent has observed every datastore revision; a no-op
-    /// for labs without an agent.
+    /// Waits (bounded) until every node's agent has observed every datastore
+    /// revision; a no-op for labs without agents. Returns the status of the first node
+    /// whose agent refused the revision, else the first node's.
     pub fn sync_agent(&self) -> Result<Option<AgentStatus>, LabError> {
         if !self.state.agent {
             return Ok(None);
         }
-        Ok(Some(agent::wait_observed(
-            &self.ds,
-            None,
-            self.state.agent_process.as_ref(),
-            &self.paths.agent_log(),
-            agent::SYNC_TIMEOUT,
-        )?))
+        let mut statuses = Vec::new();
+        for node in self.topo.nodes() {
+            statuses.push(agent::wait_observed(
+                &agent::node_status(&self.ds, &self.topo, &node.name),
+                None,
+                self.state.agents.get(&node.name),
+                &self.topo.agent_log(&self.paths, &node.name),
+                agent::SYNC_TIMEOUT,
+            )?);
+        }
+        let refused = statuses.iter().position(|s| s.error.is_some());
+        Ok(statuses.into_iter().nth(refused.unwrap_or(0)))
     }
 
-    /// The netns of `NS/POD`.
+    /// The netns of `NS/POD`, or of `external`, `node` or a node's name.
     pub fn pod_netns(&self, pod: &str) -> Result<String, LabError> {
+        if host::is_special_source(&self.topo, pod) {
+            return Ok(host::source_netns(&self.name, &self.topo, pod));
+        }
         if !pod.contains('/') {
             return Err(LabError::BadPodRef {
                 pod: pod.to_owned(),
@@ -262,8 +349,9 @@ impl Lab {
             })
     }
 
-    /// Runs a command in a pod (stdio inherited); returns its exit code. Releases the
-    /// lab lock first, so the command may itself call `enforcer lab`.
+    /// Runs a command in a pod, a node or the external client (stdio inherited);
+    /// returns its exit code. Releases the lab lock first, so the command may itself
+    /// call `enforcer lab`.
     pub fn exec(self, pod: &str, command: &[String]) -> Result<i32, LabError> {
         let netns = self.pod_netns(pod)?;
         drop(self);

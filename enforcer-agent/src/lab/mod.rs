@@ -1,8 +1,10 @@
 //! A Kubernetes cluster made of network namespaces, for trying and testing policy.
 //!
-//! One node netns (`enf-<lab>-node`: the pods' host-side veths, routes, Service NAT
-//! and the agent) and one netns per pod (`enf-<lab>-<namespace>.<pod>`), joined
-//! Calico style (see [`netns`]). What runs where comes from the cluster plan
+//! A node netns per node (`enf-<lab>-node` with one node, `enf-<lab>-nodeK` with
+//! several: the pods' host-side veths, routes, Service NAT and the node's agent), one
+//! netns per pod (`enf-<lab>-<namespace>.<pod>`) joined to its node Calico style (see
+//! [`netns`]), and the network between the nodes and the external client
+//! ([`fabric`], shaped by [`topology`]). What runs where comes from the cluster plan
 //! ([`crate::cluster`]); the lab runs it: each pod runs a [`responder`] on its
 //! declared ports, the DNS pod the lab's [`dns`] server behind the `kube-dns`
 //! Service (198.19.0.10). Objects are written to a [`crate::datastore::FileDatastore`]
@@ -20,6 +22,7 @@ pub mod command;
 pub mod dns;
 pub mod error;
 pub mod exec;
+pub mod fabric;
 pub mod facade;
 pub mod host;
 pub mod netns;
@@ -33,9 +36,11 @@ pub mod responder;
 pub mod services;
 pub mod state;
 pub mod teardown;
+pub mod topology;
 
 pub use error::LabError;
-pub use facade::{Lab, PodInfo, UpOptions};
+pub use facade::{Lab, NodeInfo, PodInfo, UpOptions};
 pub use paths::{LabName, LabPaths, NameError};
 pub use reconcile::ChangeReport;
 pub use teardown::DownReport;
+pub use topology::{Encap, Topology};

@@ -1,8 +1,8 @@
 //! `enforcer lab probe`: the connectivity matrix on real packets, once the agent has
 //! caught up with the datastore. The flows are planned as `enforcer matrix` plans them
 //! ([`crate::connectivity::plan`], over the lab's pods), then run from each source's
-//! netns ([`super::prober`]). Besides pods, sources may be `external` or `node`, and
-//! targets `node:PORT[/udp]` ([`super::host`]).
+//! netns ([`super::prober`]). Besides pods, sources may be `external`, `node` or a
+//! node's name, and targets `node:PORT[/udp]` or `nodeK:PORT[/udp]` ([`super::host`]).
 
 use std::collections::BTreeMap;
 
@@ -16,19 +16,19 @@ use super::prober::{self, ProbeJob, UdpPorts};
 
 impl Lab {
     /// The connectivity matrix, once the agent has caught up with the datastore.
-    /// Besides pods, `from` may name `external` or `node`, and `to` may name
-    /// `node:PORT[/udp]` (see [`host`]).
+    /// Besides pods, `from` may name `external`, `node` or a node, and `to` may name
+    /// `node:PORT[/udp]` or `nodeK:PORT[/udp]` (see [`host`]).
     pub fn probe(&self, req: &ProbeRequest) -> Result<Vec<ProbeResult>, LabError> {
         let special: Vec<String> = req
             .from
             .iter()
-            .filter(|f| host::is_special_source(f))
+            .filter(|f| host::is_special_source(&self.topo, f))
             .cloned()
             .collect();
-        let node_targets: Vec<(u16, Option<Protocol>)> = req
+        let node_targets: Vec<(String, u16, Option<Protocol>)> = req
             .to
             .iter()
-            .filter_map(|t| host::parse_node_target(t))
+            .filter_map(|t| host::parse_node_target(&self.topo, t))
             .collect();
         if special.is_empty() && node_targets.is_empty() {
             return self.probe_pods(req);
@@ -42,6 +42,7 @@ impl Lab {
         };
         jobs.extend(host::node_jobs(
             &self.name,
+            &self.topo,
             &self.state.pods,
             &from_all,
             &node_targets,
@@ -51,14 +52,14 @@ impl Lab {
         let other_to: Vec<String> = req
             .to
             .iter()
-            .filter(|t| host::parse_node_target(t).is_none())
+            .filter(|t| host::parse_node_target(&self.topo, t).is_none())
             .cloned()
             .collect();
         if node_targets.is_empty() || !other_to.is_empty() {
             let pod_from: Vec<String> = req
                 .from
                 .iter()
-                .filter(|f| !host::is_special_source(f))
+                .filter(|f| !host::is_special_source(&self.topo, f))
                 .cloned()
                 .collect();
             let services = services(self.ds.list()?.iter().map(|l| &l.object));
@@ -88,7 +89,7 @@ impl Lab {
                 for j in &template {
                     jobs.push(ProbeJob {
                         from: s.clone(),
-                        netns: host::source_netns(&self.name, s),
+                        netns: host::source_netns(&self.name, &self.topo, s),
                         ..j.clone()
                     });
                 }

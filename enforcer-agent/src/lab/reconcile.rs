@@ -19,7 +19,8 @@ use super::facade::{Lab, UpOptions, lock};
 use super::process::{self, STOP_GRACE};
 use super::program::PodProgram;
 use super::state::{LabState, PodRecord};
-use super::{dns, host, netns, services};
+use super::topology::Topology;
+use super::{dns, fabric, host, netns, services};
 
 /// How long pod processes get to bind their sockets.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -75,14 +76,17 @@ impl Lab {
             });
         }
         // Validate everything before creating anything.
+        let topo = Topology::new(name, opts.nodes, opts.encap)?;
         let mut declared = cluster::declare(declared_from(crate::model::load_paths(files)?));
         implied::add_implied(&mut declared);
-        let state = LabState::new(name.as_str(), opts.binary.clone(), opts.agent);
-        let (plan, allocation) = cluster::plan(
-            &declared,
-            &cluster::nodes::default_nodes(),
-            &state.allocation(),
-        )?;
+        let state = LabState::new(
+            name.as_str(),
+            opts.binary.clone(),
+            opts.agent,
+            opts.nodes,
+            opts.encap,
+        );
+        let (plan, allocation) = cluster::plan(&declared, topo.nodes(), &state.allocation())?;
 
         for dir in [paths.root.clone(), paths.logs(), paths.run()] {
             std::fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
@@ -93,6 +97,7 @@ impl Lab {
         let mut lab = Lab {
             name: name.clone(),
             paths,
+            topo,
             state,
             ds,
             _lock: lock,
@@ -118,13 +123,20 @@ impl Lab {
         allocation: &Allocation,
         agent_binary: Option<&Path>,
     ) -> Result<(), LabError> {
-        netns::create_node(&self.name.node_netns())?;
-        host::create(&self.name.node_netns(), &host::external_netns(&self.name))?;
+        for node in self.topo.nodes() {
+            netns::create_node(&self.topo.netns(&node.name))?;
+        }
+        fabric::create(
+            &self.topo,
+            &host::external_netns(&self.name),
+            (host::EXTERNAL_IP_V4.into(), host::EXTERNAL_IP_V6.into()),
+        )?;
         self.reconcile(plan, allocation, &BTreeMap::new())?;
         self.start_host_responders()?;
         if self.state.agent {
             let binary = agent_binary.unwrap_or(&self.state.binary).to_path_buf();
-            self.start_agent(&binary)?;
+            let nodes: Vec<String> = self.topo.nodes().iter().map(|n| n.name.clone()).collect();
+            self.start_agents(&binary, &nodes)?;
         }
         Ok(())
     }
@@ -208,8 +220,7 @@ impl Lab {
                 allocation.cluster_ips.insert(id.clone(), ip.clone());
             }
         }
-        let (plan, allocation) =
-            cluster::plan(&declared, &cluster::nodes::default_nodes(), &allocation)?;
+        let (plan, allocation) = cluster::plan(&declared, self.topo.nodes(), &allocation)?;
         let mut report = self.reconcile(&plan, &allocation, current)?;
         report.agent = self.sync_agent()?;
         Ok(report)
@@ -223,29 +234,59 @@ impl Lab {
         previous: &BTreeMap<ObjectId, Object>,
     ) -> Result<ChangeReport, LabError> {
         let mut report = ChangeReport::default();
-        let node = self.name.node_netns();
-        self.state.next_pod_index = allocation.next_pod_index;
+        self.state
+            .next_pod_index
+            .clone_from(&allocation.next_pod_index);
+        // A pod moving on or off the host network is a new pod.
+        let moved: Vec<String> = plan
+            .pods
+            .iter()
+            .filter(|(key, p)| {
+                self.state
+                    .pods
+                    .get(*key)
+                    .is_some_and(|r| r.host_network != p.host_network || r.node != p.node)
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in moved {
+            if let Some(rec) = self.state.pods.remove(&key) {
+                remove_pod(&rec)?;
+                self.save()?;
+            }
+        }
         // 1. New pods: network first (recorded at once, so a crash leaves a trace),
         //    then their processes.
         let mut to_start: Vec<PodToRun> = Vec::new();
         for (key, planned) in &plan.pods {
+            let node = self.topo.netns(&planned.node);
             let run = PodToRun {
                 key: key.clone(),
                 namespace: planned.namespace().to_owned(),
                 name: planned.name().to_owned(),
-                netns: self.name.pod_netns(planned.namespace(), planned.name()),
+                netns: if planned.host_network {
+                    node.clone()
+                } else {
+                    self.name.pod_netns(planned.namespace(), planned.name())
+                },
                 program: PodProgram::for_pod(&planned.pod),
             };
             match self.state.pods.get(key) {
                 None => {
-                    let host_iface = planned.pod.host_iface();
+                    let host_iface = if planned.host_network {
+                        String::new()
+                    } else {
+                        planned.pod.host_iface()
+                    };
                     self.state.pods.insert(
                         key.clone(),
                         PodRecord {
                             namespace: run.namespace.clone(),
                             name: run.name.clone(),
+                            node: planned.node.clone(),
                             netns: run.netns.clone(),
                             host_iface: host_iface.clone(),
+                            host_network: planned.host_network,
                             ipv4: planned.ipv4,
                             ipv6: planned.ipv6,
                             owner: planned.owner.clone(),
@@ -254,18 +295,20 @@ impl Lab {
                         },
                     );
                     self.save()?;
-                    netns::create_pod(&netns::PodLink {
-                        node: &node,
-                        netns: &run.netns,
-                        host_iface: &host_iface,
-                        ipv4: planned.ipv4,
-                        ipv6: planned.ipv6,
-                    })?;
-                    netns::write_resolv_conf(
-                        &run.netns,
-                        planned.namespace(),
-                        cluster::addresses::DNS_SERVICE_IP,
-                    )?;
+                    if !planned.host_network {
+                        netns::create_pod(&netns::PodLink {
+                            node: &node,
+                            netns: &run.netns,
+                            host_iface: &host_iface,
+                            ipv4: planned.ipv4,
+                            ipv6: planned.ipv6,
+                        })?;
+                        netns::write_resolv_conf(
+                            &run.netns,
+                            planned.namespace(),
+                            cluster::addresses::DNS_SERVICE_IP,
+                        )?;
+                    }
                     report.pods_added.push(key.clone());
                     to_start.push(run);
                 }
@@ -287,9 +330,15 @@ impl Lab {
             &self.paths.zone_file(),
         )?;
         self.start_pods(&to_start)?;
-        // 2. Services over the now-ready pods.
-        let backends = cluster::services::backends(&plan.services, &plan.pods);
-        services::load(&node, &self.paths.nft_file(), &services::ruleset(&backends))?;
+        // 2. Services over the now-ready pods, in every node (kube-proxy runs on each).
+        let backends = cluster::services::backends(&plan.services, &plan.pods, &plan.objects);
+        for node in self.topo.nodes() {
+            services::load(
+                &self.topo.netns(&node.name),
+                &self.topo.nft_file(&self.paths, &node.name),
+                &services::ruleset(&backends, node),
+            )?;
+        }
         // 3. The datastore, as the API server would have it.
         let changed: Vec<Object> = plan
             .objects
@@ -395,20 +444,35 @@ impl Lab {
         Ok(())
     }
 
-    /// Responders on the node (node-local services, failsafe port 22) and on the
+    /// Responders on every node (node-local services, failsafe port 22) and on the
     /// external client; they live in their netns and die with it at `down`.
     fn start_host_responders(&mut self) -> Result<(), LabError> {
-        let ext = host::external_netns(&self.name);
-        for (netns, who, ports) in [
-            (self.name.node_netns(), "node", &host::NODE_PORTS[..]),
-            (ext, "external", &host::EXTERNAL_PORTS[..]),
-        ] {
+        let mut hosts: Vec<(String, String, &[u16])> = self
+            .topo
+            .nodes()
+            .iter()
+            .map(|n| {
+                // A single node answers as `node`, as it always did.
+                let who = if self.topo.single() {
+                    host::FROM_NODE.to_owned()
+                } else {
+                    n.name.clone()
+                };
+                (self.topo.netns(&n.name), who, &host::NODE_PORTS[..])
+            })
+            .collect();
+        hosts.push((
+            host::external_netns(&self.name),
+            host::FROM_EXTERNAL.to_owned(),
+            &host::EXTERNAL_PORTS[..],
+        ));
+        for (netns, who, ports) in hosts {
             let ready = self.paths.run().join(format!("{who}.ready"));
             let log = self.paths.logs().join(format!("{who}.log"));
             let mut args: Vec<String> = vec![
                 "lab-responder".into(),
                 "--text".into(),
-                who.into(),
+                who.clone(),
                 "--lab".into(),
                 self.name.to_string(),
                 "--pod".into(),
@@ -437,10 +501,14 @@ impl Lab {
     }
 }
 
-/// Stops a pod's process and deletes its netns and `/etc/netns` files.
+/// Stops a pod's process and deletes its netns and `/etc/netns` files (a
+/// `hostNetwork` pod's netns is its node's: only its process goes).
 fn remove_pod(rec: &PodRecord) -> Result<(), LabError> {
     if let Some(p) = rec.process {
         p.terminate(STOP_GRACE);
+    }
+    if rec.host_network {
+        return Ok(());
     }
     for pid in process::netns_pids(&rec.netns) {
         if let Some(p) = process::ProcessRecord::of(pid) {

@@ -1,8 +1,11 @@
 //! The process that stands in for a pod's containers: it answers on every declared
 //! container port, TCP and UDP, with a short text (http-echo's `-text`, else the pod
 //! name). TCP: an HTTP request gets `HTTP/1.1 200 OK` with the text as body; anything
-//! else (or silence for a second) gets the text; then the connection closes. UDP:
-//! every datagram gets the text back. Undeclared ports stay closed.
+//! else (or silence for a second) gets the text; then the connection closes. An HTTP
+//! request for `/clientip` gets the client's `address:port` instead, as agnhost's
+//! `netexec` answers it (what Service and `NodePort` tests use to see whether the
+//! client's address survived the way). UDP: every datagram gets the text back.
+//! Undeclared ports stay closed.
 
 use std::io::{Read, Write};
 use std::net::{Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -95,12 +98,35 @@ fn serve_conn(mut stream: TcpStream, text: &str) {
             break;
         }
     }
-    let _ = stream.write_all(&response(&buf, text));
+    let answer = match stream.peer_addr() {
+        Ok(peer) if requests_client_ip(&buf) => response(&buf, &client_ip(peer)),
+        _ => response(&buf, text),
+    };
+    let _ = stream.write_all(&answer);
     let _ = stream.shutdown(Shutdown::Write);
     // Drain what the client still sends, so that close() does not reset the
     // connection before it has read the answer.
     let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
     while matches!(stream.read(&mut chunk), Ok(n) if n > 0) {}
+}
+
+/// Whether `request` is an HTTP request for `/clientip`.
+fn requests_client_ip(request: &[u8]) -> bool {
+    let line = request.split(|b| *b == b'\n').next().unwrap_or_default();
+    let mut parts = line.split(|b| *b == b' ');
+    let _method = parts.next();
+    may_be_http(request) && parts.next() == Some(b"/clientip")
+}
+
+/// `address:port` of a peer, IPv4-mapped addresses written as IPv4.
+fn client_ip(peer: SocketAddr) -> String {
+    match peer {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => format!("{v4}:{}", v6.port()),
+            None => peer.to_string(),
+        },
+        SocketAddr::V4(_) => peer.to_string(),
+    }
 }
 
 /// Serves until killed; writes `ready_file` once every socket is bound.
@@ -184,6 +210,12 @@ mod tests {
         assert_eq!(response(b"", "db"), b"db\n");
         assert_eq!(response(b"\x00\x01garbage", "db"), b"db\n");
         assert_eq!(response(b"GET /", "db"), b"db\n");
+        assert!(requests_client_ip(b"GET /clientip HTTP/1.1\r\n\r\n"));
+        assert!(!requests_client_ip(b"GET / HTTP/1.1\r\n\r\n"));
+        let peer: SocketAddr = "[::ffff:198.18.255.2]:4000".parse().unwrap();
+        assert_eq!(client_ip(peer), "198.18.255.2:4000");
+        let peer: SocketAddr = "[2001:2::a]:80".parse().unwrap();
+        assert_eq!(client_ip(peer), "[2001:2::a]:80");
         assert!(may_be_http(b"GE"));
         assert!(!may_be_http(b"get / HTTP/1.1"));
     }

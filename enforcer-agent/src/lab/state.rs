@@ -2,9 +2,10 @@
 //! their addresses, netns and interface names, and the processes the lab started.
 //!
 //! Objects themselves live in the datastore; this file holds only what the datastore
-//! does not say: with the records' addresses and `next_pod_index`, it is the lab's
-//! [`Allocation`] (the cluster planner's input and output; `ClusterIPs` are in the
-//! Service objects). It is replaced by rename, so a reader sees the old or the new file.
+//! does not say: the lab's shape (nodes, encapsulation), and with the records'
+//! addresses, nodes and `next_pod_index`, the lab's [`Allocation`] (the cluster
+//! planner's input and output; `ClusterIPs` are in the Service objects). It is replaced
+//! by rename, so a reader sees the old or the new file.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -12,11 +13,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::addresses::FIRST_POD_INDEX;
+use crate::cluster::nodes::DEFAULT_NODE;
 use crate::cluster::{Allocation, PodAddresses, pod_key};
 
 use super::process::ProcessRecord;
 use super::program::PodProgram;
+use super::topology::Encap;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -40,11 +42,21 @@ pub struct LabState {
     pub name: String,
     /// The `enforcer` binary that runs the pod processes and the agent.
     pub binary: PathBuf,
-    /// Whether the lab runs a node agent (false with `--no-agent`).
+    /// Whether the lab runs node agents (false with `--no-agent`).
     pub agent: bool,
-    pub agent_process: Option<ProcessRecord>,
-    /// Next pod address index to try (pods keep their address for life).
-    pub next_pod_index: u32,
+    /// Number of nodes (`lab up --nodes`).
+    #[serde(default = "one")]
+    pub nodes: u32,
+    /// How pod traffic crosses between nodes (`lab up --encap`).
+    #[serde(default)]
+    pub encap: Encap,
+    /// The agent process of each node.
+    #[serde(default)]
+    pub agents: BTreeMap<String, ProcessRecord>,
+    /// Next pod address index to try in each node's block (pods keep their address
+    /// for life).
+    #[serde(default)]
+    pub next_pod_index: BTreeMap<String, u32>,
     /// Pods by `namespace/name`.
     pub pods: BTreeMap<String, PodRecord>,
 }
@@ -53,14 +65,30 @@ pub struct LabState {
 pub struct PodRecord {
     pub namespace: String,
     pub name: String,
+    /// The node it runs on.
+    #[serde(default = "default_node")]
+    pub node: String,
+    /// Its netns: its own, or its node's for a `hostNetwork` pod.
     pub netns: String,
+    /// Host-side veth in the node netns (empty for a `hostNetwork` pod).
     pub host_iface: String,
+    /// `spec.hostNetwork`: it runs in its node's netns, with the node's addresses.
+    #[serde(default)]
+    pub host_network: bool,
     pub ipv4: Ipv4Addr,
     pub ipv6: Ipv6Addr,
     /// The Deployment that made this pod, if any.
     pub owner: Option<String>,
     pub program: PodProgram,
     pub process: Option<ProcessRecord>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn default_node() -> String {
+    DEFAULT_NODE.to_owned()
 }
 
 impl PodRecord {
@@ -70,25 +98,33 @@ impl PodRecord {
 }
 
 impl LabState {
-    pub fn new(name: &str, binary: PathBuf, agent: bool) -> Self {
+    pub fn new(name: &str, binary: PathBuf, agent: bool, nodes: u32, encap: Encap) -> Self {
         Self {
             name: name.to_owned(),
             binary,
             agent,
-            agent_process: None,
-            next_pod_index: FIRST_POD_INDEX,
+            nodes,
+            encap,
+            agents: BTreeMap::new(),
+            next_pod_index: BTreeMap::new(),
             pods: BTreeMap::new(),
         }
     }
 
-    /// What is handed out: the pods' addresses and the next index. `cluster_ips` are
-    /// the caller's to add (the Services in the datastore hold them).
+    /// What is handed out: the pods' addresses and nodes and the next indices.
+    /// `cluster_ips` are the caller's to add (the Services in the datastore hold them).
     pub fn allocation(&self) -> Allocation {
         Allocation {
-            next_pod_index: self.next_pod_index,
+            next_pod_index: self.next_pod_index.clone(),
+            nodes: self
+                .pods
+                .iter()
+                .map(|(key, r)| (key.clone(), r.node.clone()))
+                .collect(),
             pods: self
                 .pods
                 .iter()
+                .filter(|(_, r)| !r.host_network)
                 .map(|(key, r)| {
                     (
                         key.clone(),
@@ -155,14 +191,16 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("state.json");
         assert_eq!(LabState::load(&path).unwrap(), None);
-        let mut state = LabState::new("t", PathBuf::from("/bin/enforcer"), false);
+        let mut state = LabState::new("t", PathBuf::from("/bin/enforcer"), false, 2, Encap::Vxlan);
         state.pods.insert(
             "a/b".into(),
             PodRecord {
                 namespace: "a".into(),
                 name: "b".into(),
+                node: "node2".into(),
                 netns: "enf-t-a.b".into(),
                 host_iface: "cali0".into(),
+                host_network: false,
                 ipv4: Ipv4Addr::new(198, 18, 0, 10),
                 ipv6: "2001:2::a".parse().unwrap(),
                 owner: None,

@@ -38,7 +38,7 @@ impl Lab {
         let mut records: Vec<ProcessRecord> = Vec::new();
         match LabState::load(&paths.state_file()) {
             Ok(Some(state)) => {
-                records.extend(state.agent_process);
+                records.extend(state.agents.values().copied());
                 records.extend(state.pods.values().filter_map(|p| p.process));
             }
             Ok(None) => {}

@@ -96,6 +96,15 @@ impl DocContext<'_> {
             "Pod" => Object::Pod(de::Deserialize::deserialize(d).map_err(convert)?),
             "Deployment" => Object::Deployment(de::Deserialize::deserialize(d).map_err(convert)?),
             "Service" => Object::Service(de::Deserialize::deserialize(d).map_err(convert)?),
+            "Endpoints" => Object::Endpoints(de::Deserialize::deserialize(d).map_err(convert)?),
+            "EndpointSlice" if api == "discovery.k8s.io/v1" => {
+                Object::EndpointSlice(de::Deserialize::deserialize(d).map_err(convert)?)
+            }
+            "EndpointSlice" => {
+                return Err(unknown(format!(
+                    "EndpointSlice with apiVersion {api:?}: expected discovery.k8s.io/v1"
+                )));
+            }
             "NetworkPolicy" if api == "networking.k8s.io/v1" => {
                 Object::NetworkPolicy(de::Deserialize::deserialize(d).map_err(convert)?)
             }
@@ -124,7 +133,7 @@ impl DocContext<'_> {
             "" => return Err(unknown("the document has no kind".to_owned())),
             _ => {
                 return Err(unknown(format!(
-                    "unknown kind {kind:?} (apiVersion {api:?}); known: Namespace, Pod, Deployment, Service, NetworkPolicy, GlobalNetworkPolicy, Tier, NetworkSet, GlobalNetworkSet, HostEndpoint, List"
+                    "unknown kind {kind:?} (apiVersion {api:?}); known: Namespace, Pod, Deployment, Service, EndpointSlice, Endpoints, NetworkPolicy, GlobalNetworkPolicy, Tier, NetworkSet, GlobalNetworkSet, HostEndpoint, List"
                 )));
             }
         };

@@ -1,7 +1,9 @@
 //! The typed object model: what users write in YAML, before any compilation.
 //!
-//! - [`workload`]: the Kubernetes workload kinds; [`k8s`] and [`calico`]: the policy
-//!   kinds; [`Object`] (`object.rs`): any of them, and where it was read from;
+//! - [`workload`]: the Kubernetes workload kinds; [`endpoints`]: `EndpointSlice`,
+//!   `Endpoints` and how a Service resolves to its backends; [`k8s`] and [`calico`]:
+//!   the policy kinds; [`Object`] (`object.rs`): any of them, and where it was read
+//!   from;
 //! - `names.rs`: [`ObjectId`] and [`PolicyName`], the names the whole pipeline carries;
 //! - `load.rs`: files and text → [`Loaded`] objects, through the located YAML tree and
 //!   deserializer (`located/`) and the per-document reader (`document.rs`); errors
@@ -11,6 +13,7 @@
 pub mod calico;
 mod cidr;
 mod document;
+pub mod endpoints;
 mod error;
 pub mod k8s;
 pub(crate) mod load;
@@ -22,6 +25,7 @@ pub(crate) mod suggest;
 pub mod workload;
 
 pub(crate) use cidr::parse_cidr;
+pub use endpoints::{EndpointSlice, Endpoints};
 pub use error::{LoadError, ObjectError, ObjectProblem};
 pub use load::{load_paths, load_str, load_value};
 pub use located::tree::Position;

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use super::endpoints::{EndpointSlice, Endpoints};
 use super::names::{KIND_CALICO_NETWORK_POLICY, ObjectId};
 use super::workload::{Deployment, Namespace, ObjectMeta, Pod, Service};
 use super::{calico, k8s};
@@ -29,6 +30,8 @@ pub enum Object {
     Pod(Pod),
     Deployment(Deployment),
     Service(Service),
+    EndpointSlice(EndpointSlice),
+    Endpoints(Endpoints),
     NetworkPolicy(k8s::NetworkPolicy),
     CalicoNetworkPolicy(calico::NetworkPolicy),
     GlobalNetworkPolicy(calico::GlobalNetworkPolicy),
@@ -46,6 +49,8 @@ impl Object {
             Object::Pod(_) => "Pod",
             Object::Deployment(_) => "Deployment",
             Object::Service(_) => "Service",
+            Object::EndpointSlice(_) => "EndpointSlice",
+            Object::Endpoints(_) => "Endpoints",
             Object::NetworkPolicy(_) | Object::CalicoNetworkPolicy(_) => "NetworkPolicy",
             Object::GlobalNetworkPolicy(_) => "GlobalNetworkPolicy",
             Object::Tier(_) => "Tier",
@@ -61,6 +66,8 @@ impl Object {
             Object::Pod(o) => &o.metadata,
             Object::Deployment(o) => &o.metadata,
             Object::Service(o) => &o.metadata,
+            Object::EndpointSlice(o) => &o.metadata,
+            Object::Endpoints(o) => &o.metadata,
             Object::NetworkPolicy(o) => &o.metadata,
             Object::CalicoNetworkPolicy(o) => &o.metadata,
             Object::GlobalNetworkPolicy(o) => &o.metadata,
@@ -75,14 +82,22 @@ impl Object {
     pub(crate) fn is_policy_kind(&self) -> bool {
         !matches!(
             self,
-            Object::Namespace(_) | Object::Pod(_) | Object::Deployment(_) | Object::Service(_)
+            Object::Namespace(_)
+                | Object::Pod(_)
+                | Object::Deployment(_)
+                | Object::Service(_)
+                | Object::EndpointSlice(_)
+                | Object::Endpoints(_)
         )
     }
 
     /// `apiVersion` of the object as it was (or would be) written.
     pub(crate) fn api_version(&self) -> &'static str {
         match self {
-            Object::Namespace(_) | Object::Pod(_) | Object::Service(_) => "v1",
+            Object::Namespace(_) | Object::Pod(_) | Object::Service(_) | Object::Endpoints(_) => {
+                "v1"
+            }
+            Object::EndpointSlice(_) => "discovery.k8s.io/v1",
             Object::Deployment(_) => "apps/v1",
             Object::NetworkPolicy(_) => "networking.k8s.io/v1",
             Object::CalicoNetworkPolicy(o) => o.api.api_version(),
@@ -102,6 +117,8 @@ impl Object {
             Object::Pod(o) => serde_json::to_value(o),
             Object::Deployment(o) => serde_json::to_value(o),
             Object::Service(o) => serde_json::to_value(o),
+            Object::EndpointSlice(o) => serde_json::to_value(o),
+            Object::Endpoints(o) => serde_json::to_value(o),
             Object::NetworkPolicy(o) => serde_json::to_value(o),
             Object::CalicoNetworkPolicy(o) => serde_json::to_value(o),
             Object::GlobalNetworkPolicy(o) => serde_json::to_value(o),

@@ -63,6 +63,10 @@ pub struct PodSpec {
     pub service_account_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
+    /// The pod runs in the node's network namespace: its addresses are the node's,
+    /// so it is no workload endpoint (Calico's `IsReadyCalicoPod`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_network: bool,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -116,6 +120,11 @@ pub struct PodStatus {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub pod_ips: Vec<PodIp>,
+    /// `Pending`, `Running`, `Succeeded`, `Failed` or `Unknown`. A pod that
+    /// terminated (`Succeeded`, `Failed`) has released its address, which a new pod
+    /// may get: it is no workload endpoint any more (Calico's `IsFinished`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -192,6 +201,18 @@ pub struct ServiceSpec {
     /// Assigned by the lab when absent.
     #[serde(default, rename = "clusterIP", skip_serializing_if = "Option::is_none")]
     pub cluster_ip: Option<String>,
+    /// `Cluster` (default: any node forwards to any backend, SNAT when the backend is
+    /// on another node) or `Local` (a node forwards only to its own backends, keeping
+    /// the client's address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_traffic_policy: Option<String>,
+}
+
+impl ServiceSpec {
+    /// `externalTrafficPolicy: Local`.
+    pub fn external_traffic_local(&self) -> bool {
+        self.external_traffic_policy.as_deref() == Some("Local")
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -231,6 +252,14 @@ impl Pod {
             self.metadata.namespace.as_deref().unwrap_or("default"),
             &self.metadata.name,
         )
+    }
+
+    /// Whether the pod has terminated (`status.phase` `Succeeded` or `Failed`).
+    pub fn is_finished(&self) -> bool {
+        self.status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|phase| phase == "Succeeded" || phase == "Failed")
     }
 
     /// The pod's addresses from `status.podIPs` (or `status.podIP`), unparsed ones skipped.

@@ -133,6 +133,12 @@ pub struct ServiceInfo {
     pub id: ObjectId,
     pub vips: Vec<IpAddr>,
     pub ports: Vec<crate::model::workload::ServicePort>,
+    /// The backends of each port, in the order of `ports`: the selected pods, or the
+    /// Service's `EndpointSlices` and `Endpoints` (see [`crate::model::endpoints`]).
+    pub backends: Vec<crate::model::endpoints::PortEndpoints>,
+    /// `externalTrafficPolicy: Local`: a node forwards its `NodePorts` only to its own
+    /// backends, without SNAT.
+    pub external_traffic_local: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -66,6 +66,8 @@ impl LabGuard {
         let opts = UpOptions {
             name,
             agent,
+            nodes: 1,
+            encap: enforcer::lab::Encap::None,
             binary: enforcer_binary()?,
             agent_binary: None,
         };
@@ -95,7 +97,11 @@ impl LabGuard {
         let state = enforcer::lab::state::LabState::load(&self.name.paths().state_file())
             .ctx("lab state")?
             .ok_or("no lab state")?;
-        Ok(state.agent_process.ok_or("the lab has no agent")?.pid)
+        Ok(state
+            .agents
+            .get(enforcer::cluster::nodes::DEFAULT_NODE)
+            .ok_or("the lab has no agent")?
+            .pid)
     }
 }
 

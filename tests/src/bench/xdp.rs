@@ -185,6 +185,8 @@ fn lab_up(prefix: &str, files: &[&Path], agent: bool) -> Result<LabGuard> {
     let lab = LabGuard {
         name: unique_name(prefix),
         bin: super::lab::enforcer_binary().map_err(anyhow::Error::msg)?,
+        nodes: 1,
+        encap: None,
     };
     let mut args = vec!["up".to_owned()];
     if !agent {

@@ -10,24 +10,28 @@
 //! Calico drops a rule it cannot convert and logs it; here such a rule is an error with
 //! its field, since a dropped Allow silently narrows what the author wrote.
 
-use std::net::IpAddr;
-
 use super::context::{Ctx, DEFAULT_TIER, named_port, namespace_scope};
 use crate::model::workload::IntOrString;
-use crate::model::{KIND_K8S_NETWORK_POLICY, Pod, PolicyName, Service, k8s};
+use crate::model::{KIND_K8S_NETWORK_POLICY, Pod, PolicyName, k8s};
 use crate::policy::{
     Endpoint, EntityMatch, EntitySelector, LABEL_NAMESPACE, LABEL_ORCHESTRATOR,
     LABEL_SERVICE_ACCOUNT, NamedPort, NamespaceScope, PROTO_SCTP, PROTO_TCP, PROTO_UDP, Policy,
-    PolicyError, PolicyProblem, PortMatch, Rule, RuleAction, ServiceInfo, parse_protocol,
+    PolicyError, PolicyProblem, PortMatch, Rule, RuleAction, parse_protocol,
 };
 use crate::selector::Selector;
 
 /// The order Calico gives every converted Kubernetes `NetworkPolicy`.
 const K8S_POLICY_ORDER: f64 = 1000.0;
 
-/// The workload endpoint of a pod; `None` while it has no address (Calico only
-/// creates workload endpoints for pods with an IP: `IsReadyCalicoPod`).
+/// The workload endpoint of a pod, as Calico decides which pods are endpoints
+/// (libcalico-go `IsReadyCalicoPod`): `None` for a pod on the host's network (its
+/// addresses are the node's: the node would take its labels), for a terminated pod
+/// (`Succeeded`/`Failed`: its address is free for a new pod, which must not inherit
+/// its identity), and while it has no address.
 pub(super) fn endpoint(ctx: &Ctx<'_>, pod: &Pod) -> Result<Option<Endpoint>, PolicyError> {
+    if pod.spec.host_network || pod.is_finished() {
+        return Ok(None);
+    }
     let ips = pod.ips();
     if ips.is_empty() {
         return Ok(None);
@@ -78,22 +82,6 @@ pub(super) fn endpoint(ctx: &Ctx<'_>, pod: &Pod) -> Result<Option<Endpoint>, Pol
         service_account,
         node: pod.spec.node_name.clone(),
     }))
-}
-
-/// A Service with a cluster IP: its virtual addresses, which no policy selects (policy
-/// applies after kube-proxy's DNAT, to the backend pod).
-pub(super) fn service(ctx: &Ctx<'_>, svc: &Service) -> Option<ServiceInfo> {
-    let vips: Vec<IpAddr> = svc
-        .spec
-        .cluster_ip
-        .iter()
-        .filter_map(|ip| ip.parse().ok())
-        .collect();
-    (!vips.is_empty()).then(|| ServiceInfo {
-        id: ctx.id.clone(),
-        vips,
-        ports: svc.spec.ports.clone(),
-    })
 }
 
 /// `projectcalico.org/orchestrator == 'k8s'`: what Calico puts in front of every

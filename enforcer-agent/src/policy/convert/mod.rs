@@ -2,11 +2,11 @@
 //! would see the objects.
 //!
 //! 1. Namespaces, with the `kubernetes.io/metadata.name` label the API server adds.
-//! 2. Entities and tiers: pods with an address become workload endpoints and Services
-//!    virtual addresses ([`k8s`]); network sets, host endpoints and tiers are Calico's
-//!    ([`calico`]). Calico's three well-known tiers exist without being written:
-//!    `kube-admin` (order 1,000, ends in Pass), `default` (1,000,000, Deny) and
-//!    `kube-baseline` (10,000,000, Pass).
+//! 2. Entities and tiers: pods with an address become workload endpoints ([`k8s`]),
+//!    Services virtual addresses with their backends ([`services`]); network sets,
+//!    host endpoints and tiers are Calico's ([`calico`]). Calico's three well-known
+//!    tiers exist without being written: `kube-admin` (order 1,000, ends in Pass),
+//!    `default` (1,000,000, Deny) and `kube-baseline` (10,000,000, Pass).
 //! 3. Policies: Kubernetes `NetworkPolicies` converted into tier `default` ([`k8s`]),
 //!    Calico policies into their tier ([`calico`]); a policy naming a tier that does not
 //!    exist is refused, as Calico's API refuses it.
@@ -23,6 +23,7 @@
 mod calico;
 mod context;
 mod k8s;
+mod services;
 
 use std::collections::BTreeMap;
 
@@ -45,6 +46,7 @@ impl Cluster {
         for loaded in objects {
             add_entity_or_tier(&mut cluster, &mut tiers, loaded)?;
         }
+        cluster.services = services::services(objects);
         // Namespaces only pods mention exist too (with just their name label).
         for ep in &cluster.endpoints {
             cluster
@@ -119,8 +121,8 @@ fn well_known_tiers() -> BTreeMap<String, Tier> {
     .collect()
 }
 
-/// Adds what `loaded` contributes besides policies: an endpoint, a Service, a network
-/// set, a host endpoint or a tier.
+/// Adds what `loaded` contributes besides policies and Services: an endpoint, a
+/// network set, a host endpoint or a tier.
 fn add_entity_or_tier(
     cluster: &mut Cluster,
     tiers: &mut BTreeMap<String, Tier>,
@@ -133,7 +135,6 @@ fn add_entity_or_tier(
                 cluster.endpoints.push(ep);
             }
         }
-        Object::Service(svc) => cluster.services.extend(k8s::service(&ctx, svc)),
         Object::NetworkSet(set) => cluster.network_sets.push(calico::network_set(&ctx, set)?),
         Object::GlobalNetworkSet(set) => cluster
             .network_sets

@@ -358,3 +358,76 @@ fn namespaced_rule_selectors_are_scoped() {
         NamespaceScope::NonNamespaced
     );
 }
+
+#[test]
+fn host_network_and_finished_pods_are_no_endpoints_and_services_get_backends() {
+    let (c, _) = cluster(
+        "\
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: a, labels: {app: web}}
+spec: {nodeName: node2, containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}
+status: {podIP: 198.18.32.10}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: exporter, namespace: a, labels: {app: web}}
+spec: {nodeName: node1, hostNetwork: true, containers: [{name: c, ports: [{name: http, containerPort: 9100}]}]}
+status: {podIP: 198.18.255.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: job, namespace: a, labels: {role: admin}}
+spec: {containers: [{name: c}]}
+status: {phase: Succeeded, podIP: 198.18.0.10}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: a}
+spec: {clusterIP: 198.19.0.20, type: NodePort, externalTrafficPolicy: Local, selector: {app: web}, ports: [{port: 80, targetPort: http, nodePort: 30080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: outside, namespace: a}
+spec: {clusterIP: 198.19.0.21, ports: [{name: http, port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: outside-x, namespace: a, labels: {kubernetes.io/service-name: outside}}
+addressType: IPv4
+endpoints: [{addresses: [198.18.255.2]}]
+ports: [{name: http, port: 8080}]
+",
+    )
+    .unwrap();
+    let names: Vec<&str> = c.endpoints.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["web"],
+        "hostNetwork and finished pods are no endpoints"
+    );
+    let svc = |name: &str| c.services.iter().find(|s| s.id.name == name).unwrap();
+    let web = svc("web");
+    assert!(web.external_traffic_local);
+    let backends: Vec<(String, u16, Option<String>)> = web.backends[0]
+        .endpoints
+        .iter()
+        .map(|e| (e.ip.to_string(), e.port, e.node.clone()))
+        .collect();
+    // The hostNetwork pod is a backend with the node's address (as in Kubernetes).
+    assert_eq!(
+        backends,
+        [
+            ("198.18.32.10".to_owned(), 8080, Some("node2".to_owned())),
+            ("198.18.255.1".to_owned(), 9100, Some("node1".to_owned())),
+        ]
+    );
+    let outside = svc("outside");
+    assert!(!outside.external_traffic_local);
+    assert_eq!(outside.backends[0].endpoints.len(), 1);
+    assert_eq!(
+        outside.backends[0].endpoints[0].ip.to_string(),
+        "198.18.255.2"
+    );
+    assert_eq!(outside.backends[0].endpoints[0].port, 8080);
+}
