@@ -2,7 +2,8 @@
 //! first, filtered by source, destination, verdict and node, and, with `--follow`, the
 //! lines appended after that, across rotations, waiting on inotify (no polling).
 
-use std::io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read as _, Seek as _, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
@@ -86,49 +87,113 @@ fn parse_lines(text: &str, filter: &FlowFilter, out: &mut Vec<FlowRecord>, skipp
     }
 }
 
-/// Every matching line of the log at `path` and its rotated files, oldest first.
-pub fn read(path: &Path, filter: &FlowFilter) -> Result<(Vec<FlowRecord>, Skipped), FlowsError> {
+/// Which logs to read: the files of one directory whose names `names` accepts (a lab
+/// of several nodes has a log per node), each with its rotated files.
+pub struct FlowLogs {
+    pub dir: PathBuf,
+    names: Box<dyn Fn(&str) -> bool>,
+}
+
+impl FlowLogs {
+    /// One log file.
+    pub fn file(path: &Path) -> Self {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| Path::new("."))
+            .to_path_buf();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Self {
+            dir,
+            names: Box::new(move |n| n == name),
+        }
+    }
+
+    /// The logs of a lab's agents in its datastore: `flows.jsonl` (one node) or
+    /// `flows-<node>.jsonl` (several).
+    pub fn lab(datastore: &Path) -> Self {
+        Self {
+            dir: datastore.to_path_buf(),
+            names: Box::new(|n| {
+                n == "flows.jsonl"
+                    || n.strip_prefix("flows-").is_some_and(|rest| {
+                        rest.strip_suffix(".jsonl")
+                            .is_some_and(|node| !node.is_empty())
+                    })
+            }),
+        }
+    }
+
+    /// The current (not rotated) log files.
+    pub fn current(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_name().to_str().is_some_and(|n| (self.names)(n)))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+}
+
+/// Every matching line of the logs and their rotated files, oldest first (by the
+/// end of their interval, then start).
+pub fn read(
+    logs: &FlowLogs,
+    filter: &FlowFilter,
+) -> Result<(Vec<FlowRecord>, Skipped), FlowsError> {
     let mut out = Vec::new();
     let mut skipped = Skipped::default();
-    for file in files_oldest_first(path) {
-        let text = match std::fs::read(&file) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            // Rotated away between the listing and the read: its lines are in the next.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(source) => return Err(FlowsError::Io { path: file, source }),
-        };
-        parse_lines(&text, filter, &mut out, &mut skipped);
+    for path in logs.current() {
+        for file in files_oldest_first(&path) {
+            let text = match std::fs::read(&file) {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                // Rotated away between the listing and the read: its lines are in the next.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(FlowsError::Io { path: file, source }),
+            };
+            parse_lines(&text, filter, &mut out, &mut skipped);
+        }
     }
+    out.sort_by(|a, b| (&a.end, &a.start).cmp(&(&b.end, &b.start)));
     Ok((out, skipped))
 }
 
-/// Follows the log after what [`read`] returned: new lines of the file, then of the
-/// new file after a rotation.
-pub struct Follower {
-    path: PathBuf,
-    inotify: Inotify,
+/// One followed file: where reading stopped, and an incomplete last line.
+struct Followed {
     file: Option<std::fs::File>,
     offset: u64,
     partial: String,
 }
 
+/// Follows the logs after what [`read`] returned: new lines of each file, then of the
+/// new file after a rotation, and new logs (a node's first lines).
+pub struct Follower {
+    logs: FlowLogs,
+    inotify: Inotify,
+    files: BTreeMap<String, Followed>,
+}
+
 impl Follower {
-    /// Starts at the current end of the log.
-    pub fn new(path: &Path) -> Result<Self, FlowsError> {
+    /// Starts at the current end of every log.
+    pub fn new(logs: FlowLogs) -> Result<Self, FlowsError> {
         let watch_err = |source| FlowsError::Watch {
-            path: path.to_path_buf(),
+            path: logs.dir.clone(),
             source,
         };
         let inotify = Inotify::init(InitFlags::IN_CLOEXEC).map_err(watch_err)?;
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or_else(|| Path::new("."));
-        // The directory, not the file: rotation renames the file away and the agent
+        // The directory, not the files: rotation renames a file away and the agent
         // creates a new one under the name.
         inotify
             .add_watch(
-                dir,
+                &logs.dir,
                 AddWatchFlags::IN_MODIFY
                     | AddWatchFlags::IN_CREATE
                     | AddWatchFlags::IN_MOVED_FROM
@@ -137,103 +202,117 @@ impl Follower {
             )
             .map_err(watch_err)?;
         let mut follower = Self {
-            path: path.to_path_buf(),
+            logs,
             inotify,
-            file: None,
-            offset: 0,
-            partial: String::new(),
+            files: BTreeMap::new(),
         };
-        follower.reopen(true)?;
+        for path in follower.logs.current() {
+            if let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) {
+                let followed = follower.open(&name, true)?;
+                follower.files.insert(name, followed);
+            }
+        }
         Ok(follower)
     }
 
-    fn reopen(&mut self, at_end: bool) -> Result<(), FlowsError> {
-        self.partial.clear();
-        match std::fs::File::open(&self.path) {
+    fn open(&self, name: &str, at_end: bool) -> Result<Followed, FlowsError> {
+        let path = self.logs.dir.join(name);
+        match std::fs::File::open(&path) {
             Ok(mut f) => {
-                self.offset = if at_end {
-                    f.seek(SeekFrom::End(0)).map_err(|source| FlowsError::Io {
-                        path: self.path.clone(),
-                        source,
-                    })?
+                let offset = if at_end {
+                    f.seek(SeekFrom::End(0))
+                        .map_err(|source| FlowsError::Io { path, source })?
                 } else {
                     0
                 };
-                self.file = Some(f);
+                Ok(Followed {
+                    file: Some(f),
+                    offset,
+                    partial: String::new(),
+                })
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.file = None;
-                self.offset = 0;
-            }
-            Err(source) => {
-                return Err(FlowsError::Io {
-                    path: self.path.clone(),
-                    source,
-                });
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Followed {
+                file: None,
+                offset: 0,
+                partial: String::new(),
+            }),
+            Err(source) => Err(FlowsError::Io { path, source }),
         }
-        Ok(())
     }
 
-    /// Blocks until the log has new lines; returns the matching ones (possibly none).
+    /// Blocks until a log has new lines; returns the matching ones (possibly none).
     pub fn next(&mut self, filter: &FlowFilter) -> Result<Vec<FlowRecord>, FlowsError> {
-        let name = self.path.file_name().map(std::ffi::OsStr::to_os_string);
         let events = self
             .inotify
             .read_events()
             .map_err(|source| FlowsError::Watch {
-                path: self.path.clone(),
+                path: self.logs.dir.clone(),
                 source,
             })?;
-        let mut out = Vec::new();
-        let mut skipped = Skipped::default();
-        let mut replaced = false;
+        let mut touched = BTreeSet::new();
+        let mut replaced = BTreeSet::new();
         for event in &events {
-            if event.name.as_ref() != name.as_ref() {
+            let Some(name) = event.name.as_ref().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if !(self.logs.names)(name) {
                 continue;
             }
+            touched.insert(name.to_owned());
             if event.mask.intersects(
                 AddWatchFlags::IN_CREATE
                     | AddWatchFlags::IN_MOVED_FROM
                     | AddWatchFlags::IN_MOVED_TO
                     | AddWatchFlags::IN_DELETE,
             ) {
-                replaced = true;
+                replaced.insert(name.to_owned());
             }
         }
-        // What the old file got before it was renamed, then the new file from its start.
-        self.read_new(filter, &mut out, &mut skipped)?;
-        if replaced {
-            self.reopen(false)?;
-            self.read_new(filter, &mut out, &mut skipped)?;
+        let mut out = Vec::new();
+        let mut skipped = Skipped::default();
+        for name in touched {
+            let mut followed = match self.files.remove(&name) {
+                Some(f) => f,
+                // A new log (a node's first event): from its start.
+                None => self.open(&name, false)?,
+            };
+            // What the old file got before it was renamed, then the new file.
+            self.read_new(&name, &mut followed, filter, &mut out, &mut skipped)?;
+            // A renamed file (rotation) or one that was not there: the new one, from its
+            // start.
+            if replaced.contains(&name) || followed.file.is_none() {
+                followed = self.open(&name, false)?;
+                self.read_new(&name, &mut followed, filter, &mut out, &mut skipped)?;
+            }
+            self.files.insert(name, followed);
         }
         Ok(out)
     }
 
     fn read_new(
-        &mut self,
+        &self,
+        name: &str,
+        followed: &mut Followed,
         filter: &FlowFilter,
         out: &mut Vec<FlowRecord>,
         skipped: &mut Skipped,
     ) -> Result<(), FlowsError> {
-        let Some(file) = self.file.as_mut() else {
+        let Some(file) = followed.file.as_mut() else {
             return Ok(());
         };
         let io = |source| FlowsError::Io {
-            path: self.path.clone(),
+            path: self.logs.dir.join(name),
             source,
         };
-        file.seek(SeekFrom::Start(self.offset)).map_err(io)?;
+        file.seek(SeekFrom::Start(followed.offset)).map_err(io)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io)?;
-        self.offset += bytes.len() as u64;
-        self.partial.push_str(&String::from_utf8_lossy(&bytes));
+        followed.offset += bytes.len() as u64;
+        followed.partial.push_str(&String::from_utf8_lossy(&bytes));
         // Only whole lines: the agent may be between two writes.
-        if let Some(end) = self.partial.rfind('\n') {
-            let complete: String = self.partial.drain(..=end).collect();
-            let reader = BufReader::new(complete.as_bytes());
-            let text: Vec<String> = reader.lines().map_while(Result::ok).collect();
-            parse_lines(&text.join("\n"), filter, out, skipped);
+        if let Some(end) = followed.partial.rfind('\n') {
+            let complete: String = followed.partial.drain(..=end).collect();
+            parse_lines(&complete, filter, out, skipped);
         }
         Ok(())
     }
@@ -282,7 +361,8 @@ mod tests {
             ),
         )
         .unwrap();
-        let (all, skipped) = read(&path, &FlowFilter::default()).unwrap();
+        let logs = FlowLogs::file(&path);
+        let (all, skipped) = read(&logs, &FlowFilter::default()).unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(skipped, Skipped(1));
         assert_eq!(all[0].source.name, "frontend-0", "oldest first");
@@ -290,23 +370,23 @@ mod tests {
             verdict: Some(VerdictFilter::Denied),
             ..FlowFilter::default()
         };
-        assert_eq!(read(&path, &denied).unwrap().0.len(), 1);
+        assert_eq!(read(&logs, &denied).unwrap().0.len(), 1);
         let from = FlowFilter {
             from: vec!["kube-system/*".into()],
             to: vec!["dev-app/backend-0".into()],
             ..FlowFilter::default()
         };
-        let (got, _) = read(&path, &from).unwrap();
+        let (got, _) = read(&logs, &from).unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].source.namespace, "kube-system");
         let by_ip = FlowFilter {
             to: vec!["198.18.0.2".into()],
             ..FlowFilter::default()
         };
-        assert_eq!(read(&path, &by_ip).unwrap().0.len(), 2);
+        assert_eq!(read(&logs, &by_ip).unwrap().0.len(), 2);
 
         // Following: an append, then a rotation.
-        let mut follower = Follower::new(&path).unwrap();
+        let mut follower = Follower::new(FlowLogs::file(&path)).unwrap();
         std::fs::OpenOptions::new()
             .append(true)
             .open(&path)

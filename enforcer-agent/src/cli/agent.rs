@@ -21,6 +21,7 @@ use enforcer::datastore::file::FileDatastore;
 ///   enforcer agent --node node1 --datastore /var/lib/enforcer/datastore
 ///   enforcer agent --node node1 --datastore ./ds --bpffs /sys/fs/bpf/enforcer/node1
 #[derive(Args, Debug)]
+#[command(args_override_self = true)]
 pub struct AgentArgs {
     /// This node's name.
     #[arg(long, default_value = "node1")]

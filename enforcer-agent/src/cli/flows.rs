@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 
 use enforcer::agent::flowlog::record::FlowRecord;
-use enforcer::flows::{FlowFilter, Follower, VerdictFilter, read};
+use enforcer::flows::{FlowFilter, FlowLogs, Follower, VerdictFilter, read};
 
 use super::output::{self, Output, OutputArg};
 use super::table;
@@ -79,11 +79,15 @@ impl FlowsArgs {
             "flows",
             &[Output::Table, Output::Wide, Output::Json, Output::Yaml],
         )?;
-        let path = match (&self.lab, &self.datastore, &self.file) {
-            (Some(lab), _, _) => super::lab::flow_log_path(lab)?,
-            (None, Some(ds), _) => ds.join("flows.jsonl"),
-            (None, None, Some(file)) => file.clone(),
-            (None, None, None) => PathBuf::from("/var/lib/enforcer/datastore/flows.jsonl"),
+        let logs = || -> anyhow::Result<FlowLogs> {
+            Ok(match (&self.lab, &self.datastore, &self.file) {
+                (Some(lab), _, _) => FlowLogs::lab(&super::lab::datastore_dir(lab)?),
+                (None, Some(ds), _) => FlowLogs::file(&ds.join("flows.jsonl")),
+                (None, None, Some(file)) => FlowLogs::file(file),
+                (None, None, None) => {
+                    FlowLogs::file(&PathBuf::from("/var/lib/enforcer/datastore/flows.jsonl"))
+                }
+            })
         };
         let filter = FlowFilter {
             from: self.from,
@@ -96,22 +100,19 @@ impl FlowsArgs {
         };
         // Follow from the end of what is read now: no line is printed twice or lost.
         let mut follower = if self.follow {
-            Some(Follower::new(&path)?)
+            Some(Follower::new(logs()?)?)
         } else {
             None
         };
-        let (records, skipped) = read(&path, &filter)?;
+        let logs = logs()?;
+        let (records, skipped) = read(&logs, &filter)?;
         if skipped.0 > 0 {
-            eprintln!(
-                "note: {} lines of {} are not flow records",
-                skipped.0,
-                path.display()
-            );
+            eprintln!("note: {} lines are not flow records", skipped.0);
         }
-        if records.is_empty() && !path.exists() && follower.is_none() {
+        if logs.current().is_empty() && follower.is_none() {
             eprintln!(
-                "note: {} does not exist yet (the agent writes it on the first flow event)",
-                path.display()
+                "note: no flow log in {} yet (the agent writes it on the first flow event)",
+                logs.dir.display()
             );
         }
         print(format, &records, true)?;

@@ -150,6 +150,16 @@ pub struct UpArgs {
     /// arguments: `agent --node node1 --datastore DIR --bpffs DIR`).
     #[arg(long, conflicts_with = "no_agent")]
     pub agent_bin: Option<PathBuf>,
+    /// An extra argument for every node agent, after the lab's own (repeatable), e.g.
+    /// `--agent-arg=--flow-log=denied` or `--agent-arg=--flow-log-max-size=64K`.
+    /// Kept for `lab restart-agent`.
+    #[arg(
+        long = "agent-arg",
+        value_name = "ARG",
+        allow_hyphen_values = true,
+        conflicts_with = "no_agent"
+    )]
+    pub agent_args: Vec<String>,
     /// Number of nodes, 1 to 8.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
     pub nodes: u32,
@@ -310,6 +320,7 @@ pub fn execute(args: LabArgs) -> Result<i32, LabCliError> {
                 },
                 binary,
                 agent_binary: up.agent_bin,
+                agent_args: up.agent_args,
             };
             let lab = Lab::up(&opts, &up.files)?;
             let pods = lab.get_pods()?;
@@ -482,10 +493,10 @@ pub fn bpffs_dir(name: &str) -> Result<PathBuf, LabCliError> {
     Ok(LabName::new(name).map_err(LabError::from)?.bpffs_dir())
 }
 
-/// The flow log of lab `name`'s agent (`flows --lab`).
-pub fn flow_log_path(name: &str) -> Result<PathBuf, LabCliError> {
+/// Lab `name`'s datastore directory (its agents' flow logs are there, `flows --lab`).
+pub fn datastore_dir(name: &str) -> Result<PathBuf, LabCliError> {
     let name = LabName::new(name).map_err(LabError::from)?;
-    Ok(name.paths().datastore().join("flows.jsonl"))
+    Ok(name.paths().datastore())
 }
 
 /// `enforcer lab-responder`: serves until killed.

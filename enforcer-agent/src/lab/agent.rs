@@ -62,6 +62,7 @@ pub fn start(
     node: &str,
     binary: &Path,
     paths: &LabPaths,
+    extra_args: &[String],
 ) -> Result<Daemon, ProcessError> {
     let mut args = vec![
         "agent".to_owned(),
@@ -77,10 +78,14 @@ pub fn start(
     }
     if let Some(flow_log) = topo.flow_log(paths, node) {
         args.extend([
-            "--flow-log".to_owned(),
+            "--flow-log-file".to_owned(),
             flow_log.to_string_lossy().into_owned(),
         ]);
     }
+    // A lab is for looking at what happens: allowed flows are logged too
+    // (`enforcer flows --lab`). `--agent-arg --flow-log=denied` overrides it.
+    args.extend(["--flow-log".to_owned(), "all".to_owned()]);
+    args.extend(extra_args.iter().cloned());
     process::spawn_in_netns(
         &topo.netns(node),
         binary,

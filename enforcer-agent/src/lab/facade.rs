@@ -38,6 +38,8 @@ pub struct UpOptions {
     pub binary: PathBuf,
     /// Run the agent from this program instead of `binary` (same arguments).
     pub agent_binary: Option<PathBuf>,
+    /// Extra arguments of every node agent (after the lab's own).
+    pub agent_args: Vec<String>,
 }
 
 /// One line of `lab get pods -o json`.
@@ -120,7 +122,13 @@ impl Lab {
     pub(super) fn start_agents(&mut self, binary: &Path, nodes: &[String]) -> Result<(), LabError> {
         let mut started = Vec::new();
         for node in nodes {
-            let daemon = agent::start(&self.topo, node, binary, &self.paths)?;
+            let daemon = agent::start(
+                &self.topo,
+                node,
+                binary,
+                &self.paths,
+                &self.state.agent_args,
+            )?;
             self.state.agents.insert(node.clone(), daemon.record);
             started.push((node, daemon));
         }

@@ -79,13 +79,14 @@ impl Lab {
         let topo = Topology::new(name, opts.nodes, opts.encap)?;
         let mut declared = cluster::declare(declared_from(crate::model::load_paths(files)?));
         implied::add_implied(&mut declared);
-        let state = LabState::new(
+        let mut state = LabState::new(
             name.as_str(),
             opts.binary.clone(),
             opts.agent,
             opts.nodes,
             opts.encap,
         );
+        state.agent_args.clone_from(&opts.agent_args);
         let (plan, allocation) = cluster::plan(&declared, topo.nodes(), &state.allocation())?;
 
         for dir in [paths.root.clone(), paths.logs(), paths.run()] {

@@ -59,6 +59,9 @@ pub struct LabState {
     pub next_pod_index: BTreeMap<String, u32>,
     /// Pods by `namespace/name`.
     pub pods: BTreeMap<String, PodRecord>,
+    /// Extra arguments of every node agent (`lab up --agent-arg`), kept for restarts.
+    #[serde(default)]
+    pub agent_args: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -108,6 +111,7 @@ impl LabState {
             agents: BTreeMap::new(),
             next_pod_index: BTreeMap::new(),
             pods: BTreeMap::new(),
+            agent_args: Vec::new(),
         }
     }
 

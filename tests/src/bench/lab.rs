@@ -70,6 +70,9 @@ impl LabGuard {
             encap: enforcer::lab::Encap::None,
             binary: enforcer_binary()?,
             agent_binary: None,
+            // The agent's production default (the lab's own is `all`): benchmarks
+            // measure what a node runs.
+            agent_args: vec!["--flow-log=denied".to_owned()],
         };
         guard.lab = Some(Lab::up(&opts, &files).ctx("lab up")?);
         Ok(guard)
