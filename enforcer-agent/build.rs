@@ -2,14 +2,18 @@
 //! `src/dataplane/object.rs` embeds.
 //!
 //! The BPF crate needs the nightly toolchain (`-Z build-std=core` for
-//! `bpfel-unknown-none`) and links with the toolchain's own `llc` through
-//! `enforcer-ebpf/bpf-link.sh` (no bpf-linker; see the toolchain notes). It is built by a
-//! nested `cargo` with its own target directory (`<workspace>/target/bpf`), in the dev or
-//! release profile matching this build, so dev and release tests each verify their own
-//! object.
+//! `bpfel-unknown-none`) and links with `bpf-linker` (the toolchain notes' recipe B),
+//! which emits BTF (`--btf`): the maps are BTF-defined, so the kernel knows their key
+//! and value types (`bpftool map dump` prints fields by name) and verifier logs carry
+//! source lines. It is built by a nested `cargo` with its own target directory
+//! (`<workspace>/target/bpf`), in the dev or release profile matching this build, so
+//! dev and release tests each verify their own object.
 //!
-//! Needs: `rustup toolchain install nightly` and
-//! `rustup component add rust-src llvm-tools --toolchain nightly`.
+//! Needs: `rustup toolchain install nightly`,
+//! `rustup component add rust-src --toolchain nightly`, and bpf-linker built against
+//! an LLVM of nightly's major version (`cargo xtask` installs both: Debian's
+//! `llvm-22-dev`, then `LLVM_PREFIX=/usr/lib/llvm-22 cargo install bpf-linker
+//! --no-default-features --features llvm-22`).
 
 use std::{
     env,
@@ -34,7 +38,6 @@ fn main() -> Result<()> {
         ebpf.join("src"),
         ebpf.join("Cargo.toml"),
         ebpf.join("Cargo.lock"),
-        ebpf.join("bpf-link.sh"),
         common.join("src"),
         common.join("Cargo.toml"),
     ] {
@@ -53,19 +56,13 @@ fn main() -> Result<()> {
 /// Runs the nested nightly cargo and returns the path of the linked object.
 fn build_bpf(workspace: &Path, ebpf: &Path, release: bool) -> Result<PathBuf> {
     let sysroot = nightly_sysroot()?;
-    let llc = sysroot.join("lib/rustlib/x86_64-unknown-linux-gnu/bin/llc");
-    ensure!(
-        llc.is_file(),
-        "{} is missing: run `rustup component add llvm-tools --toolchain {TOOLCHAIN}`",
-        llc.display()
-    );
+    let linker = bpf_linker()?;
     let rust_src = sysroot.join("lib/rustlib/src/rust/library/core");
     ensure!(
         rust_src.is_dir(),
         "{} is missing: run `rustup component add rust-src --toolchain {TOOLCHAIN}`",
         rust_src.display()
     );
-    let linker = ebpf.join("bpf-link.sh");
     let target_dir = workspace.join("target").join("bpf");
 
     let mut cmd = Command::new("rustup");
@@ -80,9 +77,13 @@ fn build_bpf(workspace: &Path, ebpf: &Path, release: bool) -> Result<PathBuf> {
     .arg(&target_dir)
     .arg("--")
     .arg("-C")
-    .arg(format!("linker={}", linker.display()));
+    .arg(format!("linker={}", linker.display()))
+    // The programs use BPF v3 instructions (32-bit jumps, atomics).
+    .args(["-C", "target-cpu=v3"])
+    .args(["-C", "link-arg=--btf"])
+    // BPF global functions (verified once, not once per call site): kept global.
+    .args(["-C", "link-arg=--export=enf_observe"]);
     scrub_env(&mut cmd);
-    cmd.env("ENFORCER_LLC", &llc);
 
     let status = cmd
         .status()
@@ -90,8 +91,8 @@ fn build_bpf(workspace: &Path, ebpf: &Path, release: bool) -> Result<PathBuf> {
     if !status.success() {
         bail!(
             "building enforcer-ebpf failed ({status}); it needs the `{TOOLCHAIN}` toolchain with \
-             the `rust-src` and `llvm-tools` components: \
-             `rustup component add rust-src llvm-tools --toolchain {TOOLCHAIN}`"
+             the `rust-src` component (`rustup component add rust-src --toolchain {TOOLCHAIN}`) \
+             and bpf-linker (`cargo xtask test` installs it)"
         );
     }
     let object = target_dir
@@ -100,6 +101,30 @@ fn build_bpf(workspace: &Path, ebpf: &Path, release: bool) -> Result<PathBuf> {
         .join("enforcer-ebpf");
     ensure!(object.is_file(), "{} was not produced", object.display());
     Ok(object)
+}
+
+/// `bpf-linker` on the PATH or in cargo's bin directory.
+fn bpf_linker() -> Result<PathBuf> {
+    let cargo_bin = env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|h| h.join("bin"));
+    let candidates = env::var_os("PATH")
+        .map(|p| env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(cargo_bin);
+    for dir in candidates {
+        let path = dir.join("bpf-linker");
+        if path.is_file() {
+            return Ok(path);
+        }
+    }
+    bail!(
+        "bpf-linker is missing (it links the BPF programs and emits their BTF): install \
+         Debian's llvm-22-dev, then `LLVM_PREFIX=/usr/lib/llvm-22 cargo install bpf-linker \
+         --no-default-features --features llvm-22` (`cargo xtask test` does both)"
+    )
 }
 
 fn nightly_sysroot() -> Result<PathBuf> {
@@ -112,7 +137,7 @@ fn nightly_sysroot() -> Result<PathBuf> {
     ensure!(
         out.status.success(),
         "the `{TOOLCHAIN}` toolchain is not usable (`rustup toolchain install {TOOLCHAIN} \
-         --component rust-src,llvm-tools`): {}",
+         --component rust-src`): {}",
         String::from_utf8_lossy(&out.stderr).trim()
     );
     Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))

@@ -16,6 +16,7 @@ pub mod dataplane;
 pub mod datastore;
 pub mod eval;
 pub mod explain;
+pub mod flows;
 pub mod health;
 pub mod inspect;
 pub mod lab;

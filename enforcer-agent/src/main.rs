@@ -40,6 +40,8 @@ enum Command {
     Check(cli::check::CheckArgs),
     /// Explain why a flow is allowed or denied.
     Explain(cli::explain::ExplainArgs),
+    /// Show the flow log (verdicts per flow, both ends named), or follow it.
+    Flows(cli::flows::FlowsArgs),
     /// Decode a node's pinned BPF maps.
     Inspect(cli::inspect::InspectArgs),
     /// A cluster made of network namespaces, to try policies on real packets.
@@ -77,11 +79,9 @@ fn run(command: Command) -> anyhow::Result<i32> {
         }
         Command::Check(args) => args.execute()?,
         Command::Explain(args) => args.execute()?,
+        Command::Flows(args) => args.execute()?,
         Command::Matrix(args) => args.execute()?,
-        Command::Inspect(args) => {
-            args.execute()?;
-            0
-        }
+        Command::Inspect(args) => args.execute()?,
         Command::Lab(args) => cli::lab::execute(args)?,
         Command::Uninstall(args) => {
             args.execute()?;

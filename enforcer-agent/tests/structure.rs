@@ -39,6 +39,8 @@ const RANKS: &[(&str, u32)] = &[
     // Tools: what `check`, `matrix` and the lab build on ...
     ("connectivity", 7),
     ("explain", 7),
+    // Reads the agent's flow log (`enforcer flows`).
+    ("flows", 7),
     ("inspect", 7),
     ("offline", 7),
     ("testkit", 7),

@@ -1,4 +1,5 @@
-//! The programs' output besides the verdict: per-hook outcome counters and flow events.
+//! The outcome counters (`ENF_COUNTERS`): per hook, per reason. Flow events and the
+//! other observability maps are in `observe`. Re-exported at the crate root.
 
 // ---------------------------------------------------------------------------------
 // COUNTERS: PERCPU_ARRAY u64, index = hook * REASONS + reason.
@@ -68,35 +69,3 @@ pub const REASON_NAMES: [&str; REASONS as usize] = [
     "deny_no_conntrack",
     "deny_deferred_unjudged",
 ];
-
-// ---------------------------------------------------------------------------------
-// EVENTS: RINGBUF of FlowEvent.
-// ---------------------------------------------------------------------------------
-
-/// One flow event: a Log rule hit, or (with [`CONFIG_F_EVENT_ON_DENY`](crate::CONFIG_F_EVENT_ON_DENY)) a denied flow.
-/// Addresses in network order; `sport`/`dport` are the TCP/UDP/UDPLite/SCTP ports in
-/// host order (0 for other protocols, ICMP included).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
-pub struct FlowEvent {
-    pub ts_ns: u64,
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
-    pub sport: u16,
-    pub dport: u16,
-    pub proto: u8,
-    pub family: u8,
-    /// [`DIR_INGRESS`](crate::DIR_INGRESS) or [`DIR_EGRESS`](crate::DIR_EGRESS) of the judging endpoint.
-    pub dir: u8,
-    /// [`ACTION_ALLOW`](crate::ACTION_ALLOW) or [`ACTION_DENY`](crate::ACTION_DENY).
-    pub action: u8,
-    /// `EVENT_KIND_*`.
-    pub kind: u32,
-    pub ifindex: u32,
-    pub endpoint_id: u32,
-    pub policy: u32,
-    pub rule: u32,
-    pub _pad: u32,
-}
-const _: () = assert!(size_of::<FlowEvent>() == 72);

@@ -46,8 +46,3 @@ pub const FAILSAFE_OUTBOUND_DEFAULT: [(u8, u16); 9] = [
     (6, 6666),
     (6, 6667),
 ];
-
-/// A Log rule matched (`policy`/`rule` name the Log rule).
-pub const EVENT_KIND_LOG: u32 = 1;
-/// A new flow was denied (`policy`/`rule` name the decision).
-pub const EVENT_KIND_DENY: u32 = 2;

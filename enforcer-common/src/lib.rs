@@ -32,6 +32,7 @@ mod conntrack;
 mod counters;
 mod failsafe;
 mod names;
+mod observe;
 mod policy;
 mod service;
 
@@ -39,14 +40,15 @@ pub use conntrack::*;
 pub use counters::*;
 pub use failsafe::*;
 pub use names::*;
+pub use observe::*;
 pub use policy::*;
 pub use service::*;
 
 #[cfg(feature = "user")]
 mod user {
     use super::{
-        Config, CtKey, CtValue, EndpointInfo, EndpointKey, FailsafeKey, FlowEvent, FrontendKey,
-        PeerInfo, PeerKeyV4, PeerKeyV6, PendingKey, PendingValue, PortKey, Verdict, VerdictKey,
+        Config, CtKey, CtValue, EndpointInfo, EndpointKey, FailsafeKey, FrontendKey, PeerInfo,
+        PeerKeyV4, PeerKeyV6, PendingKey, PendingValue, PortKey, Verdict, VerdictKey,
     };
 
     // SAFETY: every type is repr(C), has no implicit padding (bytemuck's derive checks
@@ -64,7 +66,6 @@ mod user {
     unsafe impl aya::Pod for CtValue {}
     unsafe impl aya::Pod for PendingKey {}
     unsafe impl aya::Pod for PendingValue {}
-    unsafe impl aya::Pod for FlowEvent {}
     unsafe impl aya::Pod for FailsafeKey {}
     unsafe impl aya::Pod for FrontendKey {}
 }

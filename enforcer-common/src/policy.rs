@@ -82,24 +82,52 @@ pub const EP_F_HOST: u32 = 1 << 2;
 
 /// Data part of an `ENF_PEERS_V4` LPM key. The prefix length counts the 8 bits of `generation`
 /// first, so a lookup never crosses generations: `prefixlen = 8 + address prefix`.
+///
+/// The trailing padding (never compared: it lies past every prefix) makes the data a
+/// multiple of 4 bytes, so the trie stores the [`PeerInfo`] after it aligned.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct PeerKeyV4 {
     pub generation: u8,
     pub addr: [u8; 4],
+    pub _pad: [u8; 3],
 }
-const _: () = assert!(size_of::<PeerKeyV4>() == 5);
+const _: () = assert!(size_of::<PeerKeyV4>() == 8);
 
-/// Data part of an `ENF_PEERS_V6` LPM key; `prefixlen = 8 + address prefix`.
+impl PeerKeyV4 {
+    #[inline]
+    pub const fn new(generation: u8, addr: [u8; 4]) -> Self {
+        Self {
+            generation,
+            addr,
+            _pad: [0; 3],
+        }
+    }
+}
+
+/// Data part of an `ENF_PEERS_V6` LPM key; `prefixlen = 8 + address prefix`; padded as
+/// [`PeerKeyV4`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 pub struct PeerKeyV6 {
     pub generation: u8,
     pub addr: [u8; 16],
+    pub _pad: [u8; 3],
 }
-const _: () = assert!(size_of::<PeerKeyV6>() == 17);
+const _: () = assert!(size_of::<PeerKeyV6>() == 20);
+
+impl PeerKeyV6 {
+    #[inline]
+    pub const fn new(generation: u8, addr: [u8; 16]) -> Self {
+        Self {
+            generation,
+            addr,
+            _pad: [0; 3],
+        }
+    }
+}
 
 /// What the policy set knows about an address.
 ///

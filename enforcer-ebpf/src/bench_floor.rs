@@ -17,8 +17,8 @@
 
 use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, TC_ACT_OK, TC_ACT_SHOT},
-    macros::map,
-    maps::HashMap,
+    btf_maps::HashMap,
+    macros::btf_map,
     programs::TcContext,
 };
 use enforcer_common::{CtKey, CtValue};
@@ -28,9 +28,9 @@ use crate::{
     packet::{self, Frame},
 };
 
-#[map]
-pub static ENF_BENCH_FLOOR: HashMap<CtKey, CtValue> =
-    HashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
+#[btf_map]
+pub static ENF_BENCH_FLOOR: HashMap<CtKey, CtValue, 1, { BPF_F_NO_PREALLOC as usize }> =
+    HashMap::new();
 
 #[inline(always)]
 pub fn run(ctx: &TcContext) -> i32 {

@@ -11,6 +11,7 @@
 //! several namespaces (the lab's nodes) each judge their own.
 
 use aya_ebpf::{helpers::generated::bpf_get_netns_cookie, programs::SkBuffContext};
+use enforcer_common::HOOK_CGROUP_INGRESS;
 
 use crate::{Drop, Outcome, packet, policy, service};
 
@@ -31,6 +32,6 @@ pub fn run<const DEBUG: bool>(ctx: &SkBuffContext) -> Option<Result<Outcome, Dro
     }
     Some(
         packet::parse_net(ctx.skb.skb)
-            .and_then(|pkt| service::judge_elsewhere::<DEBUG>(&cfg, &pkt)),
+            .and_then(|pkt| service::judge_elsewhere::<DEBUG>(&cfg, &pkt, HOOK_CGROUP_INGRESS)),
     )
 }

@@ -9,7 +9,7 @@
 //! may be an L3 device without an Ethernet header (a tunnel, `WireGuard`).
 
 use aya_ebpf::programs::TcContext;
-use enforcer_common::MARK_MASK;
+use enforcer_common::{HOOK_GUARD_EGRESS, MARK_MASK};
 
 use crate::{Drop, Outcome, packet, policy, service};
 
@@ -30,5 +30,5 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Option<Result<Outcome, Drop>> 
 fn judge<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
     let pkt = packet::parse_net(ctx.skb.skb)?;
     let cfg = policy::config()?;
-    service::judge_elsewhere::<DEBUG>(&cfg, &pkt)
+    service::judge_elsewhere::<DEBUG>(&cfg, &pkt, HOOK_GUARD_EGRESS)
 }

@@ -7,13 +7,16 @@
 
 use enforcer_common::{
     ACTION_ALLOW, ACTION_CONTINUE, ACTION_DENY, Config, CtKey, DIR_EGRESS, DIR_INGRESS,
-    EndpointInfo, FailsafeKey, PEER_F_HOST, PeerInfo, host_profile,
+    DIR_UNTRACKED_EGRESS, DIR_UNTRACKED_INGRESS, EndpointInfo, FailsafeKey, HOOK_HOST_XDP,
+    PEER_F_HOST, PeerInfo, REASON_ALLOW_POLICY, REASON_ALLOW_UNTRACKED, REASON_DENY_POLICY,
+    host_profile,
 };
 
 use crate::{
     Drop, conntrack,
     debug_log::{self, VerdictLog},
     maps::ENF_FAILSAFE,
+    observe::{self, Report},
     packet::{IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, Packet},
     policy,
 };
@@ -71,8 +74,11 @@ pub struct HostKey {
     pub peer_class: u32,
     pub profile: u32,
     pub cell: u32,
-    /// The host endpoint, for the debug log.
+    /// The host endpoint, for the debug log, counters and events.
     pub endpoint_id: u32,
+    /// The host interface and the program (`HOOK_*`), for events.
+    pub ifindex: u32,
+    pub hook: u32,
 }
 
 #[inline(always)]
@@ -81,6 +87,7 @@ pub fn host_key(
     ep: &EndpointInfo,
     pkt: &Packet,
     inbound: bool,
+    (ifindex, hook): (u32, u32),
 ) -> Result<HostKey, Drop> {
     let (remote, local) = if inbound {
         (&pkt.src, &pkt.dst)
@@ -95,16 +102,48 @@ pub fn host_key(
         profile: host_profile(ep.profile, local.host_class),
         cell: policy::cell(generation, pkt),
         endpoint_id: ep.endpoint_id,
+        ifindex,
+        hook,
     })
 }
 
-/// The action for (direction, host key); not inlined, see the module doc.
+/// The action for (direction, host key); not inlined, see the module doc. The whole
+/// verdict is left in `ENF_SCRATCH` for [`decide`] to report.
 #[inline(never)]
 fn lookup_action(generation: u32, dir: u32, profile: u32, peer_class: u32, cell: u32) -> u32 {
     match policy::verdict(generation, dir as u8, profile, peer_class, cell) {
-        Ok(v) => u32::from(v.action),
+        Ok(v) => {
+            observe::stash(&v);
+            u32::from(v.action)
+        }
         Err(_) => 0,
     }
+}
+
+/// Counts and reports a host decision (`observe::report`). XDP reports its denies
+/// only: what it lets through, the TC program judges (and reports) again.
+#[inline(always)]
+fn report(cfg: &Config, dir: u8, key: &HostKey, pkt: &Packet, action: u8) {
+    let untracked = matches!(dir, DIR_UNTRACKED_INGRESS | DIR_UNTRACKED_EGRESS);
+    let reason = match action {
+        ACTION_ALLOW if key.hook == HOOK_HOST_XDP => return,
+        ACTION_ALLOW if untracked => REASON_ALLOW_UNTRACKED,
+        ACTION_ALLOW => REASON_ALLOW_POLICY,
+        ACTION_DENY => REASON_DENY_POLICY,
+        _ => return,
+    };
+    observe::report_stashed(
+        pkt,
+        &Report {
+            flags: cfg.flags,
+            generation: cfg.active_gen,
+            ifindex: key.ifindex,
+            endpoint_id: key.endpoint_id,
+            reason,
+            dir,
+            hook: key.hook as u8,
+        },
+    );
 }
 
 /// The debug log note of one host decision. The action-only lookup above does not
@@ -142,6 +181,7 @@ pub fn decide<const DEBUG: bool>(
         key.peer_class,
         key.cell,
     );
+    report(cfg, dir, key, pkt, action as u8);
     if DEBUG && debug_log::enabled(cfg) {
         log_decision(cfg.active_gen, u32::from(dir), key, pkt);
     }

@@ -18,9 +18,10 @@
 use aya_ebpf::programs::TcContext;
 use enforcer_common::{
     CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK, DIR_HOST_EGRESS, DIR_HOST_INGRESS,
-    DIR_UNTRACKED_EGRESS, DIR_UNTRACKED_INGRESS, REASON_ALLOW_CONNTRACK, REASON_ALLOW_FAILSAFE,
-    REASON_ALLOW_NDP, REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_ALLOW_UNTRACKED,
-    REASON_DENY_DEFERRED_UNJUDGED, REASON_DENY_NO_CONNTRACK, REASON_DENY_POLICY,
+    DIR_UNTRACKED_EGRESS, DIR_UNTRACKED_INGRESS, HOOK_HOST_EGRESS, HOOK_HOST_INGRESS,
+    REASON_ALLOW_CONNTRACK, REASON_ALLOW_FAILSAFE, REASON_ALLOW_NDP, REASON_ALLOW_NON_IP,
+    REASON_ALLOW_POLICY, REASON_ALLOW_UNTRACKED, REASON_DENY_DEFERRED_UNJUDGED,
+    REASON_DENY_NO_CONNTRACK, REASON_DENY_POLICY,
 };
 
 use crate::{
@@ -71,7 +72,12 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext, inbound: bool) -> Result<Outcome,
     let cfg = policy::config()?;
     let ifindex = packet::ifindex(ctx);
     let ep = policy::endpoint(cfg.active_gen, ifindex).ok_or(Drop::NoEndpoint)?;
-    let key = host::host_key(cfg.active_gen, &ep, &pkt, inbound)?;
+    let hook = if inbound {
+        HOOK_HOST_INGRESS
+    } else {
+        HOOK_HOST_EGRESS
+    };
+    let key = host::host_key(cfg.active_gen, &ep, &pkt, inbound, (ifindex, hook))?;
     if key.local_is_node && pkt.is_ndp_message() {
         // Neighbor discovery to or from the node's own (global) address.
         return Ok(Outcome::pass(REASON_ALLOW_NDP));

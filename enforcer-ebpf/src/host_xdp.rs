@@ -13,8 +13,9 @@
 use aya_ebpf::programs::XdpContext;
 use enforcer_common::{
     CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK, DIR_PREDNAT_INGRESS, DIR_UNTRACKED_INGRESS,
-    REASON_ALLOW_CONNTRACK, REASON_ALLOW_FAILSAFE, REASON_ALLOW_NDP, REASON_ALLOW_NON_IP,
-    REASON_ALLOW_POLICY, REASON_ALLOW_UNTRACKED, REASON_DENY_POLICY, REASON_XDP_CONTINUE,
+    HOOK_HOST_XDP, REASON_ALLOW_CONNTRACK, REASON_ALLOW_FAILSAFE, REASON_ALLOW_NDP,
+    REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_ALLOW_UNTRACKED, REASON_DENY_POLICY,
+    REASON_XDP_CONTINUE,
 };
 
 use crate::{
@@ -39,7 +40,7 @@ pub fn run<const DEBUG: bool>(ctx: &XdpContext) -> Result<Outcome, Drop> {
     let cfg = policy::config()?;
     let ifindex = ctx.ingress_ifindex() as u32;
     let ep = policy::endpoint(cfg.active_gen, ifindex).ok_or(Drop::NoEndpoint)?;
-    let key = host::host_key(cfg.active_gen, &ep, &pkt, true)?;
+    let key = host::host_key(cfg.active_gen, &ep, &pkt, true, (ifindex, HOOK_HOST_XDP))?;
     if key.local_is_node && pkt.is_ndp_message() {
         // Neighbor discovery to the node's own (global) address.
         return Ok(Outcome::pass(REASON_ALLOW_NDP));

@@ -33,6 +33,7 @@ mod host;
 mod host_tc;
 mod host_xdp;
 mod maps;
+mod observe;
 mod packet;
 mod pod_egress;
 mod pod_ingress;

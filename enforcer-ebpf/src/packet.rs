@@ -128,6 +128,8 @@ pub struct Packet {
     pub icmp_id: u16,
     /// IPv4 TTL / IPv6 hop limit as the packet arrived.
     pub hop_limit: u8,
+    /// Length of the frame (L2 included), for byte counters.
+    pub len: u32,
 }
 
 /// What the Ethernet frame carries.
@@ -266,6 +268,8 @@ unsafe impl Header for u8 {}
 pub trait Bytes {
     /// Copies a `T` at `offset` out of the packet; fails if the packet is shorter.
     fn load<T: Header>(&self, offset: usize) -> Result<T, Drop>;
+    /// Length of the whole frame (linear and paged parts).
+    fn frame_len(&self) -> u32;
 }
 
 impl Bytes for TcContext {
@@ -273,6 +277,11 @@ impl Bytes for TcContext {
     fn load<T: Header>(&self, offset: usize) -> Result<T, Drop> {
         // `T: Header`: any bytes the helper copies make a valid `T`.
         TcContext::load::<T>(self, offset).map_err(|_| Drop::Malformed)
+    }
+
+    #[inline(always)]
+    fn frame_len(&self) -> u32 {
+        self.len()
     }
 }
 
@@ -298,6 +307,12 @@ impl Bytes for XdpContext {
         } else {
             Err(Drop::Malformed)
         }
+    }
+
+    #[inline(always)]
+    fn frame_len(&self) -> u32 {
+        // The linear part; multi-buffer frames are rare on the interfaces we judge.
+        self.data_end().saturating_sub(self.data()) as u32
     }
 }
 
@@ -329,6 +344,14 @@ impl Bytes for NetBytes {
         } else {
             Err(Drop::Malformed)
         }
+    }
+
+    #[inline(always)]
+    fn frame_len(&self) -> u32 {
+        // SAFETY: `self.0` is the context pointer the kernel passed to the program;
+        // reading `len` from `__sk_buff` is allowed to TC and cgroup programs alike (a
+        // cgroup program's skb starts at the network header).
+        unsafe { (*self.0).len }
     }
 }
 
@@ -402,6 +425,7 @@ fn parse_l3<C: Bytes>(ctx: &C, l3: usize, ethertype: u16) -> Result<Frame, Drop>
         icmp_code: 0,
         icmp_id: 0,
         hop_limit: 0,
+        len: ctx.frame_len(),
     };
     let l4 = match ethertype {
         ETH_P_ARP => return Ok(Frame::Arp),

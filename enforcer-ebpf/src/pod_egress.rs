@@ -9,7 +9,7 @@
 use aya_ebpf::programs::TcContext;
 use enforcer_common::{
     CT_F_DEFERRED, CT_F_EGRESS_OK, CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK, CT_F_INGRESS_OK,
-    DIR_EGRESS, EP_F_HAS_V4, EP_F_HAS_V6, EndpointInfo, FAMILY_V4, PEER_F_HOST,
+    DIR_EGRESS, EP_F_HAS_V4, EP_F_HAS_V6, EndpointInfo, FAMILY_V4, HOOK_POD_EGRESS, PEER_F_HOST,
     PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP, REASON_ALLOW_CONNTRACK, REASON_ALLOW_NDP,
     REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_DEFERRED, REASON_DENY_POLICY,
 };
@@ -68,6 +68,7 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
         profile: ep.profile,
         ifindex,
         endpoint_id: ep.endpoint_id,
+        hook: HOOK_POD_EGRESS,
     };
     if !policy::judge::<DEBUG>(&cfg, &pkt, &who, peer.class, cell)? {
         if fwd.exists() {

@@ -16,8 +16,8 @@
 use aya_ebpf::programs::TcContext;
 use enforcer_common::{
     CT_F_EGRESS_OK, CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK, CT_F_INGRESS_OK, CtKey, DIR_INGRESS,
-    EndpointInfo, MARK_MASK, PEER_F_LOCAL_ENDPOINT, REASON_ALLOW_CONNTRACK, REASON_ALLOW_NDP,
-    REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_DENY_POLICY,
+    EndpointInfo, HOOK_POD_INGRESS, MARK_MASK, PEER_F_LOCAL_ENDPOINT, REASON_ALLOW_CONNTRACK,
+    REASON_ALLOW_NDP, REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_DENY_POLICY,
 };
 
 use crate::{
@@ -66,7 +66,15 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
         // The client's egress leg, judged on the translated destination (this pod).
         let client = service::client(generation, &src_peer)?;
         let dst_peer = policy::peer(generation, pkt.family, &pkt.dst)?;
-        if !service::judge_client::<DEBUG>(&cfg, &pkt, generation, &client, dst_peer.class, cell)? {
+        let judged = service::judge_client::<DEBUG>(
+            &cfg,
+            &pkt,
+            (generation, HOOK_POD_INGRESS),
+            &client,
+            dst_peer.class,
+            cell,
+        )?;
+        if !judged {
             service::forget_original(&pkt, &key, now);
             return Ok(deny(&key, &fwd));
         }
@@ -79,6 +87,7 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
         profile: me.profile,
         ifindex,
         endpoint_id: me.endpoint_id,
+        hook: HOOK_POD_INGRESS,
     };
     if !policy::judge::<DEBUG>(&cfg, &pkt, &who, src_peer.class, cell)? {
         return Ok(deny(&key, &fwd));

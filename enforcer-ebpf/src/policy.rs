@@ -4,19 +4,19 @@
 
 use aya_ebpf::maps::lpm_trie::Key;
 use enforcer_common::{
-    ACTION_ALLOW, ACTION_DENY, ANY_CELL, ANY_PEER, CELL_UNLISTED, CONFIG_F_EVENT_ON_DENY, Config,
-    EVENT_KIND_DENY, EVENT_KIND_LOG, EndpointInfo, EndpointKey, FAMILY_V4, FrontendKey,
-    GENERATIONS, PeerInfo, PeerKeyV4, PeerKeyV6, PortKey, VERDICT_F_LOG, Verdict, VerdictKey,
+    ACTION_ALLOW, ACTION_DENY, ANY_CELL, ANY_PEER, CELL_UNLISTED, Config, EndpointInfo,
+    EndpointKey, FAMILY_V4, FrontendKey, GENERATIONS, PeerInfo, PeerKeyV4, PeerKeyV6, PortKey,
+    REASON_ALLOW_POLICY, REASON_DENY_POLICY, Verdict, VerdictKey,
 };
 
 use crate::{
     Drop,
-    counters::{self, EventSource},
     debug_log::{self, VerdictLog},
     maps::{
         ENF_CONFIG, ENF_ENDPOINTS, ENF_FRONTENDS, ENF_PEERS_V4, ENF_PEERS_V6, ENF_PORTS,
         ENF_VERDICTS,
     },
+    observe::{self, Report},
     packet::{IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, Packet},
 };
 
@@ -56,20 +56,11 @@ pub fn peer(generation: u32, family: u8, addr: &[u8; 16]) -> Result<PeerInfo, Dr
     let found = if family == FAMILY_V4 {
         let key = Key::new(
             8 + 32,
-            PeerKeyV4 {
-                generation: generation as u8,
-                addr: [addr[0], addr[1], addr[2], addr[3]],
-            },
+            PeerKeyV4::new(generation as u8, [addr[0], addr[1], addr[2], addr[3]]),
         );
         ENF_PEERS_V4.get(&key).copied()
     } else {
-        let key = Key::new(
-            8 + 128,
-            PeerKeyV6 {
-                generation: generation as u8,
-                addr: *addr,
-            },
-        );
+        let key = Key::new(8 + 128, PeerKeyV6::new(generation as u8, *addr));
         ENF_PEERS_V6.get(&key).copied()
     };
     found.ok_or(Drop::MapError)
@@ -166,18 +157,19 @@ pub fn allows(v: &Verdict) -> Result<bool, Drop> {
 }
 
 /// Who is judged: an endpoint's profile in one direction, named in events by its
-/// interface and endpoint id.
+/// interface and endpoint id, at the program `hook` (`HOOK_*`).
 pub struct Judged {
     pub generation: u32,
     pub dir: u8,
     pub profile: u32,
     pub ifindex: u32,
     pub endpoint_id: u32,
+    pub hook: u32,
 }
 
-/// Looks the verdict up and emits the events it calls for: a Log rule matched
-/// (`VERDICT_F_LOG`), or a deny with `CONFIG_F_EVENT_ON_DENY`; and, in the debug-log
-/// variants (`DEBUG`), the debug log record when it is on. Returns whether the packet is allowed.
+/// Looks the verdict up, counts its rule and emits the events it calls for (see
+/// `observe::report`), and, in the debug-log variants (`DEBUG`), the debug log record
+/// when it is on. Returns whether the packet is allowed.
 #[inline(always)]
 pub fn judge<const DEBUG: bool>(
     cfg: &Config,
@@ -200,33 +192,22 @@ pub fn judge<const DEBUG: bool>(
             },
         );
     }
-    if v.flags & VERDICT_F_LOG != 0 {
-        counters::emit(
-            pkt,
-            &EventSource {
-                kind: EVENT_KIND_LOG,
-                dir: who.dir,
-                action: v.action,
-                ifindex: who.ifindex,
-                endpoint_id: who.endpoint_id,
-                policy: v.log_policy,
-                rule: v.log_rule,
+    observe::report(
+        pkt,
+        &v,
+        &Report {
+            flags: cfg.flags,
+            generation: who.generation,
+            ifindex: who.ifindex,
+            endpoint_id: who.endpoint_id,
+            reason: if allow {
+                REASON_ALLOW_POLICY
+            } else {
+                REASON_DENY_POLICY
             },
-        );
-    }
-    if !allow && cfg.flags & CONFIG_F_EVENT_ON_DENY != 0 {
-        counters::emit(
-            pkt,
-            &EventSource {
-                kind: EVENT_KIND_DENY,
-                dir: who.dir,
-                action: v.action,
-                ifindex: who.ifindex,
-                endpoint_id: who.endpoint_id,
-                policy: v.policy,
-                rule: v.rule,
-            },
-        );
-    }
+            dir: who.dir,
+            hook: who.hook as u8,
+        },
+    );
     Ok(allow)
 }

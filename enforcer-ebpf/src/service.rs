@@ -151,12 +151,13 @@ pub fn client(generation: u32, src: &PeerInfo) -> Result<Client, Drop> {
 }
 
 /// The client's egress verdict on the translated destination (class `dst_class`,
-/// cell of the translated port).
+/// cell of the translated port), in `generation`, counted and reported (per-rule
+/// counters, flow events) under the judging program's `hook` (`HOOK_*`).
 #[inline(always)]
 pub fn judge_client<const DEBUG: bool>(
     cfg: &Config,
     pkt: &Packet,
-    generation: u32,
+    (generation, hook): (u32, u32),
     client: &Client,
     dst_class: u32,
     cell: u32,
@@ -167,14 +168,20 @@ pub fn judge_client<const DEBUG: bool>(
         profile: client.endpoint.profile,
         ifindex: client.ifindex,
         endpoint_id: client.endpoint.endpoint_id,
+        hook,
     };
     policy::judge::<DEBUG>(cfg, pkt, &who, dst_class, cell)
 }
 
 /// A deferred packet at a hook that is not its backend's ingress (the guard, the cgroup
-/// program): the translated tuple's approval, or the client's verdict, recorded.
+/// program; `hook` is its `HOOK_*`): the translated tuple's approval, or the client's
+/// verdict, recorded.
 #[inline(always)]
-pub fn judge_elsewhere<const DEBUG: bool>(cfg: &Config, pkt: &Packet) -> Result<Outcome, Drop> {
+pub fn judge_elsewhere<const DEBUG: bool>(
+    cfg: &Config,
+    pkt: &Packet,
+    hook: u32,
+) -> Result<Outcome, Drop> {
     let generation = cfg.active_gen;
     let now = conntrack::now_ns();
     let key = conntrack::forward_key(pkt);
@@ -187,7 +194,7 @@ pub fn judge_elsewhere<const DEBUG: bool>(cfg: &Config, pkt: &Packet) -> Result<
     let client = client(generation, &src)?;
     let dst = policy::peer(generation, pkt.family, &pkt.dst)?;
     let cell = policy::cell(generation, pkt);
-    if !judge_client::<DEBUG>(cfg, pkt, generation, &client, dst.class, cell)? {
+    if !judge_client::<DEBUG>(cfg, pkt, (generation, hook), &client, dst.class, cell)? {
         if fwd.exists() {
             conntrack::remove(&key);
         }

@@ -32,7 +32,9 @@ use std::net::IpAddr;
 use aya::Ebpf;
 use aya::EbpfLoader;
 use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{HashMap, Map, MapData, MapError, RingBuf};
+use aya::maps::{
+    HashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf,
+};
 use aya::programs::SchedClassifier;
 use enforcer::compile::simulate::{Dataplane as SimDataplane, SimLeg};
 use enforcer::compile::{DataplaneSpec, compile, dir_code, verdict_of};
@@ -48,6 +50,10 @@ use enforcer_common::{
     MAP_PEERS_V4, MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS, PEER_F_LOCAL_ENDPOINT,
     PeerInfo, PeerKeyV4, PeerKeyV6, PendingKey, PendingValue, PortKey, VERDICT_F_LOG,
     VERDICT_KIND_PROFILE, VERDICT_KIND_RULE, VERDICT_KIND_TIER_DEFAULT, Verdict, VerdictKey,
+};
+use enforcer_common::{
+    EventBudget, FlowReport, FlowReportKey, MAP_EVENT_BUDGET, MAP_FLOW_REPORTS,
+    REASON_ALLOW_POLICY, REASON_DENY_POLICY,
 };
 use serde_json::Value;
 
@@ -135,6 +141,9 @@ pub struct Bench {
     conntrack: HashMap<MapData, CtKey, CtValue>,
     pending: HashMap<MapData, PendingKey, PendingValue>,
     events: RingBuf<MapData>,
+    /// Flow-event rate limiting, reset after every packet: cases are independent.
+    flow_reports: PerCpuHashMap<MapData, FlowReportKey, FlowReport>,
+    event_budget: PerCpuArray<MapData, EventBudget>,
     /// Pod interface name → ifindex, for every interface created.
     ifaces: BTreeMap<String, u32>,
 }
@@ -197,6 +206,8 @@ impl Bench {
         let conntrack = take(&mut ebpf, MAP_CONNTRACK);
         let pending = take(&mut ebpf, MAP_PENDING);
         let events = take(&mut ebpf, MAP_EVENTS);
+        let flow_reports = take(&mut ebpf, MAP_FLOW_REPORTS);
+        let event_budget = take(&mut ebpf, MAP_EVENT_BUDGET);
         let mut writer = GenerationWriter::new(&mut ebpf).or_panic("generation writer");
         writer
             .set_flags(CONFIG_F_EVENT_ON_DENY)
@@ -212,6 +223,8 @@ impl Bench {
             conntrack,
             pending,
             events,
+            flow_reports,
+            event_budget,
             ifaces,
         }
     }
@@ -260,6 +273,7 @@ impl Bench {
             let _ = self.conntrack.remove(k);
         }
         while self.events.next().is_some() {}
+        self.reset_event_limits();
         let cases = result?;
         if !leftover.is_empty() {
             return Err(Mismatch {
@@ -270,6 +284,20 @@ impl Bench {
             });
         }
         Ok(cases)
+    }
+
+    /// Forgets the flows that reported and refills every CPU's event budget.
+    fn reset_event_limits(&mut self) {
+        let keys: Vec<FlowReportKey> = self.flow_reports.keys().filter_map(Result::ok).collect();
+        for k in &keys {
+            let _ = self.flow_reports.remove(k);
+        }
+        let cpus = aya::util::nr_cpus().unwrap_or_else(|(what, e)| panic!("{what}: {e}"));
+        let empty =
+            PerCpuValues::try_from(vec![EventBudget::default(); cpus]).or_panic("per-CPU budget");
+        self.event_budget
+            .set(0, empty, 0)
+            .or_panic("resetting ENF_EVENT_BUDGET");
     }
 
     fn check_legs(
@@ -454,6 +482,8 @@ impl Bench {
         let mut want_events = Vec::new();
         let event = |kind, policy, rule| FlowEvent {
             ts_ns: 0,
+            packets: 1,
+            bytes: frame.len() as u64,
             src: addr16(packet.src),
             dst: addr16(packet.dst),
             sport: if has_ports(packet.proto) {
@@ -479,7 +509,17 @@ impl Bench {
             endpoint_id: resolved.endpoint.endpoint_id,
             policy,
             rule,
-            _pad: 0,
+            hook: hook.index() as u8,
+            verdict_kind: v.kind,
+            generation: applied.generation as u8,
+            _pad0: 0,
+            reason: if allowed {
+                REASON_ALLOW_POLICY
+            } else {
+                REASON_DENY_POLICY
+            },
+            // Whichever CPU ran the test: not compared.
+            cpu: 0,
         };
         if v.flags & VERDICT_F_LOG != 0 {
             want_events.push(event(EVENT_KIND_LOG, v.log_policy, v.log_rule));
@@ -489,7 +529,11 @@ impl Bench {
         }
         let got_events: Vec<FlowEvent> = events
             .iter()
-            .map(|e| FlowEvent { ts_ns: 0, ..*e })
+            .map(|e| FlowEvent {
+                ts_ns: 0,
+                cpu: 0,
+                ..*e
+            })
             .collect();
         if got_events != want_events {
             return Err(fail("events", &format!("want events {want_events:?}")));
@@ -558,26 +602,12 @@ impl Bench {
             )
             .map_err(|e| format!("ENF_ENDPOINTS: {e}"))?;
         let peer = match peer_addr {
-            IpAddr::V4(a) => self.peers_v4.get(
-                &Key::new(
-                    8 + 32,
-                    PeerKeyV4 {
-                        generation: g8,
-                        addr: a.octets(),
-                    },
-                ),
-                0,
-            ),
-            IpAddr::V6(a) => self.peers_v6.get(
-                &Key::new(
-                    8 + 128,
-                    PeerKeyV6 {
-                        generation: g8,
-                        addr: a.octets(),
-                    },
-                ),
-                0,
-            ),
+            IpAddr::V4(a) => self
+                .peers_v4
+                .get(&Key::new(8 + 32, PeerKeyV4::new(g8, a.octets())), 0),
+            IpAddr::V6(a) => self
+                .peers_v6
+                .get(&Key::new(8 + 128, PeerKeyV6::new(g8, a.octets())), 0),
         }
         .map_err(|e| format!("ENF_PEERS: {e}"))?;
         let port_key = PortKey {

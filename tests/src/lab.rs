@@ -114,6 +114,8 @@ pub struct LabGuard {
     pub nodes: u32,
     /// `lab up --encap` (`None`: left out).
     pub encap: Option<&'static str>,
+    /// `lab up --agent-arg` (each an argument of every node agent).
+    pub agent_args: Vec<String>,
 }
 
 impl LabGuard {
@@ -125,7 +127,15 @@ impl LabGuard {
             bin: enforcer_bin(),
             nodes: 1,
             encap: None,
+            agent_args: Vec::new(),
         }
+    }
+
+    /// The lab's agents will run with `args` on top of the lab's own.
+    #[must_use]
+    pub fn with_agent_args(mut self, args: &[&str]) -> Self {
+        self.agent_args = args.iter().map(|a| (*a).to_owned()).collect();
+        self
     }
 
     /// The lab will have `nodes` nodes.
@@ -190,6 +200,12 @@ impl LabGuard {
         if !attach.is_empty() && agent {
             args.extend(["--attach", leak(attach.clone())]);
         }
+        let agent_args: Vec<String> = self
+            .agent_args
+            .iter()
+            .map(|a| format!("--agent-arg={a}"))
+            .collect();
+        args.extend(agent_args.iter().map(String::as_str));
         let files: Vec<String> = files
             .iter()
             .map(|f| f.to_string_lossy().into_owned())

@@ -1,5 +1,5 @@
-//! Set-up a fresh machine of this kind needs: rustup components for the BPF build,
-//! Debian packages the lab and tests call, bpffs.
+//! Set-up a fresh machine of this kind needs: rustup components and bpf-linker for the
+//! BPF build, Debian packages the lab and tests call, bpffs.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -30,6 +30,7 @@ const PACKAGES: [(&str, &str); 8] = [
 /// Installs what is missing. `privileged`: also Debian packages and bpffs (needs root).
 pub fn prepare(privileged: bool) -> Result<()> {
     rustup_components()?;
+    bpf_linker()?;
     if privileged {
         if !nix_is_root() {
             bail!("the privileged tests and the lab need root (network namespaces, BPF)");
@@ -47,15 +48,15 @@ fn nix_is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-/// The BPF crate builds with the nightly toolchain's rust-src (build-std) and llc
-/// (llvm-tools); see `shared/reference/toolchain.md`.
+/// The BPF crate builds with the nightly toolchain's rust-src (build-std); see
+/// `shared/reference/toolchain.md`.
 fn rustup_components() -> Result<()> {
     let installed = Command::new("rustup")
         .args(["component", "list", "--installed", "--toolchain", "nightly"])
         .output()
         .context("running rustup (the BPF build needs the nightly toolchain)")?;
     let installed = String::from_utf8_lossy(&installed.stdout);
-    let missing: Vec<&str> = ["rust-src", "llvm-tools"]
+    let missing: Vec<&str> = ["rust-src"]
         .into_iter()
         .filter(|c| !installed.lines().any(|l| l.starts_with(c)))
         .collect();
@@ -69,6 +70,45 @@ fn rustup_components() -> Result<()> {
         .status()?;
     if !status.success() {
         bail!("rustup component add {missing:?} --toolchain nightly failed");
+    }
+    Ok(())
+}
+
+/// bpf-linker links the BPF programs and emits their BTF (toolchain recipe B). It
+/// needs an LLVM of nightly's major version: Debian's `llvm-22-dev`
+/// (bookworm-security), then a build of bpf-linker against it (about ten minutes on
+/// two cores; once per machine).
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const LLVM_PACKAGE: &str = "llvm-22-dev";
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+
+fn bpf_linker() -> Result<()> {
+    let in_cargo_bin = std::env::var_os("HOME")
+        .map(|h| Path::new(&h).join(".cargo/bin/bpf-linker"))
+        .is_some_and(|p| p.is_file());
+    if have("bpf-linker") || in_cargo_bin {
+        return Ok(());
+    }
+    if !Path::new(LLVM_PREFIX).join("lib/libLLVM.so").exists() {
+        eprintln!("xtask: installing {LLVM_PACKAGE} (the LLVM bpf-linker builds against)");
+        apt_install(&[LLVM_PACKAGE])?;
+    }
+    eprintln!("xtask: building bpf-linker {BPF_LINKER_VERSION} against {LLVM_PREFIX}");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "install",
+            "bpf-linker",
+            "--locked",
+            "--version",
+            BPF_LINKER_VERSION,
+        ])
+        .args(["--no-default-features", "--features", "llvm-22"])
+        .env("LLVM_PREFIX", LLVM_PREFIX)
+        .status()
+        .context("running cargo install bpf-linker")?;
+    if !status.success() {
+        bail!("cargo install bpf-linker failed ({status})");
     }
     Ok(())
 }
@@ -91,6 +131,10 @@ fn debian_packages() -> Result<()> {
         return Ok(());
     }
     eprintln!("xtask: installing Debian packages {missing:?}");
+    apt_install(&missing)
+}
+
+fn apt_install(packages: &[&str]) -> Result<()> {
     let update = Command::new("apt-get")
         .args(["update", "-q"])
         .env("DEBIAN_FRONTEND", "noninteractive")
@@ -100,11 +144,11 @@ fn debian_packages() -> Result<()> {
     }
     let status = Command::new("apt-get")
         .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(&missing)
+        .args(packages)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()?;
     if !status.success() {
-        bail!("apt-get install {missing:?} failed");
+        bail!("apt-get install {packages:?} failed");
     }
     Ok(())
 }

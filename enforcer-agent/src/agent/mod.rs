@@ -13,6 +13,7 @@
 
 pub mod cache;
 mod error;
+mod flow_names;
 pub mod flowlog;
 pub mod links;
 pub mod model;
@@ -34,7 +35,7 @@ use crate::datastore::Datastore;
 use crate::datastore::status::AgentStatus;
 
 pub use error::AgentError;
-use flowlog::{FlowLog, FlowLogError};
+use flowlog::{FlowEvents, FlowLog, FlowLogError, FlowLogOptions};
 use links::{LinkSource, NetlinkLinks};
 use reconcile::Reconciler;
 use watchdog::Watchdog;
@@ -46,12 +47,13 @@ pub struct AgentOptions {
     pub node: String,
     /// Directory under bpffs for this node's pins.
     pub bpffs: PathBuf,
-    /// Emit a flow event for every denied new flow.
-    pub events_on_deny: bool,
+    /// Which verdicts become flow events (Log rules always do).
+    pub flow_events: FlowEvents,
     /// Failsafe ports of host interfaces.
     pub failsafe: Failsafe,
-    /// Where flow events (Log rules, denies) go, one JSON object per line.
-    pub flow_log: PathBuf,
+    /// Where flow events go (one JSON line per flow and interval), size bound and
+    /// rotation.
+    pub flow_log: FlowLogOptions,
     /// Opt-in BPF debug log of verdicts (aya-log, forwarded to `tracing` under the
     /// target `enforcer::bpf`), off by default: the production programs carry no
     /// debug-log code; this loads and attaches their `_d` variants instead.
@@ -83,7 +85,7 @@ pub async fn run(
         &options.bpffs,
         variant,
         &options.failsafe,
-        options.events_on_deny,
+        options.flow_events.config_flags(),
         options.attach,
     )?;
     // Held for the agent's lifetime: dropping the reader stops the records.
@@ -104,7 +106,11 @@ pub async fn run(
         );
         Some((format!("cgroup {}", cgroup.display()), error.to_string()))
     });
-    let mut flow_log = FlowLog::new(dataplane.take_events()?, &options.flow_log)?;
+    let mut flow_log = FlowLog::new(
+        dataplane.take_events()?,
+        Some(dataplane.take_flow_reports()?),
+        &options.flow_log,
+    )?;
     let mut links = NetlinkLinks::open().await?;
     tracing::info!(
         node = %options.node,
@@ -132,6 +138,9 @@ pub async fn run(
         shutdown,
     )
     .await?;
+    // Events still queued, and the open interval, go to the log before the agent ends.
+    flow_log.drain(&reconciler);
+    flow_log.flush();
     tracing::info!("agent stopping; programs stay attached through pinned links");
     Ok(())
 }
@@ -155,7 +164,7 @@ pub async fn serve(
                 // Events still queued were judged under the spec in force until now:
                 // name them with it.
                 if let Some(flows) = flows.as_deref_mut() {
-                    flows.drain(reconciler.spec())?;
+                    flows.drain(&*reconciler);
                 }
                 reconciler.on_datastore(event?, links.interfaces())?;
             }
@@ -167,10 +176,23 @@ pub async fn serve(
             ready = flows_readable(flows.as_deref()) => {
                 ready?;
                 if let Some(flows) = flows.as_deref_mut() {
-                    flows.drain(reconciler.spec())?;
+                    flows.drain(&*reconciler);
+                }
+            }
+            () = flows_due(flows.as_deref()) => {
+                if let Some(flows) = flows.as_deref_mut() {
+                    flows.drain(&*reconciler);
+                    flows.flush();
                 }
             }
         }
+    }
+}
+
+async fn flows_due(flows: Option<&FlowLog>) {
+    match flows {
+        Some(flows) => flows.due().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -29,6 +29,7 @@ use crate::datastore::status::AgentStatus;
 use crate::eval::host::NodeAddresses;
 
 use super::error::AgentError;
+use super::flowlog::names::AddressBook;
 use super::model::Model;
 
 pub struct Reconciler {
@@ -52,6 +53,12 @@ pub struct Reconciler {
     /// What could not be attached for the node as a whole (the cgroup program): keeps
     /// the agent not ready.
     node_failures: std::collections::BTreeMap<String, String>,
+    /// Who each address is, under the spec in force (flow log names).
+    address_book: AddressBook,
+    /// The datastore revision the spec in force was compiled from, and the revision
+    /// each generation slot holds (flow log lines say which policy version judged).
+    spec_revision: u64,
+    slot_revisions: [Option<u64>; 2],
     status: AgentStatus,
     publisher: watch::Sender<AgentStatus>,
     /// A deliberate compiler bug, applied to every compiled spec before its
@@ -76,6 +83,9 @@ impl Reconciler {
             synced: false,
             stale: true,
             node_failures: std::collections::BTreeMap::new(),
+            address_book: AddressBook::default(),
+            spec_revision: 0,
+            slot_revisions: [None, None],
             status: AgentStatus::default(),
             publisher,
             planted_bug: None,
@@ -108,6 +118,34 @@ impl Reconciler {
     /// The spec in force, to name policies in flow events.
     pub fn spec(&self) -> Option<&DataplaneSpec> {
         self.spec.as_ref()
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The interfaces the spec in force is bound to.
+    pub fn bindings(&self) -> &Bindings {
+        &self.bindings
+    }
+
+    /// The enforcement side (for the stable policy ids it keeps).
+    pub fn dataplane(&self) -> &dyn Dataplane {
+        self.dataplane.as_ref()
+    }
+
+    /// Who each address is, under the spec in force.
+    pub fn addresses(&self) -> &AddressBook {
+        &self.address_book
+    }
+
+    /// The datastore revision generation slot `generation` holds, if known.
+    pub fn slot_revision(&self, generation: u8) -> Option<u64> {
+        self.slot_revisions
+            .get(usize::from(generation))
+            .copied()
+            .flatten()
     }
 
     /// A datastore event: the cache follows it; a new revision is compiled (when its
@@ -169,6 +207,8 @@ impl Reconciler {
         match self.compile(revision) {
             Ok(spec) => {
                 self.spec = Some(spec);
+                self.address_book = AddressBook::from_cluster(self.model.cluster());
+                self.spec_revision = revision;
                 self.status.error = None;
                 self.status.refused = self.model.refused();
                 self.enforce(interfaces)?;
@@ -301,6 +341,9 @@ impl Reconciler {
         // policy loaded and drop.
         if let Some(spec) = &self.spec {
             self.status.generation = self.dataplane.apply(spec, &bindings)?;
+            if let Some(slot) = self.slot_revisions.get_mut(self.status.generation as usize) {
+                *slot = Some(self.spec_revision);
+            }
         }
         let gone: Vec<String> = self
             .dataplane

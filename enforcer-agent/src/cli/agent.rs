@@ -4,9 +4,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
+use enforcer::agent::flowlog::file::Rotation;
+use enforcer::agent::flowlog::{FlowEvents, FlowLogOptions};
 use enforcer::agent::{AgentOptions, run, shutdown_signal, status};
 use enforcer::dataplane::attach::AttachMode;
 use enforcer::datastore::Datastore;
@@ -29,7 +32,7 @@ use enforcer::health::{self, bpf::BpfStats, metrics};
 ///   enforcer agent --node node1 --datastore kubernetes --kubeconfig ~/.kube/config
 ///   enforcer agent --node node1 --datastore /var/lib/enforcer/datastore
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(verbatim_doc_comment, args_override_self = true)]
 pub struct AgentArgs {
     /// This node's name (in a `DaemonSet`: `spec.nodeName` through the downward API).
     #[arg(long, env = "ENFORCER_NODE", default_value = "node1")]
@@ -62,8 +65,18 @@ pub struct AgentArgs {
     /// Accepted for older scripts and ignored: the agent no longer polls.
     #[arg(long, hide = true)]
     pub poll_ms: Option<u64>,
-    /// Emit a flow event for every denied new flow.
-    #[arg(long, env = "ENFORCER_EVENTS_ON_DENY")]
+    /// Which verdicts go to the flow log besides Log rules: denied packets, allowed new
+    /// flows, all of them, or none.
+    #[arg(
+        long,
+        env = "ENFORCER_FLOW_LOG",
+        value_enum,
+        default_value = "denied",
+        value_name = "WHAT"
+    )]
+    pub flow_log: FlowLogWhat,
+    /// Older spelling of `--flow-log denied` (the default).
+    #[arg(long, hide = true, env = "ENFORCER_EVENTS_ON_DENY")]
     pub events_on_deny: bool,
     /// Failsafe inbound ports of host interfaces, Calico's spelling
     /// (`tcp:22,udp:68,...`; `none` disables). Default: Calico's.
@@ -72,10 +85,39 @@ pub struct AgentArgs {
     /// Failsafe outbound ports (`udp:53,...`; `none` disables). Default: Calico's.
     #[arg(long, env = "ENFORCER_FAILSAFE_OUTBOUND")]
     pub failsafe_outbound: Option<String>,
-    /// Flow log file (JSON lines; default: <datastore>/flows.jsonl with a directory
-    /// datastore, /var/log/enforcer/flows.jsonl otherwise).
-    #[arg(long, env = "ENFORCER_FLOW_LOG")]
-    pub flow_log: Option<PathBuf>,
+    /// Flow log file: one JSON line per flow and interval (default:
+    /// <datastore>/flows.jsonl with a directory datastore,
+    /// /var/log/enforcer/flows.jsonl otherwise). Created 0600; a symbolic link there
+    /// is refused.
+    #[arg(long, env = "ENFORCER_FLOW_LOG_FILE", value_name = "PATH")]
+    pub flow_log_file: Option<PathBuf>,
+    /// Aggregation interval of the flow log, in seconds: one line per flow per
+    /// interval, with its packet and byte counts.
+    #[arg(
+        long,
+        env = "ENFORCER_FLOW_LOG_INTERVAL",
+        default_value_t = 1,
+        value_name = "SECONDS"
+    )]
+    pub flow_log_interval: u64,
+    /// Rotate the flow log before it grows past this size (bytes; K, M, G suffixes).
+    #[arg(
+        long,
+        env = "ENFORCER_FLOW_LOG_MAX_SIZE",
+        default_value = "10M",
+        value_parser = parse_size,
+        value_name = "SIZE"
+    )]
+    pub flow_log_max_size: u64,
+    /// Rotated flow log files kept (flows.jsonl.1 ...): the log never takes more than
+    /// (files + 1) × max size.
+    #[arg(
+        long,
+        env = "ENFORCER_FLOW_LOG_FILES",
+        default_value_t = 5,
+        value_name = "N"
+    )]
+    pub flow_log_files: u32,
     /// Log every policy verdict the programs take, through aya-log, as tracing events
     /// of target `enforcer::bpf` (debug aid: one record per judged packet).
     #[arg(long)]
@@ -151,19 +193,31 @@ impl AgentArgs {
                 "--status-file {name:?}: expected a plain file name under the datastore directory"
             );
         }
-        let flow_log = self.flow_log.unwrap_or_else(|| match &spec {
+        let flow_log_file = self.flow_log_file.unwrap_or_else(|| match &spec {
             DatastoreSpec::Dir(dir) => dir.join("flows.jsonl"),
             DatastoreSpec::Kubernetes => PathBuf::from(FLOW_LOG),
         });
-        if let Some(parent) = flow_log.parent() {
+        if let Some(parent) = flow_log_file.parent() {
             std::fs::create_dir_all(parent)?;
         }
+        let flow_log = FlowLogOptions {
+            path: flow_log_file,
+            rotation: Rotation {
+                max_bytes: self.flow_log_max_size,
+                keep: self.flow_log_files,
+            },
+            interval: Duration::from_secs(self.flow_log_interval.max(1)),
+        };
         let options = AgentOptions {
             failsafe,
             flow_log,
+            flow_events: match (self.flow_log, self.events_on_deny) {
+                (FlowLogWhat::Allowed, true) => FlowEvents::All,
+                (FlowLogWhat::None, true) => FlowEvents::Denied,
+                (what, _) => what.into(),
+            },
             node: self.node,
             bpffs: bpffs.clone(),
-            events_on_deny: self.events_on_deny,
             bpf_log: self.bpf_debug_log,
             attach: AttachMode::choose(requested),
             workload_prefixes: self.interface_prefix,
@@ -248,6 +302,56 @@ impl AgentArgs {
             Ok(result?)
         })
     }
+}
+
+/// `--flow-log`: which verdicts become flow events.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FlowLogWhat {
+    /// Denied packets (and Log rules).
+    Denied,
+    /// Allowed new flows (and Log rules).
+    Allowed,
+    /// Both.
+    All,
+    /// Log rules only.
+    None,
+}
+
+impl From<FlowLogWhat> for FlowEvents {
+    fn from(what: FlowLogWhat) -> Self {
+        match what {
+            FlowLogWhat::Denied => FlowEvents::Denied,
+            FlowLogWhat::Allowed => FlowEvents::Allowed,
+            FlowLogWhat::All => FlowEvents::All,
+            FlowLogWhat::None => FlowEvents::None,
+        }
+    }
+}
+
+/// A size in bytes: `4096`, `64K`, `10M`, `1G` (powers of 1024).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, ""),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a size such as 4096, 64K, 10M"))?;
+    let shift = match unit
+        .trim_end_matches(['i', 'B'])
+        .to_ascii_uppercase()
+        .as_str()
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (K, M or G)")),
+    };
+    n.checked_mul(1 << shift)
+        .filter(|&b| b > 0)
+        .ok_or_else(|| format!("{text:?}: out of range"))
 }
 
 #[cfg(test)]

@@ -161,6 +161,16 @@ pub struct UpArgs {
     /// TCX where the kernel has it.
     #[arg(long)]
     pub attach: Option<String>,
+    /// An extra argument for every node agent, after the lab's own (repeatable), e.g.
+    /// `--agent-arg=--flow-log=denied` or `--agent-arg=--flow-log-max-size=64K`.
+    /// Kept for `lab restart-agent`.
+    #[arg(
+        long = "agent-arg",
+        value_name = "ARG",
+        allow_hyphen_values = true,
+        conflicts_with = "no_agent"
+    )]
+    pub agent_args: Vec<String>,
     /// Number of nodes, 1 to 8.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
     pub nodes: u32,
@@ -391,6 +401,7 @@ pub fn execute(args: LabArgs) -> Result<i32, LabCliError> {
                 agent_binary: up.agent_bin,
                 kubernetes: up.datastore == LabDatastore::Kubernetes,
                 attach: up.attach,
+                agent_args: up.agent_args,
             };
             let lab = Lab::up(&opts, &up.files)?;
             let pods = lab.get_pods()?;
@@ -574,6 +585,17 @@ pub fn datastore_objects(name: &str) -> Result<Vec<Loaded>, LabCliError> {
     let name = LabName::new(name).map_err(LabError::from)?;
     let store = FileDatastore::open(name.paths().datastore()).map_err(LabError::from)?;
     Ok(store.list().map_err(LabError::from)?)
+}
+
+/// The bpffs directory of lab `name`'s node (`inspect --lab`).
+pub fn bpffs_dir(name: &str) -> Result<PathBuf, LabCliError> {
+    Ok(LabName::new(name).map_err(LabError::from)?.bpffs_dir())
+}
+
+/// Lab `name`'s datastore directory (its agents' flow logs are there, `flows --lab`).
+pub fn datastore_dir(name: &str) -> Result<PathBuf, LabCliError> {
+    let name = LabName::new(name).map_err(LabError::from)?;
+    Ok(name.paths().datastore())
 }
 
 /// `enforcer lab-responder`: serves until killed.

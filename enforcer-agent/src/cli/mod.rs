@@ -5,8 +5,10 @@
 pub mod agent;
 pub mod check;
 pub mod explain;
+pub mod flows;
 pub mod inspect;
 pub mod lab;
 pub mod matrix;
+pub mod output;
 pub mod table;
 pub mod uninstall;

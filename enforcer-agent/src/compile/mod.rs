@@ -112,6 +112,11 @@ pub fn compile_on_node(
         verdicts: verdicts.into_iter().collect(),
         frontends: frontends::frontends(&input),
         policies: cluster.policies.iter().map(|p| p.name.clone()).collect(),
+        policy_fingerprints: cluster
+            .policies
+            .iter()
+            .map(spec::policy_fingerprint)
+            .collect(),
     };
     error::check_capacity("endpoints", spec.endpoints.len(), ENDPOINTS_MAX)?;
     error::check_capacity("peers", spec.peers.len(), PEERS_MAX)?;

@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use enforcer_common::{EndpointInfo, Verdict};
 
 use crate::model::PolicyName;
+use crate::policy::Policy;
 
 /// One generation's complete dataplane content.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -27,6 +28,28 @@ pub struct DataplaneSpec {
     pub frontends: Vec<SpecFrontend>,
     /// Index → name of the policies that verdicts refer to (`Verdict::policy`).
     pub policies: Vec<PolicyName>,
+    /// Per policy (same index): a digest of its rules, see [`policy_fingerprint`].
+    pub policy_fingerprints: Vec<u64>,
+}
+
+/// A digest of what a policy's rules say (both directions, their order, and the kind
+/// flags that change how they apply), stable across runs of one enforcer version. The
+/// dataplane keys its stable policy ids by (name, fingerprint): an edited policy gets
+/// fresh per-rule counters rather than its old rules' counts under new indices.
+pub fn policy_fingerprint(policy: &Policy) -> u64 {
+    // FNV-1a over the rules' debug form: deterministic (no hash seed), and every
+    // field of a rule is in it.
+    let text = format!(
+        "{:?}|{:?}|{}{}{}",
+        policy.ingress,
+        policy.egress,
+        u8::from(policy.pre_dnat),
+        u8::from(policy.do_not_track),
+        u8::from(policy.apply_on_forward)
+    );
+    text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

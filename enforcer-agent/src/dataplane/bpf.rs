@@ -1,13 +1,19 @@
 //! The BPF dataplane: the embedded object loaded with its maps pinned, the failsafe
-//! ports written, policy generations written by [`GenerationWriter`], and the programs
-//! attached through pinned links ([`LoadedDataplane`]).
+//! ports written, policy generations written by [`GenerationWriter`] (with stable
+//! policy ids, see [`PolicyIds`]), and the programs attached through pinned links
+//! ([`LoadedDataplane`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use aya::maps::{MapData, RingBuf};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuHashMap, RingBuf};
+
+use enforcer_common::{
+    MAP_POLICY_NAMES, MAP_RULE_COUNTERS, PolicyNameEntry, RuleCounter, RuleCounterKey,
+};
 
 use crate::compile::DataplaneSpec;
+use crate::model::PolicyName;
 
 use super::attach::AttachMode;
 use super::bindings::{Binding, Bindings};
@@ -16,24 +22,28 @@ use super::content::GenerationContent;
 use super::failsafe::Failsafe;
 use super::interfaces::{NodeInterfaces, WorkloadPrefixes};
 use super::loader::{LoadedDataplane, Variant};
-use super::writer::GenerationWriter;
+use super::policy_ids::PolicyIds;
+use super::writer::{GenerationWriter, WriterError};
 use super::{Dataplane, DataplaneError, Verification};
 
 pub struct BpfDataplane {
     loaded: LoadedDataplane,
     writer: GenerationWriter,
+    policy_ids: PolicyIds,
+    policy_names: BpfHashMap<MapData, u32, PolicyNameEntry>,
+    rule_counters: PerCpuHashMap<MapData, RuleCounterKey, RuleCounter>,
 }
 
 impl BpfDataplane {
     /// Loads the object, reusing (or creating) the pins under `pin_dir`, with the
     /// programs of `variant`, and writes the configuration that is not policy: failsafe
-    /// ports, event flags.
+    /// ports, `Config::flags` (which flow events the programs emit, `CONFIG_F_EVENT_ON_*`).
     pub fn load(
         object: &[u8],
         pin_dir: &Path,
         variant: Variant,
         failsafe: &Failsafe,
-        events_on_deny: bool,
+        flags: u32,
         attach: AttachMode,
     ) -> Result<Self, DataplaneError> {
         let mut loaded = LoadedDataplane::load(object, pin_dir, variant)?;
@@ -42,16 +52,21 @@ impl BpfDataplane {
         let mut writer = GenerationWriter::new(&mut loaded.ebpf)?;
         // The flags are this agent's configuration: a restart without an option
         // clears what the previous agent set.
-        let flags = if events_on_deny {
-            enforcer_common::CONFIG_F_EVENT_ON_DENY
-        } else {
-            0
-        };
         writer.set_flags(flags)?;
         let cookie =
             super::netns::cookie().map_err(|source| DataplaneError::NetnsCookie { source })?;
         writer.set_netns_cookie(cookie)?;
-        Ok(Self { loaded, writer })
+        let policy_names: BpfHashMap<MapData, u32, PolicyNameEntry> =
+            super::writer::take(&mut loaded.ebpf, MAP_POLICY_NAMES)?;
+        let rule_counters = super::writer::take(&mut loaded.ebpf, MAP_RULE_COUNTERS)?;
+        let policy_ids = PolicyIds::restore(policy_names.iter().filter_map(Result::ok));
+        Ok(Self {
+            loaded,
+            writer,
+            policy_ids,
+            policy_names,
+            rule_counters,
+        })
     }
 
     /// Attaches the cgroup program (the deferred egress of Service traffic delivered to
@@ -76,12 +91,69 @@ impl BpfDataplane {
             enforcer_common::MAP_EVENTS,
         )?)
     }
+
+    /// The flow reports (`ENF_FLOW_REPORTS`), taken out of the object once: the flow
+    /// log reads the counts of flows whose events the programs held back.
+    pub fn take_flow_reports(
+        &mut self,
+    ) -> Result<
+        PerCpuHashMap<MapData, enforcer_common::FlowReportKey, enforcer_common::FlowReport>,
+        DataplaneError,
+    > {
+        Ok(super::writer::take(
+            &mut self.loaded.ebpf,
+            enforcer_common::MAP_FLOW_REPORTS,
+        )?)
+    }
+
+    /// Writes the names of new ids before any verdict can name them.
+    fn write_names(&mut self, ids: &[u32]) -> Result<(), WriterError> {
+        for &id in ids {
+            if let Some(entry) = self.policy_ids.entry(id) {
+                self.policy_names
+                    .insert(id, entry, 0)
+                    .map_err(|source| WriterError::Map {
+                        map: MAP_POLICY_NAMES,
+                        op: "insert",
+                        source,
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets retired ids: their names, and their counters (an id is never reused, so
+    /// nothing would read them again).
+    fn retire(&mut self, retired: &[u32]) {
+        if retired.is_empty() {
+            return;
+        }
+        for id in retired {
+            let _ = self.policy_names.remove(id);
+        }
+        let stale: Vec<RuleCounterKey> = self
+            .rule_counters
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| retired.contains(&k.policy))
+            .collect();
+        for key in stale {
+            let _ = self.rule_counters.remove(&key);
+        }
+    }
 }
 
 impl Dataplane for BpfDataplane {
     fn apply(&mut self, spec: &DataplaneSpec, bindings: &Bindings) -> Result<u32, DataplaneError> {
-        let content = GenerationContent::from_bindings(spec, bindings);
+        let assigned = self
+            .policy_ids
+            .assign(&spec.policies, &spec.policy_fingerprints);
+        self.write_names(&assigned.added)?;
+        let mut content = GenerationContent::from_bindings(spec, bindings);
+        content.renumber_policies(&assigned.ids);
         let generation = self.writer.apply(content)?.generation;
+        let retired = self.policy_ids.written(generation, &assigned.ids);
+        self.retire(&retired);
         // An upgrade: the policy is in the new maps, the flows go there too before
         // the first interface moves to the new programs.
         self.loaded.copy_flows_before_swap();
@@ -145,5 +217,9 @@ impl Dataplane for BpfDataplane {
             }
         }
         failed
+    }
+
+    fn policy_name(&self, id: u32, _spec: &DataplaneSpec) -> Option<PolicyName> {
+        self.policy_ids.name(id).cloned()
     }
 }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use enforcer_common::{EndpointInfo, PEER_F_LOCAL_ENDPOINT, PeerInfo, Verdict};
+use enforcer_common::{EndpointInfo, NO_INDEX, PEER_F_LOCAL_ENDPOINT, PeerInfo, Verdict};
 
 use super::bindings::Bindings;
 use crate::compile::DataplaneSpec;
@@ -97,6 +97,20 @@ impl GenerationContent {
             .map(|f| ((f.proto, f.port), f.flags))
             .collect();
         content
+    }
+
+    /// Replaces the spec's policy indices in the verdicts (`policy`, `log_policy`) by
+    /// `ids[index]` (stable ids, see `policy_ids`). Indices without an id stay.
+    pub fn renumber_policies(&mut self, ids: &[u32]) {
+        let map = |index: u32| ids.get(index as usize).copied().unwrap_or(index);
+        for v in self.verdicts.values_mut() {
+            if v.policy != NO_INDEX {
+                v.policy = map(v.policy);
+            }
+            if v.log_policy != NO_INDEX {
+                v.log_policy = map(v.log_policy);
+            }
+        }
     }
 
     /// Number of entries over all maps.

@@ -13,25 +13,25 @@ use std::path::{Path, PathBuf};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
 use aya::programs::xdp::{XdpLink, XdpMode};
-use aya::programs::{
-    CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, LinkOrder, SchedClassifier, TcAttachType, Xdp,
-};
+use aya::programs::{LinkOrder, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
 
-use super::attach::AttachMode;
-use aya::maps::ProgramArray;
 use enforcer_common::{
-    MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_DEBUG_TAIL_CGROUP, MAP_DEBUG_TAIL_TC,
-    MAP_DEBUG_TAIL_XDP, MAP_ENDPOINTS, MAP_EVENTS, MAP_FAILSAFE, MAP_FRONTENDS, MAP_PEERS_V4,
-    MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS, PROG_CGROUP_INGRESS,
+    MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_ENDPOINTS, MAP_EVENT_BUDGET, MAP_EVENT_STATS,
+    MAP_EVENTS, MAP_FAILSAFE, MAP_FLOW_REPORTS, MAP_FRONTENDS, MAP_PEERS_V4, MAP_PEERS_V6,
+    MAP_PENDING, MAP_POLICY_NAMES, MAP_PORTS, MAP_RULE_COUNTERS, MAP_VERDICTS, PROG_CGROUP_INGRESS,
     PROG_CGROUP_INGRESS_DEBUG, PROG_GUARD_EGRESS, PROG_GUARD_EGRESS_DEBUG, PROG_HOST_EGRESS,
     PROG_HOST_EGRESS_DEBUG, PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG, PROG_HOST_XDP,
-    PROG_HOST_XDP_DEBUG, PROG_LOG_CGROUP_DEBUG, PROG_LOG_TC_DEBUG, PROG_LOG_XDP_DEBUG,
-    PROG_POD_EGRESS, PROG_POD_EGRESS_DEBUG, PROG_POD_INGRESS, PROG_POD_INGRESS_DEBUG,
+    PROG_HOST_XDP_DEBUG, PROG_POD_EGRESS, PROG_POD_EGRESS_DEBUG, PROG_POD_INGRESS,
+    PROG_POD_INGRESS_DEBUG,
 };
 
+use super::attach::AttachMode;
+use super::guards::GUARD_LINKS;
+use super::programs::{cgroup_skb, classifier, load_debug_log_programs, xdp};
+
 /// Every map the agent pins.
-pub const PINNED_MAPS: [&str; 12] = [
+pub const PINNED_MAPS: [&str; 17] = [
     MAP_FAILSAFE,
     MAP_CONFIG,
     MAP_ENDPOINTS,
@@ -44,6 +44,13 @@ pub const PINNED_MAPS: [&str; 12] = [
     MAP_FRONTENDS,
     MAP_COUNTERS,
     MAP_EVENTS,
+    // Observability: flow-event rate limiting, event and per-rule counters, the
+    // stable policy ids (which must survive restarts with the counters they key).
+    MAP_FLOW_REPORTS,
+    MAP_EVENT_BUDGET,
+    MAP_EVENT_STATS,
+    MAP_RULE_COUNTERS,
+    MAP_POLICY_NAMES,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -141,7 +148,7 @@ pub enum Variant {
 }
 
 impl Variant {
-    fn pick(self, production: &'static str, debug: &'static str) -> &'static str {
+    pub(super) fn pick(self, production: &'static str, debug: &'static str) -> &'static str {
         match self {
             Variant::Production => production,
             Variant::DebugLog => debug,
@@ -213,12 +220,12 @@ impl Hook {
 /// The loaded programs of one node, and the interfaces they are attached to.
 pub struct LoadedDataplane {
     pub ebpf: Ebpf,
-    pin_dir: PathBuf,
-    variant: Variant,
+    pub(super) pin_dir: PathBuf,
+    pub(super) variant: Variant,
     /// iface → ifindex it had when attached.
     attached: BTreeMap<String, u32>,
     /// Interfaces carrying the guard → their ifindex.
-    guarded: BTreeMap<String, u32>,
+    pub(super) guarded: BTreeMap<String, u32>,
     /// TCX links or netlink `tc` filters (see `attach.rs`).
     mode: AttachMode,
     /// An upgrade from pins of another layout, under way (see `layout.rs`).
@@ -509,88 +516,6 @@ impl LoadedDataplane {
         Ok(())
     }
 
-    /// Interfaces carrying the guard.
-    pub fn guarded(&self) -> &BTreeMap<String, u32> {
-        &self.guarded
-    }
-
-    /// Attaches the guard (`enf_guard_eg`) to TCX egress of `iface`, first in the chain,
-    /// unless it is there for that ifindex already; a pinned link left by a previous
-    /// agent is taken over atomically.
-    pub fn attach_guard(&mut self, iface: &str, ifindex: u32) -> Result<(), LoaderError> {
-        if self.guarded.get(iface) == Some(&ifindex) {
-            return Ok(());
-        }
-        let dir = self.pin_dir.join(GUARD_LINKS);
-        remove_pins_in(&dir, iface, Some(ifindex));
-        let path = self.guard_link_path(iface, ifindex);
-        if let Some(held) = self.attach_one(iface, Hook::GuardEgress, &path, LinkOrder::first())? {
-            self.held
-                .insert((iface.to_owned(), Hook::GuardEgress.name()), held);
-        }
-        self.guarded.insert(iface.to_owned(), ifindex);
-        Ok(())
-    }
-
-    /// `guards/<iface>_<ifindex>_guard-egress`.
-    pub(super) fn guard_link_path(&self, iface: &str, ifindex: u32) -> PathBuf {
-        self.pin_dir
-            .join(GUARD_LINKS)
-            .join(format!("{iface}_{ifindex}_{}", Hook::GuardEgress.name()))
-    }
-
-    /// Removes the guard of an interface that is gone or became a workload's.
-    pub fn unguard(&mut self, iface: &str) {
-        self.guarded.remove(iface);
-        self.held
-            .remove(&(iface.to_owned(), Hook::GuardEgress.name()));
-        remove_pins_in(&self.pin_dir.join(GUARD_LINKS), iface, None);
-    }
-
-    /// Attaches the cgroup program (`enf_cg_in`) to cgroup ingress of `cgroup` (a cgroup
-    /// v2 directory), alongside other programs there. The new link is pinned before the
-    /// previous agent's is removed: no packet is delivered unjudged in between.
-    pub fn attach_cgroup(&mut self, cgroup: &Path) -> Result<(), LoaderError> {
-        let program = self
-            .variant
-            .pick(PROG_CGROUP_INGRESS, PROG_CGROUP_INGRESS_DEBUG);
-        let attach_err = |source| LoaderError::Attach {
-            program,
-            iface: cgroup.display().to_string(),
-            hook: "cgroup-ingress",
-            source: Box::new(source),
-        };
-        let dir = std::fs::File::open(cgroup).map_err(|source| LoaderError::Cgroup {
-            path: cgroup.to_path_buf(),
-            source,
-        })?;
-        let prog = cgroup_skb(&mut self.ebpf, program)?;
-        let link_id = prog
-            // A link to a cgroup always allows other programs next to it; the
-            // multi-attach flag is for the older attach call only (the kernel refuses
-            // it with a link).
-            .attach(&dir, CgroupSkbAttachType::Ingress, CgroupAttachMode::Single)
-            .map_err(attach_err)?;
-        let link = prog.take_link(link_id).map_err(attach_err)?;
-        let path = self.cgroup_link_path();
-        let fresh = self.pin_dir.join(format!("{CGROUP_LINK}_new"));
-        let _ = std::fs::remove_file(&fresh);
-        let held = pin_link(link, &fresh)?;
-        std::fs::rename(&fresh, &path).map_err(|source| LoaderError::Bpffs {
-            op: "rename",
-            path: fresh.clone(),
-            source,
-        })?;
-        self.held
-            .insert((CGROUP_KEY.0.to_owned(), CGROUP_KEY.1), held);
-        Ok(())
-    }
-
-    /// The cgroup program's link pin.
-    pub(super) fn cgroup_link_path(&self) -> PathBuf {
-        self.pin_dir.join(CGROUP_LINK)
-    }
-
     /// Attaches `hook`'s program to `iface` at `order`, pinned at `path`; returns the
     /// link, held open. A pinned link for this very ifindex (the pin name carries it),
     /// left by a previous agent, is taken over atomically: its program is replaced in
@@ -664,14 +589,8 @@ impl LoadedDataplane {
     }
 }
 
-/// Guard links live apart from the endpoint links (`links/`): an interface that stops
-/// carrying an endpoint keeps its guard.
-pub(super) const GUARD_LINKS: &str = "guards";
-/// The cgroup program's pinned link.
-const CGROUP_LINK: &str = "cgroup_ingress";
-
 /// Removes the pins `<iface>_<ifindex>_<hook>` in `dir` except those of ifindex `keep`.
-fn remove_pins_in(dir: &Path, iface: &str, keep: Option<u32>) {
+pub(super) fn remove_pins_in(dir: &Path, iface: &str, keep: Option<u32>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -685,76 +604,6 @@ fn remove_pins_in(dir: &Path, iface: &str, keep: Option<u32>) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
-}
-
-/// Loads the log programs the debug-log variants tail-call, and puts them in
-/// `ENF_DEBUG_TC` / `ENF_DEBUG_XDP` (which stay in the object, open for as long as the programs are:
-/// the kernel empties a program array when its last user reference closes).
-fn load_debug_log_programs(ebpf: &mut Ebpf) -> Result<(), LoaderError> {
-    let program_err = |program: &'static str, op: &'static str| {
-        move |source| LoaderError::Program {
-            program,
-            op,
-            source: Box::new(source),
-        }
-    };
-    let tc = classifier(ebpf, PROG_LOG_TC_DEBUG)?;
-    tc.load().map_err(program_err(PROG_LOG_TC_DEBUG, "load"))?;
-    let tc_fd = tc
-        .fd()
-        .map_err(program_err(PROG_LOG_TC_DEBUG, "fd"))?
-        .try_clone()
-        .map_err(|e| program_err(PROG_LOG_TC_DEBUG, "fd")(e.into()))?;
-    let program = PROG_LOG_XDP_DEBUG;
-    let xdp: &mut Xdp = ebpf
-        .program_mut(program)
-        .ok_or(LoaderError::MissingProgram { program })?
-        .try_into()
-        .map_err(program_err(program, "type"))?;
-    xdp.load().map_err(program_err(program, "load"))?;
-    let xdp_fd = xdp
-        .fd()
-        .map_err(program_err(program, "fd"))?
-        .try_clone()
-        .map_err(|e| program_err(program, "fd")(e.into()))?;
-    let program = PROG_LOG_CGROUP_DEBUG;
-    let cg = cgroup_skb(ebpf, program)?;
-    cg.load().map_err(program_err(program, "load"))?;
-    let cg_fd = cg
-        .fd()
-        .map_err(program_err(program, "fd"))?
-        .try_clone()
-        .map_err(|e| program_err(program, "fd")(e.into()))?;
-    for (map, fd) in [
-        (MAP_DEBUG_TAIL_TC, tc_fd),
-        (MAP_DEBUG_TAIL_XDP, xdp_fd),
-        (MAP_DEBUG_TAIL_CGROUP, cg_fd),
-    ] {
-        let map_err = |op: &'static str| {
-            move |source| LoaderError::DebugTail {
-                map,
-                op,
-                source: Box::new(source),
-            }
-        };
-        let found = ebpf.map_mut(map).ok_or(LoaderError::MissingMap { map })?;
-        let mut tail = ProgramArray::try_from(found).map_err(map_err("open"))?;
-        tail.set(0, &fd, 0)
-            .map_err(map_err("set the log program"))?;
-    }
-    Ok(())
-}
-
-fn xdp(ebpf: &mut Ebpf, variant: Variant) -> Result<&mut Xdp, LoaderError> {
-    let program = variant.host_xdp();
-    ebpf.program_mut(program)
-        .ok_or(LoaderError::MissingProgram { program })?
-        .try_into()
-        .map_err(|source| LoaderError::Program {
-            program,
-            op: "type",
-            source: Box::new(source),
-        })
 }
 
 /// Pins a link: it keeps its program attached after this process exits. Returns the
@@ -771,34 +620,6 @@ where
     let fd_link = FdLink::try_from(link).map_err(|e| pin_err(Box::new(e)))?;
     let pinned = fd_link.pin(path).map_err(|e| pin_err(Box::new(e)))?;
     Ok(FdLink::from(pinned))
-}
-
-fn cgroup_skb<'a>(
-    ebpf: &'a mut Ebpf,
-    program: &'static str,
-) -> Result<&'a mut CgroupSkb, LoaderError> {
-    ebpf.program_mut(program)
-        .ok_or(LoaderError::MissingProgram { program })?
-        .try_into()
-        .map_err(|source| LoaderError::Program {
-            program,
-            op: "type",
-            source: Box::new(source),
-        })
-}
-
-pub(super) fn classifier<'a>(
-    ebpf: &'a mut Ebpf,
-    program: &'static str,
-) -> Result<&'a mut SchedClassifier, LoaderError> {
-    ebpf.program_mut(program)
-        .ok_or(LoaderError::MissingProgram { program })?
-        .try_into()
-        .map_err(|source| LoaderError::Program {
-            program,
-            op: "type",
-            source: Box::new(source),
-        })
 }
 
 /// Removes a node's pinned links and maps (the programs detach with the last link).

@@ -9,17 +9,23 @@ pub mod bpf_log;
 pub mod cgroup;
 pub mod content;
 pub mod failsafe;
+pub mod guards;
 pub mod interfaces;
 pub mod layout;
 pub mod loader;
+pub mod names;
 pub mod netns;
 pub mod object;
+pub mod policy_ids;
+pub mod programs;
+pub mod rule_counters;
 pub mod verify;
 pub mod writer;
 
 use std::collections::BTreeMap;
 
 use crate::compile::DataplaneSpec;
+use crate::model::PolicyName;
 
 use bindings::{Binding, Bindings};
 use interfaces::{NodeInterfaces, WorkloadPrefixes};
@@ -56,6 +62,12 @@ pub trait Dataplane: Send {
         _workloads: &WorkloadPrefixes,
     ) -> Vec<(String, DataplaneError)> {
         Vec::new()
+    }
+    /// The policy that `id`, as the maps' verdicts, events and rule counters carry it,
+    /// names while a live generation uses it. A dataplane that writes the spec's
+    /// policy indices as they are names them by the spec in force.
+    fn policy_name(&self, id: u32, spec: &DataplaneSpec) -> Option<PolicyName> {
+        spec.policies.get(id as usize).cloned()
     }
 }
 

@@ -200,15 +200,7 @@ impl GenerationWriter {
             &old.peers_v4,
             &new.peers_v4,
             stats,
-            |(addr, len)| {
-                LpmKey::new(
-                    8 + u32::from(*len),
-                    PeerKeyV4 {
-                        generation: g8,
-                        addr: *addr,
-                    },
-                )
-            },
+            |(addr, len)| LpmKey::new(8 + u32::from(*len), PeerKeyV4::new(g8, *addr)),
         )?;
         sync(
             &mut maps.peers_v6,
@@ -216,15 +208,7 @@ impl GenerationWriter {
             &old.peers_v6,
             &new.peers_v6,
             stats,
-            |(addr, len)| {
-                LpmKey::new(
-                    8 + u32::from(*len),
-                    PeerKeyV6 {
-                        generation: g8,
-                        addr: *addr,
-                    },
-                )
-            },
+            |(addr, len)| LpmKey::new(8 + u32::from(*len), PeerKeyV6::new(g8, *addr)),
         )?;
         sync(
             &mut maps.ports,

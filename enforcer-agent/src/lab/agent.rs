@@ -10,7 +10,7 @@
 //! waits for `observed_revision >= revision` there (a stand-in agent only has to write
 //! that file, see the lab tests' fake agent). With several nodes, node `nodeK`'s agent
 //! gets `--node nodeK`, its own `--bpffs`, `--status-file status-nodeK.json` and
-//! `--flow-log`, and logs to `agent-nodeK.log` ([`super::topology`]).
+//! `--flow-log-file`, and logs to `agent-nodeK.log` ([`super::topology`]).
 
 use std::path::Path;
 use std::process::Child;
@@ -67,6 +67,8 @@ pub struct AgentMode<'a> {
     pub kubernetes: bool,
     /// `--attach` (`tcx` or `tc`).
     pub attach: Option<&'a str>,
+    /// Extra arguments (`lab up --agent-arg`), after the lab's own.
+    pub extra_args: &'a [String],
 }
 
 /// Starts `node`'s agent in its netns.
@@ -97,7 +99,7 @@ pub fn start(
             path(paths.kubeconfig()),
             "--status-file".to_owned(),
             path(paths.datastore().join(topo.status_file(node))),
-            "--flow-log".to_owned(),
+            "--flow-log-file".to_owned(),
             path(
                 topo.flow_log(paths, node)
                     .unwrap_or_else(|| paths.datastore().join("flows.jsonl")),
@@ -109,12 +111,16 @@ pub fn start(
             args.extend(["--status-file".to_owned(), topo.status_file(node)]);
         }
         if let Some(flow_log) = topo.flow_log(paths, node) {
-            args.extend(["--flow-log".to_owned(), path(flow_log)]);
+            args.extend(["--flow-log-file".to_owned(), path(flow_log)]);
         }
     }
     if let Some(attach) = mode.attach {
         args.extend(["--attach".to_owned(), attach.to_owned()]);
     }
+    // A lab is for looking at what happens: allowed flows are logged too
+    // (`enforcer flows --lab`). `--agent-arg --flow-log=denied` overrides it.
+    args.extend(["--flow-log".to_owned(), "all".to_owned()]);
+    args.extend(mode.extra_args.iter().cloned());
     process::spawn_in_netns(
         &topo.netns(node),
         binary,

@@ -42,6 +42,8 @@ pub struct UpOptions {
     pub kubernetes: bool,
     /// `--attach` for the agent (`tcx` or `tc`).
     pub attach: Option<String>,
+    /// Extra arguments of every node agent (after the lab's own).
+    pub agent_args: Vec<String>,
 }
 
 /// One line of `lab get pods -o json`.
@@ -125,6 +127,7 @@ impl Lab {
         let mode = agent::AgentMode {
             kubernetes: self.state.kubernetes,
             attach: self.state.attach.as_deref(),
+            extra_args: &self.state.agent_args,
         };
         let mut started = Vec::new();
         for node in nodes {

@@ -88,6 +88,7 @@ impl Lab {
         );
         state.kubernetes = opts.kubernetes;
         state.attach.clone_from(&opts.attach);
+        state.agent_args.clone_from(&opts.agent_args);
         let (plan, allocation) = cluster::plan(&declared, topo.nodes(), &state.allocation())?;
 
         for dir in [paths.root.clone(), paths.logs(), paths.run()] {

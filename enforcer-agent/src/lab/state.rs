@@ -69,6 +69,9 @@ pub struct LabState {
     /// `--attach` given to the agents (`tcx` or `tc`; default: the agent's choice).
     #[serde(default)]
     pub attach: Option<String>,
+    /// Extra arguments of every node agent (`lab up --agent-arg`), kept for restarts.
+    #[serde(default)]
+    pub agent_args: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -121,6 +124,7 @@ impl LabState {
             kubernetes: false,
             apiserver_process: None,
             attach: None,
+            agent_args: Vec::new(),
         }
     }
 

@@ -39,7 +39,7 @@ impl fmt::Display for ObjectId {
 }
 
 /// A policy as users name it, for explanations.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct PolicyName {
     /// `default`, `kube-admin`, … ; the Kubernetes policies are in `default`.
     pub tier: String,

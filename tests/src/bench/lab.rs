@@ -57,6 +57,9 @@ impl LabGuard {
             agent_binary: None,
             kubernetes: false,
             attach: None,
+            // The agent's production default (the lab's own is `all`): benchmarks
+            // measure what a node runs.
+            agent_args: vec!["--flow-log=denied".to_owned()],
         };
         guard.lab = Some(Lab::up(&opts, &files).ctx("lab up")?);
         Ok(guard)

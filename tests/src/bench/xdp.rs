@@ -312,9 +312,13 @@ fn lab_up(prefix: &str, files: &[&Path], agent: bool) -> Result<LabGuard> {
         bin: super::lab::enforcer_binary().map_err(anyhow::Error::msg)?,
         nodes: 1,
         encap: None,
+        // The agent's production default (the lab's own is `all`).
+        agent_args: vec!["--flow-log=denied".to_owned()],
     };
     let mut args = vec!["up".to_owned()];
-    if !agent {
+    if agent {
+        args.extend(lab.agent_args.iter().map(|a| format!("--agent-arg={a}")));
+    } else {
         args.push("--no-agent".to_owned());
     }
     for f in files {

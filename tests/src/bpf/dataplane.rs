@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{
-        Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf,
+        Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, ProgramArray, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
     programs::{CgroupSkb, Program, SchedClassifier, TestRun, TestRunOptions, TestRunResult, Xdp},
@@ -23,6 +23,10 @@ use enforcer_common::{
     PROG_LOG_XDP_DEBUG, PROG_POD_EGRESS, PROG_POD_EGRESS_DEBUG, PROG_POD_INGRESS,
     PROG_POD_INGRESS_DEBUG, PeerInfo, PeerKeyV4, PeerKeyV6, PendingKey, PendingValue, PortKey,
     REASONS, Verdict, VerdictKey,
+};
+use enforcer_common::{
+    EventBudget, FlowReport, FlowReportKey, MAP_EVENT_BUDGET, MAP_EVENT_STATS, MAP_FLOW_REPORTS,
+    MAP_RULE_COUNTERS, RuleCounter, RuleCounterKey,
 };
 
 use enforcer::dataplane::writer::GenerationWriter;
@@ -143,6 +147,11 @@ pub struct Dataplane {
     pub events: RingBuf<MapData>,
     pub failsafe: HashMap<MapData, FailsafeKey, u32>,
     pub frontends: HashMap<MapData, FrontendKey, u32>,
+    /// Flow-event rate limiting: per-flow reports and each CPU's budget.
+    pub flow_reports: PerCpuHashMap<MapData, FlowReportKey, FlowReport>,
+    pub event_budget: PerCpuArray<MapData, EventBudget>,
+    pub event_stats: PerCpuArray<MapData, u64>,
+    pub rule_counters: PerCpuHashMap<MapData, RuleCounterKey, RuleCounter>,
 }
 
 fn take<T: TryFrom<aya::maps::Map>>(ebpf: &mut Ebpf, name: &str) -> T
@@ -178,8 +187,51 @@ impl Dataplane {
             pending: take(&mut ebpf, MAP_PENDING),
             counters: take(&mut ebpf, MAP_COUNTERS),
             events: take(&mut ebpf, MAP_EVENTS),
+            flow_reports: take(&mut ebpf, MAP_FLOW_REPORTS),
+            event_budget: take(&mut ebpf, MAP_EVENT_BUDGET),
+            event_stats: take(&mut ebpf, MAP_EVENT_STATS),
+            rule_counters: take(&mut ebpf, MAP_RULE_COUNTERS),
             ebpf,
         }
+    }
+
+    /// Forgets which flows reported recently and refills every CPU's event budget, so
+    /// the next judged packet of any flow queues its event (cases are independent of
+    /// the rate limiting unless they test it).
+    pub fn reset_event_limits(&mut self) {
+        let keys: Vec<FlowReportKey> = self.flow_reports.keys().filter_map(Result::ok).collect();
+        for k in keys {
+            let _ = self.flow_reports.remove(&k);
+        }
+        // Zero tokens refilled since time zero: a full budget at the next event.
+        let cpus = aya::util::nr_cpus().unwrap_or_else(|(what, e)| panic!("{what}: {e}"));
+        let empty =
+            PerCpuValues::try_from(vec![EventBudget::default(); cpus]).or_panic("per-CPU budget");
+        self.event_budget
+            .set(0, empty, 0)
+            .or_panic("resetting ENF_EVENT_BUDGET");
+    }
+
+    /// `ENF_EVENT_STATS[index]` summed over the CPUs.
+    pub fn event_stat(&self, index: u32) -> u64 {
+        self.event_stats
+            .get(&index, 0)
+            .or_panic("reading ENF_EVENT_STATS")
+            .iter()
+            .sum()
+    }
+
+    /// `ENF_RULE_COUNTERS[key]` summed over the CPUs (zero when absent).
+    pub fn rule_counter(&self, key: RuleCounterKey) -> RuleCounter {
+        self.rule_counters
+            .get(&key, 0)
+            .map(|v| {
+                v.iter().fold(RuleCounter::default(), |a, c| RuleCounter {
+                    packets: a.packets + c.packets,
+                    bytes: a.bytes + c.bytes,
+                })
+            })
+            .unwrap_or_default()
     }
 
     /// Empties every map (config back to all zeros, events drained); counters are
@@ -198,6 +250,7 @@ impl Dataplane {
         clear_lpm(&mut self.peers_v6);
         clear_lpm(&mut self.ports);
         self.drain_events();
+        self.reset_event_limits();
     }
 
     /// The loaded object, e.g. to take aya-log's ring buffer from it.
@@ -318,25 +371,13 @@ impl Dataplane {
     pub fn set_peer(&mut self, generation: u8, addr: IpAddr, prefix: u32, info: PeerInfo) {
         match addr {
             IpAddr::V4(a) => {
-                let key = Key::new(
-                    8 + prefix,
-                    PeerKeyV4 {
-                        generation,
-                        addr: a.octets(),
-                    },
-                );
+                let key = Key::new(8 + prefix, PeerKeyV4::new(generation, a.octets()));
                 self.peers_v4
                     .insert(&key, info, 0)
                     .or_panic("writing ENF_PEERS_V4");
             }
             IpAddr::V6(a) => {
-                let key = Key::new(
-                    8 + prefix,
-                    PeerKeyV6 {
-                        generation,
-                        addr: a.octets(),
-                    },
-                );
+                let key = Key::new(8 + prefix, PeerKeyV6::new(generation, a.octets()));
                 self.peers_v6
                     .insert(&key, info, 0)
                     .or_panic("writing ENF_PEERS_V6");

@@ -1,5 +1,8 @@
-//! `enforcer inspect`: reads a node's pinned maps and decodes them (bpftool shows the
-//! same maps as hex, since the object carries no map BTF).
+//! `enforcer inspect`: reads a node's pinned maps and decodes them: outcome counters,
+//! conntrack, endpoints, config, per-rule counters (`dataplane::rule_counters`), and
+//! the policy in force for one endpoint with its counters (`policy.rs`).
+
+pub mod policy;
 
 use std::path::{Path, PathBuf};
 
@@ -7,9 +10,12 @@ use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArra
 use serde::Serialize;
 
 use enforcer_common::{
-    COUNTERS_LEN, Config, CtKey, CtValue, EndpointInfo, EndpointKey, FAMILY_V4, HOOKS, MAP_CONFIG,
-    MAP_CONNTRACK, MAP_COUNTERS, MAP_ENDPOINTS, REASON_NAMES, REASONS,
+    COUNTERS_LEN, Config, CtKey, CtValue, EVENT_STAT_NAMES, EVENT_STATS_LEN, EndpointInfo,
+    EndpointKey, FAMILY_V4, HOOKS, MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_ENDPOINTS,
+    MAP_EVENT_STATS, REASON_NAMES, REASONS,
 };
+
+use crate::dataplane::rule_counters::{self, RuleCounterSample, RuleCountersError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
@@ -25,6 +31,8 @@ pub enum InspectError {
         #[source]
         source: MapError,
     },
+    #[error(transparent)]
+    RuleCounters(#[from] RuleCountersError),
 }
 
 fn open(pin_dir: &Path, name: &'static str) -> Result<Map, InspectError> {
@@ -49,19 +57,12 @@ pub struct Counter {
 }
 
 pub fn hook_name(hook: u32) -> &'static str {
-    match hook {
-        enforcer_common::HOOK_POD_EGRESS => "pod-egress",
-        enforcer_common::HOOK_POD_INGRESS => "pod-ingress",
-        enforcer_common::HOOK_HOST_XDP => "host-xdp",
-        enforcer_common::HOOK_HOST_INGRESS => "host-ingress",
-        enforcer_common::HOOK_HOST_EGRESS => "host-egress",
-        enforcer_common::HOOK_GUARD_EGRESS => "guard-egress",
-        enforcer_common::HOOK_CGROUP_INGRESS => "cgroup-ingress",
-        _ => "other",
-    }
+    crate::dataplane::names::hook(hook)
 }
 
-/// Every non-zero counter.
+/// Every non-zero counter: packets by hook and reason, then what became of flow
+/// events (hook `events`: emitted, aggregated into a flow's report, lost to the
+/// per-CPU budget or to a full ring buffer).
 pub fn counters(pin_dir: &Path) -> Result<Vec<Counter>, InspectError> {
     let map: PerCpuArray<MapData, u64> =
         PerCpuArray::try_from(open(pin_dir, MAP_COUNTERS)?).map_err(read_err(MAP_COUNTERS))?;
@@ -77,7 +78,37 @@ pub fn counters(pin_dir: &Path) -> Result<Vec<Counter>, InspectError> {
             });
         }
     }
+    // Maps pinned by an agent older than the event counters have none: no rows.
+    if let Ok(map) = open(pin_dir, MAP_EVENT_STATS) {
+        let stats: PerCpuArray<MapData, u64> =
+            PerCpuArray::try_from(map).map_err(read_err(MAP_EVENT_STATS))?;
+        for index in 0..EVENT_STATS_LEN {
+            let values = stats.get(&index, 0).map_err(read_err(MAP_EVENT_STATS))?;
+            let events: u64 = values.iter().sum();
+            if events > 0 {
+                out.push(Counter {
+                    hook: "events",
+                    reason: EVENT_STAT_NAMES[index as usize],
+                    packets: events,
+                });
+            }
+        }
+    }
     Ok(out)
+}
+
+/// The per-rule counters, optionally of the policies named `policy` (`NAME` or
+/// `NAMESPACE/NAME`).
+pub fn rules(pin_dir: &Path, policy: Option<&str>) -> Result<Vec<RuleCounterSample>, InspectError> {
+    let mut rows = rule_counters::read(pin_dir)?;
+    if let Some(wanted) = policy {
+        rows.retain(|r| {
+            r.policy.as_ref().is_some_and(|p| {
+                p.name == wanted || format!("{}/{}", p.namespace, p.name) == wanted
+            })
+        });
+    }
+    Ok(rows)
 }
 
 /// Sum of one (hook, reason) counter; 0 if absent.
