@@ -14,14 +14,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use enforcer::dataplane::object::BPF_OBJECT;
 use enforcer_common::{
-    ACTION_ALLOW, ACTION_CONTINUE, ACTION_DENY, ANY_CELL, ANY_PEER, Config, DIR_EGRESS,
-    DIR_HOST_EGRESS, DIR_HOST_INGRESS, DIR_INGRESS, DIR_PREDNAT_INGRESS, DIR_UNTRACKED_EGRESS,
-    DIR_UNTRACKED_INGRESS, EP_F_HOST, FAILSAFE_INBOUND_DEFAULT, FAILSAFE_OUTBOUND_DEFAULT,
-    FRONTEND_F_HOST_PORT, FRONTEND_F_NODE_PORT, MARK_EGRESS_DEFERRED, NO_INDEX, PEER_F_HOST,
-    PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP, PeerInfo, REASON_ALLOW_CONNTRACK,
-    REASON_ALLOW_FAILSAFE, REASON_ALLOW_NDP, REASON_ALLOW_POLICY, REASON_DEFERRED,
-    REASON_DENY_POLICY, REASON_NAMES, REASON_XDP_CONTINUE, REASONS, VERDICT_KIND_RULE, Verdict,
-    VerdictKey, host_profile,
+    ACTION_ALLOW, ACTION_CONTINUE, ACTION_DENY, ANY_CELL, ANY_PEER, CONFIG_F_EVENT_ON_ALLOW,
+    CONFIG_F_EVENT_ON_DENY, Config, DIR_EGRESS, DIR_HOST_EGRESS, DIR_HOST_INGRESS, DIR_INGRESS,
+    DIR_PREDNAT_INGRESS, DIR_UNTRACKED_EGRESS, DIR_UNTRACKED_INGRESS, EP_F_HOST, EVENT_KIND_DENY,
+    FAILSAFE_INBOUND_DEFAULT, FAILSAFE_OUTBOUND_DEFAULT, FRONTEND_F_HOST_PORT,
+    FRONTEND_F_NODE_PORT, HOOK_CGROUP_INGRESS, HOOK_GUARD_EGRESS, HOOK_POD_INGRESS,
+    MARK_EGRESS_DEFERRED, NO_INDEX, PEER_F_HOST, PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP,
+    PeerInfo, REASON_ALLOW_CONNTRACK, REASON_ALLOW_FAILSAFE, REASON_ALLOW_NDP, REASON_ALLOW_POLICY,
+    REASON_DEFERRED, REASON_DENY_POLICY, REASON_NAMES, REASON_XDP_CONTINUE, REASONS,
+    RuleCounterKey, VERDICT_KIND_RULE, Verdict, VerdictKey, host_profile,
 };
 use enforcer_tests::bpf::{
     dataplane::{Dataplane, Hook, ct_key, endpoint, monotonic_ns},
@@ -956,6 +957,129 @@ fn service_cases() -> Vec<Case> {
     ]
 }
 
+/// The policy id of [`reported_cases`]' verdict: no other case uses it, so its rule
+/// counter moves only there.
+const REPORTED_POLICY: u32 = 900;
+const REPORTED_RULE: u32 = 3;
+
+/// Generation 0 with A's egress denied by (`REPORTED_POLICY`, `REPORTED_RULE`), events
+/// on denies and allows, and this namespace as the agent's.
+fn reported_setup(dp: &mut Dataplane, ifs: &Ifaces) {
+    with_netns(dp, ifs);
+    dp.set_verdict(
+        VerdictKey {
+            generation: 0,
+            dir: DIR_EGRESS,
+            _pad: [0; 2],
+            profile: P_A,
+            peer_class: ANY_PEER,
+            cell: ANY_CELL,
+        },
+        Verdict {
+            policy: REPORTED_POLICY,
+            rule: REPORTED_RULE,
+            ..verdict(ACTION_DENY)
+        },
+    );
+    dp.set_config(Config {
+        netns_cookie: enforcer::dataplane::netns::cookie().unwrap_or_else(|e| panic!("{e}")),
+        flags: CONFIG_F_EVENT_ON_DENY | CONFIG_F_EVENT_ON_ALLOW,
+        ..config(0, 1)
+    });
+}
+
+/// After the `n`th deferred denial: A's deny rule counted `n` times, and exactly one
+/// deny event queued since the last check, naming A's egress rule and the program
+/// (`hook`) that judged it.
+fn reported(n: u64, hook: u32) -> Step {
+    check("rule counter and flow event", move |dp, ifs| {
+        let counted = dp.rule_counter(RuleCounterKey {
+            policy: REPORTED_POLICY,
+            rule: REPORTED_RULE,
+            dir: DIR_EGRESS,
+            action: ACTION_DENY,
+            _pad: [0; 2],
+        });
+        if counted.packets != n || counted.bytes == 0 {
+            return Err(format!("rule counter {counted:?} (want {n} packets)"));
+        }
+        let events = dp.drain_events();
+        let [e] = events.as_slice() else {
+            return Err(format!("events {events:?} (want one deny event)"));
+        };
+        let want = (EVENT_KIND_DENY, u32::from(DIR_EGRESS), hook, ifs.a, 100);
+        let got = (
+            e.kind,
+            u32::from(e.dir),
+            u32::from(e.hook),
+            e.ifindex,
+            e.endpoint_id,
+        );
+        if got != want
+            || (e.policy, e.rule) != (REPORTED_POLICY, REPORTED_RULE)
+            || e.reason != REASON_DENY_POLICY
+        {
+            return Err(format!(
+                "event {e:?} (want kind/dir/hook/ifindex/endpoint {want:?})"
+            ));
+        }
+        Ok(())
+    })
+}
+
+/// Issue 14 on the deferred egress of Service traffic: wherever the client's egress
+/// is judged after DNAT (the backend's ingress hook, the guard, the cgroup program),
+/// the verdict counts under its rule and reports a flow event naming that hook.
+fn reported_cases() -> Vec<Case> {
+    vec![Case {
+        name: "issue14_deferred_egress_counted_and_reported_where_judged",
+        setup: reported_setup,
+        steps: vec![
+            // To the outside: the guard judges.
+            run(
+                Hook::PodEgress,
+                On::A,
+                tcp4(A4, 41_000, VIP4, 80, SYN),
+                pass(REASON_DEFERRED),
+            ),
+            guard(
+                tcp4(A4, 41_000, EXT4, 80, SYN),
+                dropped(REASON_DENY_POLICY).mark(0),
+            ),
+            reported(1, HOOK_GUARD_EGRESS),
+            // To the node's own socket: the cgroup program judges.
+            run(
+                Hook::PodEgress,
+                On::A,
+                tcp4(A4, 41_001, VIP4, 443, SYN),
+                pass(REASON_DEFERRED),
+            ),
+            delivered(
+                tcp4(A4, 41_001, NODE4, 6443, SYN),
+                dropped(REASON_DENY_POLICY),
+            ),
+            reported(2, HOOK_CGROUP_INGRESS),
+            // To pod B on this node: B's ingress hook judges A's egress first.
+            run(
+                Hook::PodEgress,
+                On::A,
+                tcp4(A4, 41_002, VIP4, 80, SYN),
+                pass(REASON_DEFERRED),
+            ),
+            marked(
+                run(
+                    Hook::PodIngress,
+                    On::B,
+                    tcp4(A4, 41_002, B4, 80, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                MARK_EGRESS_DEFERRED,
+            ),
+            reported(3, HOOK_POD_INGRESS),
+        ],
+    }]
+}
+
 /// Issue 9 item 7: egress to a front-end on the node's own address (a node port, a
 /// host port) is judged after the translation, like egress to a VIP.
 fn frontend_cases() -> Vec<Case> {
@@ -1021,6 +1145,7 @@ fn cases() -> Vec<Case> {
     all.extend(conntrack_cases());
     all.extend(service_cases());
     all.extend(frontend_cases());
+    all.extend(reported_cases());
     all
 }
 

@@ -9,12 +9,11 @@ use aya::programs::{CgroupAttachMode, CgroupSkbAttachType, LinkOrder};
 
 use enforcer_common::{PROG_CGROUP_INGRESS, PROG_CGROUP_INGRESS_DEBUG};
 
-use super::loader::{CGROUP_KEY, Hook, LoadedDataplane, LoaderError, pin_link, remove_pins_in};
+use super::loader::{
+    CGROUP_KEY, GUARD_LINKS, Hook, LoadedDataplane, LoaderError, pin_link, remove_pins_in,
+};
 use super::programs::cgroup_skb;
 
-/// Guard links live apart from the endpoint links (`links/`): an interface that stops
-/// carrying an endpoint keeps its guard.
-pub(super) const GUARD_LINKS: &str = "guards";
 /// The cgroup program's pinned link.
 const CGROUP_LINK: &str = "cgroup_ingress";
 

@@ -21,13 +21,13 @@ use enforcer_common::{
     MAP_EVENTS, MAP_FAILSAFE, MAP_FLOW_REPORTS, MAP_FRONTENDS, MAP_PEERS_V4, MAP_PEERS_V6,
     MAP_PENDING, MAP_POLICY_NAMES, MAP_PORTS, MAP_RULE_COUNTERS, MAP_VERDICTS, PROG_CGROUP_INGRESS,
     PROG_CGROUP_INGRESS_DEBUG, PROG_GUARD_EGRESS, PROG_GUARD_EGRESS_DEBUG, PROG_HOST_EGRESS,
-    PROG_HOST_EGRESS_DEBUG, PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG, PROG_HOST_XDP,
-    PROG_HOST_XDP_DEBUG, PROG_POD_EGRESS, PROG_POD_EGRESS_DEBUG, PROG_POD_INGRESS,
-    PROG_POD_INGRESS_DEBUG,
+    PROG_HOST_EGRESS_DEBUG, PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG, PROG_POD_EGRESS,
+    PROG_POD_EGRESS_DEBUG, PROG_POD_INGRESS, PROG_POD_INGRESS_DEBUG,
 };
 
 use super::attach::AttachMode;
-use super::guards::GUARD_LINKS;
+pub use super::load_error::LoaderError;
+pub use super::programs::Variant;
 use super::programs::{cgroup_skb, classifier, load_debug_log_programs, xdp};
 
 /// Every map the agent pins.
@@ -52,63 +52,6 @@ pub const PINNED_MAPS: [&str; 17] = [
     MAP_RULE_COUNTERS,
     MAP_POLICY_NAMES,
 ];
-
-#[derive(Debug, thiserror::Error)]
-pub enum LoaderError {
-    #[error("bpffs: {op} {path}: {source}")]
-    Bpffs {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("loading the BPF object (maps pinned under {pin_dir}): {source}")]
-    Load {
-        pin_dir: PathBuf,
-        #[source]
-        source: Box<aya::EbpfError>,
-    },
-    #[error("program {program} is missing from the BPF object")]
-    MissingProgram { program: &'static str },
-    #[error("map {map} is missing from the BPF object")]
-    MissingMap { map: &'static str },
-    #[error("the debug log's program array {map}: {op}: {source}")]
-    DebugTail {
-        map: &'static str,
-        op: &'static str,
-        #[source]
-        source: Box<aya::maps::MapError>,
-    },
-    #[error("program {program}: {op}: {source}")]
-    Program {
-        program: &'static str,
-        op: &'static str,
-        #[source]
-        source: Box<aya::programs::ProgramError>,
-    },
-    #[error("attaching {program} to {iface} ({hook}): {source}")]
-    Attach {
-        program: &'static str,
-        iface: String,
-        hook: &'static str,
-        #[source]
-        source: Box<aya::programs::ProgramError>,
-    },
-    #[error("opening cgroup {path}: {source}")]
-    Cgroup {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Layout(#[from] super::layout::LayoutError),
-    #[error("pinning link {path}: {source}")]
-    PinLink {
-        path: PathBuf,
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-}
 
 /// Mounts bpffs at /sys/fs/bpf when nothing is mounted there (fresh machines).
 pub fn ensure_bpffs() -> Result<(), LoaderError> {
@@ -135,30 +78,6 @@ pub fn ensure_bpffs() -> Result<(), LoaderError> {
         path: root.to_path_buf(),
         source: e.into(),
     })
-}
-
-/// Which build of the programs the agent loads and attaches: the production programs,
-/// or their debug-log variants (`--bpf-debug-log`), which write an aya-log record per
-/// verdict. Only one set is loaded: the other never goes through the verifier.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Variant {
-    #[default]
-    Production,
-    DebugLog,
-}
-
-impl Variant {
-    pub(super) fn pick(self, production: &'static str, debug: &'static str) -> &'static str {
-        match self {
-            Variant::Production => production,
-            Variant::DebugLog => debug,
-        }
-    }
-
-    /// The XDP program of this variant.
-    pub fn host_xdp(self) -> &'static str {
-        self.pick(PROG_HOST_XDP, PROG_HOST_XDP_DEBUG)
-    }
 }
 
 /// The name of the XDP hook in link pins and held links.
@@ -588,6 +507,10 @@ impl LoadedDataplane {
         remove_pins_in(&self.pin_dir.join("links"), iface, keep);
     }
 }
+
+/// Guard links live apart from the endpoint links (`links/`): an interface that stops
+/// carrying an endpoint keeps its guard.
+pub(super) const GUARD_LINKS: &str = "guards";
 
 /// Removes the pins `<iface>_<ifindex>_<hook>` in `dir` except those of ifindex `keep`.
 pub(super) fn remove_pins_in(dir: &Path, iface: &str, keep: Option<u32>) {

@@ -12,6 +12,7 @@ pub mod failsafe;
 pub mod guards;
 pub mod interfaces;
 pub mod layout;
+pub mod load_error;
 pub mod loader;
 pub mod names;
 pub mod netns;

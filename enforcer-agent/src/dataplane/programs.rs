@@ -1,16 +1,41 @@
-//! The programs of the loaded object, by name and type, and the debug-log variants'
-//! log programs (loaded and put in their program arrays).
+//! The programs of the loaded object: which build ([`Variant`]), each by name and
+//! type, and the debug-log variants' log programs (loaded and put in their program
+//! arrays).
 
 use aya::Ebpf;
 use aya::maps::ProgramArray;
 use aya::programs::{CgroupSkb, SchedClassifier, Xdp};
 
 use enforcer_common::{
-    MAP_DEBUG_TAIL_CGROUP, MAP_DEBUG_TAIL_TC, MAP_DEBUG_TAIL_XDP, PROG_LOG_CGROUP_DEBUG,
-    PROG_LOG_TC_DEBUG, PROG_LOG_XDP_DEBUG,
+    MAP_DEBUG_TAIL_CGROUP, MAP_DEBUG_TAIL_TC, MAP_DEBUG_TAIL_XDP, PROG_HOST_XDP,
+    PROG_HOST_XDP_DEBUG, PROG_LOG_CGROUP_DEBUG, PROG_LOG_TC_DEBUG, PROG_LOG_XDP_DEBUG,
 };
 
-use super::loader::{LoaderError, Variant};
+use super::load_error::LoaderError;
+
+/// Which build of the programs the agent loads and attaches: the production programs,
+/// or their debug-log variants (`--bpf-debug-log`), which write an aya-log record per
+/// verdict. Only one set is loaded: the other never goes through the verifier.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Variant {
+    #[default]
+    Production,
+    DebugLog,
+}
+
+impl Variant {
+    pub(super) fn pick(self, production: &'static str, debug: &'static str) -> &'static str {
+        match self {
+            Variant::Production => production,
+            Variant::DebugLog => debug,
+        }
+    }
+
+    /// The XDP program of this variant.
+    pub fn host_xdp(self) -> &'static str {
+        self.pick(PROG_HOST_XDP, PROG_HOST_XDP_DEBUG)
+    }
+}
 
 /// Loads the log programs the debug-log variants tail-call, and puts them in
 /// `ENF_DEBUG_TC` / `ENF_DEBUG_XDP` (which stay in the object, open for as long as the programs are:
