@@ -165,7 +165,12 @@ impl Model {
 
     /// The Services, resolved from the compiled versions of the pods, Services and
     /// their endpoint objects.
-    fn services(&self) -> (Vec<crate::policy::ServiceInfo>, crate::policy::ServiceBackends) {
+    fn services(
+        &self,
+    ) -> (
+        Vec<crate::policy::ServiceInfo>,
+        crate::policy::ServiceBackends,
+    ) {
         let mut sources: Vec<&Loaded> = Vec::new();
         for (id, entry) in self.cache.entries() {
             if !feeds(entry) && !was_service_source(id) {

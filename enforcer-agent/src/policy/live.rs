@@ -80,7 +80,10 @@ pub struct LiveCluster {
 impl LiveCluster {
     /// The cluster of `parts` (each object with its order) and `services`, built
     /// whole.
-    pub fn build(parts: Vec<(ObjectId, Order, Part)>, services: (Vec<ServiceInfo>, ServiceBackends)) -> Self {
+    pub fn build(
+        parts: Vec<(ObjectId, Order, Part)>,
+        services: (Vec<ServiceInfo>, ServiceBackends),
+    ) -> Self {
         let mut live = LiveCluster::default();
         let mut tiers: Vec<Tier> = Vec::new();
         let mut parts = parts;
