@@ -319,7 +319,7 @@ fn stop_agent(lab: &LabGuard) {
         &std::fs::read_to_string(lab.state_dir().join("state.json")).unwrap_or_default(),
     )
     .unwrap_or_else(|e| panic!("state.json: {e}"));
-    let pid = state["agent_process"]["pid"]
+    let pid = state["agents"]["node1"]["pid"]
         .as_i64()
         .unwrap_or_else(|| panic!("no agent pid in {state}"));
     let _ = Command::new("kill").arg(pid.to_string()).status();

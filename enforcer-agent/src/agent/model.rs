@@ -20,10 +20,10 @@ use crate::compile::check_policy;
 use crate::datastore::status::{Fallback, Refused};
 use crate::datastore::{Change, Snapshot};
 use crate::model::{Loaded, Object, ObjectId};
-use crate::policy::live::{LiveCluster, Order, Touched};
-use crate::policy::parts::{
+use crate::policy::convert::parts::{
     Part, convert_entity, convert_policy, feeds_services, is_policy, services_of,
 };
+use crate::policy::live::{LiveCluster, Order, Touched};
 use crate::policy::{Cluster, Tier, Warning};
 
 /// The version of one object that is compiled, and why not the latest.
@@ -152,7 +152,7 @@ impl Model {
             }
             keep(&mut self.chosen, id, entry, pick, &mut parts);
         }
-        let tiers = crate::policy::parts::tiers_with(&tiers);
+        let tiers = crate::policy::convert::parts::tiers_with(&tiers);
         for (id, entry) in self.cache.entries() {
             if is_tier(entry) {
                 continue;

@@ -13,9 +13,7 @@ use std::path::{Path, PathBuf};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
 use aya::programs::xdp::{XdpLink, XdpMode};
-use aya::programs::{
-    CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, LinkOrder, SchedClassifier, TcAttachType, Xdp,
-};
+use aya::programs::{CgroupSkb, LinkOrder, SchedClassifier, TcAttachType, Xdp};
 use aya::{Ebpf, EbpfLoader};
 
 use super::attach::AttachMode;
@@ -46,62 +44,7 @@ pub const PINNED_MAPS: [&str; 12] = [
     MAP_EVENTS,
 ];
 
-#[derive(Debug, thiserror::Error)]
-pub enum LoaderError {
-    #[error("bpffs: {op} {path}: {source}")]
-    Bpffs {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("loading the BPF object (maps pinned under {pin_dir}): {source}")]
-    Load {
-        pin_dir: PathBuf,
-        #[source]
-        source: Box<aya::EbpfError>,
-    },
-    #[error("program {program} is missing from the BPF object")]
-    MissingProgram { program: &'static str },
-    #[error("map {map} is missing from the BPF object")]
-    MissingMap { map: &'static str },
-    #[error("the debug log's program array {map}: {op}: {source}")]
-    DebugTail {
-        map: &'static str,
-        op: &'static str,
-        #[source]
-        source: Box<aya::maps::MapError>,
-    },
-    #[error("program {program}: {op}: {source}")]
-    Program {
-        program: &'static str,
-        op: &'static str,
-        #[source]
-        source: Box<aya::programs::ProgramError>,
-    },
-    #[error("attaching {program} to {iface} ({hook}): {source}")]
-    Attach {
-        program: &'static str,
-        iface: String,
-        hook: &'static str,
-        #[source]
-        source: Box<aya::programs::ProgramError>,
-    },
-    #[error("opening cgroup {path}: {source}")]
-    Cgroup {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Layout(#[from] super::layout::LayoutError),
-    #[error("pinning link {path}: {source}")]
-    PinLink {
-        path: PathBuf,
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-}
+pub use super::load_error::LoaderError;
 
 /// Mounts bpffs at /sys/fs/bpf when nothing is mounted there (fresh machines).
 pub fn ensure_bpffs() -> Result<(), LoaderError> {
@@ -141,7 +84,7 @@ pub enum Variant {
 }
 
 impl Variant {
-    fn pick(self, production: &'static str, debug: &'static str) -> &'static str {
+    pub(super) fn pick(self, production: &'static str, debug: &'static str) -> &'static str {
         match self {
             Variant::Production => production,
             Variant::DebugLog => debug,
@@ -213,12 +156,12 @@ impl Hook {
 /// The loaded programs of one node, and the interfaces they are attached to.
 pub struct LoadedDataplane {
     pub ebpf: Ebpf,
-    pin_dir: PathBuf,
-    variant: Variant,
+    pub(super) pin_dir: PathBuf,
+    pub(super) variant: Variant,
     /// iface → ifindex it had when attached.
     attached: BTreeMap<String, u32>,
     /// Interfaces carrying the guard → their ifindex.
-    guarded: BTreeMap<String, u32>,
+    pub(super) guarded: BTreeMap<String, u32>,
     /// TCX links or netlink `tc` filters (see `attach.rs`).
     mode: AttachMode,
     /// An upgrade from pins of another layout, under way (see `layout.rs`).
@@ -509,88 +452,6 @@ impl LoadedDataplane {
         Ok(())
     }
 
-    /// Interfaces carrying the guard.
-    pub fn guarded(&self) -> &BTreeMap<String, u32> {
-        &self.guarded
-    }
-
-    /// Attaches the guard (`enf_guard_eg`) to TCX egress of `iface`, first in the chain,
-    /// unless it is there for that ifindex already; a pinned link left by a previous
-    /// agent is taken over atomically.
-    pub fn attach_guard(&mut self, iface: &str, ifindex: u32) -> Result<(), LoaderError> {
-        if self.guarded.get(iface) == Some(&ifindex) {
-            return Ok(());
-        }
-        let dir = self.pin_dir.join(GUARD_LINKS);
-        remove_pins_in(&dir, iface, Some(ifindex));
-        let path = self.guard_link_path(iface, ifindex);
-        if let Some(held) = self.attach_one(iface, Hook::GuardEgress, &path, LinkOrder::first())? {
-            self.held
-                .insert((iface.to_owned(), Hook::GuardEgress.name()), held);
-        }
-        self.guarded.insert(iface.to_owned(), ifindex);
-        Ok(())
-    }
-
-    /// `guards/<iface>_<ifindex>_guard-egress`.
-    pub(super) fn guard_link_path(&self, iface: &str, ifindex: u32) -> PathBuf {
-        self.pin_dir
-            .join(GUARD_LINKS)
-            .join(format!("{iface}_{ifindex}_{}", Hook::GuardEgress.name()))
-    }
-
-    /// Removes the guard of an interface that is gone or became a workload's.
-    pub fn unguard(&mut self, iface: &str) {
-        self.guarded.remove(iface);
-        self.held
-            .remove(&(iface.to_owned(), Hook::GuardEgress.name()));
-        remove_pins_in(&self.pin_dir.join(GUARD_LINKS), iface, None);
-    }
-
-    /// Attaches the cgroup program (`enf_cg_in`) to cgroup ingress of `cgroup` (a cgroup
-    /// v2 directory), alongside other programs there. The new link is pinned before the
-    /// previous agent's is removed: no packet is delivered unjudged in between.
-    pub fn attach_cgroup(&mut self, cgroup: &Path) -> Result<(), LoaderError> {
-        let program = self
-            .variant
-            .pick(PROG_CGROUP_INGRESS, PROG_CGROUP_INGRESS_DEBUG);
-        let attach_err = |source| LoaderError::Attach {
-            program,
-            iface: cgroup.display().to_string(),
-            hook: "cgroup-ingress",
-            source: Box::new(source),
-        };
-        let dir = std::fs::File::open(cgroup).map_err(|source| LoaderError::Cgroup {
-            path: cgroup.to_path_buf(),
-            source,
-        })?;
-        let prog = cgroup_skb(&mut self.ebpf, program)?;
-        let link_id = prog
-            // A link to a cgroup always allows other programs next to it; the
-            // multi-attach flag is for the older attach call only (the kernel refuses
-            // it with a link).
-            .attach(&dir, CgroupSkbAttachType::Ingress, CgroupAttachMode::Single)
-            .map_err(attach_err)?;
-        let link = prog.take_link(link_id).map_err(attach_err)?;
-        let path = self.cgroup_link_path();
-        let fresh = self.pin_dir.join(format!("{CGROUP_LINK}_new"));
-        let _ = std::fs::remove_file(&fresh);
-        let held = pin_link(link, &fresh)?;
-        std::fs::rename(&fresh, &path).map_err(|source| LoaderError::Bpffs {
-            op: "rename",
-            path: fresh.clone(),
-            source,
-        })?;
-        self.held
-            .insert((CGROUP_KEY.0.to_owned(), CGROUP_KEY.1), held);
-        Ok(())
-    }
-
-    /// The cgroup program's link pin.
-    pub(super) fn cgroup_link_path(&self) -> PathBuf {
-        self.pin_dir.join(CGROUP_LINK)
-    }
-
     /// Attaches `hook`'s program to `iface` at `order`, pinned at `path`; returns the
     /// link, held open. A pinned link for this very ifindex (the pin name carries it),
     /// left by a previous agent, is taken over atomically: its program is replaced in
@@ -668,10 +529,10 @@ impl LoadedDataplane {
 /// carrying an endpoint keeps its guard.
 pub(super) const GUARD_LINKS: &str = "guards";
 /// The cgroup program's pinned link.
-const CGROUP_LINK: &str = "cgroup_ingress";
+pub(super) const CGROUP_LINK: &str = "cgroup_ingress";
 
 /// Removes the pins `<iface>_<ifindex>_<hook>` in `dir` except those of ifindex `keep`.
-fn remove_pins_in(dir: &Path, iface: &str, keep: Option<u32>) {
+pub(super) fn remove_pins_in(dir: &Path, iface: &str, keep: Option<u32>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -773,7 +634,7 @@ where
     Ok(FdLink::from(pinned))
 }
 
-fn cgroup_skb<'a>(
+pub(super) fn cgroup_skb<'a>(
     ebpf: &'a mut Ebpf,
     program: &'static str,
 ) -> Result<&'a mut CgroupSkb, LoaderError> {
@@ -786,7 +647,6 @@ fn cgroup_skb<'a>(
             source: Box::new(source),
         })
 }
-
 pub(super) fn classifier<'a>(
     ebpf: &'a mut Ebpf,
     program: &'static str,

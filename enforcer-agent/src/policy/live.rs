@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
-use super::parts::{Part, implied_namespace, policy_order};
+use super::convert::parts::{Part, implied_namespace, policy_order};
 use super::{Cluster, NamespaceInfo, ServiceBackends, ServiceInfo, Tier};
 use crate::model::ObjectId;
 
@@ -122,7 +122,7 @@ impl LiveCluster {
             };
             live.objects.insert(id, (order, slot));
         }
-        live.cluster.tiers = super::parts::tiers_with(&tiers);
+        live.cluster.tiers = super::convert::parts::tiers_with(&tiers);
         policies.sort_by(policy_order);
         live.cluster.policies = policies;
         live.cluster

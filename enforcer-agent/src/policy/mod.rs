@@ -6,7 +6,7 @@
 //! them (tier `default`, order 1000, all-Allow rules, selector combined (&&) with
 //! `projectcalico.org/orchestrator == 'k8s'` and the namespace).
 
-mod convert;
+pub mod convert;
 mod error;
 pub mod live;
 pub mod standin;
@@ -19,7 +19,6 @@ use ipnet::IpNet;
 use crate::model::{Labels, ObjectId, PolicyName, Source};
 use crate::selector::Selector;
 
-pub use convert::parts;
 pub use error::{PolicyError, PolicyProblem, Warning};
 
 pub(crate) const LABEL_NAMESPACE: &str = "projectcalico.org/namespace";

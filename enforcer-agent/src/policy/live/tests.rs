@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::*;
 use crate::model::{Loaded, load_value};
-use crate::policy::parts::{
+use crate::policy::convert::parts::{
     convert_entity, convert_policy, feeds_services, is_policy, services_of,
 };
 use crate::testkit::arbitrary::{Gen, generate};
