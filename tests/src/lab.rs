@@ -337,6 +337,12 @@ impl LabGuard {
 
 impl Drop for LabGuard {
     fn drop(&mut self) {
+        // For debugging a failure by hand: `ENFORCER_TEST_KEEP_LAB=1` keeps a failed
+        // test's lab (`enforcer lab --name NAME down` removes it).
+        if std::thread::panicking() && std::env::var_os("ENFORCER_TEST_KEEP_LAB").is_some() {
+            eprintln!("kept lab {} (ENFORCER_TEST_KEEP_LAB)", self.name);
+            return;
+        }
         let _ = self.run(&["down"]);
     }
 }

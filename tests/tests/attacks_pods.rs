@@ -5,6 +5,8 @@
 //! `cali` prefix) is now attached as soon as the link exists: with no endpoint entry
 //! for it, the programs drop everything.
 //!
+//! Item 1: a Service's egress is judged after DNAT wherever its backend is.
+//!
 //! Item 4: NDP-typed `ICMPv6` is no channel out of a denied pod.
 //!
 //! Item 10's lab proofs (a `hostNetwork` pod's labels and a finished pod's address)
@@ -20,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use enforcer::datastore::file::FileDatastore;
-use enforcer_tests::attack::{Icmpv6Capture, icmpv6_send, tcp_attempt};
+use enforcer_tests::attack::{Icmpv6Capture, TcpOutcome, icmpv6_send, tcp_attempt};
 use enforcer_tests::lab::{LabGuard, fixture, serial, unique_name};
 use enforcer_tests::traffic::enter_netns;
 
@@ -279,4 +281,82 @@ fn ndp_types_carry_no_data_out_of_a_denied_pod() {
         "NDP-typed messages left the node from a denied pod: {:?}",
         leaked.iter().map(|m| m[0]).collect::<Vec<_>>()
     );
+}
+
+const SERVICES_OUTSIDE: &str = "\
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: a, labels: {app: client}}
+spec: {containers: [{name: c, ports: [{containerPort: 80}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: outside, namespace: a}
+spec: {clusterIP: 198.19.0.50, ports: [{name: http, port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: outside-1, namespace: a, labels: {kubernetes.io/service-name: outside}}
+addressType: IPv4
+endpoints: [{addresses: [198.18.255.2]}]
+ports: [{name: http, port: 80, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: node-local, namespace: a}
+spec: {clusterIP: 198.19.0.51, ports: [{port: 8080}]}
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: node-local, namespace: a}
+subsets: [{addresses: [{ip: 198.18.255.1}], ports: [{port: 8000}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: client-egress-deny, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: client}}
+  policyTypes: [Egress]
+";
+
+/// Security item 1: only a *local* backend's ingress hook ever judged a client's
+/// deferred Service egress. A pod under default-deny egress reached a ClusterIP whose
+/// backend is an external address (a selector-less Service's `EndpointSlice`) or the
+/// node itself (as the `kubernetes` Service): connected. Its egress is now judged
+/// after DNAT wherever the packet goes. And the fix's other half: a client allowed
+/// to that backend, with isolated ingress, gets the reply from the VIP as a reply.
+#[test]
+fn service_egress_to_a_backend_outside_the_pods_is_judged() {
+    let _serial = serial();
+    let lab = LabGuard::new("ap1");
+    let tmp = enforcer_tests::lab::TempDir::new("ap1");
+    lab.up(&[&tmp.write("setup.yaml", SERVICES_OUTSIDE)], true);
+    let client = lab
+        .get_pods()
+        .into_iter()
+        .find(|p| p.namespace == "a" && p.name == "client")
+        .unwrap_or_else(|| panic!("no a/client"));
+    let ext = format!("enf-{}-ext", lab.name);
+    // The backends answer when asked directly (from outside the policy's reach).
+    assert!(tcp_attempt(&ext, None, addr("198.18.255.2:80"), ATTEMPT).connected());
+    for vip in ["198.19.0.50:80", "198.19.0.51:8080"] {
+        let outcome = tcp_attempt(&client.netns, None, addr(vip), ATTEMPT);
+        assert!(
+            !outcome.connected(),
+            "a pod under default-deny egress reached {vip}'s backend outside the pods: {outcome:?}"
+        );
+    }
+    // Allowed to the external backend, ingress isolated: the reply from the VIP passes.
+    lab.apply(&tmp.write(
+        "allow.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: client-to-outside, namespace: a}\nspec:\n  podSelector: {matchLabels: {app: client}}\n  policyTypes: [Ingress, Egress]\n  egress:\n  - to: [{ipBlock: {cidr: 198.18.255.2/32}}]\n    ports: [{port: 80}]\n",
+    ));
+    let outcome = tcp_attempt(&client.netns, None, addr("198.19.0.50:80"), ATTEMPT);
+    assert!(
+        matches!(outcome, TcpOutcome::Answered { .. }),
+        "allowed Service egress to an external backend, with isolated ingress: {outcome:?}"
+    );
+    // Still denied: the node-local backend.
+    let outcome = tcp_attempt(&client.netns, None, addr("198.19.0.51:8080"), ATTEMPT);
+    assert!(!outcome.connected(), "{outcome:?}");
 }

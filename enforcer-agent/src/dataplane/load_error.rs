@@ -1,5 +1,4 @@
-//! What can go wrong loading the BPF object, pinning its maps and attaching its
-//! programs.
+//! What loading and attaching the BPF object can fail with.
 
 use std::path::PathBuf;
 

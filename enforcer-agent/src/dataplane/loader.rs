@@ -13,22 +13,21 @@ use std::path::{Path, PathBuf};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
 use aya::programs::xdp::{XdpLink, XdpMode};
-use aya::programs::{LinkOrder, TcAttachType};
+use aya::programs::{CgroupSkb, LinkOrder, SchedClassifier, TcAttachType, Xdp};
 use aya::{Ebpf, EbpfLoader};
 
+use super::attach::AttachMode;
+use aya::maps::ProgramArray;
 use enforcer_common::{
-    MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_ENDPOINTS, MAP_EVENT_BUDGET, MAP_EVENT_STATS,
-    MAP_EVENTS, MAP_FAILSAFE, MAP_FLOW_REPORTS, MAP_FRONTENDS, MAP_PEERS_V4, MAP_PEERS_V6,
-    MAP_PENDING, MAP_POLICY_NAMES, MAP_PORTS, MAP_RULE_COUNTERS, MAP_VERDICTS, PROG_CGROUP_INGRESS,
-    PROG_CGROUP_INGRESS_DEBUG, PROG_GUARD_EGRESS, PROG_GUARD_EGRESS_DEBUG, PROG_HOST_EGRESS,
-    PROG_HOST_EGRESS_DEBUG, PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG, PROG_POD_EGRESS,
+    MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_DEBUG_TAIL_CGROUP, MAP_DEBUG_TAIL_TC,
+    MAP_DEBUG_TAIL_XDP, MAP_ENDPOINTS, MAP_EVENT_BUDGET, MAP_EVENT_STATS, MAP_EVENTS, MAP_FAILSAFE,
+    MAP_FLOW_REPORTS, MAP_FRONTENDS, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PENDING, MAP_POLICY_NAMES,
+    MAP_PORTS, MAP_RULE_COUNTERS, MAP_VERDICTS, PROG_CGROUP_INGRESS, PROG_CGROUP_INGRESS_DEBUG,
+    PROG_GUARD_EGRESS, PROG_GUARD_EGRESS_DEBUG, PROG_HOST_EGRESS, PROG_HOST_EGRESS_DEBUG,
+    PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG, PROG_HOST_XDP, PROG_HOST_XDP_DEBUG,
+    PROG_LOG_CGROUP_DEBUG, PROG_LOG_TC_DEBUG, PROG_LOG_XDP_DEBUG, PROG_POD_EGRESS,
     PROG_POD_EGRESS_DEBUG, PROG_POD_INGRESS, PROG_POD_INGRESS_DEBUG,
 };
-
-use super::attach::AttachMode;
-pub use super::load_error::LoaderError;
-pub use super::programs::Variant;
-use super::programs::{cgroup_skb, classifier, load_debug_log_programs, xdp};
 
 /// Every map the agent pins.
 pub const PINNED_MAPS: [&str; 17] = [
@@ -52,6 +51,8 @@ pub const PINNED_MAPS: [&str; 17] = [
     MAP_RULE_COUNTERS,
     MAP_POLICY_NAMES,
 ];
+
+pub use super::load_error::LoaderError;
 
 /// Mounts bpffs at /sys/fs/bpf when nothing is mounted there (fresh machines).
 pub fn ensure_bpffs() -> Result<(), LoaderError> {
@@ -78,6 +79,30 @@ pub fn ensure_bpffs() -> Result<(), LoaderError> {
         path: root.to_path_buf(),
         source: e.into(),
     })
+}
+
+/// Which build of the programs the agent loads and attaches: the production programs,
+/// or their debug-log variants (`--bpf-debug-log`), which write an aya-log record per
+/// verdict. Only one set is loaded: the other never goes through the verifier.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Variant {
+    #[default]
+    Production,
+    DebugLog,
+}
+
+impl Variant {
+    pub(super) fn pick(self, production: &'static str, debug: &'static str) -> &'static str {
+        match self {
+            Variant::Production => production,
+            Variant::DebugLog => debug,
+        }
+    }
+
+    /// The XDP program of this variant.
+    pub fn host_xdp(self) -> &'static str {
+        self.pick(PROG_HOST_XDP, PROG_HOST_XDP_DEBUG)
+    }
 }
 
 /// The name of the XDP hook in link pins and held links.
@@ -511,6 +536,8 @@ impl LoadedDataplane {
 /// Guard links live apart from the endpoint links (`links/`): an interface that stops
 /// carrying an endpoint keeps its guard.
 pub(super) const GUARD_LINKS: &str = "guards";
+/// The cgroup program's pinned link.
+pub(super) const CGROUP_LINK: &str = "cgroup_ingress";
 
 /// Removes the pins `<iface>_<ifindex>_<hook>` in `dir` except those of ifindex `keep`.
 pub(super) fn remove_pins_in(dir: &Path, iface: &str, keep: Option<u32>) {
@@ -529,6 +556,76 @@ pub(super) fn remove_pins_in(dir: &Path, iface: &str, keep: Option<u32>) {
     }
 }
 
+/// Loads the log programs the debug-log variants tail-call, and puts them in
+/// `ENF_DEBUG_TC` / `ENF_DEBUG_XDP` (which stay in the object, open for as long as the programs are:
+/// the kernel empties a program array when its last user reference closes).
+fn load_debug_log_programs(ebpf: &mut Ebpf) -> Result<(), LoaderError> {
+    let program_err = |program: &'static str, op: &'static str| {
+        move |source| LoaderError::Program {
+            program,
+            op,
+            source: Box::new(source),
+        }
+    };
+    let tc = classifier(ebpf, PROG_LOG_TC_DEBUG)?;
+    tc.load().map_err(program_err(PROG_LOG_TC_DEBUG, "load"))?;
+    let tc_fd = tc
+        .fd()
+        .map_err(program_err(PROG_LOG_TC_DEBUG, "fd"))?
+        .try_clone()
+        .map_err(|e| program_err(PROG_LOG_TC_DEBUG, "fd")(e.into()))?;
+    let program = PROG_LOG_XDP_DEBUG;
+    let xdp: &mut Xdp = ebpf
+        .program_mut(program)
+        .ok_or(LoaderError::MissingProgram { program })?
+        .try_into()
+        .map_err(program_err(program, "type"))?;
+    xdp.load().map_err(program_err(program, "load"))?;
+    let xdp_fd = xdp
+        .fd()
+        .map_err(program_err(program, "fd"))?
+        .try_clone()
+        .map_err(|e| program_err(program, "fd")(e.into()))?;
+    let program = PROG_LOG_CGROUP_DEBUG;
+    let cg = cgroup_skb(ebpf, program)?;
+    cg.load().map_err(program_err(program, "load"))?;
+    let cg_fd = cg
+        .fd()
+        .map_err(program_err(program, "fd"))?
+        .try_clone()
+        .map_err(|e| program_err(program, "fd")(e.into()))?;
+    for (map, fd) in [
+        (MAP_DEBUG_TAIL_TC, tc_fd),
+        (MAP_DEBUG_TAIL_XDP, xdp_fd),
+        (MAP_DEBUG_TAIL_CGROUP, cg_fd),
+    ] {
+        let map_err = |op: &'static str| {
+            move |source| LoaderError::DebugTail {
+                map,
+                op,
+                source: Box::new(source),
+            }
+        };
+        let found = ebpf.map_mut(map).ok_or(LoaderError::MissingMap { map })?;
+        let mut tail = ProgramArray::try_from(found).map_err(map_err("open"))?;
+        tail.set(0, &fd, 0)
+            .map_err(map_err("set the log program"))?;
+    }
+    Ok(())
+}
+
+fn xdp(ebpf: &mut Ebpf, variant: Variant) -> Result<&mut Xdp, LoaderError> {
+    let program = variant.host_xdp();
+    ebpf.program_mut(program)
+        .ok_or(LoaderError::MissingProgram { program })?
+        .try_into()
+        .map_err(|source| LoaderError::Program {
+            program,
+            op: "type",
+            source: Box::new(source),
+        })
+}
+
 /// Pins a link: it keeps its program attached after this process exits. Returns the
 /// link, still open.
 pub(super) fn pin_link<L>(link: L, path: &Path) -> Result<FdLink, LoaderError>
@@ -543,6 +640,33 @@ where
     let fd_link = FdLink::try_from(link).map_err(|e| pin_err(Box::new(e)))?;
     let pinned = fd_link.pin(path).map_err(|e| pin_err(Box::new(e)))?;
     Ok(FdLink::from(pinned))
+}
+
+pub(super) fn cgroup_skb<'a>(
+    ebpf: &'a mut Ebpf,
+    program: &'static str,
+) -> Result<&'a mut CgroupSkb, LoaderError> {
+    ebpf.program_mut(program)
+        .ok_or(LoaderError::MissingProgram { program })?
+        .try_into()
+        .map_err(|source| LoaderError::Program {
+            program,
+            op: "type",
+            source: Box::new(source),
+        })
+}
+pub(super) fn classifier<'a>(
+    ebpf: &'a mut Ebpf,
+    program: &'static str,
+) -> Result<&'a mut SchedClassifier, LoaderError> {
+    ebpf.program_mut(program)
+        .ok_or(LoaderError::MissingProgram { program })?
+        .try_into()
+        .map_err(|source| LoaderError::Program {
+            program,
+            op: "type",
+            source: Box::new(source),
+        })
 }
 
 /// Removes a node's pinned links and maps (the programs detach with the last link).

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use aya::programs::{LinkOrder, SchedClassifier};
 
-use super::loader::{CGROUP_KEY, Hook, LoadedDataplane, LoaderError, XDP_HOOK};
-use super::programs::classifier;
+use super::loader::{CGROUP_KEY, Hook, LoadedDataplane, LoaderError, XDP_HOOK, classifier};
 
 /// How long a repair waits for the kernel to release the link it replaces.
 const RELEASE_WAIT: Duration = Duration::from_secs(1);

@@ -24,7 +24,7 @@ use std::net::IpAddr;
 
 use crate::cluster::nodes::Node;
 
-use super::command::{ip_in, run};
+use super::command::{ip_in, run, sysctl_in};
 use super::netns::NetnsError;
 use super::topology::{Encap, Topology};
 
@@ -63,6 +63,14 @@ fn addresses(netns: &str, v4: IpAddr, v6: IpAddr) -> Result<(), NetnsError> {
 pub fn create(topo: &Topology, ext: &str, external: (IpAddr, IpAddr)) -> Result<(), NetnsError> {
     run("ip", &["netns", "add", ext])?;
     ip_in(ext, &["link", "set", "lo", "up"])?;
+    // No duplicate address detection, as in the nodes (see `netns::create_node`).
+    sysctl_in(
+        ext,
+        &[
+            "net.ipv6.conf.all.accept_dad=0".to_owned(),
+            "net.ipv6.conf.default.accept_dad=0".to_owned(),
+        ],
+    )?;
     if topo.single() {
         let node = topo.first();
         let netns = topo.netns(&node.name);

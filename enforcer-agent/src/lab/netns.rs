@@ -41,6 +41,12 @@ pub fn create_node(node: &str) -> Result<(), NetnsError> {
             "net.ipv4.ip_forward=1".to_owned(),
             "net.ipv6.conf.all.forwarding=1".to_owned(),
             "net.ipv6.conf.default.forwarding=1".to_owned(),
+            // No duplicate address detection (a netns of our own has no duplicates):
+            // until it ends, the link-local address is tentative, and a router resolves
+            // the next hop of forwarded packets from it, so cross-node IPv6 would fail
+            // for a second or two after `lab up`.
+            "net.ipv6.conf.all.accept_dad=0".to_owned(),
+            "net.ipv6.conf.default.accept_dad=0".to_owned(),
         ],
     )?;
     ip_in(

@@ -1,21 +1,18 @@
-//! The links of the node-wide programs: the guard (`enf_guard_eg`, TCX egress of every
-//! non-workload interface) and the cgroup program (`enf_cg_in`), both judging the
-//! deferred egress of Service traffic (see the BPF crate's `service` module).
+//! The node-wide hooks of deferred Service egress (security item 1): the guard
+//! (`enf_guard_eg`) on TC egress of every non-workload interface, and the cgroup program
+//! (`enf_cg_in`) on local delivery to the node's sockets. Both judge a client's egress
+//! after DNAT where no pod's ingress hook sees the packet.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use aya::programs::{CgroupAttachMode, CgroupSkbAttachType, LinkOrder};
-
 use enforcer_common::{PROG_CGROUP_INGRESS, PROG_CGROUP_INGRESS_DEBUG};
 
 use super::loader::{
-    CGROUP_KEY, GUARD_LINKS, Hook, LoadedDataplane, LoaderError, pin_link, remove_pins_in,
+    CGROUP_KEY, CGROUP_LINK, GUARD_LINKS, Hook, LoadedDataplane, LoaderError, cgroup_skb, pin_link,
+    remove_pins_in,
 };
-use super::programs::cgroup_skb;
-
-/// The cgroup program's pinned link.
-const CGROUP_LINK: &str = "cgroup_ingress";
 
 impl LoadedDataplane {
     /// Interfaces carrying the guard.
