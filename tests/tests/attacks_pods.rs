@@ -320,7 +320,7 @@ spec:
 ";
 
 /// Security item 1: only a *local* backend's ingress hook ever judged a client's
-/// deferred Service egress. A pod under default-deny egress reached a ClusterIP whose
+/// deferred Service egress. A pod under default-deny egress reached a `ClusterIP` whose
 /// backend is an external address (a selector-less Service's `EndpointSlice`) or the
 /// node itself (as the `kubernetes` Service): connected. Its egress is now judged
 /// after DNAT wherever the packet goes. And the fix's other half: a client allowed
