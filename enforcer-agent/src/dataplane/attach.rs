@@ -18,7 +18,7 @@
 
 use std::path::Path;
 
-use aya::programs::links::Link as _;
+use aya::programs::links::{Link as _, PinnedLink};
 use aya::programs::tc::{NlOptions, SchedClassifierLink, TcAttachOptions, TcHandle};
 use aya::programs::{SchedClassifier, TcAttachType};
 use aya::util::KernelVersion;
@@ -147,7 +147,7 @@ pub fn uninstall(pin_dir: &Path) -> Result<Uninstalled, std::io::Error> {
             }
         }
     }
-    done.links = std::fs::read_dir(pin_dir.join("links")).map_or(0, Iterator::count);
+    done.links = release_links(pin_dir);
     done.maps = std::fs::read_dir(pin_dir)
         .into_iter()
         .flatten()
@@ -159,6 +159,28 @@ pub fn uninstall(pin_dir: &Path) -> Result<Uninstalled, std::io::Error> {
         _ => {}
     }
     Ok(done)
+}
+
+/// Unpins and closes every link pinned under `dir` (every pin not named `ENF_*`, the
+/// maps; subdirectories included): returns how many. Closing the last file descriptor
+/// of a link detaches its program at once, whereas a link whose last reference was its
+/// pin is released later by a kernel worker: so the programs are off their interfaces
+/// when `uninstall` returns, and traffic right after it is no longer judged.
+fn release_links(dir: &Path) -> usize {
+    let mut released = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            released += release_links(&path);
+        } else if !entry.file_name().to_string_lossy().starts_with("ENF_")
+            && let Ok(pinned) = PinnedLink::from_pin(&path)
+            && let Ok(link) = pinned.unpin()
+        {
+            drop(link);
+            released += 1;
+        }
+    }
+    released
 }
 
 /// Removes a pinned TCX link (after the agent switched to `tc`: the filter is
