@@ -383,13 +383,16 @@ fn uninstall_takes_the_enforcer_off_the_node_on_purpose() {
     let maps = format!("{} maps", enforcer::dataplane::loader::PINNED_MAPS.len());
     assert!(said.contains(&maps), "{said}");
     assert!(!std::path::Path::new(&pins).exists(), "{pins} still there");
-    // Nothing judges the traffic any more.
-    assert!(connected(
-        &lab,
-        "dev-app/frontend-0",
-        "dev-app/backend-0",
-        "8080"
-    ));
+    // Nothing judges the traffic any more, once the kernel released the unpinned links
+    // (after an RCU grace period, so not always before the first probe).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !connected(&lab, "dev-app/frontend-0", "dev-app/backend-0", "8080") {
+        assert!(
+            Instant::now() < deadline,
+            "still denied 5 s after the uninstall"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let pod = lab
         .get_pods()
         .into_iter()
