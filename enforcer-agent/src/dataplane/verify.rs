@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aya::programs::{LinkOrder, SchedClassifier};
+use aya::programs::{LinkOrder, SchedClassifier, TcAttachType};
 
 use super::loader::{CGROUP_KEY, Hook, LoadedDataplane, LoaderError, XDP_HOOK, classifier};
 
@@ -118,25 +118,47 @@ impl LoadedDataplane {
         })
     }
 
-    /// Where our program of `hook` stands in `iface`'s TCX chain.
+    /// Where our program of `hook` stands in `iface`'s TCX chain. Only the guard may
+    /// run before another egress program of ours (it judges the deferred Service
+    /// egress the host egress program refuses to pass unjudged): the guard itself must
+    /// be first, and any other program counts as ahead of ours. Without that exception
+    /// the guard and the host egress program of one interface would each be "attached
+    /// first again" in turn, forever.
     fn position(&mut self, iface: &str, hook: Hook) -> Result<Position, LoaderError> {
-        let program = hook.program(self.variant());
-        let program_err = |op, source| LoaderError::Program {
-            program,
-            op,
-            source: Box::new(source),
+        let ours = self.program_id(hook)?;
+        let guard = if hook != Hook::GuardEgress && hook.attach_type() == TcAttachType::Egress {
+            Some(self.program_id(Hook::GuardEgress)?)
+        } else {
+            None
         };
-        let ours = classifier(&mut self.ebpf, program)?
-            .info()
-            .map_err(|e| program_err("info", e))?
-            .id();
-        let (_, chain) = SchedClassifier::query_tcx(iface, hook.attach_type())
-            .map_err(|e| program_err("query the TCX chain", e))?;
+        let program = hook.program(self.variant());
+        let (_, chain) = SchedClassifier::query_tcx(iface, hook.attach_type()).map_err(|e| {
+            LoaderError::Program {
+                program,
+                op: "query the TCX chain",
+                source: Box::new(e),
+            }
+        })?;
         Ok(match chain.iter().position(|p| p.id() == ours) {
-            Some(0) => Position::First,
-            Some(n) => Position::Behind(n),
+            Some(n) => match chain[..n].iter().filter(|p| Some(p.id()) != guard).count() {
+                0 => Position::First,
+                ahead => Position::Behind(ahead),
+            },
             None => Position::Absent,
         })
+    }
+
+    /// The kernel's id of our loaded program of `hook`.
+    fn program_id(&mut self, hook: Hook) -> Result<u32, LoaderError> {
+        let program = hook.program(self.variant());
+        Ok(classifier(&mut self.ebpf, program)?
+            .info()
+            .map_err(|source| LoaderError::Program {
+                program,
+                op: "info",
+                source: Box::new(source),
+            })?
+            .id())
     }
 
     /// Replaces our link of `hook` by a new one first in the chain. The old link must
