@@ -208,6 +208,70 @@ fn inspect_counters(lab: &LabGuard) -> Vec<(String, String, f64)> {
     counters
 }
 
+/// A per-rule counter: (namespace/name of the policy, rule, direction, action) → packets.
+type RuleRow = (String, String, String, String, f64);
+
+/// `enforcer inspect rules -o json` of the lab, as [`RuleRow`]s.
+fn inspect_rules(lab: &LabGuard) -> Vec<RuleRow> {
+    let out = Command::new(&lab.bin)
+        .args(["inspect", "rules", "-o", "json", "--bpffs"])
+        .arg(format!("/sys/fs/bpf/enforcer/{}", lab.name))
+        .output()
+        .unwrap_or_else(|e| panic!("inspect: {e}"));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "inspect rules output: {e}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    let mut rules: Vec<RuleRow> = rows
+        .iter()
+        .map(|r| {
+            let policy = &r["policy"];
+            (
+                format!(
+                    "{}/{}",
+                    policy["namespace"].as_str().unwrap_or_default(),
+                    policy["name"].as_str().unwrap_or_default()
+                ),
+                r["rule"]
+                    .as_u64()
+                    .map_or_else(|| "default".to_owned(), |n| n.to_string()),
+                r["direction"].as_str().unwrap_or_default().to_owned(),
+                r["action"].as_str().unwrap_or_default().to_owned(),
+                r["packets"].as_f64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    rules.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    rules
+}
+
+/// `enforcer_rule_packets_total` of a scrape, as [`RuleRow`]s.
+fn scraped_rules(scrape: &prometheus_parse::Scrape) -> Vec<RuleRow> {
+    let mut rules: Vec<RuleRow> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "enforcer_rule_packets_total")
+        .map(|s| {
+            let value = match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+                ref other => panic!("enforcer_rule_packets_total is {other:?}"),
+            };
+            let label = |name: &str| s.labels.get(name).unwrap_or_default().to_owned();
+            (
+                format!("{}/{}", label("namespace"), label("policy")),
+                label("rule"),
+                label("direction"),
+                label("action"),
+                value,
+            )
+        })
+        .collect();
+    rules.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    rules
+}
+
 #[test]
 fn metrics_parse_as_prometheus_text_and_match_inspect_counters() {
     let _serial = serial();
@@ -243,6 +307,18 @@ fn metrics_parse_as_prometheus_text_and_match_inspect_counters() {
     assert_eq!(
         packets, counters,
         "/metrics and `enforcer inspect counters` disagree"
+    );
+    // Per-rule counters: the same as `enforcer inspect rules`, the default deny's
+    // denials among them.
+    let rules = scraped_rules(&scrape);
+    assert!(
+        rules.iter().any(|r| r.3 == "deny" && r.4 >= 1.0),
+        "no rule denied anything: {rules:?}\n{text}"
+    );
+    assert_eq!(
+        rules,
+        inspect_rules(&lab),
+        "/metrics and `enforcer inspect rules` disagree"
     );
     let value = |name: &str| {
         let sample = scrape

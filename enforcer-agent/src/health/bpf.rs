@@ -1,6 +1,7 @@
 //! Metrics read from the pinned maps at scrape time: packets by hook and reason (the
-//! counters map, the same numbers `enforcer inspect counters` prints), conntrack
-//! entries, and how full each bounded map is. Reading pins (rather than the agent's
+//! counters map, the same numbers `enforcer inspect counters` prints), packets and
+//! bytes per policy rule (`enforcer inspect rules`), conntrack entries, and how full
+//! each bounded map is. Reading pins (rather than the agent's
 //! own handles) keeps the scrape off the agent's loop and shows what the programs see,
 //! also across agent restarts.
 
@@ -14,6 +15,8 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+
+use crate::dataplane::rule_counters::{self, RuleCounterSample};
 
 use enforcer_common::{
     CtKey, CtValue, EndpointInfo, EndpointKey, MAP_CONNTRACK, MAP_ENDPOINTS, MAP_PEERS_V4,
@@ -89,6 +92,7 @@ impl Collector for BpfStats {
             let labels = [("hook", c.hook), ("reason", c.reason)];
             ConstCounter::new(c.packets).encode(packets.encode_family(&labels)?)?;
         }
+        encode_rules(&mut encoder, &self.pin_dir)?;
         let fills = fill(&self.pin_dir);
         if let Some(ct) = fills.iter().find(|f| f.map == MAP_CONNTRACK) {
             let gauge = encoder.encode_descriptor(
@@ -127,4 +131,55 @@ impl Collector for BpfStats {
         }
         Ok(())
     }
+}
+
+/// A counter family: name, help, and the sample's value.
+type Family = (&'static str, &'static str, fn(&RuleCounterSample) -> u64);
+
+/// The per-rule counters (`enforcer inspect rules`): packets and bytes by tier, kind,
+/// namespace and name of the policy, rule index (`default`: the end of its tier, or a
+/// profile), direction and action.
+fn encode_rules(encoder: &mut DescriptorEncoder, pin_dir: &Path) -> Result<(), fmt::Error> {
+    // Maps pinned by an agent older than the rule counters have none: no samples.
+    let samples = rule_counters::read(pin_dir).unwrap_or_default();
+    let families: [Family; 2] = [
+        (
+            "rule_packets",
+            "Packets judged by a policy rule (new flows and denied packets; enforcer inspect rules)",
+            |s| s.packets,
+        ),
+        (
+            "rule_bytes",
+            "Bytes of the packets judged by a policy rule",
+            |s| s.bytes,
+        ),
+    ];
+    for (name, help, value) in families {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for s in &samples {
+            let (tier, kind, namespace, policy) =
+                s.policy.as_ref().map_or(("", "Profile", "", ""), |p| {
+                    (
+                        p.tier.as_str(),
+                        p.kind.as_str(),
+                        p.namespace.as_str(),
+                        p.name.as_str(),
+                    )
+                });
+            let rule = s
+                .rule
+                .map_or_else(|| "default".to_owned(), |r| r.to_string());
+            let labels = [
+                ("tier", tier),
+                ("kind", kind),
+                ("namespace", namespace),
+                ("policy", policy),
+                ("rule", rule.as_str()),
+                ("direction", s.direction),
+                ("action", s.action),
+            ];
+            ConstCounter::new(value(s)).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
 }
