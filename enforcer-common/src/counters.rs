@@ -17,7 +17,7 @@ pub const HOOK_CGROUP_INGRESS: u32 = 6;
 pub const HOOKS: u32 = 8;
 
 /// Counter slots per hook.
-pub const REASONS: u32 = 18;
+pub const REASONS: u32 = 19;
 pub const COUNTERS_LEN: u32 = HOOKS * REASONS;
 
 pub const REASON_ALLOW_POLICY: u32 = 0;
@@ -47,6 +47,12 @@ pub const REASON_DENY_NO_CONNTRACK: u32 = 16;
 /// (the host egress program, when the guard did not run first): dropped, since nobody
 /// judged the client's egress.
 pub const REASON_DENY_DEFERRED_UNJUDGED: u32 = 17;
+/// A TCP packet other than a bare SYN that no conntrack entry approves, at a host
+/// interface, of a connection the node's kernel holds an established local socket for
+/// (opened before the programs attached, or under earlier policy): passed, and
+/// recorded in conntrack as approved in its direction (Calico's fallback to Linux
+/// conntrack).
+pub const REASON_ALLOW_PREEXISTING: u32 = 18;
 
 /// Human names of the reasons, by index.
 pub const REASON_NAMES: [&str; REASONS as usize] = [
@@ -68,4 +74,5 @@ pub const REASON_NAMES: [&str; REASONS as usize] = [
     "xdp_to_tc",
     "deny_no_conntrack",
     "deny_deferred_unjudged",
+    "allow_preexisting",
 ];

@@ -10,7 +10,9 @@
 //! conntrack: this direction already approved the flow, or the packet is a reply to a
 //! flow the other direction approved; a TCP packet other than a bare SYN that got this
 //! far has no state (Calico's conntrack-INVALID drop: e.g. the SYN-ACK of a connection
-//! whose SYN doNotTrack policy let in without a rule for the reply): dropped; then the
+//! whose SYN doNotTrack policy let in without a rule for the reply): dropped, unless
+//! the kernel holds an established local socket of the connection (one opened before
+//! our programs attached: passed and recorded, `packet::local_tcp_established`); then the
 //! whole tracked chain of this direction (`DIR_HOST_INGRESS`: preDNAT then normal or
 //! applyOnForward tiers; `DIR_HOST_EGRESS`) for a new flow, recorded in conntrack when
 //! it allows.
@@ -20,8 +22,8 @@ use enforcer_common::{
     CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK, DIR_HOST_EGRESS, DIR_HOST_INGRESS,
     DIR_UNTRACKED_EGRESS, DIR_UNTRACKED_INGRESS, HOOK_HOST_EGRESS, HOOK_HOST_INGRESS,
     REASON_ALLOW_CONNTRACK, REASON_ALLOW_FAILSAFE, REASON_ALLOW_NDP, REASON_ALLOW_NON_IP,
-    REASON_ALLOW_POLICY, REASON_ALLOW_UNTRACKED, REASON_DENY_DEFERRED_UNJUDGED,
-    REASON_DENY_NO_CONNTRACK, REASON_DENY_POLICY,
+    REASON_ALLOW_POLICY, REASON_ALLOW_PREEXISTING, REASON_ALLOW_UNTRACKED,
+    REASON_DENY_DEFERRED_UNJUDGED, REASON_DENY_NO_CONNTRACK, REASON_DENY_POLICY,
 };
 
 use crate::{
@@ -101,6 +103,20 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext, inbound: bool) -> Result<Outcome,
             return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
         }
         if pkt.proto == IPPROTO_TCP {
+            let established = if inbound {
+                packet::local_tcp_established(ctx.skb.skb.cast(), &pkt)
+            } else {
+                packet::skb_tcp_established(ctx.skb.skb)
+            };
+            if established {
+                // A connection older than our state (the kernel's socket is
+                // established): approved in this direction, as Calico's fallback to
+                // Linux conntrack; an RST ends it, so it records nothing.
+                if !pkt.is_tcp_rst() {
+                    host::record(&fwd_key, &fwd, own_ok, cfg.active_gen, now);
+                }
+                return Ok(Outcome::pass(REASON_ALLOW_PREEXISTING));
+            }
             // Mid-connection without state: never the start of a new tracked flow.
             return Ok(Outcome::drop(REASON_DENY_NO_CONNTRACK));
         }

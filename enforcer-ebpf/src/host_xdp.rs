@@ -5,7 +5,9 @@
 //! pass; `Config` and the host endpoint of this interface; untracked (doNotTrack)
 //! ingress policy, skipped for a possible failsafe reply: allow passes, deny drops; replies to flows the node or its pods opened
 //! (conntrack: reversed tuple approved by the host egress hook) and packets of flows
-//! the host ingress hook already approved pass; then preDNAT policy on the original
+//! the host ingress hook already approved pass, and so does a TCP packet other than a
+//! bare SYN of an established local socket (a connection older than our state, which
+//! `enf_host_in` records); then preDNAT policy on the original
 //! destination: deny drops here, anything else is left to `enf_host_in`
 //! (which evaluates the whole tracked chain, preDNAT included, so a packet XDP never
 //! saw is judged alike).
@@ -14,14 +16,14 @@ use aya_ebpf::programs::XdpContext;
 use enforcer_common::{
     CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK, DIR_PREDNAT_INGRESS, DIR_UNTRACKED_INGRESS,
     HOOK_HOST_XDP, REASON_ALLOW_CONNTRACK, REASON_ALLOW_FAILSAFE, REASON_ALLOW_NDP,
-    REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_ALLOW_UNTRACKED, REASON_DENY_POLICY,
-    REASON_XDP_CONTINUE,
+    REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_ALLOW_PREEXISTING, REASON_ALLOW_UNTRACKED,
+    REASON_DENY_POLICY, REASON_XDP_CONTINUE,
 };
 
 use crate::{
     Drop, Outcome, conntrack,
     host::{self, HostAction},
-    packet::{self, Frame, Packet},
+    packet::{self, Frame, IPPROTO_TCP, Packet},
     policy,
 };
 
@@ -54,6 +56,14 @@ pub fn run<const DEBUG: bool>(ctx: &XdpContext) -> Result<Outcome, Drop> {
     }
     if !pkt.is_tcp_syn_only() && tracked(&pkt) {
         return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
+    }
+    if pkt.proto == IPPROTO_TCP
+        && !pkt.is_tcp_syn_only()
+        && packet::local_tcp_established(ctx.ctx.cast(), &pkt)
+    {
+        // A connection older than our state: preDNAT policy never judges an
+        // established connection; `enf_host_in` records it.
+        return Ok(Outcome::pass(REASON_ALLOW_PREEXISTING));
     }
     match host::decide::<DEBUG>(&cfg, DIR_PREDNAT_INGRESS, &key, &pkt)? {
         HostAction::Allow => Ok(Outcome::pass(REASON_ALLOW_POLICY)),

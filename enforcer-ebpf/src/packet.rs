@@ -9,11 +9,20 @@
 //! from the headers themselves: the IPv4 L4 offset from IHL (options work), the IPv6
 //! L4 offset by walking a bounded number of extension headers.
 
-use core::mem::{MaybeUninit, size_of};
+use core::{
+    ffi::c_void,
+    mem::{MaybeUninit, size_of},
+};
 
 use aya_ebpf::{
-    bindings::{__sk_buff, bpf_hdr_start_off::BPF_HDR_START_NET},
-    helpers::generated::{bpf_skb_load_bytes_relative, bpf_xdp_load_bytes},
+    bindings::{
+        __sk_buff, bpf_hdr_start_off::BPF_HDR_START_NET, bpf_sock, bpf_sock_tuple,
+        bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1, bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2,
+    },
+    helpers::generated::{
+        bpf_sk_fullsock, bpf_sk_lookup_tcp, bpf_sk_release, bpf_skb_load_bytes_relative,
+        bpf_xdp_load_bytes,
+    },
     programs::{TcContext, XdpContext},
 };
 use enforcer_common::{FAMILY_V4, FAMILY_V6};
@@ -596,6 +605,79 @@ pub fn skb_mark(skb: *mut __sk_buff) -> u32 {
 #[inline(always)]
 pub fn set_mark(ctx: &TcContext, mark: u32) {
     ctx.set_mark(mark);
+}
+
+/// Linux TCP states of an established connection, closing ones included (`TCP_*` in
+/// `include/net/tcp_states.h`): `ESTABLISHED`, `FIN_WAIT1`, `FIN_WAIT2`, `CLOSE_WAIT`,
+/// `CLOSING`, `LAST_ACK`. Never `SYN_SENT`, `SYN_RECV`, `LISTEN`, `TIME_WAIT`, `CLOSE`.
+#[inline(always)]
+fn is_established_state(state: u32) -> bool {
+    matches!(state, 1 | 4 | 5 | 8 | 9 | 11)
+}
+
+/// Whether the skb's own socket (`skb->sk`, host egress: the packet comes from a local
+/// socket) is a full TCP stream socket (not a raw socket sending TCP) in an established
+/// state: the pre-existing connection fallback, see `host_tc`.
+#[inline(never)]
+pub fn skb_tcp_established(skb: *mut __sk_buff) -> bool {
+    // SAFETY: `skb` is the program's context; `sk` is readable from TC programs (may be
+    // null); `bpf_sk_fullsock` takes a non-null socket pointer and returns a full
+    // socket or null, whose fields below are readable; no reference is taken.
+    unsafe {
+        let sk: *mut bpf_sock = (*skb).__bindgen_anon_2.sk;
+        if sk.is_null() {
+            return false;
+        }
+        let full = bpf_sk_fullsock(sk);
+        !full.is_null()
+            && (*full).protocol == u32::from(IPPROTO_TCP)
+            && (*full).type_ == 1 // SOCK_STREAM
+            && is_established_state((*full).state)
+    }
+}
+
+/// Whether the node's kernel holds an established TCP socket this packet goes to (host
+/// ingress, TC or XDP: `ctx` is the program's context), looked up by the packet's exact
+/// 4-tuple in the interface's netns (`bpf_sk_lookup_tcp`: full sockets only; a LISTEN
+/// socket fails the state test). One helper call; the reference is released.
+#[inline(never)]
+pub fn local_tcp_established(ctx: *mut c_void, pkt: &Packet) -> bool {
+    // SAFETY: an all-zero tuple is a valid value of this plain-data union.
+    let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
+    let size = if pkt.family == FAMILY_V4 {
+        let w = |a: &[u8; 16]| u32::from_ne_bytes([a[0], a[1], a[2], a[3]]);
+        tuple.__bindgen_anon_1.ipv4 = bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1 {
+            saddr: w(&pkt.src),
+            daddr: w(&pkt.dst),
+            sport: pkt.sport.to_be(),
+            dport: pkt.dport.to_be(),
+        };
+        size_of::<bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1>()
+    } else {
+        let w = |a: &[u8; 16]| {
+            let x = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+            [x(0), x(4), x(8), x(12)]
+        };
+        tuple.__bindgen_anon_1.ipv6 = bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2 {
+            saddr: w(&pkt.src),
+            daddr: w(&pkt.dst),
+            sport: pkt.sport.to_be(),
+            dport: pkt.dport.to_be(),
+        };
+        size_of::<bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2>()
+    };
+    // SAFETY: the tuple is initialised and `size` is its family's member size; the
+    // netns -1 (BPF_F_CURRENT_NETNS) is the interface's; a non-null result holds a
+    // reference, released before returning, after reading its state.
+    unsafe {
+        let sk = bpf_sk_lookup_tcp(ctx, &raw mut tuple, size as u32, u64::MAX, 0);
+        if sk.is_null() {
+            return false;
+        }
+        let state = (*sk).state;
+        bpf_sk_release(sk.cast());
+        is_established_state(state)
+    }
 }
 
 /// Address equality without `memcmp` (the BPF target has none): four word compares.
