@@ -29,8 +29,8 @@ use std::path::{Path, PathBuf};
 use aya::maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray, PerCpuValues};
 
 use enforcer_common::{
-    COUNTERS_LEN, CtKey, CtValue, MAP_CONNTRACK, MAP_COUNTERS, MAP_PENDING, PendingKey,
-    PendingValue,
+    CtKey, CtValue, HOOKS, MAP_CONNTRACK, MAP_COUNTERS, MAP_PENDING, PendingKey, PendingValue,
+    REASONS,
 };
 
 /// Bumped when a map's meaning changes without a change of its definition.
@@ -224,9 +224,15 @@ pub fn copy_flows(old_dir: &Path, new_dir: &Path, missing_only: bool) -> (usize,
 }
 
 /// Adds the old counters to the new ones, so that counts go on across the upgrade.
+/// The old map may have fewer reasons per hook (reasons are only ever appended): each
+/// slot moves to the same (hook, reason) in the new layout ([`new_counter_index`]).
 pub fn add_counters(old_dir: &Path, new_dir: &Path) {
-    let (Some(old), Some(new)) = (
-        open(&old_dir.join(MAP_COUNTERS)),
+    let Ok(old_data) = MapData::from_pin(old_dir.join(MAP_COUNTERS)) else {
+        return;
+    };
+    let old_len = old_data.info().map_or(0, |i| i.max_entries());
+    let (Ok(old), Some(new)) = (
+        Map::from_map_data(old_data),
         open(&new_dir.join(MAP_COUNTERS)),
     ) else {
         return;
@@ -237,8 +243,11 @@ pub fn add_counters(old_dir: &Path, new_dir: &Path) {
     ) else {
         return;
     };
-    for index in 0..COUNTERS_LEN {
-        let (Ok(before), Ok(now)) = (old.get(&index, 0), new.get(&index, 0)) else {
+    for old_index in 0..old_len {
+        let Some(index) = new_counter_index(old_len, old_index) else {
+            continue;
+        };
+        let (Ok(before), Ok(now)) = (old.get(&old_index, 0), new.get(&index, 0)) else {
             continue;
         };
         let sums: Vec<u64> = now
@@ -250,6 +259,18 @@ pub fn add_counters(old_dir: &Path, new_dir: &Path) {
             let _ = new.set(index, values, 0);
         }
     }
+}
+
+/// Where slot `old_index` of an old counters map of `old_len` slots (`HOOKS` hooks, of
+/// `old_len / HOOKS` reasons each) goes in the current layout; `None` for a slot the
+/// current layout does not have.
+fn new_counter_index(old_len: u32, old_index: u32) -> Option<u32> {
+    let old_reasons = old_len / HOOKS;
+    if old_reasons == 0 {
+        return None;
+    }
+    let (hook, reason) = (old_index / old_reasons, old_index % old_reasons);
+    (hook < HOOKS && reason < REASONS).then_some(hook * REASONS + reason)
 }
 
 /// Step 4's end: the old map pins go, the new ones move from `staging` into
@@ -299,6 +320,25 @@ mod tests {
             base,
             "a value size change is a new layout"
         );
+    }
+
+    #[test]
+    fn counters_keep_their_hook_and_reason_across_a_reason_added() {
+        use enforcer_common::COUNTERS_LEN;
+        let old_reasons = REASONS - 1;
+        let old_len = HOOKS * old_reasons;
+        // Hook 1, reason 0 was slot `old_reasons`; it stays hook 1, reason 0.
+        assert_eq!(new_counter_index(old_len, old_reasons), Some(REASONS));
+        assert_eq!(
+            new_counter_index(old_len, 3 * old_reasons + 5),
+            Some(3 * REASONS + 5)
+        );
+        // The same layout maps every slot to itself.
+        assert!((0..COUNTERS_LEN).all(|i| new_counter_index(COUNTERS_LEN, i) == Some(i)));
+        // A layout with more reasons than ours: the extra ones have no slot here.
+        let newer = HOOKS * (REASONS + 1);
+        assert_eq!(new_counter_index(newer, REASONS), None);
+        assert_eq!(new_counter_index(0, 0), None);
     }
 
     #[test]
