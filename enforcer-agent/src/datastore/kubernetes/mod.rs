@@ -14,6 +14,7 @@
 //! - Failures (server unreachable, 403) become `Unavailable` events: the agent keeps
 //!   the policy in force and reports not ready; the reflectors retry with backoff. The
 //!   next event after every resource works again clears it.
+//! - Objects the agent refuses are named in Kubernetes Events ([`events`]).
 //!
 //! The revision of an event is the lowest `resourceVersion` up to which every working
 //! resource is known complete (bookmarks included) when versions are numbers, as
@@ -21,6 +22,7 @@
 
 pub mod convert;
 pub mod error;
+pub mod events;
 pub mod reflect;
 pub mod resources;
 
@@ -176,11 +178,18 @@ impl KubernetesDatastore {
 
     /// Connects with `options` (see [`client`]) and starts.
     pub async fn connect(options: &KubernetesOptions) -> Result<Self, KubeError> {
-        let describe = match &options.kubeconfig {
+        Ok(Self::start(
+            client(options).await?,
+            Self::describe_options(options),
+        ))
+    }
+
+    /// What a datastore reached with `options` is, for logs.
+    pub fn describe_options(options: &KubernetesOptions) -> String {
+        match &options.kubeconfig {
             None => "kubernetes:in-cluster".to_owned(),
             Some(path) => format!("kubernetes:{}", path.display()),
-        };
-        Ok(Self::start(client(options).await?, describe))
+        }
     }
 
     /// Counters for metrics.
