@@ -131,8 +131,8 @@ pub struct Uninstalled {
 }
 
 /// Takes the enforcer off this network namespace on purpose: our `tc` filters of
-/// every interface, then every pinned link (TCX and XDP detach with their last
-/// reference) and map under `pin_dir`.
+/// every interface, then every link pinned under `pin_dir` (TCX, XDP, the cgroup
+/// program's), detached at once ([`super::detach`]), then the pins and maps.
 pub fn uninstall(pin_dir: &Path) -> Result<Uninstalled, std::io::Error> {
     let mut done = Uninstalled::default();
     let interfaces = nix::net::if_::if_nameindex().map_err(std::io::Error::from)?;
@@ -147,7 +147,7 @@ pub fn uninstall(pin_dir: &Path) -> Result<Uninstalled, std::io::Error> {
             }
         }
     }
-    done.links = std::fs::read_dir(pin_dir.join("links")).map_or(0, Iterator::count);
+    done.links = super::detach::detach_pinned_links(pin_dir);
     done.maps = std::fs::read_dir(pin_dir)
         .into_iter()
         .flatten()
