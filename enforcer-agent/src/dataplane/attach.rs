@@ -1,17 +1,25 @@
 //! How the TC programs are attached: TCX links (kernel ≥ 6.6) or netlink `tc` filters
-//! on a `clsact` qdisc (older kernels), chosen at start (`enforcer agent --attach`).
+//! on a `clsact` qdisc (the older way), chosen at start (`enforcer agent --attach`).
 //!
 //! # Minimum kernel version
 //!
 //! - TCX (the default where available): Linux 6.6, which added `BPF_TCX_INGRESS` /
 //!   `BPF_TCX_EGRESS` links. A TCX link is pinned under the node's bpffs directory, so
 //!   a restarted agent replaces the program behind it atomically (`bpf_link_update`).
-//! - `tc` (netlink `clsact` + `cls_bpf` in direct-action mode): Linux 4.5 for `clsact`;
-//!   the programs themselves need BPF-to-BPF calls, bounded loops and the ring buffer,
-//!   so the floor is Linux 5.8 (`BPF_MAP_TYPE_RINGBUF`). A filter has no pin: it lives
-//!   on the interface at a fixed priority and handle ([`TC_PRIORITY`], [`TC_HANDLE`]),
-//!   and a restarted agent replaces it in place (an `RTM_NEWTFILTER` without
-//!   `NLM_F_CREATE`, which `cls_bpf` applies atomically).
+//! - `tc` (netlink `clsact` + `cls_bpf` in direct-action mode): Linux 4.5 for `clsact`
+//!   itself. A filter has no pin: it lives on the interface at a fixed priority and
+//!   handle ([`TC_PRIORITY`], [`TC_HANDLE`]), and a restarted agent replaces it in
+//!   place (an `RTM_NEWTFILTER` without `NLM_F_CREATE`, which `cls_bpf` applies
+//!   atomically).
+//!
+//! The agent as a whole needs more than either: it loads every program at start, and
+//! the newest kernel feature among them sets the floor — Linux 6.15, where
+//! `bpf_get_netns_cookie` became callable from `cgroup_skb` programs (`enf_cg_in`
+//! judges only its own network namespace's deliveries with it). Below that, in order:
+//! `bpf_xdp_load_bytes` in the XDP program (5.18), the ring buffer of flow events and
+//! `CAP_BPF`/`CAP_PERFMON` (5.8), the cgroup program's pinned link (5.7). So on every
+//! kernel the agent runs on TCX is available; `tc` mode is the same programs attached
+//! the older way (and what a node whose tooling expects `tc` filters can choose).
 //!
 //! Either way the kernel keeps the programs attached when the agent exits: TCX
 //! through the pinned link, `tc` through the filter itself.
