@@ -1,7 +1,7 @@
 //! The agent on a Kubernetes API server (the lab's, `lab up --datastore kubernetes`),
 //! under the faults a real cluster has: the server stopped while traffic flows, its
 //! watch history expired (410), a permission taken away (403), a malformed object
-//! among good ones. And the agent's
+//! among good ones; with no more capabilities than the DaemonSet grants. And the agent's
 //! `/metrics`, scraped and parsed as Prometheus parses it, against `enforcer inspect
 //! counters`.
 //!
@@ -25,6 +25,11 @@ const ALLOW_FRONTEND: &str = "tutorial/networkpolicy-allow-frontend-ingress.yaml
 /// A lab whose agent reads the lab's API server, with the app, a client outside it,
 /// and dev-app's default deny.
 fn kubernetes_lab(prefix: &str) -> LabGuard {
+    kubernetes_lab_with(prefix, &[])
+}
+
+/// [`kubernetes_lab`] with more `lab up` options.
+fn kubernetes_lab_with(prefix: &str, options: &[&str]) -> LabGuard {
     let lab = LabGuard::new(prefix);
     let files = [fixture(APP), fixture(CLIENT), fixture(DENY_ALL)];
     let mut args = vec![
@@ -32,6 +37,7 @@ fn kubernetes_lab(prefix: &str) -> LabGuard {
         "--datastore".to_owned(),
         "kubernetes".to_owned(),
     ];
+    args.extend(options.iter().map(|o| (*o).to_owned()));
     for f in &files {
         args.extend(["-f".to_owned(), f.to_string_lossy().into_owned()]);
     }
@@ -342,6 +348,99 @@ fn a_malformed_object_is_refused_alone_named_in_status_and_event() {
     assert!(status.refused.is_empty(), "{status:#?}");
     assert_eq!(status.error, None, "{status:#?}");
     wait_ready(&lab, 200, Duration::from_secs(10));
+}
+
+/// The capabilities `deploy/kubernetes/daemonset.yaml` grants the agent.
+fn daemon_set_capabilities() -> Vec<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/kubernetes/daemonset.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let ds: Value =
+        serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let add =
+        &ds["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"]["add"];
+    add.as_array()
+        .unwrap_or_else(|| panic!("no capabilities.add in {}", path.display()))
+        .iter()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Bit of a capability in `/proc/PID/status` masks (linux/capability.h).
+fn capability_bit(name: &str) -> u32 {
+    match name {
+        "NET_ADMIN" => 12,
+        "NET_RAW" => 13,
+        "SYS_ADMIN" => 21,
+        "SYS_RESOURCE" => 24,
+        "PERFMON" => 38,
+        "BPF" => 39,
+        other => panic!("capability {other}: add its number here"),
+    }
+}
+
+#[test]
+fn the_agent_runs_with_only_the_daemon_sets_capabilities() {
+    let _serial = serial();
+    let caps = daemon_set_capabilities();
+    let tmp = TempDir::new("kcaps");
+    // The agent under the DaemonSet's capability set: root, every other capability
+    // out of its bounding set (so none can be regained), nothing inheritable.
+    let keep: Vec<String> = caps
+        .iter()
+        .map(|c| format!("+{}", c.to_lowercase()))
+        .collect();
+    let wrapper = tmp.write(
+        "agent.sh",
+        &format!(
+            "#!/bin/sh\nexec setpriv --bounding-set -all,{} --inh-caps -all -- {} \"$@\"\n",
+            keep.join(","),
+            enforcer_tests::lab::enforcer_bin().display()
+        ),
+    );
+    let mut mode = std::fs::metadata(&wrapper)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut mode, 0o755);
+    std::fs::set_permissions(&wrapper, mode).unwrap_or_else(|e| panic!("{e}"));
+    let wrapper = wrapper.to_string_lossy().into_owned();
+    let lab = kubernetes_lab_with("kcaps", &["--agent-bin", &wrapper]);
+
+    // It really runs with exactly these.
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(lab.state_dir().join("state.json")).unwrap_or_default(),
+    )
+    .unwrap_or_else(|e| panic!("state.json: {e}"));
+    let pid = state["agents"]["node1"]["pid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no agent pid in {state}"));
+    let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("agent {pid}: {e}"));
+    let effective = proc_status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or_else(|| panic!("no CapEff in {proc_status}"));
+    let wanted = caps
+        .iter()
+        .fold(0u64, |mask, c| mask | (1 << capability_bit(c)));
+    assert_eq!(effective, wanted, "agent capabilities (CapEff) vs {caps:?}");
+
+    // And does the whole job: every endpoint attached, nothing failed, ready,
+    // enforcing.
+    wait_ready(&lab, 200, Duration::from_secs(30));
+    let store = FileDatastore::open(lab.state_dir().join("datastore"))
+        .unwrap_or_else(|e| panic!("datastore: {e}"));
+    let status = store.read_status().ok().flatten().unwrap_or_default();
+    let pods = lab.get_pods().len();
+    assert_eq!(status.endpoints_attached, pods, "{status:#?}");
+    assert!(status.attach_failed.is_empty(), "{status:#?}");
+    assert!(status.xdp_unavailable.is_empty(), "{status:#?}");
+    assert_eq!(status.error, None, "{status:#?}");
+    expect_enforced(&lab, false, "the agent with the DaemonSet's capabilities");
+    lab.apply(&fixture(ALLOW_FRONTEND));
+    expect_enforced(&lab, true, "a change, same agent");
 }
 
 /// `enforcer inspect counters -o json` of the lab: (hook, reason) → packets.
