@@ -118,24 +118,47 @@ impl LoadedDataplane {
         })
     }
 
-    /// Where our program of `hook` stands in `iface`'s TCX chain.
-    fn position(&mut self, iface: &str, hook: Hook) -> Result<Position, LoaderError> {
+    /// The id of `hook`'s program as loaded.
+    fn program_id(&mut self, hook: Hook) -> Result<u32, LoaderError> {
         let program = hook.program(self.variant());
-        let program_err = |op, source| LoaderError::Program {
-            program,
-            op,
-            source: Box::new(source),
-        };
-        let ours = classifier(&mut self.ebpf, program)?
+        Ok(classifier(&mut self.ebpf, program)?
             .info()
-            .map_err(|e| program_err("info", e))?
-            .id();
-        let (_, chain) = SchedClassifier::query_tcx(iface, hook.attach_type())
-            .map_err(|e| program_err("query the TCX chain", e))?;
-        Ok(match chain.iter().position(|p| p.id() == ours) {
-            Some(0) => Position::First,
-            Some(n) => Position::Behind(n),
-            None => Position::Absent,
+            .map_err(|source| LoaderError::Program {
+                program,
+                op: "info",
+                source: Box::new(source),
+            })?
+            .id())
+    }
+
+    /// Where our program of `hook` stands in `iface`'s TCX chain. The guard must run
+    /// before everything; another program of ours must run before every program that
+    /// is not ours, and after the guard where the interface has one (the host egress
+    /// program drops a Service packet the guard did not judge first): the guard ahead
+    /// of it is its place, not a program run before ours.
+    fn position(&mut self, iface: &str, hook: Hook) -> Result<Position, LoaderError> {
+        let ours = self.program_id(hook)?;
+        let guard = if hook == Hook::GuardEgress {
+            None
+        } else {
+            Some(self.program_id(Hook::GuardEgress)?)
+        };
+        let (_, chain) =
+            SchedClassifier::query_tcx(iface, hook.attach_type()).map_err(|source| {
+                LoaderError::Program {
+                    program: hook.program(self.variant()),
+                    op: "query the TCX chain",
+                    source: Box::new(source),
+                }
+            })?;
+        let Some(at) = chain.iter().position(|p| p.id() == ours) else {
+            return Ok(Position::Absent);
+        };
+        let before = chain[..at].iter().filter(|p| Some(p.id()) != guard).count();
+        Ok(if before == 0 {
+            Position::First
+        } else {
+            Position::Behind(before)
         })
     }
 
