@@ -1,7 +1,7 @@
 //! The agent on a Kubernetes API server (the lab's, `lab up --datastore kubernetes`),
 //! under the faults a real cluster has: the server stopped while traffic flows, its
 //! watch history expired (410), a permission taken away (403), a malformed object
-//! among good ones; with no more capabilities than the DaemonSet grants. And the agent's
+//! among good ones; with no more capabilities than the `DaemonSet` grants. And the agent's
 //! `/metrics`, scraped and parsed as Prometheus parses it, against `enforcer inspect
 //! counters`.
 //!

@@ -25,6 +25,7 @@ pub mod error;
 pub mod events;
 pub mod reflect;
 pub mod resources;
+pub mod transport;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -77,7 +78,7 @@ pub async fn client(options: &KubernetesOptions) -> Result<kube::Client, KubeErr
             })?
         }
     };
-    kube::Client::try_from(config).map_err(|source| KubeError::Client {
+    transport::client(config).map_err(|source| KubeError::Client {
         source: Box::new(source),
     })
 }
