@@ -480,7 +480,7 @@ fn inspect_rules(lab: &LabGuard) -> Vec<RuleRow> {
         .arg(format!("/sys/fs/bpf/enforcer/{}", lab.name))
         .output()
         .unwrap_or_else(|e| panic!("inspect: {e}"));
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "inspect rules output: {e}: {}",
             String::from_utf8_lossy(&out.stdout)
