@@ -200,10 +200,7 @@ fn the_daemon_set_runs_the_agent_as_it_needs() {
     assert_eq!(security.privileged, Some(false));
     let caps = security.capabilities.unwrap();
     assert_eq!(caps.drop.unwrap(), ["ALL"]);
-    assert_eq!(
-        caps.add.unwrap(),
-        ["BPF", "NET_ADMIN", "PERFMON", "SYS_RESOURCE"]
-    );
+    assert_eq!(caps.add.unwrap(), ["BPF", "NET_ADMIN", "PERFMON"]);
     let probe_path =
         |p: Option<k8s_openapi::api::core::v1::Probe>| p.unwrap().http_get.unwrap().path.unwrap();
     assert_eq!(probe_path(container.liveness_probe.clone()), "/healthz");

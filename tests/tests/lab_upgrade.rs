@@ -380,6 +380,7 @@ fn uninstall_takes_the_enforcer_off_the_node_on_purpose() {
         String::from_utf8_lossy(&out.stderr)
     );
     println!("{said}");
+    // Every map the agent pins, counted from the code's own list.
     let maps = format!("{} maps", enforcer::dataplane::loader::PINNED_MAPS.len());
     assert!(said.contains(&maps), "{said}");
     assert!(!std::path::Path::new(&pins).exists(), "{pins} still there");

@@ -160,7 +160,7 @@ fn test(unit_only: bool) -> Result<()> {
         ],
         &[("ENFORCER_LAB_DATASTORE", "kubernetes".to_owned())],
     )?;
-    // And attached through netlink `tc` (clsact) as on kernels before 6.6.
+    // And attached through netlink `tc` (clsact): `--attach tc`, for every lab agent.
     cargo_env(
         &[
             "test",

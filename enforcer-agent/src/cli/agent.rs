@@ -14,7 +14,7 @@ use enforcer::agent::{AgentOptions, run, shutdown_signal, status};
 use enforcer::dataplane::attach::AttachMode;
 use enforcer::datastore::Datastore;
 use enforcer::datastore::file::FileDatastore;
-use enforcer::datastore::kubernetes::{KubernetesDatastore, KubernetesOptions};
+use enforcer::datastore::kubernetes::{self, KubernetesDatastore, KubernetesOptions};
 use enforcer::datastore::status::{StatusFile, StatusSink};
 use enforcer::health::{self, bpf::BpfStats, metrics};
 
@@ -208,6 +208,7 @@ impl AgentArgs {
             },
             interval: Duration::from_secs(self.flow_log_interval.max(1)),
         };
+        let node = self.node.clone();
         let options = AgentOptions {
             failsafe,
             flow_log,
@@ -243,6 +244,7 @@ impl AgentArgs {
             let mut builder = metrics::MetricsBuilder::new().collector(BpfStats {
                 pin_dir: bpffs.clone(),
             });
+            let (publisher, updates) = status::channel();
             let (datastore, mut sinks): (Box<dyn Datastore>, Vec<Box<dyn StatusSink>>) = match &spec
             {
                 DatastoreSpec::Dir(dir) => {
@@ -251,10 +253,20 @@ impl AgentArgs {
                     (Box::new(store.clone()), vec![Box::new(store)])
                 }
                 DatastoreSpec::Kubernetes => {
-                    let store = KubernetesDatastore::connect(&KubernetesOptions {
+                    let kube_options = KubernetesOptions {
                         kubeconfig: self.kubeconfig.clone(),
-                    })
-                    .await?;
+                    };
+                    let client = kubernetes::client(&kube_options).await?;
+                    let store = KubernetesDatastore::start(
+                        client.clone(),
+                        KubernetesDatastore::describe_options(&kube_options),
+                    );
+                    // Refused objects are named in Kubernetes Events too.
+                    tokio::spawn(kubernetes::events::record_refusals(
+                        updates.clone(),
+                        client,
+                        node.clone(),
+                    ));
                     let restarts = store.stats();
                     let failures = store.stats();
                     builder = builder
@@ -276,7 +288,6 @@ impl AgentArgs {
                     path: PathBuf::from(path),
                 })];
             }
-            let (publisher, updates) = status::channel();
             let metrics = Arc::new(builder.build());
             tokio::spawn(metrics::follow(updates.clone(), Arc::clone(&metrics)));
             if let Some(listener) = listener {

@@ -15,8 +15,8 @@ use clap::Args;
 ///   enforcer uninstall --node "$(hostname)"
 ///
 /// It removes: our `tc` filters (clsact, priority 1, handle 1) of every interface, the
-/// TCX and XDP links pinned under the node's bpffs directory (unpinning detaches
-/// them), and the maps.
+/// TCX, XDP and cgroup links pinned under the node's bpffs directory (each detached
+/// before the command returns), and the maps.
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct UninstallArgs {
@@ -35,7 +35,7 @@ impl UninstallArgs {
             .unwrap_or_else(|| PathBuf::from("/sys/fs/bpf/enforcer").join(&self.node));
         let report = enforcer::dataplane::attach::uninstall(&pin_dir)?;
         println!(
-            "node {}: removed {} tc filters, {} pinned links and {} maps ({} removed)",
+            "node {}: removed {} tc filters, detached {} pinned links, removed {} maps ({} removed)",
             self.node,
             report.filters,
             report.links,

@@ -1,24 +1,32 @@
 //! How the TC programs are attached: TCX links (kernel ≥ 6.6) or netlink `tc` filters
-//! on a `clsact` qdisc (older kernels), chosen at start (`enforcer agent --attach`).
+//! on a `clsact` qdisc (the older way), chosen at start (`enforcer agent --attach`).
 //!
 //! # Minimum kernel version
 //!
 //! - TCX (the default where available): Linux 6.6, which added `BPF_TCX_INGRESS` /
 //!   `BPF_TCX_EGRESS` links. A TCX link is pinned under the node's bpffs directory, so
 //!   a restarted agent replaces the program behind it atomically (`bpf_link_update`).
-//! - `tc` (netlink `clsact` + `cls_bpf` in direct-action mode): Linux 4.5 for `clsact`;
-//!   the programs themselves need BPF-to-BPF calls, bounded loops and the ring buffer,
-//!   so the floor is Linux 5.8 (`BPF_MAP_TYPE_RINGBUF`). A filter has no pin: it lives
-//!   on the interface at a fixed priority and handle ([`TC_PRIORITY`], [`TC_HANDLE`]),
-//!   and a restarted agent replaces it in place (an `RTM_NEWTFILTER` without
-//!   `NLM_F_CREATE`, which `cls_bpf` applies atomically).
+//! - `tc` (netlink `clsact` + `cls_bpf` in direct-action mode): Linux 4.5 for `clsact`
+//!   itself. A filter has no pin: it lives on the interface at a fixed priority and
+//!   handle ([`TC_PRIORITY`], [`TC_HANDLE`]), and a restarted agent replaces it in
+//!   place (an `RTM_NEWTFILTER` without `NLM_F_CREATE`, which `cls_bpf` applies
+//!   atomically).
+//!
+//! The agent as a whole needs more than either: it loads every program at start, and
+//! the newest kernel feature among them sets the floor — Linux 6.15, where
+//! `bpf_get_netns_cookie` became callable from `cgroup_skb` programs (`enf_cg_in`
+//! judges only its own network namespace's deliveries with it). Below that, in order:
+//! `bpf_xdp_load_bytes` in the XDP program (5.18), the ring buffer of flow events and
+//! `CAP_BPF`/`CAP_PERFMON` (5.8), the cgroup program's pinned link (5.7). So on every
+//! kernel the agent runs on TCX is available; `tc` mode is the same programs attached
+//! the older way (and what a node whose tooling expects `tc` filters can choose).
 //!
 //! Either way the kernel keeps the programs attached when the agent exits: TCX
 //! through the pinned link, `tc` through the filter itself.
 
 use std::path::Path;
 
-use aya::programs::links::{Link as _, PinnedLink};
+use aya::programs::links::Link as _;
 use aya::programs::tc::{NlOptions, SchedClassifierLink, TcAttachOptions, TcHandle};
 use aya::programs::{SchedClassifier, TcAttachType};
 use aya::util::KernelVersion;
@@ -131,8 +139,8 @@ pub struct Uninstalled {
 }
 
 /// Takes the enforcer off this network namespace on purpose: our `tc` filters of
-/// every interface, then every pinned link (TCX and XDP detach with their last
-/// reference) and map under `pin_dir`.
+/// every interface, then every link pinned under `pin_dir` (TCX, XDP, the cgroup
+/// program's), detached at once ([`super::detach`]), then the pins and maps.
 pub fn uninstall(pin_dir: &Path) -> Result<Uninstalled, std::io::Error> {
     let mut done = Uninstalled::default();
     let interfaces = nix::net::if_::if_nameindex().map_err(std::io::Error::from)?;
@@ -147,7 +155,7 @@ pub fn uninstall(pin_dir: &Path) -> Result<Uninstalled, std::io::Error> {
             }
         }
     }
-    done.links = release_links(pin_dir);
+    done.links = super::detach::detach_pinned_links(pin_dir);
     done.maps = std::fs::read_dir(pin_dir)
         .into_iter()
         .flatten()
@@ -159,28 +167,6 @@ pub fn uninstall(pin_dir: &Path) -> Result<Uninstalled, std::io::Error> {
         _ => {}
     }
     Ok(done)
-}
-
-/// Unpins and closes every link pinned under `dir` (every pin not named `ENF_*`, the
-/// maps; subdirectories included): returns how many. Closing the last file descriptor
-/// of a link detaches its program at once, whereas a link whose last reference was its
-/// pin is released later by a kernel worker: so the programs are off their interfaces
-/// when `uninstall` returns, and traffic right after it is no longer judged.
-fn release_links(dir: &Path) -> usize {
-    let mut released = 0;
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            released += release_links(&path);
-        } else if !entry.file_name().to_string_lossy().starts_with("ENF_")
-            && let Ok(pinned) = PinnedLink::from_pin(&path)
-            && let Ok(link) = pinned.unpin()
-        {
-            drop(link);
-            released += 1;
-        }
-    }
-    released
 }
 
 /// Removes a pinned TCX link (after the agent switched to `tc`: the filter is

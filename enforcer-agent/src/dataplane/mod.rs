@@ -8,6 +8,7 @@ pub mod bpf;
 pub mod bpf_log;
 pub mod cgroup;
 pub mod content;
+pub mod detach;
 pub mod failsafe;
 pub mod guard;
 pub mod interfaces;

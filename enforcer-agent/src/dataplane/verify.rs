@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aya::programs::{LinkOrder, SchedClassifier, TcAttachType};
+use aya::programs::{LinkOrder, SchedClassifier};
 
 use super::loader::{CGROUP_KEY, Hook, LoadedDataplane, LoaderError, XDP_HOOK, classifier};
 
@@ -118,37 +118,7 @@ impl LoadedDataplane {
         })
     }
 
-    /// Where our program of `hook` stands in `iface`'s TCX chain. Only the guard may
-    /// run before another egress program of ours (it judges the deferred Service
-    /// egress the host egress program refuses to pass unjudged): the guard itself must
-    /// be first, and any other program counts as ahead of ours. Without that exception
-    /// the guard and the host egress program of one interface would each be "attached
-    /// first again" in turn, forever.
-    fn position(&mut self, iface: &str, hook: Hook) -> Result<Position, LoaderError> {
-        let ours = self.program_id(hook)?;
-        let guard = if hook != Hook::GuardEgress && hook.attach_type() == TcAttachType::Egress {
-            Some(self.program_id(Hook::GuardEgress)?)
-        } else {
-            None
-        };
-        let program = hook.program(self.variant());
-        let (_, chain) = SchedClassifier::query_tcx(iface, hook.attach_type()).map_err(|e| {
-            LoaderError::Program {
-                program,
-                op: "query the TCX chain",
-                source: Box::new(e),
-            }
-        })?;
-        Ok(match chain.iter().position(|p| p.id() == ours) {
-            Some(n) => match chain[..n].iter().filter(|p| Some(p.id()) != guard).count() {
-                0 => Position::First,
-                ahead => Position::Behind(ahead),
-            },
-            None => Position::Absent,
-        })
-    }
-
-    /// The kernel's id of our loaded program of `hook`.
+    /// The id of `hook`'s program as loaded.
     fn program_id(&mut self, hook: Hook) -> Result<u32, LoaderError> {
         let program = hook.program(self.variant());
         Ok(classifier(&mut self.ebpf, program)?
@@ -159,6 +129,37 @@ impl LoadedDataplane {
                 source: Box::new(source),
             })?
             .id())
+    }
+
+    /// Where our program of `hook` stands in `iface`'s TCX chain. The guard must run
+    /// before everything; another program of ours must run before every program that
+    /// is not ours, and after the guard where the interface has one (the host egress
+    /// program drops a Service packet the guard did not judge first): the guard ahead
+    /// of it is its place, not a program run before ours.
+    fn position(&mut self, iface: &str, hook: Hook) -> Result<Position, LoaderError> {
+        let ours = self.program_id(hook)?;
+        let guard = if hook == Hook::GuardEgress {
+            None
+        } else {
+            Some(self.program_id(Hook::GuardEgress)?)
+        };
+        let (_, chain) =
+            SchedClassifier::query_tcx(iface, hook.attach_type()).map_err(|source| {
+                LoaderError::Program {
+                    program: hook.program(self.variant()),
+                    op: "query the TCX chain",
+                    source: Box::new(source),
+                }
+            })?;
+        let Some(at) = chain.iter().position(|p| p.id() == ours) else {
+            return Ok(Position::Absent);
+        };
+        let before = chain[..at].iter().filter(|p| Some(p.id()) != guard).count();
+        Ok(if before == 0 {
+            Position::First
+        } else {
+            Position::Behind(before)
+        })
     }
 
     /// Replaces our link of `hook` by a new one first in the chain. The old link must

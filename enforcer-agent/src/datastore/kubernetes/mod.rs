@@ -14,6 +14,7 @@
 //! - Failures (server unreachable, 403) become `Unavailable` events: the agent keeps
 //!   the policy in force and reports not ready; the reflectors retry with backoff. The
 //!   next event after every resource works again clears it.
+//! - Objects the agent refuses are named in Kubernetes Events ([`events`]).
 //!
 //! The revision of an event is the lowest `resourceVersion` up to which every working
 //! resource is known complete (bookmarks included) when versions are numbers, as
@@ -21,8 +22,10 @@
 
 pub mod convert;
 pub mod error;
+pub mod events;
 pub mod reflect;
 pub mod resources;
+pub mod transport;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -75,7 +78,7 @@ pub async fn client(options: &KubernetesOptions) -> Result<kube::Client, KubeErr
             })?
         }
     };
-    kube::Client::try_from(config).map_err(|source| KubeError::Client {
+    transport::client(config).map_err(|source| KubeError::Client {
         source: Box::new(source),
     })
 }
@@ -176,11 +179,18 @@ impl KubernetesDatastore {
 
     /// Connects with `options` (see [`client`]) and starts.
     pub async fn connect(options: &KubernetesOptions) -> Result<Self, KubeError> {
-        let describe = match &options.kubeconfig {
+        Ok(Self::start(
+            client(options).await?,
+            Self::describe_options(options),
+        ))
+    }
+
+    /// What a datastore reached with `options` is, for logs.
+    pub fn describe_options(options: &KubernetesOptions) -> String {
+        match &options.kubeconfig {
             None => "kubernetes:in-cluster".to_owned(),
             Some(path) => format!("kubernetes:{}", path.display()),
-        };
-        Ok(Self::start(client(options).await?, describe))
+        }
     }
 
     /// Counters for metrics.

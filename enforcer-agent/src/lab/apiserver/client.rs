@@ -139,25 +139,33 @@ impl ApiClient {
 
     /// `GET path` (tests read events and objects this way).
     pub fn get(&self, path: &str) -> Result<Value, ApiServerError> {
-        let request = ::http::Request::get(path)
-            .body(Vec::new())
-            .map_err(|e| client_err(path, &e))?;
-        self.runtime.block_on(async {
-            let text = self
-                .client
-                .request_text(request)
-                .await
-                .map_err(|e| client_err(path, &e))?;
-            serde_json::from_str(&text).map_err(|e| client_err(path, &e))
-        })
+        self.raw(::http::Method::GET, path, None)
     }
 
     /// `POST` a raw API object to the collection at `path` (tests plant what the lab
     /// itself would refuse to write).
     pub fn create_raw(&self, path: &str, object: &Value) -> Result<Value, ApiServerError> {
-        let request = ::http::Request::post(path)
-            .header("content-type", "application/json")
-            .body(object.to_string().into_bytes())
+        self.raw(::http::Method::POST, path, Some(object))
+    }
+
+    /// `DELETE path` (tests remove what they planted, which the lab's commands do not
+    /// know as objects); returns the object as it was.
+    pub fn delete_raw(&self, path: &str) -> Result<Value, ApiServerError> {
+        self.raw(::http::Method::DELETE, path, None)
+    }
+
+    fn raw(
+        &self,
+        method: ::http::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ApiServerError> {
+        let mut request = ::http::Request::builder().method(method).uri(path);
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        let request = request
+            .body(body.map(|b| b.to_string().into_bytes()).unwrap_or_default())
             .map_err(|e| client_err(path, &e))?;
         self.runtime.block_on(async {
             let text = self

@@ -286,7 +286,7 @@ impl Store {
             return Err(StoreError::Exists(format!("{} {}", spec.plural, key.2)));
         }
         let revision = if spec == EVENTS {
-            inner.revision + 1
+            self.bump()?
         } else {
             self.persist(&spec, &object)?
         };
@@ -310,6 +310,13 @@ impl Store {
         );
         self.publish(&mut inner, Notice::Bookmark(revision));
         Ok(stored)
+    }
+
+    /// A new revision for a write kept in memory only (an event): the lab's datastore
+    /// moves too (a write of nothing), so that resourceVersions stay one sequence and
+    /// the next object written never gets the version an event already had.
+    fn bump(&self) -> Result<u64, StoreError> {
+        Ok(self.file.apply(&[])?)
     }
 
     /// Writes the model document of `object` to the lab's datastore: as the object
@@ -339,7 +346,7 @@ impl Store {
             return Err(StoreError::NotFound(format!("{} {}", spec.plural, key.2)));
         };
         let revision = if spec == EVENTS {
-            inner.revision + 1
+            self.bump()?
         } else {
             self.file.delete(&[convert::object_id(&spec, &object)])?
         };
@@ -433,6 +440,36 @@ mod tests {
         assert_eq!(served[k8s_np].group, "networking.k8s.io");
         assert!(resource_of(&served, "apps/v1", "Deployment").is_some());
         assert!(resource_of(&served, "v1", "Secret").is_none());
+    }
+
+    #[test]
+    fn events_take_their_version_from_the_one_sequence() {
+        let dir = std::env::temp_dir().join(format!("enf-apistore-ev-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let file = FileDatastore::open(&dir).unwrap();
+        let store = Store::open(file.clone()).unwrap();
+        let served = store.served().to_vec();
+        let ns = resource_of(&served, "v1", "Namespace").unwrap();
+        let events = resource_of(&served, "events.k8s.io/v1", "Event").unwrap();
+        store
+            .put(ns, json!({"metadata": {"name": "dev"}}), true)
+            .unwrap();
+        let event = store
+            .put(
+                events,
+                json!({"metadata": {"name": "e.1", "namespace": "default"}}),
+                true,
+            )
+            .unwrap();
+        assert_eq!(event["metadata"]["resourceVersion"], "2");
+        assert_eq!(file.revision().unwrap(), 2, "the datastore moves too");
+        // The next object is newer than the event, never of the same version.
+        let next = store
+            .put(ns, json!({"metadata": {"name": "prod"}}), true)
+            .unwrap();
+        assert_eq!(next["metadata"]["resourceVersion"], "3");
+        assert_eq!(store.list(events, Some("default")).0.len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
