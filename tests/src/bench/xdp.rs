@@ -290,8 +290,11 @@ fn attach_pass(node: &str) -> Result<()> {
     let prog = XdpProgram::pass().context("loading the pass program")?;
     let pin = Path::new("/sys/fs/bpf").join(format!("enf-bench-pass-{}", std::process::id()));
     prog.pin(&pin).context("pinning the pass program")?;
-    let out = Command::new("ip")
-        .args(["-n", node, "link", "set", "dev", "eth0", "xdpdrv", "pinned"])
+    // `nsenter`, not `ip -n`: `ip -n` remounts /sys in the netns it enters, which hides
+    // bpffs and with it the pin.
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{node}"))
+        .args(["ip", "link", "set", "dev", "eth0", "xdpdrv", "pinned"])
         .arg(&pin)
         .output();
     let _ = std::fs::remove_file(&pin);
