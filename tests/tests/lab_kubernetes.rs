@@ -541,10 +541,25 @@ fn metrics_parse_as_prometheus_text_and_match_inspect_counters() {
     lab.up(&[&fixture(APP), &fixture(CLIENT), &fixture(DENY_ALL)], true);
     // Some allowed and some denied packets to count.
     expect_enforced(&lab, false, "traffic to count");
-    // The lab is quiet now: both readings see the same counters.
-    let (code, text) = health(&lab, "/metrics");
-    assert_eq!(code, 200, "{text}");
-    let counters = inspect_counters(&lab);
+    // Both readings must see the same counters: a scrape taken between two equal
+    // readings of the pinned maps (a stray retransmission or neighbour probe moves
+    // them now and then) must equal them.
+    let mut attempts = 0;
+    let (text, counters, inspected_rules) = loop {
+        let before = (inspect_counters(&lab), inspect_rules(&lab));
+        let (code, text) = health(&lab, "/metrics");
+        assert_eq!(code, 200, "{text}");
+        let after = (inspect_counters(&lab), inspect_rules(&lab));
+        if before == after {
+            break (text, before.0, before.1);
+        }
+        attempts += 1;
+        assert!(
+            attempts < 20,
+            "the counters never held still: {before:?} {after:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
         .unwrap_or_else(|e| panic!("/metrics does not parse: {e}\n{text}"));
     let mut packets: Vec<(String, String, f64)> = scrape
@@ -578,8 +593,7 @@ fn metrics_parse_as_prometheus_text_and_match_inspect_counters() {
         "no rule denied anything: {rules:?}\n{text}"
     );
     assert_eq!(
-        rules,
-        inspect_rules(&lab),
+        rules, inspected_rules,
         "/metrics and `enforcer inspect rules` disagree"
     );
     let value = |name: &str| {
