@@ -615,15 +615,7 @@ fn load_debug_log_programs(ebpf: &mut Ebpf) -> Result<(), LoaderError> {
 }
 
 fn xdp(ebpf: &mut Ebpf, variant: Variant) -> Result<&mut Xdp, LoaderError> {
-    let program = variant.host_xdp();
-    ebpf.program_mut(program)
-        .ok_or(LoaderError::MissingProgram { program })?
-        .try_into()
-        .map_err(|source| LoaderError::Program {
-            program,
-            op: "type",
-            source: Box::new(source),
-        })
+    typed_program(ebpf, variant.host_xdp())
 }
 
 /// Pins a link: it keeps its program attached after this process exits. Returns the
@@ -646,19 +638,21 @@ pub(super) fn cgroup_skb<'a>(
     ebpf: &'a mut Ebpf,
     program: &'static str,
 ) -> Result<&'a mut CgroupSkb, LoaderError> {
-    ebpf.program_mut(program)
-        .ok_or(LoaderError::MissingProgram { program })?
-        .try_into()
-        .map_err(|source| LoaderError::Program {
-            program,
-            op: "type",
-            source: Box::new(source),
-        })
+    typed_program(ebpf, program)
 }
+
 pub(super) fn classifier<'a>(
     ebpf: &'a mut Ebpf,
     program: &'static str,
 ) -> Result<&'a mut SchedClassifier, LoaderError> {
+    typed_program(ebpf, program)
+}
+
+/// `program` of the object as its program type `T`.
+fn typed_program<'a, T>(ebpf: &'a mut Ebpf, program: &'static str) -> Result<&'a mut T, LoaderError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
     ebpf.program_mut(program)
         .ok_or(LoaderError::MissingProgram { program })?
         .try_into()
