@@ -4,12 +4,46 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 /// Calico network policy enforced by eBPF.
+///
+/// Kubernetes NetworkPolicy and Calico NetworkPolicy, GlobalNetworkPolicy, Tier,
+/// (Global)NetworkSet and HostEndpoint, compiled into BPF maps and enforced by fixed
+/// TC and XDP programs: `agent` on a node, `lab` to try policies on real packets in
+/// network namespaces, `check`, `matrix` and `explain` to reason about files without
+/// a cluster, `flows` and `inspect` to see what a node does.
+///
+/// Every command with output takes -o table|wide|json|yaml (a format a command cannot
+/// write is refused with an error), and every command that reads manifests takes
+/// -f - for standard input. `enforcer COMMAND --help` has each command's details and
+/// examples.
+///
+/// Exit status (as `kubectl diff`):
+///   0  success: no error; the flow is allowed; nothing differs
+///   1  an error (a bad file, a lab or node that cannot be read)
+///   2  a usage error (an unknown option or a bad value)
+///   3  the answer is no: `explain` on a denied flow, `matrix --apply/--diff` when
+///      the change opens or closes flows
+///
+/// Examples:
+///
+///   enforcer check -f tests/fixtures/tutorial/
+///
+///   enforcer matrix -f tests/fixtures/tutorial/
+///
+///   helm template shop ./chart | enforcer matrix -f - -f policies/
+///
+///   sudo enforcer lab up -f tests/fixtures/tutorial/dev-app-deployments.yaml
+///
+///   source <(enforcer completion bash)
 #[derive(Parser)]
-#[command(name = "enforcer", version)]
+#[command(name = "enforcer", version, verbatim_doc_comment)]
+#[expect(
+    clippy::doc_markdown,
+    reason = "the help text names kinds as people write them"
+)]
 struct Cli {
     /// Log format on stderr: `text` (colour only on a terminal) or `json` (one object
     /// per line, for log collectors). The level comes from `RUST_LOG` (default: info for
@@ -32,24 +66,21 @@ enum LogFormat {
     Json,
 }
 
+// The commands' help (summary, details, examples, exit status) is their argument
+// structs' documentation: a doc comment here would replace it.
 #[derive(Subcommand)]
 enum Command {
-    /// Run the node agent (see `enforcer agent --help`).
     Agent(cli::agent::AgentArgs),
-    /// Validate and lint policy files (see `enforcer check --help`).
     Check(cli::check::CheckArgs),
-    /// Explain why a flow is allowed or denied.
+    Completion(cli::completion::CompletionArgs),
     Explain(cli::explain::ExplainArgs),
-    /// Show the flow log (verdicts per flow, both ends named), or follow it.
     Flows(cli::flows::FlowsArgs),
-    /// Decode a node's pinned BPF maps.
     Inspect(cli::inspect::InspectArgs),
-    /// A cluster made of network namespaces, to try policies on real packets.
     Lab(cli::lab::LabArgs),
-    /// The connectivity matrix from files, without a lab; what a change opens or closes.
     Matrix(cli::matrix::MatrixArgs),
-    /// Detach the programs and remove the pins of a node, on purpose.
     Uninstall(cli::uninstall::UninstallArgs),
+    #[command(hide = true)]
+    Man(cli::completion::ManArgs),
     #[command(hide = true)]
     LabResponder(cli::lab::ResponderArgs),
     #[command(hide = true)]
@@ -69,6 +100,37 @@ impl Command {
             _ => "warn",
         }
     }
+
+    /// Commands that only print (no daemon, no sockets of their own): a closed stdout
+    /// (`enforcer lab get pods | head`) ends them quietly, as it ends kubectl.
+    fn prints_only(&self) -> bool {
+        match self {
+            Command::Check(_)
+            | Command::Completion(_)
+            | Command::Explain(_)
+            | Command::Flows(_)
+            | Command::Inspect(_)
+            | Command::Matrix(_)
+            | Command::Man(_) => true,
+            Command::Lab(args) => args.prints_only(),
+            Command::Agent(_)
+            | Command::Uninstall(_)
+            | Command::LabResponder(_)
+            | Command::LabDns(_)
+            | Command::LabApiserver(_) => false,
+        }
+    }
+}
+
+/// Restores the default action of SIGPIPE (Rust ignores it, so that a write to a closed
+/// pipe fails with EPIPE and `println!` panics): a reader that goes away (`| head`) then
+/// ends the process without a message, as it ends kubectl and every Unix filter.
+fn default_sigpipe() {
+    // SAFETY: restores a signal's default disposition, before any other thread exists;
+    // no handler of ours is replaced.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 fn run(command: Command) -> anyhow::Result<i32> {
@@ -78,6 +140,8 @@ fn run(command: Command) -> anyhow::Result<i32> {
             0
         }
         Command::Check(args) => args.execute()?,
+        Command::Completion(args) => args.execute(Cli::command()),
+        Command::Man(args) => args.execute(Cli::command())?,
         Command::Explain(args) => args.execute()?,
         Command::Flows(args) => args.execute()?,
         Command::Matrix(args) => args.execute()?,
@@ -126,6 +190,9 @@ fn init_logging(format: LogFormat, default_level: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.command.prints_only() {
+        default_sigpipe();
+    }
     init_logging(cli.log_format, cli.command.default_level());
     match run(cli.command) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

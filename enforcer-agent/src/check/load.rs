@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use super::{Finding, Report, Severity};
-use crate::model::{LoadError, Loaded, ObjectProblem, load_str, suggest};
+use crate::model::load::{STDIN, stdin_text};
+use crate::model::{LoadError, Loaded, ObjectProblem, load_manifest, suggest};
 
 pub(super) fn load_all(
     paths: &[PathBuf],
@@ -15,24 +16,44 @@ pub(super) fn load_all(
 ) -> Vec<Loaded> {
     let mut files = Vec::new();
     for path in paths {
-        if let Err(e) = crate::model::load::collect_files(path, &mut files) {
+        if path.as_os_str() == STDIN {
+            files.push(path.clone());
+        } else if let Err(e) = crate::model::load::collect_files(path, &mut files) {
             report.findings.push(finding(&e, None));
         }
     }
     report.files = files.len();
     let mut loaded = Vec::new();
     for file in files {
-        let text = match std::fs::read_to_string(&file) {
-            Ok(t) => t,
-            Err(source) => {
-                report
-                    .findings
-                    .push(finding(&LoadError::Read { path: file, source }, None));
+        let read = if file.as_os_str() == STDIN {
+            stdin_text().map(|t| (PathBuf::from("<stdin>"), t.to_owned()))
+        } else {
+            std::fs::read_to_string(&file)
+                .map(|t| (file.clone(), t))
+                .map_err(|source| LoadError::Read { path: file, source })
+        };
+        let (file, text) = match read {
+            Ok(read) => read,
+            Err(e) => {
+                report.findings.push(finding(&e, None));
                 continue;
             }
         };
-        match load_str(&file, &text) {
-            Ok(objects) => loaded.extend(objects),
+        match load_manifest(&file, &text) {
+            Ok((objects, skipped)) => {
+                loaded.extend(objects);
+                for s in skipped {
+                    report.findings.push(Finding {
+                        file: Some(s.path.clone()),
+                        line: (s.line > 0).then_some(s.line),
+                        object: Some(format!("{} {}", s.kind, s.name)),
+                        ..Finding::note(
+                            "unused-kind",
+                            format!("skipped: the enforcer does not use {} objects", s.kind),
+                        )
+                    });
+                }
+            }
             Err(e) => report.findings.push(finding(&e, Some(&text))),
         }
         texts.insert(file, text);
@@ -238,6 +259,7 @@ fn rebuild_flattened_policy(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::load_str;
 
     #[test]
     fn rebuilds_seed_001() {

@@ -6,6 +6,8 @@ use clap::Args;
 
 use enforcer::check::check_paths;
 
+use super::output::{self, Output, OutputArg};
+
 /// Validate policy files and lint them, without a cluster.
 ///
 /// Reports, each with file, line, object, field and a suggested fix: YAML and schema
@@ -17,22 +19,29 @@ use enforcer::check::check_paths;
 /// shadowed by an earlier rule. Pods come from Pods and Deployments in the files, as
 /// `enforcer lab up` would run them (the cluster DNS pod is assumed when absent).
 ///
+/// Documents of kinds the enforcer does not use (`ConfigMap`, `Secret`, `Ingress`, …, as
+/// `helm template` writes them) are skipped with a note; `StatefulSets`' pods are
+/// expanded as `Deployments`' are.
+///
+/// Output: -o table (the default, as compiler diagnostics), json or yaml.
+///
 /// Exit status: 0 without errors (warnings allowed), 1 with errors.
 ///
 /// Examples:
 ///
-///   enforcer check -f dev-app.yaml -f policies/
+///   enforcer check -f tests/fixtures/tutorial/
 ///
-///   enforcer check -f tests/fixtures/tutorial/ -o json
+///   enforcer check -f tests/fixtures/tutorial/ -f tests/fixtures/tutorial-fixes/ -o json
+///
+///   helm template shop ./chart | enforcer check -f -
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct CheckArgs {
-    /// Files or directories of YAML/JSON (repeatable).
+    /// Files or directories of YAML/JSON (repeatable; `-`: standard input).
     #[arg(short = 'f', long = "filename", required = true)]
     pub files: Vec<PathBuf>,
-    /// Output: text or json.
-    #[arg(short = 'o', long, value_parser = ["text", "json"], default_value = "text")]
-    pub output: String,
+    #[command(flatten)]
+    pub output: OutputArg,
     /// Only errors and warnings (no notes).
     #[arg(short, long)]
     pub quiet: bool,
@@ -40,16 +49,19 @@ pub struct CheckArgs {
 
 impl CheckArgs {
     pub fn execute(self) -> anyhow::Result<i32> {
+        let format = self
+            .output
+            .check("check", &[Output::Table, Output::Json, Output::Yaml])?;
         let mut report = check_paths(&self.files);
         if self.quiet {
             report
                 .findings
                 .retain(|f| f.severity != enforcer::check::Severity::Info);
         }
-        if self.output == "json" {
-            println!("{}", serde_json::to_string_pretty(&report.findings)?);
-        } else {
+        if format == Output::Table {
             print!("{}", report.text());
+        } else {
+            print!("{}", output::structured(format, &report.findings)?);
         }
         Ok(i32::from(report.has_errors()))
     }

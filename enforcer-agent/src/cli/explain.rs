@@ -6,18 +6,31 @@ use anyhow::Context;
 use clap::Args;
 
 use enforcer::explain::{FlowQuery, explain};
-use enforcer::model::load_paths;
+use enforcer::model::load_manifests;
 use enforcer::policy::Cluster;
+
+use super::EXIT_NO;
+use super::output::{self, Output, OutputArg};
 
 /// Explain a flow: for the source's egress and the destination's ingress, the verdict
 /// and the tier, policy and rule that decided it (or the default that applied).
 ///
+/// Output: -o table (the default: each leg and what decided it; --brief: one line),
+/// json or yaml.
+///
+/// Exit status: 0 when the flow is allowed, 3 when it is denied, 1 on an error.
+///
 /// Examples:
-///   enforcer explain --lab lab --from dev-app/frontend-0 --to dev-app/backend-0 --port 8080/TCP
-///   enforcer explain -f cluster/ --from dev-app/frontend-0 --to 198.18.0.12 --port 53/UDP -o json
+///
+///   enforcer explain -f tests/fixtures/tutorial/ --from dev-app/frontend-0 --to dev-app/backend-0 --port 8080/TCP
+///
+///   enforcer explain -f tests/fixtures/tutorial/ --from dev-app/frontend-0 --to kube-system/coredns-0 --port 53/UDP -o json
+///
+///   enforcer explain --lab lab --from dev-app/frontend-0 --to dev-app/backend-0 --port 8080/TCP --brief
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct ExplainArgs {
-    /// Files or directories of YAML, instead of a lab (pods without `status.podIP`
+    /// Files or directories of YAML (`-`: standard input), instead of a lab (pods without `status.podIP`
     /// and Deployments' pods get the addresses `enforcer lab up` would give them).
     #[arg(short = 'f', long = "filename", conflicts_with = "lab")]
     pub files: Vec<PathBuf>,
@@ -39,13 +52,15 @@ pub struct ExplainArgs {
     /// One line: the verdict and, when denied, why.
     #[arg(long)]
     pub brief: bool,
-    /// Output: text or json.
-    #[arg(short = 'o', long, default_value = "text")]
-    pub output: String,
+    #[command(flatten)]
+    pub output: OutputArg,
 }
 
 impl ExplainArgs {
     pub fn execute(self) -> anyhow::Result<i32> {
+        let format = self
+            .output
+            .check("explain", &[Output::Table, Output::Json, Output::Yaml])?;
         let objects = match &self.lab {
             Some(name) => super::lab::datastore_objects(name)
                 .with_context(|| format!("reading lab {name:?}'s datastore"))?,
@@ -53,7 +68,13 @@ impl ExplainArgs {
                 anyhow::bail!("give -f FILE... or --lab NAME");
             }
             // Files: completed as `enforcer lab up` would (Deployments, addresses, DNS).
-            None => enforcer::offline::complete(&load_paths(&self.files)?)?.objects,
+            None => {
+                let (loaded, skipped) = load_manifests(&self.files)?;
+                for s in &skipped {
+                    eprintln!("note: {s}");
+                }
+                enforcer::offline::complete(&loaded)?.objects
+            }
         };
         let (cluster, _warnings) = Cluster::from_objects(&objects)?;
         let query = FlowQuery {
@@ -63,13 +84,13 @@ impl ExplainArgs {
             ipv6: self.ipv6,
         };
         let explanation = explain(&cluster, &query)?;
-        if self.output == "json" {
-            println!("{}", serde_json::to_string_pretty(&explanation)?);
+        if format != Output::Table {
+            print!("{}", output::structured(format, &explanation)?);
         } else if self.brief {
             println!("{}", explanation.brief());
         } else {
             print!("{}", explanation.text());
         }
-        Ok(if explanation.allowed { 0 } else { 3 })
+        Ok(if explanation.allowed { 0 } else { EXIT_NO })
     }
 }

@@ -11,7 +11,8 @@ use enforcer::model::Loaded;
 use enforcer::connectivity::{ProbeRequest, Protocol};
 use enforcer::lab::{self, Encap, Lab, LabError, LabName, UpOptions};
 
-use super::table::{self, Output};
+use super::output::{self, Output, OutputArg, OutputError};
+use super::table;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LabCliError {
@@ -21,6 +22,8 @@ pub enum LabCliError {
     Binary(#[source] std::io::Error),
     #[error("cannot encode output: {0}")]
     Encode(#[from] serde_json::Error),
+    #[error(transparent)]
+    Output(#[from] OutputError),
     #[error("--protocol {0:?}: expected TCP or UDP")]
     Protocol(String),
     #[error(transparent)]
@@ -272,17 +275,23 @@ pub enum Resource {
 
 /// List lab objects: pods (with their node and addresses) or nodes.
 ///
+/// Output: -o table (the default), json or yaml.
+///
+/// Exit status: 0 success, 1 on an error (no such lab).
+///
 /// Examples:
+///
+///   enforcer lab get pods
 ///
 ///   enforcer lab get pods -o json
 ///
-///   enforcer lab get nodes -o json
+///   enforcer lab get nodes -o yaml
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct GetArgs {
     pub resource: Resource,
-    #[arg(short, long, value_enum, default_value = "table")]
-    pub output: Output,
+    #[command(flatten)]
+    pub output: OutputArg,
 }
 
 /// Probe connectivity between pods (and to Services and nodes).
@@ -290,6 +299,12 @@ pub struct GetArgs {
 /// Default: every pod to every other pod, on each target's declared container ports
 /// with their declared protocols. TCP connects when the handshake completes; UDP when
 /// the datagram is answered. Waits first until the agents have observed the datastore.
+///
+/// Output: -o table (the default: a matrix), json or yaml (one entry per probe, with
+/// `connected`).
+///
+/// Exit status: 0 when the probes ran (whatever they found: see `connected`), 1 on an
+/// error.
 ///
 /// Examples:
 ///
@@ -323,8 +338,8 @@ pub struct ProbeArgs {
     /// Per-probe timeout in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub timeout_ms: u64,
-    #[arg(short, long, value_enum, default_value = "table")]
-    pub output: Output,
+    #[command(flatten)]
+    pub output: OutputArg,
 }
 
 /// Run a command inside a pod (its netns and resolv.conf), a node (`node`, `node2`)
@@ -383,6 +398,13 @@ pub struct DnsArgs {
     pub ready_file: PathBuf,
 }
 
+impl LabArgs {
+    /// Subcommands that only read the lab and print (see `Command::prints_only`).
+    pub fn prints_only(&self) -> bool {
+        matches!(self.command, LabCommand::Get(_))
+    }
+}
+
 /// Runs a `lab` subcommand; returns the process exit code.
 pub fn execute(args: LabArgs) -> Result<i32, LabCliError> {
     let name = LabName::new(&args.name).map_err(LabError::from)?;
@@ -403,7 +425,9 @@ pub fn execute(args: LabArgs) -> Result<i32, LabCliError> {
                 attach: up.attach,
                 agent_args: up.agent_args,
             };
+            let spinner = super::progress::spinner(format!("bringing lab {} up", opts.name));
             let lab = Lab::up(&opts, &up.files)?;
+            drop(spinner);
             let pods = lab.get_pods()?;
             let nodes: Vec<String> = lab
                 .topology()
@@ -426,36 +450,48 @@ pub fn execute(args: LabArgs) -> Result<i32, LabCliError> {
             Ok(0)
         }
         LabCommand::Apply(f) => {
+            let spinner = super::progress::spinner(format!("applying to lab {name}"));
             let report = Lab::open(&name)?.apply(&f.files)?;
+            drop(spinner);
             print_change(&report);
             Ok(0)
         }
         LabCommand::Delete(f) => {
+            let spinner = super::progress::spinner(format!("deleting from lab {name}"));
             let report = Lab::open(&name)?.delete(&f.files)?;
+            drop(spinner);
             print_change(&report);
             Ok(0)
         }
         LabCommand::Get(get) => {
+            let format = get
+                .output
+                .check("lab get", &[Output::Table, Output::Json, Output::Yaml])?;
             let lab = Lab::open(&name)?;
             match get.resource {
                 Resource::Pods => {
                     let pods = lab.get_pods()?;
-                    match get.output {
-                        Output::Json => println!("{}", serde_json::to_string_pretty(&pods)?),
-                        Output::Table => print!("{}", pods_table(&pods)),
+                    if format == Output::Table {
+                        print!("{}", pods_table(&pods));
+                    } else {
+                        print!("{}", output::structured(format, &pods)?);
                     }
                 }
                 Resource::Nodes => {
                     let nodes = lab.get_nodes();
-                    match get.output {
-                        Output::Json => println!("{}", serde_json::to_string_pretty(&nodes)?),
-                        Output::Table => print!("{}", nodes_table(&nodes)),
+                    if format == Output::Table {
+                        print!("{}", nodes_table(&nodes));
+                    } else {
+                        print!("{}", output::structured(format, &nodes)?);
                     }
                 }
             }
             Ok(0)
         }
         LabCommand::Probe(p) => {
+            let format = p
+                .output
+                .check("lab probe", &[Output::Table, Output::Json, Output::Yaml])?;
             let protocol = match p.protocol.as_deref() {
                 None => None,
                 Some(s) => {
@@ -470,10 +506,13 @@ pub fn execute(args: LabArgs) -> Result<i32, LabCliError> {
                 ipv6: p.ipv6,
                 timeout: Duration::from_millis(p.timeout_ms),
             };
+            let spinner = super::progress::spinner(format!("probing lab {name}"));
             let results = Lab::open(&name)?.probe(&req)?;
-            match p.output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&results)?),
-                Output::Table => print!("{}", table::probe_matrix(&results)),
+            drop(spinner);
+            if format == Output::Table {
+                print!("{}", table::probe_matrix(&results));
+            } else {
+                print!("{}", output::structured(format, &results)?);
             }
             Ok(0)
         }

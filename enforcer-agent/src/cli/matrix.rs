@@ -7,10 +7,12 @@ use clap::Args;
 
 use enforcer::connectivity::{ProbeRequest, ProbeResult, Protocol};
 use enforcer::matrix::{diff, matrix};
-use enforcer::model::load_paths;
+use enforcer::model::load_manifests;
 use enforcer::offline;
 
-use super::table::{self, Output};
+use super::EXIT_NO;
+use super::output::{self, Output, OutputArg};
+use super::table;
 
 /// The connectivity matrix the policies give, computed by the reference evaluator
 /// (both legs: the source's egress and the destination's ingress), without a lab.
@@ -27,19 +29,30 @@ use super::table::{self, Output};
 ///                      (each a file or a directory)
 /// prints `+ from -> to:port/proto` for opened flows and `- …` (with why) for closed.
 ///
+/// Documents of kinds the enforcer does not use (`ConfigMap`, `Secret`, `Ingress`, …) are
+/// skipped with a note on standard error; `StatefulSets`' pods are expanded as
+/// `Deployments`' are (<name>-<i>), `DaemonSets`' as one pod per node.
+///
+/// Output: -o table (the default), json or yaml.
+///
+/// Exit status: 0 success (with --apply/--diff: nothing opens or closes), 3 with
+/// --apply/--diff when flows open or close (as `kubectl diff`), 1 on an error.
+///
 /// Examples:
 ///
 ///   enforcer matrix -f tests/fixtures/tutorial/
 ///
-///   enforcer matrix -f dev-app.yaml -f policies/ --from 'dev-app/*' -o json
+///   enforcer matrix -f tests/fixtures/tutorial/ --from 'dev-app/*' -o json
 ///
-///   enforcer matrix -f dev-app.yaml -f policies/ --apply allow-monitoring.yaml
+///   enforcer matrix -f tests/fixtures/tutorial/ --apply tests/fixtures/tutorial-fixes/
 ///
-///   enforcer matrix -f dev-app.yaml --diff policies-v1/ policies-v2/
+///   enforcer matrix -f tests/fixtures/tutorial/dev-app-deployments.yaml --diff tests/fixtures/tutorial/ tests/fixtures/tutorial-fixes/
+///
+///   helm template shop ./chart | enforcer matrix -f - -f policies/
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct MatrixArgs {
-    /// Files or directories of YAML/JSON (repeatable).
+    /// Files or directories of YAML/JSON (repeatable; `-`: standard input).
     #[arg(short = 'f', long = "filename")]
     pub files: Vec<PathBuf>,
     /// Show what applying these files on top of -f opens and closes (repeatable).
@@ -63,12 +76,15 @@ pub struct MatrixArgs {
     /// Use the pods' IPv6 addresses.
     #[arg(long)]
     pub ipv6: bool,
-    #[arg(short, long, value_enum, default_value = "table")]
-    pub output: Output,
+    #[command(flatten)]
+    pub output: OutputArg,
 }
 
 impl MatrixArgs {
     pub fn execute(self) -> anyhow::Result<i32> {
+        let format = self
+            .output
+            .check("matrix", &[Output::Table, Output::Json, Output::Yaml])?;
         let protocol = match &self.protocol {
             None => None,
             Some(p) => Some(
@@ -102,26 +118,40 @@ impl MatrixArgs {
                 if self.files.is_empty() {
                     anyhow::bail!("give -f FILE... (files or directories of YAML)");
                 }
-                let results = results(&self.files, &req)?;
-                match self.output {
-                    Output::Json => println!("{}", serde_json::to_string_pretty(&results)?),
-                    Output::Table => print!("{}", table::probe_matrix(&results)),
+                let results = results(&self.files, &req, true)?;
+                if format == Output::Table {
+                    print!("{}", table::probe_matrix(&results));
+                } else {
+                    print!("{}", output::structured(format, &results)?);
                 }
+                Ok(0)
             }
             Some((old, new)) => {
-                let change = diff(&results(&old, &req)?, &results(&new, &req)?);
-                match self.output {
-                    Output::Json => println!("{}", serde_json::to_string_pretty(&change)?),
-                    Output::Table => print!("{}", change.text()),
+                let change = diff(&results(&old, &req, false)?, &results(&new, &req, true)?);
+                if format == Output::Table {
+                    print!("{}", change.text());
+                } else {
+                    print!("{}", output::structured(format, &change)?);
                 }
+                Ok(if change.opened.is_empty() && change.closed.is_empty() {
+                    0
+                } else {
+                    EXIT_NO
+                })
             }
         }
-        Ok(0)
     }
 }
 
-fn results(paths: &[PathBuf], req: &ProbeRequest) -> anyhow::Result<Vec<ProbeResult>> {
-    let loaded = load_paths(paths)?;
+/// The matrix of `paths`; `notes`: say on standard error which documents were skipped
+/// (once per run: the files of -f are read for both sides of a change).
+fn results(paths: &[PathBuf], req: &ProbeRequest, notes: bool) -> anyhow::Result<Vec<ProbeResult>> {
+    let (loaded, skipped) = load_manifests(paths)?;
+    if notes {
+        for s in &skipped {
+            eprintln!("note: {s}");
+        }
+    }
     let completed = offline::complete(&loaded)?;
     let (cluster, _warnings) = completed.cluster()?;
     Ok(matrix(&completed, &cluster, req)?)

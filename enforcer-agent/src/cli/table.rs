@@ -3,17 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use clap::ValueEnum;
 use comfy_table::{Cell, CellAlignment, Table, presets};
 
 use enforcer::connectivity::{ProbeResult, Protocol};
-
-/// `-o table` or `-o json`.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Output {
-    Table,
-    Json,
-}
 
 /// A table with `header`; `right` lists the columns aligned right (numbers).
 pub fn new(header: &[&str], right: &[usize]) -> Table {

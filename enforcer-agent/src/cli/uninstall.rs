@@ -9,14 +9,20 @@ use clap::Args;
 ///
 /// A stopped agent leaves everything attached (policy stays enforced through the
 /// pins), so removing the `DaemonSet` alone keeps the last policy. Run this on each node
-/// after it, in the node's network namespace (hostNetwork), as root:
-///
-///   kubectl delete -k deploy/kubernetes
-///   enforcer uninstall --node "$(hostname)"
+/// after it, in the node's network namespace (hostNetwork), as root.
 ///
 /// It removes: our `tc` filters (clsact, priority 1, handle 1) of every interface, the
 /// TCX, XDP and cgroup links pinned under the node's bpffs directory (each detached
 /// before the command returns), and the maps.
+///
+/// Exit status: 0 when everything was removed, 1 on an error.
+///
+/// Examples:
+///
+///   kubectl delete -k deploy/kubernetes
+///   sudo enforcer uninstall --node "$(hostname)"
+///
+///   sudo enforcer uninstall --node node1 --bpffs /sys/fs/bpf/enforcer/lab/node1
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct UninstallArgs {

@@ -12,21 +12,142 @@ use super::error::{LoadError, ObjectProblem};
 use super::located::tree::{Node, NodeValue, Position, parse_documents};
 use super::object::Loaded;
 
-/// Loads every `.yaml`/`.yml`/`.json` file under the given files or directories.
-pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Loaded>, LoadError> {
+/// Kinds that application manifests (and `helm template` output) carry and the
+/// enforcer does not use: no pod, address or policy of the matrix comes from them
+/// (a `ReplicaSet`'s or `Job`'s pods are not modelled; a Deployment's are). The
+/// manifest readers ([`load_manifests`], [`load_paths`]) skip them with a note; the
+/// strict [`load_str`] (the datastore's reader) refuses them as unknown.
+pub const UNUSED_KINDS: &[&str] = &[
+    "APIService",
+    "BGPConfiguration",
+    "BGPPeer",
+    "Certificate",
+    "ClusterInformation",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ConfigMap",
+    "CronJob",
+    "CustomResourceDefinition",
+    "FelixConfiguration",
+    "Gateway",
+    "GatewayClass",
+    "HorizontalPodAutoscaler",
+    "HTTPRoute",
+    "IPPool",
+    "Ingress",
+    "IngressClass",
+    "Job",
+    "KubeControllersConfiguration",
+    "Lease",
+    "LimitRange",
+    "MutatingWebhookConfiguration",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "PodDisruptionBudget",
+    "PodMonitor",
+    "PriorityClass",
+    "PrometheusRule",
+    "ReplicaSet",
+    "ReplicationController",
+    "ResourceQuota",
+    "Role",
+    "RoleBinding",
+    "Secret",
+    "ServiceAccount",
+    "ServiceMonitor",
+    "StorageClass",
+    "ValidatingWebhookConfiguration",
+    "VerticalPodAutoscaler",
+];
+
+/// A document of a kind in [`UNUSED_KINDS`], skipped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    pub path: PathBuf,
+    /// 1-based line of the document (0: unknown).
+    pub line: u32,
+    pub kind: String,
+    /// `namespace/name` or `name`.
+    pub name: String,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}: skipped {} {}: the enforcer does not use this kind",
+            self.path.display(),
+            self.line,
+            self.kind,
+            self.name
+        )
+    }
+}
+
+/// The path that stands for standard input (`-f -`), as it appears in messages.
+pub const STDIN: &str = "-";
+
+/// Standard input, read once per process: `-f -` given to a command that reads its
+/// files twice (to validate, then to apply) sees the same text both times.
+pub fn stdin_text() -> Result<&'static str, LoadError> {
+    static TEXT: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    let text = TEXT.get_or_init(|| {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map(|_| text)
+            .map_err(|e| e.to_string())
+    });
+    text.as_deref().map_err(|e| LoadError::Read {
+        path: PathBuf::from("<stdin>"),
+        source: std::io::Error::other(e.clone()),
+    })
+}
+
+/// Loads every `.yaml`/`.yml`/`.json` file under the given files or directories (`-`:
+/// standard input), skipping the kinds the enforcer does not use; returns what was
+/// skipped too.
+pub fn load_manifests(paths: &[PathBuf]) -> Result<(Vec<Loaded>, Vec<Skipped>), LoadError> {
     let mut files = Vec::new();
     for path in paths {
-        collect_files(path, &mut files)?;
+        if path.as_os_str() == STDIN {
+            files.push(path.clone());
+        } else {
+            collect_files(path, &mut files)?;
+        }
     }
     let mut out = Vec::new();
+    let mut skipped = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Read {
-            path: file.clone(),
-            source,
-        })?;
-        out.extend(load_str(&file, &text)?);
+        let (objects, skips) = if file.as_os_str() == STDIN {
+            load_manifest(Path::new("<stdin>"), stdin_text()?)?
+        } else {
+            let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Read {
+                path: file.clone(),
+                source,
+            })?;
+            load_manifest(&file, &text)?
+        };
+        out.extend(objects);
+        skipped.extend(skips);
     }
-    Ok(out)
+    Ok((out, skipped))
+}
+
+/// [`load_manifests`], the skipped documents reported as warnings (for callers that
+/// have no place to show notes, such as the lab).
+pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Loaded>, LoadError> {
+    let (objects, skipped) = load_manifests(paths)?;
+    for s in &skipped {
+        tracing::warn!("{s}");
+    }
+    Ok(objects)
+}
+
+/// [`load_str`] for manifests: documents of [`UNUSED_KINDS`] are skipped, not errors.
+pub fn load_manifest(path: &Path, text: &str) -> Result<(Vec<Loaded>, Vec<Skipped>), LoadError> {
+    let mut skipped = Vec::new();
+    let objects = load_documents(path, text, Some(&mut skipped))?;
+    Ok((objects, skipped))
 }
 
 /// The manifest files (`.yaml`, `.yml`, `.json`) under a file or directory, sorted.
@@ -55,8 +176,40 @@ pub fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadErro
     Ok(())
 }
 
-/// Parses one file's text (YAML, multi-document, or JSON).
+/// Parses one file's text (YAML, multi-document, or JSON). Every document must be of a
+/// kind the enforcer reads.
 pub fn load_str(path: &Path, text: &str) -> Result<Vec<Loaded>, LoadError> {
+    load_documents(path, text, None)
+}
+
+/// The document `node` if it is of an unused kind (and unused kinds are skipped).
+fn skip(path: &Path, node: &Node, skipped: &mut Option<&mut Vec<Skipped>>) -> bool {
+    let Some(list) = skipped.as_deref_mut() else {
+        return false;
+    };
+    let Some(kind) = node.str_field("kind").filter(|k| UNUSED_KINDS.contains(k)) else {
+        return false;
+    };
+    let meta = node.field("metadata");
+    let name = meta.and_then(|m| m.str_field("name")).unwrap_or_default();
+    let name = match meta.and_then(|m| m.str_field("namespace")) {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_owned(),
+    };
+    list.push(Skipped {
+        path: path.to_path_buf(),
+        line: node.line,
+        kind: kind.to_owned(),
+        name,
+    });
+    true
+}
+
+fn load_documents(
+    path: &Path,
+    text: &str,
+    mut skipped: Option<&mut Vec<Skipped>>,
+) -> Result<Vec<Loaded>, LoadError> {
     let docs = parse_documents(text).map_err(|e| {
         let position = e
             .location()
@@ -89,7 +242,9 @@ pub fn load_str(path: &Path, text: &str) -> Result<Vec<Loaded>, LoadError> {
             match items.map(|n| &n.value) {
                 Some(NodeValue::Seq(items)) => {
                     for (i, item) in items.iter().enumerate() {
-                        out.push(ctx.object(item, &format!("items[{i}]"))?);
+                        if !skip(path, item, &mut skipped) {
+                            out.push(ctx.object(item, &format!("items[{i}]"))?);
+                        }
                     }
                 }
                 None | Some(NodeValue::Null) => {}
@@ -103,7 +258,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<Vec<Loaded>, LoadError> {
                     ));
                 }
             }
-        } else {
+        } else if !skip(path, doc, &mut skipped) {
             out.push(ctx.object(doc, "")?);
         }
     }

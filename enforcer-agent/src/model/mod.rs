@@ -29,7 +29,9 @@ pub mod workload;
 pub(crate) use cidr::parse_cidr;
 pub use endpoints::{EndpointSlice, Endpoints};
 pub use error::{LoadError, ObjectError, ObjectProblem};
-pub use load::{load_paths, load_str, load_value};
+pub use load::{
+    Skipped, UNUSED_KINDS, load_manifest, load_manifests, load_paths, load_str, load_value,
+};
 pub use located::tree::Position;
 pub(crate) use names::{
     KIND_ADMIN_NETWORK_POLICY, KIND_BASELINE_ADMIN_NETWORK_POLICY, KIND_CALICO_NETWORK_POLICY,
