@@ -97,7 +97,10 @@ pub fn complete(loaded: &[Loaded]) -> Result<Completed, OfflineError> {
             let ns = p.metadata.namespace.as_deref().unwrap_or("default");
             declared_pods.insert(pod_key(ns, &p.metadata.name), p.clone());
         }
-        declares_workloads |= matches!(d.object, Object::Pod(_) | Object::Deployment(_));
+        declares_workloads |= matches!(
+            d.object,
+            Object::Pod(_) | Object::Deployment(_) | Object::StatefulSet(_) | Object::DaemonSet(_)
+        );
     }
     implied::add_implied(&mut declared);
     // A DNS server the files declare under another label (`k8s-app: coredns`) is the
@@ -166,19 +169,21 @@ pub fn complete(loaded: &[Loaded]) -> Result<Completed, OfflineError> {
         if let Some(s) = declared.get(id).and_then(|d| d.source.clone()) {
             return s;
         }
-        // An expanded pod: its Deployment's source.
+        // An expanded pod: its Deployment's (StatefulSet's, DaemonSet's) source.
         if let Object::Pod(p) = object {
             let owner = pods
                 .get(&pod_key(&id.namespace, &id.name))
                 .and_then(|planned: &PlannedPod| planned.owner.clone());
             if let Some(owner) = owner {
-                let dep = ObjectId {
-                    kind: "Deployment".to_owned(),
-                    namespace: p.metadata.namespace.clone().unwrap_or_default(),
-                    name: owner,
-                };
-                if let Some(s) = declared.get(&dep).and_then(|d| d.source.clone()) {
-                    return s;
+                for kind in ["Deployment", "StatefulSet", "DaemonSet"] {
+                    let id = ObjectId {
+                        kind: kind.to_owned(),
+                        namespace: p.metadata.namespace.clone().unwrap_or_default(),
+                        name: owner.clone(),
+                    };
+                    if let Some(s) = declared.get(&id).and_then(|d| d.source.clone()) {
+                        return s;
+                    }
                 }
             }
         }
@@ -205,7 +210,10 @@ pub fn complete(loaded: &[Loaded]) -> Result<Completed, OfflineError> {
 fn serves_dns(object: &Object) -> bool {
     let (namespace, spec) = match object {
         Object::Pod(p) => (&p.metadata.namespace, &p.spec),
-        Object::Deployment(d) => (&d.metadata.namespace, &d.spec.template.spec),
+        Object::Deployment(d) | Object::StatefulSet(d) => {
+            (&d.metadata.namespace, &d.spec.template.spec)
+        }
+        Object::DaemonSet(d) => (&d.metadata.namespace, &d.spec.template.spec),
         _ => return false,
     };
     namespace.as_deref() == Some(DNS_NAMESPACE)

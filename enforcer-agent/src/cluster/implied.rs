@@ -92,7 +92,9 @@ pub fn add_implied(declared: &mut BTreeMap<ObjectId, Declared>) {
     };
     let has_dns_pod = declared.values().any(|d| match &d.object {
         Object::Pod(p) => is_dns_pod(p),
-        Object::Deployment(dep) => dep.pods().iter().any(is_dns_pod),
+        Object::Deployment(dep) | Object::StatefulSet(dep) => dep.pods().iter().any(is_dns_pod),
+        // Whatever the node: the template decides.
+        Object::DaemonSet(ds) => ds.pods(["node"]).iter().any(is_dns_pod),
         _ => false,
     });
     if !has_dns_pod {

@@ -43,6 +43,8 @@ fn is_namespaced(object: &Object) -> bool {
         object,
         Object::Pod(_)
             | Object::Deployment(_)
+            | Object::StatefulSet(_)
+            | Object::DaemonSet(_)
             | Object::Service(_)
             | Object::EndpointSlice(_)
             | Object::Endpoints(_)
@@ -57,7 +59,8 @@ fn meta_mut(object: &mut Object) -> &mut ObjectMeta {
         Object::Namespace(o) => &mut o.metadata,
         Object::Pod(o) => &mut o.metadata,
         Object::Node(o) => &mut o.metadata,
-        Object::Deployment(o) => &mut o.metadata,
+        Object::Deployment(o) | Object::StatefulSet(o) => &mut o.metadata,
+        Object::DaemonSet(o) => &mut o.metadata,
         Object::Service(o) => &mut o.metadata,
         Object::EndpointSlice(o) => &mut o.metadata,
         Object::Endpoints(o) => &mut o.metadata,
@@ -121,7 +124,7 @@ pub fn validate(d: &Declared) -> Result<(), PlanError> {
             }
             validate_spec(d, &p.spec, "spec")
         }
-        Object::Deployment(dep) => {
+        Object::Deployment(dep) | Object::StatefulSet(dep) => {
             let replicas = dep.spec.replicas.unwrap_or(1);
             if replicas > MAX_REPLICAS {
                 return Err(d.invalid(format!(
@@ -132,6 +135,12 @@ pub fn validate(d: &Declared) -> Result<(), PlanError> {
                 return Err(d.invalid("metadata.name must be a DNS label"));
             }
             validate_spec(d, &dep.spec.template.spec, "spec.template.spec")
+        }
+        Object::DaemonSet(ds) => {
+            if !is_dns_label(&meta.name) {
+                return Err(d.invalid("metadata.name must be a DNS label"));
+            }
+            validate_spec(d, &ds.spec.template.spec, "spec.template.spec")
         }
         Object::Service(s) => validate_service(d, &s.spec),
         _ if meta.name.is_empty() => Err(d.invalid("metadata.name is missing")),

@@ -96,10 +96,36 @@ struct Candidate<'a> {
     node: &'a Node,
 }
 
-/// Every pod the declared objects stand for, in declaration order.
-fn wanted_pods(declared: &BTreeMap<ObjectId, Declared>) -> Vec<Wanted<'_>> {
+/// Every pod the declared objects stand for, in declaration order (a `DaemonSet`'s:
+/// one per node of `nodes`).
+fn wanted_pods<'a>(declared: &'a BTreeMap<ObjectId, Declared>, nodes: &[Node]) -> Vec<Wanted<'a>> {
     let mut out = Vec::new();
     for d in declared.values() {
+        let owned: Option<(&str, Vec<Pod>)> = match &d.object {
+            Object::Deployment(dep) | Object::StatefulSet(dep) => {
+                Some((dep.metadata.name.as_str(), dep.pods()))
+            }
+            Object::DaemonSet(ds) => Some((
+                ds.metadata.name.as_str(),
+                ds.pods(nodes.iter().map(|n| n.name.as_str())),
+            )),
+            _ => None,
+        };
+        if let Some((owner, pods)) = owned {
+            for p in pods {
+                out.push(Wanted {
+                    order: out.len(),
+                    key: pod_key(
+                        p.metadata.namespace.as_deref().unwrap_or("default"),
+                        &p.metadata.name,
+                    ),
+                    pod: p,
+                    owner: Some(owner.to_owned()),
+                    declared: d,
+                });
+            }
+            continue;
+        }
         match &d.object {
             Object::Pod(p) => out.push(Wanted {
                 order: out.len(),
@@ -111,20 +137,6 @@ fn wanted_pods(declared: &BTreeMap<ObjectId, Declared>) -> Vec<Wanted<'_>> {
                 owner: None,
                 declared: d,
             }),
-            Object::Deployment(dep) => {
-                for p in dep.pods() {
-                    out.push(Wanted {
-                        order: out.len(),
-                        key: pod_key(
-                            p.metadata.namespace.as_deref().unwrap_or("default"),
-                            &p.metadata.name,
-                        ),
-                        pod: p,
-                        owner: Some(dep.metadata.name.clone()),
-                        declared: d,
-                    });
-                }
-            }
             _ => {}
         }
     }
@@ -184,7 +196,7 @@ pub fn plan(
     for d in declared.values() {
         objects::validate(d)?;
     }
-    let (candidates, stored) = place_pods(wanted_pods(declared), nodes, allocation);
+    let (candidates, stored) = place_pods(wanted_pods(declared, nodes), nodes, allocation);
     // Addresses: remote pods' and every kept pod's are taken; new pods get the next
     // free ones of their node's block, in declaration order. Finished pods hold none.
     let mut used: BTreeSet<Ipv4Addr> = stored

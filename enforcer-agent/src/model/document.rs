@@ -106,6 +106,8 @@ impl DocContext<'_> {
             "Pod" => Object::Pod(de::Deserialize::deserialize(d).map_err(convert)?),
             "Node" => Object::Node(de::Deserialize::deserialize(d).map_err(convert)?),
             "Deployment" => Object::Deployment(de::Deserialize::deserialize(d).map_err(convert)?),
+            "StatefulSet" => Object::StatefulSet(de::Deserialize::deserialize(d).map_err(convert)?),
+            "DaemonSet" => Object::DaemonSet(de::Deserialize::deserialize(d).map_err(convert)?),
             "Service" => Object::Service(de::Deserialize::deserialize(d).map_err(convert)?),
             "Endpoints" => Object::Endpoints(de::Deserialize::deserialize(d).map_err(convert)?),
             "EndpointSlice" if api == "discovery.k8s.io/v1" => {
@@ -158,7 +160,7 @@ impl DocContext<'_> {
             "" => return Err(unknown("the document has no kind".to_owned())),
             _ => {
                 return Err(unknown(format!(
-                    "unknown kind {kind:?} (apiVersion {api:?}); known: Namespace, Pod, Node, Deployment, Service, EndpointSlice, Endpoints, NetworkPolicy, GlobalNetworkPolicy, Tier, NetworkSet, GlobalNetworkSet, HostEndpoint, AdminNetworkPolicy, BaselineAdminNetworkPolicy, List"
+                    "unknown kind {kind:?} (apiVersion {api:?}); known: Namespace, Pod, Node, Deployment, StatefulSet, DaemonSet, Service, EndpointSlice, Endpoints, NetworkPolicy, GlobalNetworkPolicy, Tier, NetworkSet, GlobalNetworkSet, HostEndpoint, AdminNetworkPolicy, BaselineAdminNetworkPolicy, List"
                 )));
             }
         };

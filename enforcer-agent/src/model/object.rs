@@ -6,7 +6,7 @@ use super::admin::{AdminNetworkPolicy, BaselineAdminNetworkPolicy};
 use super::endpoints::{EndpointSlice, Endpoints};
 use super::names::{KIND_CALICO_NETWORK_POLICY, ObjectId};
 use super::node::Node;
-use super::workload::{Deployment, Namespace, ObjectMeta, Pod, Service};
+use super::workload::{DaemonSet, Deployment, Namespace, ObjectMeta, Pod, Service};
 use super::{calico, k8s};
 
 /// Where an object came from.
@@ -32,6 +32,11 @@ pub enum Object {
     Pod(Pod),
     Node(Node),
     Deployment(Deployment),
+    /// A `StatefulSet`: pods `<name>-<i>`, as a Deployment's (the rest of its spec is
+    /// storage and ordering, which policy does not see).
+    StatefulSet(Deployment),
+    /// A `DaemonSet`: one pod per node.
+    DaemonSet(DaemonSet),
     Service(Service),
     EndpointSlice(EndpointSlice),
     Endpoints(Endpoints),
@@ -54,6 +59,8 @@ impl Object {
             Object::Pod(_) => "Pod",
             Object::Node(_) => "Node",
             Object::Deployment(_) => "Deployment",
+            Object::StatefulSet(_) => "StatefulSet",
+            Object::DaemonSet(_) => "DaemonSet",
             Object::Service(_) => "Service",
             Object::EndpointSlice(_) => "EndpointSlice",
             Object::Endpoints(_) => "Endpoints",
@@ -73,7 +80,8 @@ impl Object {
             Object::Namespace(o) => &o.metadata,
             Object::Pod(o) => &o.metadata,
             Object::Node(o) => &o.metadata,
-            Object::Deployment(o) => &o.metadata,
+            Object::Deployment(o) | Object::StatefulSet(o) => &o.metadata,
+            Object::DaemonSet(o) => &o.metadata,
             Object::Service(o) => &o.metadata,
             Object::EndpointSlice(o) => &o.metadata,
             Object::Endpoints(o) => &o.metadata,
@@ -97,6 +105,8 @@ impl Object {
                 | Object::Pod(_)
                 | Object::Node(_)
                 | Object::Deployment(_)
+                | Object::StatefulSet(_)
+                | Object::DaemonSet(_)
                 | Object::Service(_)
                 | Object::EndpointSlice(_)
                 | Object::Endpoints(_)
@@ -112,7 +122,7 @@ impl Object {
             | Object::Service(_)
             | Object::Endpoints(_) => "v1",
             Object::EndpointSlice(_) => "discovery.k8s.io/v1",
-            Object::Deployment(_) => "apps/v1",
+            Object::Deployment(_) | Object::StatefulSet(_) | Object::DaemonSet(_) => "apps/v1",
             Object::NetworkPolicy(_) => "networking.k8s.io/v1",
             Object::CalicoNetworkPolicy(o) => o.api.api_version(),
             Object::GlobalNetworkPolicy(o) => o.api.api_version(),
@@ -133,7 +143,8 @@ impl Object {
             Object::Namespace(o) => serde_json::to_value(o),
             Object::Pod(o) => serde_json::to_value(o),
             Object::Node(o) => serde_json::to_value(o),
-            Object::Deployment(o) => serde_json::to_value(o),
+            Object::Deployment(o) | Object::StatefulSet(o) => serde_json::to_value(o),
+            Object::DaemonSet(o) => serde_json::to_value(o),
             Object::Service(o) => serde_json::to_value(o),
             Object::EndpointSlice(o) => serde_json::to_value(o),
             Object::Endpoints(o) => serde_json::to_value(o),

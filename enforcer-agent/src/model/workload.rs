@@ -169,7 +169,8 @@ pub struct PodTemplate {
 }
 
 impl Deployment {
-    /// The pods this Deployment stands for, named `<deployment>-<i>`.
+    /// The pods this Deployment (or `StatefulSet`, which has the same shape here) stands
+    /// for, named `<deployment>-<i>` (a StatefulSet's pods have exactly these names).
     pub fn pods(&self) -> Vec<Pod> {
         let replicas = self.spec.replicas.unwrap_or(1);
         (0..replicas)
@@ -180,6 +181,45 @@ impl Deployment {
                 Pod {
                     metadata,
                     spec: self.spec.template.spec.clone(),
+                    status: None,
+                }
+            })
+            .collect()
+    }
+}
+
+/// A `DaemonSet`: one pod per node.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DaemonSet {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: DaemonSetSpec,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DaemonSetSpec {
+    #[serde(default)]
+    pub template: PodTemplate,
+}
+
+impl DaemonSet {
+    /// The pods this DaemonSet stands for on `nodes`: `<daemonset>-<node>`, each bound
+    /// to its node (`spec.nodeName`), as the DaemonSet controller binds them.
+    pub fn pods<'a>(&self, nodes: impl IntoIterator<Item = &'a str>) -> Vec<Pod> {
+        nodes
+            .into_iter()
+            .map(|node| {
+                let mut metadata = self.spec.template.metadata.clone();
+                metadata.name = format!("{}-{node}", self.metadata.name);
+                metadata.namespace.clone_from(&self.metadata.namespace);
+                let mut spec = self.spec.template.spec.clone();
+                spec.node_name = Some(node.to_owned());
+                Pod {
+                    metadata,
+                    spec,
                     status: None,
                 }
             })
