@@ -126,8 +126,8 @@ fn wanted_pods<'a>(declared: &'a BTreeMap<ObjectId, Declared>, nodes: &[Node]) -
             }
             continue;
         }
-        match &d.object {
-            Object::Pod(p) => out.push(Wanted {
+        if let Object::Pod(p) = &d.object {
+            out.push(Wanted {
                 order: out.len(),
                 key: pod_key(
                     p.metadata.namespace.as_deref().unwrap_or("default"),
@@ -136,8 +136,7 @@ fn wanted_pods<'a>(declared: &'a BTreeMap<ObjectId, Declared>, nodes: &[Node]) -
                 pod: p.clone(),
                 owner: None,
                 declared: d,
-            }),
-            _ => {}
+            });
         }
     }
     out

@@ -170,7 +170,7 @@ pub struct PodTemplate {
 
 impl Deployment {
     /// The pods this Deployment (or `StatefulSet`, which has the same shape here) stands
-    /// for, named `<deployment>-<i>` (a StatefulSet's pods have exactly these names).
+    /// for, named `<deployment>-<i>` (a `StatefulSet`'s pods have exactly these names).
     pub fn pods(&self) -> Vec<Pod> {
         let replicas = self.spec.replicas.unwrap_or(1);
         (0..replicas)
@@ -206,8 +206,8 @@ pub struct DaemonSetSpec {
 }
 
 impl DaemonSet {
-    /// The pods this DaemonSet stands for on `nodes`: `<daemonset>-<node>`, each bound
-    /// to its node (`spec.nodeName`), as the DaemonSet controller binds them.
+    /// The pods this `DaemonSet` stands for on `nodes`: `<daemonset>-<node>`, each bound
+    /// to its node (`spec.nodeName`), as the `DaemonSet` controller binds them.
     pub fn pods<'a>(&self, nodes: impl IntoIterator<Item = &'a str>) -> Vec<Pod> {
         nodes
             .into_iter()
