@@ -16,12 +16,12 @@ use super::output::{self, Output, OutputArg};
 /// Kubernetes-style podSelector/namespaceSelector inside Calico rules (with the Calico
 /// form), selectors that match no endpoint, ingress allows whose peers' egress is still
 /// denied, policies that newly isolate endpoints (e.g. the cluster DNS), and rules
-/// shadowed by an earlier rule. Pods come from Pods and Deployments in the files, as
-/// `enforcer lab up` would run them (the cluster DNS pod is assumed when absent).
+/// shadowed by an earlier rule. Pods come from the Pods, Deployments, `StatefulSets`
+/// and `DaemonSets` in the files, as `enforcer lab up` would run them (the cluster DNS
+/// pod is assumed when absent).
 ///
 /// Documents of kinds the enforcer does not use (`ConfigMap`, `Secret`, `Ingress`, …, as
-/// `helm template` writes them) are skipped with a note; `StatefulSets`' pods are
-/// expanded as `Deployments`' are.
+/// `helm template` writes them) are skipped with a note.
 ///
 /// Output: -o table (the default, as compiler diagnostics), json or yaml.
 ///

@@ -97,10 +97,40 @@ pub enum InspectWhat {
         files: Vec<PathBuf>,
     },
     /// The connection-tracking table.
+    ///
+    /// One line per tracked flow: protocol, source and destination address and port,
+    /// the entry's flags and the policy generation that allowed it.
+    ///
+    /// Examples:
+    ///
+    ///   enforcer inspect conntrack --lab lab
+    ///
+    ///   enforcer inspect conntrack --bpffs /sys/fs/bpf/enforcer/node1 -o json
+    #[command(verbatim_doc_comment)]
     Conntrack,
     /// Endpoint entries per generation.
+    ///
+    /// The interfaces the programs judge, by interface index, with the endpoint id and
+    /// profile the compiled policy gave them, for each live generation.
+    ///
+    /// Examples:
+    ///
+    ///   enforcer inspect endpoints --lab lab
+    ///
+    ///   enforcer inspect endpoints --lab lab -o yaml
+    #[command(verbatim_doc_comment)]
     Endpoints,
     /// The active generation and flags.
+    ///
+    /// The generation the programs read (`active_gen`), the generations whose maps are
+    /// filled (`live_gens`, a bit each) and the dataplane's flags.
+    ///
+    /// Examples:
+    ///
+    ///   enforcer inspect config --lab lab
+    ///
+    ///   enforcer inspect config --bpffs /sys/fs/bpf/enforcer/node1 -o json
+    #[command(verbatim_doc_comment)]
     Config,
 }
 

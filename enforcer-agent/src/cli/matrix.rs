@@ -29,9 +29,9 @@ use super::table;
 ///                      (each a file or a directory)
 /// prints `+ from -> to:port/proto` for opened flows and `- …` (with why) for closed.
 ///
-/// Documents of kinds the enforcer does not use (`ConfigMap`, `Secret`, `Ingress`, …) are
-/// skipped with a note on standard error; `StatefulSets`' pods are expanded as
-/// `Deployments`' are (<name>-<i>), `DaemonSets`' as one pod per node.
+/// Documents of kinds the enforcer does not use (`ConfigMap`, `Secret`, `Ingress`, …)
+/// are skipped with a note on standard error; the pods of a `StatefulSet` are
+/// expanded as a Deployment's are (<name>-<i>), a `DaemonSet`'s as one per node.
 ///
 /// Output: -o table (the default), json or yaml.
 ///
