@@ -446,3 +446,27 @@ fn closed_pipe_ends_quietly() {
 fn libc_sigpipe() -> i32 {
     13
 }
+
+#[test]
+fn completions_and_man_pages() {
+    for (shell, needle) in [
+        ("bash", "_enforcer()"),
+        ("zsh", "#compdef enforcer"),
+        ("fish", "complete -c enforcer"),
+    ] {
+        let out = run(&["completion", shell], None);
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{shell}: {out:?}");
+        assert!(script.contains(needle), "{shell}: no {needle:?}");
+        assert!(script.contains("matrix"), "{shell}: no subcommands");
+    }
+    let dir = std::env::temp_dir().join(format!("enforcer-man-{}", std::process::id()));
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let out = run(&["man", "--dir", &dir_arg], None);
+    assert!(out.status.success(), "{out:?}");
+    for page in ["enforcer.1", "enforcer-matrix.1", "enforcer-lab-up.1"] {
+        let text = std::fs::read_to_string(dir.join(page)).unwrap_or_default();
+        assert!(text.contains(".TH"), "{page}: {text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

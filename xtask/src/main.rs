@@ -11,6 +11,7 @@
 
 mod bench;
 mod demo;
+mod dist;
 mod setup;
 
 use std::process::Command;
@@ -63,6 +64,15 @@ enum Task {
         #[arg(long)]
         quick: bool,
     },
+    /// The binary, shell completions and man pages under target/dist (or --out).
+    Dist {
+        /// Output directory (default: target/dist).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// Package the debug build (faster) instead of a release build.
+        #[arg(long)]
+        debug: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -85,6 +95,10 @@ fn main() -> Result<()> {
         Task::Bench { json, quick } => {
             setup::prepare(true)?;
             bench::run(json, quick)
+        }
+        Task::Dist { out, debug } => {
+            setup::prepare(false)?;
+            dist::run(out, debug)
         }
     }
 }
