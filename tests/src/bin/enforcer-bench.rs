@@ -81,7 +81,24 @@ fn main() -> ExitCode {
         }
         let t = Instant::now();
         eprintln!("bench: {group} ...");
-        if let Err(e) = run(mode, &mut report) {
+        // A spinner with the elapsed time on a terminal (a group takes minutes);
+        // nothing more in a log.
+        let progress = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            {
+                bar.set_style(style);
+            }
+            bar.set_message(format!("bench: {group}"));
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        let result = run(mode, &mut report);
+        if let Some(bar) = progress {
+            bar.finish_and_clear();
+        }
+        if let Err(e) = result {
             eprintln!("bench: {group} FAILED: {e}");
             failures.push(format!("{group}: {e}"));
         }
