@@ -1,0 +1,58 @@
+//! The README's `sh lab` examples run as written, in order, in one lab (issue 14,
+//! acceptance 5): `lab up` on the tutorial's files, `get`, `exec`, `apply`, `probe`,
+//! `explain --lab`, `inspect … --lab`, `restart-agent`, `down`. Only the lab's name is
+//! changed (`lab --name NAME …`, `--lab NAME`), so the test cannot collide with a lab
+//! of someone's; the exit status is the one the line's comment gives (default 0).
+
+#[path = "../../enforcer-agent/tests/support/readme.rs"]
+#[allow(dead_code, reason = "shared with enforcer-agent/tests/readme.rs")]
+mod readme;
+
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use enforcer_tests::lab::{LabGuard, serial};
+
+#[test]
+fn lab_examples_run_as_written() {
+    let _serial = serial();
+    let lab = LabGuard::new("rdme");
+    let examples = readme::examples("lab");
+    assert!(examples.len() >= 5, "{examples:?}");
+    let started = Instant::now();
+    for ex in &examples {
+        let mut args: Vec<String> = Vec::new();
+        let mut words = ex.args.iter();
+        while let Some(word) = words.next() {
+            args.push(word.clone());
+            if args.len() == 1 && word == "lab" {
+                args.extend(["--name".to_owned(), lab.name.clone()]);
+            } else if word == "--lab" {
+                words.next();
+                args.push(lab.name.clone());
+            }
+        }
+        let out = Command::new(&lab.bin)
+            .args(&args)
+            .current_dir(readme::workspace())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("README line {}: {e}", ex.number));
+        assert_eq!(
+            out.status.code(),
+            Some(ex.exit),
+            "README line {}: {}\n(run as enforcer {})\nstdout:\n{}\nstderr:\n{}",
+            ex.number,
+            ex.line,
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    eprintln!(
+        "{} README lab examples in {:.1} s",
+        examples.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(lab.leftovers().is_empty(), "{:?}", lab.leftovers());
+}
