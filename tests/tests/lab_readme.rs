@@ -3,6 +3,7 @@
 //! `explain --lab`, `inspect … --lab`, `restart-agent`, `down`. Only the lab's name is
 //! changed (`lab --name NAME …`, `--lab NAME`), so the test cannot collide with a lab
 //! of someone's; the exit status is the one the line's comment gives (default 0).
+//! `lab get` is also run into a closed pipe (`| head`): it must end quietly.
 
 #[path = "../../enforcer-agent/tests/support/readme.rs"]
 #[allow(dead_code, reason = "shared with enforcer-agent/tests/readme.rs")]
@@ -48,6 +49,11 @@ fn lab_examples_run_as_written() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        if ex.args.first().map(String::as_str) == Some("lab")
+            && ex.args.get(1).map(String::as_str) == Some("get")
+        {
+            closed_pipe(&lab, &args);
+        }
     }
     eprintln!(
         "{} README lab examples in {:.1} s",
@@ -55,4 +61,29 @@ fn lab_examples_run_as_written() {
         started.elapsed().as_secs_f64()
     );
     assert!(lab.leftovers().is_empty(), "{:?}", lab.leftovers());
+}
+
+/// `enforcer lab get pods -o json | head -0`: the reader is gone before the output is
+/// written; the command ends quietly (SIGPIPE, as kubectl), without a panic message.
+fn closed_pipe(lab: &LabGuard, args: &[String]) {
+    use std::os::unix::process::ExitStatusExt as _;
+    let mut args = args.to_vec();
+    args.extend(["-o".to_owned(), "json".to_owned()]);
+    let mut child = Command::new(&lab.bin)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.is_empty(), "enforcer {}: {stderr}", args.join(" "));
+    assert!(
+        out.status.signal() == Some(libc::SIGPIPE) || out.status.success(),
+        "enforcer {}: {:?}",
+        args.join(" "),
+        out.status
+    );
 }
