@@ -25,7 +25,7 @@ use tracing_subscriber::EnvFilter;
 ///   1  an error (a bad file, a lab or node that cannot be read)
 ///   2  a usage error (an unknown option or a bad value)
 ///   3  the answer is no: `explain` on a denied flow, `matrix --apply/--diff` when
-///      the change opens or closes flows
+///      the change opens or closes flows, `lab probe` when a probe does not connect
 ///
 /// Examples:
 ///

@@ -13,6 +13,10 @@ use std::sync::{Mutex, MutexGuard};
 pub use enforcer::connectivity::ProbeResult;
 pub use enforcer::lab::{NodeInfo, PodInfo};
 
+/// `enforcer`'s exit status when the answer is no (a probe did not connect, a flow is
+/// denied, a change opens or closes flows).
+pub const EXIT_NO: i32 = 3;
+
 /// The `enforcer` binary under test.
 pub fn enforcer_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("ENFORCER_BIN") {
@@ -286,13 +290,32 @@ impl LabGuard {
             .collect()
     }
 
-    /// `lab probe <args> -o json`, parsed.
+    /// `lab probe <args> -o json`, parsed. It exits 0 when every probe connected and
+    /// [`EXIT_NO`] (3) when one did not; anything else fails the test.
     pub fn probe(&self, args: &[&str]) -> Vec<ProbeResult> {
         let mut full = vec!["probe"];
         full.extend_from_slice(args);
         full.extend(["-o", "json"]);
-        let out = self.run_ok(&full);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("probe output: {e}:\n{out}"))
+        let out = self.run(&full);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let results: Vec<ProbeResult> = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "probe output ({}): {e}:\n{stdout}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let want = if results.iter().all(|r| r.connected) {
+            0
+        } else {
+            EXIT_NO
+        };
+        assert_eq!(
+            out.status.code(),
+            Some(want),
+            "lab probe's exit status: {results:?}"
+        );
+        results
     }
 
     /// `lab exec <pod> -- <cmd...>`: (exit code, stdout, stderr).

@@ -35,7 +35,7 @@ use std::time::Instant;
 use enforcer::connectivity::Protocol;
 use enforcer::datastore::file::FileDatastore;
 use enforcer::model::Object;
-use enforcer_tests::lab::{LabGuard, ProbeResult, TempDir, serial};
+use enforcer_tests::lab::{EXIT_NO, LabGuard, ProbeResult, TempDir, serial};
 use enforcer_tests::netpol::{
     N, NAMESPACES, Reach, model_yaml, namespace_yaml, np, open, pod_index, pod_name, pod_yaml,
 };
@@ -1060,8 +1060,16 @@ fn probe_matrix(
     if ipv6 {
         args.push("--ipv6");
     }
-    let out = run_lab(lab, &args)?;
-    serde_json::from_str(&out).map_err(|e| format!("probe output: {e}"))
+    // Exit 3 says a probe did not connect: an answer, not a failure.
+    let out = lab.run(&args);
+    if !(out.status.success() || out.status.code() == Some(EXIT_NO)) {
+        return Err(format!(
+            "`enforcer lab {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("probe output: {e}"))
 }
 
 /// Every cell of the probed matrix against the expectation: the wrong ones.

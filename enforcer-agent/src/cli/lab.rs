@@ -343,8 +343,8 @@ pub struct GetArgs {
 /// Output: -o table (the default: a matrix), json or yaml (one entry per probe, with
 /// `connected`).
 ///
-/// Exit status: 0 when the probes ran (whatever they found: see `connected`), 1 on an
-/// error.
+/// Exit status: 0 when every probe connected, 3 when one did not (the results are
+/// printed either way), 1 on an error.
 ///
 /// Examples:
 ///
@@ -554,7 +554,11 @@ pub fn execute(args: LabArgs) -> Result<i32, LabCliError> {
             } else {
                 print!("{}", output::structured(format, &results)?);
             }
-            Ok(0)
+            Ok(if results.iter().all(|r| r.connected) {
+                0
+            } else {
+                super::EXIT_NO
+            })
         }
         LabCommand::Exec(e) => Ok(Lab::open(&name)?.exec(&e.pod, &e.command)?),
         LabCommand::RestartAgent(r) => {
