@@ -32,7 +32,11 @@ use enforcer::health::{self, bpf::BpfStats, metrics};
 ///   enforcer agent --node node1 --datastore kubernetes --kubeconfig ~/.kube/config
 ///   enforcer agent --node node1 --datastore /var/lib/enforcer/datastore
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment, args_override_self = true)]
+#[command(
+    verbatim_doc_comment,
+    args_override_self = true,
+    about = "Run the node agent: compile the policy into BPF maps and enforce it"
+)]
 pub struct AgentArgs {
     /// This node's name (in a `DaemonSet`: `spec.nodeName` through the downward API).
     #[arg(long, env = "ENFORCER_NODE", default_value = "node1")]

@@ -28,7 +28,10 @@ use super::output::{self, Output, OutputArg};
 ///
 ///   enforcer explain --lab lab --from dev-app/frontend-0 --to dev-app/backend-0 --port 8080/TCP --brief
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(
+    verbatim_doc_comment,
+    about = "Explain a flow: the verdict of each leg and the rule that decided it"
+)]
 pub struct ExplainArgs {
     /// Files or directories of YAML (`-`: standard input), instead of a lab (pods without `status.podIP`
     /// and Deployments' pods get the addresses `enforcer lab up` would give them).

@@ -34,7 +34,10 @@ use super::table;
 ///
 ///   enforcer flows --file /var/lib/enforcer/datastore/flows.jsonl --follow
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(
+    verbatim_doc_comment,
+    about = "Show the flow log (verdicts per flow, both ends named), or follow it"
+)]
 pub struct FlowsArgs {
     /// Read the flow log of a running `enforcer lab`.
     #[arg(long, conflicts_with_all = ["file", "datastore"])]

@@ -33,7 +33,10 @@ use super::table;
 ///
 ///   enforcer inspect conntrack --bpffs /sys/fs/bpf/enforcer/node1 -o json
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(
+    verbatim_doc_comment,
+    about = "Show what a node's dataplane holds and counts"
+)]
 pub struct InspectArgs {
     #[command(subcommand)]
     pub what: InspectWhat,

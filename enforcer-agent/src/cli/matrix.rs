@@ -50,7 +50,10 @@ use super::table;
 ///
 ///   helm template shop ./chart | enforcer matrix -f - -f policies/
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(
+    verbatim_doc_comment,
+    about = "The connectivity matrix from files, without a lab; what a change opens or closes"
+)]
 pub struct MatrixArgs {
     /// Files or directories of YAML/JSON (repeatable; `-`: standard input).
     #[arg(short = 'f', long = "filename")]

@@ -24,7 +24,10 @@ use clap::Args;
 ///
 ///   sudo enforcer uninstall --node node1 --bpffs /sys/fs/bpf/enforcer/lab/node1
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(
+    verbatim_doc_comment,
+    about = "Detach the programs and remove the pins of a node, on purpose"
+)]
 pub struct UninstallArgs {
     /// The node's name (its pins are under /sys/fs/bpf/enforcer/<node>).
     #[arg(long, env = "ENFORCER_NODE")]
