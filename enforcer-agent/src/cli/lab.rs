@@ -11,6 +11,7 @@ use enforcer::model::Loaded;
 use enforcer::connectivity::{ProbeRequest, Protocol};
 use enforcer::lab::{self, Encap, Lab, LabError, LabName, UpOptions};
 
+use super::lab_faults::{ApiServerAction, ApiServerCommandArgs, RuleArgs};
 use super::output::{self, Output, OutputArg, OutputError};
 use super::table;
 
@@ -189,86 +190,6 @@ pub struct UpArgs {
 pub enum LabDatastore {
     File,
     Kubernetes,
-}
-
-/// Faults of a Kubernetes lab's API server, for trying what the agent does.
-///
-/// Examples:
-///
-///   enforcer lab api-server stop
-///
-///   enforcer lab api-server revoke --resource pods
-///
-///   enforcer lab api-server expire
-#[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
-pub struct ApiServerCommandArgs {
-    #[command(subcommand)]
-    pub action: ApiServerAction,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum ApiServerAction {
-    /// Stop the API server (agents keep enforcing and report not ready).
-    ///
-    /// The agents keep the last policy they compiled; their readiness probe fails
-    /// until the server is back and they have listed everything again.
-    ///
-    /// Example:
-    ///
-    ///   enforcer lab api-server stop
-    #[command(verbatim_doc_comment)]
-    Stop,
-    /// Start it again (on the same objects).
-    ///
-    /// The objects persist in the lab's datastore directory; the agents reconnect and
-    /// resume their watches.
-    ///
-    /// Example:
-    ///
-    ///   enforcer lab api-server start
-    #[command(verbatim_doc_comment)]
-    Start,
-    /// Forget the watch history: every watch ends and resuming answers 410 Gone.
-    ///
-    /// What a real API server does after compaction: the agents must list again.
-    ///
-    /// Example:
-    ///
-    ///   enforcer lab api-server expire
-    #[command(verbatim_doc_comment)]
-    Expire,
-    /// Take the agents' permissions on a resource away (requests answer 403).
-    ///
-    /// As a broken RBAC rule would: the agent reports the resource it cannot read and
-    /// keeps enforcing what it has.
-    ///
-    /// Examples:
-    ///
-    ///   enforcer lab api-server revoke --resource pods
-    ///
-    ///   enforcer lab api-server revoke --resource globalnetworkpolicies --group crd.projectcalico.org
-    #[command(verbatim_doc_comment)]
-    Revoke(RuleArgs),
-    /// Give them back.
-    ///
-    /// Undoes `revoke` for the same resource and group.
-    ///
-    /// Example:
-    ///
-    ///   enforcer lab api-server grant --resource pods
-    #[command(verbatim_doc_comment)]
-    Grant(RuleArgs),
-}
-
-#[derive(Args, Debug)]
-pub struct RuleArgs {
-    /// The resource (plural), e.g. `pods`, `globalnetworkpolicies`.
-    #[arg(long)]
-    pub resource: String,
-    /// Its API group (empty for the core group), e.g. `crd.projectcalico.org`.
-    #[arg(long, default_value = "")]
-    pub group: String,
 }
 
 /// Hidden: a Kubernetes lab's API server.
@@ -570,24 +491,7 @@ pub fn execute(args: LabArgs) -> Result<i32, LabCliError> {
             }
             Ok(0)
         }
-        LabCommand::ApiServer(a) => {
-            let mut lab = Lab::open(&name)?;
-            if !lab.is_kubernetes() {
-                return Err(LabError::NoApiServer {
-                    name: name.to_string(),
-                }
-                .into());
-            }
-            let rule = |r: &RuleArgs| format!("group={}&resource={}", r.group, r.resource);
-            match a.action {
-                ApiServerAction::Stop => lab.stop_apiserver()?,
-                ApiServerAction::Start => lab.start_apiserver()?,
-                ApiServerAction::Expire => println!("{}", lab.api_control("expire", "")?),
-                ApiServerAction::Revoke(r) => println!("{}", lab.api_control("revoke", &rule(&r))?),
-                ApiServerAction::Grant(r) => println!("{}", lab.api_control("grant", &rule(&r))?),
-            }
-            Ok(0)
-        }
+        LabCommand::ApiServer(a) => execute_faults(&name, a),
         LabCommand::Down => {
             let report = Lab::down(&name);
             println!(
@@ -605,6 +509,26 @@ pub fn execute(args: LabArgs) -> Result<i32, LabCliError> {
             Ok(i32::from(!report.problems.is_empty()))
         }
     }
+}
+
+/// Runs `lab api-server ACTION` on the lab `name`.
+fn execute_faults(name: &LabName, a: ApiServerCommandArgs) -> Result<i32, LabCliError> {
+    let mut lab = Lab::open(name)?;
+    if !lab.is_kubernetes() {
+        return Err(LabError::NoApiServer {
+            name: name.to_string(),
+        }
+        .into());
+    }
+    let rule = |r: &RuleArgs| format!("group={}&resource={}", r.group, r.resource);
+    match a.action {
+        ApiServerAction::Stop => lab.stop_apiserver()?,
+        ApiServerAction::Start => lab.start_apiserver()?,
+        ApiServerAction::Expire => println!("{}", lab.api_control("expire", "")?),
+        ApiServerAction::Revoke(r) => println!("{}", lab.api_control("revoke", &rule(&r))?),
+        ApiServerAction::Grant(r) => println!("{}", lab.api_control("grant", &rule(&r))?),
+    }
+    Ok(0)
 }
 
 fn print_change(report: &lab::ChangeReport) {

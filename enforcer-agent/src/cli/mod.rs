@@ -9,6 +9,7 @@ pub mod explain;
 pub mod flows;
 pub mod inspect;
 pub mod lab;
+pub mod lab_faults;
 pub mod matrix;
 pub mod output;
 pub mod progress;

@@ -411,6 +411,29 @@ mod tests {
     }
 
     #[test]
+    fn manifests_skip_unused_kinds_and_keep_workloads() {
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: a}\n---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: networking.k8s.io/v1\n  kind: Ingress\n  metadata: {name: i}\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db, namespace: a}\nspec:\n  replicas: 2\n  template:\n    metadata: {labels: {app: db}}\n    spec: {containers: [{name: c, image: x}]}\n";
+        let (objects, skipped) = load_manifest(Path::new("m.yaml"), text).unwrap();
+        let kinds: Vec<&str> = skipped.iter().map(|s| s.kind.as_str()).collect();
+        assert_eq!(kinds, ["ConfigMap", "Ingress"]);
+        assert_eq!(skipped[0].name, "a/c");
+        assert_eq!(skipped[0].line, 1);
+        assert!(
+            skipped[0]
+                .to_string()
+                .contains("m.yaml:1: skipped ConfigMap a/c")
+        );
+        assert_eq!(objects.len(), 1);
+        let crate::model::Object::StatefulSet(sts) = &objects[0].object else {
+            panic!("{:?}", objects[0].object)
+        };
+        let names: Vec<String> = sts.pods().into_iter().map(|p| p.metadata.name).collect();
+        assert_eq!(names, ["db-0", "db-1"]);
+        // The strict reader (the agent's datastore) still refuses them.
+        assert!(load_str(Path::new("m.yaml"), text).is_err());
+    }
+
+    #[test]
     fn unknown_kind_is_reported() {
         let err = load("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n").unwrap_err();
         let LoadError::Object(e) = &err else {
