@@ -33,10 +33,17 @@ fn lab_examples_run_as_written() {
                 args.push(lab.name.clone());
             }
         }
+        let stdin = match &ex.stdin {
+            Some(file) => Stdio::from(
+                std::fs::File::open(readme::workspace().join(file))
+                    .unwrap_or_else(|e| panic!("README line {}: {file}: {e}", ex.number)),
+            ),
+            None => Stdio::null(),
+        };
         let out = Command::new(&lab.bin)
             .args(&args)
             .current_dir(readme::workspace())
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .output()
             .unwrap_or_else(|e| panic!("README line {}: {e}", ex.number));
         assert_eq!(

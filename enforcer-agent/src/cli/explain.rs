@@ -33,8 +33,9 @@ use super::output::{self, Output, OutputArg};
     about = "Explain a flow: the verdict of each leg and the rule that decided it"
 )]
 pub struct ExplainArgs {
-    /// Files or directories of YAML (`-`: standard input), instead of a lab (pods without `status.podIP`
-    /// and Deployments' pods get the addresses `enforcer lab up` would give them).
+    /// Files or directories of YAML (`-`: standard input), instead of a lab (pods
+    /// without `status.podIP` and Deployments' pods get the addresses `enforcer lab up`
+    /// would give them).
     #[arg(short = 'f', long = "filename", conflicts_with = "lab")]
     pub files: Vec<PathBuf>,
     /// Explain over the objects of a running `enforcer lab`.

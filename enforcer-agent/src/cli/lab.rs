@@ -181,7 +181,7 @@ pub struct UpArgs {
     /// How pod traffic crosses between nodes: none (routed, Calico BGP mode) or vxlan.
     #[arg(long, value_enum, default_value = "none")]
     pub encap: EncapArg,
-    /// YAML/JSON files or directories.
+    /// YAML/JSON files or directories (repeatable; `-`: standard input).
     #[arg(short = 'f', long = "filename", required = true)]
     pub files: Vec<PathBuf>,
 }
@@ -217,7 +217,7 @@ pub struct ApiServerArgs {
 /// Files for `apply` and `delete`.
 #[derive(Args, Debug)]
 pub struct FileArgs {
-    /// YAML/JSON files or directories.
+    /// YAML/JSON files or directories (repeatable; `-`: standard input).
     #[arg(short = 'f', long = "filename", required = true)]
     pub files: Vec<PathBuf>,
 }
