@@ -173,6 +173,13 @@ fn help_of_every_subcommand() {
             summary_and_more > 1,
             "{name} --help has only a one-line description:\n{help}"
         );
+        // Each command documents its exit status (its subcommands may share it).
+        if path.len() == 1 {
+            assert!(
+                help.contains("Exit status"),
+                "{name} --help does not document its exit status:\n{help}"
+            );
+        }
         for sub in subcommands(&help) {
             let mut next = path.clone();
             next.push(sub);

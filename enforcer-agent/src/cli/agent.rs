@@ -27,9 +27,15 @@ use enforcer::health::{self, bpf::BpfStats, metrics};
 /// readiness; it never polls. SIGTERM or SIGINT stops it and leaves the programs
 /// attached and the maps pinned (the next agent takes them over without a gap).
 ///
+/// Exit status: 0 after SIGTERM or SIGINT, 1 when it cannot start or meets a fatal
+/// error.
+///
 /// Examples:
+///
 ///   enforcer agent --node node1 --datastore kubernetes --metrics-addr 0.0.0.0:9091
+///
 ///   enforcer agent --node node1 --datastore kubernetes --kubeconfig ~/.kube/config
+///
 ///   enforcer agent --node node1 --datastore /var/lib/enforcer/datastore
 #[derive(Args, Debug)]
 #[command(

@@ -40,6 +40,9 @@ pub enum LabCliError {
 /// routes, Services by nftables DNAT in every node (kube-proxy), a cluster DNS
 /// (kube-dns, 198.19.0.10), and an enforcer agent in every node netns.
 ///
+/// Exit status: 0 success, 1 on an error; `lab probe` 3 when a probe does not connect;
+/// `lab exec` the command's own status.
+///
 /// Examples:
 ///
 ///   enforcer lab up -f tests/fixtures/tutorial/dev-app-deployments.yaml
