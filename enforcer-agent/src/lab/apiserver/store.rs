@@ -33,6 +33,25 @@ pub const DEPLOYMENTS: Resource = Resource {
     model_kind: "Deployment",
 };
 
+/// `StatefulSets` and `DaemonSets`: stored as Deployments are (their pods are the lab's).
+pub const STATEFULSETS: Resource = Resource {
+    group: "apps",
+    version: "v1",
+    kind: "StatefulSet",
+    plural: "statefulsets",
+    namespaced: true,
+    model_kind: "StatefulSet",
+};
+
+pub const DAEMONSETS: Resource = Resource {
+    group: "apps",
+    version: "v1",
+    kind: "DaemonSet",
+    plural: "daemonsets",
+    namespaced: true,
+    model_kind: "DaemonSet",
+};
+
 /// Events (`events.k8s.io/v1`), kept in memory.
 pub const EVENTS: Resource = Resource {
     group: "events.k8s.io",
@@ -43,14 +62,14 @@ pub const EVENTS: Resource = Resource {
     model_kind: "Event",
 };
 
-/// Everything the lab serves: the agent's resources (Calico's as CRDs), Deployments
-/// and events.
+/// Everything the lab serves: the agent's resources (Calico's as CRDs), Deployments,
+/// `StatefulSets`, `DaemonSets` and events.
 pub fn served() -> Vec<Resource> {
     KUBERNETES
         .iter()
         .chain(CALICO_CRDS)
         .copied()
-        .chain([DEPLOYMENTS, EVENTS])
+        .chain([DEPLOYMENTS, STATEFULSETS, DAEMONSETS, EVENTS])
         .collect()
 }
 
@@ -58,7 +77,7 @@ pub fn served() -> Vec<Resource> {
 /// their CRD.
 pub fn resource_of(served: &[Resource], api_version: &str, kind: &str) -> Option<usize> {
     let found = by_kind(api_version, kind).or_else(|| {
-        [DEPLOYMENTS, EVENTS]
+        [DEPLOYMENTS, STATEFULSETS, DAEMONSETS, EVENTS]
             .into_iter()
             .find(|r| r.kind == kind && r.api_version() == api_version)
     })?;
