@@ -131,6 +131,40 @@ fn seed_001_default_deny_with_host_endpoint() {
     let r = probe_node(&lab, &["default/web-0", "external"], &[8000]);
     assert!(connected(&r, "default/web-0", 8000), "{r:?}");
     assert!(!connected(&r, "external", 8000), "{r:?}");
+    guard_and_host_egress_both_filter_eth0(&lab);
+}
+
+/// In `tc` mode (`ENFORCER_LAB_ATTACH=tc`) the guard and the host endpoint's egress
+/// program are two filters on `eth0`'s egress, the guard first. They once shared one
+/// priority and handle, so whichever was attached last replaced the other: after an
+/// agent restart the guard replaced the host endpoint's egress policy (the node's
+/// own traffic left unjudged). Checked after `lab up` and after a restart.
+fn guard_and_host_egress_both_filter_eth0(lab: &LabGuard) {
+    if std::env::var("ENFORCER_LAB_ATTACH").as_deref() != Ok("tc") {
+        return;
+    }
+    let filters = || {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &format!("enf-{}-node", lab.name)])
+            .args(["tc", "filter", "show", "dev", "eth0", "egress"])
+            .output()
+            .unwrap_or_else(|e| panic!("tc: {e}"));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let check = |when: &str| {
+        let shown = filters();
+        let guard = shown.find("enf_guard_eg");
+        let host = shown.find("enf_host_eg");
+        assert!(
+            guard.is_some() && host.is_some(),
+            "{when}: eth0 egress lacks the guard or the host egress filter:\n{shown}"
+        );
+        // `tc filter show` lists filters in priority order.
+        assert!(guard < host, "{when}: the guard must come first:\n{shown}");
+    };
+    check("after lab up");
+    lab.run_ok(&["restart-agent"]);
+    check("after an agent restart");
 }
 
 fn probe_pod(lab: &LabGuard) -> bool {
