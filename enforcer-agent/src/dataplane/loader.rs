@@ -466,15 +466,36 @@ impl LoadedDataplane {
         self.remove_pins(iface, Some(ifindex));
         for &hook in hooks {
             let path = self.link_path(iface, ifindex, hook);
-            // First in the chain (security item 13): a program placed before ours
-            // that returns TCX_PASS would end the chain before our verdict.
-            let Some(held) = self.attach_one(iface, hook, &path, LinkOrder::first())? else {
+            let order = self.tcx_order(iface, hook)?;
+            let Some(held) = self.attach_one(iface, hook, &path, order)? else {
                 continue;
             };
             self.held.insert((iface.to_owned(), hook.name()), held);
         }
         self.attached.insert(iface.to_owned(), ifindex);
         Ok(())
+    }
+
+    /// Where `hook`'s TCX link goes in `iface`'s chain: first (security item 13: a
+    /// program placed before ours that returns `TCX_PASS` would end the chain before our
+    /// verdict), except right after the guard where `iface` has one on the same hook
+    /// (the host egress program drops a Service packet the guard did not judge first).
+    pub(super) fn tcx_order(&mut self, iface: &str, hook: Hook) -> Result<LinkOrder, LoaderError> {
+        let behind_guard = hook != Hook::GuardEgress
+            && hook.attach_type() == Hook::GuardEgress.attach_type()
+            && self.mode == AttachMode::Tcx
+            && self.guarded.contains_key(iface);
+        if !behind_guard {
+            return Ok(LinkOrder::first());
+        }
+        let program = Hook::GuardEgress.program(self.variant);
+        LinkOrder::after_program(classifier(&mut self.ebpf, program)?).map_err(|source| {
+            LoaderError::Program {
+                program,
+                op: "order after the guard",
+                source: Box::new(source),
+            }
+        })
     }
 
     /// Attaches `hook`'s program to `iface` at `order`, pinned at `path`; returns the
