@@ -167,6 +167,7 @@ pub async fn serve(
                     flows.drain(&*reconciler);
                 }
                 reconciler.on_datastore(event?, links.interfaces())?;
+                release_freed_memory();
             }
             changed = links.changed() => {
                 changed?;
@@ -186,6 +187,21 @@ pub async fn serve(
                 }
             }
         }
+    }
+}
+
+/// Hands the memory a recompile freed back to the kernel. A compile allocates and
+/// frees tens of MiB in many sizes; glibc keeps freed chunks in its heaps and returns
+/// only the top of the main heap by itself, so without this the agent's RSS grew by
+/// ~12 MiB per 100 changes at 500 policies (`cargo xtask bench`, p6) with nothing
+/// live behind it. `malloc_trim` also releases free pages inside the heaps
+/// (`MADV_DONTNEED`); it costs well under a millisecond at this size.
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it takes no
+    // pointer of ours and is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
