@@ -117,7 +117,7 @@ fn rss_mb(pid: i32, field: &str) -> Option<f64> {
     proc_status_kb(pid, field).map(|kb| kb as f64 / 1024.0)
 }
 
-/// What VmRSS is made of: the heap and stacks (`RssAnon`), mapped files (`RssFile`:
+/// What `VmRSS` is made of: the heap and stacks (`RssAnon`), mapped files (`RssFile`:
 /// the binary) and shared memory (`RssShmem`: the pages of BPF maps the agent mmaps,
 /// such as the flow-event ring buffer, which count once touched).
 fn rss_parts(pid: i32) -> String {
