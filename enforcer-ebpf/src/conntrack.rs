@@ -10,7 +10,8 @@ use aya_ebpf::helpers::bpf_ktime_get_ns;
 use enforcer_common::{
     CT_F_CLOSING, CT_F_ESTABLISHED, CT_F_FIN_FORWARD, CT_F_FIN_REVERSE, CT_F_REPLIED,
     CT_TIMEOUT_ICMP_NS, CT_TIMEOUT_OTHER_NS, CT_TIMEOUT_TCP_CLOSING_NS,
-    CT_TIMEOUT_TCP_ESTABLISHED_NS, CT_TIMEOUT_TCP_SYN_NS, CT_TIMEOUT_UDP_NS, CtKey, CtValue, ct_stamp,
+    CT_TIMEOUT_TCP_ESTABLISHED_NS, CT_TIMEOUT_TCP_SYN_NS, CT_TIMEOUT_UDP_NS, CtKey, CtValue,
+    ct_stamp,
 };
 
 use crate::{
