@@ -107,8 +107,9 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
 }
 
 /// The generation and endpoint entry to judge with: the first leg's generation if the
-/// client's egress hook recorded one that is still live (and this interface has an
-/// endpoint in it), else the active one.
+/// client's egress hook recorded one that is still live and still holds the epoch the
+/// flow was stamped with (and this interface has an endpoint in it), else the active
+/// one. A superseded generation stays live only for the agent's grace period.
 #[inline(always)]
 fn flow_generation(
     cfg: &enforcer_common::Config,
@@ -117,11 +118,10 @@ fn flow_generation(
     ifindex: u32,
     active_ep: EndpointInfo,
 ) -> (u32, EndpointInfo) {
-    let g = fwd.value.generation;
     if !deferred
         && fwd.has(CT_F_EGRESS_OK)
+        && let Some(g) = enforcer_common::stamped_slot(cfg, fwd.value.generation)
         && g != cfg.active_gen
-        && policy::is_live(cfg, g)
         && let Some(ep) = policy::endpoint(g, ifindex)
     {
         return (g, ep);

@@ -173,6 +173,7 @@ pub async fn serve(
                 changed?;
                 reconciler.on_links(links.interfaces())?;
             }
+            () = grace_over(reconciler.retire_at()) => reconciler.retire(),
             () = watchdog.due() => reconciler.on_verify(links.interfaces()),
             ready = flows_readable(flows.as_deref()) => {
                 ready?;
@@ -202,6 +203,14 @@ fn release_freed_memory() {
     // pointer of ours and is thread-safe.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// Completes when the previous generation's grace period is over (never without one).
+async fn grace_over(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 
