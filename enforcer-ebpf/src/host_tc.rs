@@ -80,6 +80,10 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext, inbound: bool) -> Result<Outcome,
         HOOK_HOST_EGRESS
     };
     let key = host::host_key(cfg.active_gen, &ep, &pkt, inbound, (ifindex, hook))?;
+    if inbound && key.remote_is_local_pod {
+        // RPF: a local pod's address entering through a host interface (see `spoof`).
+        return Err(Drop::Spoofed);
+    }
     if key.local_is_node && pkt.is_ndp_message() {
         // Neighbor discovery to or from the node's own (global) address.
         return Ok(Outcome::pass(REASON_ALLOW_NDP));

@@ -3,7 +3,8 @@
 //! node, by the client's deferred egress policy first.
 //!
 //! Per packet: clear our skb mark bits (remembering a deferred egress leg); parse; ARP
-//! and NDP pass; `Config`; the endpoint of this interface; conntrack; then policy:
+//! and NDP pass; `Config`; the endpoint of this interface; RPF for local pods' addresses
+//! (`spoof`); conntrack; then policy:
 //!
 //! - deferred (`MARK_EGRESS_DEFERRED`): resolve the client endpoint (its peer entry names
 //!   its interface, whose endpoint entry gives its profile) and judge the client's
@@ -25,7 +26,7 @@ use crate::{
     conntrack::{self, Entry},
     packet::{self, Frame},
     policy::{self, Judged},
-    service,
+    service, spoof,
 };
 
 #[inline(always)]
@@ -48,6 +49,9 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
     let active = cfg.active_gen;
     let ifindex = packet::ifindex(ctx);
     let ep = policy::endpoint(active, ifindex).ok_or(Drop::NoEndpoint)?;
+    // A local pod's address only ever enters through its own veth (before conntrack:
+    // a forged packet must not ride one of its flows either).
+    spoof::check_rpf(active, &pkt, spoof::came_in(ctx))?;
 
     let now = conntrack::now_ns();
     let key = conntrack::forward_key(&pkt);
