@@ -111,6 +111,22 @@ pub fn host_key(
     })
 }
 
+/// Re-keys `key` for `local` as the local address (instead of the packet's own): a
+/// pod's address, for its packet whose source the node rewrote (see `snat`).
+#[inline(always)]
+pub fn local_side(
+    generation: u32,
+    ep: &EndpointInfo,
+    pkt: &Packet,
+    local: &[u8; 16],
+    key: &mut HostKey,
+) -> Result<(), Drop> {
+    let local: PeerInfo = policy::peer(generation, pkt.family, local)?;
+    key.local_is_node = local.flags & PEER_F_HOST != 0;
+    key.profile = host_profile(ep.profile, local.host_class);
+    Ok(())
+}
+
 /// The action for (direction, host key); not inlined, see the module doc. The whole
 /// verdict is left in `ENF_SCRATCH` for [`decide`] to report.
 #[inline(never)]

@@ -30,7 +30,7 @@ use crate::{
     Drop, Outcome, conntrack,
     host::{self, HostAction},
     packet::{self, Frame, IPPROTO_TCP},
-    policy, service,
+    policy, service, snat, spoof,
 };
 
 #[inline(always)]
@@ -79,10 +79,18 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext, inbound: bool) -> Result<Outcome,
     } else {
         HOOK_HOST_EGRESS
     };
-    let key = host::host_key(cfg.active_gen, &ep, &pkt, inbound, (ifindex, hook))?;
+    let mut key = host::host_key(cfg.active_gen, &ep, &pkt, inbound, (ifindex, hook))?;
     if inbound && key.remote_is_local_pod {
         // RPF: a local pod's address entering through a host interface (see `spoof`).
         return Err(Drop::Spoofed);
+    }
+    if !inbound
+        && key.local_is_node
+        && let Some(pod) = snat::workload_behind(cfg.active_gen, &pkt, spoof::came_in(ctx))
+    {
+        // A pod's packet the node SNATed to its own address (natOutgoing): forwarded
+        // traffic from the pod, not the host's own (`snat`).
+        host::local_side(cfg.active_gen, &ep, &pkt, &pod, &mut key)?;
     }
     if key.local_is_node && pkt.is_ndp_message() {
         // Neighbor discovery to or from the node's own (global) address.

@@ -39,6 +39,7 @@ mod pod_egress;
 mod pod_ingress;
 mod policy;
 mod service;
+mod snat;
 mod spoof;
 
 use aya_ebpf::{

@@ -26,7 +26,7 @@ use crate::{
     conntrack::{self, Entry},
     packet::{self, Frame},
     policy::{self, Judged},
-    service, spoof,
+    service, snat, spoof,
 };
 
 #[inline(always)]
@@ -51,7 +51,8 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
     let ep = policy::endpoint(active, ifindex).ok_or(Drop::NoEndpoint)?;
     // A local pod's address only ever enters through its own veth (before conntrack:
     // a forged packet must not ride one of its flows either).
-    spoof::check_rpf(active, &pkt, spoof::came_in(ctx))?;
+    let came_in = spoof::came_in(ctx);
+    spoof::check_rpf(active, &pkt, came_in)?;
 
     let now = conntrack::now_ns();
     let key = conntrack::forward_key(&pkt);
@@ -62,9 +63,12 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
 
     // The second leg of a flow uses the generation that judged the first, while live.
     let (generation, me) = flow_generation(&cfg, &fwd, deferred, ifindex, ep);
-    let src_peer = policy::peer(generation, pkt.family, &pkt.src)?;
+    // A local pod's packet whose source the node rewrote (SNAT) is the pod's (`snat`);
+    // its egress hook approved the flow before the rewrite, under the original tuple.
+    let behind = snat::workload_behind(generation, &pkt, came_in);
+    let src_peer = policy::peer(generation, pkt.family, behind.as_ref().unwrap_or(&pkt.src))?;
     let cell = policy::cell(generation, &pkt);
-    let mut egress_ok = src_peer.flags & PEER_F_LOCAL_ENDPOINT == 0;
+    let mut egress_ok = src_peer.flags & PEER_F_LOCAL_ENDPOINT == 0 || behind.is_some();
 
     if deferred {
         // The client's egress leg, judged on the translated destination (this pod).

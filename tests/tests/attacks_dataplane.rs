@@ -1311,6 +1311,110 @@ fn spoof_cases() -> Vec<Case> {
     ]
 }
 
+/// Issue 9 item 9: sources the node's own SNAT rewrote are judged as the pod behind
+/// them (the packet entered through its veth).
+fn snat_cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "issue9_9_nat_outgoing_makes_a_pods_traffic_the_hosts_own",
+            setup: |dp, ifs| {
+                base(dp, ifs);
+                pod(dp, 0, DIR_EGRESS, P_A, ANY_PEER, ANY_CELL, ACTION_ALLOW);
+                // The host may reach the outside; forwarded traffic (applyOnForward,
+                // local side a pod) may not.
+                host(dp, DIR_HOST_EGRESS, HC_NODE, C_EXT, ANY_CELL, ACTION_ALLOW);
+            },
+            steps: vec![
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    tcp4(A4, 40_000, EXT4, 80, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                // natOutgoing: the packet leaves eth with the node's address; it came
+                // in through A's veth, it is A's forwarded traffic.
+                came_in(
+                    Hook::HostEgress,
+                    On::Eth,
+                    tcp4(NODE4, 40_000, EXT4, 80, SYN),
+                    On::A,
+                    dropped(REASON_DENY_POLICY),
+                ),
+                // The node's own connection is the host's.
+                host_out(
+                    tcp4(NODE4, 40_001, EXT4, 80, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+            ],
+        },
+        Case {
+            name: "issue9_9_masquerade_makes_a_pods_node_port_traffic_the_nodes",
+            setup: |dp, ifs| {
+                base(dp, ifs);
+                pod(dp, 0, DIR_EGRESS, P_A, ANY_PEER, ANY_CELL, ACTION_ALLOW);
+                // B admits the node (probes), not A.
+                pod(dp, 0, DIR_INGRESS, P_B, C_NODE, ANY_CELL, ACTION_ALLOW);
+            },
+            steps: vec![
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    tcp4(A4, 40_000, NODE4, 80, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                // kube-proxy DNATs node:80 to B and masquerades: B sees the node's
+                // address on a packet that came in through A's veth.
+                came_in(
+                    Hook::PodIngress,
+                    On::B,
+                    tcp4(NODE4, 40_000, B4, 80, SYN),
+                    On::A,
+                    dropped(REASON_DENY_POLICY),
+                ),
+                // The node's own probe is the node's.
+                run(
+                    Hook::PodIngress,
+                    On::B,
+                    tcp4(NODE4, 40_001, B4, 80, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+            ],
+        },
+        Case {
+            name: "issue9_9_a_masqueraded_flow_of_an_admitted_pod_is_answered",
+            setup: |dp, ifs| {
+                base(dp, ifs);
+                pod(dp, 0, DIR_EGRESS, P_A, ANY_PEER, ANY_CELL, ACTION_ALLOW);
+                pod(dp, 0, DIR_INGRESS, P_B, C_A, ANY_CELL, ACTION_ALLOW);
+            },
+            steps: vec![
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    tcp4(A4, 40_000, NODE4, 80, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                came_in(
+                    Hook::PodIngress,
+                    On::B,
+                    tcp4(NODE4, 40_000, B4, 80, SYN),
+                    On::A,
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                // B's reply passes as a reply (A's egress approved the flow before
+                // the rewrite), whatever B's egress policy (deny all).
+                came_in(
+                    Hook::PodEgress,
+                    On::B,
+                    tcp4(B4, 80, NODE4, 40_000, SYN | ACK),
+                    On::B,
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+            ],
+        },
+    ]
+}
+
 fn cases() -> Vec<Case> {
     let mut all = Vec::new();
     all.extend(failsafe_cases());
@@ -1320,6 +1424,7 @@ fn cases() -> Vec<Case> {
     all.extend(frontend_cases());
     all.extend(reported_cases());
     all.extend(spoof_cases());
+    all.extend(snat_cases());
     all
 }
 
