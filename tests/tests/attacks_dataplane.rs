@@ -1381,6 +1381,34 @@ fn snat_cases() -> Vec<Case> {
             ],
         },
         Case {
+            name: "issue9_9_hairpin_through_a_vip_with_snat_resolves_the_client",
+            setup: |dp, ifs| {
+                base(dp, ifs);
+                pod(dp, 0, DIR_EGRESS, P_A, C_A, CELL_TCP80, ACTION_ALLOW);
+                pod(dp, 0, DIR_INGRESS, P_A, C_A, CELL_TCP80, ACTION_ALLOW);
+            },
+            steps: vec![
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    tcp4(A4, 40_000, VIP4, 80, SYN),
+                    pass(REASON_DEFERRED).mark(MARK_EGRESS_DEFERRED),
+                ),
+                // DNAT to A itself and SNAT to the node's address (hairpin): the client
+                // is the pod behind the rewritten source, judged by its own egress.
+                marked(
+                    came_in(
+                        Hook::PodIngress,
+                        On::A,
+                        tcp4(NODE4, 40_000, A4, 80, SYN),
+                        On::A,
+                        pass(REASON_ALLOW_POLICY).mark(0),
+                    ),
+                    MARK_EGRESS_DEFERRED,
+                ),
+            ],
+        },
+        Case {
             name: "issue9_9_a_masqueraded_flow_of_an_admitted_pod_is_answered",
             setup: |dp, ifs| {
                 base(dp, ifs);
