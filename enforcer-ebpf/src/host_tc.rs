@@ -84,13 +84,10 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext, inbound: bool) -> Result<Outcome,
         // RPF: a local pod's address entering through a host interface (see `spoof`).
         return Err(Drop::Spoofed);
     }
-    if !inbound
-        && key.local_is_node
-        && let Some(pod) = snat::workload_behind(cfg.active_gen, &pkt, spoof::came_in(ctx))
-    {
+    if !inbound && key.local_is_node {
         // A pod's packet the node SNATed to its own address (natOutgoing): forwarded
         // traffic from the pod, not the host's own (`snat`).
-        host::local_side(cfg.active_gen, &ep, &pkt, &pod, &mut key)?;
+        snat::rekey_forwarded(cfg.active_gen, &ep, &pkt, spoof::came_in(ctx), &mut key)?;
     }
     if key.local_is_node && pkt.is_ndp_message() {
         // Neighbor discovery to or from the node's own (global) address.

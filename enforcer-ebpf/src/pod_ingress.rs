@@ -65,10 +65,11 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
     let (generation, me) = flow_generation(&cfg, &fwd, deferred, ifindex, ep);
     // A local pod's packet whose source the node rewrote (SNAT) is the pod's (`snat`);
     // its egress hook approved the flow before the rewrite, under the original tuple.
-    let behind = snat::workload_behind(generation, &pkt, came_in);
-    let src_peer = policy::peer(generation, pkt.family, behind.as_ref().unwrap_or(&pkt.src))?;
+    let mut src = pkt.src;
+    let rewritten = snat::judged_source(generation, &pkt, came_in, &mut src);
+    let src_peer = policy::peer(generation, pkt.family, &src)?;
     let cell = policy::cell(generation, &pkt);
-    let mut egress_ok = src_peer.flags & PEER_F_LOCAL_ENDPOINT == 0 || behind.is_some();
+    let mut egress_ok = src_peer.flags & PEER_F_LOCAL_ENDPOINT == 0 || rewritten != 0;
 
     if deferred {
         // The client's egress leg, judged on the translated destination (this pod).
