@@ -39,8 +39,10 @@ pub struct CtValue {
     pub last_seen_ns: u64,
     /// `CT_F_*` flags.
     pub flags: u32,
-    /// Generation that judged the flow's first leg; the second leg uses it too while it
-    /// is live, so both legs of a flow see the same policy version.
+    /// The generation that judged the flow's first leg, stamped with its epoch
+    /// ([`ct_stamp`](crate::ct_stamp)); the second leg uses it too while it is live
+    /// and holds that epoch ([`stamped_slot`](crate::stamped_slot)), so both legs of a
+    /// flow see the same policy version, never a later one that reused the slot.
     pub generation: u32,
 }
 const _: () = assert!(size_of::<CtValue>() == 16);

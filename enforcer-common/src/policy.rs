@@ -20,13 +20,53 @@ pub struct Config {
     pub live_gens: u32,
     /// `CONFIG_F_*` flags.
     pub flags: u32,
-    pub _pad: u32,
+    /// The epoch of the active generation: a number the agent raises by one at every
+    /// switch (31 bits, never 0 once the agent wrote a generation). The other slot,
+    /// while live, holds epoch `epoch - 1`. A flow records the epoch that judged its
+    /// first leg ([`ct_stamp`]); its second leg is judged in that slot only while the
+    /// slot is live and still holds that epoch ([`stamped_slot`]), so a slot rewritten
+    /// with a later policy version never judges an older flow. 0: no epochs (both
+    /// slots count as epoch 0).
+    pub epoch: u32,
     /// The agent's network namespace (`SO_NETNS_COOKIE`). The cgroup program runs for
     /// the sockets of every namespace under the cgroup it is attached to; it judges only
     /// packets of this one (0: none yet, judge nothing).
     pub netns_cookie: u64,
 }
 const _: () = assert!(size_of::<Config>() == 24);
+
+// ---------------------------------------------------------------------------------
+// Generation stamps of conntrack entries (see `Config::epoch`).
+// ---------------------------------------------------------------------------------
+
+/// The epoch generation slot `slot` holds under `cfg`.
+#[inline]
+pub const fn slot_epoch(cfg: &Config, slot: u32) -> u32 {
+    if slot == cfg.active_gen {
+        cfg.epoch
+    } else {
+        cfg.epoch.saturating_sub(1)
+    }
+}
+
+/// The value of [`CtValue::generation`](crate::CtValue::generation) for a flow judged
+/// in slot `slot` under `cfg`: the slot in bit 0, its epoch above.
+#[inline]
+pub const fn ct_stamp(cfg: &Config, slot: u32) -> u32 {
+    let slot = slot & 1;
+    (slot_epoch(cfg, slot) << 1) | slot
+}
+
+/// The slot a flow stamped `stamp` ([`ct_stamp`]) may have its second leg judged in:
+/// the slot it was stamped in, if that slot is live and still holds the stamped epoch.
+#[inline]
+pub const fn stamped_slot(cfg: &Config, stamp: u32) -> Option<u32> {
+    let slot = stamp & 1;
+    if cfg.live_gens & (1 << slot) == 0 || ct_stamp(cfg, slot) != stamp {
+        return None;
+    }
+    Some(slot)
+}
 
 /// Emit a flow event for every denied new flow (not only for Log rules).
 pub const CONFIG_F_EVENT_ON_DENY: u32 = 1 << 0;
@@ -301,3 +341,43 @@ pub const VERDICT_F_LOG: u8 = 1 << 0;
 
 /// "No policy / no rule" in [`Verdict::policy`] and [`Verdict::rule`].
 pub const NO_INDEX: u32 = u32::MAX;
+
+#[cfg(test)]
+mod stamp_tests {
+    use super::{Config, ct_stamp, stamped_slot};
+
+    fn cfg(active_gen: u32, live_gens: u32, epoch: u32) -> Config {
+        Config {
+            active_gen,
+            live_gens,
+            epoch,
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn a_stamp_names_its_slot_while_the_slot_holds_its_epoch() {
+        // Epoch 7 in slot 1 (active), epoch 6 in slot 0 (previous, live).
+        let v7 = cfg(1, 0b11, 7);
+        let old = ct_stamp(&v7, 0);
+        let new = ct_stamp(&v7, 1);
+        assert_eq!(stamped_slot(&v7, old), Some(0));
+        assert_eq!(stamped_slot(&v7, new), Some(1));
+        // Slot 0 retired (the grace is over): its flows are judged by the active slot.
+        assert_eq!(stamped_slot(&cfg(1, 0b10, 7), old), None);
+        // Epoch 8 rewrote slot 0: epoch 6's flows are not judged by it.
+        let v8 = cfg(0, 0b11, 8);
+        assert_eq!(stamped_slot(&v8, old), None);
+        assert_eq!(stamped_slot(&v8, new), Some(1));
+        // Epoch 9 rewrote slot 1 and slot 0 (epoch 8) is live: epoch 7 matches nothing.
+        assert_eq!(stamped_slot(&cfg(1, 0b11, 9), new), None);
+    }
+
+    #[test]
+    fn without_epochs_a_stamp_is_the_bare_slot() {
+        let c = cfg(1, 0b11, 0);
+        assert_eq!(ct_stamp(&c, 0), 0);
+        assert_eq!(ct_stamp(&c, 1), 1);
+        assert_eq!(stamped_slot(&c, 0), Some(0));
+    }
+}

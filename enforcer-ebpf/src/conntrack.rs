@@ -11,10 +11,11 @@ use enforcer_common::{
     CT_F_CLOSING, CT_F_ESTABLISHED, CT_F_FIN_FORWARD, CT_F_FIN_REVERSE, CT_F_REPLIED,
     CT_TIMEOUT_ICMP_NS, CT_TIMEOUT_OTHER_NS, CT_TIMEOUT_TCP_CLOSING_NS,
     CT_TIMEOUT_TCP_ESTABLISHED_NS, CT_TIMEOUT_TCP_SYN_NS, CT_TIMEOUT_UDP_NS, CtKey, CtValue,
+    ct_stamp,
 };
 
 use crate::{
-    maps::ENF_CONNTRACK,
+    maps::{ENF_CONFIG, ENF_CONNTRACK},
     packet::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, Packet},
 };
 
@@ -172,9 +173,18 @@ pub fn passes(pkt: &Packet, key: &CtKey, fwd: &Entry, leg: u32, now: u64) -> boo
     false
 }
 
-/// Writes the entry (creating or replacing it).
+/// Writes the entry (creating or replacing it), for a flow judged in slot
+/// `generation`: the entry records the slot with the epoch it holds
+/// (`enforcer_common::ct_stamp`), read from `Config` now. A switch between the
+/// caller's read of `Config` and this one moves the epoch of neither slot: the slot
+/// the caller judged in is rewritten only after it stopped being live and every
+/// program that saw it live has finished (the agent's RCU wait).
 #[inline(always)]
 pub fn upsert(key: &CtKey, flags: u32, generation: u32, now: u64) {
+    let generation = match ENF_CONFIG.get(0) {
+        Some(cfg) => ct_stamp(cfg, generation),
+        None => generation,
+    };
     let value = CtValue {
         last_seen_ns: now,
         flags,

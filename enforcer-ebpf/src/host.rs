@@ -8,8 +8,8 @@
 use enforcer_common::{
     ACTION_ALLOW, ACTION_CONTINUE, ACTION_DENY, Config, CtKey, DIR_EGRESS, DIR_INGRESS,
     DIR_UNTRACKED_EGRESS, DIR_UNTRACKED_INGRESS, EndpointInfo, FailsafeKey, HOOK_HOST_XDP,
-    PEER_F_HOST, PeerInfo, REASON_ALLOW_POLICY, REASON_ALLOW_UNTRACKED, REASON_DENY_POLICY,
-    host_profile,
+    PEER_F_HOST, PEER_F_LOCAL_ENDPOINT, PeerInfo, REASON_ALLOW_POLICY, REASON_ALLOW_UNTRACKED,
+    REASON_DENY_POLICY, host_profile,
 };
 
 use crate::{
@@ -71,6 +71,9 @@ pub fn may_be_failsafe_reply(pkt: &Packet, inbound: bool) -> bool {
 pub struct HostKey {
     /// The local address is one of the node's own (`PEER_F_HOST`).
     pub local_is_node: bool,
+    /// The remote address is a pod of this node (`PEER_F_LOCAL_ENDPOINT`): inbound, a
+    /// forged source (its packets only ever enter through its own veth, see `spoof`).
+    pub remote_is_local_pod: bool,
     pub peer_class: u32,
     pub profile: u32,
     pub cell: u32,
@@ -98,6 +101,7 @@ pub fn host_key(
     let local: PeerInfo = policy::peer(generation, pkt.family, local)?;
     Ok(HostKey {
         local_is_node: local.flags & PEER_F_HOST != 0,
+        remote_is_local_pod: remote.flags & PEER_F_LOCAL_ENDPOINT != 0,
         peer_class: remote.class,
         profile: host_profile(ep.profile, local.host_class),
         cell: policy::cell(generation, pkt),
@@ -105,6 +109,22 @@ pub fn host_key(
         ifindex,
         hook,
     })
+}
+
+/// Re-keys `key` for `local` as the local address (instead of the packet's own): a
+/// pod's address, for its packet whose source the node rewrote (see `snat`).
+#[inline(always)]
+pub fn local_side(
+    generation: u32,
+    ep: &EndpointInfo,
+    pkt: &Packet,
+    local: &[u8; 16],
+    key: &mut HostKey,
+) -> Result<(), Drop> {
+    let local: PeerInfo = policy::peer(generation, pkt.family, local)?;
+    key.local_is_node = local.flags & PEER_F_HOST != 0;
+    key.profile = host_profile(ep.profile, local.host_class);
+    Ok(())
 }
 
 /// The action for (direction, host key); not inlined, see the module doc. The whole

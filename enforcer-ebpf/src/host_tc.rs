@@ -30,7 +30,7 @@ use crate::{
     Drop, Outcome, conntrack,
     host::{self, HostAction},
     packet::{self, Frame, IPPROTO_TCP},
-    policy, service,
+    policy, service, snat, spoof,
 };
 
 #[inline(always)]
@@ -79,7 +79,16 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext, inbound: bool) -> Result<Outcome,
     } else {
         HOOK_HOST_EGRESS
     };
-    let key = host::host_key(cfg.active_gen, &ep, &pkt, inbound, (ifindex, hook))?;
+    let mut key = host::host_key(cfg.active_gen, &ep, &pkt, inbound, (ifindex, hook))?;
+    if inbound && key.remote_is_local_pod {
+        // RPF: a local pod's address entering through a host interface (see `spoof`).
+        return Err(Drop::Spoofed);
+    }
+    if !inbound && key.local_is_node {
+        // A pod's packet the node SNATed to its own address (natOutgoing): forwarded
+        // traffic from the pod, not the host's own (`snat`).
+        snat::rekey_forwarded(cfg.active_gen, &ep, &pkt, spoof::came_in(ctx), &mut key)?;
+    }
     if key.local_is_node && pkt.is_ndp_message() {
         // Neighbor discovery to or from the node's own (global) address.
         return Ok(Outcome::pass(REASON_ALLOW_NDP));

@@ -43,6 +43,10 @@ pub fn run<const DEBUG: bool>(ctx: &XdpContext) -> Result<Outcome, Drop> {
     let ifindex = ctx.ingress_ifindex() as u32;
     let ep = policy::endpoint(cfg.active_gen, ifindex).ok_or(Drop::NoEndpoint)?;
     let key = host::host_key(cfg.active_gen, &ep, &pkt, true, (ifindex, HOOK_HOST_XDP))?;
+    if key.remote_is_local_pod {
+        // RPF: a local pod's address entering through a host interface (see `spoof`).
+        return Err(Drop::Spoofed);
+    }
     if key.local_is_node && pkt.is_ndp_message() {
         // Neighbor discovery to the node's own (global) address.
         return Ok(Outcome::pass(REASON_ALLOW_NDP));

@@ -39,6 +39,8 @@ mod pod_egress;
 mod pod_ingress;
 mod policy;
 mod service;
+mod snat;
+mod spoof;
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT, TC_ACT_UNSPEC, xdp_action},
@@ -63,7 +65,9 @@ pub enum Drop {
     NoPolicyLoaded,
     /// The interface (or a deferred flow's source) has no endpoint entry.
     NoEndpoint,
-    /// The pod sent from an address that is not its own.
+    /// The pod sent from an address that is not its own, sent a packet for a node to
+    /// decapsulate, or a local pod's address arrived through another interface than
+    /// its own (see `spoof`).
     Spoofed,
     /// A map lookup that must succeed did not (fail closed).
     MapError,

@@ -2,7 +2,7 @@
 //! judged by the pod's egress policy.
 //!
 //! Per packet: parse; ARP and NDP pass; `Config` (nothing loaded: drop); the endpoint of
-//! this interface (none: drop); anti-spoofing; conntrack (this leg approved, or a reply
+//! this interface (none: drop); anti-spoofing (and no encapsulation, see `spoof`); conntrack (this leg approved, or a reply
 //! to an established flow: pass); then policy. Towards a Service VIP the decision is
 //! deferred to the hook that sees the translated packet (`pod_ingress`).
 
@@ -18,7 +18,7 @@ use crate::{
     Drop, Outcome, conntrack,
     packet::{self, Frame, Packet},
     policy::{self, Judged},
-    service,
+    service, spoof,
 };
 
 #[inline(always)]
@@ -35,6 +35,10 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
     let ifindex = packet::ifindex(ctx);
     let ep = policy::endpoint(generation, ifindex).ok_or(Drop::NoEndpoint)?;
     check_source(&ep, &pkt)?;
+    if spoof::is_encapsulation(&pkt) {
+        // IPIP / VXLAN from a workload: see `spoof`.
+        return Err(Drop::Spoofed);
+    }
 
     // Conntrack first (a flow this leg approved, or a reply): see `conntrack::passes`.
     let now = conntrack::now_ns();

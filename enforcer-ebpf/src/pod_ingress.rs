@@ -3,7 +3,8 @@
 //! node, by the client's deferred egress policy first.
 //!
 //! Per packet: clear our skb mark bits (remembering a deferred egress leg); parse; ARP
-//! and NDP pass; `Config`; the endpoint of this interface; conntrack; then policy:
+//! and NDP pass; `Config`; the endpoint of this interface; RPF for local pods' addresses
+//! (`spoof`); conntrack; then policy:
 //!
 //! - deferred (`MARK_EGRESS_DEFERRED`): resolve the client endpoint (its peer entry names
 //!   its interface, whose endpoint entry gives its profile) and judge the client's
@@ -25,7 +26,7 @@ use crate::{
     conntrack::{self, Entry},
     packet::{self, Frame},
     policy::{self, Judged},
-    service,
+    service, snat, spoof,
 };
 
 #[inline(always)]
@@ -48,6 +49,10 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
     let active = cfg.active_gen;
     let ifindex = packet::ifindex(ctx);
     let ep = policy::endpoint(active, ifindex).ok_or(Drop::NoEndpoint)?;
+    // A local pod's address only ever enters through its own veth (before conntrack:
+    // a forged packet must not ride one of its flows either).
+    let came_in = spoof::came_in(ctx);
+    spoof::check_rpf(active, &pkt, came_in)?;
 
     let now = conntrack::now_ns();
     let key = conntrack::forward_key(&pkt);
@@ -58,9 +63,13 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
 
     // The second leg of a flow uses the generation that judged the first, while live.
     let (generation, me) = flow_generation(&cfg, &fwd, deferred, ifindex, ep);
-    let src_peer = policy::peer(generation, pkt.family, &pkt.src)?;
+    // A local pod's packet whose source the node rewrote (SNAT) is the pod's (`snat`);
+    // its egress hook approved the flow before the rewrite, under the original tuple.
+    let mut src = pkt.src;
+    let rewritten = snat::judged_source(generation, &pkt, came_in, &mut src);
+    let src_peer = policy::peer(generation, pkt.family, &src)?;
     let cell = policy::cell(generation, &pkt);
-    let mut egress_ok = src_peer.flags & PEER_F_LOCAL_ENDPOINT == 0;
+    let mut egress_ok = src_peer.flags & PEER_F_LOCAL_ENDPOINT == 0 || rewritten != 0;
 
     if deferred {
         // The client's egress leg, judged on the translated destination (this pod).
@@ -107,8 +116,9 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
 }
 
 /// The generation and endpoint entry to judge with: the first leg's generation if the
-/// client's egress hook recorded one that is still live (and this interface has an
-/// endpoint in it), else the active one.
+/// client's egress hook recorded one that is still live and still holds the epoch the
+/// flow was stamped with (and this interface has an endpoint in it), else the active
+/// one. A superseded generation stays live only for the agent's grace period.
 #[inline(always)]
 fn flow_generation(
     cfg: &enforcer_common::Config,
@@ -117,11 +127,10 @@ fn flow_generation(
     ifindex: u32,
     active_ep: EndpointInfo,
 ) -> (u32, EndpointInfo) {
-    let g = fwd.value.generation;
     if !deferred
         && fwd.has(CT_F_EGRESS_OK)
+        && let Some(g) = enforcer_common::stamped_slot(cfg, fwd.value.generation)
         && g != cfg.active_gen
-        && policy::is_live(cfg, g)
         && let Some(ep) = policy::endpoint(g, ifindex)
     {
         return (g, ep);

@@ -33,12 +33,6 @@ pub fn config() -> Result<Config, Drop> {
     Ok(cfg)
 }
 
-/// Generation `generation` may still judge flows.
-#[inline(always)]
-pub fn is_live(cfg: &Config, generation: u32) -> bool {
-    generation < GENERATIONS && cfg.live_gens & (1 << generation) != 0
-}
-
 #[inline(always)]
 pub fn endpoint(generation: u32, ifindex: u32) -> Option<EndpointInfo> {
     let key = EndpointKey {

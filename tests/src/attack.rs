@@ -232,3 +232,90 @@ impl Icmpv6Capture {
             .unwrap_or_else(|e| panic!("ICMPv6 capture: {e}"))
     }
 }
+
+/// Sends one UDP datagram from inside `netns` with a source the attacker forged
+/// (`src:sport`, any address) to `dst:dport`, through a raw socket with `IP_HDRINCL`
+/// (the kernel fills in the IPv4 checksum and total length; the UDP checksum is 0,
+/// "none", valid for IPv4).
+pub fn udp4_forged(
+    netns: &str,
+    (src, sport): (std::net::Ipv4Addr, u16),
+    (dst, dport): (std::net::Ipv4Addr, u16),
+    payload: &[u8],
+) -> std::io::Result<()> {
+    let udp_len = 8 + payload.len();
+    let mut packet = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
+    packet[2..4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
+    packet.extend_from_slice(&src.octets());
+    packet.extend_from_slice(&dst.octets());
+    packet.extend_from_slice(&sport.to_be_bytes());
+    packet.extend_from_slice(&dport.to_be_bytes());
+    packet.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    packet.extend_from_slice(&[0, 0]);
+    packet.extend_from_slice(payload);
+    in_netns(netns, move || {
+        // IPPROTO_RAW: the caller writes the IP header (IP_HDRINCL implied).
+        let fd = socket(
+            AddressFamily::Inet,
+            SockType::Raw,
+            SockFlag::empty(),
+            nix::sys::socket::SockProtocol::Raw,
+        )?;
+        let to = SockaddrStorage::from(SocketAddr::from((dst, dport)));
+        nix::sys::socket::sendto(
+            fd.as_raw_fd(),
+            &packet,
+            &to,
+            nix::sys::socket::MsgFlags::empty(),
+        )?;
+        Ok(())
+    })
+}
+
+/// Datagrams received, with their sources.
+pub type Datagrams = Vec<(SocketAddr, Vec<u8>)>;
+
+/// Listens on UDP `port` in `netns` for `duration` and returns every datagram received
+/// (with its source), as the receiving pod sees them.
+pub struct UdpCapture {
+    thread: std::thread::JoinHandle<std::io::Result<Datagrams>>,
+}
+
+impl UdpCapture {
+    /// Starts listening; returns once the socket is bound.
+    pub fn start(netns: &str, port: u16, duration: Duration) -> Self {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let netns = netns.to_owned();
+        let thread = std::thread::spawn(move || {
+            enter_netns(&netns)?;
+            let socket = std::net::UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], port)))?;
+            socket.set_read_timeout(Some(Duration::from_millis(100)))?;
+            let _ = ready_tx.send(());
+            let deadline = std::time::Instant::now() + duration;
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 2048];
+            while std::time::Instant::now() < deadline {
+                match socket.recv_from(&mut buf) {
+                    Ok((n, from)) => seen.push((from, buf[..n].to_vec())),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(seen)
+        });
+        let _ = ready_rx.recv_timeout(Duration::from_secs(5));
+        Self { thread }
+    }
+
+    /// The datagrams received, once the capture ended.
+    pub fn finish(self) -> Datagrams {
+        self.thread
+            .join()
+            .unwrap_or_else(|_| panic!("capture thread panicked"))
+            .unwrap_or_else(|e| panic!("UDP capture: {e}"))
+    }
+}

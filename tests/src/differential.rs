@@ -117,6 +117,9 @@ pub struct Applied {
     /// Interfaces of the local endpoints → ifindex.
     pub local: BTreeMap<String, u32>,
     pub generation: u32,
+    /// What a conntrack entry judged in this generation records
+    /// (`enforcer_common::ct_stamp`: the slot and its epoch).
+    pub ct_stamp: u32,
 }
 
 impl Applied {
@@ -254,6 +257,7 @@ impl Bench {
             spec,
             local,
             generation: stats.generation,
+            ct_stamp: enforcer_common::ct_stamp(&self.writer.config(), stats.generation),
         })
     }
 
@@ -547,12 +551,12 @@ impl Bench {
             own | if leg.peer_local { 0 } else { peer } | leg.prior
         });
         let got_flags = entry.map(|e| e.flags);
-        if got_flags != want_flags || entry.is_some_and(|e| e.generation != applied.generation) {
+        if got_flags != want_flags || entry.is_some_and(|e| e.generation != applied.ct_stamp) {
             return Err(fail(
                 "conntrack",
                 &format!(
-                    "want flags {want_flags:?} in generation {}",
-                    applied.generation
+                    "want flags {want_flags:?} in generation {} (stamp {})",
+                    applied.generation, applied.ct_stamp
                 ),
             ));
         }

@@ -120,6 +120,8 @@ pub struct LabGuard {
     pub encap: Option<&'static str>,
     /// `lab up --agent-arg` (each an argument of every node agent).
     pub agent_args: Vec<String>,
+    /// Further `lab up` options (`--kube-proxy-masquerade`).
+    pub up_args: Vec<&'static str>,
 }
 
 impl LabGuard {
@@ -132,7 +134,15 @@ impl LabGuard {
             nodes: 1,
             encap: None,
             agent_args: Vec::new(),
+            up_args: Vec::new(),
         }
+    }
+
+    /// `lab up` will get `args` too (`--kube-proxy-masquerade`).
+    #[must_use]
+    pub fn with_up_args(mut self, args: &[&'static str]) -> Self {
+        self.up_args.extend_from_slice(args);
+        self
     }
 
     /// The lab's agents will run with `args` on top of the lab's own.
@@ -210,6 +220,7 @@ impl LabGuard {
             .map(|a| format!("--agent-arg={a}"))
             .collect();
         args.extend(agent_args.iter().map(String::as_str));
+        args.extend(self.up_args.iter().copied());
         let files: Vec<String> = files
             .iter()
             .map(|f| f.to_string_lossy().into_owned())

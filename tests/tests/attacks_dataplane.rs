@@ -21,14 +21,14 @@ use enforcer_common::{
     FRONTEND_F_NODE_PORT, HOOK_CGROUP_INGRESS, HOOK_GUARD_EGRESS, HOOK_POD_INGRESS,
     MARK_EGRESS_DEFERRED, NO_INDEX, PEER_F_HOST, PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP,
     PeerInfo, REASON_ALLOW_CONNTRACK, REASON_ALLOW_FAILSAFE, REASON_ALLOW_NDP, REASON_ALLOW_POLICY,
-    REASON_DEFERRED, REASON_DENY_POLICY, REASON_NAMES, REASON_XDP_CONTINUE, REASONS,
-    RuleCounterKey, VERDICT_KIND_RULE, Verdict, VerdictKey, host_profile,
+    REASON_DEFERRED, REASON_DENY_POLICY, REASON_NAMES, REASON_SPOOFED, REASON_XDP_CONTINUE,
+    REASONS, RuleCounterKey, VERDICT_KIND_RULE, Verdict, VerdictKey, host_profile,
 };
 use enforcer_tests::bpf::{
     dataplane::{Dataplane, Hook, ct_key, endpoint, monotonic_ns},
     netns::NetNs,
     packet::{
-        ACK, FIN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PSH, SYN, V4, icmp, tcp, udp,
+        ACK, FIN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PSH, SYN, V4, icmp, tcp, udp, v6,
         v6_hops,
     },
     run_table,
@@ -1138,6 +1138,311 @@ fn frontend_cases() -> Vec<Case> {
     }]
 }
 
+/// A packet run on `hook` that entered the node through `came_in`.
+fn came_in(hook: Hook, on: On, frame: Vec<u8>, from: On, expect: Expect) -> Step {
+    match run(hook, on, frame, expect) {
+        Step::Run {
+            hook,
+            on,
+            frame,
+            mark,
+            expect,
+            ..
+        } => Step::Run {
+            hook,
+            on,
+            frame,
+            mark,
+            came_in: Some(from),
+            expect,
+        },
+        other @ Step::Check(..) => other,
+    }
+}
+
+/// A trusts B and B trusts A, both ways; A's egress is open (the default of most pods).
+fn trusting(dp: &mut Dataplane, ifs: &Ifaces) {
+    base(dp, ifs);
+    pod(dp, 0, DIR_EGRESS, P_A, ANY_PEER, ANY_CELL, ACTION_ALLOW);
+    pod(dp, 0, DIR_EGRESS, P_B, C_A, ANY_CELL, ACTION_ALLOW);
+    pod(dp, 0, DIR_INGRESS, P_A, C_B, ANY_CELL, ACTION_ALLOW);
+    pod(dp, 0, DIR_INGRESS, P_B, C_A, ANY_CELL, ACTION_ALLOW);
+    // The host endpoint lets the node's pods in (a probe rule).
+    host(dp, DIR_HOST_INGRESS, HC_NODE, C_A, ANY_CELL, ACTION_ALLOW);
+}
+
+/// An IPIP packet from `outer_src` to `outer_dst` carrying `inner`'s IP packet.
+fn ipip(outer_src: Ipv4Addr, outer_dst: Ipv4Addr, inner: &[u8]) -> Vec<u8> {
+    V4::new(outer_src, outer_dst, 4).frame(&inner[14..])
+}
+
+/// Issue 9 item 11: spoofed sources through the node (encapsulation from a pod, a local
+/// pod's address arriving through another interface than its own).
+fn spoof_cases() -> Vec<Case> {
+    let a4: IpAddr = A4.into();
+    let b4: IpAddr = B4.into();
+    vec![
+        Case {
+            name: "issue9_11_a_pod_tunnels_a_packet_with_a_forged_inner_source_through_the_node",
+            setup: trusting,
+            steps: vec![
+                // B's egress is open to the node: IPIP carrying "A -> B" is still dropped.
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    ipip(A4, NODE4, &tcp4(B4, 1000, A4, 80, SYN)),
+                    dropped(REASON_SPOOFED),
+                ),
+                // To another node, or outside: the same.
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    ipip(A4, EXT4, &tcp4(B4, 1000, A4, 80, SYN)),
+                    dropped(REASON_SPOOFED),
+                ),
+                // IPv6-in-IPv4 (41) and VXLAN (UDP 4789).
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    V4::new(A4, NODE4, 41).frame(&[0x60; 40]),
+                    dropped(REASON_SPOOFED),
+                ),
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    udp4(A4, 40_000, NODE4, 4789),
+                    dropped(REASON_SPOOFED),
+                ),
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    v6(A6, NODE6, &[], 4, &[0x45; 20]),
+                    dropped(REASON_SPOOFED),
+                ),
+                ct_absent(a4, NODE4.into(), 40_000, 4789, PROTO_UDP),
+                // Plain UDP from A to the node passes its open egress.
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    udp4(A4, 40_000, NODE4, 53),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+            ],
+        },
+        Case {
+            name: "issue9_11_an_outside_host_spoofs_a_local_pod",
+            setup: trusting,
+            steps: vec![
+                // "A -> B" arriving on the host interface (or decapsulated from a
+                // tunnel device): B's ingress trusts A, the packet is not A's.
+                came_in(
+                    Hook::PodIngress,
+                    On::B,
+                    tcp4(A4, 1000, B4, 80, SYN),
+                    On::Eth,
+                    dropped(REASON_SPOOFED),
+                ),
+                ct_absent(a4, b4, 1000, 80, PROTO_TCP),
+                // Nor through another pod's veth (B's own address back to B).
+                came_in(
+                    Hook::PodIngress,
+                    On::A,
+                    tcp4(B4, 1000, A4, 80, SYN),
+                    On::A,
+                    dropped(REASON_SPOOFED),
+                ),
+                // Through the host endpoint to the node, which lets A in.
+                host_in(tcp4(A4, 1000, NODE4, 8000, SYN), dropped(REASON_SPOOFED)),
+                xdp(tcp4(A4, 1000, NODE4, 8000, SYN), dropped(REASON_SPOOFED)),
+                // A's own packet, through A's veth, is A's.
+                came_in(
+                    Hook::PodIngress,
+                    On::B,
+                    tcp4(A4, 1000, B4, 80, SYN),
+                    On::A,
+                    pass(REASON_ALLOW_POLICY),
+                ),
+            ],
+        },
+        Case {
+            name: "issue9_11_an_outside_host_injects_into_an_intra_node_flow",
+            setup: trusting,
+            steps: vec![
+                // A and B talk: both legs approved.
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    tcp4(A4, 40_000, B4, 80, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                came_in(
+                    Hook::PodIngress,
+                    On::B,
+                    tcp4(A4, 40_000, B4, 80, SYN),
+                    On::A,
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                // Forged segments of that flow from outside, either way: conntrack keys
+                // carry no interface, the RPF check does.
+                came_in(
+                    Hook::PodIngress,
+                    On::B,
+                    tcp4(A4, 40_000, B4, 80, ACK | PSH),
+                    On::Eth,
+                    dropped(REASON_SPOOFED),
+                ),
+                came_in(
+                    Hook::PodIngress,
+                    On::A,
+                    tcp4(B4, 80, A4, 40_000, SYN | ACK),
+                    On::Eth,
+                    dropped(REASON_SPOOFED),
+                ),
+                // The real segments still pass.
+                came_in(
+                    Hook::PodIngress,
+                    On::B,
+                    tcp4(A4, 40_000, B4, 80, ACK | PSH),
+                    On::A,
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+            ],
+        },
+    ]
+}
+
+/// Issue 9 item 9: sources the node's own SNAT rewrote are judged as the pod behind
+/// them (the packet entered through its veth).
+fn snat_cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "issue9_9_nat_outgoing_makes_a_pods_traffic_the_hosts_own",
+            setup: |dp, ifs| {
+                base(dp, ifs);
+                pod(dp, 0, DIR_EGRESS, P_A, ANY_PEER, ANY_CELL, ACTION_ALLOW);
+                // The host may reach the outside; forwarded traffic (applyOnForward,
+                // local side a pod) may not.
+                host(dp, DIR_HOST_EGRESS, HC_NODE, C_EXT, ANY_CELL, ACTION_ALLOW);
+            },
+            steps: vec![
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    tcp4(A4, 40_000, EXT4, 80, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                // natOutgoing: the packet leaves eth with the node's address; it came
+                // in through A's veth, it is A's forwarded traffic.
+                came_in(
+                    Hook::HostEgress,
+                    On::Eth,
+                    tcp4(NODE4, 40_000, EXT4, 80, SYN),
+                    On::A,
+                    dropped(REASON_DENY_POLICY),
+                ),
+                // The node's own connection is the host's.
+                host_out(
+                    tcp4(NODE4, 40_001, EXT4, 80, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+            ],
+        },
+        Case {
+            name: "issue9_9_masquerade_makes_a_pods_node_port_traffic_the_nodes",
+            setup: |dp, ifs| {
+                base(dp, ifs);
+                pod(dp, 0, DIR_EGRESS, P_A, ANY_PEER, ANY_CELL, ACTION_ALLOW);
+                // B admits the node (probes), not A.
+                pod(dp, 0, DIR_INGRESS, P_B, C_NODE, ANY_CELL, ACTION_ALLOW);
+            },
+            steps: vec![
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    tcp4(A4, 40_000, NODE4, 80, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                // kube-proxy DNATs node:80 to B and masquerades: B sees the node's
+                // address on a packet that came in through A's veth.
+                came_in(
+                    Hook::PodIngress,
+                    On::B,
+                    tcp4(NODE4, 40_000, B4, 80, SYN),
+                    On::A,
+                    dropped(REASON_DENY_POLICY),
+                ),
+                // The node's own probe is the node's.
+                run(
+                    Hook::PodIngress,
+                    On::B,
+                    tcp4(NODE4, 40_001, B4, 80, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+            ],
+        },
+        Case {
+            name: "issue9_9_hairpin_through_a_vip_with_snat_resolves_the_client",
+            setup: |dp, ifs| {
+                base(dp, ifs);
+                pod(dp, 0, DIR_EGRESS, P_A, C_A, CELL_TCP80, ACTION_ALLOW);
+                pod(dp, 0, DIR_INGRESS, P_A, C_A, CELL_TCP80, ACTION_ALLOW);
+            },
+            steps: vec![
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    tcp4(A4, 40_000, VIP4, 80, SYN),
+                    pass(REASON_DEFERRED).mark(MARK_EGRESS_DEFERRED),
+                ),
+                // DNAT to A itself and SNAT to the node's address (hairpin): the client
+                // is the pod behind the rewritten source, judged by its own egress.
+                marked(
+                    came_in(
+                        Hook::PodIngress,
+                        On::A,
+                        tcp4(NODE4, 40_000, A4, 80, SYN),
+                        On::A,
+                        pass(REASON_ALLOW_POLICY).mark(0),
+                    ),
+                    MARK_EGRESS_DEFERRED,
+                ),
+            ],
+        },
+        Case {
+            name: "issue9_9_a_masqueraded_flow_of_an_admitted_pod_is_answered",
+            setup: |dp, ifs| {
+                base(dp, ifs);
+                pod(dp, 0, DIR_EGRESS, P_A, ANY_PEER, ANY_CELL, ACTION_ALLOW);
+                pod(dp, 0, DIR_INGRESS, P_B, C_A, ANY_CELL, ACTION_ALLOW);
+            },
+            steps: vec![
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    tcp4(A4, 40_000, NODE4, 80, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                came_in(
+                    Hook::PodIngress,
+                    On::B,
+                    tcp4(NODE4, 40_000, B4, 80, SYN),
+                    On::A,
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                // B's reply passes as a reply (A's egress approved the flow before
+                // the rewrite), whatever B's egress policy (deny all).
+                came_in(
+                    Hook::PodEgress,
+                    On::B,
+                    tcp4(B4, 80, NODE4, 40_000, SYN | ACK),
+                    On::B,
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+            ],
+        },
+    ]
+}
+
 fn cases() -> Vec<Case> {
     let mut all = Vec::new();
     all.extend(failsafe_cases());
@@ -1146,6 +1451,8 @@ fn cases() -> Vec<Case> {
     all.extend(service_cases());
     all.extend(frontend_cases());
     all.extend(reported_cases());
+    all.extend(spoof_cases());
+    all.extend(snat_cases());
     all
 }
 

@@ -10,13 +10,17 @@
 //!
 //! Item 2: failsafe ports are matched by destination port in their own direction only.
 //!
+//! Item 11: a local pod's address arriving from outside is not that pod (RPF).
+//!
 //! Privileged: `cargo build --bin enforcer && cargo test -p enforcer-tests --test
 //! attacks_node -- --test-threads=1`.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::time::{Duration, Instant};
 
-use enforcer_tests::attack::{TcpOutcome, ifindex_in, tcp_attempt, udp_attempt};
+use enforcer_tests::attack::{
+    TcpOutcome, UdpCapture, ifindex_in, tcp_attempt, udp_attempt, udp4_forged,
+};
 use enforcer_tests::lab::{LabGuard, fixture, serial};
 
 const NODE_V4: &str = "198.18.255.1";
@@ -189,4 +193,76 @@ fn a_failsafe_source_port_opens_nothing() {
         let answer = udp_attempt(&ext, Some(from(sport)), node(SERVICE), ATTEMPT);
         assert_eq!(answer, None, "UDP from port {sport} to node:{SERVICE}");
     }
+}
+
+const TRUSTING: &str = "\
+apiVersion: v1
+kind: Pod
+metadata: {name: trusted, namespace: default, labels: {app: trusted}}
+spec: {containers: [{name: c}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: default, labels: {app: db}}
+spec: {containers: [{name: c}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db-from-trusted, namespace: default}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  policyTypes: [Ingress]
+  ingress: [{from: [{podSelector: {matchLabels: {app: trusted}}}]}]
+";
+
+/// Security item 11: an outside host that forges a local pod's address reached that
+/// pod's peers as the pod (the node's `rp_filter` is off, as it often is; conntrack
+/// keys carry no interface). `db` admits only `trusted`: the real `trusted` gets
+/// through, the forged one from the external client does not (a local pod's address
+/// only ever enters the node through its own veth).
+#[test]
+fn an_outside_host_forging_a_local_pods_address_is_not_that_pod() {
+    let _serial = serial();
+    let lab = LabGuard::new("an11");
+    let tmp = enforcer_tests::lab::TempDir::new("an11");
+    lab.up(&[&tmp.write("app.yaml", TRUSTING)], true);
+    let (_, ext) = namespaces(&lab);
+    let pods = lab.get_pods();
+    let pod = |name: &str| {
+        pods.iter()
+            .find(|p| p.namespace == "default" && p.name == name)
+            .unwrap_or_else(|| panic!("no default/{name}"))
+            .clone()
+    };
+    let (trusted, db) = (pod("trusted"), pod("db"));
+    let v4 = |s: &str| -> std::net::Ipv4Addr { s.parse().unwrap_or_else(|e| panic!("{s}: {e}")) };
+    const PORT: u16 = 9999;
+
+    let capture = UdpCapture::start(&db.netns, PORT, Duration::from_millis(1500));
+    udp4_forged(
+        &trusted.netns,
+        (v4(&trusted.ip), 40_000),
+        (v4(&db.ip), PORT),
+        b"real",
+    )
+    .unwrap_or_else(|e| panic!("send: {e}"));
+    udp4_forged(
+        &ext,
+        (v4(&trusted.ip), 40_001),
+        (v4(&db.ip), PORT),
+        b"forged",
+    )
+    .unwrap_or_else(|e| panic!("send: {e}"));
+    let got = capture.finish();
+    let payloads: Vec<&[u8]> = got.iter().map(|(_, p)| p.as_slice()).collect();
+    assert!(
+        payloads.contains(&&b"real"[..]),
+        "the real pod's datagram arrives (the capture works): {got:?}"
+    );
+    assert!(
+        !payloads.contains(&&b"forged"[..]),
+        "a datagram from outside forging {}'s address reached {}: {got:?}",
+        trusted.ip,
+        db.ip
+    );
 }

@@ -9,6 +9,8 @@
 //!
 //! Item 4: NDP-typed `ICMPv6` is no channel out of a denied pod.
 //!
+//! Item 9: kube-proxy's masquerade does not make a pod's `NodePort` traffic the node's.
+//!
 //! Item 10's lab proofs (a `hostNetwork` pod's labels and a finished pod's address)
 //! are in `lab_workloads.rs`.
 //!
@@ -359,4 +361,76 @@ fn service_egress_to_a_backend_outside_the_pods_is_judged() {
     // Still denied: the node-local backend.
     let outcome = tcp_attempt(&client.netns, None, addr("198.19.0.51:8080"), ATTEMPT);
     assert!(!outcome.connected(), "{outcome:?}");
+}
+
+const MASQUERADED: &str = "\
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: default, labels: {app: client}}
+spec: {containers: [{name: c}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-0, namespace: default, labels: {app: web}}
+spec: {containers: [{name: web, ports: [{containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080, nodePort: 31852}]
+";
+
+/// A `NetworkPolicy` admitting `web` from `from` only.
+fn web_from(from: &str) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: web-from, namespace: default}}\nspec:\n  podSelector: {{matchLabels: {{app: web}}}}\n  policyTypes: [Ingress]\n  ingress: [{{from: [{from}]}}]\n"
+    )
+}
+
+/// Security item 9: with kube-proxy's masquerade (`externalTrafficPolicy: Cluster`
+/// masqueraded to a backend of the same node too, as kube-proxy does), the backend's
+/// ingress hook (after `POSTROUTING`) saw the node's address: a pod that `web` does
+/// not admit reached it through the `NodePort` because `web` admits the node (a
+/// common rule, for probes). The pod behind the rewritten source is now judged.
+#[test]
+fn kube_proxy_masquerade_does_not_make_a_pod_the_node() {
+    let _serial = serial();
+    let lab = LabGuard::new("ap9").with_up_args(&["--kube-proxy-masquerade"]);
+    let dir = std::env::temp_dir().join(unique_name("ap9"));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        path
+    };
+    lab.up(&[&write("app.yaml", MASQUERADED)], true);
+    let url = "http://198.18.255.1:31852/clientip";
+    let curl = || lab.exec("default/client", &["curl", "-s", "-m", "2", url]);
+
+    // Admitted as itself: connected, and the backend saw the node's address (SNAT).
+    lab.apply(&write(
+        "from-client.yaml",
+        &web_from("{podSelector: {matchLabels: {app: client}}}"),
+    ));
+    let (code, out, err) = curl();
+    assert_eq!(code, 0, "the admitted client through the NodePort: {err}");
+    assert!(
+        out.trim().starts_with("198.18.255.1:"),
+        "kube-proxy masqueraded the flow: the backend saw {out:?}"
+    );
+
+    // Admitting the node only: the client is not the node.
+    lab.apply(&write(
+        "from-client.yaml",
+        &web_from("{ipBlock: {cidr: 198.18.255.1/32}}"),
+    ));
+    let (code, out, _) = curl();
+    assert_ne!(
+        code, 0,
+        "a pod web does not admit reached it through the masqueraded NodePort: {out:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

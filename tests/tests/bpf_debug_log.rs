@@ -119,7 +119,7 @@ fn policy(dp: &mut Dataplane, ifindex: u32, flags: u32) {
         active_gen: 0,
         live_gens: 1,
         flags,
-        _pad: 0,
+        epoch: 0,
         netns_cookie: 0,
     });
 }

@@ -204,7 +204,7 @@ fn setup(dp: &mut Dataplane, ifs: &Ifaces) {
         active_gen: 0,
         live_gens: 1,
         flags: 0,
-        _pad: 0,
+        epoch: 0,
         netns_cookie: 0,
     });
 }

@@ -86,7 +86,7 @@ fn setup(dp: &mut Dataplane, ifindex: u32) {
         active_gen: 0,
         live_gens: 1,
         flags: 0,
-        _pad: 0,
+        epoch: 0,
         netns_cookie: 0,
     });
 }

@@ -193,7 +193,7 @@ fn config(active_gen: u32, live_gens: u32) -> Config {
         active_gen,
         live_gens,
         flags: 0,
-        _pad: 0,
+        epoch: 0,
         netns_cookie: 0,
     }
 }

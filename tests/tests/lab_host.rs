@@ -4,7 +4,9 @@
 
 use std::path::PathBuf;
 
+use aya::programs::TcAttachType;
 use enforcer_tests::lab::{LabGuard, ProbeResult, fixture, require_root, serial};
+use enforcer_tests::traffic::enter_netns;
 
 fn f(name: &str) -> PathBuf {
     fixture(&format!("hostendpoints/{name}"))
@@ -131,6 +133,63 @@ fn seed_001_default_deny_with_host_endpoint() {
     let r = probe_node(&lab, &["default/web-0", "external"], &[8000]);
     assert!(connected(&r, "default/web-0", 8000), "{r:?}");
     assert!(!connected(&r, "external", 8000), "{r:?}");
+    guard_and_host_egress_both_filter_eth0(&lab);
+}
+
+/// The guard and the host endpoint's egress program both judge `eth0`'s egress, the
+/// guard first (it judges deferred Service egress and clears the marker the host
+/// egress program drops otherwise), in either attach mode:
+/// - `tc` mode (`ENFORCER_LAB_ATTACH=tc`): two filters. They once shared one priority
+///   and handle, so whichever was attached last replaced the other; after an agent
+///   restart the guard replaced the host endpoint's egress policy.
+/// - TCX: two links. The host egress program was once attached first, ahead of the
+///   guard, until the agent's next check (up to 5 s) moved the guard back, after a
+///   moment with no guard at all.
+///
+/// Checked right after `lab up` and after an agent restart.
+fn guard_and_host_egress_both_filter_eth0(lab: &LabGuard) {
+    let tc = std::env::var("ENFORCER_LAB_ATTACH").as_deref() == Ok("tc");
+    let netns = format!("enf-{}-node", lab.name);
+    let shown = || {
+        if tc {
+            let out = std::process::Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{netns}"))
+                .args(["tc", "filter", "show", "dev", "eth0", "egress"])
+                .output()
+                .unwrap_or_else(|e| panic!("tc: {e}"));
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        // Debian's bpftool does not list TCX chains: ask the kernel (BPF_PROG_QUERY)
+        // from a thread inside the node's netns.
+        let netns = netns.clone();
+        std::thread::spawn(move || {
+            enter_netns(&netns).unwrap_or_else(|e| panic!("setns {netns}: {e}"));
+            let (_, chain) =
+                aya::programs::SchedClassifier::query_tcx("eth0", TcAttachType::Egress)
+                    .unwrap_or_else(|e| panic!("query tcx: {e}"));
+            chain
+                .iter()
+                .map(|p| p.name_as_str().unwrap_or("?").to_owned())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .join()
+        .unwrap_or_else(|_| panic!("query thread"))
+    };
+    let check = |when: &str| {
+        let shown = shown();
+        let guard = shown.find("enf_guard_eg");
+        let host = shown.find("enf_host_eg");
+        assert!(
+            guard.is_some() && host.is_some(),
+            "{when}: eth0 egress lacks the guard or the host egress program:\n{shown}"
+        );
+        // Both list a hook's programs in the order they run.
+        assert!(guard < host, "{when}: the guard must come first:\n{shown}");
+    };
+    check("right after lab up");
+    lab.run_ok(&["restart-agent"]);
+    check("after an agent restart");
 }
 
 fn probe_pod(lab: &LabGuard) -> bool {

@@ -214,6 +214,8 @@ fn test(unit_only: bool) -> Result<()> {
         "bpf_budget",
         "--test",
         "attacks_dataplane",
+        "--test",
+        "attacks_generations",
         "--",
         "--test-threads=1",
     ])?;

@@ -167,11 +167,13 @@ pub async fn serve(
                     flows.drain(&*reconciler);
                 }
                 reconciler.on_datastore(event?, links.interfaces())?;
+                release_freed_memory();
             }
             changed = links.changed() => {
                 changed?;
                 reconciler.on_links(links.interfaces())?;
             }
+            () = grace_over(reconciler.retire_at()) => reconciler.retire(),
             () = watchdog.due() => reconciler.on_verify(links.interfaces()),
             ready = flows_readable(flows.as_deref()) => {
                 ready?;
@@ -186,6 +188,29 @@ pub async fn serve(
                 }
             }
         }
+    }
+}
+
+/// Hands the memory a recompile freed back to the kernel. A compile allocates and
+/// frees tens of MiB in many sizes; glibc keeps freed chunks in its heaps and returns
+/// only the top of the main heap by itself, so without this the agent's RSS grew by
+/// ~12 MiB per 100 changes at 500 policies (`cargo xtask bench`, p6) with nothing
+/// live behind it. `malloc_trim` also releases free pages inside the heaps
+/// (`MADV_DONTNEED`); it costs well under a millisecond at this size.
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it takes no
+    // pointer of ours and is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Completes when the previous generation's grace period is over (never without one).
+async fn grace_over(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 

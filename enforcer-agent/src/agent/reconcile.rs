@@ -13,17 +13,22 @@
 //! (`agent/selection.rs`: its last enforced version stays, or a never-enforced policy
 //! denies what it selects), and the status names it with its reason. Only a compile
 //! that fails as a whole (map capacity) leaves the previous generation in the maps;
-//! interfaces are still attached (a new pod's fail closed).
+//! interfaces are still attached (a new pod's fail closed). So does a generation the
+//! maps cannot hold next to the one in force (the writer refuses it before writing
+//! anything): the agent never exits on it, and retries at the next change.
+//!
+//! A switch leaves the previous generation live for [`GENERATION_GRACE`], then the
+//! agent's timer ends it ([`Reconciler::retire`]).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use crate::compile::selfcheck::{SampleSize, self_check};
 use crate::compile::{CompileError, DataplaneSpec};
-use crate::dataplane::Dataplane;
 use crate::dataplane::bindings::{Bindings, bind};
 use crate::dataplane::interfaces::{NodeInterfaces, WorkloadPrefixes};
+use crate::dataplane::{Dataplane, DataplaneError, GENERATION_GRACE};
 use crate::datastore::DatastoreEvent;
 use crate::datastore::status::AgentStatus;
 use crate::eval::host::NodeAddresses;
@@ -31,6 +36,9 @@ use crate::eval::host::NodeAddresses;
 use super::error::AgentError;
 use super::flowlog::names::AddressBook;
 use super::model::Model;
+
+/// How long a failed end of a grace period waits before it is tried again.
+const RETIRE_RETRY: Duration = GENERATION_GRACE;
 
 pub struct Reconciler {
     /// This node's name; endpoints of other nodes are peers only.
@@ -40,8 +48,14 @@ pub struct Reconciler {
     model: Model,
     /// The spec in force (last good revision).
     spec: Option<DataplaneSpec>,
-    /// How the spec in force is bound to the interfaces, as last written.
+    /// How the spec in force is bound to the interfaces, as last written (or, when
+    /// `unwritten`, as attached while the maps refused it).
     bindings: Bindings,
+    /// The maps refused the last write (why): the next rebind writes even unchanged
+    /// bindings.
+    unwritten: Option<String>,
+    /// When the previous generation's grace period ends (after a switch).
+    retire_at: Option<Instant>,
     /// Which interfaces are workload interfaces.
     workloads: WorkloadPrefixes,
     /// The node's own addresses the spec in force was compiled with.
@@ -78,6 +92,8 @@ impl Reconciler {
             model: Model::default(),
             spec: None,
             bindings: Bindings::default(),
+            unwritten: None,
+            retire_at: None,
             workloads: WorkloadPrefixes::default(),
             addresses: NodeAddresses::default(),
             synced: false,
@@ -180,7 +196,7 @@ impl Reconciler {
             }
         };
         self.status.datastore_unavailable = None;
-        self.recompile(revision, started, interfaces)?;
+        self.recompile(revision, started, interfaces);
         // Same objects as the revision compiled last: its outcome holds for this one.
         if self.status.error.is_none() && self.spec.is_some() {
             self.status.applied_revision = revision;
@@ -194,24 +210,30 @@ impl Reconciler {
     /// result on the interfaces present; a refused compile keeps the spec in force,
     /// which is still bound to the interfaces present (new workload interfaces fail
     /// closed).
-    fn recompile(
-        &mut self,
-        revision: u64,
-        started: Instant,
-        interfaces: &NodeInterfaces,
-    ) -> Result<(), AgentError> {
+    fn recompile(&mut self, revision: u64, started: Instant, interfaces: &NodeInterfaces) {
         if !self.stale || !self.synced {
-            return self.rebind(interfaces);
+            self.rebind(interfaces);
+            return;
         }
         self.stale = false;
         match self.compile(revision) {
             Ok(spec) => {
-                self.spec = Some(spec);
-                self.address_book = AddressBook::from_cluster(self.model.cluster());
-                self.spec_revision = revision;
-                self.status.error = None;
+                let previous = self.spec.replace(spec);
+                let previous_revision = std::mem::replace(&mut self.spec_revision, revision);
                 self.status.refused = self.model.refused();
-                self.enforce(interfaces)?;
+                if let Err(error) = self.enforce(interfaces) {
+                    // The maps cannot hold it next to the generation in force: nothing
+                    // was switched, the previous spec stays in force.
+                    tracing::error!(revision, %error, "refused revision; previous policy stays");
+                    self.spec = previous;
+                    self.spec_revision = previous_revision;
+                    self.status.error = Some(error.to_string());
+                    // Tried again at the next event (the maps may have room by then).
+                    self.stale = true;
+                    return;
+                }
+                self.address_book = AddressBook::from_cluster(self.model.cluster());
+                self.status.error = None;
                 self.model.enforced();
                 self.status.last_apply_us = started.elapsed().as_micros() as u64;
                 self.status.applies += 1;
@@ -228,10 +250,9 @@ impl Reconciler {
                 }
                 tracing::error!(revision, %error, "refused revision; previous policy stays");
                 self.status.error = Some(error.to_string());
-                self.rebind(interfaces)?;
+                self.rebind(interfaces);
             }
         }
-        Ok(())
     }
 
     /// Takes the node's own addresses from `interfaces`; a change makes the next
@@ -256,22 +277,23 @@ impl Reconciler {
         self.follow_addresses(interfaces);
         if self.stale && self.synced {
             let revision = self.status.observed_revision;
-            self.recompile(revision, Instant::now(), interfaces)?;
+            self.recompile(revision, Instant::now(), interfaces);
             self.publish();
             return Ok(());
         }
-        self.rebind(interfaces)?;
+        self.rebind(interfaces);
         self.publish();
         Ok(())
     }
 
-    /// Rewrites the policy in force when the bindings changed.
-    fn rebind(&mut self, interfaces: &NodeInterfaces) -> Result<(), AgentError> {
+    /// Rewrites the policy in force when the bindings changed (or the maps refused
+    /// the last write).
+    fn rebind(&mut self, interfaces: &NodeInterfaces) {
         let bindings = bind(self.spec.as_ref(), interfaces, &self.workloads);
-        if bindings == self.bindings {
+        if bindings == self.bindings && self.unwritten.is_none() {
             // Endpoints unchanged; an interface to guard may still have come or gone.
             self.attach_all(interfaces);
-            return Ok(());
+            return;
         }
         for (iface, binding) in bindings.iter() {
             if self.bindings.get(iface) != Some(binding) {
@@ -295,7 +317,14 @@ impl Reconciler {
                 tracing::info!(iface, "endpoint interface vanished");
             }
         }
-        self.write(bindings, interfaces)
+        let refused_before = self.unwritten.clone();
+        if let Err(error) = self.write(bindings, interfaces) {
+            tracing::error!(%error, "the maps refused the policy for the interfaces present; the generation in force stays");
+            self.status.error = Some(error.to_string());
+        } else if refused_before.is_some() && self.status.error == refused_before {
+            // Written at last: the refusal no longer holds.
+            self.status.error = None;
+        }
     }
 
     /// Compiles the model (each object at the version `Model` picked) for this node
@@ -330,21 +359,37 @@ impl Reconciler {
     }
 
     /// Writes the spec in force for the interfaces present, then attaches.
-    fn enforce(&mut self, interfaces: &NodeInterfaces) -> Result<(), AgentError> {
+    fn enforce(&mut self, interfaces: &NodeInterfaces) -> Result<(), DataplaneError> {
         let bindings = bind(self.spec.as_ref(), interfaces, &self.workloads);
         self.write(bindings, interfaces)
     }
 
-    fn write(&mut self, bindings: Bindings, interfaces: &NodeInterfaces) -> Result<(), AgentError> {
+    /// Writes the spec in force as the next generation, then attaches. When the maps
+    /// refuse it (the error returned), nothing was switched and the generation in
+    /// force stays; the interfaces are attached all the same (one without an entry
+    /// in the generation in force drops everything: fail closed).
+    fn write(
+        &mut self,
+        bindings: Bindings,
+        interfaces: &NodeInterfaces,
+    ) -> Result<(), DataplaneError> {
         // Maps first: the first packet through a newly attached program already finds
         // its endpoint. Without a spec there is nothing to write: the programs find no
         // policy loaded and drop.
+        let mut written = Ok(());
         if let Some(spec) = &self.spec {
-            self.status.generation = self.dataplane.apply(spec, &bindings)?;
-            if let Some(slot) = self.slot_revisions.get_mut(self.status.generation as usize) {
-                *slot = Some(self.spec_revision);
+            match self.dataplane.apply(spec, &bindings) {
+                Ok(generation) => {
+                    self.status.generation = generation;
+                    if let Some(slot) = self.slot_revisions.get_mut(generation as usize) {
+                        *slot = Some(self.spec_revision);
+                    }
+                    self.retire_at = Some(Instant::now() + GENERATION_GRACE);
+                }
+                Err(error) => written = Err(error),
             }
         }
+        self.unwritten = written.as_ref().err().map(ToString::to_string);
         let gone: Vec<String> = self
             .dataplane
             .attached()
@@ -357,7 +402,23 @@ impl Reconciler {
         }
         self.bindings = bindings;
         self.attach_all(interfaces);
-        Ok(())
+        written
+    }
+
+    /// When the previous generation's grace period ends, if one is running.
+    pub fn retire_at(&self) -> Option<Instant> {
+        self.retire_at
+    }
+
+    /// Ends the previous generation's grace period: the second legs of flows that
+    /// began under it are judged by the generation in force from now on. A failure is
+    /// retried after another grace period.
+    pub fn retire(&mut self) {
+        self.retire_at = None;
+        if let Err(error) = self.dataplane.retire_previous() {
+            tracing::error!(%error, "ending the previous generation's grace period; retrying");
+            self.retire_at = Some(Instant::now() + RETIRE_RETRY);
+        }
     }
 
     /// Attaches the programs wherever the bindings want them and they are not yet

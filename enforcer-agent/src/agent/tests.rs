@@ -17,7 +17,8 @@ use super::{AgentError, serve, status};
 use crate::compile::DataplaneSpec;
 use crate::dataplane::bindings::{Binding, Bindings, Links};
 use crate::dataplane::interfaces::NodeInterfaces;
-use crate::dataplane::{Dataplane, DataplaneError, Verification};
+use crate::dataplane::writer::WriterError;
+use crate::dataplane::{Dataplane, DataplaneError, GENERATION_GRACE, Verification};
 use crate::datastore::memory::{MemoryDatastore, MemoryWriter};
 use crate::datastore::status::{AgentStatus, Fallback};
 use crate::model::{Object, ObjectId, load_str};
@@ -45,10 +46,21 @@ struct Recording {
     failing: Arc<Mutex<std::collections::BTreeSet<String>>>,
     /// What the next verification reports as repaired.
     repairs: Arc<Mutex<Vec<String>>>,
+    /// The maps are full: every apply is refused (as the writer's capacity check does).
+    full: Arc<Mutex<bool>>,
+    /// How many grace periods were ended.
+    retired: Arc<Mutex<u32>>,
 }
 
 impl Dataplane for Recording {
     fn apply(&mut self, spec: &DataplaneSpec, bindings: &Bindings) -> Result<u32, DataplaneError> {
+        if *self.full.lock().unwrap() {
+            return Err(DataplaneError::Writer(WriterError::Capacity {
+                map: "ENF_VERDICTS",
+                need: 3,
+                max: 2,
+            }));
+        }
         // Two slots, as in the maps: the generation alternates.
         let generation = self.applies % 2;
         self.applies += 1;
@@ -92,6 +104,11 @@ impl Dataplane for Recording {
 
     fn attached(&self) -> &BTreeMap<String, u32> {
         &self.attached
+    }
+
+    fn retire_previous(&mut self) -> Result<bool, DataplaneError> {
+        *self.retired.lock().unwrap() += 1;
+        Ok(true)
     }
 
     fn verify(&mut self) -> Verification {
@@ -199,6 +216,8 @@ struct Harness {
     links: LinkEvents,
     failing: Arc<Mutex<std::collections::BTreeSet<String>>>,
     repairs: Arc<Mutex<Vec<String>>>,
+    full: Arc<Mutex<bool>>,
+    retired: Arc<Mutex<u32>>,
     updates: watch::Receiver<AgentStatus>,
     calls: Arc<Mutex<Vec<Call>>>,
     stop: Option<oneshot::Sender<()>>,
@@ -217,6 +236,8 @@ impl Harness {
         let calls = Arc::clone(&recording.calls);
         let failing = Arc::clone(&recording.failing);
         let repairs = Arc::clone(&recording.repairs);
+        let full = Arc::clone(&recording.full);
+        let retired = Arc::clone(&recording.retired);
         let (publisher, updates) = status::channel();
         let (links_tx, links_rx) = mpsc::unbounded_channel();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -247,6 +268,8 @@ impl Harness {
             links: LinkEvents(links_tx),
             failing,
             repairs,
+            full,
+            retired,
             updates,
             calls,
             stop: Some(stop),
@@ -596,6 +619,60 @@ spec: {node: node1, interfaceName: eth0, expectedIPs: [198.18.255.1]}
 /// Security item 13: an interface whose attach fails is reported (not ready) and
 /// retried on the watchdog's timer until it succeeds; repairs the dataplane makes
 /// when it verifies its attachments are counted.
+/// Issue 9 item 16: a generation the maps cannot hold next to the one in force is
+/// refused as a whole: the agent keeps running (no crash loop), the policy in force
+/// stays, the status says why, and the next change is tried again. Item 6: every
+/// switch ends the previous generation's grace period after [`GENERATION_GRACE`].
+#[tokio::test]
+async fn a_generation_the_maps_cannot_hold_is_refused_and_the_agent_keeps_running() {
+    let web = iface("web");
+    let mut h = Harness::start([("lo".to_owned(), 1), (web.clone(), 10)].into());
+    let revision = h.writer.apply(&objects(PODS));
+    let s = h.status(|s| s.observed_revision >= revision).await;
+    assert_eq!((s.applied_revision, s.error.as_deref()), (revision, None));
+    let good = (s.applied_revision, s.generation);
+    h.calls();
+
+    // The previous generation's grace ends after GENERATION_GRACE.
+    let started = std::time::Instant::now();
+    while *h.retired.lock().unwrap() == 0 {
+        assert!(
+            started.elapsed() < GENERATION_GRACE * 10,
+            "the grace period never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(started.elapsed() < GENERATION_GRACE * 10);
+
+    *h.full.lock().unwrap() = true;
+    let revision = h.writer.apply(&objects(DENY_ALL));
+    let s = h.status(|s| s.observed_revision >= revision).await;
+    assert_eq!(
+        (s.applied_revision, s.generation),
+        good,
+        "the policy in force stays: {s:?}"
+    );
+    assert!(
+        s.error
+            .as_deref()
+            .is_some_and(|e| e.contains("cannot hold") && e.contains("ENF_VERDICTS")),
+        "the status says why: {s:?}"
+    );
+    assert_eq!(applied(&h.calls()), [], "nothing was switched");
+    assert!(!h.agent.is_finished(), "the agent keeps running");
+
+    // Room again: the next event writes the refused revision's objects.
+    *h.full.lock().unwrap() = false;
+    let revision = h.writer.apply(&[]);
+    let s = h.status(|s| s.observed_revision >= revision).await;
+    assert_eq!((s.applied_revision, s.error.as_deref()), (revision, None));
+    assert_eq!(
+        applied(&h.calls()),
+        [(s.generation, vec!["deny-all".to_owned()])]
+    );
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn a_failed_attach_is_reported_and_retried_and_repairs_counted() {
     let web = iface("web");

@@ -184,6 +184,11 @@ pub struct UpArgs {
     /// How pod traffic crosses between nodes: none (routed, Calico BGP mode) or vxlan.
     #[arg(long, value_enum, default_value = "none")]
     pub encap: EncapArg,
+    /// Masquerade `NodePort` traffic (`externalTrafficPolicy: Cluster`) to a backend of
+    /// the same node too, as kube-proxy does (default: only when it leaves for another
+    /// node, so a local backend sees the client, as with Calico's eBPF dataplane).
+    #[arg(long)]
+    pub kube_proxy_masquerade: bool,
     /// YAML/JSON files or directories (repeatable; `-`: standard input).
     #[arg(short = 'f', long = "filename", required = true)]
     pub files: Vec<PathBuf>,
@@ -388,6 +393,7 @@ pub fn execute(args: LabArgs) -> Result<i32, LabCliError> {
                 kubernetes: up.datastore == LabDatastore::Kubernetes,
                 attach: up.attach,
                 agent_args: up.agent_args,
+                kube_proxy_masquerade: up.kube_proxy_masquerade,
             };
             let spinner = super::progress::spinner(format!("bringing lab {} up", opts.name));
             let lab = Lab::up(&opts, &up.files)?;

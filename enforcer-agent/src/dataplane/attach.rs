@@ -8,9 +8,12 @@
 //!   a restarted agent replaces the program behind it atomically (`bpf_link_update`).
 //! - `tc` (netlink `clsact` + `cls_bpf` in direct-action mode): Linux 4.5 for `clsact`
 //!   itself. A filter has no pin: it lives on the interface at a fixed priority and
-//!   handle ([`TC_PRIORITY`], [`TC_HANDLE`]), and a restarted agent replaces it in
-//!   place (an `RTM_NEWTFILTER` without `NLM_F_CREATE`, which `cls_bpf` applies
-//!   atomically).
+//!   handle per hook ([`TC_PRIORITY_GUARD`] for the guard, [`TC_PRIORITY`] for the
+//!   others, [`TC_HANDLE`]), and a restarted agent replaces it in place (an
+//!   `RTM_NEWTFILTER` without `NLM_F_CREATE`, which `cls_bpf` applies atomically).
+//!   The guard and a host endpoint's egress program share one attach point (the
+//!   egress of a host interface), so they need distinct priorities: with one
+//!   priority the second filter would replace the first, and the guard runs first.
 //!
 //! The agent as a whole needs more than either: it loads every program at start, and
 //! the newest kernel feature among them sets the floor — Linux 6.15, where
@@ -31,9 +34,16 @@ use aya::programs::tc::{NlOptions, SchedClassifierLink, TcAttachOptions, TcHandl
 use aya::programs::{SchedClassifier, TcAttachType};
 use aya::util::KernelVersion;
 
-/// The `tc` filter priority of our programs: before any other filter of lower
-/// precedence (a higher number), as Calico's own filters are.
-pub const TC_PRIORITY: u16 = 1;
+/// The `tc` filter priority of the guard (`enf_guard_eg`): first on a host
+/// interface's egress, before the host endpoint's egress program (it judges deferred
+/// Service egress and clears the marker that program would otherwise drop).
+pub const TC_PRIORITY_GUARD: u16 = 1;
+/// The `tc` filter priority of our other programs: right after the guard, before any
+/// filter of lower precedence (a higher number), as Calico's own filters are.
+/// Agents before this one put every program at priority 1, the guard's.
+pub const TC_PRIORITY: u16 = 2;
+/// Every priority a filter of ours may have (uninstall, switching to TCX).
+const TC_PRIORITIES: [u16; 2] = [TC_PRIORITY_GUARD, TC_PRIORITY];
 /// The `tc` filter handle of our programs.
 pub const TC_HANDLE: u16 = 1;
 
@@ -88,19 +98,18 @@ fn ensure_clsact(iface: &str) -> Result<(), aya::programs::tc::TcError> {
     }
 }
 
-/// Attaches `prog` as our `tc` filter of `iface`/`attach_type`: replaces the filter a
-/// previous agent left (atomically), or creates it. The filter stays when the agent
-/// exits.
+/// Attaches `prog` as our `tc` filter of `iface`/`attach_type` at `priority`: replaces
+/// the filter a previous agent left there (atomically), or creates it. The filter
+/// stays when the agent exits.
 pub fn attach_tc(
     prog: &mut SchedClassifier,
     iface: &str,
     attach_type: TcAttachType,
+    priority: u16,
 ) -> Result<(), aya::programs::ProgramError> {
     ensure_clsact(iface).map_err(aya::programs::ProgramError::from)?;
-    let existing = SchedClassifierLink::attached(iface, attach_type, TC_PRIORITY, handle(), None)
-        .map_err(|e| {
-        aya::programs::ProgramError::from(aya::programs::tc::TcError::IoError(e))
-    })?;
+    let existing = SchedClassifierLink::attached(iface, attach_type, priority, handle(), None)
+        .map_err(|e| aya::programs::ProgramError::from(aya::programs::tc::TcError::IoError(e)))?;
     let link_id = match prog.attach_to_link(existing) {
         Ok(id) => id,
         // No filter of ours yet: create it.
@@ -108,7 +117,7 @@ pub fn attach_tc(
             iface,
             attach_type,
             TcAttachOptions::Netlink(NlOptions {
-                priority: TC_PRIORITY,
+                priority,
                 handle: handle(),
                 classid: None,
             }),
@@ -120,12 +129,12 @@ pub fn attach_tc(
     Ok(())
 }
 
-/// Removes our `tc` filter of `iface`/`attach_type`, if there is one (after the
-/// agent switched to TCX: the TCX program is attached first, so no packet passes
-/// unjudged in between).
-pub fn detach_tc(iface: &str, attach_type: TcAttachType) {
-    if let Ok(link) = SchedClassifierLink::attached(iface, attach_type, TC_PRIORITY, handle(), None)
-    {
+/// Removes our `tc` filter of `iface`/`attach_type` at `priority`, if there is one
+/// (after the agent switched to TCX: the TCX program is attached first, so no packet
+/// passes unjudged in between; or a filter an older agent left at another priority,
+/// after its replacement was attached).
+pub fn detach_tc(iface: &str, attach_type: TcAttachType, priority: u16) {
+    if let Ok(link) = SchedClassifierLink::attached(iface, attach_type, priority, handle(), None) {
         let _ = link.detach();
     }
 }
@@ -147,11 +156,13 @@ pub fn uninstall(pin_dir: &Path) -> Result<Uninstalled, std::io::Error> {
     for iface in &interfaces {
         let name = iface.name().to_string_lossy().into_owned();
         for attach_type in [TcAttachType::Ingress, TcAttachType::Egress] {
-            if let Ok(link) =
-                SchedClassifierLink::attached(&name, attach_type, TC_PRIORITY, handle(), None)
-                && link.detach().is_ok()
-            {
-                done.filters += 1;
+            for priority in TC_PRIORITIES {
+                if let Ok(link) =
+                    SchedClassifierLink::attached(&name, attach_type, priority, handle(), None)
+                    && link.detach().is_ok()
+                {
+                    done.filters += 1;
+                }
             }
         }
     }

@@ -160,6 +160,10 @@ impl Dataplane for BpfDataplane {
         Ok(generation)
     }
 
+    fn retire_previous(&mut self) -> Result<bool, DataplaneError> {
+        Ok(self.writer.retire_previous()?)
+    }
+
     fn settle(&mut self) {
         if let Err(error) = self.loaded.finish_upgrade() {
             tracing::error!(%error, "finishing the upgrade between map layouts");

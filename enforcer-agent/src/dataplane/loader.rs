@@ -150,6 +150,23 @@ impl Hook {
             Hook::PodIngress | Hook::HostEgress | Hook::GuardEgress => TcAttachType::Egress,
         }
     }
+    /// The `tc` filter priority of this hook's program in `tc` mode (see `attach.rs`).
+    pub(super) fn tc_priority(self) -> u16 {
+        match self {
+            Hook::GuardEgress => super::attach::TC_PRIORITY_GUARD,
+            Hook::PodEgress | Hook::PodIngress | Hook::HostIngress | Hook::HostEgress => {
+                super::attach::TC_PRIORITY
+            }
+        }
+    }
+
+    /// Whether an older agent's filter of this hook, at the guard's priority, may be
+    /// removed once this hook's own filter is in: everywhere but a host interface's
+    /// egress, where the guard's filter has that priority.
+    fn owns_legacy_tc_priority(self) -> bool {
+        matches!(self, Hook::PodEgress | Hook::PodIngress | Hook::HostIngress)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Hook::PodEgress => "pod-egress",
@@ -449,15 +466,36 @@ impl LoadedDataplane {
         self.remove_pins(iface, Some(ifindex));
         for &hook in hooks {
             let path = self.link_path(iface, ifindex, hook);
-            // First in the chain (security item 13): a program placed before ours
-            // that returns TCX_PASS would end the chain before our verdict.
-            let Some(held) = self.attach_one(iface, hook, &path, LinkOrder::first())? else {
+            let order = self.tcx_order(iface, hook)?;
+            let Some(held) = self.attach_one(iface, hook, &path, order)? else {
                 continue;
             };
             self.held.insert((iface.to_owned(), hook.name()), held);
         }
         self.attached.insert(iface.to_owned(), ifindex);
         Ok(())
+    }
+
+    /// Where `hook`'s TCX link goes in `iface`'s chain: first (security item 13: a
+    /// program placed before ours that returns `TCX_PASS` would end the chain before our
+    /// verdict), except right after the guard where `iface` has one on the same hook
+    /// (the host egress program drops a Service packet the guard did not judge first).
+    pub(super) fn tcx_order(&mut self, iface: &str, hook: Hook) -> Result<LinkOrder, LoaderError> {
+        let behind_guard = hook != Hook::GuardEgress
+            && hook.attach_type() == Hook::GuardEgress.attach_type()
+            && self.mode == AttachMode::Tcx
+            && self.guarded.contains_key(iface);
+        if !behind_guard {
+            return Ok(LinkOrder::first());
+        }
+        let program = Hook::GuardEgress.program(self.variant);
+        LinkOrder::after_program(classifier(&mut self.ebpf, program)?).map_err(|source| {
+            LoaderError::Program {
+                program,
+                op: "order after the guard",
+                source: Box::new(source),
+            }
+        })
     }
 
     /// Attaches `hook`'s program to `iface` at `order`, pinned at `path`; returns the
@@ -481,7 +519,17 @@ impl LoadedDataplane {
             source: Box::new(source),
         };
         if self.mode == AttachMode::Tc {
-            super::attach::attach_tc(prog, iface, hook.attach_type()).map_err(attach_err)?;
+            super::attach::attach_tc(prog, iface, hook.attach_type(), hook.tc_priority())
+                .map_err(attach_err)?;
+            if hook.owns_legacy_tc_priority() {
+                // An older agent's filter of this hook (priority 1 for every program):
+                // ours judges now, so it goes.
+                super::attach::detach_tc(
+                    iface,
+                    hook.attach_type(),
+                    super::attach::TC_PRIORITY_GUARD,
+                );
+            }
             // Switched from TCX: the filter judges first, then the link goes.
             super::attach::remove_tcx_pin(path);
             return Ok(None);
@@ -506,8 +554,12 @@ impl LoadedDataplane {
             .map_err(attach_err)?;
         let link = prog.take_link(link_id).map_err(attach_err)?;
         let held = pin_link(link, path)?;
-        // Switched from `tc`: the link judges first, then the filter goes.
-        super::attach::detach_tc(iface, hook.attach_type());
+        // Switched from `tc`: the link judges first, then the filter goes (and an older
+        // agent's, at the guard's priority, where that is not the guard's place).
+        super::attach::detach_tc(iface, hook.attach_type(), hook.tc_priority());
+        if hook.owns_legacy_tc_priority() {
+            super::attach::detach_tc(iface, hook.attach_type(), super::attach::TC_PRIORITY_GUARD);
+        }
         Ok(Some(held))
     }
 

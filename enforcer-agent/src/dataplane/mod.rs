@@ -19,6 +19,7 @@ pub mod names;
 pub mod netns;
 pub mod object;
 pub mod policy_ids;
+pub mod rcu;
 pub mod rule_counters;
 pub mod verify;
 pub mod writer;
@@ -30,6 +31,12 @@ use crate::model::PolicyName;
 
 use bindings::{Binding, Bindings};
 use interfaces::{NodeInterfaces, WorkloadPrefixes};
+
+/// How long the previous generation keeps judging the second legs of flows whose
+/// first leg it judged. The second leg of a flow is the same packet at the
+/// destination's hook, microseconds later: the grace only has to outlast packets in
+/// flight when the generation switched.
+pub const GENERATION_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What the agent needs from a dataplane.
 pub trait Dataplane: Send {
@@ -46,6 +53,13 @@ pub trait Dataplane: Send {
     fn detach(&mut self, iface: &str);
     /// Interfaces carrying programs → the ifindex they had when attached.
     fn attached(&self) -> &BTreeMap<String, u32>;
+    /// Ends the previous generation's grace period (the agent's timer, a
+    /// [`GENERATION_GRACE`] after each switch): the second legs of flows that began
+    /// under it are judged by the generation in force from then on. Whether there was
+    /// a previous generation.
+    fn retire_previous(&mut self) -> Result<bool, DataplaneError> {
+        Ok(false)
+    }
     /// Called after every interface was attached for an applied spec: finishes what
     /// needed all of them (an upgrade between map layouts).
     fn settle(&mut self) {}

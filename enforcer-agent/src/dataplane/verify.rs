@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aya::programs::{LinkOrder, SchedClassifier};
+use aya::programs::SchedClassifier;
 
 use super::loader::{CGROUP_KEY, Hook, LoadedDataplane, LoaderError, XDP_HOOK, classifier};
 
@@ -162,7 +162,8 @@ impl LoadedDataplane {
         })
     }
 
-    /// Replaces our link of `hook` by a new one first in the chain. The old link must
+    /// Replaces our link of `hook` by a new one in its place (first, or right after the
+    /// guard: `tcx_order`). The old link must
     /// be gone first (the kernel refuses one program twice in a chain), and the kernel
     /// releases a link whose pin was removed only after an RCU grace period: this waits
     /// (at most [`RELEASE_WAIT`]) until our program left the chain. For that moment
@@ -177,7 +178,8 @@ impl LoadedDataplane {
         {
             std::thread::sleep(Duration::from_millis(2));
         }
-        if let Some(held) = self.attach_one(iface, hook, path, LinkOrder::first())? {
+        let order = self.tcx_order(iface, hook)?;
+        if let Some(held) = self.attach_one(iface, hook, path, order)? {
             self.held.insert((iface.to_owned(), hook.name()), held);
         }
         Ok(())

@@ -1,12 +1,19 @@
 //! Writes policy generations into the BPF maps and switches between them atomically.
 //!
-//! A change is: write the whole new content into the generation slot that is not
-//! active (as a diff against what that slot held), flip `Config` to it, and leave the
-//! previous generation live until the next change, so the second leg of a flow that
-//! began under it is judged by the same version (see `CtValue::generation`).
+//! A change is: check that every map can hold the new content next to the other
+//! slot's (a refusal changes nothing: the generation in force stays); take the slot
+//! that is not active out of `Config::live_gens` and wait until no program that saw
+//! it live still runs (an RCU grace period, [`rcu`](super::rcu)); write the new
+//! content into it (as a diff against what it held, removals first: the slot is not
+//! live); flip `Config` to it with the next epoch. The previous generation stays live
+//! for a grace period only, so the second leg of a flow that began under it is judged
+//! by the same version (see `CtValue::generation`); the agent's timer then ends it
+//! ([`GenerationWriter::retire_previous`]), and such a leg is judged by the active
+//! generation. Epochs are never reused, so a rewritten slot never judges a flow
+//! stamped by what the slot held before.
 
 use aya::maps::lpm_trie::{Key as LpmKey, LpmTrie};
-use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, MapError};
+use aya::maps::{Array, HashMap as BpfHashMap, IterableMap, Map, MapData, MapError};
 
 use enforcer_common::{
     Config, EndpointInfo, EndpointKey, FrontendKey, GENERATIONS, PeerInfo, PeerKeyV4, PeerKeyV6,
@@ -14,9 +21,24 @@ use enforcer_common::{
 };
 
 use super::content::{GenerationContent, diff};
+use super::rcu::{Barrier, RcuBarrier};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriterError {
+    #[error(
+        "map {map} cannot hold the new policy next to the one kept beside it: {need} \
+         entries needed, {max} at most (the policy in force stays)"
+    )]
+    Capacity {
+        map: &'static str,
+        need: usize,
+        max: u32,
+    },
+    #[error("waiting for running BPF programs (RCU grace period): {source}")]
+    Barrier {
+        #[source]
+        source: std::io::Error,
+    },
     #[error("map {map} is missing from the BPF object")]
     MissingMap { map: &'static str },
     #[error("map {map}: {op}: {source}")]
@@ -62,9 +84,31 @@ const fn bit(generation: u32) -> u32 {
 pub struct GenerationWriter {
     maps: PolicyMaps,
     /// What each generation slot holds, as far as this process wrote it. `None`: unknown
-    /// (maps reused from a previous agent): the slot is cleared before it is written.
+    /// (maps reused from a previous agent, or a write that failed half-way): the slot
+    /// is cleared before it is written.
     slots: [Option<GenerationContent>; GENERATIONS as usize],
     config: Config,
+    /// Slots live in a `Config` written since the last barrier: a program that read it
+    /// may still be judging in them.
+    unsettled: u32,
+    barrier: Box<dyn Barrier>,
+}
+
+/// Epochs fit in 31 bits (`enforcer_common::ct_stamp` keeps the slot in bit 0).
+const EPOCH_MAX: u32 = u32::MAX >> 1;
+
+/// The epoch after `epoch`: never 0 (no epochs), wrapping after 31 bits.
+const fn next_epoch(epoch: u32) -> u32 {
+    if epoch >= EPOCH_MAX { 1 } else { epoch + 1 }
+}
+
+/// Refuses a map write that would need more than the map holds.
+fn check_capacity(map: &'static str, held: usize, new: usize, max: u32) -> Result<(), WriterError> {
+    let need = held + new;
+    if need > max as usize {
+        return Err(WriterError::Capacity { map, need, max });
+    }
+    Ok(())
 }
 
 /// What one `apply` did.
@@ -94,11 +138,49 @@ impl GenerationWriter {
             .config
             .get(&0, 0)
             .map_err(map_err(MAP_CONFIG, "read"))?;
+        let barrier = RcuBarrier::new().map_err(|source| WriterError::Barrier { source })?;
         Ok(Self {
             maps,
             slots: [None, None],
             config,
+            unsettled: config.live_gens,
+            barrier: Box::new(barrier),
         })
+    }
+
+    /// Waits for running programs with `barrier` instead of an RCU grace period
+    /// (tests: a barrier that records when it is called).
+    pub fn set_barrier(&mut self, barrier: Box<dyn Barrier>) {
+        self.barrier = barrier;
+    }
+
+    /// Ends the grace period of the previous generation: it stops judging the second
+    /// legs of flows that began under it, and once this returns no program judges in it
+    /// any more. Whether there was one.
+    pub fn retire_previous(&mut self) -> Result<bool, WriterError> {
+        let previous = self.config.live_gens & !bit(self.config.active_gen);
+        if previous == 0 {
+            return Ok(false);
+        }
+        self.write_config(Config {
+            live_gens: self.config.live_gens & !previous,
+            ..self.config
+        })?;
+        self.settle(previous)?;
+        Ok(true)
+    }
+
+    /// Returns once no program judges in a slot of `slots` that `Config` no longer
+    /// names live.
+    fn settle(&mut self, slots: u32) -> Result<(), WriterError> {
+        if self.unsettled & slots & !self.config.live_gens == 0 {
+            return Ok(());
+        }
+        self.barrier
+            .wait(&self.config)
+            .map_err(|source| WriterError::Barrier { source })?;
+        self.unsettled = self.config.live_gens;
+        Ok(())
     }
 
     /// The configuration the programs see now.
@@ -114,13 +196,17 @@ impl GenerationWriter {
         } else {
             1 - self.config.active_gen
         };
-        // The target slot stops being live before we overwrite it.
+        // Refused before anything changes: the generation in force stays.
+        self.check_room(1 - target, &content)?;
+        // The target slot stops being live, and no program that saw it live still
+        // runs, before we overwrite it.
         if self.config.live_gens & bit(target) != 0 {
             self.write_config(Config {
                 live_gens: self.config.live_gens & !bit(target),
                 ..self.config
             })?;
         }
+        self.settle(bit(target))?;
         let mut stats = ApplyStats {
             generation: target,
             ..ApplyStats::default()
@@ -140,10 +226,81 @@ impl GenerationWriter {
         self.write_config(Config {
             active_gen: target,
             live_gens,
+            epoch: next_epoch(self.config.epoch),
             ..self.config
         })?;
+        self.unsettled |= live_gens;
         self.slots[target as usize] = Some(content);
         Ok(stats)
+    }
+
+    /// Refuses `content` when a map cannot hold it next to what slot `other` holds
+    /// (live or not, its entries stay in the maps while the new ones are written; the
+    /// target slot's old entries go first).
+    fn check_room(&self, other: u32, content: &GenerationContent) -> Result<(), WriterError> {
+        use enforcer_common::{
+            MAP_ENDPOINTS, MAP_FRONTENDS, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PORTS, MAP_VERDICTS,
+        };
+        let maps = &self.maps;
+        let known = self.slots[other as usize].as_ref();
+        let g8 = other as u8;
+        let held = |in_content: fn(&GenerationContent) -> usize, in_map: &dyn Fn() -> usize| {
+            known.map_or_else(in_map, in_content)
+        };
+        let checks = [
+            (
+                MAP_ENDPOINTS,
+                held(|c| c.endpoints.len(), &|| {
+                    count(&maps.endpoints, |k| k.generation == other)
+                }),
+                content.endpoints.len(),
+                max_entries(&maps.endpoints),
+            ),
+            (
+                MAP_PEERS_V4,
+                held(|c| c.peers_v4.len(), &|| {
+                    count(&maps.peers_v4, |k| k.data().generation == g8)
+                }),
+                content.peers_v4.len(),
+                max_entries(&maps.peers_v4),
+            ),
+            (
+                MAP_PEERS_V6,
+                held(|c| c.peers_v6.len(), &|| {
+                    count(&maps.peers_v6, |k| k.data().generation == g8)
+                }),
+                content.peers_v6.len(),
+                max_entries(&maps.peers_v6),
+            ),
+            (
+                MAP_PORTS,
+                held(|c| c.ports.len(), &|| {
+                    count(&maps.ports, |k| k.data().generation == g8)
+                }),
+                content.ports.len(),
+                max_entries(&maps.ports),
+            ),
+            (
+                MAP_VERDICTS,
+                held(|c| c.verdicts.len(), &|| {
+                    count(&maps.verdicts, |k| k.generation == g8)
+                }),
+                content.verdicts.len(),
+                max_entries(&maps.verdicts),
+            ),
+            (
+                MAP_FRONTENDS,
+                held(|c| c.frontends.len(), &|| {
+                    count(&maps.frontends, |k| k.generation == g8)
+                }),
+                content.frontends.len(),
+                max_entries(&maps.frontends),
+            ),
+        ];
+        for (map, held, new, max) in checks {
+            check_capacity(map, held, new, max.map_err(map_err(map, "info"))?)?;
+        }
+        Ok(())
     }
 
     /// Sets `Config::netns_cookie`: the namespace whose packets the cgroup program judges.
@@ -309,8 +466,9 @@ impl<K: aya::Pod, V: aya::Pod> KeyValueMap<LpmKey<K>, V> for LpmTrie<MapData, K,
     }
 }
 
-/// Turns a map slot holding `old` into one holding `new`. Upserts go first: a
-/// replaced entry never leaves a hole (the slot is not active yet anyway).
+/// Turns a map slot holding `old` into one holding `new`. Removals go first, so the
+/// map never holds more than `new` for this slot (the slot is not live: a hole in it
+/// is seen by no program).
 fn sync<C, V, K>(
     map: &mut impl KeyValueMap<K, V>,
     name: &'static str,
@@ -324,15 +482,25 @@ where
     V: PartialEq + Copy,
 {
     let d = diff(old, new);
-    for (k, v) in &d.upserted {
-        map.put(&to_key(k), **v).map_err(map_err(name, "insert"))?;
-    }
     for k in &d.removed {
         remove_ok(map.delete(&to_key(k))).map_err(map_err(name, "remove"))?;
+    }
+    for (k, v) in &d.upserted {
+        map.put(&to_key(k), **v).map_err(map_err(name, "insert"))?;
     }
     stats.upserted += d.upserted.len();
     stats.removed += d.removed.len();
     Ok(())
+}
+
+/// The number of keys for which `belongs` holds.
+fn count<K, V>(map: &impl KeyValueMap<K, V>, belongs: impl Fn(&K) -> bool) -> usize {
+    map.all_keys().iter().filter(|k| belongs(k)).count()
+}
+
+/// The capacity the kernel gave a map.
+fn max_entries<K: aya::Pod, V>(map: &impl IterableMap<K, V>) -> Result<u32, MapError> {
+    Ok(map.map().info()?.max_entries())
 }
 
 /// Removes every key for which `belongs` holds.
@@ -353,5 +521,31 @@ fn remove_ok(result: Result<(), MapError>) -> Result<(), MapError> {
         Err(MapError::KeyNotFound) => Ok(()),
         Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{EPOCH_MAX, WriterError, check_capacity, next_epoch};
+
+    #[test]
+    fn capacity_counts_both_generations() {
+        assert!(check_capacity("m", 30, 20, 50).is_ok());
+        match check_capacity("m", 30, 21, 50) {
+            Err(WriterError::Capacity {
+                map: "m",
+                need: 51,
+                max: 50,
+            }) => {}
+            other => panic!("expected a capacity refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn epochs_are_never_zero_and_fit_31_bits() {
+        assert_eq!(next_epoch(0), 1);
+        assert_eq!(next_epoch(41), 42);
+        assert_eq!(next_epoch(EPOCH_MAX), 1);
+        assert_eq!(next_epoch(u32::MAX), 1);
     }
 }

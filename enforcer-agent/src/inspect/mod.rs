@@ -184,7 +184,8 @@ pub fn conntrack(pin_dir: &Path) -> Result<Vec<FlowRow>, InspectError> {
             dport: k.dport,
             proto: k.proto,
             flags: v.flags,
-            generation: v.generation,
+            // The slot (the entry's stamp carries the slot's epoch above bit 0).
+            generation: v.generation & 1,
         })
         .collect())
 }

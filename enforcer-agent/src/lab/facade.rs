@@ -44,6 +44,9 @@ pub struct UpOptions {
     pub attach: Option<String>,
     /// Extra arguments of every node agent (after the lab's own).
     pub agent_args: Vec<String>,
+    /// Masquerade `externalTrafficPolicy: Cluster` `NodePort` traffic to a backend of
+    /// the same node too, as kube-proxy does (default: only towards other nodes).
+    pub kube_proxy_masquerade: bool,
 }
 
 /// One line of `lab get pods -o json`.

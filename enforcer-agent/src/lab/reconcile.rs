@@ -89,6 +89,7 @@ impl Lab {
         state.kubernetes = opts.kubernetes;
         state.attach.clone_from(&opts.attach);
         state.agent_args.clone_from(&opts.agent_args);
+        state.kube_proxy_masquerade = opts.kube_proxy_masquerade;
         let (plan, allocation) = cluster::plan(&declared, topo.nodes(), &state.allocation())?;
 
         for dir in [paths.root.clone(), paths.logs(), paths.run()] {
@@ -342,7 +343,7 @@ impl Lab {
             services::load(
                 &self.topo.netns(&node.name),
                 &self.topo.nft_file(&self.paths, &node.name),
-                &services::ruleset(&backends, node),
+                &services::ruleset_with(&backends, node, self.state.kube_proxy_masquerade),
             )?;
         }
         // 3. The datastore, as the API server would have it (through the lab's API

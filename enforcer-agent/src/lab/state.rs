@@ -72,6 +72,10 @@ pub struct LabState {
     /// Extra arguments of every node agent (`lab up --agent-arg`), kept for restarts.
     #[serde(default)]
     pub agent_args: Vec<String>,
+    /// `lab up --kube-proxy-masquerade`: `externalTrafficPolicy: Cluster` `NodePort`
+    /// traffic is masqueraded to a backend of the same node too, as kube-proxy does.
+    #[serde(default)]
+    pub kube_proxy_masquerade: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -125,6 +129,7 @@ impl LabState {
             apiserver_process: None,
             attach: None,
             agent_args: Vec::new(),
+            kube_proxy_masquerade: false,
         }
     }
 

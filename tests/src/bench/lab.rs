@@ -60,6 +60,7 @@ impl LabGuard {
             // The agent's production default (the lab's own is `all`): benchmarks
             // measure what a node runs.
             agent_args: vec!["--flow-log=denied".to_owned()],
+            kube_proxy_masquerade: false,
         };
         guard.lab = Some(Lab::up(&opts, &files).ctx("lab up")?);
         Ok(guard)

@@ -117,6 +117,19 @@ fn rss_mb(pid: i32, field: &str) -> Option<f64> {
     proc_status_kb(pid, field).map(|kb| kb as f64 / 1024.0)
 }
 
+/// What `VmRSS` is made of: the heap and stacks (`RssAnon`), mapped files (`RssFile`:
+/// the binary) and shared memory (`RssShmem`: the pages of BPF maps the agent mmaps,
+/// such as the flow-event ring buffer, which count once touched).
+fn rss_parts(pid: i32) -> String {
+    let part = |field| rss_mb(pid, field).unwrap_or(f64::NAN);
+    format!(
+        "anon {:.1}, file {:.1}, shmem {:.1} MiB",
+        part("RssAnon:"),
+        part("RssFile:"),
+        part("RssShmem:")
+    )
+}
+
 /// One size: the lab, the flips, and (main size) the memory figures. Returns the
 /// p50 and p99 latency.
 fn run_size(mode: Mode, size: Size, report: &mut Report) -> BenchResult<(f64, f64)> {
@@ -212,6 +225,7 @@ fn memory(
     let pid = lab.agent_pid()?;
     let rss = rss_mb(pid, "VmRSS:");
     let hwm = rss_mb(pid, "VmHWM:");
+    let parts_before = rss_parts(pid);
     match rss {
         Some(mb) => report.push(
             Metric::new(
@@ -219,7 +233,7 @@ fn memory(
                 mb,
                 "MiB",
                 format!(
-                    "agent VmRSS after the flips at {scale}; {:.1} MiB right after the load; peak VmHWM {:.1} MiB",
+                    "agent VmRSS after the flips at {scale} ({parts_before}); {:.1} MiB right after the load; peak VmHWM {:.1} MiB",
                     rss_loaded.unwrap_or(f64::NAN),
                     hwm.unwrap_or(f64::NAN)
                 ),
@@ -254,7 +268,8 @@ fn memory(
                 after - before,
                 "MiB",
                 format!(
-                    "agent VmRSS after {n} more changes ({kinds}; each waited for, {secs:.0} s in all) minus before them: {after:.1} - {before:.1} MiB; peak VmHWM {:.1} MiB",
+                    "agent VmRSS after {n} more changes ({kinds}; each waited for, {secs:.0} s in all) minus before them: {after:.1} - {before:.1} MiB ({} after; {parts_before} before); peak VmHWM {:.1} MiB",
+                    rss_parts(pid),
                     hwm_after.unwrap_or(f64::NAN)
                 ),
             )

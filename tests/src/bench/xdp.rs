@@ -317,6 +317,7 @@ fn lab_up(prefix: &str, files: &[&Path], agent: bool) -> Result<LabGuard> {
         encap: None,
         // The agent's production default (the lab's own is `all`).
         agent_args: vec!["--flow-log=denied".to_owned()],
+        up_args: Vec::new(),
     };
     let mut args = vec!["up".to_owned()];
     if agent {

@@ -504,7 +504,12 @@ pub struct CompiledDataplane {
 
 impl CompiledDataplane {
     pub fn load(object: &[u8]) -> Self {
-        let mut ebpf = load_programs(object, &[Variant::Production]);
+        Self::load_with_max_entries(object, &[])
+    }
+
+    /// [`CompiledDataplane::load`] with some maps made smaller (name, `max_entries`).
+    pub fn load_with_max_entries(object: &[u8], max_entries: &[(&str, u32)]) -> Self {
+        let mut ebpf = load_programs_with(object, &[Variant::Production], max_entries);
         let writer = GenerationWriter::new(&mut ebpf).or_panic("GenerationWriter::new");
         let conntrack = take(&mut ebpf, MAP_CONNTRACK);
         Self {
@@ -528,9 +533,16 @@ impl CompiledDataplane {
 /// Loads `object` (the programs of `variants` through the verifier), without pinning
 /// anything.
 fn load_programs(object: &[u8], variants: &[Variant]) -> Ebpf {
-    let mut ebpf = EbpfLoader::new()
-        .load(object)
-        .or_panic("loading the BPF object");
+    load_programs_with(object, variants, &[])
+}
+
+/// [`load_programs`] with some maps made smaller (name, `max_entries`).
+fn load_programs_with(object: &[u8], variants: &[Variant], max_entries: &[(&str, u32)]) -> Ebpf {
+    let mut loader = EbpfLoader::new();
+    for (name, max) in max_entries {
+        loader.map_max_entries(name, *max);
+    }
+    let mut ebpf = loader.load(object).or_panic("loading the BPF object");
     for &variant in variants {
         for hook in Hook::TC {
             let name = hook.program_of(variant);

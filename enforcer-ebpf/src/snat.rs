@@ -1,0 +1,94 @@
+//! Sources the node's own SNAT rewrote (security item 9): kube-proxy's masquerade of a
+//! pod's `NodePort` traffic, `natOutgoing` of a pod's traffic leaving the node. Our TC
+//! hooks run after `POSTROUTING`, so they see the node's address where Calico (judging
+//! in `FORWARD`, before SNAT) sees the pod's.
+//!
+//! The pod is still known: the packet entered the node through its veth
+//! (`__sk_buff.ingress_ifindex`, set by the kernel when the packet arrived, beyond the
+//! pod's reach), and its egress hook let it leave with the pod's own address only, so a
+//! different source there can only be the node's rewrite. The hooks judge such a packet
+//! as the pod's: `enf_pod_in` with the pod as the peer (and as the client of a deferred
+//! Service leg), `enf_host_eg` as forwarded traffic from the pod (applyOnForward), not
+//! as the host's own.
+//!
+//! A client outside the node whose `NodePort` traffic kube-proxy masquerades to a
+//! local backend is not recovered: the backend's ingress sees the node's address, as
+//! for a backend on another node (Calico's documented behaviour there; filter external
+//! clients with preDNAT policy on the node they enter).
+
+use enforcer_common::{EP_F_HAS_V4, EP_F_HAS_V6, EP_F_HOST, EndpointInfo, FAMILY_V4};
+
+use crate::{
+    Drop,
+    host::{self, HostKey},
+    packet::{self, Packet},
+    policy,
+};
+
+/// The address to judge the packet's source by: `src` is the packet's own source on
+/// entry, and is replaced by the local workload's address when the node rewrote the
+/// workload's packet (it entered the node through that workload's interface,
+/// `came_in`, and no longer carries the workload's address of its family). Returns 1
+/// when it did, else 0 (a packet the node sent, one that entered through a host
+/// interface, or one with its own source). Out of line: the two outcomes meet again
+/// in the caller as one state (inlined, the verifier walked the rest of `enf_pod_in`
+/// once per outcome, three times the instructions).
+#[inline(never)]
+pub fn judged_source(generation: u32, pkt: &Packet, came_in: u32, src: &mut [u8; 16]) -> u32 {
+    match workload_behind(generation, pkt, came_in) {
+        Some(a) => {
+            *src = a;
+            1
+        }
+        None => 0,
+    }
+}
+
+/// `enf_host_eg`: re-keys `key` (the packet's source is one of the node's addresses)
+/// with the pod's address as the local side when the packet is a pod's whose source
+/// the node rewrote (natOutgoing): forwarded traffic, judged by applyOnForward policy.
+/// Out of line, in its own stack frame: the host program's is near the limit.
+#[inline(never)]
+pub fn rekey_forwarded(
+    generation: u32,
+    ep: &EndpointInfo,
+    pkt: &Packet,
+    came_in: u32,
+    key: &mut HostKey,
+) -> Result<(), Drop> {
+    match workload_behind(generation, pkt, came_in) {
+        Some(pod) => host::local_side(generation, ep, pkt, &pod, key),
+        None => Ok(()),
+    }
+}
+
+/// The address of the local workload whose packet this is, when the node rewrote its
+/// source (see [`judged_source`]); `None` otherwise.
+#[inline(always)]
+pub fn workload_behind(generation: u32, pkt: &Packet, came_in: u32) -> Option<[u8; 16]> {
+    if came_in == 0 {
+        return None;
+    }
+    let ep = policy::endpoint(generation, came_in)?;
+    if ep.flags & EP_F_HOST != 0 {
+        return None;
+    }
+    let own = if pkt.family == FAMILY_V4 {
+        if ep.flags & EP_F_HAS_V4 == 0 {
+            return None;
+        }
+        let mut a = [0; 16];
+        a[..4].copy_from_slice(&ep.ipv4);
+        a
+    } else {
+        if ep.flags & EP_F_HAS_V6 == 0 {
+            return None;
+        }
+        ep.ipv6
+    };
+    if packet::addr_eq(&own, &pkt.src) {
+        None
+    } else {
+        Some(own)
+    }
+}

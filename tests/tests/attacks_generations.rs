@@ -1,0 +1,298 @@
+//! Attacks on policy generations (privileged: run as root): policy compiled by the
+//! agent's own pipeline and written by its `GenerationWriter` into the loaded object,
+//! packets judged by the real programs under `BPF_PROG_TEST_RUN`. Named after the
+//! security issue's items (`issue9_<item>_...`); the threat model in
+//! `docs/architecture.md` names them.
+//!
+//! Privileged: `cargo test -p enforcer-tests --test attacks_generations -- --test-threads=1`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use enforcer::compile::spec::SpecVerdictKey;
+use enforcer::dataplane::content::GenerationContent;
+use enforcer::dataplane::object::BPF_OBJECT;
+use enforcer::dataplane::rcu::{Barrier, RcuBarrier};
+use enforcer::dataplane::writer::WriterError;
+use enforcer::model::workload::host_iface_name;
+use enforcer_common::{ACTION_ALLOW, Config, DIR_INGRESS, MAP_VERDICTS, NO_INDEX, Verdict};
+use enforcer_tests::bpf::{
+    OrPanic as _,
+    dataplane::{CompiledDataplane, Hook},
+    netns::NetNs,
+    packet::{PROTO_ICMP, PROTO_UDP, V4, icmp, udp},
+};
+
+const TC_ACT_OK: u32 = 0;
+const TC_ACT_SHOT: u32 = 2;
+
+const PODS: &str = "
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: n, labels: {app: a}}
+status: {podIP: 198.18.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: n, labels: {app: b}}
+status: {podIP: 198.18.0.2}
+";
+
+/// B accepts A (any protocol: UDP, ICMP).
+const B_ACCEPTS_A: &str = "
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: b, namespace: n}
+spec:
+  podSelector: {matchLabels: {app: b}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: a}}}]
+";
+
+/// B accepts nothing.
+const B_ISOLATED: &str = "
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: b, namespace: n}
+spec:
+  podSelector: {matchLabels: {app: b}}
+  policyTypes: [Ingress]
+";
+
+/// Compiles the pods plus `policy` and writes it as the next generation.
+fn apply(dp: &mut CompiledDataplane, ifs: (u32, u32), policy: &str) {
+    let text = format!("{PODS}---{policy}");
+    let objects = enforcer::model::load_str(Path::new("generations.yaml"), &text).or_panic("load");
+    let (cluster, _) = enforcer::policy::Cluster::from_objects(&objects).or_panic("policy");
+    let spec = enforcer::compile::compile(&cluster).or_panic("compile");
+    let content = GenerationContent::from_spec(&spec, |iface| {
+        if iface == host_iface_name("n", "a") {
+            Some(ifs.0)
+        } else if iface == host_iface_name("n", "b") {
+            Some(ifs.1)
+        } else {
+            None
+        }
+    });
+    assert_eq!(content.endpoints.len(), 2, "both pods bound");
+    dp.writer.apply(content).or_panic("writing the generation");
+}
+
+/// A → B, UDP to port 53 from `sport`.
+fn dns(sport: u16) -> Vec<u8> {
+    let a = std::net::Ipv4Addr::new(198, 18, 0, 1);
+    let b = std::net::Ipv4Addr::new(198, 18, 0, 2);
+    V4::new(a, b, PROTO_UDP).frame(&udp(sport, 53))
+}
+
+/// A → B, an ICMP echo request with identifier `id`.
+fn ping(id: u16) -> Vec<u8> {
+    let a = std::net::Ipv4Addr::new(198, 18, 0, 1);
+    let b = std::net::Ipv4Addr::new(198, 18, 0, 2);
+    V4::new(a, b, PROTO_ICMP).frame(&icmp(8, 0, id))
+}
+
+/// Issue 9 item 6: A's egress hook approves its leg under v1 (the packet is then lost
+/// before B's hook: TTL 1, a bad checksum, a full queue); the admin applies v2, which
+/// isolates B; A later sends real packets on the tuple (UDP, ICMP). B's ingress must be
+/// judged by v2 once v1's grace period is over, and never by a policy version that
+/// merely reused v1's slot.
+#[test]
+fn issue9_6_pre_approved_egress_leg_is_judged_by_a_superseded_generation() {
+    let netns = NetNs::enter();
+    let (a, b) = netns.veth_pair("enf-gen-a", "enf-gen-b");
+    let mut dp = CompiledDataplane::load(BPF_OBJECT);
+    let run = |dp: &CompiledDataplane, hook, ifindex, frame: &[u8]| {
+        dp.run(hook, frame, ifindex, 0).action
+    };
+
+    apply(&mut dp, (a, b), B_ACCEPTS_A);
+    for (sport, what) in [(5000, "v1: A's egress"), (5001, "v1: A's egress")] {
+        assert_eq!(
+            run(&dp, Hook::PodEgress, a, &dns(sport)),
+            TC_ACT_OK,
+            "{what}"
+        );
+    }
+    assert_eq!(
+        run(&dp, Hook::PodEgress, a, &ping(7)),
+        TC_ACT_OK,
+        "v1: ping"
+    );
+    apply(&mut dp, (a, b), B_ISOLATED);
+    // Within the grace period the flow's second leg is judged by v1, as it began.
+    assert_eq!(
+        run(&dp, Hook::PodIngress, b, &dns(5000)),
+        TC_ACT_OK,
+        "v1 during the grace"
+    );
+    // The agent's grace timer ends v1's life: the pre-approved leg buys nothing.
+    assert!(dp.writer.retire_previous().or_panic("retiring v1"));
+    assert_eq!(
+        run(&dp, Hook::PodIngress, b, &dns(5001)),
+        TC_ACT_SHOT,
+        "after the grace: UDP judged by v2"
+    );
+    assert_eq!(
+        run(&dp, Hook::PodIngress, b, &ping(7)),
+        TC_ACT_SHOT,
+        "after the grace: ICMP judged by v2"
+    );
+    assert!(
+        !dp.writer.retire_previous().or_panic("nothing to retire"),
+        "no previous generation left"
+    );
+
+    // Slot reuse: a leg approved under v3 (slot 0), then v4 (slot 1), v5 (slot 0 again,
+    // accepting), v6 (slot 1, isolating; v5 still live). The old leg is judged by v6,
+    // never by v5, which merely reused v3's slot; a leg approved under v5 is judged by
+    // v5 during its grace (both legs of a flow, one version).
+    apply(&mut dp, (a, b), B_ACCEPTS_A);
+    dp.clear_conntrack();
+    assert_eq!(run(&dp, Hook::PodEgress, a, &dns(5002)), TC_ACT_OK, "v3");
+    apply(&mut dp, (a, b), B_ISOLATED);
+    apply(&mut dp, (a, b), B_ACCEPTS_A);
+    assert_eq!(run(&dp, Hook::PodEgress, a, &dns(5003)), TC_ACT_OK, "v5");
+    apply(&mut dp, (a, b), B_ISOLATED);
+    assert_eq!(
+        run(&dp, Hook::PodIngress, b, &dns(5002)),
+        TC_ACT_SHOT,
+        "begun under v3: v6, not v5"
+    );
+    assert_eq!(
+        run(&dp, Hook::PodIngress, b, &dns(5003)),
+        TC_ACT_OK,
+        "begun under v5: v5 during its grace"
+    );
+    drop(netns);
+}
+
+/// `count` verdict entries of profile `profile`, each its own peer class.
+fn verdicts(profile: u32, count: u32) -> GenerationContent {
+    let verdict = Verdict {
+        action: ACTION_ALLOW,
+        kind: 1,
+        flags: 0,
+        _pad: 0,
+        policy: NO_INDEX,
+        rule: NO_INDEX,
+        log_policy: NO_INDEX,
+        log_rule: NO_INDEX,
+    };
+    let entries: HashMap<SpecVerdictKey, Verdict> = (0..count)
+        .map(|class| {
+            let key = SpecVerdictKey {
+                dir: DIR_INGRESS,
+                profile,
+                peer_class: class,
+                cell: 0,
+            };
+            (key, verdict)
+        })
+        .collect();
+    GenerationContent {
+        verdicts: entries,
+        ..GenerationContent::default()
+    }
+}
+
+/// Issue 9 item 16: two generations share each map while one is written. A change
+/// that fits next to the other slot's content is written (the target slot's old
+/// content goes first); one that does not is refused before anything is written,
+/// with the generation in force untouched, and a later change that fits still goes in.
+#[test]
+fn issue9_16_capacity_checked_per_generation_while_two_share_each_map() {
+    let netns = NetNs::enter();
+    let mut dp = CompiledDataplane::load_with_max_entries(BPF_OBJECT, &[(MAP_VERDICTS, 50)]);
+    dp.writer.apply(verdicts(1, 30)).or_panic("30 entries");
+    dp.writer.apply(verdicts(2, 20)).or_panic("20 next to 30");
+    // 30 new entries next to the 20 in force: the slot's old 30 go first.
+    dp.writer
+        .apply(verdicts(3, 30))
+        .or_panic("30 next to 20, replacing 30");
+    let before = dp.writer.config();
+    // 31 next to the 30 in force cannot fit: refused, the generation in force stays.
+    match dp.writer.apply(verdicts(4, 31)) {
+        Err(WriterError::Capacity {
+            need: 61, max: 50, ..
+        }) => {}
+        other => panic!("expected a capacity refusal, got {other:?}"),
+    }
+    assert_eq!(dp.writer.config(), before, "the refusal changed the config");
+    // And a change that fits is still written after a refusal.
+    dp.writer
+        .apply(verdicts(5, 20))
+        .or_panic("20 next to 30, after a refusal");
+    drop(netns);
+}
+
+/// A barrier that records the `Config` in force each time it is asked to wait (and
+/// really waits).
+struct Recording {
+    rcu: RcuBarrier,
+    waits: Arc<Mutex<Vec<Config>>>,
+}
+
+impl Barrier for Recording {
+    fn wait(&mut self, config: &Config) -> std::io::Result<()> {
+        self.waits.lock().or_panic("lock").push(*config);
+        self.rcu.synchronize()
+    }
+}
+
+/// Issue 9 item 17 (the generation flip has no wait for in-flight programs): before a
+/// slot that was live is rewritten, the writer takes it out of `live_gens` and then
+/// waits for every program that may still judge in it (an RCU grace period); ending
+/// a grace period waits the same way. A slot no program could have seen live is
+/// written without waiting.
+#[test]
+fn issue9_17_generation_flip_waits_for_in_flight_programs() {
+    let netns = NetNs::enter();
+    let (a, b) = netns.veth_pair("enf-gen-a", "enf-gen-b");
+    let mut dp = CompiledDataplane::load(BPF_OBJECT);
+    let waits = Arc::new(Mutex::new(Vec::new()));
+    dp.writer.set_barrier(Box::new(Recording {
+        rcu: RcuBarrier::new().or_panic("RCU barrier"),
+        waits: Arc::clone(&waits),
+    }));
+    let taken =
+        |waits: &Arc<Mutex<Vec<Config>>>| std::mem::take(&mut *waits.lock().or_panic("lock"));
+
+    apply(&mut dp, (a, b), B_ACCEPTS_A); // v1, slot 0: nothing was live.
+    apply(&mut dp, (a, b), B_ISOLATED); // v2, slot 1: never live.
+    assert_eq!(taken(&waits), [], "no slot written had been live");
+
+    // v3 within v1's grace: slot 0 is live, so it is retired and waited for first.
+    apply(&mut dp, (a, b), B_ACCEPTS_A);
+    let seen = taken(&waits);
+    assert_eq!(
+        seen.len(),
+        1,
+        "one wait before rewriting a live slot: {seen:?}"
+    );
+    assert_eq!(seen[0].active_gen, 1, "waited before the switch: {seen:?}");
+    assert_eq!(
+        seen[0].live_gens, 0b10,
+        "waited after slot 0 left live_gens"
+    );
+    assert_eq!(dp.writer.config().active_gen, 0, "v3 in slot 0");
+
+    // The end of v2's grace waits too; then v4 rewrites slot 1 without another wait.
+    assert!(dp.writer.retire_previous().or_panic("retiring v2"));
+    let seen = taken(&waits);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        seen[0].live_gens, 0b01,
+        "waited after slot 1 left live_gens"
+    );
+    apply(&mut dp, (a, b), B_ISOLATED);
+    assert_eq!(taken(&waits), [], "slot 1 was settled by the retirement");
+
+    // What one wait costs (reported, not asserted: a kernel RCU grace period).
+    let rcu = RcuBarrier::new().or_panic("RCU barrier");
+    let started = std::time::Instant::now();
+    rcu.synchronize().or_panic("RCU grace period");
+    println!("one RCU grace period: {:?}", started.elapsed());
+    drop(netns);
+}
