@@ -11,6 +11,7 @@ pub mod content;
 pub mod detach;
 pub mod failsafe;
 pub mod guard;
+pub mod hook;
 pub mod interfaces;
 pub mod layout;
 pub mod load_error;
