@@ -53,7 +53,7 @@ pub const REASON_DENY_DEFERRED_UNJUDGED: u32 = 17;
 /// recorded in conntrack as approved in its direction (Calico's fallback to Linux
 /// conntrack).
 pub const REASON_ALLOW_PREEXISTING: u32 = 18;
-/// An ICMP or ICMPv6 error quoting a packet of a flow conntrack approves, travelling
+/// An ICMP or `ICMPv6` error quoting a packet of a flow conntrack approves, travelling
 /// the way that flow allows (related ICMP: fragmentation needed, packet too big, port
 /// unreachable...): passed without creating or refreshing an entry.
 pub const REASON_ALLOW_RELATED: u32 = 19;

@@ -20,13 +20,12 @@ use aya_ebpf::{
         bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1, bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2,
     },
     helpers::generated::{
-        bpf_sk_fullsock, bpf_sk_lookup_tcp, bpf_sk_release, bpf_skb_load_bytes,
-        bpf_skb_load_bytes_relative,
+        bpf_sk_fullsock, bpf_sk_lookup_tcp, bpf_sk_release, bpf_skb_load_bytes_relative,
         bpf_xdp_load_bytes,
     },
     programs::{TcContext, XdpContext},
 };
-use enforcer_common::{CtKey, FAMILY_V4, FAMILY_V6};
+use enforcer_common::{FAMILY_V4, FAMILY_V6};
 use network_types::{
     eth::{EthHdr, EtherType},
     icmp::{Icmpv4Hdr, Icmpv6Hdr},
@@ -38,6 +37,9 @@ use network_types::{
 };
 
 use crate::Drop;
+
+mod quoted;
+pub use quoted::quoted_key;
 
 // Ethertypes as they sit in the frame (network order), as `network-types` spells them.
 const ETH_P_IP: u16 = EtherType::Ipv4 as u16;
@@ -97,17 +99,6 @@ pub const ICMP_ECHO_REPLY: u8 = 0;
 pub const ICMP_ECHO_REQUEST: u8 = 8;
 pub const ICMPV6_ECHO_REQUEST: u8 = 128;
 pub const ICMPV6_ECHO_REPLY: u8 = 129;
-/// ICMP error types that quote the packet that caused them ([`Packet::is_icmp_error`]).
-const ICMP_DEST_UNREACH: u8 = 3;
-const ICMP_TIME_EXCEEDED: u8 = 11;
-const ICMP_PARAMETER_PROB: u8 = 12;
-/// ICMPv6 errors: destination unreachable (1), packet too big (2), time exceeded (3),
-/// parameter problem (4).
-const ICMPV6_DEST_UNREACH: u8 = 1;
-const ICMPV6_PARAM_PROB: u8 = 4;
-/// The ICMP/ICMPv6 header before an error's quoted packet (type, code, checksum, 4
-/// bytes of unused / MTU / pointer).
-const ICMP_HDR_LEN: usize = 8;
 /// ICMPv6 neighbor discovery: router solicitation/advertisement, neighbor
 /// solicitation/advertisement, redirect.
 const ICMPV6_NDP_FIRST: u8 = 133;
@@ -152,7 +143,7 @@ pub struct Packet {
     /// Length of the frame (L2 included), for byte counters.
     pub len: u32,
     /// Offset of the L4 header in the bytes the packet was parsed from (for the
-    /// packet an ICMP error quotes, [`quoted`]).
+    /// packet an ICMP error quotes, [`quoted_key`]).
     pub l4_off: u32,
 }
 
@@ -263,87 +254,8 @@ impl Packet {
     pub fn is_tcp_rst(&self) -> bool {
         self.proto == IPPROTO_TCP && self.tcp_flags & TCP_RST != 0
     }
-
-    /// An ICMP error that quotes the packet that caused it ([`quoted`]): destination
-    /// unreachable (fragmentation needed included), time exceeded, parameter problem
-    /// (ICMP types 3, 11, 12); destination unreachable, packet too big, time exceeded,
-    /// parameter problem (ICMPv6 types 1-4).
-    #[inline(always)]
-    pub fn is_icmp_error(&self) -> bool {
-        match (self.family, self.proto) {
-            (FAMILY_V4, IPPROTO_ICMP) => matches!(
-                self.icmp_type,
-                ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED | ICMP_PARAMETER_PROB
-            ),
-            (FAMILY_V6, IPPROTO_ICMPV6) => {
-                (ICMPV6_DEST_UNREACH..=ICMPV6_PARAM_PROB).contains(&self.icmp_type)
-            }
-            _ => false,
-        }
-    }
 }
 
-/// The conntrack tuple (as [`Packet::ct_ports`] builds it) of the packet an ICMP
-/// error (`outer`, [`Packet::is_icmp_error`], read from `ctx`) quotes after its 8-byte
-/// header: its IP header (same family as the error) and the first 8 bytes of its L4
-/// header, all a router must quote (RFC 792, RFC 4443 2.4): ports, or an echo type and
-/// id. Written into `key` (all zero on entry). A truncated or malformed quote, a quoted
-/// non-first fragment, or a quoted ICMP message other than an echo is an error: the
-/// error is then judged as new traffic. IPv6 extension headers are not walked: such a
-/// quote's `proto` is the extension header's, which no flow has.
-///
-/// TC only (`skb`): the IPv6 addresses are copied straight into `key`, no stack copy
-/// (the caller's frame sits on top of the program's, see `related`).
-#[inline(always)]
-pub fn quoted_key(skb: *mut __sk_buff, outer: &Packet, key: &mut CtKey) -> Result<(), Drop> {
-    let ctx = &TcContext::new(skb);
-    let l3 = advance(outer.l4_off as usize, ICMP_HDR_LEN)?;
-    let l4 = if outer.family == FAMILY_V4 {
-        let h = load::<Ipv4Hdr, _>(ctx, l3)?;
-        let ihl = usize::from(h.ihl());
-        if h.version() != 4 || ihl < Ipv4Hdr::LEN || h.frag_offset() != 0 {
-            return Err(Drop::Malformed);
-        }
-        key.src[..4].copy_from_slice(&h.src_addr);
-        key.dst[..4].copy_from_slice(&h.dst_addr);
-        key.proto = h.proto;
-        // Loading the L4 bytes below proves the options are there.
-        advance(l3, ihl)?
-    } else {
-        // Version (first nibble), next header (byte 6), addresses (bytes 8-39).
-        if load::<u8, _>(ctx, l3)? >> 4 != 6 {
-            return Err(Drop::Malformed);
-        }
-        key.proto = load::<u8, _>(ctx, advance(l3, 6)?)?;
-        skb_load_into(skb, advance(l3, 8)?, &mut key.src)?;
-        skb_load_into(skb, advance(l3, 24)?, &mut key.dst)?;
-        advance(l3, Ipv6Hdr::LEN)?
-    };
-    key.family = outer.family;
-    let b = load::<[u8; 8], _>(ctx, l4)?;
-    let port = |i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
-    let (sport, dport) = match (key.family, key.proto) {
-        (_, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_UDPLITE) => (port(0), port(2)),
-        (FAMILY_V4, IPPROTO_ICMP) | (FAMILY_V6, IPPROTO_ICMPV6) => {
-            let (request, reply) = if key.family == FAMILY_V4 {
-                (ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY)
-            } else {
-                (ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY)
-            };
-            if b[0] == request {
-                (port(4), 0)
-            } else if b[0] == reply {
-                (0, port(4))
-            } else {
-                return Err(Drop::Malformed);
-            }
-        }
-        _ => (0, 0),
-    };
-    key.sport = sport;
-    key.dport = dport;
-    Ok(())
-}
 
 /// A header type that may be filled from packet bytes.
 ///
@@ -458,22 +370,6 @@ impl Bytes for NetBytes {
         // cgroup program's skb starts at the network header).
         unsafe { (*self.0).len }
     }
-}
-
-/// Copies `N` bytes at `offset` of a TC program's skb (from the frame's start, as
-/// [`TcContext::load`]) straight into `dst`; fails on a short packet.
-#[inline(always)]
-fn skb_load_into<const N: usize>(
-    skb: *mut __sk_buff,
-    offset: usize,
-    dst: &mut [u8; N],
-) -> Result<(), Drop> {
-    let offset = u32::try_from(offset).map_err(|_| Drop::Malformed)?;
-    // SAFETY: `skb` is the context pointer the kernel passed to the TC program; `dst`
-    // is a valid, writable `N`-byte buffer; the helper checks offset + N against the
-    // packet and fails otherwise.
-    let ret = unsafe { bpf_skb_load_bytes(skb.cast(), offset, dst.as_mut_ptr().cast(), N as u32) };
-    if ret == 0 { Ok(()) } else { Err(Drop::Malformed) }
 }
 
 #[inline(always)]

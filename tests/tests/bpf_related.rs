@@ -1,7 +1,7 @@
 //! Related ICMP (`allow_related`) under `BPF_PROG_TEST_RUN` (privileged: run as root).
 //!
 //! Pod A (a veth in a private netns) has isolated ingress and open egress; pod B
-//! allows ingress from anywhere. An ICMP or ICMPv6 error passes when the packet it
+//! allows ingress from anywhere. An ICMP or `ICMPv6` error passes when the packet it
 //! quotes belongs to a flow conntrack approves and it travels the way that flow
 //! allows (towards the quoted packet's sender); otherwise it is judged by policy as
 //! new traffic: a forged error quoting no flow, an error sent the wrong way, and
@@ -51,7 +51,7 @@ const TC_ACT_SHOT: u32 = 2;
 const ICMP_FRAG_NEEDED: (u8, u8) = (3, 4);
 const ICMP_PORT_UNREACH: (u8, u8) = (3, 3);
 const ICMP_TIME_EXCEEDED: (u8, u8) = (11, 0);
-/// ICMPv6 "packet too big" (type 2).
+/// `ICMPv6` "packet too big" (type 2).
 const ICMPV6_PACKET_TOO_BIG: (u8, u8) = (2, 0);
 const ICMPV6_TIME_EXCEEDED: (u8, u8) = (3, 0);
 
@@ -154,7 +154,7 @@ fn icmp4_error(src: Ipv4Addr, dst: Ipv4Addr, (kind, code): (u8, u8), quote: &[u8
     V4::new(src, dst, PROTO_ICMP).frame(&l4)
 }
 
-/// An ICMPv6 error from `src` to `dst` quoting `quote` (an IPv6 packet).
+/// An `ICMPv6` error from `src` to `dst` quoting `quote` (an IPv6 packet).
 fn icmp6_error(src: Ipv6Addr, dst: Ipv6Addr, (kind, code): (u8, u8), quote: &[u8]) -> Vec<u8> {
     // Type, code, checksum, MTU 1280.
     let mut l4 = vec![kind, code, 0, 0, 0, 0, 0x05, 0x00];
