@@ -15,6 +15,7 @@ use enforcer_common::CtKey;
 
 use crate::{
     conntrack,
+    maps::ENF_RELATED_KEY,
     packet::{self, Packet},
 };
 
@@ -28,7 +29,13 @@ pub fn passes(skb: *mut __sk_buff, pkt: &Packet, forward_leg: u32, reply_legs: u
 
 #[inline(never)]
 fn quote_approved(skb: *mut __sk_buff, pkt: &Packet, forward_leg: u32, reply_legs: u32) -> bool {
-    let mut key = CtKey {
+    let Some(slot) = ENF_RELATED_KEY.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: this CPU's slot of a per-CPU array, valid for the whole run; a program
+    // is not preempted by another on the same CPU, and nothing else writes it.
+    let key = unsafe { &mut *slot };
+    *key = CtKey {
         src: [0; 16],
         dst: [0; 16],
         sport: 0,
@@ -37,17 +44,15 @@ fn quote_approved(skb: *mut __sk_buff, pkt: &Packet, forward_leg: u32, reply_leg
         family: 0,
         _pad: [0; 2],
     };
-    if packet::quoted_key(skb, pkt, &mut key).is_err()
-        || !packet::addr_eq(&pkt.dst, &key.src)
-    {
+    if packet::quoted_key(skb, pkt, key).is_err() || !packet::addr_eq(&pkt.dst, &key.src) {
         return false;
     }
     let now = conntrack::now_ns();
-    if conntrack::lookup(&key, now).has(reply_legs) {
+    if conntrack::lookup(key, now).has(reply_legs) {
         return true;
     }
-    // The reverse tuple, in place (this frame sits on top of the program's).
+    // The reverse tuple, in place.
     core::mem::swap(&mut key.src, &mut key.dst);
     core::mem::swap(&mut key.sport, &mut key.dport);
-    conntrack::lookup(&key, now).has(forward_leg)
+    conntrack::lookup(key, now).has(forward_leg)
 }

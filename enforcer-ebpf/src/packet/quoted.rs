@@ -3,7 +3,6 @@
 
 use aya_ebpf::{bindings::__sk_buff, helpers::generated::bpf_skb_load_bytes, programs::TcContext};
 use enforcer_common::{CtKey, FAMILY_V4, FAMILY_V6};
-use network_types::ip::Ipv4Hdr;
 
 use super::{
     ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST, IPPROTO_ICMP,
@@ -12,7 +11,8 @@ use super::{
 };
 use crate::Drop;
 
-/// The length of an IPv6 header.
+/// The lengths of an IPv4 header without options and of an IPv6 header.
+const IPV4_HDR_LEN: usize = 20;
 const IPV6_HDR_LEN: usize = 40;
 
 /// ICMP error types that quote the packet that caused them ([`Packet::is_icmp_error`]).
@@ -56,21 +56,27 @@ impl Packet {
 /// an error: the error is then judged as new traffic. IPv6 extension headers are not
 /// walked: such a quote's `proto` is the extension header's, which no flow has.
 ///
-/// TC only (`skb`): the IPv6 addresses are copied straight into `key`, no stack copy
-/// (the caller's frame sits on top of the program's, see `related`).
+/// TC only (`skb`): the addresses are copied straight into `key` (map memory, see
+/// `related`), no stack copy.
 #[inline(always)]
 pub fn quoted_key(skb: *mut __sk_buff, outer: &Packet, key: &mut CtKey) -> Result<(), Drop> {
     let ctx = &TcContext::new(skb);
     let l3 = advance(outer.l4_off as usize, ICMP_HDR_LEN)?;
     let l4 = if outer.family == FAMILY_V4 {
-        let h = load::<Ipv4Hdr, _>(ctx, l3)?;
-        let ihl = usize::from(h.ihl());
-        if h.version() != 4 || ihl < Ipv4Hdr::LEN || h.frag_offset() != 0 {
+        // Version and IHL (byte 0), flags and fragment offset (6-7), protocol (9),
+        // addresses (12-19): read one by one, the addresses straight into `key`.
+        let vihl = load::<u8, _>(ctx, l3)?;
+        let ihl = usize::from(vihl & 0x0f) * 4;
+        let frag_hi = load::<u8, _>(ctx, advance(l3, 6)?)?;
+        let frag_lo = load::<u8, _>(ctx, advance(l3, 7)?)?;
+        if vihl >> 4 != 4 || ihl < IPV4_HDR_LEN || frag_hi & 0x1f != 0 || frag_lo != 0 {
             return Err(Drop::Malformed);
         }
-        key.src[..4].copy_from_slice(&h.src_addr);
-        key.dst[..4].copy_from_slice(&h.dst_addr);
-        key.proto = h.proto;
+        key.proto = load::<u8, _>(ctx, advance(l3, 9)?)?;
+        let src = key.src.first_chunk_mut::<4>().ok_or(Drop::Malformed)?;
+        skb_load_into(skb, advance(l3, 12)?, src)?;
+        let dst = key.dst.first_chunk_mut::<4>().ok_or(Drop::Malformed)?;
+        skb_load_into(skb, advance(l3, 16)?, dst)?;
         // Loading the L4 bytes below proves the options are there.
         advance(l3, ihl)?
     } else {
