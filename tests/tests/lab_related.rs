@@ -174,7 +174,7 @@ fn send_icmp(to: Ipv4Addr, icmp: &[u8]) {
         );
         let err = std::io::Error::last_os_error();
         libc::close(fd);
-        assert_eq!(n, icmp.len() as isize, "sendto: {err}");
+        assert_eq!(usize::try_from(n).ok(), Some(icmp.len()), "sendto: {err}");
     }
 }
 
