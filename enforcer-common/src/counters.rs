@@ -17,7 +17,7 @@ pub const HOOK_CGROUP_INGRESS: u32 = 6;
 pub const HOOKS: u32 = 8;
 
 /// Counter slots per hook.
-pub const REASONS: u32 = 19;
+pub const REASONS: u32 = 20;
 pub const COUNTERS_LEN: u32 = HOOKS * REASONS;
 
 pub const REASON_ALLOW_POLICY: u32 = 0;
@@ -53,6 +53,10 @@ pub const REASON_DENY_DEFERRED_UNJUDGED: u32 = 17;
 /// recorded in conntrack as approved in its direction (Calico's fallback to Linux
 /// conntrack).
 pub const REASON_ALLOW_PREEXISTING: u32 = 18;
+/// An ICMP or `ICMPv6` error quoting a packet of a flow conntrack approves, travelling
+/// the way that flow allows (related ICMP: fragmentation needed, packet too big, port
+/// unreachable...): passed without creating or refreshing an entry.
+pub const REASON_ALLOW_RELATED: u32 = 19;
 
 /// Human names of the reasons, by index.
 pub const REASON_NAMES: [&str; REASONS as usize] = [
@@ -75,4 +79,5 @@ pub const REASON_NAMES: [&str; REASONS as usize] = [
     "deny_no_conntrack",
     "deny_deferred_unjudged",
     "allow_preexisting",
+    "allow_related",
 ];

@@ -22,7 +22,7 @@ use enforcer_common::{
     CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK, DIR_HOST_EGRESS, DIR_HOST_INGRESS,
     DIR_UNTRACKED_EGRESS, DIR_UNTRACKED_INGRESS, HOOK_HOST_EGRESS, HOOK_HOST_INGRESS,
     REASON_ALLOW_CONNTRACK, REASON_ALLOW_FAILSAFE, REASON_ALLOW_NDP, REASON_ALLOW_NON_IP,
-    REASON_ALLOW_POLICY, REASON_ALLOW_PREEXISTING, REASON_ALLOW_UNTRACKED,
+    REASON_ALLOW_POLICY, REASON_ALLOW_PREEXISTING, REASON_ALLOW_RELATED, REASON_ALLOW_UNTRACKED,
     REASON_DENY_DEFERRED_UNJUDGED, REASON_DENY_NO_CONNTRACK, REASON_DENY_POLICY,
 };
 
@@ -30,7 +30,7 @@ use crate::{
     Drop, Outcome, conntrack,
     host::{self, HostAction},
     packet::{self, Frame, IPPROTO_TCP},
-    policy, service, snat, spoof,
+    policy, related, service, snat, spoof,
 };
 
 #[inline(always)]
@@ -129,6 +129,9 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext, inbound: bool) -> Result<Outcome,
             // Mid-connection without state: never the start of a new tracked flow.
             return Ok(Outcome::drop(REASON_DENY_NO_CONNTRACK));
         }
+    }
+    if related::passes(ctx.skb.skb, &pkt, own_ok, other_ok) {
+        return Ok(Outcome::pass(REASON_ALLOW_RELATED));
     }
     match host::decide::<DEBUG>(&cfg, tracked_dir, &key, &pkt)? {
         HostAction::Allow => {

@@ -38,6 +38,7 @@ mod packet;
 mod pod_egress;
 mod pod_ingress;
 mod policy;
+mod related;
 mod service;
 mod snat;
 mod spoof;

@@ -123,3 +123,10 @@ pub static ENF_POLICY_NAMES: HashMap<
 /// chain). Not pinned: it holds nothing between two packets.
 #[btf_map]
 pub static ENF_SCRATCH: PerCpuArray<crate::observe::Scratch, 1> = PerCpuArray::new();
+
+/// Per-CPU scratch space of `related`: the tuple an ICMP error quotes, built and looked
+/// up here rather than on the stack (its frame sits on top of the program's, within
+/// BPF's 512-byte limit for the whole call chain). Not pinned: it holds nothing between
+/// two packets.
+#[btf_map]
+pub static ENF_RELATED_KEY: PerCpuArray<CtKey, 1> = PerCpuArray::new();

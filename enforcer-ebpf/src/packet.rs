@@ -38,6 +38,9 @@ use network_types::{
 
 use crate::Drop;
 
+mod quoted;
+pub use quoted::quoted_key;
+
 // Ethertypes as they sit in the frame (network order), as `network-types` spells them.
 const ETH_P_IP: u16 = EtherType::Ipv4 as u16;
 const ETH_P_ARP: u16 = EtherType::Arp as u16;
@@ -139,6 +142,9 @@ pub struct Packet {
     pub hop_limit: u8,
     /// Length of the frame (L2 included), for byte counters.
     pub len: u32,
+    /// Offset of the L4 header in the bytes the packet was parsed from (for the
+    /// packet an ICMP error quotes, [`quoted_key`]).
+    pub l4_off: u32,
 }
 
 /// What the Ethernet frame carries.
@@ -250,6 +256,7 @@ impl Packet {
     }
 }
 
+
 /// A header type that may be filled from packet bytes.
 ///
 /// # Safety
@@ -271,6 +278,7 @@ unsafe impl Header for SctpHdr {}
 unsafe impl Header for Icmpv4Hdr {}
 unsafe impl Header for Icmpv6Hdr {}
 unsafe impl Header for u8 {}
+unsafe impl Header for [u8; 8] {}
 
 /// Where packet bytes come from: an skb (TC) or an XDP buffer. Both copy through a
 /// helper that checks the offset against the packet length.
@@ -435,6 +443,7 @@ fn parse_l3<C: Bytes>(ctx: &C, l3: usize, ethertype: u16) -> Result<Frame, Drop>
         icmp_id: 0,
         hop_limit: 0,
         len: ctx.frame_len(),
+        l4_off: 0,
     };
     let l4 = match ethertype {
         ETH_P_ARP => return Ok(Frame::Arp),
@@ -443,6 +452,7 @@ fn parse_l3<C: Bytes>(ctx: &C, l3: usize, ethertype: u16) -> Result<Frame, Drop>
         _ => return Err(Drop::UnsupportedL3),
     };
     parse_l4(ctx, &mut pkt, l4)?;
+    pkt.l4_off = u32::try_from(l4).map_err(|_| Drop::Malformed)?;
     Ok(Frame::Ip(pkt))
 }
 

@@ -9,16 +9,16 @@
 use aya_ebpf::programs::TcContext;
 use enforcer_common::{
     CT_F_DEFERRED, CT_F_EGRESS_OK, CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK, CT_F_INGRESS_OK,
-    DIR_EGRESS, EP_F_HAS_V4, EP_F_HAS_V6, EndpointInfo, FAMILY_V4, HOOK_POD_EGRESS, PEER_F_HOST,
+    CT_F_ESTABLISHED, DIR_EGRESS, EP_F_HAS_V4, EP_F_HAS_V6, EndpointInfo, FAMILY_V4, HOOK_POD_EGRESS, PEER_F_HOST,
     PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP, REASON_ALLOW_CONNTRACK, REASON_ALLOW_NDP,
-    REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_DEFERRED, REASON_DENY_POLICY,
+    REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_ALLOW_RELATED, REASON_DEFERRED, REASON_DENY_POLICY,
 };
 
 use crate::{
     Drop, Outcome, conntrack,
     packet::{self, Frame, Packet},
     policy::{self, Judged},
-    service, spoof,
+    related, service, spoof,
 };
 
 #[inline(always)]
@@ -54,6 +54,9 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
     }
     if conntrack::passes(&pkt, &key, &fwd, CT_F_EGRESS_OK, now) {
         return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
+    }
+    if related::passes(ctx.skb.skb, &pkt, CT_F_EGRESS_OK, CT_F_ESTABLISHED) {
+        return Ok(Outcome::pass(REASON_ALLOW_RELATED));
     }
 
     // Policy: the destination's class, the cell, the verdict.

@@ -16,9 +16,10 @@
 
 use aya_ebpf::programs::TcContext;
 use enforcer_common::{
-    CT_F_EGRESS_OK, CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK, CT_F_INGRESS_OK, CtKey, DIR_INGRESS,
+    CT_F_EGRESS_OK, CT_F_ESTABLISHED, CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK, CT_F_INGRESS_OK, CtKey, DIR_INGRESS,
     EndpointInfo, HOOK_POD_INGRESS, MARK_MASK, PEER_F_LOCAL_ENDPOINT, REASON_ALLOW_CONNTRACK,
-    REASON_ALLOW_NDP, REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_DENY_POLICY,
+    REASON_ALLOW_NDP, REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_ALLOW_RELATED,
+    REASON_DENY_POLICY,
 };
 
 use crate::{
@@ -26,7 +27,7 @@ use crate::{
     conntrack::{self, Entry},
     packet::{self, Frame},
     policy::{self, Judged},
-    service, snat, spoof,
+    related, service, snat, spoof,
 };
 
 #[inline(always)]
@@ -59,6 +60,10 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
     let fwd = conntrack::lookup(&key, now);
     if conntrack::passes(&pkt, &key, &fwd, CT_F_INGRESS_OK, now) {
         return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
+    }
+    // A deferred packet still owes the client's egress leg its judgement.
+    if !deferred && related::passes(ctx.skb.skb, &pkt, CT_F_INGRESS_OK, CT_F_ESTABLISHED) {
+        return Ok(Outcome::pass(REASON_ALLOW_RELATED));
     }
 
     // The second leg of a flow uses the generation that judged the first, while live.

@@ -213,6 +213,8 @@ fn test(unit_only: bool) -> Result<()> {
         "--test",
         "bpf_budget",
         "--test",
+        "bpf_related",
+        "--test",
         "attacks_dataplane",
         "--test",
         "attacks_generations",
