@@ -256,7 +256,6 @@ impl Packet {
     }
 }
 
-
 /// A header type that may be filled from packet bytes.
 ///
 /// # Safety

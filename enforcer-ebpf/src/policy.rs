@@ -43,6 +43,20 @@ pub fn endpoint(generation: u32, ifindex: u32) -> Option<EndpointInfo> {
     unsafe { ENF_ENDPOINTS.get(key) }.copied()
 }
 
+/// The endpoint entry of `ifindex` in `generation`, read in place: for the out-of-line
+/// helpers whose stack frame adds to their caller's (a copy costs 32 bytes there).
+#[inline(always)]
+pub fn endpoint_in_place(generation: u32, ifindex: u32) -> Option<&'static EndpointInfo> {
+    let key = EndpointKey {
+        generation,
+        ifindex,
+    };
+    // SAFETY: a reference into the map value, read while this program runs. The agent
+    // rewrites a generation's entries only after the generation left `live_gens` and an
+    // RCU grace period passed (`dataplane/rcu.rs`), so no running program reads them.
+    unsafe { ENF_ENDPOINTS.get(key) }
+}
+
 /// Longest-prefix match of `addr` in the generation's peer trie. Every generation has a
 /// `/0` per family, so a miss is a map error.
 #[inline(always)]

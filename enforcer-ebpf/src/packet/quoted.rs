@@ -6,8 +6,7 @@ use enforcer_common::{CtKey, FAMILY_V4, FAMILY_V6};
 
 use super::{
     ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST, IPPROTO_ICMP,
-    IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, Packet, advance,
-    load,
+    IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, Packet, advance, load,
 };
 use crate::Drop;
 
@@ -128,5 +127,9 @@ fn skb_load_into<const N: usize>(
     // is a valid, writable `N`-byte buffer; the helper checks offset + N against the
     // packet and fails otherwise.
     let ret = unsafe { bpf_skb_load_bytes(skb.cast(), offset, dst.as_mut_ptr().cast(), N as u32) };
-    if ret == 0 { Ok(()) } else { Err(Drop::Malformed) }
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(Drop::Malformed)
+    }
 }
