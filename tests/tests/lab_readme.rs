@@ -1,6 +1,7 @@
 //! The README's `sh lab` examples run as written, in order, in one lab (issue 14,
 //! acceptance 5): `lab up` on the tutorial's files, `get`, `exec`, `apply`, `probe`,
-//! `explain --lab`, `inspect … --lab`, `restart-agent`, `down`. Only the lab's name is
+//! `explain --lab`, `inspect … --lab`, `restart-agent`, then "Inspecting a node":
+//! `inspect counters|rules|policy|conntrack --lab`, `flows --lab`, `down`. Only the lab's name is
 //! changed (`lab --name NAME …`, `--lab NAME`), so the test cannot collide with a lab
 //! of someone's; the exit status is the one the line's comment gives (default 0).
 //! `lab get` is also run into a closed pipe (`| head`): it must end quietly.
