@@ -7,6 +7,9 @@
 //! `tests/golden/cli/help/`). `ENFORCER_BLESS=1` (or `UPDATE_GOLDEN=1`) rewrites them:
 //! review the diff before committing. A help text changed without blessing fails.
 
+#[path = "support/golden.rs"]
+mod golden_file;
+
 use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -20,10 +23,6 @@ fn workspace() -> PathBuf {
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/cli")
-}
-
-fn bless() -> bool {
-    std::env::var_os("ENFORCER_BLESS").is_some() || std::env::var_os("UPDATE_GOLDEN").is_some()
 }
 
 /// Runs `enforcer args` (standard input from the workspace file `stdin`, if any).
@@ -74,32 +73,7 @@ fn transcript(args: &[&str], stdin: Option<&str>) -> (String, i32) {
 
 /// Compares `actual` with the golden file `name` (or rewrites it when blessing).
 fn compare(name: &str, actual: &str) {
-    let path = golden_dir().join(format!("{name}.txt"));
-    if bless() {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-        }
-        std::fs::write(&path, actual).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (run with ENFORCER_BLESS=1 to create it)",
-            path.display()
-        )
-    });
-    if expected != actual {
-        let first = expected
-            .lines()
-            .zip(actual.lines())
-            .position(|(e, a)| e != a)
-            .unwrap_or_else(|| expected.lines().count().min(actual.lines().count()));
-        panic!(
-            "{name}: output differs from {} (first at line {}; ENFORCER_BLESS=1 to accept)\n--- expected\n{expected}\n--- actual\n{actual}",
-            path.display(),
-            first + 1
-        );
-    }
+    golden_file::compare(&golden_dir().join(format!("{name}.txt")), name, actual);
 }
 
 /// Runs and compares; returns the exit status (also part of the golden file).
@@ -201,7 +175,7 @@ fn help_of_every_subcommand() {
         assert!(seen.iter().any(|s| s == expected), "{expected}: {seen:?}");
     }
     // No stale golden help files: each belongs to a subcommand that exists.
-    if !bless() {
+    if !golden_file::bless() {
         let seen: BTreeSet<String> = seen.into_iter().map(|s| format!("{s}.txt")).collect();
         let dir = golden_dir().join("help");
         for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {

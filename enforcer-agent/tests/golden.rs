@@ -2,8 +2,12 @@
 //! tutorial YAML: the real binary, run from the workspace root, its exit status,
 //! stdout and stderr compared with `tests/golden/<name>.txt`.
 //!
-//! `UPDATE_GOLDEN=1 cargo test -p enforcer-agent --test golden` rewrites the files;
+//! `UPDATE_GOLDEN=1` (or `ENFORCER_BLESS=1`) `cargo test -p enforcer-agent --test golden`
+//! rewrites the files;
 //! review the diff before committing.
+
+#[path = "support/golden.rs"]
+mod golden_file;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,28 +39,7 @@ fn golden(name: &str, args: &[&str]) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
         .join(format!("{name}.txt"));
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &actual).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (run with UPDATE_GOLDEN=1 to create it)",
-            path.display()
-        )
-    });
-    if expected != actual {
-        let first = expected
-            .lines()
-            .zip(actual.lines())
-            .position(|(e, a)| e != a)
-            .unwrap_or_else(|| expected.lines().count().min(actual.lines().count()));
-        panic!(
-            "{name}: output differs from {} (first at line {}; UPDATE_GOLDEN=1 to accept)\n--- expected\n{expected}\n--- actual\n{actual}",
-            path.display(),
-            first + 1
-        );
-    }
+    golden_file::compare(&path, name, &actual);
 }
 
 /// Substrings a golden must keep: the findings the issue asks for.
