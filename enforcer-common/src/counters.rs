@@ -14,6 +14,9 @@ pub const HOOK_HOST_EGRESS: u32 = 4;
 pub const HOOK_GUARD_EGRESS: u32 = 5;
 /// The cgroup program on local delivery to the node's sockets (deferred Service egress).
 pub const HOOK_CGROUP_INGRESS: u32 = 6;
+/// The guard on TC ingress of every non-workload interface (tunnel sources, `NodePort`
+/// clients).
+pub const HOOK_GUARD_INGRESS: u32 = 7;
 pub const HOOKS: u32 = 8;
 
 /// Counter slots per hook.

@@ -47,8 +47,9 @@ pub use service::*;
 #[cfg(feature = "user")]
 mod user {
     use super::{
-        Config, CtKey, CtValue, EndpointInfo, EndpointKey, FailsafeKey, FrontendKey, PeerInfo,
-        PeerKeyV4, PeerKeyV6, PendingKey, PendingValue, PortKey, Verdict, VerdictKey,
+        Config, CtKey, CtValue, EndpointInfo, EndpointKey, FailsafeKey, FrontendKey,
+        NodePortClientKey, NodePortClientValue, PeerInfo, PeerKeyV4, PeerKeyV6, PendingKey,
+        PendingValue, PortKey, Verdict, VerdictKey,
     };
 
     // SAFETY: every type is repr(C), has no implicit padding (bytemuck's derive checks
@@ -68,6 +69,8 @@ mod user {
     unsafe impl aya::Pod for PendingValue {}
     unsafe impl aya::Pod for FailsafeKey {}
     unsafe impl aya::Pod for FrontendKey {}
+    unsafe impl aya::Pod for NodePortClientKey {}
+    unsafe impl aya::Pod for NodePortClientValue {}
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub const MAP_VERDICTS: &str = "ENF_VERDICTS";
 pub const MAP_CONNTRACK: &str = "ENF_CONNTRACK";
 pub const MAP_PENDING: &str = "ENF_PENDING";
 pub const MAP_FRONTENDS: &str = "ENF_FRONTENDS";
+pub const MAP_NODE_PORT_CLIENTS: &str = "ENF_NP_CLIENTS";
 pub const MAP_COUNTERS: &str = "ENF_COUNTERS";
 pub const MAP_EVENTS: &str = "ENF_EVENTS";
 /// The benchmark floor program's own map: one entry in the object (the agent loads it
@@ -57,6 +58,12 @@ pub const PROG_HOST_EGRESS_DEBUG: &str = "enf_host_eg_d";
 /// any other packet goes on to the next program untouched.
 pub const PROG_GUARD_EGRESS: &str = "enf_guard_eg";
 pub const PROG_GUARD_EGRESS_DEBUG: &str = "enf_guard_eg_d";
+/// TCX ingress of every non-workload interface but `lo`, first in the chain: drops
+/// IPIP/VXLAN to the node from sources that are not cluster nodes, and notes the
+/// client of a packet to a `NodePort` before kube-proxy may masquerade it (see
+/// [`NodePortClientKey`](crate::NodePortClientKey)); every other packet goes on untouched.
+pub const PROG_GUARD_INGRESS: &str = "enf_guard_in";
+pub const PROG_GUARD_INGRESS_DEBUG: &str = "enf_guard_in_d";
 /// `cgroup_skb/ingress` on the node's cgroup: judges the deferred egress of Service
 /// traffic delivered to the node's own sockets (a hostNetwork backend, the API server
 /// behind the `kubernetes` Service).
@@ -82,13 +89,14 @@ pub const MAP_DEBUG_TAIL_XDP: &str = "ENF_DEBUG_XDP";
 pub const MAP_DEBUG_TAIL_CGROUP: &str = "ENF_DEBUG_CG";
 
 /// Every program of the object: (production name, debug-log variant).
-pub const PROGRAMS: [(&str, Option<&str>); 8] = [
+pub const PROGRAMS: [(&str, Option<&str>); 9] = [
     (PROG_POD_EGRESS, Some(PROG_POD_EGRESS_DEBUG)),
     (PROG_POD_INGRESS, Some(PROG_POD_INGRESS_DEBUG)),
     (PROG_HOST_XDP, Some(PROG_HOST_XDP_DEBUG)),
     (PROG_HOST_INGRESS, Some(PROG_HOST_INGRESS_DEBUG)),
     (PROG_HOST_EGRESS, Some(PROG_HOST_EGRESS_DEBUG)),
     (PROG_GUARD_EGRESS, Some(PROG_GUARD_EGRESS_DEBUG)),
+    (PROG_GUARD_INGRESS, Some(PROG_GUARD_INGRESS_DEBUG)),
     (PROG_CGROUP_INGRESS, Some(PROG_CGROUP_INGRESS_DEBUG)),
     (PROG_BENCH_FLOOR, None),
 ];
@@ -129,4 +137,5 @@ pub const VERDICTS_MAX: u32 = 1_048_576;
 pub const CONNTRACK_MAX: u32 = 262_144;
 pub const PENDING_MAX: u32 = 65_536;
 pub const FRONTENDS_MAX: u32 = 65_536;
+pub const NODE_PORT_CLIENTS_MAX: u32 = 65_536;
 pub const EVENTS_BYTES: u32 = 1 << 20;

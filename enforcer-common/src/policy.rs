@@ -198,8 +198,12 @@ pub const PEER_F_LOCAL_ENDPOINT: u32 = 1 << 0;
 /// The address is a Service virtual IP (`ClusterIP`). Egress towards it is judged after
 /// kube-proxy's DNAT, at the hook that sees the translated destination.
 pub const PEER_F_SERVICE_VIP: u32 = 1 << 1;
-/// The address is one of this node's own (a host endpoint's `expectedIPs`).
+/// The address is one of this node's own (its interfaces' addresses, kept current from
+/// netlink, and host endpoints' `expectedIPs`).
 pub const PEER_F_HOST: u32 = 1 << 2;
+/// The address is one of a cluster node's (a `Node` object's `InternalIP` or
+/// `ExternalIP`, this node's included): a source the node accepts IPIP and VXLAN from.
+pub const PEER_F_CLUSTER_NODE: u32 = 1 << 3;
 
 // ---------------------------------------------------------------------------------
 // PORTS: LPM_TRIE (generation, protocol, port) → cell.

@@ -66,6 +66,63 @@ pub const MARK_MASK: u32 = 0x0f00_0000;
 pub const MARK_EGRESS_DEFERRED: u32 = 0x0a00_0000;
 
 // ---------------------------------------------------------------------------------
+// NP_CLIENTS: LRU_HASH NodePortClientKey → NodePortClientValue (who sent to a NodePort).
+// ---------------------------------------------------------------------------------
+
+/// A packet that entered the node through a non-workload interface addressed to a
+/// Service front-end on the node's own address: (source port, protocol, family), host
+/// order, as the packet carried them *before* kube-proxy translated it.
+///
+/// Why this map exists: with `externalTrafficPolicy: Cluster` kube-proxy masquerades
+/// such a packet (SNAT to a node address) after DNAT, and our backend's ingress hook
+/// runs after `POSTROUTING`, so it sees the node's address where Calico (judging in
+/// `FORWARD`) sees the client's. The guard on the interface the packet entered by
+/// (`enf_guard_in`, before any translation) writes the client here and marks the
+/// packet ([`MARK_NODE_PORT_CLIENT`]); the backend's hook, given a marked packet whose
+/// source is one of the node's own addresses, judges it as the client noted under its
+/// source port (masquerade keeps the client's port unless two flows would clash).
+///
+/// Lookup rules (the backend's hook): the entry counts only if it is younger than
+/// [`NODE_PORT_CLIENT_TTL_NS`] and has no [`NODE_PORT_CLIENT_F_CONFLICT`]; a marked,
+/// masqueraded packet without such an entry is dropped (`deny_spoofed`: whose it is
+/// cannot be told). Two clients using one source port within the TTL are a conflict,
+/// so one client's note can never make another's packet pass as its own.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct NodePortClientKey {
+    pub sport: u16,
+    pub proto: u8,
+    pub family: u8,
+}
+const _: () = assert!(size_of::<NodePortClientKey>() == 4);
+
+/// The client that sent a packet to a front-end from [`NodePortClientKey`]'s port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct NodePortClientValue {
+    /// `bpf_ktime_get_ns` of the client's latest packet from this port.
+    pub seen_ns: u64,
+    pub client: [u8; 16],
+    /// `NODE_PORT_CLIENT_F_*`.
+    pub flags: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<NodePortClientValue>() == 32);
+
+/// How long a note names the client of its port's packets. The backend's hook runs on
+/// the same packet's path within microseconds (and only for a flow's first packets:
+/// conntrack approves the rest); the TTL bounds how long a shared port is a conflict.
+pub const NODE_PORT_CLIENT_TTL_NS: u64 = 1_000_000_000;
+/// Two clients sent from this port within [`NODE_PORT_CLIENT_TTL_NS`]: neither is named.
+pub const NODE_PORT_CLIENT_F_CONFLICT: u32 = 1 << 0;
+/// skb mark (in [`MARK_MASK`]) set by `enf_guard_in` on a packet whose client it noted
+/// in `ENF_NP_CLIENTS`. Only the node sets marks: a pod's marks are scrubbed when its
+/// packet leaves its network namespace, and a packet from outside carries none.
+pub const MARK_NODE_PORT_CLIENT: u32 = 0x0b00_0000;
+
+// ---------------------------------------------------------------------------------
 // FRONTENDS: HASH FrontendKey → u32 flags (Service front-ends by port on node addresses).
 // ---------------------------------------------------------------------------------
 

@@ -10,6 +10,9 @@
 //!   skb exists, see [`host_xdp`].
 //! - [`enf_host_in`] / [`enf_host_eg`]: TCX ingress / egress of a host interface = the
 //!   host endpoint's policy, see [`host_tc`].
+//! - [`enf_guard_in`] / [`enf_guard_eg`]: TCX ingress / egress of every non-workload
+//!   interface, first in the chain: tunnel sources and `NodePort` clients, see
+//!   [`guard_ingress`]; deferred Service egress leaving the node, see [`guard`].
 //! - [`enf_bench_floor`]: not attached by the agent; the benchmark suite's floor (parse
 //!   + one hash lookup), see [`bench_floor`].
 //!
@@ -29,10 +32,12 @@ mod conntrack;
 mod counters;
 mod debug_log;
 mod guard;
+mod guard_ingress;
 mod host;
 mod host_tc;
 mod host_xdp;
 mod maps;
+mod node_port_client;
 mod observe;
 mod packet;
 mod pod_egress;
@@ -49,9 +54,10 @@ use aya_ebpf::{
     programs::{SkBuffContext, TcContext, XdpContext},
 };
 use enforcer_common::{
-    HOOK_CGROUP_INGRESS, HOOK_GUARD_EGRESS, HOOK_HOST_EGRESS, HOOK_HOST_INGRESS, HOOK_HOST_XDP,
-    HOOK_POD_EGRESS, HOOK_POD_INGRESS, REASON_FRAGMENT, REASON_MALFORMED, REASON_MAP_ERROR,
-    REASON_NO_ENDPOINT, REASON_NO_POLICY_LOADED, REASON_SPOOFED, REASON_UNSUPPORTED_L3,
+    HOOK_CGROUP_INGRESS, HOOK_GUARD_EGRESS, HOOK_GUARD_INGRESS, HOOK_HOST_EGRESS,
+    HOOK_HOST_INGRESS, HOOK_HOST_XDP, HOOK_POD_EGRESS, HOOK_POD_INGRESS, REASON_ALLOW_POLICY,
+    REASON_FRAGMENT, REASON_MALFORMED, REASON_MAP_ERROR, REASON_NO_ENDPOINT,
+    REASON_NO_POLICY_LOADED, REASON_SPOOFED, REASON_UNSUPPORTED_L3,
 };
 
 /// Why a packet is dropped before (or instead of) a policy verdict.
@@ -249,15 +255,19 @@ pub fn enf_pod_in_d(ctx: TcContext) -> i32 {
     finish::<true>(&ctx, HOOK_POD_INGRESS, pod_ingress::run::<true>(&ctx))
 }
 
-/// The guard's verdict: a packet that is not its to judge, or that it approves, goes
-/// on to the next program in the chain (`TC_ACT_UNSPEC`, TCX's "next"); a denied one
-/// is dropped.
+/// A guard's verdict: a packet that is not its to judge, or that it approves, goes on
+/// to the next program in the chain (`TC_ACT_UNSPEC`, TCX's "next"); a denied one is
+/// dropped.
 #[inline(always)]
-fn guard<const DEBUG: bool>(ctx: &TcContext) -> i32 {
-    let Some(result) = guard::run::<DEBUG>(ctx) else {
+fn guard<const DEBUG: bool>(
+    ctx: &TcContext,
+    hook: u32,
+    result: Option<Result<Outcome, Drop>>,
+) -> i32 {
+    let Some(result) = result else {
         return TC_ACT_UNSPEC;
     };
-    let action = if settle(HOOK_GUARD_EGRESS, result) {
+    let action = if settle(hook, result) {
         TC_ACT_UNSPEC
     } else {
         TC_ACT_SHOT
@@ -269,6 +279,34 @@ fn guard<const DEBUG: bool>(ctx: &TcContext) -> i32 {
     }
 }
 
+/// The ingress guard's outcome: approved packets count as `allow_policy` (they met
+/// the guard's only rule).
+#[inline(always)]
+fn guard_ingress(ctx: &TcContext) -> Option<Result<Outcome, Drop>> {
+    guard_ingress::run(ctx).map(|r| r.map(|()| Outcome::pass(REASON_ALLOW_POLICY)))
+}
+
+/// Packets entering the node through an interface that is not a workload's: tunnel
+/// packets from sources that are not cluster nodes are dropped, `NodePort` clients
+/// noted (everything else passes to the next program).
+#[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature #[classifier] requires"
+)]
+pub fn enf_guard_in(ctx: TcContext) -> i32 {
+    guard::<false>(&ctx, HOOK_GUARD_INGRESS, guard_ingress(&ctx))
+}
+
+#[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature #[classifier] requires"
+)]
+pub fn enf_guard_in_d(ctx: TcContext) -> i32 {
+    guard::<true>(&ctx, HOOK_GUARD_INGRESS, guard_ingress(&ctx))
+}
+
 /// Packets leaving the node through an interface that is not a workload's: the
 /// deferred egress of Service traffic (everything else passes to the next program).
 #[classifier]
@@ -277,7 +315,7 @@ fn guard<const DEBUG: bool>(ctx: &TcContext) -> i32 {
     reason = "the signature #[classifier] requires"
 )]
 pub fn enf_guard_eg(ctx: TcContext) -> i32 {
-    guard::<false>(&ctx)
+    guard::<false>(&ctx, HOOK_GUARD_EGRESS, guard::run::<false>(&ctx))
 }
 
 #[classifier]
@@ -286,7 +324,7 @@ pub fn enf_guard_eg(ctx: TcContext) -> i32 {
     reason = "the signature #[classifier] requires"
 )]
 pub fn enf_guard_eg_d(ctx: TcContext) -> i32 {
-    guard::<true>(&ctx)
+    guard::<true>(&ctx, HOOK_GUARD_EGRESS, guard::run::<true>(&ctx))
 }
 
 /// A cgroup program's verdict: 1 delivers, 0 drops.

@@ -21,10 +21,11 @@ use aya_ebpf::{
 use enforcer_common::{
     CONNTRACK_MAX, COUNTERS_LEN, Config, CtKey, CtValue, ENDPOINTS_MAX, EVENT_STATS_LEN,
     EVENTS_BYTES, EndpointInfo, EndpointKey, EventBudget, FAILSAFE_MAX, FLOW_REPORTS_MAX,
-    FRONTENDS_MAX, FailsafeKey, FlowEvent, FlowReport, FlowReportKey, FrontendKey, PEERS_MAX,
-    PENDING_MAX, POLICY_NAMES_MAX, PORTS_MAX, PeerInfo, PeerKeyV4, PeerKeyV6, PendingKey,
-    PendingValue, PolicyNameEntry, PortKey, RULE_COUNTERS_MAX, RuleCounter, RuleCounterKey,
-    VERDICTS_MAX, Verdict, VerdictKey,
+    FRONTENDS_MAX, FailsafeKey, FlowEvent, FlowReport, FlowReportKey, FrontendKey,
+    NODE_PORT_CLIENTS_MAX, NodePortClientKey, NodePortClientValue, PEERS_MAX, PENDING_MAX,
+    POLICY_NAMES_MAX, PORTS_MAX, PeerInfo, PeerKeyV4, PeerKeyV6, PendingKey, PendingValue,
+    PolicyNameEntry, PortKey, RULE_COUNTERS_MAX, RuleCounter, RuleCounterKey, VERDICTS_MAX,
+    Verdict, VerdictKey,
 };
 
 /// `BPF_F_NO_PREALLOC` as a const generic.
@@ -61,6 +62,15 @@ pub static ENF_CONNTRACK: LruHashMap<CtKey, CtValue, { CONNTRACK_MAX as usize }>
 #[btf_map]
 pub static ENF_PENDING: LruHashMap<PendingKey, PendingValue, { PENDING_MAX as usize }> =
     LruHashMap::new();
+
+/// Clients of packets to `NodePorts`, noted before kube-proxy may masquerade them (see
+/// `NodePortClientKey`). Not pinned: a note lives for microseconds.
+#[btf_map]
+pub static ENF_NP_CLIENTS: LruHashMap<
+    NodePortClientKey,
+    NodePortClientValue,
+    { NODE_PORT_CLIENTS_MAX as usize },
+> = LruHashMap::new();
 
 /// Service front-ends by port on the node's own addresses (see `FrontendKey`).
 #[btf_map]

@@ -2,7 +2,8 @@
 //! judged by the pod's ingress policy, and, for Service traffic from a pod on this
 //! node, by the client's deferred egress policy first.
 //!
-//! Per packet: clear our skb mark bits (remembering a deferred egress leg); parse; ARP
+//! Per packet: clear our skb mark bits (remembering a deferred egress leg, or a
+//! `NodePort` client noted by the ingress guard: `node_port_client`); parse; ARP
 //! and NDP pass; `Config`; the endpoint of this interface; RPF for local pods' addresses
 //! (`spoof`); conntrack; then policy:
 //!
@@ -25,6 +26,7 @@ use enforcer_common::{
 use crate::{
     Drop, Outcome,
     conntrack::{self, Entry},
+    node_port_client,
     packet::{self, Frame},
     policy::{self, Judged},
     related, service, snat, spoof,
@@ -36,6 +38,7 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
     // into the pod.
     let mark = packet::mark(ctx);
     let deferred = service::is_deferred(mark);
+    let noted = node_port_client::is_noted(mark);
     if mark & MARK_MASK != 0 {
         packet::set_mark(ctx, mark & !MARK_MASK);
     }
@@ -71,7 +74,16 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
     // A local pod's packet whose source the node rewrote (SNAT) is the pod's (`snat`);
     // its egress hook approved the flow before the rewrite, under the original tuple.
     let mut src = pkt.src;
-    let rewritten = snat::judged_source(generation, &pkt, came_in, &mut src);
+    let rewritten = if noted {
+        // From outside to a `NodePort`: judged as the client the guard noted when the
+        // node masqueraded it (`node_port_client`), never as the node.
+        match node_port_client::masqueraded_client(generation, &pkt, &mut src) {
+            node_port_client::SOURCE_UNKNOWN => return Err(Drop::Spoofed),
+            _ => 0,
+        }
+    } else {
+        snat::judged_source(generation, &pkt, came_in, &mut src)
+    };
     let src_peer = policy::peer(generation, pkt.family, &src)?;
     let cell = policy::cell(generation, &pkt);
     let mut egress_ok = src_peer.flags & PEER_F_LOCAL_ENDPOINT == 0 || rewritten != 0;

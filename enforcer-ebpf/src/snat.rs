@@ -12,9 +12,8 @@
 //! as the host's own.
 //!
 //! A client outside the node whose `NodePort` traffic kube-proxy masquerades to a
-//! local backend is not recovered: the backend's ingress sees the node's address, as
-//! for a backend on another node (Calico's documented behaviour there; filter external
-//! clients with preDNAT policy on the node they enter).
+//! local backend entered through a host interface: the ingress guard noted it there
+//! (`node_port_client`), and `enf_pod_in` judges it as that client.
 
 use enforcer_common::{EP_F_HAS_V4, EP_F_HAS_V6, EP_F_HOST, EndpointInfo, FAMILY_V4};
 

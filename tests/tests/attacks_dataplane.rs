@@ -19,10 +19,11 @@ use enforcer_common::{
     DIR_PREDNAT_INGRESS, DIR_UNTRACKED_EGRESS, DIR_UNTRACKED_INGRESS, EP_F_HOST, EVENT_KIND_DENY,
     FAILSAFE_INBOUND_DEFAULT, FAILSAFE_OUTBOUND_DEFAULT, FRONTEND_F_HOST_PORT,
     FRONTEND_F_NODE_PORT, HOOK_CGROUP_INGRESS, HOOK_GUARD_EGRESS, HOOK_POD_INGRESS,
-    MARK_EGRESS_DEFERRED, NO_INDEX, PEER_F_HOST, PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP,
-    PeerInfo, REASON_ALLOW_CONNTRACK, REASON_ALLOW_FAILSAFE, REASON_ALLOW_NDP, REASON_ALLOW_POLICY,
-    REASON_DEFERRED, REASON_DENY_POLICY, REASON_NAMES, REASON_SPOOFED, REASON_XDP_CONTINUE,
-    REASONS, RuleCounterKey, VERDICT_KIND_RULE, Verdict, VerdictKey, host_profile,
+    MARK_EGRESS_DEFERRED, MARK_NODE_PORT_CLIENT, NO_INDEX, PEER_F_CLUSTER_NODE, PEER_F_HOST,
+    PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP, PeerInfo, REASON_ALLOW_CONNTRACK,
+    REASON_ALLOW_FAILSAFE, REASON_ALLOW_NDP, REASON_ALLOW_POLICY, REASON_DEFERRED,
+    REASON_DENY_POLICY, REASON_NAMES, REASON_SPOOFED, REASON_XDP_CONTINUE, REASONS, RuleCounterKey,
+    VERDICT_KIND_RULE, Verdict, VerdictKey, host_profile,
 };
 use enforcer_tests::bpf::{
     dataplane::{Dataplane, Hook, ct_key, endpoint, monotonic_ns},
@@ -46,6 +47,8 @@ const VIP4: Ipv4Addr = Ipv4Addr::new(198, 19, 100, 1);
 const VIP4_2: Ipv4Addr = Ipv4Addr::new(198, 19, 100, 2);
 const NODE4: Ipv4Addr = Ipv4Addr::new(198, 18, 255, 1);
 const EXT4: Ipv4Addr = Ipv4Addr::new(198, 18, 255, 2);
+/// Another node of the cluster (a `Node` object's address).
+const NODE2_4: Ipv4Addr = Ipv4Addr::new(198, 18, 255, 3);
 const A6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x0a);
 const B6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x14);
 const NODE6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0xff, 0, 0, 0, 1);
@@ -1443,6 +1446,166 @@ fn snat_cases() -> Vec<Case> {
     ]
 }
 
+/// The guard on the host interface's ingress, for a packet entering the node there.
+fn guard_in(frame: Vec<u8>, expect: Expect) -> Step {
+    came_in(Hook::GuardIngress, On::Eth, frame, On::Eth, expect)
+}
+
+/// A VXLAN packet (UDP 4789, VNI 1) from `outer_src` to `outer_dst` carrying `inner`'s
+/// Ethernet frame.
+fn vxlan(outer_src: Ipv4Addr, outer_dst: Ipv4Addr, inner: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(8 + 8 + inner.len()).unwrap_or(u16::MAX);
+    let mut segment = Vec::new();
+    segment.extend_from_slice(&40_000u16.to_be_bytes());
+    segment.extend_from_slice(&4789u16.to_be_bytes());
+    segment.extend_from_slice(&len.to_be_bytes());
+    segment.extend_from_slice(&[0, 0]);
+    segment.extend_from_slice(&[0x08, 0, 0, 0, 0, 0, 1, 0]);
+    segment.extend_from_slice(inner);
+    V4::new(outer_src, outer_dst, PROTO_UDP).frame(&segment)
+}
+
+/// The node knows another node (`NODE2_4`); B trusts the remote pod (as it would a pod
+/// of that node).
+fn with_a_second_node(dp: &mut Dataplane, ifs: &Ifaces) {
+    trusting(dp, ifs);
+    dp.set_peer(
+        0,
+        NODE2_4.into(),
+        32,
+        peer(C_NODE, PEER_F_CLUSTER_NODE, 0, 0),
+    );
+    pod(dp, 0, DIR_INGRESS, P_B, C_REMOTE, ANY_CELL, ACTION_ALLOW);
+}
+
+/// Issue 9 item 11, from outside: tunnel packets to the node are accepted from cluster
+/// nodes only (Felix's all-hosts check), by the ingress guard on every host interface.
+fn tunnel_cases() -> Vec<Case> {
+    let forged = || tcp4(REMOTE4, 1000, B4, 80, SYN);
+    vec![Case {
+        name: "issue9_11_an_outside_host_tunnels_a_forged_pod_packet_to_the_node",
+        setup: with_a_second_node,
+        steps: vec![
+            // IPIP, IPv6-in-IP, VXLAN and IPv6-carried IPIP from the external client,
+            // each carrying "remote pod -> B" (which B trusts): dropped before the node
+            // decapsulates them.
+            guard_in(ipip(EXT4, NODE4, &forged()), dropped(REASON_SPOOFED)),
+            guard_in(
+                V4::new(EXT4, NODE4, 41).frame(&[0x60; 40]),
+                dropped(REASON_SPOOFED),
+            ),
+            guard_in(vxlan(EXT4, NODE4, &forged()), dropped(REASON_SPOOFED)),
+            guard_in(
+                v6(EXT6, NODE6, &[], 4, &forged()[14..]),
+                dropped(REASON_SPOOFED),
+            ),
+            // From another node of the cluster: accepted (the inner packet meets B's
+            // ingress after decapsulation).
+            guard_in(ipip(NODE2_4, NODE4, &forged()), pass(REASON_ALLOW_POLICY)),
+            guard_in(vxlan(NODE2_4, NODE4, &forged()), pass(REASON_ALLOW_POLICY)),
+            // Not to the node (routed through it): not the guard's to judge.
+            guard_in(ipip(EXT4, REMOTE4, &forged()), untouched()),
+            // Anything else to the node goes on untouched (the host endpoint's programs
+            // judge it).
+            guard_in(udp4(EXT4, 40_000, NODE4, 53), untouched()),
+            guard_in(tcp4(EXT4, 40_000, NODE4, 4789, SYN), untouched()),
+        ],
+    }]
+}
+
+/// B admits `peer_class` only (the node, or the external client).
+fn node_port_backend(dp: &mut Dataplane, ifs: &Ifaces, peer_class: u32) {
+    base(dp, ifs);
+    pod(dp, 0, DIR_INGRESS, P_B, peer_class, ANY_CELL, ACTION_ALLOW);
+    dp.set_frontend(0, PROTO_TCP, 30_080, FRONTEND_F_NODE_PORT);
+}
+
+/// A packet to B that kube-proxy translated from a `NodePort` the guard noted.
+fn to_backend(frame: Vec<u8>, expect: Expect) -> Step {
+    marked(
+        came_in(Hook::PodIngress, On::B, frame, On::Eth, expect),
+        MARK_NODE_PORT_CLIENT,
+    )
+}
+
+/// Issue 9 item 9(a): an outside client whose `NodePort` traffic kube-proxy
+/// masquerades to a local backend is judged as that client, never as the node.
+fn node_port_client_cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "issue9_9_a_masqueraded_outside_client_is_not_the_node",
+            setup: |dp, ifs| node_port_backend(dp, ifs, C_NODE),
+            steps: vec![
+                // EXT -> node:30080 is noted before any translation and marked.
+                guard_in(
+                    tcp4(EXT4, 40_000, NODE4, 30_080, SYN),
+                    pass(REASON_ALLOW_POLICY).mark(MARK_NODE_PORT_CLIENT),
+                ),
+                // DNAT to B:80, SNAT to the node: B admits the node, not EXT.
+                to_backend(
+                    tcp4(NODE4, 40_000, B4, 80, SYN),
+                    dropped(REASON_DENY_POLICY).mark(0),
+                ),
+                // The node's own probe (sent by the node, unmarked) is the node's.
+                run(
+                    Hook::PodIngress,
+                    On::B,
+                    tcp4(NODE4, 40_001, B4, 80, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                // Masqueraded with a source port nobody noted (the SNAT changed it):
+                // whose it is cannot be told, dropped.
+                to_backend(tcp4(NODE4, 40_002, B4, 80, SYN), dropped(REASON_SPOOFED)),
+                // Two clients from one port within the TTL: neither is named.
+                guard_in(
+                    tcp4(REMOTE4, 40_000, NODE4, 30_080, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                to_backend(tcp4(NODE4, 40_000, B4, 80, SYN), dropped(REASON_SPOOFED)),
+                // A local pod's address from outside is forged: dropped before a note
+                // names it (behind the masquerade, B could not check it).
+                guard_in(
+                    tcp4(A4, 40_003, NODE4, 30_080, SYN),
+                    dropped(REASON_SPOOFED),
+                ),
+            ],
+        },
+        Case {
+            name: "issue9_9_a_masqueraded_outside_client_is_judged_as_itself",
+            setup: |dp, ifs| node_port_backend(dp, ifs, C_EXT),
+            steps: vec![
+                guard_in(
+                    tcp4(EXT4, 40_000, NODE4, 30_080, SYN),
+                    pass(REASON_ALLOW_POLICY).mark(MARK_NODE_PORT_CLIENT),
+                ),
+                to_backend(tcp4(NODE4, 40_000, B4, 80, SYN), pass(REASON_ALLOW_POLICY)),
+                // B's reply passes (deny-all egress): the flow was approved.
+                came_in(
+                    Hook::PodEgress,
+                    On::B,
+                    tcp4(B4, 80, NODE4, 40_000, SYN | ACK),
+                    On::B,
+                    pass(REASON_ALLOW_CONNTRACK),
+                ),
+                // Not masqueraded (`externalTrafficPolicy: Local`): the client's own
+                // source, judged as itself.
+                guard_in(
+                    tcp4(EXT4, 40_004, NODE4, 30_080, SYN),
+                    pass(REASON_ALLOW_POLICY),
+                ),
+                to_backend(tcp4(EXT4, 40_004, B4, 80, SYN), pass(REASON_ALLOW_POLICY)),
+                // The node itself is not admitted.
+                run(
+                    Hook::PodIngress,
+                    On::B,
+                    tcp4(NODE4, 40_001, B4, 80, SYN),
+                    dropped(REASON_DENY_POLICY),
+                ),
+            ],
+        },
+    ]
+}
+
 fn cases() -> Vec<Case> {
     let mut all = Vec::new();
     all.extend(failsafe_cases());
@@ -1453,6 +1616,8 @@ fn cases() -> Vec<Case> {
     all.extend(reported_cases());
     all.extend(spoof_cases());
     all.extend(snat_cases());
+    all.extend(tunnel_cases());
+    all.extend(node_port_client_cases());
     all
 }
 
@@ -1460,13 +1625,14 @@ fn cases() -> Vec<Case> {
 // The runner.
 // ---------------------------------------------------------------------------------
 
-const HOOKS: [Hook; 7] = [
+const HOOKS: [Hook; 8] = [
     Hook::PodEgress,
     Hook::PodIngress,
     Hook::HostXdp,
     Hook::HostIngress,
     Hook::HostEgress,
     Hook::GuardEgress,
+    Hook::GuardIngress,
     Hook::CgroupIngress,
 ];
 

@@ -19,7 +19,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::time::{Duration, Instant};
 
 use enforcer_tests::attack::{
-    TcpOutcome, UdpCapture, ifindex_in, tcp_attempt, udp_attempt, udp4_forged,
+    TcpOutcome, UdpCapture, ifindex_in, in_netns, tcp_attempt, udp_attempt, udp4_forged,
 };
 use enforcer_tests::lab::{LabGuard, fixture, serial};
 
@@ -262,6 +262,136 @@ fn an_outside_host_forging_a_local_pods_address_is_not_that_pod() {
     assert!(
         !payloads.contains(&&b"forged"[..]),
         "a datagram from outside forging {}'s address reached {}: {got:?}",
+        trusted.ip,
+        db.ip
+    );
+}
+
+/// `TRUSTING` across two nodes: `trusted` on node2, `db` on node1.
+const TRUSTING_ACROSS_NODES: &str = "\
+apiVersion: v1
+kind: Pod
+metadata: {name: trusted, namespace: default, labels: {app: trusted}}
+spec: {nodeName: node2, containers: [{name: c}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: default, labels: {app: db}}
+spec: {nodeName: node1, containers: [{name: c}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db-from-trusted, namespace: default}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  policyTypes: [Ingress]
+  ingress: [{from: [{podSelector: {matchLabels: {app: trusted}}}]}]
+";
+
+/// RFC 1071 checksum of an IPv4 header.
+fn ipv4_checksum(header: &[u8]) -> u16 {
+    let mut sum: u32 = header
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// A VXLAN payload (VNI `vni`) carrying an Ethernet frame to `dst_mac` with the UDP
+/// datagram `src` -> `dst` holding `payload`.
+fn vxlan_payload(
+    vni: u32,
+    dst_mac: &str,
+    (src, sport): (std::net::Ipv4Addr, u16),
+    (dst, dport): (std::net::Ipv4Addr, u16),
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut out = vec![0x08, 0, 0, 0];
+    out.extend_from_slice(&(vni << 8).to_be_bytes());
+    for byte in dst_mac.split(':') {
+        out.push(u8::from_str_radix(byte, 16).unwrap_or_else(|e| panic!("{dst_mac}: {e}")));
+    }
+    out.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x66, 0x08, 0x00]);
+    let udp_len = 8 + payload.len();
+    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
+    ip[2..4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    let checksum = ipv4_checksum(&ip);
+    ip[10..12].copy_from_slice(&checksum.to_be_bytes());
+    out.extend_from_slice(&ip);
+    out.extend_from_slice(&sport.to_be_bytes());
+    out.extend_from_slice(&dport.to_be_bytes());
+    out.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Security item 11, from outside: the node decapsulates VXLAN from any source, and
+/// the inner packet enters with whatever source the sender wrote there. An outside
+/// host sent VXLAN to node1 carrying "node2's `trusted` -> `db`", and `db` (which
+/// admits `trusted`) received it. Tunnel packets to a node are now accepted from
+/// cluster nodes only (the `Node` objects' addresses), as Felix does: the real
+/// `trusted` still gets through (VXLAN from node2), the forged one does not.
+#[test]
+fn an_outside_host_tunnelling_a_pods_packet_to_a_node_is_not_that_pod() {
+    let _serial = serial();
+    let lab = LabGuard::new("an11v").with_nodes(2).with_encap("vxlan");
+    let tmp = enforcer_tests::lab::TempDir::new("an11v");
+    lab.up(&[&tmp.write("app.yaml", TRUSTING_ACROSS_NODES)], true);
+    let ext = format!("enf-{}-ext", lab.name);
+    let pods = lab.get_pods();
+    let pod = |name: &str| {
+        pods.iter()
+            .find(|p| p.namespace == "default" && p.name == name)
+            .unwrap_or_else(|| panic!("no default/{name}"))
+            .clone()
+    };
+    let (trusted, db) = (pod("trusted"), pod("db"));
+    let v4 = |s: &str| -> std::net::Ipv4Addr { s.parse().unwrap_or_else(|e| panic!("{s}: {e}")) };
+    let node1 = v4("198.18.255.1");
+    let vni: u32 = enforcer::lab::fabric::VXLAN_VNI
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
+    const PORT: u16 = 9999;
+
+    let capture = UdpCapture::start(&db.netns, PORT, Duration::from_millis(1500));
+    in_netns(&trusted.netns, {
+        let to = SocketAddr::from((v4(&db.ip), PORT));
+        move || {
+            let socket =
+                std::net::UdpSocket::bind("0.0.0.0:40000").unwrap_or_else(|e| panic!("bind: {e}"));
+            socket
+                .send_to(b"real", to)
+                .unwrap_or_else(|e| panic!("send: {e}"));
+        }
+    });
+    let forged = vxlan_payload(
+        vni,
+        &enforcer::lab::fabric::vtep_mac(node1),
+        (v4(&trusted.ip), 40_001),
+        (v4(&db.ip), PORT),
+        b"forged",
+    );
+    in_netns(&ext, move || {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap_or_else(|e| panic!("bind: {e}"));
+        socket
+            .send_to(&forged, (node1, 4789))
+            .unwrap_or_else(|e| panic!("send: {e}"));
+    });
+    let got = capture.finish();
+    let payloads: Vec<&[u8]> = got.iter().map(|(_, p)| p.as_slice()).collect();
+    assert!(
+        payloads.contains(&&b"real"[..]),
+        "the real pod's datagram arrives over VXLAN from node2 (the capture works): {got:?}"
+    );
+    assert!(
+        !payloads.contains(&&b"forged"[..]),
+        "VXLAN from outside carrying {}'s address reached {}: {got:?}",
         trusted.ip,
         db.ip
     );

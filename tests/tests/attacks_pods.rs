@@ -434,3 +434,50 @@ fn kube_proxy_masquerade_does_not_make_a_pod_the_node() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Security item 9(a): a client outside the cluster whose `NodePort` traffic kube-proxy
+/// masquerades to a backend on the same node. The backend's ingress hook (after
+/// `POSTROUTING`) saw the node's address, so an outside host `web` does not admit
+/// reached it because `web` admits the node. The ingress guard now notes the client
+/// before any translation, and the backend judges it as that client.
+#[test]
+fn kube_proxy_masquerade_does_not_make_an_outside_client_the_node() {
+    let _serial = serial();
+    let lab = LabGuard::new("ap9x").with_up_args(&["--kube-proxy-masquerade"]);
+    let dir = std::env::temp_dir().join(unique_name("ap9x"));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        path
+    };
+    lab.up(&[&write("app.yaml", MASQUERADED)], true);
+    let ext = format!("enf-{}-ext", lab.name);
+    let node_port: SocketAddr = "198.18.255.1:31852"
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let attempt = || tcp_attempt(&ext, None, node_port, Duration::from_secs(2));
+
+    // Admitted as itself (the external client's address): connected.
+    lab.apply(&write(
+        "from-ext.yaml",
+        &web_from("{ipBlock: {cidr: 198.18.255.2/32}}"),
+    ));
+    let outcome = attempt();
+    assert!(
+        outcome.connected(),
+        "the admitted outside client through the masqueraded NodePort: {outcome:?}"
+    );
+
+    // Admitting the node only: the outside client is not the node.
+    lab.apply(&write(
+        "from-ext.yaml",
+        &web_from("{ipBlock: {cidr: 198.18.255.1/32}}"),
+    ));
+    let outcome = attempt();
+    assert!(
+        !outcome.connected(),
+        "an outside host web does not admit reached it through the masqueraded NodePort: {outcome:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

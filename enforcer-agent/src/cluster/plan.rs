@@ -312,6 +312,13 @@ pub fn plan(
             objects.insert(d.object.id(), d.object.clone());
         }
     }
+    // The nodes, as their kubelets register them (the agents read every node's
+    // addresses: tunnel packets are accepted from those only).
+    for node in nodes {
+        let registered = nodes::node_object(node, None);
+        let object = nodes::node_object(node, objects.get(&registered.id()));
+        objects.insert(object.id(), object);
+    }
     let next_pod_index = allocators
         .iter()
         .map(|(node, a)| ((*node).to_owned(), a.next_index()))

@@ -14,7 +14,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use enforcer_common::{PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP};
+use enforcer_common::{
+    PEER_F_CLUSTER_NODE, PEER_F_HOST, PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP,
+};
 
 use super::atom_index::{AtomIndex, default_facts};
 use super::input::Input;
@@ -209,20 +211,35 @@ impl PeerClasses {
 }
 
 /// The `ENF_PEERS_*` entries: every emitted region with its class and flags.
+/// `PEER_F_HOST` marks the node's own addresses (what is delivered to the host) and
+/// `PEER_F_CLUSTER_NODE` every `Node`'s addresses (trusted tunnel sources): both are
+/// regions of their own (`regions`), so the flag covers exactly those addresses.
 pub(super) fn peer_entries(
     input: &Input<'_>,
     regions: &[Region],
     classes: &PeerClasses,
 ) -> Vec<SpecPeer> {
+    let node_ips: HashSet<IpAddr> = input
+        .cluster
+        .nodes
+        .iter()
+        .flat_map(|n| n.ips.iter().copied())
+        .collect();
     let mut peers = Vec::new();
     for (region, class) in regions.iter().zip(&classes.of_region) {
-        if region.rep.is_none() {
+        let Some(rep) = region.rep else {
             continue;
-        }
+        };
         let (class, mut flags) = match class {
             Some(c) => (*c, 0),
             None => (classes.vip_class(), PEER_F_SERVICE_VIP),
         };
+        if input.addresses.contains(rep) {
+            flags |= PEER_F_HOST;
+        }
+        if region.net.prefix_len() == region.net.max_prefix_len() && node_ips.contains(&rep) {
+            flags |= PEER_F_CLUSTER_NODE;
+        }
         let mut local_iface = None;
         if let Some(e) = region.endpoint
             && input.is_local(e)

@@ -1,7 +1,10 @@
-//! The node-wide hooks of deferred Service egress (security item 1): the guard
-//! (`enf_guard_eg`) on TC egress of every non-workload interface, and the cgroup program
-//! (`enf_cg_in`) on local delivery to the node's sockets. Both judge a client's egress
-//! after DNAT where no pod's ingress hook sees the packet.
+//! The node-wide hooks: the guards on TC ingress and egress of every non-workload
+//! interface, and the cgroup program (`enf_cg_in`) on local delivery to the node's
+//! sockets. The egress guard (`enf_guard_eg`) and the cgroup program judge a client's
+//! deferred Service egress after DNAT where no pod's ingress hook sees the packet
+//! (security item 1); the ingress guard (`enf_guard_in`) drops tunnel packets from
+//! sources that are not cluster nodes and notes `NodePort` clients before kube-proxy may
+//! masquerade them (items 11 and 9).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,36 +23,38 @@ impl LoadedDataplane {
         &self.guarded
     }
 
-    /// Attaches the guard (`enf_guard_eg`) to TCX egress of `iface`, first in the chain,
-    /// unless it is there for that ifindex already; a pinned link left by a previous
-    /// agent is taken over atomically.
+    /// Attaches the guards (`enf_guard_in`, `enf_guard_eg`) to TCX ingress and egress of
+    /// `iface`, first in each chain, unless they are there for that ifindex already; a
+    /// pinned link left by a previous agent is taken over atomically.
     pub fn attach_guard(&mut self, iface: &str, ifindex: u32) -> Result<(), LoaderError> {
         if self.guarded.get(iface) == Some(&ifindex) {
             return Ok(());
         }
         let dir = self.pin_dir.join(GUARD_LINKS);
         remove_pins_in(&dir, iface, Some(ifindex));
-        let path = self.guard_link_path(iface, ifindex);
-        if let Some(held) = self.attach_one(iface, Hook::GuardEgress, &path, LinkOrder::first())? {
-            self.held
-                .insert((iface.to_owned(), Hook::GuardEgress.name()), held);
+        for hook in Hook::GUARDS {
+            let path = self.guard_link_path(iface, ifindex, hook);
+            if let Some(held) = self.attach_one(iface, hook, &path, LinkOrder::first())? {
+                self.held.insert((iface.to_owned(), hook.name()), held);
+            }
         }
         self.guarded.insert(iface.to_owned(), ifindex);
         Ok(())
     }
 
-    /// `guards/<iface>_<ifindex>_guard-egress`.
-    pub(super) fn guard_link_path(&self, iface: &str, ifindex: u32) -> PathBuf {
+    /// `guards/<iface>_<ifindex>_<guard hook>`.
+    pub(super) fn guard_link_path(&self, iface: &str, ifindex: u32, hook: Hook) -> PathBuf {
         self.pin_dir
             .join(GUARD_LINKS)
-            .join(format!("{iface}_{ifindex}_{}", Hook::GuardEgress.name()))
+            .join(format!("{iface}_{ifindex}_{}", hook.name()))
     }
 
-    /// Removes the guard of an interface that is gone or became a workload's.
+    /// Removes the guards of an interface that is gone or became a workload's.
     pub fn unguard(&mut self, iface: &str) {
         self.guarded.remove(iface);
-        self.held
-            .remove(&(iface.to_owned(), Hook::GuardEgress.name()));
+        for hook in Hook::GUARDS {
+            self.held.remove(&(iface.to_owned(), hook.name()));
+        }
         remove_pins_in(&self.pin_dir.join(GUARD_LINKS), iface, None);
     }
 

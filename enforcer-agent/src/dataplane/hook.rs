@@ -4,9 +4,10 @@
 
 use aya::programs::TcAttachType;
 use enforcer_common::{
-    PROG_GUARD_EGRESS, PROG_GUARD_EGRESS_DEBUG, PROG_HOST_EGRESS, PROG_HOST_EGRESS_DEBUG,
-    PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG, PROG_HOST_XDP, PROG_HOST_XDP_DEBUG,
-    PROG_POD_EGRESS, PROG_POD_EGRESS_DEBUG, PROG_POD_INGRESS, PROG_POD_INGRESS_DEBUG,
+    PROG_GUARD_EGRESS, PROG_GUARD_EGRESS_DEBUG, PROG_GUARD_INGRESS, PROG_GUARD_INGRESS_DEBUG,
+    PROG_HOST_EGRESS, PROG_HOST_EGRESS_DEBUG, PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG,
+    PROG_HOST_XDP, PROG_HOST_XDP_DEBUG, PROG_POD_EGRESS, PROG_POD_EGRESS_DEBUG, PROG_POD_INGRESS,
+    PROG_POD_INGRESS_DEBUG,
 };
 
 /// Which build of the programs the agent loads and attaches: the production programs,
@@ -50,6 +51,9 @@ pub enum Hook {
     /// TCX egress of every non-workload interface, first in the chain: the deferred
     /// egress of Service traffic leaving the node.
     GuardEgress,
+    /// TCX ingress of every non-workload interface, first in the chain: tunnel sources
+    /// and `NodePort` clients.
+    GuardIngress,
 }
 
 impl Hook {
@@ -61,27 +65,46 @@ impl Hook {
             Hook::HostIngress => variant.pick(PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG),
             Hook::HostEgress => variant.pick(PROG_HOST_EGRESS, PROG_HOST_EGRESS_DEBUG),
             Hook::GuardEgress => variant.pick(PROG_GUARD_EGRESS, PROG_GUARD_EGRESS_DEBUG),
+            Hook::GuardIngress => variant.pick(PROG_GUARD_INGRESS, PROG_GUARD_INGRESS_DEBUG),
         }
     }
 
     /// Every TC hook.
-    pub const ALL: [Hook; 5] = [
+    pub const ALL: [Hook; 6] = [
         Hook::PodEgress,
         Hook::PodIngress,
         Hook::HostIngress,
         Hook::HostEgress,
         Hook::GuardEgress,
+        Hook::GuardIngress,
     ];
+
+    /// The guards, on every non-workload interface (`dataplane/guard.rs`).
+    pub const GUARDS: [Hook; 2] = [Hook::GuardIngress, Hook::GuardEgress];
+
+    /// Whether this is one of the guards.
+    pub fn is_guard(self) -> bool {
+        matches!(self, Hook::GuardEgress | Hook::GuardIngress)
+    }
+
+    /// The guard on this hook's side of an interface.
+    pub fn guard(self) -> Hook {
+        match self.attach_type() {
+            TcAttachType::Ingress => Hook::GuardIngress,
+            _ => Hook::GuardEgress,
+        }
+    }
+
     pub(super) fn attach_type(self) -> TcAttachType {
         match self {
-            Hook::PodEgress | Hook::HostIngress => TcAttachType::Ingress,
+            Hook::PodEgress | Hook::HostIngress | Hook::GuardIngress => TcAttachType::Ingress,
             Hook::PodIngress | Hook::HostEgress | Hook::GuardEgress => TcAttachType::Egress,
         }
     }
     /// The `tc` filter priority of this hook's program in `tc` mode (see `attach.rs`).
     pub(super) fn tc_priority(self) -> u16 {
         match self {
-            Hook::GuardEgress => super::attach::TC_PRIORITY_GUARD,
+            Hook::GuardEgress | Hook::GuardIngress => super::attach::TC_PRIORITY_GUARD,
             Hook::PodEgress | Hook::PodIngress | Hook::HostIngress | Hook::HostEgress => {
                 super::attach::TC_PRIORITY
             }
@@ -89,10 +112,10 @@ impl Hook {
     }
 
     /// Whether an older agent's filter of this hook, at the guard's priority, may be
-    /// removed once this hook's own filter is in: everywhere but a host interface's
-    /// egress, where the guard's filter has that priority.
+    /// removed once this hook's own filter is in: on a workload's interface (a host
+    /// interface's guards have that priority on both sides).
     pub(super) fn owns_legacy_tc_priority(self) -> bool {
-        matches!(self, Hook::PodEgress | Hook::PodIngress | Hook::HostIngress)
+        matches!(self, Hook::PodEgress | Hook::PodIngress)
     }
 
     pub fn name(self) -> &'static str {
@@ -102,6 +125,7 @@ impl Hook {
             Hook::HostIngress => "host-ingress",
             Hook::HostEgress => "host-egress",
             Hook::GuardEgress => "guard-egress",
+            Hook::GuardIngress => "guard-ingress",
         }
     }
 }

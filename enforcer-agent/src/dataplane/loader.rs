@@ -379,17 +379,16 @@ impl LoadedDataplane {
 
     /// Where `hook`'s TCX link goes in `iface`'s chain: first (security item 13: a
     /// program placed before ours that returns `TCX_PASS` would end the chain before our
-    /// verdict), except right after the guard where `iface` has one on the same hook
-    /// (the host egress program drops a Service packet the guard did not judge first).
+    /// verdict), except right after the guard of the same side where `iface` has guards
+    /// (the host egress program drops a Service packet the egress guard did not judge
+    /// first; the host ingress program's `TCX_PASS` would skip the ingress guard).
     pub(super) fn tcx_order(&mut self, iface: &str, hook: Hook) -> Result<LinkOrder, LoaderError> {
-        let behind_guard = hook != Hook::GuardEgress
-            && hook.attach_type() == Hook::GuardEgress.attach_type()
-            && self.mode == AttachMode::Tcx
-            && self.guarded.contains_key(iface);
+        let behind_guard =
+            !hook.is_guard() && self.mode == AttachMode::Tcx && self.guarded.contains_key(iface);
         if !behind_guard {
             return Ok(LinkOrder::first());
         }
-        let program = Hook::GuardEgress.program(self.variant);
+        let program = hook.guard().program(self.variant);
         LinkOrder::after_program(classifier(&mut self.ebpf, program)?).map_err(|source| {
             LoaderError::Program {
                 program,
@@ -468,8 +467,9 @@ impl LoadedDataplane {
     /// removes its link pins.
     pub fn forget(&mut self, iface: &str) {
         self.attached.remove(iface);
-        self.held
-            .retain(|(held, hook), _| held != iface || *hook == Hook::GuardEgress.name());
+        self.held.retain(|(held, hook), _| {
+            held != iface || Hook::GUARDS.iter().any(|g| g.name() == *hook)
+        });
         self.remove_pins(iface, None);
     }
 

@@ -44,11 +44,11 @@ impl LoadedDataplane {
             let Some(hook) = Hook::ALL.into_iter().find(|h| h.name() == name) else {
                 continue;
             };
-            let path = if hook == Hook::GuardEgress {
+            let path = if hook.is_guard() {
                 let Some(&ifindex) = self.guarded().get(&iface) else {
                     continue;
                 };
-                self.guard_link_path(&iface, ifindex)
+                self.guard_link_path(&iface, ifindex, hook)
             } else {
                 let Some(&ifindex) = self.attached().get(&iface) else {
                     continue;
@@ -138,10 +138,10 @@ impl LoadedDataplane {
     /// of it is its place, not a program run before ours.
     fn position(&mut self, iface: &str, hook: Hook) -> Result<Position, LoaderError> {
         let ours = self.program_id(hook)?;
-        let guard = if hook == Hook::GuardEgress {
+        let guard = if hook.is_guard() {
             None
         } else {
-            Some(self.program_id(Hook::GuardEgress)?)
+            Some(self.program_id(hook.guard())?)
         };
         let (_, chain) =
             SchedClassifier::query_tcx(iface, hook.attach_type()).map_err(|source| {

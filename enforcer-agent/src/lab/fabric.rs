@@ -210,8 +210,8 @@ fn bgp_routes(netns: &str, me: &Node, nodes: &[Node]) -> Result<(), NetnsError> 
 }
 
 /// A node's VTEP MAC: locally administered, from its host address.
-fn vtep_mac(node: &Node) -> String {
-    let o = node.ipv4.octets();
+pub fn vtep_mac(node_ipv4: std::net::Ipv4Addr) -> String {
+    let o = node_ipv4.octets();
     format!("66:ee:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
 }
 
@@ -243,7 +243,7 @@ fn vxlan(netns: &str, me: &Node, nodes: &[Node]) -> Result<(), NetnsError> {
             "set",
             VXLAN_IFACE,
             "address",
-            &vtep_mac(me),
+            &vtep_mac(me.ipv4),
             "mtu",
             "1450",
             "up",
@@ -254,7 +254,7 @@ fn vxlan(netns: &str, me: &Node, nodes: &[Node]) -> Result<(), NetnsError> {
     ip_in(netns, &["addr", "add", &my_v4, "dev", VXLAN_IFACE])?;
     ip_in(netns, &["addr", "add", &my_v6, "dev", VXLAN_IFACE, "nodad"])?;
     for other in nodes.iter().filter(|n| n.name != me.name) {
-        let mac = vtep_mac(other);
+        let mac = vtep_mac(other.ipv4);
         let tunnel = [
             other.pod_block.v4(TUNNEL_INDEX).to_string(),
             other.pod_block.v6(TUNNEL_INDEX).to_string(),

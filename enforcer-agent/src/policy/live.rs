@@ -59,6 +59,7 @@ enum Slot {
     HostEndpoint,
     Tier,
     Policy,
+    Node,
     Nothing,
 }
 
@@ -118,10 +119,15 @@ impl LiveCluster {
                     policies.push(*policy);
                     Slot::Policy
                 }
+                Part::Node(node) => {
+                    live.cluster.nodes.push(*node);
+                    Slot::Node
+                }
                 Part::Nothing => Slot::Nothing,
             };
             live.objects.insert(id, (order, slot));
         }
+        live.cluster.nodes.sort_by(|a, b| a.id.name.cmp(&b.id.name));
         live.cluster.tiers = super::convert::parts::tiers_with(&tiers);
         policies.sort_by(policy_order);
         live.cluster.policies = policies;
@@ -207,6 +213,16 @@ impl LiveCluster {
                 touched.policies.insert(id.clone());
                 Slot::Policy
             }
+            Part::Node(node) => {
+                let at = self
+                    .cluster
+                    .nodes
+                    .partition_point(|n| n.id.name < node.id.name);
+                self.cluster.nodes.insert(at, *node);
+                self.cluster.reindex();
+                touched.other = true;
+                Slot::Node
+            }
             Part::Tier(_) => return false,
             Part::Nothing => Slot::Nothing,
         };
@@ -265,6 +281,13 @@ impl LiveCluster {
                     self.cluster.policies.remove(at);
                 }
                 touched.policies.insert(id.clone());
+            }
+            Slot::Node => {
+                if let Some(at) = self.cluster.nodes.iter().position(|n| n.id == *id) {
+                    self.cluster.nodes.remove(at);
+                    self.cluster.reindex();
+                }
+                touched.other = true;
             }
             Slot::Nothing => {}
         }

@@ -13,16 +13,17 @@ use aya::{
 };
 use enforcer_common::{
     COUNTERS_LEN, Config, CtKey, CtValue, EndpointInfo, EndpointKey, FailsafeKey, FlowEvent,
-    FrontendKey, HOOK_CGROUP_INGRESS, HOOK_GUARD_EGRESS, HOOK_HOST_EGRESS, HOOK_HOST_INGRESS,
-    HOOK_HOST_XDP, HOOK_POD_EGRESS, HOOK_POD_INGRESS, MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS,
-    MAP_DEBUG_TAIL_CGROUP, MAP_DEBUG_TAIL_TC, MAP_DEBUG_TAIL_XDP, MAP_ENDPOINTS, MAP_EVENTS,
-    MAP_FAILSAFE, MAP_FRONTENDS, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS,
+    FrontendKey, HOOK_CGROUP_INGRESS, HOOK_GUARD_EGRESS, HOOK_GUARD_INGRESS, HOOK_HOST_EGRESS,
+    HOOK_HOST_INGRESS, HOOK_HOST_XDP, HOOK_POD_EGRESS, HOOK_POD_INGRESS, MAP_CONFIG, MAP_CONNTRACK,
+    MAP_COUNTERS, MAP_DEBUG_TAIL_CGROUP, MAP_DEBUG_TAIL_TC, MAP_DEBUG_TAIL_XDP, MAP_ENDPOINTS,
+    MAP_EVENTS, MAP_FAILSAFE, MAP_FRONTENDS, MAP_NODE_PORT_CLIENTS, MAP_PEERS_V4, MAP_PEERS_V6,
+    MAP_PENDING, MAP_PORTS, MAP_VERDICTS, NodePortClientKey, NodePortClientValue,
     PROG_CGROUP_INGRESS, PROG_CGROUP_INGRESS_DEBUG, PROG_GUARD_EGRESS, PROG_GUARD_EGRESS_DEBUG,
-    PROG_HOST_EGRESS, PROG_HOST_EGRESS_DEBUG, PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG,
-    PROG_HOST_XDP, PROG_HOST_XDP_DEBUG, PROG_LOG_CGROUP_DEBUG, PROG_LOG_TC_DEBUG,
-    PROG_LOG_XDP_DEBUG, PROG_POD_EGRESS, PROG_POD_EGRESS_DEBUG, PROG_POD_INGRESS,
-    PROG_POD_INGRESS_DEBUG, PeerInfo, PeerKeyV4, PeerKeyV6, PendingKey, PendingValue, PortKey,
-    REASONS, Verdict, VerdictKey,
+    PROG_GUARD_INGRESS, PROG_GUARD_INGRESS_DEBUG, PROG_HOST_EGRESS, PROG_HOST_EGRESS_DEBUG,
+    PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG, PROG_HOST_XDP, PROG_HOST_XDP_DEBUG,
+    PROG_LOG_CGROUP_DEBUG, PROG_LOG_TC_DEBUG, PROG_LOG_XDP_DEBUG, PROG_POD_EGRESS,
+    PROG_POD_EGRESS_DEBUG, PROG_POD_INGRESS, PROG_POD_INGRESS_DEBUG, PeerInfo, PeerKeyV4,
+    PeerKeyV6, PendingKey, PendingValue, PortKey, REASONS, Verdict, VerdictKey,
 };
 use enforcer_common::{
     EventBudget, FlowReport, FlowReportKey, MAP_EVENT_BUDGET, MAP_EVENT_STATS, MAP_FLOW_REPORTS,
@@ -49,6 +50,9 @@ pub enum Hook {
     /// `enf_guard_eg` (TCX egress of every non-workload interface: deferred Service
     /// egress leaving the node). Passes with `TC_ACT_UNSPEC` (-1, "next").
     GuardEgress,
+    /// `enf_guard_in` (TCX ingress of every non-workload interface: tunnel sources,
+    /// `NodePort` clients). Passes with `TC_ACT_UNSPEC` (-1, "next").
+    GuardIngress,
     /// `enf_cg_in` (`cgroup_skb/ingress`: deferred Service egress delivered to a node
     /// socket). Passes with 1, drops with 0.
     CgroupIngress,
@@ -75,6 +79,7 @@ impl Hook {
             Self::HostIngress => (PROG_HOST_INGRESS, PROG_HOST_INGRESS_DEBUG),
             Self::HostEgress => (PROG_HOST_EGRESS, PROG_HOST_EGRESS_DEBUG),
             Self::GuardEgress => (PROG_GUARD_EGRESS, PROG_GUARD_EGRESS_DEBUG),
+            Self::GuardIngress => (PROG_GUARD_INGRESS, PROG_GUARD_INGRESS_DEBUG),
             Self::CgroupIngress => (PROG_CGROUP_INGRESS, PROG_CGROUP_INGRESS_DEBUG),
         };
         match variant {
@@ -84,19 +89,20 @@ impl Hook {
     }
 
     /// The TC programs (every hook but XDP).
-    pub const TC: [Hook; 5] = [
+    pub const TC: [Hook; 6] = [
         Hook::PodEgress,
         Hook::PodIngress,
         Hook::HostIngress,
         Hook::HostEgress,
         Hook::GuardEgress,
+        Hook::GuardIngress,
     ];
 
     /// The actions a run of this hook returns for pass and drop.
     pub fn pass_drop(self) -> (u32, u32) {
         match self {
             Hook::HostXdp => (2, 1),
-            Hook::GuardEgress => (u32::MAX, 2),
+            Hook::GuardEgress | Hook::GuardIngress => (u32::MAX, 2),
             Hook::CgroupIngress => (1, 0),
             _ => (0, 2),
         }
@@ -110,6 +116,7 @@ impl Hook {
             Self::HostIngress => HOOK_HOST_INGRESS,
             Self::HostEgress => HOOK_HOST_EGRESS,
             Self::GuardEgress => HOOK_GUARD_EGRESS,
+            Self::GuardIngress => HOOK_GUARD_INGRESS,
             Self::CgroupIngress => HOOK_CGROUP_INGRESS,
         }
     }
@@ -147,6 +154,7 @@ pub struct Dataplane {
     pub events: RingBuf<MapData>,
     pub failsafe: HashMap<MapData, FailsafeKey, u32>,
     pub frontends: HashMap<MapData, FrontendKey, u32>,
+    pub node_port_clients: HashMap<MapData, NodePortClientKey, NodePortClientValue>,
     /// Flow-event rate limiting: per-flow reports and each CPU's budget.
     pub flow_reports: PerCpuHashMap<MapData, FlowReportKey, FlowReport>,
     pub event_budget: PerCpuArray<MapData, EventBudget>,
@@ -177,6 +185,7 @@ impl Dataplane {
         Self {
             failsafe: take(&mut ebpf, MAP_FAILSAFE),
             frontends: take(&mut ebpf, MAP_FRONTENDS),
+            node_port_clients: take(&mut ebpf, MAP_NODE_PORT_CLIENTS),
             config: take(&mut ebpf, MAP_CONFIG),
             endpoints: take(&mut ebpf, MAP_ENDPOINTS),
             peers_v4: take(&mut ebpf, MAP_PEERS_V4),
@@ -246,6 +255,7 @@ impl Dataplane {
         clear_hash(&mut self.pending);
         clear_hash(&mut self.failsafe);
         clear_hash(&mut self.frontends);
+        clear_hash(&mut self.node_port_clients);
         clear_lpm(&mut self.peers_v4);
         clear_lpm(&mut self.peers_v6);
         clear_lpm(&mut self.ports);

@@ -95,6 +95,9 @@ pub const KUBERNETES: &[Resource] = &[
         namespaced: true,
         model_kind: crate::model::KIND_K8S_NETWORK_POLICY,
     },
+    // Every node's addresses: the sources tunnel packets are accepted from, and what an
+    // AdminNetworkPolicy `nodes` peer selects.
+    core("Node", "nodes", false),
 ];
 
 const fn calico(

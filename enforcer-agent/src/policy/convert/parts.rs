@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use super::{add_entity_or_tier, policy, services, sort_key, tiers_in_order};
 use crate::model::{Loaded, Object};
 use crate::policy::{
-    Cluster, Endpoint, HostEndpointInfo, NamespaceInfo, NetworkSetInfo, Policy, PolicyError,
-    ServiceBackends, ServiceInfo, Tier, Warning,
+    Cluster, Endpoint, HostEndpointInfo, NamespaceInfo, NetworkSetInfo, NodeInfo, Policy,
+    PolicyError, ServiceBackends, ServiceInfo, Tier, Warning,
 };
 
 /// What one object contributes to a [`Cluster`], converted alone.
@@ -22,6 +22,8 @@ pub enum Part {
     HostEndpoint(Box<HostEndpointInfo>),
     Tier(Tier),
     Policy(Box<Policy>),
+    /// A Kubernetes `Node`: its labels and addresses.
+    Node(Box<NodeInfo>),
     /// Nothing on its own: a pod without an address, a Deployment, and the objects
     /// Services are resolved from (Services, `EndpointSlices`, `Endpoints`).
     Nothing,
@@ -62,6 +64,8 @@ pub fn convert_entity(loaded: &Loaded) -> Result<Part, PolicyError> {
         Part::HostEndpoint(Box::new(hep))
     } else if let Some((_, tier)) = tiers.pop_first() {
         Part::Tier(tier)
+    } else if let Some(node) = cluster.nodes.pop() {
+        Part::Node(Box::new(node))
     } else {
         Part::Nothing
     })
