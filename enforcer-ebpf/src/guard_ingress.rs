@@ -18,8 +18,8 @@
 //! Errors: a packet that is not IPv4/IPv6 (ARP, LLDP, …) or a non-first fragment (the
 //! first carries the ports; the kernel reassembles before it decapsulates) is not ours
 //! to judge. A malformed header is dropped: what this parser cannot read, it cannot
-//! clear. Without a loaded policy the guard stands aside (the agent attaches it only
-//! once one is).
+//! clear. Without a loaded policy the guard stands aside: the pods' programs then drop
+//! everything, decapsulated packets included.
 
 use aya_ebpf::programs::TcContext;
 use enforcer_common::{PEER_F_CLUSTER_NODE, PEER_F_HOST, PEER_F_LOCAL_ENDPOINT};

@@ -136,25 +136,32 @@ fn seed_001_default_deny_with_host_endpoint() {
     guard_and_host_egress_both_filter_eth0(&lab);
 }
 
-/// The guard and the host endpoint's egress program both judge `eth0`'s egress, the
-/// guard first (it judges deferred Service egress and clears the marker the host
-/// egress program drops otherwise), in either attach mode:
-/// - `tc` mode (`ENFORCER_LAB_ATTACH=tc`): two filters. They once shared one priority
-///   and handle, so whichever was attached last replaced the other; after an agent
-///   restart the guard replaced the host endpoint's egress policy.
-/// - TCX: two links. The host egress program was once attached first, ahead of the
-///   guard, until the agent's next check (up to 5 s) moved the guard back, after a
-///   moment with no guard at all.
+/// The guards and the host endpoint's programs both judge `eth0`, each guard first on
+/// its side, in either attach mode: on egress the guard judges deferred Service egress
+/// and clears the marker the host egress program drops otherwise; on ingress a host
+/// program's pass (`TCX_PASS`) would end the chain before the ingress guard's tunnel
+/// and `NodePort`-client checks.
+/// - `tc` mode (`ENFORCER_LAB_ATTACH=tc`): two filters per side. They once shared one
+///   priority and handle, so whichever was attached last replaced the other; after an
+///   agent restart the guard replaced the host endpoint's egress policy.
+/// - TCX: two links per side. The host egress program was once attached first, ahead
+///   of the guard, until the agent's next check (up to 5 s) moved the guard back, after
+///   a moment with no guard at all.
 ///
 /// Checked right after `lab up` and after an agent restart.
 fn guard_and_host_egress_both_filter_eth0(lab: &LabGuard) {
     let tc = std::env::var("ENFORCER_LAB_ATTACH").as_deref() == Ok("tc");
     let netns = format!("enf-{}-node", lab.name);
-    let shown = || {
+    let shown = |side: TcAttachType| {
+        let word = if matches!(side, TcAttachType::Ingress) {
+            "ingress"
+        } else {
+            "egress"
+        };
         if tc {
             let out = std::process::Command::new("nsenter")
                 .arg(format!("--net=/run/netns/{netns}"))
-                .args(["tc", "filter", "show", "dev", "eth0", "egress"])
+                .args(["tc", "filter", "show", "dev", "eth0", word])
                 .output()
                 .unwrap_or_else(|e| panic!("tc: {e}"));
             return String::from_utf8_lossy(&out.stdout).into_owned();
@@ -164,9 +171,8 @@ fn guard_and_host_egress_both_filter_eth0(lab: &LabGuard) {
         let netns = netns.clone();
         std::thread::spawn(move || {
             enter_netns(&netns).unwrap_or_else(|e| panic!("setns {netns}: {e}"));
-            let (_, chain) =
-                aya::programs::SchedClassifier::query_tcx("eth0", TcAttachType::Egress)
-                    .unwrap_or_else(|e| panic!("query tcx: {e}"));
+            let (_, chain) = aya::programs::SchedClassifier::query_tcx("eth0", side)
+                .unwrap_or_else(|e| panic!("query tcx: {e}"));
             chain
                 .iter()
                 .map(|p| p.name_as_str().unwrap_or("?").to_owned())
@@ -177,15 +183,23 @@ fn guard_and_host_egress_both_filter_eth0(lab: &LabGuard) {
         .unwrap_or_else(|_| panic!("query thread"))
     };
     let check = |when: &str| {
-        let shown = shown();
-        let guard = shown.find("enf_guard_eg");
-        let host = shown.find("enf_host_eg");
-        assert!(
-            guard.is_some() && host.is_some(),
-            "{when}: eth0 egress lacks the guard or the host egress program:\n{shown}"
-        );
-        // Both list a hook's programs in the order they run.
-        assert!(guard < host, "{when}: the guard must come first:\n{shown}");
+        for (side, guard, host) in [
+            (TcAttachType::Egress, "enf_guard_eg", "enf_host_eg"),
+            (TcAttachType::Ingress, "enf_guard_in", "enf_host_in"),
+        ] {
+            let shown = shown(side);
+            let guard_at = shown.find(guard);
+            let host_at = shown.find(host);
+            assert!(
+                guard_at.is_some() && host_at.is_some(),
+                "{when}: eth0 {side:?} lacks {guard} or {host}:\n{shown}"
+            );
+            // Both list a hook's programs in the order they run.
+            assert!(
+                guard_at < host_at,
+                "{when}: {guard} must come first:\n{shown}"
+            );
+        }
     };
     check("right after lab up");
     lab.run_ok(&["restart-agent"]);

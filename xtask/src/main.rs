@@ -157,7 +157,8 @@ fn test(unit_only: bool) -> Result<()> {
     cargo(&["build", "--bin", "enforcer"])?;
     cargo(&["test", "-p", "enforcer-tests", "--", "--test-threads=1"])?;
     // The same scenarios on the Kubernetes path: the agent reads the lab's API server
-    // with kube-rs (the tutorial, Calico's kinds, host endpoints).
+    // with kube-rs (the tutorial, Calico's kinds, host endpoints, and the Node objects
+    // that name the trusted tunnel sources).
     cargo_env(
         &[
             "test",
@@ -169,6 +170,8 @@ fn test(unit_only: bool) -> Result<()> {
             "lab_calico",
             "--test",
             "lab_host",
+            "--test",
+            "attacks_node",
             "--",
             "--test-threads=1",
         ],

@@ -125,6 +125,33 @@ pub fn spread(nodes: &[Node], load: impl Fn(&Node) -> (usize, usize)) -> Option<
     nodes.iter().min_by_key(|n| load(n))
 }
 
+/// The `Node` object the kubelet of `node` registers: `kubernetes.io/hostname` and its
+/// addresses as `InternalIP`s. A `Node` of that name the user declared keeps its labels
+/// and addresses (status filled in only where it has none).
+pub fn node_object(node: &Node, declared: Option<&crate::model::Object>) -> crate::model::Object {
+    use crate::model::node::{Node as NodeObject, NodeAddress};
+    let mut object = match declared {
+        Some(crate::model::Object::Node(n)) => n.clone(),
+        _ => NodeObject::default(),
+    };
+    object.metadata.name.clone_from(&node.name);
+    object
+        .metadata
+        .labels
+        .entry("kubernetes.io/hostname".to_owned())
+        .or_insert_with(|| node.name.clone());
+    if object.status.addresses.is_empty() {
+        object.status.addresses = [node.ipv4.to_string(), node.ipv6.to_string()]
+            .into_iter()
+            .map(|address| NodeAddress {
+                address_type: "InternalIP".to_owned(),
+                address,
+            })
+            .collect();
+    }
+    crate::model::Object::Node(object)
+}
+
 #[cfg(test)]
 #[expect(
     clippy::unwrap_used,
@@ -196,31 +223,4 @@ mod tests {
         assert_eq!(picked.unwrap().name, "node3");
         assert_eq!(spread(&nodes, |_| (0, 0)).unwrap().name, "node1");
     }
-}
-
-/// The `Node` object the kubelet of `node` registers: `kubernetes.io/hostname` and its
-/// addresses as `InternalIP`s. A `Node` of that name the user declared keeps its labels
-/// and addresses (status filled in only where it has none).
-pub fn node_object(node: &Node, declared: Option<&crate::model::Object>) -> crate::model::Object {
-    use crate::model::node::{Node as NodeObject, NodeAddress};
-    let mut object = match declared {
-        Some(crate::model::Object::Node(n)) => n.clone(),
-        _ => NodeObject::default(),
-    };
-    object.metadata.name.clone_from(&node.name);
-    object
-        .metadata
-        .labels
-        .entry("kubernetes.io/hostname".to_owned())
-        .or_insert_with(|| node.name.clone());
-    if object.status.addresses.is_empty() {
-        object.status.addresses = [node.ipv4.to_string(), node.ipv6.to_string()]
-            .into_iter()
-            .map(|address| NodeAddress {
-                address_type: "InternalIP".to_owned(),
-                address,
-            })
-            .collect();
-    }
-    crate::model::Object::Node(object)
 }

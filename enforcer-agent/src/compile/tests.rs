@@ -361,3 +361,39 @@ fn issue9_7_every_service_front_end_is_deferred() {
         ]
     );
 }
+
+/// Security items 11 and 9: the peer map says which addresses are the node's own
+/// (whether or not a host endpoint exists: the ingress guard and the Service deferral
+/// need it) and which are any cluster node's (the only trusted tunnel sources).
+#[test]
+fn issue9_11_node_addresses_are_flagged_in_the_peer_map() {
+    use enforcer_common::{PEER_F_CLUSTER_NODE, PEER_F_HOST};
+    let cluster = build(&[
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "n"},
+               "spec": {"containers": [{"name": "c"}]}, "status": {"podIP": "10.0.0.1"}}),
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node1"},
+               "status": {"addresses": [{"type": "InternalIP", "address": "192.0.2.1"},
+                                        {"type": "Hostname", "address": "node1"}]}}),
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node2"},
+               "status": {"addresses": [{"type": "InternalIP", "address": "192.0.2.2"},
+                                        {"type": "ExternalIP", "address": "2001:db8::2"}]}}),
+    ])
+    .unwrap();
+    let own = NodeAddresses::of_node(["192.0.2.1/32".parse().unwrap()]);
+    let spec = compile_on_node(&cluster, Some("node1"), &own).unwrap();
+    let flags = |net: &str| {
+        let net: ipnet::IpNet = net.parse().unwrap();
+        spec.peers
+            .iter()
+            .find(|p| p.net == net)
+            .map(|p| p.flags & (PEER_F_HOST | PEER_F_CLUSTER_NODE))
+    };
+    assert_eq!(
+        flags("192.0.2.1/32"),
+        Some(PEER_F_HOST | PEER_F_CLUSTER_NODE)
+    );
+    assert_eq!(flags("192.0.2.2/32"), Some(PEER_F_CLUSTER_NODE));
+    assert_eq!(flags("2001:db8::2/128"), Some(PEER_F_CLUSTER_NODE));
+    assert_eq!(flags("10.0.0.1/32"), Some(0));
+    assert_eq!(flags("0.0.0.0/0"), Some(0));
+}

@@ -88,6 +88,7 @@ impl Hook {
     }
 
     /// The guard on this hook's side of an interface.
+    #[must_use]
     pub fn guard(self) -> Hook {
         match self.attach_type() {
             TcAttachType::Ingress => Hook::GuardIngress,

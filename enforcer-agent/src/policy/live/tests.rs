@@ -166,3 +166,45 @@ fn single_object_changes_give_the_cluster_built_whole() {
         }
     }
 }
+
+/// `Node` objects (an `AdminNetworkPolicy` `nodes` peer, the trusted tunnel sources) are
+/// part of the live cluster: added, changed and removed one by one, the live cluster
+/// equals the one built whole (it once left them out, so the agent saw no nodes).
+#[test]
+fn nodes_come_and_go_like_the_cluster_built_whole() {
+    let node = |name: &str, ip: &str, file: &str| {
+        let value = serde_json::json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {"zone": "a"}},
+            "status": {"addresses": [{"type": "InternalIP", "address": ip}]}});
+        load_value(Path::new(file), &value)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .remove(0)
+    };
+    let b = node("node-b", "192.0.2.2", "b.json");
+    let a = node("node-a", "192.0.2.1", "a.json");
+    let a_moved = node("node-a", "192.0.2.9", "a.json");
+    let mut live = LiveCluster::build(
+        [&b].iter()
+            .map(|l| {
+                (
+                    l.object.id(),
+                    order(l),
+                    convert_entity(l).unwrap_or_else(|e| panic!("{e}")),
+                )
+            })
+            .collect(),
+        Default::default(),
+    );
+    assert_eq!(*live.cluster(), whole(&[&b]));
+    let mut touched = Touched::default();
+    for (present, change) in [(vec![&b, &a], &a), (vec![&b, &a_moved], &a_moved)] {
+        let part = convert_entity(change).unwrap_or_else(|e| panic!("{e}"));
+        assert!(live.upsert(&change.object.id(), order(change), part, &mut touched));
+        assert_eq!(*live.cluster(), whole(&present));
+        assert_eq!(live.cluster().nodes.len(), 2);
+    }
+    assert!(touched.other, "a node change touches the peers");
+    assert!(live.remove(&a.object.id(), &mut Touched::default()));
+    assert_eq!(*live.cluster(), whole(&[&b]));
+    assert_eq!(live.cluster().nodes.len(), 1);
+}
