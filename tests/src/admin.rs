@@ -80,7 +80,9 @@ pub struct Probe {
 pub fn parse_probe(line: &str) -> Result<Probe, String> {
     let words: Vec<&str> = line.split_whitespace().collect();
     let [from, "->", to, port_proto, verdict] = words.as_slice() else {
-        return Err(format!("probe {line:?}: want `CLIENT -> SERVER PORT/PROTO allow|deny`"));
+        return Err(format!(
+            "probe {line:?}: want `CLIENT -> SERVER PORT/PROTO allow|deny`"
+        ));
     };
     let (port, proto) = port_proto
         .split_once('/')
@@ -118,10 +120,10 @@ pub fn load_dir(dir: &std::path::Path) -> Vec<(String, Case)> {
     files
         .into_iter()
         .map(|p| {
-            let text = std::fs::read_to_string(&p)
-                .unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
-            let case: Case = serde_saphyr::from_str(&text)
-                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let text =
+                std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+            let case: Case =
+                serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             let name = p
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -182,7 +184,8 @@ pub fn apply_change(
     match words.as_slice() {
         ["delete"] => return Ok(Changed::Deleted(docs.remove(at))),
         ["swap", gress, i, j] => {
-            let (i, j): (usize, usize) = (i.parse().map_err(|_| bad())?, j.parse().map_err(|_| bad())?);
+            let (i, j): (usize, usize) =
+                (i.parse().map_err(|_| bad())?, j.parse().map_err(|_| bad())?);
             let rules = doc["spec"][*gress].as_array_mut().ok_or_else(bad)?;
             if i.max(j) >= rules.len() {
                 return Err(bad());
@@ -204,7 +207,8 @@ pub fn apply_change(
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let peers = if *gress == "egress" { "to" } else { "from" };
-            let new = json!({ "name": rule_name, "action": action, peers: [{ "networks": networks }] });
+            let new =
+                json!({ "name": rule_name, "action": action, peers: [{ "networks": networks }] });
             doc["spec"][*gress]
                 .as_array_mut()
                 .ok_or_else(bad)?
@@ -224,7 +228,12 @@ pub fn compare(
     let mut compared = 0;
     let mut wrong = Vec::new();
     for p in probes {
-        let key = |pod: &str| format!("{}/{pod}", namespace_of.get(pod).map_or("?", String::as_str));
+        let key = |pod: &str| {
+            format!(
+                "{}/{pod}",
+                namespace_of.get(pod).map_or("?", String::as_str)
+            )
+        };
         let (from, to) = (key(&p.from), key(&p.to));
         let got = rows
             .iter()
@@ -264,7 +273,8 @@ mod tests {
 
     #[test]
     fn probes_parse_and_bad_ones_are_refused() {
-        let p = parse_probe("luna-lovegood-0 -> harry-potter-0 53/UDP deny").unwrap_or_else(|e| panic!("{e}"));
+        let p = parse_probe("luna-lovegood-0 -> harry-potter-0 53/UDP deny")
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((p.port, p.protocol, p.allowed), (53, Protocol::Udp, false));
         assert!(parse_probe("a -> b 80/TCP maybe").is_err());
         assert!(parse_probe("a b 80/TCP allow").is_err());
@@ -278,7 +288,8 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let ips = BTreeMap::from([("x-0".to_owned(), "198.18.0.5".to_owned())]);
-        let mut run = |op: &str| apply_change(&mut docs, "p", op, &ips).unwrap_or_else(|e| panic!("{e}"));
+        let mut run =
+            |op: &str| apply_change(&mut docs, "p", op, &ips).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(run("swap egress 0 1"), Changed::Edited(0));
         run("set-action egress 1 Pass");
         run("priority 40");
@@ -286,7 +297,10 @@ mod tests {
         run("prepend-networks egress n Allow x-0");
         let spec = &docs[0]["spec"];
         assert_eq!(spec["priority"], json!(40));
-        assert_eq!(spec["egress"][0]["to"][0]["networks"], json!(["198.18.0.5/32"]));
+        assert_eq!(
+            spec["egress"][0]["to"][0]["networks"],
+            json!(["198.18.0.5/32"])
+        );
         assert_eq!(spec["egress"][1]["name"], json!("b"));
         assert_eq!(spec["egress"][1]["ports"], json!([{ "namedPort": "web" }]));
         assert_eq!(spec["egress"][2]["action"], json!("Pass"));

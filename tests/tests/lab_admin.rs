@@ -74,7 +74,11 @@ fn check_table(cases: &[(String, Case)]) -> Vec<String> {
     let placeholder: BTreeMap<String, String> = cases
         .iter()
         .flat_map(|(_, c)| &c.steps)
-        .flat_map(|s| s.probes.iter().chain(s.not_applicable.iter().map(|n| &n.probe)))
+        .flat_map(|s| {
+            s.probes
+                .iter()
+                .chain(s.not_applicable.iter().map(|n| &n.probe))
+        })
         .flat_map(|p| p.split_whitespace().take(3).collect::<Vec<_>>())
         .map(|w| (w.to_owned(), "198.18.0.1".to_owned()))
         .collect();
@@ -115,7 +119,10 @@ fn check_table(cases: &[(String, Case)]) -> Vec<String> {
                 problems.push(format!("{file}: {}: probes nothing", s.name));
             }
             if s.not_applicable.iter().any(|n| n.reason.trim().is_empty()) {
-                problems.push(format!("{file}: {}: a probe not applicable without a reason", s.name));
+                problems.push(format!(
+                    "{file}: {}: a probe not applicable without a reason",
+                    s.name
+                ));
             }
         }
         let probed = c.steps.iter().any(|s| !s.probes.is_empty());
@@ -141,7 +148,9 @@ fn run_lab(lab: &LabGuard, args: &[&str]) -> Result<String, String> {
 
 impl Ctx {
     fn apply(&self, tag: &str, verb: &str, docs: &[&Value]) -> Result<(), String> {
-        let file = self.tmp.write(&format!("{tag}-{verb}.yaml"), &admin::to_yaml(docs));
+        let file = self
+            .tmp
+            .write(&format!("{tag}-{verb}.yaml"), &admin::to_yaml(docs));
         run_lab(&self.lab, &[verb, "-f", &file.to_string_lossy()]).map(|_| ())
     }
 
@@ -190,11 +199,13 @@ impl Ctx {
         let mut problems = Vec::new();
         let mut docs = admin::documents(&case.policies).unwrap_or_else(|e| panic!("{file}: {e}"));
         let (mut steps, mut compared) = (0, 0);
-        if let Err(e) = self.apply(&format!("c{ci}"), "apply", &docs.iter().collect::<Vec<_>>()) {
-            problems.push(e);
-        }
+        // A change that cannot be made leaves the later steps meaningless.
+        let mut broken = self
+            .apply(&format!("c{ci}"), "apply", &docs.iter().collect::<Vec<_>>())
+            .err();
         for (si, step) in case.steps.iter().enumerate() {
-            if !problems.is_empty() {
+            if let Some(e) = broken.take() {
+                problems.push(e);
                 break;
             }
             let tag = format!("c{ci}s{si}");
@@ -206,7 +217,7 @@ impl Ctx {
                         Err(e) => Err(e),
                     };
                     if let Err(e) = done {
-                        problems.push(format!("{}: {e}", step.name));
+                        broken = Some(format!("{}: {e}", step.name));
                     }
                 }
             }
@@ -214,6 +225,10 @@ impl Ctx {
                 tally
                     .not_applicable
                     .push(format!("{file}: {}: {}", na.probe, na.reason));
+            }
+            if let Some(e) = broken.take() {
+                problems.push(e);
+                break;
             }
             let want = probes(step);
             if want.is_empty() {
@@ -230,7 +245,11 @@ impl Ctx {
             }
         }
         // Clean up: what the case left (deleted objects are gone already).
-        if let Err(e) = self.apply(&format!("c{ci}-cleanup"), "delete", &docs.iter().collect::<Vec<_>>()) {
+        if let Err(e) = self.apply(
+            &format!("c{ci}-cleanup"),
+            "delete",
+            &docs.iter().collect::<Vec<_>>(),
+        ) {
             problems.push(format!("cleanup: {e}"));
         }
         let verdict = if problems.is_empty() { "PASS" } else { "FAIL" };
@@ -242,9 +261,11 @@ impl Ctx {
         tally.steps += steps;
         tally.probes += compared;
         if !problems.is_empty() {
-            tally
-                .failed
-                .push(format!("{file} ({}):\n    {}", case.test, problems.join("\n    ")));
+            tally.failed.push(format!(
+                "{file} ({}):\n    {}",
+                case.test,
+                problems.join("\n    ")
+            ));
         }
         self.assert_clean(file);
     }
@@ -319,8 +340,14 @@ fn admin_network_policies_and_the_upstream_conformance_cases_in_one_lab() {
     let pods = lab.get_pods();
     let ctx = Ctx {
         bpffs: lab.bpffs_dirs(),
-        namespace_of: pods.iter().map(|p| (p.name.clone(), p.namespace.clone())).collect(),
-        ipv4: pods.iter().map(|p| (p.name.clone(), p.ip.clone())).collect(),
+        namespace_of: pods
+            .iter()
+            .map(|p| (p.name.clone(), p.namespace.clone()))
+            .collect(),
+        ipv4: pods
+            .iter()
+            .map(|p| (p.name.clone(), p.ip.clone()))
+            .collect(),
         lab,
         tmp,
         store,
@@ -333,7 +360,11 @@ fn admin_network_policies_and_the_upstream_conformance_cases_in_one_lab() {
         failed.is_empty(),
         "{} cases failed:\n{}",
         failed.len(),
-        failed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+        failed
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     if filter.is_none() {
         assert!(t_ours.probes > 0 && t_up.probes > 100, "too few probes ran");

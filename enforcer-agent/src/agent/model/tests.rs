@@ -194,3 +194,45 @@ fn a_policy_change_touches_that_policy_only() {
     );
     assert!(same_as_select(&model, "after the edit").is_empty());
 }
+
+#[test]
+fn admin_policies_compile_as_the_whole_cluster_does() {
+    // The lab found AdminNetworkPolicy and BaselineAdminNetworkPolicy converted as
+    // entities (to nothing) by the per-object model, so the agent never enforced them
+    // while `explain` and `matrix` did.
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dev"}});
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "a", "namespace": "dev", "labels": {"app": "a"}},
+        "spec": {"nodeName": "node1", "containers": [{"name": "c"}]},
+        "status": {"podIP": "198.18.0.10"}});
+    let subject = json!({"namespaces": {"matchLabels": {"kubernetes.io/metadata.name": "dev"}}});
+    let rule = json!([{"action": "Deny", "from": [{"namespaces": {}}]}]);
+    let anp = json!({"apiVersion": "policy.networking.k8s.io/v1alpha1", "kind": "AdminNetworkPolicy",
+        "metadata": {"name": "deny-all"},
+        "spec": {"priority": 5, "subject": subject, "ingress": rule}});
+    let banp = json!({"apiVersion": "policy.networking.k8s.io/v1alpha1",
+        "kind": "BaselineAdminNetworkPolicy", "metadata": {"name": "default"},
+        "spec": {"subject": subject, "ingress": rule}});
+    let mut model = Model::default();
+    model.reset(Snapshot {
+        revision: 1,
+        objects: [
+            stored("ns", &ns, &[]),
+            stored("pod", &pod, &[]),
+            stored("anp", &anp, &[]),
+            stored("banp", &banp, &[]),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+    });
+    let mut kinds: Vec<&str> = model
+        .cluster()
+        .policies
+        .iter()
+        .map(|p| p.id.kind.as_str())
+        .collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["AdminNetworkPolicy", "BaselineAdminNetworkPolicy"]);
+    assert!(same_as_select(&model, "admin policies").is_empty());
+}

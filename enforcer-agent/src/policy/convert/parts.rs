@@ -39,7 +39,11 @@ pub fn feeds_services(object: &Object) -> bool {
 pub fn is_policy(object: &Object) -> bool {
     matches!(
         object,
-        Object::NetworkPolicy(_) | Object::CalicoNetworkPolicy(_) | Object::GlobalNetworkPolicy(_)
+        Object::NetworkPolicy(_)
+            | Object::CalicoNetworkPolicy(_)
+            | Object::GlobalNetworkPolicy(_)
+            | Object::AdminNetworkPolicy(_)
+            | Object::BaselineAdminNetworkPolicy(_)
     )
 }
 
