@@ -146,7 +146,7 @@ pub fn doc_name(doc: &Value) -> &str {
 /// Documents as one multi-document YAML (JSON is YAML).
 pub fn to_yaml(docs: &[&Value]) -> String {
     docs.iter()
-        .map(|d| d.to_string())
+        .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("\n---\n")
 }

@@ -358,7 +358,7 @@ fn admin_network_policies_and_the_upstream_conformance_cases_in_one_lab() {
     let failed: Vec<&String> = t_ours.failed.iter().chain(&t_up.failed).collect();
     assert!(
         failed.is_empty(),
-        "{} cases failed:\n{}",
+        "{} case files failed:\n{}",
         failed.len(),
         failed
             .iter()
