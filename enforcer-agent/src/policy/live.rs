@@ -1,6 +1,6 @@
 //! A [`Cluster`] kept up to date one object at a time: each object's converted part
 //! ([`Part`]) is put in its place (policies in evaluation order, endpoints by
-//! namespace/name, network sets and host endpoints in the datastore's order), so that
+//! namespace/name, network sets, host endpoints and nodes in the datastore's order), so that
 //! a change to one object costs about that object, and says what it touched
 //! ([`Touched`]) for an incremental compiler. The result equals
 //! [`Cluster::from_objects_each`] of the same objects (checked by the tests).
@@ -25,7 +25,7 @@ pub struct Touched {
     pub policies: BTreeSet<ObjectId>,
     /// Workload endpoints added, removed or changed.
     pub endpoints: BTreeSet<ObjectId>,
-    /// Anything else: namespaces, network sets, host endpoints, Services, tiers.
+    /// Anything else: namespaces, network sets, host endpoints, nodes, Services, tiers.
     pub other: bool,
 }
 
@@ -57,6 +57,7 @@ enum Slot {
     Endpoint,
     NetworkSet,
     HostEndpoint,
+    Node,
     Tier,
     Policy,
     Nothing,
@@ -72,9 +73,11 @@ pub struct LiveCluster {
     namespace_objects: BTreeMap<String, NamespaceInfo>,
     /// Endpoints per namespace.
     pods_in: BTreeMap<String, usize>,
-    /// Orders of `cluster.network_sets` and `cluster.host_endpoints`, index by index.
+    /// Orders of `cluster.network_sets`, `cluster.host_endpoints` and
+    /// `cluster.nodes`, index by index.
     network_set_orders: Vec<Order>,
     host_endpoint_orders: Vec<Order>,
+    node_orders: Vec<Order>,
 }
 
 impl LiveCluster {
@@ -109,6 +112,11 @@ impl LiveCluster {
                     live.cluster.host_endpoints.push(*hep);
                     live.host_endpoint_orders.push(order.clone());
                     Slot::HostEndpoint
+                }
+                Part::Node(node) => {
+                    live.cluster.nodes.push(*node);
+                    live.node_orders.push(order.clone());
+                    Slot::Node
                 }
                 Part::Tier(tier) => {
                     tiers.push(tier);
@@ -198,6 +206,14 @@ impl LiveCluster {
                 touched.other = true;
                 Slot::HostEndpoint
             }
+            Part::Node(node) => {
+                let at = self.node_orders.partition_point(|o| *o < order);
+                self.node_orders.insert(at, order.clone());
+                self.cluster.nodes.insert(at, *node);
+                self.cluster.reindex();
+                touched.other = true;
+                Slot::Node
+            }
             Part::Policy(policy) => {
                 let at = self
                     .cluster
@@ -256,6 +272,14 @@ impl LiveCluster {
                 if let Some(at) = self.cluster.host_endpoints.iter().position(|h| h.id == *id) {
                     self.cluster.host_endpoints.remove(at);
                     self.host_endpoint_orders.remove(at);
+                    self.cluster.reindex();
+                }
+                touched.other = true;
+            }
+            Slot::Node => {
+                if let Some(at) = self.cluster.nodes.iter().position(|n| n.id == *id) {
+                    self.cluster.nodes.remove(at);
+                    self.node_orders.remove(at);
                     self.cluster.reindex();
                 }
                 touched.other = true;

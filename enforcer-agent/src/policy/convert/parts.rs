@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use super::{add_entity_or_tier, policy, services, sort_key, tiers_in_order};
 use crate::model::{Loaded, Object};
 use crate::policy::{
-    Cluster, Endpoint, HostEndpointInfo, NamespaceInfo, NetworkSetInfo, Policy, PolicyError,
-    ServiceBackends, ServiceInfo, Tier, Warning,
+    Cluster, Endpoint, HostEndpointInfo, NamespaceInfo, NetworkSetInfo, NodeInfo, Policy,
+    PolicyError, ServiceBackends, ServiceInfo, Tier, Warning,
 };
 
 /// What one object contributes to a [`Cluster`], converted alone.
@@ -20,6 +20,8 @@ pub enum Part {
     Endpoint(Box<Endpoint>),
     NetworkSet(Box<NetworkSetInfo>),
     HostEndpoint(Box<HostEndpointInfo>),
+    /// A Kubernetes node (what an `AdminNetworkPolicy` `nodes` peer selects).
+    Node(Box<NodeInfo>),
     Tier(Tier),
     Policy(Box<Policy>),
     /// Nothing on its own: a pod without an address, a Deployment, and the objects
@@ -64,6 +66,8 @@ pub fn convert_entity(loaded: &Loaded) -> Result<Part, PolicyError> {
         Part::NetworkSet(Box::new(set))
     } else if let Some(hep) = cluster.host_endpoints.pop() {
         Part::HostEndpoint(Box::new(hep))
+    } else if let Some(node) = cluster.nodes.pop() {
+        Part::Node(Box::new(node))
     } else if let Some((_, tier)) = tiers.pop_first() {
         Part::Tier(tier)
     } else {
