@@ -1,7 +1,8 @@
 //! `AdminNetworkPolicy` and `BaselineAdminNetworkPolicy` on real packets, in one lab
 //! with the agent enforcing: the network-policy-api conformance base (four house
 //! namespaces, two pods each, serving 80/TCP `web`, 8080/TCP, 53/UDP `dns` and
-//! 5353/UDP; `tests/fixtures/admin-conformance/base.yaml`), then
+//! 5353/UDP, and a hostNetwork server; `tests/fixtures/admin-conformance/base.yaml`),
+//! then
 //!
 //! 1. our own cases (`tests/fixtures/admin-lab/`): ANP priority order both ways, `Pass`
 //!    handing over to `NetworkPolicy` (and past lower-priority ANPs), the baseline only
@@ -14,8 +15,10 @@
 //! Each case's policies are applied, its steps change them as upstream's subtests do
 //! (the changes stay for the later steps), each step's probes run from the client's
 //! netns with conntrack emptied first, and the policies are deleted before the next
-//! case (which must find no policy left). SCTP probes and the node-peer cases are
-//! listed as not applicable with the fixture's reason and never counted as passed.
+//! case (which must find no policy left). SCTP probes are listed as not applicable
+//! with the fixture's reason and never counted as passed. For the node-peer cases the
+//! lab's nodes are written as Node objects labelled `kubernetes.io/os: linux`, and
+//! forbidden-forrest's hostNetwork server is one pod (`centaur-1`).
 //! Before the lab comes up the tables are checked: enough cases, every probe readable,
 //! every change applicable, every applicable case expecting some denial and some
 //! connection (so a dataplane that allows, or drops, everything fails).
@@ -335,6 +338,18 @@ fn admin_network_policies_and_the_upstream_conformance_cases_in_one_lab() {
     let lab = LabGuard::new("anp");
     let tmp = TempDir::new("admin");
     lab.up(&[&fixture("admin-conformance/base.yaml")], true);
+    // The Node objects the node-peer cases select, with the lab nodes' addresses.
+    let nodes: Vec<String> = lab
+        .get_nodes()
+        .iter()
+        .map(|n| {
+            format!(
+                "apiVersion: v1\nkind: Node\nmetadata: {{name: {}, labels: {{kubernetes.io/os: linux}}}}\nstatus: {{addresses: [{{type: InternalIP, address: '{}'}}, {{type: InternalIP, address: '{}'}}]}}\n",
+                n.name, n.ipv4, n.ipv6
+            )
+        })
+        .collect();
+    lab.apply(&tmp.write("nodes.yaml", &nodes.join("---\n")));
     let store = FileDatastore::open(lab.state_dir().join("datastore"))
         .unwrap_or_else(|e| panic!("open datastore: {e}"));
     let pods = lab.get_pods();
