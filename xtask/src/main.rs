@@ -157,7 +157,7 @@ fn test(unit_only: bool) -> Result<()> {
     cargo(&["build", "--bin", "enforcer"])?;
     cargo(&["test", "-p", "enforcer-tests", "--", "--test-threads=1"])?;
     // The same scenarios on the Kubernetes path: the agent reads the lab's API server
-    // with kube-rs (the tutorial, Calico's kinds, host endpoints).
+    // with kube-rs (the tutorial, Calico's kinds, host endpoints, the admin kinds).
     cargo_env(
         &[
             "test",
@@ -169,6 +169,8 @@ fn test(unit_only: bool) -> Result<()> {
             "lab_calico",
             "--test",
             "lab_host",
+            "--test",
+            "lab_admin",
             "--",
             "--test-threads=1",
         ],
