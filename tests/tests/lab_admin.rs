@@ -38,8 +38,9 @@ use serde_json::Value;
 
 /// Per-probe timeout: what a denied probe costs (a step's probes run in parallel).
 const TIMEOUT_MS: &str = "500";
-/// Upstream's case files: 24 tests (13 ANP, 11 BANP).
+/// Upstream's case files: 24 tests (13 ANP, 11 BANP), with 92 subtests (`t.Run`).
 const UPSTREAM_CASES: usize = 24;
+const UPSTREAM_SUBTESTS: usize = 92;
 
 /// The lab and what the cases need to know of it.
 struct Ctx {
@@ -57,12 +58,16 @@ struct Ctx {
 
 #[derive(Default)]
 struct Tally {
+    /// Case files run.
+    files: usize,
     /// Steps with probes run.
     steps: usize,
     probes: usize,
     failed: Vec<String>,
     /// Probes not run, with why.
     not_applicable: Vec<String>,
+    /// Steps with nothing but such probes.
+    steps_not_applicable: usize,
     /// Whole cases not run, with why.
     cases_not_applicable: Vec<String>,
 }
@@ -241,6 +246,7 @@ impl Ctx {
             }
             let want = probes(step);
             if want.is_empty() {
+                tally.steps_not_applicable += 1;
                 continue;
             }
             steps += 1;
@@ -305,27 +311,28 @@ fn run_suite(ctx: &Ctx, label: &str, cases: &[(String, Case)]) -> Tally {
     let filter = std::env::var("ADMIN_CASE").ok();
     let mut tally = Tally::default();
     let started = Instant::now();
-    let mut ran = 0;
     for (ci, (file, case)) in cases.iter().enumerate() {
         if filter.as_deref().is_some_and(|f| !file.contains(f)) {
             continue;
         }
-        ran += 1;
+        tally.files += 1;
         ctx.run_case(ci, file, case, &mut tally);
     }
     eprintln!(
-        "{label}: {} cases, {} probes, {} failed ({ran} files, {:.0}s)",
+        "{label}: {} cases, {} probes, {} failed ({} files, {:.0}s)",
         tally.steps,
         tally.probes,
         tally.failed.len(),
+        tally.files,
         started.elapsed().as_secs_f64()
     );
     for na in &tally.cases_not_applicable {
         eprintln!("  not applicable: {na}");
     }
     eprintln!(
-        "  not applicable: {} SCTP probes (this kernel has no SCTP sockets)",
-        tally.not_applicable.len()
+        "  not applicable: {} SCTP probes (this kernel has no SCTP sockets); {} cases probe nothing else",
+        tally.not_applicable.len(),
+        tally.steps_not_applicable
     );
     tally
 }
@@ -337,6 +344,8 @@ fn admin_network_policies_and_the_upstream_conformance_cases_in_one_lab() {
     let upstream = admin::load_dir(&fixture("admin-conformance"));
     assert!(ours.len() >= 4, "our cases: {}", ours.len());
     assert_eq!(upstream.len(), UPSTREAM_CASES, "upstream cases");
+    let subtests: usize = upstream.iter().map(|(_, c)| c.steps.len()).sum();
+    assert_eq!(subtests, UPSTREAM_SUBTESTS, "upstream subtests");
     let mut problems = check_table(&ours);
     problems.extend(check_table(&upstream));
     assert!(problems.is_empty(), "case tables:\n{}", problems.join("\n"));
@@ -395,6 +404,10 @@ fn admin_network_policies_and_the_upstream_conformance_cases_in_one_lab() {
             .map(|s| s.as_str())
             .collect::<Vec<_>>()
             .join("\n")
+    );
+    assert!(
+        t_ours.files + t_up.files > 0,
+        "no case ran (ADMIN_CASE={filter:?})"
     );
     if filter.is_none() {
         assert!(t_ours.probes > 0 && t_up.probes > 100, "too few probes ran");
