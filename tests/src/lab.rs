@@ -411,3 +411,25 @@ pub fn lab_processes(lab: &str) -> Vec<i32> {
     }
     pids
 }
+
+/// Empties every node's pinned conntrack map. Each probe stands for a new connection,
+/// but a UDP probe's ephemeral source port may repeat the 5-tuple of an earlier probe
+/// still in conntrack (60 s), which then passes as the established flow it is: correct
+/// stateful behaviour, a wrong answer for this probe. So a step starts with no flows.
+pub fn forget_flows(bpffs: &[PathBuf]) -> Result<(), String> {
+    use aya::maps::{HashMap, Map, MapData};
+    use enforcer_common::{CtKey, CtValue, MAP_CONNTRACK};
+    for dir in bpffs {
+        let path = dir.join(MAP_CONNTRACK);
+        let path = path.display();
+        let data = MapData::from_pin(path.to_string()).map_err(|e| format!("open {path}: {e}"))?;
+        let map = Map::from_map_data(data).map_err(|e| format!("open {path}: {e}"))?;
+        let mut ct: HashMap<MapData, CtKey, CtValue> =
+            HashMap::try_from(map).map_err(|e| format!("{path}: {e}"))?;
+        let keys: Vec<CtKey> = ct.keys().filter_map(Result::ok).collect();
+        for k in keys {
+            let _ = ct.remove(&k);
+        }
+    }
+    Ok(())
+}

@@ -1,5 +1,6 @@
 //! Privileged integration tests live in tests/; this library holds their helpers.
 
+pub mod admin;
 pub mod attack;
 pub mod bench;
 pub mod bpf;

@@ -35,7 +35,7 @@ use std::time::Instant;
 use enforcer::connectivity::Protocol;
 use enforcer::datastore::file::FileDatastore;
 use enforcer::model::Object;
-use enforcer_tests::lab::{EXIT_NO, LabGuard, ProbeResult, TempDir, serial};
+use enforcer_tests::lab::{EXIT_NO, LabGuard, ProbeResult, TempDir, forget_flows, serial};
 use enforcer_tests::netpol::{
     N, NAMESPACES, Reach, model_yaml, namespace_yaml, np, open, pod_index, pod_name, pod_yaml,
 };
@@ -1021,29 +1021,6 @@ fn run_lab(lab: &LabGuard, args: &[&str]) -> Result<String, String> {
             String::from_utf8_lossy(&out.stderr).trim()
         ))
     }
-}
-
-/// Empties every node's pinned conntrack map. Each probe stands for a new connection,
-/// as upstream's are (it creates fresh pods per test), but a UDP probe's ephemeral
-/// source port may repeat the 5-tuple of an earlier probe still in conntrack (60 s),
-/// which then passes as the established flow it is — correct stateful behaviour, a
-/// wrong answer for this probe. So every step starts with no flows.
-fn forget_flows(bpffs: &[std::path::PathBuf]) -> Result<(), String> {
-    use aya::maps::{HashMap, Map, MapData};
-    use enforcer_common::{CtKey, CtValue, MAP_CONNTRACK};
-    for dir in bpffs {
-        let path = dir.join(MAP_CONNTRACK);
-        let path = path.display();
-        let data = MapData::from_pin(path.to_string()).map_err(|e| format!("open {path}: {e}"))?;
-        let map = Map::from_map_data(data).map_err(|e| format!("open {path}: {e}"))?;
-        let mut ct: HashMap<MapData, CtKey, CtValue> =
-            HashMap::try_from(map).map_err(|e| format!("{path}: {e}"))?;
-        let keys: Vec<CtKey> = ct.keys().filter_map(Result::ok).collect();
-        for k in keys {
-            let _ = ct.remove(&k);
-        }
-    }
-    Ok(())
 }
 
 fn probe_matrix(

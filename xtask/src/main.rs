@@ -157,8 +157,8 @@ fn test(unit_only: bool) -> Result<()> {
     cargo(&["build", "--bin", "enforcer"])?;
     cargo(&["test", "-p", "enforcer-tests", "--", "--test-threads=1"])?;
     // The same scenarios on the Kubernetes path: the agent reads the lab's API server
-    // with kube-rs (the tutorial, Calico's kinds, host endpoints, and the Node objects
-    // that name the trusted tunnel sources).
+    // with kube-rs (the tutorial, Calico's kinds, host endpoints, the admin kinds, and
+    // the Node objects that name the trusted tunnel sources).
     cargo_env(
         &[
             "test",
@@ -172,6 +172,8 @@ fn test(unit_only: bool) -> Result<()> {
             "lab_host",
             "--test",
             "attacks_node",
+            "--test",
+            "lab_admin",
             "--",
             "--test-threads=1",
         ],

@@ -1,6 +1,6 @@
 //! A [`Cluster`] kept up to date one object at a time: each object's converted part
 //! ([`Part`]) is put in its place (policies in evaluation order, endpoints by
-//! namespace/name, network sets and host endpoints in the datastore's order), so that
+//! namespace/name, network sets, host endpoints and nodes in the datastore's order), so that
 //! a change to one object costs about that object, and says what it touched
 //! ([`Touched`]) for an incremental compiler. The result equals
 //! [`Cluster::from_objects_each`] of the same objects (checked by the tests).
@@ -25,7 +25,7 @@ pub struct Touched {
     pub policies: BTreeSet<ObjectId>,
     /// Workload endpoints added, removed or changed.
     pub endpoints: BTreeSet<ObjectId>,
-    /// Anything else: namespaces, network sets, host endpoints, Services, tiers.
+    /// Anything else: namespaces, network sets, host endpoints, nodes, Services, tiers.
     pub other: bool,
 }
 
@@ -57,9 +57,9 @@ enum Slot {
     Endpoint,
     NetworkSet,
     HostEndpoint,
+    Node,
     Tier,
     Policy,
-    Node,
     Nothing,
 }
 
@@ -73,9 +73,11 @@ pub struct LiveCluster {
     namespace_objects: BTreeMap<String, NamespaceInfo>,
     /// Endpoints per namespace.
     pods_in: BTreeMap<String, usize>,
-    /// Orders of `cluster.network_sets` and `cluster.host_endpoints`, index by index.
+    /// Orders of `cluster.network_sets`, `cluster.host_endpoints` and
+    /// `cluster.nodes`, index by index.
     network_set_orders: Vec<Order>,
     host_endpoint_orders: Vec<Order>,
+    node_orders: Vec<Order>,
 }
 
 impl LiveCluster {
@@ -111,6 +113,11 @@ impl LiveCluster {
                     live.host_endpoint_orders.push(order.clone());
                     Slot::HostEndpoint
                 }
+                Part::Node(node) => {
+                    live.cluster.nodes.push(*node);
+                    live.node_orders.push(order.clone());
+                    Slot::Node
+                }
                 Part::Tier(tier) => {
                     tiers.push(tier);
                     Slot::Tier
@@ -119,15 +126,10 @@ impl LiveCluster {
                     policies.push(*policy);
                     Slot::Policy
                 }
-                Part::Node(node) => {
-                    live.cluster.nodes.push(*node);
-                    Slot::Node
-                }
                 Part::Nothing => Slot::Nothing,
             };
             live.objects.insert(id, (order, slot));
         }
-        live.cluster.nodes.sort_by(|a, b| a.id.name.cmp(&b.id.name));
         live.cluster.tiers = super::convert::parts::tiers_with(&tiers);
         policies.sort_by(policy_order);
         live.cluster.policies = policies;
@@ -204,6 +206,14 @@ impl LiveCluster {
                 touched.other = true;
                 Slot::HostEndpoint
             }
+            Part::Node(node) => {
+                let at = self.node_orders.partition_point(|o| *o < order);
+                self.node_orders.insert(at, order.clone());
+                self.cluster.nodes.insert(at, *node);
+                self.cluster.reindex();
+                touched.other = true;
+                Slot::Node
+            }
             Part::Policy(policy) => {
                 let at = self
                     .cluster
@@ -212,16 +222,6 @@ impl LiveCluster {
                 self.cluster.policies.insert(at, *policy);
                 touched.policies.insert(id.clone());
                 Slot::Policy
-            }
-            Part::Node(node) => {
-                let at = self
-                    .cluster
-                    .nodes
-                    .partition_point(|n| n.id.name < node.id.name);
-                self.cluster.nodes.insert(at, *node);
-                self.cluster.reindex();
-                touched.other = true;
-                Slot::Node
             }
             Part::Tier(_) => return false,
             Part::Nothing => Slot::Nothing,
@@ -276,18 +276,19 @@ impl LiveCluster {
                 }
                 touched.other = true;
             }
+            Slot::Node => {
+                if let Some(at) = self.cluster.nodes.iter().position(|n| n.id == *id) {
+                    self.cluster.nodes.remove(at);
+                    self.node_orders.remove(at);
+                    self.cluster.reindex();
+                }
+                touched.other = true;
+            }
             Slot::Policy => {
                 if let Some(at) = self.cluster.policies.iter().position(|p| p.id == *id) {
                     self.cluster.policies.remove(at);
                 }
                 touched.policies.insert(id.clone());
-            }
-            Slot::Node => {
-                if let Some(at) = self.cluster.nodes.iter().position(|n| n.id == *id) {
-                    self.cluster.nodes.remove(at);
-                    self.cluster.reindex();
-                }
-                touched.other = true;
             }
             Slot::Nothing => {}
         }

@@ -194,3 +194,92 @@ fn a_policy_change_touches_that_policy_only() {
     );
     assert!(same_as_select(&model, "after the edit").is_empty());
 }
+
+#[test]
+fn admin_policies_compile_as_the_whole_cluster_does() {
+    // The lab found AdminNetworkPolicy and BaselineAdminNetworkPolicy converted as
+    // entities (to nothing) by the per-object model, so the agent never enforced them
+    // while `explain` and `matrix` did.
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dev"}});
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "a", "namespace": "dev", "labels": {"app": "a"}},
+        "spec": {"nodeName": "node1", "containers": [{"name": "c"}]},
+        "status": {"podIP": "198.18.0.10"}});
+    let subject = json!({"namespaces": {"matchLabels": {"kubernetes.io/metadata.name": "dev"}}});
+    let rule = json!([{"action": "Deny", "from": [{"namespaces": {}}]}]);
+    let anp = json!({"apiVersion": "policy.networking.k8s.io/v1alpha1", "kind": "AdminNetworkPolicy",
+        "metadata": {"name": "deny-all"},
+        "spec": {"priority": 5, "subject": subject, "ingress": rule}});
+    let banp = json!({"apiVersion": "policy.networking.k8s.io/v1alpha1",
+        "kind": "BaselineAdminNetworkPolicy", "metadata": {"name": "default"},
+        "spec": {"subject": subject, "ingress": rule}});
+    let mut model = Model::default();
+    model.reset(Snapshot {
+        revision: 1,
+        objects: [
+            stored("ns", &ns, &[]),
+            stored("pod", &pod, &[]),
+            stored("anp", &anp, &[]),
+            stored("banp", &banp, &[]),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+    });
+    let mut kinds: Vec<&str> = model
+        .cluster()
+        .policies
+        .iter()
+        .map(|p| p.id.kind.as_str())
+        .collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["AdminNetworkPolicy", "BaselineAdminNetworkPolicy"]);
+    assert!(same_as_select(&model, "admin policies").is_empty());
+}
+
+#[test]
+fn nodes_are_kept_for_admin_node_peers() {
+    // A Node object is what an AdminNetworkPolicy `nodes` peer selects: the model must
+    // keep it as the whole cluster does (it converted to nothing before, so a Deny to
+    // nodes denied nothing).
+    let node = |address: &str| {
+        json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "node1", "labels": {"kubernetes.io/os": "linux"}},
+            "status": {"addresses": [{"type": "InternalIP", "address": address}]}})
+    };
+    let anp = json!({"apiVersion": "policy.networking.k8s.io/v1alpha1", "kind": "AdminNetworkPolicy",
+        "metadata": {"name": "deny-nodes"},
+        "spec": {"priority": 5, "subject": {"namespaces": {}},
+            "egress": [{"action": "Deny", "to": [{"nodes": {"matchLabels": {"kubernetes.io/os": "linux"}}}]}]}});
+    let mut model = Model::default();
+    model.reset(Snapshot {
+        revision: 1,
+        objects: [
+            stored("node", &node("198.18.255.1"), &[]),
+            stored("anp", &anp, &[]),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+    });
+    assert_eq!(model.cluster().nodes.len(), 1);
+    assert!(same_as_select(&model, "a node").is_empty());
+    let id = model.cluster().nodes[0].id.clone();
+    let touched = model.apply(
+        stored("node", &node("198.18.255.2"), std::slice::from_ref(&id))
+            .into_iter()
+            .map(|s| Change::Upsert(Box::new(s)))
+            .collect(),
+    );
+    assert!(touched.other, "{touched:?}");
+    let ips: Vec<String> = model.cluster().nodes[0]
+        .ips
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(ips, ["198.18.255.2"]);
+    assert!(same_as_select(&model, "the node readdressed").is_empty());
+    let touched = model.apply(vec![Change::Delete(id)]);
+    assert!(touched.other && model.cluster().nodes.is_empty());
+    assert!(same_as_select(&model, "the node gone").is_empty());
+}

@@ -82,7 +82,24 @@ const fn core(kind: &'static str, plural: &'static str, namespaced: bool) -> Res
     }
 }
 
-/// The Kubernetes resources: always read.
+/// The API group and version of network-policy-api's kinds (its CRDs).
+pub const ADMIN_GROUP: &str = "policy.networking.k8s.io";
+pub const ADMIN_VERSION: &str = "v1alpha1";
+
+const fn admin(kind: &'static str, plural: &'static str) -> Resource {
+    Resource {
+        group: ADMIN_GROUP,
+        version: ADMIN_VERSION,
+        kind,
+        plural,
+        namespaced: false,
+        model_kind: kind,
+    }
+}
+
+/// The Kubernetes resources: always read. `AdminNetworkPolicy` and
+/// `BaselineAdminNetworkPolicy` are CRDs a cluster may not have installed: their
+/// reflectors read a 404 as an empty list (and look again later), as for Calico's.
 pub const KUBERNETES: &[Resource] = &[
     core("Namespace", "namespaces", false),
     core("Pod", "pods", true),
@@ -95,6 +112,8 @@ pub const KUBERNETES: &[Resource] = &[
         namespaced: true,
         model_kind: crate::model::KIND_K8S_NETWORK_POLICY,
     },
+    admin("AdminNetworkPolicy", "adminnetworkpolicies"),
+    admin("BaselineAdminNetworkPolicy", "baselineadminnetworkpolicies"),
     // Every node's addresses: the sources tunnel packets are accepted from, and what an
     // AdminNetworkPolicy `nodes` peer selects.
     core("Node", "nodes", false),
@@ -241,6 +260,7 @@ pub fn by_kind(api_version: &str, kind: &str) -> Option<Resource> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::admin::ADMIN_API_VERSION;
 
     #[test]
     fn paths_and_names() {
@@ -265,11 +285,21 @@ mod tests {
             by_kind("networking.k8s.io/v1", "NetworkPolicy").map(|r| r.model_kind),
             Some("NetworkPolicy")
         );
+        let banp = by_kind(ADMIN_API_VERSION, "BaselineAdminNetworkPolicy")
+            .unwrap_or_else(|| panic!("BaselineAdminNetworkPolicy is not watched"));
+        assert_eq!(
+            banp.cluster_path(),
+            "/apis/policy.networking.k8s.io/v1alpha1/baselineadminnetworkpolicies"
+        );
+        assert!(!banp.namespaced && !banp.is_calico());
     }
 
     #[test]
     fn the_watched_set_reads_one_calico_form() {
         let crds = watched(CalicoSource::Crds);
+        for set in [&crds, &watched(CalicoSource::V3)] {
+            assert!(set.iter().any(|r| r.kind == "AdminNetworkPolicy"));
+        }
         assert!(crds.iter().all(|r| r.group != CALICO_V3_GROUP));
         assert_eq!(crds.iter().filter(|r| r.is_calico()).count(), 6);
         let v3 = watched(CalicoSource::V3);
@@ -299,5 +329,13 @@ mod tests {
                 .iter()
                 .any(|r| r.group == EVENT_GROUP && r.verbs == ["create", "patch"])
         );
+        for plural in ["adminnetworkpolicies", "baselineadminnetworkpolicies"] {
+            assert!(
+                rules
+                    .iter()
+                    .any(|r| r.group == ADMIN_GROUP && r.resource == plural),
+                "{plural}"
+            );
+        }
     }
 }

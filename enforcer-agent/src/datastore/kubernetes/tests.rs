@@ -216,3 +216,89 @@ async fn a_broken_object_is_refused_alone_and_named() {
     );
     assert_eq!(snapshot.objects.len(), 3);
 }
+
+/// A client whose API server serves nothing: every request gets the 404 `Status` an
+/// API server answers for a resource whose CRD is not installed. The paths asked for
+/// are kept.
+fn client_without_crds() -> (kube::Client, Arc<std::sync::Mutex<Vec<String>>>) {
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&asked);
+    let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+        seen.lock().unwrap().push(request.uri().path().to_owned());
+        let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "reason": "NotFound", "code": 404,
+            "message": "the server could not find the requested resource"});
+        let response = http::Response::builder()
+            .status(404)
+            .header("content-type", "application/json")
+            .body(kube::client::Body::from(status.to_string().into_bytes()));
+        async move { response }
+    });
+    (kube::Client::new(service, "default"), asked)
+}
+
+#[tokio::test]
+async fn admin_policies_not_served_are_an_empty_synced_list() {
+    use crate::datastore::kubernetes::resources::ADMIN_GROUP;
+    // Both network-policy-api kinds are watched, cluster-wide.
+    let admin: Vec<Resource> = KUBERNETES
+        .iter()
+        .filter(|r| r.group == ADMIN_GROUP)
+        .copied()
+        .collect();
+    assert_eq!(
+        admin.iter().map(|r| r.kind).collect::<Vec<_>>(),
+        ["AdminNetworkPolicy", "BaselineAdminNetworkPolicy"]
+    );
+    // Their CRDs are not installed: the reflector lists them as empty, no version.
+    for (index, resource) in admin.iter().enumerate() {
+        let (client, asked) = client_without_crds();
+        let (tx, mut rx) = mpsc::channel(4);
+        let reflector = tokio::spawn(reflect::run(client, *resource, index, tx));
+        let update = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        reflector.abort();
+        let Update::Listed {
+            resource: got,
+            objects,
+            version,
+        } = update
+        else {
+            panic!("{}: expected an empty list, got {update:?}", resource.kind)
+        };
+        assert_eq!((got, objects.len(), version), (index, 0, None));
+        assert_eq!(
+            asked.lock().unwrap().first().map(String::as_str),
+            Some(resource.cluster_path().as_str())
+        );
+    }
+    // And the datastore does not wait for them: the first Reset comes with the
+    // namespaces, at their version.
+    let (tx, rx) = mpsc::channel(64);
+    let idle = tokio::spawn(std::future::pending());
+    let mut ds = KubernetesDatastore::with("test".into(), rx, idle);
+    ds.receive(Message::Resources(vec![KUBERNETES[0], admin[0], admin[1]]));
+    listed(&tx, 0, vec![namespace("dev", "5")], "7").await;
+    for resource in [1, 2] {
+        send(
+            &tx,
+            Update::Listed {
+                resource,
+                objects: Vec::new(),
+                version: None,
+            },
+        )
+        .await;
+    }
+    let event = tokio::time::timeout(Duration::from_secs(10), ds.next_event())
+        .await
+        .unwrap()
+        .unwrap();
+    let DatastoreEvent::Reset(snapshot) = event else {
+        panic!("expected Reset")
+    };
+    assert_eq!(snapshot.revision, 7);
+    assert_eq!(snapshot.objects.len(), 1);
+}

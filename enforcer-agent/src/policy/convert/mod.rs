@@ -95,7 +95,6 @@ impl Cluster {
         cluster
             .endpoints
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        cluster.nodes.sort_by(|a, b| a.id.name.cmp(&b.id.name));
         cluster.reindex();
         (cluster, warnings, errors)
     }

@@ -20,10 +20,10 @@ pub enum Part {
     Endpoint(Box<Endpoint>),
     NetworkSet(Box<NetworkSetInfo>),
     HostEndpoint(Box<HostEndpointInfo>),
+    /// A Kubernetes node (what an `AdminNetworkPolicy` `nodes` peer selects).
+    Node(Box<NodeInfo>),
     Tier(Tier),
     Policy(Box<Policy>),
-    /// A Kubernetes `Node`: its labels and addresses.
-    Node(Box<NodeInfo>),
     /// Nothing on its own: a pod without an address, a Deployment, and the objects
     /// Services are resolved from (Services, `EndpointSlices`, `Endpoints`).
     Nothing,
@@ -41,7 +41,11 @@ pub fn feeds_services(object: &Object) -> bool {
 pub fn is_policy(object: &Object) -> bool {
     matches!(
         object,
-        Object::NetworkPolicy(_) | Object::CalicoNetworkPolicy(_) | Object::GlobalNetworkPolicy(_)
+        Object::NetworkPolicy(_)
+            | Object::CalicoNetworkPolicy(_)
+            | Object::GlobalNetworkPolicy(_)
+            | Object::AdminNetworkPolicy(_)
+            | Object::BaselineAdminNetworkPolicy(_)
     )
 }
 
@@ -62,10 +66,10 @@ pub fn convert_entity(loaded: &Loaded) -> Result<Part, PolicyError> {
         Part::NetworkSet(Box::new(set))
     } else if let Some(hep) = cluster.host_endpoints.pop() {
         Part::HostEndpoint(Box::new(hep))
-    } else if let Some((_, tier)) = tiers.pop_first() {
-        Part::Tier(tier)
     } else if let Some(node) = cluster.nodes.pop() {
         Part::Node(Box::new(node))
+    } else if let Some((_, tier)) = tiers.pop_first() {
+        Part::Tier(tier)
     } else {
         Part::Nothing
     })
