@@ -10,3 +10,4 @@ pub mod netpol;
 pub mod rogue;
 pub mod steady;
 pub mod traffic;
+pub mod wire;

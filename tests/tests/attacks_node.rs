@@ -15,16 +15,18 @@
 //! Privileged: `cargo build --bin enforcer && cargo test -p enforcer-tests --test
 //! attacks_node -- --test-threads=1`.
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::time::{Duration, Instant};
 
 use enforcer_tests::attack::{
-    TcpOutcome, UdpCapture, ifindex_in, in_netns, tcp_attempt, udp_attempt, udp4_forged,
+    Datagrams, TcpOutcome, UdpCapture, ifindex_in, tcp_attempt, udp_attempt, udp4_forged,
 };
-use enforcer_tests::lab::{LabGuard, fixture, serial};
+use enforcer_tests::lab::{LabGuard, PodInfo, fixture, serial};
 
 const NODE_V4: &str = "198.18.255.1";
 const NODE_V6: &str = "2001:2:0:ff::1";
+/// The external client's address.
+const EXTERNAL_V4: &str = "198.18.255.2";
 /// A port the node's own responder serves (not failsafe).
 const SERVICE: u16 = 8000;
 /// Failsafe inbound (Calico's default): reachable whatever the policy, which proves
@@ -215,6 +217,38 @@ spec:
   ingress: [{from: [{podSelector: {matchLabels: {app: trusted}}}]}]
 ";
 
+/// `default/trusted` and `default/db` of the lab.
+fn trusted_and_db(lab: &LabGuard) -> (PodInfo, PodInfo) {
+    let pods = lab.get_pods();
+    let pod = |name: &str| {
+        pods.iter()
+            .find(|p| p.namespace == "default" && p.name == name)
+            .unwrap_or_else(|| panic!("no default/{name}"))
+            .clone()
+    };
+    (pod("trusted"), pod("db"))
+}
+
+fn v4(s: &str) -> Ipv4Addr {
+    s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+/// `db` received the real `trusted`'s datagram (`b"real"`: the capture works) and not
+/// the forged one (`b"forged"`, sent `how`).
+fn only_the_real_one_arrived(got: &Datagrams, trusted: &PodInfo, db: &PodInfo, how: &str) {
+    let payloads: Vec<&[u8]> = got.iter().map(|(_, p)| p.as_slice()).collect();
+    assert!(
+        payloads.contains(&&b"real"[..]),
+        "the real pod's datagram arrives (the capture works): {got:?}"
+    );
+    assert!(
+        !payloads.contains(&&b"forged"[..]),
+        "{how} carrying {}'s address reached {}: {got:?}",
+        trusted.ip,
+        db.ip
+    );
+}
+
 /// Security item 11: an outside host that forges a local pod's address reached that
 /// pod's peers as the pod (the node's `rp_filter` is off, as it often is; conntrack
 /// keys carry no interface). `db` admits only `trusted`: the real `trusted` gets
@@ -227,15 +261,7 @@ fn an_outside_host_forging_a_local_pods_address_is_not_that_pod() {
     let tmp = enforcer_tests::lab::TempDir::new("an11");
     lab.up(&[&tmp.write("app.yaml", TRUSTING)], true);
     let (_, ext) = namespaces(&lab);
-    let pods = lab.get_pods();
-    let pod = |name: &str| {
-        pods.iter()
-            .find(|p| p.namespace == "default" && p.name == name)
-            .unwrap_or_else(|| panic!("no default/{name}"))
-            .clone()
-    };
-    let (trusted, db) = (pod("trusted"), pod("db"));
-    let v4 = |s: &str| -> std::net::Ipv4Addr { s.parse().unwrap_or_else(|e| panic!("{s}: {e}")) };
+    let (trusted, db) = trusted_and_db(&lab);
     const PORT: u16 = 9999;
 
     let capture = UdpCapture::start(&db.netns, PORT, Duration::from_millis(1500));
@@ -253,18 +279,7 @@ fn an_outside_host_forging_a_local_pods_address_is_not_that_pod() {
         b"forged",
     )
     .unwrap_or_else(|e| panic!("send: {e}"));
-    let got = capture.finish();
-    let payloads: Vec<&[u8]> = got.iter().map(|(_, p)| p.as_slice()).collect();
-    assert!(
-        payloads.contains(&&b"real"[..]),
-        "the real pod's datagram arrives (the capture works): {got:?}"
-    );
-    assert!(
-        !payloads.contains(&&b"forged"[..]),
-        "a datagram from outside forging {}'s address reached {}: {got:?}",
-        trusted.ip,
-        db.ip
-    );
+    only_the_real_one_arrived(&capture.finish(), &trusted, &db, "a datagram from outside");
 }
 
 /// `TRUSTING` across two nodes: `trusted` on node2, `db` on node1.
@@ -288,25 +303,13 @@ spec:
   ingress: [{from: [{podSelector: {matchLabels: {app: trusted}}}]}]
 ";
 
-/// RFC 1071 checksum of an IPv4 header.
-fn ipv4_checksum(header: &[u8]) -> u16 {
-    let mut sum: u32 = header
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// A VXLAN payload (VNI `vni`) carrying an Ethernet frame to `dst_mac` with the UDP
 /// datagram `src` -> `dst` holding `payload`.
 fn vxlan_payload(
     vni: u32,
     dst_mac: &str,
-    (src, sport): (std::net::Ipv4Addr, u16),
-    (dst, dport): (std::net::Ipv4Addr, u16),
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
     payload: &[u8],
 ) -> Vec<u8> {
     let mut out = vec![0x08, 0, 0, 0];
@@ -315,19 +318,7 @@ fn vxlan_payload(
         out.push(u8::from_str_radix(byte, 16).unwrap_or_else(|e| panic!("{dst_mac}: {e}")));
     }
     out.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x66, 0x08, 0x00]);
-    let udp_len = 8 + payload.len();
-    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
-    ip[2..4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
-    ip.extend_from_slice(&src.octets());
-    ip.extend_from_slice(&dst.octets());
-    let checksum = ipv4_checksum(&ip);
-    ip[10..12].copy_from_slice(&checksum.to_be_bytes());
-    out.extend_from_slice(&ip);
-    out.extend_from_slice(&sport.to_be_bytes());
-    out.extend_from_slice(&dport.to_be_bytes());
-    out.extend_from_slice(&(udp_len as u16).to_be_bytes());
-    out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(payload);
+    out.extend_from_slice(&enforcer_tests::wire::ipv4_udp(src, dst, payload));
     out
 }
 
@@ -343,33 +334,22 @@ fn an_outside_host_tunnelling_a_pods_packet_to_a_node_is_not_that_pod() {
     let lab = LabGuard::new("an11v").with_nodes(2).with_encap("vxlan");
     let tmp = enforcer_tests::lab::TempDir::new("an11v");
     lab.up(&[&tmp.write("app.yaml", TRUSTING_ACROSS_NODES)], true);
-    let ext = format!("enf-{}-ext", lab.name);
-    let pods = lab.get_pods();
-    let pod = |name: &str| {
-        pods.iter()
-            .find(|p| p.namespace == "default" && p.name == name)
-            .unwrap_or_else(|| panic!("no default/{name}"))
-            .clone()
-    };
-    let (trusted, db) = (pod("trusted"), pod("db"));
-    let v4 = |s: &str| -> std::net::Ipv4Addr { s.parse().unwrap_or_else(|e| panic!("{s}: {e}")) };
-    let node1 = v4("198.18.255.1");
+    let (_, ext) = namespaces(&lab);
+    let (trusted, db) = trusted_and_db(&lab);
+    let node1 = v4(NODE_V4);
     let vni: u32 = enforcer::lab::fabric::VXLAN_VNI
         .parse()
         .unwrap_or_else(|e| panic!("{e}"));
     const PORT: u16 = 9999;
 
     let capture = UdpCapture::start(&db.netns, PORT, Duration::from_millis(1500));
-    in_netns(&trusted.netns, {
-        let to = SocketAddr::from((v4(&db.ip), PORT));
-        move || {
-            let socket =
-                std::net::UdpSocket::bind("0.0.0.0:40000").unwrap_or_else(|e| panic!("bind: {e}"));
-            socket
-                .send_to(b"real", to)
-                .unwrap_or_else(|e| panic!("send: {e}"));
-        }
-    });
+    udp4_forged(
+        &trusted.netns,
+        (v4(&trusted.ip), 40_000),
+        (v4(&db.ip), PORT),
+        b"real",
+    )
+    .unwrap_or_else(|e| panic!("send: {e}"));
     let forged = vxlan_payload(
         vni,
         &enforcer::lab::fabric::vtep_mac(node1),
@@ -377,22 +357,12 @@ fn an_outside_host_tunnelling_a_pods_packet_to_a_node_is_not_that_pod() {
         (v4(&db.ip), PORT),
         b"forged",
     );
-    in_netns(&ext, move || {
-        let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap_or_else(|e| panic!("bind: {e}"));
-        socket
-            .send_to(&forged, (node1, 4789))
-            .unwrap_or_else(|e| panic!("send: {e}"));
-    });
-    let got = capture.finish();
-    let payloads: Vec<&[u8]> = got.iter().map(|(_, p)| p.as_slice()).collect();
-    assert!(
-        payloads.contains(&&b"real"[..]),
-        "the real pod's datagram arrives over VXLAN from node2 (the capture works): {got:?}"
-    );
-    assert!(
-        !payloads.contains(&&b"forged"[..]),
-        "VXLAN from outside carrying {}'s address reached {}: {got:?}",
-        trusted.ip,
-        db.ip
+    udp4_forged(&ext, (v4(EXTERNAL_V4), 40_002), (node1, 4789), &forged)
+        .unwrap_or_else(|e| panic!("send: {e}"));
+    only_the_real_one_arrived(
+        &capture.finish(),
+        &trusted,
+        &db,
+        "VXLAN from outside to node1",
     );
 }

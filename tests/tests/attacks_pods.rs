@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use enforcer::datastore::file::FileDatastore;
 use enforcer_tests::attack::{Icmpv6Capture, TcpOutcome, icmpv6_send, tcp_attempt};
-use enforcer_tests::lab::{LabGuard, fixture, serial, unique_name};
+use enforcer_tests::lab::{LabGuard, TempDir, fixture, serial, unique_name};
 use enforcer_tests::traffic::enter_netns;
 
 const ATTEMPT: Duration = Duration::from_millis(700);
@@ -331,7 +331,7 @@ spec:
 fn service_egress_to_a_backend_outside_the_pods_is_judged() {
     let _serial = serial();
     let lab = LabGuard::new("ap1");
-    let tmp = enforcer_tests::lab::TempDir::new("ap1");
+    let tmp = TempDir::new("ap1");
     lab.up(&[&tmp.write("setup.yaml", SERVICES_OUTSIDE)], true);
     let client = lab
         .get_pods()
@@ -390,6 +390,15 @@ fn web_from(from: &str) -> String {
     )
 }
 
+/// A lab whose kube-proxy masquerades `NodePort` traffic to any backend, with
+/// `MASQUERADED` up.
+fn masquerading_lab(tag: &str) -> (LabGuard, TempDir) {
+    let lab = LabGuard::new(tag).with_up_args(&["--kube-proxy-masquerade"]);
+    let tmp = TempDir::new(tag);
+    lab.up(&[&tmp.write("app.yaml", MASQUERADED)], true);
+    (lab, tmp)
+}
+
 /// Security item 9: with kube-proxy's masquerade (`externalTrafficPolicy: Cluster`
 /// masqueraded to a backend of the same node too, as kube-proxy does), the backend's
 /// ingress hook (after `POSTROUTING`) saw the node's address: a pod that `web` does
@@ -398,15 +407,8 @@ fn web_from(from: &str) -> String {
 #[test]
 fn kube_proxy_masquerade_does_not_make_a_pod_the_node() {
     let _serial = serial();
-    let lab = LabGuard::new("ap9").with_up_args(&["--kube-proxy-masquerade"]);
-    let dir = std::env::temp_dir().join(unique_name("ap9"));
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    let write = |name: &str, text: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
-        path
-    };
-    lab.up(&[&write("app.yaml", MASQUERADED)], true);
+    let (lab, tmp) = masquerading_lab("ap9");
+    let write = |name: &str, text: &str| tmp.write(name, text);
     let url = "http://198.18.255.1:31852/clientip";
     let curl = || lab.exec("default/client", &["curl", "-s", "-m", "2", url]);
 
@@ -432,7 +434,6 @@ fn kube_proxy_masquerade_does_not_make_a_pod_the_node() {
         code, 0,
         "a pod web does not admit reached it through the masqueraded NodePort: {out:?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Security item 9(a): a client outside the cluster whose `NodePort` traffic kube-proxy
@@ -443,15 +444,8 @@ fn kube_proxy_masquerade_does_not_make_a_pod_the_node() {
 #[test]
 fn kube_proxy_masquerade_does_not_make_an_outside_client_the_node() {
     let _serial = serial();
-    let lab = LabGuard::new("ap9x").with_up_args(&["--kube-proxy-masquerade"]);
-    let dir = std::env::temp_dir().join(unique_name("ap9x"));
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    let write = |name: &str, text: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
-        path
-    };
-    lab.up(&[&write("app.yaml", MASQUERADED)], true);
+    let (lab, tmp) = masquerading_lab("ap9x");
+    let write = |name: &str, text: &str| tmp.write(name, text);
     let ext = format!("enf-{}-ext", lab.name);
     let node_port: SocketAddr = "198.18.255.1:31852"
         .parse()
@@ -479,5 +473,4 @@ fn kube_proxy_masquerade_does_not_make_an_outside_client_the_node() {
         !outcome.connected(),
         "an outside host web does not admit reached it through the masqueraded NodePort: {outcome:?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

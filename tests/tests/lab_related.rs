@@ -21,6 +21,7 @@ use enforcer::lab::netns;
 use enforcer_tests::{
     bpf::OrPanic as _,
     lab::{LabGuard, TempDir, fixture, serial},
+    wire::internet_checksum,
 };
 
 const APP: &str = "tutorial/dev-app-deployments.yaml";
@@ -116,17 +117,6 @@ fn path_mtu(sock: &UdpSocket) -> i32 {
     value
 }
 
-fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// An ICMP "fragmentation needed" announcing `mtu`, quoting the IPv4 and UDP headers
 /// of a 1400-byte datagram from `quoted_src` to `quoted_dst` (don't-fragment set).
 fn frag_needed(mtu: u16, quoted_src: (Ipv4Addr, u16), quoted_dst: (Ipv4Addr, u16)) -> Vec<u8> {
@@ -137,14 +127,14 @@ fn frag_needed(mtu: u16, quoted_src: (Ipv4Addr, u16), quoted_dst: (Ipv4Addr, u16
     ip.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, 17, 0, 0]);
     ip.extend_from_slice(&quoted_src.0.octets());
     ip.extend_from_slice(&quoted_dst.0.octets());
-    let ip_sum = checksum(&ip);
+    let ip_sum = internet_checksum(&ip);
     ip[10..12].copy_from_slice(&ip_sum.to_be_bytes());
     m.extend_from_slice(&ip);
     m.extend_from_slice(&quoted_src.1.to_be_bytes());
     m.extend_from_slice(&quoted_dst.1.to_be_bytes());
     m.extend_from_slice(&1380u16.to_be_bytes());
     m.extend_from_slice(&[0, 0]);
-    let sum = checksum(&m);
+    let sum = internet_checksum(&m);
     m[2..4].copy_from_slice(&sum.to_be_bytes());
     m
 }

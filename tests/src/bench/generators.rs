@@ -175,17 +175,6 @@ pub(crate) fn raw_socket(proto: i32) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// An IPv4 + UDP datagram (UDP checksum 0: none) carrying (magic, seq, send time).
 pub fn datagram(
     src: Ipv4Addr,
@@ -198,20 +187,7 @@ pub fn datagram(
     let mut payload = MAGIC.to_be_bytes().to_vec();
     payload.extend_from_slice(&seq.to_be_bytes());
     payload.extend_from_slice(&sent_ns.to_be_bytes());
-    let total = 20 + 8 + payload.len();
-    let mut p = vec![0x45, 0];
-    p.extend_from_slice(&(total as u16).to_be_bytes());
-    p.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
-    p.extend_from_slice(&src.octets());
-    p.extend_from_slice(&dst.octets());
-    let c = checksum(&p);
-    p[10..12].copy_from_slice(&c.to_be_bytes());
-    p.extend_from_slice(&sport.to_be_bytes());
-    p.extend_from_slice(&dport.to_be_bytes());
-    p.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    p.extend_from_slice(&[0, 0]);
-    p.extend_from_slice(&payload);
-    p
+    crate::wire::ipv4_udp((src, sport), (dst, dport), &payload)
 }
 
 /// The (source port, destination port) of the generator's datagram `seq`: a new pair
