@@ -245,13 +245,8 @@ fn service_matches_admit_the_services_endpoints_follow_their_changes_and_refuse_
     ];
     expect(&lab, "source.services web", &in_force);
 
-    // 4. What libcalico-go refuses: `enforcer check` refuses it naming the field.
-    // The lab's `apply` writes objects as a client that skips validation would (the
-    // policy compiler's cross-field checks are not run there), so the agent meets
-    // each one: it refuses the new version, says why in its status, and keeps the
-    // version in force.
-    let store = FileDatastore::open(lab.state_dir().join("datastore"))
-        .unwrap_or_else(|e| panic!("open datastore: {e}"));
+    // 4. What libcalico-go refuses is refused naming the field, by `enforcer check`
+    // and by the lab's `apply` (nothing written), and the policy in force stays.
     for (name, text, must_name) in BAD_SERVICE_MATCHES {
         let path = tmp.write(name, text);
         let out = Command::new(enforcer_bin())
@@ -264,39 +259,48 @@ fn service_matches_admit_the_services_endpoints_follow_their_changes_and_refuse_
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(!out.status.success(), "{name}: check must fail:\n{said}");
-        for needle in *must_name {
+        let out = lab.run(&["apply", "-f", &path.to_string_lossy()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: apply must fail");
+        for needle in must_name.iter().chain(&["invalid service match", name]) {
             assert!(
-                said.contains(needle) && said.contains("invalid service match"),
+                said.contains(needle),
                 "{name}: check must name {needle:?}:\n{said}"
             );
-        }
-        // A global policy of that name would be a new object (no version in force).
-        if text.contains("kind: GlobalNetworkPolicy") {
-            continue;
-        }
-        lab.apply(&path);
-        let revision = store
-            .revision()
-            .unwrap_or_else(|e| panic!("datastore revision: {e}"));
-        let status = wait_observed(&store, revision);
-        let refused = status
-            .refused
-            .iter()
-            .find(|r| r.object.contains("a/server-from-web"))
-            .unwrap_or_else(|| panic!("{name}: the agent must refuse it: {status:#?}"));
-        for needle in *must_name {
             assert!(
-                refused.reason.contains(needle),
-                "{name}: the agent's reason must name {needle:?}: {refused:?}"
+                stderr.contains(needle),
+                "{name}: apply must name {needle:?}:\n{stderr}"
             );
         }
-        assert_eq!(refused.fallback, Fallback::LastGood, "{name}: {refused:?}");
-        expect(
-            &lab,
-            &format!("source.services web after {name}"),
-            &in_force,
-        );
     }
+    expect(&lab, "source.services web after refusals", &in_force);
+
+    // Written past validation (a client that skips it), the agent refuses the new
+    // version, says why in its status, and keeps the version in force.
+    let store = FileDatastore::open(lab.state_dir().join("datastore"))
+        .unwrap_or_else(|e| panic!("open datastore: {e}"));
+    let revision = store
+        .put_raw(
+            "projectcalico.org_NetworkPolicy.a.server-from-web.json",
+            BAD_SERVICE_MATCHES[0].1,
+        )
+        .unwrap_or_else(|e| panic!("plant bad object: {e}"));
+    let status = wait_observed(&store, revision);
+    let refused = status
+        .refused
+        .iter()
+        .find(|r| r.object.contains("a/server-from-web"))
+        .unwrap_or_else(|| panic!("the agent must refuse it: {status:#?}"));
+    assert!(
+        refused.reason.contains("source.services") && refused.reason.contains("selector"),
+        "the agent's reason must name the field: {refused:?}"
+    );
+    assert_eq!(refused.fallback, Fallback::LastGood, "{refused:?}");
+    expect(
+        &lab,
+        "source.services web after the agent's refusal",
+        &in_force,
+    );
 }
 
 fn wait_observed(store: &FileDatastore, revision: u64) -> AgentStatus {
