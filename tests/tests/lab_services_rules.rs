@@ -276,7 +276,11 @@ fn service_matches_admit_the_services_endpoints_follow_their_changes_and_refuse_
     expect(&lab, "source.services web after refusals", &in_force);
 
     // Written past validation (a client that skips it), the agent refuses the new
-    // version, says why in its status, and keeps the version in force.
+    // version, says why in its status, and keeps the version in force. (On the lab's
+    // API server, `lab_kubernetes` plants a malformed object the same way.)
+    if std::env::var("ENFORCER_LAB_DATASTORE").is_ok_and(|d| d == "kubernetes") {
+        return;
+    }
     let store = FileDatastore::open(lab.state_dir().join("datastore"))
         .unwrap_or_else(|e| panic!("open datastore: {e}"));
     let revision = store
