@@ -21,6 +21,8 @@ pub enum LabError {
     Load(#[from] LoadError),
     #[error("invalid input, nothing changed: {0}")]
     Input(#[from] PlanError),
+    #[error("invalid input, nothing changed: {0}")]
+    Policy(Box<crate::policy::PolicyError>),
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]

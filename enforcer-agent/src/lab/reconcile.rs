@@ -4,7 +4,7 @@
 //! datastore written as the API server and kubelet would — and the new allocation
 //! persisted. `up`, `apply` and `delete` all end here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -13,6 +13,7 @@ use crate::cluster::dns::Zone;
 use crate::cluster::{self, Allocation, ClusterPlan, Declared, implied};
 use crate::datastore::file::FileDatastore;
 use crate::model::{Loaded, Object, ObjectId};
+use crate::policy::{Cluster, PolicyError, PolicyProblem};
 
 use super::error::{LabError, io_err};
 use super::facade::{Lab, UpOptions, lock};
@@ -55,6 +56,36 @@ fn declared_from(loaded: Vec<Loaded>) -> Vec<Declared> {
             source: Some(l.source),
         })
         .collect()
+}
+
+/// The policy compiler's checks across fields, as libcalico-go's validation makes
+/// them (a `services` match beside a selector, `ports` with a destination `services`
+/// match, `preDNAT` without `applyOnForward`, ...), on the objects `input` declares,
+/// judged among the objects the lab already holds (`current`, which `input`
+/// replaces): the first refusal, naming file, object and field. The loader checks
+/// each field alone, so without this `apply` wrote such an object and only the agent
+/// refused it. What the enforcer cannot enforce (`Unsupported`, too many rules) and a
+/// tier that does not exist yet stay the agent's to report.
+fn refuse_invalid_policies(input: &[Loaded], current: Vec<Loaded>) -> Result<(), Box<PolicyError>> {
+    let ids: BTreeSet<ObjectId> = input.iter().map(|l| l.object.id()).collect();
+    let mut all: Vec<Loaded> = current
+        .into_iter()
+        .filter(|l| !ids.contains(&l.object.id()))
+        .collect();
+    all.extend(input.iter().cloned());
+    let (_, _, errors) = Cluster::from_objects_each(&all);
+    errors
+        .into_iter()
+        .find(|e| {
+            ids.contains(&e.object)
+                && !matches!(
+                    e.problem,
+                    PolicyProblem::Unsupported { .. }
+                        | PolicyProblem::TooManyRules { .. }
+                        | PolicyProblem::UnknownTier { .. }
+                )
+        })
+        .map_or(Ok(()), |e| Err(Box::new(e)))
 }
 
 impl Lab {
@@ -184,8 +215,12 @@ impl Lab {
     }
 
     /// Creates or updates objects from files (like `kubectl apply`).
+    /// Objects whose policy Calico's validation refuses as a whole (see
+    /// [`refuse_invalid_policies`]) are refused with nothing written.
     pub fn apply(&mut self, files: &[PathBuf]) -> Result<ChangeReport, LabError> {
-        let input = declared_from(crate::model::load_paths(files)?);
+        let loaded = crate::model::load_paths(files)?;
+        refuse_invalid_policies(&loaded, self.readable_objects()?).map_err(LabError::Policy)?;
+        let input = declared_from(loaded);
         let current = self.current_objects()?;
         let mut declared = self.declared(&current);
         for d in input {
@@ -531,4 +566,61 @@ fn remove_pod(rec: &PodRecord) -> Result<(), LabError> {
     }
     netns::remove_etc(&rec.netns)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::refuse_invalid_policies;
+    use crate::model::{Loaded, load_str};
+    use crate::policy::PolicyProblem;
+
+    fn load(name: &str, text: &str) -> Vec<Loaded> {
+        load_str(Path::new(name), text).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    const SERVER_FROM_WEB: &str = "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: server-from-web, namespace: a}\nspec:\n  selector: app == 'server'\n  ingress:\n  - action: Allow\n    source:\n      services: {name: web}\n";
+
+    #[test]
+    fn a_services_match_calico_refuses_is_refused_naming_file_object_and_field() {
+        let current = load("current.yaml", SERVER_FROM_WEB);
+        let bad = load(
+            "bad.yaml",
+            &format!("{SERVER_FROM_WEB}      selector: app == 'spare'\n"),
+        );
+        let err = refuse_invalid_policies(&bad, current.clone())
+            .err()
+            .unwrap_or_else(|| panic!("services beside a selector must be refused"));
+        assert!(
+            matches!(err.problem, PolicyProblem::InvalidServiceMatch { .. }),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        for needle in [
+            "bad.yaml",
+            "a/server-from-web",
+            "source.services",
+            "selector",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from: {text}");
+        }
+        // The valid version, replacing itself, passes.
+        assert_eq!(refuse_invalid_policies(&current, current.clone()), Ok(()));
+    }
+
+    #[test]
+    fn only_the_applied_objects_are_judged_and_a_tier_may_come_later() {
+        // A broken object already in the datastore (written past validation) is the
+        // agent's to report; applying something else is not refused for it.
+        let broken = load(
+            "broken.yaml",
+            &format!("{SERVER_FROM_WEB}      nets: [198.18.0.0/15]\n"),
+        );
+        let other = load(
+            "other.yaml",
+            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: later, namespace: a}\nspec:\n  tier: not-yet\n  selector: all()\n",
+        );
+        assert_eq!(refuse_invalid_policies(&other, broken), Ok(()));
+    }
 }

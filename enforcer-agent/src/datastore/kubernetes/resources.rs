@@ -117,6 +117,18 @@ pub const KUBERNETES: &[Resource] = &[
     // Every node's addresses: the sources tunnel packets are accepted from, and what an
     // AdminNetworkPolicy `nodes` peer selects.
     core("Node", "nodes", false),
+    // A selector-less Service's backends, for rule `services` matches (and the
+    // backends a selector's pods stand for): without them such a match named no
+    // address on a cluster, while the files and the lab resolved it.
+    core("Endpoints", "endpoints", true),
+    Resource {
+        group: "discovery.k8s.io",
+        version: "v1",
+        kind: "EndpointSlice",
+        plural: "endpointslices",
+        namespaced: true,
+        model_kind: "EndpointSlice",
+    },
 ];
 
 const fn calico(
