@@ -47,7 +47,11 @@ struct Open {
 struct Logged {
     counts: PerCpu,
     interval: u64,
-    record: FlowRecord,
+    /// The flow's last line, while it may still get a line without events (in the
+    /// close after it); dropped after: a remembered flow then costs its key and
+    /// counts only, not a named record (a few hundred bytes of strings and labels,
+    /// times every flow of the last [`REMEMBERED_INTERVALS`] intervals after a flood).
+    record: Option<FlowRecord>,
 }
 
 /// Per-CPU counts from a harvested report (index = CPU).
@@ -128,7 +132,7 @@ impl Aggregator {
                 Logged {
                     counts,
                     interval,
-                    record: record.clone(),
+                    record: Some(record.clone()),
                 },
             );
             lines.push(record);
@@ -150,10 +154,12 @@ impl Aggregator {
             if dp == 0 {
                 continue;
             }
-            if let Some(l) = self.logged.get_mut(&key) {
+            if let Some(l) = self.logged.get_mut(&key)
+                && let Some(last) = &l.record
+            {
                 l.counts = counts;
                 l.interval = interval;
-                let mut record = l.record.clone();
+                let mut record = last.clone();
                 record.start = self.last_close.map(rfc3339).unwrap_or_default();
                 record.end = rfc3339(end);
                 record.packets = dp;
@@ -190,6 +196,20 @@ impl Aggregator {
             REMEMBERED_INTERVALS
         };
         self.logged.retain(|_, l| now - l.interval < horizon);
+        for l in self.logged.values_mut() {
+            if l.interval != now {
+                l.record = None;
+            }
+        }
+        // A flood's table is given back once its flows are forgotten.
+        if self.logged.capacity() > 4 * self.logged.len() + 1024 {
+            self.logged.shrink_to_fit();
+        }
+    }
+
+    /// Remembered flows still holding their last line.
+    pub fn records_kept(&self) -> usize {
+        self.logged.values().filter(|l| l.record.is_some()).count()
     }
 }
 
@@ -281,6 +301,44 @@ mod tests {
             harvest(&HashMap::new()),
         );
         assert_eq!(lines.iter().map(|l| l.packets).collect::<Vec<_>>(), vec![3]);
+    }
+
+    #[test]
+    fn remembered_flows_keep_their_counts_not_their_lines() {
+        let mut agg = Aggregator::default();
+        let keys: Vec<FlowReportKey> = (0..2_000)
+            .map(|sport| FlowReportKey {
+                sport,
+                ..FlowReportKey::default()
+            })
+            .collect();
+        // A flood of one-packet flows, then intervals without events.
+        for &key in &keys {
+            agg.add(observed(key, 1));
+        }
+        let end = |s| UNIX_EPOCH + Duration::from_secs(s);
+        let lines = agg.close(end(1), |_| None);
+        assert_eq!(lines.len(), keys.len());
+        assert_eq!(agg.records_kept(), keys.len(), "each may still get a line");
+        // The close after: a flow whose packets grew after its event gets its line.
+        let grown = keys[7];
+        let lines = agg.close(end(2), |k| {
+            (*k == grown).then(|| {
+                vec![FlowReport {
+                    last_report_ns: 0,
+                    packets: 5,
+                    bytes: 500,
+                }]
+            })
+        });
+        assert_eq!(lines.iter().map(|l| l.packets).collect::<Vec<_>>(), vec![4]);
+        assert_eq!(agg.records_kept(), 1, "only the flow that just got a line");
+        agg.close(end(3), |_| None);
+        assert_eq!(agg.records_kept(), 0, "no flow can get a line any more");
+        // Still remembered: a later event counts from the last line's counts.
+        agg.add(observed(grown, 6));
+        let lines = agg.close(end(4), |_| None);
+        assert_eq!(lines.iter().map(|l| l.packets).collect::<Vec<_>>(), vec![1]);
     }
 
     #[test]
