@@ -70,9 +70,12 @@ fn every_program_loads_within_the_verifier_budget() {
             "{production}: {verified} processed instructions (budget {PRODUCTION_BUDGET})"
         );
         if let Some(debug) = debug {
-            // Loaded at all means within the limit; the debug variant costs more.
+            // Loaded at all means within the limit; the debug variant costs more, or
+            // about as much where it takes no notes of its own (`enf_guard_in` judges
+            // no policy: only the tail-call epilogue differs, and the verifier's count
+            // of two near-equal programs may come out a little lower): within 5%.
             assert!(
-                found(debug) >= verified,
+                found(debug) * 100 >= verified * 95,
                 "{debug} costs less than {production}"
             );
         }
