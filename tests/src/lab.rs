@@ -269,6 +269,14 @@ impl LabGuard {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("get pods output: {e}:\n{out}"))
     }
 
+    /// The pod `namespace/name` (panics when the lab has none).
+    pub fn pod(&self, key: &str) -> PodInfo {
+        self.get_pods()
+            .into_iter()
+            .find(|p| format!("{}/{}", p.namespace, p.name) == key)
+            .unwrap_or_else(|| panic!("no pod {key}"))
+    }
+
     pub fn get_nodes(&self) -> Vec<NodeInfo> {
         let out = self.run_ok(&["get", "nodes", "-o", "json"]);
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("get nodes output: {e}:\n{out}"))

@@ -219,14 +219,7 @@ spec:
 
 /// `default/trusted` and `default/db` of the lab.
 fn trusted_and_db(lab: &LabGuard) -> (PodInfo, PodInfo) {
-    let pods = lab.get_pods();
-    let pod = |name: &str| {
-        pods.iter()
-            .find(|p| p.namespace == "default" && p.name == name)
-            .unwrap_or_else(|| panic!("no default/{name}"))
-            .clone()
-    };
-    (pod("trusted"), pod("db"))
+    (lab.pod("default/trusted"), lab.pod("default/db"))
 }
 
 fn v4(s: &str) -> Ipv4Addr {

@@ -47,13 +47,6 @@ fn expect(lab: &LabGuard, what: &str, rows: &[Row<'_>]) {
     assert!(wrong.is_empty(), "{what}:\n{}", wrong.join("\n"));
 }
 
-fn pod(lab: &LabGuard, key: &str) -> PodInfo {
-    lab.get_pods()
-        .into_iter()
-        .find(|p| format!("{}/{}", p.namespace, p.name) == key)
-        .unwrap_or_else(|| panic!("no pod {key}"))
-}
-
 /// A pod serving TCP and UDP on `ports`, pinned to `node`.
 fn pod_yaml(ns: &str, name: &str, node: &str, ports: &[u16]) -> String {
     let ports: Vec<String> = ports
@@ -174,8 +167,8 @@ fn pod_to_pod_across_nodes_is_judged_on_both_nodes() {
     ]
     .join("---\n");
     lab.up(&[&tmp.write("pods.yaml", &pods)], true);
-    assert_eq!(pod(&lab, "a/client").node, "node1");
-    assert_eq!(pod(&lab, "a/server").node, "node2");
+    assert_eq!(lab.pod("a/client").node, "node1");
+    assert_eq!(lab.pod("a/server").node, "node2");
     let both = |lab: &LabGuard, what: &str, to_server: bool, from_server: bool| {
         expect(
             lab,
@@ -552,7 +545,7 @@ fn an_agent_restart_or_crash_on_one_node_leaves_the_other_alone_and_its_own_enfo
             .find(|p| format!("{}/{}", p.namespace, p.name) == key)
             .map_or_else(|| panic!("no pod {key}"), |p| p.netns.clone())
     };
-    let ip = |key: &str| pod(&lab, key).ip;
+    let ip = |key: &str| lab.pod(key).ip;
     let (s1, s2) = (ip("a/s1"), ip("a/s2"));
     let restart = {
         let bin = lab.bin.clone();

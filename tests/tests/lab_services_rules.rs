@@ -135,13 +135,6 @@ const BAD_SERVICE_MATCHES: &[(&str, &str, &[&str])] = &[
     ),
 ];
 
-fn pod_ip(lab: &LabGuard, key: &str) -> String {
-    lab.get_pods()
-        .into_iter()
-        .find(|p| format!("{}/{}", p.namespace, p.name) == key)
-        .map_or_else(|| panic!("no pod {key}"), |p| p.ip)
-}
-
 /// `(from, to, port, expected)` rows (TCP), all checked, all failures reported.
 /// `port` 0 probes the target's Service port.
 fn expect(lab: &LabGuard, what: &str, rows: &[(&str, &str, u16, bool)]) {
@@ -207,8 +200,8 @@ fn service_matches_admit_the_services_endpoints_follow_their_changes_and_refuse_
     // 2. A selector-less Service whose EndpointSlice moves from alpha to beta while
     // the policy stays: after the agent observed the new slice (probes wait for every
     // agent's revision), new connections follow the slice.
-    let alpha = pod_ip(&lab, "a/alpha");
-    let beta = pod_ip(&lab, "a/beta");
+    let alpha = lab.pod("a/alpha").ip;
+    let beta = lab.pod("a/beta").ip;
     let to_moving = tmp.write("client-to-moving.yaml", EGRESS_TO_MOVING);
     let slice = tmp.write("slice-alpha.yaml", &moving_slice(&alpha));
     lab.apply(&slice);

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use enforcer_common::{
     ACTION_CONTINUE, ANY_CELL, ANY_PEER, DIR_HOST_EGRESS, DIR_HOST_INGRESS, DIR_PREDNAT_INGRESS,
     DIR_UNTRACKED_EGRESS, DIR_UNTRACKED_INGRESS, EP_F_HAS_V4, EP_F_HAS_V6, EP_F_HOST, EndpointInfo,
-    HOST_PROFILE_BITS, NO_INDEX, PEER_F_HOST, VERDICT_KIND_PROFILE, Verdict, host_profile,
+    HOST_PROFILE_BITS, NO_INDEX, VERDICT_KIND_PROFILE, Verdict, host_profile,
 };
 
 use super::cells::{Cell, leg_packet};
@@ -146,8 +146,8 @@ pub(super) fn compile_host(
 }
 
 /// Host classes over the local sides of every rule of a policy selecting a host
-/// endpoint here: sets each peer's `host_class` (and `PEER_F_HOST` on the node's own
-/// addresses) and returns a representative address per host class.
+/// endpoint here: sets each peer's `host_class` and returns a representative address
+/// per host class (`PEER_F_HOST` is set with the peer entries, `classes::peer_entries`).
 fn host_classes(
     cluster: &Cluster,
     view: &NodeView,
@@ -200,9 +200,6 @@ fn host_classes(
             next
         });
         peer.host_class = class;
-        if view.is_own(rep) {
-            peer.flags |= PEER_F_HOST;
-        }
     }
     host_class_rep
 }
