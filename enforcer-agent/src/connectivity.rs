@@ -66,6 +66,8 @@ pub struct ProbeRequest {
     pub protocol: Option<Protocol>,
     /// Probe pods' IPv6 addresses instead of IPv4.
     pub ipv6: bool,
+    /// Send from this source port (`None`: the kernel's, or the UDP rotation).
+    pub source_port: Option<u16>,
     pub timeout: Duration,
 }
 

@@ -49,7 +49,7 @@ mod user {
     use super::{
         Config, CtKey, CtValue, EndpointInfo, EndpointKey, FailsafeKey, FrontendKey,
         NodePortClientKey, NodePortClientValue, PeerInfo, PeerKeyV4, PeerKeyV6, PendingKey,
-        PendingValue, PortKey, Verdict, VerdictKey,
+        PendingValue, PortKey, SourcePortKey, Verdict, VerdictKey,
     };
 
     // SAFETY: every type is repr(C), has no implicit padding (bytemuck's derive checks
@@ -61,6 +61,7 @@ mod user {
     unsafe impl aya::Pod for PeerKeyV6 {}
     unsafe impl aya::Pod for PeerInfo {}
     unsafe impl aya::Pod for PortKey {}
+    unsafe impl aya::Pod for SourcePortKey {}
     unsafe impl aya::Pod for VerdictKey {}
     unsafe impl aya::Pod for Verdict {}
     unsafe impl aya::Pod for CtKey {}

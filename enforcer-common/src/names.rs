@@ -10,6 +10,7 @@ pub const MAP_ENDPOINTS: &str = "ENF_ENDPOINTS";
 pub const MAP_PEERS_V4: &str = "ENF_PEERS_V4";
 pub const MAP_PEERS_V6: &str = "ENF_PEERS_V6";
 pub const MAP_PORTS: &str = "ENF_PORTS";
+pub const MAP_SOURCE_PORTS: &str = "ENF_SOURCE_PORTS";
 pub const MAP_VERDICTS: &str = "ENF_VERDICTS";
 pub const MAP_CONNTRACK: &str = "ENF_CONNTRACK";
 pub const MAP_PENDING: &str = "ENF_PENDING";
@@ -133,6 +134,9 @@ pub const MAP_FAILSAFE: &str = "ENF_FAILSAFE";
 pub const ENDPOINTS_MAX: u32 = 16_384;
 pub const PEERS_MAX: u32 = 262_144;
 pub const PORTS_MAX: u32 = 65_536;
+/// Source-port refinements: (destination cells of a protocol that some rule tests the
+/// source port of) × (that protocol's source port prefixes).
+pub const SOURCE_PORTS_MAX: u32 = 65_536;
 pub const VERDICTS_MAX: u32 = 1_048_576;
 pub const CONNTRACK_MAX: u32 = 262_144;
 pub const PENDING_MAX: u32 = 65_536;

@@ -227,6 +227,38 @@ const _: () = assert!(size_of::<PortKey>() == 4);
 /// Cell of a protocol that no rule names (no `PORTS` entry matched).
 pub const CELL_UNLISTED: u32 = 0;
 
+/// In an `ENF_PORTS` value: some rule of this protocol tests the source port, so the
+/// value is not the cell yet. The cell is the `ENF_SOURCE_PORTS` entry of
+/// (this value, source port). Cell ids stay below this bit.
+pub const CELL_F_BY_SOURCE: u32 = 1 << 31;
+
+// ---------------------------------------------------------------------------------
+// SOURCE_PORTS: LPM_TRIE (generation, destination cell, source port) → cell.
+// ---------------------------------------------------------------------------------
+
+/// Data part of an `ENF_SOURCE_PORTS` LPM key: `prefixlen = 64 + source port prefix`
+/// (generation, padding and `dst_cell` always match in full).
+///
+/// `dst_cell` is the `ENF_PORTS` value, [`CELL_F_BY_SOURCE`] included; `port` is the
+/// packet's source port, big-endian (prefixes are aligned ranges). The compiler covers
+/// the whole source port space of every such `dst_cell`, so no entry means the maps
+/// are inconsistent (fail closed). Only protocols with ports (TCP, UDP, SCTP,
+/// `UDPLite`) ever carry the flag.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+pub struct SourcePortKey {
+    pub generation: u8,
+    pub _pad: [u8; 3],
+    pub dst_cell: u32,
+    pub port: [u8; 2],
+    pub _pad2: [u8; 2],
+}
+const _: () = assert!(size_of::<SourcePortKey>() == 12);
+
+/// `ENF_SOURCE_PORTS` prefix length of the key part before the port.
+pub const SOURCE_PORT_KEY_FIXED_BITS: u32 = 64;
+
 // ---------------------------------------------------------------------------------
 // VERDICTS: HASH VerdictKey → Verdict.
 // ---------------------------------------------------------------------------------

@@ -104,7 +104,7 @@ pub fn host_key(
         remote_is_local_pod: remote.flags & PEER_F_LOCAL_ENDPOINT != 0,
         peer_class: remote.class,
         profile: host_profile(ep.profile, local.host_class),
-        cell: policy::cell(generation, pkt),
+        cell: policy::cell(generation, pkt)?,
         endpoint_id: ep.endpoint_id,
         ifindex,
         hook,

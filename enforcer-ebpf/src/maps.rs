@@ -24,8 +24,8 @@ use enforcer_common::{
     FRONTENDS_MAX, FailsafeKey, FlowEvent, FlowReport, FlowReportKey, FrontendKey,
     NODE_PORT_CLIENTS_MAX, NodePortClientKey, NodePortClientValue, PEERS_MAX, PENDING_MAX,
     POLICY_NAMES_MAX, PORTS_MAX, PeerInfo, PeerKeyV4, PeerKeyV6, PendingKey, PendingValue,
-    PolicyNameEntry, PortKey, RULE_COUNTERS_MAX, RuleCounter, RuleCounterKey, VERDICTS_MAX,
-    Verdict, VerdictKey,
+    PolicyNameEntry, PortKey, RULE_COUNTERS_MAX, RuleCounter, RuleCounterKey, SOURCE_PORTS_MAX,
+    SourcePortKey, VERDICTS_MAX, Verdict, VerdictKey,
 };
 
 /// `BPF_F_NO_PREALLOC` as a const generic.
@@ -50,6 +50,10 @@ pub static ENF_PEERS_V6: LpmTrie<PeerKeyV6, PeerInfo, { PEERS_MAX as usize }> = 
 
 #[btf_map]
 pub static ENF_PORTS: LpmTrie<PortKey, u32, { PORTS_MAX as usize }> = LpmTrie::new();
+
+#[btf_map]
+pub static ENF_SOURCE_PORTS: LpmTrie<SourcePortKey, u32, { SOURCE_PORTS_MAX as usize }> =
+    LpmTrie::new();
 
 #[btf_map]
 pub static ENF_VERDICTS: HashMap<VerdictKey, Verdict, { VERDICTS_MAX as usize }, NO_PREALLOC> =

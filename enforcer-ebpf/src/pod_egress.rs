@@ -69,7 +69,7 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
         service::defer(ctx, &pkt, &key, now);
         return Ok(Outcome::pass(REASON_DEFERRED));
     }
-    let cell = policy::cell(generation, &pkt);
+    let cell = policy::cell(generation, &pkt)?;
     let who = Judged {
         generation,
         dir: DIR_EGRESS,

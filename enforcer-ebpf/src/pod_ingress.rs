@@ -85,7 +85,7 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
         snat::judged_source(generation, &pkt, came_in, &mut src)
     };
     let src_peer = policy::peer(generation, pkt.family, &src)?;
-    let cell = policy::cell(generation, &pkt);
+    let cell = policy::cell(generation, &pkt)?;
     let mut egress_ok = src_peer.flags & PEER_F_LOCAL_ENDPOINT == 0 || rewritten != 0;
 
     if deferred {

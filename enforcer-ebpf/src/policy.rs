@@ -4,9 +4,10 @@
 
 use aya_ebpf::maps::lpm_trie::Key;
 use enforcer_common::{
-    ACTION_ALLOW, ACTION_DENY, ANY_CELL, ANY_PEER, CELL_UNLISTED, Config, EndpointInfo,
-    EndpointKey, FAMILY_V4, FrontendKey, GENERATIONS, PeerInfo, PeerKeyV4, PeerKeyV6, PortKey,
-    REASON_ALLOW_POLICY, REASON_DENY_POLICY, Verdict, VerdictKey,
+    ACTION_ALLOW, ACTION_DENY, ANY_CELL, ANY_PEER, CELL_F_BY_SOURCE, CELL_UNLISTED, Config,
+    EndpointInfo, EndpointKey, FAMILY_V4, FrontendKey, GENERATIONS, PeerInfo, PeerKeyV4, PeerKeyV6,
+    PortKey, REASON_ALLOW_POLICY, REASON_DENY_POLICY, SOURCE_PORT_KEY_FIXED_BITS, SourcePortKey,
+    Verdict, VerdictKey,
 };
 
 use crate::{
@@ -14,7 +15,7 @@ use crate::{
     debug_log::{self, VerdictLog},
     maps::{
         ENF_CONFIG, ENF_ENDPOINTS, ENF_FRONTENDS, ENF_PEERS_V4, ENF_PEERS_V6, ENF_PORTS,
-        ENF_VERDICTS,
+        ENF_SOURCE_PORTS, ENF_VERDICTS,
     },
     observe::{self, Report},
     packet::{IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, Packet},
@@ -93,9 +94,12 @@ pub fn is_frontend_port(generation: u32, pkt: &Packet) -> bool {
     unsafe { ENF_FRONTENDS.get(key) }.is_some()
 }
 
-/// The packet's cell: protocol × destination port (ICMP: type and code).
+/// The packet's cell: protocol × destination port (ICMP: type and code), and, for a
+/// protocol some rule tests the source port of ([`CELL_F_BY_SOURCE`] in the
+/// `ENF_PORTS` value), × source port. A flagged value without its source entry means
+/// the maps are inconsistent: fail closed.
 #[inline(always)]
-pub fn cell(generation: u32, pkt: &Packet) -> u32 {
+pub fn cell(generation: u32, pkt: &Packet) -> Result<u32, Drop> {
     let key = Key::new(
         32,
         PortKey {
@@ -104,7 +108,28 @@ pub fn cell(generation: u32, pkt: &Packet) -> u32 {
             port: pkt.cell_port().to_be_bytes(),
         },
     );
-    ENF_PORTS.get(&key).copied().unwrap_or(CELL_UNLISTED)
+    let dst_cell = ENF_PORTS.get(&key).copied().unwrap_or(CELL_UNLISTED);
+    if dst_cell & CELL_F_BY_SOURCE == 0 {
+        return Ok(dst_cell);
+    }
+    source_cell(generation, dst_cell, pkt.sport)
+}
+
+/// The `ENF_SOURCE_PORTS` step of [`cell`], out of line: only policies with source
+/// ports pay for its stack.
+#[inline(never)]
+fn source_cell(generation: u32, dst_cell: u32, sport: u16) -> Result<u32, Drop> {
+    let key = Key::new(
+        SOURCE_PORT_KEY_FIXED_BITS + 16,
+        SourcePortKey {
+            generation: generation as u8,
+            _pad: [0; 3],
+            dst_cell,
+            port: sport.to_be_bytes(),
+            _pad2: [0; 2],
+        },
+    );
+    ENF_SOURCE_PORTS.get(&key).copied().ok_or(Drop::MapError)
 }
 
 #[inline(always)]

@@ -193,7 +193,7 @@ pub fn judge_elsewhere<const DEBUG: bool>(
     let src = policy::peer(generation, pkt.family, &pkt.src)?;
     let client = client(generation, &src)?;
     let dst = policy::peer(generation, pkt.family, &pkt.dst)?;
-    let cell = policy::cell(generation, pkt);
+    let cell = policy::cell(generation, pkt)?;
     if !judge_client::<DEBUG>(cfg, pkt, (generation, hook), &client, dst.class, cell)? {
         if fwd.exists() {
             conntrack::remove(&key);

@@ -52,8 +52,9 @@ use enforcer_common::{
     VERDICT_KIND_PROFILE, VERDICT_KIND_RULE, VERDICT_KIND_TIER_DEFAULT, Verdict, VerdictKey,
 };
 use enforcer_common::{
-    EventBudget, FlowReport, FlowReportKey, MAP_EVENT_BUDGET, MAP_FLOW_REPORTS,
-    REASON_ALLOW_POLICY, REASON_DENY_POLICY,
+    CELL_F_BY_SOURCE, EventBudget, FlowReport, FlowReportKey, MAP_EVENT_BUDGET, MAP_FLOW_REPORTS,
+    MAP_SOURCE_PORTS, REASON_ALLOW_POLICY, REASON_DENY_POLICY, SOURCE_PORT_KEY_FIXED_BITS,
+    SourcePortKey,
 };
 use serde_json::Value;
 
@@ -140,6 +141,7 @@ pub struct Bench {
     peers_v4: LpmTrie<MapData, PeerKeyV4, PeerInfo>,
     peers_v6: LpmTrie<MapData, PeerKeyV6, PeerInfo>,
     ports: LpmTrie<MapData, PortKey, u32>,
+    source_ports: LpmTrie<MapData, SourcePortKey, u32>,
     verdicts: HashMap<MapData, VerdictKey, Verdict>,
     conntrack: HashMap<MapData, CtKey, CtValue>,
     pending: HashMap<MapData, PendingKey, PendingValue>,
@@ -202,6 +204,7 @@ impl Bench {
             MAP_PEERS_V6,
             MAP_PORTS,
             MAP_VERDICTS,
+            MAP_SOURCE_PORTS,
         ]
         .iter()
         .map(|name| map_id(&ebpf, name))
@@ -221,6 +224,7 @@ impl Bench {
             peers_v6: open(ids[2], MAP_PEERS_V6),
             ports: open(ids[3], MAP_PORTS),
             verdicts: open(ids[4], MAP_VERDICTS),
+            source_ports: open(ids[5], MAP_SOURCE_PORTS),
             ebpf,
             writer,
             conntrack,
@@ -619,10 +623,24 @@ impl Bench {
             proto: packet.proto,
             port: packet.dst_port_key().to_be_bytes(),
         };
-        let cell = match self.ports.get(&Key::new(32, port_key), 0) {
+        let dst_cell = match self.ports.get(&Key::new(32, port_key), 0) {
             Ok(cell) => cell,
             Err(MapError::KeyNotFound) => CELL_UNLISTED,
             Err(e) => return Err(format!("ENF_PORTS: {e}")),
+        };
+        let cell = if dst_cell & CELL_F_BY_SOURCE == 0 {
+            dst_cell
+        } else {
+            let key = SourcePortKey {
+                generation: g8,
+                _pad: [0; 3],
+                dst_cell,
+                port: packet.src_port.to_be_bytes(),
+                _pad2: [0; 2],
+            };
+            self.source_ports
+                .get(&Key::new(SOURCE_PORT_KEY_FIXED_BITS + 16, key), 0)
+                .map_err(|e| format!("ENF_SOURCE_PORTS: {e}"))?
         };
         let steps = [
             (peer.class, cell),

@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use super::cache::{Entry, ObjectCache};
 use super::selection::{Level, next_level, stand_in};
-use crate::compile::check_policy;
 use crate::datastore::status::{Fallback, Refused};
 use crate::datastore::{Change, Snapshot};
 use crate::model::{Loaded, Object, ObjectId};
@@ -309,10 +308,7 @@ fn convert(loaded: &Loaded, tiers: &[Tier], warnings: &mut Vec<Warning>) -> Resu
     if is_policy(&loaded.object) {
         let policy = convert_policy(tiers, loaded, warnings).map_err(|e| e.to_string())?;
         return match policy {
-            Some(p) => {
-                check_policy(&p).map_err(|e| e.to_string())?;
-                Ok(Part::Policy(Box::new(p)))
-            }
+            Some(p) => Ok(Part::Policy(Box::new(p))),
             None => Ok(Part::Nothing),
         };
     }

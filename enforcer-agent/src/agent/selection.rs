@@ -3,7 +3,7 @@
 //! and never holds up the others.
 //!
 //! Each object starts at its latest version. An object whose version does not load,
-//! convert (validation) or suit the dataplane ([`check_policy`]) steps down, alone:
+//! or convert (validation) steps down, alone:
 //!
 //! 1. its **last enforced version** (the one in the policy in force), if it has one
 //!    and it is another version;
@@ -21,7 +21,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::cache::{Entry, ObjectCache};
-use crate::compile::check_policy;
 pub use crate::datastore::status::{Fallback, Refused};
 use crate::model::{LoadError, Loaded, ObjectId};
 use crate::policy::{Cluster, Warning, standin};
@@ -91,14 +90,10 @@ pub fn select(cache: &ObjectCache) -> Selection {
         let loaded: Vec<Loaded> = objects.iter().map(|(_, l)| l.clone()).collect();
         let (cluster, warnings, errors) = Cluster::from_objects_each(&loaded);
         let mut failed: BTreeMap<ObjectId, String> = BTreeMap::new();
-        let unenforceable = cluster
-            .policies
-            .iter()
-            .filter_map(|p| Some((p.id.clone(), check_policy(p).err()?.to_string())));
         let invalid = errors
             .into_iter()
             .map(|e| (e.object.clone(), e.to_string()));
-        for (id, reason) in invalid.chain(unenforceable) {
+        for (id, reason) in invalid {
             failed.entry(id).or_insert(reason);
         }
         if failed.keys().any(|id| id.kind == "Tier") {

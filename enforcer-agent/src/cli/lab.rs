@@ -304,6 +304,10 @@ pub struct ProbeArgs {
     /// Probe pods' IPv6 addresses (Services are IPv4 only).
     #[arg(long)]
     pub ipv6: bool,
+    /// Send every probe from this source port (e.g. to try `source.ports` rules);
+    /// default: the kernel's choice (TCP) or a rotation of fresh ports (UDP).
+    #[arg(long, value_name = "PORT")]
+    pub source_port: Option<u16>,
     /// Per-probe timeout in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub timeout_ms: u64,
@@ -474,6 +478,7 @@ pub fn execute(args: LabArgs) -> Result<i32, LabCliError> {
                 port: p.port,
                 protocol,
                 ipv6: p.ipv6,
+                source_port: p.source_port,
                 timeout: Duration::from_millis(p.timeout_ms),
             };
             let spinner = super::progress::spinner(format!("probing lab {name}"));

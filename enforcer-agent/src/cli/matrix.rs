@@ -101,6 +101,7 @@ impl MatrixArgs {
             port: self.port,
             protocol,
             ipv6: self.ipv6,
+            source_port: None,
             timeout: std::time::Duration::ZERO,
         };
         let sides: Option<(Vec<PathBuf>, Vec<PathBuf>)> = if !self.diff.is_empty() {

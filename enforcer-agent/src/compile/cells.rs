@@ -3,33 +3,44 @@
 //! `NodePort`. A cell is the `cell` of the `ENF_PORTS` entries covering it; every port
 //! of a cell is alike for every rule's protocol and port predicates. Protocols no rule
 //! names share `CELL_UNLISTED`.
+//!
+//! A protocol whose rules test source ports (`source.ports`/`notPorts`) has its source
+//! port space cut the same way, and its cells are pairs: (destination port range,
+//! source port range). Its `ENF_PORTS` entries then hold the destination range's id
+//! with `CELL_F_BY_SOURCE`, and `ENF_SOURCE_PORTS` maps (that value, source port) to
+//! the pair's cell. Other protocols pay nothing for it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use enforcer_common::CELL_UNLISTED;
+use enforcer_common::{CELL_F_BY_SOURCE, CELL_UNLISTED};
 
 use super::input::Input;
-use super::spec::SpecPort;
+use super::spec::{SpecPort, SpecSourcePort};
 use crate::eval::host::NodeView;
 use crate::eval::{self, Packet};
 use crate::policy::{Cluster, Direction, PortMatch, Rule, has_ports, is_icmp};
 
-/// A cell: from `lo` to the next cell's start, of one protocol.
+/// A cell: from `lo` to the next cell's start, of one protocol (and, for a protocol
+/// cut by source port, from `src_lo` to the next source cut).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Cell {
     pub(super) id: u32,
     pub(super) proto: u8,
     /// The cell's first port, its representative.
     pub(super) lo: u16,
+    /// The cell's first source port, its representative (0 when the protocol is not
+    /// cut by source port: no rule of it tests one).
+    pub(super) src_lo: u16,
 }
 
-/// The cells and their `ENF_PORTS` entries.
+/// The cells and their `ENF_PORTS` and `ENF_SOURCE_PORTS` entries.
 pub(super) struct Cells {
     /// Every cell, `CELL_UNLISTED` (with a protocol no rule names) last when there is
     /// such a protocol.
-    pub(super) cells: Vec<Cell>,
+    pub(super) all: Vec<Cell>,
     pub(super) ports: Vec<SpecPort>,
+    pub(super) source_ports: Vec<SpecSourcePort>,
 }
 
 /// What one rule's protocol and port predicates say about a cell.
@@ -49,31 +60,66 @@ pub(super) struct CellKey {
     /// The cell's port, when an endpoint of the rule's destination `services` match
     /// serves it (with the cell's protocol).
     service_port: Option<u16>,
+    /// The cell's source port is in the numeric `ports` of the source.
+    in_src_ports: bool,
+    /// … in the numeric source `notPorts`.
+    in_src_not_ports: bool,
+    /// The cell's source port, when a named source port of the rule can resolve to it.
+    named_src_port: Option<u16>,
 }
 
 /// The cells of every protocol a rule names.
 pub(super) fn cells(input: &Input<'_>) -> Cells {
     let protos = cut_points(input);
+    let by_source = source_cut_points(input);
     let mut cells = Vec::new();
     let mut ports = Vec::new();
+    let mut source_ports = Vec::new();
     let mut next_id = CELL_UNLISTED + 1;
     for (&proto, cuts) in &protos {
-        let bounds: Vec<u32> = cuts.iter().copied().filter(|c| *c <= 0xffff).collect();
-        for (i, &lo) in bounds.iter().enumerate() {
-            let hi = bounds.get(i + 1).map_or(0xffff, |next| next - 1);
+        let source_ranges = by_source.get(&proto).map(ranges);
+        for (lo, hi) in ranges(cuts) {
             let id = next_id;
             next_id += 1;
-            cells.push(Cell {
-                id,
-                proto,
-                lo: lo as u16,
-            });
+            let value = match &source_ranges {
+                None => {
+                    cells.push(Cell {
+                        id,
+                        proto,
+                        lo: lo as u16,
+                        src_lo: 0,
+                    });
+                    id
+                }
+                Some(source_ranges) => {
+                    let dst_cell = id | CELL_F_BY_SOURCE;
+                    for &(src_lo, src_hi) in source_ranges {
+                        let pair = next_id;
+                        next_id += 1;
+                        cells.push(Cell {
+                            id: pair,
+                            proto,
+                            lo: lo as u16,
+                            src_lo: src_lo as u16,
+                        });
+                        for (port, prefix_len) in range_prefixes(src_lo, src_hi) {
+                            source_ports.push(SpecSourcePort {
+                                dst_cell,
+                                port,
+                                prefix_len,
+                                cell: pair,
+                            });
+                        }
+                    }
+                    dst_cell
+                }
+            };
             for (port, prefix_len) in range_prefixes(lo, hi) {
                 ports.push(SpecPort {
                     proto,
                     port,
                     prefix_len,
-                    cell: id,
+                    cell: value,
                 });
             }
         }
@@ -83,9 +129,52 @@ pub(super) fn cells(input: &Input<'_>) -> Cells {
             id: CELL_UNLISTED,
             proto,
             lo: 0,
+            src_lo: 0,
         });
     }
-    Cells { cells, ports }
+    Cells {
+        all: cells,
+        ports,
+        source_ports,
+    }
+}
+
+/// The ranges `cuts` (starting at 0) cut the 16-bit port space into.
+fn ranges(cuts: &BTreeSet<u32>) -> Vec<(u32, u32)> {
+    let bounds: Vec<u32> = cuts.iter().copied().filter(|c| *c <= 0xffff).collect();
+    bounds
+        .iter()
+        .enumerate()
+        .map(|(i, &lo)| (lo, bounds.get(i + 1).map_or(0xffff, |next| next - 1)))
+        .collect()
+}
+
+/// Per protocol with ports whose rules test the source port, where its source port
+/// ranges start.
+fn source_cut_points(input: &Input<'_>) -> BTreeMap<u8, BTreeSet<u32>> {
+    let mut protos: BTreeMap<u8, BTreeSet<u32>> = BTreeMap::new();
+    for (n, r) in input.rules.iter().enumerate() {
+        let side = &r.rule.source;
+        let Some(proto) = r.rule.protocol.filter(|p| has_ports(*p)) else {
+            continue;
+        };
+        if !side.has_ports() {
+            continue;
+        }
+        let cuts = protos.entry(proto).or_default();
+        cuts.insert(0);
+        for p in side.ports.iter().chain(&side.not_ports) {
+            if let PortMatch::Range(a, b) = p {
+                cuts.insert(u32::from(*a));
+                cuts.insert(u32::from(*b) + 1);
+            }
+        }
+        for &v in &input.named_src_values[n] {
+            cuts.insert(u32::from(v));
+            cuts.insert(u32::from(v) + 1);
+        }
+    }
+    protos
 }
 
 /// Per protocol a rule names, where its cells start.
@@ -177,7 +266,7 @@ pub(super) fn leg_packet(
     peer: IpAddr,
     cell: Option<&Cell>,
 ) -> Packet {
-    let (proto, port) = cell.map_or((0, 0), |c| (c.proto, c.lo));
+    let (proto, port, src_port) = cell.map_or((0, 0, 0), |c| (c.proto, c.lo, c.src_lo));
     let (src, dst) = match dir {
         Direction::Ingress => (peer, local),
         Direction::Egress => (local, peer),
@@ -186,7 +275,7 @@ pub(super) fn leg_packet(
         src,
         dst,
         proto,
-        src_port: 0,
+        src_port: if has_ports(proto) { src_port } else { 0 },
         dst_port: if has_ports(proto) { port } else { 0 },
         icmp_type: if is_icmp(proto) { (port >> 8) as u8 } else { 0 },
         icmp_code: if is_icmp(proto) {
@@ -197,9 +286,14 @@ pub(super) fn leg_packet(
     }
 }
 
-/// What a rule's protocol/port predicates say about a cell (`named`: the numbers the
-/// rule's named ports can resolve to).
-pub(super) fn cell_key(rule: &Rule, cell: Cell, named: &[u16], services: &[(u8, u16)]) -> CellKey {
+/// What a rule's protocol/port predicates say about a cell (`named`, `named_src`: the
+/// numbers the rule's named destination and source ports can resolve to).
+pub(super) fn cell_key(
+    rule: &Rule,
+    cell: Cell,
+    (named, named_src): (&[u16], &[u16]),
+    services: &[(u8, u16)],
+) -> CellKey {
     let v4 = leg_packet(
         Direction::Ingress,
         IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -213,6 +307,10 @@ pub(super) fn cell_key(rule: &Rule, cell: Cell, named: &[u16], services: &[(u8, 
     let side = &rule.destination;
     let named_hit =
         (rule.protocol == Some(cell.proto) && named.binary_search(&port).is_ok()).then_some(port);
+    let src_port = v4.src_port;
+    let named_src_hit = (rule.protocol == Some(cell.proto)
+        && named_src.binary_search(&src_port).is_ok())
+    .then_some(src_port);
     CellKey {
         protocol_v4: eval::protocol_matches(rule, &v4),
         protocol_v6: eval::protocol_matches(rule, &v6),
@@ -223,5 +321,8 @@ pub(super) fn cell_key(rule: &Rule, cell: Cell, named: &[u16], services: &[(u8, 
             .binary_search(&(cell.proto, port))
             .is_ok()
             .then_some(port),
+        in_src_ports: eval::numeric_port_in(&rule.source.ports, src_port),
+        in_src_not_ports: eval::numeric_port_in(&rule.source.not_ports, src_port),
+        named_src_port: named_src_hit,
     }
 }

@@ -1,12 +1,8 @@
-//! Why a compile fails: a policy the dataplane cannot express, or more entries than a
-//! map holds. Either way the previous generation stays in force.
+//! Why a compile fails: more entries than a map holds, or a self-check disagreement.
+//! Either way the previous generation stays in force.
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
-    #[error(
-        "{policy}, {field}: source ports are not supported (the dataplane keys verdicts on the destination port)"
-    )]
-    SourcePortsUnsupported { policy: String, field: String },
     /// The compiled maps and the evaluator disagree on a sampled flow (see
     /// `compile::selfcheck`): a compiler bug; the generation is not switched to.
     #[error(

@@ -6,10 +6,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::error::CompileError;
 use crate::eval::host::{NodeAddresses, host_endpoints_of};
 use crate::policy::{
-    Cluster, Direction, Endpoint, Entity, EntityMatch, HostEndpointInfo, Policy, PortMatch, Rule,
+    Cluster, Direction, Endpoint, Entity, EntityMatch, HostEndpointInfo, PortMatch, Rule,
 };
 
 /// A rule of a policy, as the compiler walks them.
@@ -58,6 +57,8 @@ pub(super) struct Input<'a> {
     position: HashMap<RuleKey, usize>,
     /// Per rule (as `rules`): every number its named destination ports can resolve to.
     pub(super) named_values: Vec<Vec<u16>>,
+    /// Per rule: every number its named source ports can resolve to.
+    pub(super) named_src_values: Vec<Vec<u16>>,
     /// Per rule: every (protocol, port) its destination `services` match can match.
     pub(super) service_values: Vec<Vec<(u8, u16)>>,
 }
@@ -67,7 +68,7 @@ impl<'a> Input<'a> {
         cluster: &'a Cluster,
         node: Option<&'a str>,
         addresses: &'a NodeAddresses,
-    ) -> Result<Self, CompileError> {
+    ) -> Self {
         let mut rules = Vec::new();
         let mut position = HashMap::new();
         let relevant = relevant_policies(cluster, node);
@@ -77,7 +78,6 @@ impl<'a> Input<'a> {
         // A policy that applies to no endpoint of this node cannot change any of its
         // verdicts: its rules would only split classes and cells for nothing.
         for (p, policy) in cluster.policies.iter().enumerate() {
-            check_policy(policy)?;
             if !relevant[p] {
                 continue;
             }
@@ -109,7 +109,11 @@ impl<'a> Input<'a> {
         }
         let named_values = rules
             .iter()
-            .map(|r| named_port_values(r.rule, &declared))
+            .map(|r| named_port_values(r.rule, &r.rule.destination, &declared))
+            .collect();
+        let named_src_values = rules
+            .iter()
+            .map(|r| named_port_values(r.rule, &r.rule.source, &declared))
             .collect();
         let service_values = rules
             .iter()
@@ -127,15 +131,16 @@ impl<'a> Input<'a> {
                 out
             })
             .collect();
-        Ok(Input {
+        Input {
             cluster,
             node,
             addresses,
             rules,
             position,
             named_values,
+            named_src_values,
             service_values,
-        })
+        }
     }
 
     /// Position in [`Input::rules`] of rule `index` of `policy` in `dir`.
@@ -228,34 +233,20 @@ pub(crate) fn relevant_policies(cluster: &Cluster, node: Option<&str>) -> Vec<bo
         .collect()
 }
 
-/// Whether the dataplane can enforce `policy` as written: source ports in rules are
-/// not carried (the cell is the destination port's). Checked per policy, so a caller
-/// can refuse one policy and compile the rest.
-pub fn check_policy(policy: &Policy) -> Result<(), CompileError> {
-    for dir in [Direction::Ingress, Direction::Egress] {
-        for rule in policy.rules(dir) {
-            if rule.source.has_ports() {
-                return Err(CompileError::SourcePortsUnsupported {
-                    policy: policy.id.to_string(),
-                    field: format!("{}.source.ports", rule.field),
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Every number a rule's named destination ports can resolve to, given the declared
+/// Every number the named ports of a rule's `side` can resolve to, given the declared
 /// named ports by (protocol, name).
-fn named_port_values(rule: &Rule, declared: &HashMap<(u8, &str), Vec<u16>>) -> Vec<u16> {
+fn named_port_values(
+    rule: &Rule,
+    side: &EntityMatch,
+    declared: &HashMap<(u8, &str), Vec<u16>>,
+) -> Vec<u16> {
     let Some(proto) = rule.protocol else {
         return Vec::new();
     };
-    let mut out: Vec<u16> = rule
-        .destination
+    let mut out: Vec<u16> = side
         .ports
         .iter()
-        .chain(&rule.destination.not_ports)
+        .chain(&side.not_ports)
         .filter_map(|p| match p {
             PortMatch::Named(n) => declared.get(&(proto, n.as_str())),
             PortMatch::Range(..) => None,

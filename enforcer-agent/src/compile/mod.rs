@@ -37,10 +37,11 @@ pub mod simulate;
 pub mod spec;
 mod verdicts;
 
-use enforcer_common::{ENDPOINTS_MAX, FRONTENDS_MAX, PEERS_MAX, PORTS_MAX, VERDICTS_MAX};
+use enforcer_common::{
+    ENDPOINTS_MAX, FRONTENDS_MAX, PEERS_MAX, PORTS_MAX, SOURCE_PORTS_MAX, VERDICTS_MAX,
+};
 
 pub use error::CompileError;
-pub use input::check_policy;
 pub use spec::DataplaneSpec;
 pub use verdicts::{dir_code, verdict_of};
 
@@ -71,7 +72,7 @@ pub fn compile_on_node(
     node: Option<&str>,
     addresses: &NodeAddresses,
 ) -> Result<DataplaneSpec, CompileError> {
-    let input = input::Input::new(cluster, node, addresses)?;
+    let input = input::Input::new(cluster, node, addresses);
     let mut phases = PhaseTimer::new();
     let regions = regions::regions(&input);
     phases.done("regions");
@@ -89,7 +90,7 @@ pub fn compile_on_node(
         atoms: &atoms,
         classes: &classes,
         profiles: &profiles,
-        cells: &cells.cells,
+        cells: &cells.all,
     }
     .verdicts();
     phases.done("verdicts");
@@ -98,7 +99,7 @@ pub fn compile_on_node(
         &host::Handover {
             regions: &regions,
             classes: &classes,
-            cells: &cells.cells,
+            cells: &cells.all,
         },
         &mut peers,
         &mut endpoints,
@@ -109,6 +110,7 @@ pub fn compile_on_node(
         endpoints,
         peers,
         ports: cells.ports,
+        source_ports: cells.source_ports,
         verdicts: verdicts.into_iter().collect(),
         frontends: frontends::frontends(&input),
         policies: cluster.policies.iter().map(|p| p.name.clone()).collect(),
@@ -121,6 +123,7 @@ pub fn compile_on_node(
     error::check_capacity("endpoints", spec.endpoints.len(), ENDPOINTS_MAX)?;
     error::check_capacity("peers", spec.peers.len(), PEERS_MAX)?;
     error::check_capacity("ports", spec.ports.len(), PORTS_MAX)?;
+    error::check_capacity("source ports", spec.source_ports.len(), SOURCE_PORTS_MAX)?;
     error::check_capacity("verdicts", spec.verdicts.len(), VERDICTS_MAX)?;
     error::check_capacity("frontends", spec.frontends.len(), FRONTENDS_MAX)?;
     Ok(spec)

@@ -1,6 +1,6 @@
 //! The BPF lookup procedure, in Rust, over a compiled [`DataplaneSpec`]: what the TC
-//! programs do for a new flow (endpoint → peer class by LPM → cell by LPM → verdict
-//! with the 4-step wildcard precedence). Used by the differential test against the
+//! programs do for a new flow (endpoint → peer class by LPM → cell by LPM, refined by
+//! source port where the value says so → verdict with the 4-step wildcard precedence). Used by the differential test against the
 //! reference evaluator and by `enforcer explain`.
 //!
 //! Service VIP deferral is out of scope here: give it pod or external addresses.
@@ -11,7 +11,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use enforcer_common::{
-    ANY_CELL, ANY_PEER, CELL_UNLISTED, DIR_EGRESS, DIR_INGRESS, PEER_F_LOCAL_ENDPOINT, Verdict,
+    ANY_CELL, ANY_PEER, CELL_F_BY_SOURCE, CELL_UNLISTED, DIR_EGRESS, DIR_INGRESS,
+    PEER_F_LOCAL_ENDPOINT, Verdict,
 };
 
 use super::spec::{DataplaneSpec, SpecEndpoint, SpecPeer, SpecVerdictKey};
@@ -43,6 +44,7 @@ pub struct Dataplane<'a> {
     endpoints: HashMap<&'a str, &'a SpecEndpoint>,
     peers: HashMap<IpNet, &'a SpecPeer>,
     ports: HashMap<(u8, u16, u8), u32>,
+    source_ports: HashMap<(u32, u16, u8), u32>,
     verdicts: HashMap<SpecVerdictKey, Verdict>,
 }
 
@@ -60,6 +62,11 @@ impl<'a> Dataplane<'a> {
                 .iter()
                 .map(|p| ((p.proto, p.port, p.prefix_len), p.cell))
                 .collect(),
+            source_ports: spec
+                .source_ports
+                .iter()
+                .map(|p| ((p.dst_cell, p.port, p.prefix_len), p.cell))
+                .collect(),
             verdicts: spec.verdicts.iter().copied().collect(),
         }
     }
@@ -74,14 +81,17 @@ impl<'a> Dataplane<'a> {
     }
 
     /// `ENF_PORTS`: longest prefix match of `(proto, port)`; no match → `CELL_UNLISTED`.
-    pub fn cell(&self, proto: u8, port: u16) -> u32 {
-        (0..=16u8)
-            .rev()
-            .find_map(|len| {
-                let mask = if len == 0 { 0 } else { u16::MAX << (16 - len) };
-                self.ports.get(&(proto, port & mask, len)).copied()
-            })
-            .unwrap_or(CELL_UNLISTED)
+    /// A value with `CELL_F_BY_SOURCE` is refined by `ENF_SOURCE_PORTS` on `src_port`;
+    /// `None`: that entry is missing (the programs drop).
+    pub fn cell(&self, proto: u8, port: u16, src_port: u16) -> Option<u32> {
+        let dst_cell = longest_prefix(port, |p, len| self.ports.get(&(proto, p, len)))
+            .unwrap_or(CELL_UNLISTED);
+        if dst_cell & CELL_F_BY_SOURCE == 0 {
+            return Some(dst_cell);
+        }
+        longest_prefix(src_port, |p, len| {
+            self.source_ports.get(&(dst_cell, p, len))
+        })
     }
 
     /// `ENF_VERDICTS` with the 4-step precedence of `enforcer_common::VerdictKey`.
@@ -123,8 +133,14 @@ impl<'a> Dataplane<'a> {
             packet.dst
         };
         let peer_class = self.peer(peer_addr).map_or(ANY_PEER, |p| p.class);
-        let cell = self.cell(packet.proto, packet.dst_port_key());
-        let (step, verdict) = self.verdict(dir, endpoint.info.profile, peer_class, cell);
+        let (cell, (step, verdict)) =
+            match self.cell(packet.proto, packet.dst_port_key(), packet.src_port) {
+                Some(cell) => (
+                    cell,
+                    self.verdict(dir, endpoint.info.profile, peer_class, cell),
+                ),
+                None => (CELL_UNLISTED, (0, None)),
+            };
         Some(SimLeg {
             iface: iface.to_owned(),
             profile: endpoint.info.profile,
@@ -147,4 +163,12 @@ impl<'a> Dataplane<'a> {
             ingress: local(packet.dst).and_then(|iface| self.leg(iface, DIR_INGRESS, packet)),
         }
     }
+}
+
+/// The value of the longest of the 17 port prefixes of `port` that `get` holds.
+fn longest_prefix<'m>(port: u16, get: impl Fn(u16, u8) -> Option<&'m u32>) -> Option<u32> {
+    (0..=16u8).rev().find_map(|len| {
+        let mask = if len == 0 { 0 } else { u16::MAX << (16 - len) };
+        get(port & mask, len).copied()
+    })
 }

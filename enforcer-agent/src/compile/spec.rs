@@ -20,8 +20,11 @@ pub struct DataplaneSpec {
     /// `ENF_PEERS_V4` / `ENF_PEERS_V6`: address prefixes → peer class. Includes a `/0`
     /// per family.
     pub peers: Vec<SpecPeer>,
-    /// `ENF_PORTS`: (protocol, port prefix) → cell.
+    /// `ENF_PORTS`: (protocol, port prefix) → cell (or, with `CELL_F_BY_SOURCE`, the
+    /// destination part of one).
     pub ports: Vec<SpecPort>,
+    /// `ENF_SOURCE_PORTS`: (flagged `ENF_PORTS` value, source port prefix) → cell.
+    pub source_ports: Vec<SpecSourcePort>,
     /// `ENF_VERDICTS`.
     pub verdicts: Vec<(SpecVerdictKey, Verdict)>,
     /// `ENF_FRONTENDS`: Service front-end ports on the node's own addresses.
@@ -87,6 +90,18 @@ pub struct SpecFrontend {
 pub struct SpecPort {
     pub proto: u8,
     /// First port of the prefix (ICMP: `type << 8 | code`).
+    pub port: u16,
+    /// Significant leading bits of `port`, 0..=16.
+    pub prefix_len: u8,
+    pub cell: u32,
+}
+
+/// An `ENF_SOURCE_PORTS` entry (`SourcePortKey`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SpecSourcePort {
+    /// The `ENF_PORTS` value, `CELL_F_BY_SOURCE` included.
+    pub dst_cell: u32,
+    /// First source port of the prefix.
     pub port: u16,
     /// Significant leading bits of `port`, 0..=16.
     pub prefix_len: u8,

@@ -397,3 +397,75 @@ fn issue9_11_node_addresses_are_flagged_in_the_peer_map() {
     assert_eq!(flags("10.0.0.1/32"), Some(0));
     assert_eq!(flags("0.0.0.0/0"), Some(0));
 }
+
+/// Issue 13: `source.ports` / `source.notPorts` (numbers, ranges, named ports of the
+/// source endpoint) on ingress and egress, through the `ENF_SOURCE_PORTS` refinement:
+/// what the rules say, and the simulated lookup agreeing with the evaluator on every
+/// boundary of every cut.
+#[test]
+fn issue13_source_ports_are_enforced() {
+    let pod = |name: &str, ip: &str, ports: serde_json::Value| {
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "n", "labels": {"app": name}},
+            "spec": {"containers": [{"name": "c", "ports": ports}]},
+            "status": {"podIP": ip}})
+    };
+    let cluster = build(&[
+        pod("server", "10.0.0.1", json!([])),
+        pod("client", "10.0.0.2", json!([{"name": "src-port", "containerPort": 7777, "protocol": "TCP"}])),
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
+            "metadata": {"name": "by-source-port", "namespace": "n"},
+            "spec": {"selector": "app == 'server'", "types": ["Ingress"], "ingress": [
+                {"action": "Deny", "protocol": "TCP", "source": {"ports": [1500]}},
+                {"action": "Allow", "protocol": "TCP", "source": {"ports": ["1000:1999", "src-port"]}, "destination": {"ports": [80]}},
+                {"action": "Allow", "protocol": "UDP", "source": {"notPorts": [53]}},
+            ]}}),
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
+            "metadata": {"name": "client-out", "namespace": "n"},
+            "spec": {"selector": "app == 'client'", "types": ["Egress"], "egress": [
+                {"action": "Allow", "protocol": "TCP", "source": {"ports": ["src-port"]}},
+                {"action": "Allow", "protocol": "UDP"},
+            ]}}),
+    ])
+    .unwrap();
+    let spec = compile(&cluster).unwrap();
+    assert!(!spec.source_ports.is_empty());
+    let dp = Dataplane::new(&spec);
+    let pkt = |src: &str, proto: u8, sport: u16, dport: u16| Packet {
+        src: src.parse().unwrap(),
+        dst: "10.0.0.1".parse().unwrap(),
+        proto,
+        src_port: sport,
+        dst_port: dport,
+        icmp_type: 0,
+        icmp_code: 0,
+    };
+    let ingress = |p: Packet| dp.flow(&p).ingress.unwrap().verdict.unwrap().action;
+    let egress = |p: Packet| dp.flow(&p).egress.unwrap().verdict.unwrap().action;
+    assert_eq!(ingress(pkt("198.18.0.9", 6, 1200, 80)), ACTION_ALLOW);
+    assert_eq!(ingress(pkt("198.18.0.9", 6, 1500, 80)), ACTION_DENY);
+    assert_eq!(ingress(pkt("198.18.0.9", 6, 2000, 80)), ACTION_DENY);
+    assert_eq!(ingress(pkt("198.18.0.9", 6, 1200, 81)), ACTION_DENY);
+    // A named source port resolves on the source endpoint: the client's 7777, not an
+    // external host's.
+    assert_eq!(ingress(pkt("10.0.0.2", 6, 7777, 80)), ACTION_ALLOW);
+    assert_eq!(ingress(pkt("198.18.0.9", 6, 7777, 80)), ACTION_DENY);
+    assert_eq!(ingress(pkt("198.18.0.9", 17, 53, 9)), ACTION_DENY);
+    assert_eq!(ingress(pkt("198.18.0.9", 17, 54, 9)), ACTION_ALLOW);
+    // Egress: the named source port is the local endpoint's own.
+    assert_eq!(egress(pkt("10.0.0.2", 6, 7777, 80)), ACTION_ALLOW);
+    assert_eq!(egress(pkt("10.0.0.2", 6, 7778, 80)), ACTION_DENY);
+    let mut packets = Vec::new();
+    for src in ["10.0.0.2", "198.18.0.9"] {
+        for proto in [6, 17, 132] {
+            for sport in [
+                0, 52, 53, 54, 999, 1000, 1499, 1500, 1501, 1999, 2000, 7776, 7777, 7778, 65535,
+            ] {
+                for dport in [0, 79, 80, 81, 65535] {
+                    packets.push(pkt(src, proto, sport, dport));
+                }
+            }
+        }
+    }
+    assert_eq!(mismatch(&cluster, &packets), None);
+}

@@ -184,7 +184,7 @@ impl PodVerdicts<'_> {
                     cell_key(
                         self.input.rules[n].rule,
                         *cell,
-                        &self.input.named_values[n],
+                        (&self.input.named_values[n], &self.input.named_src_values[n]),
                         &self.input.service_values[n],
                     )
                 })

@@ -17,6 +17,8 @@ pub type V4Prefix = ([u8; 4], u8);
 pub type V6Prefix = ([u8; 16], u8);
 /// (protocol, first port, prefix length) of a `PORTS` entry.
 pub type PortPrefix = (u8, u16, u8);
+/// (`ENF_PORTS` value, first source port, prefix length) of a `SOURCE_PORTS` entry.
+pub type SourcePortPrefix = (u32, u16, u8);
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GenerationContent {
@@ -25,6 +27,7 @@ pub struct GenerationContent {
     pub peers_v4: HashMap<V4Prefix, PeerInfo>,
     pub peers_v6: HashMap<V6Prefix, PeerInfo>,
     pub ports: HashMap<PortPrefix, u32>,
+    pub source_ports: HashMap<SourcePortPrefix, u32>,
     pub verdicts: HashMap<SpecVerdictKey, Verdict>,
     /// (protocol, port) → `FRONTEND_F_*`.
     pub frontends: HashMap<(u8, u16), u32>,
@@ -90,6 +93,11 @@ impl GenerationContent {
                 .ports
                 .insert((port.proto, port.port, port.prefix_len), port.cell);
         }
+        content.source_ports = spec
+            .source_ports
+            .iter()
+            .map(|p| ((p.dst_cell, p.port, p.prefix_len), p.cell))
+            .collect();
         content.verdicts = spec.verdicts.iter().copied().collect();
         content.frontends = spec
             .frontends
@@ -119,6 +127,7 @@ impl GenerationContent {
             + self.peers_v4.len()
             + self.peers_v6.len()
             + self.ports.len()
+            + self.source_ports.len()
             + self.verdicts.len()
             + self.frontends.len()
     }

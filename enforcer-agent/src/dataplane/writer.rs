@@ -17,7 +17,7 @@ use aya::maps::{Array, HashMap as BpfHashMap, IterableMap, Map, MapData, MapErro
 
 use enforcer_common::{
     Config, EndpointInfo, EndpointKey, FrontendKey, GENERATIONS, PeerInfo, PeerKeyV4, PeerKeyV6,
-    PortKey, Verdict, VerdictKey,
+    PortKey, SOURCE_PORT_KEY_FIXED_BITS, SourcePortKey, Verdict, VerdictKey,
 };
 
 use super::content::{GenerationContent, diff};
@@ -61,6 +61,7 @@ pub struct PolicyMaps {
     peers_v4: LpmTrie<MapData, PeerKeyV4, PeerInfo>,
     peers_v6: LpmTrie<MapData, PeerKeyV6, PeerInfo>,
     ports: LpmTrie<MapData, PortKey, u32>,
+    source_ports: LpmTrie<MapData, SourcePortKey, u32>,
     verdicts: BpfHashMap<MapData, VerdictKey, Verdict>,
     frontends: BpfHashMap<MapData, FrontendKey, u32>,
 }
@@ -123,7 +124,7 @@ impl GenerationWriter {
     pub fn new(ebpf: &mut aya::Ebpf) -> Result<Self, WriterError> {
         use enforcer_common::{
             MAP_CONFIG, MAP_ENDPOINTS, MAP_FRONTENDS, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PORTS,
-            MAP_VERDICTS,
+            MAP_SOURCE_PORTS, MAP_VERDICTS,
         };
         let maps = PolicyMaps {
             config: take(ebpf, MAP_CONFIG)?,
@@ -131,6 +132,7 @@ impl GenerationWriter {
             peers_v4: take(ebpf, MAP_PEERS_V4)?,
             peers_v6: take(ebpf, MAP_PEERS_V6)?,
             ports: take(ebpf, MAP_PORTS)?,
+            source_ports: take(ebpf, MAP_SOURCE_PORTS)?,
             verdicts: take(ebpf, MAP_VERDICTS)?,
             frontends: take(ebpf, MAP_FRONTENDS)?,
         };
@@ -239,7 +241,8 @@ impl GenerationWriter {
     /// target slot's old entries go first).
     fn check_room(&self, other: u32, content: &GenerationContent) -> Result<(), WriterError> {
         use enforcer_common::{
-            MAP_ENDPOINTS, MAP_FRONTENDS, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PORTS, MAP_VERDICTS,
+            MAP_ENDPOINTS, MAP_FRONTENDS, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PORTS, MAP_SOURCE_PORTS,
+            MAP_VERDICTS,
         };
         let maps = &self.maps;
         let known = self.slots[other as usize].as_ref();
@@ -279,6 +282,14 @@ impl GenerationWriter {
                 }),
                 content.ports.len(),
                 max_entries(&maps.ports),
+            ),
+            (
+                MAP_SOURCE_PORTS,
+                held(|c| c.source_ports.len(), &|| {
+                    count(&maps.source_ports, |k| k.data().generation == g8)
+                }),
+                content.source_ports.len(),
+                max_entries(&maps.source_ports),
             ),
             (
                 MAP_VERDICTS,
@@ -336,7 +347,8 @@ impl GenerationWriter {
         stats: &mut ApplyStats,
     ) -> Result<(), WriterError> {
         use enforcer_common::{
-            MAP_ENDPOINTS, MAP_FRONTENDS, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PORTS, MAP_VERDICTS,
+            MAP_ENDPOINTS, MAP_FRONTENDS, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PORTS, MAP_SOURCE_PORTS,
+            MAP_VERDICTS,
         };
         let g8 = generation as u8;
         let maps = &mut self.maps;
@@ -383,6 +395,23 @@ impl GenerationWriter {
             },
         )?;
         sync(
+            &mut maps.source_ports,
+            MAP_SOURCE_PORTS,
+            &old.source_ports,
+            &new.source_ports,
+            stats,
+            |(dst_cell, port, len)| {
+                let data = SourcePortKey {
+                    generation: g8,
+                    _pad: [0; 3],
+                    dst_cell: *dst_cell,
+                    port: port.to_be_bytes(),
+                    _pad2: [0; 2],
+                };
+                LpmKey::new(SOURCE_PORT_KEY_FIXED_BITS + u32::from(*len), data)
+            },
+        )?;
+        sync(
             &mut maps.verdicts,
             MAP_VERDICTS,
             &old.verdicts,
@@ -415,7 +444,8 @@ impl GenerationWriter {
     /// Deletes every entry of one generation (slot content unknown).
     fn clear_generation(&mut self, generation: u32) -> Result<(), WriterError> {
         use enforcer_common::{
-            MAP_ENDPOINTS, MAP_FRONTENDS, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PORTS, MAP_VERDICTS,
+            MAP_ENDPOINTS, MAP_FRONTENDS, MAP_PEERS_V4, MAP_PEERS_V6, MAP_PORTS, MAP_SOURCE_PORTS,
+            MAP_VERDICTS,
         };
         let g8 = generation as u8;
         let maps = &mut self.maps;
@@ -429,6 +459,9 @@ impl GenerationWriter {
             k.data().generation == g8
         })?;
         clear(&mut maps.ports, MAP_PORTS, |k| k.data().generation == g8)?;
+        clear(&mut maps.source_ports, MAP_SOURCE_PORTS, |k| {
+            k.data().generation == g8
+        })?;
         clear(&mut maps.verdicts, MAP_VERDICTS, |k| k.generation == g8)?;
         clear(&mut maps.frontends, MAP_FRONTENDS, |k| k.generation == g8)?;
         Ok(())

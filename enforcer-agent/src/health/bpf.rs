@@ -20,8 +20,8 @@ use crate::dataplane::rule_counters::{self, RuleCounterSample};
 
 use enforcer_common::{
     CtKey, CtValue, EndpointInfo, EndpointKey, MAP_CONNTRACK, MAP_ENDPOINTS, MAP_PEERS_V4,
-    MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_VERDICTS, PeerInfo, PeerKeyV4, PeerKeyV6, PendingKey,
-    PendingValue, PortKey, Verdict, VerdictKey,
+    MAP_PEERS_V6, MAP_PENDING, MAP_PORTS, MAP_SOURCE_PORTS, MAP_VERDICTS, PeerInfo, PeerKeyV4,
+    PeerKeyV6, PendingKey, PendingValue, PortKey, SourcePortKey, Verdict, VerdictKey,
 };
 
 /// How many entries a pinned map holds, and how many it can.
@@ -51,7 +51,7 @@ fn lpm_entries<K: aya::Pod, V: aya::Pod>(map: Map) -> Option<u64> {
 /// The fill of every bounded map under `pin_dir` that can be opened.
 pub fn fill(pin_dir: &Path) -> Vec<Fill> {
     type Count = fn(Map) -> Option<u64>;
-    let maps: [(&'static str, Count); 7] = [
+    let maps: [(&'static str, Count); 8] = [
         (MAP_ENDPOINTS, hash_entries::<EndpointKey, EndpointInfo>),
         (MAP_VERDICTS, hash_entries::<VerdictKey, Verdict>),
         (MAP_CONNTRACK, hash_entries::<CtKey, CtValue>),
@@ -59,6 +59,7 @@ pub fn fill(pin_dir: &Path) -> Vec<Fill> {
         (MAP_PEERS_V4, lpm_entries::<PeerKeyV4, PeerInfo>),
         (MAP_PEERS_V6, lpm_entries::<PeerKeyV6, PeerInfo>),
         (MAP_PORTS, lpm_entries::<PortKey, u32>),
+        (MAP_SOURCE_PORTS, lpm_entries::<SourcePortKey, u32>),
     ];
     maps.into_iter()
         .filter_map(|(name, count)| {

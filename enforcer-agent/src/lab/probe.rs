@@ -12,7 +12,7 @@ use crate::model::{Object, Service};
 use super::error::LabError;
 use super::facade::Lab;
 use super::host;
-use super::prober::{self, ProbeJob, UdpPorts};
+use super::prober::{self, ProbeJob, SourcePorts, UdpPorts};
 
 impl Lab {
     /// The connectivity matrix, once the agent has caught up with the datastore.
@@ -151,7 +151,13 @@ impl Lab {
 
     fn run(&self, jobs: &[ProbeJob], req: &ProbeRequest) -> Vec<ProbeResult> {
         let udp_jobs = jobs.iter().filter(|j| j.protocol == Protocol::Udp).count();
-        let ports = UdpPorts::reserve(&self.paths.run().join("udp-port-cursor"), udp_jobs);
+        let ports = match req.source_port {
+            Some(port) => SourcePorts::Fixed(port),
+            None => SourcePorts::Rotating(UdpPorts::reserve(
+                &self.paths.run().join("udp-port-cursor"),
+                udp_jobs,
+            )),
+        };
         prober::run(jobs, req.timeout, &ports)
     }
 }

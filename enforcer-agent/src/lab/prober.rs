@@ -36,10 +36,48 @@ fn classify(e: &std::io::Error) -> String {
     }
 }
 
-fn probe_tcp(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
-    TcpStream::connect_timeout(&addr, timeout)
-        .map(drop)
+fn probe_tcp(addr: SocketAddr, timeout: Duration, sport: Option<u16>) -> Result<(), String> {
+    let Some(sport) = sport else {
+        return TcpStream::connect_timeout(&addr, timeout)
+            .map(drop)
+            .map_err(|e| classify(&e));
+    };
+    let socket = bound_socket(addr, socket2::Type::STREAM, sport)?;
+    socket
+        .connect_timeout(&addr.into(), timeout)
         .map_err(|e| classify(&e))
+}
+
+/// A socket bound to `sport` on the wildcard address of `addr`'s family. Address and
+/// port reuse let parallel probes from one netns share the port (their destinations
+/// differ), and a pod's probe leave from a port its responder serves (a named port).
+fn bound_socket(
+    addr: SocketAddr,
+    kind: socket2::Type,
+    sport: u16,
+) -> Result<socket2::Socket, String> {
+    let local = match addr {
+        SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, sport)),
+        SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, sport)),
+    };
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), kind, None)
+        .map_err(|e| format!("error: {e}"))?;
+    socket
+        .set_reuse_address(true)
+        .and_then(|()| socket.set_reuse_port(true))
+        .map_err(|e| format!("error: {e}"))?;
+    socket
+        .bind(&local.into())
+        .map_err(|e| format!("error: bind source port {sport}: {e}"))?;
+    Ok(socket)
+}
+
+/// Where probes' source ports come from.
+pub enum SourcePorts {
+    /// `--source-port`: every probe, TCP and UDP, from this port (it must bind).
+    Fixed(u16),
+    /// TCP from the kernel's ephemeral ports, UDP from the rotation.
+    Rotating(UdpPorts),
 }
 
 /// Source ports of UDP probes rotate through this range (see [`UdpPorts`]).
@@ -79,15 +117,25 @@ impl UdpPorts {
     }
 }
 
-fn probe_udp(addr: SocketAddr, timeout: Duration, id: u16, sport: u16) -> Result<(), String> {
-    let local = match addr {
-        SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, sport)),
-        SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, sport)),
+fn probe_udp(
+    addr: SocketAddr,
+    timeout: Duration,
+    id: u16,
+    ports: &SourcePorts,
+) -> Result<(), String> {
+    let socket: UdpSocket = match ports {
+        SourcePorts::Fixed(sport) => bound_socket(addr, socket2::Type::DGRAM, *sport)?.into(),
+        SourcePorts::Rotating(rotation) => {
+            let local = match addr {
+                SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, rotation.take())),
+                SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, rotation.take())),
+            };
+            // A port of the rotation that a pod process holds: let the kernel choose.
+            UdpSocket::bind(local)
+                .or_else(|_| UdpSocket::bind(SocketAddr::new(local.ip(), 0)))
+                .map_err(|e| format!("error: {e}"))?
+        }
     };
-    // A port of the rotation that a pod process holds: let the kernel choose.
-    let socket = UdpSocket::bind(local)
-        .or_else(|_| UdpSocket::bind(SocketAddr::new(local.ip(), 0)))
-        .map_err(|e| format!("error: {e}"))?;
     socket.connect(addr).map_err(|e| classify(&e))?;
     let payload = super::dns::query(id, PROBE_QUERY_NAME);
     let deadline = Instant::now() + timeout;
@@ -112,7 +160,7 @@ fn probe_udp(addr: SocketAddr, timeout: Duration, id: u16, sport: u16) -> Result
 }
 
 /// Runs the probes in parallel; results come back in job order.
-pub fn run(jobs: &[ProbeJob], timeout: Duration, ports: &UdpPorts) -> Vec<ProbeResult> {
+pub fn run(jobs: &[ProbeJob], timeout: Duration, ports: &SourcePorts) -> Vec<ProbeResult> {
     let queue: Mutex<VecDeque<usize>> = Mutex::new((0..jobs.len()).collect());
     let results: Mutex<Vec<Option<ProbeResult>>> = Mutex::new(vec![None; jobs.len()]);
     let workers = jobs.len().clamp(1, MAX_WORKERS);
@@ -137,8 +185,14 @@ pub fn run(jobs: &[ProbeJob], timeout: Duration, ports: &UdpPorts) -> Vec<ProbeR
                     }
                     if outcome.is_ok() {
                         outcome = match job.protocol {
-                            Protocol::Tcp => probe_tcp(job.addr, timeout),
-                            Protocol::Udp => probe_udp(job.addr, timeout, i as u16, ports.take()),
+                            Protocol::Tcp => {
+                                let fixed = match ports {
+                                    SourcePorts::Fixed(port) => Some(*port),
+                                    SourcePorts::Rotating(_) => None,
+                                };
+                                probe_tcp(job.addr, timeout, fixed)
+                            }
+                            Protocol::Udp => probe_udp(job.addr, timeout, i as u16, ports),
                         };
                     }
                     let result = ProbeResult {

@@ -129,6 +129,24 @@ fn client_ip(peer: SocketAddr) -> String {
     }
 }
 
+/// A socket bound to `addr` with `SO_REUSEPORT`: the pod's own outgoing connections may
+/// leave from its declared ports too (`lab probe --source-port`, for rules on a named
+/// source port), as a real workload's can.
+fn shared_port_socket(
+    addr: SocketAddr,
+    kind: socket2::Type,
+    listen: bool,
+) -> std::io::Result<socket2::Socket> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), kind, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    if listen {
+        socket.listen(128)?;
+    }
+    Ok(socket)
+}
+
 /// Serves until killed; writes `ready_file` once every socket is bound.
 pub fn serve(text: &str, ports: &[u16], ready_file: &Path) -> Result<(), ResponderError> {
     let text: Arc<str> = Arc::from(text);
@@ -137,20 +155,19 @@ pub fn serve(text: &str, ports: &[u16], ready_file: &Path) -> Result<(), Respond
     for &port in ports {
         // `[::]` with IPV6_V6ONLY off (the netns default) serves IPv4 too.
         let addr = SocketAddr::from((Ipv6Addr::UNSPECIFIED, port));
-        listeners.push(
-            TcpListener::bind(addr).map_err(|source| ResponderError::Bind {
-                protocol: "TCP",
+        let bind_err = |protocol| {
+            move |source| ResponderError::Bind {
+                protocol,
                 addr,
                 source,
-            })?,
-        );
-        sockets.push(
-            UdpSocket::bind(addr).map_err(|source| ResponderError::Bind {
-                protocol: "UDP",
-                addr,
-                source,
-            })?,
-        );
+            }
+        };
+        listeners.push(TcpListener::from(
+            shared_port_socket(addr, socket2::Type::STREAM, true).map_err(bind_err("TCP"))?,
+        ));
+        sockets.push(UdpSocket::from(
+            shared_port_socket(addr, socket2::Type::DGRAM, false).map_err(bind_err("UDP"))?,
+        ));
     }
     write_ready(ready_file).map_err(|source| ResponderError::Ready {
         path: ready_file.to_path_buf(),

@@ -27,7 +27,7 @@ fn stored(name: &str, doc: &Value, before: &[ObjectId]) -> Vec<Stored> {
 }
 
 /// A version of `doc` that does not load (a bad CIDR or port), that loads but cannot
-/// be enforced (source ports in a Calico rule), or another object's content under this
+/// be enforced (an `http` match in a Calico rule), or another object's content under this
 /// name.
 fn variant(g: &mut Gen, doc: &Value, donors: &[(String, Value)]) -> Value {
     let mut v = doc.clone();
@@ -39,7 +39,7 @@ fn variant(g: &mut Gen, doc: &Value, donors: &[(String, Value)]) -> Value {
         }
         1 => {
             v["spec"]["ingress"] =
-                json!([{"action": "Allow", "protocol": "UDP", "source": {"ports": [53]}}]);
+                json!([{"action": "Allow", "protocol": "TCP", "http": {"methods": ["GET"]}}]);
         }
         _ => {
             let same: Vec<&Value> = donors

@@ -96,14 +96,14 @@ fn a_refused_version_keeps_the_last_good_one_and_the_rest_flows() {
         .map_or(policy_id, |p| p.id.clone());
     cache.mark_enforced(&first.latest);
 
-    // Valid Calico the dataplane cannot enforce (source ports): refused alone; a
+    // Valid Calico the dataplane cannot enforce (an `http` match): refused alone; a
     // pod created at the same time is an endpoint at once.
     upsert(
         &mut cache,
         stored_replacing(
             "p",
             &calico(
-                "    destination: {ports: [80]}\n  - action: Allow\n    source: {ports: [53]}\n    protocol: UDP\n",
+                "    destination: {ports: [80]}\n  - action: Allow\n    http: {methods: [GET]}\n    protocol: TCP\n",
             ),
             &policy_id,
         ),
@@ -113,7 +113,7 @@ fn a_refused_version_keeps_the_last_good_one_and_the_rest_flows() {
     assert_eq!(s.refused.len(), 1, "{:?}", s.refused);
     let r = &s.refused[0];
     assert_eq!(r.fallback, Fallback::LastGood);
-    assert!(r.reason.contains("source ports"), "{r:?}");
+    assert!(r.reason.contains("http"), "{r:?}");
     assert_eq!(r.origin, "objects/p.yaml");
     let p = s
         .cluster
@@ -156,9 +156,9 @@ fn a_refused_version_keeps_the_last_good_one_and_the_rest_flows() {
 fn a_never_good_policy_denies_what_it_selects_in_its_place() {
     // Kubernetes policy whose CIDR does not parse: it never loaded.
     let broken_k8s = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: bad-cidr, namespace: dev}\nspec:\n  podSelector: {matchLabels: {app: web}}\n  ingress:\n  - from:\n    - ipBlock: {cidr: 10.0.0.300/8}\n";
-    // Calico policy with source ports: loads, cannot be enforced.
+    // Calico policy with an `http` match: valid Calico, cannot be enforced here.
     let unenforceable = calico(
-        "    destination: {ports: [80]}\n  - action: Allow\n    protocol: UDP\n    source: {ports: [53]}\n",
+        "    destination: {ports: [80]}\n  - action: Allow\n    protocol: TCP\n    http: {methods: [GET]}\n",
     );
     let cache = cache_of(&[
         ("ns", NS),

@@ -89,7 +89,9 @@ fn lookup(spec: &DataplaneSpec, dir: u8, packet: &Packet) -> u8 {
     };
     let class = dp.peer(remote).unwrap().class;
     let host_class = dp.peer(local).unwrap().host_class;
-    let cell = dp.cell(packet.proto, packet.dst_port_key());
+    let cell = dp
+        .cell(packet.proto, packet.dst_port_key(), packet.src_port)
+        .unwrap();
     let (_, v) = dp.verdict(dir, host_profile(hep.info.profile, host_class), class, cell);
     v.unwrap().action
 }
