@@ -130,7 +130,7 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext, inbound: bool) -> Result<Outcome,
             return Ok(Outcome::drop(REASON_DENY_NO_CONNTRACK));
         }
     }
-    if related::passes(ctx.skb.skb, &pkt, own_ok, other_ok) {
+    if related::passes(ctx, &pkt, own_ok, other_ok) {
         return Ok(Outcome::pass(REASON_ALLOW_RELATED));
     }
     match host::decide::<DEBUG>(&cfg, tracked_dir, &key, &pkt)? {

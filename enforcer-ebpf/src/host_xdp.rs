@@ -7,7 +7,8 @@
 //! (conntrack: reversed tuple approved by the host egress hook) and packets of flows
 //! the host ingress hook already approved pass, and so does a TCP packet other than a
 //! bare SYN of an established local socket (a connection older than our state, which
-//! `enf_host_in` records); then preDNAT policy on the original
+//! `enf_host_in` records); an ICMP error related to such a flow passes too (as Calico's
+//! `RELATED` accept precedes its preDNAT chain; `related`); then preDNAT policy on the original
 //! destination: deny drops here, anything else is left to `enf_host_in`
 //! (which evaluates the whole tracked chain, preDNAT included, so a packet XDP never
 //! saw is judged alike).
@@ -16,15 +17,15 @@ use aya_ebpf::programs::XdpContext;
 use enforcer_common::{
     CT_F_HOST_EGRESS_OK, CT_F_HOST_INGRESS_OK, DIR_PREDNAT_INGRESS, DIR_UNTRACKED_INGRESS,
     HOOK_HOST_XDP, REASON_ALLOW_CONNTRACK, REASON_ALLOW_FAILSAFE, REASON_ALLOW_NDP,
-    REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_ALLOW_PREEXISTING, REASON_ALLOW_UNTRACKED,
-    REASON_DENY_POLICY, REASON_XDP_CONTINUE,
+    REASON_ALLOW_NON_IP, REASON_ALLOW_POLICY, REASON_ALLOW_PREEXISTING, REASON_ALLOW_RELATED,
+    REASON_ALLOW_UNTRACKED, REASON_DENY_POLICY, REASON_XDP_CONTINUE,
 };
 
 use crate::{
     Drop, Outcome, conntrack,
     host::{self, HostAction},
     packet::{self, Frame, IPPROTO_TCP, Packet},
-    policy,
+    policy, related,
 };
 
 #[inline(always)]
@@ -68,6 +69,10 @@ pub fn run<const DEBUG: bool>(ctx: &XdpContext) -> Result<Outcome, Drop> {
         // A connection older than our state: preDNAT policy never judges an
         // established connection; `enf_host_in` records it.
         return Ok(Outcome::pass(REASON_ALLOW_PREEXISTING));
+    }
+    // The legs `enf_host_in` checks for an inbound error, which judges it again.
+    if related::passes(ctx, &pkt, CT_F_HOST_INGRESS_OK, CT_F_HOST_EGRESS_OK) {
+        return Ok(Outcome::pass(REASON_ALLOW_RELATED));
     }
     match host::decide::<DEBUG>(&cfg, DIR_PREDNAT_INGRESS, &key, &pkt)? {
         HostAction::Allow => Ok(Outcome::pass(REASON_ALLOW_POLICY)),

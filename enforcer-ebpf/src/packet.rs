@@ -20,8 +20,8 @@ use aya_ebpf::{
         bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1, bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2,
     },
     helpers::generated::{
-        bpf_sk_fullsock, bpf_sk_lookup_tcp, bpf_sk_release, bpf_skb_load_bytes_relative,
-        bpf_xdp_load_bytes,
+        bpf_sk_fullsock, bpf_sk_lookup_tcp, bpf_sk_release, bpf_skb_load_bytes,
+        bpf_skb_load_bytes_relative, bpf_xdp_load_bytes,
     },
     programs::{TcContext, XdpContext},
 };
@@ -284,8 +284,50 @@ unsafe impl Header for [u8; 8] {}
 pub trait Bytes {
     /// Copies a `T` at `offset` out of the packet; fails if the packet is shorter.
     fn load<T: Header>(&self, offset: usize) -> Result<T, Drop>;
+    /// Copies `N` bytes at `offset` straight into `dst` (which may be map memory: no
+    /// stack copy); fails if the packet is shorter.
+    fn load_into<const N: usize>(&self, offset: usize, dst: &mut [u8; N]) -> Result<(), Drop>;
     /// Length of the whole frame (linear and paged parts).
     fn frame_len(&self) -> u32;
+}
+
+/// A program context that crosses a BPF-to-BPF call as its raw pointer (the verifier
+/// tracks a context pointer in a register, not one behind a stack pointer).
+pub trait RawContext: Bytes {
+    fn raw(&self) -> *mut c_void;
+    fn from_raw(raw: *mut c_void) -> Self;
+}
+
+impl RawContext for TcContext {
+    #[inline(always)]
+    fn raw(&self) -> *mut c_void {
+        self.skb.skb.cast()
+    }
+    #[inline(always)]
+    fn from_raw(raw: *mut c_void) -> Self {
+        TcContext::new(raw.cast())
+    }
+}
+
+impl RawContext for XdpContext {
+    #[inline(always)]
+    fn raw(&self) -> *mut c_void {
+        self.ctx.cast()
+    }
+    #[inline(always)]
+    fn from_raw(raw: *mut c_void) -> Self {
+        XdpContext::new(raw.cast())
+    }
+}
+
+/// The status a load helper returned, as a result.
+#[inline(always)]
+fn loaded(ret: i64) -> Result<(), Drop> {
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(Drop::Malformed)
+    }
 }
 
 impl Bytes for TcContext {
@@ -293,6 +335,22 @@ impl Bytes for TcContext {
     fn load<T: Header>(&self, offset: usize) -> Result<T, Drop> {
         // `T: Header`: any bytes the helper copies make a valid `T`.
         TcContext::load::<T>(self, offset).map_err(|_| Drop::Malformed)
+    }
+
+    #[inline(always)]
+    fn load_into<const N: usize>(&self, offset: usize, dst: &mut [u8; N]) -> Result<(), Drop> {
+        let offset = u32::try_from(offset).map_err(|_| Drop::Malformed)?;
+        // SAFETY: `self.skb.skb` is the context pointer the kernel passed to the TC
+        // program; `dst` is a valid, writable `N`-byte buffer; the helper checks
+        // offset + N against the packet and fails otherwise.
+        loaded(unsafe {
+            bpf_skb_load_bytes(
+                self.skb.skb.cast(),
+                offset,
+                dst.as_mut_ptr().cast(),
+                N as u32,
+            )
+        })
     }
 
     #[inline(always)]
@@ -323,6 +381,15 @@ impl Bytes for XdpContext {
         } else {
             Err(Drop::Malformed)
         }
+    }
+
+    #[inline(always)]
+    fn load_into<const N: usize>(&self, offset: usize, dst: &mut [u8; N]) -> Result<(), Drop> {
+        let offset = u32::try_from(offset).map_err(|_| Drop::Malformed)?;
+        // SAFETY: `self.ctx` is the context pointer the kernel passed to the XDP program;
+        // `dst` is a valid, writable `N`-byte buffer; the helper checks offset + N
+        // against the XDP buffer and fails otherwise.
+        loaded(unsafe { bpf_xdp_load_bytes(self.ctx, offset, dst.as_mut_ptr().cast(), N as u32) })
     }
 
     #[inline(always)]
@@ -360,6 +427,21 @@ impl Bytes for NetBytes {
         } else {
             Err(Drop::Malformed)
         }
+    }
+
+    #[inline(always)]
+    fn load_into<const N: usize>(&self, offset: usize, dst: &mut [u8; N]) -> Result<(), Drop> {
+        let offset = u32::try_from(offset).map_err(|_| Drop::Malformed)?;
+        // SAFETY: as `load`, into `dst`, a valid, writable `N`-byte buffer.
+        loaded(unsafe {
+            bpf_skb_load_bytes_relative(
+                self.0.cast(),
+                offset,
+                dst.as_mut_ptr().cast(),
+                N as u32,
+                BPF_HDR_START_NET,
+            )
+        })
     }
 
     #[inline(always)]
@@ -493,8 +575,17 @@ fn parse_ipv6<C: Bytes>(ctx: &C, l3: usize, pkt: &mut Packet) -> Result<usize, D
     pkt.hop_limit = h.hop_limit;
     pkt.src = h.src_addr;
     pkt.dst = h.dst_addr;
-    let mut next = h.next_hdr;
-    let mut off = advance(l3, Ipv6Hdr::LEN)?;
+    let (proto, off) = ipv6_upper_layer(ctx, h.next_hdr, advance(l3, Ipv6Hdr::LEN)?)?;
+    pkt.proto = proto;
+    Ok(off)
+}
+
+/// Walks the IPv6 extension headers from `next` at `off` (just past the fixed header):
+/// the upper-layer protocol and its offset. A non-first fragment is an error (no L4
+/// header), and so are more than [`IPV6_MAX_EXT_HEADERS`] headers.
+#[inline(always)]
+fn ipv6_upper_layer<C: Bytes>(ctx: &C, next: u8, off: usize) -> Result<(u8, usize), Drop> {
+    let (mut next, mut off) = (next, off);
     let mut walked = 0;
     loop {
         match next {
@@ -520,8 +611,7 @@ fn parse_ipv6<C: Bytes>(ctx: &C, l3: usize, pkt: &mut Packet) -> Result<usize, D
             return Err(Drop::Malformed);
         }
     }
-    pkt.proto = next;
-    Ok(off)
+    Ok((next, off))
 }
 
 /// Fills ports, TCP flags or ICMP type/code/id from the L4 header at `off`.

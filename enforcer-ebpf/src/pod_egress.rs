@@ -56,7 +56,7 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
     if conntrack::passes(&pkt, &key, &fwd, CT_F_EGRESS_OK, now) {
         return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
     }
-    if related::passes(ctx.skb.skb, &pkt, CT_F_EGRESS_OK, CT_F_ESTABLISHED) {
+    if related::passes(ctx, &pkt, CT_F_EGRESS_OK, CT_F_ESTABLISHED) {
         return Ok(Outcome::pass(REASON_ALLOW_RELATED));
     }
 

@@ -65,7 +65,7 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
         return Ok(Outcome::pass(REASON_ALLOW_CONNTRACK));
     }
     // A deferred packet still owes the client's egress leg its judgement.
-    if !deferred && related::passes(ctx.skb.skb, &pkt, CT_F_INGRESS_OK, CT_F_ESTABLISHED) {
+    if !deferred && related::passes(ctx, &pkt, CT_F_INGRESS_OK, CT_F_ESTABLISHED) {
         return Ok(Outcome::pass(REASON_ALLOW_RELATED));
     }
 

@@ -10,25 +10,32 @@
 //! travels to the responder: allowed as a forward packet at this hook, `forward_leg`).
 //! Nothing is created or refreshed: an error never keeps a flow alive.
 
-use aya_ebpf::bindings::__sk_buff;
+use core::ffi::c_void;
+
 use enforcer_common::CtKey;
 
 use crate::{
     conntrack,
     maps::ENF_RELATED_KEY,
-    packet::{self, Packet},
+    packet::{self, Packet, RawContext},
 };
 
-/// Whether `pkt` (an skb's packet) is an error related to an approved flow, see the
-/// module doc. Cheap for anything but an ICMP error; the quote is parsed out of line
-/// (its packet copy and tuples live in this frame, not the program's).
+/// Whether `pkt` (the packet of `ctx`, an skb or an XDP buffer) is an error related
+/// to an approved flow, see the module doc. Cheap for anything but an ICMP error; the
+/// quote is parsed out of line (its tuples live in that frame, not the program's).
 #[inline(always)]
-pub fn passes(skb: *mut __sk_buff, pkt: &Packet, forward_leg: u32, reply_legs: u32) -> bool {
-    pkt.is_icmp_error() && quote_approved(skb, pkt, forward_leg, reply_legs)
+pub fn passes<C: RawContext>(ctx: &C, pkt: &Packet, forward_leg: u32, reply_legs: u32) -> bool {
+    pkt.is_icmp_error() && quote_approved::<C>(ctx.raw(), pkt, forward_leg, reply_legs)
 }
 
 #[inline(never)]
-fn quote_approved(skb: *mut __sk_buff, pkt: &Packet, forward_leg: u32, reply_legs: u32) -> bool {
+fn quote_approved<C: RawContext>(
+    raw: *mut c_void,
+    pkt: &Packet,
+    forward_leg: u32,
+    reply_legs: u32,
+) -> bool {
+    let ctx = C::from_raw(raw);
     let Some(slot) = ENF_RELATED_KEY.get_ptr_mut(0) else {
         return false;
     };
@@ -44,7 +51,7 @@ fn quote_approved(skb: *mut __sk_buff, pkt: &Packet, forward_leg: u32, reply_leg
         family: 0,
         _pad: [0; 2],
     };
-    if packet::quoted_key(skb, pkt, key).is_err() || !packet::addr_eq(&pkt.dst, &key.src) {
+    if packet::quoted_key(&ctx, pkt, key).is_err() || !packet::addr_eq(&pkt.dst, &key.src) {
         return false;
     }
     let now = conntrack::now_ns();

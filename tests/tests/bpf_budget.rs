@@ -51,7 +51,7 @@ fn every_program_loads_within_the_verifier_budget() {
         let verified = info.verified_instruction_count().unwrap_or(0);
         let xlated = info.size_translated().unwrap_or(0) / 8;
         println!("{name:<16} verified_insns {verified:>8}  xlated_insns {xlated:>6}");
-        measured.push((name.to_owned(), verified));
+        measured.push((name.to_owned(), verified, xlated));
     }
     if custom.is_some() {
         return;
@@ -60,29 +60,31 @@ fn every_program_loads_within_the_verifier_budget() {
         let found = |want: &str| {
             measured
                 .iter()
-                .find(|(n, _)| n == want)
-                .map(|(_, v)| *v)
+                .find(|(n, _, _)| n == want)
+                .map(|(_, verified, xlated)| (*verified, *xlated))
                 .or_panic(&format!("program {want} in the object"))
         };
-        let verified = found(production);
+        let (verified, xlated) = found(production);
         assert!(
             verified > 0 && verified <= PRODUCTION_BUDGET,
             "{production}: {verified} processed instructions (budget {PRODUCTION_BUDGET})"
         );
         if let Some(debug) = debug {
-            // Loaded at all means within the limit; the debug variant costs more, or
-            // about as much where it takes no notes of its own (`enf_guard_in` judges
-            // no policy: only the tail-call epilogue differs, and the verifier's count
-            // of two near-equal programs may come out a little lower): within 5%.
+            // Loaded at all means within the limit. The debug variant is the production
+            // body plus its notes and the tail call: at least as much code. (Not as
+            // many processed instructions: the verifier's pruning differs between two
+            // programs, and the debug variant of `enf_host_xdp` verifies in half the
+            // production program's count.)
+            let (_, debug_xlated) = found(debug);
             assert!(
-                found(debug) * 100 >= verified * 95,
-                "{debug} costs less than {production}"
+                debug_xlated >= xlated,
+                "{debug} ({debug_xlated} instructions) is smaller than {production} ({xlated})"
             );
         }
     }
     for log in DEBUG_LOG_PROGRAMS {
         assert!(
-            measured.iter().any(|(n, _)| n == log),
+            measured.iter().any(|(n, _, _)| n == log),
             "{log} missing from the object"
         );
     }

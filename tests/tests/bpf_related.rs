@@ -5,8 +5,10 @@
 //! quotes belongs to a flow conntrack approves and it travels the way that flow
 //! allows (towards the quoted packet's sender); otherwise it is judged by policy as
 //! new traffic: a forged error quoting no flow, an error sent the wrong way, and
-//! errors whose quote is truncated are dropped by A's ingress policy. Host interfaces
-//! apply the same rule with their own legs.
+//! errors whose quote is truncated are dropped by A's ingress policy. A quoted IPv6
+//! packet's extension headers are walked as the packet's own are. Host interfaces
+//! apply the same rule with their own legs, in XDP too: there a related error passes
+//! before preDNAT policy, which would deny it as new traffic.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -22,7 +24,7 @@ use enforcer_tests::bpf::{
     dataplane::{Dataplane, Hook, ct_key, endpoint},
     netns::NetNs,
     packet::{
-        ACK, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SYN, V4, tcp, truncated, udp, v6,
+        ACK, Ext, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SYN, V4, tcp, truncated, udp, v6,
     },
 };
 
@@ -46,6 +48,8 @@ const CELL_TCP80: u32 = 1;
 
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
 
 /// ICMP "destination unreachable, fragmentation needed" (type 3 code 4).
 const ICMP_FRAG_NEEDED: (u8, u8) = (3, 4);
@@ -124,7 +128,12 @@ fn expect(dp: &Dataplane, ifindex: u32, hook: Hook, frame: &[u8], pass: bool, re
     let before = dp.counters_of(hook);
     let r = dp.run(hook, frame, ifindex, 0);
     let after = dp.counters_of(hook);
-    let want = if pass { TC_ACT_OK } else { TC_ACT_SHOT };
+    let want = match (hook, pass) {
+        (Hook::HostXdp, true) => XDP_PASS,
+        (Hook::HostXdp, false) => XDP_DROP,
+        (_, true) => TC_ACT_OK,
+        (_, false) => TC_ACT_SHOT,
+    };
     assert_eq!(
         r.action, want,
         "{hook:?}: action (want {})",
@@ -365,6 +374,77 @@ fn host_interface(dp: &mut Dataplane, host: u32) {
     expect(dp, host, hin, &too_big, true, REASON_ALLOW_RELATED);
 }
 
+/// The same host endpoint with a preDNAT policy denying everything inbound (seed 002's
+/// last rule, for an address outside the cluster): XDP passes an error about the
+/// node's own approved flow, as Calico's `RELATED` accept comes before its preDNAT
+/// chain, and drops a forged one there.
+fn host_xdp(dp: &mut Dataplane, host: u32) {
+    host_interface(dp, host);
+    set(
+        dp,
+        DIR_PREDNAT_INGRESS,
+        host_profile(P_HOST, 0),
+        ANY_PEER,
+        ANY_CELL,
+        ACTION_DENY,
+    );
+    let (xdp, heg) = (Hook::HostXdp, Hook::HostEgress);
+    let out = tcp4(A4, 40_100, EXT4, 443, SYN);
+    expect(dp, host, heg, &out, true, REASON_ALLOW_POLICY);
+    let err = icmp4_error(ROUTER4, A4, ICMP_FRAG_NEEDED, &ip_of(&out));
+    expect(dp, host, xdp, &err, true, REASON_ALLOW_RELATED);
+    let forged = icmp4_error(
+        ROUTER4,
+        A4,
+        ICMP_FRAG_NEEDED,
+        &ip_of(&tcp4(A4, 40_101, EXT4, 443, SYN)),
+    );
+    expect(dp, host, xdp, &forged, false, REASON_DENY_POLICY);
+    let out6 = tcp6(A6, 40_100, EXT6, 443, SYN);
+    expect(dp, host, heg, &out6, true, REASON_ALLOW_POLICY);
+    let too_big = icmp6_error(ROUTER6, A6, ICMPV6_PACKET_TOO_BIG, &ip_of(&out6));
+    expect(dp, host, xdp, &too_big, true, REASON_ALLOW_RELATED);
+    let forged6 = icmp6_error(
+        ROUTER6,
+        A6,
+        ICMPV6_PACKET_TOO_BIG,
+        &ip_of(&tcp6(A6, 40_101, EXT6, 443, SYN)),
+    );
+    expect(dp, host, xdp, &forged6, false, REASON_DENY_POLICY);
+}
+
+/// An IPv6 flow whose packets carry extension headers (hop-by-hop, destination
+/// options, a first fragment): the packet too big quoting one passes to its sender; a
+/// quote of a non-first fragment (no L4 header to name the flow) is new traffic.
+fn quoted_extension_headers(dp: &mut Dataplane, a: u32, b: u32) {
+    pods(dp, a, b);
+    let (eg, ig) = (Hook::PodEgress, Hook::PodIngress);
+    let exts = [
+        Ext::HopByHop,
+        Ext::DstOpts,
+        Ext::Fragment {
+            offset_units: 0,
+            more: true,
+        },
+    ];
+    let out = v6(A6, EXT6, &exts, PROTO_TCP, &tcp(40_200, 443, SYN));
+    expect(dp, a, eg, &out, true, REASON_ALLOW_POLICY);
+    let too_big = icmp6_error(ROUTER6, A6, ICMPV6_PACKET_TOO_BIG, &ip_of(&out));
+    expect(dp, a, ig, &too_big, true, REASON_ALLOW_RELATED);
+    let later = v6(
+        A6,
+        EXT6,
+        &[Ext::Fragment {
+            offset_units: 8,
+            more: false,
+        }],
+        PROTO_TCP,
+        &tcp(40_200, 443, ACK),
+    );
+    let about_later = icmp6_error(ROUTER6, A6, ICMPV6_PACKET_TOO_BIG, &ip_of(&later));
+    expect(dp, a, ig, &about_later, false, REASON_DENY_POLICY);
+}
+
 #[test]
 fn bpf_related() {
     let netns = NetNs::enter();
@@ -374,5 +454,7 @@ fn bpf_related() {
     error_from_the_pod(&mut dp, a, b);
     forged_and_misdirected(&mut dp, a, b);
     host_interface(&mut dp, a);
+    host_xdp(&mut dp, a);
+    quoted_extension_headers(&mut dp, a, b);
     drop(netns);
 }

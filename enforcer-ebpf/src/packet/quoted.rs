@@ -1,12 +1,12 @@
 //! The packet an ICMP error quotes (related ICMP, see `related`): part of the packet
 //! parser, its reads bounds-checked the same way.
 
-use aya_ebpf::{bindings::__sk_buff, helpers::generated::bpf_skb_load_bytes, programs::TcContext};
 use enforcer_common::{CtKey, FAMILY_V4, FAMILY_V6};
 
 use super::{
-    ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST, IPPROTO_ICMP,
-    IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, Packet, advance, load,
+    Bytes, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST,
+    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, Packet,
+    advance, ipv6_upper_layer, load,
 };
 use crate::Drop;
 
@@ -47,19 +47,18 @@ impl Packet {
 }
 
 /// The conntrack tuple (as [`Packet::ct_ports`] builds it) of the packet an ICMP
-/// error (`outer`, [`Packet::is_icmp_error`], of the TC program's `skb`) quotes after
-/// its 8-byte header: its IP header (same family as the error) and the first 8 bytes
-/// of its L4 header, all a router must quote (RFC 792, RFC 4443 2.4): ports, or an
-/// echo type and id. Written into `key` (all zero on entry). A truncated or malformed
-/// quote, a quoted non-first fragment, or a quoted ICMP message other than an echo is
-/// an error: the error is then judged as new traffic. IPv6 extension headers are not
-/// walked: such a quote's `proto` is the extension header's, which no flow has.
+/// error (`outer`, [`Packet::is_icmp_error`]) quotes after its 8-byte header: its IP
+/// header (same family as the error; IPv6 extension headers walked as the packet's own
+/// are) and the first 8 bytes of its L4 header, all a router must quote (RFC 792,
+/// RFC 4443 2.4): ports, or an echo type and id. Written into `key` (all zero on
+/// entry). A truncated or malformed quote, a quoted non-first fragment, or a quoted
+/// ICMP message other than an echo is an error: the error is then judged as new
+/// traffic.
 ///
-/// TC only (`skb`): the addresses are copied straight into `key` (map memory, see
-/// `related`), no stack copy.
+/// The addresses are copied straight into `key` (map memory, see `related`), no stack
+/// copy.
 #[inline(always)]
-pub fn quoted_key(skb: *mut __sk_buff, outer: &Packet, key: &mut CtKey) -> Result<(), Drop> {
-    let ctx = &TcContext::new(skb);
+pub fn quoted_key<C: Bytes>(ctx: &C, outer: &Packet, key: &mut CtKey) -> Result<(), Drop> {
     let l3 = advance(outer.l4_off as usize, ICMP_HDR_LEN)?;
     let l4 = if outer.family == FAMILY_V4 {
         // Version and IHL (byte 0), flags and fragment offset (6-7), protocol (9),
@@ -73,9 +72,9 @@ pub fn quoted_key(skb: *mut __sk_buff, outer: &Packet, key: &mut CtKey) -> Resul
         }
         key.proto = load::<u8, _>(ctx, advance(l3, 9)?)?;
         let src = key.src.first_chunk_mut::<4>().ok_or(Drop::Malformed)?;
-        skb_load_into(skb, advance(l3, 12)?, src)?;
+        ctx.load_into(advance(l3, 12)?, src)?;
         let dst = key.dst.first_chunk_mut::<4>().ok_or(Drop::Malformed)?;
-        skb_load_into(skb, advance(l3, 16)?, dst)?;
+        ctx.load_into(advance(l3, 16)?, dst)?;
         // Loading the L4 bytes below proves the options are there.
         advance(l3, ihl)?
     } else {
@@ -83,10 +82,12 @@ pub fn quoted_key(skb: *mut __sk_buff, outer: &Packet, key: &mut CtKey) -> Resul
         if load::<u8, _>(ctx, l3)? >> 4 != 6 {
             return Err(Drop::Malformed);
         }
-        key.proto = load::<u8, _>(ctx, advance(l3, 6)?)?;
-        skb_load_into(skb, advance(l3, 8)?, &mut key.src)?;
-        skb_load_into(skb, advance(l3, 24)?, &mut key.dst)?;
-        advance(l3, IPV6_HDR_LEN)?
+        let next = load::<u8, _>(ctx, advance(l3, 6)?)?;
+        ctx.load_into(advance(l3, 8)?, &mut key.src)?;
+        ctx.load_into(advance(l3, 24)?, &mut key.dst)?;
+        let (proto, l4) = ipv6_upper_layer(ctx, next, advance(l3, IPV6_HDR_LEN)?)?;
+        key.proto = proto;
+        l4
     };
     key.family = outer.family;
     let b = load::<[u8; 8], _>(ctx, l4)?;
@@ -112,24 +113,4 @@ pub fn quoted_key(skb: *mut __sk_buff, outer: &Packet, key: &mut CtKey) -> Resul
     key.sport = sport;
     key.dport = dport;
     Ok(())
-}
-
-/// Copies `N` bytes at `offset` of a TC program's skb (from the frame's start, as
-/// [`TcContext::load`]) straight into `dst`; fails on a short packet.
-#[inline(always)]
-fn skb_load_into<const N: usize>(
-    skb: *mut __sk_buff,
-    offset: usize,
-    dst: &mut [u8; N],
-) -> Result<(), Drop> {
-    let offset = u32::try_from(offset).map_err(|_| Drop::Malformed)?;
-    // SAFETY: `skb` is the context pointer the kernel passed to the TC program; `dst`
-    // is a valid, writable `N`-byte buffer; the helper checks offset + N against the
-    // packet and fails otherwise.
-    let ret = unsafe { bpf_skb_load_bytes(skb.cast(), offset, dst.as_mut_ptr().cast(), N as u32) };
-    if ret == 0 {
-        Ok(())
-    } else {
-        Err(Drop::Malformed)
-    }
 }
