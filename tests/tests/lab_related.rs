@@ -8,6 +8,10 @@
 //! The frontend's kernel then lowers its path MTU to the backend (`IP_MTU` of the
 //! connected socket). The same error quoting a datagram policy denied changes nothing.
 //!
+//! On a host endpoint (seed 002: preDNAT policy denies everything from outside the
+//! cluster, in XDP) the external host forges the error about the node's own allowed
+//! flow: it reaches the node, and one quoting no flow is dropped by XDP.
+//!
 //! Privileged: `cargo build --bin enforcer && cargo test -p enforcer-tests --test lab_related`.
 
 use std::{
@@ -17,7 +21,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use enforcer::lab::netns;
+use enforcer::lab::{
+    LabName,
+    host::{self, EXTERNAL_IP_V4},
+    netns,
+};
 use enforcer_tests::{
     bpf::OrPanic as _,
     lab::{LabGuard, TempDir, fixture, serial},
@@ -225,5 +233,56 @@ fn fragmentation_needed_reaches_the_sender_of_an_allowed_flow_and_a_forged_one_d
         path_mtu(&denied),
         mtu_before,
         "a forged error quoting no approved flow must be dropped"
+    );
+}
+
+#[test]
+fn fragmentation_needed_from_outside_passes_xdp_for_the_nodes_own_flow() {
+    let _serial = serial();
+    let lab = LabGuard::new("rh");
+    let hep = |name: &str| fixture(&format!("hostendpoints/{name}"));
+    lab.up(
+        &[
+            &hep("nodeport-app.yaml"),
+            &hep("002-allow-cluster-internal-ingress-only.yaml"),
+            &hep("002-allow-outbound-external.yaml"),
+            &hep("002-node1-eth0.yaml"),
+        ],
+        true,
+    );
+    let node = lab.get_nodes().into_iter().next().or_panic("a node");
+    let node_ip: Ipv4Addr = node.ipv4.parse().or_panic("node address");
+    let external_netns = host::external_netns(&LabName::new(&lab.name).or_panic("lab name"));
+
+    // The node's own flow out (host egress allows it), and a socket that sent nothing.
+    let allowed = in_netns(&node.netns, || udp_sender((EXTERNAL_IP_V4, 9000)));
+    let silent = in_netns(&node.netns, || {
+        let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).or_panic("bind");
+        set_int(&sock, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DO);
+        sock.connect((EXTERNAL_IP_V4, 9001)).or_panic("connect");
+        sock
+    });
+    let mtu_before = path_mtu(&allowed);
+    assert!(mtu_before > i32::from(RELATED_MTU), "{mtu_before}");
+    let allowed_port = allowed.local_addr().or_panic("local addr").port();
+    let silent_port = silent.local_addr().or_panic("local addr").port();
+
+    let related = frag_needed(RELATED_MTU, (node_ip, allowed_port), (EXTERNAL_IP_V4, 9000));
+    in_netns(&external_netns, || send_icmp(node_ip, &related));
+    let mtu = wait_mtu(&allowed, i32::from(RELATED_MTU), Duration::from_secs(3));
+    assert_eq!(
+        mtu,
+        i32::from(RELATED_MTU),
+        "fragmentation needed for the node's allowed flow must pass XDP's preDNAT deny"
+    );
+
+    // Quoting a flow that never left the node: new traffic from outside, denied.
+    let forged = frag_needed(FORGED_MTU, (node_ip, silent_port), (EXTERNAL_IP_V4, 9001));
+    in_netns(&external_netns, || send_icmp(node_ip, &forged));
+    thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        path_mtu(&silent),
+        mtu_before,
+        "an error quoting no approved flow must be dropped"
     );
 }
