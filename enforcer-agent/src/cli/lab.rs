@@ -281,6 +281,8 @@ pub struct GetArgs {
 ///
 ///   enforcer lab probe --from dev-app/frontend-0 --to svc/dev-app/backend
 ///
+///   enforcer lab probe --from dev-app/frontend-0 --to svc/dev-app/backend --ipv6
+///
 ///   enforcer lab probe --from 'dev-app/*' --to 'kube-system/*' --port 53 --protocol UDP -o json
 ///
 ///   enforcer lab probe --from external --to node2:30080
@@ -301,9 +303,14 @@ pub struct ProbeArgs {
     /// TCP or UDP instead of the declared protocol.
     #[arg(long)]
     pub protocol: Option<String>,
-    /// Probe pods' IPv6 addresses (Services are IPv4 only).
+    /// Probe pods' and Services' IPv6 addresses (a Service's IPv6 `ClusterIP`: an
+    /// IPv6 or dual-stack Service).
     #[arg(long)]
     pub ipv6: bool,
+    /// Probe Services' `externalIPs` and load balancer addresses (of the family
+    /// `--ipv6` picks) instead of their `ClusterIPs`.
+    #[arg(long)]
+    pub external_ips: bool,
     /// Send every probe from this source port (e.g. to try `source.ports` rules);
     /// default: the kernel's choice (TCP) or a rotation of fresh ports (UDP).
     #[arg(long, value_name = "PORT")]
@@ -478,6 +485,7 @@ pub fn execute(args: LabArgs) -> Result<i32, LabCliError> {
                 port: p.port,
                 protocol,
                 ipv6: p.ipv6,
+                service_external: p.external_ips,
                 source_port: p.source_port,
                 timeout: Duration::from_millis(p.timeout_ms),
             };

@@ -101,6 +101,7 @@ impl MatrixArgs {
             port: self.port,
             protocol,
             ipv6: self.ipv6,
+            service_external: false,
             source_port: None,
             timeout: std::time::Duration::ZERO,
         };
