@@ -281,8 +281,6 @@ pub struct GetArgs {
 ///
 ///   enforcer lab probe --from dev-app/frontend-0 --to svc/dev-app/backend
 ///
-///   enforcer lab probe --from dev-app/frontend-0 --to svc/dev-app/backend --ipv6
-///
 ///   enforcer lab probe --from 'dev-app/*' --to 'kube-system/*' --port 53 --protocol UDP -o json
 ///
 ///   enforcer lab probe --from external --to node2:30080
