@@ -27,8 +27,8 @@ pub enum ConnectivityError {
         value: String,
         what: &'static str,
     },
-    #[error("Service {0} has no IPv4 ClusterIP (headless?); Services are IPv4 only")]
-    NoClusterIp(String),
+    #[error("Service {service} has no {what} (headless, or not of that family?)")]
+    NoServiceAddress { service: String, what: &'static str },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -64,8 +64,11 @@ pub struct ProbeRequest {
     pub to: Vec<String>,
     pub port: Option<u16>,
     pub protocol: Option<Protocol>,
-    /// Probe pods' IPv6 addresses instead of IPv4.
+    /// Probe pods' and Services' IPv6 addresses instead of IPv4.
     pub ipv6: bool,
+    /// Probe Services' `externalIPs` and load balancer addresses instead of their
+    /// `ClusterIPs`.
+    pub service_external: bool,
     /// Send from this source port (`None`: the kernel's, or the UDP rotation).
     pub source_port: Option<u16>,
     pub timeout: Duration,
@@ -201,6 +204,7 @@ fn service_targets(
     services: &[Service],
     value: &str,
     rest: &str,
+    req: &ProbeRequest,
 ) -> Result<Vec<Target>, ConnectivityError> {
     let Some((ns, name)) = rest.split_once('/') else {
         return Err(ConnectivityError::BadSelector {
@@ -225,28 +229,69 @@ fn service_targets(
     let mut targets = Vec::new();
     for svc in matched {
         let label = format!("svc/{ns}/{}", svc.metadata.name);
-        let Some(ip) = svc
-            .spec
-            .cluster_ip
-            .as_deref()
-            .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
-        else {
-            return Err(ConnectivityError::NoClusterIp(label));
-        };
-        let ports = svc
+        let addresses = service_addresses(svc, req);
+        if addresses.is_empty() {
+            let what = match (req.service_external, req.ipv6) {
+                (false, false) => "IPv4 ClusterIP",
+                (false, true) => "IPv6 ClusterIP",
+                (true, false) => "IPv4 external or load balancer address",
+                (true, true) => "IPv6 external or load balancer address",
+            };
+            return Err(ConnectivityError::NoServiceAddress {
+                service: label,
+                what,
+            });
+        }
+        let ports: Vec<(u16, Protocol)> = svc
             .spec
             .ports
             .iter()
             .filter_map(|p| Protocol::parse(p.protocol()).map(|pr| (p.port, pr)))
             .collect();
-        targets.push(Target {
-            label,
-            addr: IpAddr::V4(ip),
-            ports,
-            pod: None,
-        });
+        for addr in addresses {
+            targets.push(Target {
+                label: label.clone(),
+                addr,
+                ports: ports.clone(),
+                pod: None,
+            });
+        }
     }
     Ok(targets)
+}
+
+/// The addresses of `svc` a request probes: its cluster IP of the family, or its
+/// external and load balancer addresses of the family.
+fn service_addresses(svc: &Service, req: &ProbeRequest) -> Vec<IpAddr> {
+    let candidates: Vec<&String> = if req.service_external {
+        svc.spec
+            .external_ips
+            .iter()
+            .chain(
+                svc.status
+                    .iter()
+                    .filter_map(|s| s.load_balancer.as_ref())
+                    .flat_map(|lb| &lb.ingress)
+                    .filter_map(|i| i.ip.as_ref()),
+            )
+            .collect()
+    } else {
+        svc.spec
+            .cluster_ip
+            .iter()
+            .chain(&svc.spec.cluster_ips)
+            .collect()
+    };
+    let mut addresses: Vec<IpAddr> = Vec::new();
+    for ip in candidates
+        .into_iter()
+        .filter_map(|ip| ip.parse::<IpAddr>().ok())
+    {
+        if ip.is_ipv6() == req.ipv6 && !addresses.contains(&ip) {
+            addresses.push(ip);
+        }
+    }
+    addresses
 }
 
 /// The flows a request stands for: every selected source to every selected target
@@ -279,7 +324,7 @@ pub fn plan(
     let mut targets: Vec<Target> = Vec::new();
     for value in to_sel {
         if let Some(rest) = value.strip_prefix("svc/") {
-            targets.extend(service_targets(services, value, rest)?);
+            targets.extend(service_targets(services, value, rest, req)?);
         } else {
             for p in select_pods(pods, "--to", value)? {
                 targets.push(Target {
@@ -386,6 +431,51 @@ mod tests {
                 }
             ),
             Err(ConnectivityError::NoMatch { .. })
+        ));
+    }
+
+    #[test]
+    fn a_service_is_probed_on_the_address_of_the_family_and_kind_asked_for() {
+        let pods: BTreeMap<_, _> = [pod("a", "x", 10, &[])].into();
+        let svc: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "a"},
+            "spec": {
+                "clusterIP": "198.19.0.11",
+                "clusterIPs": ["198.19.0.11", "2001:2:0:19::b"],
+                "externalIPs": ["198.19.255.200"],
+                "ports": [{"port": 80}],
+            },
+            "status": {"loadBalancer": {"ingress": [{"ip": "2001:2:0:e1::1"}]}},
+        }))
+        .unwrap();
+        let addrs = |ipv6: bool, service_external: bool| -> Vec<String> {
+            let req = ProbeRequest {
+                from: vec!["a/x".into()],
+                to: vec!["svc/a/web".into()],
+                ipv6,
+                service_external,
+                ..ProbeRequest::default()
+            };
+            plan(&pods, std::slice::from_ref(&svc), &req)
+                .unwrap()
+                .iter()
+                .map(|f| f.addr.to_string())
+                .collect()
+        };
+        assert_eq!(addrs(false, false), ["198.19.0.11:80"]);
+        assert_eq!(addrs(true, false), ["[2001:2:0:19::b]:80"]);
+        assert_eq!(addrs(false, true), ["198.19.255.200:80"]);
+        assert_eq!(addrs(true, true), ["[2001:2:0:e1::1]:80"]);
+        let mut single = svc.clone();
+        single.spec.cluster_ips.truncate(1);
+        let req = ProbeRequest {
+            to: vec!["svc/a/web".into()],
+            ipv6: true,
+            ..ProbeRequest::default()
+        };
+        assert!(matches!(
+            plan(&pods, &[single], &req),
+            Err(ConnectivityError::NoServiceAddress { .. })
         ));
     }
 }

@@ -301,9 +301,14 @@ pub struct ProbeArgs {
     /// TCP or UDP instead of the declared protocol.
     #[arg(long)]
     pub protocol: Option<String>,
-    /// Probe pods' IPv6 addresses (Services are IPv4 only).
+    /// Probe pods' and Services' IPv6 addresses (a Service's IPv6 `ClusterIP`: an
+    /// IPv6 or dual-stack Service).
     #[arg(long)]
     pub ipv6: bool,
+    /// Probe Services' `externalIPs` and load balancer addresses (of the family
+    /// `--ipv6` picks) instead of their `ClusterIPs`.
+    #[arg(long)]
+    pub external_ips: bool,
     /// Send every probe from this source port (e.g. to try `source.ports` rules);
     /// default: the kernel's choice (TCP) or a rotation of fresh ports (UDP).
     #[arg(long, value_name = "PORT")]
@@ -478,6 +483,7 @@ pub fn execute(args: LabArgs) -> Result<i32, LabCliError> {
                 port: p.port,
                 protocol,
                 ipv6: p.ipv6,
+                service_external: p.external_ips,
                 source_port: p.source_port,
                 timeout: Duration::from_millis(p.timeout_ms),
             };

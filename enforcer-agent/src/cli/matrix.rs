@@ -76,7 +76,7 @@ pub struct MatrixArgs {
     /// TCP or UDP instead of the declared protocol.
     #[arg(long)]
     pub protocol: Option<String>,
-    /// Use the pods' IPv6 addresses.
+    /// Use the pods' and Services' IPv6 addresses (a Service's IPv6 `ClusterIP`).
     #[arg(long)]
     pub ipv6: bool,
     #[command(flatten)]
@@ -101,6 +101,7 @@ impl MatrixArgs {
             port: self.port,
             protocol,
             ipv6: self.ipv6,
+            service_external: false,
             source_port: None,
             timeout: std::time::Duration::ZERO,
         };

@@ -12,13 +12,17 @@
 //!
 //! Service `ClusterIPs` come from 198.19.0.0/16: `kube-dns` is 198.19.0.10, the others
 //! are allocated upwards from 198.19.0.11; a Service keeps the `ClusterIP` it has.
+//! IPv6 ones (IPv6 and dual-stack Services) come from `2001:2:0:19::/112`, upwards from
+//! `2001:2:0:19::b` likewise: a /64 no pod block (`2001:2::/64`) or node
+//! (`2001:2:0:ff::/64`) reaches.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::model::ObjectId;
 
 use super::error::PlanError;
+use super::service_ips::Family;
 
 pub const FIRST_POD_INDEX: u32 = 10;
 /// Last index below 198.18.255.0/24.
@@ -26,6 +30,9 @@ pub const LAST_POD_INDEX: u32 = 0xfeff;
 pub const POD_NET_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 0);
 pub const POD_NET_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0);
 pub const SERVICE_NET_V4: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 0);
+pub const SERVICE_NET_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0x19, 0, 0, 0, 0);
+/// Prefix length of the IPv6 Service range (the largest Kubernetes accepts is a /108).
+pub const SERVICE_PREFIX_V6: u8 = 112;
 /// The `kube-dns` Service's `ClusterIP` (what every pod's resolv.conf names).
 pub const DNS_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 10);
 
@@ -116,9 +123,9 @@ pub struct Allocation {
     /// The node each pod runs on, by `namespace/name` (so that a Deployment's pod stays
     /// where it is when the Deployment is planned again).
     pub nodes: BTreeMap<String, String>,
-    /// `spec.clusterIP` of each existing Service (`"None"` for a headless one), kept
-    /// when an update of the Service leaves it out.
-    pub cluster_ips: BTreeMap<ObjectId, String>,
+    /// `spec.clusterIPs` of each existing Service (`["None"]` for a headless one),
+    /// kept when an update of the Service leaves them out.
+    pub cluster_ips: BTreeMap<ObjectId, Vec<String>>,
 }
 
 /// Hands out pod addresses from one block, skipping addresses in use.
@@ -186,29 +193,48 @@ impl<'a> PodAllocator<'a> {
     }
 }
 
-/// Hands out `ClusterIPs` upwards from just above `kube-dns`'s, skipping taken ones.
+/// Hands out `ClusterIPs` of each family upwards from just above `kube-dns`'s offset,
+/// skipping taken ones.
 pub(super) struct ServiceAllocator {
-    candidate: u32,
+    v4: u32,
+    v6: u128,
 }
 
 impl ServiceAllocator {
     pub(super) fn new() -> Self {
         Self {
-            candidate: u32::from(DNS_SERVICE_IP) + 1,
+            v4: u32::from(DNS_SERVICE_IP) + 1,
+            v6: u128::from(SERVICE_NET_V6) + 0xb,
         }
     }
 
+    /// The next free address of `family`.
     pub(super) fn allocate(
         &mut self,
-        taken: &BTreeMap<Ipv4Addr, ObjectId>,
-    ) -> Result<Ipv4Addr, PlanError> {
+        family: Family,
+        taken: &BTreeMap<IpAddr, ObjectId>,
+    ) -> Result<IpAddr, PlanError> {
         loop {
-            let ip = Ipv4Addr::from(self.candidate);
-            if u32::from(ip) >> 16 != u32::from(SERVICE_NET_V4) >> 16 {
-                return Err(PlanError::ServiceAddressesExhausted);
-            }
-            self.candidate += 1;
-            if !taken.contains_key(&ip) && ip != DNS_SERVICE_IP {
+            let ip = match family {
+                Family::V4 => {
+                    let ip = Ipv4Addr::from(self.v4);
+                    if u32::from(ip) >> 16 != u32::from(SERVICE_NET_V4) >> 16 {
+                        return Err(PlanError::ServiceAddressesExhausted);
+                    }
+                    self.v4 += 1;
+                    IpAddr::V4(ip)
+                }
+                Family::V6 => {
+                    let ip = Ipv6Addr::from(self.v6);
+                    let host_bits = 128 - u32::from(SERVICE_PREFIX_V6);
+                    if u128::from(ip) >> host_bits != u128::from(SERVICE_NET_V6) >> host_bits {
+                        return Err(PlanError::ServiceAddressesExhausted);
+                    }
+                    self.v6 += 1;
+                    IpAddr::V6(ip)
+                }
+            };
+            if !taken.contains_key(&ip) && ip != IpAddr::V4(DNS_SERVICE_IP) {
                 return Ok(ip);
             }
         }
@@ -259,9 +285,37 @@ mod tests {
             namespace: "a".into(),
             name: name.into(),
         };
-        let taken: BTreeMap<Ipv4Addr, ObjectId> = [(Ipv4Addr::new(198, 19, 0, 11), id("x"))].into();
+        let (v4, v6) = (Family::V4, Family::V6);
+        let taken: BTreeMap<IpAddr, ObjectId> = [
+            ("198.19.0.11".parse().unwrap(), id("x")),
+            ("2001:2:0:19::b".parse().unwrap(), id("y")),
+        ]
+        .into();
         let mut s = ServiceAllocator::new();
-        assert_eq!(s.allocate(&taken).unwrap(), Ipv4Addr::new(198, 19, 0, 12));
-        assert_eq!(s.allocate(&taken).unwrap(), Ipv4Addr::new(198, 19, 0, 13));
+        assert_eq!(s.allocate(v4, &taken).unwrap().to_string(), "198.19.0.12");
+        assert_eq!(
+            s.allocate(v6, &taken).unwrap().to_string(),
+            "2001:2:0:19::c"
+        );
+        assert_eq!(s.allocate(v4, &taken).unwrap().to_string(), "198.19.0.13");
+        assert_eq!(
+            s.allocate(v6, &taken).unwrap().to_string(),
+            "2001:2:0:19::d"
+        );
+    }
+
+    #[test]
+    fn the_ipv6_service_range_is_no_pod_block_or_node_address() {
+        let services = ipnet::Ipv6Net::new(SERVICE_NET_V6, SERVICE_PREFIX_V6).unwrap();
+        let nodes = crate::cluster::nodes::cluster_nodes(8).unwrap();
+        for node in &nodes {
+            let block = node.pod_block.v6_net();
+            assert!(
+                !block.contains(&services.network()) && !services.contains(&block.network()),
+                "{block} overlaps {services}"
+            );
+            assert!(!services.contains(&node.ipv6), "{}", node.ipv6);
+        }
+        assert!(!services.contains(&DEFAULT_POD_BLOCK.v6(LAST_POD_INDEX)));
     }
 }

@@ -1,7 +1,8 @@
 //! The names the cluster DNS serves, as the Kubernetes DNS specification gives them:
-//! `<service>.<namespace>.svc.cluster.local` → the `ClusterIP` (headless Services: the
-//! selected pods' addresses), `<a-b-c-d>.<namespace>.pod.cluster.local` → the pod, and
-//! PTR records for pod and `ClusterIP` addresses. Serving them is someone else's job
+//! `<service>.<namespace>.svc.cluster.local` → the cluster IPs (A, and AAAA for an IPv6
+//! or dual-stack Service; headless Services: the selected pods' addresses),
+//! `<a-b-c-d>.<namespace>.pod.cluster.local` → the pod, and PTR records for pod and
+//! `ClusterIP` addresses. Serving them is someone else's job
 //! (the lab's DNS pod); this is the zone's content.
 
 use std::collections::BTreeMap;
@@ -75,14 +76,14 @@ impl Zone {
         for svc in services {
             let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
             let name = format!("{}.{ns}.svc.{DOMAIN}", svc.metadata.name);
-            if let Some(Ok(ip)) = svc.spec.cluster_ip.as_deref().map(str::parse::<Ipv4Addr>) {
-                zone.records.entry(name.clone()).or_default().a.push(ip);
-                zone.records
-                    .entry(reverse_name(IpAddr::V4(ip)))
-                    .or_default()
-                    .ptr
-                    .push(name);
-            } else {
+            let cluster_ips: Vec<IpAddr> = svc
+                .spec
+                .cluster_ip
+                .iter()
+                .chain(&svc.spec.cluster_ips)
+                .filter_map(|ip| ip.parse().ok())
+                .collect();
+            if cluster_ips.is_empty() {
                 // Headless: the selected pods themselves.
                 let rec = zone.records.entry(name).or_default();
                 for pod in pods.values().filter(|p| p.namespace() == ns) {
@@ -96,6 +97,21 @@ impl Zone {
                         rec.a.push(pod.ipv4);
                         rec.aaaa.push(pod.ipv6);
                     }
+                }
+            } else {
+                // A dual-stack Service answers A and AAAA, each with its address.
+                for ip in cluster_ips {
+                    let rec = zone.records.entry(name.clone()).or_default();
+                    match ip {
+                        IpAddr::V4(v4) if !rec.a.contains(&v4) => rec.a.push(v4),
+                        IpAddr::V6(v6) if !rec.aaaa.contains(&v6) => rec.aaaa.push(v6),
+                        _ => continue,
+                    }
+                    zone.records
+                        .entry(reverse_name(ip))
+                        .or_default()
+                        .ptr
+                        .push(name.clone());
                 }
             }
         }

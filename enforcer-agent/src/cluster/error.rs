@@ -14,6 +14,6 @@ pub enum PlanError {
     PodAddressesExhausted { node: String, block: String },
     #[error("a cluster has 1 to 8 nodes, not {count}")]
     NodeCount { count: u32 },
-    #[error("no Service addresses left in 198.19.0.0/16")]
+    #[error("no Service addresses left in 198.19.0.0/16 or 2001:2:0:19::/112")]
     ServiceAddressesExhausted,
 }

@@ -1,8 +1,9 @@
 //! From declared objects to the cluster as it would run: implied Namespaces and the
 //! cluster DNS ([`implied`]), Deployments expanded to pods `<deployment>-<i>`, pods
 //! placed on nodes ([`nodes`]) with addresses planned and Service `ClusterIPs`
-//! allocated ([`addresses`]), Services resolved to backends ([`services`]) and the
-//! names the cluster DNS serves ([`dns`]).
+//! allocated ([`addresses`]; one per family a Service asks for: [`service_ips`]),
+//! Services resolved to backends ([`services`]) and the names the cluster DNS serves
+//! ([`dns`]).
 //!
 //! [`plan()`] is a pure function: declared objects and an [`Allocation`] (what is already
 //! handed out) in, a [`ClusterPlan`] and the new allocation out. It knows nothing of how
@@ -18,6 +19,7 @@ pub mod implied;
 pub mod nodes;
 pub mod objects;
 pub mod plan;
+pub mod service_ips;
 pub mod services;
 
 pub use addresses::{Allocation, PodAddresses};

@@ -170,13 +170,8 @@ fn validate_service(d: &Declared, spec: &ServiceSpec) -> Result<(), PlanError> {
     if !is_dns_label(&d.object.meta().name) {
         return Err(d.invalid("metadata.name must be a DNS label"));
     }
-    if let Some(ip) = &spec.cluster_ip
-        && ip != "None"
-        && ip.parse::<std::net::Ipv4Addr>().is_err()
-    {
-        return Err(d.invalid(format!(
-            "spec.clusterIP {ip:?} is not an IPv4 address or \"None\""
-        )));
+    if !super::service_ips::is_headless(spec) {
+        super::service_ips::request(spec, &[]).map_err(|m| d.invalid(m))?;
     }
     for (i, p) in spec.ports.iter().enumerate() {
         if p.port == 0 {

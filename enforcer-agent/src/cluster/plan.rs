@@ -11,6 +11,7 @@ use super::addresses::{Allocation, PodAddresses, PodAllocator, ServiceAllocator}
 use super::error::PlanError;
 use super::nodes::{self, Node, Placement};
 use super::objects::{self, Declared};
+use super::service_ips::{self, Family};
 
 /// `namespace/name`, the key of pods throughout.
 pub fn pod_key(namespace: &str, name: &str) -> String {
@@ -302,8 +303,10 @@ pub fn plan(
     let mut cluster_ips = BTreeMap::new();
     for svc in &services {
         let object = Object::Service(svc.clone());
-        if let Some(ip) = &svc.spec.cluster_ip {
-            cluster_ips.insert(object.id(), ip.clone());
+        if !svc.spec.cluster_ips.is_empty() {
+            cluster_ips.insert(object.id(), svc.spec.cluster_ips.clone());
+        } else if let Some(ip) = &svc.spec.cluster_ip {
+            cluster_ips.insert(object.id(), vec![ip.clone()]);
         }
         objects.insert(object.id(), object);
     }
@@ -378,41 +381,83 @@ fn finished_pod(mut pod: Pod, had: Option<&PodAddresses>, node: Option<&String>)
     pod
 }
 
-/// Services with a `ClusterIP`: the declared one, else the one the Service already
-/// had, else a new one.
+/// Services with their cluster IPs ([`service_ips`]): for each family, the declared
+/// address, else the one the Service already had, else a new one; written back into
+/// `clusterIP`, `clusterIPs`, `ipFamilies` and `ipFamilyPolicy` as the API server does.
+/// Headless Services stay as declared.
 fn plan_services(
     declared: &BTreeMap<ObjectId, Declared>,
     allocation: &Allocation,
 ) -> Result<Vec<Service>, PlanError> {
     let mut services = Vec::new();
-    let mut taken: BTreeMap<Ipv4Addr, ObjectId> = BTreeMap::new();
-    let mut unassigned = Vec::new();
+    let mut taken: BTreeMap<IpAddr, ObjectId> = BTreeMap::new();
+    // Declared addresses first, so that no allocation takes one of them.
+    let mut pending = Vec::new();
     for d in declared.values() {
         let Object::Service(svc) = &d.object else {
             continue;
         };
         let mut svc = svc.clone();
-        if svc.spec.cluster_ip.is_none() {
-            svc.spec.cluster_ip = allocation.cluster_ips.get(&d.object.id()).cloned();
+        let kept = allocation
+            .cluster_ips
+            .get(&d.object.id())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if svc.spec.cluster_ip.is_none()
+            && svc.spec.cluster_ips.is_empty()
+            && kept.first().map(String::as_str) == Some("None")
+        {
+            svc.spec.cluster_ip = Some("None".to_owned());
         }
-        match svc.spec.cluster_ip.as_deref().map(str::parse::<Ipv4Addr>) {
-            Some(Ok(ip)) => {
-                if let Some(other) = taken.insert(ip, d.object.id()) {
-                    return Err(
-                        d.invalid(format!("spec.clusterIP {ip} is already used by {other}"))
-                    );
-                }
-                services.push(svc);
+        if service_ips::is_headless(&svc.spec) {
+            services.push(svc);
+            continue;
+        }
+        let kept: Vec<IpAddr> = kept.iter().filter_map(|ip| ip.parse().ok()).collect();
+        let request = service_ips::request(&svc.spec, &kept).map_err(|m| d.invalid(m))?;
+        for ip in &request.named {
+            if let Some(other) = taken.insert(*ip, d.object.id()) {
+                return Err(d.invalid(format!("spec.clusterIPs {ip} is already used by {other}")));
             }
-            Some(Err(_)) => services.push(svc), // "None": headless
-            None => unassigned.push(svc),
         }
+        pending.push((d, svc, request, kept));
+    }
+    // Kept addresses next (an update that leaves them out keeps them).
+    let mut chosen = Vec::new();
+    for (d, svc, request, kept) in pending {
+        let ips: Vec<(Family, Option<IpAddr>)> = request
+            .families
+            .iter()
+            .map(|&family| {
+                let named = request.named.iter().find(|ip| Family::of(**ip) == family);
+                let kept = kept
+                    .iter()
+                    .find(|ip| Family::of(**ip) == family && !taken.contains_key(ip));
+                (family, named.or(kept).copied())
+            })
+            .collect();
+        for ip in ips.iter().filter_map(|(_, ip)| *ip) {
+            taken.insert(ip, d.object.id());
+        }
+        chosen.push((svc, request.policy, ips));
     }
     let mut allocator = ServiceAllocator::new();
-    for mut svc in unassigned {
-        let ip = allocator.allocate(&taken)?;
-        svc.spec.cluster_ip = Some(ip.to_string());
-        taken.insert(ip, Object::Service(svc.clone()).id());
+    for (mut svc, policy, ips) in chosen {
+        let mut addresses = Vec::new();
+        for (family, ip) in ips {
+            let ip = if let Some(ip) = ip {
+                ip
+            } else {
+                let ip = allocator.allocate(family, &taken)?;
+                taken.insert(ip, Object::Service(svc.clone()).id());
+                ip
+            };
+            addresses.push((family, ip));
+        }
+        svc.spec.cluster_ips = addresses.iter().map(|(_, ip)| ip.to_string()).collect();
+        svc.spec.cluster_ip = svc.spec.cluster_ips.first().cloned();
+        svc.spec.ip_families = addresses.iter().map(|(f, _)| f.name().to_owned()).collect();
+        svc.spec.ip_family_policy = Some(policy.to_owned());
         services.push(svc);
     }
     Ok(services)

@@ -1,12 +1,14 @@
 //! Services resolved to their backends, as the endpoints controllers and kube-proxy
-//! see them ([`crate::model::endpoints`]): for every port of every Service with an
-//! IPv4 `ClusterIP`, the IPv4 backends — the selected pods running on a node of the
-//! plan with the container port the Service port targets, or the addresses a
-//! selector-less Service's `EndpointSlices` and `Endpoints` name — with the node each
-//! runs on when known.
+//! see them ([`crate::model::endpoints`]): for every port of every Service and each of
+//! its cluster IPs (one per family), the backends of that family — the selected pods
+//! running on a node of the plan with the container port the Service port targets, or
+//! the addresses a selector-less Service's `EndpointSlices` and `Endpoints` name — with
+//! the node each runs on when known, and the Service's other front-ends of that family
+//! (`externalIPs`, `status.loadBalancer.ingress[].ip`), which kube-proxy translates to
+//! the same backends.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use crate::model::endpoints::{EndpointSources, service_endpoints};
 use crate::model::workload::{PodIp, PodStatus};
@@ -17,7 +19,7 @@ use super::plan::PlannedPod;
 /// One backend of a Service port.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Backend {
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     /// The port after DNAT.
     pub port: u16,
     /// The node it runs on, when known (`externalTrafficPolicy: Local` needs it).
@@ -29,7 +31,11 @@ pub struct Backend {
 pub struct ServiceBackends {
     pub namespace: String,
     pub service: String,
-    pub cluster_ip: Ipv4Addr,
+    /// One cluster IP; the endpoints and external addresses are of its family.
+    pub cluster_ip: IpAddr,
+    /// `externalIPs` and load balancer ingress addresses of the family, translated on
+    /// `port` like `NodePorts` (following `externalTrafficPolicy`).
+    pub external_ips: Vec<IpAddr>,
     pub port: u16,
     /// `tcp` or `udp`.
     pub protocol: &'static str,
@@ -88,46 +94,67 @@ pub fn backends(
     };
     let mut out = Vec::new();
     for svc in services {
-        let Some(cluster_ip) = svc
-            .spec
-            .cluster_ip
-            .as_deref()
-            .and_then(|ip| ip.parse().ok())
-        else {
+        let cluster_ips: Vec<IpAddr> = if svc.spec.cluster_ips.is_empty() {
+            svc.spec.cluster_ip.iter().collect::<Vec<_>>()
+        } else {
+            svc.spec.cluster_ips.iter().collect()
+        }
+        .into_iter()
+        .filter_map(|ip| ip.parse().ok())
+        .collect();
+        if cluster_ips.is_empty() {
             continue;
-        };
+        }
+        let load_balancer = svc
+            .status
+            .iter()
+            .filter_map(|s| s.load_balancer.as_ref())
+            .flat_map(|lb| &lb.ingress)
+            .filter_map(|i| i.ip.as_ref());
+        let mut external: Vec<IpAddr> = svc
+            .spec
+            .external_ips
+            .iter()
+            .chain(load_balancer)
+            .filter_map(|ip| ip.parse().ok())
+            .collect();
+        external.sort_unstable();
+        external.dedup();
         let namespace = svc.metadata.namespace.clone().unwrap_or_default();
-        for resolved in service_endpoints(svc, &sources) {
-            let protocol = match resolved.port.protocol() {
-                "TCP" => "tcp",
-                "UDP" => "udp",
-                _ => continue,
-            };
-            let endpoints: Vec<Backend> = resolved
-                .endpoints
-                .into_iter()
-                .filter_map(|e| match e.ip {
-                    IpAddr::V4(ip) => Some(Backend {
-                        ip,
+        let resolved_ports = service_endpoints(svc, &sources);
+        for cluster_ip in cluster_ips {
+            let same_family = |ip: &IpAddr| ip.is_ipv4() == cluster_ip.is_ipv4();
+            for resolved in &resolved_ports {
+                let protocol = match resolved.port.protocol() {
+                    "TCP" => "tcp",
+                    "UDP" => "udp",
+                    _ => continue,
+                };
+                let endpoints: Vec<Backend> = resolved
+                    .endpoints
+                    .iter()
+                    .filter(|e| same_family(&e.ip))
+                    .map(|e| Backend {
+                        ip: e.ip,
                         port: e.port,
-                        node: e.node,
-                    }),
-                    IpAddr::V6(_) => None,
-                })
-                .collect();
-            out.push(ServiceBackends {
-                namespace: namespace.clone(),
-                service: svc.metadata.name.clone(),
-                cluster_ip,
-                port: resolved.port.port,
-                protocol,
-                endpoints,
-                node_port: resolved
-                    .port
-                    .node_port
-                    .filter(|_| svc.spec.service_type.as_deref() == Some("NodePort")),
-                external_local: svc.spec.external_traffic_local(),
-            });
+                        node: e.node.clone(),
+                    })
+                    .collect();
+                out.push(ServiceBackends {
+                    namespace: namespace.clone(),
+                    service: svc.metadata.name.clone(),
+                    cluster_ip,
+                    external_ips: external.iter().copied().filter(same_family).collect(),
+                    port: resolved.port.port,
+                    protocol,
+                    endpoints,
+                    node_port: resolved
+                        .port
+                        .node_port
+                        .filter(|_| svc.spec.service_type.as_deref() == Some("NodePort")),
+                    external_local: svc.spec.external_traffic_local(),
+                });
+            }
         }
     }
     out

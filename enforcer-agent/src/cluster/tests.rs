@@ -148,7 +148,7 @@ fn a_service_keeps_its_cluster_ip_when_an_update_omits_it() {
         namespace: "a".into(),
         name: "s".into(),
     };
-    assert_eq!(alloc.cluster_ips[&id], "198.19.0.11");
+    assert_eq!(alloc.cluster_ips[&id], ["198.19.0.11"]);
     // Planned again with a Service that sorts first: `s` keeps .11.
     let both = format!("{other}---\n{svc}");
     let mut kept = alloc.clone();
@@ -168,6 +168,89 @@ fn a_service_keeps_its_cluster_ip_when_an_update_omits_it() {
     };
     assert_eq!(ip("s"), "198.19.0.11");
     assert_eq!(ip("r"), "198.19.0.12");
+}
+
+#[test]
+fn ipv6_and_dual_stack_services_get_a_cluster_ip_of_each_family() {
+    let services = "\
+apiVersion: v1
+kind: Service
+metadata: {name: dual, namespace: a}
+spec: {ipFamilyPolicy: PreferDualStack, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: six, namespace: a}
+spec: {ipFamilies: [IPv6], ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: four, namespace: a}
+spec: {ports: [{port: 80}]}
+";
+    let (plan1, alloc) = plan_fresh(&declared_from(services));
+    let spec = |plan: &ClusterPlan, name: &str| {
+        plan.services
+            .iter()
+            .find(|s| s.metadata.name == name)
+            .map(|s| s.spec.clone())
+            .unwrap()
+    };
+    let dual = spec(&plan1, "dual");
+    assert_eq!(dual.cluster_ips, ["198.19.0.11", "2001:2:0:19::b"]);
+    assert_eq!(dual.cluster_ip.as_deref(), Some("198.19.0.11"));
+    assert_eq!(dual.ip_families, ["IPv4", "IPv6"]);
+    assert_eq!(dual.ip_family_policy.as_deref(), Some("PreferDualStack"));
+    let four = spec(&plan1, "four");
+    assert_eq!(four.cluster_ips, ["198.19.0.12"]);
+    assert_eq!(four.ip_families, ["IPv4"]);
+    assert_eq!(four.ip_family_policy.as_deref(), Some("SingleStack"));
+    let six = spec(&plan1, "six");
+    assert_eq!(six.cluster_ips, ["2001:2:0:19::c"]);
+    assert_eq!(six.cluster_ip.as_deref(), Some("2001:2:0:19::c"));
+    // The DNS answers A and AAAA for the dual-stack Service, AAAA only for the IPv6 one.
+    let zone = super::dns::Zone::build(&plan1.services, &plan1.pods);
+    let dual_rec = &zone.records["dual.a.svc.cluster.local"];
+    assert_eq!(dual_rec.a, [Ipv4Addr::new(198, 19, 0, 11)]);
+    assert_eq!(
+        dual_rec.aaaa,
+        ["2001:2:0:19::b".parse::<Ipv6Addr>().unwrap()]
+    );
+    let six_rec = &zone.records["six.a.svc.cluster.local"];
+    assert!(six_rec.a.is_empty(), "{six_rec:?}");
+    // An update that turns `four` dual-stack keeps its IPv4 address and adds an IPv6
+    // one; `dual` re-declared without its fields keeps both of its addresses.
+    let updated = services.replace(
+        "metadata: {name: four, namespace: a}\nspec: {",
+        "metadata: {name: four, namespace: a}\nspec: {ipFamilyPolicy: RequireDualStack, ",
+    );
+    let (plan2, _) = plan(&declared_from(&updated), &default_nodes(), &alloc).unwrap();
+    assert_eq!(
+        spec(&plan2, "four").cluster_ips,
+        ["198.19.0.12", "2001:2:0:19::d"]
+    );
+    assert_eq!(spec(&plan2, "dual").cluster_ips, dual.cluster_ips);
+    // Backends of each family behind each ClusterIP.
+    let backends = super::services::backends(&plan2.services, &plan2.pods, &plan2.objects);
+    let families: Vec<(String, IpAddr)> = backends
+        .iter()
+        .filter(|b| b.namespace == "a")
+        .map(|b| (b.service.clone(), b.cluster_ip))
+        .collect();
+    assert_eq!(families.len(), 5, "{families:?}");
+}
+
+#[test]
+fn service_family_fields_the_api_server_refuses_are_refused() {
+    let bad = "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: a}\nspec: {ipFamilies: [IPv4, IPv6], ports: [{port: 80}]}\n";
+    let err = plan(
+        &declared_from(bad),
+        &default_nodes(),
+        &Allocation::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("ipFamilyPolicy"), "{err}");
 }
 
 #[test]

@@ -256,10 +256,15 @@ impl Lab {
         // datastore (where the API server keeps them).
         let mut allocation = self.state.allocation();
         for (id, object) in current {
-            if let Object::Service(svc) = object
-                && let Some(ip) = &svc.spec.cluster_ip
-            {
-                allocation.cluster_ips.insert(id.clone(), ip.clone());
+            if let Object::Service(svc) = object {
+                let ips = if svc.spec.cluster_ips.is_empty() {
+                    svc.spec.cluster_ip.iter().cloned().collect()
+                } else {
+                    svc.spec.cluster_ips.clone()
+                };
+                if !ips.is_empty() {
+                    allocation.cluster_ips.insert(id.clone(), ips);
+                }
             }
         }
         let (plan, allocation) = cluster::plan(&declared, self.topo.nodes(), &allocation)?;

@@ -279,6 +279,13 @@ pub struct ServiceSpec {
     /// first is `clusterIP`).
     #[serde(default, rename = "clusterIPs", skip_serializing_if = "Vec::is_empty")]
     pub cluster_ips: Vec<String>,
+    /// `SingleStack` (the API server's default), `PreferDualStack` or
+    /// `RequireDualStack`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_family_policy: Option<String>,
+    /// `IPv4` and/or `IPv6`, the primary (the `clusterIP`'s) first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_families: Vec<String>,
     /// Addresses outside the cluster's ranges that kube-proxy also translates to the
     /// Service's backends.
     #[serde(default, rename = "externalIPs", skip_serializing_if = "Vec::is_empty")]
