@@ -44,14 +44,16 @@ pub(super) fn nodes(g: &mut Gen) -> Vec<Value> {
         .collect()
 }
 
-/// A namespace label selector: all, by a label, by name, or by a missing label.
+/// A namespace label selector: all (rarely: an ANP over all pods decides so much that
+/// the policies after it would seldom be reached), by a label, by name, or by a
+/// missing label.
 fn namespaces(g: &mut Gen) -> Value {
-    match g.below(5) {
+    match g.below(8) {
         0 => json!({}),
         1 => json!({"matchLabels": {"team": g.pick(&["a", "b"])}}),
-        2 => json!({"matchLabels": {"kubernetes.io/metadata.name": g.pick(&NAMESPACES)}}),
-        3 => json!({"matchExpressions": [{"key": "team", "operator": "DoesNotExist"}]}),
-        _ => json!({"matchExpressions": [{"key": "team", "operator": "In", "values": ["a", "b"]}]}),
+        3 | 4 => json!({"matchExpressions": [{"key": "team", "operator": "DoesNotExist"}]}),
+        5 => json!({"matchExpressions": [{"key": "team", "operator": "In", "values": ["a", "b"]}]}),
+        _ => json!({"matchLabels": {"kubernetes.io/metadata.name": g.pick(&NAMESPACES)}}),
     }
 }
 
@@ -157,7 +159,8 @@ fn spec(g: &mut Gen, actions: &[&str]) -> serde_json::Map<String, Value> {
 
 /// An `AdminNetworkPolicy` named `anp<i>`.
 pub(super) fn admin_network_policy(g: &mut Gen, i: usize) -> Value {
-    let mut spec = spec(g, &["Allow", "Deny", "Pass"]);
+    // Pass twice as often: it hands the decision on to the Calico tiers.
+    let mut spec = spec(g, &["Allow", "Deny", "Pass", "Pass"]);
     spec.insert("priority".into(), json!(*g.pick(&PRIORITIES)));
     json!({
         "apiVersion": "policy.networking.k8s.io/v1alpha1", "kind": "AdminNetworkPolicy",
