@@ -637,6 +637,7 @@ impl Bench {
             .and_then(|(p, r)| applied.cluster.policies[p].rules(leg.dir).get(r));
         if let Some(rule) = deciding {
             if rule.source.services.is_some() || rule.destination.services.is_some() {
+                stats.bump("services rule".to_owned());
                 stats.bump(format!("services rule/{action}"));
             }
             if !rule.source.ports.is_empty() || !rule.source.not_ports.is_empty() {
@@ -842,9 +843,9 @@ impl Case {
 /// rule's protocol, a port in (or at the edge of) its ports, its ICMP type, a peer in
 /// its nets; so that rules, not defaults, decide often. `None` if the endpoint has no
 /// such rule.
-fn targeted_packet(
+fn targeted_packet<'a>(
     g: &mut Gen,
-    applied: &Applied,
+    applied: &'a Applied,
     local: &[IpAddr],
     pool: &[IpAddr],
 ) -> Option<Packet> {
@@ -868,11 +869,22 @@ fn targeted_packet(
     }
     let (mine, dir, rules) = g.pick(&targets);
     let (mine, dir) = (*mine, *dir);
-    let rule = *g.pick(rules);
-    let peer_side = match dir {
+    let peer_of = |rule: &'a enforcer::policy::Rule| match dir {
         Direction::Ingress => &rule.source,
         Direction::Egress => &rule.destination,
     };
+    // Rules matching a Service's backends are rare among the rules: favour them.
+    let service_rules: Vec<&enforcer::policy::Rule> = rules
+        .iter()
+        .copied()
+        .filter(|r| peer_of(r).services.is_some())
+        .collect();
+    let rule = if !service_rules.is_empty() && g.chance(25) {
+        *g.pick(&service_rules)
+    } else {
+        *g.pick(rules)
+    };
+    let peer_side = peer_of(rule);
     // A backend of the rule's Service (of the family), with the port it serves.
     let backends: Vec<&enforcer::policy::Backend> = peer_side
         .services

@@ -156,7 +156,7 @@ fn bpf_programs_agree_with_the_evaluator() {
         "tier kube-baseline",
         "ICMP error/allow",
         "ICMP error/deny",
-        "services rule/allow",
+        "services rule",
         "follow-up: related error passed",
         "follow-up: error judged as new traffic",
         "follow-up: echo reply passed",
