@@ -23,7 +23,19 @@
 //!    when the peer is not a local endpoint) in the current generation, a denied leg
 //!    leaves no entry, and the programs write no other tuple.
 //!
-//! Conntrack entries are deleted after each packet, so every packet is a new flow.
+//! Conntrack entries are deleted after each packet, so every packet is a new flow:
+//! ICMP errors among them quote packets of no approved flow and are judged by their
+//! type and code. Half of the packets every leg allows are followed, before the
+//! deletion, by a packet of their flow (`related`): an ICMP error quoting the packet
+//! or its reply must pass every local leg creating and refreshing nothing (check
+//! **related**) when the semantics relate it, and is otherwise a first packet with
+//! checks 1-5; an echo request's reply must pass as a reply.
+//!
+//! Clusters and packets (`enforcer::testkit::arbitrary`, [`Case`]): Kubernetes and
+//! Calico policies, tiers and network sets, `AdminNetworkPolicy` and
+//! `BaselineAdminNetworkPolicy` with `Node`s, Services with backends and the Calico
+//! rules that match them; packets of every protocol with varied source ports, aimed at
+//! the rules' ports, nets and Service backends (see `tests/bpf_differential.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -59,14 +71,22 @@ use enforcer_common::{
 use serde_json::Value;
 
 use crate::bpf::OrPanic as _;
-use crate::bpf::dataplane::{Hook, addr16, ct_key, test_run};
-use crate::bpf::packet::{ACK, Ext, FIN, PSH, SYN, V4, icmp, sctp, tcp, udp, v6};
+use crate::bpf::dataplane::{Hook, addr16, test_run};
+
+mod frame;
+mod related;
+
+pub use frame::{describe_frame, frame, is_icmp_error};
 
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;
 
 /// Pods the cluster generator can create: `pod0..pod5` in each of its namespaces.
 pub const PODS_PER_NAMESPACE: usize = 6;
+
+/// Share (in sixteenths) of the allowed packets followed by a packet of their flow
+/// (`related`: ICMP errors quoting them, echo replies).
+const FOLLOW_UP_SIXTEENTHS: u64 = 8;
 
 /// Share of a cluster's endpoints that are local (have an interface and an
 /// `ENF_ENDPOINTS` entry); the others are remote pods, plain peers.
@@ -273,16 +293,34 @@ impl Bench {
         packet: &Packet,
         stats: &mut Stats,
     ) -> Result<u64, Mismatch> {
-        let result = self.check_legs(applied, packet, stats);
-        let (_, key) = frame(packet);
-        let _ = self.conntrack.remove(&key);
-        let leftover: Vec<CtKey> = self.conntrack.keys().filter_map(Result::ok).collect();
-        for k in &leftover {
+        let (bytes, key) = frame(packet);
+        let result = self.check_first(applied, packet, &bytes, &key, stats);
+        let all: Vec<CtKey> = self.conntrack.keys().filter_map(Result::ok).collect();
+        for k in &all {
             let _ = self.conntrack.remove(k);
         }
         while self.events.next().is_some() {}
         self.reset_event_limits();
-        let cases = result?;
+        result
+    }
+
+    /// [`Self::check_legs`], then the conntrack check across tuples and, for a packet
+    /// every leg allowed, often the follow-up step of `related`.
+    fn check_first(
+        &mut self,
+        applied: &Applied,
+        packet: &Packet,
+        bytes: &[u8],
+        key: &CtKey,
+        stats: &mut Stats,
+    ) -> Result<u64, Mismatch> {
+        let mut cases = self.check_legs(applied, packet, bytes, key, stats)?;
+        let leftover: Vec<CtKey> = self
+            .conntrack
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k != key)
+            .collect();
         if !leftover.is_empty() {
             return Err(Mismatch {
                 check: "conntrack",
@@ -290,6 +328,12 @@ impl Bench {
                     "{packet:?}: the programs wrote other tuples than the packet's {key:?}: {leftover:?}"
                 ),
             });
+        }
+        let allowed = eval::evaluate(&applied.cluster, packet).allowed;
+        if allowed && (frame::mix(packet) >> 60) < FOLLOW_UP_SIXTEENTHS {
+            while self.events.next().is_some() {}
+            self.reset_event_limits();
+            cases += self.check_follow_up(applied, packet, stats)?;
         }
         Ok(cases)
     }
@@ -308,14 +352,16 @@ impl Bench {
             .or_panic("resetting ENF_EVENT_BUDGET");
     }
 
+    /// Judges every local leg of `packet` (sent as `frame`, conntrack tuple `key`).
     fn check_legs(
         &mut self,
         applied: &Applied,
         packet: &Packet,
+        frame: &[u8],
+        key: &CtKey,
         stats: &mut Stats,
     ) -> Result<u64, Mismatch> {
         let flow = eval::evaluate(&applied.cluster, packet);
-        let (frame, key) = frame(packet);
         let src_local = applied.local_endpoint(packet.src);
         let dst_local = applied.local_endpoint(packet.dst);
         let mut cases = 0;
@@ -333,7 +379,7 @@ impl Bench {
                 peer_local: dst_local.is_some(),
                 prior: 0,
             };
-            egress_ok = self.check_leg(applied, packet, &frame, &key, &leg, want, stats)?;
+            egress_ok = self.check_leg(applied, packet, frame, key, &leg, want, stats)?;
             cases += 1;
         }
         if let Some(ep) = dst_local {
@@ -349,7 +395,7 @@ impl Bench {
                 peer_local: src_local.is_some(),
                 prior: if egress_ok { CT_F_EGRESS_OK } else { 0 },
             };
-            self.check_leg(applied, packet, &frame, &key, &leg, want, stats)?;
+            self.check_leg(applied, packet, frame, key, &leg, want, stats)?;
             cases += 1;
         }
         Ok(cases)
@@ -586,6 +632,22 @@ impl Bench {
         if let Some(p) = &want.policy {
             stats.bump(format!("policy kind {}", p.kind));
         }
+        if is_icmp_error(packet) {
+            stats.bump(format!("ICMP error/{action}"));
+        }
+        let deciding = want
+            .policy_index
+            .zip(want.rule_index)
+            .and_then(|(p, r)| applied.cluster.policies[p].rules(leg.dir).get(r));
+        if let Some(rule) = deciding {
+            if rule.source.services.is_some() || rule.destination.services.is_some() {
+                stats.bump("services rule".to_owned());
+                stats.bump(format!("services rule/{action}"));
+            }
+            if !rule.source.ports.is_empty() || !rule.source.not_ports.is_empty() {
+                stats.bump(format!("source ports rule/{action}"));
+            }
+        }
         Ok(allowed)
     }
 
@@ -701,109 +763,6 @@ struct Leg<'a> {
     prior: u32,
 }
 
-/// A stable hash of the packet, for the frame details the evaluator does not see
-/// (TCP flags, ICMP echo id, IPv4 options, IPv6 extension headers): a packet always
-/// makes the same frame, so a shrunk reproducer replays exactly.
-fn mix(packet: &Packet) -> u64 {
-    let text = format!("{packet:?}");
-    text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
-}
-
-const TCP_FLAGS: [u8; 8] = [SYN, SYN, SYN, SYN, ACK, PSH | ACK, SYN | ACK, FIN | ACK];
-
-/// The Ethernet frame of a packet and the conntrack tuple the programs key it by.
-pub fn frame(packet: &Packet) -> (Vec<u8>, CtKey) {
-    let h = mix(packet);
-    let tcp_flags = TCP_FLAGS[(h % 8) as usize];
-    let echo_id = (h >> 8) as u16;
-    let v4 = packet.src.is_ipv4();
-    let echo_request = packet.icmp_type == if v4 { 8 } else { 128 };
-    let echo_reply = packet.icmp_type == if v4 { 0 } else { 129 };
-    let (l4, sport, dport) = match packet.proto {
-        6 => (
-            tcp(packet.src_port, packet.dst_port, tcp_flags),
-            packet.src_port,
-            packet.dst_port,
-        ),
-        17 | 136 => (
-            udp(packet.src_port, packet.dst_port),
-            packet.src_port,
-            packet.dst_port,
-        ),
-        132 => (
-            sctp(packet.src_port, packet.dst_port),
-            packet.src_port,
-            packet.dst_port,
-        ),
-        p if is_icmp(p) => {
-            let message = u16::from(packet.icmp_type) << 8 | u16::from(packet.icmp_code);
-            let (s, d) = if echo_request {
-                (echo_id, 0)
-            } else if echo_reply {
-                (0, echo_id)
-            } else {
-                (message, message)
-            };
-            (icmp(packet.icmp_type, packet.icmp_code, echo_id), s, d)
-        }
-        _ => (vec![0; 8], 0, 0),
-    };
-    let bytes = match (packet.src, packet.dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let mut header = V4::new(s, d, packet.proto);
-            if (h >> 24).is_multiple_of(4) {
-                // NOP, NOP, NOP, end of options: the L4 offset comes from IHL.
-                header = header.options(&[1, 1, 1, 0]);
-            }
-            header.frame(&l4)
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            let exts: &[Ext] = match (h >> 24) % 6 {
-                0 => &[Ext::HopByHop],
-                1 => &[Ext::Fragment {
-                    offset_units: 0,
-                    more: true,
-                }],
-                2 => &[Ext::DstOpts, Ext::Routing],
-                _ => &[],
-            };
-            v6(s, d, exts, packet.proto, &l4)
-        }
-        _ => panic!("mixed-family packet {packet:?}"),
-    };
-    (
-        bytes,
-        ct_key(packet.src, packet.dst, sport, dport, packet.proto),
-    )
-}
-
-/// The frame details of [`frame`], for reproducers.
-pub fn describe_frame(packet: &Packet) -> String {
-    let h = mix(packet);
-    let mut parts = Vec::new();
-    if packet.proto == 6 {
-        parts.push(format!("TCP flags {:#04x}", TCP_FLAGS[(h % 8) as usize]));
-    }
-    if is_icmp(packet.proto) {
-        parts.push(format!("ICMP id {}", (h >> 8) as u16));
-    }
-    let extra = (h >> 24) % if packet.src.is_ipv4() { 4 } else { 6 };
-    match (packet.src.is_ipv4(), extra) {
-        (true, 0) => parts.push("IPv4 options".to_owned()),
-        (false, 0) => parts.push("hop-by-hop header".to_owned()),
-        (false, 1) => parts.push("first-fragment header".to_owned()),
-        (false, 2) => parts.push("destination options + routing headers".to_owned()),
-        _ => {}
-    }
-    if parts.is_empty() {
-        "plain frame".to_owned()
-    } else {
-        parts.join(", ")
-    }
-}
-
 /// A generated cluster: its documents and which endpoint interfaces are local.
 pub struct Case {
     pub seed: u64,
@@ -818,15 +777,19 @@ impl Case {
         let mut objects = arbitrary::generate(seed).objects;
         let mut g = Gen::new(seed ^ 0x6d6f_7265); // "more"
         if g.chance(50) {
-            // Denser policy sets: the policies (and tier) of a second cluster too.
-            let has_tier = objects.iter().any(|o| o["kind"] == "Tier");
+            // Denser policy sets: the policies (and tier, and baseline policy, of
+            // which a cluster has one) of a second cluster too.
+            let has = |objects: &[Value], kind: &str| objects.iter().any(|o| o["kind"] == kind);
+            let singletons = ["Tier", "BaselineAdminNetworkPolicy"];
             for mut o in arbitrary::generate(g.next()).objects {
                 let kind = o["kind"].as_str().unwrap_or_default().to_owned();
-                if kind.ends_with("NetworkPolicy") {
+                if singletons.contains(&kind.as_str()) {
+                    if !has(&objects, &kind) {
+                        objects.push(o);
+                    }
+                } else if kind.ends_with("NetworkPolicy") {
                     let name = format!("{}b", o["metadata"]["name"].as_str().unwrap_or_default());
                     o["metadata"]["name"] = Value::String(name);
-                    objects.push(o);
-                } else if kind == "Tier" && !has_tier {
                     objects.push(o);
                 }
             }
@@ -898,9 +861,9 @@ impl Case {
 /// rule's protocol, a port in (or at the edge of) its ports, its ICMP type, a peer in
 /// its nets; so that rules, not defaults, decide often. `None` if the endpoint has no
 /// such rule.
-fn targeted_packet(
+fn targeted_packet<'a>(
     g: &mut Gen,
-    applied: &Applied,
+    applied: &'a Applied,
     local: &[IpAddr],
     pool: &[IpAddr],
 ) -> Option<Packet> {
@@ -924,13 +887,35 @@ fn targeted_packet(
     }
     let (mine, dir, rules) = g.pick(&targets);
     let (mine, dir) = (*mine, *dir);
-    let rule = *g.pick(rules);
-    let peer_side = match dir {
+    let peer_of = |rule: &'a enforcer::policy::Rule| match dir {
         Direction::Ingress => &rule.source,
         Direction::Egress => &rule.destination,
     };
-    // The peer: inside one of the rule's nets, or any address of the family.
-    let peer = if !peer_side.nets.is_empty() && g.chance(80) {
+    // Rules matching a Service's backends are rare among the rules: favour them.
+    let service_rules: Vec<&enforcer::policy::Rule> = rules
+        .iter()
+        .copied()
+        .filter(|r| peer_of(r).services.is_some())
+        .collect();
+    let rule = if !service_rules.is_empty() && g.chance(25) {
+        *g.pick(&service_rules)
+    } else {
+        *g.pick(rules)
+    };
+    let peer_side = peer_of(rule);
+    // A backend of the rule's Service (of the family), with the port it serves.
+    let backends: Vec<&enforcer::policy::Backend> = peer_side
+        .services
+        .iter()
+        .flat_map(|s| cluster.backends(s))
+        .filter(|b| b.ip.is_ipv4() == mine.is_ipv4())
+        .collect();
+    let backend = (!backends.is_empty() && g.chance(85)).then(|| *g.pick(&backends));
+    // The peer: the backend, inside one of the rule's nets, or any address of the
+    // family.
+    let peer = if let Some(b) = backend {
+        b.ip
+    } else if !peer_side.nets.is_empty() && g.chance(80) {
         let net = *g.pick(&peer_side.nets);
         if net.addr().is_ipv4() != mine.is_ipv4() {
             return None;
@@ -963,30 +948,54 @@ fn targeted_packet(
     packet.dst_port = 0;
     packet.icmp_type = 0;
     packet.icmp_code = 0;
+    if let Some(b) = backend.filter(|b| rule.protocol.is_none_or(|p| p == b.protocol)) {
+        packet.proto = b.protocol;
+    }
     if has_ports(packet.proto) {
-        packet.src_port = g.next() as u16;
+        packet.src_port = arbitrary::source_port(g);
         packet.dst_port = g.next() as u16;
-        let ports = &rule.destination.ports;
-        if !ports.is_empty() && g.chance(85) {
-            packet.dst_port = match g.pick(ports) {
-                enforcer::policy::PortMatch::Range(a, b) => match g.below(4) {
-                    0 => *a,
-                    1 => *b,
-                    2 => b.saturating_add(1),
-                    _ => a.saturating_add((g.next() % (u64::from(*b - *a) + 1)) as u16),
-                },
-                enforcer::policy::PortMatch::Named(_) => *g.pick(&[53, 80, 81, 8080]),
-            };
+        if let Some(p) = near(g, &rule.destination.ports) {
+            packet.dst_port = p;
+        }
+        if let Some(b) = backend.filter(|b| b.protocol == packet.proto && dir == Direction::Egress)
+            && g.chance(85)
+        {
+            packet.dst_port = b.port;
+        }
+        if let Some(p) = near(g, &rule.source.ports) {
+            packet.src_port = p;
         }
     } else if is_icmp(packet.proto) {
-        packet.icmp_type = *g.pick(&[0, 3, 8, 11, 128, 129]);
-        packet.icmp_code = *g.pick(&[0, 1, 3, 4]);
+        packet.icmp_type = *g.pick(if mine.is_ipv4() {
+            &arbitrary::V4_ICMP_TYPES[..]
+        } else {
+            &arbitrary::V6_ICMP_TYPES[..]
+        });
+        packet.icmp_code = *g.pick(&arbitrary::ICMP_CODES);
         if let Some(icmp) = rule.icmp.filter(|_| g.chance(80)) {
             packet.icmp_type = icmp.icmp_type;
             packet.icmp_code = icmp.code.unwrap_or(packet.icmp_code);
         }
     }
     Some(packet)
+}
+
+/// A port at or next to a boundary of one of `ports` (85% of the time when there are
+/// any): a range's ends, the port after it, or inside; a named port's usual numbers.
+fn near(g: &mut Gen, ports: &[enforcer::policy::PortMatch]) -> Option<u16> {
+    if ports.is_empty() || !g.chance(85) {
+        return None;
+    }
+    Some(match g.pick(ports) {
+        enforcer::policy::PortMatch::Range(a, b) => match g.below(5) {
+            0 => *a,
+            1 => *b,
+            2 => b.saturating_add(1),
+            3 => a.saturating_sub(1),
+            _ => a.saturating_add((g.next() % (u64::from(*b - *a) + 1)) as u16),
+        },
+        enforcer::policy::PortMatch::Named(_) => *g.pick(&[53, 80, 81, 8080]),
+    })
 }
 
 /// A random address inside `net` (its first address a quarter of the time).

@@ -1,10 +1,32 @@
 //! Differential test of the whole policy path (privileged: run as root): random
-//! clusters (Kubernetes and Calico policies: tiers, orders, Allow/Deny/Pass/Log, nets
-//! and notNets, selectors and notSelectors, namespace selectors, service accounts,
-//! ports, notPorts, ranges and named ports, protocols, ICMP type/code, IPv4 and IPv6)
-//! are compiled, written by the real generation writer and judged by the real programs
-//! under `BPF_PROG_TEST_RUN`, packet by packet, against the reference evaluator. The
-//! checks of every case are listed in `enforcer_tests::differential`.
+//! clusters are compiled, written by the real generation writer and judged by the real
+//! programs under `BPF_PROG_TEST_RUN`, packet by packet, against the reference
+//! evaluator. The checks of every case are listed in `enforcer_tests::differential`.
+//!
+//! What is generated (`enforcer::testkit::arbitrary`):
+//!
+//! - Kubernetes `NetworkPolicy`; Calico `NetworkPolicy`/`GlobalNetworkPolicy`, `Tier`
+//!   (orders, default actions), `NetworkSet`/`GlobalNetworkSet`: Allow/Deny/Pass/Log,
+//!   nets and notNets, selectors and notSelectors, namespace selectors, service
+//!   accounts, ports, notPorts, ranges and named ports, protocols and notProtocol,
+//!   ipVersion, ICMP type/code and notICMP; `destination.services` in egress rules and
+//!   `source.services` in ingress rules (source ports once the compiler takes them:
+//!   `arbitrary::GENERATE_SOURCE_PORTS`);
+//! - `AdminNetworkPolicy` (priorities with ties, Allow/Deny/Pass) and the
+//!   `BaselineAdminNetworkPolicy` (Allow/Deny): namespace and pod subjects and peers,
+//!   egress `networks` (mixed families) and `nodes`, port numbers, named ports and
+//!   ranges; `Node` objects for the `nodes` peers;
+//! - Services with backends from a selector (target port by number or name) or from
+//!   `Endpoints`/`EndpointSlice` objects (pod or outside addresses, ready or not);
+//! - packets of both families: TCP, UDP, SCTP, `UDPLite`, GRE, ICMP and `ICMPv6` (echo,
+//!   and errors quoting a packet: destination unreachable, fragmentation needed /
+//!   packet too big, time exceeded, parameter problem), source ports at rule
+//!   boundaries and anywhere, destination ports and peers aimed at rules (a rule's
+//!   nets, its Service's backends and ports);
+//! - for half of the allowed packets, a follow-up packet of the same flow with its
+//!   conntrack entry in place: an ICMP error quoting it or its reply (related: passes
+//!   untouched, unless the quote cannot relate), an error sent the wrong way (judged
+//!   as new traffic), or an echo request's reply.
 //!
 //! - `ENFORCER_BPF_DIFF_CASES` (default 100,000): cases (legs) to judge;
 //! - `ENFORCER_BPF_DIFF_SEED`: base seed (default: random, printed);
@@ -127,7 +149,17 @@ fn bpf_programs_agree_with_the_evaluator() {
         "policy kind NetworkPolicy",
         "policy kind GlobalNetworkPolicy",
         "policy kind projectcalico.org/NetworkPolicy",
+        "policy kind AdminNetworkPolicy",
+        "policy kind BaselineAdminNetworkPolicy",
         "tier t1",
+        "tier kube-admin",
+        "tier kube-baseline",
+        "ICMP error/allow",
+        "ICMP error/deny",
+        "services rule",
+        "follow-up: related error passed",
+        "follow-up: error judged as new traffic",
+        "follow-up: echo reply passed",
     ] {
         let floor = stats.cases / 2000;
         assert!(
