@@ -23,6 +23,11 @@
 //!    when the peer is not a local endpoint) in the current generation, a denied leg
 //!    leaves no entry, and the programs write no other tuple.
 //!
+//! Encapsulation a workload sends (IPIP, IPv6-in-IP, VXLAN on UDP 4789) is dropped at
+//! its egress before policy (Calico's default), which the evaluator, the policy alone,
+//! does not model: such a packet's egress case checks the drop and that no entry was
+//! written, and it goes no further.
+//!
 //! Conntrack entries are deleted after each packet, so every packet is a new flow:
 //! ICMP errors among them quote packets of no approved flow and are judged by their
 //! type and code. Half of the packets every leg allows are followed, before the
@@ -366,6 +371,32 @@ impl Bench {
         let dst_local = applied.local_endpoint(packet.dst);
         let mut cases = 0;
         let mut egress_ok = false;
+        if let Some(ep) = src_local
+            && is_workload_encapsulation(packet)
+        {
+            // Dropped before policy at the pod's egress (`enforcer-ebpf/src/spoof.rs`,
+            // Calico's default for workloads); the evaluator is the policy alone.
+            let run = test_run(
+                &self.ebpf,
+                Hook::PodEgress,
+                frame,
+                applied.local[&ep.iface],
+                0,
+            );
+            let entry = self.conntrack.get(key, 0).ok();
+            if run.action != TC_ACT_SHOT || entry.is_some() {
+                return Err(Mismatch {
+                    check: "verdict",
+                    detail: format!(
+                        "{packet:?}: encapsulation from {} must be dropped before policy, leaving no conntrack entry: TC action {}, entry {entry:?}",
+                        ep.workload(),
+                        run.action
+                    ),
+                });
+            }
+            stats.bump("encapsulation from a workload dropped".to_owned());
+            return Ok(1);
+        }
         if let Some(ep) = src_local {
             let want = flow
                 .egress
@@ -645,6 +676,7 @@ impl Bench {
                 stats.bump(format!("services rule/{action}"));
             }
             if !rule.source.ports.is_empty() || !rule.source.not_ports.is_empty() {
+                stats.bump("source ports rule".to_owned());
                 stats.bump(format!("source ports rule/{action}"));
             }
         }
@@ -1065,4 +1097,9 @@ pub fn reproducer(bench: &mut Bench, case: &Case, packet: Packet, first: &Mismat
         n = objects.len(),
         json = enforcer::testkit::synth::to_yaml_stream(&objects),
     )
+}
+
+/// IPIP (4), IPv6-in-IP (41) or VXLAN (UDP 4789): what a workload may not send.
+fn is_workload_encapsulation(packet: &Packet) -> bool {
+    matches!(packet.proto, 4 | 41) || (packet.proto == 17 && packet.dst_port == 4789)
 }

@@ -9,9 +9,9 @@
 //!   (orders, default actions), `NetworkSet`/`GlobalNetworkSet`: Allow/Deny/Pass/Log,
 //!   nets and notNets, selectors and notSelectors, namespace selectors, service
 //!   accounts, ports, notPorts, ranges and named ports, protocols and notProtocol,
-//!   ipVersion, ICMP type/code and notICMP; `destination.services` in egress rules and
-//!   `source.services` in ingress rules (source ports once the compiler takes them:
-//!   `arbitrary::GENERATE_SOURCE_PORTS`);
+//!   ipVersion, ICMP type/code and notICMP; source ports and notPorts (numbers, ranges,
+//!   named ports); `destination.services` in egress rules and `source.services` in
+//!   ingress rules;
 //! - `AdminNetworkPolicy` (priorities with ties, Allow/Deny/Pass) and the
 //!   `BaselineAdminNetworkPolicy` (Allow/Deny): namespace and pod subjects and peers,
 //!   egress `networks` (mixed families) and `nodes`, port numbers, named ports and
@@ -157,6 +157,7 @@ fn bpf_programs_agree_with_the_evaluator() {
         "ICMP error/allow",
         "ICMP error/deny",
         "services rule",
+        "source ports rule",
         "follow-up: related error passed",
         "follow-up: error judged as new traffic",
         "follow-up: echo reply passed",

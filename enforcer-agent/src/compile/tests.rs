@@ -227,7 +227,7 @@ fn scale_1000_rules_3000_pods() {
 fn differential_cases_exercise_every_decision_kind() {
     use std::collections::HashMap;
     let mut kinds: HashMap<String, usize> = HashMap::new();
-    for seed in 1..800u64 {
+    for seed in 1..1200u64 {
         let generated = generate(seed);
         let Some(cluster) = build(&generated.objects) else {
             continue;
@@ -281,7 +281,7 @@ fn time_phases() {
         std::time::Duration::ZERO,
         std::time::Duration::ZERO,
     );
-    for seed in 1..800u64 {
+    for seed in 1..1200u64 {
         let t = std::time::Instant::now();
         let g = generate(seed);
         t_gen += t.elapsed();

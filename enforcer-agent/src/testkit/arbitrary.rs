@@ -11,7 +11,7 @@
 //! policies of every kind the agent enforces: Kubernetes `NetworkPolicy`, Calico
 //! `NetworkPolicy`/`GlobalNetworkPolicy` (actions, protocols, ICMP type/code, nets,
 //! selectors, namespace selectors, service accounts, ports, notPorts, ranges and named
-//! ports, `services`; source ports behind [`GENERATE_SOURCE_PORTS`]) and
+//! ports, `services`, source ports and notPorts) and
 //! `AdminNetworkPolicy`/`BaselineAdminNetworkPolicy` ([`admin`]).
 
 use std::net::IpAddr;
@@ -29,13 +29,6 @@ mod minimise;
 mod services;
 
 pub use minimise::minimise;
-
-/// Whether Calico rules get `source.ports`/`source.notPorts` (numbers, ranges, named
-/// ports). The compiler refuses them today (`CompileError::SourcePortsUnsupported`),
-/// and the differential tests compile every generated cluster, so they stay off until
-/// the compiler supports them; then flipping this is all the tests need: packets
-/// already carry source ports at every boundary the rules use ([`PACKET_PORTS`]).
-pub const GENERATE_SOURCE_PORTS: bool = false;
 
 /// Small deterministic generator; proptest supplies the seed (shrinking a seed is
 /// meaningless, so failures are minimised by [`minimise`] instead).
@@ -484,7 +477,7 @@ fn calico_rule(
     } else if services && g.chance(60) {
         json!({})
     } else {
-        calico_entity(g, family_v4, ports_ok && GENERATE_SOURCE_PORTS, proto)
+        calico_entity(g, family_v4, ports_ok, proto)
     };
     if src.as_object().is_some_and(|m| !m.is_empty()) {
         r.insert("source".into(), src);

@@ -5,8 +5,8 @@
 //! - an ICMP error quoting the flow's packet, back to the initiator (sent by the
 //!   responder or by a router on the path), or quoting a reply, to the responder:
 //!   passes on every local leg, creating and refreshing nothing, when the quote
-//!   parses (its IP header and 8 bytes of L4 header, no IPv6 extension header, a
-//!   quoted ICMP message only if it is an echo); otherwise it is new traffic, judged
+//!   parses (its IP header, IPv6 extension headers walked, and 8 bytes of L4 header;
+//!   a quoted ICMP message only if it is an echo); otherwise it is new traffic, judged
 //!   by policy with every check of a first packet;
 //! - an error travelling the wrong way (to the quoted packet's destination): new
 //!   traffic, judged by policy;
@@ -20,7 +20,7 @@ use enforcer::policy::Direction;
 use enforcer::testkit::arbitrary;
 use enforcer_common::{CT_F_REPLIED, CtKey, CtValue};
 
-use super::frame::{echo_id, frame, icmp_error, ip_packet, is_echo_request, mix, v6_exts};
+use super::frame::{echo_id, frame, icmp_error, ip_packet, is_echo_request, mix};
 use super::{Applied, Bench, Mismatch, Stats, TC_ACT_OK};
 use crate::bpf::dataplane::{Hook, ct_key, test_run};
 use crate::bpf::packet::{ACK, V4, icmp, sctp, tcp, udp, v6};
@@ -112,19 +112,13 @@ impl Bench {
         let truncate = (h >> 24).is_multiple_of(5);
         let (from, to, mut quote, parses) = match step {
             Step::ErrorToInitiator { from } | Step::Misdirected { from } => {
-                // The packet as it was sent, extension headers included.
+                // The packet as it was sent, extension headers included (walked).
                 let as_sent = frame(packet).0[14..].to_vec();
-                let plain_v6 = packet.src.is_ipv4() || v6_exts(packet).is_empty();
                 let to = match step {
                     Step::Misdirected { .. } => packet.dst,
                     _ => packet.src,
                 };
-                (
-                    from,
-                    to,
-                    as_sent,
-                    plain_v6 && quotes_echo_or_no_icmp(packet),
-                )
+                (from, to, as_sent, quotes_echo_or_no_icmp(packet))
             }
             Step::ErrorToResponder { from } => {
                 let reply = ip_packet(packet.dst, packet.src, packet.proto, &reply_l4(packet));

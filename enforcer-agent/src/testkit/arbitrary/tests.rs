@@ -45,6 +45,20 @@ fn generated_clusters_convert_and_use_every_kind() {
                 if r.destination.services.is_some() {
                     *kinds.entry("destination.services".to_owned()).or_default() += 1;
                 }
+                if !r.source.ports.is_empty() {
+                    *kinds.entry("source.ports".to_owned()).or_default() += 1;
+                }
+                if !r.source.not_ports.is_empty() {
+                    *kinds.entry("source.notPorts".to_owned()).or_default() += 1;
+                }
+                if r.source
+                    .ports
+                    .iter()
+                    .chain(&r.source.not_ports)
+                    .any(|p| matches!(p, crate::policy::PortMatch::Named(_)))
+                {
+                    *kinds.entry("named source port".to_owned()).or_default() += 1;
+                }
             }
         }
         let backends: usize = cluster.service_backends.values().map(Vec::len).sum();
@@ -65,6 +79,9 @@ fn generated_clusters_convert_and_use_every_kind() {
         "source.services",
         "destination.services",
         "service backends",
+        "source.ports",
+        "source.notPorts",
+        "named source port",
     ] {
         assert!(
             kinds.get(want).copied().unwrap_or(0) > 20,
