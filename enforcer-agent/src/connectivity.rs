@@ -264,17 +264,7 @@ fn service_targets(
 /// external and load balancer addresses of the family.
 fn service_addresses(svc: &Service, req: &ProbeRequest) -> Vec<IpAddr> {
     let candidates: Vec<&String> = if req.service_external {
-        svc.spec
-            .external_ips
-            .iter()
-            .chain(
-                svc.status
-                    .iter()
-                    .filter_map(|s| s.load_balancer.as_ref())
-                    .flat_map(|lb| &lb.ingress)
-                    .filter_map(|i| i.ip.as_ref()),
-            )
-            .collect()
+        svc.external_addresses().collect()
     } else {
         svc.spec
             .cluster_ip

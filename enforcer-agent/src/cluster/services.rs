@@ -105,17 +105,8 @@ pub fn backends(
         if cluster_ips.is_empty() {
             continue;
         }
-        let load_balancer = svc
-            .status
-            .iter()
-            .filter_map(|s| s.load_balancer.as_ref())
-            .flat_map(|lb| &lb.ingress)
-            .filter_map(|i| i.ip.as_ref());
         let mut external: Vec<IpAddr> = svc
-            .spec
-            .external_ips
-            .iter()
-            .chain(load_balancer)
+            .external_addresses()
             .filter_map(|ip| ip.parse().ok())
             .collect();
         external.sort_unstable();

@@ -239,6 +239,20 @@ pub struct Service {
     pub status: Option<ServiceStatus>,
 }
 
+impl Service {
+    /// The addresses outside clients reach it on besides its `ClusterIPs`: `externalIPs`
+    /// and the load balancer's ingress IPs, as written (unparsed).
+    pub fn external_addresses(&self) -> impl Iterator<Item = &String> {
+        let load_balancer = self
+            .status
+            .iter()
+            .filter_map(|s| s.load_balancer.as_ref())
+            .flat_map(|lb| &lb.ingress)
+            .filter_map(|i| i.ip.as_ref());
+        self.spec.external_ips.iter().chain(load_balancer)
+    }
+}
+
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceStatus {

@@ -68,19 +68,12 @@ pub(super) fn services_of(objects: &[&Loaded]) -> (Vec<ServiceInfo>, ServiceBack
                 .clone()
                 .unwrap_or_else(|| "default".to_owned());
             backends.insert((namespace, svc.metadata.name.clone()), list);
-            let load_balancer = svc
-                .status
-                .iter()
-                .filter_map(|s| s.load_balancer.as_ref())
-                .flat_map(|lb| &lb.ingress)
-                .filter_map(|i| i.ip.as_ref());
             let mut vips: Vec<IpAddr> = svc
                 .spec
                 .cluster_ip
                 .iter()
                 .chain(&svc.spec.cluster_ips)
-                .chain(&svc.spec.external_ips)
-                .chain(load_balancer)
+                .chain(svc.external_addresses())
                 .filter_map(|ip| ip.parse().ok())
                 .collect();
             vips.sort_unstable();
