@@ -19,7 +19,7 @@ use super::input::Input;
 use super::spec::{SpecPort, SpecSourcePort};
 use crate::eval::host::NodeView;
 use crate::eval::{self, Packet};
-use crate::policy::{Cluster, Direction, PortMatch, Rule, has_ports, is_icmp};
+use crate::policy::{Cluster, Direction, IcmpMatch, PortMatch, Rule, has_ports, is_icmp};
 
 /// A cell: from `lo` to the next cell's start, of one protocol (and, for a protocol
 /// cut by source port, from `src_lo` to the next source cut).
@@ -283,6 +283,44 @@ pub(super) fn leg_packet(
         } else {
             0
         },
+    }
+}
+
+/// Everything of rule `n` of `input` that [`cell_key`] reads: rules with equal inputs
+/// tell the same cells apart.
+#[derive(PartialEq, Eq, Hash)]
+pub(super) struct CellKeyInputs<'a> {
+    ip_version: Option<u8>,
+    protocol: Option<u8>,
+    not_protocol: Option<u8>,
+    icmp: Option<IcmpMatch>,
+    not_icmp: Option<IcmpMatch>,
+    ports: &'a [PortMatch],
+    not_ports: &'a [PortMatch],
+    src_ports: &'a [PortMatch],
+    src_not_ports: &'a [PortMatch],
+    named: &'a [u16],
+    named_src: &'a [u16],
+    services: &'a [(u8, u16)],
+}
+
+impl<'a> CellKeyInputs<'a> {
+    pub(super) fn of(input: &'a Input<'a>, n: usize) -> Self {
+        let rule = input.rules[n].rule;
+        Self {
+            ip_version: rule.ip_version,
+            protocol: rule.protocol,
+            not_protocol: rule.not_protocol,
+            icmp: rule.icmp,
+            not_icmp: rule.not_icmp,
+            ports: &rule.destination.ports,
+            not_ports: &rule.destination.not_ports,
+            src_ports: &rule.source.ports,
+            src_not_ports: &rule.source.not_ports,
+            named: &input.named_values[n],
+            named_src: &input.named_src_values[n],
+            services: &input.service_values[n],
+        }
     }
 }
 

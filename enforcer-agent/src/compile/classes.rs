@@ -12,15 +12,13 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use ipnet::IpNet;
-
 use enforcer_common::{
     PEER_F_CLUSTER_NODE, PEER_F_HOST, PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP,
 };
 
 use super::atom_index::{AtomIndex, default_facts};
-use super::input::Input;
-use super::regions::Region;
+use super::input::{AddressFingerprint, Input};
+use super::regions::{NamedNets, Region};
 use super::spec::SpecPeer;
 use crate::eval::{self, SideFacts};
 use crate::policy::EntityMatch;
@@ -98,7 +96,7 @@ impl PeerClasses {
         input: &Input<'_>,
         atoms: &PeerAtoms<'_>,
         regions: &[Region],
-        named_nets: &HashSet<IpNet>,
+        named_nets: &NamedNets,
     ) -> Self {
         let cluster = input.cluster;
         let sides: Vec<&EntityMatch> = atoms.sides.iter().map(|(s, _)| *s).collect();
@@ -110,7 +108,7 @@ impl PeerClasses {
         let mut reps: Vec<IpAddr> = Vec::new();
         // Endpoints that only differ in things no rule can see share a fingerprint;
         // evaluate the facts once per fingerprint.
-        let mut fingerprint_class: HashMap<String, u32> = HashMap::new();
+        let mut fingerprint_class: HashMap<AddressFingerprint<'_>, u32> = HashMap::new();
         let mut of_region: Vec<Option<u32>> = Vec::with_capacity(regions.len());
         for (region_index, region) in regions.iter().enumerate() {
             let Some(rep) = region.rep else {
@@ -123,7 +121,7 @@ impl PeerClasses {
             }
             let fingerprint = region
                 .endpoint
-                .map(|e| input.fingerprint(e, rep, named_nets));
+                .map(|e| input.fingerprint(e, rep, named_nets.around(rep)));
             if let Some(fp) = &fingerprint
                 && let Some(&class) = fingerprint_class.get(fp)
             {

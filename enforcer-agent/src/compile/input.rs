@@ -1,14 +1,15 @@
 //! What every compile phase reads: the cluster, the node compiled for, and the table
 //! of rules (every rule of every policy, with the numbers its named ports can take).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
 use crate::eval::host::{NodeAddresses, host_endpoints_of};
+use crate::model::{Labels, ObjectId};
 use crate::policy::{
-    Cluster, Direction, Endpoint, Entity, EntityMatch, HostEndpointInfo, PortMatch, Rule,
+    Cluster, Direction, Endpoint, Entity, EntityMatch, HostEndpointInfo, NamedPort, PortMatch, Rule,
 };
 
 /// A rule of a policy, as the compiler walks them.
@@ -157,41 +158,46 @@ impl<'a> Input<'a> {
         }
     }
 
-    /// Everything about an endpoint's address that a rule can see, as a string key:
-    /// labels (which include namespace and service account), named ports, family,
-    /// the most specific named CIDR containing the address, and other entities there.
-    /// Endpoints with equal fingerprints get equal facts from every rule side.
+    /// Everything about an endpoint's address that a rule can see (see
+    /// [`AddressFingerprint`]); `parent`: the most specific named prefix around it.
     pub(super) fn fingerprint(
         &self,
         endpoint: usize,
         addr: IpAddr,
-        named_nets: &HashSet<IpNet>,
-    ) -> String {
+        parent: Option<IpNet>,
+    ) -> AddressFingerprint<'a> {
         let ep = &self.cluster.endpoints[endpoint];
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let parent = (0..=max)
-            .rev()
-            .filter_map(|len| IpNet::new(addr, len).ok().map(|n| n.trunc()))
-            .find(|n| named_nets.contains(n));
-        let others: Vec<String> = self
+        let others = self
             .cluster
             .entities_at(addr)
-            .iter()
+            .into_iter()
             .filter_map(|e| match e {
-                Entity::HostEndpoint(h) => Some(h.id.to_string()),
-                Entity::Node(n) => Some(n.id.to_string()),
+                Entity::HostEndpoint(h) => Some(&h.id),
+                Entity::Node(n) => Some(&n.id),
                 _ => None,
             })
             .collect();
-        format!(
-            "{:?}|{:?}|{}|{:?}|{:?}",
-            ep.labels,
-            ep.named_ports,
-            addr.is_ipv4(),
+        AddressFingerprint {
+            labels: &ep.labels,
+            named_ports: &ep.named_ports,
+            is_v4: addr.is_ipv4(),
             parent,
-            others
-        )
+            others,
+        }
     }
+}
+
+/// Everything about an endpoint's address that a rule can see: labels (which include
+/// namespace and service account), named ports, family, the most specific named CIDR
+/// containing the address, and the other entities there (host endpoints, nodes).
+/// Addresses with equal fingerprints get equal facts from every rule side.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) struct AddressFingerprint<'a> {
+    labels: &'a Labels,
+    named_ports: &'a [NamedPort],
+    is_v4: bool,
+    parent: Option<IpNet>,
+    others: Vec<&'a ObjectId>,
 }
 
 /// Per policy of `cluster`: whether it applies, in some direction, to a workload

@@ -7,14 +7,13 @@
 //! addresses. Endpoints whose addresses have equal fingerprints (nothing a rule can
 //! see differs) skip the comparison.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
-
-use ipnet::IpNet;
 
 use enforcer_common::{EP_F_HAS_V4, EP_F_HAS_V6, EndpointInfo};
 
-use super::input::Input;
+use super::input::{AddressFingerprint, Input};
+use super::regions::NamedNets;
 use super::spec::SpecEndpoint;
 use crate::eval::{self, SideFacts};
 use crate::policy::{Direction, Endpoint};
@@ -42,21 +41,21 @@ struct ProfileSignature {
 /// The profiles of the node's local endpoints, and their `ENF_ENDPOINTS` entries.
 pub(super) fn profiles(
     input: &Input<'_>,
-    named_nets: &HashSet<IpNet>,
+    named_nets: &NamedNets,
 ) -> (Vec<Profile>, Vec<SpecEndpoint>) {
     let mut profiles: Vec<Profile> = Vec::new();
     let mut profile_of_signature: HashMap<ProfileSignature, u32> = HashMap::new();
-    let mut profile_of_fingerprint: HashMap<String, u32> = HashMap::new();
+    let mut profile_of_fingerprint: HashMap<Vec<AddressFingerprint<'_>>, u32> = HashMap::new();
     let mut endpoints = Vec::new();
     for (e, ep) in input.cluster.endpoints.iter().enumerate() {
         if !input.is_local(e) {
             continue;
         }
-        let mut fingerprint = String::new();
-        for ip in [ep.ipv4(), ep.ipv6()].into_iter().flatten() {
-            fingerprint.push_str(&input.fingerprint(e, ip, named_nets));
-            fingerprint.push('|');
-        }
+        let fingerprint: Vec<AddressFingerprint<'_>> = [ep.ipv4(), ep.ipv6()]
+            .into_iter()
+            .flatten()
+            .map(|ip| input.fingerprint(e, ip, named_nets.around(ip)))
+            .collect();
         let profile = if let Some(&p) = profile_of_fingerprint.get(&fingerprint) {
             p
         } else {

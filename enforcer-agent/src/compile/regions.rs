@@ -111,8 +111,36 @@ pub(super) fn regions(input: &Input<'_>) -> Vec<Region> {
 
 /// The prefixes rules, network sets and host endpoints name (what an endpoint's
 /// fingerprint looks up).
-pub(super) fn named_nets(regions: &[Region]) -> HashSet<IpNet> {
-    regions.iter().filter(|r| r.named).map(|r| r.net).collect()
+pub(super) fn named_nets(regions: &[Region]) -> NamedNets {
+    let nets: HashSet<IpNet> = regions.iter().filter(|r| r.named).map(|r| r.net).collect();
+    let mut lens: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    for net in &nets {
+        lens[usize::from(net.addr().is_ipv6())].push(net.prefix_len());
+    }
+    for l in &mut lens {
+        l.sort_unstable_by(|a, b| b.cmp(a));
+        l.dedup();
+    }
+    NamedNets { nets, lens }
+}
+
+/// The prefixes a rule, a network set or a host endpoint names, and the prefix lengths
+/// among them per family: the most specific one around an address is found by probing
+/// only those lengths (a handful), not every length of the family.
+pub(super) struct NamedNets {
+    nets: HashSet<IpNet>,
+    /// Per family (IPv4, IPv6): the prefix lengths present, longest first.
+    lens: [Vec<u8>; 2],
+}
+
+impl NamedNets {
+    /// The most specific named prefix containing `addr`.
+    pub(super) fn around(&self, addr: IpAddr) -> Option<IpNet> {
+        self.lens[usize::from(addr.is_ipv6())]
+            .iter()
+            .filter_map(|&len| IpNet::new(addr, len).ok().map(|n| n.trunc()))
+            .find(|n| self.nets.contains(n))
+    }
 }
 
 /// An address in `net` that no other entry of `set` covers more specifically.

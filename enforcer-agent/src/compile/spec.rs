@@ -5,6 +5,8 @@
 //! The key/value layouts and lookup precedence are documented in `enforcer-common`
 //! and `docs/architecture.md`; this is the same data in owned Rust form.
 
+use std::hash::{Hash, Hasher};
+
 use ipnet::IpNet;
 
 use enforcer_common::{EndpointInfo, Verdict};
@@ -39,20 +41,42 @@ pub struct DataplaneSpec {
 /// flags that change how they apply), stable across runs of one enforcer version. The
 /// dataplane keys its stable policy ids by (name, fingerprint): an edited policy gets
 /// fresh per-rule counters rather than its old rules' counts under new indices.
+///
+/// FNV-1a over the rules' `Hash` stream: deterministic (no hash seed), every field of
+/// a rule is in it, and no text is formatted (the agent fingerprints every policy of
+/// the cluster on each compile).
 pub fn policy_fingerprint(policy: &Policy) -> u64 {
-    // FNV-1a over the rules' debug form: deterministic (no hash seed), and every
-    // field of a rule is in it.
-    let text = format!(
-        "{:?}|{:?}|{}{}{}",
-        policy.ingress,
-        policy.egress,
-        u8::from(policy.pre_dnat),
-        u8::from(policy.do_not_track),
-        u8::from(policy.apply_on_forward)
-    );
-    text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    let mut h = Fnv1a::default();
+    policy.ingress.hash(&mut h);
+    policy.egress.hash(&mut h);
+    (
+        policy.pre_dnat,
+        policy.do_not_track,
+        policy.apply_on_forward,
+    )
+        .hash(&mut h);
+    h.finish()
+}
+
+/// The 64-bit FNV-1a hash of the bytes written.
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv1a {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

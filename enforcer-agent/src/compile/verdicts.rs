@@ -6,7 +6,7 @@
 //! compression. Because representatives are exact, the verdicts are exactly the
 //! evaluator's (checked by the differential test against `simulate`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
 use enforcer_common::{
@@ -15,7 +15,7 @@ use enforcer_common::{
     VERDICT_KIND_TIER_DEFAULT, Verdict,
 };
 
-use super::cells::{Cell, CellKey, cell_key, leg_packet};
+use super::cells::{Cell, CellKey, CellKeyInputs, cell_key, leg_packet};
 use super::classes::{AtomFact, ClassSignature, PeerAtoms, PeerClasses};
 use super::compress::emit_compressed;
 use super::input::Input;
@@ -175,10 +175,18 @@ impl PodVerdicts<'_> {
 
     /// Cell groups: the cells the relevant rules tell apart.
     fn cell_groups(&self, relevant: &[usize]) -> Vec<Vec<Cell>> {
+        // One rule of each kind `cell_key` can tell apart: duplicates split no group
+        // (thousands of rules, few distinct port predicates).
+        let mut seen = HashSet::new();
+        let distinct: Vec<usize> = relevant
+            .iter()
+            .copied()
+            .filter(|&n| seen.insert(CellKeyInputs::of(self.input, n)))
+            .collect();
         let mut group_of: HashMap<Vec<CellKey>, usize> = HashMap::new();
         let mut cell_groups: Vec<Vec<Cell>> = Vec::new();
         for cell in self.cells {
-            let key: Vec<CellKey> = relevant
+            let key: Vec<CellKey> = distinct
                 .iter()
                 .map(|&n| {
                     cell_key(

@@ -409,7 +409,7 @@ impl IcmpMatch {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Rule {
     pub action: RuleAction,
     /// Explicit `ipVersion`, or implied by the rule's CIDRs (Felix renders a rule with

@@ -441,7 +441,8 @@ fn spawn_receiver(
     })
 }
 
-fn flip_policy() -> Value {
+/// The policy `p5` adds and deletes (also `p6_compile_incremental_ms`'s change).
+pub(super) fn flip_policy() -> Value {
     json!({
         "apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
         "metadata": {"name": "benchflip.deny-client"},
