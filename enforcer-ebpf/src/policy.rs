@@ -5,9 +5,9 @@
 use aya_ebpf::maps::lpm_trie::Key;
 use enforcer_common::{
     ACTION_ALLOW, ACTION_DENY, ANY_CELL, ANY_PEER, CELL_F_BY_SOURCE, CELL_UNLISTED, Config,
-    EndpointInfo, EndpointKey, FAMILY_V4, FrontendKey, GENERATIONS, PeerInfo, PeerKeyV4, PeerKeyV6,
-    PortKey, REASON_ALLOW_POLICY, REASON_DENY_POLICY, SOURCE_PORT_KEY_FIXED_BITS, SourcePortKey,
-    Verdict, VerdictKey,
+    EP_F_HAS_V4, EP_F_HAS_V6, EP_F_HOST, EndpointInfo, EndpointKey, FAMILY_V4, FrontendKey,
+    GENERATIONS, PeerInfo, PeerKeyV4, PeerKeyV6, PortKey, REASON_ALLOW_POLICY, REASON_DENY_POLICY,
+    SOURCE_PORT_KEY_FIXED_BITS, SourcePortKey, Verdict, VerdictKey,
 };
 
 use crate::{
@@ -56,6 +56,20 @@ pub fn endpoint_in_place(generation: u32, ifindex: u32) -> Option<&'static Endpo
     // rewrites a generation's entries only after the generation left `live_gens` and an
     // RCU grace period passed (`dataplane/rcu.rs`), so no running program reads them.
     unsafe { ENF_ENDPOINTS.get(key) }
+}
+
+/// Whether the packet's source is workload endpoint `ep`'s own address of its family
+/// (never for a host endpoint, whose entry names no address).
+#[inline(always)]
+pub fn is_own_source(ep: &EndpointInfo, pkt: &Packet) -> bool {
+    if ep.flags & EP_F_HOST != 0 {
+        return false;
+    }
+    if pkt.family == FAMILY_V4 {
+        ep.flags & EP_F_HAS_V4 != 0 && pkt.src[..4] == ep.ipv4 && pkt.src[4..] == [0; 12]
+    } else {
+        ep.flags & EP_F_HAS_V6 != 0 && crate::packet::addr_eq(&ep.ipv6, &pkt.src)
+    }
 }
 
 /// Longest-prefix match of `addr` in the generation's peer trie. Every generation has a

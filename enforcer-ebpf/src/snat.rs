@@ -20,7 +20,7 @@ use enforcer_common::{EP_F_HAS_V4, EP_F_HAS_V6, EP_F_HOST, EndpointInfo, FAMILY_
 use crate::{
     Drop,
     host::{self, HostKey},
-    packet::{self, Packet},
+    packet::Packet,
     policy,
 };
 
@@ -70,17 +70,17 @@ pub fn workload_behind(generation: u32, pkt: &Packet, came_in: u32, out: &mut [u
     let Some(ep) = policy::endpoint_in_place(generation, came_in) else {
         return false;
     };
-    if ep.flags & EP_F_HOST != 0 {
+    if ep.flags & EP_F_HOST != 0 || policy::is_own_source(ep, pkt) {
         return false;
     }
     if pkt.family == FAMILY_V4 {
-        if ep.flags & EP_F_HAS_V4 == 0 || pkt.src[..4] == ep.ipv4 && pkt.src[4..] == [0; 12] {
+        if ep.flags & EP_F_HAS_V4 == 0 {
             return false;
         }
         *out = [0; 16];
         out[..4].copy_from_slice(&ep.ipv4);
     } else {
-        if ep.flags & EP_F_HAS_V6 == 0 || packet::addr_eq(&ep.ipv6, &pkt.src) {
+        if ep.flags & EP_F_HAS_V6 == 0 {
             return false;
         }
         *out = ep.ipv6;

@@ -59,6 +59,14 @@ pub fn check_rpf(generation: u32, pkt: &Packet, came_in: u32) -> Result<(), Drop
     if came_in == 0 {
         return Ok(());
     }
+    // The common case without the peer trie (this check runs on every packet a pod
+    // sends, before conntrack): a workload's own address through its own interface,
+    // where its egress program checked the source. Its peer entry would say the same.
+    if let Some(ep) = policy::endpoint_in_place(generation, came_in)
+        && policy::is_own_source(ep, pkt)
+    {
+        return Ok(());
+    }
     let src = policy::peer(generation, pkt.family, &pkt.src)?;
     if src.flags & PEER_F_LOCAL_ENDPOINT != 0 && src.ifindex != came_in {
         return Err(Drop::Spoofed);

@@ -14,6 +14,11 @@
 //!   approved conntrack entry (written by one earlier run of the same packet).
 //! - Floor: `enf_bench_floor` (parse + one lookup in a `CONNTRACK_MAX` hash that
 //!   holds the packet's tuple) on the same frames.
+//!
+//! Every frame runs as the kernel delivers the client's packet to the server's veth:
+//! `ifindex` is the server's host-side interface and `ingress_ifindex` the client's
+//! (the packet entered the node through the client's veth), so the programs take the
+//! path real forwarded traffic takes, RPF check included.
 
 use std::ffi::CString;
 
@@ -37,6 +42,7 @@ use crate::bpf::packet::{PROTO_TCP, PROTO_UDP, SYN, V4, tcp, udp};
 
 const TC_ACT_OK: u32 = 0;
 const SKB_SIZE: usize = 192;
+const SKB_INGRESS_IFINDEX: usize = 36;
 const SKB_IFINDEX: usize = 40;
 const SERVER_TCP_PORT: u16 = 8080;
 const SERVER_UDP_PORT: u16 = 7001;
@@ -124,6 +130,8 @@ impl Loaded {
             .ctx(program)?;
         let mut ctx_in = [0u8; SKB_SIZE];
         ctx_in[SKB_IFINDEX..SKB_IFINDEX + 4].copy_from_slice(&self.server_ifindex.to_ne_bytes());
+        ctx_in[SKB_INGRESS_IFINDEX..SKB_INGRESS_IFINDEX + 4]
+            .copy_from_slice(&self.client_ifindex.to_ne_bytes());
         let result = prog
             .test_run(TestRunOptions {
                 data_in: Some(frame),
