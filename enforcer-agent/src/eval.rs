@@ -226,9 +226,11 @@ pub(crate) fn rule_matches(cluster: &Cluster, rule: &Rule, packet: &Packet) -> b
         return false;
     }
     let src = side_facts(cluster, &rule.source, rule.protocol, packet.src);
+    if !src.address_matches() {
+        return false;
+    }
     let dst = side_facts(cluster, &rule.destination, rule.protocol, packet.dst);
-    src.address_matches()
-        && dst.address_matches()
+    dst.address_matches()
         && src.port_matches(&rule.source, packet.src_port)
         && dst.port_matches(&rule.destination, packet.dst_port_key())
         && dst.service_port_matches(&rule.destination, packet.proto, packet.dst_port_key())

@@ -23,8 +23,8 @@ use ipnet::IpNet;
 use crate::eval::SideFacts;
 use crate::policy::{Cluster, Entity, EntityMatch, NamespaceScope};
 use crate::selector::Selector;
-use std::collections::{HashMap, HashSet};
 
+use super::hashing::{HashMap, HashSet};
 use super::regions::Region;
 
 /// What a side says about an address with no entity, outside all its nets (what
@@ -63,9 +63,9 @@ struct Census<'a> {
 impl<'a> Census<'a> {
     fn new(cluster: &'a Cluster) -> Self {
         let mut census = Census {
-            counts: HashMap::new(),
-            namespaces: HashSet::new(),
-            by_namespace_selector: HashMap::new(),
+            counts: HashMap::default(),
+            namespaces: HashSet::default(),
+            by_namespace_selector: HashMap::default(),
         };
         let entities = cluster
             .endpoints
@@ -212,7 +212,7 @@ impl<'a> AtomIndex<'a> {
     /// `sides`: each atom's peer side.
     pub(super) fn new(cluster: &'a Cluster, sides: &[&'a EntityMatch], regions: &[Region]) -> Self {
         let mut census = Census::new(cluster);
-        let mut by_feature: HashMap<Feature<'a>, Vec<u32>> = HashMap::new();
+        let mut by_feature: HashMap<Feature<'a>, Vec<u32>> = HashMap::default();
         let mut any_entity = Vec::new();
         let mut by_region = vec![Vec::new(); regions.len()];
         for (a, side) in sides.iter().enumerate() {

@@ -9,7 +9,6 @@
 //! for every rule, so the evaluator cannot tell the regions of a class apart. Only the
 //! atoms the [`AtomIndex`] names as candidates are evaluated at a region.
 
-use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use enforcer_common::{
@@ -17,6 +16,7 @@ use enforcer_common::{
 };
 
 use super::atom_index::{AtomIndex, default_facts};
+use super::hashing::{HashMap, HashSet};
 use super::input::{AddressFingerprint, Input};
 use super::regions::{NamedNets, Region};
 use super::spec::SpecPeer;
@@ -53,7 +53,7 @@ pub(super) struct PeerAtoms<'a> {
 impl<'a> PeerAtoms<'a> {
     pub(super) fn new(input: &Input<'a>) -> Self {
         let mut sides = Vec::new();
-        let mut atom_of: HashMap<(&EntityMatch, Option<u8>), usize> = HashMap::new();
+        let mut atom_of: HashMap<(&EntityMatch, Option<u8>), usize> = HashMap::default();
         let mut of_rule = vec![None; input.rules.len()];
         for (n, r) in input.rules.iter().enumerate() {
             if !r.peer_side().tests_address() {
@@ -102,13 +102,13 @@ impl PeerClasses {
         let sides: Vec<&EntityMatch> = atoms.sides.iter().map(|(s, _)| *s).collect();
         let mut index = AtomIndex::new(cluster, &sides, regions);
         // Per atom: its distinct facts, numbered from 1 (0 is the default).
-        let mut fact_ids: Vec<HashMap<SideFacts, u32>> = vec![HashMap::new(); atoms.len()];
-        let mut class_of: HashMap<ClassSignature, u32> = HashMap::new();
+        let mut fact_ids: Vec<HashMap<SideFacts, u32>> = vec![HashMap::default(); atoms.len()];
+        let mut class_of: HashMap<ClassSignature, u32> = HashMap::default();
         let mut signatures: Vec<ClassSignature> = Vec::new();
         let mut reps: Vec<IpAddr> = Vec::new();
         // Endpoints that only differ in things no rule can see share a fingerprint;
         // evaluate the facts once per fingerprint.
-        let mut fingerprint_class: HashMap<AddressFingerprint<'_>, u32> = HashMap::new();
+        let mut fingerprint_class: HashMap<AddressFingerprint<'_>, u32> = HashMap::default();
         let mut of_region: Vec<Option<u32>> = Vec::with_capacity(regions.len());
         for (region_index, region) in regions.iter().enumerate() {
             let Some(rep) = region.rep else {

@@ -11,7 +11,7 @@
 //! representative per (peer class, cell) and the matrix is written with the same
 //! wildcard compression as pod verdicts.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use enforcer_common::{
@@ -24,6 +24,7 @@ use super::cells::{Cell, leg_packet};
 use super::classes::PeerClasses;
 use super::compress::emit_compressed;
 use super::error::CompileError;
+use super::hashing::HashMap;
 use super::input::Input;
 use super::regions::Region;
 use super::spec::{SpecEndpoint, SpecPeer, SpecVerdictKey};
@@ -168,7 +169,7 @@ fn host_classes(
             }
         }
     }
-    let mut class_of: HashMap<HostClassSignature, u32> = HashMap::new();
+    let mut class_of: HashMap<HostClassSignature, u32> = HashMap::default();
     let mut host_class_rep: Vec<IpAddr> = Vec::new();
     let signature = |addr: IpAddr| {
         let mut facts = Vec::new();

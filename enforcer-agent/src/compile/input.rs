@@ -1,11 +1,11 @@
 //! What every compile phase reads: the cluster, the node compiled for, and the table
 //! of rules (every rule of every policy, with the numbers its named ports can take).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use super::hashing::HashMap;
 use crate::eval::host::{NodeAddresses, host_endpoints_of};
 use crate::model::{Labels, ObjectId};
 use crate::policy::{
@@ -71,7 +71,7 @@ impl<'a> Input<'a> {
         addresses: &'a NodeAddresses,
     ) -> Self {
         let mut rules = Vec::new();
-        let mut position = HashMap::new();
+        let mut position = HashMap::default();
         let relevant = relevant_policies(cluster, node);
         // The rules of every policy that applies here shape the classes and cells,
         // host-endpoint-only kinds (preDNAT, doNotTrack) included: `compile::host`
@@ -96,7 +96,7 @@ impl<'a> Input<'a> {
         }
         // Named ports by (protocol, name), over every entity that declares any: one
         // pass over the endpoints rather than one per rule.
-        let mut declared: HashMap<(u8, &str), Vec<u16>> = HashMap::new();
+        let mut declared: HashMap<(u8, &str), Vec<u16>> = HashMap::default();
         let all_ports = cluster
             .endpoints
             .iter()

@@ -28,6 +28,7 @@ mod classes;
 mod compress;
 mod error;
 mod frontends;
+mod hashing;
 pub(crate) mod host;
 mod input;
 mod profiles;

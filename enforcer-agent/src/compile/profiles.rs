@@ -7,11 +7,11 @@
 //! addresses. Endpoints whose addresses have equal fingerprints (nothing a rule can
 //! see differs) skip the comparison.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 use enforcer_common::{EP_F_HAS_V4, EP_F_HAS_V6, EndpointInfo};
 
+use super::hashing::HashMap;
 use super::input::{AddressFingerprint, Input};
 use super::regions::NamedNets;
 use super::spec::SpecEndpoint;
@@ -44,8 +44,8 @@ pub(super) fn profiles(
     named_nets: &NamedNets,
 ) -> (Vec<Profile>, Vec<SpecEndpoint>) {
     let mut profiles: Vec<Profile> = Vec::new();
-    let mut profile_of_signature: HashMap<ProfileSignature, u32> = HashMap::new();
-    let mut profile_of_fingerprint: HashMap<Vec<AddressFingerprint<'_>>, u32> = HashMap::new();
+    let mut profile_of_signature: HashMap<ProfileSignature, u32> = HashMap::default();
+    let mut profile_of_fingerprint: HashMap<Vec<AddressFingerprint<'_>>, u32> = HashMap::default();
     let mut endpoints = Vec::new();
     for (e, ep) in input.cluster.endpoints.iter().enumerate() {
         if !input.is_local(e) {

@@ -6,11 +6,12 @@
 //! all addresses of a region are alike for every net predicate and see the same
 //! entities: one representative address per region stands for all of them.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
+use super::hashing::HashSet;
 use super::input::Input;
 
 /// One peer LPM entry and its region.

@@ -177,6 +177,9 @@ pub fn self_check(
         };
         for dir in [Direction::Ingress, Direction::Egress] {
             out.legs += 1;
+            // The evaluator's own selection (`evaluate_leg` = this + `decide`), once
+            // per leg rather than per flow.
+            let applicable = eval::applicable_policies(cluster, ep, dir);
             for local in [ep.ipv4(), ep.ipv6()].into_iter().flatten() {
                 let nets = if local.is_ipv4() { &v4 } else { &v6 };
                 let extra = size.per_leg.min(budget);
@@ -187,8 +190,7 @@ pub fn self_check(
                     judge(
                         cluster,
                         &dataplane,
-                        ep,
-                        &spec_ep.iface,
+                        (ep, &spec_ep.iface, &applicable),
                         dir,
                         &packet,
                         &mut out,
@@ -307,17 +309,18 @@ fn pick_packet(
     packet
 }
 
+/// Judges `packet` at the endpoint's leg both ways; `applicable`: the endpoint's
+/// policies in `dir` (`eval::applicable_policies`).
 fn judge(
     cluster: &Cluster,
     dataplane: &Dataplane<'_>,
-    ep: &Endpoint,
-    iface: &str,
+    (ep, iface, applicable): (&Endpoint, &str, &[usize]),
     dir: Direction,
     packet: &Packet,
     out: &mut SelfCheck,
 ) {
     out.flows += 1;
-    let want = verdict_of(&eval::evaluate_leg(cluster, ep, dir, packet));
+    let want = verdict_of(&eval::decide(cluster, applicable, dir, packet));
     let code = match dir {
         Direction::Ingress => DIR_INGRESS,
         Direction::Egress => DIR_EGRESS,

@@ -6,7 +6,7 @@
 //! compression. Because representatives are exact, the verdicts are exactly the
 //! evaluator's (checked by the differential test against `simulate`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use enforcer_common::{
@@ -18,6 +18,7 @@ use enforcer_common::{
 use super::cells::{Cell, CellKey, CellKeyInputs, cell_key, leg_packet};
 use super::classes::{AtomFact, ClassSignature, PeerAtoms, PeerClasses};
 use super::compress::emit_compressed;
+use super::hashing::{HashMap, HashSet};
 use super::input::Input;
 use super::profiles::Profile;
 use super::spec::SpecVerdictKey;
@@ -144,7 +145,7 @@ impl PodVerdicts<'_> {
         }
         // The classes' signatures restricted to these atoms (sparse as the signatures
         // are: defaults left out).
-        let mut group_of: HashMap<ClassSignature, usize> = HashMap::new();
+        let mut group_of: HashMap<ClassSignature, usize> = HashMap::default();
         let mut peer_groups: Vec<Vec<u32>> = Vec::new();
         for (c, signature) in self.classes.signatures.iter().enumerate() {
             let has_family = if signature.is_v4 {
@@ -177,13 +178,13 @@ impl PodVerdicts<'_> {
     fn cell_groups(&self, relevant: &[usize]) -> Vec<Vec<Cell>> {
         // One rule of each kind `cell_key` can tell apart: duplicates split no group
         // (thousands of rules, few distinct port predicates).
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::default();
         let distinct: Vec<usize> = relevant
             .iter()
             .copied()
             .filter(|&n| seen.insert(CellKeyInputs::of(self.input, n)))
             .collect();
-        let mut group_of: HashMap<Vec<CellKey>, usize> = HashMap::new();
+        let mut group_of: HashMap<Vec<CellKey>, usize> = HashMap::default();
         let mut cell_groups: Vec<Vec<Cell>> = Vec::new();
         for cell in self.cells {
             let key: Vec<CellKey> = distinct
@@ -232,7 +233,7 @@ impl PodVerdicts<'_> {
             in_nets: true,
             ..SideFacts::default()
         };
-        let mut local_facts: HashMap<IpAddr, Vec<SideFacts>> = HashMap::new();
+        let mut local_facts: HashMap<IpAddr, Vec<SideFacts>> = HashMap::default();
         peer_groups
             .iter()
             .map(|classes| {
