@@ -56,7 +56,7 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
     // A local pod's address only ever enters through its own veth (before conntrack:
     // a forged packet must not ride one of its flows either).
     let came_in = spoof::came_in(ctx);
-    spoof::check_rpf(active, &pkt, came_in)?;
+    let own_source = spoof::check_rpf(active, &pkt, came_in)?;
 
     let now = conntrack::now_ns();
     let key = conntrack::forward_key(&pkt);
@@ -81,6 +81,9 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
             node_port_client::SOURCE_UNKNOWN => return Err(Drop::Spoofed),
             _ => 0,
         }
+    } else if own_source && generation == active {
+        // The RPF check found the pod's own address: nothing was rewritten.
+        0
     } else {
         snat::judged_source(generation, &pkt, came_in, &mut src)
     };

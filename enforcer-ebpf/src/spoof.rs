@@ -53,11 +53,12 @@ pub fn came_in(ctx: &TcContext) -> u32 {
 
 /// RPF for local endpoints' addresses (see the module doc): `Err(Spoofed)` when the
 /// source is a pod of this node and the packet entered the node through another
-/// interface than that pod's.
+/// interface than that pod's. `Ok(true)`: the source is the workload's own address
+/// and the packet came in through its interface (so the node did not rewrite it).
 #[inline(always)]
-pub fn check_rpf(generation: u32, pkt: &Packet, came_in: u32) -> Result<(), Drop> {
+pub fn check_rpf(generation: u32, pkt: &Packet, came_in: u32) -> Result<bool, Drop> {
     if came_in == 0 {
-        return Ok(());
+        return Ok(false);
     }
     // The common case without the peer trie (this check runs on every packet a pod
     // sends, before conntrack): a workload's own address through its own interface,
@@ -65,11 +66,11 @@ pub fn check_rpf(generation: u32, pkt: &Packet, came_in: u32) -> Result<(), Drop
     if let Some(ep) = policy::endpoint_in_place(generation, came_in)
         && policy::is_own_source(ep, pkt)
     {
-        return Ok(());
+        return Ok(true);
     }
     let src = policy::peer(generation, pkt.family, &pkt.src)?;
     if src.flags & PEER_F_LOCAL_ENDPOINT != 0 && src.ifindex != came_in {
         return Err(Drop::Spoofed);
     }
-    Ok(())
+    Ok(false)
 }

@@ -35,9 +35,10 @@ impl LabGuard {
             std::process::id()
         ));
         std::fs::create_dir_all(&dir).ctx("temp dir")?;
-        // The YAML reader caps documents per stream: several files.
+        // The YAML reader caps the nodes of a stream (250,000): several files, each
+        // well under it (a targeted policy of 100 rules is ~250 nodes).
         let mut files = Vec::new();
-        for (i, chunk) in docs.chunks(1_000).enumerate() {
+        for (i, chunk) in docs.chunks(200).enumerate() {
             let file = dir.join(format!("cluster-{i:03}.yaml"));
             std::fs::write(&file, enforcer::testkit::synth::to_yaml_stream(chunk))
                 .ctx("writing the documents")?;
