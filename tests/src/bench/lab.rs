@@ -36,9 +36,9 @@ impl LabGuard {
         ));
         std::fs::create_dir_all(&dir).ctx("temp dir")?;
         // The YAML reader caps the nodes of a stream (250,000): several files, each
-        // well under it (a targeted policy of 100 rules is ~250 nodes).
+        // well under it.
         let mut files = Vec::new();
-        for (i, chunk) in docs.chunks(200).enumerate() {
+        for (i, chunk) in chunks_of_nodes(docs, 100_000).iter().enumerate() {
             let file = dir.join(format!("cluster-{i:03}.yaml"));
             std::fs::write(&file, enforcer::testkit::synth::to_yaml_stream(chunk))
                 .ctx("writing the documents")?;
@@ -230,4 +230,30 @@ fn map_names() -> Vec<(u32, String)> {
         .flatten()
         .filter_map(|m| Some((m["id"].as_u64()? as u32, m["name"].as_str()?.to_owned())))
         .collect()
+}
+
+/// `docs` in consecutive chunks of at most `max` JSON nodes each (a document larger
+/// than `max` is a chunk of its own).
+fn chunks_of_nodes(docs: &[Value], max: usize) -> Vec<&[Value]> {
+    fn nodes(v: &Value) -> usize {
+        1 + match v {
+            Value::Array(a) => a.iter().map(nodes).sum(),
+            Value::Object(o) => o.values().map(|v| 1 + nodes(v)).sum(),
+            _ => 0,
+        }
+    }
+    let mut out = Vec::new();
+    let (mut start, mut count) = (0, 0);
+    for (i, d) in docs.iter().enumerate() {
+        let n = nodes(d);
+        if count + n > max && i > start {
+            out.push(&docs[start..i]);
+            (start, count) = (i, 0);
+        }
+        count += n;
+    }
+    if start < docs.len() {
+        out.push(&docs[start..]);
+    }
+    out
 }
