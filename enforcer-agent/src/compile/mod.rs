@@ -73,8 +73,9 @@ pub fn compile_on_node(
     node: Option<&str>,
     addresses: &NodeAddresses,
 ) -> Result<DataplaneSpec, CompileError> {
-    let input = input::Input::new(cluster, node, addresses);
     let mut phases = PhaseTimer::new();
+    let input = input::Input::new(cluster, node, addresses);
+    phases.done("input");
     let regions = regions::regions(&input);
     phases.done("regions");
     let named_nets = regions::named_nets(&regions);
@@ -107,6 +108,12 @@ pub fn compile_on_node(
         &mut verdicts,
     )?;
     phases.done("host endpoints");
+    let policy_fingerprints: Vec<u64> = cluster
+        .policies
+        .iter()
+        .map(spec::policy_fingerprint)
+        .collect();
+    phases.done("fingerprints");
     let spec = DataplaneSpec {
         endpoints,
         peers,
@@ -115,12 +122,9 @@ pub fn compile_on_node(
         verdicts: verdicts.into_iter().collect(),
         frontends: frontends::frontends(&input),
         policies: cluster.policies.iter().map(|p| p.name.clone()).collect(),
-        policy_fingerprints: cluster
-            .policies
-            .iter()
-            .map(spec::policy_fingerprint)
-            .collect(),
+        policy_fingerprints,
     };
+    phases.done("spec");
     error::check_capacity("endpoints", spec.endpoints.len(), ENDPOINTS_MAX)?;
     error::check_capacity("peers", spec.peers.len(), PEERS_MAX)?;
     error::check_capacity("ports", spec.ports.len(), PORTS_MAX)?;

@@ -87,12 +87,15 @@ fn incremental(docs: &[Value], report: &mut Report) -> BenchResult<()> {
         origin: "synthetic".to_owned(),
     };
     let mut model = Model::default();
+    let mut objects = scenario::load(docs)?;
+    objects.extend(scenario::load(&[p5::flip_tier()])?);
     model.reset(Snapshot {
         revision: 1,
-        objects: scenario::load(docs)?.into_iter().map(stored).collect(),
+        objects: objects.into_iter().map(stored).collect(),
     });
     model.enforced();
     let flip = scenario::load(&[p5::flip_policy()])?;
+    let base_policies = model.cluster().policies.len();
     let mut samples = Vec::with_capacity(INCREMENTAL_CHANGES);
     let mut checks = Vec::with_capacity(INCREMENTAL_CHANGES);
     for i in 0..INCREMENTAL_CHANGES {
@@ -109,6 +112,15 @@ fn incremental(docs: &[Value], report: &mut Report) -> BenchResult<()> {
         let spec = compile::compile_for_node(model.cluster(), Some("node1"))
             .ctx("compiling after one change")?;
         samples.push(started.elapsed().as_secs_f64() * 1e3);
+        // A refused flip (its tier missing, say) would time a change that changes
+        // nothing.
+        let expected = base_policies + usize::from(i % 2 == 0);
+        if model.cluster().policies.len() != expected {
+            return Err(format!(
+                "change {i} did not take: {} policies in force, {expected} expected",
+                model.cluster().policies.len()
+            ));
+        }
         let check = self_check(model.cluster(), &spec, SampleSize::default(), i as u64);
         if !check.disagreements.is_empty() {
             return Err(format!(

@@ -145,11 +145,7 @@ fn run_size(mode: Mode, size: Size, report: &mut Report) -> BenchResult<(f64, f6
         pods,
     } = size;
     let mut docs = scenario::scale(rules, policies, pods);
-    // An empty tier ordered first: the flip policy goes there.
-    docs.push(json!({
-        "apiVersion": "projectcalico.org/v3", "kind": "Tier",
-        "metadata": {"name": "benchflip"}, "spec": {"order": 1},
-    }));
+    docs.push(flip_tier());
     let started = Instant::now();
     let lab = LabGuard::up(&format!("benchu{}", std::process::id() % 1000), &docs, true)?;
     let up_s = started.elapsed().as_secs_f64();
@@ -438,6 +434,15 @@ fn spawn_receiver(
                 a.push(x);
             }
         }
+    })
+}
+
+/// An empty tier ordered first, where [`flip_policy`] goes (without it the policy is
+/// refused: its tier does not exist).
+pub(super) fn flip_tier() -> Value {
+    json!({
+        "apiVersion": "projectcalico.org/v3", "kind": "Tier",
+        "metadata": {"name": "benchflip"}, "spec": {"order": 1},
     })
 }
 
