@@ -35,10 +35,10 @@ impl LabGuard {
             std::process::id()
         ));
         std::fs::create_dir_all(&dir).ctx("temp dir")?;
-        // The YAML reader caps the nodes of a stream (250,000): several files, each
-        // well under it.
+        // The YAML reader (serde-saphyr's default budget) caps a stream at 1,024
+        // documents and 250,000 nodes: several files, each well under both.
         let mut files = Vec::new();
-        for (i, chunk) in chunks_of_nodes(docs, 100_000).iter().enumerate() {
+        for (i, chunk) in chunks(docs, 1_000, 100_000).iter().enumerate() {
             let file = dir.join(format!("cluster-{i:03}.yaml"));
             std::fs::write(&file, enforcer::testkit::synth::to_yaml_stream(chunk))
                 .ctx("writing the documents")?;
@@ -232,21 +232,14 @@ fn map_names() -> Vec<(u32, String)> {
         .collect()
 }
 
-/// `docs` in consecutive chunks of at most `max` JSON nodes each (a document larger
-/// than `max` is a chunk of its own).
-fn chunks_of_nodes(docs: &[Value], max: usize) -> Vec<&[Value]> {
-    fn nodes(v: &Value) -> usize {
-        1 + match v {
-            Value::Array(a) => a.iter().map(nodes).sum(),
-            Value::Object(o) => o.values().map(|v| 1 + nodes(v)).sum(),
-            _ => 0,
-        }
-    }
+/// `docs` in consecutive chunks of at most `max_docs` documents and `max_nodes` JSON
+/// nodes each (a document larger than `max_nodes` is a chunk of its own).
+fn chunks(docs: &[Value], max_docs: usize, max_nodes: usize) -> Vec<&[Value]> {
     let mut out = Vec::new();
     let (mut start, mut count) = (0, 0);
     for (i, d) in docs.iter().enumerate() {
-        let n = nodes(d);
-        if count + n > max && i > start {
+        let n = json_nodes(d);
+        if i > start && (count + n > max_nodes || i - start == max_docs) {
             out.push(&docs[start..i]);
             (start, count) = (i, 0);
         }
@@ -256,4 +249,53 @@ fn chunks_of_nodes(docs: &[Value], max: usize) -> Vec<&[Value]> {
         out.push(&docs[start..]);
     }
     out
+}
+
+/// The YAML nodes a document becomes: itself, and per map entry a key and its value.
+fn json_nodes(v: &Value) -> usize {
+    1 + match v {
+        Value::Array(a) => a.iter().map(json_nodes).sum(),
+        Value::Object(o) => o.values().map(|v| 1 + json_nodes(v)).sum(),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::{chunks, json_nodes};
+
+    /// Every chunk is under both caps (but for a lone oversized document), and the
+    /// chunks are the documents in order.
+    #[test]
+    fn chunks_respect_both_caps_and_keep_the_order() {
+        // 2,500 small documents (7 nodes each), one large (303 nodes).
+        let mut docs: Vec<Value> = (0..2_500)
+            .map(|i| json!({"kind": "Pod", "metadata": {"name": format!("p{i}")}}))
+            .collect();
+        docs.insert(1_200, json!({"items": vec![1; 300]}));
+        for (max_docs, max_nodes) in [(1_000, 100_000), (1_000, 300), (7, 1_000_000)] {
+            let out = chunks(&docs, max_docs, max_nodes);
+            let joined: Vec<&Value> = out.iter().flat_map(|c| c.iter()).collect();
+            assert_eq!(joined, docs.iter().collect::<Vec<_>>());
+            for c in &out {
+                assert!(
+                    !c.is_empty() && c.len() <= max_docs,
+                    "{} documents",
+                    c.len()
+                );
+                let nodes: usize = c.iter().map(json_nodes).sum();
+                assert!(c.len() == 1 || nodes <= max_nodes, "{nodes} nodes");
+            }
+        }
+        // 2,501 documents, at most 1,000 each: three files.
+        assert_eq!(chunks(&docs, 1_000, 100_000).len(), 3);
+        // At a 300-node cap, the large document is a chunk of its own.
+        assert!(
+            chunks(&docs, 1_000, 300)
+                .iter()
+                .any(|c| c.len() == 1 && c[0].get("items").is_some())
+        );
+    }
 }
