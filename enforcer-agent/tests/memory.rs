@@ -96,9 +96,11 @@ struct MapsDouble {
 
 impl Dataplane for MapsDouble {
     fn apply(&mut self, spec: &DataplaneSpec, bindings: &Bindings) -> Result<u32, DataplaneError> {
-        let assigned = self
-            .policy_ids
-            .assign(&spec.policies, &spec.policy_fingerprints);
+        let assigned = self.policy_ids.assign_used(
+            &spec.policies,
+            &spec.policy_fingerprints,
+            &spec.referenced_policies(),
+        );
         let mut content = GenerationContent::from_bindings(spec, bindings);
         content.renumber_policies(&assigned.ids);
         let generation = self.applies % 2;

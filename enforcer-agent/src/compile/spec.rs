@@ -37,6 +37,23 @@ pub struct DataplaneSpec {
     pub policy_fingerprints: Vec<u64>,
 }
 
+impl DataplaneSpec {
+    /// Per policy (as [`DataplaneSpec::policies`]): whether a verdict names it (as its
+    /// policy or the policy of its first Log rule). Only those can appear in the maps,
+    /// flow events and rule counters; the others apply to no endpoint here.
+    pub fn referenced_policies(&self) -> Vec<bool> {
+        let mut used = vec![false; self.policies.len()];
+        for (_, v) in &self.verdicts {
+            for index in [v.policy, v.log_policy] {
+                if let Some(u) = used.get_mut(index as usize) {
+                    *u = true;
+                }
+            }
+        }
+        used
+    }
+}
+
 /// A digest of what a policy's rules say (both directions, their order, and the kind
 /// flags that change how they apply), stable across runs of one enforcer version. The
 /// dataplane keys its stable policy ids by (name, fingerprint): an edited policy gets

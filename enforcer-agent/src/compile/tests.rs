@@ -473,3 +473,45 @@ fn issue13_source_ports_are_enforced() {
     }
     assert_eq!(mismatch(&cluster, &packets), None);
 }
+
+/// `referenced_policies`: a verdict names the policy that decides it or logs it; a
+/// policy that selects no endpoint of the node is named by none (so it takes no stable
+/// id and no `ENF_POLICY_NAMES` entry: a node holds the names of what judges its
+/// endpoints, however many policies the cluster has).
+#[test]
+fn referenced_policies_are_those_verdicts_name() {
+    let pod = |name: &str, ip: &str, node: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "n", "labels": {"app": name}},
+            "spec": {"nodeName": node, "containers": [{"name": "c"}]},
+            "status": {"podIP": ip}})
+    };
+    let policy = |name: &str, selector: &str, action: &str| {
+        json!({"apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": "n"},
+            "spec": {"selector": selector, "types": ["Ingress"],
+                     "ingress": [{"action": action, "protocol": "TCP"}]}})
+    };
+    let cluster = build(&[
+        pod("local", "10.0.0.1", "node1"),
+        pod("remote", "10.0.0.2", "node2"),
+        policy("logs-local", "app == 'local'", "Log"),
+        policy("for-remote", "app == 'remote'", "Allow"),
+        policy("for-local", "app == 'local'", "Allow"),
+        policy("for-nobody", "app == 'nobody'", "Deny"),
+    ])
+    .unwrap();
+    let spec = compile_for_node(&cluster, Some("node1")).unwrap();
+    let used: Vec<(&str, bool)> = spec
+        .policies
+        .iter()
+        .map(|p| p.name.as_str())
+        .zip(spec.referenced_policies())
+        .collect();
+    let mut used_names: Vec<&str> = used.iter().filter(|u| u.1).map(|u| u.0).collect();
+    used_names.sort_unstable();
+    assert_eq!(used_names, ["for-local", "logs-local"], "{used:?}");
+    // Compiled for every node, the remote pod's policy judges too.
+    let all = compile(&cluster).unwrap();
+    assert_eq!(all.referenced_policies().iter().filter(|&&u| u).count(), 3);
+}

@@ -145,9 +145,11 @@ impl BpfDataplane {
 
 impl Dataplane for BpfDataplane {
     fn apply(&mut self, spec: &DataplaneSpec, bindings: &Bindings) -> Result<u32, DataplaneError> {
-        let assigned = self
-            .policy_ids
-            .assign(&spec.policies, &spec.policy_fingerprints);
+        let assigned = self.policy_ids.assign_used(
+            &spec.policies,
+            &spec.policy_fingerprints,
+            &spec.referenced_policies(),
+        );
         self.write_names(&assigned.added)?;
         let mut content = GenerationContent::from_bindings(spec, bindings);
         content.renumber_policies(&assigned.ids);

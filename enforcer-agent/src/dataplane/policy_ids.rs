@@ -56,8 +56,27 @@ impl PolicyIds {
     /// Ids for a spec's policies (`names[i]` with `fingerprints[i]`), allocating for the
     /// new ones.
     pub fn assign(&mut self, names: &[PolicyName], fingerprints: &[u64]) -> Assigned {
+        self.assign_used(names, fingerprints, &vec![true; names.len()])
+    }
+
+    /// As [`PolicyIds::assign`], for the policies that `used` marks (what the maps name:
+    /// [`DataplaneSpec::referenced_policies`]); the others get `NO_INDEX` and take no
+    /// id, so the table (and `ENF_POLICY_NAMES`, of `POLICY_NAMES_MAX` entries) grows
+    /// with the policies that judge this node's endpoints, not with the cluster.
+    ///
+    /// [`DataplaneSpec::referenced_policies`]: crate::compile::DataplaneSpec::referenced_policies
+    pub fn assign_used(
+        &mut self,
+        names: &[PolicyName],
+        fingerprints: &[u64],
+        used: &[bool],
+    ) -> Assigned {
         let mut out = Assigned::default();
         for (i, name) in names.iter().enumerate() {
+            if !used.get(i).copied().unwrap_or(true) {
+                out.ids.push(NO_INDEX);
+                continue;
+            }
             let key = (name.clone(), fingerprints.get(i).copied().unwrap_or(0));
             let id = if let Some(&id) = self.by_key.get(&key) {
                 id
@@ -81,7 +100,7 @@ impl PolicyIds {
     /// names and counters are to be deleted).
     pub fn written(&mut self, generation: u32, ids: &[u32]) -> Vec<u32> {
         let slot = (generation as usize).min(1);
-        self.in_slot[slot] = Some(ids.iter().copied().collect());
+        self.in_slot[slot] = Some(ids.iter().copied().filter(|&id| id != NO_INDEX).collect());
         let [Some(a), Some(b)] = &self.in_slot else {
             return Vec::new();
         };
@@ -191,6 +210,34 @@ mod tests {
         // Never reused.
         let fifth = ids.assign(&[name("b")], &[2]);
         assert_eq!(fifth.ids, vec![4]);
+    }
+
+    #[test]
+    fn only_used_policies_take_ids() {
+        let mut ids = PolicyIds::default();
+        let first = ids.assign_used(
+            &[name("a"), name("b"), name("c")],
+            &[1, 2, 3],
+            &[false, true, false],
+        );
+        assert_eq!(first.ids, vec![NO_INDEX, 0, NO_INDEX]);
+        assert_eq!(first.added, vec![0]);
+        assert_eq!(ids.len(), 1);
+        assert!(ids.written(0, &first.ids).is_empty());
+        // `a` now judges an endpoint here, `b` no longer does.
+        let second = ids.assign_used(
+            &[name("a"), name("b"), name("c")],
+            &[1, 2, 3],
+            &[true, false, false],
+        );
+        assert_eq!(second.ids, vec![1, NO_INDEX, NO_INDEX]);
+        assert!(
+            ids.written(1, &second.ids).is_empty(),
+            "slot 0 still uses 0"
+        );
+        let third = ids.assign_used(&[name("a")], &[1], &[true]);
+        assert_eq!(ids.written(0, &third.ids), vec![0], "b retired");
+        assert_eq!(ids.len(), 1);
     }
 
     #[test]

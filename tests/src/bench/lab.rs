@@ -9,13 +9,7 @@ use std::process::Command;
 use enforcer::lab::{Lab, LabName, PodInfo, UpOptions};
 use serde_json::Value;
 
-use super::{BenchResult, Context as _, Mode, Report, scenario};
-
-/// `p3` then `p5` (and `p6`'s agent memory), each with its own labs.
-pub fn run(mode: Mode, report: &mut Report) -> BenchResult<()> {
-    super::p3::run(mode, report)?;
-    super::p5::run(mode, report)
-}
+use super::{BenchResult, Context as _, scenario};
 
 /// A lab torn down on drop (also when a benchmark fails half-way).
 pub struct LabGuard {

@@ -68,15 +68,16 @@ fn main() -> ExitCode {
     let mut report = Report::default();
     let mut failures = Vec::new();
     type Group = fn(Mode, &mut Report) -> bench::BenchResult<()>;
-    let groups: [(&str, Group); 4] = [
+    let groups: [(&str, Group); 5] = [
         ("p1", bench::testrun::run),
         ("p6", bench::compile::run),
-        ("p3", bench::lab::run),
+        ("p3", bench::p3::run),
+        ("p5", bench::p5::run),
         ("p4", bench::xdp::run),
     ];
     for (group, run) in groups {
-        // p1 covers p2 (same loaded object); p3 covers p5 and the lab part of p6.
-        if !(wanted(group) || (group == "p1" && wanted("p2")) || (group == "p3" && wanted("p5"))) {
+        // p1 covers p2 (same loaded object); p5 covers the lab part of p6.
+        if !(wanted(group) || (group == "p1" && wanted("p2"))) {
             continue;
         }
         let t = Instant::now();
