@@ -594,3 +594,39 @@ fn a_log_rule_hit_is_a_flow_event_naming_policy_and_rule() {
     assert_eq!(record["endpoint"], "dev-app/frontend-1", "{record}");
     assert_eq!(record["proto"], 6, "{record}");
 }
+
+/// More policies than `ENF_POLICY_NAMES` holds (16,384), nearly all selecting no pod:
+/// the agent names only the policies its verdicts use, so the cluster is enforced
+/// (before, it wrote a name per policy of the cluster, the write failed and the node
+/// stayed closed: nothing reached the backend). The lab's files hold 1,000 documents
+/// each (the YAML reader's cap per stream is 1,024).
+#[test]
+fn a_cluster_of_more_policies_than_the_names_map_holds_is_enforced() {
+    const FILLERS: usize = 16_500;
+    let _serial = serial();
+    let lab = LabGuard::new("names");
+    let tmp = TempDir::new("names");
+    let mut files = vec![fixture(APP), tmp.write("policy.yaml", DENY_AND_ONE_ALLOW)];
+    let filler = |i: usize| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: filler-{i}, namespace: dev-app}}\nspec:\n  podSelector: {{matchLabels: {{app: nobody-{i}}}}}\n  ingress:\n  - from: [{{podSelector: {{}}}}]\n"
+        )
+    };
+    for chunk in 0..FILLERS.div_ceil(1_000) {
+        let docs: Vec<String> = (chunk * 1_000..((chunk + 1) * 1_000).min(FILLERS))
+            .map(filler)
+            .collect();
+        files.push(tmp.write(&format!("fillers-{chunk:02}.yaml"), &docs.join("---\n")));
+    }
+    let refs: Vec<&std::path::Path> = files.iter().map(std::path::PathBuf::as_path).collect();
+    lab.up(&refs, true);
+    let pods = ("dev-app/frontend-0", "dev-app/backend-0");
+    assert!(
+        connected(&lab, pods.0, pods.1, "8080", "TCP"),
+        "the allowed flow must pass: the policy is enforced"
+    );
+    assert!(
+        !connected(&lab, pods.0, pods.1, "9090", "TCP"),
+        "default deny must be in force"
+    );
+}
