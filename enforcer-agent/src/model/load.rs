@@ -221,7 +221,7 @@ fn load_documents(
         LoadError::Syntax {
             path: path.to_path_buf(),
             position,
-            message: first_line(&e.to_string()),
+            message: size_limit(&e).unwrap_or_else(|| first_line(&e.to_string())),
         }
     })?;
     let mut out = Vec::new();
@@ -290,6 +290,24 @@ pub fn load_value(path: &Path, value: &serde_json::Value) -> Result<Vec<Loaded>,
     }
 }
 
+/// What to tell a user whose file breaches the reader's size limits (serde-saphyr's
+/// default budget, which bounds what one file can make the agent allocate): the limit
+/// and the fix, rather than the library's "budget breached: Documents { .. }".
+fn size_limit(e: &serde_saphyr::Error) -> Option<String> {
+    use serde_saphyr::budget::BudgetBreach;
+    let serde_saphyr::Error::Budget { breach, .. } = e.without_snippet() else {
+        return None;
+    };
+    let what = match breach {
+        BudgetBreach::Documents { .. } => "more than 1,024 documents",
+        BudgetBreach::Nodes { .. } => "more than 250,000 YAML nodes",
+        _ => return None,
+    };
+    Some(format!(
+        "{what} in one file (the reader's limit per file): split it into several files"
+    ))
+}
+
 /// saphyr renders a source snippet after the message; the first line is the message.
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or_default().trim().to_owned()
@@ -311,6 +329,30 @@ mod tests {
         let objs = load(text).unwrap();
         assert_eq!(objs.len(), 2);
         assert_eq!(objs[1].object.meta().name, "b");
+    }
+
+    /// A file over the reader's limits is refused with the limit and the fix, not
+    /// the library's budget wording.
+    #[test]
+    fn a_file_over_the_readers_limits_says_to_split_it() {
+        let doc = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n";
+        let text = vec![doc; 1_100].join("---\n");
+        let err = load(&text).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("more than 1,024 documents in one file")
+                && message.contains("split it into several files"),
+            "{message}"
+        );
+        // 1,000 documents are read.
+        assert_eq!(load(&vec![doc; 1_000].join("---\n")).unwrap().len(), 1_000);
+        // One document of more than 250,000 nodes.
+        let big = format!("{doc}data: [{}]\n", vec!["1"; 250_001].join(","));
+        let message = load(&big).unwrap_err().to_string();
+        assert!(
+            message.contains("more than 250,000 YAML nodes in one file"),
+            "{message}"
+        );
     }
 
     #[test]
