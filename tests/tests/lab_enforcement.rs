@@ -612,11 +612,9 @@ fn a_cluster_of_more_policies_than_the_names_map_holds_is_enforced() {
             "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: filler-{i}, namespace: dev-app}}\nspec:\n  podSelector: {{matchLabels: {{app: nobody-{i}}}}}\n  ingress:\n  - from: [{{podSelector: {{}}}}]\n"
         )
     };
-    for chunk in 0..FILLERS.div_ceil(1_000) {
-        let docs: Vec<String> = (chunk * 1_000..((chunk + 1) * 1_000).min(FILLERS))
-            .map(filler)
-            .collect();
-        files.push(tmp.write(&format!("fillers-{chunk:02}.yaml"), &docs.join("---\n")));
+    let fillers: Vec<String> = (0..FILLERS).map(filler).collect();
+    for (n, docs) in fillers.chunks(1_000).enumerate() {
+        files.push(tmp.write(&format!("fillers-{n:02}.yaml"), &docs.join("---\n")));
     }
     let refs: Vec<&std::path::Path> = files.iter().map(std::path::PathBuf::as_path).collect();
     lab.up(&refs, true);

@@ -53,16 +53,17 @@ impl PolicyIds {
         ids
     }
 
-    /// Ids for a spec's policies (`names[i]` with `fingerprints[i]`), allocating for the
-    /// new ones.
-    pub fn assign(&mut self, names: &[PolicyName], fingerprints: &[u64]) -> Assigned {
+    /// Every policy used (the tests' shorthand for [`PolicyIds::assign_used`]).
+    #[cfg(test)]
+    fn assign(&mut self, names: &[PolicyName], fingerprints: &[u64]) -> Assigned {
         self.assign_used(names, fingerprints, &vec![true; names.len()])
     }
 
-    /// As [`PolicyIds::assign`], for the policies that `used` marks (what the maps name:
-    /// [`DataplaneSpec::referenced_policies`]); the others get `NO_INDEX` and take no
-    /// id, so the table (and `ENF_POLICY_NAMES`, of `POLICY_NAMES_MAX` entries) grows
-    /// with the policies that judge this node's endpoints, not with the cluster.
+    /// Ids for a spec's policies (`names[i]` with `fingerprints[i]`) that `used` marks
+    /// (what the maps name: [`DataplaneSpec::referenced_policies`]), allocating for the
+    /// new ones; the others get `NO_INDEX` and take no id, so the table (and
+    /// `ENF_POLICY_NAMES`, of `POLICY_NAMES_MAX` entries) grows with the policies that
+    /// judge this node's endpoints, not with the cluster.
     ///
     /// [`DataplaneSpec::referenced_policies`]: crate::compile::DataplaneSpec::referenced_policies
     pub fn assign_used(

@@ -298,9 +298,11 @@ fn size_limit(e: &serde_saphyr::Error) -> Option<String> {
     let serde_saphyr::Error::Budget { breach, .. } = e.without_snippet() else {
         return None;
     };
+    // The limits `parse_documents` reads with (the library's defaults), not copies.
+    let budget = serde_saphyr::Budget::default();
     let what = match breach {
-        BudgetBreach::Documents { .. } => "more than 1,024 documents",
-        BudgetBreach::Nodes { .. } => "more than 250,000 YAML nodes",
+        BudgetBreach::Documents { .. } => format!("more than {} documents", budget.max_documents),
+        BudgetBreach::Nodes { .. } => format!("more than {} YAML nodes", budget.max_nodes),
         _ => return None,
     };
     Some(format!(
@@ -340,7 +342,7 @@ mod tests {
         let err = load(&text).unwrap_err();
         let message = err.to_string();
         assert!(
-            message.contains("more than 1,024 documents in one file")
+            message.contains("more than 1024 documents in one file")
                 && message.contains("split it into several files"),
             "{message}"
         );
@@ -350,7 +352,7 @@ mod tests {
         let big = format!("{doc}data: [{}]\n", vec!["1"; 250_001].join(","));
         let message = load(&big).unwrap_err().to_string();
         assert!(
-            message.contains("more than 250,000 YAML nodes in one file"),
+            message.contains("more than 250000 YAML nodes in one file"),
             "{message}"
         );
     }
