@@ -8,7 +8,9 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use enforcer::compile::spec::SpecVerdictKey;
 use enforcer::dataplane::content::GenerationContent;
@@ -228,16 +230,33 @@ fn issue9_16_capacity_checked_per_generation_while_two_share_each_map() {
 }
 
 /// A barrier that records the `Config` in force each time it is asked to wait (and
-/// really waits).
+/// really waits), and counts the waits that are over.
 struct Recording {
     rcu: RcuBarrier,
     waits: Arc<Mutex<Vec<Config>>>,
+    over: Arc<AtomicUsize>,
+    /// Waits this much longer than the grace period (a slow kernel).
+    linger: Duration,
+}
+
+impl Recording {
+    fn new(waits: &Arc<Mutex<Vec<Config>>>, over: &Arc<AtomicUsize>, linger: Duration) -> Self {
+        Self {
+            rcu: RcuBarrier::new().or_panic("RCU barrier"),
+            waits: Arc::clone(waits),
+            over: Arc::clone(over),
+            linger,
+        }
+    }
 }
 
 impl Barrier for Recording {
     fn wait(&mut self, config: &Config) -> std::io::Result<()> {
         self.waits.lock().or_panic("lock").push(*config);
-        self.rcu.synchronize()
+        let waited = self.rcu.synchronize();
+        std::thread::sleep(self.linger);
+        self.over.fetch_add(1, Ordering::SeqCst);
+        waited
     }
 }
 
@@ -252,10 +271,10 @@ fn issue9_17_generation_flip_waits_for_in_flight_programs() {
     let (a, b) = netns.veth_pair("enf-gen-a", "enf-gen-b");
     let mut dp = CompiledDataplane::load(BPF_OBJECT);
     let waits = Arc::new(Mutex::new(Vec::new()));
-    dp.writer.set_barrier(Box::new(Recording {
-        rcu: RcuBarrier::new().or_panic("RCU barrier"),
-        waits: Arc::clone(&waits),
-    }));
+    let over = Arc::new(AtomicUsize::new(0));
+    dp.writer
+        .set_barrier(Box::new(Recording::new(&waits, &over, Duration::ZERO)))
+        .or_panic("barrier");
     let taken =
         |waits: &Arc<Mutex<Vec<Config>>>| std::mem::take(&mut *waits.lock().or_panic("lock"));
 
@@ -294,5 +313,83 @@ fn issue9_17_generation_flip_waits_for_in_flight_programs() {
     let started = std::time::Instant::now();
     rcu.synchronize().or_panic("RCU grace period");
     println!("one RCU grace period: {:?}", started.elapsed());
+    drop(netns);
+}
+
+/// The agent starts the wait for a live slot before it compiles
+/// (`GenerationWriter::prepare`), so that the RCU grace period passes while the
+/// compiler runs: the previous generation leaves `live_gens` then, and the write that
+/// follows collects that wait before it rewrites the slot (here a wait that lingers
+/// 200 ms: a write that did not collect it would be over long before). A change that
+/// comes when no slot is live to retire waits for nothing ahead.
+#[test]
+fn issue9_17_a_wait_started_before_the_compile_is_over_before_the_slot_is_rewritten() {
+    let netns = NetNs::enter();
+    let (a, b) = netns.veth_pair("enf-gen-c", "enf-gen-d");
+    let mut dp = CompiledDataplane::load(BPF_OBJECT);
+    let waits = Arc::new(Mutex::new(Vec::new()));
+    let over = Arc::new(AtomicUsize::new(0));
+    dp.writer
+        .set_barrier(Box::new(Recording::new(
+            &waits,
+            &over,
+            Duration::from_millis(200),
+        )))
+        .or_panic("barrier");
+    let taken =
+        |waits: &Arc<Mutex<Vec<Config>>>| std::mem::take(&mut *waits.lock().or_panic("lock"));
+
+    dp.writer.prepare().or_panic("prepare with nothing live");
+    apply(&mut dp, (a, b), B_ACCEPTS_A); // v1, slot 0.
+    dp.writer
+        .prepare()
+        .or_panic("prepare with slot 1 never live");
+    apply(&mut dp, (a, b), B_ISOLATED); // v2, slot 1; v1 in its grace period.
+    assert_eq!(taken(&waits), [], "no slot written had been live");
+
+    // v3 comes within v1's grace: prepare ends it and starts the wait at once.
+    dp.writer.prepare().or_panic("prepare within v1's grace");
+    let config = dp.writer.config();
+    assert_eq!(
+        (config.active_gen, config.live_gens),
+        (1, 0b10),
+        "v1's grace ends when the change is announced; v2 stays in force"
+    );
+    apply(&mut dp, (a, b), B_ACCEPTS_A);
+    assert_eq!(
+        over.load(Ordering::SeqCst),
+        1,
+        "the write returned before the wait it needed was over"
+    );
+    let seen = taken(&waits);
+    assert_eq!(seen.len(), 1, "one wait, started by prepare: {seen:?}");
+    assert_eq!(
+        (seen[0].active_gen, seen[0].live_gens),
+        (1, 0b10),
+        "the wait started after slot 0 left live_gens, before the switch: {seen:?}"
+    );
+    let config = dp.writer.config();
+    assert_eq!(
+        (config.active_gen, config.live_gens),
+        (0, 0b11),
+        "v3 in slot 0, v2 in its grace"
+    );
+
+    // A prepare whose compile is refused (no apply follows) only ended v2's grace: the
+    // next write finds slot 1 settled and waits no more.
+    dp.writer
+        .prepare()
+        .or_panic("prepare, then a refused compile");
+    assert!(
+        !dp.writer.retire_previous().or_panic("retire"),
+        "v2's grace was over already"
+    );
+    assert_eq!(
+        over.load(Ordering::SeqCst),
+        2,
+        "retiring collected the wait"
+    );
+    apply(&mut dp, (a, b), B_ISOLATED);
+    assert_eq!(taken(&waits).len(), 1, "only the prepared wait: {waits:?}");
     drop(netns);
 }

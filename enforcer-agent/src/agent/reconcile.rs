@@ -216,6 +216,8 @@ impl Reconciler {
             return;
         }
         self.stale = false;
+        // The wait for programs in the slot the write will take passes while we compile.
+        self.dataplane.prepare();
         match self.compile(revision) {
             Ok(spec) => {
                 let previous = self.spec.replace(spec);

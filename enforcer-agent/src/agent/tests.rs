@@ -50,6 +50,8 @@ struct Recording {
     full: Arc<Mutex<bool>>,
     /// How many grace periods were ended.
     retired: Arc<Mutex<u32>>,
+    /// Per compile announced (`Dataplane::prepare`): how many applies came before it.
+    prepared: Arc<Mutex<Vec<u32>>>,
 }
 
 impl Dataplane for Recording {
@@ -109,6 +111,10 @@ impl Dataplane for Recording {
     fn retire_previous(&mut self) -> Result<bool, DataplaneError> {
         *self.retired.lock().unwrap() += 1;
         Ok(true)
+    }
+
+    fn prepare(&mut self) {
+        self.prepared.lock().unwrap().push(self.applies);
     }
 
     fn verify(&mut self) -> Verification {
@@ -218,6 +224,7 @@ struct Harness {
     repairs: Arc<Mutex<Vec<String>>>,
     full: Arc<Mutex<bool>>,
     retired: Arc<Mutex<u32>>,
+    prepared: Arc<Mutex<Vec<u32>>>,
     updates: watch::Receiver<AgentStatus>,
     calls: Arc<Mutex<Vec<Call>>>,
     stop: Option<oneshot::Sender<()>>,
@@ -238,6 +245,7 @@ impl Harness {
         let repairs = Arc::clone(&recording.repairs);
         let full = Arc::clone(&recording.full);
         let retired = Arc::clone(&recording.retired);
+        let prepared = Arc::clone(&recording.prepared);
         let (publisher, updates) = status::channel();
         let (links_tx, links_rx) = mpsc::unbounded_channel();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -270,6 +278,7 @@ impl Harness {
             repairs,
             full,
             retired,
+            prepared,
             updates,
             calls,
             stop: Some(stop),
@@ -613,6 +622,32 @@ spec: {node: node1, interfaceName: eth0, expectedIPs: [198.18.255.1]}
     assert_eq!(s.observed_revision, revision);
     let calls = h.calls();
     assert_eq!(applied(&calls).len(), 1, "one more compile: {calls:?}");
+    h.stop().await;
+}
+
+/// Every compile is announced to the dataplane before it runs (`Dataplane::prepare`:
+/// the wait for the programs still judging in the slot the write takes passes while
+/// the compiler runs), so each apply follows an announcement; a revision that changes
+/// nothing compiles nothing and announces nothing.
+#[tokio::test]
+async fn each_compile_is_announced_to_the_dataplane_before_it_runs() {
+    let web = iface("web");
+    let mut h = Harness::start([("lo".to_owned(), 1), (web.clone(), 10)].into());
+    for (n, text) in [PODS, DENY_ALL].into_iter().enumerate() {
+        let revision = h.writer.apply(&objects(text));
+        let s = h.status(|s| s.observed_revision >= revision).await;
+        assert_eq!((s.applied_revision, s.error.as_deref()), (revision, None));
+        let prepared = h.prepared.lock().unwrap().clone();
+        assert_eq!(
+            prepared,
+            (0..=n as u32).collect::<Vec<_>>(),
+            "one announcement before each apply"
+        );
+    }
+    let revision = h.writer.apply(&[]);
+    let s = h.status(|s| s.observed_revision >= revision).await;
+    assert_eq!(s.applied_revision, revision);
+    assert_eq!(*h.prepared.lock().unwrap(), [0, 1], "nothing to compile");
     h.stop().await;
 }
 

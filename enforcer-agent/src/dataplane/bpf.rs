@@ -166,6 +166,12 @@ impl Dataplane for BpfDataplane {
         Ok(self.writer.retire_previous()?)
     }
 
+    fn prepare(&mut self) {
+        if let Err(error) = self.writer.prepare() {
+            tracing::warn!(%error, "starting the wait for programs in the slot to rewrite; the write will wait itself");
+        }
+    }
+
     fn settle(&mut self) {
         if let Err(error) = self.loaded.finish_upgrade() {
             tracing::error!(%error, "finishing the upgrade between map layouts");

@@ -61,6 +61,10 @@ pub trait Dataplane: Send {
     fn retire_previous(&mut self) -> Result<bool, DataplaneError> {
         Ok(false)
     }
+    /// A compile is starting: the wait the next [`apply`](Self::apply) would begin
+    /// with (for the programs still judging in the slot it rewrites) can start now and
+    /// pass while the agent compiles. A failure is the next `apply`'s to report.
+    fn prepare(&mut self) {}
     /// Called after every interface was attached for an applied spec: finishes what
     /// needed all of them (an upgrade between map layouts).
     fn settle(&mut self) {}

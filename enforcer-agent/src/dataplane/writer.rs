@@ -9,8 +9,12 @@
 //! for a grace period only, so the second leg of a flow that began under it is judged
 //! by the same version (see `CtValue::generation`); the agent's timer then ends it
 //! ([`GenerationWriter::retire_previous`]), and such a leg is judged by the active
-//! generation. Epochs are never reused, so a rewritten slot never judges a flow
+//! generation. A change that comes within that grace period ends it at once, and
+//! the agent starts that wait before it compiles ([`GenerationWriter::prepare`]), so
+//! the grace period of RCU passes while the compiler runs. Epochs are never reused, so a rewritten slot never judges a flow
 //! stamped by what the slot held before.
+
+use std::sync::mpsc;
 
 use aya::maps::lpm_trie::{Key as LpmKey, LpmTrie};
 use aya::maps::{Array, HashMap as BpfHashMap, IterableMap, Map, MapData, MapError};
@@ -92,7 +96,55 @@ pub struct GenerationWriter {
     /// Slots live in a `Config` written since the last barrier: a program that read it
     /// may still be judging in them.
     unsettled: u32,
-    barrier: Box<dyn Barrier>,
+    barrier: BarrierThread,
+    /// A wait [`GenerationWriter::prepare`] started and nobody collected yet: the
+    /// `live_gens` of the `Config` it waits after.
+    ahead: Option<u32>,
+}
+
+/// The barrier on a thread of its own, so that a wait can run while the agent
+/// compiles ([`GenerationWriter::prepare`]); every wait goes through it, one at a time.
+struct BarrierThread {
+    requests: mpsc::Sender<Config>,
+    outcomes: mpsc::Receiver<std::io::Result<()>>,
+}
+
+impl BarrierThread {
+    fn spawn(mut barrier: Box<dyn Barrier>) -> Result<Self, WriterError> {
+        let (requests, received) = mpsc::channel::<Config>();
+        let (done, outcomes) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("enforcer-rcu".to_owned())
+            .spawn(move || {
+                // Ends when the writer (the sender) is dropped.
+                for config in received {
+                    if done.send(barrier.wait(&config)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|source| WriterError::Barrier { source })?;
+        Ok(Self { requests, outcomes })
+    }
+
+    /// Starts a wait after `config`.
+    fn start(&self, config: Config) -> Result<(), WriterError> {
+        self.requests.send(config).map_err(|_| thread_ended())
+    }
+
+    /// Returns when the wait started last is over.
+    fn finish(&self) -> Result<(), WriterError> {
+        self.outcomes
+            .recv()
+            .map_err(|_| thread_ended())?
+            .map_err(|source| WriterError::Barrier { source })
+    }
+}
+
+fn thread_ended() -> WriterError {
+    WriterError::Barrier {
+        source: std::io::Error::other("the RCU barrier's thread ended"),
+    }
 }
 
 /// Epochs fit in 31 bits (`enforcer_common::ct_stamp` keeps the slot in bit 0).
@@ -146,20 +198,64 @@ impl GenerationWriter {
             slots: [None, None],
             config,
             unsettled: config.live_gens,
-            barrier: Box::new(barrier),
+            barrier: BarrierThread::spawn(Box::new(barrier))?,
+            ahead: None,
         })
     }
 
     /// Waits for running programs with `barrier` instead of an RCU grace period
     /// (tests: a barrier that records when it is called).
-    pub fn set_barrier(&mut self, barrier: Box<dyn Barrier>) {
-        self.barrier = barrier;
+    pub fn set_barrier(&mut self, barrier: Box<dyn Barrier>) -> Result<(), WriterError> {
+        self.join_ahead()?;
+        self.barrier = BarrierThread::spawn(barrier)?;
+        Ok(())
+    }
+
+    /// A policy change is coming (the agent calls this before it compiles): when the
+    /// slot the next [`apply`](Self::apply) writes is still live (the previous
+    /// generation's grace period runs), that grace ends now, and the wait for the
+    /// programs that may still judge in it (an RCU grace period, ~14 ms on the
+    /// development machine) runs while the agent compiles instead of after. `apply`
+    /// collects it before it writes the slot. Without a change to follow (a refused
+    /// compile), this only ends the grace period early, as the next `apply` would.
+    pub fn prepare(&mut self) -> Result<(), WriterError> {
+        self.join_ahead()?;
+        if self.config.live_gens == 0 {
+            return Ok(());
+        }
+        let target = 1 - self.config.active_gen;
+        if self.config.live_gens & bit(target) != 0 {
+            self.write_config(Config {
+                live_gens: self.config.live_gens & !bit(target),
+                ..self.config
+            })?;
+        }
+        if self.unsettled & bit(target) & !self.config.live_gens == 0 {
+            return Ok(());
+        }
+        self.barrier.start(self.config)?;
+        self.ahead = Some(self.config.live_gens);
+        Ok(())
+    }
+
+    /// Collects the wait [`prepare`](Self::prepare) started, if any; once it is over,
+    /// only the slots live in the `Config` it waited after can still be judged in
+    /// (nothing wrote the `Config` meanwhile: every write collects it first).
+    fn join_ahead(&mut self) -> Result<(), WriterError> {
+        let Some(live_gens) = self.ahead.take() else {
+            return Ok(());
+        };
+        self.barrier.finish()?;
+        self.unsettled = live_gens;
+        Ok(())
     }
 
     /// Ends the grace period of the previous generation: it stops judging the second
     /// legs of flows that began under it, and once this returns no program judges in it
     /// any more. Whether there was one.
     pub fn retire_previous(&mut self) -> Result<bool, WriterError> {
+        // A grace period `prepare` ended early is over once its wait is.
+        self.join_ahead()?;
         let previous = self.config.live_gens & !bit(self.config.active_gen);
         if previous == 0 {
             return Ok(false);
@@ -175,12 +271,12 @@ impl GenerationWriter {
     /// Returns once no program judges in a slot of `slots` that `Config` no longer
     /// names live.
     fn settle(&mut self, slots: u32) -> Result<(), WriterError> {
+        self.join_ahead()?;
         if self.unsettled & slots & !self.config.live_gens == 0 {
             return Ok(());
         }
-        self.barrier
-            .wait(&self.config)
-            .map_err(|source| WriterError::Barrier { source })?;
+        self.barrier.start(self.config)?;
+        self.barrier.finish()?;
         self.unsettled = self.config.live_gens;
         Ok(())
     }
@@ -331,6 +427,9 @@ impl GenerationWriter {
     }
 
     fn write_config(&mut self, config: Config) -> Result<(), WriterError> {
+        // A wait running ahead proves something about the `Config` it was given, not
+        // about a newer one.
+        self.join_ahead()?;
         self.maps
             .config
             .set(0, config, 0)
