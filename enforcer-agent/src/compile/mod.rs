@@ -108,13 +108,7 @@ pub fn compile_on_node(
         &mut verdicts,
     )?;
     phases.done("host endpoints");
-    let policy_fingerprints: Vec<u64> = cluster
-        .policies
-        .iter()
-        .map(spec::policy_fingerprint)
-        .collect();
-    phases.done("fingerprints");
-    let spec = DataplaneSpec {
+    let mut spec = DataplaneSpec {
         endpoints,
         peers,
         ports: cells.ports,
@@ -122,9 +116,24 @@ pub fn compile_on_node(
         verdicts: verdicts.into_iter().collect(),
         frontends: frontends::frontends(&input),
         policies: cluster.policies.iter().map(|p| p.name.clone()).collect(),
-        policy_fingerprints,
+        policy_fingerprints: Vec::new(),
     };
     phases.done("spec");
+    // Only the policies a verdict names take a stable id (keyed by the fingerprint);
+    // at 10k policies a node's verdicts name ~100 of them.
+    spec.policy_fingerprints = spec
+        .referenced_policies()
+        .iter()
+        .zip(&cluster.policies)
+        .map(|(&used, policy)| {
+            if used {
+                spec::policy_fingerprint(policy)
+            } else {
+                0
+            }
+        })
+        .collect();
+    phases.done("fingerprints");
     error::check_capacity("endpoints", spec.endpoints.len(), ENDPOINTS_MAX)?;
     error::check_capacity("peers", spec.peers.len(), PEERS_MAX)?;
     error::check_capacity("ports", spec.ports.len(), PORTS_MAX)?;

@@ -33,7 +33,9 @@ pub struct DataplaneSpec {
     pub frontends: Vec<SpecFrontend>,
     /// Index → name of the policies that verdicts refer to (`Verdict::policy`).
     pub policies: Vec<PolicyName>,
-    /// Per policy (same index): a digest of its rules, see [`policy_fingerprint`].
+    /// Per policy (same index): a digest of its rules, see [`policy_fingerprint`], for
+    /// the policies a verdict names ([`DataplaneSpec::referenced_policies`]); 0 for
+    /// the others (they take no stable id, and nothing here names them).
     pub policy_fingerprints: Vec<u64>,
 }
 
@@ -62,9 +64,9 @@ impl DataplaneSpec {
 /// foldhash's quality hasher with a fixed seed over the rules' `Hash` stream:
 /// deterministic (the same in the agent and in `enforcer inspect`, and across
 /// restarts; foldhash's version is pinned by the lockfile), every field of a rule is in
-/// it, no text is formatted, and it takes words, not bytes, at a time (the agent
-/// fingerprints every policy of the cluster on each compile; FNV-1a, byte by byte, took
-/// a quarter of a 10k-policy compile).
+/// it, no text is formatted, and it takes words, not bytes, at a time (FNV-1a, byte by
+/// byte, over every policy of the cluster took a quarter of a 10k-policy compile; now
+/// only the policies a verdict names are fingerprinted).
 pub fn policy_fingerprint(policy: &Policy) -> u64 {
     let mut h = FINGERPRINT_STATE.build_hasher();
     policy.ingress.hash(&mut h);

@@ -114,8 +114,9 @@ fn main() -> ExitCode {
         hwm_mb()
     );
     times.sort_by(f64::total_cmp);
+    let referenced = spec.referenced_policies().iter().filter(|&&u| u).count();
     println!(
-        "policies {} pods {} | compile median {:.1} ms (of {:?}) | endpoints {} peers {} ports {} verdicts {} | digest {:016x}, without fingerprints {:016x}",
+        "policies {} ({referenced} named by a verdict) pods {} | compile median {:.1} ms (of {:?}) | endpoints {} peers {} ports {} verdicts {} | digest {:016x}, without fingerprints {:016x}",
         cluster.policies.len(),
         cluster.endpoints.len(),
         times[times.len() / 2],
