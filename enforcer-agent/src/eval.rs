@@ -146,76 +146,151 @@ pub(crate) fn decide(
 }
 
 /// [`decide`] with rule matching left to `matches(position in applicable, rule index,
-/// rule)`: the compiler answers from precomputed facts; the walk is the same.
+/// rule)`: every rule of every applicable policy is a candidate.
 pub(crate) fn decide_with(
     cluster: &Cluster,
     applicable: &[usize],
     dir: Direction,
-    mut matches: impl FnMut(usize, usize, &Rule) -> bool,
+    matches: impl FnMut(usize, usize, &Rule) -> bool,
 ) -> LegDecision {
+    let every_rule = applicable
+        .iter()
+        .enumerate()
+        .flat_map(|(pos, &p)| (0..cluster.policies[p].rules(dir).len()).map(move |r| (pos, r)));
+    let spans = tier_spans(cluster, applicable);
+    walk(cluster, applicable, &spans, dir, every_rule, matches).named(cluster)
+}
+
+/// The policies of one tier among the applicable ones: positions `start..end` of
+/// `applicable` (a tier's policies are contiguous: evaluation order is tier first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TierSpan {
+    /// Index into [`Cluster::tiers`].
+    pub tier: usize,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// The tiers of `applicable`, in order.
+pub(crate) fn tier_spans(cluster: &Cluster, applicable: &[usize]) -> Vec<TierSpan> {
+    let mut spans: Vec<TierSpan> = Vec::new();
+    for (pos, &p) in applicable.iter().enumerate() {
+        let tier = cluster.policies[p].tier;
+        match spans.last_mut() {
+            Some(span) if span.tier == tier => span.end = pos + 1,
+            _ => spans.push(TierSpan {
+                tier,
+                start: pos,
+                end: pos + 1,
+            }),
+        }
+    }
+    spans
+}
+
+/// A decision by indices only (what the compiler writes); [`Walked::named`] adds the
+/// names of [`LegDecision`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Walked {
+    pub action: Action,
+    pub kind: DecisionKind,
+    /// Index into [`Cluster::tiers`] of the deciding tier.
+    pub tier: Option<usize>,
+    /// Index into [`Cluster::policies`].
+    pub policy_index: Option<usize>,
+    pub rule_index: Option<usize>,
+    /// (policy index, rule index) of each Log rule that matched on the way.
+    pub logged: Vec<(usize, usize)>,
+}
+
+impl Walked {
+    fn named(self, cluster: &Cluster) -> LegDecision {
+        LegDecision {
+            action: self.action,
+            tier: self.tier.map(|t| cluster.tiers[t].name.clone()),
+            policy: self.policy_index.map(|p| cluster.policies[p].name.clone()),
+            policy_index: self.policy_index,
+            rule_index: self.rule_index,
+            kind: self.kind,
+            logged: self
+                .logged
+                .into_iter()
+                .map(|(p, r)| LoggedRule {
+                    policy: cluster.policies[p].name.clone(),
+                    policy_index: p,
+                    rule_index: r,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The tier walk. `spans` are `applicable`'s tiers ([`tier_spans`]); `candidates` the
+/// (position in `applicable`, rule index) of every rule that may match, in evaluation
+/// order: a rule left out is taken as not matching (the compiler leaves out the rules
+/// whose address predicates already fail, so a walk visits a handful of rules rather
+/// than every rule of every policy). Per tier: candidates in order, first match
+/// decides (Allow/Deny final, Pass = the next tier, Log = record and go on); a tier
+/// without a decision ends in its default action; after the tiers the namespace
+/// profile allows.
+pub(crate) fn walk(
+    cluster: &Cluster,
+    applicable: &[usize],
+    spans: &[TierSpan],
+    dir: Direction,
+    candidates: impl Iterator<Item = (usize, usize)>,
+    mut matches: impl FnMut(usize, usize, &Rule) -> bool,
+) -> Walked {
+    let mut candidates = candidates.peekable();
     let mut logged = Vec::new();
-    let mut i = 0;
-    while i < applicable.len() {
-        let tier_index = cluster.policies[applicable[i]].tier;
-        let tier_end = applicable[i..]
-            .iter()
-            .position(|&p| cluster.policies[p].tier != tier_index)
-            .map_or(applicable.len(), |n| i + n);
-        let tier = &cluster.tiers[tier_index];
+    for span in spans {
         let mut passed = false;
-        'policies: for (pos, &p) in applicable.iter().enumerate().take(tier_end).skip(i) {
-            let policy = &cluster.policies[p];
-            for (r, rule) in policy.rules(dir).iter().enumerate() {
-                if !matches(pos, r, rule) {
-                    continue;
+        while let Some((pos, r)) = candidates.next_if(|&(pos, _)| pos < span.end) {
+            let p = applicable[pos];
+            let rule = &cluster.policies[p].rules(dir)[r];
+            if !matches(pos, r, rule) {
+                continue;
+            }
+            let decided = |action, logged| Walked {
+                action,
+                kind: DecisionKind::Rule,
+                tier: Some(span.tier),
+                policy_index: Some(p),
+                rule_index: Some(r),
+                logged,
+            };
+            match rule.action {
+                RuleAction::Allow => return decided(Action::Allow, logged),
+                RuleAction::Deny => return decided(Action::Deny, logged),
+                RuleAction::Pass => {
+                    passed = true;
+                    break;
                 }
-                let decided = |action| LegDecision {
-                    action,
-                    tier: Some(tier.name.clone()),
-                    policy: Some(policy.name.clone()),
-                    policy_index: Some(p),
-                    rule_index: Some(r),
-                    kind: DecisionKind::Rule,
-                    logged: logged.clone(),
-                };
-                match rule.action {
-                    RuleAction::Allow => return decided(Action::Allow),
-                    RuleAction::Deny => return decided(Action::Deny),
-                    RuleAction::Pass => {
-                        passed = true;
-                        break 'policies;
-                    }
-                    RuleAction::Log => logged.push(LoggedRule {
-                        policy: policy.name.clone(),
-                        policy_index: p,
-                        rule_index: r,
-                    }),
-                }
+                RuleAction::Log => logged.push((p, r)),
             }
         }
-        if !passed && tier.default_action == TierAction::Deny {
+        if passed {
+            // The rest of the tier is not evaluated.
+            while candidates.next_if(|&(pos, _)| pos < span.end).is_some() {}
+        } else if cluster.tiers[span.tier].default_action == TierAction::Deny {
             // Calico attributes the end-of-tier drop to the tier's last policy.
-            let last = applicable[tier_end - 1];
-            return LegDecision {
+            return Walked {
                 action: Action::Deny,
-                tier: Some(tier.name.clone()),
-                policy: Some(cluster.policies[last].name.clone()),
-                policy_index: Some(last),
-                rule_index: None,
                 kind: DecisionKind::TierDefault,
+                tier: Some(span.tier),
+                policy_index: Some(applicable[span.end - 1]),
+                rule_index: None,
                 logged,
             };
         }
-        i = tier_end;
     }
     // Every workload endpoint has its namespace profile `kns.<ns>`, which allows all.
-    LegDecision {
+    Walked {
         action: Action::Allow,
+        kind: DecisionKind::Profile,
         tier: None,
-        policy: None,
         policy_index: None,
         rule_index: None,
-        kind: DecisionKind::Profile,
         logged,
     }
 }

@@ -22,19 +22,44 @@ use super::hashing::{HashMap, HashSet};
 use super::input::Input;
 use super::profiles::Profile;
 use super::spec::SpecVerdictKey;
-use crate::eval::{self, Action, DecisionKind, LegDecision, SideFacts};
+use crate::eval::{self, Action, DecisionKind, LegDecision, SideFacts, Walked};
 use crate::policy::{Direction, Endpoint};
 
 /// The map verdict for an evaluator decision.
 pub fn verdict_of(leg: &LegDecision) -> Verdict {
+    verdict(
+        leg.action,
+        leg.kind,
+        (leg.policy_index, leg.rule_index),
+        leg.logged.first().map(|l| (l.policy_index, l.rule_index)),
+    )
+}
+
+/// The map verdict for a walk of the compiler's.
+fn verdict_of_walk(walked: &Walked) -> Verdict {
+    verdict(
+        walked.action,
+        walked.kind,
+        (walked.policy_index, walked.rule_index),
+        walked.logged.first().copied(),
+    )
+}
+
+/// A verdict: the action, its kind, the deciding (policy, rule) and the first Log
+/// rule's.
+fn verdict(
+    action: Action,
+    kind: DecisionKind,
+    (policy, rule): (Option<usize>, Option<usize>),
+    first_log: Option<(usize, usize)>,
+) -> Verdict {
     let index = |i: Option<usize>| i.map_or(NO_INDEX, |i| i as u32);
-    let first_log = leg.logged.first();
     Verdict {
-        action: match leg.action {
+        action: match action {
             Action::Allow => ACTION_ALLOW,
             Action::Deny => ACTION_DENY,
         },
-        kind: match leg.kind {
+        kind: match kind {
             DecisionKind::Rule => VERDICT_KIND_RULE,
             DecisionKind::TierDefault => VERDICT_KIND_TIER_DEFAULT,
             DecisionKind::Profile => VERDICT_KIND_PROFILE,
@@ -46,10 +71,10 @@ pub fn verdict_of(leg: &LegDecision) -> Verdict {
             0
         },
         _pad: 0,
-        policy: index(leg.policy_index),
-        rule: index(leg.rule_index),
-        log_policy: first_log.map_or(NO_INDEX, |l| l.policy_index as u32),
-        log_rule: first_log.map_or(NO_INDEX, |l| l.rule_index as u32),
+        policy: index(policy),
+        rule: index(rule),
+        log_policy: index(first_log.map(|(p, _)| p)),
+        log_rule: index(first_log.map(|(_, r)| r)),
     }
 }
 
@@ -210,7 +235,10 @@ impl PodVerdicts<'_> {
     /// The verdict matrix on representatives. The evaluator's tier walk runs per (peer
     /// group, cell group), but a rule's address predicates do not depend on the cell:
     /// they are evaluated once per peer group (peer sides from the class signature,
-    /// local sides once per local address), leaving only protocol and ports per cell.
+    /// local sides once per local address), and the walks of that group visit only the
+    /// rules whose address predicates hold (`eval::walk`'s candidates), testing
+    /// protocol and ports per cell. At 10k rules on one endpoint, each peer matches a
+    /// few of them.
     fn matrix(
         &self,
         leg: &Leg<'_>,
@@ -220,13 +248,15 @@ impl PodVerdicts<'_> {
     ) -> Vec<Vec<Verdict>> {
         let cluster = self.input.cluster;
         let (applicable, dir) = (leg.applicable, leg.dir);
-        // Position in `relevant` of the first rule of each applicable policy.
+        // Position in `relevant` of the first rule of each applicable policy, and per
+        // relevant rule its (position in `applicable`, index in its policy).
         let mut offsets = Vec::with_capacity(applicable.len());
-        let mut total = 0;
-        for &p in applicable {
-            offsets.push(total);
-            total += cluster.policies[p].rules(dir).len();
+        let mut pos_rule = Vec::with_capacity(relevant.len());
+        for (pos, &p) in applicable.iter().enumerate() {
+            offsets.push(pos_rule.len());
+            pos_rule.extend((0..cluster.policies[p].rules(dir).len()).map(|r| (pos, r)));
         }
+        let spans = eval::tier_spans(cluster, applicable);
         // What a side with no address predicate says (`eval::side_facts`).
         let no_address_test = SideFacts {
             selected: true,
@@ -256,19 +286,28 @@ impl PodVerdicts<'_> {
                         Some(atom) => self.classes.facts(self.atoms, class, atom),
                     })
                     .collect();
-                let address_ok: Vec<bool> = peer_facts
+                // The rules whose address predicates hold for this peer group: the
+                // walks below visit these alone.
+                let candidates: Vec<(usize, usize)> = peer_facts
                     .iter()
                     .zip(local_facts.iter())
-                    .map(|(p, l)| p.address_matches() && l.address_matches())
+                    .zip(&pos_rule)
+                    .filter(|((p, l), _)| p.address_matches() && l.address_matches())
+                    .map(|(_, &at)| at)
                     .collect();
                 cell_groups
                     .iter()
                     .map(|cells| {
                         let packet = leg_packet(dir, local, peer, cells.first());
-                        let decision =
-                            eval::decide_with(cluster, applicable, dir, |pos, r, rule| {
+                        let walked = eval::walk(
+                            cluster,
+                            applicable,
+                            &spans,
+                            dir,
+                            candidates.iter().copied(),
+                            |pos, r, rule| {
                                 let k = offsets[pos] + r;
-                                if !address_ok[k] || !eval::protocol_matches(rule, &packet) {
+                                if !eval::protocol_matches(rule, &packet) {
                                     return false;
                                 }
                                 let (src, dst) = match dir {
@@ -282,8 +321,9 @@ impl PodVerdicts<'_> {
                                         packet.proto,
                                         packet.dst_port_key(),
                                     )
-                            });
-                        verdict_of(&decision)
+                            },
+                        );
+                        verdict_of_walk(&walked)
                     })
                     .collect()
             })
