@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::compile::selfcheck::{SampleSize, self_check};
-use crate::compile::{CompileError, DataplaneSpec};
+use crate::compile::{CompileError, DataplaneSpec, Reuse};
 use crate::dataplane::bindings::{Bindings, bind};
 use crate::dataplane::interfaces::{NodeInterfaces, WorkloadPrefixes};
 use crate::dataplane::{Dataplane, DataplaneError, GENERATION_GRACE};
@@ -78,6 +78,9 @@ pub struct Reconciler {
     /// A deliberate compiler bug, applied to every compiled spec before its
     /// self-check (tests only: proves the check refuses a wrong generation).
     planted_bug: Option<fn(&mut DataplaneSpec)>,
+    /// What the last compile left for the next (`compile::reuse`), told of every
+    /// change of the model.
+    reuse: Reuse,
 }
 
 impl Reconciler {
@@ -105,6 +108,7 @@ impl Reconciler {
             status: AgentStatus::default(),
             publisher,
             planted_bug: None,
+            reuse: Reuse::default(),
         }
     }
 
@@ -177,6 +181,7 @@ impl Reconciler {
             DatastoreEvent::Reset(snapshot) => {
                 let revision = snapshot.revision;
                 self.model.reset(snapshot);
+                self.reuse.clear();
                 self.synced = true;
                 self.stale = true;
                 revision
@@ -185,7 +190,8 @@ impl Reconciler {
                 // Any change recompiles (and republishes what is refused), even one
                 // that touched nothing the compiler reads.
                 self.stale |= !changes.is_empty();
-                self.model.apply(changes);
+                let touched = self.model.apply(changes);
+                self.reuse.follow(&touched);
                 revision
             }
             DatastoreEvent::Unavailable { error } => {
@@ -334,7 +340,12 @@ impl Reconciler {
     /// disagree with the policy is refused.
     fn compile(&mut self, revision: u64) -> Result<DataplaneSpec, CompileError> {
         let cluster = self.model.cluster();
-        let mut spec = crate::compile::compile_on_node(cluster, Some(&self.node), &self.addresses)?;
+        let mut spec = crate::compile::compile_reusing(
+            cluster,
+            Some(&self.node),
+            &self.addresses,
+            &mut self.reuse,
+        )?;
         if let Some(bug) = self.planted_bug {
             bug(&mut spec);
         }

@@ -9,6 +9,7 @@
 //! for every rule, so the evaluator cannot tell the regions of a class apart. Only the
 //! atoms the [`AtomIndex`] names as candidates are evaluated at a region.
 
+use std::hash::BuildHasher as _;
 use std::net::IpAddr;
 
 use enforcer_common::{
@@ -39,10 +40,14 @@ pub(super) struct ClassSignature {
     pub(super) facts: Vec<AtomFact>,
 }
 
-/// The distinct (peer side, protocol) pairs of the rules.
+/// The distinct (peer side, protocol) pairs of the rules, numbered by content: sorted
+/// by a fixed-seed hash of the pair (ties, which equal content cannot make, by first
+/// occurrence), so that the same atoms get the same numbers whatever the order of the
+/// policies that name them, and classes computed for them can be reused
+/// ([`super::reuse`]) when a change to the policies leaves the atoms as they were.
 pub(super) struct PeerAtoms<'a> {
     /// Per atom: its peer side and protocol.
-    sides: Vec<(&'a EntityMatch, Option<u8>)>,
+    pub(super) sides: Vec<(&'a EntityMatch, Option<u8>)>,
     /// Per rule (as `Input::rules`): its atom; `None` when its peer side tests nothing
     /// about the address.
     pub(super) of_rule: Vec<Option<usize>>,
@@ -52,7 +57,7 @@ pub(super) struct PeerAtoms<'a> {
 
 impl<'a> PeerAtoms<'a> {
     pub(super) fn new(input: &Input<'a>) -> Self {
-        let mut sides = Vec::new();
+        let mut first_seen = Vec::new();
         let mut atom_of: HashMap<(&EntityMatch, Option<u8>), usize> = HashMap::default();
         let mut of_rule = vec![None; input.rules.len()];
         for (n, r) in input.rules.iter().enumerate() {
@@ -61,11 +66,27 @@ impl<'a> PeerAtoms<'a> {
             }
             let key = (r.peer_side(), r.rule.protocol);
             let atom = *atom_of.entry(key).or_insert_with(|| {
-                sides.push(key);
-                sides.len() - 1
+                first_seen.push(key);
+                first_seen.len() - 1
             });
             of_rule[n] = Some(atom);
         }
+        // Numbered by content (see the type).
+        let mut order: Vec<(u64, usize)> = first_seen
+            .iter()
+            .enumerate()
+            .map(|(i, key)| (ATOM_ORDER.hash_one(key), i))
+            .collect();
+        order.sort_unstable();
+        let mut renumbered = vec![0; first_seen.len()];
+        for (atom, &(_, i)) in order.iter().enumerate() {
+            renumbered[i] = atom;
+        }
+        for atom in of_rule.iter_mut().flatten() {
+            *atom = renumbered[*atom];
+        }
+        let sides: Vec<(&EntityMatch, Option<u8>)> =
+            order.iter().map(|&(_, i)| first_seen[i]).collect();
         let defaults = sides.iter().map(|(s, _)| default_facts(s)).collect();
         PeerAtoms {
             sides,
@@ -79,7 +100,13 @@ impl<'a> PeerAtoms<'a> {
     }
 }
 
+/// The fixed seed of the atoms' order (any constant: the same atoms must sort alike
+/// in every compile of one process).
+const ATOM_ORDER: foldhash::quality::FixedState =
+    foldhash::quality::FixedState::with_seed(0x6174_6f6d_6f72_6465);
+
 /// The peer classes of the regions.
+#[derive(Debug)]
 pub(super) struct PeerClasses {
     /// Per class.
     pub(super) signatures: Vec<ClassSignature>,
@@ -88,7 +115,7 @@ pub(super) struct PeerClasses {
     /// Per region: its class; `None` for a region not emitted or a Service VIP.
     pub(super) of_region: Vec<Option<u32>>,
     /// Per atom: its distinct facts, by fact number − 1.
-    fact_values: Vec<Vec<SideFacts>>,
+    pub(super) fact_values: Vec<Vec<SideFacts>>,
 }
 
 impl PeerClasses {

@@ -9,7 +9,7 @@
 //!   longest match is an entry (its *region*) are alike for every net predicate and
 //!   see the same entities, so one representative address per region stands for it;
 //! - `classes.rs` (with `atom_index.rs`): regions with equal facts for every rule's
-//!   peer side share a peer class;
+//!   peer side share a peer class (kept for the next compile: `reuse.rs`);
 //! - `profiles.rs`: local endpoints with the same applicable policies and the same
 //!   facts for every local rule side share a profile;
 //! - `cells.rs`: per protocol, the port space cut at every port, range and resolved
@@ -33,6 +33,7 @@ pub(crate) mod host;
 mod input;
 mod profiles;
 mod regions;
+pub mod reuse;
 pub mod selfcheck;
 pub mod simulate;
 pub mod spec;
@@ -43,10 +44,12 @@ use enforcer_common::{
 };
 
 pub use error::CompileError;
+pub use reuse::Reuse;
 pub use spec::DataplaneSpec;
 pub use verdicts::{dir_code, verdict_of};
 
-use crate::eval::host::NodeAddresses;
+/// The node's own addresses a compile is for (what [`compile_on_node`] takes).
+pub use crate::eval::host::NodeAddresses;
 use crate::policy::Cluster;
 
 /// Compiles the cluster with every endpoint treated as local.
@@ -73,6 +76,18 @@ pub fn compile_on_node(
     node: Option<&str>,
     addresses: &NodeAddresses,
 ) -> Result<DataplaneSpec, CompileError> {
+    compile_reusing(cluster, node, addresses, &mut Reuse::default())
+}
+
+/// [`compile_on_node`], reusing what `reuse` kept from the last compile where its
+/// inputs are the same ([`reuse`]), and keeping this compile's for the next. The spec
+/// is the one [`compile_on_node`] gives.
+pub fn compile_reusing(
+    cluster: &Cluster,
+    node: Option<&str>,
+    addresses: &NodeAddresses,
+    reuse: &mut Reuse,
+) -> Result<DataplaneSpec, CompileError> {
     let mut phases = PhaseTimer::new();
     let input = input::Input::new(cluster, node, addresses);
     phases.done("input");
@@ -80,9 +95,10 @@ pub fn compile_on_node(
     phases.done("regions");
     let named_nets = regions::named_nets(&regions);
     let atoms = classes::PeerAtoms::new(&input);
-    let classes = classes::PeerClasses::new(&input, &atoms, &regions, &named_nets);
+    let peer_classes = reuse.classes(&input, &atoms, &regions, &named_nets);
+    let classes = peer_classes.get();
     phases.done("peer classes");
-    let mut peers = classes::peer_entries(&input, &regions, &classes);
+    let mut peers = classes::peer_entries(&input, &regions, classes);
     let (profiles, mut endpoints) = profiles::profiles(&input, &named_nets);
     phases.done("profiles");
     let cells = cells::cells(&input);
@@ -90,23 +106,25 @@ pub fn compile_on_node(
     let mut verdicts = verdicts::PodVerdicts {
         input: &input,
         atoms: &atoms,
-        classes: &classes,
+        classes,
         profiles: &profiles,
         cells: &cells.all,
     }
     .verdicts();
     phases.done("verdicts");
-    host::compile_host(
+    let host = host::compile_host(
         &input,
         &host::Handover {
             regions: &regions,
-            classes: &classes,
+            classes,
             cells: &cells.all,
         },
         &mut peers,
         &mut endpoints,
         &mut verdicts,
-    )?;
+    );
+    reuse.keep(peer_classes, node, &atoms, &regions);
+    host?;
     phases.done("host endpoints");
     let mut spec = DataplaneSpec {
         endpoints,

@@ -15,6 +15,7 @@ use super::hashing::HashSet;
 use super::input::Input;
 
 /// One peer LPM entry and its region.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Region {
     pub(super) net: IpNet,
     /// An address whose longest match is `net`; `None`: fully covered, not emitted.

@@ -151,6 +151,116 @@ fn changes_one_by_one_compile_what_select_picks() {
     );
 }
 
+/// The compile that reuses what the last one left (`compile::reuse`, told of every
+/// change as the agent does) gives the spec of a full compile, after every step of
+/// random change sequences (policies, pods, namespaces, network sets, Services and
+/// tiers added, edited, broken and deleted); some steps reuse the classes as they
+/// are, some update them for the atoms added and removed, some compute them.
+#[test]
+fn compiles_reusing_the_last_give_the_spec_of_a_full_compile() {
+    use crate::compile::{Reuse, compile_for_node, compile_reusing};
+    use crate::eval::host::NodeAddresses;
+    let mut reused = 0;
+    let mut updated = 0;
+    let mut computed = 0;
+    for seed in 1..150u64 {
+        let docs = documents(seed);
+        let donors = documents(seed.wrapping_mul(17) + 3);
+        let mut g = Gen::new(seed ^ 0x5eed);
+        let mut model = Model::default();
+        let mut reuse = Reuse::default();
+        let mut current: Vec<(String, Value)> =
+            docs.iter().filter(|_| g.chance(70)).cloned().collect();
+        let touched = model.reset(Snapshot {
+            revision: 1,
+            objects: current
+                .iter()
+                .flat_map(|(n, d)| stored(n, d, &[]))
+                .collect(),
+        });
+        reuse.follow(&touched);
+        for step in 0..12 {
+            let cluster = model.cluster();
+            // One node per sequence, as an agent has.
+            let node = (seed % 2 == 0).then_some("node1");
+            let full = compile_for_node(cluster, node);
+            let again = compile_reusing(
+                cluster,
+                node,
+                &NodeAddresses::declared(cluster, node),
+                &mut reuse,
+            );
+            assert_eq!(
+                format!("{again:?}"),
+                format!("{full:?}"),
+                "seed {seed} step {step}: a compile reusing the last differs from a full one"
+            );
+            // Policies most of the time: the changes whose classes can be kept.
+            let policies: Vec<usize> = (0..docs.len())
+                .filter(|&d| {
+                    docs[d].1["kind"]
+                        .as_str()
+                        .is_some_and(|k| k.ends_with("Policy"))
+                })
+                .collect();
+            let pick = if !policies.is_empty() && g.chance(75) {
+                policies[g.below(policies.len())]
+            } else {
+                g.below(docs.len())
+            };
+            let (name, doc) = docs[pick].clone();
+            let before: Vec<ObjectId> = model
+                .cache()
+                .entries()
+                .filter(|(_, e)| e.origin == format!("objects/{name}.json"))
+                .map(|(id, _)| id.clone())
+                .collect();
+            let at = current.iter().position(|(n, _)| *n == name);
+            let changes: Vec<Change> = match (at, g.below(4)) {
+                (Some(i), 0) => {
+                    current.remove(i);
+                    before.into_iter().map(Change::Delete).collect()
+                }
+                (Some(i), 1) => {
+                    let v = variant(&mut g, &current[i].1, &donors);
+                    current[i].1 = v.clone();
+                    let new = stored(&name, &v, &before);
+                    let mut out: Vec<Change> = before
+                        .iter()
+                        .filter(|id| !new.iter().any(|s| s.id == **id))
+                        .cloned()
+                        .map(Change::Delete)
+                        .collect();
+                    out.extend(new.into_iter().map(|s| Change::Upsert(Box::new(s))));
+                    out
+                }
+                (Some(i), _) => {
+                    // Deleted and added back: a policy comes back at its place, the
+                    // classes before and after are alike.
+                    current.remove(i);
+                    before.into_iter().map(Change::Delete).collect()
+                }
+                (None, _) => {
+                    current.push((name.clone(), doc.clone()));
+                    stored(&name, &doc, &[])
+                        .into_iter()
+                        .map(|s| Change::Upsert(Box::new(s)))
+                        .collect()
+                }
+            };
+            let touched = model.apply(changes);
+            reuse.follow(&touched);
+        }
+        reused += reuse.stats().reused;
+        updated += reuse.stats().updated;
+        computed += reuse.stats().computed;
+    }
+    assert!(
+        reused > 400 && updated > 70 && computed > 400,
+        "the sequences must exercise every way: {reused} compiles reused the classes, {updated} updated them, {computed} computed them"
+    );
+}
+
 #[test]
 fn a_policy_change_touches_that_policy_only() {
     let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dev"}});

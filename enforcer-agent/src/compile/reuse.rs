@@ -1,0 +1,282 @@
+//! What one compile leaves for the next: the peer classes, with what they were
+//! computed from. The agent keeps a [`Reuse`] between policy changes. When nothing but
+//! policies changed in between (the caller reports every change of the cluster to
+//! [`Reuse::follow`]) and the regions and node are the same, a compile starts from the
+//! classes kept:
+//!
+//! - same atoms (numbered by content: `classes::PeerAtoms`): the classes as they are;
+//! - other atoms ([`update_classes`]): what the atoms kept and still named say about
+//!   each region is in the kept signatures; only the atoms added are evaluated (at the
+//!   regions their index names), and the regions are grouped again by the signatures
+//!   so made. A policy adds or removes a few atoms, out of 10k at scale.
+//!
+//! Everything is compared in full, not by digest, and numbered as a full compile
+//! numbers it (classes by first region, an atom's facts by the first region that has
+//! them): the classes are exactly what computing them again gives (checked against
+//! full compiles over random change sequences in `agent/model/tests.rs`).
+
+use super::atom_index::AtomIndex;
+use super::classes::{AtomFact, ClassSignature, PeerAtoms, PeerClasses};
+use super::hashing::HashMap;
+use super::input::Input;
+use super::regions::{NamedNets, Region};
+use crate::eval::{self, SideFacts};
+use crate::policy::EntityMatch;
+use crate::policy::live::Touched;
+
+/// Peer classes kept from the last compile (see the module).
+#[derive(Debug, Default)]
+pub struct Reuse {
+    kept: Option<Kept>,
+    stats: ReuseStats,
+}
+
+/// How compiles got their classes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReuseStats {
+    /// Compiles that reused the classes kept as they were.
+    pub reused: u64,
+    /// Compiles that updated the classes kept for the atoms added and removed.
+    pub updated: u64,
+    /// Compiles that computed them from nothing.
+    pub computed: u64,
+}
+
+#[derive(Debug)]
+pub(super) struct Kept {
+    node: Option<String>,
+    atoms: Vec<(EntityMatch, Option<u8>)>,
+    regions: Vec<Region>,
+    classes: PeerClasses,
+}
+
+impl Kept {
+    fn same_atoms(&self, atoms: &PeerAtoms<'_>) -> bool {
+        self.atoms.len() == atoms.sides.len()
+            && self
+                .atoms
+                .iter()
+                .zip(&atoms.sides)
+                .all(|((side, protocol), (s, p))| side == *s && protocol == p)
+    }
+}
+
+/// The peer classes of a compile: the kept ones, or new ones.
+pub(super) enum Classes {
+    Kept(Kept),
+    New(PeerClasses),
+}
+
+impl Classes {
+    pub(super) fn get(&self) -> &PeerClasses {
+        match self {
+            Classes::Kept(kept) => &kept.classes,
+            Classes::New(classes) => classes,
+        }
+    }
+}
+
+impl Reuse {
+    /// A change of the cluster (what `agent::model::Model` reports): anything but
+    /// policies (endpoints, namespaces, network sets, host endpoints, nodes, Services,
+    /// tiers) can change what an atom says about an address, so the classes go.
+    pub fn follow(&mut self, touched: &Touched) {
+        if !touched.endpoints.is_empty() || touched.other {
+            self.kept = None;
+        }
+    }
+
+    /// Forgets the classes (a snapshot replaced the cluster).
+    pub fn clear(&mut self) {
+        self.kept = None;
+    }
+
+    pub fn stats(&self) -> ReuseStats {
+        self.stats
+    }
+
+    /// The peer classes for `atoms`: the kept ones, as they are or updated, when they
+    /// were computed for these regions and node since the last change that was not a
+    /// policy's; computed otherwise. Give them back with [`Reuse::keep`].
+    pub(super) fn classes(
+        &mut self,
+        input: &Input<'_>,
+        atoms: &PeerAtoms<'_>,
+        regions: &[Region],
+        named_nets: &NamedNets,
+    ) -> Classes {
+        let kept = self
+            .kept
+            .take()
+            .filter(|kept| kept.node.as_deref() == input.node && kept.regions == regions);
+        match kept {
+            Some(kept) if kept.same_atoms(atoms) => {
+                self.stats.reused += 1;
+                Classes::Kept(kept)
+            }
+            Some(kept) => {
+                self.stats.updated += 1;
+                Classes::New(update_classes(&kept, input, atoms, regions))
+            }
+            None => {
+                self.stats.computed += 1;
+                Classes::New(PeerClasses::new(input, atoms, regions, named_nets))
+            }
+        }
+    }
+
+    /// Keeps the classes of a compile for the next one.
+    pub(super) fn keep(
+        &mut self,
+        classes: Classes,
+        node: Option<&str>,
+        atoms: &PeerAtoms<'_>,
+        regions: &[Region],
+    ) {
+        let classes = match classes {
+            Classes::Kept(kept) => {
+                self.kept = Some(kept);
+                return;
+            }
+            Classes::New(classes) => classes,
+        };
+        self.kept = Some(Kept {
+            node: node.map(str::to_owned),
+            atoms: atoms
+                .sides
+                .iter()
+                .map(|(side, protocol)| ((*side).clone(), *protocol))
+                .collect(),
+            regions: regions.to_vec(),
+            classes,
+        });
+    }
+}
+
+/// The classes for `atoms` from `kept`, computed for other atoms over the same regions
+/// and entities: what [`PeerClasses::new`] gives, without evaluating the atoms kept.
+/// A region's signature is its kept class's, restricted to the atoms still named (an
+/// atom's facts at a region and their numbers do not depend on the other atoms), plus
+/// the facts of the atoms added (evaluated where their index names them); classes are
+/// numbered again by first region.
+fn update_classes(
+    kept: &Kept,
+    input: &Input<'_>,
+    atoms: &PeerAtoms<'_>,
+    regions: &[Region],
+) -> PeerClasses {
+    let cluster = input.cluster;
+    let new_id: HashMap<(&EntityMatch, Option<u8>), u32> = atoms
+        .sides
+        .iter()
+        .enumerate()
+        .map(|(a, &side)| (side, a as u32))
+        .collect();
+    let renumbered: Vec<Option<u32>> = kept
+        .atoms
+        .iter()
+        .map(|(side, protocol)| new_id.get(&(side, *protocol)).copied())
+        .collect();
+    let mut old_of_new: Vec<Option<usize>> = vec![None; atoms.len()];
+    for (old, new) in renumbered.iter().enumerate() {
+        if let Some(new) = new {
+            old_of_new[*new as usize] = Some(old);
+        }
+    }
+    let added: Vec<u32> = (0..atoms.len() as u32)
+        .filter(|&a| old_of_new[a as usize].is_none())
+        .collect();
+    // The kept classes' signatures on the atoms still named, in their new numbers.
+    let restricted: Vec<Vec<AtomFact>> = kept
+        .classes
+        .signatures
+        .iter()
+        .map(|signature| {
+            let mut facts: Vec<AtomFact> = signature
+                .facts
+                .iter()
+                .filter_map(|f| {
+                    renumbered[f.atom as usize].map(|atom| AtomFact { atom, fact: f.fact })
+                })
+                .collect();
+            facts.sort_unstable_by_key(|f| f.atom);
+            facts
+        })
+        .collect();
+    let added_sides: Vec<&EntityMatch> = added.iter().map(|&a| atoms.sides[a as usize].0).collect();
+    let mut index = (!added.is_empty()).then(|| AtomIndex::new(cluster, &added_sides, regions));
+    // Per added atom: its distinct facts, numbered from 1 in region order.
+    let mut fact_ids: Vec<HashMap<SideFacts, u32>> = vec![HashMap::default(); added.len()];
+    // Regions of one kept class with the same facts of the added atoms are alike: one
+    // signature per such pair.
+    let mut class_of_pair: HashMap<(u32, Vec<AtomFact>), u32> = HashMap::default();
+    let mut class_of: HashMap<ClassSignature, u32> = HashMap::default();
+    let mut signatures: Vec<ClassSignature> = Vec::new();
+    let mut reps = Vec::new();
+    let mut of_region = Vec::with_capacity(regions.len());
+    for (region_index, (region, kept_class)) in
+        regions.iter().zip(&kept.classes.of_region).enumerate()
+    {
+        let (Some(kept_class), Some(rep)) = (*kept_class, region.rep) else {
+            of_region.push(None);
+            continue;
+        };
+        let mut added_facts = Vec::new();
+        if let Some(index) = index.as_mut() {
+            let entities = cluster.entities_at(rep);
+            for candidate in index.candidates(region_index, &entities) {
+                let atom = added[candidate as usize];
+                let (side, protocol) = atoms.sides[atom as usize];
+                let f = eval::side_facts_among(cluster, side, protocol, rep, &entities);
+                if f == atoms.defaults[atom as usize] {
+                    continue;
+                }
+                let ids = &mut fact_ids[candidate as usize];
+                let next = ids.len() as u32 + 1;
+                let fact = *ids.entry(f).or_insert(next);
+                added_facts.push(AtomFact { atom, fact });
+            }
+        }
+        let pair = (kept_class, added_facts);
+        if let Some(&class) = class_of_pair.get(&pair) {
+            of_region.push(Some(class));
+            continue;
+        }
+        let mut facts = restricted[kept_class as usize].clone();
+        facts.extend_from_slice(&pair.1);
+        facts.sort_unstable_by_key(|f| f.atom);
+        let signature = ClassSignature {
+            is_v4: rep.is_ipv4(),
+            facts,
+        };
+        let class = if let Some(&c) = class_of.get(&signature) {
+            c
+        } else {
+            let c = signatures.len() as u32;
+            class_of.insert(signature.clone(), c);
+            signatures.push(signature);
+            reps.push(rep);
+            c
+        };
+        class_of_pair.insert(pair, class);
+        of_region.push(Some(class));
+    }
+    let mut added_values = fact_ids.into_iter().map(|ids| {
+        let mut v: Vec<(u32, SideFacts)> = ids.into_iter().map(|(f, id)| (id, f)).collect();
+        v.sort_unstable_by_key(|(id, _)| *id);
+        v.into_iter().map(|(_, f)| f).collect::<Vec<_>>()
+    });
+    let fact_values = old_of_new
+        .iter()
+        .map(|old| match old {
+            Some(old) => kept.classes.fact_values[*old].clone(),
+            None => added_values.next().unwrap_or_default(),
+        })
+        .collect();
+    PeerClasses {
+        signatures,
+        reps,
+        of_region,
+        fact_values,
+    }
+}
