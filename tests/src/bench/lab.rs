@@ -93,6 +93,16 @@ impl LabGuard {
 
 impl Drop for LabGuard {
     fn drop(&mut self) {
+        // `ENFORCER_BENCH_LOGS=DIR`: the agent's log (one "applied" line per revision,
+        // with its microseconds) is kept as DIR/<lab>-agent.log, to see where a
+        // latency went.
+        if let (Some(keep), Some(lab)) = (std::env::var_os("ENFORCER_BENCH_LOGS"), &self.lab) {
+            let from = lab.paths().logs().join("agent.log");
+            let to = PathBuf::from(keep).join(format!("{}-agent.log", self.name.as_str()));
+            if let Err(e) = std::fs::copy(&from, &to) {
+                eprintln!("bench: keeping {}: {e}", from.display());
+            }
+        }
         drop(self.lab.take());
         let report = Lab::down(&self.name);
         for p in report.problems {

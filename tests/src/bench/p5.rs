@@ -68,7 +68,13 @@ fn sizes(mode: Mode) -> Vec<Size> {
         policies,
         pods: policies / 2,
     };
-    if mode.quick {
+    // `ENFORCER_P5_SIZES=1000,10000`: some of the sizes (to look into one).
+    let chosen: Option<Vec<usize>> = std::env::var("ENFORCER_P5_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect());
+    if let Some(chosen) = chosen {
+        chosen.into_iter().map(size).collect()
+    } else if mode.quick {
         vec![size(500)]
     } else {
         vec![size(1_000), size(10_000), size(50_000)]
