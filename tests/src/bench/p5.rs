@@ -492,10 +492,14 @@ fn measure_flips(
     }
     let mut lat = Vec::new();
     let mut failed = 0;
+    let trace = std::env::var_os("ENFORCER_BENCH_LOGS").is_some();
     for i in 0..changes {
         let deny = i % 2 == 0;
         let mark = arrivals_len();
         let t0 = monotonic_ns();
+        let t0_wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         if deny {
             ds.apply(flip).ctx("writing the flip policy")?;
         } else {
@@ -525,6 +529,15 @@ fn measure_flips(
         match measured {
             Some(ns) => lat.push(ns as f64 / 1e6),
             None => failed += 1,
+        }
+        if trace {
+            // Beside the agent's log (ENFORCER_BENCH_LOGS): its lines carry wall time.
+            eprintln!(
+                "bench: p5 flip {i} {} written at {} (unix s) took {:?} ms",
+                if deny { "deny" } else { "allow" },
+                t0_wall.as_secs_f64(),
+                measured.map(|ns| ns as f64 / 1e6)
+            );
         }
         // Let the generator settle in the new state.
         std::thread::sleep(Duration::from_millis(30));

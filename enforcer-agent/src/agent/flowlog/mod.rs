@@ -1,7 +1,8 @@
 //! The flow log: drains `ENF_EVENTS` (Log-rule hits, denied packets, allowed new
 //! flows, from pod and host hooks alike), names everything in them, aggregates them per
 //! flow and interval, and appends one JSON line per flow and interval to a size-bounded,
-//! rotated, private file (`file.rs`). Never a per-packet print.
+//! rotated, private file (`file.rs`), from a thread of its own (`writer.rs`: the
+//! agent's event loop never waits for a write). Never a per-packet print.
 //!
 //! Bounded end to end, so that a flood cannot take the agent down: the programs send at
 //! most one event per flow and second and spend a per-CPU budget (`observe.rs` in
@@ -13,6 +14,7 @@ pub mod aggregate;
 pub mod file;
 pub mod names;
 pub mod record;
+pub mod writer;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -34,10 +36,11 @@ use crate::dataplane::names as codes;
 use crate::model::PolicyName;
 use crate::policy::has_ports;
 
-use aggregate::{Aggregator, Observed};
+use aggregate::Observed;
 use file::{LogFile, Rotation};
 use names::Peer;
 use record::{FlowRecord, PolicyRef, protocol_name};
+use writer::LineWriter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FlowLogError {
@@ -138,13 +141,17 @@ impl FlowLogStats {
     }
 }
 
-/// The ring buffer, readable from tokio, the flow reports, and the file.
+/// The ring buffer, readable from tokio, the flow reports, and the file's writer
+/// thread.
 pub struct FlowLog {
     ring: AsyncFd<RingBuf<MapData>>,
-    reports: Option<PerCpuHashMap<MapData, FlowReportKey, FlowReport>>,
-    file: LogFile,
+    /// Whether the flows' reports are read at a close (the writer holds the map).
+    reports: bool,
+    path: PathBuf,
+    writer: LineWriter,
+    /// Whether events went to the writer since the last close.
+    events_since_close: bool,
     interval: Duration,
-    aggregator: Aggregator,
     /// When the open interval closes (set by its first event).
     closes_at: Option<tokio::time::Instant>,
     stats: Arc<FlowLogStats>,
@@ -166,19 +173,31 @@ impl FlowLog {
                     source: e.into(),
                 }
             })?;
+        let stats = Arc::new(FlowLogStats::default());
+        let has_reports = reports.is_some();
+        let writer = LineWriter::spawn(
+            LogFile::new(&options.path, options.rotation.clone()),
+            reports,
+            Arc::clone(&stats),
+        )
+        .map_err(|source| FlowLogError::Io {
+            path: options.path.clone(),
+            source,
+        })?;
         Ok(Self {
             ring,
-            reports,
-            file: LogFile::new(&options.path, options.rotation.clone()),
+            reports: has_reports,
+            path: options.path.clone(),
+            writer,
+            events_since_close: false,
             interval: options.interval.max(Duration::from_millis(100)),
-            aggregator: Aggregator::default(),
             closes_at: None,
-            stats: Arc::new(FlowLogStats::default()),
+            stats,
         })
     }
 
     pub fn path(&self) -> &Path {
-        self.file.path()
+        &self.path
     }
 
     /// The counters, shared (a metrics endpoint may hold them).
@@ -195,7 +214,7 @@ impl FlowLog {
             .readable()
             .await
             .map_err(|source| FlowLogError::Io {
-                path: self.file.path().to_path_buf(),
+                path: self.path.clone(),
                 source,
             })?;
         guard.clear_ready();
@@ -210,10 +229,11 @@ impl FlowLog {
         }
     }
 
-    /// Names and aggregates every pending event; returns how many.
+    /// Names every pending event and hands them to the writer (which aggregates them);
+    /// returns how many.
     pub fn drain(&mut self, names: &dyn FlowNames) -> usize {
         let clock = Clock::now();
-        let mut n = 0;
+        let mut observed = Vec::new();
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
             if item.len() < size_of::<FlowEvent>() {
@@ -221,10 +241,12 @@ impl FlowLog {
             }
             let event: FlowEvent = bytemuck::pod_read_unaligned(&item[..size_of::<FlowEvent>()]);
             drop(item);
-            self.aggregator.add(observe(&event, names, &clock));
-            n += 1;
+            observed.push(observe(&event, names, &clock));
         }
+        let n = observed.len();
         if n > 0 {
+            self.writer.events(observed);
+            self.events_since_close = true;
             self.stats.events.fetch_add(n as u64, Ordering::Relaxed);
             if self.closes_at.is_none() {
                 self.closes_at = Some(tokio::time::Instant::now() + self.interval);
@@ -233,48 +255,16 @@ impl FlowLog {
         n
     }
 
-    /// Closes the open interval: writes its lines. A write error is counted and
-    /// logged; it is never fatal.
+    /// Closes the open interval: the writer thread (`writer.rs`) reads its flows'
+    /// reports and writes its lines, and counts and logs a write error; never fatal,
+    /// never waited for.
     pub fn flush(&mut self) {
         self.closes_at = None;
-        let had_events = !self.aggregator.is_empty();
-        let reports = self.reports.as_ref();
-        let lines = self.aggregator.close(SystemTime::now(), |key| {
-            reports
-                .and_then(|m| m.get(key, 0).ok())
-                .map(|v| v.iter().copied().collect())
-        });
-        if lines.is_empty() {
-            return;
-        }
-        if had_events && self.reports.is_some() {
+        self.writer.close(SystemTime::now());
+        if std::mem::take(&mut self.events_since_close) && self.reports {
             // A flow's last packets may follow its last event by up to a second: the
             // next close looks at the flows of this one again.
             self.closes_at = Some(tokio::time::Instant::now() + self.interval);
-        }
-        let json: Vec<String> = lines
-            .iter()
-            .filter_map(|l| serde_json::to_string(l).ok())
-            .collect();
-        match self.file.append(&json) {
-            Ok(w) => {
-                self.stats.lines.fetch_add(w.lines, Ordering::Relaxed);
-                self.stats.bytes.fetch_add(w.bytes, Ordering::Relaxed);
-                self.stats
-                    .rotations
-                    .fetch_add(w.rotations, Ordering::Relaxed);
-            }
-            Err(error) => {
-                let errors = self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .lines_lost
-                    .fetch_add(json.len() as u64, Ordering::Relaxed);
-                // The first error and then one in a hundred: a full disk must not
-                // flood the agent's own log either.
-                if errors.is_multiple_of(100) {
-                    tracing::warn!(%error, errors = errors + 1, "flow log write failed; lines lost (counted)");
-                }
-            }
         }
     }
 }

@@ -169,3 +169,82 @@ fn a_host_endpoint_deny_is_named_with_its_host_direction() {
     };
     assert_eq!(record(&allowed, &Names).verdict, "allowed");
 }
+
+/// The writer thread (`writer.rs`) aggregates the events handed to it and writes each
+/// interval at its close, in order, also what is still queued when it is dropped (the
+/// agent's shutdown); the log's counters follow. Events handed over before a close are
+/// in that interval.
+#[test]
+#[expect(clippy::unwrap_used, reason = "a failing test panics with context")]
+fn the_writer_thread_writes_each_interval_in_order_and_on_drop() {
+    use std::sync::Arc;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::file::{LogFile, Rotation};
+    use super::record::FlowRecord;
+    use super::writer::LineWriter;
+    use super::{Clock, FlowLogStats, observe};
+
+    let dir = std::env::temp_dir().join(format!("enforcer-flowlog-writer-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("flows.jsonl");
+    let stats = Arc::new(FlowLogStats::default());
+    let writer = LineWriter::spawn(
+        LogFile::new(&path, Rotation::default()),
+        None,
+        Arc::clone(&stats),
+    )
+    .unwrap();
+    let clock = Clock::now();
+    let mut ports = Vec::new();
+    for interval in 0..5u16 {
+        let events: Vec<_> = (0..3u16)
+            .map(|n| {
+                let sport = 40_000 + interval * 10 + n;
+                ports.push(sport);
+                let event = FlowEvent {
+                    src: v4([198, 18, 0, 10]),
+                    dst: v4([198, 18, 0, 20]),
+                    sport,
+                    dport: 80,
+                    proto: 6,
+                    family: FAMILY_V4,
+                    action: ACTION_ALLOW,
+                    policy: NO_INDEX,
+                    rule: NO_INDEX,
+                    packets: 2,
+                    ..FlowEvent::default()
+                };
+                observe(&event, &Names, &clock)
+            })
+            .collect();
+        writer.events(events);
+        writer.close(UNIX_EPOCH + Duration::from_secs(u64::from(interval) + 1));
+    }
+    drop(writer);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let written: Vec<FlowRecord> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Within an interval, lines of flows that started together come in any order.
+    let mut by_interval: Vec<u16> = written.iter().map(|r| r.sport).collect();
+    for interval in by_interval.chunks_mut(3) {
+        interval.sort_unstable();
+    }
+    assert_eq!(
+        by_interval, ports,
+        "one line per flow, interval after interval"
+    );
+    assert!(written.iter().all(|r| r.packets == 2), "{written:?}");
+    let ends: Vec<&str> = written.iter().map(|r| r.end.as_str()).collect();
+    assert_eq!(ends[0], "1970-01-01T00:00:01.000000Z");
+    assert_eq!(ends[14], "1970-01-01T00:00:05.000000Z");
+    let counts = stats.counts();
+    assert_eq!(
+        (counts.lines, counts.write_errors, counts.lines_lost),
+        (15, 0, 0)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
