@@ -66,6 +66,10 @@ impl LineWriter {
                         }
                         Message::Close(end) => {
                             close(&mut aggregator, end, reports.as_ref(), &file, &thread_stats);
+                            // An interval of a flood is thousands of named lines: what
+                            // they took goes back to the kernel (this thread's arena
+                            // included), off the agent's loop.
+                            crate::agent::release_freed_memory();
                         }
                     }
                 }
