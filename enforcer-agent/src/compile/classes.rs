@@ -22,7 +22,7 @@ use super::input::{AddressFingerprint, Input};
 use super::regions::{NamedNets, Region};
 use super::spec::SpecPeer;
 use crate::eval::{self, SideFacts};
-use crate::policy::EntityMatch;
+use crate::policy::{Cluster, Entity, EntityMatch};
 
 /// One atom's facts at a region, when they differ from its default: `fact` numbers the
 /// atom's distinct facts from 1.
@@ -98,6 +98,79 @@ impl<'a> PeerAtoms<'a> {
     pub(super) fn len(&self) -> usize {
         self.sides.len()
     }
+
+    /// What `atom` says about `rep` (with `entities` there), numbered by `numbers`;
+    /// `None` when it is the atom's default (left out of signatures).
+    pub(super) fn fact_at(
+        &self,
+        cluster: &Cluster,
+        atom: u32,
+        rep: IpAddr,
+        entities: &[Entity<'_>],
+        numbers: &mut FactNumbers,
+    ) -> Option<AtomFact> {
+        let (side, protocol) = self.sides[atom as usize];
+        let f = eval::side_facts_among(cluster, side, protocol, rep, entities);
+        (f != self.defaults[atom as usize]).then(|| AtomFact {
+            atom,
+            fact: numbers.number(f),
+        })
+    }
+}
+
+/// One atom's distinct facts, numbered from 1 in the order they are first met (0 is
+/// the default): region order, in a full compile and in an update alike.
+#[derive(Clone, Debug, Default)]
+pub(super) struct FactNumbers(HashMap<SideFacts, u32>);
+
+impl FactNumbers {
+    fn number(&mut self, f: SideFacts) -> u32 {
+        let next = self.0.len() as u32 + 1;
+        *self.0.entry(f).or_insert(next)
+    }
+
+    /// The facts by number − 1 (`PeerClasses::fact_values`).
+    pub(super) fn into_values(self) -> Vec<SideFacts> {
+        let mut v: Vec<(u32, SideFacts)> = self.0.into_iter().map(|(f, id)| (id, f)).collect();
+        v.sort_unstable_by_key(|(id, _)| *id);
+        v.into_iter().map(|(_, f)| f).collect()
+    }
+}
+
+/// Classes numbered by the first region of each signature, that region's address
+/// their representative.
+#[derive(Default)]
+pub(super) struct ClassNumbers {
+    class_of: HashMap<ClassSignature, u32>,
+    signatures: Vec<ClassSignature>,
+    reps: Vec<IpAddr>,
+}
+
+impl ClassNumbers {
+    /// The class of a region at `rep` whose signature is `signature`.
+    pub(super) fn class(&mut self, signature: ClassSignature, rep: IpAddr) -> u32 {
+        if let Some(&c) = self.class_of.get(&signature) {
+            return c;
+        }
+        let c = self.signatures.len() as u32;
+        self.class_of.insert(signature.clone(), c);
+        self.signatures.push(signature);
+        self.reps.push(rep);
+        c
+    }
+
+    pub(super) fn finish(
+        self,
+        of_region: Vec<Option<u32>>,
+        fact_values: Vec<Vec<SideFacts>>,
+    ) -> PeerClasses {
+        PeerClasses {
+            signatures: self.signatures,
+            reps: self.reps,
+            of_region,
+            fact_values,
+        }
+    }
 }
 
 /// The fixed seed of the atoms' order (any constant: the same atoms must sort alike
@@ -128,11 +201,8 @@ impl PeerClasses {
         let cluster = input.cluster;
         let sides: Vec<&EntityMatch> = atoms.sides.iter().map(|(s, _)| *s).collect();
         let mut index = AtomIndex::new(cluster, &sides, regions);
-        // Per atom: its distinct facts, numbered from 1 (0 is the default).
-        let mut fact_ids: Vec<HashMap<SideFacts, u32>> = vec![HashMap::default(); atoms.len()];
-        let mut class_of: HashMap<ClassSignature, u32> = HashMap::default();
-        let mut signatures: Vec<ClassSignature> = Vec::new();
-        let mut reps: Vec<IpAddr> = Vec::new();
+        let mut fact_numbers = vec![FactNumbers::default(); atoms.len()];
+        let mut classes = ClassNumbers::default();
         // Endpoints that only differ in things no rule can see share a fingerprint;
         // evaluate the facts once per fingerprint.
         let mut fingerprint_class: HashMap<AddressFingerprint<'_>, u32> = HashMap::default();
@@ -168,50 +238,32 @@ impl PeerClasses {
                     );
                 }
             }
-            let mut facts: Vec<AtomFact> = Vec::new();
-            for atom in candidates {
-                let (side, protocol) = atoms.sides[atom as usize];
-                let f = eval::side_facts_among(cluster, side, protocol, rep, &entities);
-                if f == atoms.defaults[atom as usize] {
-                    continue;
-                }
-                let ids = &mut fact_ids[atom as usize];
-                let next = ids.len() as u32 + 1;
-                let fact = *ids.entry(f).or_insert(next);
-                facts.push(AtomFact { atom, fact });
-            }
-            let signature = ClassSignature {
-                is_v4: rep.is_ipv4(),
-                facts,
-            };
-            let class = if let Some(&c) = class_of.get(&signature) {
-                c
-            } else {
-                let c = signatures.len() as u32;
-                class_of.insert(signature.clone(), c);
-                signatures.push(signature);
-                reps.push(rep);
-                c
-            };
+            let facts: Vec<AtomFact> = candidates
+                .into_iter()
+                .filter_map(|atom| {
+                    let numbers = &mut fact_numbers[atom as usize];
+                    atoms.fact_at(cluster, atom, rep, &entities, numbers)
+                })
+                .collect();
+            let class = classes.class(
+                ClassSignature {
+                    is_v4: rep.is_ipv4(),
+                    facts,
+                },
+                rep,
+            );
             if let Some(fp) = fingerprint {
                 fingerprint_class.insert(fp, class);
             }
             of_region.push(Some(class));
         }
-        let fact_values = fact_ids
-            .into_iter()
-            .map(|ids| {
-                let mut v: Vec<(u32, SideFacts)> = ids.into_iter().map(|(f, id)| (id, f)).collect();
-                v.sort_unstable_by_key(|(id, _)| *id);
-                v.into_iter().map(|(_, f)| f).collect()
-            })
-            .collect();
-        PeerClasses {
-            signatures,
-            reps,
+        classes.finish(
             of_region,
-            fact_values,
-        }
+            fact_numbers
+                .into_iter()
+                .map(FactNumbers::into_values)
+                .collect(),
+        )
     }
 
     /// The class of Service VIPs, after the others: policy never judges a VIP (the

@@ -16,11 +16,10 @@
 //! full compiles over random change sequences in `agent/model/tests.rs`).
 
 use super::atom_index::AtomIndex;
-use super::classes::{AtomFact, ClassSignature, PeerAtoms, PeerClasses};
+use super::classes::{AtomFact, ClassNumbers, ClassSignature, FactNumbers, PeerAtoms, PeerClasses};
 use super::hashing::HashMap;
 use super::input::Input;
 use super::regions::{NamedNets, Region};
-use crate::eval::{self, SideFacts};
 use crate::policy::EntityMatch;
 use crate::policy::live::Touched;
 
@@ -205,14 +204,11 @@ fn update_classes(
         .collect();
     let added_sides: Vec<&EntityMatch> = added.iter().map(|&a| atoms.sides[a as usize].0).collect();
     let mut index = (!added.is_empty()).then(|| AtomIndex::new(cluster, &added_sides, regions));
-    // Per added atom: its distinct facts, numbered from 1 in region order.
-    let mut fact_ids: Vec<HashMap<SideFacts, u32>> = vec![HashMap::default(); added.len()];
+    let mut fact_numbers = vec![FactNumbers::default(); added.len()];
     // Regions of one kept class with the same facts of the added atoms are alike: one
     // signature per such pair.
     let mut class_of_pair: HashMap<(u32, Vec<AtomFact>), u32> = HashMap::default();
-    let mut class_of: HashMap<ClassSignature, u32> = HashMap::default();
-    let mut signatures: Vec<ClassSignature> = Vec::new();
-    let mut reps = Vec::new();
+    let mut classes = ClassNumbers::default();
     let mut of_region = Vec::with_capacity(regions.len());
     for (region_index, (region, kept_class)) in
         regions.iter().zip(&kept.classes.of_region).enumerate()
@@ -225,16 +221,9 @@ fn update_classes(
         if let Some(index) = index.as_mut() {
             let entities = cluster.entities_at(rep);
             for candidate in index.candidates(region_index, &entities) {
+                let numbers = &mut fact_numbers[candidate as usize];
                 let atom = added[candidate as usize];
-                let (side, protocol) = atoms.sides[atom as usize];
-                let f = eval::side_facts_among(cluster, side, protocol, rep, &entities);
-                if f == atoms.defaults[atom as usize] {
-                    continue;
-                }
-                let ids = &mut fact_ids[candidate as usize];
-                let next = ids.len() as u32 + 1;
-                let fact = *ids.entry(f).or_insert(next);
-                added_facts.push(AtomFact { atom, fact });
+                added_facts.extend(atoms.fact_at(cluster, atom, rep, &entities, numbers));
             }
         }
         let pair = (kept_class, added_facts);
@@ -249,23 +238,11 @@ fn update_classes(
             is_v4: rep.is_ipv4(),
             facts,
         };
-        let class = if let Some(&c) = class_of.get(&signature) {
-            c
-        } else {
-            let c = signatures.len() as u32;
-            class_of.insert(signature.clone(), c);
-            signatures.push(signature);
-            reps.push(rep);
-            c
-        };
+        let class = classes.class(signature, rep);
         class_of_pair.insert(pair, class);
         of_region.push(Some(class));
     }
-    let mut added_values = fact_ids.into_iter().map(|ids| {
-        let mut v: Vec<(u32, SideFacts)> = ids.into_iter().map(|(f, id)| (id, f)).collect();
-        v.sort_unstable_by_key(|(id, _)| *id);
-        v.into_iter().map(|(_, f)| f).collect::<Vec<_>>()
-    });
+    let mut added_values = fact_numbers.into_iter().map(FactNumbers::into_values);
     let fact_values = old_of_new
         .iter()
         .map(|old| match old {
@@ -273,10 +250,5 @@ fn update_classes(
             None => added_values.next().unwrap_or_default(),
         })
         .collect();
-    PeerClasses {
-        signatures,
-        reps,
-        of_region,
-        fact_values,
-    }
+    classes.finish(of_region, fact_values)
 }

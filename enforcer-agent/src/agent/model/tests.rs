@@ -76,6 +76,51 @@ fn same_as_select(model: &Model, what: &str) -> Vec<Fallback> {
     mine.into_values().map(|(f, _)| f).collect()
 }
 
+/// The datastore changes for one step on the document `name`: when it is present,
+/// deleted (`delete`) or edited to a [`variant`]; when not, added as `doc`. `current`
+/// (the documents present) follows.
+fn change(
+    g: &mut Gen,
+    model: &Model,
+    current: &mut Vec<(String, Value)>,
+    (name, doc): (&str, &Value),
+    donors: &[(String, Value)],
+    delete: bool,
+) -> Vec<Change> {
+    let before: Vec<ObjectId> = model
+        .cache()
+        .entries()
+        .filter(|(_, e)| e.origin == format!("objects/{name}.json"))
+        .map(|(id, _)| id.clone())
+        .collect();
+    match current.iter().position(|(n, _)| n == name) {
+        Some(i) if delete => {
+            current.remove(i);
+            before.into_iter().map(Change::Delete).collect()
+        }
+        Some(i) => {
+            let v = variant(g, &current[i].1, donors);
+            current[i].1 = v.clone();
+            let new = stored(name, &v, &before);
+            let mut out: Vec<Change> = before
+                .iter()
+                .filter(|id| !new.iter().any(|s| s.id == **id))
+                .cloned()
+                .map(Change::Delete)
+                .collect();
+            out.extend(new.into_iter().map(|s| Change::Upsert(Box::new(s))));
+            out
+        }
+        None => {
+            current.push((name.to_owned(), doc.clone()));
+            stored(name, doc, &[])
+                .into_iter()
+                .map(|s| Change::Upsert(Box::new(s)))
+                .collect()
+        }
+    }
+}
+
 #[test]
 fn changes_one_by_one_compile_what_select_picks() {
     let mut fallbacks: Vec<Fallback> = Vec::new();
@@ -100,39 +145,8 @@ fn changes_one_by_one_compile_what_select_picks() {
                 model.enforced();
             }
             let (name, doc) = docs[g.below(docs.len())].clone();
-            let before: Vec<ObjectId> = model
-                .cache()
-                .entries()
-                .filter(|(_, e)| e.origin == format!("objects/{name}.json"))
-                .map(|(id, _)| id.clone())
-                .collect();
-            let at = current.iter().position(|(n, _)| *n == name);
-            let changes: Vec<Change> = match (at, g.below(3)) {
-                (Some(i), 0) => {
-                    current.remove(i);
-                    before.into_iter().map(Change::Delete).collect()
-                }
-                (Some(i), _) => {
-                    let v = variant(&mut g, &current[i].1, &donors);
-                    current[i].1 = v.clone();
-                    let new = stored(&name, &v, &before);
-                    let mut out: Vec<Change> = before
-                        .iter()
-                        .filter(|id| !new.iter().any(|s| s.id == **id))
-                        .cloned()
-                        .map(Change::Delete)
-                        .collect();
-                    out.extend(new.into_iter().map(|s| Change::Upsert(Box::new(s))));
-                    out
-                }
-                (None, _) => {
-                    current.push((name.clone(), doc.clone()));
-                    stored(&name, &doc, &[])
-                        .into_iter()
-                        .map(|s| Change::Upsert(Box::new(s)))
-                        .collect()
-                }
-            };
+            let delete = g.below(3) == 0;
+            let changes = change(&mut g, &model, &mut current, (&name, &doc), &donors, delete);
             model.apply(changes);
             fallbacks.extend(same_as_select(
                 &model,
@@ -209,45 +223,10 @@ fn compiles_reusing_the_last_give_the_spec_of_a_full_compile() {
                 g.below(docs.len())
             };
             let (name, doc) = docs[pick].clone();
-            let before: Vec<ObjectId> = model
-                .cache()
-                .entries()
-                .filter(|(_, e)| e.origin == format!("objects/{name}.json"))
-                .map(|(id, _)| id.clone())
-                .collect();
-            let at = current.iter().position(|(n, _)| *n == name);
-            let changes: Vec<Change> = match (at, g.below(4)) {
-                (Some(i), 0) => {
-                    current.remove(i);
-                    before.into_iter().map(Change::Delete).collect()
-                }
-                (Some(i), 1) => {
-                    let v = variant(&mut g, &current[i].1, &donors);
-                    current[i].1 = v.clone();
-                    let new = stored(&name, &v, &before);
-                    let mut out: Vec<Change> = before
-                        .iter()
-                        .filter(|id| !new.iter().any(|s| s.id == **id))
-                        .cloned()
-                        .map(Change::Delete)
-                        .collect();
-                    out.extend(new.into_iter().map(|s| Change::Upsert(Box::new(s))));
-                    out
-                }
-                (Some(i), _) => {
-                    // Deleted and added back: a policy comes back at its place, the
-                    // classes before and after are alike.
-                    current.remove(i);
-                    before.into_iter().map(Change::Delete).collect()
-                }
-                (None, _) => {
-                    current.push((name.clone(), doc.clone()));
-                    stored(&name, &doc, &[])
-                        .into_iter()
-                        .map(|s| Change::Upsert(Box::new(s)))
-                        .collect()
-                }
-            };
+            // Deleted three times in four when present (and added back later): a
+            // policy comes back at its place, the classes before and after alike.
+            let delete = g.below(4) != 1;
+            let changes = change(&mut g, &model, &mut current, (&name, &doc), &donors, delete);
             let touched = model.apply(changes);
             reuse.follow(&touched);
         }
