@@ -14,16 +14,16 @@ pub mod aggregate;
 pub mod file;
 pub mod names;
 pub mod record;
+pub mod stats;
 pub mod writer;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use aya::maps::{MapData, PerCpuHashMap, RingBuf};
-use serde::Serialize;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
@@ -40,6 +40,7 @@ use aggregate::Observed;
 use file::{LogFile, Rotation};
 use names::Peer;
 use record::{FlowRecord, PolicyRef, protocol_name};
+pub use stats::{FlowLogCounts, FlowLogStats};
 use writer::LineWriter;
 
 #[derive(Debug, thiserror::Error)]
@@ -100,45 +101,6 @@ pub trait FlowNames {
     fn policy(&self, id: u32) -> Option<PolicyName>;
     /// The datastore revision generation slot `generation` holds.
     fn revision(&self, generation: u8) -> Option<u64>;
-}
-
-/// The log's own counters (what the programs lost is in `ENF_EVENT_STATS`).
-#[derive(Debug, Default)]
-pub struct FlowLogStats {
-    pub events: AtomicU64,
-    pub lines: AtomicU64,
-    pub bytes: AtomicU64,
-    pub rotations: AtomicU64,
-    pub write_errors: AtomicU64,
-    pub lines_lost: AtomicU64,
-}
-
-/// A copy of [`FlowLogStats`] for reports and metrics.
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct FlowLogCounts {
-    /// Events read from the ring buffer.
-    pub events: u64,
-    /// Lines written, and their bytes.
-    pub lines: u64,
-    pub bytes: u64,
-    pub rotations: u64,
-    /// Failed writes, and the lines they cost.
-    pub write_errors: u64,
-    pub lines_lost: u64,
-}
-
-impl FlowLogStats {
-    pub fn counts(&self) -> FlowLogCounts {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        FlowLogCounts {
-            events: get(&self.events),
-            lines: get(&self.lines),
-            bytes: get(&self.bytes),
-            rotations: get(&self.rotations),
-            write_errors: get(&self.write_errors),
-            lines_lost: get(&self.lines_lost),
-        }
-    }
 }
 
 /// The ring buffer, readable from tokio, the flow reports, and the file's writer

@@ -22,9 +22,9 @@ use std::time::SystemTime;
 use aya::maps::{MapData, PerCpuHashMap};
 use enforcer_common::{FlowReport, FlowReportKey};
 
-use super::FlowLogStats;
 use super::aggregate::{Aggregator, Observed};
 use super::file::LogFile;
+use super::stats::FlowLogStats;
 
 /// Messages that may wait for the thread.
 pub const QUEUED: usize = 1024;
@@ -69,7 +69,7 @@ impl LineWriter {
                             // An interval of a flood is thousands of named lines: what
                             // they took goes back to the kernel (this thread's arena
                             // included), off the agent's loop.
-                            crate::agent::release_freed_memory();
+                            crate::agent::heap::release_freed_memory();
                         }
                     }
                 }
