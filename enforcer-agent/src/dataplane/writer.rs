@@ -11,8 +11,8 @@
 //! ([`GenerationWriter::retire_previous`]), and such a leg is judged by the active
 //! generation. A change that comes within that grace period ends it at once, and
 //! the agent starts that wait before it compiles ([`GenerationWriter::prepare`]), so
-//! the grace period of RCU passes while the compiler runs. Epochs are never reused, so a rewritten slot never judges a flow
-//! stamped by what the slot held before.
+//! the RCU grace period passes while the compiler runs. Epochs are never reused, so a
+//! rewritten slot never judges a flow stamped by what the slot held before.
 
 use std::sync::mpsc;
 
