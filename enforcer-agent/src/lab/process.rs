@@ -48,7 +48,12 @@ pub struct ProcessRecord {
 
 /// State letter and start time from `/proc/<pid>/stat`.
 fn stat(pid: i32) -> Option<(char, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_at(Path::new(&format!("/proc/{pid}/stat")))
+}
+
+/// (state, start time) from a `/proc` `stat` file (a process's or one of its tasks').
+fn stat_at(path: &Path) -> Option<(char, u64)> {
+    let text = std::fs::read_to_string(path).ok()?;
     // The command name (field 2) may hold spaces and parentheses: skip past the last ')'.
     let rest = &text[text.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -62,9 +67,29 @@ impl ProcessRecord {
         stat(pid).map(|(_, start_time)| Self { pid, start_time })
     }
 
-    /// Running (not exited, not a zombie) and still the same process.
+    /// Running (not exited, not a zombie) and still the same process. A killed process
+    /// whose leader is already a zombie is still running while another of its threads
+    /// finishes (one in an RCU grace period, say), and it holds its sockets and files
+    /// until the last one is gone: an agent started then could not bind its metrics
+    /// port.
     pub fn is_alive(&self) -> bool {
-        matches!(stat(self.pid), Some((state, start)) if start == self.start_time && state != 'Z' && state != 'X')
+        let running = |state: char| state != 'Z' && state != 'X';
+        match stat(self.pid) {
+            Some((state, start)) if start == self.start_time => {
+                running(state) || self.threads_running(running)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a thread of the process is still in a state `running` accepts.
+    fn threads_running(&self, running: impl Fn(char) -> bool) -> bool {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid)) else {
+            return false;
+        };
+        tasks
+            .flatten()
+            .any(|task| stat_at(&task.path().join("stat")).is_some_and(|(state, _)| running(state)))
     }
 
     /// SIGKILL, as a crash would end it. Returns once the process is gone.
