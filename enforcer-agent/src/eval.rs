@@ -161,13 +161,12 @@ pub(crate) fn decide_with(
     walk(cluster, applicable, &spans, dir, every_rule, matches).named(cluster)
 }
 
-/// The policies of one tier among the applicable ones: positions `start..end` of
-/// `applicable` (a tier's policies are contiguous: evaluation order is tier first).
+/// One tier among the applicable policies: its policies are contiguous (evaluation
+/// order is tier first) and end before position `end` of `applicable`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TierSpan {
     /// Index into [`Cluster::tiers`].
     pub tier: usize,
-    pub start: usize,
     pub end: usize,
 }
 
@@ -178,11 +177,7 @@ pub(crate) fn tier_spans(cluster: &Cluster, applicable: &[usize]) -> Vec<TierSpa
         let tier = cluster.policies[p].tier;
         match spans.last_mut() {
             Some(span) if span.tier == tier => span.end = pos + 1,
-            _ => spans.push(TierSpan {
-                tier,
-                start: pos,
-                end: pos + 1,
-            }),
+            _ => spans.push(TierSpan { tier, end: pos + 1 }),
         }
     }
     spans

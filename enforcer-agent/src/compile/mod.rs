@@ -123,7 +123,7 @@ pub fn compile_reusing(
         &mut endpoints,
         &mut verdicts,
     );
-    reuse.keep(peer_classes, node, &atoms, &regions);
+    reuse.keep(peer_classes, &input, &atoms, &regions);
     host?;
     phases.done("host endpoints");
     let mut spec = DataplaneSpec {

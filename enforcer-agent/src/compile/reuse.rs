@@ -128,7 +128,7 @@ impl Reuse {
     pub(super) fn keep(
         &mut self,
         classes: Classes,
-        node: Option<&str>,
+        input: &Input<'_>,
         atoms: &PeerAtoms<'_>,
         regions: &[Region],
     ) {
@@ -140,7 +140,7 @@ impl Reuse {
             Classes::New(classes) => classes,
         };
         self.kept = Some(Kept {
-            node: node.map(str::to_owned),
+            node: input.node.map(str::to_owned),
             atoms: atoms
                 .sides
                 .iter()

@@ -51,6 +51,11 @@ fn stat(pid: i32) -> Option<(char, u64)> {
     stat_at(Path::new(&format!("/proc/{pid}/stat")))
 }
 
+/// Not exited and not a zombie, by a `/proc` state letter.
+fn running(state: char) -> bool {
+    state != 'Z' && state != 'X'
+}
+
 /// (state, start time) from a `/proc` `stat` file (a process's or one of its tasks').
 fn stat_at(path: &Path) -> Option<(char, u64)> {
     let text = std::fs::read_to_string(path).ok()?;
@@ -73,17 +78,16 @@ impl ProcessRecord {
     /// until the last one is gone: an agent started then could not bind its metrics
     /// port.
     pub fn is_alive(&self) -> bool {
-        let running = |state: char| state != 'Z' && state != 'X';
         match stat(self.pid) {
             Some((state, start)) if start == self.start_time => {
-                running(state) || self.threads_running(running)
+                running(state) || self.a_thread_runs()
             }
             _ => false,
         }
     }
 
-    /// Whether a thread of the process is still in a state `running` accepts.
-    fn threads_running(&self, running: impl Fn(char) -> bool) -> bool {
+    /// Whether a thread of the process (its leader included) is still running.
+    fn a_thread_runs(&self) -> bool {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid)) else {
             return false;
         };

@@ -16,6 +16,17 @@ pub struct FlowLogStats {
     pub lines_lost: AtomicU64,
 }
 
+impl FlowLogStats {
+    /// Counts a failed write (or hand-over) that cost `lines`; returns the errors so
+    /// far when this one is to be logged: the first and then one in a hundred, so
+    /// that a full disk does not flood the agent's own log too.
+    pub fn lost(&self, lines: usize) -> Option<u64> {
+        let errors = self.write_errors.fetch_add(1, Ordering::Relaxed);
+        self.lines_lost.fetch_add(lines as u64, Ordering::Relaxed);
+        errors.is_multiple_of(100).then_some(errors + 1)
+    }
+}
+
 /// A copy of [`FlowLogStats`] for reports and metrics.
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct FlowLogCounts {

@@ -99,13 +99,9 @@ impl LineWriter {
         match messages.try_send(message) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                let errors = self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .lines_lost
-                    .fetch_add(lines as u64, Ordering::Relaxed);
-                if errors.is_multiple_of(100) {
+                if let Some(errors) = self.stats.lost(lines) {
                     tracing::warn!(
-                        errors = errors + 1,
+                        errors,
                         "flow log writer {QUEUED} messages behind (or gone); events lost (counted)"
                     );
                 }
@@ -162,12 +158,8 @@ fn close(
             stats.rotations.fetch_add(w.rotations, Ordering::Relaxed);
         }
         Err(error) => {
-            let errors = stats.write_errors.fetch_add(1, Ordering::Relaxed);
-            stats
-                .lines_lost
-                .fetch_add(json.len() as u64, Ordering::Relaxed);
-            if errors.is_multiple_of(100) {
-                tracing::warn!(%error, errors = errors + 1, "flow log write failed; lines lost (counted)");
+            if let Some(errors) = stats.lost(json.len()) {
+                tracing::warn!(%error, errors, "flow log write failed; lines lost (counted)");
             }
         }
     }
