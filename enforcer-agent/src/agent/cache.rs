@@ -1,13 +1,15 @@
 //! The agent's copy of the datastore's objects, kept per object from the datastore's
 //! events: each object's latest version (or why it does not load) and the version of
 //! it in the policy in force, which a refused later version leaves enforced
-//! (`agent/selection.rs` decides which version of each object is compiled).
+//! (`agent/selection.rs` decides which version of each object is compiled). Policies
+//! are kept as their documents, read back when converted (`agent/version.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::version::Version;
 use crate::datastore::{Change, Snapshot, Stored};
-use crate::model::{LoadError, Loaded, ObjectId};
+use crate::model::{LoadError, ObjectId};
 
 /// One object as the datastore last said it.
 #[derive(Debug)]
@@ -15,10 +17,10 @@ pub struct Entry {
     /// Where the datastore keeps it, for messages.
     pub origin: String,
     /// The latest version, or why it does not load.
-    pub latest: Result<Arc<Loaded>, Arc<LoadError>>,
+    pub latest: Result<Arc<Version>, Arc<LoadError>>,
     /// The version in the policy in force, if one was: what a refused later version
     /// leaves enforced (shared with `latest` when it is that version).
-    pub enforced: Option<Arc<Loaded>>,
+    pub enforced: Option<Arc<Version>>,
 }
 
 #[derive(Debug, Default)]
@@ -54,7 +56,10 @@ impl ObjectCache {
     fn upsert(&mut self, stored: Stored, previous: Option<Entry>) {
         let entry = Entry {
             origin: stored.origin,
-            latest: stored.object.map(Arc::new).map_err(Arc::new),
+            latest: stored
+                .object
+                .map(|loaded| Arc::new(Version::keep(loaded)))
+                .map_err(Arc::new),
             enforced: previous.and_then(|p| p.enforced),
         };
         self.entries.insert(stored.id, entry);
@@ -139,7 +144,7 @@ mod tests {
         assert!(entry.latest.is_err());
         assert_eq!(entry.origin, "objects/b.json");
         let kept = entry.enforced.as_ref().unwrap();
-        assert_eq!(kept.object.meta().name, "b");
+        assert_eq!(kept.loaded().unwrap().object.meta().name, "b");
         // Marking a broken latest version changes nothing.
         cache.mark_enforced(std::slice::from_ref(&id));
         assert!(cache.get(&id).unwrap().enforced.is_some());

@@ -21,6 +21,7 @@ pub mod model;
 pub mod reconcile;
 pub mod selection;
 pub mod status;
+pub mod version;
 pub mod watchdog;
 
 use std::future::Future;

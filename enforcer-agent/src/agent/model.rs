@@ -9,13 +9,14 @@
 //! again: tiers first, then each other object against them — the same outcome as
 //! [`super::selection::select`] (checked by the tests).
 
+use std::borrow::Cow;
 #[cfg(test)]
 use std::collections::BTreeMap;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 
 use super::cache::{Entry, ObjectCache};
 use super::selection::{Level, next_level, stand_in};
+use super::version::Version;
 use crate::datastore::status::{Fallback, Refused};
 use crate::datastore::{Change, Snapshot};
 use crate::model::{Loaded, Object, ObjectId};
@@ -175,7 +176,8 @@ impl Model {
             if !feeds(entry) && !was_service_source(id) {
                 continue;
             }
-            if let Some(loaded) = self.compiled_version(id, entry)
+            // Pods, Services and their endpoint objects are kept typed.
+            if let Some(loaded) = self.compiled_version(id, entry).and_then(Version::typed)
                 && feeds_services(&loaded.object)
             {
                 sources.push(loaded);
@@ -187,8 +189,8 @@ impl Model {
         services_of(&sources)
     }
 
-    /// The typed version of an object that is compiled (stand-ins are policies only).
-    fn compiled_version<'e>(&self, id: &ObjectId, entry: &'e Entry) -> Option<&'e Loaded> {
+    /// The version of an object that is compiled (stand-ins are policies only).
+    fn compiled_version<'e>(&self, id: &ObjectId, entry: &'e Entry) -> Option<&'e Version> {
         match self.chosen.get(id).map(|c| c.level) {
             Some(Level::Latest) => entry.latest.as_deref().ok(),
             Some(Level::LastGood) => entry.enforced.as_deref(),
@@ -268,31 +270,25 @@ fn was_service_source(id: &ObjectId) -> bool {
 
 fn is_tier(entry: &Entry) -> bool {
     match &entry.latest {
-        Ok(l) => matches!(l.object, Object::Tier(_)),
-        Err(_) => entry
-            .enforced
-            .as_ref()
-            .is_some_and(|l| matches!(l.object, Object::Tier(_))),
+        Ok(v) => v.is_tier(),
+        Err(_) => entry.enforced.as_ref().is_some_and(|v| v.is_tier()),
     }
 }
 
+/// Whether a version of the object takes part in resolving Services (those kinds
+/// are kept typed).
 fn feeds(entry: &Entry) -> bool {
-    entry
-        .latest
-        .as_ref()
-        .is_ok_and(|l| feeds_services(&l.object))
-        || entry
-            .enforced
-            .as_ref()
-            .is_some_and(|l| feeds_services(&l.object))
+    let typed_feeds = |v: &Version| v.typed().is_some_and(|l| feeds_services(&l.object));
+    entry.latest.as_deref().is_ok_and(typed_feeds)
+        || entry.enforced.as_deref().is_some_and(typed_feeds)
 }
 
 /// The datastore order of an object: its latest version's, else its enforced one's,
 /// else its origin's.
 fn order_of(entry: &Entry) -> Order {
-    let loaded = entry.latest.as_deref().ok().or(entry.enforced.as_deref());
-    match loaded {
-        Some(l) => (l.source.file.clone(), l.source.document),
+    let version = entry.latest.as_deref().ok().or(entry.enforced.as_deref());
+    match version.map(Version::source) {
+        Some(source) => (source.file.clone(), source.document),
         None => (entry.origin.clone().into(), 0),
     }
 }
@@ -301,6 +297,11 @@ fn log_warnings(warnings: &[Warning]) {
     for warning in warnings {
         tracing::warn!(%warning, "policy warning");
     }
+}
+
+/// A kept version as an object; `Err`: why it does not read back (a load error).
+fn read_back(version: &Version) -> Result<Cow<'_, Loaded>, String> {
+    version.loaded().map_err(|e| e.to_string())
 }
 
 /// Converts one version of an object, as the compile would take it; `Err`: why not.
@@ -320,7 +321,7 @@ fn convert(loaded: &Loaded, tiers: &[Tier], warnings: &mut Vec<Warning>) -> Resu
 fn pick(entry: &Entry, tiers: &[Tier]) -> Pick {
     let mut warnings = Vec::new();
     let reason = match &entry.latest {
-        Ok(latest) => match convert(latest, tiers, &mut warnings) {
+        Ok(latest) => match read_back(latest).and_then(|l| convert(&l, tiers, &mut warnings)) {
             Ok(part) => {
                 return Pick {
                     level: Level::Latest,
@@ -336,10 +337,10 @@ fn pick(entry: &Entry, tiers: &[Tier]) -> Pick {
     let mut level = next_level(entry, Level::Latest);
     loop {
         warnings.clear();
-        let version: Option<Arc<Loaded>> = match level {
-            Level::Latest => entry.latest.as_ref().ok().cloned(),
-            Level::LastGood => entry.enforced.clone(),
-            Level::StandIn => stand_in(entry).map(Arc::new),
+        let version: Option<Result<Cow<'_, Loaded>, String>> = match level {
+            Level::Latest => entry.latest.as_deref().ok().map(read_back),
+            Level::LastGood => entry.enforced.as_deref().map(read_back),
+            Level::StandIn => stand_in(entry).map(|l| Ok(Cow::Owned(l))),
             Level::Ignored => None,
         };
         let Some(version) = version else {
@@ -350,7 +351,7 @@ fn pick(entry: &Entry, tiers: &[Tier]) -> Pick {
                 warnings: Vec::new(),
             };
         };
-        match convert(&version, tiers, &mut warnings) {
+        match version.and_then(|l| convert(&l, tiers, &mut warnings)) {
             Ok(part) => {
                 return Pick {
                     level,

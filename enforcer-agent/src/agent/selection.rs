@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::cache::{Entry, ObjectCache};
+use super::version::Version;
 pub use crate::datastore::status::{Fallback, Refused};
 use crate::model::{LoadError, Loaded, ObjectId};
 use crate::policy::{Cluster, Warning, standin};
@@ -63,19 +64,22 @@ pub fn select(cache: &ObjectCache) -> Selection {
     // policy fails with its tier), so this ends within a few rounds.
     loop {
         let mut objects: Vec<(&ObjectId, Loaded)> = Vec::new();
+        let mut unreadable: Vec<(ObjectId, String)> = Vec::new();
         for (id, entry) in cache.entries() {
             let level = levels[id];
             let version = match level {
-                Level::Latest => entry.latest.as_deref().ok().cloned(),
-                Level::LastGood => entry.enforced.as_deref().cloned(),
+                Level::Latest => entry.latest.as_deref().ok().map(read_back),
+                Level::LastGood => entry.enforced.as_deref().map(read_back),
                 Level::StandIn => stand_ins
                     .entry(id)
                     .or_insert_with(|| stand_in(entry))
-                    .clone(),
+                    .clone()
+                    .map(Ok),
                 Level::Ignored => None,
             };
             match version {
-                Some(loaded) => objects.push((id, loaded)),
+                Some(Ok(loaded)) => objects.push((id, loaded)),
+                Some(Err(reason)) => unreadable.push((id.clone(), reason)),
                 None if level == Level::StandIn => {
                     levels.insert(id, Level::Ignored);
                 }
@@ -89,7 +93,7 @@ pub fn select(cache: &ObjectCache) -> Selection {
         });
         let loaded: Vec<Loaded> = objects.iter().map(|(_, l)| l.clone()).collect();
         let (cluster, warnings, errors) = Cluster::from_objects_each(&loaded);
-        let mut failed: BTreeMap<ObjectId, String> = BTreeMap::new();
+        let mut failed: BTreeMap<ObjectId, String> = unreadable.into_iter().collect();
         let invalid = errors
             .into_iter()
             .map(|e| (e.object.clone(), e.to_string()));
@@ -120,6 +124,14 @@ pub fn select(cache: &ObjectCache) -> Selection {
     }
 }
 
+/// A kept version as an object; `Err`: why it does not read back.
+fn read_back(version: &Version) -> Result<Loaded, String> {
+    version
+        .loaded()
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|e| e.to_string())
+}
+
 /// The level after `level` for this object.
 pub(super) fn next_level(entry: &Entry, level: Level) -> Level {
     match level {
@@ -144,14 +156,17 @@ pub(super) fn next_level(entry: &Entry, level: Level) -> Level {
 /// document that did not load keeps its content in the error).
 pub(super) fn stand_in(entry: &Entry) -> Option<Loaded> {
     let document = match &entry.latest {
-        Ok(loaded) => standin::document_of(&loaded.object)?,
+        Ok(version) => match version.loaded() {
+            Ok(loaded) => standin::document_of(&loaded.object)?,
+            Err(_) => version.document()?,
+        },
         Err(error) => match error.as_ref() {
             LoadError::Object(e) => e.content.as_deref()?.clone(),
             LoadError::Read { .. } | LoadError::Syntax { .. } => return None,
         },
     };
     let origin = match &entry.latest {
-        Ok(loaded) => loaded.source.file.clone(),
+        Ok(version) => version.source().file.clone(),
         Err(_) => Path::new(&entry.origin).to_path_buf(),
     };
     standin::stand_in(&document, &origin)

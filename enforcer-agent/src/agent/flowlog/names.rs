@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -24,8 +25,10 @@ pub struct Peer {
     pub namespace: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
+    /// Shared with the address book's entry: a flood of flows between two pods holds
+    /// one copy of each pod's labels, not one per flow and interval.
+    #[serde(default, skip_serializing_if = "no_labels")]
+    pub labels: Arc<BTreeMap<String, String>>,
     pub ip: String,
     /// TCP/UDP/SCTP port (absent for other protocols).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,7 +52,7 @@ struct Identity {
     kind: &'static str,
     namespace: String,
     name: String,
-    labels: BTreeMap<String, String>,
+    labels: Arc<BTreeMap<String, String>>,
 }
 
 /// Addresses → identities: exact addresses (pods, host endpoints, Services) first,
@@ -61,12 +64,18 @@ pub struct AddressBook {
     nets: Vec<(IpNet, Identity)>,
 }
 
-fn public_labels(labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    labels
-        .iter()
-        .filter(|(k, _)| !k.starts_with(BUILTIN_LABEL_PREFIX))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
+fn no_labels(labels: &Arc<BTreeMap<String, String>>) -> bool {
+    labels.is_empty()
+}
+
+fn public_labels(labels: &BTreeMap<String, String>) -> Arc<BTreeMap<String, String>> {
+    Arc::new(
+        labels
+            .iter()
+            .filter(|(k, _)| !k.starts_with(BUILTIN_LABEL_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
 }
 
 impl AddressBook {
@@ -80,7 +89,7 @@ impl AddressBook {
                         kind: "service",
                         namespace: s.id.namespace.clone(),
                         name: s.id.name.clone(),
-                        labels: BTreeMap::new(),
+                        labels: Arc::default(),
                     },
                 );
             }
@@ -147,7 +156,7 @@ impl AddressBook {
                 kind: id.kind.to_owned(),
                 namespace: id.namespace.clone(),
                 name: id.name.clone(),
-                labels: id.labels.clone(),
+                labels: Arc::clone(&id.labels),
                 ip: ip.to_string(),
                 port,
             },

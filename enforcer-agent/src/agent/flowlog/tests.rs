@@ -22,7 +22,7 @@ impl FlowNames for Names {
                 kind: "pod".into(),
                 namespace: "dev-app".into(),
                 name: "frontend-0".into(),
-                labels: [("app".to_owned(), "frontend".to_owned())].into(),
+                labels: std::sync::Arc::new([("app".to_owned(), "frontend".to_owned())].into()),
                 ip: ip.to_string(),
                 port,
             }

@@ -684,8 +684,8 @@ fn calico_entity(
         not_nets: ctx.cidrs(&format!("{field}.notNets"), &e.not_nets)?,
         selector,
         not_selector,
-        service_accounts,
-        services,
+        service_accounts: service_accounts.map(Box::new),
+        services: services.map(Box::new),
         ports: calico_ports(ctx, &format!("{field}.ports"), &e.ports)?,
         not_ports: calico_ports(ctx, &format!("{field}.notPorts"), &e.not_ports)?,
     })

@@ -218,7 +218,7 @@ fn policy(
         })?;
         Ok((index, tiers[index].name.as_str()))
     };
-    let policy = match &loaded.object {
+    let mut policy = match &loaded.object {
         Object::NetworkPolicy(np) => {
             let (tier, _) = tier_of("spec", None)?;
             k8s::kubernetes_policy(&ctx, np, tier)?
@@ -241,6 +241,7 @@ fn policy(
         }
         _ => return Ok(None),
     };
+    policy.shrink_to_fit();
     Ok(Some(policy))
 }
 

@@ -26,6 +26,25 @@ fn policy<'a>(c: &'a Cluster, name: &str) -> &'a Policy {
         .unwrap_or_else(|| panic!("no policy {name}"))
 }
 
+/// The agent keeps every converted policy: no rule list keeps the spare capacity its
+/// conversion grew (a first growth is four rules of ~900 bytes).
+#[test]
+fn converted_policies_keep_no_spare_capacity() {
+    let (c, _) = cluster(SEED_000).unwrap();
+    assert!(!c.policies.is_empty());
+    for p in &c.policies {
+        for rules in [&p.ingress, &p.egress] {
+            assert_eq!(rules.capacity(), rules.len(), "{}", p.name.name);
+            for rule in rules {
+                for side in [&rule.source, &rule.destination] {
+                    assert_eq!(side.nets.capacity(), side.nets.len());
+                    assert_eq!(side.ports.capacity(), side.ports.len());
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn seed_000_policies_load_and_convert() {
     let (c, warnings) = cluster(SEED_000).unwrap();
