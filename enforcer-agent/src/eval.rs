@@ -140,8 +140,9 @@ pub(crate) fn decide(
     dir: Direction,
     packet: &Packet,
 ) -> LegDecision {
+    let entities = PacketEntities::of(cluster, packet);
     decide_with(cluster, applicable, dir, |_, _, rule| {
-        rule_matches(cluster, rule, packet)
+        rule_matches_among(cluster, rule, packet, &entities)
     })
 }
 
@@ -292,14 +293,53 @@ pub(crate) fn walk(
 
 /// Whether a rule matches the packet.
 pub(crate) fn rule_matches(cluster: &Cluster, rule: &Rule, packet: &Packet) -> bool {
+    rule_matches_among(cluster, rule, packet, &PacketEntities::of(cluster, packet))
+}
+
+/// The entities at a packet's source and destination addresses, looked up once per
+/// packet: a walk over 10k rules asked for them at every rule that tests an address
+/// (an allocation and a pass over the network sets each time).
+pub(crate) struct PacketEntities<'c> {
+    src: Vec<crate::policy::Entity<'c>>,
+    dst: Vec<crate::policy::Entity<'c>>,
+}
+
+impl<'c> PacketEntities<'c> {
+    pub(crate) fn of(cluster: &'c Cluster, packet: &Packet) -> Self {
+        Self {
+            src: cluster.entities_at(packet.src),
+            dst: cluster.entities_at(packet.dst),
+        }
+    }
+}
+
+/// [`rule_matches`] with the packet's entities already looked up.
+pub(crate) fn rule_matches_among(
+    cluster: &Cluster,
+    rule: &Rule,
+    packet: &Packet,
+    entities: &PacketEntities<'_>,
+) -> bool {
     if !protocol_matches(rule, packet) {
         return false;
     }
-    let src = side_facts(cluster, &rule.source, rule.protocol, packet.src);
+    let src = side_facts_at(
+        cluster,
+        &rule.source,
+        rule.protocol,
+        packet.src,
+        &entities.src,
+    );
     if !src.address_matches() {
         return false;
     }
-    let dst = side_facts(cluster, &rule.destination, rule.protocol, packet.dst);
+    let dst = side_facts_at(
+        cluster,
+        &rule.destination,
+        rule.protocol,
+        packet.dst,
+        &entities.dst,
+    );
     dst.address_matches()
         && src.port_matches(&rule.source, packet.src_port)
         && dst.port_matches(&rule.destination, packet.dst_port_key())
@@ -388,6 +428,23 @@ pub fn side_facts(
     protocol: Option<u8>,
     addr: IpAddr,
 ) -> SideFacts {
+    // Looked up only when the side tests the address.
+    let entities = if side.tests_address() {
+        cluster.entities_at(addr)
+    } else {
+        Vec::new()
+    };
+    side_facts_at(cluster, side, protocol, addr, &entities)
+}
+
+/// [`side_facts`] given the entities at `addr`.
+fn side_facts_at(
+    cluster: &Cluster,
+    side: &EntityMatch,
+    protocol: Option<u8>,
+    addr: IpAddr,
+    entities: &[crate::policy::Entity<'_>],
+) -> SideFacts {
     if !side.tests_address() {
         return SideFacts {
             selected: true,
@@ -395,7 +452,7 @@ pub fn side_facts(
             ..SideFacts::default()
         };
     }
-    side_facts_among(cluster, side, protocol, addr, &cluster.entities_at(addr))
+    side_facts_among(cluster, side, protocol, addr, entities)
 }
 
 /// [`side_facts`] with the entities at `addr` already looked up.

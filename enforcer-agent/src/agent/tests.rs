@@ -787,3 +787,52 @@ async fn a_planted_compiler_bug_is_refused_by_the_self_check() {
     assert!(applied(&calls).is_empty(), "nothing written: {calls:?}");
     h.stop().await;
 }
+
+/// Flow-log names are those of the spec in force: a relabelled pod is named with its
+/// new labels once its revision is applied, and a policy change (after which the
+/// address book is not rebuilt) leaves every name as it was.
+#[test]
+fn flow_names_follow_entity_changes_and_outlast_policy_changes() {
+    use crate::datastore::{Change, DatastoreEvent, Snapshot, read_document};
+
+    let (publisher, _updates) = status::channel();
+    let mut reconciler =
+        Reconciler::new(NODE.to_owned(), Box::new(Recording::default()), publisher);
+    let interfaces = NodeInterfaces::ethernet([(iface("web"), 10)].into());
+    let stored = |text: &str| read_document(Path::new("t.yaml"), "t.yaml", text, &[]);
+    let upserts = |text: &str| {
+        stored(text)
+            .into_iter()
+            .map(|s| Change::Upsert(Box::new(s)))
+            .collect()
+    };
+    let app = |r: &Reconciler| {
+        r.addresses()
+            .peer("198.18.0.10".parse().unwrap(), None)
+            .labels
+            .get("app")
+            .cloned()
+    };
+    let snapshot = Snapshot {
+        revision: 1,
+        objects: stored(PODS),
+    };
+    reconciler
+        .on_datastore(DatastoreEvent::Reset(snapshot), &interfaces)
+        .unwrap();
+    assert_eq!(app(&reconciler).as_deref(), Some("web"));
+
+    let policy = DatastoreEvent::Changes {
+        revision: 2,
+        changes: upserts(DENY_ALL),
+    };
+    reconciler.on_datastore(policy, &interfaces).unwrap();
+    assert_eq!(app(&reconciler).as_deref(), Some("web"));
+
+    let relabelled = DatastoreEvent::Changes {
+        revision: 3,
+        changes: upserts(&PODS.replace("labels: {app: web}", "labels: {app: shop}")),
+    };
+    reconciler.on_datastore(relabelled, &interfaces).unwrap();
+    assert_eq!(app(&reconciler).as_deref(), Some("shop"));
+}

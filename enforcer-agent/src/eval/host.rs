@@ -31,7 +31,9 @@ use ipnet::IpNet;
 
 use crate::policy::{Cluster, Direction, Entity, HostEndpointInfo, RuleAction, has_ports};
 
-use super::{Action, DecisionKind, LegDecision, LoggedRule, Packet, rule_matches};
+use super::{
+    Action, DecisionKind, LegDecision, LoggedRule, Packet, PacketEntities, rule_matches_among,
+};
 
 /// Calico's built-in profile that allows all traffic.
 pub const PROFILE_DEFAULT_ALLOW: &str = "projectcalico-default-allow";
@@ -212,13 +214,14 @@ fn walk_no_default(
 ) -> KindResult {
     let mut logged = Vec::new();
     let mut skip_tier: Option<usize> = None;
+    let entities = PacketEntities::of(cluster, packet);
     for &p in applicable {
         let policy = &cluster.policies[p];
         if skip_tier == Some(policy.tier) {
             continue;
         }
         for (r, rule) in policy.rules(dir).iter().enumerate() {
-            if !rule_matches(cluster, rule, packet) {
+            if !rule_matches_among(cluster, rule, packet, &entities) {
                 continue;
             }
             let action = match rule.action {
