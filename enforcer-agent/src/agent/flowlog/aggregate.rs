@@ -9,7 +9,7 @@
 //! event by up to a second), and writes the growth since the flow's last line, summed
 //! over the CPUs. A recycled entry (LRU eviction) counts from zero again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use enforcer_common::{FlowReport, FlowReportKey};
@@ -34,8 +34,36 @@ pub struct Observed {
     pub record: FlowRecord,
 }
 
-/// Cumulative (packets, bytes) per CPU.
-type PerCpu = BTreeMap<u32, (u64, u64)>;
+/// Cumulative (packets, bytes) per CPU that counted the flow, by CPU. A sorted vector:
+/// a flow is counted on one CPU or a few, and a flood remembers up to
+/// [`REMEMBERED_MAX`] flows (a `BTreeMap`'s first node is ~240 bytes).
+#[derive(Clone, Debug, Default)]
+struct PerCpu(Vec<(u32, (u64, u64))>);
+
+impl PerCpu {
+    fn get(&self, cpu: u32) -> Option<(u64, u64)> {
+        self.0
+            .binary_search_by_key(&cpu, |&(c, _)| c)
+            .ok()
+            .map(|i| self.0[i].1)
+    }
+
+    /// The counts of `cpu`, zero when it has none yet.
+    fn entry(&mut self, cpu: u32) -> &mut (u64, u64) {
+        let i = match self.0.binary_search_by_key(&cpu, |&(c, _)| c) {
+            Ok(i) => i,
+            Err(i) => {
+                self.0.insert(i, (cpu, (0, 0)));
+                i
+            }
+        };
+        &mut self.0[i].1
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u32, (u64, u64))> + '_ {
+        self.0.iter().copied()
+    }
+}
 
 struct Open {
     first: SystemTime,
@@ -51,17 +79,21 @@ struct Logged {
     /// close after it); dropped after: a remembered flow then costs its key and
     /// counts only, not a named record (a few hundred bytes of strings and labels,
     /// times every flow of the last [`REMEMBERED_INTERVALS`] intervals after a flood).
-    record: Option<FlowRecord>,
+    /// Boxed: inline, the record's ~800 bytes were in every remembered flow's slot of
+    /// the table, named or not.
+    record: Option<Box<FlowRecord>>,
 }
 
 /// Per-CPU counts from a harvested report (index = CPU).
 fn per_cpu(reports: &[FlowReport]) -> PerCpu {
-    reports
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.packets > 0)
-        .map(|(cpu, r)| (cpu as u32, (r.packets, r.bytes)))
-        .collect()
+    PerCpu(
+        reports
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.packets > 0)
+            .map(|(cpu, r)| (cpu as u32, (r.packets, r.bytes)))
+            .collect(),
+    )
 }
 
 #[derive(Default)]
@@ -79,13 +111,13 @@ impl Aggregator {
         let entry = self.open.entry(o.key).or_insert_with(|| Open {
             first: o.at,
             record: o.record.clone(),
-            counts: PerCpu::new(),
+            counts: PerCpu::default(),
             events: 0,
         });
         // The newest naming wins (a policy change within the interval).
         entry.record = o.record;
         entry.events += 1;
-        let cpu = entry.counts.entry(o.cpu).or_insert((0, 0));
+        let cpu = entry.counts.entry(o.cpu);
         if o.packets >= cpu.0 {
             *cpu = (o.packets, o.bytes);
         }
@@ -113,8 +145,8 @@ impl Aggregator {
         for (key, o) in open {
             let mut counts = o.counts;
             if let Some(reports) = harvest(&key) {
-                for (cpu, (p, b)) in per_cpu(&reports) {
-                    let c = counts.entry(cpu).or_insert((0, 0));
+                for (cpu, (p, b)) in per_cpu(&reports).iter() {
+                    let c = counts.entry(cpu);
                     if p >= c.0 {
                         *c = (p, b);
                     }
@@ -132,7 +164,7 @@ impl Aggregator {
                 Logged {
                     counts,
                     interval,
-                    record: Some(record.clone()),
+                    record: Some(Box::new(record.clone())),
                 },
             );
             lines.push(record);
@@ -159,7 +191,7 @@ impl Aggregator {
             {
                 l.counts = counts;
                 l.interval = interval;
-                let mut record = last.clone();
+                let mut record = FlowRecord::clone(last);
                 record.start = self.last_close.map(rfc3339).unwrap_or_default();
                 record.end = rfc3339(end);
                 record.packets = dp;
@@ -177,8 +209,8 @@ impl Aggregator {
     /// The growth of a flow's per-CPU cumulative counts since its last line, summed.
     fn grow(&self, key: &FlowReportKey, counts: &PerCpu) -> (u64, u64) {
         let before = self.logged.get(key).map(|l| &l.counts);
-        counts.iter().fold((0, 0), |(dp, db), (cpu, &(p, b))| {
-            let (p0, b0) = before.and_then(|c| c.get(cpu)).copied().unwrap_or((0, 0));
+        counts.iter().fold((0, 0), |(dp, db), (cpu, (p, b))| {
+            let (p0, b0) = before.and_then(|c| c.get(cpu)).unwrap_or((0, 0));
             if p >= p0 {
                 (dp + (p - p0), db + b.saturating_sub(b0))
             } else {
@@ -244,6 +276,26 @@ mod tests {
             bytes: packets * 100,
             record,
         }
+    }
+
+    /// A flood remembers up to `REMEMBERED_MAX` flows: each must cost its key and
+    /// counts, not a record's worth of slot (an inline record made it ~800 bytes).
+    #[test]
+    fn a_remembered_flow_is_small_and_counts_per_cpu_stay_sorted() {
+        assert!(
+            std::mem::size_of::<Logged>() <= 48,
+            "{}",
+            std::mem::size_of::<Logged>()
+        );
+        let mut counts = PerCpu::default();
+        *counts.entry(3) = (3, 300);
+        *counts.entry(1) = (1, 100);
+        counts.entry(3).0 += 1;
+        assert_eq!(
+            counts.iter().collect::<Vec<_>>(),
+            [(1, (1, 100)), (3, (4, 300))]
+        );
+        assert_eq!((counts.get(1), counts.get(2)), (Some((1, 100)), None));
     }
 
     #[test]
