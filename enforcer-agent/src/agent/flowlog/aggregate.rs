@@ -282,11 +282,7 @@ mod tests {
     /// counts, not a record's worth of slot (an inline record made it ~800 bytes).
     #[test]
     fn a_remembered_flow_is_small_and_counts_per_cpu_stay_sorted() {
-        assert!(
-            std::mem::size_of::<Logged>() <= 48,
-            "{}",
-            std::mem::size_of::<Logged>()
-        );
+        assert!(size_of::<Logged>() <= 48, "{}", size_of::<Logged>());
         let mut counts = PerCpu::default();
         *counts.entry(3) = (3, 300);
         *counts.entry(1) = (1, 100);
