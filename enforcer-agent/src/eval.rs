@@ -392,6 +392,15 @@ pub struct SideFacts {
 }
 
 impl SideFacts {
+    /// The facts of a side that tests nothing about the address: it matches anywhere.
+    fn untested() -> Self {
+        SideFacts {
+            selected: true,
+            in_nets: true,
+            ..SideFacts::default()
+        }
+    }
+
     pub fn address_matches(&self) -> bool {
         self.selected && !self.not_selected && self.in_nets && !self.in_not_nets
     }
@@ -428,13 +437,10 @@ pub fn side_facts(
     protocol: Option<u8>,
     addr: IpAddr,
 ) -> SideFacts {
-    // Looked up only when the side tests the address.
-    let entities = if side.tests_address() {
-        cluster.entities_at(addr)
-    } else {
-        Vec::new()
-    };
-    side_facts_at(cluster, side, protocol, addr, &entities)
+    if !side.tests_address() {
+        return SideFacts::untested();
+    }
+    side_facts_among(cluster, side, protocol, addr, &cluster.entities_at(addr))
 }
 
 /// [`side_facts`] given the entities at `addr`.
@@ -446,11 +452,7 @@ fn side_facts_at(
     entities: &[crate::policy::Entity<'_>],
 ) -> SideFacts {
     if !side.tests_address() {
-        return SideFacts {
-            selected: true,
-            in_nets: true,
-            ..SideFacts::default()
-        };
+        return SideFacts::untested();
     }
     side_facts_among(cluster, side, protocol, addr, entities)
 }

@@ -299,11 +299,6 @@ fn log_warnings(warnings: &[Warning]) {
     }
 }
 
-/// A kept version as an object; `Err`: why it does not read back (a load error).
-fn read_back(version: &Version) -> Result<Cow<'_, Loaded>, String> {
-    version.loaded().map_err(|e| e.to_string())
-}
-
 /// Converts one version of an object, as the compile would take it; `Err`: why not.
 fn convert(loaded: &Loaded, tiers: &[Tier], warnings: &mut Vec<Warning>) -> Result<Part, String> {
     if is_policy(&loaded.object) {
@@ -321,7 +316,10 @@ fn convert(loaded: &Loaded, tiers: &[Tier], warnings: &mut Vec<Warning>) -> Resu
 fn pick(entry: &Entry, tiers: &[Tier]) -> Pick {
     let mut warnings = Vec::new();
     let reason = match &entry.latest {
-        Ok(latest) => match read_back(latest).and_then(|l| convert(&l, tiers, &mut warnings)) {
+        Ok(latest) => match latest
+            .read_back()
+            .and_then(|l| convert(&l, tiers, &mut warnings))
+        {
             Ok(part) => {
                 return Pick {
                     level: Level::Latest,
@@ -338,8 +336,8 @@ fn pick(entry: &Entry, tiers: &[Tier]) -> Pick {
     loop {
         warnings.clear();
         let version: Option<Result<Cow<'_, Loaded>, String>> = match level {
-            Level::Latest => entry.latest.as_deref().ok().map(read_back),
-            Level::LastGood => entry.enforced.as_deref().map(read_back),
+            Level::Latest => entry.latest.as_deref().ok().map(Version::read_back),
+            Level::LastGood => entry.enforced.as_deref().map(Version::read_back),
             Level::StandIn => stand_in(entry).map(|l| Ok(Cow::Owned(l))),
             Level::Ignored => None,
         };

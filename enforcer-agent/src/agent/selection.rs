@@ -124,12 +124,9 @@ pub fn select(cache: &ObjectCache) -> Selection {
     }
 }
 
-/// A kept version as an object; `Err`: why it does not read back.
+/// A kept version as an object of its own; `Err`: why it does not read back.
 fn read_back(version: &Version) -> Result<Loaded, String> {
-    version
-        .loaded()
-        .map(std::borrow::Cow::into_owned)
-        .map_err(|e| e.to_string())
+    version.read_back().map(std::borrow::Cow::into_owned)
 }
 
 /// The level after `level` for this object.

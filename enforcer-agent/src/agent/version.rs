@@ -82,19 +82,17 @@ impl Version {
         }
     }
 
+    /// [`Version::loaded`], a failure as the reason the version is not compiled.
+    pub fn read_back(&self) -> Result<Cow<'_, Loaded>, String> {
+        self.loaded().map_err(|e| e.to_string())
+    }
+
     /// A policy's kept document as JSON, even when it no longer reads back as an
     /// object (its fail-closed stand-in is made from the document alone).
     pub fn document(&self) -> Option<serde_json::Value> {
         match self {
             Self::Typed(_) => None,
             Self::Document { json, .. } => serde_json::from_slice(json).ok(),
-        }
-    }
-
-    pub fn is_policy(&self) -> bool {
-        match self {
-            Self::Typed(loaded) => is_policy(&loaded.object),
-            Self::Document { .. } => true,
         }
     }
 
@@ -129,7 +127,6 @@ mod tests {
                 policy,
                 "document {index}"
             );
-            assert_eq!(kept.is_policy(), policy);
             assert_eq!(kept.source(), &loaded.source);
             assert_eq!(kept.loaded().unwrap().as_ref(), &loaded, "document {index}");
             assert_eq!(Version::keep(loaded.clone()), kept, "deterministic");

@@ -25,6 +25,18 @@ impl FlowLogStats {
         self.lines_lost.fetch_add(lines as u64, Ordering::Relaxed);
         errors.is_multiple_of(100).then_some(errors + 1)
     }
+
+    pub fn counts(&self) -> FlowLogCounts {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        FlowLogCounts {
+            events: get(&self.events),
+            lines: get(&self.lines),
+            bytes: get(&self.bytes),
+            rotations: get(&self.rotations),
+            write_errors: get(&self.write_errors),
+            lines_lost: get(&self.lines_lost),
+        }
+    }
 }
 
 /// A copy of [`FlowLogStats`] for reports and metrics.
@@ -39,18 +51,4 @@ pub struct FlowLogCounts {
     /// Failed writes, and the lines they cost.
     pub write_errors: u64,
     pub lines_lost: u64,
-}
-
-impl FlowLogStats {
-    pub fn counts(&self) -> FlowLogCounts {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        FlowLogCounts {
-            events: get(&self.events),
-            lines: get(&self.lines),
-            bytes: get(&self.bytes),
-            rotations: get(&self.rotations),
-            write_errors: get(&self.write_errors),
-            lines_lost: get(&self.lines_lost),
-        }
-    }
 }
