@@ -9,6 +9,7 @@
 //! Pass to the next tier); after the tiers the namespace profile `kns.<ns>` allows.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::model::PolicyName;
 use crate::policy::{
@@ -65,7 +66,7 @@ pub enum DecisionKind {
 /// A Log rule that matched on the way to the decision.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoggedRule {
-    pub policy: PolicyName,
+    pub policy: Arc<PolicyName>,
     /// Index into [`Cluster::policies`].
     pub policy_index: usize,
     pub rule_index: usize,
@@ -76,7 +77,7 @@ pub struct LoggedRule {
 pub struct LegDecision {
     pub action: Action,
     pub tier: Option<String>,
-    pub policy: Option<PolicyName>,
+    pub policy: Option<Arc<PolicyName>>,
     /// Index into [`Cluster::policies`].
     pub policy_index: Option<usize>,
     /// Index of the deciding rule inside the policy's rules for this direction.

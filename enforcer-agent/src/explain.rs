@@ -240,7 +240,7 @@ fn policy_label(p: &PolicyName) -> String {
 }
 
 fn leg_explanation(leg: String, d: &LegDecision, selecting: &[String]) -> LegExplanation {
-    let policy = d.policy.as_ref().map(policy_label);
+    let policy = d.policy.as_deref().map(policy_label);
     let tier = d.tier.clone().unwrap_or_else(|| "-".into());
     let reason = match (d.kind, d.action) {
         (DecisionKind::Rule, action) => format!(

@@ -18,6 +18,8 @@
 //! entity. The compiler then evaluates exactly (`side_facts_among`) only the
 //! candidates; a superset of candidates is always correct, only slower.
 
+use std::net::IpAddr;
+
 use ipnet::IpNet;
 
 use crate::eval::SideFacts;
@@ -51,45 +53,62 @@ enum Feature<'a> {
     Namespace(&'a str),
 }
 
-/// How many entities have each feature, to pick the most selective condition.
+/// How many entities have each feature, to pick the most selective condition: counted
+/// for every feature of every entity at once (for all the atoms of a compile), or on
+/// demand for the features asked about (for the few atoms an update adds).
 struct Census<'a> {
-    counts: HashMap<Feature<'a>, usize>,
-    /// Namespace names entities are in (also those without a Namespace object).
-    namespaces: HashSet<&'a str>,
+    cluster: &'a Cluster,
+    /// `None`: counted on demand.
+    counts: Option<HashMap<Feature<'a>, usize>>,
+    /// Namespace names entities are in (also those without a Namespace object), found
+    /// when first needed.
+    namespaces: Option<HashSet<&'a str>>,
     /// Namespace selector → the namespaces it matches, as features.
     by_namespace_selector: HashMap<&'a Selector, Vec<Feature<'a>>>,
 }
 
 impl<'a> Census<'a> {
-    fn new(cluster: &'a Cluster) -> Self {
-        let mut census = Census {
-            counts: HashMap::default(),
-            namespaces: HashSet::default(),
-            by_namespace_selector: HashMap::default(),
-        };
-        let entities = cluster
-            .endpoints
-            .iter()
-            .map(Entity::Endpoint)
-            .chain(cluster.network_sets.iter().map(Entity::NetworkSet))
-            .chain(cluster.host_endpoints.iter().map(Entity::HostEndpoint))
-            .chain(cluster.nodes.iter().map(Entity::Node));
-        for e in entities {
+    /// Every feature of every entity counted.
+    fn full(cluster: &'a Cluster) -> Self {
+        let mut counts: HashMap<Feature<'a>, usize> = HashMap::default();
+        let mut namespaces = HashSet::default();
+        for e in entities(cluster) {
             for_each_feature(&e, |f| {
                 if let Feature::Namespace(ns) = f {
-                    census.namespaces.insert(ns);
+                    namespaces.insert(ns);
                 }
-                *census.counts.entry(f).or_default() += 1;
+                *counts.entry(f).or_default() += 1;
             });
         }
-        census
+        Census {
+            cluster,
+            counts: Some(counts),
+            namespaces: Some(namespaces),
+            by_namespace_selector: HashMap::default(),
+        }
+    }
+
+    /// Nothing counted yet: each count asked for is a pass over the entities.
+    fn on_demand(cluster: &'a Cluster) -> Self {
+        Census {
+            cluster,
+            counts: None,
+            namespaces: None,
+            by_namespace_selector: HashMap::default(),
+        }
+    }
+
+    fn count(&self, feature: Feature<'a>) -> usize {
+        match &self.counts {
+            Some(counts) => counts.get(&feature).copied().unwrap_or(0),
+            None => entities(self.cluster)
+                .filter(|e| has_feature(e, feature))
+                .count(),
+        }
     }
 
     fn cost(&self, alternatives: &[Feature<'a>]) -> usize {
-        alternatives
-            .iter()
-            .map(|f| self.counts.get(f).copied().unwrap_or(0))
-            .sum()
+        alternatives.iter().map(|f| self.count(*f)).sum()
     }
 
     /// The cheaper of two conditions (`None`: no condition).
@@ -135,11 +154,8 @@ impl<'a> Census<'a> {
 
     /// Features one of which every entity the side's selector and service accounts
     /// pick has (`None`: no condition, or no selector at all).
-    fn side_required(
-        &mut self,
-        cluster: &'a Cluster,
-        side: &'a EntityMatch,
-    ) -> Option<Vec<Feature<'a>>> {
+    fn side_required(&mut self, side: &'a EntityMatch) -> Option<Vec<Feature<'a>>> {
+        let cluster = self.cluster;
         let mut best = None;
         if let Some(sel) = &side.selector {
             best = self.required(&sel.selector);
@@ -147,7 +163,9 @@ impl<'a> Census<'a> {
                 NamespaceScope::Named(ns) => Some(vec![Feature::Namespace(ns.as_str())]),
                 NamespaceScope::Selector(ns_sel) => {
                     // Many rules share a namespace selector: match the namespaces once.
-                    let namespaces = &self.namespaces;
+                    let namespaces = self.namespaces.get_or_insert_with(|| {
+                        entities(cluster).filter_map(|e| e.namespace()).collect()
+                    });
                     let matched = self.by_namespace_selector.entry(ns_sel).or_insert_with(|| {
                         namespaces
                             .iter()
@@ -175,24 +193,116 @@ impl<'a> Census<'a> {
     }
 }
 
+/// Every entity of the cluster.
+fn entities(cluster: &Cluster) -> impl Iterator<Item = Entity<'_>> {
+    cluster
+        .endpoints
+        .iter()
+        .map(Entity::Endpoint)
+        .chain(cluster.network_sets.iter().map(Entity::NetworkSet))
+        .chain(cluster.host_endpoints.iter().map(Entity::HostEndpoint))
+        .chain(cluster.nodes.iter().map(Entity::Node))
+}
+
 fn for_each_feature<'a>(e: &Entity<'a>, mut f: impl FnMut(Feature<'a>)) {
-    let labels = match e {
-        Entity::Endpoint(x) => &x.labels,
-        Entity::NetworkSet(x) => &x.labels,
-        Entity::HostEndpoint(x) => &x.labels,
-        Entity::Node(x) => &x.labels,
-    };
-    for (k, v) in labels {
+    for (k, v) in e.labels() {
         f(Feature::Label(k, v));
         f(Feature::Key(k));
     }
-    let ns = match e {
-        Entity::Endpoint(x) => Some(x.namespace.as_str()),
-        Entity::NetworkSet(x) => x.namespace.as_deref(),
-        Entity::HostEndpoint(_) | Entity::Node(_) => None,
-    };
-    if let Some(ns) = ns {
+    if let Some(ns) = e.namespace() {
         f(Feature::Namespace(ns));
+    }
+}
+
+/// Whether the entity has the feature ([`for_each_feature`] gives it).
+fn has_feature(e: &Entity<'_>, feature: Feature<'_>) -> bool {
+    match feature {
+        Feature::Label(k, v) => e.labels().get(k).is_some_and(|x| x == v),
+        Feature::Key(k) => e.labels().contains_key(k),
+        Feature::Namespace(ns) => e.namespace() == Some(ns),
+    }
+}
+
+/// The entity conditions under which a side may differ from its default: each either
+/// features one of which the entity has, or `None` (any entity).
+fn conditions<'a>(census: &mut Census<'a>, side: &'a EntityMatch) -> Vec<Option<Vec<Feature<'a>>>> {
+    let mut conditions = Vec::new();
+    if side.selector.is_some() || side.service_accounts.is_some() {
+        conditions.push(census.side_required(side));
+    } else if side
+        .ports
+        .iter()
+        .chain(&side.not_ports)
+        .any(|p| matches!(p, crate::policy::PortMatch::Named(_)))
+    {
+        // Named ports resolve on every entity there.
+        conditions.push(None);
+    }
+    if let Some(ns) = &side.not_selector {
+        conditions.push(census.required(ns));
+    }
+    conditions
+}
+
+/// The regions where a side may differ from its default whatever the entities there:
+/// its Services' endpoint addresses and the regions inside its nets and notNets.
+fn for_each_region_of_side(
+    cluster: &Cluster,
+    side: &EntityMatch,
+    regions: &[Region],
+    mut f: impl FnMut(usize),
+) {
+    // A `services` match differs from its default only at the Service's endpoint
+    // addresses, each a region of its own (`regions.rs`).
+    for backend in side.services.iter().flat_map(|s| cluster.backends(s)) {
+        if let Some(i) = exact_region(regions, IpNet::from(backend.ip)) {
+            f(i);
+        }
+    }
+    for net in side.nets.iter().chain(&side.not_nets) {
+        for_each_region_inside(*net, regions, &mut f);
+    }
+}
+
+/// The region whose entry is `net` itself.
+fn exact_region(regions: &[Region], net: IpNet) -> Option<usize> {
+    regions.binary_search_by(|r| r.net.cmp(&net)).ok()
+}
+
+/// The regions whose representative is in `net`.
+fn for_each_region_inside(net: IpNet, regions: &[Region], mut f: impl FnMut(usize)) {
+    let net = net.trunc();
+    // Regions are sorted; those inside `net` start at `net` itself.
+    let start = regions.partition_point(|r| r.net < net);
+    for (i, r) in regions.iter().enumerate().skip(start) {
+        if r.net.addr().is_ipv4() != net.addr().is_ipv4() || r.net.network() > net.broadcast() {
+            break;
+        }
+        if r.rep.is_some_and(|rep| net.contains(&rep)) {
+            f(i);
+        }
+    }
+}
+
+/// The regions whose representative sees the entity (`Cluster::entities_at`): an
+/// address of an endpoint, host endpoint or node is an entry of its own (`regions.rs`);
+/// a network set is seen inside its nets.
+fn for_each_region_of_entity(entity: &Entity<'_>, regions: &[Region], mut f: impl FnMut(usize)) {
+    let ips = match entity {
+        Entity::Endpoint(e) => &e.ips,
+        Entity::HostEndpoint(h) => &h.ips,
+        Entity::Node(n) => &n.ips,
+        Entity::NetworkSet(set) => {
+            for net in &set.nets {
+                for_each_region_inside(*net, regions, &mut f);
+            }
+            return;
+        }
+    };
+    for ip in ips {
+        if let Some(i) = exact_region(regions, IpNet::from(*ip)) {
+            f(i);
+        }
     }
 }
 
@@ -211,28 +321,13 @@ pub(super) struct AtomIndex<'a> {
 impl<'a> AtomIndex<'a> {
     /// `sides`: each atom's peer side.
     pub(super) fn new(cluster: &'a Cluster, sides: &[&'a EntityMatch], regions: &[Region]) -> Self {
-        let mut census = Census::new(cluster);
+        let mut census = Census::full(cluster);
         let mut by_feature: HashMap<Feature<'a>, Vec<u32>> = HashMap::default();
         let mut any_entity = Vec::new();
         let mut by_region = vec![Vec::new(); regions.len()];
         for (a, side) in sides.iter().enumerate() {
             let a = a as u32;
-            let mut conditions: Vec<Option<Vec<Feature<'a>>>> = Vec::new();
-            if side.selector.is_some() || side.service_accounts.is_some() {
-                conditions.push(census.side_required(cluster, side));
-            } else if side
-                .ports
-                .iter()
-                .chain(&side.not_ports)
-                .any(|p| matches!(p, crate::policy::PortMatch::Named(_)))
-            {
-                // Named ports resolve on every entity there.
-                conditions.push(None);
-            }
-            if let Some(ns) = &side.not_selector {
-                conditions.push(census.required(ns));
-            }
-            for condition in conditions {
+            for condition in conditions(&mut census, side) {
                 match condition {
                     None => any_entity.push(a),
                     Some(features) => {
@@ -242,29 +337,7 @@ impl<'a> AtomIndex<'a> {
                     }
                 }
             }
-            // A `services` match differs from its default only at the Service's
-            // endpoint addresses, each a region of its own (`regions.rs`).
-            for backend in side.services.iter().flat_map(|s| cluster.backends(s)) {
-                let net = IpNet::from(backend.ip);
-                if let Ok(i) = regions.binary_search_by(|r| r.net.cmp(&net)) {
-                    by_region[i].push(a);
-                }
-            }
-            for net in side.nets.iter().chain(&side.not_nets) {
-                let net = net.trunc();
-                // Regions are sorted; those inside `net` start at `net` itself.
-                let start = regions.partition_point(|r| r.net < net);
-                for (i, r) in regions.iter().enumerate().skip(start) {
-                    if r.net.addr().is_ipv4() != net.addr().is_ipv4()
-                        || r.net.network() > net.broadcast()
-                    {
-                        break;
-                    }
-                    if r.rep.is_some_and(|rep| net.contains(&rep)) {
-                        by_region[i].push(a);
-                    }
-                }
-            }
+            for_each_region_of_side(cluster, side, regions, |i| by_region[i].push(a));
         }
         for atoms in by_feature.values_mut() {
             atoms.sort_unstable();
@@ -305,5 +378,124 @@ impl<'a> AtomIndex<'a> {
         }
         out.sort_unstable();
         out
+    }
+}
+
+/// At most this many atoms are placed by [`AtomRegions::listed`]: each costs passes
+/// over the entities, where the [`AtomIndex`] costs one census of all of them.
+const LISTED_ATOMS_MAX: usize = 16;
+
+/// Where the atoms a policy change adds may differ from their defaults, region by
+/// region in increasing order: listed from the entities that have their features (a
+/// few atoms: proportional to what they select, no census and no look at the other
+/// regions), or asked of an [`AtomIndex`] at every region (many atoms).
+pub(super) enum AtomRegions<'a> {
+    /// Sorted, distinct (region, atom) pairs, and how far the walk has come.
+    Listed {
+        pairs: Vec<(usize, u32)>,
+        next: usize,
+    },
+    Indexed(AtomIndex<'a>),
+}
+
+impl<'a> AtomRegions<'a> {
+    pub(super) fn new(cluster: &'a Cluster, sides: &[&'a EntityMatch], regions: &[Region]) -> Self {
+        if sides.len() <= LISTED_ATOMS_MAX {
+            Self::listed(cluster, sides, regions)
+        } else {
+            Self::Indexed(AtomIndex::new(cluster, sides, regions))
+        }
+    }
+
+    pub(super) fn listed(
+        cluster: &'a Cluster,
+        sides: &[&'a EntityMatch],
+        regions: &[Region],
+    ) -> Self {
+        let mut census = Census::on_demand(cluster);
+        let mut pairs = Vec::new();
+        for (a, side) in sides.iter().enumerate() {
+            let a = a as u32;
+            for condition in conditions(&mut census, side) {
+                for e in entities(cluster) {
+                    let may_differ = match &condition {
+                        None => true,
+                        Some(features) => features.iter().any(|f| has_feature(&e, *f)),
+                    };
+                    if may_differ {
+                        for_each_region_of_entity(&e, regions, |i| pairs.push((i, a)));
+                    }
+                }
+            }
+            for_each_region_of_side(cluster, side, regions, |i| pairs.push((i, a)));
+        }
+        pairs.sort_unstable();
+        pairs.dedup();
+        Self::Listed { pairs, next: 0 }
+    }
+
+    /// The atoms that may differ at `region` and the entities its representative `rep`
+    /// sees (not looked up where no atom may differ); regions asked in increasing order.
+    pub(super) fn at(
+        &mut self,
+        cluster: &'a Cluster,
+        region: usize,
+        rep: IpAddr,
+    ) -> (Vec<Entity<'a>>, Vec<u32>) {
+        match self {
+            Self::Listed { pairs, next } => {
+                let start = *next + pairs[*next..].partition_point(|&(r, _)| r < region);
+                let end = start + pairs[start..].partition_point(|&(r, _)| r == region);
+                *next = end;
+                if start == end {
+                    return (Vec::new(), Vec::new());
+                }
+                let atoms = pairs[start..end].iter().map(|&(_, a)| a).collect();
+                (cluster.entities_at(rep), atoms)
+            }
+            Self::Indexed(index) => {
+                let entities = cluster.entities_at(rep);
+                let atoms = index.candidates(region, &entities);
+                (entities, atoms)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{AtomIndex, AtomRegions};
+    use crate::compile::classes::PeerAtoms;
+    use crate::compile::input::Input;
+    use crate::compile::regions::regions;
+    use crate::eval::host::NodeAddresses;
+    use crate::policy::EntityMatch;
+    use crate::testkit::arbitrary::{build, generate};
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+        /// Listing the regions from the entities (an update's few atoms) names, at
+        /// every region, exactly the candidates the index names there.
+        #[test]
+        fn listed_regions_are_the_index_candidates(seed in any::<u64>()) {
+            let Some(cluster) = build(&generate(seed).objects) else {
+                return Ok(());
+            };
+            let addresses = NodeAddresses::declared(&cluster, None);
+            let input = Input::new(&cluster, None, &addresses);
+            let regions = regions(&input);
+            let atoms = PeerAtoms::new(&input);
+            let sides: Vec<&EntityMatch> = atoms.sides.iter().map(|(s, _)| *s).collect();
+            let mut index = AtomIndex::new(&cluster, &sides, &regions);
+            let mut listed = AtomRegions::listed(&cluster, &sides, &regions);
+            for (i, region) in regions.iter().enumerate() {
+                let Some(rep) = region.rep else { continue };
+                let entities = cluster.entities_at(rep);
+                let (_, from_list) = listed.at(&cluster, i, rep);
+                prop_assert_eq!(from_list, index.candidates(i, &entities), "region {}", region.net);
+            }
+        }
     }
 }

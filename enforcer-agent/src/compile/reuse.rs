@@ -15,7 +15,7 @@
 //! them): the classes are exactly what computing them again gives (checked against
 //! full compiles over random change sequences in `agent/model/tests.rs`).
 
-use super::atom_index::AtomIndex;
+use super::atom_index::AtomRegions;
 use super::classes::{AtomFact, ClassNumbers, ClassSignature, FactNumbers, PeerAtoms, PeerClasses};
 use super::hashing::HashMap;
 use super::input::Input;
@@ -203,7 +203,8 @@ fn update_classes(
         })
         .collect();
     let added_sides: Vec<&EntityMatch> = added.iter().map(|&a| atoms.sides[a as usize].0).collect();
-    let mut index = (!added.is_empty()).then(|| AtomIndex::new(cluster, &added_sides, regions));
+    let mut added_regions =
+        (!added.is_empty()).then(|| AtomRegions::new(cluster, &added_sides, regions));
     let mut fact_numbers = vec![FactNumbers::default(); added.len()];
     // Regions of one kept class with the same facts of the added atoms are alike: one
     // signature per such pair.
@@ -218,9 +219,11 @@ fn update_classes(
             continue;
         };
         let mut added_facts = Vec::new();
-        if let Some(index) = index.as_mut() {
-            let entities = cluster.entities_at(rep);
-            for candidate in index.candidates(region_index, &entities) {
+        if let Some(added_regions) = added_regions.as_mut() {
+            let (entities, candidates) = added_regions.at(cluster, region_index, rep);
+            #[cfg(test)]
+            check_not_candidates(input, atoms, &added, &candidates, rep);
+            for candidate in candidates {
                 let numbers = &mut fact_numbers[candidate as usize];
                 let atom = added[candidate as usize];
                 added_facts.extend(atoms.fact_at(cluster, atom, rep, &entities, numbers));
@@ -251,4 +254,28 @@ fn update_classes(
         })
         .collect();
     classes.finish(of_region, fact_values)
+}
+
+/// The promise of [`AtomRegions`], checked at every region under test: an added atom
+/// that is not a candidate says its default there.
+#[cfg(test)]
+fn check_not_candidates(
+    input: &Input<'_>,
+    atoms: &PeerAtoms<'_>,
+    added: &[u32],
+    candidates: &[u32],
+    rep: std::net::IpAddr,
+) {
+    let entities = input.cluster.entities_at(rep);
+    for (candidate, &atom) in added.iter().enumerate() {
+        if candidates.binary_search(&(candidate as u32)).is_err() {
+            let (side, protocol) = atoms.sides[atom as usize];
+            let facts =
+                crate::eval::side_facts_among(input.cluster, side, protocol, rep, &entities);
+            assert_eq!(
+                facts, atoms.defaults[atom as usize],
+                "added atom {atom} at {rep}: not a candidate yet not default"
+            );
+        }
+    }
 }

@@ -6,6 +6,7 @@
 //! and `docs/architecture.md`; this is the same data in owned Rust form.
 
 use std::hash::{BuildHasher as _, Hash, Hasher as _};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -32,7 +33,7 @@ pub struct DataplaneSpec {
     /// `ENF_FRONTENDS`: Service front-end ports on the node's own addresses.
     pub frontends: Vec<SpecFrontend>,
     /// Index → name of the policies that verdicts refer to (`Verdict::policy`).
-    pub policies: Vec<PolicyName>,
+    pub policies: Vec<Arc<PolicyName>>,
     /// Per policy (same index): a digest of its rules, see [`policy_fingerprint`], for
     /// the policies a verdict names ([`DataplaneSpec::referenced_policies`]); 0 for
     /// the others (they take no stable id, and nothing here names them).

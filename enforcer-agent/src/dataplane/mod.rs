@@ -87,7 +87,7 @@ pub trait Dataplane: Send {
     /// names while a live generation uses it. A dataplane that writes the spec's
     /// policy indices as they are names them by the spec in force.
     fn policy_name(&self, id: u32, spec: &DataplaneSpec) -> Option<PolicyName> {
-        spec.policies.get(id as usize).cloned()
+        spec.policies.get(id as usize).map(|name| (**name).clone())
     }
 }
 

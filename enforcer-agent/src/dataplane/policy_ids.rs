@@ -12,6 +12,7 @@
 //! never reused by one agent process, so a name looked up once stays right.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use enforcer_common::{NO_INDEX, PolicyNameEntry};
 
@@ -55,7 +56,7 @@ impl PolicyIds {
 
     /// Every policy used (the tests' shorthand for [`PolicyIds::assign_used`]).
     #[cfg(test)]
-    fn assign(&mut self, names: &[PolicyName], fingerprints: &[u64]) -> Assigned {
+    fn assign(&mut self, names: &[Arc<PolicyName>], fingerprints: &[u64]) -> Assigned {
         self.assign_used(names, fingerprints, &vec![true; names.len()])
     }
 
@@ -68,7 +69,7 @@ impl PolicyIds {
     /// [`DataplaneSpec::referenced_policies`]: crate::compile::DataplaneSpec::referenced_policies
     pub fn assign_used(
         &mut self,
-        names: &[PolicyName],
+        names: &[Arc<PolicyName>],
         fingerprints: &[u64],
         used: &[bool],
     ) -> Assigned {
@@ -78,7 +79,7 @@ impl PolicyIds {
                 out.ids.push(NO_INDEX);
                 continue;
             }
-            let key = (name.clone(), fingerprints.get(i).copied().unwrap_or(0));
+            let key = ((**name).clone(), fingerprints.get(i).copied().unwrap_or(0));
             let id = if let Some(&id) = self.by_key.get(&key) {
                 id
             } else {
@@ -175,13 +176,13 @@ fn read_str(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    fn name(n: &str) -> PolicyName {
-        PolicyName {
+    fn name(n: &str) -> Arc<PolicyName> {
+        Arc::new(PolicyName {
             tier: "default".into(),
             kind: "NetworkPolicy".into(),
             namespace: "dev-app".into(),
             name: n.into(),
-        }
+        })
     }
 
     #[test]
@@ -206,7 +207,7 @@ mod tests {
         );
         let fourth = ids.assign(&[name("0"), name("a")], &[9, 5]);
         assert_eq!(ids.written(1, &fourth.ids), vec![0, 1]);
-        assert_eq!(ids.name(3), Some(&name("a")));
+        assert_eq!(ids.name(3), Some(&*name("a")));
         assert_eq!(ids.name(0), None);
         // Never reused.
         let fifth = ids.assign(&[name("b")], &[2]);
@@ -251,7 +252,7 @@ mod tests {
             .map(|&id| (id, ids.entry(id).unwrap_or_default()))
             .collect();
         let mut restored = PolicyIds::restore(entries);
-        assert_eq!(restored.name(1), Some(&name("b")));
+        assert_eq!(restored.name(1), Some(&*name("b")));
         let again = restored.assign(&[name("b"), name("c")], &[2, 3]);
         assert_eq!(again.ids, vec![1, 2], "known ids kept, new ones after them");
         assert_eq!(again.added, vec![2]);

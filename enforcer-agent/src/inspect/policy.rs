@@ -130,7 +130,7 @@ impl NodeCounters {
 
     fn id_of(&self, policy: &Policy) -> Option<u32> {
         self.ids
-            .get(&(policy.name.clone(), policy_fingerprint(policy)))
+            .get(&((*policy.name).clone(), policy_fingerprint(policy)))
             .copied()
     }
 

@@ -13,6 +13,7 @@ pub mod standin;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -214,9 +215,9 @@ pub enum Entity<'a> {
     Node(&'a NodeInfo),
 }
 
-impl Entity<'_> {
-    pub fn labels(&self) -> &Labels {
-        match self {
+impl<'a> Entity<'a> {
+    pub fn labels(&self) -> &'a Labels {
+        match *self {
             Entity::Endpoint(e) => &e.labels,
             Entity::NetworkSet(n) => &n.labels,
             Entity::HostEndpoint(h) => &h.labels,
@@ -224,8 +225,8 @@ impl Entity<'_> {
         }
     }
 
-    pub fn namespace(&self) -> Option<&str> {
-        match self {
+    pub fn namespace(&self) -> Option<&'a str> {
+        match *self {
             Entity::Endpoint(e) => Some(&e.namespace),
             Entity::NetworkSet(n) => n.namespace.as_deref(),
             Entity::HostEndpoint(_) | Entity::Node(_) => None,
@@ -429,7 +430,7 @@ pub struct Rule {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policy {
-    pub name: PolicyName,
+    pub name: Arc<PolicyName>,
     pub id: ObjectId,
     pub source: Option<Source>,
     /// Index into [`Cluster::tiers`].

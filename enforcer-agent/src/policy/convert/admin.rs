@@ -26,6 +26,8 @@
 //! the baseline policy, a baseline policy not named `default`, more than 100 rules or
 //! peers, a named port towards `networks`/`nodes`) is an error naming the field.
 
+use std::sync::Arc;
+
 use ipnet::IpNet;
 
 use super::context::{Ctx, namespace_scope};
@@ -197,7 +199,7 @@ fn convert(
         egress.extend(rules(action, &peers, &ports, false));
     }
     Ok(Policy {
-        name: PolicyName {
+        name: Arc::new(PolicyName {
             tier: match spec.kind {
                 Kind::Admin => ADMIN_TIER,
                 Kind::Baseline => BASELINE_TIER,
@@ -206,7 +208,7 @@ fn convert(
             kind: spec.kind.name().to_owned(),
             namespace: String::new(),
             name: name.to_owned(),
-        },
+        }),
         id: ctx.id.clone(),
         source: None,
         tier,

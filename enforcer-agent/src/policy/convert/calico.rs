@@ -7,6 +7,8 @@
 //! resolved is resolved here (selectors parsed, CIDRs masked, ports and protocols read,
 //! rule IP versions implied by their CIDRs).
 
+use std::sync::Arc;
+
 use super::context::{Ctx, named_port, namespace_scope, protocol_value};
 use crate::model::workload::IntOrString;
 use crate::model::{KIND_CALICO_NETWORK_POLICY, KIND_GLOBAL_NETWORK_POLICY, PolicyName, calico};
@@ -259,7 +261,7 @@ fn calico_policy(
     let ingress = convert_rules("ingress", spec.ingress)?;
     let egress = convert_rules("egress", spec.egress)?;
     Ok(Policy {
-        name,
+        name: Arc::new(name),
         id: ctx.id.clone(),
         source: None,
         tier,

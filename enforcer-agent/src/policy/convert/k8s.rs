@@ -10,6 +10,8 @@
 //! Calico drops a rule it cannot convert and logs it; here such a rule is an error with
 //! its field, since a dropped Allow silently narrows what the author wrote.
 
+use std::sync::Arc;
+
 use super::context::{Ctx, DEFAULT_TIER, named_port, namespace_scope};
 use crate::model::workload::IntOrString;
 use crate::model::{KIND_K8S_NETWORK_POLICY, Pod, PolicyName, k8s};
@@ -127,12 +129,12 @@ pub(super) fn kubernetes_policy(
         egress.extend(k8s_rule(ctx, &ns, &field, Peers::To(&r.to), &r.ports)?);
     }
     Ok(Policy {
-        name: PolicyName {
+        name: Arc::new(PolicyName {
             tier: DEFAULT_TIER.to_owned(),
             kind: KIND_K8S_NETWORK_POLICY.to_owned(),
             namespace: ns.clone(),
             name: np.metadata.name.clone(),
-        },
+        }),
         id: ctx.id.clone(),
         source: None,
         tier,
