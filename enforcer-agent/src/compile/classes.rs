@@ -271,20 +271,6 @@ impl PeerClasses {
     pub(super) fn vip_class(&self) -> u32 {
         self.signatures.len() as u32
     }
-
-    /// What `atom` says about the addresses of `class`.
-    pub(super) fn facts<'s>(
-        &'s self,
-        atoms: &'s PeerAtoms<'_>,
-        class: usize,
-        atom: usize,
-    ) -> &'s SideFacts {
-        let facts = &self.signatures[class].facts;
-        match facts.binary_search_by_key(&(atom as u32), |f| f.atom) {
-            Ok(i) => &self.fact_values[atom][facts[i].fact as usize - 1],
-            Err(_) => &atoms.defaults[atom],
-        }
-    }
 }
 
 /// The `ENF_PEERS_*` entries: every emitted region with its class and flags.

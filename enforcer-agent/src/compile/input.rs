@@ -56,6 +56,9 @@ pub(super) struct Input<'a> {
     pub(super) rules: Vec<RuleRef<'a>>,
     /// Rule → position in `rules`.
     position: HashMap<RuleKey, usize>,
+    /// The policies that apply to an endpoint of the node (see [`relevant_policies`]),
+    /// ascending: the only ones an endpoint's applicable policies can come from.
+    pub(super) relevant: Vec<usize>,
     /// Per rule (as `rules`): every number its named destination ports can resolve to.
     pub(super) named_values: Vec<Vec<u16>>,
     /// Per rule: every number its named source ports can resolve to.
@@ -108,6 +111,12 @@ impl<'a> Input<'a> {
                 .or_default()
                 .push(np.port);
         }
+        // Thousands of pods declare the same name with the same number: each rule then
+        // merges distinct numbers only.
+        for ports in declared.values_mut() {
+            ports.sort_unstable();
+            ports.dedup();
+        }
         let named_values = rules
             .iter()
             .map(|r| named_port_values(r.rule, &r.rule.destination, &declared))
@@ -138,6 +147,7 @@ impl<'a> Input<'a> {
             addresses,
             rules,
             position,
+            relevant: (0..relevant.len()).filter(|&p| relevant[p]).collect(),
             named_values,
             named_src_values,
             service_values,

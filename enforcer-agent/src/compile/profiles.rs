@@ -81,10 +81,16 @@ pub(super) fn profiles(
 
 fn signature(input: &Input<'_>, ep: &Endpoint) -> ProfileSignature {
     let cluster = input.cluster;
-    let applicable = [
-        eval::applicable_policies(cluster, ep, Direction::Ingress),
-        eval::applicable_policies(cluster, ep, Direction::Egress),
-    ];
+    // A local endpoint's policies are among those relevant to the node (the same
+    // test, over every local endpoint): the rest need not be asked.
+    let applicable = [Direction::Ingress, Direction::Egress].map(|dir| {
+        input
+            .relevant
+            .iter()
+            .copied()
+            .filter(|&p| cluster.policies[p].applies_to_endpoint(cluster, ep, dir))
+            .collect::<Vec<usize>>()
+    });
     let mut local_facts = Vec::new();
     for (d, dir) in [Direction::Ingress, Direction::Egress]
         .into_iter()

@@ -238,7 +238,8 @@ impl PodVerdicts<'_> {
     /// local sides once per local address), and the walks of that group visit only the
     /// rules whose address predicates hold (`eval::walk`'s candidates), testing
     /// protocol and ports per cell. At 10k rules on one endpoint, each peer matches a
-    /// few of them.
+    /// few of them; which ones is read from the group's class signature (see
+    /// [`PeerRules`]), not by testing every rule for every group.
     fn matrix(
         &self,
         leg: &Leg<'_>,
@@ -257,77 +258,182 @@ impl PodVerdicts<'_> {
             pos_rule.extend((0..cluster.policies[p].rules(dir).len()).map(|r| (pos, r)));
         }
         let spans = eval::tier_spans(cluster, applicable);
-        // What a side with no address predicate says (`eval::side_facts`).
-        let no_address_test = SideFacts {
-            selected: true,
-            in_nets: true,
-            ..SideFacts::default()
-        };
+        let mut peer_rules = PeerRules::new(self.atoms, relevant);
         let mut local_facts: HashMap<IpAddr, Vec<SideFacts>> = HashMap::default();
-        peer_groups
-            .iter()
-            .map(|classes| {
-                let class = classes[0] as usize;
-                let peer = self.classes.reps[class];
-                let local = leg.ep.address_like(peer).unwrap_or(peer);
-                let local_facts = local_facts.entry(local).or_insert_with(|| {
-                    relevant
-                        .iter()
-                        .map(|&n| {
-                            let r = &self.input.rules[n];
-                            eval::side_facts(cluster, r.local_side(), r.rule.protocol, local)
-                        })
-                        .collect()
-                });
-                let peer_facts: Vec<&SideFacts> = relevant
+        let mut matrix = Vec::with_capacity(peer_groups.len());
+        for classes in peer_groups {
+            let class = classes[0] as usize;
+            let peer = self.classes.reps[class];
+            let local = leg.ep.address_like(peer).unwrap_or(peer);
+            let local_facts = local_facts.entry(local).or_insert_with(|| {
+                relevant
                     .iter()
-                    .map(|&n| match self.atoms.of_rule[n] {
-                        None => &no_address_test,
-                        Some(atom) => self.classes.facts(self.atoms, class, atom),
-                    })
-                    .collect();
-                // The rules whose address predicates hold for this peer group: the
-                // walks below visit these alone.
-                let candidates: Vec<(usize, usize)> = peer_facts
-                    .iter()
-                    .zip(local_facts.iter())
-                    .zip(&pos_rule)
-                    .filter(|((p, l), _)| p.address_matches() && l.address_matches())
-                    .map(|(_, &at)| at)
-                    .collect();
-                cell_groups
-                    .iter()
-                    .map(|cells| {
-                        let packet = leg_packet(dir, local, peer, cells.first());
-                        let walked = eval::walk(
-                            cluster,
-                            applicable,
-                            &spans,
-                            dir,
-                            candidates.iter().copied(),
-                            |pos, r, rule| {
-                                let k = offsets[pos] + r;
-                                if !eval::protocol_matches(rule, &packet) {
-                                    return false;
-                                }
-                                let (src, dst) = match dir {
-                                    Direction::Ingress => (peer_facts[k], &local_facts[k]),
-                                    Direction::Egress => (&local_facts[k], peer_facts[k]),
-                                };
-                                src.port_matches(&rule.source, packet.src_port)
-                                    && dst.port_matches(&rule.destination, packet.dst_port_key())
-                                    && dst.service_port_matches(
-                                        &rule.destination,
-                                        packet.proto,
-                                        packet.dst_port_key(),
-                                    )
-                            },
-                        );
-                        verdict_of_walk(&walked)
+                    .map(|&n| {
+                        let r = &self.input.rules[n];
+                        eval::side_facts(cluster, r.local_side(), r.rule.protocol, local)
                     })
                     .collect()
+            });
+            // The rules whose address predicates hold for this peer group: the walks
+            // below visit these alone.
+            let candidates: Vec<(usize, usize)> = peer_rules
+                .matching(self.classes, class)
+                .into_iter()
+                .filter(|&k| local_facts[k].address_matches())
+                .map(|k| pos_rule[k])
+                .collect();
+            let peer_facts = &peer_rules.facts;
+            let row = cell_groups
+                .iter()
+                .map(|cells| {
+                    let packet = leg_packet(dir, local, peer, cells.first());
+                    let walked = eval::walk(
+                        cluster,
+                        applicable,
+                        &spans,
+                        dir,
+                        candidates.iter().copied(),
+                        |pos, r, rule| {
+                            let k = offsets[pos] + r;
+                            if !eval::protocol_matches(rule, &packet) {
+                                return false;
+                            }
+                            let (src, dst) = match dir {
+                                Direction::Ingress => (peer_facts[k], &local_facts[k]),
+                                Direction::Egress => (&local_facts[k], peer_facts[k]),
+                            };
+                            src.port_matches(&rule.source, packet.src_port)
+                                && dst.port_matches(&rule.destination, packet.dst_port_key())
+                                && dst.service_port_matches(
+                                    &rule.destination,
+                                    packet.proto,
+                                    packet.dst_port_key(),
+                                )
+                        },
+                    );
+                    verdict_of_walk(&walked)
+                })
+                .collect();
+            matrix.push(row);
+            peer_rules.reset();
+        }
+        matrix
+    }
+}
+
+/// What the peer sides of a leg's relevant rules (numbered `k` as in `relevant`) say
+/// about one peer class at a time. A class signature names only the atoms whose facts
+/// differ from their defaults there, so a class's facts are the defaults with those
+/// atoms' rules overwritten ([`PeerRules::matching`]), and the rules whose peer side
+/// holds are those whose default holds, with the overwritten rules that changed their
+/// minds flipped: a class costs its signature and the rules that hold, not every rule.
+struct PeerRules<'s> {
+    /// Per relevant rule: what its peer side says about the class last asked about
+    /// (the atom's default, or the class's fact).
+    facts: Vec<&'s SideFacts>,
+    /// The same for an address no atom fact names.
+    defaults: Vec<&'s SideFacts>,
+    /// Relevant rules by peer atom.
+    by_atom: HashMap<u32, Vec<usize>>,
+    /// Relevant rules whose peer side holds with its default (ascending).
+    default_holds: Vec<usize>,
+    /// Rules [`PeerRules::matching`] overwrote in `facts`, for [`PeerRules::reset`].
+    overwritten: Vec<usize>,
+}
+
+/// What a side with no address predicate says (`eval::side_facts`).
+static NO_ADDRESS_TEST: SideFacts = SideFacts {
+    selected: true,
+    not_selected: false,
+    in_nets: true,
+    in_not_nets: false,
+    named_ports: Vec::new(),
+    named_not_ports: Vec::new(),
+    service_ports: Vec::new(),
+};
+
+impl<'s> PeerRules<'s> {
+    fn new(atoms: &'s PeerAtoms<'_>, relevant: &[usize]) -> Self {
+        let mut by_atom: HashMap<u32, Vec<usize>> = HashMap::default();
+        let defaults: Vec<&SideFacts> = relevant
+            .iter()
+            .enumerate()
+            .map(|(k, &n)| match atoms.of_rule[n] {
+                None => &NO_ADDRESS_TEST,
+                Some(atom) => {
+                    by_atom.entry(atom as u32).or_default().push(k);
+                    &atoms.defaults[atom]
+                }
             })
-            .collect()
+            .collect();
+        let default_holds = (0..relevant.len())
+            .filter(|&k| defaults[k].address_matches())
+            .collect();
+        PeerRules {
+            facts: defaults.clone(),
+            defaults,
+            by_atom,
+            default_holds,
+            overwritten: Vec::new(),
+        }
+    }
+
+    /// The relevant rules whose peer side holds for `class` (ascending), with
+    /// [`PeerRules::facts`] set to what each says there; [`PeerRules::reset`] before
+    /// the next class.
+    fn matching(&mut self, classes: &'s PeerClasses, class: usize) -> Vec<usize> {
+        let mut flipped = Vec::new();
+        for f in &classes.signatures[class].facts {
+            let Some(ks) = self.by_atom.get(&f.atom) else {
+                continue;
+            };
+            let fact = &classes.fact_values[f.atom as usize][f.fact as usize - 1];
+            let holds = fact.address_matches();
+            for &k in ks {
+                if holds != self.defaults[k].address_matches() {
+                    flipped.push(k);
+                }
+                self.facts[k] = fact;
+                self.overwritten.push(k);
+            }
+        }
+        flipped.sort_unstable();
+        // Each rule has one atom, named once in a signature: `flipped` holds distinct
+        // rules, and the rules that hold are the symmetric difference.
+        let mut out = Vec::with_capacity(self.default_holds.len() + flipped.len());
+        let (mut a, mut b) = (
+            self.default_holds.iter().peekable(),
+            flipped.iter().peekable(),
+        );
+        loop {
+            match (a.peek(), b.peek()) {
+                (Some(&&x), Some(&&y)) if x == y => {
+                    a.next();
+                    b.next();
+                }
+                (Some(&&x), Some(&&y)) if x < y => {
+                    out.push(x);
+                    a.next();
+                }
+                (_, Some(&&y)) => {
+                    out.push(y);
+                    b.next();
+                }
+                (Some(&&x), None) => {
+                    out.push(x);
+                    a.next();
+                }
+                (None, None) => break,
+            }
+        }
+        out
+    }
+
+    /// Back to the defaults.
+    fn reset(&mut self) {
+        for k in self.overwritten.drain(..) {
+            self.facts[k] = self.defaults[k];
+        }
     }
 }
 
