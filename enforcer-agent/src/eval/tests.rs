@@ -332,3 +332,42 @@ spec:
         Some(1)
     );
 }
+
+proptest::proptest! {
+    /// The evaluator's shortcut before the selectors: when numeric ports exclude a
+    /// port, the side's port test fails whatever its named ports resolve to.
+    #[test]
+    fn numeric_ports_exclude_only_what_the_port_test_fails(
+        ports in proptest::collection::vec((0u16..40, 0u16..8, proptest::bool::ANY), 0..3),
+        not_ports in proptest::collection::vec((0u16..40, 0u16..8, proptest::bool::ANY), 0..2),
+        named in proptest::collection::vec(0u16..48, 0..3),
+        port in 0u16..48,
+    ) {
+        let list = |v: &[(u16, u16, bool)]| -> Vec<PortMatch> {
+            v.iter()
+                .map(|&(a, span, is_named)| {
+                    if is_named {
+                        PortMatch::Named(format!("p{a}"))
+                    } else {
+                        PortMatch::Range(a, a + span)
+                    }
+                })
+                .collect()
+        };
+        let side = EntityMatch {
+            ports: list(&ports),
+            not_ports: list(&not_ports),
+            ..EntityMatch::default()
+        };
+        // Named ports resolve to any numbers (here `named`), only when the side has some.
+        let has_named = |l: &[PortMatch]| l.iter().any(|p| matches!(p, PortMatch::Named(_)));
+        let facts = SideFacts {
+            named_ports: if has_named(&side.ports) { named.clone() } else { Vec::new() },
+            named_not_ports: if has_named(&side.not_ports) { named } else { Vec::new() },
+            ..SideFacts::untested()
+        };
+        if numeric_ports_exclude(&side, port) {
+            proptest::prop_assert!(!facts.port_matches(&side, port));
+        }
+    }
+}

@@ -162,10 +162,12 @@ fn incremental(docs: &[Value], report: &mut Report) -> BenchResult<()> {
             median(&samples),
             "ms",
             format!(
-                "one policy added or deleted at {} policies / {} pods: model update + compile_reusing(node1), median of {} (the model update alone: {:.1} ms); the agent's self-check of the result takes {:.0} ms more (median); peer classes kept as they were in {}, updated for the atoms added or removed in {}, computed in {} compiles; the other phases run in full (every spec equal to a full compile's)",
+                "one policy added or deleted at {} policies / {} pods: model update + compile_reusing(node1), median of {} (adds {:.1}, deletes {:.1} ms; the model update alone: {:.1} ms); the agent's self-check of the result takes {:.0} ms more (median); peer classes kept as they were in {}, updated for the atoms added or removed in {}, computed in {} compiles; the other phases run in full (every spec equal to a full compile's)",
                 model.cluster().policies.len(),
                 model.cluster().endpoints.len(),
                 samples.len(),
+                median(&samples.iter().step_by(2).copied().collect::<Vec<f64>>()),
+                median(&samples.iter().skip(1).step_by(2).copied().collect::<Vec<f64>>()),
                 median(&applies),
                 median(&checks),
                 reuse.stats().reused,
