@@ -36,15 +36,6 @@ impl<'a> RuleRef<'a> {
     }
 }
 
-/// Where a rule is written: its policy, direction and index among the policy's rules
-/// of that direction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct RuleKey {
-    policy: usize,
-    dir: Direction,
-    index: usize,
-}
-
 /// The cluster, the node, and the rule table.
 pub(super) struct Input<'a> {
     pub(super) cluster: &'a Cluster,
@@ -54,8 +45,10 @@ pub(super) struct Input<'a> {
     pub(super) addresses: &'a NodeAddresses,
     /// Every rule of every policy, by policy, direction (ingress first), index.
     pub(super) rules: Vec<RuleRef<'a>>,
-    /// Rule → position in `rules`.
-    position: HashMap<RuleKey, usize>,
+    /// Per policy of the cluster: the position in `rules` of its first ingress and
+    /// first egress rule (its rules of a direction follow in order); `None` for a
+    /// policy that is not relevant (none of its rules is in the table).
+    first_rule: Vec<Option<[usize; 2]>>,
     /// The policies that apply to an endpoint of the node (see [`relevant_policies`]),
     /// ascending: the only ones an endpoint's applicable policies can come from.
     pub(super) relevant: Vec<usize>,
@@ -74,7 +67,7 @@ impl<'a> Input<'a> {
         addresses: &'a NodeAddresses,
     ) -> Self {
         let mut rules = Vec::new();
-        let mut position = HashMap::default();
+        let mut first_rule = vec![None; cluster.policies.len()];
         let relevant = relevant_policies(cluster, node);
         // The rules of every policy that applies here shape the classes and cells,
         // host-endpoint-only kinds (preDNAT, doNotTrack) included: `compile::host`
@@ -85,17 +78,17 @@ impl<'a> Input<'a> {
             if !relevant[p] {
                 continue;
             }
-            for dir in [Direction::Ingress, Direction::Egress] {
-                for (i, rule) in policy.rules(dir).iter().enumerate() {
-                    let key = RuleKey {
-                        policy: p,
-                        dir,
-                        index: i,
-                    };
-                    position.insert(key, rules.len());
-                    rules.push(RuleRef { dir, rule });
-                }
-            }
+            let ingress = rules.len();
+            rules.extend(policy.ingress.iter().map(|rule| RuleRef {
+                dir: Direction::Ingress,
+                rule,
+            }));
+            let egress = rules.len();
+            rules.extend(policy.egress.iter().map(|rule| RuleRef {
+                dir: Direction::Egress,
+                rule,
+            }));
+            first_rule[p] = Some([ingress, egress]);
         }
         // Named ports by (protocol, name), over every entity that declares any: one
         // pass over the endpoints rather than one per rule.
@@ -146,7 +139,7 @@ impl<'a> Input<'a> {
             node,
             addresses,
             rules,
-            position,
+            first_rule,
             relevant: (0..relevant.len()).filter(|&p| relevant[p]).collect(),
             named_values,
             named_src_values,
@@ -156,7 +149,14 @@ impl<'a> Input<'a> {
 
     /// Position in [`Input::rules`] of rule `index` of `policy` in `dir`.
     pub(super) fn rule_position(&self, policy: usize, dir: Direction, index: usize) -> usize {
-        self.position[&RuleKey { policy, dir, index }]
+        let Some([ingress, egress]) = self.first_rule[policy] else {
+            panic!("rule position asked of policy {policy}, which is not relevant here");
+        };
+        index
+            + match dir {
+                Direction::Ingress => ingress,
+                Direction::Egress => egress,
+            }
     }
 
     /// Whether an endpoint runs on the node compiled for (pods without a node name do).

@@ -6,7 +6,6 @@
 //! all addresses of a region are alike for every net predicate and see the same
 //! entities: one representative address per region stands for all of them.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -39,14 +38,11 @@ struct Origins {
 /// All peer LPM entries with their representative addresses, sorted by prefix.
 pub(super) fn regions(input: &Input<'_>) -> Vec<Region> {
     let cluster = input.cluster;
-    let mut entries: BTreeMap<IpNet, Origins> = BTreeMap::new();
+    // Every prefix with what named it, in the order named: sorted (stably) and merged
+    // below, which costs less than a tree of ~10k nodes at scale.
+    let mut named: Vec<(IpNet, Option<usize>, bool)> = Vec::new();
     let mut add = |net: IpNet, endpoint: Option<usize>, vip: bool| {
-        let e = entries.entry(net.trunc()).or_default();
-        if endpoint.is_some() {
-            e.endpoint = endpoint;
-        }
-        e.vip |= vip;
-        e.named |= endpoint.is_none() && !vip;
+        named.push((net.trunc(), endpoint, vip));
     };
     add(IpNet::V4(Ipv4Net::default()), None, false);
     add(IpNet::V6(Ipv6Net::default()), None, false);
@@ -94,7 +90,23 @@ pub(super) fn regions(input: &Input<'_>) -> Vec<Region> {
     for net in input.addresses.nets() {
         add(*net, None, false);
     }
-    let set: BTreeSet<IpNet> = entries.keys().copied().collect();
+    named.sort_by_key(|&(net, _, _)| net);
+    let mut entries: Vec<(IpNet, Origins)> = Vec::new();
+    for (net, endpoint, vip) in named {
+        if entries.last().is_none_or(|(last, _)| *last != net) {
+            entries.push((net, Origins::default()));
+        }
+        if let Some((_, e)) = entries.last_mut() {
+            // The last endpoint named at an address is the one (as before: the
+            // endpoints come in the cluster's order).
+            if endpoint.is_some() {
+                e.endpoint = endpoint;
+            }
+            e.vip |= vip;
+            e.named |= endpoint.is_none() && !vip;
+        }
+    }
+    let set: Vec<IpNet> = entries.iter().map(|(net, _)| *net).collect();
     entries
         .into_iter()
         .map(|(net, origins)| Region {
@@ -145,13 +157,15 @@ impl NamedNets {
     }
 }
 
-/// An address in `net` that no other entry of `set` covers more specifically.
-fn free_address(net: IpNet, owner: IpNet, set: &BTreeSet<IpNet>) -> Option<IpAddr> {
-    if net != owner && set.contains(&net) {
+/// An address in `net` that no other entry of `set` (sorted, distinct) covers more
+/// specifically.
+fn free_address(net: IpNet, owner: IpNet, set: &[IpNet]) -> Option<IpAddr> {
+    if net != owner && set.binary_search(&net).is_ok() {
         return None;
     }
-    let inside = set
-        .range(IpNet::new(net.network(), 0).map_or(net, |n| n)..)
+    let from = IpNet::new(net.network(), 0).map_or(net, |n| n);
+    let inside = set[set.partition_point(|n| *n < from)..]
+        .iter()
         .take_while(|n| n.network() <= net.broadcast())
         .any(|n| n.prefix_len() > net.prefix_len() && net.contains(n));
     if !inside {
