@@ -185,6 +185,29 @@ pub(crate) fn tier_spans(cluster: &Cluster, applicable: &[usize]) -> Vec<TierSpa
     spans
 }
 
+/// How many of `applicable` (in evaluation order) a packet can reach in `dir`: up to
+/// the end of the first tier that decides every packet reaching it, all of them if
+/// none does. A tier decides every packet when its default action is Deny and none of
+/// its applicable policies has a Pass rule in `dir`: [`walk`] then returns within it
+/// (an Allow or Deny rule, or the end-of-tier drop), so no later rule can decide or
+/// log anything.
+pub(crate) fn reachable(cluster: &Cluster, applicable: &[usize], dir: Direction) -> usize {
+    let mut start = 0;
+    for span in tier_spans(cluster, applicable) {
+        let passes = applicable[start..span.end].iter().any(|&p| {
+            cluster.policies[p]
+                .rules(dir)
+                .iter()
+                .any(|r| r.action == RuleAction::Pass)
+        });
+        if !passes && cluster.tiers[span.tier].default_action == TierAction::Deny {
+            return span.end;
+        }
+        start = span.end;
+    }
+    applicable.len()
+}
+
 /// A decision by indices only (what the compiler writes); [`Walked::named`] adds the
 /// names of [`LegDecision`].
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,9 +6,12 @@
 //!
 //! - same atoms (numbered by content: `classes::PeerAtoms`): the classes as they are;
 //! - other atoms ([`update_classes`]): what the atoms kept and still named say about
-//!   each region is in the kept signatures; only the atoms added are evaluated (at the
-//!   regions their index names), and the regions are grouped again by the signatures
-//!   so made. A policy adds or removes a few atoms, out of 10k at scale.
+//!   each region is in the kept signatures; only the atoms added are evaluated, at the
+//!   regions where they may differ from their defaults (`atom_index::AtomRegions`:
+//!   for a few atoms, the regions of the entities that have their features and of
+//!   their nets, found without looking at the other regions), and the regions are
+//!   grouped again by the signatures so made. A policy adds or removes a few atoms,
+//!   out of 10k at scale.
 //!
 //! Everything is compared in full, not by digest, and numbered as a full compile
 //! numbers it (classes by first region, an atom's facts by the first region that has

@@ -131,8 +131,12 @@ impl PodVerdicts<'_> {
     /// The verdicts of one (profile, direction), emitted as (peer class, cell, verdict).
     fn leg_verdicts(&self, leg: &Leg<'_>, mut emit: impl FnMut(u32, u32, Verdict)) {
         let cluster = self.input.cluster;
-        let relevant: Vec<usize> = leg
-            .applicable
+        // Rules no packet reaches (after a tier that decides every packet) neither
+        // decide nor split a group: the leg is grouped by the others alone. A
+        // quarantine policy in a first tier then costs its own rules, not the 10,000
+        // after it.
+        let reachable = eval::reachable(cluster, leg.applicable, leg.dir);
+        let relevant: Vec<usize> = leg.applicable[..reachable]
             .iter()
             .flat_map(|&p| (0..cluster.policies[p].rules(leg.dir).len()).map(move |i| (p, i)))
             .map(|(p, i)| self.input.rule_position(p, leg.dir, i))

@@ -371,3 +371,75 @@ proptest::proptest! {
         }
     }
 }
+
+/// A tier whose default is Deny and that has no Pass rule decides every packet that
+/// reaches it: no later policy is reachable. A Pass rule, or a tier defaulting to
+/// Pass, leaves the next tiers reachable.
+#[test]
+fn reachable_policies_end_at_a_tier_that_decides_every_packet() {
+    let policies = |gate_rule: &str, default_action: &str| {
+        cluster(&format!(
+            "apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {{name: security}}
+spec: {{order: 100, defaultAction: {default_action}}}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {{name: security.gate}}
+spec:
+  tier: security
+  selector: app == 'db'
+  ingress:
+  - action: Log
+  - {gate_rule}
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {{name: db, namespace: b}}
+spec:
+  selector: app == 'db'
+  ingress:
+  - action: Allow
+"
+        ))
+    };
+    let db = |c: &Cluster| {
+        c.endpoints
+            .iter()
+            .find(|e| e.name == "db")
+            .cloned()
+            .unwrap()
+    };
+    for (gate_rule, default_action, reachable_count) in [
+        (
+            "action: Deny\n    source: {selector: app == 'web'}",
+            "Deny",
+            1,
+        ),
+        ("action: Allow\n    protocol: TCP", "Deny", 1),
+        (
+            "action: Pass\n    source: {selector: app == 'web'}",
+            "Deny",
+            2,
+        ),
+        (
+            "action: Deny\n    source: {selector: app == 'web'}",
+            "Pass",
+            2,
+        ),
+    ] {
+        let c = policies(gate_rule, default_action);
+        let applicable = applicable_policies(&c, &db(&c), Direction::Ingress);
+        assert_eq!(applicable.len(), 2, "{gate_rule} / {default_action}");
+        assert_eq!(
+            reachable(&c, &applicable, Direction::Ingress),
+            reachable_count,
+            "{gate_rule} / {default_action}"
+        );
+        // Egress: the gate does not apply, the namespace policy has no egress rule but
+        // applies (types: Ingress only, so not at all): nothing to cut.
+        let egress = applicable_policies(&c, &db(&c), Direction::Egress);
+        assert_eq!(reachable(&c, &egress, Direction::Egress), egress.len());
+    }
+}
