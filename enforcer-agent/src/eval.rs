@@ -424,11 +424,15 @@ pub struct SideFacts {
 
 impl SideFacts {
     /// The facts of a side that tests nothing about the address: it matches anywhere.
-    fn untested() -> Self {
+    pub(crate) const fn untested() -> Self {
         SideFacts {
             selected: true,
+            not_selected: false,
             in_nets: true,
-            ..SideFacts::default()
+            in_not_nets: false,
+            named_ports: Vec::new(),
+            named_not_ports: Vec::new(),
+            service_ports: Vec::new(),
         }
     }
 

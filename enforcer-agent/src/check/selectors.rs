@@ -11,7 +11,7 @@ use crate::selector::Selector;
 
 pub(super) fn lint(cx: &Context<'_>, out: &mut Vec<Finding>) {
     let cluster = cx.cluster;
-    let entities = all_entities(cluster);
+    let entities: Vec<Entity<'_>> = cluster.entities().collect();
     for policy in &cluster.policies {
         let selected = entities.iter().filter(|e| {
             policy.subject.matches(cluster, e)
@@ -71,17 +71,6 @@ pub(super) fn lint(cx: &Context<'_>, out: &mut Vec<Finding>) {
             }
         }
     }
-}
-
-fn all_entities(cluster: &Cluster) -> Vec<Entity<'_>> {
-    cluster
-        .endpoints
-        .iter()
-        .map(Entity::Endpoint)
-        .chain(cluster.network_sets.iter().map(Entity::NetworkSet))
-        .chain(cluster.host_endpoints.iter().map(Entity::HostEndpoint))
-        .chain(cluster.nodes.iter().map(Entity::Node))
-        .collect()
 }
 
 /// The selector as its author wrote it: without the orchestrator term Calico adds to

@@ -72,7 +72,7 @@ impl<'a> Census<'a> {
     fn full(cluster: &'a Cluster) -> Self {
         let mut counts: HashMap<Feature<'a>, usize> = HashMap::default();
         let mut namespaces = HashSet::default();
-        for e in entities(cluster) {
+        for e in cluster.entities() {
             for_each_feature(&e, |f| {
                 if let Feature::Namespace(ns) = f {
                     namespaces.insert(ns);
@@ -101,7 +101,9 @@ impl<'a> Census<'a> {
     fn count(&self, feature: Feature<'a>) -> usize {
         match &self.counts {
             Some(counts) => counts.get(&feature).copied().unwrap_or(0),
-            None => entities(self.cluster)
+            None => self
+                .cluster
+                .entities()
                 .filter(|e| has_feature(e, feature))
                 .count(),
         }
@@ -164,7 +166,7 @@ impl<'a> Census<'a> {
                 NamespaceScope::Selector(ns_sel) => {
                     // Many rules share a namespace selector: match the namespaces once.
                     let namespaces = self.namespaces.get_or_insert_with(|| {
-                        entities(cluster).filter_map(|e| e.namespace()).collect()
+                        cluster.entities().filter_map(|e| e.namespace()).collect()
                     });
                     let matched = self.by_namespace_selector.entry(ns_sel).or_insert_with(|| {
                         namespaces
@@ -191,17 +193,6 @@ impl<'a> Census<'a> {
         }
         best
     }
-}
-
-/// Every entity of the cluster.
-fn entities(cluster: &Cluster) -> impl Iterator<Item = Entity<'_>> {
-    cluster
-        .endpoints
-        .iter()
-        .map(Entity::Endpoint)
-        .chain(cluster.network_sets.iter().map(Entity::NetworkSet))
-        .chain(cluster.host_endpoints.iter().map(Entity::HostEndpoint))
-        .chain(cluster.nodes.iter().map(Entity::Node))
 }
 
 fn for_each_feature<'a>(e: &Entity<'a>, mut f: impl FnMut(Feature<'a>)) {
@@ -417,7 +408,7 @@ impl<'a> AtomRegions<'a> {
         for (a, side) in sides.iter().enumerate() {
             let a = a as u32;
             for condition in conditions(&mut census, side) {
-                for e in entities(cluster) {
+                for e in cluster.entities() {
                     let may_differ = match &condition {
                         None => true,
                         Some(features) => features.iter().any(|f| has_feature(&e, *f)),

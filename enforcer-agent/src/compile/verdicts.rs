@@ -346,15 +346,7 @@ struct PeerRules<'s> {
 }
 
 /// What a side with no address predicate says (`eval::side_facts`).
-static NO_ADDRESS_TEST: SideFacts = SideFacts {
-    selected: true,
-    not_selected: false,
-    in_nets: true,
-    in_not_nets: false,
-    named_ports: Vec::new(),
-    named_not_ports: Vec::new(),
-    service_ports: Vec::new(),
-};
+static NO_ADDRESS_TEST: SideFacts = SideFacts::untested();
 
 impl<'s> PeerRules<'s> {
     fn new(atoms: &'s PeerAtoms<'_>, relevant: &[usize]) -> Self {

@@ -513,6 +513,16 @@ impl Cluster {
         }
     }
 
+    /// Every entity of the cluster: endpoints, network sets, host endpoints, nodes.
+    pub(crate) fn entities(&self) -> impl Iterator<Item = Entity<'_>> {
+        self.endpoints
+            .iter()
+            .map(Entity::Endpoint)
+            .chain(self.network_sets.iter().map(Entity::NetworkSet))
+            .chain(self.host_endpoints.iter().map(Entity::HostEndpoint))
+            .chain(self.nodes.iter().map(Entity::Node))
+    }
+
     /// Every entity a rule selector can see at `addr`: endpoints and host endpoints
     /// with that address, and network sets with a CIDR containing it.
     pub(crate) fn entities_at(&self, addr: IpAddr) -> Vec<Entity<'_>> {
