@@ -116,6 +116,30 @@ impl<'a> PeerAtoms<'a> {
             fact: numbers.number(f),
         })
     }
+
+    /// The promise of the atom index and of `AtomRegions`, checked at every region
+    /// under test: each of `atoms` (the `i`-th is candidate number `i`) that is not
+    /// among `candidates` says its default at `rep` (where `entities` are).
+    #[cfg(test)]
+    pub(super) fn assert_defaults_outside(
+        &self,
+        cluster: &Cluster,
+        atoms: impl Iterator<Item = u32>,
+        candidates: &[u32],
+        rep: IpAddr,
+        entities: &[Entity<'_>],
+    ) {
+        for (candidate, atom) in atoms.enumerate() {
+            if candidates.binary_search(&(candidate as u32)).is_err() {
+                let (side, protocol) = self.sides[atom as usize];
+                let f = eval::side_facts_among(cluster, side, protocol, rep, entities);
+                assert_eq!(
+                    f, self.defaults[atom as usize],
+                    "atom {atom} at {rep}: not a candidate yet not default"
+                );
+            }
+        }
+    }
 }
 
 /// One atom's distinct facts, numbered from 1 in the order they are first met (0 is
@@ -228,16 +252,13 @@ impl PeerClasses {
             let entities = cluster.entities_at(rep);
             let candidates = index.candidates(region_index, &entities);
             #[cfg(test)]
-            for (a, (side, protocol)) in atoms.sides.iter().enumerate() {
-                // The index's promise, checked exhaustively under test.
-                if candidates.binary_search(&(a as u32)).is_err() {
-                    let f = eval::side_facts_among(cluster, side, *protocol, rep, &entities);
-                    assert_eq!(
-                        f, atoms.defaults[a],
-                        "atom {a} at {rep}: not a candidate yet not default"
-                    );
-                }
-            }
+            atoms.assert_defaults_outside(
+                cluster,
+                0..atoms.len() as u32,
+                &candidates,
+                rep,
+                &entities,
+            );
             let facts: Vec<AtomFact> = candidates
                 .into_iter()
                 .filter_map(|atom| {

@@ -49,9 +49,6 @@ pub(super) struct Input<'a> {
     /// first egress rule (its rules of a direction follow in order); `None` for a
     /// policy that is not relevant (none of its rules is in the table).
     first_rule: Vec<Option<[usize; 2]>>,
-    /// The policies that apply to an endpoint of the node (see [`relevant_policies`]),
-    /// ascending: the only ones an endpoint's applicable policies can come from.
-    pub(super) relevant: Vec<usize>,
     /// Per rule (as `rules`): every number its named destination ports can resolve to.
     pub(super) named_values: Vec<Vec<u16>>,
     /// Per rule: every number its named source ports can resolve to.
@@ -140,11 +137,20 @@ impl<'a> Input<'a> {
             addresses,
             rules,
             first_rule,
-            relevant: (0..relevant.len()).filter(|&p| relevant[p]).collect(),
             named_values,
             named_src_values,
             service_values,
         }
+    }
+
+    /// The policies that apply to an endpoint of the node (see [`relevant_policies`]:
+    /// those whose rules are in the table), ascending: the only ones a local
+    /// endpoint's applicable policies can come from.
+    pub(super) fn relevant(&self) -> impl Iterator<Item = usize> + '_ {
+        self.first_rule
+            .iter()
+            .enumerate()
+            .filter_map(|(p, first)| first.map(|_| p))
     }
 
     /// Position in [`Input::rules`] of rule `index` of `policy` in `dir`.

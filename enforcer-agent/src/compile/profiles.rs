@@ -85,9 +85,7 @@ fn signature(input: &Input<'_>, ep: &Endpoint) -> ProfileSignature {
     // test, over every local endpoint): the rest need not be asked.
     let applicable = [Direction::Ingress, Direction::Egress].map(|dir| {
         input
-            .relevant
-            .iter()
-            .copied()
+            .relevant()
             .filter(|&p| cluster.policies[p].applies_to_endpoint(cluster, ep, dir))
             .collect::<Vec<usize>>()
     });

@@ -97,8 +97,8 @@ pub(super) fn regions(input: &Input<'_>) -> Vec<Region> {
             entries.push((net, Origins::default()));
         }
         if let Some((_, e)) = entries.last_mut() {
-            // The last endpoint named at an address is the one (as before: the
-            // endpoints come in the cluster's order).
+            // The last endpoint named at an address is the one: the endpoints are
+            // named in the cluster's order, which the stable sort keeps.
             if endpoint.is_some() {
                 e.endpoint = endpoint;
             }

@@ -225,7 +225,13 @@ fn update_classes(
         if let Some(added_regions) = added_regions.as_mut() {
             let (entities, candidates) = added_regions.at(cluster, region_index, rep);
             #[cfg(test)]
-            check_not_candidates(input, atoms, &added, &candidates, rep);
+            atoms.assert_defaults_outside(
+                cluster,
+                added.iter().copied(),
+                &candidates,
+                rep,
+                &cluster.entities_at(rep),
+            );
             for candidate in candidates {
                 let numbers = &mut fact_numbers[candidate as usize];
                 let atom = added[candidate as usize];
@@ -257,28 +263,4 @@ fn update_classes(
         })
         .collect();
     classes.finish(of_region, fact_values)
-}
-
-/// The promise of [`AtomRegions`], checked at every region under test: an added atom
-/// that is not a candidate says its default there.
-#[cfg(test)]
-fn check_not_candidates(
-    input: &Input<'_>,
-    atoms: &PeerAtoms<'_>,
-    added: &[u32],
-    candidates: &[u32],
-    rep: std::net::IpAddr,
-) {
-    let entities = input.cluster.entities_at(rep);
-    for (candidate, &atom) in added.iter().enumerate() {
-        if candidates.binary_search(&(candidate as u32)).is_err() {
-            let (side, protocol) = atoms.sides[atom as usize];
-            let facts =
-                crate::eval::side_facts_among(input.cluster, side, protocol, rep, &entities);
-            assert_eq!(
-                facts, atoms.defaults[atom as usize],
-                "added atom {atom} at {rep}: not a candidate yet not default"
-            );
-        }
-    }
 }

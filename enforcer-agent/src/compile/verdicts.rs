@@ -23,7 +23,7 @@ use super::input::Input;
 use super::profiles::Profile;
 use super::spec::SpecVerdictKey;
 use crate::eval::{self, Action, DecisionKind, LegDecision, SideFacts, Walked};
-use crate::policy::{Direction, Endpoint};
+use crate::policy::{Cluster, Direction, Endpoint};
 
 /// The map verdict for an evaluator decision.
 pub fn verdict_of(leg: &LegDecision) -> Verdict {
@@ -104,11 +104,12 @@ impl PodVerdicts<'_> {
                 .into_iter()
                 .enumerate()
             {
-                let leg = Leg {
-                    ep: &self.input.cluster.endpoints[profile.rep],
-                    applicable: &profile.applicable[d],
+                let leg = Leg::new(
+                    self.input.cluster,
+                    &self.input.cluster.endpoints[profile.rep],
+                    &profile.applicable[d],
                     dir,
-                };
+                );
                 let key = |peer_class, cell| SpecVerdictKey {
                     dir: dir_code(dir),
                     profile: profile_id as u32,
@@ -131,12 +132,8 @@ impl PodVerdicts<'_> {
     /// The verdicts of one (profile, direction), emitted as (peer class, cell, verdict).
     fn leg_verdicts(&self, leg: &Leg<'_>, mut emit: impl FnMut(u32, u32, Verdict)) {
         let cluster = self.input.cluster;
-        // Rules no packet reaches (after a tier that decides every packet) neither
-        // decide nor split a group: the leg is grouped by the others alone. A
-        // quarantine policy in a first tier then costs its own rules, not the 10,000
-        // after it.
-        let reachable = eval::reachable(cluster, leg.applicable, leg.dir);
-        let relevant: Vec<usize> = leg.applicable[..reachable]
+        let relevant: Vec<usize> = leg
+            .applicable
             .iter()
             .flat_map(|&p| (0..cluster.policies[p].rules(leg.dir).len()).map(move |i| (p, i)))
             .map(|(p, i)| self.input.rule_position(p, leg.dir, i))
@@ -433,10 +430,24 @@ impl<'s> PeerRules<'s> {
     }
 }
 
-/// One (profile, direction): the profile's representative endpoint and its applicable
-/// policies in that direction.
+/// One (profile, direction): the profile's representative endpoint and the applicable
+/// policies in that direction that a packet can reach.
 struct Leg<'a> {
     ep: &'a Endpoint,
     applicable: &'a [usize],
     dir: Direction,
+}
+
+impl<'a> Leg<'a> {
+    /// The leg of `ep` in `dir` whose policies (in evaluation order) are `applicable`,
+    /// cut after a tier that decides every packet (`eval::reachable`): the rules after
+    /// it neither decide, log nor split a group, and the walk returns before them, so a
+    /// quarantine policy in a first tier costs its own rules, not the 10,000 after it.
+    fn new(cluster: &Cluster, ep: &'a Endpoint, applicable: &'a [usize], dir: Direction) -> Self {
+        Leg {
+            ep,
+            applicable: &applicable[..eval::reachable(cluster, applicable, dir)],
+            dir,
+        }
+    }
 }

@@ -21,8 +21,8 @@ use crate::model::PolicyName;
 /// The id table: id → (name, fingerprint), and the reverse index.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PolicyIds {
-    names: BTreeMap<u32, (PolicyName, u64)>,
-    by_key: HashMap<(PolicyName, u64), u32>,
+    names: BTreeMap<u32, (Arc<PolicyName>, u64)>,
+    by_key: HashMap<(Arc<PolicyName>, u64), u32>,
     next: u32,
     /// Ids each generation slot's content uses; `None`: unknown (written by an earlier
     /// agent), so nothing restored may be retired on its account yet.
@@ -46,7 +46,7 @@ impl PolicyIds {
             if id == NO_INDEX {
                 continue;
             }
-            let key = (name_of(&entry), entry.fingerprint);
+            let key = (Arc::new(name_of(&entry)), entry.fingerprint);
             ids.by_key.insert(key.clone(), id);
             ids.names.insert(id, key);
             ids.next = ids.next.max(id.saturating_add(1));
@@ -79,7 +79,7 @@ impl PolicyIds {
                 out.ids.push(NO_INDEX);
                 continue;
             }
-            let key = ((**name).clone(), fingerprints.get(i).copied().unwrap_or(0));
+            let key = (Arc::clone(name), fingerprints.get(i).copied().unwrap_or(0));
             let id = if let Some(&id) = self.by_key.get(&key) {
                 id
             } else {
@@ -121,7 +121,7 @@ impl PolicyIds {
     }
 
     pub fn name(&self, id: u32) -> Option<&PolicyName> {
-        self.names.get(&id).map(|(name, _)| name)
+        self.names.get(&id).map(|(name, _)| &**name)
     }
 
     /// The map value for `id`.

@@ -334,6 +334,7 @@ spec:
 }
 
 proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { failure_persistence: None, ..proptest::prelude::ProptestConfig::default() })]
     /// The evaluator's shortcut before the selectors: when numeric ports exclude a
     /// port, the side's port test fails whatever its named ports resolve to.
     #[test]
