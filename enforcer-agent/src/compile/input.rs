@@ -9,7 +9,8 @@ use super::hashing::HashMap;
 use crate::eval::host::{NodeAddresses, host_endpoints_of};
 use crate::model::{Labels, ObjectId};
 use crate::policy::{
-    Cluster, Direction, Endpoint, Entity, EntityMatch, HostEndpointInfo, NamedPort, PortMatch, Rule,
+    Cluster, Direction, Endpoint, Entity, EntityMatch, HostEndpointInfo, NamedPort, Policy,
+    PortMatch, Rule,
 };
 
 /// A rule of a policy, as the compiler walks them.
@@ -58,14 +59,18 @@ pub(super) struct Input<'a> {
 }
 
 impl<'a> Input<'a> {
+    /// `relevant`: per policy of the cluster, whether it is relevant on `node`
+    /// ([`Relevance`]); `declared`: the cluster's [`DeclaredPorts`] (both as found
+    /// again, or from the compiler's memo).
     pub(super) fn new(
         cluster: &'a Cluster,
         node: Option<&'a str>,
         addresses: &'a NodeAddresses,
+        relevant: &[bool],
+        declared: &DeclaredPorts,
     ) -> Self {
         let mut rules = Vec::new();
         let mut first_rule = vec![None; cluster.policies.len()];
-        let relevant = relevant_policies(cluster, node);
         // The rules of every policy that applies here shape the classes and cells,
         // host-endpoint-only kinds (preDNAT, doNotTrack) included: `compile::host`
         // needs them; pod verdicts only group by the rules that apply to the pod.
@@ -87,37 +92,20 @@ impl<'a> Input<'a> {
             }));
             first_rule[p] = Some([ingress, egress]);
         }
-        // Named ports by (protocol, name), over every entity that declares any: one
-        // pass over the endpoints rather than one per rule.
-        let mut declared: HashMap<(u8, &str), Vec<u16>> = HashMap::default();
-        let all_ports = cluster
-            .endpoints
-            .iter()
-            .flat_map(|e| &e.named_ports)
-            .chain(cluster.host_endpoints.iter().flat_map(|h| &h.named_ports));
-        for np in all_ports {
-            declared
-                .entry((np.protocol, np.name.as_str()))
-                .or_default()
-                .push(np.port);
-        }
-        // Thousands of pods declare the same name with the same number: each rule then
-        // merges distinct numbers only.
-        for ports in declared.values_mut() {
-            ports.sort_unstable();
-            ports.dedup();
-        }
         let named_values = rules
             .iter()
-            .map(|r| named_port_values(r.rule, &r.rule.destination, &declared))
+            .map(|r| declared.values(r.rule, &r.rule.destination))
             .collect();
         let named_src_values = rules
             .iter()
-            .map(|r| named_port_values(r.rule, &r.rule.source, &declared))
+            .map(|r| declared.values(r.rule, &r.rule.source))
             .collect();
         let service_values = rules
             .iter()
             .map(|r| {
+                if r.rule.destination.services.is_none() {
+                    return Vec::new();
+                }
                 let mut out: Vec<(u8, u16)> = r
                     .rule
                     .destination
@@ -216,67 +204,122 @@ pub(super) struct AddressFingerprint<'a> {
     others: Vec<&'a ObjectId>,
 }
 
-/// Per policy of `cluster`: whether it applies, in some direction, to a workload
-/// endpoint of `node` or (as any kind of host policy) to one of its host endpoints
-/// with an interface. Only those policies' rules can decide a verdict there.
-pub(crate) fn relevant_policies(cluster: &Cluster, node: Option<&str>) -> Vec<bool> {
-    let locals: Vec<&Endpoint> = cluster
-        .endpoints
-        .iter()
-        .filter(|ep| match (node, &ep.node) {
-            (Some(node), Some(ep_node)) => node == ep_node,
-            _ => true,
-        })
-        .collect();
-    let heps: Vec<&HostEndpointInfo> = host_endpoints_of(cluster, node)
-        .filter(|h| h.iface.is_some())
-        .collect();
-    cluster
-        .policies
-        .iter()
-        .map(|policy| {
-            [Direction::Ingress, Direction::Egress]
-                .into_iter()
-                .any(|dir| {
-                    locals
-                        .iter()
-                        .any(|ep| policy.applies_to_endpoint(cluster, ep, dir))
-                        || (policy.applies(dir)
-                            && heps.iter().any(|h| {
-                                let entity = Entity::HostEndpoint(h);
-                                policy.subject.matches(cluster, &entity)
-                                    && policy
-                                        .subject_service_accounts
-                                        .as_ref()
-                                        .is_none_or(|sa| sa.matches(&entity))
-                            }))
-                })
-        })
-        .collect()
+/// Whether a policy applies, in some direction, to a workload endpoint of a node or
+/// (as any kind of host policy) to one of its host endpoints with an interface. Only
+/// those policies' rules can decide a verdict there.
+pub(crate) struct Relevance<'a> {
+    cluster: &'a Cluster,
+    locals: Vec<&'a Endpoint>,
+    heps: Vec<&'a HostEndpointInfo>,
 }
 
-/// Every number the named ports of a rule's `side` can resolve to, given the declared
-/// named ports by (protocol, name).
-fn named_port_values(
-    rule: &Rule,
-    side: &EntityMatch,
-    declared: &HashMap<(u8, &str), Vec<u16>>,
-) -> Vec<u16> {
-    let Some(proto) = rule.protocol else {
-        return Vec::new();
-    };
-    let mut out: Vec<u16> = side
-        .ports
-        .iter()
-        .chain(&side.not_ports)
-        .filter_map(|p| match p {
-            PortMatch::Named(n) => declared.get(&(proto, n.as_str())),
-            PortMatch::Range(..) => None,
-        })
-        .flatten()
-        .copied()
-        .collect();
-    out.sort_unstable();
-    out.dedup();
-    out
+impl<'a> Relevance<'a> {
+    pub(crate) fn new(cluster: &'a Cluster, node: Option<&'a str>) -> Self {
+        Relevance {
+            cluster,
+            locals: cluster
+                .endpoints
+                .iter()
+                .filter(|ep| match (node, &ep.node) {
+                    (Some(node), Some(ep_node)) => node == ep_node,
+                    _ => true,
+                })
+                .collect(),
+            heps: host_endpoints_of(cluster, node)
+                .filter(|h| h.iface.is_some())
+                .collect(),
+        }
+    }
+
+    pub(crate) fn of(&self, policy: &Policy) -> bool {
+        let cluster = self.cluster;
+        [Direction::Ingress, Direction::Egress]
+            .into_iter()
+            .any(|dir| {
+                self.locals
+                    .iter()
+                    .any(|ep| policy.applies_to_endpoint(cluster, ep, dir))
+                    || (policy.applies(dir)
+                        && self.heps.iter().any(|h| {
+                            let entity = Entity::HostEndpoint(h);
+                            policy.subject.matches(cluster, &entity)
+                                && policy
+                                    .subject_service_accounts
+                                    .as_ref()
+                                    .is_none_or(|sa| sa.matches(&entity))
+                        }))
+            })
+    }
+}
+
+/// Per policy of `cluster`: whether it is relevant on `node` ([`Relevance`]), found
+/// for each (what the compiler's memo must answer).
+#[cfg(test)]
+pub(crate) fn relevant_policies(cluster: &Cluster, node: Option<&str>) -> Vec<bool> {
+    let relevance = Relevance::new(cluster, node);
+    cluster.policies.iter().map(|p| relevance.of(p)).collect()
+}
+
+/// The named ports the cluster's entities declare: by name, per protocol, every
+/// number declared for it (sorted, distinct). Thousands of pods declare the same name
+/// with the same number: a rule then merges distinct numbers only.
+#[derive(Debug, Default)]
+pub(super) struct DeclaredPorts(HashMap<String, Vec<(u8, Vec<u16>)>>);
+
+impl DeclaredPorts {
+    /// Over every workload and host endpoint: one pass, not one per rule.
+    pub(super) fn new(cluster: &Cluster) -> Self {
+        let mut by_name: HashMap<String, Vec<(u8, Vec<u16>)>> = HashMap::default();
+        let all_ports = cluster
+            .endpoints
+            .iter()
+            .flat_map(|e| &e.named_ports)
+            .chain(cluster.host_endpoints.iter().flat_map(|h| &h.named_ports));
+        for np in all_ports {
+            let protocols = match by_name.get_mut(np.name.as_str()) {
+                Some(protocols) => protocols,
+                None => by_name.entry(np.name.clone()).or_default(),
+            };
+            match protocols.iter_mut().find(|(p, _)| *p == np.protocol) {
+                Some((_, ports)) => ports.push(np.port),
+                None => protocols.push((np.protocol, vec![np.port])),
+            }
+        }
+        for (_, ports) in by_name.values_mut().flatten() {
+            ports.sort_unstable();
+            ports.dedup();
+        }
+        DeclaredPorts(by_name)
+    }
+
+    /// The numbers declared for `name` in `protocol`.
+    fn of(&self, protocol: u8, name: &str) -> &[u16] {
+        self.0
+            .get(name)
+            .and_then(|protocols| protocols.iter().find(|(p, _)| *p == protocol))
+            .map_or(&[], |(_, ports)| ports)
+    }
+
+    /// Every number the named ports of a rule's `side` can resolve to.
+    fn values(&self, rule: &Rule, side: &EntityMatch) -> Vec<u16> {
+        let Some(proto) = rule.protocol else {
+            return Vec::new();
+        };
+        let ports = side.ports.iter().chain(&side.not_ports);
+        // Most rules name no port: nothing to gather.
+        if !ports.clone().any(|p| matches!(p, PortMatch::Named(_))) {
+            return Vec::new();
+        }
+        let mut out: Vec<u16> = ports
+            .filter_map(|p| match p {
+                PortMatch::Named(n) => Some(self.of(proto, n)),
+                PortMatch::Range(..) => None,
+            })
+            .flatten()
+            .copied()
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
 }

@@ -9,7 +9,8 @@
 //!   longest match is an entry (its *region*) are alike for every net predicate and
 //!   see the same entities, so one representative address per region stands for it;
 //! - `classes.rs` (with `atom_index.rs`): regions with equal facts for every rule's
-//!   peer side share a peer class (kept for the next compile: `reuse.rs`);
+//!   peer side share a peer class (kept for the next compile: `reuse.rs`, with what
+//!   was learnt of each policy version: `memo.rs`);
 //! - `profiles.rs`: local endpoints with the same applicable policies and the same
 //!   facts for every local rule side share a profile;
 //! - `cells.rs`: per protocol, the port space cut at every port, range and resolved
@@ -31,6 +32,7 @@ mod frontends;
 mod hashing;
 pub(crate) mod host;
 mod input;
+mod memo;
 mod profiles;
 mod regions;
 pub mod reuse;
@@ -89,7 +91,15 @@ pub fn compile_reusing(
     reuse: &mut Reuse,
 ) -> Result<DataplaneSpec, CompileError> {
     let mut phases = PhaseTimer::new();
-    let input = input::Input::new(cluster, node, addresses);
+    let memo = reuse.memo();
+    let relevant = memo.relevant_policies(cluster, node);
+    let input = input::Input::new(
+        cluster,
+        node,
+        addresses,
+        &relevant,
+        memo.declared_ports(cluster),
+    );
     phases.done("input");
     let regions = regions::regions(&input);
     phases.done("regions");
@@ -138,18 +148,13 @@ pub fn compile_reusing(
     };
     phases.done("spec");
     // Only the policies a verdict names take a stable id (keyed by the fingerprint);
-    // at 10k policies a node's verdicts name ~100 of them.
+    // at 10k policies a node's verdicts name ~100 of them, hashed once per version.
+    let memo = reuse.memo();
     spec.policy_fingerprints = spec
         .referenced_policies()
         .iter()
         .zip(&cluster.policies)
-        .map(|(&used, policy)| {
-            if used {
-                spec::policy_fingerprint(policy)
-            } else {
-                0
-            }
-        })
+        .map(|(&used, policy)| if used { memo.fingerprint(policy) } else { 0 })
         .collect();
     phases.done("fingerprints");
     error::check_capacity("endpoints", spec.endpoints.len(), ENDPOINTS_MAX)?;

@@ -1,5 +1,6 @@
 //! What one compile leaves for the next: the peer classes, with what they were
-//! computed from. The agent keeps a [`Reuse`] between policy changes. When nothing but
+//! computed from, and what it learnt of each policy version (`memo.rs`: relevance on
+//! the node, fingerprint). The agent keeps a [`Reuse`] between policy changes. When nothing but
 //! policies changed in between (the caller reports every change of the cluster to
 //! [`Reuse::follow`]) and the regions and node are the same, a compile starts from the
 //! classes kept:
@@ -22,6 +23,7 @@ use super::atom_index::AtomRegions;
 use super::classes::{AtomFact, ClassNumbers, ClassSignature, FactNumbers, PeerAtoms, PeerClasses};
 use super::hashing::HashMap;
 use super::input::Input;
+use super::memo::PolicyMemo;
 use super::regions::{NamedNets, Region};
 use crate::policy::EntityMatch;
 use crate::policy::live::Touched;
@@ -30,6 +32,7 @@ use crate::policy::live::Touched;
 #[derive(Debug, Default)]
 pub struct Reuse {
     kept: Option<Kept>,
+    memo: PolicyMemo,
     stats: ReuseStats,
 }
 
@@ -81,16 +84,25 @@ impl Classes {
 impl Reuse {
     /// A change of the cluster (what `agent::model::Model` reports): anything but
     /// policies (endpoints, namespaces, network sets, host endpoints, nodes, Services,
-    /// tiers) can change what an atom says about an address, so the classes go.
+    /// tiers) can change what an atom says about an address, so the classes go, and
+    /// so does which policies apply on the node (the policy versions' fingerprints
+    /// stay).
     pub fn follow(&mut self, touched: &Touched) {
         if !touched.endpoints.is_empty() || touched.other {
             self.kept = None;
+            self.memo.forget_relevance();
         }
     }
 
-    /// Forgets the classes (a snapshot replaced the cluster).
+    /// Forgets everything (a snapshot replaced the cluster).
     pub fn clear(&mut self) {
         self.kept = None;
+        self.memo.clear();
+    }
+
+    /// What the compiler learnt of each policy version (`memo.rs`).
+    pub(super) fn memo(&mut self) -> &mut PolicyMemo {
+        &mut self.memo
     }
 
     pub fn stats(&self) -> ReuseStats {

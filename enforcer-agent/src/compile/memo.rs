@@ -1,0 +1,168 @@
+//! What a compile learnt of each policy version, kept for the next one by
+//! [`super::Reuse`]: whether the policy is relevant on the node
+//! ([`input::Relevance`](super::input::Relevance)) and its fingerprint
+//! ([`spec::policy_fingerprint`](super::spec::policy_fingerprint)); and the named
+//! ports the entities declare ([`DeclaredPorts`]). At 10k policies these were a third
+//! of a compile after one policy changed: every subject selector against the node's
+//! endpoints, the rules of the ~100 policies a verdict names hashed, the named ports of
+//! 5,000 pods gathered.
+//!
+//! A version is its converted `Arc<PolicyName>`: every conversion makes a new one (a
+//! policy changed, or replaced by its stand-in, is a new key), and the memo holds the
+//! `Arc`, so no other policy can be given the address while the entry lives. The
+//! fingerprint depends on the version's content only. Relevance also depends on the
+//! node's endpoints, host endpoints and namespaces: it is forgotten on every change
+//! that is not a policy's ([`PolicyMemo::forget_relevance`], called by
+//! `Reuse::follow`), and when the node compiled for is another one.
+
+use std::sync::Arc;
+
+use super::hashing::{HashMap, HashSet};
+use super::input::{DeclaredPorts, Relevance};
+use super::spec::policy_fingerprint;
+use crate::model::PolicyName;
+use crate::policy::{Cluster, Policy};
+
+/// Per policy version, what a compile learnt of it (see the module); and the named
+/// ports the cluster's entities declare, forgotten with the relevance.
+#[derive(Debug, Default)]
+pub(super) struct PolicyMemo {
+    /// The node the relevance was found for.
+    node: Option<String>,
+    declared: Option<DeclaredPorts>,
+    /// By the address of the version's `Arc<PolicyName>` (held in the entry).
+    by_version: HashMap<usize, Learnt>,
+}
+
+#[derive(Debug)]
+struct Learnt {
+    /// Keeps the key's address taken while the entry lives.
+    _version: Arc<PolicyName>,
+    relevant: Option<bool>,
+    fingerprint: Option<u64>,
+}
+
+impl PolicyMemo {
+    /// Forgets every relevance found (the endpoints, host endpoints or namespaces may
+    /// have changed); fingerprints stay.
+    pub(super) fn forget_relevance(&mut self) {
+        self.declared = None;
+        for learnt in self.by_version.values_mut() {
+            learnt.relevant = None;
+        }
+    }
+
+    /// Forgets everything.
+    pub(super) fn clear(&mut self) {
+        self.by_version.clear();
+        self.declared = None;
+    }
+
+    /// The named ports the cluster's entities declare ([`DeclaredPorts`]), gathered
+    /// again only after a change that was not a policy's.
+    pub(super) fn declared_ports(&mut self, cluster: &Cluster) -> &DeclaredPorts {
+        self.declared
+            .get_or_insert_with(|| DeclaredPorts::new(cluster))
+    }
+
+    fn learnt(&mut self, policy: &Policy) -> &mut Learnt {
+        self.by_version
+            .entry(Arc::as_ptr(&policy.name).addr())
+            .or_insert_with(|| Learnt {
+                _version: Arc::clone(&policy.name),
+                relevant: None,
+                fingerprint: None,
+            })
+    }
+
+    /// Per policy of `cluster`: whether it is relevant on `node`
+    /// ([`Relevance::of`]), found again only for the versions not seen since the last
+    /// change that was not a policy's. Entries of versions no longer in the cluster
+    /// are dropped once they outnumber the policies.
+    pub(super) fn relevant_policies(&mut self, cluster: &Cluster, node: Option<&str>) -> Vec<bool> {
+        if self.node.as_deref() != node {
+            self.forget_relevance();
+            self.node = node.map(str::to_owned);
+        }
+        if self.by_version.len() > 2 * cluster.policies.len() + 64 {
+            let current: HashSet<usize> = cluster
+                .policies
+                .iter()
+                .map(|p| Arc::as_ptr(&p.name).addr())
+                .collect();
+            self.by_version.retain(|at, _| current.contains(at));
+        }
+        let mut relevance: Option<Relevance<'_>> = None;
+        cluster
+            .policies
+            .iter()
+            .map(|policy| {
+                *self.learnt(policy).relevant.get_or_insert_with(|| {
+                    relevance
+                        .get_or_insert_with(|| Relevance::new(cluster, node))
+                        .of(policy)
+                })
+            })
+            .collect()
+    }
+
+    /// [`policy_fingerprint`] of the policy, hashed once per version.
+    pub(super) fn fingerprint(&mut self, policy: &Policy) -> u64 {
+        *self
+            .learnt(policy)
+            .fingerprint
+            .get_or_insert_with(|| policy_fingerprint(policy))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::input::relevant_policies;
+    use crate::testkit::arbitrary::{build, generate};
+
+    /// The memo answers what finding again answers, for the versions it holds and for
+    /// new ones, across a change of node, and after its relevance was forgotten; a
+    /// changed policy (a new version) is found again, not answered from its old
+    /// version.
+    #[test]
+    fn memo_answers_what_finding_again_answers() {
+        let (mut relevant, mut irrelevant) = (0, 0);
+        for seed in 1..60 {
+            let Some(mut cluster) = build(&generate(seed).objects) else {
+                continue;
+            };
+            let mut memo = PolicyMemo::default();
+            for node in [Some("node1"), None, Some("node1")] {
+                let fresh = relevant_policies(&cluster, node);
+                relevant += fresh.iter().filter(|&&r| r).count();
+                irrelevant += fresh.iter().filter(|&&r| !r).count();
+                assert_eq!(memo.relevant_policies(&cluster, node), fresh, "seed {seed}");
+                assert_eq!(memo.relevant_policies(&cluster, node), fresh, "seed {seed}");
+                memo.forget_relevance();
+            }
+            for policy in &cluster.policies {
+                assert_eq!(memo.fingerprint(policy), policy_fingerprint(policy));
+            }
+            // A new version of a relevant policy that applies in no direction any more.
+            let Some(at) = relevant_policies(&cluster, None).iter().position(|&r| r) else {
+                continue;
+            };
+            memo.relevant_policies(&cluster, None);
+            let policy = &mut cluster.policies[at];
+            policy.name = Arc::new((*policy.name).clone());
+            policy.applies_ingress = false;
+            policy.applies_egress = false;
+            policy.ingress.clear();
+            let fresh = relevant_policies(&cluster, None);
+            assert!(!fresh[at]);
+            assert_eq!(memo.relevant_policies(&cluster, None), fresh, "seed {seed}");
+            let changed = &cluster.policies[at];
+            assert_eq!(memo.fingerprint(changed), policy_fingerprint(changed));
+        }
+        assert!(
+            relevant > 100 && irrelevant > 100,
+            "{relevant} relevant, {irrelevant} irrelevant policies seen"
+        );
+    }
+}
