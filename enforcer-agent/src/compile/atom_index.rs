@@ -475,9 +475,8 @@ mod tests {
                 return Ok(());
             };
             let addresses = NodeAddresses::declared(&cluster, None);
-            let relevant = crate::compile::input::relevant_policies(&cluster, None);
-            let declared = crate::compile::input::DeclaredPorts::new(&cluster);
-            let input = Input::new(&cluster, None, &addresses, &relevant, &declared);
+            let mut memo = crate::compile::memo::PolicyMemo::default();
+            let input = Input::new(&cluster, None, &addresses, &mut memo);
             let regions = regions(&input);
             let atoms = PeerAtoms::new(&input);
             let sides: Vec<&EntityMatch> = atoms.sides.iter().map(|(s, _)| *s).collect();

@@ -57,14 +57,21 @@ pub(super) struct PeerAtoms<'a> {
 
 impl<'a> PeerAtoms<'a> {
     pub(super) fn new(input: &Input<'a>) -> Self {
-        let mut first_seen = Vec::new();
-        let mut atom_of: HashMap<(&EntityMatch, Option<u8>), usize> = HashMap::default();
+        let mut first_seen: Vec<Prehashed<'a>> = Vec::new();
+        // Sized for every rule at once: growing it rehashed ~10k atoms a few times.
+        let mut atom_of: HashMap<Prehashed<'a>, usize> = HashMap::with_capacity_and_hasher(
+            input.rules.len(),
+            foldhash::fast::RandomState::default(),
+        );
         let mut of_rule = vec![None; input.rules.len()];
         for (n, r) in input.rules.iter().enumerate() {
             if !r.peer_side().tests_address() {
                 continue;
             }
-            let key = (r.peer_side(), r.rule.protocol);
+            let key = Prehashed {
+                order: input.peer_side_order[n],
+                side: (r.peer_side(), r.rule.protocol),
+            };
             let atom = *atom_of.entry(key).or_insert_with(|| {
                 first_seen.push(key);
                 first_seen.len() - 1
@@ -75,7 +82,7 @@ impl<'a> PeerAtoms<'a> {
         let mut order: Vec<(u64, usize)> = first_seen
             .iter()
             .enumerate()
-            .map(|(i, key)| (ATOM_ORDER.hash_one(key), i))
+            .map(|(i, key)| (key.order, i))
             .collect();
         order.sort_unstable();
         let mut renumbered = vec![0; first_seen.len()];
@@ -86,7 +93,7 @@ impl<'a> PeerAtoms<'a> {
             *atom = renumbered[*atom];
         }
         let sides: Vec<(&EntityMatch, Option<u8>)> =
-            order.iter().map(|&(_, i)| first_seen[i]).collect();
+            order.iter().map(|&(_, i)| first_seen[i].side).collect();
         let defaults = sides.iter().map(|(s, _)| default_facts(s)).collect();
         PeerAtoms {
             sides,
@@ -201,6 +208,35 @@ impl ClassNumbers {
 /// in every compile of one process).
 const ATOM_ORDER: foldhash::quality::FixedState =
     foldhash::quality::FixedState::with_seed(0x6174_6f6d_6f72_6465);
+
+/// The hash atoms are numbered by ([`PeerAtoms`]): fixed-seed, of the peer side and
+/// the protocol. The compiler's memo keeps it per rule of a policy version.
+pub(super) fn atom_order(side: &EntityMatch, protocol: Option<u8>) -> u64 {
+    ATOM_ORDER.hash_one((side, protocol))
+}
+
+/// A rule's (peer side, protocol) with its [`atom_order`] hash, found once per policy
+/// version: the atoms are told apart by that hash first, and compared in full only
+/// when it is equal (equal content, or a collision).
+#[derive(Clone, Copy)]
+struct Prehashed<'a> {
+    order: u64,
+    side: (&'a EntityMatch, Option<u8>),
+}
+
+impl PartialEq for Prehashed<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.order == other.order && self.side == other.side
+    }
+}
+
+impl Eq for Prehashed<'_> {}
+
+impl std::hash::Hash for Prehashed<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.order);
+    }
+}
 
 /// The peer classes of the regions.
 #[derive(Debug)]

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::hashing::HashMap;
+use super::memo::PolicyMemo;
 use crate::eval::host::{NodeAddresses, host_endpoints_of};
 use crate::model::{Labels, ObjectId};
 use crate::policy::{
@@ -50,6 +51,9 @@ pub(super) struct Input<'a> {
     /// first egress rule (its rules of a direction follow in order); `None` for a
     /// policy that is not relevant (none of its rules is in the table).
     first_rule: Vec<Option<[usize; 2]>>,
+    /// Per rule: `classes::atom_order` of its peer side and protocol (0 when the side
+    /// tests nothing about the address), from the memo.
+    pub(super) peer_side_order: Vec<u64>,
     /// Per rule (as `rules`): every number its named destination ports can resolve to.
     pub(super) named_values: Vec<Vec<u16>>,
     /// Per rule: every number its named source ports can resolve to.
@@ -59,18 +63,18 @@ pub(super) struct Input<'a> {
 }
 
 impl<'a> Input<'a> {
-    /// `relevant`: per policy of the cluster, whether it is relevant on `node`
-    /// ([`Relevance`]); `declared`: the cluster's [`DeclaredPorts`] (both as found
-    /// again, or from the compiler's memo).
+    /// What the memo knows of the policy versions and named ports it answers from
+    /// (`memo.rs`); a fresh memo finds everything.
     pub(super) fn new(
         cluster: &'a Cluster,
         node: Option<&'a str>,
         addresses: &'a NodeAddresses,
-        relevant: &[bool],
-        declared: &DeclaredPorts,
+        memo: &mut PolicyMemo,
     ) -> Self {
         let mut rules = Vec::new();
+        let mut peer_side_order = Vec::new();
         let mut first_rule = vec![None; cluster.policies.len()];
+        let relevant = memo.relevant_policies(cluster, node);
         // The rules of every policy that applies here shape the classes and cells,
         // host-endpoint-only kinds (preDNAT, doNotTrack) included: `compile::host`
         // needs them; pod verdicts only group by the rules that apply to the pod.
@@ -91,7 +95,9 @@ impl<'a> Input<'a> {
                 rule,
             }));
             first_rule[p] = Some([ingress, egress]);
+            peer_side_order.extend_from_slice(memo.peer_side_orders(policy));
         }
+        let declared = memo.declared_ports(cluster);
         let named_values = rules
             .iter()
             .map(|r| declared.values(r.rule, &r.rule.destination))
@@ -125,6 +131,7 @@ impl<'a> Input<'a> {
             addresses,
             rules,
             first_rule,
+            peer_side_order,
             named_values,
             named_src_values,
             service_values,

@@ -17,6 +17,7 @@
 
 use std::sync::Arc;
 
+use super::classes::atom_order;
 use super::hashing::{HashMap, HashSet};
 use super::input::{DeclaredPorts, Relevance};
 use super::spec::policy_fingerprint;
@@ -40,6 +41,8 @@ struct Learnt {
     _version: Arc<PolicyName>,
     relevant: Option<bool>,
     fingerprint: Option<u64>,
+    /// Per rule, ingress then egress: `classes::atom_order` of its peer side.
+    peer_side_orders: Option<Vec<u64>>,
 }
 
 impl PolicyMemo {
@@ -72,6 +75,7 @@ impl PolicyMemo {
                 _version: Arc::clone(&policy.name),
                 relevant: None,
                 fingerprint: None,
+                peer_side_orders: None,
             })
     }
 
@@ -104,6 +108,26 @@ impl PolicyMemo {
                 })
             })
             .collect()
+    }
+
+    /// Per rule of the policy, ingress then egress: the hash its peer side's atom is
+    /// numbered by ([`atom_order`]; 0 for a side that tests nothing about the
+    /// address), hashed once per version.
+    pub(super) fn peer_side_orders(&mut self, policy: &Policy) -> &[u64] {
+        self.learnt(policy).peer_side_orders.get_or_insert_with(|| {
+            let ingress = policy.ingress.iter().map(|r| (&r.source, r.protocol));
+            let egress = policy.egress.iter().map(|r| (&r.destination, r.protocol));
+            ingress
+                .chain(egress)
+                .map(|(side, protocol)| {
+                    if side.tests_address() {
+                        atom_order(side, protocol)
+                    } else {
+                        0
+                    }
+                })
+                .collect()
+        })
     }
 
     /// [`policy_fingerprint`] of the policy, hashed once per version.

@@ -91,15 +91,7 @@ pub fn compile_reusing(
     reuse: &mut Reuse,
 ) -> Result<DataplaneSpec, CompileError> {
     let mut phases = PhaseTimer::new();
-    let memo = reuse.memo();
-    let relevant = memo.relevant_policies(cluster, node);
-    let input = input::Input::new(
-        cluster,
-        node,
-        addresses,
-        &relevant,
-        memo.declared_ports(cluster),
-    );
+    let input = input::Input::new(cluster, node, addresses, reuse.memo());
     phases.done("input");
     let regions = regions::regions(&input);
     phases.done("regions");
