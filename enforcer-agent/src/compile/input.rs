@@ -2,11 +2,13 @@
 //! of rules (every rule of every policy, with the numbers its named ports can take).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
 use super::hashing::HashMap;
 use super::memo::PolicyMemo;
+use super::regions::NamedPrefix;
 use crate::eval::host::{NodeAddresses, host_endpoints_of};
 use crate::model::{Labels, ObjectId};
 use crate::policy::{
@@ -54,6 +56,9 @@ pub(super) struct Input<'a> {
     /// Per rule: `classes::atom_order` of its peer side and protocol (0 when the side
     /// tests nothing about the address), from the memo.
     pub(super) peer_side_order: Vec<u64>,
+    /// The prefixes the cluster's objects other than policies name
+    /// (`regions::entity_prefixes`), from the memo.
+    pub(super) entity_prefixes: Arc<[NamedPrefix]>,
     /// Per rule (as `rules`): every number its named destination ports can resolve to.
     pub(super) named_values: Vec<Vec<u16>>,
     /// Per rule: every number its named source ports can resolve to.
@@ -97,6 +102,7 @@ impl<'a> Input<'a> {
             first_rule[p] = Some([ingress, egress]);
             peer_side_order.extend_from_slice(memo.peer_side_orders(policy));
         }
+        let entity_prefixes = memo.entity_prefixes(cluster);
         let declared = memo.declared_ports(cluster);
         let named_values = rules
             .iter()
@@ -132,6 +138,7 @@ impl<'a> Input<'a> {
             rules,
             first_rule,
             peer_side_order,
+            entity_prefixes,
             named_values,
             named_src_values,
             service_values,

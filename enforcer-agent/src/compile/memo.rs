@@ -2,10 +2,11 @@
 //! [`super::Reuse`]: whether the policy is relevant on the node
 //! ([`input::Relevance`](super::input::Relevance)) and its fingerprint
 //! ([`spec::policy_fingerprint`](super::spec::policy_fingerprint)); and the named
-//! ports the entities declare ([`DeclaredPorts`]). At 10k policies these were a third
-//! of a compile after one policy changed: every subject selector against the node's
-//! endpoints, the rules of the ~100 policies a verdict names hashed, the named ports of
-//! 5,000 pods gathered.
+//! ports and prefixes the entities declare ([`DeclaredPorts`], [`entity_prefixes`]).
+//! At 10k policies these were half of a compile after one policy changed: every
+//! subject selector against the node's endpoints, the rules of the ~100 policies a
+//! verdict names hashed, the named ports of 5,000 pods gathered and their 10,000
+//! addresses sorted, each rule's peer side hashed.
 //!
 //! A version is its converted `Arc<PolicyName>`: every conversion makes a new one (a
 //! policy changed, or replaced by its stand-in, is a new key), and the memo holds the
@@ -20,17 +21,20 @@ use std::sync::Arc;
 use super::classes::atom_order;
 use super::hashing::{HashMap, HashSet};
 use super::input::{DeclaredPorts, Relevance};
+use super::regions::{NamedPrefix, entity_prefixes};
 use super::spec::policy_fingerprint;
 use crate::model::PolicyName;
 use crate::policy::{Cluster, Policy};
 
-/// Per policy version, what a compile learnt of it (see the module); and the named
-/// ports the cluster's entities declare, forgotten with the relevance.
+/// Per policy version, what a compile learnt of it (see the module); and, forgotten
+/// with the relevance, the named ports the cluster's entities declare and the prefixes
+/// they name.
 #[derive(Debug, Default)]
 pub(super) struct PolicyMemo {
     /// The node the relevance was found for.
     node: Option<String>,
     declared: Option<DeclaredPorts>,
+    entity_prefixes: Option<Arc<[NamedPrefix]>>,
     /// By the address of the version's `Arc<PolicyName>` (held in the entry).
     by_version: HashMap<usize, Learnt>,
 }
@@ -50,6 +54,7 @@ impl PolicyMemo {
     /// have changed); fingerprints stay.
     pub(super) fn forget_relevance(&mut self) {
         self.declared = None;
+        self.entity_prefixes = None;
         for learnt in self.by_version.values_mut() {
             learnt.relevant = None;
         }
@@ -59,6 +64,17 @@ impl PolicyMemo {
     pub(super) fn clear(&mut self) {
         self.by_version.clear();
         self.declared = None;
+        self.entity_prefixes = None;
+    }
+
+    /// The prefixes the cluster's objects other than policies name
+    /// ([`entity_prefixes`]), gathered and sorted again only after a change that was
+    /// not a policy's.
+    pub(super) fn entity_prefixes(&mut self, cluster: &Cluster) -> Arc<[NamedPrefix]> {
+        Arc::clone(
+            self.entity_prefixes
+                .get_or_insert_with(|| entity_prefixes(cluster).into()),
+        )
     }
 
     /// The named ports the cluster's entities declare ([`DeclaredPorts`]), gathered

@@ -12,6 +12,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::hashing::HashSet;
 use super::input::Input;
+use crate::policy::Cluster;
 
 /// One peer LPM entry and its region.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,24 +36,19 @@ struct Origins {
     named: bool,
 }
 
-/// All peer LPM entries with their representative addresses, sorted by prefix.
-pub(super) fn regions(input: &Input<'_>) -> Vec<Region> {
-    let cluster = input.cluster;
-    // Every prefix with what named it, in the order named: sorted (stably) and merged
-    // below, which costs less than a tree of ~10k nodes at scale.
-    let mut named: Vec<(IpNet, Option<usize>, bool)> = Vec::new();
+/// A prefix some object names: the endpoint whose address it is, whether it is a
+/// Service VIP.
+pub(super) type NamedPrefix = (IpNet, Option<usize>, bool);
+
+/// The prefixes the cluster's objects other than policies name (network sets, host
+/// endpoints, nodes, workload endpoints, Service VIPs), sorted stably by prefix (so an
+/// address's endpoints stay in the cluster's order). They change only with those
+/// objects: the compiler's memo keeps them between policy changes.
+pub(super) fn entity_prefixes(cluster: &Cluster) -> Vec<NamedPrefix> {
+    let mut named: Vec<NamedPrefix> = Vec::new();
     let mut add = |net: IpNet, endpoint: Option<usize>, vip: bool| {
         named.push((net.trunc(), endpoint, vip));
     };
-    add(IpNet::V4(Ipv4Net::default()), None, false);
-    add(IpNet::V6(Ipv6Net::default()), None, false);
-    for r in &input.rules {
-        for side in [&r.rule.source, &r.rule.destination] {
-            for net in side.nets.iter().chain(&side.not_nets) {
-                add(*net, None, false);
-            }
-        }
-    }
     for set in &cluster.network_sets {
         for net in &set.nets {
             add(*net, None, false);
@@ -68,14 +64,6 @@ pub(super) fn regions(input: &Input<'_>) -> Vec<Region> {
             add(IpNet::from(*ip), None, false);
         }
     }
-    // The endpoints of every Service a rule matches by name.
-    for r in &input.rules {
-        for side in [&r.rule.source, &r.rule.destination] {
-            for backend in side.services.iter().flat_map(|s| cluster.backends(s)) {
-                add(IpNet::from(backend.ip), None, false);
-            }
-        }
-    }
     for (i, ep) in cluster.endpoints.iter().enumerate() {
         for ip in &ep.ips {
             add(IpNet::from(*ip), Some(i), false);
@@ -86,13 +74,50 @@ pub(super) fn regions(input: &Input<'_>) -> Vec<Region> {
             add(IpNet::from(*ip), None, true);
         }
     }
+    named.sort_by_key(|&(net, _, _)| net);
+    named
+}
+
+/// All peer LPM entries with their representative addresses, sorted by prefix: the
+/// input's [`entity_prefixes`] and what the rules and the node name.
+pub(super) fn regions(input: &Input<'_>) -> Vec<Region> {
+    let cluster = input.cluster;
+    // What the rules and the node name, sorted (stably) and merged with the entities'
+    // prefixes below: a few hundred prefixes at scale, not the ~10k endpoints' again.
+    let mut named: Vec<NamedPrefix> = Vec::new();
+    let mut add = |net: IpNet, endpoint: Option<usize>, vip: bool| {
+        named.push((net.trunc(), endpoint, vip));
+    };
+    add(IpNet::V4(Ipv4Net::default()), None, false);
+    add(IpNet::V6(Ipv6Net::default()), None, false);
+    for r in &input.rules {
+        for side in [&r.rule.source, &r.rule.destination] {
+            for net in side.nets.iter().chain(&side.not_nets) {
+                add(*net, None, false);
+            }
+        }
+    }
+    // The endpoints of every Service a rule matches by name.
+    for r in &input.rules {
+        for side in [&r.rule.source, &r.rule.destination] {
+            for backend in side.services.iter().flat_map(|s| cluster.backends(s)) {
+                add(IpNet::from(backend.ip), None, false);
+            }
+        }
+    }
     // The node's own addresses: their host class says "the node's" (compile::host).
     for net in input.addresses.nets() {
         add(*net, None, false);
     }
     named.sort_by_key(|&(net, _, _)| net);
+    // Equal prefixes from both lists fold into one entry whichever comes first: only
+    // the entities' list names endpoints, and the other origins are unions.
+    let merged = Merged {
+        a: input.entity_prefixes.iter().copied().peekable(),
+        b: named.into_iter().peekable(),
+    };
     let mut entries: Vec<(IpNet, Origins)> = Vec::new();
-    for (net, endpoint, vip) in named {
+    for (net, endpoint, vip) in merged {
         if entries.last().is_none_or(|(last, _)| *last != net) {
             entries.push((net, Origins::default()));
         }
@@ -121,6 +146,24 @@ pub(super) fn regions(input: &Input<'_>) -> Vec<Region> {
             named: origins.named,
         })
         .collect()
+}
+
+/// Two lists sorted by prefix, in one sorted sequence.
+struct Merged<A: Iterator<Item = NamedPrefix>, B: Iterator<Item = NamedPrefix>> {
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
+}
+
+impl<A: Iterator<Item = NamedPrefix>, B: Iterator<Item = NamedPrefix>> Iterator for Merged<A, B> {
+    type Item = NamedPrefix;
+
+    fn next(&mut self) -> Option<NamedPrefix> {
+        match (self.a.peek(), self.b.peek()) {
+            (Some(a), Some(b)) if b.0 < a.0 => self.b.next(),
+            (Some(_), _) => self.a.next(),
+            (None, _) => self.b.next(),
+        }
+    }
 }
 
 /// The prefixes rules, network sets and host endpoints name (what an endpoint's
