@@ -341,9 +341,8 @@ mod tests {
 
     #[test]
     fn filters_select_by_ends_and_verdict_over_rotated_files() {
-        let dir = std::env::temp_dir().join(format!("enforcer-flows-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = crate::testkit::TempDir::new("flows");
+        let dir = tmp.path().to_owned();
         let path = dir.join("flows.jsonl");
         std::fs::write(
             dir.join("flows.jsonl.1"),
@@ -409,6 +408,5 @@ mod tests {
             seen = follower.next(&FlowFilter::default()).unwrap();
         }
         assert_eq!(seen[0].source.name, "frontend-2");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -343,9 +343,8 @@ mod tests {
 
     #[test]
     fn pins_are_read_as_fresh_same_or_other() {
-        let dir = std::env::temp_dir().join(format!("enf-layout-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = crate::testkit::TempDir::new("layout-pins");
+        let dir = tmp.path().to_owned();
         assert_eq!(pins(&dir, "a"), Pins::Fresh);
         // A stand-in for a pinned map: only its name matters here.
         std::fs::write(dir.join(enforcer_common::MAP_CONFIG), b"").unwrap();
@@ -362,6 +361,5 @@ mod tests {
         assert_eq!(markers(&dir), ["layout-a"]);
         let staging = fresh_staging(&dir, "a").unwrap();
         assert!(staging.ends_with("staging-a") && staging.is_dir());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -205,20 +205,12 @@ pub fn list(dir: impl AsFd, path: &Path) -> Result<Vec<String>, DatastoreError> 
 mod tests {
     use super::*;
 
-    fn tempdir(tag: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "enforcer-nofollow-{tag}-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use crate::testkit::TempDir;
 
     #[test]
     fn links_are_refused_and_replaced_never_followed() {
-        let dir = tempdir("links");
+        let tmp = TempDir::new("nofollow-links");
+        let dir = tmp.path().to_owned();
         let secret = dir.join("secret");
         std::fs::write(&secret, "do not read").unwrap();
         std::os::unix::fs::symlink(&secret, dir.join("a.json")).unwrap();
@@ -251,6 +243,5 @@ mod tests {
         let mut names = list(&fd, &dir).unwrap();
         names.sort();
         assert_eq!(names, ["a.json", "d.json", "linked", "loop.json", "secret"]);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

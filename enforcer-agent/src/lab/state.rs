@@ -209,9 +209,8 @@ mod tests {
 
     #[test]
     fn round_trip_and_torn_file() {
-        let dir = std::env::temp_dir().join(format!("enf-state-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("state.json");
+        let dir = crate::testkit::TempDir::new("lab-state");
+        let path = dir.path().join("state.json");
         assert_eq!(LabState::load(&path).unwrap(), None);
         let mut state = LabState::new("t", PathBuf::from("/bin/enforcer"), false, 2, Encap::Vxlan);
         state.pods.insert(
@@ -240,6 +239,5 @@ mod tests {
             LabState::load(&path),
             Err(StateError::Corrupt { .. })
         ));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

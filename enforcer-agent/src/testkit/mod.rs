@@ -4,7 +4,11 @@
 //!
 //! - [`arbitrary`]: random small clusters and packets for the differential tests
 //!   (evaluator vs compiled spec vs BPF programs), and a minimiser for failures;
-//! - [`synth`]: seeded synthetic clusters at benchmark scale, as ordinary documents.
+//! - [`synth`]: seeded synthetic clusters at benchmark scale, as ordinary documents;
+//! - [`TempDir`]: a test's scratch directory, removed also when the test fails.
 
 pub mod arbitrary;
 pub mod synth;
+mod tempdir;
+
+pub use tempdir::TempDir;

@@ -243,13 +243,7 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt as _;
 
-    fn scratch(tag: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("enforcer-flowlog-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use crate::testkit::TempDir;
 
     fn total_size(dir: &Path) -> u64 {
         std::fs::read_dir(dir)
@@ -261,7 +255,8 @@ mod tests {
 
     #[test]
     fn rotation_keeps_the_log_within_its_bound_and_the_newest_lines() {
-        let dir = scratch("rotate");
+        let tmp = TempDir::new("flowlog-rotate");
+        let dir = tmp.path().to_owned();
         let path = dir.join("flows.jsonl");
         let log = LogFile::new(
             &path,
@@ -283,12 +278,12 @@ mod tests {
         assert!(last.ends_with("{\"n\":0049}\n"), "{last}");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{mode:o}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_planted_link_is_refused_and_an_open_file_is_made_private() {
-        let dir = scratch("link");
+        let tmp = TempDir::new("flowlog-link");
+        let dir = tmp.path().to_owned();
         let path = dir.join("flows.jsonl");
         let target = dir.join("target");
         std::fs::write(&target, "keep").unwrap();
@@ -303,7 +298,6 @@ mod tests {
         log.append(&["y".to_owned()]).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{mode:o}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -185,10 +185,8 @@ fn the_writer_thread_writes_each_interval_in_order_and_on_drop() {
     use super::writer::LineWriter;
     use super::{Clock, FlowLogStats, observe};
 
-    let dir = std::env::temp_dir().join(format!("enforcer-flowlog-writer-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("flows.jsonl");
+    let dir = crate::testkit::TempDir::new("flowlog-writer");
+    let path = dir.path().join("flows.jsonl");
     let stats = Arc::new(FlowLogStats::default());
     let writer = LineWriter::spawn(
         LogFile::new(&path, Rotation::default()),
@@ -246,5 +244,4 @@ fn the_writer_thread_writes_each_interval_in_order_and_on_drop() {
         (counts.lines, counts.write_errors, counts.lines_lost),
         (15, 0, 0)
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

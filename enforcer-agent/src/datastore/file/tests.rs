@@ -1,28 +1,11 @@
 #![expect(clippy::unwrap_used, reason = "a failing test panics with context")]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use super::*;
 use crate::model::load_str;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("enforcer-filestore-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::testkit::TempDir;
 
 fn namespace(name: &str) -> Object {
     let text = format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}\n");
@@ -60,10 +43,10 @@ fn summary(event: &DatastoreEvent) -> (u64, Vec<(String, bool)>, Vec<String>) {
 
 #[tokio::test]
 async fn only_changed_documents_are_published_at_each_revision() {
-    let tmp = TempDir::new("changes");
-    let writer = FileDatastore::open(&tmp.0).unwrap();
+    let tmp = TempDir::new("filestore-changes");
+    let writer = FileDatastore::open(tmp.path()).unwrap();
     writer.apply(&[namespace("a"), namespace("b")]).unwrap();
-    let mut store = FileDatastore::open(&tmp.0).unwrap();
+    let mut store = FileDatastore::open(tmp.path()).unwrap();
 
     let DatastoreEvent::Reset(snapshot) = next(&mut store).await else {
         panic!("first event must be a reset");
@@ -88,7 +71,7 @@ async fn only_changed_documents_are_published_at_each_revision() {
     assert_eq!(summary(&next(&mut store).await), (3, vec![], vec![]));
 
     // Two writes before one commit arrive together; a removal is a delete.
-    let dir = tmp.0.join("objects");
+    let dir = tmp.path().join("objects");
     std::fs::remove_file(dir.join("Namespace._.b.json")).unwrap();
     writer.apply(&[namespace("d")]).unwrap();
     assert_eq!(
@@ -112,15 +95,15 @@ async fn only_changed_documents_are_published_at_each_revision() {
 
 #[tokio::test]
 async fn links_are_refused_never_followed() {
-    let tmp = TempDir::new("links");
-    let root = tmp.0.join("ds");
+    let tmp = TempDir::new("filestore-links");
+    let root = tmp.path().join("ds");
     let writer = FileDatastore::open(&root).unwrap();
     let mut store = FileDatastore::open(&root).unwrap();
     let DatastoreEvent::Reset(_) = next(&mut store).await else {
         panic!("first event must be a reset");
     };
     // A document planted as a link to a file outside, and a link loop.
-    let secret = tmp.0.join("secret.json");
+    let secret = tmp.path().join("secret.json");
     std::fs::write(
         &secret,
         r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"secret"}}"#,
@@ -153,7 +136,7 @@ async fn links_are_refused_never_followed() {
 
     // `objects/` replaced by a link: the datastore refuses to open it.
     std::fs::remove_dir_all(&objects).unwrap();
-    std::os::unix::fs::symlink(&tmp.0, &objects).unwrap();
+    std::os::unix::fs::symlink(tmp.path(), &objects).unwrap();
     assert!(matches!(
         FileDatastore::open(&root),
         Err(DatastoreError::NotRegularFile { .. })
@@ -162,15 +145,15 @@ async fn links_are_refused_never_followed() {
 
 #[tokio::test]
 async fn a_replaced_directory_is_read_again_whole() {
-    let tmp = TempDir::new("replaced");
-    let writer = FileDatastore::open(&tmp.0).unwrap();
+    let tmp = TempDir::new("filestore-replaced");
+    let writer = FileDatastore::open(tmp.path()).unwrap();
     writer.apply(&[namespace("a")]).unwrap();
-    let mut store = FileDatastore::open(&tmp.0).unwrap();
+    let mut store = FileDatastore::open(tmp.path()).unwrap();
     let DatastoreEvent::Reset(_) = next(&mut store).await else {
         panic!("first event must be a reset");
     };
-    std::fs::remove_dir_all(tmp.0.join("objects")).unwrap();
-    std::fs::create_dir(tmp.0.join("objects")).unwrap();
+    std::fs::remove_dir_all(tmp.path().join("objects")).unwrap();
+    std::fs::create_dir(tmp.path().join("objects")).unwrap();
     writer.apply(&[namespace("z")]).unwrap();
     // Whatever the directory's removal produced first, the new directory is read
     // (a relist) and watched.
@@ -199,14 +182,14 @@ async fn a_replaced_directory_is_read_again_whole() {
 #[tokio::test]
 async fn a_missing_directory_is_unavailable_without_spinning_until_it_is_back() {
     use futures_util::FutureExt as _;
-    let tmp = TempDir::new("missing");
-    let writer = FileDatastore::open(&tmp.0).unwrap();
+    let tmp = TempDir::new("filestore-missing");
+    let writer = FileDatastore::open(tmp.path()).unwrap();
     writer.apply(&[namespace("a")]).unwrap();
-    let mut store = FileDatastore::open(&tmp.0).unwrap();
+    let mut store = FileDatastore::open(tmp.path()).unwrap();
     let DatastoreEvent::Reset(_) = next(&mut store).await else {
         panic!("first event must be a reset");
     };
-    std::fs::remove_dir_all(tmp.0.join("objects")).unwrap();
+    std::fs::remove_dir_all(tmp.path().join("objects")).unwrap();
     let event = next(&mut store).await;
     assert!(
         matches!(
@@ -231,7 +214,7 @@ async fn a_missing_directory_is_unavailable_without_spinning_until_it_is_back() 
             "the watcher spins while the directory is gone"
         );
     }
-    std::fs::create_dir(tmp.0.join("objects")).unwrap();
+    std::fs::create_dir(tmp.path().join("objects")).unwrap();
     writer.apply(&[namespace("b")]).unwrap();
     loop {
         match next(&mut store).await {

@@ -463,8 +463,8 @@ mod tests {
 
     #[test]
     fn events_take_their_version_from_the_one_sequence() {
-        let dir = std::env::temp_dir().join(format!("enf-apistore-ev-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let tmp = crate::testkit::TempDir::new("apistore-events");
+        let dir = tmp.path().to_owned();
         let file = FileDatastore::open(&dir).unwrap();
         let store = Store::open(file.clone()).unwrap();
         let served = store.served().to_vec();
@@ -488,13 +488,12 @@ mod tests {
             .unwrap();
         assert_eq!(next["metadata"]["resourceVersion"], "3");
         assert_eq!(store.list(events, Some("default")).0.len(), 1);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn writes_persist_move_the_revision_and_expire_forgets_history() {
-        let dir = std::env::temp_dir().join(format!("enf-apistore-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let tmp = crate::testkit::TempDir::new("apistore");
+        let dir = tmp.path().to_owned();
         let file = FileDatastore::open(&dir).unwrap();
         let store = Store::open(file.clone()).unwrap();
         let served = store.served().to_vec();
@@ -540,6 +539,5 @@ mod tests {
             .delete(&(gnp, String::new(), "default.bad".into()))
             .unwrap();
         assert_eq!(file.list_readable().unwrap().1.len(), 0);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
