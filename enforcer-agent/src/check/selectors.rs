@@ -13,13 +13,7 @@ pub(super) fn lint(cx: &Context<'_>, out: &mut Vec<Finding>) {
     let cluster = cx.cluster;
     let entities: Vec<Entity<'_>> = cluster.entities().collect();
     for policy in &cluster.policies {
-        let selected = entities.iter().filter(|e| {
-            policy.subject.matches(cluster, e)
-                && policy
-                    .subject_service_accounts
-                    .as_ref()
-                    .is_none_or(|sa| sa.matches(e))
-        });
+        let selected = entities.iter().filter(|e| policy.selects(cluster, e));
         if selected.count() == 0 {
             let field = match policy.name.kind.as_str() {
                 "NetworkPolicy" => "spec.podSelector",

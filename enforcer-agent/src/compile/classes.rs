@@ -9,7 +9,6 @@
 //! for every rule, so the evaluator cannot tell the regions of a class apart. Only the
 //! atoms the [`AtomIndex`] names as candidates are evaluated at a region.
 
-use std::hash::BuildHasher as _;
 use std::net::IpAddr;
 
 use enforcer_common::{
@@ -204,18 +203,7 @@ impl ClassNumbers {
     }
 }
 
-/// The fixed seed of the atoms' order (any constant: the same atoms must sort alike
-/// in every compile of one process).
-const ATOM_ORDER: foldhash::quality::FixedState =
-    foldhash::quality::FixedState::with_seed(0x6174_6f6d_6f72_6465);
-
-/// The hash atoms are numbered by ([`PeerAtoms`]): fixed-seed, of the peer side and
-/// the protocol. The compiler's memo keeps it per rule of a policy version.
-pub(super) fn atom_order(side: &EntityMatch, protocol: Option<u8>) -> u64 {
-    ATOM_ORDER.hash_one((side, protocol))
-}
-
-/// A rule's (peer side, protocol) with its [`atom_order`] hash, found once per policy
+/// A rule's (peer side, protocol) with its `hashing::atom_order` hash, found once per policy
 /// version: the atoms are told apart by that hash first, and compared in full only
 /// when it is equal (equal content, or a collision).
 #[derive(Clone, Copy)]

@@ -6,15 +6,11 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use super::hashing::HashMap;
 use super::memo::PolicyMemo;
-use super::regions::NamedPrefix;
-use crate::eval::host::{NodeAddresses, host_endpoints_of};
+use super::prefixes::NamedPrefix;
+use crate::eval::host::NodeAddresses;
 use crate::model::{Labels, ObjectId};
-use crate::policy::{
-    Cluster, Direction, Endpoint, Entity, EntityMatch, HostEndpointInfo, NamedPort, Policy,
-    PortMatch, Rule,
-};
+use crate::policy::{Cluster, Direction, Entity, EntityMatch, NamedPort, Rule};
 
 /// A rule of a policy, as the compiler walks them.
 pub(super) struct RuleRef<'a> {
@@ -53,7 +49,7 @@ pub(super) struct Input<'a> {
     /// first egress rule (its rules of a direction follow in order); `None` for a
     /// policy that is not relevant (none of its rules is in the table).
     first_rule: Vec<Option<[usize; 2]>>,
-    /// Per rule: `classes::atom_order` of its peer side and protocol (0 when the side
+    /// Per rule: `hashing::atom_order` of its peer side and protocol (0 when the side
     /// tests nothing about the address), from the memo.
     pub(super) peer_side_order: Vec<u64>,
     /// The prefixes the cluster's objects other than policies name
@@ -145,7 +141,7 @@ impl<'a> Input<'a> {
         }
     }
 
-    /// The policies that apply to an endpoint of the node (see [`relevant_policies`]:
+    /// The policies that apply to an endpoint of the node (see `relevance.rs`:
     /// those whose rules are in the table), ascending: the only ones a local
     /// endpoint's applicable policies can come from.
     pub(super) fn relevant(&self) -> impl Iterator<Item = usize> + '_ {
@@ -216,124 +212,4 @@ pub(super) struct AddressFingerprint<'a> {
     is_v4: bool,
     parent: Option<IpNet>,
     others: Vec<&'a ObjectId>,
-}
-
-/// Whether a policy applies, in some direction, to a workload endpoint of a node or
-/// (as any kind of host policy) to one of its host endpoints with an interface. Only
-/// those policies' rules can decide a verdict there.
-pub(crate) struct Relevance<'a> {
-    cluster: &'a Cluster,
-    locals: Vec<&'a Endpoint>,
-    heps: Vec<&'a HostEndpointInfo>,
-}
-
-impl<'a> Relevance<'a> {
-    pub(crate) fn new(cluster: &'a Cluster, node: Option<&'a str>) -> Self {
-        Relevance {
-            cluster,
-            locals: cluster
-                .endpoints
-                .iter()
-                .filter(|ep| match (node, &ep.node) {
-                    (Some(node), Some(ep_node)) => node == ep_node,
-                    _ => true,
-                })
-                .collect(),
-            heps: host_endpoints_of(cluster, node)
-                .filter(|h| h.iface.is_some())
-                .collect(),
-        }
-    }
-
-    pub(crate) fn of(&self, policy: &Policy) -> bool {
-        let cluster = self.cluster;
-        [Direction::Ingress, Direction::Egress]
-            .into_iter()
-            .any(|dir| {
-                self.locals
-                    .iter()
-                    .any(|ep| policy.applies_to_endpoint(cluster, ep, dir))
-                    || (policy.applies(dir)
-                        && self.heps.iter().any(|h| {
-                            let entity = Entity::HostEndpoint(h);
-                            policy.subject.matches(cluster, &entity)
-                                && policy
-                                    .subject_service_accounts
-                                    .as_ref()
-                                    .is_none_or(|sa| sa.matches(&entity))
-                        }))
-            })
-    }
-}
-
-/// Per policy of `cluster`: whether it is relevant on `node` ([`Relevance`]), found
-/// for each (what the compiler's memo must answer).
-#[cfg(test)]
-pub(crate) fn relevant_policies(cluster: &Cluster, node: Option<&str>) -> Vec<bool> {
-    let relevance = Relevance::new(cluster, node);
-    cluster.policies.iter().map(|p| relevance.of(p)).collect()
-}
-
-/// The named ports the cluster's entities declare: by name, per protocol, every
-/// number declared for it (sorted, distinct). Thousands of pods declare the same name
-/// with the same number: a rule then merges distinct numbers only.
-#[derive(Debug, Default)]
-pub(super) struct DeclaredPorts(HashMap<String, Vec<(u8, Vec<u16>)>>);
-
-impl DeclaredPorts {
-    /// Over every workload and host endpoint: one pass, not one per rule.
-    pub(super) fn new(cluster: &Cluster) -> Self {
-        let mut by_name: HashMap<String, Vec<(u8, Vec<u16>)>> = HashMap::default();
-        let all_ports = cluster
-            .endpoints
-            .iter()
-            .flat_map(|e| &e.named_ports)
-            .chain(cluster.host_endpoints.iter().flat_map(|h| &h.named_ports));
-        for np in all_ports {
-            let protocols = match by_name.get_mut(np.name.as_str()) {
-                Some(protocols) => protocols,
-                None => by_name.entry(np.name.clone()).or_default(),
-            };
-            match protocols.iter_mut().find(|(p, _)| *p == np.protocol) {
-                Some((_, ports)) => ports.push(np.port),
-                None => protocols.push((np.protocol, vec![np.port])),
-            }
-        }
-        for (_, ports) in by_name.values_mut().flatten() {
-            ports.sort_unstable();
-            ports.dedup();
-        }
-        DeclaredPorts(by_name)
-    }
-
-    /// The numbers declared for `name` in `protocol`.
-    fn of(&self, protocol: u8, name: &str) -> &[u16] {
-        self.0
-            .get(name)
-            .and_then(|protocols| protocols.iter().find(|(p, _)| *p == protocol))
-            .map_or(&[], |(_, ports)| ports)
-    }
-
-    /// Every number the named ports of a rule's `side` can resolve to.
-    fn values(&self, rule: &Rule, side: &EntityMatch) -> Vec<u16> {
-        let Some(proto) = rule.protocol else {
-            return Vec::new();
-        };
-        let ports = side.ports.iter().chain(&side.not_ports);
-        // Most rules name no port: nothing to gather.
-        if !ports.clone().any(|p| matches!(p, PortMatch::Named(_))) {
-            return Vec::new();
-        }
-        let mut out: Vec<u16> = ports
-            .filter_map(|p| match p {
-                PortMatch::Named(n) => Some(self.of(proto, n)),
-                PortMatch::Range(..) => None,
-            })
-            .flatten()
-            .copied()
-            .collect();
-        out.sort_unstable();
-        out.dedup();
-        out
-    }
 }

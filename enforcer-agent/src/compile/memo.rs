@@ -1,6 +1,6 @@
 //! What a compile learnt of each policy version, kept for the next one by
 //! [`super::Reuse`]: whether the policy is relevant on the node
-//! ([`input::Relevance`](super::input::Relevance)) and its fingerprint
+//! ([`Relevance`]) and its fingerprint
 //! ([`spec::policy_fingerprint`](super::spec::policy_fingerprint)); and the named
 //! ports and prefixes the entities declare ([`DeclaredPorts`], [`entity_prefixes`]).
 //! At 10k policies these were half of a compile after one policy changed: every
@@ -18,10 +18,10 @@
 
 use std::sync::Arc;
 
-use super::classes::atom_order;
-use super::hashing::{HashMap, HashSet};
-use super::input::{DeclaredPorts, Relevance};
-use super::regions::{NamedPrefix, entity_prefixes};
+use super::hashing::{HashMap, HashSet, atom_order};
+use super::named_ports::DeclaredPorts;
+use super::prefixes::{NamedPrefix, entity_prefixes};
+use super::relevance::Relevance;
 use super::spec::policy_fingerprint;
 use crate::model::PolicyName;
 use crate::policy::{Cluster, Policy};
@@ -45,7 +45,7 @@ struct Learnt {
     _version: Arc<PolicyName>,
     relevant: Option<bool>,
     fingerprint: Option<u64>,
-    /// Per rule, ingress then egress: `classes::atom_order` of its peer side.
+    /// Per rule, ingress then egress: `hashing::atom_order` of its peer side.
     peer_side_orders: Option<Vec<u64>>,
 }
 
@@ -158,7 +158,7 @@ impl PolicyMemo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compile::input::relevant_policies;
+    use crate::compile::relevance::relevant_policies;
     use crate::testkit::arbitrary::{build, generate};
 
     /// The memo answers what finding again answers, for the versions it holds and for

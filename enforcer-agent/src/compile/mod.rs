@@ -3,14 +3,16 @@
 //! The scheme is in `docs/architecture.md` ("O(1) per packet"). One file per idea, in
 //! the order [`compile_for_node`] runs them:
 //!
-//! - `input.rs`: the cluster, the node, and the table of every rule;
-//! - `regions.rs`: every prefix a rule or network set names, every pod, host endpoint
+//! - `input.rs`: the cluster, the node, and the table of every rule of the policies
+//!   that can decide a verdict there (`relevance.rs`), with the numbers their named
+//!   ports resolve to (`named_ports.rs`);
+//! - `regions.rs` (with `prefixes.rs`): every prefix a rule or network set names, every pod, host endpoint
 //!   and Service address and `/0` per family is an LPM entry; the addresses whose
 //!   longest match is an entry (its *region*) are alike for every net predicate and
 //!   see the same entities, so one representative address per region stands for it;
 //! - `classes.rs` (with `atom_index.rs`): regions with equal facts for every rule's
 //!   peer side share a peer class (kept for the next compile: `reuse.rs`, with what
-//!   was learnt of each policy version: `memo.rs`);
+//!   was learnt of each policy version and of the other objects: `memo.rs`);
 //! - `profiles.rs`: local endpoints with the same applicable policies and the same
 //!   facts for every local rule side share a profile;
 //! - `cells.rs`: per protocol, the port space cut at every port, range and resolved
@@ -33,8 +35,11 @@ mod hashing;
 pub(crate) mod host;
 mod input;
 mod memo;
+mod named_ports;
+mod prefixes;
 mod profiles;
 mod regions;
+mod relevance;
 pub mod reuse;
 pub mod selfcheck;
 pub mod simulate;

@@ -194,12 +194,7 @@ pub fn applicable(
                 HostKind::Normal => !p.pre_dnat && !p.do_not_track,
                 HostKind::Forward => p.apply_on_forward && !p.pre_dnat && !p.do_not_track,
             };
-            of_kind
-                && p.applies(dir)
-                && p.subject.matches(cluster, &entity)
-                && p.subject_service_accounts
-                    .as_ref()
-                    .is_none_or(|sa| sa.matches(&entity))
+            of_kind && p.applies(dir) && p.selects(cluster, &entity)
         })
         .collect()
 }

@@ -492,12 +492,17 @@ impl Policy {
         if self.pre_dnat || self.do_not_track || !self.applies(dir) {
             return false;
         }
-        let entity = Entity::Endpoint(endpoint);
-        self.subject.matches(cluster, &entity)
+        self.selects(cluster, &Entity::Endpoint(endpoint))
+    }
+
+    /// Whether the policy's subject (its selector, and Calico's `serviceAccountSelector`)
+    /// picks `entity`, whatever the direction and kind.
+    pub(crate) fn selects(&self, cluster: &Cluster, entity: &Entity<'_>) -> bool {
+        self.subject.matches(cluster, entity)
             && self
                 .subject_service_accounts
                 .as_ref()
-                .is_none_or(|sa| sa.matches(&entity))
+                .is_none_or(|sa| sa.matches(entity))
     }
 }
 
