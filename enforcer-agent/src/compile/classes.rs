@@ -203,9 +203,9 @@ impl ClassNumbers {
     }
 }
 
-/// A rule's (peer side, protocol) with its `hashing::atom_order` hash, found once per policy
-/// version: the atoms are told apart by that hash first, and compared in full only
-/// when it is equal (equal content, or a collision).
+/// A rule's (peer side, protocol) with its `hashing::atom_order` hash, found once per
+/// policy version: the atoms are told apart by that hash first, and compared in full
+/// only when it is equal (equal content, or a collision).
 #[derive(Clone, Copy)]
 struct Prehashed<'a> {
     order: u64,

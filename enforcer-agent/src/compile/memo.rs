@@ -12,9 +12,10 @@
 //! policy changed, or replaced by its stand-in, is a new key), and the memo holds the
 //! `Arc`, so no other policy can be given the address while the entry lives. The
 //! fingerprint depends on the version's content only. Relevance also depends on the
-//! node's endpoints, host endpoints and namespaces: it is forgotten on every change
-//! that is not a policy's ([`PolicyMemo::forget_relevance`], called by
-//! `Reuse::follow`), and when the node compiled for is another one.
+//! node's endpoints, host endpoints and namespaces: it is forgotten, with the named
+//! ports and the prefixes, on every change that is not a policy's
+//! ([`PolicyMemo::entities_changed`], called by `Reuse::follow`), and when the node
+//! compiled for is another one.
 
 use std::sync::Arc;
 
@@ -50,9 +51,10 @@ struct Learnt {
 }
 
 impl PolicyMemo {
-    /// Forgets every relevance found (the endpoints, host endpoints or namespaces may
-    /// have changed); fingerprints stay.
-    pub(super) fn forget_relevance(&mut self) {
+    /// An object other than a policy changed (an endpoint, a host endpoint, a
+    /// namespace, ...): forgets what depends on them, every relevance found, the named
+    /// ports and the prefixes; what depends on a version's content alone stays.
+    pub(super) fn entities_changed(&mut self) {
         self.declared = None;
         self.entity_prefixes = None;
         for learnt in self.by_version.values_mut() {
@@ -101,7 +103,7 @@ impl PolicyMemo {
     /// are dropped once they outnumber the policies.
     pub(super) fn relevant_policies(&mut self, cluster: &Cluster, node: Option<&str>) -> Vec<bool> {
         if self.node.as_deref() != node {
-            self.forget_relevance();
+            self.entities_changed();
             self.node = node.map(str::to_owned);
         }
         if self.by_version.len() > 2 * cluster.policies.len() + 64 {
@@ -179,7 +181,7 @@ mod tests {
                 irrelevant += fresh.iter().filter(|&&r| !r).count();
                 assert_eq!(memo.relevant_policies(&cluster, node), fresh, "seed {seed}");
                 assert_eq!(memo.relevant_policies(&cluster, node), fresh, "seed {seed}");
-                memo.forget_relevance();
+                memo.entities_changed();
             }
             for policy in &cluster.policies {
                 assert_eq!(memo.fingerprint(policy), policy_fingerprint(policy));

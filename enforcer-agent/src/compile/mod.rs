@@ -6,10 +6,11 @@
 //! - `input.rs`: the cluster, the node, and the table of every rule of the policies
 //!   that can decide a verdict there (`relevance.rs`), with the numbers their named
 //!   ports resolve to (`named_ports.rs`);
-//! - `regions.rs` (with `prefixes.rs`): every prefix a rule or network set names, every pod, host endpoint
-//!   and Service address and `/0` per family is an LPM entry; the addresses whose
-//!   longest match is an entry (its *region*) are alike for every net predicate and
-//!   see the same entities, so one representative address per region stands for it;
+//! - `regions.rs` (with `prefixes.rs`): every prefix a rule or network set names,
+//!   every pod, host endpoint and Service address and `/0` per family is an LPM
+//!   entry; the addresses whose longest match is an entry (its *region*) are alike
+//!   for every net predicate and see the same entities, so one representative address
+//!   per region stands for it;
 //! - `classes.rs` (with `atom_index.rs`): regions with equal facts for every rule's
 //!   peer side share a peer class (kept for the next compile: `reuse.rs`, with what
 //!   was learnt of each policy version and of the other objects: `memo.rs`);

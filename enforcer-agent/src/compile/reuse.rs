@@ -1,6 +1,6 @@
 //! What one compile leaves for the next: the peer classes, with what they were
-//! computed from, and what it learnt of each policy version (`memo.rs`: relevance on
-//! the node, fingerprint). The agent keeps a [`Reuse`] between policy changes. When nothing but
+//! computed from, and what it learnt of each policy version and of the other objects
+//! (`memo.rs`). The agent keeps a [`Reuse`] between policy changes. When nothing but
 //! policies changed in between (the caller reports every change of the cluster to
 //! [`Reuse::follow`]) and the regions and node are the same, a compile starts from the
 //! classes kept:
@@ -90,7 +90,7 @@ impl Reuse {
     pub fn follow(&mut self, touched: &Touched) {
         if !touched.endpoints.is_empty() || touched.other {
             self.kept = None;
-            self.memo.forget_relevance();
+            self.memo.entities_changed();
         }
     }
 
