@@ -53,7 +53,7 @@ pub(super) struct Input<'a> {
     /// tests nothing about the address), from the memo.
     pub(super) peer_side_order: Vec<u64>,
     /// The prefixes the cluster's objects other than policies name
-    /// (`regions::entity_prefixes`), from the memo.
+    /// (`prefixes::entity_prefixes`), from the memo.
     pub(super) entity_prefixes: Arc<[NamedPrefix]>,
     /// Per rule (as `rules`): every number its named destination ports can resolve to.
     pub(super) named_values: Vec<Vec<u16>>,
@@ -64,8 +64,9 @@ pub(super) struct Input<'a> {
 }
 
 impl<'a> Input<'a> {
-    /// What the memo knows of the policy versions and named ports it answers from
-    /// (`memo.rs`); a fresh memo finds everything.
+    /// `memo`: what earlier compiles learnt of the policy versions and of the other
+    /// objects (`memo.rs`), answered from where it still holds; a fresh memo finds
+    /// everything.
     pub(super) fn new(
         cluster: &'a Cluster,
         node: Option<&'a str>,
