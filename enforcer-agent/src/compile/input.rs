@@ -21,18 +21,12 @@ pub(super) struct RuleRef<'a> {
 impl<'a> RuleRef<'a> {
     /// The side that tests the remote address.
     pub(super) fn peer_side(&self) -> &'a EntityMatch {
-        match self.dir {
-            Direction::Ingress => &self.rule.source,
-            Direction::Egress => &self.rule.destination,
-        }
+        self.rule.peer_side(self.dir)
     }
 
     /// The side that tests the local endpoint's own address.
     pub(super) fn local_side(&self) -> &'a EntityMatch {
-        match self.dir {
-            Direction::Ingress => &self.rule.destination,
-            Direction::Egress => &self.rule.source,
-        }
+        self.rule.local_side(self.dir)
     }
 }
 
@@ -166,11 +160,7 @@ impl<'a> Input<'a> {
 
     /// Whether an endpoint runs on the node compiled for (pods without a node name do).
     pub(super) fn is_local(&self, endpoint: usize) -> bool {
-        let ep = &self.cluster.endpoints[endpoint];
-        match (self.node, &ep.node) {
-            (Some(node), Some(ep_node)) => node == ep_node,
-            _ => true,
-        }
+        self.cluster.endpoints[endpoint].runs_on(self.node)
     }
 
     /// Everything about an endpoint's address that a rule can see (see

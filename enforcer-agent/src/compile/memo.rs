@@ -25,7 +25,7 @@ use super::prefixes::{NamedPrefix, entity_prefixes};
 use super::relevance::Relevance;
 use super::spec::policy_fingerprint;
 use crate::model::PolicyName;
-use crate::policy::{Cluster, Policy};
+use crate::policy::{Cluster, Direction, Policy};
 
 /// Per policy version, what a compile learnt of it (see the module); and, forgotten
 /// with the relevance, the named ports the cluster's entities declare and the prefixes
@@ -133,8 +133,14 @@ impl PolicyMemo {
     /// address), hashed once per version.
     pub(super) fn peer_side_orders(&mut self, policy: &Policy) -> &[u64] {
         self.learnt(policy).peer_side_orders.get_or_insert_with(|| {
-            let ingress = policy.ingress.iter().map(|r| (&r.source, r.protocol));
-            let egress = policy.egress.iter().map(|r| (&r.destination, r.protocol));
+            let ingress = policy
+                .ingress
+                .iter()
+                .map(|r| (r.peer_side(Direction::Ingress), r.protocol));
+            let egress = policy
+                .egress
+                .iter()
+                .map(|r| (r.peer_side(Direction::Egress), r.protocol));
             ingress
                 .chain(egress)
                 .map(|(side, protocol)| {

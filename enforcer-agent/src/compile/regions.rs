@@ -48,16 +48,12 @@ pub(super) fn regions(input: &Input<'_>) -> Vec<Region> {
     };
     add(IpNet::V4(Ipv4Net::default()), None, false);
     add(IpNet::V6(Ipv6Net::default()), None, false);
+    // Every net a rule names, and the endpoints of every Service it matches by name.
     for r in &input.rules {
         for side in [&r.rule.source, &r.rule.destination] {
             for net in side.nets.iter().chain(&side.not_nets) {
                 add(*net, None, false);
             }
-        }
-    }
-    // The endpoints of every Service a rule matches by name.
-    for r in &input.rules {
-        for side in [&r.rule.source, &r.rule.destination] {
             for backend in side.services.iter().flat_map(|s| cluster.backends(s)) {
                 add(IpNet::from(backend.ip), None, false);
             }

@@ -22,10 +22,7 @@ impl<'a> Relevance<'a> {
             locals: cluster
                 .endpoints
                 .iter()
-                .filter(|ep| match (node, &ep.node) {
-                    (Some(node), Some(ep_node)) => node == ep_node,
-                    _ => true,
-                })
+                .filter(|ep| ep.runs_on(node))
                 .collect(),
             heps: host_endpoints_of(cluster, node)
                 .filter(|h| h.iface.is_some())

@@ -110,6 +110,15 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// Whether the endpoint runs on `node` (`None`: every endpoint is local; a pod
+    /// without a node name counts as local on every node).
+    pub(crate) fn runs_on(&self, node: Option<&str>) -> bool {
+        match (node, &self.node) {
+            (Some(node), Some(ep_node)) => node == ep_node,
+            _ => true,
+        }
+    }
+
     pub fn ipv4(&self) -> Option<IpAddr> {
         self.ips.iter().copied().find(IpAddr::is_ipv4)
     }
@@ -426,6 +435,25 @@ pub struct Rule {
     /// Where the rule was written, e.g. `spec.ingress[2]` (Kubernetes rules expand into
     /// several: `spec.ingress[0].from[1]`).
     pub field: String,
+}
+
+impl Rule {
+    /// The side that tests the remote address when the rule is evaluated in `dir`:
+    /// the source of an ingress rule, the destination of an egress rule.
+    pub(crate) fn peer_side(&self, dir: Direction) -> &EntityMatch {
+        match dir {
+            Direction::Ingress => &self.source,
+            Direction::Egress => &self.destination,
+        }
+    }
+
+    /// The side that tests the local endpoint's own address in `dir`.
+    pub(crate) fn local_side(&self, dir: Direction) -> &EntityMatch {
+        match dir {
+            Direction::Ingress => &self.destination,
+            Direction::Egress => &self.source,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
