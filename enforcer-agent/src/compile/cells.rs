@@ -23,7 +23,7 @@ use crate::policy::{Cluster, Direction, IcmpMatch, PortMatch, Rule, has_ports, i
 
 /// A cell: from `lo` to the next cell's start, of one protocol (and, for a protocol
 /// cut by source port, from `src_lo` to the next source cut).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Cell {
     pub(super) id: u32,
     pub(super) proto: u8,

@@ -35,6 +35,8 @@ pub(super) struct Input<'a> {
     pub(super) cluster: &'a Cluster,
     /// `None`: every endpoint is local.
     pub(super) node: Option<&'a str>,
+    /// Per endpoint: whether it runs on the node (from the memo).
+    local: Arc<[bool]>,
     /// The node's own addresses (to the host vs forwarded at a host endpoint).
     pub(super) addresses: &'a NodeAddresses,
     /// Every rule of every policy, by policy, direction (ingress first), index.
@@ -93,6 +95,7 @@ impl<'a> Input<'a> {
             first_rule[p] = Some([ingress, egress]);
             peer_side_order.extend_from_slice(memo.peer_side_orders(policy));
         }
+        let local = memo.local_endpoints(cluster, node);
         let entity_prefixes = memo.entity_prefixes(cluster);
         let declared = memo.declared_ports(cluster);
         let named_values = rules
@@ -125,6 +128,7 @@ impl<'a> Input<'a> {
         Input {
             cluster,
             node,
+            local,
             addresses,
             rules,
             first_rule,
@@ -160,7 +164,7 @@ impl<'a> Input<'a> {
 
     /// Whether an endpoint runs on the node compiled for (pods without a node name do).
     pub(super) fn is_local(&self, endpoint: usize) -> bool {
-        self.cluster.endpoints[endpoint].runs_on(self.node)
+        self.local[endpoint]
     }
 
     /// Everything about an endpoint's address that a rule can see (see

@@ -2,7 +2,8 @@
 //! [`super::Reuse`]: whether the policy is relevant on the node
 //! ([`Relevance`]) and its fingerprint
 //! ([`spec::policy_fingerprint`](super::spec::policy_fingerprint)); and the named
-//! ports and prefixes the entities declare ([`DeclaredPorts`], [`entity_prefixes`]).
+//! ports and prefixes the entities declare ([`DeclaredPorts`], [`entity_prefixes`]),
+//! and which endpoints run on the node.
 //! At 10k policies these were half of a compile after one policy changed: every
 //! subject selector against the node's endpoints, the rules of the ~100 policies a
 //! verdict names hashed, the named ports of 5,000 pods gathered and their 10,000
@@ -36,6 +37,8 @@ pub(super) struct PolicyMemo {
     node: Option<String>,
     declared: Option<DeclaredPorts>,
     entity_prefixes: Option<Arc<[NamedPrefix]>>,
+    /// Per endpoint of the cluster: whether it runs on the node.
+    local_endpoints: Option<Arc<[bool]>>,
     /// By the address of the version's `Arc<PolicyName>` (held in the entry).
     by_version: HashMap<usize, Learnt>,
 }
@@ -57,6 +60,7 @@ impl PolicyMemo {
     pub(super) fn entities_changed(&mut self) {
         self.declared = None;
         self.entity_prefixes = None;
+        self.local_endpoints = None;
         for learnt in self.by_version.values_mut() {
             learnt.relevant = None;
         }
@@ -67,6 +71,37 @@ impl PolicyMemo {
         self.by_version.clear();
         self.declared = None;
         self.entity_prefixes = None;
+        self.local_endpoints = None;
+    }
+
+    /// What is kept of the entities was found for `node`: forgets it when asked for
+    /// another node.
+    fn for_node(&mut self, node: Option<&str>) {
+        if self.node.as_deref() != node {
+            self.entities_changed();
+            self.node = node.map(str::to_owned);
+        }
+    }
+
+    /// Per endpoint of `cluster`: whether it runs on `node` (`Endpoint::runs_on`),
+    /// found again only after a change that was not a policy's or of node. A peer
+    /// entry per pod address asked it, reading every endpoint's node name each
+    /// compile.
+    pub(super) fn local_endpoints(&mut self, cluster: &Cluster, node: Option<&str>) -> Arc<[bool]> {
+        self.for_node(node);
+        let local = self
+            .local_endpoints
+            .take()
+            .filter(|local| local.len() == cluster.endpoints.len())
+            .unwrap_or_else(|| {
+                cluster
+                    .endpoints
+                    .iter()
+                    .map(|ep| ep.runs_on(node))
+                    .collect()
+            });
+        self.local_endpoints = Some(Arc::clone(&local));
+        local
     }
 
     /// The prefixes the cluster's objects other than policies name
@@ -102,10 +137,7 @@ impl PolicyMemo {
     /// change that was not a policy's. Entries of versions no longer in the cluster
     /// are dropped once they outnumber the policies.
     pub(super) fn relevant_policies(&mut self, cluster: &Cluster, node: Option<&str>) -> Vec<bool> {
-        if self.node.as_deref() != node {
-            self.entities_changed();
-            self.node = node.map(str::to_owned);
-        }
+        self.for_node(node);
         if self.by_version.len() > 2 * cluster.policies.len() + 64 {
             let current: HashSet<usize> = cluster
                 .policies
@@ -187,6 +219,8 @@ mod tests {
                 irrelevant += fresh.iter().filter(|&&r| !r).count();
                 assert_eq!(memo.relevant_policies(&cluster, node), fresh, "seed {seed}");
                 assert_eq!(memo.relevant_policies(&cluster, node), fresh, "seed {seed}");
+                let local: Vec<bool> = cluster.endpoints.iter().map(|e| e.runs_on(node)).collect();
+                assert_eq!(*memo.local_endpoints(&cluster, node), *local, "seed {seed}");
                 memo.entities_changed();
             }
             for policy in &cluster.policies {

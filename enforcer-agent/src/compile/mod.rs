@@ -20,7 +20,8 @@
 //!   named port boundary (ICMP: `type << 8 | code`);
 //! - `verdicts.rs` (with `compress.rs`): per (profile, direction), the evaluator runs
 //!   once per (peer group, cell group) on representatives, and the matrix is written
-//!   with wildcard compression. Because representatives are exact, the verdicts are
+//!   with wildcard compression; a leg met in a recent compile with the same inputs is
+//!   taken as it was (`rows.rs`). Because representatives are exact, the verdicts are
 //!   exactly the evaluator's (checked by the differential test against [`simulate`]);
 //! - `host.rs`: the host endpoints' directions, over the same classes and cells;
 //! - `frontends.rs`: node ports and host ports, the front-ends on the node's addresses;
@@ -42,6 +43,7 @@ mod profiles;
 mod regions;
 mod relevance;
 pub mod reuse;
+mod rows;
 pub mod selfcheck;
 pub mod simulate;
 pub mod spec;
@@ -118,7 +120,7 @@ pub fn compile_reusing(
         profiles: &profiles,
         cells: &cells.all,
     }
-    .verdicts();
+    .verdicts(reuse.rows(), peer_classes.epoch());
     phases.done("verdicts");
     let host = host::compile_host(
         &input,

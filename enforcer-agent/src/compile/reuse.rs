@@ -14,6 +14,10 @@
 //!   grouped again by the signatures so made. A policy adds or removes a few atoms,
 //!   out of 10k at scale.
 //!
+//! The classes before the last are kept too: a change that brings their atoms back (a
+//! policy added, then deleted) takes them as they were. Each class set has an epoch,
+//! which the verdicts kept per leg are keyed by (`rows.rs`).
+//!
 //! Everything is compared in full, not by digest, and numbered as a full compile
 //! numbers it (classes by first region, an atom's facts by the first region that has
 //! them): the classes are exactly what computing them again gives (checked against
@@ -25,6 +29,7 @@ use super::hashing::HashMap;
 use super::input::Input;
 use super::memo::PolicyMemo;
 use super::regions::{NamedNets, Region};
+use super::rows::VerdictRows;
 use crate::policy::EntityMatch;
 use crate::policy::live::Touched;
 
@@ -32,7 +37,14 @@ use crate::policy::live::Touched;
 #[derive(Debug, Default)]
 pub struct Reuse {
     kept: Option<Kept>,
+    /// The classes kept before `kept`, for a change that brings their atoms back (a
+    /// policy added, then deleted).
+    before: Option<Kept>,
+    /// Numbers the class sets computed since the last change that was not a policy's:
+    /// equal numbers are equal classes of the same entities ([`Classes::epoch`]).
+    epochs: u64,
     memo: PolicyMemo,
+    rows: VerdictRows,
     stats: ReuseStats,
 }
 
@@ -45,10 +57,18 @@ pub struct ReuseStats {
     pub updated: u64,
     /// Compiles that computed them from nothing.
     pub computed: u64,
+    /// Compiles that took the classes kept before the last (their atoms came back).
+    pub restored: u64,
+    /// Legs (profile, direction) whose verdicts were taken from an earlier compile
+    /// (`rows.rs`).
+    pub legs_reused: u64,
+    /// Legs whose verdicts were computed.
+    pub legs_computed: u64,
 }
 
 #[derive(Debug)]
 pub(super) struct Kept {
+    epoch: u64,
     node: Option<String>,
     atoms: Vec<(EntityMatch, Option<u8>)>,
     regions: Vec<Region>,
@@ -66,17 +86,28 @@ impl Kept {
     }
 }
 
-/// The peer classes of a compile: the kept ones, or new ones.
+/// The peer classes of a compile: kept ones, or new ones with their epoch.
 pub(super) enum Classes {
     Kept(Kept),
-    New(PeerClasses),
+    New(PeerClasses, u64),
 }
 
 impl Classes {
     pub(super) fn get(&self) -> &PeerClasses {
         match self {
             Classes::Kept(kept) => &kept.classes,
-            Classes::New(classes) => classes,
+            Classes::New(classes, _) => classes,
+        }
+    }
+
+    /// Which class set these are: two compiles have the same epoch only when no
+    /// object but a policy changed in between and their atoms, regions and node are
+    /// the same, so that their classes, and what each atom says about each class, are
+    /// the same too.
+    pub(super) fn epoch(&self) -> u64 {
+        match self {
+            Classes::Kept(kept) => kept.epoch,
+            Classes::New(_, epoch) => *epoch,
         }
     }
 }
@@ -84,20 +115,24 @@ impl Classes {
 impl Reuse {
     /// A change of the cluster (what `agent::model::Model` reports): anything but
     /// policies (endpoints, namespaces, network sets, host endpoints, nodes, Services,
-    /// tiers) can change what an atom says about an address, so the classes go, and
-    /// so does which policies apply on the node (the policy versions' fingerprints
-    /// stay).
+    /// tiers) can change what an atom says about an address, so the classes go (both
+    /// sets), and so do which policies apply on the node and the legs' verdicts (the
+    /// policy versions' fingerprints stay).
     pub fn follow(&mut self, touched: &Touched) {
         if !touched.endpoints.is_empty() || touched.other {
             self.kept = None;
+            self.before = None;
             self.memo.entities_changed();
+            self.rows.clear();
         }
     }
 
     /// Forgets everything (a snapshot replaced the cluster).
     pub fn clear(&mut self) {
         self.kept = None;
+        self.before = None;
         self.memo.clear();
+        self.rows.clear();
     }
 
     /// What the compiler learnt of each policy version (`memo.rs`).
@@ -105,12 +140,22 @@ impl Reuse {
         &mut self.memo
     }
 
-    pub fn stats(&self) -> ReuseStats {
-        self.stats
+    /// The verdicts of the legs of recent compiles (`rows.rs`).
+    pub(super) fn rows(&mut self) -> &mut VerdictRows {
+        &mut self.rows
     }
 
-    /// The peer classes for `atoms`: the kept ones, as they are or updated, when they
-    /// were computed for these regions and node since the last change that was not a
+    pub fn stats(&self) -> ReuseStats {
+        ReuseStats {
+            legs_reused: self.rows.reused,
+            legs_computed: self.rows.computed,
+            ..self.stats
+        }
+    }
+
+    /// The peer classes for `atoms`: the kept ones (the last compile's, or the one's
+    /// before when its atoms came back), as they are or updated, when they were
+    /// computed for these regions and node since the last change that was not a
     /// policy's; computed otherwise. Give them back with [`Reuse::keep`].
     pub(super) fn classes(
         &mut self,
@@ -119,24 +164,39 @@ impl Reuse {
         regions: &[Region],
         named_nets: &NamedNets,
     ) -> Classes {
-        let kept = self
-            .kept
-            .take()
-            .filter(|kept| kept.node.as_deref() == input.node && kept.regions == regions);
-        match kept {
-            Some(kept) if kept.same_atoms(atoms) => {
+        let usable = |kept: &Kept| kept.node.as_deref() == input.node && kept.regions == regions;
+        let kept = self.kept.take().filter(usable);
+        let before = self.before.take().filter(usable);
+        match (kept, before) {
+            (Some(kept), before) if kept.same_atoms(atoms) => {
                 self.stats.reused += 1;
+                self.before = before;
                 Classes::Kept(kept)
             }
-            Some(kept) => {
-                self.stats.updated += 1;
-                Classes::New(update_classes(&kept, input, atoms, regions))
+            (kept, Some(before)) if before.same_atoms(atoms) => {
+                self.stats.restored += 1;
+                self.before = kept;
+                Classes::Kept(before)
             }
-            None => {
+            (Some(kept), _) => {
+                self.stats.updated += 1;
+                let classes = update_classes(&kept, input, atoms, regions);
+                self.before = Some(kept);
+                Classes::New(classes, self.next_epoch())
+            }
+            (None, _) => {
                 self.stats.computed += 1;
-                Classes::New(PeerClasses::new(input, atoms, regions, named_nets))
+                Classes::New(
+                    PeerClasses::new(input, atoms, regions, named_nets),
+                    self.next_epoch(),
+                )
             }
         }
+    }
+
+    fn next_epoch(&mut self) -> u64 {
+        self.epochs += 1;
+        self.epochs
     }
 
     /// Keeps the classes of a compile for the next one.
@@ -147,14 +207,15 @@ impl Reuse {
         atoms: &PeerAtoms<'_>,
         regions: &[Region],
     ) {
-        let classes = match classes {
+        let (classes, epoch) = match classes {
             Classes::Kept(kept) => {
                 self.kept = Some(kept);
                 return;
             }
-            Classes::New(classes) => classes,
+            Classes::New(classes, epoch) => (classes, epoch),
         };
         self.kept = Some(Kept {
+            epoch,
             node: input.node.map(str::to_owned),
             atoms: atoms
                 .sides

@@ -21,6 +21,7 @@ use super::compress::emit_compressed;
 use super::hashing::{HashMap, HashSet};
 use super::input::Input;
 use super::profiles::Profile;
+use super::rows::{LegKey, LegRows, VerdictRows};
 use super::spec::SpecVerdictKey;
 use crate::eval::{self, Action, DecisionKind, LegDecision, SideFacts, Walked};
 use crate::policy::{Cluster, Direction, Endpoint};
@@ -96,8 +97,16 @@ pub(super) struct PodVerdicts<'a> {
 }
 
 impl PodVerdicts<'_> {
-    /// Every verdict of every (profile, direction).
-    pub(super) fn verdicts(&self) -> BTreeMap<SpecVerdictKey, Verdict> {
+    /// Every verdict of every (profile, direction); a leg met in a recent compile
+    /// with the same inputs (`rows.rs`: classes of epoch `classes_epoch`) is taken
+    /// from `rows`, the others are computed and kept there.
+    pub(super) fn verdicts(
+        &self,
+        rows: &mut VerdictRows,
+        classes_epoch: u64,
+    ) -> BTreeMap<SpecVerdictKey, Verdict> {
+        let cluster = self.input.cluster;
+        let epochs = (classes_epoch, rows.cells_epoch(self.cells));
         let mut verdicts = BTreeMap::new();
         for (profile_id, profile) in self.profiles.iter().enumerate() {
             for (d, dir) in [Direction::Ingress, Direction::Egress]
@@ -116,9 +125,22 @@ impl PodVerdicts<'_> {
                     peer_class,
                     cell,
                 };
-                self.leg_verdicts(&leg, |peer, cell, v| {
-                    verdicts.insert(key(peer, cell), v);
-                });
+                let leg_key =
+                    LegKey::new(cluster, epochs, dir_code(dir), profile.rep, leg.applicable);
+                if let Some(kept) = rows.get(&leg_key) {
+                    for (peer, cell, v) in kept.verdicts(leg.applicable) {
+                        verdicts.insert(key(peer, cell), v);
+                    }
+                } else {
+                    let mut emitted = Vec::new();
+                    self.leg_verdicts(&leg, |peer, cell, v| emitted.push((peer, cell, v)));
+                    if let Some(kept) = LegRows::new(&emitted, leg.applicable) {
+                        rows.insert(cluster, leg_key, leg.applicable, kept);
+                    }
+                    for (peer, cell, v) in emitted {
+                        verdicts.insert(key(peer, cell), v);
+                    }
+                }
                 // No peer of a family this endpoint has: any default is correct; write
                 // the one an unmatched packet would get.
                 verdicts

@@ -177,6 +177,8 @@ fn compiles_reusing_the_last_give_the_spec_of_a_full_compile() {
     let mut reused = 0;
     let mut updated = 0;
     let mut computed = 0;
+    let mut restored = 0;
+    let mut legs_reused = 0;
     for seed in 1..150u64 {
         let docs = documents(seed);
         let donors = documents(seed.wrapping_mul(17) + 3);
@@ -233,10 +235,103 @@ fn compiles_reusing_the_last_give_the_spec_of_a_full_compile() {
         reused += reuse.stats().reused;
         updated += reuse.stats().updated;
         computed += reuse.stats().computed;
+        restored += reuse.stats().restored;
+        legs_reused += reuse.stats().legs_reused;
     }
     assert!(
-        reused > 400 && updated > 70 && computed > 400,
-        "the sequences must exercise every way: {reused} compiles reused the classes, {updated} updated them, {computed} computed them"
+        reused > 400 && updated > 70 && computed > 400 && restored > 20 && legs_reused > 1000,
+        "the sequences must exercise every way: {reused} compiles reused the classes, {updated} updated them, {computed} computed them, {restored} took those from before the last; {legs_reused} legs' verdicts were taken from an earlier compile"
+    );
+}
+
+/// A leg whose policies are unchanged keeps its verdicts only while the cells are
+/// the same: another pod's policy that cuts the port space below the leg's port moves
+/// the leg's cell ids, and its kept verdicts would name the wrong cells
+/// (`compile::rows`); a change that leaves the classes and the cells as they were
+/// reuses them.
+#[test]
+fn kept_verdicts_follow_the_cells() {
+    use crate::compile::{Reuse, compile_for_node, compile_reusing};
+    use crate::eval::host::NodeAddresses;
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dev"}});
+    let pod = |name: &str, ip: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "dev", "labels": {"app": name}},
+            "spec": {"nodeName": "node1", "containers": [{"name": "c"}]},
+            "status": {"podIP": ip}})
+    };
+    let policy = |name: &str, app: &str, port: u16| {
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": "dev"},
+            "spec": {"podSelector": {"matchLabels": {"app": app}},
+                "ingress": [{"from": [{"ipBlock": {"cidr": "198.18.0.0/16"}}],
+                    "ports": [{"protocol": "TCP", "port": port}]}]}})
+    };
+    let mut model = Model::default();
+    let mut reuse = Reuse::default();
+    let touched = model.reset(Snapshot {
+        revision: 1,
+        objects: [
+            stored("ns", &ns, &[]),
+            stored("a", &pod("a", "198.18.0.10"), &[]),
+            stored("b", &pod("b", "198.18.0.11"), &[]),
+            stored("pa", &policy("pa", "a", 80), &[]),
+            stored("pb", &policy("pb", "b", 80), &[]),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+    });
+    reuse.follow(&touched);
+    let node = Some("node1");
+    let compile_and_compare = |model: &Model, reuse: &mut Reuse, what: &str| {
+        let cluster = model.cluster();
+        let again = compile_reusing(
+            cluster,
+            node,
+            &NodeAddresses::declared(cluster, node),
+            reuse,
+        );
+        let full = compile_for_node(cluster, node);
+        assert!(full.is_ok(), "{what}: {full:?}");
+        assert_eq!(format!("{again:?}"), format!("{full:?}"), "{what}");
+    };
+    compile_and_compare(&model, &mut reuse, "first compile");
+    // pb on port 22: the same atom, the classes kept; TCP cut at 22 below pa's 80.
+    let Some(before) = model
+        .cluster()
+        .policies
+        .iter()
+        .find(|p| p.name.name == "pb")
+    else {
+        panic!("pb is not in force");
+    };
+    let before = before.id.clone();
+    let touched = model.apply(
+        stored("pb", &policy("pb", "b", 22), &[before])
+            .into_iter()
+            .map(|s| Change::Upsert(Box::new(s)))
+            .collect(),
+    );
+    reuse.follow(&touched);
+    compile_and_compare(&model, &mut reuse, "pb moved to port 22");
+    let stats = reuse.stats();
+    assert_eq!(stats.reused, 1, "{stats:?}");
+    // Another policy of b's with the same peer and port: classes and cells as they
+    // were, and a's leg taken as it is.
+    let legs_reused = stats.legs_reused;
+    let touched = model.apply(
+        stored("pc", &policy("pc", "b", 22), &[])
+            .into_iter()
+            .map(|s| Change::Upsert(Box::new(s)))
+            .collect(),
+    );
+    reuse.follow(&touched);
+    compile_and_compare(&model, &mut reuse, "pc added");
+    assert!(
+        reuse.stats().legs_reused > legs_reused,
+        "{:?}",
+        reuse.stats()
     );
 }
 
