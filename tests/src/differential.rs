@@ -334,11 +334,10 @@ impl Bench {
                 ),
             });
         }
-        // Encapsulation a local workload sends is dropped before policy whatever the
-        // policy says (`check_legs`): no flow to follow up.
-        let dropped_before_policy =
-            applied.local_endpoint(packet.src).is_some() && is_workload_encapsulation(packet);
-        let allowed = eval::evaluate(&applied.cluster, packet).allowed && !dropped_before_policy;
+        // A packet dropped before policy, whatever the policy says, has no flow to
+        // follow up.
+        let allowed = !dropped_before_policy(applied, packet)
+            && eval::evaluate(&applied.cluster, packet).allowed;
         if allowed && (frame::mix(packet) >> 60) < FOLLOW_UP_SIXTEENTHS {
             while self.events.next().is_some() {}
             self.reset_event_limits();
@@ -375,8 +374,8 @@ impl Bench {
         let dst_local = applied.local_endpoint(packet.dst);
         let mut cases = 0;
         let mut egress_ok = false;
-        if let Some(ep) = src_local
-            && is_workload_encapsulation(packet)
+        if dropped_before_policy(applied, packet)
+            && let Some(ep) = src_local
         {
             // Dropped before policy at the pod's egress (`enforcer-ebpf/src/spoof.rs`,
             // Calico's default for workloads); the evaluator is the policy alone.
@@ -1103,7 +1102,9 @@ pub fn reproducer(bench: &mut Bench, case: &Case, packet: Packet, first: &Mismat
     )
 }
 
-/// IPIP (4), IPv6-in-IP (41) or VXLAN (UDP 4789): what a workload may not send.
-fn is_workload_encapsulation(packet: &Packet) -> bool {
-    matches!(packet.proto, 4 | 41) || (packet.proto == 17 && packet.dst_port == 4789)
+/// IPIP (4), IPv6-in-IP (41) or VXLAN (UDP 4789) from a local workload: what a
+/// workload may not send, dropped at its pod's egress before policy.
+fn dropped_before_policy(applied: &Applied, packet: &Packet) -> bool {
+    (matches!(packet.proto, 4 | 41) || (packet.proto == 17 && packet.dst_port == 4789))
+        && applied.local_endpoint(packet.src).is_some()
 }
