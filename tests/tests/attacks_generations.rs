@@ -16,7 +16,7 @@ use enforcer::compile::spec::SpecVerdictKey;
 use enforcer::dataplane::content::GenerationContent;
 use enforcer::dataplane::object::BPF_OBJECT;
 use enforcer::dataplane::rcu::{Barrier, RcuBarrier};
-use enforcer::dataplane::writer::WriterError;
+use enforcer::dataplane::writer::{ApplyStats, WriterError};
 use enforcer::model::workload::host_iface_name;
 use enforcer_common::{ACTION_ALLOW, Config, DIR_INGRESS, MAP_VERDICTS, NO_INDEX, Verdict};
 use enforcer_tests::bpf::{
@@ -63,7 +63,7 @@ spec:
 ";
 
 /// Compiles the pods plus `policy` and writes it as the next generation.
-fn apply(dp: &mut CompiledDataplane, ifs: (u32, u32), policy: &str) {
+fn apply(dp: &mut CompiledDataplane, ifs: (u32, u32), policy: &str) -> ApplyStats {
     let text = format!("{PODS}---{policy}");
     let objects = enforcer::model::load_str(Path::new("generations.yaml"), &text).or_panic("load");
     let (cluster, _) = enforcer::policy::Cluster::from_objects(&objects).or_panic("policy");
@@ -78,7 +78,7 @@ fn apply(dp: &mut CompiledDataplane, ifs: (u32, u32), policy: &str) {
         }
     });
     assert_eq!(content.endpoints.len(), 2, "both pods bound");
-    dp.writer.apply(content).or_panic("writing the generation");
+    dp.writer.apply(content).or_panic("writing the generation")
 }
 
 /// A → B, UDP to port 53 from `sport`.
@@ -226,6 +226,86 @@ fn issue9_16_capacity_checked_per_generation_while_two_share_each_map() {
     dp.writer
         .apply(verdicts(5, 20))
         .or_panic("20 next to 30, after a refusal");
+    drop(netns);
+}
+
+/// Issue 12 (the first change after a start wrote its slot in full: ~70 ms at 10k/5k).
+/// Once the grace period is over, the idle slot gets a copy of the generation in
+/// force, written but not live: `Config` is unchanged, so no program judges by it.
+/// The next change is then a diff against the copy (here the same policy again:
+/// nothing to write), and the copy holds every entry: B's ingress, judged by it after
+/// the switch, finds B's endpoint and A's verdict (an empty slot drops everything).
+/// The copy is made once: a known or live slot is left alone.
+#[test]
+fn issue12_idle_slot_gets_a_copy_that_is_not_live_and_the_next_change_is_a_diff() {
+    let netns = NetNs::enter();
+    let (a, b) = netns.veth_pair("enf-gen-e", "enf-gen-f");
+    let mut dp = CompiledDataplane::load(BPF_OBJECT);
+    let run = |dp: &CompiledDataplane, hook, ifindex, frame: &[u8]| {
+        dp.run(hook, frame, ifindex, 0).action
+    };
+    let first = apply(&mut dp, (a, b), B_ACCEPTS_A);
+    assert!(first.upserted > 0, "v1 written: {first:?}");
+    let before = dp.writer.config();
+    assert!(
+        dp.writer.fill_idle().or_panic("filling"),
+        "slot 1 was unknown"
+    );
+    assert_eq!(dp.writer.config(), before, "the copy was made live");
+    assert_eq!(
+        (before.active_gen, before.live_gens),
+        (0, 0b01),
+        "v1 alone in force"
+    );
+    assert!(
+        !dp.writer.fill_idle().or_panic("filling again"),
+        "slot 1 is known now"
+    );
+    let second = apply(&mut dp, (a, b), B_ACCEPTS_A);
+    assert_eq!(
+        (second.generation, second.upserted, second.removed),
+        (1, 0, 0),
+        "the same policy written into the copy"
+    );
+    assert_eq!(
+        run(&dp, Hook::PodIngress, b, &dns(6000)),
+        TC_ACT_OK,
+        "judged by the copy: A accepted"
+    );
+    assert!(
+        !dp.writer.fill_idle().or_panic("filling a live slot"),
+        "slot 0 is live (grace) and known"
+    );
+    let third = apply(&mut dp, (a, b), B_ISOLATED);
+    assert_eq!(third.generation, 0, "{third:?}");
+    assert_eq!(
+        run(&dp, Hook::PodIngress, b, &dns(6001)),
+        TC_ACT_SHOT,
+        "v3: B isolated"
+    );
+    drop(netns);
+}
+
+/// Issue 12, with issue 9 item 16: a copy the maps cannot hold beside the generation
+/// in force is not made (nothing is written, nothing refused); the next change then
+/// clears the slot and writes it in full, as without the copy.
+#[test]
+fn issue12_no_copy_when_the_maps_cannot_hold_two() {
+    let netns = NetNs::enter();
+    let mut dp = CompiledDataplane::load_with_max_entries(BPF_OBJECT, &[(MAP_VERDICTS, 50)]);
+    dp.writer.apply(verdicts(1, 30)).or_panic("30 entries");
+    let before = dp.writer.config();
+    assert!(
+        !dp.writer.fill_idle().or_panic("no room is not an error"),
+        "30 beside 30 cannot fit in 50"
+    );
+    assert_eq!(dp.writer.config(), before);
+    let next = dp.writer.apply(verdicts(1, 20)).or_panic("20 next to 30");
+    assert_eq!(
+        (next.generation, next.upserted),
+        (1, 20),
+        "slot 1 written in full"
+    );
     drop(netns);
 }
 

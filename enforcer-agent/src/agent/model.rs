@@ -34,11 +34,53 @@ struct Chosen {
     reason: Option<String>,
 }
 
+/// The compiled version of every object, with the objects not compiled at their
+/// latest version kept apart: [`Model::refused`] lists those on every revision, and
+/// walking all 15,000 objects to find none took 5 ms of a policy change at 10k/5k
+/// (a profile of the agent under the `p5` flood).
+#[derive(Debug, Default)]
+struct ChosenVersions {
+    by_id: HashMap<ObjectId, Chosen>,
+    not_latest: BTreeSet<ObjectId>,
+}
+
+impl ChosenVersions {
+    fn get(&self, id: &ObjectId) -> Option<&Chosen> {
+        self.by_id.get(id)
+    }
+
+    fn insert(&mut self, id: &ObjectId, chosen: Chosen) {
+        if chosen.level == Level::Latest {
+            self.not_latest.remove(id);
+        } else {
+            self.not_latest.insert(id.clone());
+        }
+        self.by_id.insert(id.clone(), chosen);
+    }
+
+    fn remove(&mut self, id: &ObjectId) {
+        self.by_id.remove(id);
+        self.not_latest.remove(id);
+    }
+
+    fn clear(&mut self) {
+        self.by_id.clear();
+        self.not_latest.clear();
+    }
+
+    /// The objects not compiled at their latest version, in id order.
+    fn not_latest(&self) -> impl Iterator<Item = (&ObjectId, &Chosen)> {
+        self.not_latest
+            .iter()
+            .filter_map(|id| self.by_id.get(id).map(|chosen| (id, chosen)))
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Model {
     cache: ObjectCache,
     live: LiveCluster,
-    chosen: HashMap<ObjectId, Chosen>,
+    chosen: ChosenVersions,
     /// Objects compiled at their latest version since they were last marked enforced.
     pending: BTreeSet<ObjectId>,
 }
@@ -114,7 +156,7 @@ impl Model {
             services |= feeds(entry) || was_service_source(id);
             let order = order_of(entry);
             self.chosen.insert(
-                id.clone(),
+                id,
                 Chosen {
                     level: pick.level,
                     reason: pick.reason,
@@ -201,8 +243,8 @@ impl Model {
     /// Every object not compiled at its latest version, with why and what instead.
     pub fn refused(&self) -> Vec<Refused> {
         let mut out = Vec::new();
-        for (id, entry) in self.cache.entries() {
-            let Some(chosen) = self.chosen.get(id) else {
+        for (id, chosen) in self.chosen.not_latest() {
+            let Some(entry) = self.cache.get(id) else {
                 continue;
             };
             let fallback = match chosen.level {
@@ -240,7 +282,7 @@ impl Model {
 }
 
 fn keep(
-    chosen: &mut HashMap<ObjectId, Chosen>,
+    chosen: &mut ChosenVersions,
     id: &ObjectId,
     entry: &Entry,
     pick: Pick,
@@ -251,7 +293,7 @@ fn keep(
         parts.push((id.clone(), order_of(entry), part));
     }
     chosen.insert(
-        id.clone(),
+        id,
         Chosen {
             level: pick.level,
             reason: pick.reason,

@@ -450,12 +450,27 @@ impl Reconciler {
 
     /// Ends the previous generation's grace period: the second legs of flows that
     /// began under it are judged by the generation in force from now on. A failure is
-    /// retried after another grace period.
+    /// retried after another grace period. Then, after a start, the idle slot gets a
+    /// copy of the generation in force ([`Dataplane::fill_idle`]).
     pub fn retire(&mut self) {
         self.retire_at = None;
         if let Err(error) = self.dataplane.retire_previous() {
             tracing::error!(%error, "ending the previous generation's grace period; retrying");
             self.retire_at = Some(Instant::now() + RETIRE_RETRY);
+            return;
+        }
+        // The idle slot is settled now: after a start, it gets a copy of the active
+        // one, so that the next change writes a diff.
+        let filling = Instant::now();
+        match self.dataplane.fill_idle() {
+            Ok(true) => tracing::debug!(
+                us = filling.elapsed().as_micros(),
+                "idle generation slot filled with the active one's content"
+            ),
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(%error, "filling the idle generation slot; the next change writes it in full");
+            }
         }
     }
 

@@ -166,6 +166,17 @@ impl Dataplane for BpfDataplane {
         Ok(self.writer.retire_previous()?)
     }
 
+    fn fill_idle(&mut self) -> Result<bool, DataplaneError> {
+        let active = self.writer.config().active_gen;
+        if !self.writer.fill_idle()? {
+            return Ok(false);
+        }
+        // The idle slot now holds the active one's policies, under the same ids.
+        let retired = self.policy_ids.copied(active, 1 - active);
+        self.retire(&retired);
+        Ok(true)
+    }
+
     fn prepare(&mut self) {
         if let Err(error) = self.writer.prepare() {
             tracing::warn!(%error, "starting the wait for programs in the slot to rewrite; the write will wait itself");

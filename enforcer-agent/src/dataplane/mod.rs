@@ -61,6 +61,12 @@ pub trait Dataplane: Send {
     fn retire_previous(&mut self) -> Result<bool, DataplaneError> {
         Ok(false)
     }
+    /// Makes the idle generation slot hold what the active one holds, when what it
+    /// holds is unknown (after a start), so that the next change writes a diff; the
+    /// agent calls it when a grace period ends. Whether it wrote.
+    fn fill_idle(&mut self) -> Result<bool, DataplaneError> {
+        Ok(false)
+    }
     /// A compile is starting: the wait the next [`apply`](Self::apply) would begin
     /// with (for the programs still judging in the slot it rewrites) can start now and
     /// pass while the agent compiles. A failure is the next `apply`'s to report.

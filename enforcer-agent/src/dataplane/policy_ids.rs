@@ -120,6 +120,16 @@ impl PolicyIds {
         retired
     }
 
+    /// Generation `to` now holds what generation `from` holds (the writer copied it
+    /// there); returns the ids now used by neither, as [`written`](Self::written) does.
+    pub fn copied(&mut self, from: u32, to: u32) -> Vec<u32> {
+        let Some(ids) = &self.in_slot[(from as usize).min(1)] else {
+            return Vec::new();
+        };
+        let ids: Vec<u32> = ids.iter().copied().collect();
+        self.written(to, &ids)
+    }
+
     pub fn name(&self, id: u32) -> Option<&PolicyName> {
         self.names.get(&id).map(|(name, _)| &**name)
     }
@@ -212,6 +222,25 @@ mod tests {
         // Never reused.
         let fifth = ids.assign(&[name("b")], &[2]);
         assert_eq!(fifth.ids, vec![4]);
+    }
+
+    /// After a start, slot 1 is unknown and nothing retires; the writer's copy of
+    /// slot 0 into slot 1 makes it known, so the names a later write drops from both
+    /// slots retire, and those the copy holds do not.
+    #[test]
+    fn a_copied_slot_holds_the_ids_of_its_source() {
+        let mut ids = PolicyIds::default();
+        let first = ids.assign(&[name("a"), name("b")], &[1, 2]);
+        assert!(ids.written(0, &first.ids).is_empty(), "slot 1 unknown");
+        assert!(ids.copied(1, 0).is_empty(), "from an unknown slot: nothing");
+        assert!(ids.copied(0, 1).is_empty(), "both slots use a and b");
+        let second = ids.assign(&[name("a")], &[1]);
+        assert!(
+            ids.written(0, &second.ids).is_empty(),
+            "the copy in slot 1 still uses b"
+        );
+        let third = ids.assign(&[name("a")], &[1]);
+        assert_eq!(ids.written(1, &third.ids), vec![1], "b retired");
     }
 
     #[test]

@@ -13,9 +13,13 @@
 //! aya 0.14 cannot create a map-of-maps outside an object file, so the two maps are
 //! made with the `bpf(2)` syscall directly: this module is the agent's only raw BPF
 //! syscall.
+//!
+//! [`BarrierThread`] runs a barrier's waits on a thread of their own, so that one can
+//! pass while the agent compiles.
 
 use std::io;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::sync::mpsc;
 
 // From <linux/bpf.h>.
 const BPF_MAP_CREATE: libc::c_long = 0;
@@ -107,4 +111,43 @@ impl Barrier for RcuBarrier {
     fn wait(&mut self, _config: &enforcer_common::Config) -> io::Result<()> {
         self.synchronize()
     }
+}
+
+/// A [`Barrier`] on a thread of its own, so that a wait can run while the agent
+/// compiles (`GenerationWriter::prepare`); every wait goes through it, one at a time.
+pub struct BarrierThread {
+    requests: mpsc::Sender<enforcer_common::Config>,
+    outcomes: mpsc::Receiver<io::Result<()>>,
+}
+
+impl BarrierThread {
+    pub fn spawn(mut barrier: Box<dyn Barrier>) -> io::Result<Self> {
+        let (requests, received) = mpsc::channel::<enforcer_common::Config>();
+        let (done, outcomes) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("enforcer-rcu".to_owned())
+            .spawn(move || {
+                // Ends when the writer (the sender) is dropped.
+                for config in received {
+                    if done.send(barrier.wait(&config)).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Self { requests, outcomes })
+    }
+
+    /// Starts a wait after `config`.
+    pub fn start(&self, config: enforcer_common::Config) -> io::Result<()> {
+        self.requests.send(config).map_err(|_| thread_ended())
+    }
+
+    /// Returns when the wait started last is over.
+    pub fn finish(&self) -> io::Result<()> {
+        self.outcomes.recv().map_err(|_| thread_ended())?
+    }
+}
+
+fn thread_ended() -> io::Error {
+    io::Error::other("the RCU barrier's thread ended")
 }
