@@ -14,12 +14,17 @@
 //!   the wildcard defaults) and random protocol/ports drawn from the port map's cells
 //!   (plus unlisted protocols and random ports), up to a total budget.
 //!
+//! The sample is drawn first, on one random stream; the flows are then judged on up
+//! to four threads when there are many (the outcome is one thread's, see
+//! `judge_all`).
+//!
 //! Peers that are Service VIPs are left out: their egress is judged after DNAT, which
 //! the lookup procedure does not model (the packet to the backend is what is judged).
 //! Host-endpoint directions are not sampled here (their programs read the same maps
 //! through other keys; `compile::host`'s tests cover them).
 
 use std::net::IpAddr;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use enforcer_common::{
@@ -151,8 +156,40 @@ pub fn self_check(
     size: SampleSize,
     seed: u64,
 ) -> SelfCheck {
+    check_with(cluster, spec, size, seed, judges_for)
+}
+
+/// [`self_check`] with exactly `judges` threads judging (to measure what the threads
+/// buy: `compile-timing`).
+pub fn self_check_on_threads(
+    cluster: &Cluster,
+    spec: &DataplaneSpec,
+    size: SampleSize,
+    seed: u64,
+    judges: usize,
+) -> SelfCheck {
+    check_with(cluster, spec, size, seed, |_| judges)
+}
+
+/// How many threads judge `flows` flows: one for a small sample, else up to
+/// [`MAX_JUDGES`], as many as the machine has.
+fn judges_for(flows: usize) -> usize {
+    if flows < PARALLEL_FROM {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_JUDGES))
+    }
+}
+
+/// [`self_check`] with `judges(flows)` threads judging.
+fn check_with(
+    cluster: &Cluster,
+    spec: &DataplaneSpec,
+    size: SampleSize,
+    seed: u64,
+    judges: impl Fn(usize) -> usize,
+) -> SelfCheck {
     let started = Instant::now();
-    let dataplane = Dataplane::new(spec);
     let mut rng = Rng(seed | 1);
     let mut out = SelfCheck::default();
     // Peer prefixes by family, Service VIPs left out.
@@ -163,6 +200,10 @@ pub fn self_check(
         .map(|p| p.net)
         .collect();
     let (v4, v6): (Vec<IpNet>, Vec<IpNet>) = peers.iter().partition(|n| n.addr().is_ipv4());
+    // The sample first (one random stream, so a seed gives the same flows), judged
+    // afterwards, on more than one thread when there are many.
+    let mut legs: Vec<Leg<'_>> = Vec::new();
+    let mut flows: Vec<Flow> = Vec::new();
     // One endpoint per profile: the first with that profile.
     let mut seen = std::collections::BTreeSet::new();
     let mut budget = size.budget;
@@ -176,10 +217,13 @@ pub fn self_check(
             continue;
         };
         for dir in [Direction::Ingress, Direction::Egress] {
-            out.legs += 1;
-            // The evaluator's own selection (`evaluate_leg` = this + `decide`), once
-            // per leg rather than per flow.
-            let applicable = eval::applicable_policies(cluster, ep, dir);
+            let leg = legs.len();
+            legs.push(Leg {
+                ep,
+                iface: &spec_ep.iface,
+                dir,
+                applicable: OnceLock::new(),
+            });
             for local in [ep.ipv4(), ep.ipv6()].into_iter().flatten() {
                 let nets = if local.is_ipv4() { &v4 } else { &v6 };
                 let extra = size.per_leg.min(budget);
@@ -187,21 +231,114 @@ pub fn self_check(
                 for i in 0..=extra {
                     let peer = pick_address(&mut rng, nets, local);
                     let packet = pick_packet(&mut rng, spec, dir, local, peer, i == 0);
-                    judge(
-                        cluster,
-                        &dataplane,
-                        (ep, &spec_ep.iface, &applicable),
-                        dir,
-                        &packet,
-                        &mut out,
-                    );
+                    flows.push(Flow { leg, packet });
                 }
             }
         }
     }
+    out.legs = legs.len();
+    out.flows = flows.len();
+    let dataplane = Dataplane::new(spec);
+    judge_all(
+        cluster,
+        &dataplane,
+        (&legs, &flows),
+        judges(flows.len()).max(1),
+        &mut out,
+    );
     out.elapsed = started.elapsed();
     out
 }
+
+/// A (profile, direction) of the sample: its endpoint and the evaluator's selection
+/// of policies for it (`evaluate_leg` = this + `decide`), made once per leg by the
+/// first flow of the leg judged, rather than per flow.
+struct Leg<'a> {
+    ep: &'a Endpoint,
+    iface: &'a str,
+    dir: Direction,
+    applicable: OnceLock<Vec<usize>>,
+}
+
+impl Leg<'_> {
+    /// The evaluator's selection of policies for this leg.
+    fn applicable(&self, cluster: &Cluster) -> &[usize] {
+        self.applicable
+            .get_or_init(|| eval::applicable_policies(cluster, self.ep, self.dir))
+    }
+}
+
+/// One flow of the sample, at leg `leg`.
+struct Flow {
+    leg: usize,
+    packet: Packet,
+}
+
+/// Fewer flows than this are judged on the calling thread alone.
+const PARALLEL_FROM: usize = 64;
+/// At most this many threads judge.
+const MAX_JUDGES: usize = 4;
+
+/// Judges every flow on `judges` threads (the flows dealt out in turn):
+/// the evaluator walks every rule of a leg's policies for each flow, 10-15 ms for
+/// the sample of a node with a 10,000-rule leg, and the agent waits for it before
+/// it switches. The outcome is one thread's: the same counts, the first
+/// disagreements in the sample's order.
+fn judge_all(
+    cluster: &Cluster,
+    dataplane: &Dataplane<'_>,
+    (legs, flows): (&[Leg<'_>], &[Flow]),
+    judges: usize,
+    out: &mut SelfCheck,
+) {
+    // Flows `first`, `first + judges`, ...: how many disagree, and the first few.
+    let share = |first: usize| {
+        // The legs' selections first, shared out as the flows are: a thread that
+        // needs one another is making waits for it.
+        for leg in legs.iter().skip(first).step_by(judges) {
+            leg.applicable(cluster);
+        }
+        let mut disagreeing = 0;
+        let mut kept: Vec<(usize, Disagreement)> = Vec::new();
+        for (index, flow) in flows.iter().enumerate().skip(first).step_by(judges) {
+            let Some(leg) = legs.get(flow.leg) else {
+                continue;
+            };
+            if let Some(d) = judge(cluster, dataplane, leg, &flow.packet) {
+                disagreeing += 1;
+                if kept.len() < KEPT_DISAGREEMENTS {
+                    kept.push((index, d));
+                }
+            }
+        }
+        (disagreeing, kept)
+    };
+    let shares: Vec<(usize, Vec<(usize, Disagreement)>)> = std::thread::scope(|scope| {
+        let others: Vec<_> = (1..judges).map(|t| scope.spawn(move || share(t))).collect();
+        let mut shares = vec![share(0)];
+        for other in others {
+            match other.join() {
+                Ok(part) => shares.push(part),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        shares
+    });
+    let mut kept: Vec<(usize, Disagreement)> = Vec::new();
+    for (disagreeing, part) in shares {
+        out.disagreeing += disagreeing;
+        kept.extend(part);
+    }
+    kept.sort_by_key(|(index, _)| *index);
+    out.disagreements = kept
+        .into_iter()
+        .take(KEPT_DISAGREEMENTS)
+        .map(|(_, d)| d)
+        .collect();
+}
+
+/// How many disagreements a self-check keeps to report.
+const KEPT_DISAGREEMENTS: usize = 4;
 
 fn endpoint_of<'a>(cluster: &'a Cluster, workload: &str) -> Option<&'a Endpoint> {
     let (ns, name) = workload.split_once('/')?;
@@ -309,33 +446,106 @@ fn pick_packet(
     packet
 }
 
-/// Judges `packet` at the endpoint's leg both ways; `applicable`: the endpoint's
-/// policies in `dir` (`eval::applicable_policies`).
+/// Judges `packet` at `leg` both ways; the disagreement, if they differ.
 fn judge(
     cluster: &Cluster,
     dataplane: &Dataplane<'_>,
-    (ep, iface, applicable): (&Endpoint, &str, &[usize]),
-    dir: Direction,
+    leg: &Leg<'_>,
     packet: &Packet,
-    out: &mut SelfCheck,
-) {
-    out.flows += 1;
-    let want = verdict_of(&eval::decide(cluster, applicable, dir, packet));
-    let code = match dir {
+) -> Option<Disagreement> {
+    let want = verdict_of(&eval::decide(
+        cluster,
+        leg.applicable(cluster),
+        leg.dir,
+        packet,
+    ));
+    let code = match leg.dir {
         Direction::Ingress => DIR_INGRESS,
         Direction::Egress => DIR_EGRESS,
     };
-    let got = dataplane.leg(iface, code, packet).and_then(|l| l.verdict);
-    if got != Some(want) {
-        out.disagreeing += 1;
-        if out.disagreements.len() < 4 {
-            out.disagreements.push(Disagreement {
-                workload: ep.workload(),
-                direction: dir,
-                packet: *packet,
-                evaluator: want,
-                maps: got,
-            });
+    let got = dataplane
+        .leg(leg.iface, code, packet)
+        .and_then(|l| l.verdict);
+    (got != Some(want)).then(|| Disagreement {
+        workload: leg.ep.workload(),
+        direction: leg.dir,
+        packet: *packet,
+        evaluator: want,
+        maps: got,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write as _;
+    use std::path::Path;
+
+    use enforcer_common::{ACTION_ALLOW, ACTION_DENY, VERDICT_KIND_PROFILE};
+
+    use super::*;
+
+    /// 40 pods, each isolated but for two others on one port.
+    fn cluster() -> Cluster {
+        let mut text = String::new();
+        for i in 0..40 {
+            let _ = write!(
+                text,
+                "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: n, labels: {{app: p{i}}}}}\nstatus: {{podIP: 198.18.1.{}}}\n",
+                i + 1
+            );
+            let _ = write!(
+                text,
+                "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p{i}, namespace: n}}\nspec:\n  podSelector: {{matchLabels: {{app: p{i}}}}}\n  ingress:\n  - from: [{{podSelector: {{matchLabels: {{app: p{}}}}}}}, {{podSelector: {{matchLabels: {{app: p{}}}}}}}]\n    ports: [{{port: {}}}]\n",
+                (i + 1) % 40,
+                (i + 7) % 40,
+                8000 + i
+            );
         }
+        let loaded =
+            crate::model::load_str(Path::new("t.yaml"), &text).unwrap_or_else(|e| panic!("{e}"));
+        Cluster::from_objects(&loaded)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .0
+    }
+
+    /// A compiler bug planted in every other verdict entry of the policies.
+    fn plant_bug(spec: &mut DataplaneSpec) {
+        for (i, (_, v)) in spec.verdicts.iter_mut().enumerate() {
+            if v.kind != VERDICT_KIND_PROFILE && i % 2 == 0 {
+                v.action = if v.action == ACTION_ALLOW {
+                    ACTION_DENY
+                } else {
+                    ACTION_ALLOW
+                };
+            }
+        }
+    }
+
+    fn outcome(c: &SelfCheck) -> (usize, usize, usize, Vec<Disagreement>) {
+        (c.flows, c.legs, c.disagreeing, c.disagreements.clone())
+    }
+
+    /// Judging on several threads gives one thread's outcome: the same flows, the
+    /// same count of disagreements and the same first ones, in the sample's order.
+    #[test]
+    fn threads_judge_as_one_thread_does() {
+        let cluster = cluster();
+        let mut spec = super::super::compile(&cluster).unwrap_or_else(|e| panic!("{e}"));
+        let right = check_with(&cluster, &spec, SampleSize::default(), 7, |_| 1);
+        assert!(right.flows >= PARALLEL_FROM, "{} flows", right.flows);
+        assert!(right.passed(), "{:?}", right.disagreements);
+        plant_bug(&mut spec);
+        let one = check_with(&cluster, &spec, SampleSize::default(), 7, |_| 1);
+        assert!(
+            one.disagreeing > KEPT_DISAGREEMENTS,
+            "the planted bug shows: {} disagreements",
+            one.disagreeing
+        );
+        for judges in [2, 3, 4] {
+            let many = check_with(&cluster, &spec, SampleSize::default(), 7, |_| judges);
+            assert_eq!(outcome(&many), outcome(&one), "{judges} judges");
+        }
+        let chosen = self_check(&cluster, &spec, SampleSize::default(), 7);
+        assert_eq!(outcome(&chosen), outcome(&one), "the agent's choice");
     }
 }

@@ -13,6 +13,7 @@ use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use enforcer::compile::selfcheck::{self, SampleSize};
 use enforcer::compile::{self, DataplaneSpec};
 use enforcer_tests::bench::scenario;
 
@@ -127,6 +128,27 @@ fn main() -> ExitCode {
         spec.verdicts.len(),
         digest(&spec),
         digest_without_fingerprints(&spec)
+    );
+    // The agent's self-check of this spec, on one thread and on the agent's choice of
+    // threads, interleaved.
+    let (mut one, mut chosen) = (Vec::new(), Vec::new());
+    for seed in 1..=9u64 {
+        let check =
+            selfcheck::self_check_on_threads(&cluster, &spec, SampleSize::default(), seed, 1);
+        one.push(check.elapsed.as_secs_f64() * 1e3);
+        let check = selfcheck::self_check(&cluster, &spec, SampleSize::default(), seed);
+        chosen.push(check.elapsed.as_secs_f64() * 1e3);
+        if !check.passed() {
+            eprintln!("self-check: {:?}", check.disagreements);
+            return ExitCode::FAILURE;
+        }
+    }
+    one.sort_by(f64::total_cmp);
+    chosen.sort_by(f64::total_cmp);
+    println!(
+        "self-check median of 9: one thread {:.2} ms, the agent's threads {:.2} ms",
+        one[one.len() / 2],
+        chosen[chosen.len() / 2]
     );
     ExitCode::SUCCESS
 }
