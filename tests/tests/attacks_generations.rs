@@ -81,6 +81,11 @@ fn apply(dp: &mut CompiledDataplane, ifs: (u32, u32), policy: &str) -> ApplyStat
     dp.writer.apply(content).or_panic("writing the generation")
 }
 
+/// The action of `hook`'s program on `frame`, as if it arrived on `ifindex`.
+fn run(dp: &CompiledDataplane, hook: Hook, ifindex: u32, frame: &[u8]) -> u32 {
+    dp.run(hook, frame, ifindex, 0).action
+}
+
 /// A → B, UDP to port 53 from `sport`.
 fn dns(sport: u16) -> Vec<u8> {
     let a = std::net::Ipv4Addr::new(198, 18, 0, 1);
@@ -105,9 +110,6 @@ fn issue9_6_pre_approved_egress_leg_is_judged_by_a_superseded_generation() {
     let netns = NetNs::enter();
     let (a, b) = netns.veth_pair("enf-gen-a", "enf-gen-b");
     let mut dp = CompiledDataplane::load(BPF_OBJECT);
-    let run = |dp: &CompiledDataplane, hook, ifindex, frame: &[u8]| {
-        dp.run(hook, frame, ifindex, 0).action
-    };
 
     apply(&mut dp, (a, b), B_ACCEPTS_A);
     for (sport, what) in [(5000, "v1: A's egress"), (5001, "v1: A's egress")] {
@@ -241,9 +243,6 @@ fn issue12_idle_slot_gets_a_copy_that_is_not_live_and_the_next_change_is_a_diff(
     let netns = NetNs::enter();
     let (a, b) = netns.veth_pair("enf-gen-e", "enf-gen-f");
     let mut dp = CompiledDataplane::load(BPF_OBJECT);
-    let run = |dp: &CompiledDataplane, hook, ifindex, frame: &[u8]| {
-        dp.run(hook, frame, ifindex, 0).action
-    };
     let first = apply(&mut dp, (a, b), B_ACCEPTS_A);
     assert!(first.upserted > 0, "v1 written: {first:?}");
     let before = dp.writer.config();

@@ -314,12 +314,23 @@ fn judge_all(
         (disagreeing, kept)
     };
     let shares: Vec<(usize, Vec<(usize, Disagreement)>)> = std::thread::scope(|scope| {
-        let others: Vec<_> = (1..judges).map(|t| scope.spawn(move || share(t))).collect();
+        let others: Vec<_> = (1..judges)
+            .map(|t| {
+                let thread = std::thread::Builder::new()
+                    .name("enforcer-check".to_owned())
+                    .spawn_scoped(scope, move || share(t));
+                (t, thread)
+            })
+            .collect();
         let mut shares = vec![share(0)];
-        for other in others {
-            match other.join() {
-                Ok(part) => shares.push(part),
-                Err(panic) => std::panic::resume_unwind(panic),
+        for (t, other) in others {
+            match other {
+                Ok(thread) => match thread.join() {
+                    Ok(part) => shares.push(part),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
+                // No thread to be had (a limit on threads): this one judges the share.
+                Err(_) => shares.push(share(t)),
             }
         }
         shares
