@@ -251,8 +251,8 @@ fn check_with(
 }
 
 /// A (profile, direction) of the sample: its endpoint and the evaluator's selection
-/// of policies for it (`evaluate_leg` = this + `decide`), made once per leg by the
-/// first flow of the leg judged, rather than per flow.
+/// of policies for it (`evaluate_leg` = this + `decide`), made once per leg rather
+/// than per flow.
 struct Leg<'a> {
     ep: &'a Endpoint,
     iface: &'a str,
@@ -293,8 +293,8 @@ fn judge_all(
 ) {
     // Flows `first`, `first + judges`, ...: how many disagree, and the first few.
     let share = |first: usize| {
-        // The legs' selections first, shared out as the flows are: a thread that
-        // needs one another is making waits for it.
+        // The legs' selections first, shared out as the flows are, so that a thread
+        // seldom waits for a selection another is making.
         for leg in legs.iter().skip(first).step_by(judges) {
             leg.applicable(cluster);
         }
@@ -302,6 +302,9 @@ fn judge_all(
         let mut kept: Vec<(usize, Disagreement)> = Vec::new();
         for (index, flow) in flows.iter().enumerate().skip(first).step_by(judges) {
             let Some(leg) = legs.get(flow.leg) else {
+                // Cannot happen (a flow names a leg pushed before it); if it did, the
+                // check refuses rather than passes a flow it did not judge.
+                disagreeing += 1;
                 continue;
             };
             if let Some(d) = judge(cluster, dataplane, leg, &flow.packet) {
