@@ -106,8 +106,15 @@ pub struct EndpointInfo {
     pub ipv4: [u8; 4],
     /// IPv6 address the endpoint must send from, network order.
     pub ipv6: [u8; 16],
+    /// With [`EP_F_OWN_PEER_V4`]: the class of the peer entry of `ipv4` (its `/32`),
+    /// which names this endpoint's interface, carries exactly
+    /// [`PEER_F_LOCAL_ENDPOINT`] and no host class. Lets a program that already read
+    /// this entry (the RPF check of a packet from the workload) skip the peer trie.
+    pub own_class_v4: u32,
+    /// The same for `ipv6` (its `/128`), with [`EP_F_OWN_PEER_V6`].
+    pub own_class_v6: u32,
 }
-const _: () = assert!(size_of::<EndpointInfo>() == 32);
+const _: () = assert!(size_of::<EndpointInfo>() == 40);
 
 /// The endpoint has an IPv4 address (`ipv4` is valid).
 pub const EP_F_HAS_V4: u32 = 1 << 0;
@@ -115,6 +122,11 @@ pub const EP_F_HAS_V4: u32 = 1 << 0;
 pub const EP_F_HAS_V6: u32 = 1 << 1;
 /// A host endpoint (host interface): judged by the host programs, no anti-spoofing.
 pub const EP_F_HOST: u32 = 1 << 2;
+/// `own_class_v4` holds the class of the workload's IPv4 address; written by the agent
+/// from the same generation's peer entry (`GenerationContent`), never by the compiler.
+pub const EP_F_OWN_PEER_V4: u32 = 1 << 3;
+/// `own_class_v6` holds the class of the workload's IPv6 address.
+pub const EP_F_OWN_PEER_V6: u32 = 1 << 4;
 
 // ---------------------------------------------------------------------------------
 // PEERS_V4 / PEERS_V6: LPM_TRIE (generation, address) → PeerInfo.

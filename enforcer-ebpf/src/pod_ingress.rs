@@ -81,13 +81,24 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
             node_port_client::SOURCE_UNKNOWN => return Err(Drop::Spoofed),
             _ => 0,
         }
-    } else if own_source && generation == active {
+    } else if own_source.is_some() && generation == active {
         // The RPF check found the pod's own address: nothing was rewritten.
         0
     } else {
         snat::judged_source(generation, &pkt, came_in, &mut src)
     };
-    let src_peer = policy::peer(generation, pkt.family, &src)?;
+    // The source's peer entry; for the pod's own address in the active generation, the
+    // copy its endpoint entry carries (read by the RPF check) spares the trie walk.
+    let own_peer = match own_source {
+        Some(client) if !noted && generation == active => {
+            policy::own_peer(client, pkt.family, came_in)
+        }
+        _ => None,
+    };
+    let src_peer = match own_peer {
+        Some(p) => p,
+        None => policy::peer(generation, pkt.family, &src)?,
+    };
     let cell = policy::cell(generation, &pkt)?;
     let mut egress_ok = src_peer.flags & PEER_F_LOCAL_ENDPOINT == 0 || rewritten != 0;
 

@@ -5,9 +5,10 @@
 use aya_ebpf::maps::lpm_trie::Key;
 use enforcer_common::{
     ACTION_ALLOW, ACTION_DENY, ANY_CELL, ANY_PEER, CELL_F_BY_SOURCE, CELL_UNLISTED, Config,
-    EP_F_HAS_V4, EP_F_HAS_V6, EP_F_HOST, EndpointInfo, EndpointKey, FAMILY_V4, FrontendKey,
-    GENERATIONS, PeerInfo, PeerKeyV4, PeerKeyV6, PortKey, REASON_ALLOW_POLICY, REASON_DENY_POLICY,
-    SOURCE_PORT_KEY_FIXED_BITS, SourcePortKey, Verdict, VerdictKey,
+    EP_F_HAS_V4, EP_F_HAS_V6, EP_F_HOST, EP_F_OWN_PEER_V4, EP_F_OWN_PEER_V6, EndpointInfo,
+    EndpointKey, FAMILY_V4, FrontendKey, GENERATIONS, PEER_F_LOCAL_ENDPOINT, PeerInfo, PeerKeyV4,
+    PeerKeyV6, PortKey, REASON_ALLOW_POLICY, REASON_DENY_POLICY, SOURCE_PORT_KEY_FIXED_BITS,
+    SourcePortKey, Verdict, VerdictKey,
 };
 
 use crate::{
@@ -70,6 +71,29 @@ pub fn is_own_source(ep: &EndpointInfo, pkt: &Packet) -> bool {
     } else {
         ep.flags & EP_F_HAS_V6 != 0 && crate::packet::addr_eq(&ep.ipv6, &pkt.src)
     }
+}
+
+/// The peer entry of workload `ep`'s own address of `family`, copied into its endpoint
+/// entry by the agent (`EP_F_OWN_PEER_*`, written only for a `/32` (`/128`) entry that
+/// names the endpoint's interface `ifindex`, with exactly `PEER_F_LOCAL_ENDPOINT` and no
+/// host class): what [`peer`] would answer for the address, without the trie walk.
+/// `None` when the endpoint entry does not carry it.
+#[inline(always)]
+pub fn own_peer(ep: &EndpointInfo, family: u8, ifindex: u32) -> Option<PeerInfo> {
+    let (flag, class) = if family == FAMILY_V4 {
+        (EP_F_OWN_PEER_V4, ep.own_class_v4)
+    } else {
+        (EP_F_OWN_PEER_V6, ep.own_class_v6)
+    };
+    if ep.flags & flag == 0 {
+        return None;
+    }
+    Some(PeerInfo {
+        class,
+        flags: PEER_F_LOCAL_ENDPOINT,
+        ifindex,
+        host_class: 0,
+    })
 }
 
 /// Longest-prefix match of `addr` in the generation's peer trie. Every generation has a

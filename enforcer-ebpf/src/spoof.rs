@@ -21,7 +21,7 @@
 //! Both count as `deny_spoofed`.
 
 use aya_ebpf::programs::TcContext;
-use enforcer_common::PEER_F_LOCAL_ENDPOINT;
+use enforcer_common::{EndpointInfo, PEER_F_LOCAL_ENDPOINT};
 
 use crate::{
     Drop,
@@ -53,12 +53,18 @@ pub fn came_in(ctx: &TcContext) -> u32 {
 
 /// RPF for local endpoints' addresses (see the module doc): `Err(Spoofed)` when the
 /// source is a pod of this node and the packet entered the node through another
-/// interface than that pod's. `Ok(true)`: the source is the workload's own address
-/// and the packet came in through its interface (so the node did not rewrite it).
+/// interface than that pod's. `Ok(Some(endpoint))`: the source is the workload's own
+/// address and the packet came in through its interface (so the node did not rewrite
+/// it); the workload's endpoint entry in `generation` (it may carry its address's
+/// peer class, see `policy::own_peer`).
 #[inline(always)]
-pub fn check_rpf(generation: u32, pkt: &Packet, came_in: u32) -> Result<bool, Drop> {
+pub fn check_rpf(
+    generation: u32,
+    pkt: &Packet,
+    came_in: u32,
+) -> Result<Option<&'static EndpointInfo>, Drop> {
     if came_in == 0 {
-        return Ok(false);
+        return Ok(None);
     }
     // The common case without the peer trie (this check runs on every packet a pod
     // sends, before conntrack): a workload's own address through its own interface,
@@ -66,11 +72,11 @@ pub fn check_rpf(generation: u32, pkt: &Packet, came_in: u32) -> Result<bool, Dr
     if let Some(ep) = policy::endpoint_in_place(generation, came_in)
         && policy::is_own_source(ep, pkt)
     {
-        return Ok(true);
+        return Ok(Some(ep));
     }
     let src = policy::peer(generation, pkt.family, &pkt.src)?;
     if src.flags & PEER_F_LOCAL_ENDPOINT != 0 && src.ifindex != came_in {
         return Err(Drop::Spoofed);
     }
-    Ok(false)
+    Ok(None)
 }

@@ -69,14 +69,14 @@ use enforcer_common::{
     VERDICT_KIND_PROFILE, VERDICT_KIND_RULE, VERDICT_KIND_TIER_DEFAULT, Verdict, VerdictKey,
 };
 use enforcer_common::{
-    CELL_F_BY_SOURCE, EventBudget, FlowReport, FlowReportKey, MAP_EVENT_BUDGET, MAP_FLOW_REPORTS,
-    MAP_SOURCE_PORTS, REASON_ALLOW_POLICY, REASON_DENY_POLICY, SOURCE_PORT_KEY_FIXED_BITS,
-    SourcePortKey,
+    CELL_F_BY_SOURCE, EP_F_OWN_PEER_V4, EP_F_OWN_PEER_V6, EventBudget, FlowReport, FlowReportKey,
+    MAP_EVENT_BUDGET, MAP_FLOW_REPORTS, MAP_SOURCE_PORTS, REASON_ALLOW_POLICY, REASON_DENY_POLICY,
+    SOURCE_PORT_KEY_FIXED_BITS, SourcePortKey,
 };
 use serde_json::Value;
 
 use crate::bpf::OrPanic as _;
-use crate::bpf::dataplane::{Hook, addr16, test_run};
+use crate::bpf::dataplane::{Hook, SkbCtx, addr16, run_ctx, test_run};
 
 mod frame;
 mod related;
@@ -412,6 +412,7 @@ impl Bench {
                 peer: packet.dst,
                 peer_local: dst_local.is_some(),
                 prior: 0,
+                came_in: 0,
             };
             egress_ok = self.check_leg(applied, packet, frame, key, &leg, want, stats)?;
             cases += 1;
@@ -428,6 +429,10 @@ impl Bench {
                 peer: packet.src,
                 peer_local: src_local.is_some(),
                 prior: if egress_ok { CT_F_EGRESS_OK } else { 0 },
+                // A local client's packet entered the node through its own veth: the
+                // RPF check then reads its endpoint entry, whose copy of its peer
+                // class `enf_pod_in` judges with (`policy::own_peer`).
+                came_in: src_local.map_or(0, |s| applied.local[&s.iface]),
             };
             self.check_leg(applied, packet, frame, key, &leg, want, stats)?;
             cases += 1;
@@ -452,7 +457,16 @@ impl Bench {
             Direction::Ingress => Hook::PodIngress,
         };
         let dir = dir_code(leg.dir);
-        let run = test_run(&self.ebpf, hook, frame, leg.ifindex, 0);
+        let run = run_ctx(
+            &self.ebpf,
+            hook.program(),
+            frame,
+            &SkbCtx {
+                ifindex: leg.ifindex,
+                mark: 0,
+                ingress_ifindex: leg.came_in,
+            },
+        );
         let events: Vec<FlowEvent> = std::iter::from_fn(|| {
             self.events
                 .next()
@@ -545,11 +559,18 @@ impl Bench {
                 && s.cell == resolved.cell
                 && s.step == resolved.step
                 && s.verdict == Some(v)
-        }) && spec_endpoint.is_some_and(|e| e.info == resolved.endpoint);
+        }) && spec_endpoint
+            .is_some_and(|e| e.info == without_own_peers(resolved.endpoint));
         if !same_as_spec {
             return Err(fail(
                 "writer",
                 "the kernel maps differ from the compiled spec",
+            ));
+        }
+        if !self.own_peers_match(applied.generation, leg.ifindex, &resolved.endpoint) {
+            return Err(fail(
+                "writer",
+                "the endpoint entry's copy of its own peer entry differs from the trie's",
             ));
         }
         let peer_flag = resolved.peer.flags & PEER_F_LOCAL_ENDPOINT != 0;
@@ -686,6 +707,38 @@ impl Bench {
         Ok(allowed)
     }
 
+    /// What the kernel's peer trie answers for `addr` in `generation`.
+    fn kernel_peer(&self, generation: u32, addr: IpAddr) -> Result<PeerInfo, String> {
+        let g8 = generation as u8;
+        match addr {
+            IpAddr::V4(a) => self
+                .peers_v4
+                .get(&Key::new(8 + 32, PeerKeyV4::new(g8, a.octets())), 0),
+            IpAddr::V6(a) => self
+                .peers_v6
+                .get(&Key::new(8 + 128, PeerKeyV6::new(g8, a.octets())), 0),
+        }
+        .map_err(|e| format!("ENF_PEERS: {e}"))
+    }
+
+    /// Whether the copies of its own addresses' peer entries an endpoint entry carries
+    /// (`EP_F_OWN_PEER_*`, which `enf_pod_in` judges a local client by instead of the
+    /// trie) are what the trie answers for those addresses.
+    fn own_peers_match(&self, generation: u32, ifindex: u32, ep: &EndpointInfo) -> bool {
+        let own = |class| PeerInfo {
+            class,
+            flags: PEER_F_LOCAL_ENDPOINT,
+            ifindex,
+            host_class: 0,
+        };
+        let v4 = IpAddr::from(ep.ipv4);
+        let v6 = IpAddr::from(ep.ipv6);
+        (ep.flags & EP_F_OWN_PEER_V4 == 0
+            || self.kernel_peer(generation, v4) == Ok(own(ep.own_class_v4)))
+            && (ep.flags & EP_F_OWN_PEER_V6 == 0
+                || self.kernel_peer(generation, v6) == Ok(own(ep.own_class_v6)))
+    }
+
     /// The verdict entry the programs' lookup chain hits for a leg, in the kernel's maps.
     fn resolve(
         &self,
@@ -706,15 +759,7 @@ impl Bench {
                 0,
             )
             .map_err(|e| format!("ENF_ENDPOINTS: {e}"))?;
-        let peer = match peer_addr {
-            IpAddr::V4(a) => self
-                .peers_v4
-                .get(&Key::new(8 + 32, PeerKeyV4::new(g8, a.octets())), 0),
-            IpAddr::V6(a) => self
-                .peers_v6
-                .get(&Key::new(8 + 128, PeerKeyV6::new(g8, a.octets())), 0),
-        }
-        .map_err(|e| format!("ENF_PEERS: {e}"))?;
+        let peer = self.kernel_peer(generation, peer_addr)?;
         let port_key = PortKey {
             generation: g8,
             proto: packet.proto,
@@ -796,6 +841,20 @@ struct Leg<'a> {
     peer_local: bool,
     /// Conntrack flags an earlier leg of this packet recorded.
     prior: u32,
+    /// `__sk_buff.ingress_ifindex`: the interface the packet entered the node on (0:
+    /// sent by the node, or not told).
+    came_in: u32,
+}
+
+/// An endpoint entry as the compiler emits it: the copies of its own peer entries are
+/// the writer's (`GenerationContent`), checked against the trie on their own.
+fn without_own_peers(ep: EndpointInfo) -> EndpointInfo {
+    EndpointInfo {
+        flags: ep.flags & !(EP_F_OWN_PEER_V4 | EP_F_OWN_PEER_V6),
+        own_class_v4: 0,
+        own_class_v6: 0,
+        ..ep
+    }
 }
 
 /// A generated cluster: its documents and which endpoint interfaces are local.

@@ -6,7 +6,10 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use enforcer_common::{EndpointInfo, NO_INDEX, PEER_F_LOCAL_ENDPOINT, PeerInfo, Verdict};
+use enforcer_common::{
+    EP_F_HAS_V4, EP_F_HAS_V6, EP_F_HOST, EP_F_OWN_PEER_V4, EP_F_OWN_PEER_V6, EndpointInfo,
+    NO_INDEX, PEER_F_LOCAL_ENDPOINT, PeerInfo, Verdict,
+};
 
 use super::bindings::Bindings;
 use crate::compile::DataplaneSpec;
@@ -88,6 +91,7 @@ impl GenerationContent {
                 }
             }
         }
+        content.note_own_peers();
         for port in &spec.ports {
             content
                 .ports
@@ -105,6 +109,43 @@ impl GenerationContent {
             .map(|f| ((f.proto, f.port), f.flags))
             .collect();
         content
+    }
+
+    /// Copies into each workload endpoint's entry the class of its own addresses' peer
+    /// entries (`EndpointInfo::own_class_v4` / `_v6`), so `enf_pod_in` judges a packet
+    /// the RPF check found to come from the workload itself without walking the peer
+    /// trie. Only a `/32` (`/128`) entry that names this endpoint's interface, carries
+    /// exactly `PEER_F_LOCAL_ENDPOINT` and no host class is copied: that entry is what
+    /// the trie answers for the address, and a program rebuilds it whole from the class
+    /// (`policy::own_peer`). Anything else leaves the flag clear and the program walks
+    /// the trie. Both are written in the same generation, so they never disagree.
+    fn note_own_peers(&mut self) {
+        let own = |peer: Option<&PeerInfo>, ifindex: u32| {
+            peer.filter(|p| {
+                p.flags == PEER_F_LOCAL_ENDPOINT && p.ifindex == ifindex && p.host_class == 0
+            })
+            .map(|p| p.class)
+        };
+        for (&ifindex, info) in &mut self.endpoints {
+            info.flags &= !(EP_F_OWN_PEER_V4 | EP_F_OWN_PEER_V6);
+            info.own_class_v4 = 0;
+            info.own_class_v6 = 0;
+            if info.flags & EP_F_HOST != 0 {
+                continue;
+            }
+            if info.flags & EP_F_HAS_V4 != 0
+                && let Some(class) = own(self.peers_v4.get(&(info.ipv4, 32)), ifindex)
+            {
+                info.flags |= EP_F_OWN_PEER_V4;
+                info.own_class_v4 = class;
+            }
+            if info.flags & EP_F_HAS_V6 != 0
+                && let Some(class) = own(self.peers_v6.get(&(info.ipv6, 128)), ifindex)
+            {
+                info.flags |= EP_F_OWN_PEER_V6;
+                info.own_class_v6 = class;
+            }
+        }
     }
 
     /// Replaces the spec's policy indices in the verdicts (`policy`, `log_policy`) by
@@ -216,5 +257,58 @@ mod tests {
         assert_eq!(peer.class, 7);
         assert_eq!(peer.flags & PEER_F_LOCAL_ENDPOINT, 0);
         assert_eq!(peer.ifindex, 0);
+    }
+
+    #[test]
+    fn own_peer_classes_copy_only_the_entry_the_trie_would_answer() {
+        use crate::compile::spec::{SpecEndpoint, SpecPeer};
+        let endpoint = |iface: &str, last: u8| SpecEndpoint {
+            iface: iface.into(),
+            workload: format!("ns/{iface}"),
+            info: EndpointInfo {
+                flags: EP_F_HAS_V4,
+                ipv4: [198, 18, 0, last],
+                ..EndpointInfo::default()
+            },
+        };
+        let peer = |net: &str, class: u32, flags: u32, host_class: u32, iface: &str| SpecPeer {
+            net: net.parse().unwrap(),
+            class,
+            flags,
+            host_class,
+            local_iface: Some(iface.into()),
+        };
+        let spec = DataplaneSpec {
+            endpoints: vec![
+                endpoint("caliA", 1),
+                endpoint("caliB", 2),
+                endpoint("caliC", 3),
+                endpoint("caliD", 4),
+            ],
+            peers: vec![
+                // A's own entry: copied.
+                peer("198.18.0.1/32", 7, PEER_F_LOCAL_ENDPOINT, 0, "caliA"),
+                // B's address names another interface: not B's own entry.
+                peer("198.18.0.2/32", 8, PEER_F_LOCAL_ENDPOINT, 0, "caliA"),
+                // C's entry has a host class the program could not rebuild.
+                peer("198.18.0.3/32", 9, PEER_F_LOCAL_ENDPOINT, 4, "caliC"),
+                // D has only a covering CIDR: the trie answers, not a /32.
+                peer("198.18.0.0/24", 10, 0, 0, "caliD"),
+            ],
+            ..DataplaneSpec::default()
+        };
+        let ifindex = |name: &str| {
+            name.strip_prefix("cali")
+                .map(|c| u32::from(c.as_bytes()[0]))
+        };
+        let content = GenerationContent::from_spec(&spec, ifindex);
+        let info = |name: &str| content.endpoints[&ifindex(name).unwrap()];
+        assert_eq!(info("caliA").flags & EP_F_OWN_PEER_V4, EP_F_OWN_PEER_V4);
+        assert_eq!(info("caliA").own_class_v4, 7);
+        for name in ["caliB", "caliC", "caliD"] {
+            assert_eq!(info(name).flags & EP_F_OWN_PEER_V4, 0, "{name}");
+            assert_eq!(info(name).own_class_v4, 0, "{name}");
+        }
+        assert_eq!(info("caliA").flags & EP_F_OWN_PEER_V6, 0);
     }
 }
