@@ -11,7 +11,7 @@ use enforcer_common::{
     CT_F_CLOSING, CT_F_ESTABLISHED, CT_F_FIN_FORWARD, CT_F_FIN_REVERSE, CT_F_REPLIED,
     CT_TIMEOUT_ICMP_NS, CT_TIMEOUT_OTHER_NS, CT_TIMEOUT_TCP_CLOSING_NS,
     CT_TIMEOUT_TCP_ESTABLISHED_NS, CT_TIMEOUT_TCP_SYN_NS, CT_TIMEOUT_UDP_NS, CtKey, CtValue,
-    ct_stamp,
+    ct_stamp, ct_tag,
 };
 
 use crate::{
@@ -103,7 +103,14 @@ pub fn lookup(key: &CtKey, now: u64) -> Entry {
     // SAFETY: the pointer is a live map value of type CtValue; the copy is a plain read
     // (another CPU may update it concurrently, which at worst yields a stale copy).
     let value = unsafe { *ptr };
-    if now.saturating_sub(value.last_seen_ns) > timeout_ns(key.proto, value.flags) {
+    // An element given to another tuple since the lookup (`ct_tag`), or written by a
+    // stale pointer for another tuple, is not this flow's entry: its age is pushed past
+    // every timeout (2^47 ns is 39 hours). Arithmetic, not a branch: a test of its own
+    // doubled the paths the verifier walks through every lookup, and `enf_host_eg`
+    // went over its budget.
+    let foreign = u64::from((value.flags ^ ct_tag(key)) >> 16);
+    let age = now.saturating_sub(value.last_seen_ns) | foreign << 47;
+    if age > timeout_ns(key.proto, value.flags) {
         return absent;
     }
     Entry { ptr, value }
@@ -190,13 +197,39 @@ pub fn upsert(key: &CtKey, flags: u32, generation: u32, now: u64) {
         Some(cfg) => ct_stamp(cfg, generation),
         None => generation,
     };
-    let value = CtValue {
-        last_seen_ns: now,
-        flags,
-        generation,
-    };
+    let value = CtValue::for_key(key, now, flags, generation);
     // A full LRU map evicts; an error here only costs the flow its fast path.
     let _ = ENF_CONNTRACK.insert(key, value, 0);
+}
+
+/// [`upsert`] for a flow whose entry `entry` was looked up under `key` in this run:
+/// a live entry is rewritten in place (no LRU node taken and given back, no second
+/// hash of the tuple); an absent or expired one is inserted. The flags word (with the
+/// tuple's tag, see `enforcer_common::ct_tag`) is written last and in one store, so a
+/// write through a pointer whose element was meanwhile given to another tuple leaves
+/// that tuple an entry with a foreign tag, which no program honours.
+#[inline(always)]
+pub fn update(key: &CtKey, entry: &Entry, flags: u32, generation: u32, now: u64) {
+    if !entry.exists() {
+        upsert(key, flags, generation, now);
+        return;
+    }
+    let value = CtValue::for_key(
+        key,
+        now,
+        flags,
+        match ENF_CONFIG.get(0) {
+            Some(cfg) => ct_stamp(cfg, generation),
+            None => generation,
+        },
+    );
+    // SAFETY: a non-null pointer came from a lookup in this program run; map values
+    // stay valid memory for the whole run (RCU), whoever owns them now (see above).
+    unsafe {
+        (*entry.ptr).last_seen_ns = value.last_seen_ns;
+        (*entry.ptr).generation = value.generation;
+        core::ptr::write_volatile(&raw mut (*entry.ptr).flags, value.flags);
+    }
 }
 
 /// Forgets the flow (a re-opening SYN was denied: old approvals must not let the new

@@ -92,7 +92,7 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
     }
     // Keep the destination's approval of a live flow (a retransmitted SYN).
     flags |= fwd.value.flags & (CT_F_INGRESS_OK | CT_F_HOST_INGRESS_OK | CT_F_HOST_EGRESS_OK);
-    conntrack::upsert(&key, flags, generation, now);
+    conntrack::update(&key, &fwd, flags, generation, now);
     Ok(Outcome::pass(REASON_ALLOW_POLICY))
 }
 

@@ -139,7 +139,7 @@ pub fn run<const DEBUG: bool>(ctx: &TcContext) -> Result<Outcome, Drop> {
     }
     // The client's egress hook approved its leg of this flow.
     flags |= fwd.value.flags & (CT_F_EGRESS_OK | CT_F_HOST_INGRESS_OK | CT_F_HOST_EGRESS_OK);
-    conntrack::upsert(&key, flags, generation, now);
+    conntrack::update(&key, &fwd, flags, generation, now);
     if deferred {
         service::establish_original(&pkt, &key, generation, now);
     }

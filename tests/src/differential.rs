@@ -655,7 +655,7 @@ impl Bench {
             };
             own | if leg.peer_local { 0 } else { peer } | leg.prior
         });
-        let got_flags = entry.map(|e| e.flags);
+        let got_flags = entry.map(|e| e.ct_flags());
         if got_flags != want_flags || entry.is_some_and(|e| e.generation != applied.ct_stamp) {
             return Err(fail(
                 "conntrack",

@@ -15,15 +15,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use enforcer::dataplane::object::BPF_OBJECT;
 use enforcer_common::{
     ACTION_ALLOW, ACTION_CONTINUE, ACTION_DENY, ANY_CELL, ANY_PEER, CONFIG_F_EVENT_ON_ALLOW,
-    CONFIG_F_EVENT_ON_DENY, Config, DIR_EGRESS, DIR_HOST_EGRESS, DIR_HOST_INGRESS, DIR_INGRESS,
-    DIR_PREDNAT_INGRESS, DIR_UNTRACKED_EGRESS, DIR_UNTRACKED_INGRESS, EP_F_HOST, EVENT_KIND_DENY,
-    FAILSAFE_INBOUND_DEFAULT, FAILSAFE_OUTBOUND_DEFAULT, FRONTEND_F_HOST_PORT,
-    FRONTEND_F_NODE_PORT, HOOK_CGROUP_INGRESS, HOOK_GUARD_EGRESS, HOOK_POD_INGRESS,
-    MARK_EGRESS_DEFERRED, MARK_NODE_PORT_CLIENT, NO_INDEX, PEER_F_CLUSTER_NODE, PEER_F_HOST,
-    PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP, PeerInfo, REASON_ALLOW_CONNTRACK,
-    REASON_ALLOW_FAILSAFE, REASON_ALLOW_NDP, REASON_ALLOW_POLICY, REASON_DEFERRED,
-    REASON_DENY_POLICY, REASON_NAMES, REASON_SPOOFED, REASON_XDP_CONTINUE, REASONS, RuleCounterKey,
-    VERDICT_KIND_RULE, Verdict, VerdictKey, host_profile,
+    CONFIG_F_EVENT_ON_DENY, CT_F_ESTABLISHED, CT_F_REPLIED, Config, CtValue, DIR_EGRESS,
+    DIR_HOST_EGRESS, DIR_HOST_INGRESS, DIR_INGRESS, DIR_PREDNAT_INGRESS, DIR_UNTRACKED_EGRESS,
+    DIR_UNTRACKED_INGRESS, EP_F_HOST, EVENT_KIND_DENY, FAILSAFE_INBOUND_DEFAULT,
+    FAILSAFE_OUTBOUND_DEFAULT, FRONTEND_F_HOST_PORT, FRONTEND_F_NODE_PORT, HOOK_CGROUP_INGRESS,
+    HOOK_GUARD_EGRESS, HOOK_POD_INGRESS, MARK_EGRESS_DEFERRED, MARK_NODE_PORT_CLIENT, NO_INDEX,
+    PEER_F_CLUSTER_NODE, PEER_F_HOST, PEER_F_LOCAL_ENDPOINT, PEER_F_SERVICE_VIP, PeerInfo,
+    REASON_ALLOW_CONNTRACK, REASON_ALLOW_FAILSAFE, REASON_ALLOW_NDP, REASON_ALLOW_POLICY,
+    REASON_DEFERRED, REASON_DENY_POLICY, REASON_NAMES, REASON_SPOOFED, REASON_XDP_CONTINUE,
+    REASONS, RuleCounterKey, VERDICT_KIND_RULE, Verdict, VerdictKey, host_profile,
 };
 use enforcer_tests::bpf::{
     dataplane::{Dataplane, Hook, ct_key, endpoint, monotonic_ns},
@@ -316,6 +316,19 @@ fn check(
     Step::Check(name, Box::new(f))
 }
 
+/// Puts under the tuple (`src:sport -> dst:dport`, TCP) an established entry written
+/// for the tuple with the ports `written_for` (the same addresses): what a write
+/// through a pointer whose element went to this tuple since the lookup leaves.
+fn stale_write(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, written_for: (u16, u16)) -> Step {
+    check("a write meant for another tuple", move |dp, _| {
+        let key = ct_key(src, dst, sport, dport, PROTO_TCP);
+        let meant = ct_key(src, dst, written_for.0, written_for.1, PROTO_TCP);
+        let value = CtValue::for_key(&meant, monotonic_ns(), CT_F_ESTABLISHED | CT_F_REPLIED, 0);
+        dp.set_conntrack_raw(key, value);
+        Ok(())
+    })
+}
+
 /// Moves the flow's last packet `secs` seconds into the past.
 fn age(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, proto: u8, secs: u64) -> Step {
     check("age the entry", move |dp, _| {
@@ -543,6 +556,41 @@ fn conntrack_cases() -> Vec<Case> {
                     On::A,
                     tcp4(EXT4, 80, A4, 40_000, SYN | ACK),
                     dropped(REASON_DENY_POLICY),
+                ),
+            ],
+        },
+        Case {
+            // The programs write an entry they looked up in place; an LRU element may
+            // have gone to another tuple in between (`enforcer_common::ct_tag`). Such
+            // a stale write leaves an entry tagged for the tuple it was meant for:
+            // here A -> EXT:443 (denied) holds approvals written for A -> EXT:80.
+            name: "issue12_an_entry_written_for_another_tuple_lends_no_approval",
+            setup: |dp, ifs| {
+                base(dp, ifs);
+                pod(dp, 0, DIR_EGRESS, P_A, C_EXT, CELL_TCP80, ACTION_ALLOW);
+            },
+            steps: vec![
+                stale_write(a4, ext4, 40_002, 443, (40_002, 80)),
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    tcp4(A4, 40_002, EXT4, 443, ACK),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                stale_write(a4, ext4, 40_002, 443, (40_002, 80)),
+                run(
+                    Hook::PodIngress,
+                    On::A,
+                    tcp4(EXT4, 443, A4, 40_002, ACK),
+                    dropped(REASON_DENY_POLICY),
+                ),
+                // The same approvals with the tuple's own tag pass (the control).
+                stale_write(a4, ext4, 40_002, 443, (40_002, 443)),
+                run(
+                    Hook::PodEgress,
+                    On::A,
+                    tcp4(A4, 40_002, EXT4, 443, ACK),
+                    pass(REASON_ALLOW_CONNTRACK),
                 ),
             ],
         },

@@ -337,7 +337,7 @@ fn ct_is(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, proto: u8, flags: u32
     check("conntrack entry", move |dp, _| {
         let key = ct_key(src, dst, sport, dport, proto);
         match dp.conntrack_entry(&key) {
-            Some(v) if v.flags == flags && v.generation == g => Ok(()),
+            Some(v) if v.ct_flags() == flags && v.generation == g => Ok(()),
             Some(v) => Err(format!(
                 "ct {src}:{sport} -> {dst}:{dport}/{proto}: flags {:#x} gen {} (want {flags:#x} gen {g})",
                 v.flags, v.generation

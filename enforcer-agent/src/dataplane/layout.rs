@@ -33,8 +33,9 @@ use enforcer_common::{
     REASONS,
 };
 
-/// Bumped when a map's meaning changes without a change of its definition.
-pub const LAYOUT_EPOCH: u32 = 1;
+/// Bumped when a map's meaning changes without a change of its definition. 2: the
+/// conntrack flags' high 16 bits hold the tuple's tag (`enforcer_common::ct_tag`).
+pub const LAYOUT_EPOCH: u32 = 2;
 
 /// Mixed into the layout id: lets a test stand for an agent of another layout (the
 /// upgrade test); never set in production.
@@ -182,12 +183,14 @@ fn open(path: &Path) -> Option<Map> {
 
 /// Copies the entries of the old pinned table `name` into the new one: all of them
 /// (`missing_only` false), or those the new one lacks. Entries of another size are
-/// not copied (their flows are judged again as new ones). Returns how many.
+/// not copied (their flows are judged again as new ones). Each value goes through
+/// `convert` (the old layout's meaning to the new one's). Returns how many.
 fn copy_table<K: aya::Pod + Eq, V: aya::Pod>(
     old_dir: &Path,
     new_dir: &Path,
     name: &str,
     missing_only: bool,
+    convert: impl Fn(&K, V) -> V,
 ) -> usize {
     let (Some(old), Some(new)) = (open(&old_dir.join(name)), open(&new_dir.join(name))) else {
         return 0;
@@ -207,19 +210,33 @@ fn copy_table<K: aya::Pod + Eq, V: aya::Pod>(
         if missing_only && new.get(&key, 0).is_ok() {
             continue;
         }
-        if new.insert(key, value, 0).is_ok() {
+        if new.insert(key, convert(&key, value), 0).is_ok() {
             copied += 1;
         }
     }
     copied
 }
 
+/// A conntrack entry of an older layout as this one's programs read it. Layouts before
+/// epoch 2 kept no tag in the flags' high bits (`enforcer_common::ct_tag`): the programs
+/// would take every such entry for another tuple's, and the flow would be judged again.
+/// A no-op for an entry that has its tag.
+fn retagged(key: &CtKey, value: CtValue) -> CtValue {
+    CtValue::for_key(key, value.last_seen_ns, value.flags, value.generation)
+}
+
 /// Copies conntrack and pending entries from the old maps (step 2, or step 4 with
 /// `missing_only`).
 pub fn copy_flows(old_dir: &Path, new_dir: &Path, missing_only: bool) -> (usize, usize) {
     (
-        copy_table::<CtKey, CtValue>(old_dir, new_dir, MAP_CONNTRACK, missing_only),
-        copy_table::<PendingKey, PendingValue>(old_dir, new_dir, MAP_PENDING, missing_only),
+        copy_table::<CtKey, CtValue>(old_dir, new_dir, MAP_CONNTRACK, missing_only, retagged),
+        copy_table::<PendingKey, PendingValue>(
+            old_dir,
+            new_dir,
+            MAP_PENDING,
+            missing_only,
+            |_, v| v,
+        ),
     )
 }
 
@@ -361,5 +378,32 @@ mod tests {
         assert_eq!(markers(&dir), ["layout-a"]);
         let staging = fresh_staging(&dir, "a").unwrap();
         assert!(staging.ends_with("staging-a") && staging.is_dir());
+    }
+
+    #[test]
+    fn conntrack_entries_of_an_untagged_layout_are_retagged_for_their_tuple() {
+        use enforcer_common::{CT_F_ESTABLISHED, CT_F_REPLIED};
+        let key = CtKey {
+            sport: 40_000,
+            dport: 80,
+            proto: 6,
+            family: 4,
+            ..CtKey::default()
+        };
+        // What an agent before epoch 2 wrote: flags only.
+        let old = CtValue {
+            last_seen_ns: 11,
+            flags: CT_F_ESTABLISHED | CT_F_REPLIED,
+            generation: 5,
+        };
+        assert!(
+            !old.is_for(&key),
+            "no tag: this layout's programs would not honour it"
+        );
+        let new = retagged(&key, old);
+        assert!(new.is_for(&key));
+        assert_eq!(new.ct_flags(), old.flags);
+        assert_eq!((new.last_seen_ns, new.generation), (11, 5));
+        assert_eq!(retagged(&key, new), new, "idempotent");
     }
 }

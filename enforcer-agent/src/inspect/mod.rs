@@ -183,7 +183,7 @@ pub fn conntrack(pin_dir: &Path) -> Result<Vec<FlowRow>, InspectError> {
             sport: k.sport,
             dport: k.dport,
             proto: k.proto,
-            flags: v.flags,
+            flags: v.ct_flags(),
             // The slot (the entry's stamp carries the slot's epoch above bit 0).
             generation: v.generation & 1,
         })

@@ -10,6 +10,11 @@
 //! - New flow: a TCP SYN client → server:8080 at `enf_pod_in` (the server's
 //!   ingress). The programs judge every SYN by policy (peer class, cell, verdict), and
 //!   the allowed SYN rewrites its conntrack entry: the full new-flow path, every run.
+//!   The entry exists (an earlier run wrote it), as it does for a pod-to-pod flow on
+//!   one node, whose client's egress hook created it: the SYN's approval is written
+//!   in place (`conntrack::update`). A flow from another node has no entry at this
+//!   hook and pays an LRU insert instead (`p3_newflow_*` measures that path: every
+//!   datagram there is a new tuple from outside the node).
 //! - Established: a UDP datagram client → server:7001 whose forward tuple has an
 //!   approved conntrack entry (written by one earlier run of the same packet).
 //! - Floor: `enf_bench_floor` (parse + one lookup in a `CONNTRACK_MAX` hash that
@@ -277,7 +282,7 @@ pub fn run(mode: Mode, report: &mut Report) -> BenchResult<()> {
             "p2_floor_ratio_new",
             n / nf,
             "ratio",
-            format!("TCP SYN, full policy decision + conntrack write: enf_pod_in {n:.1} ns / floor {nf:.1} ns"),
+            format!("TCP SYN, full policy decision + conntrack write (in place: the entry exists, as a local client's egress hook leaves it): enf_pod_in {n:.1} ns / floor {nf:.1} ns"),
         )
         .goal(Goal::AtMost(3.0)),
     );

@@ -420,7 +420,14 @@ impl Dataplane {
         self.conntrack.get(key, 0).ok()
     }
 
+    /// Writes `value` under `key` with the key's tag (`enforcer_common::ct_tag`), as
+    /// the programs write it; [`Dataplane::set_conntrack_raw`] writes it as given.
     pub fn set_conntrack(&mut self, key: CtKey, value: CtValue) {
+        let tagged = CtValue::for_key(&key, value.last_seen_ns, value.flags, value.generation);
+        self.set_conntrack_raw(key, tagged);
+    }
+
+    pub fn set_conntrack_raw(&mut self, key: CtKey, value: CtValue) {
         self.conntrack
             .insert(key, value, 0)
             .or_panic("writing ENF_CONNTRACK");
