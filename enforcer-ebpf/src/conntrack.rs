@@ -144,12 +144,17 @@ impl Entry {
         let fins = CT_F_FIN_FORWARD | CT_F_FIN_REVERSE;
         let closing = pkt.is_tcp_rst() || flags & fins == fins;
         let flags = if closing { flags | CT_F_CLOSING } else { flags };
+        // Only the bits this packet adds (a reply, a FIN, closing) are ORed in, never the
+        // approvals or the tag already read: the element may have gone to another tuple
+        // since the lookup (see `update`), and these bits only shorten or lengthen its
+        // idle timeout, they approve nothing.
+        let added = flags & !self.value.flags;
         // SAFETY: a non-null pointer came from a lookup in this program run; map values
         // stay valid for the whole run (RCU).
         unsafe {
             (*self.ptr).last_seen_ns = now;
-            if flags != self.value.flags {
-                (*self.ptr).flags |= flags;
+            if added != 0 {
+                (*self.ptr).flags |= added;
             }
         }
     }
