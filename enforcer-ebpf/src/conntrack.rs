@@ -198,13 +198,20 @@ pub fn passes(pkt: &Packet, key: &CtKey, fwd: &Entry, leg: u32, now: u64) -> boo
 /// program that saw it live has finished (the agent's RCU wait).
 #[inline(always)]
 pub fn upsert(key: &CtKey, flags: u32, generation: u32, now: u64) {
+    let value = stamped(key, flags, generation, now);
+    // A full LRU map evicts; an error here only costs the flow its fast path.
+    let _ = ENF_CONNTRACK.insert(key, value, 0);
+}
+
+/// The value [`upsert`] and [`update`] write: `flags` with the key's tag, the slot
+/// `generation` stamped with the epoch `Config` gives it now.
+#[inline(always)]
+fn stamped(key: &CtKey, flags: u32, generation: u32, now: u64) -> CtValue {
     let generation = match ENF_CONFIG.get(0) {
         Some(cfg) => ct_stamp(cfg, generation),
         None => generation,
     };
-    let value = CtValue::for_key(key, now, flags, generation);
-    // A full LRU map evicts; an error here only costs the flow its fast path.
-    let _ = ENF_CONNTRACK.insert(key, value, 0);
+    CtValue::for_key(key, now, flags, generation)
 }
 
 /// [`upsert`] for a flow whose entry `entry` was looked up under `key` in this run:
@@ -219,15 +226,7 @@ pub fn update(key: &CtKey, entry: &Entry, flags: u32, generation: u32, now: u64)
         upsert(key, flags, generation, now);
         return;
     }
-    let value = CtValue::for_key(
-        key,
-        now,
-        flags,
-        match ENF_CONFIG.get(0) {
-            Some(cfg) => ct_stamp(cfg, generation),
-            None => generation,
-        },
-    );
+    let value = stamped(key, flags, generation, now);
     // SAFETY: a non-null pointer came from a lookup in this program run; map values
     // stay valid memory for the whole run (RCU), whoever owns them now (see above).
     unsafe {
